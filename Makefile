@@ -1,0 +1,61 @@
+# pacemaker-cloud — set-up, tests and demo.
+#
+#   make demo   install what is needed, start cped under ./demo-home and show
+#               a deployable recovering from failures
+#   make test   install what is needed, then ruff, mypy and the whole test suite
+#
+# Both are idempotent: re-running does nothing that is already done.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+PYTEST_ARGS ?=
+
+# Debian packages the project runs on (see README: dependencies).
+DEB_PACKAGES := openssh-server openssh-client resource-agents swig libssl-dev \
+	pacemaker-cli-utils iproute2 procps util-linux python3-venv
+
+.PHONY: all deps test lint typecheck pytest demo clean
+
+all: test
+
+deps: $(STAMPS)/venv
+
+$(STAMPS)/deb: Makefile
+	@mkdir -p $(STAMPS)
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "missing Debian packages (install them as root): $$missing" >&2; exit 1; \
+		fi; \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: setup.cfg pyproject.toml $(STAMPS)/deb
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: deps
+	$(BIN)/mypy
+
+pytest: deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: deps
+	@bash examples/demo.sh
+
+clean:
+	rm -rf $(VENV) $(STAMPS) demo-home *.egg-info

@@ -1,0 +1,94 @@
+"""Every path pacemaker-cloud uses, decided in one place.
+
+Nothing else reads the environment for paths.  ``PCLOUD_HOME`` puts config,
+state and runtime under one directory (tests and the demo use it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+APP = "pacemaker-cloud"
+CONFIG_NAME = "pacemaker-cloud.conf"
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    state_dir: Path
+    runtime_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / CONFIG_NAME
+
+    @property
+    def store_file(self) -> Path:
+        return self.state_dir / "store.sqlite"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.state_dir / "images"
+
+    @property
+    def instances_dir(self) -> Path:
+        """Private directories of local-driver instances."""
+        return self.state_dir / "instances"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime_dir / "cped.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.runtime_dir / "cped.pid"
+
+    def key_file(self, assembly: str) -> Path:
+        """The private key root logs in with on the assembly's instances."""
+        return self.keys_dir / assembly
+
+    def host_key_file(self, assembly: str) -> Path:
+        """The assembly's SSH host key (private); the engine pins its public half."""
+        return self.keys_dir / f"{assembly}.host"
+
+    def ensure(self) -> None:
+        for directory in (self.config_dir, self.state_dir, self.runtime_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        for private in (self.keys_dir, self.runtime_dir):
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def resolve(environ: Mapping[str, str] | None = None, uid: int | None = None) -> Paths:
+    """The paths for this process: PCLOUD_HOME, else root's, else the user's XDG ones."""
+    env = os.environ if environ is None else environ
+    uid = os.getuid() if uid is None else uid
+    home = env.get("PCLOUD_HOME")
+    if home:
+        base = Path(home).absolute()
+        return Paths(base / "etc", base / "state", base / "run")
+    if uid == 0:
+        return Paths(Path("/etc", APP), Path("/var/lib", APP), Path("/run", APP))
+    user_home = Path(env.get("HOME", "~")).expanduser()
+    return Paths(
+        _xdg(env, "XDG_CONFIG_HOME", user_home / ".config") / APP,
+        _xdg(env, "XDG_STATE_HOME", user_home / ".local" / "state") / APP,
+        _xdg(env, "XDG_RUNTIME_DIR", Path("/tmp", f"{APP}-{uid}")) / APP,
+    )
+
+
+def _xdg(env: Mapping[str, str], name: str, default: Path) -> Path:
+    value = env.get(name)
+    return Path(value) if value else default
