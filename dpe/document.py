@@ -1,0 +1,255 @@
+"""The deployable document in its three spellings: JSON, YAML and the original's XML.
+
+JSON is canonical.  YAML is accepted on import.  XML is the 2012 project's DPE
+configuration schema (``deployable/assemblies/assembly/services/service``),
+accepted on import and produced on export; its misspellings (``paramaters``,
+``service_dependancy``) are read, and our additions (infrastructure, image,
+timeouts, heartbeat, deployable escalation) ride along as extra attributes so
+an XML export imports back into the same document.
+
+These functions only change the spelling: ``dpe.model.parse`` validates.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from dpe.errors import InvalidInput
+
+FORMATS = ("json", "yaml", "xml")
+
+
+def sniff_format(text: str) -> str:
+    start = text.lstrip()[:1]
+    if start == "<":
+        return "xml"
+    if start in ("{", "["):
+        return "json"
+    return "yaml"
+
+
+def load_document(text: str, fmt: str | None = None) -> dict[str, Any]:
+    """Decode a document into the canonical dict; InvalidInput names what is wrong."""
+    fmt = fmt or sniff_format(text)
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown document format {fmt!r} (one of {', '.join(FORMATS)})")
+    data = _DECODERS[fmt](text)
+    if not isinstance(data, dict):
+        raise InvalidInput(f"a deployable document must be an object, not {type(data).__name__}")
+    return data
+
+
+def dump_document(doc: Mapping[str, Any], fmt: str = "json") -> str:
+    if fmt == "json":
+        return json.dumps(doc, indent=2) + "\n"
+    if fmt == "yaml":
+        return yaml.safe_dump(dict(doc), sort_keys=False)
+    if fmt == "xml":
+        root = _xml_deployable(doc)
+        ET.indent(root)
+        return ET.tostring(root, encoding="unicode") + "\n"
+    raise InvalidInput(f"unknown document format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise InvalidInput(f"not valid YAML: {problem}{where}") from None
+
+
+def _load_xml(text: str) -> dict[str, Any]:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as error:
+        line, column = error.position
+        raise InvalidInput(
+            f"not valid XML: {_expat_message(error)} at line {line} column {column + 1}"
+        ) from None
+    if root.tag != "deployable":
+        raise InvalidInput(f"not a deployable document: the root element is <{root.tag}>")
+    return _dict_deployable(root)
+
+
+_DECODERS = {"json": _load_json, "yaml": _load_yaml, "xml": _load_xml}
+
+
+def _expat_message(error: ET.ParseError) -> str:
+    return str(error).split(":")[0]
+
+
+# ---------------------------------------------------------------------------
+# XML -> canonical dict
+
+
+def _dict_deployable(root: ET.Element) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": root.get("name")}
+    _copy_attrs(root, doc, ("uuid", "infrastructure"))
+    settings = {s.get("name", ""): s.get("value", "") for s in root.iterfind("settings/setting")}
+    if settings:
+        doc["settings"] = settings
+    heartbeat = root.find("heartbeat")
+    if heartbeat is not None:
+        doc["heartbeat"] = dict(heartbeat.attrib)
+    _copy_escalation(root, doc)
+    assemblies = [_dict_assembly(a) for a in root.iterfind("assemblies/assembly")]
+    doc["assemblies"] = assemblies
+    doc["constraints"] = _dict_constraints(root, assemblies)
+    return doc
+
+
+def _dict_assembly(element: ET.Element) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": element.get("name")}
+    _copy_attrs(element, doc, ("uuid", "image"))
+    _copy_escalation(element, doc)
+    doc["resources"] = [_dict_resource(s) for s in element.iterfind("services/service")]
+    return doc
+
+
+def _dict_resource(element: ET.Element) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": element.get("name")}
+    _copy_attrs(element, doc, ("class", "provider", "type", "monitor_interval"))
+    timeouts = {
+        op: element.get(f"{op}_timeout")
+        for op in ("start", "stop", "monitor")
+        if element.get(f"{op}_timeout") is not None
+    }
+    if timeouts:
+        doc["timeouts"] = timeouts
+    doc["parameters"] = _dict_parameters(element)
+    _copy_escalation(element, doc)
+    return doc
+
+
+def _dict_parameters(element: ET.Element) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for param in element.iterfind("parameters/parameter"):
+        name = param.get("name", "")
+        reference = param.find("reference")
+        if reference is not None:
+            params[name] = {"ref": f"{reference.get('assembly')}:{reference.get('parameter')}"}
+        else:
+            value = param.find("value")
+            params[name] = (value.text or "") if value is not None else param.get("value", "")
+    # pcloudsh 0.6 wrote <paramaters><paramater name value/>: read them too.
+    for param in element.iterfind("paramaters/paramater"):
+        params[param.get("name", "")] = param.get("value", "")
+    return params
+
+
+def _dict_constraints(root: ET.Element, assemblies: list[dict[str, Any]]) -> list[dict[str, str]]:
+    ids = {
+        f"rsc_{a['name']}_{r['name']}": f"{a['name']}/{r['name']}"
+        for a in assemblies
+        for r in a["resources"]
+    }
+    constraints = []
+    for tag in ("service_dependancy", "service_dependency"):
+        for element in root.iterfind(f"constraints/{tag}"):
+            constraints.append(
+                {end: _resource_path(element.get(end, ""), ids) for end in ("first", "then")}
+            )
+    return constraints
+
+
+def _resource_path(primitive_id: str, ids: Mapping[str, str]) -> str:
+    """``rsc_ASSEMBLY_RESOURCE`` (or already ``ASSEMBLY/RESOURCE``) as ``ASSEMBLY/RESOURCE``."""
+    return ids.get(primitive_id, primitive_id)
+
+
+def _copy_attrs(element: ET.Element, doc: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        value = element.get(name)
+        if value is not None:
+            doc[name] = value
+
+
+def _copy_escalation(element: ET.Element, doc: dict[str, Any]) -> None:
+    failures = element.get("escalation_failures")
+    period = element.get("escalation_period")
+    if failures is not None or period is not None:
+        doc["escalation"] = {"failures": failures, "period": period}
+
+
+# ---------------------------------------------------------------------------
+# canonical dict -> XML
+
+
+def _xml_deployable(doc: Mapping[str, Any]) -> ET.Element:
+    root = ET.Element("deployable", _attrs(doc, ("name", "uuid", "infrastructure")))
+    root.set("monitor", "active")
+    root.set("username", "root")
+    _set_escalation(root, doc)
+    settings = doc.get("settings") or {}
+    if settings:
+        holder = ET.SubElement(root, "settings")
+        for key, value in settings.items():
+            ET.SubElement(holder, "setting", {"name": str(key), "value": str(value)})
+    if "heartbeat" in doc:
+        ET.SubElement(root, "heartbeat", {k: str(v) for k, v in doc["heartbeat"].items()})
+    assemblies = ET.SubElement(root, "assemblies")
+    for assembly in doc.get("assemblies", []):
+        _xml_assembly(assemblies, assembly)
+    constraints = ET.SubElement(root, "constraints")
+    for i, constraint in enumerate(doc.get("constraints", [])):
+        attrs = {"id": f"order_{i}"}
+        attrs |= {end: _primitive_id(constraint[end]) for end in ("first", "then")}
+        ET.SubElement(constraints, "service_dependancy", attrs)
+    return root
+
+
+def _xml_assembly(parent: ET.Element, assembly: Mapping[str, Any]) -> None:
+    element = ET.SubElement(parent, "assembly", _attrs(assembly, ("name", "uuid", "image")))
+    _set_escalation(element, assembly)
+    services = ET.SubElement(element, "services")
+    for resource in assembly.get("resources", []):
+        _xml_resource(services, resource)
+
+
+def _xml_resource(parent: ET.Element, resource: Mapping[str, Any]) -> None:
+    names = ("name", "class", "provider", "type", "monitor_interval")
+    element = ET.SubElement(parent, "service", _attrs(resource, names))
+    for op, timeout in (resource.get("timeouts") or {}).items():
+        element.set(f"{op}_timeout", str(timeout))
+    _set_escalation(element, resource)
+    params = ET.SubElement(element, "parameters")
+    for name, value in (resource.get("parameters") or {}).items():
+        param = ET.SubElement(params, "parameter", {"name": name})
+        if isinstance(value, Mapping):
+            assembly, _, attribute = str(value.get("ref", "")).partition(":")
+            ET.SubElement(param, "reference", {"assembly": assembly, "parameter": attribute})
+        else:
+            ET.SubElement(param, "value").text = str(value)
+
+
+def _primitive_id(path: str) -> str:
+    assembly, _, resource = path.partition("/")
+    return f"rsc_{assembly}_{resource}"
+
+
+def _attrs(doc: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    return {name: str(doc[name]) for name in names if doc.get(name) is not None}
+
+
+def _set_escalation(element: ET.Element, doc: Mapping[str, Any]) -> None:
+    escalation = doc.get("escalation")
+    if escalation:
+        element.set("escalation_failures", str(escalation.get("failures", "INFINITY")))
+        element.set("escalation_period", str(escalation.get("period", "INFINITY")))

@@ -1,0 +1,96 @@
+"""Document spellings: JSON, YAML and the original XML schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from dpe import document, model
+from dpe.errors import InvalidInput
+from tests.unit.test_model import sample
+
+ORIGINAL_XML = """<?xml version="1.0"?>
+<deployable name="wp" uuid="0f5b1f1e-4b5c-4b7f-9d3a-1c2b3a4d5e6f" monitor="active" username="root">
+  <assemblies>
+    <assembly name="front_1" uuid="11111111111111111111111111111111"
+              escalation_failures="3" escalation_period="60">
+      <services>
+        <service name="web" class="lsb" type="httpd" monitor_interval="10s">
+          <parameters>
+            <parameter name="db"><reference assembly="back" parameter="ipaddress"/></parameter>
+            <parameter name="mode"><value>fast</value></parameter>
+          </parameters>
+        </service>
+      </services>
+    </assembly>
+    <assembly name="back" uuid="22222222222222222222222222222222"
+              escalation_failures="INFINITY" escalation_period="INFINITY">
+      <services>
+        <service name="db" class="ocf" provider="heartbeat" type="Dummy" monitor_interval="1">
+          <paramaters><paramater name="fake" value="1"/></paramaters>
+        </service>
+      </services>
+    </assembly>
+  </assemblies>
+  <constraints>
+    <service_dependancy id="d1" first="rsc_back_db" then="rsc_front_1_web"/>
+  </constraints>
+</deployable>
+"""
+
+
+def canonical(doc: dict[str, object]) -> dict[str, object]:
+    return model.parse(doc).to_dict()
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", "xml"])
+def test_each_format_round_trips_the_canonical_document(fmt: str) -> None:
+    original = canonical(sample())
+    text = document.dump_document(original, fmt)
+    assert document.sniff_format(text) == fmt
+    assert canonical(document.load_document(text)) == original
+
+
+def test_the_original_xml_schema_is_read() -> None:
+    dep = model.parse(document.load_document(ORIGINAL_XML))
+    front = dep.assembly("front_1")
+    back = dep.assembly("back")
+    assert front is not None and back is not None
+    web = front.resource("web")
+    assert web is not None and web.rclass == "lsb" and web.type == "httpd"
+    assert web.parameters == {"db": model.Reference("back", "ipaddress"), "mode": "fast"}
+    db = back.resource("db")
+    assert db is not None and db.parameters == {"fake": "1"}
+    assert front.escalation == model.Escalation(3, 60.0)
+    assert not back.escalation.enabled
+    assert [str(c.first) + ">" + str(c.then) for c in dep.constraints] == ["back/db>front_1/web"]
+
+
+def test_xml_export_uses_the_original_element_names() -> None:
+    text = document.dump_document(canonical(sample()), "xml")
+    assert "<service_dependancy" in text and 'first="rsc_db_pg"' in text
+    assert '<reference assembly="db" parameter="ipaddress"' in text
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "expected"),
+    [
+        ('{"name": ', None, "not valid JSON"),
+        ("<deployable name='x'><assemblies>", None, "not valid XML"),
+        ("<assembly/>", None, "root element is <assembly>"),
+        ("name: [unclosed", None, "not valid YAML"),
+        ("[1, 2]", None, "must be an object"),
+        ("{}", "toml", "unknown document format"),
+    ],
+)
+def test_malformed_documents_are_named(text: str, fmt: str | None, expected: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        document.load_document(text, fmt)
+    assert expected in str(caught.value)
+
+
+def test_yaml_and_json_agree() -> None:
+    doc = canonical(sample())
+    assert document.load_document(yaml.safe_dump(doc)) == json.loads(json.dumps(doc))

@@ -1,0 +1,152 @@
+"""The deployable model: parsing, validation with paths, and the canonical form."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dpe import model
+from dpe.errors import InvalidInput
+
+
+def sample() -> dict[str, Any]:
+    return {
+        "name": "shop",
+        "infrastructure": "local",
+        "escalation": {"failures": 2, "period": "10m"},
+        "assemblies": [
+            {
+                "name": "web",
+                "escalation": {"failures": 3, "period": 60},
+                "resources": [
+                    {
+                        "name": "www",
+                        "type": "Dummy",
+                        "monitor_interval": "5s",
+                        "parameters": {"db": {"ref": "db:ipaddress"}, "fake": 1},
+                        "escalation": {"failures": "INFINITY", "period": "INFINITY"},
+                    }
+                ],
+            },
+            {"name": "db", "resources": [{"name": "pg", "class": "lsb", "type": "postgresql"}]},
+        ],
+        "constraints": [{"first": "db/pg", "then": "web/www"}],
+    }
+
+
+def problems_of(doc: object) -> list[dict[str, str]]:
+    with pytest.raises(InvalidInput) as caught:
+        model.parse(doc)
+    details = caught.value.details
+    assert isinstance(details, list)
+    return details
+
+
+def test_parse_builds_the_model() -> None:
+    dep = model.parse(sample())
+    web = dep.assembly("web")
+    assert web is not None and web.escalation == model.Escalation(3, 60.0)
+    www = web.resource("www")
+    assert www is not None
+    assert www.monitor_interval == 5.0
+    assert www.parameters == {"db": model.Reference("db", "ipaddress"), "fake": "1"}
+    assert not www.escalation.enabled
+    assert dep.escalation == model.Escalation(2, 600.0)
+    assert dep.constraints == (
+        model.Constraint(model.ResourceId("db", "pg"), model.ResourceId("web", "www")),
+    )
+    assert len(web.uuid) == 32
+
+
+def test_canonical_form_round_trips() -> None:
+    dep = model.parse(sample())
+    assert model.parse(dep.to_dict()) == dep
+    assert model.parse(dep.to_dict()).to_dict() == dep.to_dict()
+
+
+def test_every_problem_is_reported_with_its_path() -> None:
+    doc = sample()
+    doc["assemblies"][0]["resources"][0]["monitor_interval"] = "10x"
+    doc["assemblies"][1]["name"] = "bad name"
+    doc["escalation"]["failures"] = "many"
+    paths = {p["path"]: p["message"] for p in problems_of(doc)}
+    assert paths["assemblies[0].resources[0].monitor_interval"] == "not a duration: '10x'"
+    assert "not a valid name" in paths["assemblies[1].name"]
+    assert "not a number of failures" in paths["escalation.failures"]
+
+
+@pytest.mark.parametrize(
+    "name", ["a/b", "has space", "..", ".", "", "-lead", "x" * 64, "semi;colon"]
+)
+def test_bad_names_are_rejected(name: str) -> None:
+    doc = sample()
+    doc["name"] = name
+    assert any(p["path"] == "name" for p in problems_of(doc))
+
+
+def test_cycle_in_constraints_is_rejected() -> None:
+    doc = sample()
+    doc["constraints"].append({"first": "web/www", "then": "db/pg"})
+    messages = [p["message"] for p in problems_of(doc)]
+    assert any("cycle" in m for m in messages)
+
+
+def test_references_and_constraints_must_name_existing_things() -> None:
+    doc = sample()
+    doc["assemblies"][0]["resources"][0]["parameters"]["x"] = {"ref": "nosuch:hostname"}
+    doc["constraints"].append({"first": "db/nosuch", "then": "web/www"})
+    paths = {p["path"] for p in problems_of(doc)}
+    assert "assemblies[0].resources[0].parameters.x" in paths
+    assert "constraints[1].first" in paths
+
+
+def test_unknown_fields_and_wrong_types() -> None:
+    doc = sample()
+    doc["colour"] = "blue"
+    doc["assemblies"][0]["resources"] = "none"
+    paths = {p["path"] for p in problems_of(doc)}
+    assert {"colour", "assemblies[0].resources"} <= paths
+    assert problems_of([1, 2])[0]["path"] == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("10", 10.0), ("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), (3, 3.0)]
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert model.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("value", ["INFINITY", "-1", -1, None, ""])
+def test_escalation_disabled_words(value: object) -> None:
+    assert model.parse_escalation_count(value) == 0
+
+
+def test_half_set_escalation_is_disabled() -> None:
+    doc = sample()
+    doc["escalation"] = {"failures": 3}
+    assert not model.parse(doc).escalation.enabled
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=12))
+def test_find_cycle_agrees_with_a_topological_sort(edges: list[tuple[int, int]]) -> None:
+    rid = [model.ResourceId("a", f"r{i}") for i in range(6)]
+    constraints = tuple(model.Constraint(rid[a], rid[b]) for a, b in edges if a != b)
+    cycle = model.find_cycle(constraints)
+    if cycle is not None:
+        assert cycle[0] == cycle[-1]
+        pairs = {(c.first, c.then) for c in constraints}
+        assert all((x, y) in pairs for x, y in itertools.pairwise(cycle))
+    else:
+        order: list[model.ResourceId] = []
+        remaining = {(c.first, c.then) for c in constraints}
+        nodes = {n for pair in remaining for n in pair}
+        while nodes:
+            free = [n for n in nodes if not any(t == n for _, t in remaining)]
+            assert free, "no cycle reported, yet no node is free"
+            order.extend(free)
+            nodes -= set(free)
+            remaining = {(f, t) for f, t in remaining if f not in free}
