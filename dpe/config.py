@@ -1,0 +1,203 @@
+"""The configuration file, typed, frozen and validated once.
+
+An INI file at ``Paths.config_file`` (a missing file means the defaults) with a
+``[cped]`` and a ``[dped]`` section.  Every problem is reported together, each
+naming the file, the section and the key; unknown sections and keys are
+problems too (a misspelt key silently ignored is a setting that never applies)::
+
+    [cped]
+    log_level = info
+    socket_group = pcloud
+    event_hook = /usr/local/bin/on-event --verbose
+    dpe_backoff_max = 60s
+    lease_ttl = 5s
+
+    [dped]
+    policy_engine = builtin
+
+Comments go on their own lines (``#`` or ``;``): a ``#`` inside a value is part
+of it, so hook command lines can contain one.
+"""
+
+from __future__ import annotations
+
+import configparser
+import grp
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dpe.model import Problems, parse_duration
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+POLICY_ENGINES = ("builtin", "pacemaker")
+
+
+@dataclass(frozen=True)
+class CpedSettings:
+    log_level: str = "info"
+    socket_group: str | None = None  # group allowed to use the API socket (mode 0660)
+    event_hook: tuple[str, ...] = ()  # command run for every new event; empty = none
+    event_hook_timeout: float = 10.0
+    dpe_backoff_initial: float = 1.0  # first delay before restarting a dead DPE
+    dpe_backoff_max: float = 60.0  # cap of the exponential back-off
+    lease_ttl: float = 5.0  # a DPE lease not renewed for this long is expired
+    shutdown_timeout: float = 10.0  # how long a stop waits for requests in flight
+
+
+@dataclass(frozen=True)
+class DpedSettings:
+    policy_engine: str = "builtin"
+    log_level: str = "info"
+    lease_renew_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    cped: CpedSettings = CpedSettings()
+    dped: DpedSettings = DpedSettings()
+    source: Path | None = None  # the file read; None when it did not exist
+
+
+def load_config(path: Path, *, required: bool = False) -> Config:
+    """Read and validate the configuration; InvalidInput lists every problem.
+
+    A missing file gives the defaults unless ``required`` (a file named on the
+    command line must exist).
+    """
+    problems = Problems()
+    parser = _read(path, required, problems)
+    if parser is None:
+        problems.raise_if_any(f"invalid configuration in {path}")
+        return Config()
+    _check_sections(parser, problems)
+    cped = _settings(CpedSettings, parser, "cped", problems)
+    dped = _settings(DpedSettings, parser, "dped", problems)
+    if not problems.items:
+        _check_consistency(cped, dped, problems)
+    problems.raise_if_any(f"invalid configuration in {path}")
+    return Config(cped, dped, path)
+
+
+def _read(path: Path, required: bool, problems: Problems) -> configparser.ConfigParser | None:
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    try:
+        with path.open(encoding="utf-8") as stream:
+            parser.read_file(stream)
+    except FileNotFoundError:
+        if required:
+            problems.add("", "no such file")
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        problems.add("", f"cannot read: {error}")
+        return None
+    except configparser.Error as error:
+        problems.add("", _parser_message(error))
+        return None
+    return parser
+
+
+def _parser_message(error: configparser.Error) -> str:
+    # configparser messages repeat the file name ("While reading from ..."); keep the gist
+    text = str(error).replace("\n", " ")
+    return text.split(": ", 1)[-1] if text.startswith("While reading") else text
+
+
+def _check_sections(parser: configparser.ConfigParser, problems: Problems) -> None:
+    for section in parser.sections():
+        if section not in _SECTIONS:
+            problems.add(f"[{section}]", "unknown section (known: [cped], [dped])")
+
+
+def _settings(
+    cls: type[Any], parser: configparser.ConfigParser, section: str, problems: Problems
+) -> Any:
+    if not parser.has_section(section):
+        return cls()
+    converters = _SECTIONS[section]
+    values: dict[str, Any] = {}
+    for key, text in parser.items(section):
+        where = f"[{section}] {key}"
+        if key not in converters:
+            problems.add(where, f"unknown key (known: {', '.join(sorted(converters))})")
+            continue
+        try:
+            values[key] = converters[key](text.strip())
+        except ValueError as error:
+            problems.add(where, str(error))
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _check_consistency(cped: CpedSettings, dped: DpedSettings, problems: Problems) -> None:
+    if cped.dpe_backoff_initial > cped.dpe_backoff_max:
+        problems.add("[cped] dpe_backoff_initial", "must not exceed [cped] dpe_backoff_max")
+    if dped.lease_renew_interval >= cped.lease_ttl:
+        problems.add(
+            "[dped] lease_renew_interval",
+            f"must be shorter than [cped] lease_ttl ({cped.lease_ttl:g} s)",
+        )
+
+
+# ---------------------------------------------------------------------------
+# value converters: text -> value, ValueError with a readable message
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}: {text!r}")
+        return text.lower()
+
+    return convert
+
+
+def _positive_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"must be greater than zero: {text!r}")
+    return seconds
+
+
+def _group(text: str) -> str | None:
+    if not text:
+        return None
+    try:
+        grp.getgrnam(text)
+    except KeyError:
+        raise ValueError(f"no such group: {text!r}") from None
+    return text
+
+
+def _command(text: str) -> tuple[str, ...]:
+    if not text:
+        return ()
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as error:
+        raise ValueError(f"not a command line: {error}") from None
+    if shutil.which(argv[0]) is None:
+        raise ValueError(f"no such executable: {argv[0]!r}")
+    return argv
+
+
+_SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
+    "cped": {
+        "log_level": _choice(LOG_LEVELS),
+        "socket_group": _group,
+        "event_hook": _command,
+        "event_hook_timeout": _positive_duration,
+        "dpe_backoff_initial": _positive_duration,
+        "dpe_backoff_max": _positive_duration,
+        "lease_ttl": _positive_duration,
+        "shutdown_timeout": _positive_duration,
+    },
+    "dped": {
+        "policy_engine": _choice(POLICY_ENGINES),
+        "log_level": _choice(LOG_LEVELS),
+        "lease_renew_interval": _positive_duration,
+    },
+}
