@@ -1,0 +1,32 @@
+"""Every command of pcloudsh, by noun."""
+
+from __future__ import annotations
+
+from pcloudsh.assembly import AssemblyCommands
+from pcloudsh.daemon import DaemonCommands
+from pcloudsh.definition import CommandSpec, Noun
+from pcloudsh.deployable import DeployableCommands
+from pcloudsh.escalation import EscalationCommands
+from pcloudsh.events import EventCommands
+from pcloudsh.jeos import JeosCommands
+from pcloudsh.resource import ResourceCommands
+from pcloudsh.template import TemplateCommands
+
+NOUNS: tuple[type[Noun], ...] = (
+    DaemonCommands,
+    JeosCommands,
+    AssemblyCommands,
+    ResourceCommands,
+    TemplateCommands,
+    EscalationCommands,
+    DeployableCommands,
+    EventCommands,
+)
+
+
+def all_commands() -> list[tuple[type[Noun], CommandSpec]]:
+    return [(noun, spec) for noun in NOUNS for spec in noun.specs()]
+
+
+def find(name: str) -> tuple[type[Noun], CommandSpec] | None:
+    return next(((n, s) for n, s in all_commands() if s.name == name), None)

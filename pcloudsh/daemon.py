@@ -1,0 +1,59 @@
+"""cped itself: start, stop, status."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pcloudsh.definition import Noun, command
+from pcloudsh.exitcodes import ExitCode
+from pcloudsh.output import Result, Text, done
+
+
+class DaemonCommands(Noun):
+    category = "Daemon (cped)"
+
+    @command()
+    def start(self, args: argparse.Namespace) -> Result:
+        """Start cped, the cloud policy engine, in the background.
+
+        Does nothing when it is already running.
+        """
+        info = self.env.daemon.start()
+        pid = info.get("pid")
+        if info.get("already_running"):
+            return done(f"cped is already running (pid {pid})", pid=pid, started=False)
+        return done(f"cped started (pid {pid})", pid=pid, started=True)
+
+    @command()
+    def stop(self, args: argparse.Namespace) -> Result:
+        """Stop cped; running deployables keep running and are adopted on the next start."""
+        info = self.env.daemon.stop()
+        if not info.get("was_running", True):
+            return done("cped was not running", stopped=False)
+        return done(f"cped stopped (pid {info.get('pid')})", pid=info.get("pid"), stopped=True)
+
+    @command()
+    def status(self, args: argparse.Namespace) -> Result:
+        """Tell whether cped is running: exit status 0 when it is, 3 when it is not."""
+        health = self.env.daemon.status()
+        if health is None:
+            data = {"running": False, "socket": str(self.env.paths.socket)}
+            return Result(data, Text("cped is not running"), ExitCode.UNREACHABLE)
+        return Result({"running": True, **health}, Text(_running_line(health)))
+
+
+def _running_line(health: dict[str, Any]) -> str:
+    parts = [f"pid {health.get('pid')}", f"version {health.get('version')}"]
+    uptime = health.get("uptime")
+    if isinstance(uptime, int | float):
+        parts.append(f"up {_duration(uptime)}")
+    return f"cped is running ({', '.join(parts)})"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

@@ -1,0 +1,156 @@
+"""Each command is defined once: its arguments, its handler and its help.
+
+A command is a method of a noun class (``AssemblyCommands``...) marked with
+``@command(Arg(...), ...)``.  The one-shot runner builds a plain argparse
+parser from the definition; the interactive shell builds a cmd2 parser from
+the same definition and adds tab completion of existing names.  Handlers
+take the parsed arguments and return a ``Result`` (or a ``Stream``); they
+never print and never exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
+
+from pcloudsh.environment import Environment
+from pcloudsh.output import Outcome
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+SPEC_ATTR = "_pcloudsh_command"
+JSON_HELP = "print machine-readable JSON on stdout"
+
+
+class Names(StrEnum):
+    """Kinds of existing names the interactive shell completes."""
+
+    JEOS = "jeos"
+    ASSEMBLY = "assembly"
+    DEPLOYABLE = "deployable"
+    TEMPLATE = "template"
+    RESOURCE = "resource"  # a resource of the ASSEMBLY given on the same line
+    RESOURCE_ID = "resource_id"  # ASSEMBLY/RESOURCE within the DEPLOYABLE on the line
+
+
+class Arg:
+    """One ``add_argument`` call, plus what kind of name completes it."""
+
+    def __init__(self, *flags: str, complete: Names | None = None, **options: Any) -> None:
+        self.flags = flags
+        self.complete = complete
+        self.options = options
+        if not flags[0].startswith("-"):
+            self.options.setdefault("metavar", flags[0].upper())
+
+    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
+        return parser.add_argument(*self.flags, **self.options)
+
+
+Attach = Callable[[argparse.Action, Names], None]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    summary: str
+    description: str
+    args: tuple[Arg, ...]
+
+    def build_parser(
+        self,
+        parser_class: type[argparse.ArgumentParser],
+        prog: str,
+        attach: Attach | None = None,
+        **options: Any,
+    ) -> argparse.ArgumentParser:
+        """A parser for this command; ``attach`` hooks completion onto its actions."""
+        parser = parser_class(prog=prog, description=self.description, **options)
+        for arg in self.args:
+            action = arg.add_to(parser)
+            if attach is not None and arg.complete is not None:
+                attach(action, arg.complete)
+        parser.add_argument("--json", action="store_true", help=JSON_HELP)
+        return parser
+
+
+Handler = Callable[..., Outcome]
+H = TypeVar("H", bound=Handler)
+
+
+def command(*args: Arg) -> Callable[[H], H]:
+    """Mark a noun method as a command named after it; its docstring is the help."""
+
+    def mark(func: H) -> H:
+        doc = inspect.cleandoc(func.__doc__ or "")
+        summary = doc.split("\n\n", 1)[0].replace("\n", " ")
+        setattr(func, SPEC_ATTR, CommandSpec(func.__name__, summary, doc, args))
+        return func
+
+    return mark
+
+
+class Noun:
+    """A group of commands about one kind of object; handlers are its methods."""
+
+    category: ClassVar[str] = "Commands"
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+
+    @classmethod
+    def specs(cls) -> list[CommandSpec]:
+        return [
+            getattr(member, SPEC_ATTR)
+            for member in vars(cls).values()
+            if callable(member) and hasattr(member, SPEC_ATTR)
+        ]
+
+    def handler(self, spec: CommandSpec) -> Callable[[argparse.Namespace], Outcome]:
+        handler: Callable[[argparse.Namespace], Outcome] = getattr(self, spec.name)
+        return handler
+
+
+# ---------------------------------------------------------------------------
+# the plain argparse parser of the one-shot runner
+
+
+class UsageError(Exception):
+    """Bad command line: argparse's message, with the usage to show."""
+
+    def __init__(self, message: str, usage: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+class ParserDone(Exception):
+    """argparse finished early (``--help``): exit with this status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting and writes help to a given stream."""
+
+    out: IO[str] | None = None
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message}", self.format_usage())
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message)
+        raise ParserDone(status)
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            (self.out or file or sys.stdout).write(message)

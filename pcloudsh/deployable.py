@@ -1,0 +1,232 @@
+"""Deployables: sets of assemblies with order constraints and escalation, and their lifecycle."""
+
+from __future__ import annotations
+
+import argparse
+
+from dpe import model
+from dpe.errors import InvalidInput
+from pcloudsh.definition import Arg, Names, Noun, command
+from pcloudsh.output import Result, Table, columns, done
+from pcloudsh.values import check_name, describe_escalation, parse_resource_id
+
+DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
+NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
+
+
+class DeployableCommands(Noun):
+    category = "Deployables"
+
+    @command(
+        Arg("name", help="the new deployable's name"),
+        Arg(
+            "infrastructure",
+            nargs="?",
+            default="local",
+            help=f"where its assemblies run: {', '.join(model.INFRASTRUCTURES)} (default: local)",
+        ),
+    )
+    def deployable_create(self, args: argparse.Namespace) -> Result:
+        """Create an empty deployable."""
+        name = check_name(args.name, "deployable")
+        if args.infrastructure not in model.INFRASTRUCTURES:
+            raise InvalidInput(
+                f"invalid infrastructure {args.infrastructure!r}: use one of "
+                + ", ".join(model.INFRASTRUCTURES)
+            )
+        created = self.env.api().create_deployable(name, args.infrastructure)
+        return done(
+            f"deployable {name} created ({args.infrastructure})",
+            deployable=name,
+            uuid=created.get("uuid") if isinstance(created, dict) else None,
+        )
+
+    @command(NAME, Arg("--force", action="store_true", help="delete it even while it runs"))
+    def deployable_delete(self, args: argparse.Namespace) -> Result:
+        """Delete a deployable; its assemblies stay in the catalog."""
+        name = check_name(args.name, "deployable")
+        self.env.api().delete_deployable(name, force=args.force)
+        return done(f"deployable {name} deleted", deployable=name)
+
+    @command()
+    def deployable_list(self, args: argparse.Namespace) -> Result:
+        """List the deployables."""
+        deployables = self.env.api().list_deployables()
+        table = Table(
+            columns(
+                ("name", "Name"),
+                ("infrastructure", "Infrastructure"),
+                ("assemblies", "Assemblies"),
+                ("state", "State"),
+                ("uuid", "UUID"),
+            ),
+            deployables,
+            empty="no deployables",
+        )
+        return Result(deployables, table)
+
+    @command(DEPLOYABLE, Arg("assembly", help="the assembly to add", complete=Names.ASSEMBLY))
+    def deployable_assembly_add(self, args: argparse.Namespace) -> Result:
+        """Add an assembly to a deployable (an assembly belongs to one deployable at most)."""
+        deployable = check_name(args.deployable, "deployable")
+        assembly = check_name(args.assembly, "assembly")
+        self.env.api().add_deployable_assembly(deployable, assembly)
+        return done(
+            f"assembly {assembly} added to deployable {deployable}",
+            deployable=deployable,
+            assembly=assembly,
+        )
+
+    @command(DEPLOYABLE, Arg("assembly", help="the assembly to remove", complete=Names.ASSEMBLY))
+    def deployable_assembly_remove(self, args: argparse.Namespace) -> Result:
+        """Remove an assembly from a deployable; the assembly stays in the catalog."""
+        deployable = check_name(args.deployable, "deployable")
+        assembly = check_name(args.assembly, "assembly")
+        self.env.api().remove_deployable_assembly(deployable, assembly)
+        return done(
+            f"assembly {assembly} removed from deployable {deployable}",
+            deployable=deployable,
+            assembly=assembly,
+        )
+
+    @command(DEPLOYABLE)
+    def deployable_assembly_list(self, args: argparse.Namespace) -> Result:
+        """List a deployable's assemblies."""
+        deployable = check_name(args.deployable, "deployable")
+        assemblies = self.env.api().get_deployable(deployable).get("assemblies", [])
+        rows = [
+            {
+                "name": a.get("name"),
+                "image": a.get("image"),
+                "resources": len(a.get("resources", [])),
+                "escalation": describe_escalation(a.get("escalation")),
+                "uuid": a.get("uuid"),
+            }
+            for a in assemblies
+        ]
+        table = Table(
+            columns(
+                ("name", "Name"),
+                ("image", "JEOS"),
+                ("resources", "Resources"),
+                ("escalation", "Escalation"),
+                ("uuid", "UUID"),
+            ),
+            rows,
+            empty="no assemblies",
+        )
+        return Result(assemblies, table)
+
+    @command(
+        DEPLOYABLE,
+        Arg("first", help="ASSEMBLY/RESOURCE started first", complete=Names.RESOURCE_ID),
+        Arg("then", help="ASSEMBLY/RESOURCE started after it", complete=Names.RESOURCE_ID),
+    )
+    def deployable_constraint_add(self, args: argparse.Namespace) -> Result:
+        """Order two resources: THEN starts after FIRST and stops before it."""
+        deployable, first, then = _constraint_args(args)
+        self.env.api().add_constraint(deployable, first, then)
+        return done(
+            f"order constraint {first} -> {then} added to deployable {deployable}",
+            deployable=deployable,
+            first=first,
+            then=then,
+        )
+
+    @command(
+        DEPLOYABLE,
+        Arg("first", help="ASSEMBLY/RESOURCE", complete=Names.RESOURCE_ID),
+        Arg("then", help="ASSEMBLY/RESOURCE", complete=Names.RESOURCE_ID),
+    )
+    def deployable_constraint_remove(self, args: argparse.Namespace) -> Result:
+        """Remove an order constraint."""
+        deployable, first, then = _constraint_args(args)
+        self.env.api().remove_constraint(deployable, first, then)
+        return done(
+            f"order constraint {first} -> {then} removed from deployable {deployable}",
+            deployable=deployable,
+            first=first,
+            then=then,
+        )
+
+    @command(DEPLOYABLE)
+    def deployable_constraint_list(self, args: argparse.Namespace) -> Result:
+        """List a deployable's order constraints."""
+        deployable = check_name(args.deployable, "deployable")
+        constraints = self.env.api().get_deployable(deployable).get("constraints", [])
+        table = Table(
+            columns(("first", "First"), ("then", "Then")), constraints, empty="no constraints"
+        )
+        return Result(constraints, table)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @command(NAME)
+    def deployable_start(self, args: argparse.Namespace) -> Result:
+        """Start a deployable: cped runs a DPE that keeps it available (clears "failed")."""
+        name = check_name(args.name, "deployable")
+        answer = self.env.api().start_deployable(name)
+        return done(f"deployable {name} starting", deployable=name, answer=answer)
+
+    @command(NAME)
+    def deployable_stop(self, args: argparse.Namespace) -> Result:
+        """Stop a deployable: resources stop in reverse order, instances are destroyed."""
+        name = check_name(args.name, "deployable")
+        answer = self.env.api().stop_deployable(name)
+        return done(f"deployable {name} stopping", deployable=name, answer=answer)
+
+    @command(NAME)
+    def deployable_reload(self, args: argparse.Namespace) -> Result:
+        """Make a running deployable's DPE apply the stored document (only what changed)."""
+        name = check_name(args.name, "deployable")
+        answer = self.env.api().reload_deployable(name)
+        return done(f"deployable {name} reloading", deployable=name, answer=answer)
+
+    @command(NAME)
+    def deployable_status(self, args: argparse.Namespace) -> Result:
+        """Show a deployable's state: assemblies, instances, addresses, resources, failures."""
+        from pcloudsh.status import status_tree
+
+        name = check_name(args.name, "deployable")
+        status = self.env.api().deployable_status(name)
+        return Result(status, status_tree(name, status))
+
+    # -- documents ------------------------------------------------------------
+
+    @command(
+        NAME,
+        Arg("--format", choices=("json", "xml"), default=None, help="json (default) or xml"),
+        Arg("-o", "--output", metavar="FILE", help="write to FILE instead of standard output"),
+    )
+    def deployable_export(self, args: argparse.Namespace) -> Result:
+        """Print a deployable's whole document (JSON, or the original DPE XML schema)."""
+        from pcloudsh.documents import export_document
+
+        return export_document(self.env, args)
+
+    @command(
+        Arg("file", help="the document (- for standard input)"),
+        Arg(
+            "--format",
+            choices=("json", "yaml", "xml"),
+            default=None,
+            help="the file's format (default: guessed from its content)",
+        ),
+    )
+    def deployable_import(self, args: argparse.Namespace) -> Result:
+        """Create or replace a deployable from a document (JSON, YAML or DPE XML).
+
+        The whole document is checked first and every problem is reported with
+        its place in the document; nothing changes unless all of it is valid.
+        Assemblies it names are created or updated; those without keys get new ones.
+        """
+        from pcloudsh.documents import import_document
+
+        return import_document(self.env, args)
+
+
+def _constraint_args(args: argparse.Namespace) -> tuple[str, str, str]:
+    deployable = check_name(args.deployable, "deployable")
+    first = parse_resource_id(args.first, "FIRST")
+    then = parse_resource_id(args.then, "THEN")
+    return deployable, first, then

@@ -1,0 +1,118 @@
+"""Deployable documents in and out: ``deployable_export`` and ``deployable_import``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from dpe import model
+from dpe.errors import InvalidInput
+from pcloudsh.environment import Environment
+from pcloudsh.output import Raw, Result, done
+from pcloudsh.values import check_name
+
+
+class DpeCodec:
+    """The document formats of ``dpe.document`` (json, yaml, and the original XML)."""
+
+    def load(self, text: str, fmt: str | None) -> dict[str, Any]:
+        from dpe.document import load_document
+
+        return load_document(text, fmt)
+
+    def dump(self, doc: dict[str, Any], fmt: str) -> str:
+        from dpe.document import dump_document
+
+        return dump_document(doc, fmt)
+
+
+def export_document(env: Environment, args: argparse.Namespace) -> Result:
+    name = check_name(args.name, "deployable")
+    fmt = args.format or "json"
+    if args.json and fmt != "json" and not args.output:
+        raise InvalidInput("--json prints JSON: use it without --format xml, or with -o FILE")
+    doc = env.api().get_deployable(name)
+    text = _dump(env, doc, fmt)
+    if not args.output:
+        return Result(doc, Raw(text))
+    _write(Path(args.output), text)
+    return done(
+        f"deployable {name} exported to {args.output} ({fmt})",
+        deployable=name,
+        file=args.output,
+        format=fmt,
+    )
+
+
+def import_document(env: Environment, args: argparse.Namespace) -> Result:
+    text = _read(env, args.file)
+    doc = _load(env, text, args.format, args.file)
+    deployable = model.parse(doc)  # every problem at once, with its path
+    normalized = deployable.to_dict()
+    made = _make_missing_keys(env, [a.name for a in deployable.assemblies])
+    try:
+        env.api().put_deployable(deployable.name, normalized)
+    except BaseException:
+        for assembly in made:
+            env.keys.delete(assembly)
+        raise
+    return done(
+        f"deployable {deployable.name} imported ({len(deployable.assemblies)} assemblies, "
+        f"{len(made)} new key pairs)",
+        deployable=deployable.name,
+        assemblies=[a.name for a in deployable.assemblies],
+        new_keys=made,
+    )
+
+
+def _make_missing_keys(env: Environment, assemblies: list[str]) -> list[str]:
+    keys = env.keys
+    made: list[str] = []
+    try:
+        for assembly in assemblies:
+            if not keys.exists(assembly):
+                keys.write(assembly)
+                made.append(assembly)
+    except BaseException:
+        for assembly in made:
+            keys.delete(assembly)
+        raise
+    return made
+
+
+def _dump(env: Environment, doc: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(doc, indent=2) + "\n"
+    return env.codec.dump(doc, fmt)
+
+
+def _load(env: Environment, text: str, fmt: str | None, source: str) -> dict[str, Any]:
+    try:
+        return env.codec.load(text, fmt)
+    except InvalidInput as error:
+        raise InvalidInput(f"{_source(source)}: {error.message}", details=error.details) from None
+    except ValueError as error:  # a parser's own error, should the codec let one through
+        raise InvalidInput(f"{_source(source)}: {error}") from None
+
+
+def _read(env: Environment, file: str) -> str:
+    if file == "-":
+        return env.stdin.read()
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise InvalidInput(f"cannot read {file}: {reason}") from None
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _source(file: str) -> str:
+    return "standard input" if file == "-" else file

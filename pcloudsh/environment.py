@@ -1,0 +1,107 @@
+"""Everything a command touches outside itself, injected (streams, cped, keys).
+
+``Environment()`` is the real one; tests build one with string streams, a
+fixed console width and hand-written fakes for cped, the daemon control and
+the key store.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from dpe import paths as pathsmod
+
+if TYPE_CHECKING:
+    from pcloudsh.api import Api
+
+API_TIMEOUT = 30.0
+
+
+class KeyStore(Protocol):
+    """An assembly's key pairs (root login key and SSH host key)."""
+
+    def exists(self, assembly: str) -> bool: ...
+    def write(self, assembly: str) -> None: ...
+    def delete(self, assembly: str) -> None: ...
+
+
+class DaemonControl(Protocol):
+    """Starting, stopping and asking about cped itself."""
+
+    def start(self) -> dict[str, Any]: ...
+    def stop(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any] | None: ...
+
+
+class DocumentCodec(Protocol):
+    """Deployable documents as text: json, yaml or the original XML."""
+
+    def load(self, text: str, fmt: str | None) -> dict[str, Any]: ...
+    def dump(self, doc: dict[str, Any], fmt: str) -> str: ...
+
+
+def _connect(paths: pathsmod.Paths) -> Api:
+    from pcloudsh.api import connect
+
+    return connect(paths, API_TIMEOUT)
+
+
+def _keys(paths: pathsmod.Paths) -> KeyStore:
+    from pcloudsh.keystore import FileKeyStore
+
+    return FileKeyStore(paths.keys_dir)
+
+
+def _daemon(paths: pathsmod.Paths) -> DaemonControl:
+    from pcloudsh.daemon_control import CpedControl
+
+    return CpedControl(paths)
+
+
+def _codec() -> DocumentCodec:
+    from pcloudsh.documents import DpeCodec
+
+    return DpeCodec()
+
+
+@dataclass
+class Environment:
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    paths: pathsmod.Paths = field(default_factory=pathsmod.resolve)
+    width: int | None = None  # console width; None: the terminal's
+    color: bool | None = None  # None: when stdout is a terminal
+    clock: Callable[[], float] = time.time
+    connect: Callable[[pathsmod.Paths], Api] = _connect
+    make_keys: Callable[[pathsmod.Paths], KeyStore] = _keys
+    make_daemon: Callable[[pathsmod.Paths], DaemonControl] = _daemon
+    make_codec: Callable[[], DocumentCodec] = _codec
+    _api: Api | None = field(default=None, init=False, repr=False)
+
+    def api(self) -> Api:
+        """The connection to cped, made on first use."""
+        if self._api is None:
+            self._api = self.connect(self.paths)
+        return self._api
+
+    @property
+    def keys(self) -> KeyStore:
+        return self.make_keys(self.paths)
+
+    @property
+    def daemon(self) -> DaemonControl:
+        return self.make_daemon(self.paths)
+
+    @property
+    def codec(self) -> DocumentCodec:
+        return self.make_codec()
+
+    @property
+    def history_file(self) -> Path:
+        return self.paths.state_dir / "pcloudsh_history"

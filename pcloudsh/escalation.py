@@ -1,0 +1,72 @@
+"""Escalation: N failures within P seconds at one level recover the level above.
+
+A resource's escalation restarts its assembly, an assembly's restarts the whole
+deployable, and a deployable's marks it failed.  INFINITY or -1 turn it off.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dpe import model
+from dpe.errors import NotFound
+from pcloudsh.definition import Arg, Names, Noun, command
+from pcloudsh.output import Result, done
+from pcloudsh.values import check_name, parse_escalation
+
+FAILURES = Arg("failures", help="failures that escalate (INFINITY or -1: never)")
+PERIOD = Arg("period", help="within this many seconds (60, 60s, 5m; INFINITY or -1: never)")
+
+
+class EscalationCommands(Noun):
+    category = "Escalation"
+
+    @command(
+        Arg("resource", help="the resource", complete=Names.RESOURCE),
+        Arg("assembly", help="its assembly", complete=Names.ASSEMBLY),
+        FAILURES,
+        PERIOD,
+    )
+    def escalation_resource_set(self, args: argparse.Namespace) -> Result:
+        """Set when a resource's failures restart its whole assembly."""
+        name = check_name(args.resource, "resource")
+        assembly = check_name(args.assembly, "assembly")
+        escalation = parse_escalation(args.failures, args.period)
+        api = self.env.api()
+        resource = _find_resource(api.get_assembly(assembly), name)
+        api.update_resource(assembly, name, {**resource, "escalation": escalation.to_dict()})
+        return _changed(f"resource {name} in assembly {assembly}", escalation)
+
+    @command(Arg("assembly", help="the assembly", complete=Names.ASSEMBLY), FAILURES, PERIOD)
+    def escalation_assembly_set(self, args: argparse.Namespace) -> Result:
+        """Set when an assembly's failures restart its whole deployable."""
+        assembly = check_name(args.assembly, "assembly")
+        escalation = parse_escalation(args.failures, args.period)
+        data = escalation.to_dict()
+        self.env.api().set_assembly_escalation(assembly, data["failures"], data["period"])
+        return _changed(f"assembly {assembly}", escalation)
+
+    @command(Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE), FAILURES, PERIOD)
+    def escalation_deployable_set(self, args: argparse.Namespace) -> Result:
+        """Set when a deployable's failures mark it failed (no more recovery)."""
+        deployable = check_name(args.deployable, "deployable")
+        escalation = parse_escalation(args.failures, args.period)
+        data = escalation.to_dict()
+        self.env.api().set_deployable_escalation(deployable, data["failures"], data["period"])
+        return _changed(f"deployable {deployable}", escalation)
+
+
+def _find_resource(assembly: dict[str, Any], name: str) -> dict[str, Any]:
+    for resource in assembly.get("resources", []):
+        if resource.get("name") == name:
+            return dict(resource)
+    raise NotFound(f"resource {name!r} is not in assembly {assembly.get('name')!r}")
+
+
+def _changed(subject: str, escalation: model.Escalation) -> Result:
+    if escalation.enabled:
+        rule = f"{escalation.failures} failures in {escalation.period:g} s escalate"
+    else:
+        rule = "off"
+    return done(f"escalation of {subject}: {rule}", escalation=escalation.to_dict())

@@ -1,0 +1,26 @@
+"""Assembly key pairs on disk, made by the image builder (``images.keys``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dpe.keyfiles import key_paths
+
+
+class FileKeyStore:
+    def __init__(self, keys_dir: Path) -> None:
+        self.keys_dir = keys_dir
+
+    def exists(self, assembly: str) -> bool:
+        return all(path.is_file() for path in key_paths(self.keys_dir, assembly))
+
+    def write(self, assembly: str) -> None:
+        """New key pairs for the assembly (left-overs of an old one are replaced)."""
+        from images.keys import write_assembly_keys  # M2Crypto: only when keys are made
+
+        write_assembly_keys(self.keys_dir, assembly, overwrite=True)
+
+    def delete(self, assembly: str) -> None:
+        from images.keys import delete_assembly_keys
+
+        delete_assembly_keys(self.keys_dir, assembly)

@@ -1,0 +1,20 @@
+"""Entry point of the ``pcloudsh`` console script."""
+
+from __future__ import annotations
+
+import sys
+
+from pcloudsh.environment import Environment
+
+
+def main(argv: list[str] | None = None) -> int:
+    """No arguments: the interactive shell; otherwise one command, then exit."""
+    args = sys.argv[1:] if argv is None else argv
+    env = Environment()
+    if not args:
+        from pcloudsh.shell import run_shell
+
+        return run_shell(env)
+    from pcloudsh.oneshot import run
+
+    return run(args, env)

@@ -1,0 +1,140 @@
+"""``pcloudsh [--json] COMMAND ARGS...``: run one command and exit with its status.
+
+This path imports neither cmd2 nor aiohttp: a one-shot command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+
+from dpe.errors import PcloudError
+from pcloudsh import commands
+from pcloudsh.definition import CommandParser, CommandSpec, Noun, ParserDone, UsageError
+from pcloudsh.environment import Environment
+from pcloudsh.exitcodes import ExitCode, exit_code_for
+from pcloudsh.output import Result
+from pcloudsh.render import Printer, error_lines
+
+USAGE = "usage: pcloudsh [--json] [--version] [COMMAND [ARGS...]]\n"
+ABOUT = """\
+pcloudsh: the admin shell of pacemaker-cloud.
+Without a command it starts an interactive shell; with one, it runs it and exits
+(0 ok, 1 failed, 2 bad usage or invalid input, 3 cped not reachable, 130 interrupted).
+--json prints machine-readable JSON on stdout.  "pcloudsh help COMMAND" shows a command's help.
+"""
+
+
+def run(argv: list[str], env: Environment) -> int:
+    try:
+        return _run(argv, env)
+    except UsageError as error:
+        env.stderr.write(error.usage + error.message + "\n")
+        return ExitCode.USAGE
+    except ParserDone as done:
+        return done.status
+    except (KeyboardInterrupt, PcloudError) as error:
+        _report(env, error)
+        return exit_code_for(error)
+    except BrokenPipeError:
+        return ExitCode.FAILURE
+
+
+def _run(argv: list[str], env: Environment) -> int:
+    as_json, rest = _global_options(argv, env)
+    if not rest or rest[0] == "help":
+        return show_help(env, rest[1:])
+    noun, spec = _lookup(rest[0])
+    parser = command_parser(spec, env)
+    args = parser.parse_args(rest[1:])
+    args.json = as_json or args.json
+    return run_command(env, noun, spec, args)
+
+
+def run_command(
+    env: Environment, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace
+) -> int:
+    """Run a parsed command and print what it returns; errors become exit codes."""
+    printer = Printer(env.stdout, as_json=args.json, width=env.width, color=env.color)
+    try:
+        outcome = noun(env).handler(spec)(args)
+        printer.outcome(outcome)
+    except (KeyboardInterrupt, PcloudError) as error:
+        _report(env, error)
+        return exit_code_for(error)
+    return outcome.status if isinstance(outcome, Result) else ExitCode.OK
+
+
+def command_parser(spec: CommandSpec, env: Environment) -> CommandParser:
+    parser = spec.build_parser(
+        CommandParser,
+        f"pcloudsh {spec.name}",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    assert isinstance(parser, CommandParser)
+    parser.out = env.stdout
+    return parser
+
+
+def show_help(env: Environment, topics: list[str]) -> int:
+    if not topics:
+        env.stdout.write(USAGE + "\n" + ABOUT + "\n" + command_summary())
+        return ExitCode.OK
+    _noun, spec = _lookup(topics[0])
+    env.stdout.write(command_parser(spec, env).format_help())
+    return ExitCode.OK
+
+
+def command_summary() -> str:
+    lines = []
+    for noun in commands.NOUNS:
+        lines.append(f"{noun.category}:")
+        lines += [f"  {spec.name:<30} {spec.summary}" for spec in noun.specs()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _global_options(argv: list[str], env: Environment) -> tuple[bool, list[str]]:
+    as_json = False
+    for index, arg in enumerate(argv):
+        if arg == "--json":
+            as_json = True
+        elif arg in ("-h", "--help"):
+            return as_json, ["help"]
+        elif arg == "--version":
+            env.stdout.write(f"pcloudsh {version()}\n")
+            raise ParserDone(ExitCode.OK)
+        elif arg.startswith("-"):
+            raise UsageError(f"pcloudsh: error: unknown option {arg!r}", USAGE)
+        else:
+            return as_json, argv[index:]
+    return as_json, []
+
+
+def _lookup(name: str) -> tuple[type[Noun], CommandSpec]:
+    found = commands.find(name)
+    if found is None:
+        names = [spec.name for _noun, spec in commands.all_commands()]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else " (pcloudsh help lists them)"
+        raise UsageError(f"pcloudsh: error: unknown command {name!r}{hint}", USAGE)
+    return found
+
+
+def _report(env: Environment, error: BaseException) -> None:
+    if isinstance(error, KeyboardInterrupt):
+        env.stderr.write("pcloudsh: interrupted\n")
+        return
+    env.stderr.write("\n".join(error_lines(error)) + "\n")
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pacemaker-cloud")
+    except metadata.PackageNotFoundError:
+        from dpe import __version__
+
+        return __version__

@@ -1,0 +1,136 @@
+"""An assembly's resources: services made from resource templates."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dpe import model
+from pcloudsh.definition import Arg, Names, Noun, command
+from pcloudsh.output import Result, Table, columns, done
+from pcloudsh.values import (
+    check_name,
+    describe_escalation,
+    parse_duration,
+    parse_params,
+    parse_timeouts,
+)
+
+# Fields a template gives a resource (a template may also carry its name and a description).
+TEMPLATE_FIELDS = ("class", "provider", "type", "monitor_interval", "timeouts", "parameters")
+
+
+class ResourceCommands(Noun):
+    category = "Resources"
+
+    @command(
+        Arg("resource", help="the new resource's name"),
+        Arg("template", help="the resource template it is made from", complete=Names.TEMPLATE),
+        Arg("assembly", help="the assembly that runs it", complete=Names.ASSEMBLY),
+        Arg(
+            "params",
+            nargs="*",
+            metavar="NAME=VALUE",
+            help="agent parameters, merged over the template's; a value @ASSEMBLY:ipaddress "
+            "or @ASSEMBLY:hostname refers to that assembly's current address or hostname",
+        ),
+        Arg("--monitor-interval", metavar="DURATION", help="instead of the template's"),
+        Arg(
+            "--timeout",
+            action="append",
+            default=[],
+            metavar="OP=DURATION",
+            help="an operation timeout (start, stop or monitor); may be repeated",
+        ),
+    )
+    def assembly_resource_add(self, args: argparse.Namespace) -> Result:
+        """Add a resource to an assembly, made from a resource template.
+
+        Escalation is off until set with escalation_resource_set.
+        """
+        name = check_name(args.resource, "resource")
+        assembly = check_name(args.assembly, "assembly")
+        template = check_name(args.template, "template")
+        params = parse_params(args.params)
+        overrides: dict[str, Any] = {"timeouts": parse_timeouts(args.timeout)}
+        if args.monitor_interval is not None:
+            interval = parse_duration(args.monitor_interval, "monitor interval")
+            overrides["monitor_interval"] = interval
+        doc = _resource_doc(name, self.env.api().get_template(template), params, overrides)
+        resource = model.parse_resource(doc).to_dict()
+        self.env.api().add_resource(assembly, resource)
+        return done(
+            f"resource {name} ({agent_spec(resource)}) added to assembly {assembly}",
+            assembly=assembly,
+            resource=resource,
+        )
+
+    @command(
+        Arg("resource", help="the resource to remove", complete=Names.RESOURCE),
+        Arg("assembly", help="the assembly it is in", complete=Names.ASSEMBLY),
+    )
+    def assembly_resource_remove(self, args: argparse.Namespace) -> Result:
+        """Remove a resource from an assembly."""
+        name = check_name(args.resource, "resource")
+        assembly = check_name(args.assembly, "assembly")
+        self.env.api().remove_resource(assembly, name)
+        return done(f"resource {name} removed from assembly {assembly}", assembly=assembly)
+
+    @command(Arg("assembly", help="the assembly", complete=Names.ASSEMBLY))
+    def assembly_resource_list(self, args: argparse.Namespace) -> Result:
+        """List an assembly's resources."""
+        assembly = check_name(args.assembly, "assembly")
+        resources = self.env.api().get_assembly(assembly).get("resources", [])
+        return Result(resources, resource_table(resources))
+
+
+def resource_table(resources: list[dict[str, Any]], title: str | None = None) -> Table:
+    rows = [
+        {
+            "name": r.get("name"),
+            "agent": agent_spec(r),
+            "monitor": f"{r.get('monitor_interval')} s",
+            "parameters": _params_text(r.get("parameters", {})),
+            "escalation": describe_escalation(r.get("escalation")),
+        }
+        for r in resources
+    ]
+    table_columns = columns(
+        ("name", "Name"),
+        ("agent", "Agent"),
+        ("monitor", "Monitor"),
+        ("parameters", "Parameters"),
+        ("escalation", "Escalation"),
+    )
+    return Table(table_columns, rows, empty="no resources", title=title)
+
+
+def _resource_doc(
+    name: str, template: dict[str, Any], params: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    doc = {key: template[key] for key in TEMPLATE_FIELDS if key in template}
+    doc["name"] = name
+    doc["parameters"] = {**doc.get("parameters", {}), **params}
+    doc["timeouts"] = {**doc.get("timeouts", {}), **overrides.pop("timeouts")}
+    doc.update(overrides)
+    return doc
+
+
+def agent_spec(resource: dict[str, Any]) -> str:
+    """``ocf:heartbeat:Dummy``, ``lsb:httpd`` or ``systemd:nginx``."""
+    rclass = resource.get("class", "ocf")
+    if rclass == "ocf":
+        return f"ocf:{resource.get('provider', 'heartbeat')}:{resource.get('type')}"
+    return f"{rclass}:{resource.get('type')}"
+
+
+def _params_text(params: Any) -> str:
+    if not isinstance(params, dict):
+        return ""
+    return " ".join(f"{k}={_param_text(v)}" for k, v in params.items())
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, dict) and "ref" in value:
+        return f"@{value['ref']}"
+    return str(value)

@@ -1,0 +1,177 @@
+"""The interactive shell: a cmd2 application with one CommandSet per noun.
+
+The CommandSets are built from the same command definitions the one-shot
+runner uses; this layer adds tab completion of existing names, history and
+the prompt.  Only this module imports cmd2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from typing import Any
+
+import cmd2
+
+from dpe.errors import PcloudError
+from pcloudsh import commands
+from pcloudsh.definition import CommandSpec, Names, Noun
+from pcloudsh.environment import Environment
+from pcloudsh.exitcodes import ExitCode
+from pcloudsh.oneshot import run_command, version
+
+PROMPT = "pcloudsh# "
+COMPLETION_TIMEOUT = 2.0
+# cmd2 built-ins an admin shell does not need.
+REMOVED_BUILTINS = ("edit", "run_pyscript", "shell", "macro", "alias", "set", "shortcuts")
+cmd2.Cmd.DEFAULT_CATEGORY = "Shell"  # the category of cmd2's own commands (help, history, quit)
+
+
+class NounSet(cmd2.CommandSet["PcloudShell"]):
+    """Base of the generated CommandSets; ``noun`` is the class the commands come from."""
+
+    noun: type[Noun]
+
+
+class PcloudShell(cmd2.Cmd):
+    DEFAULT_CATEGORY = "Shell"
+
+    def __init__(self, env: Environment, *, history: bool = True) -> None:
+        super().__init__(
+            stdin=env.stdin,
+            stdout=env.stdout,
+            allow_cli_args=False,
+            auto_load_commands=False,
+            command_sets=[command_set(noun)() for noun in commands.NOUNS],
+            intro=banner(),
+            persistent_history_file=str(env.history_file) if history else "",
+            shortcuts={},
+            terminators=[],
+        )
+        self.env = env
+        self.prompt = PROMPT
+        self.last_status: int = ExitCode.OK
+        self.register_precmd_hook(self._assume_usage_error)
+        for name in REMOVED_BUILTINS:
+            if hasattr(cmd2.Cmd, f"do_{name}"):
+                setattr(self, f"do_{name}", None)
+
+    def onecmd_plus_hooks(self, line: str, **options: Any) -> bool:
+        self.last_status = ExitCode.OK
+        return bool(super().onecmd_plus_hooks(line, **options))
+
+    def run(self, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace) -> None:
+        self.last_status = run_command(self.env, noun, spec, args)
+
+    def _assume_usage_error(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
+        # A command whose arguments argparse rejects never reaches run(): status 2.
+        mine = commands.find(data.statement.command) is not None
+        self.last_status = ExitCode.USAGE if mine else ExitCode.OK
+        return data
+
+    def default(self, statement: cmd2.Statement) -> bool | None:
+        self.last_status = ExitCode.USAGE
+        self.env.stderr.write(
+            f"pcloudsh: error: unknown command {statement.command!r} (try help)\n"
+        )
+        return None
+
+    def emptyline(self) -> bool:
+        return False  # an empty line does nothing (the last command is not repeated)
+
+    def do_exit(self, _: Any) -> bool:
+        """Leave the shell."""
+        return True
+
+    def names(self, kind: Names, arg_tokens: dict[str, list[str]]) -> list[str]:
+        """Existing names for completion; nothing when cped does not answer."""
+        try:
+            return list_names(self.env, kind, arg_tokens)
+        except PcloudError:
+            return []
+
+
+def banner() -> str:
+    return (
+        f"pcloudsh {version()}: the admin shell of pacemaker-cloud.\n"
+        'Type "help" for the commands, "help COMMAND" for one of them, "quit" to leave.\n'
+    )
+
+
+def command_set(noun: type[Noun]) -> type[NounSet]:
+    """A CommandSet class holding the noun's commands as cmd2 ``do_`` methods."""
+    set_name = f"{noun.__name__}Set"
+    namespace: dict[str, Any] = {"DEFAULT_CATEGORY": noun.category, "noun": noun}
+    for spec in noun.specs():
+        namespace[f"do_{spec.name}"] = _do_method(set_name, noun, spec)
+    return type(set_name, (NounSet,), namespace)
+
+
+def _do_method(set_name: str, noun: type[Noun], spec: CommandSpec) -> Any:
+    def parser() -> cmd2.Cmd2ArgumentParser:
+        built = spec.build_parser(
+            cmd2.Cmd2ArgumentParser,
+            spec.name,
+            attach=_attach_completion,
+            formatter_class=cmd2.RawDescriptionCmd2HelpFormatter,
+        )
+        assert isinstance(built, cmd2.Cmd2ArgumentParser)
+        return built
+
+    def do_command(self: NounSet, args: argparse.Namespace) -> None:
+        self._cmd.run(noun, spec, args)
+
+    do_command.__name__ = f"do_{spec.name}"
+    do_command.__qualname__ = f"{set_name}.do_{spec.name}"
+    do_command.__module__ = __name__
+    do_command.__doc__ = spec.summary
+    return cmd2.with_argparser(parser)(do_command)
+
+
+def _attach_completion(action: argparse.Action, kind: Names) -> None:
+    action.set_choices_provider(functools.partial(_complete, kind=kind))  # type: ignore[attr-defined]
+
+
+def _complete(app: PcloudShell, arg_tokens: dict[str, list[str]], *, kind: Names) -> list[Any]:
+    return [cmd2.CompletionItem(name) for name in app.names(kind, arg_tokens)]
+
+
+def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) -> list[str]:
+    api = env.api()
+    if kind is Names.JEOS:
+        rows = api.list_jeos()
+    elif kind is Names.ASSEMBLY:
+        rows = api.list_assemblies()
+    elif kind is Names.DEPLOYABLE:
+        rows = api.list_deployables()
+    elif kind is Names.TEMPLATE:
+        rows = api.list_templates()
+    elif kind is Names.RESOURCE:
+        return _resources_of(env, arg_tokens.get("assembly", [""])[0])
+    else:
+        return _resource_ids_of(env, arg_tokens.get("deployable", [""])[0])
+    return sorted(str(row.get("name")) for row in rows)
+
+
+def _resources_of(env: Environment, assembly: str) -> list[str]:
+    """The assembly's resources; before ASSEMBLY is typed, those of every assembly."""
+    api = env.api()
+    assemblies = [api.get_assembly(assembly)] if assembly else api.list_assemblies()
+    names = {r["name"] for a in assemblies for r in a.get("resources") or [] if isinstance(r, dict)}
+    return sorted(names)
+
+
+def _resource_ids_of(env: Environment, deployable: str) -> list[str]:
+    if not deployable:
+        return []
+    doc = env.api().get_deployable(deployable)
+    return sorted(
+        f"{a['name']}/{r['name']}"
+        for a in doc.get("assemblies", [])
+        for r in a.get("resources", [])
+    )
+
+
+def run_shell(env: Environment) -> int:
+    """Run the interactive loop until quit, exit or end of input."""
+    return int(PcloudShell(env).cmdloop())

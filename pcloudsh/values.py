@@ -1,0 +1,132 @@
+"""Command-line values checked before anything is sent to cped.
+
+Each function returns the value in the form the API takes, or raises
+``InvalidInput`` with one line that names the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from dpe import model
+from dpe.errors import InvalidInput
+
+NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
+def check_name(value: str, what: str) -> str:
+    try:
+        return model.validate_name(value, what)
+    except InvalidInput:
+        raise InvalidInput(f"invalid {what} name {value!r}: use {NAME_RULE}") from None
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; ``@ASSEMBLY:ipaddress|hostname`` values are references."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not model.PARAM_NAME_RE.match(key):
+            raise InvalidInput(f"invalid parameter {item!r}: expected NAME=VALUE")
+        params[key] = _param_value(value)
+    return params
+
+
+def _param_value(value: str) -> Any:
+    if not value.startswith("@"):
+        return value
+    reference = model.parse_reference(value)
+    if reference is None:
+        raise InvalidInput(
+            f"invalid reference {value!r}: expected @ASSEMBLY:ipaddress or @ASSEMBLY:hostname"
+        )
+    check_name(reference.assembly, "assembly")
+    return reference.to_dict()
+
+
+def parse_timeouts(items: list[str]) -> dict[str, float]:
+    """``operation=duration`` pairs (``start=30s``)."""
+    timeouts = {}
+    for item in items:
+        op, sep, value = item.partition("=")
+        if not sep or op not in model.OPERATIONS:
+            ops = "|".join(model.OPERATIONS)
+            raise InvalidInput(f"invalid timeout {item!r}: expected {ops}=DURATION")
+        timeouts[op] = parse_duration(value, f"timeout of {op}")
+    return timeouts
+
+
+def parse_duration(value: str, what: str) -> float:
+    try:
+        seconds = model.parse_duration(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise InvalidInput(f"invalid {what} {value!r}: expected a duration such as 10, 10s or 2m")
+    return seconds
+
+
+def parse_escalation(failures: str, period: str) -> model.Escalation:
+    """FAILURES and PERIOD as typed; INFINITY or -1 disable escalation."""
+    try:
+        count = model.parse_escalation_count(failures)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid FAILURES {failures!r}: expected a whole number, or INFINITY or -1 to disable"
+        ) from None
+    try:
+        seconds = model.parse_escalation_period(period)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid PERIOD {period!r}: expected a duration (60, 60s, 5m), or INFINITY or -1 "
+            "to disable"
+        ) from None
+    if (count > 0) != (seconds > 0):
+        return model.Escalation()
+    return model.Escalation(count, seconds)
+
+
+def describe_escalation(data: Any) -> str:
+    """``3 failures in 60 s`` or ``off`` from an escalation as the API writes it."""
+    if not isinstance(data, dict):
+        return "off"
+    try:
+        escalation = parse_escalation(str(data.get("failures")), str(data.get("period")))
+    except InvalidInput:
+        return "?"
+    if not escalation.enabled:
+        return "off"
+    return f"{escalation.failures} failures in {_seconds(escalation.period)}"
+
+
+def parse_resource_id(value: str, what: str) -> str:
+    """``ASSEMBLY/RESOURCE``, both names checked."""
+    assembly, sep, resource = value.partition("/")
+    if not sep or "/" in resource:
+        raise InvalidInput(f"invalid {what} {value!r}: expected ASSEMBLY/RESOURCE")
+    check_name(assembly, "assembly")
+    check_name(resource, "resource")
+    return value
+
+
+def parse_since(value: str, now: float) -> float:
+    """A time: ``10m`` (ago), epoch seconds, or ISO 8601 (``2024-05-01T12:00``)."""
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    try:
+        return now - model.parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise InvalidInput(
+            f"invalid time {value!r}: expected a duration ago (10m, 2h), epoch seconds or "
+            "an ISO 8601 time"
+        ) from None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"

@@ -1,0 +1,63 @@
+"""Fixtures for pcloudsh's in-process tests: an environment wired to hand-written fakes."""
+
+from __future__ import annotations
+
+import pytest
+from pcloudsh_fakes import FakeCped, FakeDaemon, FakeKeys, fake_paths
+
+from pcloudsh.environment import Environment
+from pcloudsh.testing import CONSOLE_WIDTH
+
+
+@pytest.fixture
+def cped() -> FakeCped:
+    return FakeCped()
+
+
+@pytest.fixture
+def keys() -> FakeKeys:
+    return FakeKeys()
+
+
+@pytest.fixture
+def daemon() -> FakeDaemon:
+    return FakeDaemon(running=True)
+
+
+@pytest.fixture
+def env(cped: FakeCped, keys: FakeKeys, daemon: FakeDaemon) -> Environment:
+    return Environment(
+        paths=fake_paths(),
+        width=CONSOLE_WIDTH,
+        color=False,
+        clock=lambda: 1_700_000_000.0,
+        connect=lambda _paths: cped,
+        make_keys=lambda _paths: keys,
+        make_daemon=lambda _paths: daemon,
+    )
+
+
+SCENARIO = [
+    "assembly_create web host",
+    "assembly_create db host",
+    "assembly_resource_add www dummy web state=/run/www.state peer=@db:ipaddress",
+    "assembly_resource_add pg dummy db --monitor-interval 20s --timeout start=60",
+    "deployable_create shop",
+    "deployable_assembly_add shop web",
+    "deployable_assembly_add shop db",
+    "deployable_constraint_add shop db/pg web/www",
+    "escalation_resource_set www web 3 60",
+    "escalation_assembly_set web 2 5m",
+    "escalation_deployable_set shop 2 1h",
+]
+
+
+@pytest.fixture
+def shop(env: Environment, cped: FakeCped) -> FakeCped:
+    """The catalog of the acceptance scenario, built with pcloudsh commands."""
+    from pcloudsh.testing import run
+
+    for line in SCENARIO:
+        ran = run(env, line)
+        assert ran.status == 0, (line, ran)
+    return cped

@@ -1,0 +1,359 @@
+"""Hand-written fakes for pcloudsh's seams: cped's API, the daemon control, the key store.
+
+``FakeCped`` keeps the catalog in memory with the API's rules (names, membership,
+constraints, whole-document validation through ``dpe.model``) and changes
+nothing when it refuses a request, like the real store.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+from dpe import model
+from dpe.errors import Conflict, InvalidInput, NotFound, Unavailable
+from dpe.paths import Paths
+from pcloudsh.api import CpedUnreachable
+
+JsonDict = dict[str, Any]
+
+TEMPLATES: dict[str, JsonDict] = {
+    "dummy": {
+        "name": "dummy",
+        "class": "ocf",
+        "provider": "heartbeat",
+        "type": "Dummy",
+        "monitor_interval": 70,
+        "parameters": {"fake": "1"},
+        "description": "a resource that does nothing",
+    },
+    "httpd": {
+        "name": "httpd",
+        "class": "lsb",
+        "type": "httpd",
+        "monitor_interval": 10,
+        "description": "Apache",
+    },
+}
+HOST_JEOS = {"name": "host", "kind": "host", "path": None, "arch": "x86_64", "release": "12"}
+
+
+class FakeCped:
+    def __init__(self) -> None:
+        self.assemblies: dict[str, JsonDict] = {}
+        self.deployables: dict[str, JsonDict] = {}  # assemblies held as names
+        self.events: list[JsonDict] = []
+        self.calls: list[str] = []
+        self.lifecycle_error: Exception | None = None
+
+    def snapshot(self) -> JsonDict:
+        return copy.deepcopy({"assemblies": self.assemblies, "deployables": self.deployables})
+
+    # -- reads ------------------------------------------------------------
+    def health(self) -> JsonDict:
+        return {"status": "ok", "version": "0.7.0", "pid": 4242, "uptime": 75.0}
+
+    def list_jeos(self) -> list[JsonDict]:
+        return [dict(HOST_JEOS)]
+
+    def get_jeos(self, name: str) -> JsonDict:
+        if name != "host":
+            raise NotFound(f"no JEOS image named {name!r}")
+        return dict(HOST_JEOS)
+
+    def list_assemblies(self) -> list[JsonDict]:
+        return [self._assembly_row(a) for a in sorted(self.assemblies)]
+
+    def get_assembly(self, name: str) -> JsonDict:
+        return copy.deepcopy(self._assembly(name))
+
+    def list_templates(self) -> list[JsonDict]:
+        return [copy.deepcopy(t) for _, t in sorted(TEMPLATES.items())]
+
+    def get_template(self, name: str) -> JsonDict:
+        if name not in TEMPLATES:
+            raise NotFound(f"no resource template named {name!r}")
+        return copy.deepcopy(TEMPLATES[name])
+
+    def list_deployables(self) -> list[JsonDict]:
+        return [
+            {
+                "name": d["name"],
+                "uuid": d["uuid"],
+                "infrastructure": d["infrastructure"],
+                "assemblies": len(d["assemblies"]),
+                "state": "stopped",
+            }
+            for _, d in sorted(self.deployables.items())
+        ]
+
+    def get_deployable(self, name: str) -> JsonDict:
+        stored = self._deployable(name)
+        return {
+            **copy.deepcopy(stored),
+            "assemblies": [self.get_assembly(a) for a in stored["assemblies"]],
+        }
+
+    # -- assemblies ---------------------------------------------------------
+    def create_assembly(self, doc: JsonDict) -> JsonDict:
+        self.calls.append("create_assembly")
+        assembly = model.parse_assembly(doc).to_dict()
+        if assembly["name"] in self.assemblies:
+            raise Conflict(f"assembly {assembly['name']!r} already exists")
+        self.get_jeos(assembly["image"])
+        self.assemblies[assembly["name"]] = assembly
+        return copy.deepcopy(assembly)
+
+    def delete_assembly(self, name: str) -> None:
+        self._assembly(name)
+        owner = self._owner(name)
+        if owner:
+            raise Conflict(f"assembly {name!r} belongs to deployable {owner!r}")
+        del self.assemblies[name]
+
+    def add_resource(self, assembly: str, doc: JsonDict) -> JsonDict:
+        target = self._assembly(assembly)
+        resource = model.parse_resource(doc).to_dict()
+        if any(r["name"] == resource["name"] for r in target["resources"]):
+            raise Conflict(f"resource {resource['name']!r} is already in assembly {assembly!r}")
+        self._check_in_deployable(
+            assembly, {**target, "resources": [*target["resources"], resource]}
+        )
+        target["resources"].append(resource)
+        return resource
+
+    def update_resource(self, assembly: str, resource: str, doc: JsonDict) -> JsonDict:
+        target = self._assembly(assembly)
+        index = self._resource_index(target, resource)
+        parsed = model.parse_resource(doc).to_dict()
+        target["resources"][index] = parsed
+        return parsed
+
+    def remove_resource(self, assembly: str, resource: str) -> None:
+        target = self._assembly(assembly)
+        index = self._resource_index(target, resource)
+        owner = self._owner(assembly)
+        rid = f"{assembly}/{resource}"
+        if owner and any(
+            rid in (c["first"], c["then"]) for c in self.deployables[owner]["constraints"]
+        ):
+            raise Conflict(f"resource {rid} is in an order constraint of deployable {owner!r}")
+        del target["resources"][index]
+
+    def set_assembly_escalation(self, assembly: str, failures: Any, period: Any) -> None:
+        target = self._assembly(assembly)
+        escalation = self._escalation(failures, period)
+        target["escalation"] = escalation
+
+    # -- deployables --------------------------------------------------------
+    def create_deployable(self, name: str, infrastructure: str) -> JsonDict:
+        model.validate_name(name, "deployable")
+        if name in self.deployables:
+            raise Conflict(f"deployable {name!r} already exists")
+        doc = model.parse({"name": name, "infrastructure": infrastructure}).to_dict()
+        self.deployables[name] = {**doc, "assemblies": []}
+        return copy.deepcopy(doc)
+
+    def put_deployable(self, name: str, doc: JsonDict) -> JsonDict:
+        parsed = model.parse(doc)
+        if parsed.name != name:
+            raise InvalidInput(f"the document names {parsed.name!r}, not {name!r}")
+        for assembly in parsed.assemblies:
+            owner = self._owner(assembly.name)
+            if owner not in (None, name):
+                raise Conflict(f"assembly {assembly.name!r} belongs to deployable {owner!r}")
+        stored = parsed.to_dict()
+        for assembly in stored["assemblies"]:
+            self.assemblies[assembly["name"]] = assembly
+        self.deployables[name] = {**stored, "assemblies": [a["name"] for a in stored["assemblies"]]}
+        return self.get_deployable(name)
+
+    def delete_deployable(self, name: str, force: bool = False) -> None:
+        self._deployable(name)
+        del self.deployables[name]
+
+    def add_deployable_assembly(self, deployable: str, assembly: str) -> None:
+        target = self._deployable(deployable)
+        self._assembly(assembly)
+        owner = self._owner(assembly)
+        if owner:
+            raise Conflict(f"assembly {assembly!r} already belongs to deployable {owner!r}")
+        target["assemblies"].append(assembly)
+
+    def remove_deployable_assembly(self, deployable: str, assembly: str) -> None:
+        target = self._deployable(deployable)
+        if assembly not in target["assemblies"]:
+            raise NotFound(f"assembly {assembly!r} is not in deployable {deployable!r}")
+        doc = self.get_deployable(deployable)
+        doc["assemblies"] = [a for a in doc["assemblies"] if a["name"] != assembly]
+        model.parse(doc)
+        target["assemblies"].remove(assembly)
+
+    def add_constraint(self, deployable: str, first: str, then: str) -> None:
+        doc = self.get_deployable(deployable)
+        constraint = {"first": first, "then": then}
+        if constraint in doc["constraints"]:
+            raise Conflict(f"deployable {deployable!r} already orders {first} before {then}")
+        doc["constraints"].append(constraint)
+        model.parse(doc)
+        self.deployables[deployable]["constraints"].append(constraint)
+
+    def remove_constraint(self, deployable: str, first: str, then: str) -> None:
+        target = self._deployable(deployable)
+        constraint = {"first": first, "then": then}
+        if constraint not in target["constraints"]:
+            raise NotFound(f"deployable {deployable!r} has no constraint {first} -> {then}")
+        target["constraints"].remove(constraint)
+
+    def set_deployable_escalation(self, deployable: str, failures: Any, period: Any) -> None:
+        target = self._deployable(deployable)
+        target["escalation"] = self._escalation(failures, period)
+
+    # -- lifecycle and events -------------------------------------------------
+    def start_deployable(self, name: str) -> JsonDict:
+        return self._lifecycle(name, "starting")
+
+    def stop_deployable(self, name: str) -> JsonDict:
+        return self._lifecycle(name, "stopping")
+
+    def reload_deployable(self, name: str) -> JsonDict:
+        return self._lifecycle(name, "reloading")
+
+    def deployable_status(self, name: str) -> JsonDict:
+        doc = self.get_deployable(name)
+        if self.lifecycle_error:
+            raise self.lifecycle_error
+        return {
+            "name": name,
+            "state": "running",
+            "pid": 99,
+            "assemblies": [
+                {
+                    "name": a["name"],
+                    "state": "running",
+                    "instance": {"address": "127.0.0.2", "hostname": a["name"]},
+                    "resources": [
+                        {"name": r["name"], "state": "started", "failures": []}
+                        for r in a["resources"]
+                    ],
+                }
+                for a in doc["assemblies"]
+            ],
+        }
+
+    def query_events(self, **filters: Any) -> list[JsonDict]:
+        self.calls.append(f"query_events {sorted(filters.items())}")
+        matching = [e for e in self.events if _matches(e, filters)]
+        return matching[: filters.get("limit", 100)]
+
+    def stream_events(self, **filters: Any) -> Iterator[JsonDict]:
+        self.calls.append(f"stream_events {sorted(filters.items())}")
+        after = filters.get("after_id") or 0
+        yield from (e for e in self.events if e["id"] > after and _matches(e, filters))
+        raise KeyboardInterrupt  # the admin pressing Ctrl-C
+
+    # -- helpers ----------------------------------------------------------------
+    def _lifecycle(self, name: str, state: str) -> JsonDict:
+        self._deployable(name)
+        if self.lifecycle_error:
+            raise self.lifecycle_error
+        return {"deployable": name, "state": state}
+
+    def _assembly(self, name: str) -> JsonDict:
+        if name not in self.assemblies:
+            raise NotFound(f"no assembly named {name!r}")
+        return self.assemblies[name]
+
+    def _deployable(self, name: str) -> JsonDict:
+        if name not in self.deployables:
+            raise NotFound(f"no deployable named {name!r}")
+        return self.deployables[name]
+
+    def _owner(self, assembly: str) -> str | None:
+        return next(
+            (d for d, doc in self.deployables.items() if assembly in doc["assemblies"]), None
+        )
+
+    def _assembly_row(self, name: str) -> JsonDict:
+        return {**copy.deepcopy(self.assemblies[name]), "deployable": self._owner(name)}
+
+    def _check_in_deployable(self, assembly: str, changed: JsonDict) -> None:
+        owner = self._owner(assembly)
+        if owner:
+            doc = self.get_deployable(owner)
+            doc["assemblies"] = [changed if a["name"] == assembly else a for a in doc["assemblies"]]
+            model.parse(doc)
+
+    @staticmethod
+    def _resource_index(assembly: JsonDict, resource: str) -> int:
+        for index, item in enumerate(assembly["resources"]):
+            if item["name"] == resource:
+                return index
+        raise NotFound(f"resource {resource!r} is not in assembly {assembly['name']!r}")
+
+    @staticmethod
+    def _escalation(failures: Any, period: Any) -> JsonDict:
+        problems = model.Problems()
+        escalation = model._escalation(
+            {"failures": failures, "period": period}, "escalation", problems
+        )
+        problems.raise_if_any("invalid escalation")
+        return escalation.to_dict()
+
+
+def _matches(event: JsonDict, filters: dict[str, Any]) -> bool:
+    for key in ("deployable", "assembly", "resource"):
+        if key in filters and event.get(key) != filters[key]:
+            return False
+    return not ("since" in filters and event["time"] < filters["since"])
+
+
+class DownCped:
+    """cped not running: every call fails to connect."""
+
+    def __getattr__(self, name: str) -> Any:
+        def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise CpedUnreachable("cped is not running (no answer on its socket)")
+
+        return unreachable
+
+
+class FakeKeys:
+    def __init__(self) -> None:
+        self.made: set[str] = set()
+        self.fail_on: str | None = None
+
+    def exists(self, assembly: str) -> bool:
+        return assembly in self.made
+
+    def write(self, assembly: str) -> None:
+        if assembly == self.fail_on:
+            raise Unavailable("cannot write keys")
+        self.made.add(assembly)
+
+    def delete(self, assembly: str) -> None:
+        self.made.discard(assembly)
+
+
+class FakeDaemon:
+    def __init__(self, running: bool = False) -> None:
+        self.running = running
+
+    def start(self) -> dict[str, Any]:
+        already, self.running = self.running, True
+        return {"pid": 4242, "already_running": already}
+
+    def stop(self) -> dict[str, Any]:
+        was, self.running = self.running, False
+        return {"pid": 4242, "was_running": was}
+
+    def status(self) -> dict[str, Any] | None:
+        return FakeCped().health() if self.running else None
+
+
+def fake_paths() -> Paths:
+    from pathlib import Path
+
+    base = Path("/nonexistent/pcloud-test")
+    return Paths(base / "etc", base / "state", base / "run")

@@ -1,0 +1,170 @@
+"""Bad input: a clear message on stderr, exit status 2, and nothing changed in cped or the keys."""
+
+from __future__ import annotations
+
+import pytest
+from pcloudsh_fakes import FakeCped, FakeKeys
+
+from pcloudsh.environment import Environment
+from pcloudsh.testing import run
+
+BAD_LINES = [
+    # names that cannot be names
+    ("assembly_create a/b host", "invalid assembly name 'a/b'"),
+    ("assembly_create 'a b' host", "invalid assembly name 'a b'"),
+    ("assembly_create .. host", "invalid assembly name '..'"),
+    ("assembly_create ../etc host", "invalid assembly name '../etc'"),
+    ("assembly_create new ho/st", "invalid JEOS name 'ho/st'"),
+    ("deployable_create 'sh op'", "invalid deployable name 'sh op'"),
+    ("assembly_resource_add 'r/x' dummy web", "invalid resource name 'r/x'"),
+    ("deployable_assembly_add shop ..", "invalid assembly name '..'"),
+    # unknown names
+    ("assembly_create new nosuch", "no JEOS image named 'nosuch'"),
+    ("assembly_clone nosuch copy", "no assembly named 'nosuch'"),
+    ("assembly_delete nosuch", "no assembly named 'nosuch'"),
+    ("assembly_resource_add r nosuch web", "no resource template named 'nosuch'"),
+    ("assembly_resource_add r dummy nosuch", "no assembly named 'nosuch'"),
+    ("assembly_resource_remove nosuch web", "resource 'nosuch' is not in assembly 'web'"),
+    ("assembly_resource_list nosuch", "no assembly named 'nosuch'"),
+    ("escalation_resource_set nosuch web 3 60", "resource 'nosuch' is not in assembly 'web'"),
+    ("escalation_assembly_set nosuch 3 60", "no assembly named 'nosuch'"),
+    ("escalation_deployable_set nosuch 3 60", "no deployable named 'nosuch'"),
+    ("deployable_delete nosuch", "no deployable named 'nosuch'"),
+    ("deployable_assembly_add shop nosuch", "no assembly named 'nosuch'"),
+    ("deployable_assembly_add nosuch web", "no deployable named 'nosuch'"),
+    ("deployable_assembly_remove shop nosuch", "'nosuch' is not in deployable 'shop'"),
+    ("deployable_export nosuch", "no deployable named 'nosuch'"),
+    ("deployable_constraint_add shop web/nosuch db/pg", "no such resource in the deployable"),
+    ("deployable_constraint_remove shop web/www db/pg", "has no constraint"),
+    ("resource_template_show nosuch", "no resource template named 'nosuch'"),
+    ("deployable_start nosuch", "no deployable named 'nosuch'"),
+    # duplicates
+    ("assembly_create web host", "assembly 'web' already exists"),
+    ("assembly_clone web db", "assembly 'db' already exists"),
+    ("assembly_resource_add www dummy web", "resource 'www' is already in assembly 'web'"),
+    ("deployable_create shop", "deployable 'shop' already exists"),
+    ("deployable_assembly_add shop web", "already belongs to deployable 'shop'"),
+    ("deployable_constraint_add shop db/pg web/www", "already orders db/pg before web/www"),
+    # values
+    ("escalation_resource_set www web x 60", "invalid FAILURES 'x'"),
+    ("escalation_resource_set www web 3 soon", "invalid PERIOD 'soon'"),
+    ("escalation_assembly_set web 3.5 60", "invalid FAILURES '3.5'"),
+    ("escalation_deployable_set shop -3 60", "invalid FAILURES '-3'"),
+    ("escalation_deployable_set shop 3 -60", "invalid PERIOD '-60'"),
+    ("deployable_create new cloudy", "invalid infrastructure 'cloudy'"),
+    ("assembly_resource_add r dummy web noequals", "invalid parameter 'noequals'"),
+    ("assembly_resource_add r dummy web 9x=1", "invalid parameter '9x=1'"),
+    ("assembly_resource_add r dummy web x=@db:mac", "invalid reference '@db:mac'"),
+    ("assembly_resource_add r dummy web x=@d/b:hostname", "invalid assembly name 'd/b'"),
+    ("assembly_resource_add r dummy web --timeout bogus=1", "invalid timeout 'bogus=1'"),
+    ("assembly_resource_add r dummy web --timeout start=0", "invalid timeout of start '0'"),
+    ("assembly_resource_add r dummy web --monitor-interval 10x", "invalid monitor interval '10x'"),
+    ("deployable_constraint_add shop web db/pg", "invalid FIRST 'web'"),
+    ("deployable_constraint_add shop db/pg a/b/c", "invalid THEN 'a/b/c'"),
+    ("deployable_constraint_add shop web/www db/pg", "form a cycle"),
+    ("deployable_import /nonexistent/shop.json", "cannot read /nonexistent/shop.json"),
+    ("events --since yesterday", "invalid time 'yesterday'"),
+    ("deployable_export shop --format xml --json", "--json prints JSON"),
+]
+
+USAGE_LINES = [
+    ("assembly_create", "the following arguments are required: NAME, JEOS"),
+    ("assembly_create a b c", "unrecognized arguments: c"),
+    ("deployable_export shop --format yaml", "invalid choice: 'yaml'"),
+    ("events --limit many", "invalid int value: 'many'"),
+    ("nosuch", "unknown command 'nosuch'"),
+    ("deployable_lst", "did you mean deployable_list?"),
+    ("--bogus deployable_list", "unknown option '--bogus'"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES, ids=[line for line, _ in BAD_LINES])
+def test_bad_input_is_refused_with_a_clear_line(
+    env: Environment, shop: FakeCped, keys: FakeKeys, line: str, message: str
+) -> None:
+    before, keys_before = shop.snapshot(), set(keys.made)
+    ran = run(env, line)
+    assert ran.status == 2, ran
+    assert ran.out == ""
+    assert ran.err.startswith("pcloudsh: error: ")
+    assert message in ran.err
+    assert "Traceback" not in ran.err
+    assert shop.snapshot() == before
+    assert keys.made == keys_before
+
+
+@pytest.mark.parametrize(("line", "message"), USAGE_LINES, ids=[line for line, _ in USAGE_LINES])
+def test_bad_usage_shows_usage_and_exits_2(
+    env: Environment, shop: FakeCped, line: str, message: str
+) -> None:
+    before = shop.snapshot()
+    ran = run(env, line)
+    assert ran.status == 2, ran
+    assert ran.out == ""
+    assert ran.err.startswith("usage: pcloudsh")
+    assert message in ran.err
+    assert shop.snapshot() == before
+
+
+MALFORMED = [
+    ('{"name": "x", ', "not valid JSON"),
+    ("<deployable name='x'><assemblies>", "XML"),
+    ("name: [unclosed", "not valid YAML"),
+    ("[1, 2]", "must be an object"),
+    ("", "must be an object"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MALFORMED)
+def test_malformed_import_file(
+    env: Environment, shop: FakeCped, keys: FakeKeys, text: str, message: str
+) -> None:
+    before, keys_before = shop.snapshot(), set(keys.made)
+    ran = run(env, "deployable_import -", stdin=text)
+    assert ran.status == 2, ran
+    assert ran.err.startswith("pcloudsh: error: standard input: ")
+    assert message in ran.err
+    assert shop.snapshot() == before and keys.made == keys_before
+
+
+def test_invalid_document_lists_every_problem_with_its_path(
+    env: Environment, shop: FakeCped, keys: FakeKeys, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    document = tmp_path / "bad.json"
+    document.write_text(
+        '{"name": "shop", "assemblies": [{"name": "web", "resources": '
+        '[{"name": "www", "type": "Dummy", "monitor_interval": "10x"}]}, {"name": "a b"}], '
+        '"constraints": [{"first": "web/www", "then": "db/none"}]}'
+    )
+    before = shop.snapshot()
+    ran = run(env, f"deployable_import {document}")
+    assert ran.status == 2
+    lines = ran.err.splitlines()
+    assert lines[0] == "pcloudsh: error: invalid deployable document:"
+    problems = [line.strip() for line in lines[1:]]
+    assert "assemblies[0].resources[0].monitor_interval: not a duration: '10x'" in problems
+    assert any(p.startswith("assemblies[1].name: not a valid name: 'a b'") for p in problems)
+    assert "constraints[0].then: no such resource in the deployable: db/none" in problems
+    assert shop.snapshot() == before and keys.made == {"web", "db"}
+
+
+def test_server_problems_are_listed_one_per_line(env: Environment, shop: FakeCped) -> None:
+    from dpe.errors import InvalidInput
+
+    def refuse(name: str, doc: dict[str, object]) -> None:
+        raise InvalidInput(
+            "invalid deployable document",
+            details=[
+                {"path": "assemblies[0].image", "message": "no JEOS image named 'f16'"},
+                {"path": "", "message": "something else"},
+            ],
+        )
+
+    shop.put_deployable = refuse  # type: ignore[method-assign,assignment]
+    ran = run(env, "deployable_import -", stdin='{"name": "shop"}')
+    assert ran.status == 2
+    assert ran.err.splitlines() == [
+        "pcloudsh: error: invalid deployable document",
+        "  assemblies[0].image: no JEOS image named 'f16'",
+        "  something else",
+    ]

@@ -1,0 +1,307 @@
+"""Each pcloudsh command against a fake cped: what it prints, as a table and as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pcloudsh_fakes import FakeCped, FakeKeys
+
+from pcloudsh.environment import Environment
+from pcloudsh.testing import run
+
+
+def test_assembly_create_makes_keys_and_a_new_uuid(
+    env: Environment, cped: FakeCped, keys: FakeKeys
+) -> None:
+    ran = run(env, "--json assembly_create web host")
+    assert ran.status == 0, ran
+    data = json.loads(ran.out)
+    assert data["assembly"] == "web"
+    assert cped.assemblies["web"]["uuid"] == data["uuid"]
+    assert cped.assemblies["web"]["image"] == "host"
+    assert keys.made == {"web"}
+    assert run(env, "assembly_create web2 host").out == "assembly web2 created from host\n"
+
+
+def test_assembly_create_removes_its_keys_when_cped_refuses(
+    env: Environment, cped: FakeCped, keys: FakeKeys
+) -> None:
+    def refuse(doc: dict[str, object]) -> None:
+        raise PermissionError("disk full")
+
+    cped.create_assembly = refuse  # type: ignore[method-assign,assignment]
+    with pytest.raises(PermissionError):
+        run(env, "assembly_create web host")
+    assert keys.made == set()
+
+
+def test_assembly_create_keeps_keys_of_an_existing_assembly(
+    env: Environment, cped: FakeCped, keys: FakeKeys
+) -> None:
+    run(env, "assembly_create web host")
+    ran = run(env, "assembly_create web host")
+    assert ran.status == 2
+    assert "already exists" in ran.err
+    assert keys.made == {"web"}
+
+
+def test_assembly_clone_copies_resources_with_new_uuid_and_keys(
+    env: Environment, shop: FakeCped, keys: FakeKeys
+) -> None:
+    ran = run(env, "assembly_clone web web2")
+    assert ran.status == 0, ran
+    assert "1 resources copied" in ran.out
+    original, copy = shop.assemblies["web"], shop.assemblies["web2"]
+    assert copy["uuid"] != original["uuid"]
+    assert copy["resources"] == original["resources"]
+    assert copy["escalation"] == original["escalation"]
+    assert "web2" in keys.made
+
+
+def test_assembly_delete_deletes_its_keys(env: Environment, cped: FakeCped, keys: FakeKeys) -> None:
+    run(env, "assembly_create web host")
+    ran = run(env, "assembly_delete web")
+    assert (ran.status, ran.out) == (0, "assembly web deleted\n")
+    assert cped.assemblies == {} and keys.made == set()
+
+
+def test_assembly_delete_refused_keeps_keys(
+    env: Environment, shop: FakeCped, keys: FakeKeys
+) -> None:
+    ran = run(env, "assembly_delete web")
+    assert ran.status == 2
+    assert "belongs to deployable 'shop'" in ran.err
+    assert "web" in shop.assemblies and "web" in keys.made
+
+
+def test_assembly_list_table_and_json(env: Environment, shop: FakeCped) -> None:
+    table = run(env, "assembly_list")
+    assert table.status == 0
+    lines = table.out.splitlines()
+    assert lines[0].split() == ["Name", "JEOS", "Deployable", "Resources", "UUID"]
+    assert lines[3].split() == ["web", "host", "shop", "1", shop.assemblies["web"]["uuid"]]
+    data = json.loads(run(env, "assembly_list --json").out)
+    assert [a["name"] for a in data] == ["db", "web"]
+    assert data[1]["deployable"] == "shop"
+
+
+def test_empty_lists_say_so(env: Environment) -> None:
+    assert run(env, "assembly_list").out == "no assemblies\n"
+    assert run(env, "deployable_list").out == "no deployables\n"
+    assert run(env, "--json deployable_list").out == "[]\n"
+
+
+def test_jeos_list(env: Environment) -> None:
+    ran = run(env, "jeos_list")
+    assert ran.out.splitlines()[2].split()[:3] == ["host", "host", "x86_64"]
+    assert json.loads(run(env, "jeos_list --json").out)[0]["name"] == "host"
+
+
+def test_resource_add_merges_template_and_given_parameters(
+    env: Environment, shop: FakeCped
+) -> None:
+    www = shop.assemblies["web"]["resources"][0]
+    assert www["type"] == "Dummy" and www["provider"] == "heartbeat"
+    assert www["monitor_interval"] == 70
+    assert www["parameters"] == {
+        "fake": "1",
+        "state": "/run/www.state",
+        "peer": {"ref": "db:ipaddress"},
+    }
+    pg = shop.assemblies["db"]["resources"][0]
+    assert pg["monitor_interval"] == 20
+    assert pg["timeouts"] == {"start": 60}
+
+
+def test_resource_list_and_remove(env: Environment, shop: FakeCped) -> None:
+    out = run(env, "assembly_resource_list web").out
+    lines = out.splitlines()
+    assert lines[0].split() == ["Name", "Agent", "Monitor", "Parameters", "Escalation"]
+    assert lines[2].startswith("www") and "3 failures in 60 s" in lines[2]
+    assert "peer=@db:ipaddress" in out
+    data = json.loads(run(env, "--json assembly_resource_list db").out)
+    assert [r["name"] for r in data] == ["pg"]
+    run(env, "deployable_constraint_remove shop db/pg web/www")
+    ran = run(env, "assembly_resource_remove pg db")
+    assert (ran.status, ran.out) == (0, "resource pg removed from assembly db\n")
+    assert shop.assemblies["db"]["resources"] == []
+
+
+def test_escalation_at_three_levels(env: Environment, shop: FakeCped) -> None:
+    doc = shop.get_deployable("shop")
+    assert doc["escalation"] == {"failures": 2, "period": 3600}
+    web = next(a for a in doc["assemblies"] if a["name"] == "web")
+    assert web["escalation"] == {"failures": 2, "period": 300}
+    assert web["resources"][0]["escalation"] == {"failures": 3, "period": 60}
+
+
+@pytest.mark.parametrize("off", ["INFINITY", "-1", "infinity"])
+def test_escalation_can_be_turned_off(env: Environment, shop: FakeCped, off: str) -> None:
+    ran = run(env, f"escalation_assembly_set web {off} {off}")
+    assert (ran.status, ran.out) == (0, "escalation of assembly web: off\n")
+    assert shop.assemblies["web"]["escalation"] == {"failures": "INFINITY", "period": "INFINITY"}
+
+
+def test_deployable_list_and_assembly_list(env: Environment, shop: FakeCped) -> None:
+    row = run(env, "deployable_list").out.splitlines()[2].split()
+    assert row[:4] == ["shop", "local", "2", "stopped"]
+    lines = run(env, "deployable_assembly_list shop").out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["web", "db"]
+    data = json.loads(run(env, "--json deployable_assembly_list shop").out)
+    assert [a["name"] for a in data] == ["web", "db"]
+
+
+def test_deployable_create_default_and_named_infrastructure(
+    env: Environment, cped: FakeCped
+) -> None:
+    assert run(env, "deployable_create a").out == "deployable a created (local)\n"
+    assert run(env, "deployable_create b libvirt").status == 0
+    assert cped.deployables["b"]["infrastructure"] == "libvirt"
+
+
+def test_deployable_membership_and_delete(env: Environment, shop: FakeCped) -> None:
+    run(env, "deployable_constraint_remove shop db/pg web/www")
+    ran = run(env, "deployable_assembly_remove shop web")
+    assert ran.status == 0, ran
+    assert shop.deployables["shop"]["assemblies"] == ["db"]
+    ran = run(env, "deployable_delete shop --force")
+    assert (ran.status, ran.out) == (0, "deployable shop deleted\n")
+    assert shop.deployables == {}
+
+
+def test_constraints_list(env: Environment, shop: FakeCped) -> None:
+    lines = run(env, "deployable_constraint_list shop").out.splitlines()
+    assert lines[0].split() == ["First", "Then"]
+    assert lines[2].split() == ["db/pg", "web/www"]
+    data = json.loads(run(env, "deployable_constraint_list shop --json").out)
+    assert data == [{"first": "db/pg", "then": "web/www"}]
+
+
+def test_templates(env: Environment) -> None:
+    lines = run(env, "resource_template_list").out.splitlines()
+    assert lines[2].split()[:2] == ["dummy", "ocf:heartbeat:Dummy"]
+    show = run(env, "resource_template_show httpd").out
+    assert "agent:" in show and "lsb:httpd" in show
+    assert json.loads(run(env, "resource_template_show dummy --json").out)["type"] == "Dummy"
+
+
+def test_export_json_is_the_document(env: Environment, shop: FakeCped) -> None:
+    ran = run(env, "--json deployable_export shop")
+    assert ran.status == 0 and ran.err == ""
+    assert json.loads(ran.out) == shop.get_deployable("shop")
+    assert json.loads(run(env, "deployable_export shop").out) == shop.get_deployable("shop")
+
+
+def test_export_xml_imports_back_to_the_same_document(env: Environment, shop: FakeCped) -> None:
+    before = shop.get_deployable("shop")
+    xml = run(env, "deployable_export shop --format xml").out
+    assert xml.startswith("<deployable")
+    run(env, "deployable_delete shop")
+    ran = run(env, "deployable_import - --format xml", stdin=xml)
+    assert ran.status == 0, ran
+    assert shop.get_deployable("shop") == before
+
+
+def test_export_to_a_file_and_import_it(env: Environment, shop: FakeCped, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = shop.get_deployable("shop")
+    target = tmp_path / "shop.json"
+    ran = run(env, f"deployable_export shop -o {target}")
+    assert ran.out == f"deployable shop exported to {target} (json)\n"
+    run(env, "deployable_delete shop")
+    assert run(env, f"deployable_import {target}").status == 0
+    assert shop.get_deployable("shop") == before
+
+
+def test_import_yaml_makes_keys_for_assemblies_without_them(
+    env: Environment, cped: FakeCped, keys: FakeKeys
+) -> None:
+    keys.made.add("old")
+    document = """
+name: blog
+assemblies:
+  - name: old
+    resources: [{name: r, type: Dummy}]
+  - name: fresh
+constraints: []
+"""
+    ran = run(env, "--json deployable_import -", stdin=document)
+    assert ran.status == 0, ran
+    assert json.loads(ran.out)["new_keys"] == ["fresh"]
+    assert keys.made == {"old", "fresh"}
+    assert set(cped.assemblies) == {"old", "fresh"}
+
+
+def test_import_refused_by_cped_removes_the_keys_it_made(
+    env: Environment, shop: FakeCped, keys: FakeKeys
+) -> None:
+    keys.made.clear()
+    ran = run(
+        env, "deployable_import -", stdin='{"name": "other", "assemblies": [{"name": "web"}]}'
+    )
+    assert ran.status == 2
+    assert "belongs to deployable 'shop'" in ran.err
+    assert keys.made == set()
+
+
+def test_lifecycle_commands_report_the_answer(env: Environment, shop: FakeCped) -> None:
+    assert run(env, "deployable_start shop").out == "deployable shop starting\n"
+    assert run(env, "deployable_stop shop").out == "deployable shop stopping\n"
+    assert run(env, "deployable_reload shop").out == "deployable shop reloading\n"
+    tree = run(env, "deployable_status shop").out.splitlines()
+    assert tree[0] == "deployable shop: running (pid 99)"
+    assert any("assembly web: running" in line for line in tree)
+    assert any("resource pg: started" in line for line in tree)
+    assert json.loads(run(env, "--json deployable_status shop").out)["state"] == "running"
+
+
+def test_lifecycle_passes_the_server_error_through(env: Environment, shop: FakeCped) -> None:
+    from dpe.errors import PcloudError
+
+    shop.lifecycle_error = PcloudError("starting deployables comes in the next release")
+    for verb in ("start", "stop", "reload", "status"):
+        ran = run(env, f"deployable_{verb} shop")
+        assert ran.status == 1, verb
+        assert ran.err == "pcloudsh: error: starting deployables comes in the next release\n"
+        assert ran.out == ""
+
+
+def test_events_table_json_and_follow(env: Environment, cped: FakeCped) -> None:
+    cped.events = [
+        {
+            "id": 1,
+            "time": 1_699_999_000.0,
+            "deployable": "shop",
+            "assembly": "web",
+            "resource": "www",
+            "state": "failed",
+            "reason": "monitor returned 7 (not running)",
+        },
+        {
+            "id": 2,
+            "time": 1_699_999_900.0,
+            "deployable": "shop",
+            "assembly": None,
+            "resource": None,
+            "state": "running",
+            "reason": "all assemblies running",
+        },
+        {
+            "id": 3,
+            "time": 1_699_999_950.0,
+            "deployable": "blog",
+            "state": "running",
+            "reason": "ok",
+        },
+    ]
+    lines = run(env, "events --deployable shop").out.splitlines()
+    assert lines[0].split() == ["Time", "Subject", "State", "Reason"]
+    assert "shop/web/www" in lines[2] and "monitor returned 7" in lines[2]
+    assert len(lines) == 4
+    data = json.loads(run(env, "events --json --since 10m").out)
+    assert [e["id"] for e in data] == [2, 3]  # 10 minutes before the fake clock
+
+    followed = run(env, "events --follow --json --deployable blog")
+    assert followed.status == 130
+    assert [json.loads(line)["id"] for line in followed.out.splitlines()] == [3]
+    assert followed.err == "pcloudsh: interrupted\n"

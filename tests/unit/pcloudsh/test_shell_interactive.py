@@ -1,0 +1,120 @@
+"""The interactive shell driven in-process: same commands, help, completion of names."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import pytest
+from pcloudsh_fakes import DownCped, FakeCped
+
+from pcloudsh import commands
+from pcloudsh.environment import Environment
+from pcloudsh.shell import PROMPT, PcloudShell
+from pcloudsh.testing import run, shell_for
+
+
+@pytest.fixture
+def shell(env: Environment) -> PcloudShell:
+    return shell_for(env)
+
+
+def completions(shell: PcloudShell, line: str) -> list[str]:
+    word = line.rsplit(" ", 1)[-1]
+    found = shell.complete(word, line, len(line) - len(word), len(line))
+    return [item.text for item in found.items]
+
+
+def test_prompt_and_every_command_registered(shell: PcloudShell) -> None:
+    assert shell.prompt == PROMPT == "pcloudsh# "
+    visible = set(shell.get_visible_commands())
+    for _noun, spec in commands.all_commands():
+        assert spec.name in visible
+    assert {"help", "history", "quit", "exit"} <= visible
+    assert not {"shell", "edit", "run_pyscript"} & visible
+
+
+def test_commands_print_like_one_shot(env: Environment, shell: PcloudShell, cped: FakeCped) -> None:
+    ran = run(shell, "assembly_create web host")
+    assert ran == ("assembly web created from host\n", "", 0)
+    listed = run(shell, "assembly_list --json")
+    assert listed.status == 0
+    assert [a["name"] for a in json.loads(listed.out)] == ["web"]
+    assert run(shell, "assembly_list") == run(env, "assembly_list")
+
+
+def test_errors_and_statuses(shell: PcloudShell, shop: FakeCped) -> None:
+    ran = run(shell, "assembly_create web host")
+    assert ran.status == 2 and ran.err == "pcloudsh: error: assembly 'web' already exists\n"
+    ran = run(shell, "assembly_create 'we b' host")
+    assert ran.status == 2 and "invalid assembly name 'we b'" in ran.err
+    ran = run(shell, "assembly_create")
+    assert ran.status == 2 and "the following arguments are required: NAME, JEOS" in ran.err
+    ran = run(shell, "nosuch thing")
+    assert ran.status == 2 and ran.err == "pcloudsh: error: unknown command 'nosuch' (try help)\n"
+    assert run(shell, "deployable_list").status == 0
+
+
+def test_empty_line_does_nothing(shell: PcloudShell, shop: FakeCped) -> None:
+    run(shell, "assembly_create web host")  # fails: status 2
+    before = shop.snapshot()
+    assert run(shell, "") == ("", "", 0)
+    assert shop.snapshot() == before
+
+
+def test_help(shell: PcloudShell) -> None:
+    listing = run(shell, "help").out
+    for category in ("Assemblies", "Deployables", "Escalation", "Events", "Daemon (cped)", "Shell"):
+        assert category in listing
+    detail = run(shell, "help assembly_resource_add").out
+    assert "Add a resource to an assembly" in detail
+    assert "@ASSEMBLY:ipaddress" in " ".join(detail.split())
+
+
+def test_quit_exit_and_end_of_input(env: Environment) -> None:
+    for script in ("quit\nassembly_list\n", "exit\nassembly_list\n", "assembly_list\n"):
+        out = io.StringIO()
+        shell = PcloudShell(
+            dataclasses.replace(env, stdin=io.StringIO(script), stdout=out), history=False
+        )
+        assert shell.cmdloop() == 0
+        assert out.getvalue().startswith("pcloudsh ")
+        assert out.getvalue().count("no assemblies") == (
+            0 if "quit" in script or "exit" in script else 1
+        )
+
+
+def test_completion_of_existing_names(shell: PcloudShell, shop: FakeCped) -> None:
+    assert completions(shell, "assembly_delete ") == ["db", "web"]
+    assert completions(shell, "assembly_delete w") == ["web"]
+    assert completions(shell, "assembly_create new ") == ["host"]
+    assert completions(shell, "deployable_start ") == ["shop"]
+    assert completions(shell, "assembly_resource_add r ") == ["dummy", "httpd"]
+    assert completions(shell, "assembly_resource_add r dummy ") == ["db", "web"]
+    assert completions(shell, "deployable_constraint_add shop ") == ["db/pg", "web/www"]
+    assert completions(shell, "events --deployable ") == ["shop"]
+
+
+def test_completion_of_a_resource_uses_the_assembly_on_the_line(
+    shell: PcloudShell, shop: FakeCped
+) -> None:
+    # RESOURCE comes before ASSEMBLY in the original argument order: all resources are offered
+    assert completions(shell, "assembly_resource_remove ") == ["pg", "www"]
+    assert completions(shell, "escalation_resource_set ") == ["pg", "www"]
+    run(shell, "assembly_resource_add extra dummy db")
+    assert completions(shell, "assembly_resource_remove --json e") == ["extra"]
+
+
+def test_completion_without_cped_offers_nothing(env: Environment) -> None:
+    shell = shell_for(dataclasses.replace(env, connect=lambda _paths: DownCped()))
+    assert completions(shell, "assembly_delete ") == []
+    assert completions(shell, "deployable_") != []  # command names still complete
+
+
+def test_command_names_complete(shell: PcloudShell) -> None:
+    assert completions(shell, "deployable_constraint_") == [
+        "deployable_constraint_add",
+        "deployable_constraint_list",
+        "deployable_constraint_remove",
+    ]

@@ -1,0 +1,132 @@
+"""The one-shot runner: global options, help, exit codes, errors on stderr only."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from pcloudsh_fakes import DownCped, FakeCped, FakeDaemon
+
+from dpe.errors import AgentError, Conflict, InvalidInput, NotFound, OperationTimeout, Unavailable
+from pcloudsh import commands
+from pcloudsh.api import CpedUnreachable
+from pcloudsh.environment import Environment
+from pcloudsh.exitcodes import ExitCode, exit_code_for
+from pcloudsh.testing import run
+
+
+def test_json_before_or_after_the_command(env: Environment, shop: FakeCped) -> None:
+    before, after = run(env, "--json deployable_list"), run(env, "deployable_list --json")
+    assert before == after
+    assert json.loads(before.out)[0]["name"] == "shop"
+    assert before.err == ""
+
+
+@pytest.mark.parametrize(
+    ("noun", "spec"), commands.all_commands(), ids=lambda x: getattr(x, "name", "")
+)
+def test_every_command_has_help_and_json(
+    env: Environment, noun: type, spec: commands.CommandSpec
+) -> None:
+    ran = run(env, f"{spec.name} --help")
+    assert ran.status == 0
+    assert ran.out.startswith(f"usage: pcloudsh {spec.name}")
+    assert "--json" in ran.out
+    assert spec.summary and spec.summary in " ".join(ran.out.split())
+
+
+def test_command_names_are_unique() -> None:
+    names = [spec.name for _noun, spec in commands.all_commands()]
+    assert len(names) == len(set(names))
+
+
+def test_help_lists_every_command(env: Environment) -> None:
+    ran = run(env, "help")
+    assert ran.status == 0
+    for _noun, spec in commands.all_commands():
+        assert f"  {spec.name} " in ran.out
+    assert run(env, "--help").out == ran.out
+    assert run(env, "help deployable_import").out == run(env, "deployable_import --help").out
+
+
+def test_help_for_an_unknown_command(env: Environment) -> None:
+    ran = run(env, "help nosuch")
+    assert ran.status == 2 and "unknown command 'nosuch'" in ran.err
+
+
+def test_version(env: Environment) -> None:
+    ran = run(env, "--version")
+    assert ran.status == 0 and ran.out.startswith("pcloudsh ")
+
+
+def test_status_exit_codes(env: Environment, daemon: FakeDaemon) -> None:
+    ran = run(env, "status")
+    assert ran.status == 0
+    assert ran.out == "cped is running (pid 4242, version 0.7.0, up 1 min 15 s)\n"
+    daemon.running = False
+    ran = run(env, "status")
+    assert (ran.status, ran.out) == (3, "cped is not running\n")
+    assert json.loads(run(env, "status --json").out)["running"] is False
+
+
+def test_start_and_stop(env: Environment, daemon: FakeDaemon) -> None:
+    daemon.running = False
+    assert run(env, "start").out == "cped started (pid 4242)\n"
+    assert run(env, "start").out == "cped is already running (pid 4242)\n"
+    assert run(env, "stop").out == "cped stopped (pid 4242)\n"
+    assert run(env, "stop").out == "cped was not running\n"
+    assert json.loads(run(env, "--json start").out) == {
+        "message": "cped started (pid 4242)",
+        "pid": 4242,
+        "started": True,
+    }
+
+
+def test_cped_not_reachable_exits_3(env: Environment) -> None:
+    down = dataclasses.replace(env, connect=lambda _paths: DownCped())
+    for line in ("deployable_list", "--json assembly_list", "deployable_start shop"):
+        ran = run(down, line)
+        assert ran.status == 3, line
+        assert ran.out == ""
+        assert ran.err == "pcloudsh: error: cped is not running (no answer on its socket)\n"
+
+
+def test_bad_names_are_refused_before_cped_is_asked(env: Environment) -> None:
+    down = dataclasses.replace(env, connect=lambda _paths: DownCped())
+    assert run(down, "assembly_delete ../x").status == 2
+
+
+def test_interrupt_exits_130(env: Environment, cped: FakeCped) -> None:
+    def interrupted() -> list[dict[str, object]]:
+        raise KeyboardInterrupt
+
+    cped.list_deployables = interrupted  # type: ignore[method-assign]
+    ran = run(env, "deployable_list")
+    assert (ran.status, ran.err) == (130, "pcloudsh: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (InvalidInput("x"), ExitCode.USAGE),
+        (NotFound("x"), ExitCode.USAGE),
+        (Conflict("x"), ExitCode.USAGE),
+        (CpedUnreachable("x"), ExitCode.UNREACHABLE),
+        (Unavailable("a guest cannot be reached"), ExitCode.FAILURE),
+        (OperationTimeout("x"), ExitCode.FAILURE),
+        (AgentError("x"), ExitCode.FAILURE),
+        (KeyboardInterrupt(), ExitCode.INTERRUPTED),
+        (RuntimeError("x"), ExitCode.FAILURE),
+    ],
+)
+def test_exit_code_mapping(error: BaseException, status: ExitCode) -> None:
+    assert exit_code_for(error) == status
+
+
+def test_server_side_unavailable_is_a_failure_not_unreachable(
+    env: Environment, shop: FakeCped
+) -> None:
+    shop.lifecycle_error = Unavailable("no DPE for deployable 'shop'")
+    ran = run(env, "deployable_start shop")
+    assert (ran.status, ran.err) == (1, "pcloudsh: error: no DPE for deployable 'shop'\n")
