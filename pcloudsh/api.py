@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from dpe.errors import Unavailable
+from dpe.errors import PcloudError, Unavailable
 from dpe.paths import Paths
 
 JsonDict = dict[str, Any]
@@ -18,6 +18,10 @@ JsonDict = dict[str, Any]
 
 class CpedUnreachable(Unavailable):
     """cped does not answer on its socket (as opposed to cped answering "unavailable")."""
+
+
+class OperationFailed(PcloudError):
+    """cped refused an operation in the current state (a failure, not bad input)."""
 
 
 class Api(Protocol):

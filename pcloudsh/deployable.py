@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dpe import model
-from dpe.errors import InvalidInput
+from dpe.errors import Conflict, InvalidInput
+from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.values import check_name, describe_escalation, parse_resource_id
@@ -165,21 +168,24 @@ class DeployableCommands(Noun):
     def deployable_start(self, args: argparse.Namespace) -> Result:
         """Start a deployable: cped runs a DPE that keeps it available (clears "failed")."""
         name = check_name(args.name, "deployable")
-        answer = self.env.api().start_deployable(name)
+        with _operation():
+            answer = self.env.api().start_deployable(name)
         return done(f"deployable {name} starting", deployable=name, answer=answer)
 
     @command(NAME)
     def deployable_stop(self, args: argparse.Namespace) -> Result:
         """Stop a deployable: resources stop in reverse order, instances are destroyed."""
         name = check_name(args.name, "deployable")
-        answer = self.env.api().stop_deployable(name)
+        with _operation():
+            answer = self.env.api().stop_deployable(name)
         return done(f"deployable {name} stopping", deployable=name, answer=answer)
 
     @command(NAME)
     def deployable_reload(self, args: argparse.Namespace) -> Result:
         """Make a running deployable's DPE apply the stored document (only what changed)."""
         name = check_name(args.name, "deployable")
-        answer = self.env.api().reload_deployable(name)
+        with _operation():
+            answer = self.env.api().reload_deployable(name)
         return done(f"deployable {name} reloading", deployable=name, answer=answer)
 
     @command(NAME)
@@ -188,7 +194,8 @@ class DeployableCommands(Noun):
         from pcloudsh.status import status_tree
 
         name = check_name(args.name, "deployable")
-        status = self.env.api().deployable_status(name)
+        with _operation():
+            status = self.env.api().deployable_status(name)
         return Result(status, status_tree(name, status))
 
     # -- documents ------------------------------------------------------------
@@ -223,6 +230,15 @@ class DeployableCommands(Noun):
         from pcloudsh.documents import import_document
 
         return import_document(self.env, args)
+
+
+@contextmanager
+def _operation() -> Iterator[None]:
+    """A lifecycle request cped refuses in the deployable's state has failed (exit 1)."""
+    try:
+        yield
+    except Conflict as error:
+        raise OperationFailed(error.message, details=error.details) from None
 
 
 def _constraint_args(args: argparse.Namespace) -> tuple[str, str, str]:

@@ -16,9 +16,6 @@ from pcloudsh.values import (
     parse_timeouts,
 )
 
-# Fields a template gives a resource (a template may also carry its name and a description).
-TEMPLATE_FIELDS = ("class", "provider", "type", "monitor_interval", "timeouts", "parameters")
-
 
 class ResourceCommands(Noun):
     category = "Resources"
@@ -108,8 +105,7 @@ def resource_table(resources: list[dict[str, Any]], title: str | None = None) ->
 def _resource_doc(
     name: str, template: dict[str, Any], params: dict[str, Any], overrides: dict[str, Any]
 ) -> dict[str, Any]:
-    doc = {key: template[key] for key in TEMPLATE_FIELDS if key in template}
-    doc["name"] = name
+    doc = {**template.get("resource", {}), "name": name}
     doc["parameters"] = {**doc.get("parameters", {}), **params}
     doc["timeouts"] = {**doc.get("timeouts", {}), **overrides.pop("timeouts")}
     doc.update(overrides)

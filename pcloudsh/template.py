@@ -1,4 +1,8 @@
-"""Resource templates: the agents resources are made from (built-in ones, and user ones)."""
+"""Resource templates: ready-made resources (built-in ones, and user ones).
+
+cped shows a template as ``{name, description, builtin, resource,
+parameters_help}``: ``resource`` is a resource document without its name.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Fields, Result, Table, columns
-from pcloudsh.resource import TEMPLATE_FIELDS, agent_spec
+from pcloudsh.resource import agent_spec
 from pcloudsh.values import check_name
 
 
@@ -18,12 +22,13 @@ class TemplateCommands(Noun):
     def resource_template_list(self, args: argparse.Namespace) -> Result:
         """List the resource templates."""
         templates = self.env.api().list_templates()
-        rows = [{**t, "agent": agent_spec(t)} for t in templates]
+        rows = [_row(t) for t in templates]
         table = Table(
             columns(
                 ("name", "Name"),
                 ("agent", "Agent"),
-                ("monitor_interval", "Monitor (s)"),
+                ("monitor", "Monitor"),
+                ("origin", "Origin"),
                 ("description", "Description"),
             ),
             rows,
@@ -34,16 +39,50 @@ class TemplateCommands(Noun):
     @command(Arg("name", help="the template", complete=Names.TEMPLATE))
     def resource_template_show(self, args: argparse.Namespace) -> Result:
         """Show a resource template: its agent, monitor interval, timeouts and parameters."""
-        name = check_name(args.name, "template")
-        template = self.env.api().get_template(name)
-        fields = [("name", str(template.get("name", name))), ("agent", agent_spec(template))]
-        fields += [(key, _text(template[key])) for key in TEMPLATE_FIELDS[3:] if key in template]
-        if template.get("description"):
-            fields.append(("description", str(template["description"])))
-        return Result(template, Fields(fields))
+        template = self.env.api().get_template(check_name(args.name, "template"))
+        resource = template.get("resource", {})
+        fields = [
+            ("name", str(template.get("name"))),
+            ("agent", agent_spec(resource)),
+            ("monitor", f"every {_seconds(resource.get('monitor_interval'))}"),
+            ("timeouts", _pairs(resource.get("timeouts"), _seconds) or "defaults"),
+            ("origin", _origin(template)),
+            ("description", str(template.get("description") or "-")),
+        ]
+        return Result(template, Fields(fields, [_parameters_table(template)]))
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, dict):
-        return " ".join(f"{k}={v}" for k, v in value.items()) or "-"
-    return str(value)
+def _row(template: dict[str, Any]) -> dict[str, Any]:
+    resource = template.get("resource", {})
+    return {
+        "name": template.get("name"),
+        "agent": agent_spec(resource),
+        "monitor": _seconds(resource.get("monitor_interval")),
+        "origin": _origin(template),
+        "description": template.get("description"),
+    }
+
+
+def _parameters_table(template: dict[str, Any]) -> Table:
+    defaults = template.get("resource", {}).get("parameters", {})
+    meanings = template.get("parameters_help", {})
+    rows = [
+        {"name": name, "default": defaults.get(name, "-"), "meaning": meanings.get(name, "")}
+        for name in sorted({*defaults, *meanings})
+    ]
+    table_columns = columns(("name", "Parameter"), ("default", "Default"), ("meaning", "Meaning"))
+    return Table(table_columns, rows, empty="no parameters")
+
+
+def _origin(template: dict[str, Any]) -> str:
+    return "built-in" if template.get("builtin") else "user"
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:g} s" if isinstance(value, int | float) else str(value)
+
+
+def _pairs(mapping: Any, show: Any = str) -> str:
+    if not isinstance(mapping, dict):
+        return ""
+    return " ".join(f"{key}={show(value)}" for key, value in mapping.items())

@@ -21,19 +21,30 @@ JsonDict = dict[str, Any]
 TEMPLATES: dict[str, JsonDict] = {
     "dummy": {
         "name": "dummy",
-        "class": "ocf",
-        "provider": "heartbeat",
-        "type": "Dummy",
-        "monitor_interval": 70,
-        "parameters": {"fake": "1"},
         "description": "a resource that does nothing",
+        "builtin": True,
+        "resource": {
+            "class": "ocf",
+            "provider": "heartbeat",
+            "type": "Dummy",
+            "monitor_interval": 70,
+            "timeouts": {},
+            "parameters": {"fake": "1"},
+            "escalation": {"failures": "INFINITY", "period": "INFINITY"},
+        },
+        "parameters_help": {"state": "location of the state file", "fake": "does nothing"},
     },
     "httpd": {
         "name": "httpd",
-        "class": "lsb",
-        "type": "httpd",
-        "monitor_interval": 10,
         "description": "Apache",
+        "builtin": False,
+        "resource": {
+            "class": "lsb",
+            "type": "httpd",
+            "monitor_interval": 10,
+            "timeouts": {"start": 30},
+        },
+        "parameters_help": {},
     },
 }
 HOST_JEOS = {"name": "host", "kind": "host", "path": None, "arch": "x86_64", "release": "12"}

@@ -183,7 +183,10 @@ def test_templates(env: Environment) -> None:
     assert lines[2].split()[:2] == ["dummy", "ocf:heartbeat:Dummy"]
     show = run(env, "resource_template_show httpd").out
     assert "agent:" in show and "lsb:httpd" in show
-    assert json.loads(run(env, "resource_template_show dummy --json").out)["type"] == "Dummy"
+    assert (
+        json.loads(run(env, "resource_template_show dummy --json").out)["resource"]["type"]
+        == "Dummy"
+    )
 
 
 def test_export_json_is_the_document(env: Environment, shop: FakeCped) -> None:
@@ -256,14 +259,18 @@ def test_lifecycle_commands_report_the_answer(env: Environment, shop: FakeCped) 
 
 
 def test_lifecycle_passes_the_server_error_through(env: Environment, shop: FakeCped) -> None:
-    from dpe.errors import PcloudError
+    from dpe.errors import Conflict, PcloudError
 
-    shop.lifecycle_error = PcloudError("starting deployables comes in the next release")
-    for verb in ("start", "stop", "reload", "status"):
-        ran = run(env, f"deployable_{verb} shop")
-        assert ran.status == 1, verb
-        assert ran.err == "pcloudsh: error: starting deployables comes in the next release\n"
-        assert ran.out == ""
+    for error in (
+        Conflict("start is not available yet"),
+        PcloudError("start is not available yet"),
+    ):
+        shop.lifecycle_error = error
+        for verb in ("start", "stop", "reload", "status"):
+            ran = run(env, f"deployable_{verb} shop")
+            assert ran.status == 1, verb
+            assert ran.err == "pcloudsh: error: start is not available yet\n"
+            assert ran.out == ""
 
 
 def test_events_table_json_and_follow(env: Environment, cped: FakeCped) -> None:
