@@ -1,0 +1,486 @@
+"""cped's HTTP API: thin aiohttp handlers over the catalog.
+
+Routes come from ``cpe.openapi.ROUTES`` (the OpenAPI document is their source
+of truth; a test checks every route has a handler).  Store work runs on one
+dedicated thread, so SQLite's busy waits never stall the event loop and calls
+on the single connection are serialised.  Every error leaves as JSON
+``{code, message, details}``; a body that is not a JSON object, a wrong content
+type, an unknown field or query parameter is a 400 with a clear message, never
+a 500.  Every change is logged with the peer's uid (SO_PEERCRED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
+from cpe.eventfeed import EventFeed
+from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
+from dpe import __version__
+from dpe.config import Config
+from dpe.errors import Code, InvalidInput, PcloudError
+from dpe.events import Event
+from dpe.store import Store
+
+log = logging.getLogger("cped.api")
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_BODY = 4 * 1024 * 1024
+STREAM_BATCH = 500
+CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
+
+
+@dataclass
+class DaemonInfo:
+    """What health reports; the daemon replaces ``config`` on reload."""
+
+    config: Config
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    keepalive: float = 5.0  # seconds between keepalive comments on an idle stream
+    poll_interval: float = 0.1  # how often the event log is checked for new events
+
+
+CATALOG = web.AppKey("catalog", Catalog)
+STORE = web.AppKey("store", Store)
+STORE_THREAD = web.AppKey("store_thread", ThreadPoolExecutor)
+FEED = web.AppKey("feed", EventFeed)
+INFO = web.AppKey("info", DaemonInfo)
+STREAMS = web.AppKey("streams", StreamSettings)
+
+
+def make_app(
+    store: Store, info: DaemonInfo, streams: StreamSettings | None = None
+) -> web.Application:
+    """The API application; the caller owns (and closes) the store."""
+    app = web.Application(middlewares=[_audit, _errors], client_max_size=MAX_BODY)
+    app[STORE] = store
+    app[CATALOG] = Catalog(store)
+    app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
+    app[INFO] = info
+    app[STREAMS] = streams or StreamSettings()
+    app[FEED] = EventFeed(partial(_in_store, app, store.last_event_id), app[STREAMS].poll_interval)
+    app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_close_streams)
+    for op in ROUTES:
+        app.router.add_route(op.method, PREFIX + op.path, _checked(op, HANDLERS[op.operation_id]))
+    return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    feed_task = asyncio.create_task(app[FEED].run(), name="event-feed")
+    yield
+    await app[FEED].close()
+    feed_task.cancel()
+    await asyncio.gather(feed_task, return_exceptions=True)
+    app[STORE_THREAD].shutdown(wait=True)
+
+
+async def _close_streams(app: web.Application) -> None:
+    await app[FEED].close()  # ends every event stream, so shutdown does not wait for them
+
+
+async def _in_store(app: web.Application, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(app[STORE_THREAD], partial(fn, *args, **kwargs))
+
+
+async def _do(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a catalog method on the store thread."""
+    return await _in_store(request.app, fn, request.app[CATALOG], *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# middlewares
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PcloudError as error:
+        return error_response(error)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _http_error(request, error)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        internal = PcloudError("internal error in cped (see its log)")
+        return error_response(internal)
+
+
+def error_response(error: PcloudError) -> web.Response:
+    return web.json_response(error.to_dict(), status=STATUS_OF_CODE.get(error.code, 500))
+
+
+def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
+    code, message = Code.INVALID, f"{error.reason}: {request.method} {request.path}"
+    if error.status == 404:
+        code, message = Code.NOT_FOUND, f"no such route: {request.method} {request.path}"
+    elif error.status == 405:
+        message = f"method {request.method} is not allowed on {request.path}"
+    elif error.status == 413:
+        message = f"the request body is too large (limit {MAX_BODY} bytes)"
+    body = {"code": str(code), "message": message, "details": None}
+    return web.json_response(body, status=error.status)
+
+
+@web.middleware
+async def _audit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in CHANGING_METHODS:
+        return await handler(request)
+    response = await handler(request)
+    uid, pid = peer_credentials(request)
+    log.info(
+        "change by uid=%s pid=%s: %s %s -> %d",
+        uid,
+        pid,
+        request.method,
+        request.path_qs,
+        response.status,
+    )
+    return response
+
+
+def peer_credentials(request: web.Request) -> tuple[int | str, int | str]:
+    """(uid, pid) of the process on the other end of a UNIX socket, else ('?', '?')."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return "?", "?"
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return uid, pid
+
+
+def _checked(op: Operation, handler: Handler) -> Handler:
+    """Refuse unknown query parameters and missing required ones before the handler."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        problems = [
+            {"path": key, "message": "unknown query parameter"}
+            for key in request.query
+            if key not in op.query_names
+        ]
+        problems += [
+            {"path": p.name, "message": "required query parameter"}
+            for p in op.query
+            if p.required and p.name not in request.query
+        ]
+        if problems:
+            lines = "\n  ".join(f"{p['path']}: {p['message']}" for p in problems)
+            raise InvalidInput(f"invalid query:\n  {lines}", details=problems)
+        return await handler(request)
+
+    return checked
+
+
+# ---------------------------------------------------------------------------
+# request and response helpers
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or InvalidInput saying exactly what is wrong."""
+    if request.content_type != "application/json":
+        raise InvalidInput(
+            f"the request body must be JSON (Content-Type: application/json),"
+            f" not {request.content_type!r}"
+        )
+    raw = await request.read()
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except UnicodeDecodeError:
+        raise InvalidInput("the request body is not UTF-8 text") from None
+    except ValueError as error:
+        raise InvalidInput(f"malformed JSON body: {error}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"the JSON body must be an object, not {type(data).__name__}")
+    return data
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def _name(request: web.Request, key: str = "name") -> str:
+    return request.match_info[key]
+
+
+# ---------------------------------------------------------------------------
+# handlers (one per operation in cpe.openapi.ROUTES)
+
+
+async def health(request: web.Request) -> web.Response:
+    info = request.app[INFO]
+    return _json(
+        {
+            "status": "ok",
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.monotonic() - info.started, 3),
+            "config": str(info.config.source) if info.config.source else None,
+            "store": str(request.app[STORE].path),
+        }
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+async def jeos_list(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.jeos_list))
+
+
+async def jeos_create(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.jeos_create, await json_body(request)), 201)
+
+
+async def jeos_get(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.jeos_get, _name(request)))
+
+
+async def jeos_delete(request: web.Request) -> web.Response:
+    await _do(request, Catalog.jeos_delete, _name(request))
+    return _no_content()
+
+
+async def assembly_list(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.assembly_list))
+
+
+async def assembly_create(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.assembly_create, await json_body(request)), 201)
+
+
+async def assembly_get(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.assembly_get, _name(request)))
+
+
+async def assembly_put(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return _json(await _do(request, Catalog.assembly_put, _name(request), body))
+
+
+async def assembly_delete(request: web.Request) -> web.Response:
+    await _do(request, Catalog.assembly_delete, _name(request))
+    return _no_content()
+
+
+async def resource_add(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return _json(await _do(request, Catalog.resource_add, _name(request, "assembly"), body), 201)
+
+
+async def resource_put(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    names = _name(request, "assembly"), _name(request, "resource")
+    return _json(await _do(request, Catalog.resource_put, *names, body))
+
+
+async def resource_delete(request: web.Request) -> web.Response:
+    names = _name(request, "assembly"), _name(request, "resource")
+    await _do(request, Catalog.resource_delete, *names)
+    return _no_content()
+
+
+async def assembly_escalation_set(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    assembly = _name(request, "assembly")
+    return _json(await _do(request, Catalog.assembly_escalation_set, assembly, body))
+
+
+async def template_list(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.template_list))
+
+
+async def template_create(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.template_create, await json_body(request)), 201)
+
+
+async def template_get(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.template_get, _name(request)))
+
+
+async def template_delete(request: web.Request) -> web.Response:
+    await _do(request, Catalog.template_delete, _name(request))
+    return _no_content()
+
+
+async def deployable_list(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.deployable_list))
+
+
+async def deployable_create(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.deployable_create, await json_body(request)), 201)
+
+
+async def deployable_get(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.deployable_get, _name(request)))
+
+
+async def deployable_put(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    document, created = await _do(request, Catalog.deployable_put, _name(request), body)
+    return _json(document, 201 if created else 200)
+
+
+async def deployable_delete(request: web.Request) -> web.Response:
+    force = parse_flag(request.query.get("force"), "force")
+    await _do(request, Catalog.deployable_delete, _name(request), force)
+    return _no_content()
+
+
+async def deployable_assembly_add(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return _json(await _do(request, Catalog.deployable_assembly_add, _name(request), body))
+
+
+async def deployable_assembly_remove(request: web.Request) -> web.Response:
+    names = _name(request), _name(request, "assembly")
+    return _json(await _do(request, Catalog.deployable_assembly_remove, *names))
+
+
+async def constraint_add(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return _json(await _do(request, Catalog.constraint_add, _name(request), body), 201)
+
+
+async def constraint_remove(request: web.Request) -> web.Response:
+    first, then = request.query["first"], request.query["then"]
+    await _do(request, Catalog.constraint_remove, _name(request), first, then)
+    return _no_content()
+
+
+async def deployable_escalation_set(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return _json(await _do(request, Catalog.deployable_escalation_set, _name(request), body))
+
+
+def _lifecycle(action: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        await _do(request, Catalog.deployable_lifecycle, _name(request), action)
+        return _no_content()  # not reached while the lifecycle is not available
+
+    handler.__name__ = f"deployable_{action}"
+    return handler
+
+
+async def events_list(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.events_query, request.query))
+
+
+async def events_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: every new event matching the filters, as it is stored."""
+    query = dict(request.query)
+    if "Last-Event-ID" in request.headers:
+        query["after_id"] = request.headers["Last-Event-ID"].strip()
+    args = parse_event_query(query)
+    store, feed = request.app[STORE], request.app[FEED]
+    after: int = (
+        args["after_id"]
+        if "after_id" in args
+        else await _in_store(request.app, store.last_event_id)
+    )
+    filters: dict[str, str] = {k: args[k] for k in EVENT_FILTERS if k in args}
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionError):  # the client went away
+        await _stream(request, response, feed, store, after, filters)
+    return response
+
+
+async def _stream(
+    request: web.Request,
+    response: web.StreamResponse,
+    feed: EventFeed,
+    store: Store,
+    after: int,
+    filters: dict[str, str],
+) -> None:
+    keepalive = request.app[STREAMS].keepalive
+    while not feed.closed:
+        mark = feed.last
+        events = await _in_store(
+            request.app, store.query_events, after_id=after, limit=STREAM_BATCH, **filters
+        )
+        for event in events:
+            await response.write(sse_message(event))
+            after = event.id or after
+        if len(events) == STREAM_BATCH:
+            continue
+        if not await feed.wait_after(mark, keepalive) and not feed.closed:
+            await response.write(b": keepalive\n\n")
+
+
+def sse_message(event: Event) -> bytes:
+    data = json.dumps(event.to_dict(), separators=(",", ":"))
+    return f"id: {event.id}\nevent: event\ndata: {data}\n\n".encode()
+
+
+HANDLERS: dict[str, Handler] = {
+    "health": health,
+    "openapi": openapi,
+    "jeos_list": jeos_list,
+    "jeos_create": jeos_create,
+    "jeos_get": jeos_get,
+    "jeos_delete": jeos_delete,
+    "assembly_list": assembly_list,
+    "assembly_create": assembly_create,
+    "assembly_get": assembly_get,
+    "assembly_put": assembly_put,
+    "assembly_delete": assembly_delete,
+    "resource_add": resource_add,
+    "resource_put": resource_put,
+    "resource_delete": resource_delete,
+    "assembly_escalation_set": assembly_escalation_set,
+    "template_list": template_list,
+    "template_create": template_create,
+    "template_get": template_get,
+    "template_delete": template_delete,
+    "deployable_list": deployable_list,
+    "deployable_create": deployable_create,
+    "deployable_get": deployable_get,
+    "deployable_put": deployable_put,
+    "deployable_delete": deployable_delete,
+    "deployable_assembly_add": deployable_assembly_add,
+    "deployable_assembly_remove": deployable_assembly_remove,
+    "constraint_add": constraint_add,
+    "constraint_remove": constraint_remove,
+    "deployable_escalation_set": deployable_escalation_set,
+    "deployable_start": _lifecycle("start"),
+    "deployable_stop": _lifecycle("stop"),
+    "deployable_reload": _lifecycle("reload"),
+    "deployable_status": _lifecycle("status"),
+    "events_list": events_list,
+    "events_stream": events_stream,
+}

@@ -1,0 +1,599 @@
+"""The API's routes, defined once: cped registers them from here and serves them
+as the OpenAPI 3.0 document at ``GET /v1/openapi.json``.
+
+Each ``Operation`` names its handler (``operation_id``), its query parameters,
+its request body schema and its success response.  Path parameters come from
+the ``{name}`` parts of the path.  Every error is the ``Error`` schema:
+``{code, message, details}`` with the codes of ``dpe.errors.Code``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from dpe import __version__
+from dpe.errors import Code
+from dpe.model import INFRASTRUCTURES, NAME_RE, OPERATIONS, RESOURCE_CLASSES
+
+PREFIX = "/v1"
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+
+# HTTP status of each error code (one place; the client maps back by code).
+STATUS_OF_CODE: dict[Code, int] = {
+    Code.INVALID: 400,
+    Code.FORBIDDEN: 403,
+    Code.NOT_FOUND: 404,
+    Code.CONFLICT: 409,
+    Code.AGENT: 502,
+    Code.UNAVAILABLE: 503,
+    Code.TIMEOUT: 504,
+    Code.STORE: 500,
+    Code.INTERNAL: 500,
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    description: str
+    schema: tuple[tuple[str, Any], ...] = (("type", "string"),)
+    required: bool = False
+
+    def to_openapi(self, where: str) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": where,
+            "required": self.required,
+            "description": self.description,
+            "schema": dict(self.schema),
+        }
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # under PREFIX
+    operation_id: str
+    summary: str
+    response: str | None = None  # schema (a component name or "[Name]" for a list)
+    status: int = 200
+    request: str | None = None  # schema of the JSON body
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = (400, 404, 409)
+    media: str = JSON
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+    @property
+    def query_names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.query)
+
+
+_NAME_PATTERN = "^" + NAME_RE.pattern.removesuffix(r"\Z") + "$"
+_NAME_PARAM = (("type", "string"), ("pattern", _NAME_PATTERN))
+_INT = (("type", "integer"), ("minimum", 0))
+_NUMBER = (("type", "number"),)
+_SUBJECT = (
+    Param("deployable", "only events of this deployable", _NAME_PARAM),
+    Param("assembly", "only events of this assembly", _NAME_PARAM),
+    Param("resource", "only events of this resource", _NAME_PARAM),
+)
+EVENT_QUERY = (
+    *_SUBJECT,
+    Param("since", "only events at or after this time (seconds since the epoch)", _NUMBER),
+    Param("until", "only events at or before this time (seconds since the epoch)", _NUMBER),
+    Param("after_id", "only events with a larger id (page forward: the last id seen)", _INT),
+    Param("before_id", "only events with a smaller id (page backward, with order=desc)", _INT),
+    Param("limit", "at most this many events, 1..1000 (default 100)", _INT),
+    Param(
+        "order",
+        "asc: oldest first (default); desc: newest first",
+        (("type", "string"), ("enum", ["asc", "desc"])),
+    ),
+)
+STREAM_QUERY = (
+    *_SUBJECT,
+    Param(
+        "after_id",
+        "start after this event id (0 = from the oldest); default: only new events;"
+        " the Last-Event-ID header takes precedence",
+        _INT,
+    ),
+)
+_FORCE = Param(
+    "force", "delete even while running", (("type", "string"), ("enum", ["true", "false"]))
+)
+_CONSTRAINT_QUERY = (
+    Param("first", "ASSEMBLY/RESOURCE that starts first", required=True),
+    Param("then", "ASSEMBLY/RESOURCE that starts after it", required=True),
+)
+
+ROUTES: tuple[Operation, ...] = (
+    Operation("GET", "/health", "health", "Daemon health and version", "Health", errors=()),
+    Operation("GET", "/openapi.json", "openapi", "This document", "Object", errors=()),
+    Operation("GET", "/jeos", "jeos_list", "List JEOS images", "[Jeos]", errors=()),
+    Operation("POST", "/jeos", "jeos_create", "Register a JEOS image", "Jeos", 201, "JeosNew"),
+    Operation("GET", "/jeos/{name}", "jeos_get", "Show a JEOS image", "Jeos"),
+    Operation(
+        "DELETE",
+        "/jeos/{name}",
+        "jeos_delete",
+        "Delete a JEOS image (not the built-in host, not one an assembly uses)",
+        status=204,
+    ),
+    Operation("GET", "/assemblies", "assembly_list", "List assemblies", "[AssemblyRow]", errors=()),
+    Operation(
+        "POST", "/assemblies", "assembly_create", "Create an assembly", "Assembly", 201, "Assembly"
+    ),
+    Operation("GET", "/assemblies/{name}", "assembly_get", "Show an assembly", "Assembly"),
+    Operation(
+        "PUT",
+        "/assemblies/{name}",
+        "assembly_put",
+        "Replace an assembly document",
+        "Assembly",
+        request="Assembly",
+    ),
+    Operation(
+        "DELETE",
+        "/assemblies/{name}",
+        "assembly_delete",
+        "Delete an assembly (refused while it is in a deployable)",
+        status=204,
+    ),
+    Operation(
+        "POST",
+        "/assemblies/{assembly}/resources",
+        "resource_add",
+        "Add a resource to an assembly",
+        "Resource",
+        201,
+        "Resource",
+    ),
+    Operation(
+        "PUT",
+        "/assemblies/{assembly}/resources/{resource}",
+        "resource_put",
+        "Replace a resource (also sets its escalation)",
+        "Resource",
+        request="Resource",
+    ),
+    Operation(
+        "DELETE",
+        "/assemblies/{assembly}/resources/{resource}",
+        "resource_delete",
+        "Remove a resource from an assembly",
+        status=204,
+    ),
+    Operation(
+        "PUT",
+        "/assemblies/{assembly}/escalation",
+        "assembly_escalation_set",
+        "Set the assembly's escalation",
+        "Escalation",
+        request="Escalation",
+    ),
+    Operation(
+        "GET", "/templates", "template_list", "List resource templates", "[Template]", errors=()
+    ),
+    Operation(
+        "POST",
+        "/templates",
+        "template_create",
+        "Add a user resource template",
+        "Template",
+        201,
+        "TemplateNew",
+    ),
+    Operation("GET", "/templates/{name}", "template_get", "Show a resource template", "Template"),
+    Operation(
+        "DELETE",
+        "/templates/{name}",
+        "template_delete",
+        "Delete a user resource template",
+        status=204,
+    ),
+    Operation(
+        "GET", "/deployables", "deployable_list", "List deployables", "[DeployableRow]", errors=()
+    ),
+    Operation(
+        "POST",
+        "/deployables",
+        "deployable_create",
+        "Create an empty deployable",
+        "Deployable",
+        201,
+        "DeployableNew",
+    ),
+    Operation(
+        "GET",
+        "/deployables/{name}",
+        "deployable_get",
+        "The whole document, assemblies expanded",
+        "Deployable",
+    ),
+    Operation(
+        "PUT",
+        "/deployables/{name}",
+        "deployable_put",
+        "Import (create or replace) the whole document; creates or updates the"
+        " assemblies it names; 201 when created",
+        "Deployable",
+        request="Deployable",
+    ),
+    Operation(
+        "DELETE",
+        "/deployables/{name}",
+        "deployable_delete",
+        "Delete a deployable (its assemblies are kept, free)",
+        status=204,
+        query=(_FORCE,),
+    ),
+    Operation(
+        "POST",
+        "/deployables/{name}/assemblies",
+        "deployable_assembly_add",
+        "Add an assembly to the deployable",
+        "Deployable",
+        request="Membership",
+    ),
+    Operation(
+        "DELETE",
+        "/deployables/{name}/assemblies/{assembly}",
+        "deployable_assembly_remove",
+        "Remove an assembly from the deployable",
+        "Deployable",
+    ),
+    Operation(
+        "POST",
+        "/deployables/{name}/constraints",
+        "constraint_add",
+        "Add an order constraint (cycles are refused)",
+        "Constraint",
+        201,
+        "Constraint",
+    ),
+    Operation(
+        "DELETE",
+        "/deployables/{name}/constraints",
+        "constraint_remove",
+        "Remove an order constraint",
+        status=204,
+        query=_CONSTRAINT_QUERY,
+    ),
+    Operation(
+        "PUT",
+        "/deployables/{name}/escalation",
+        "deployable_escalation_set",
+        "Set the deployable-level escalation",
+        "Escalation",
+        request="Escalation",
+    ),
+    Operation(
+        "POST",
+        "/deployables/{name}/start",
+        "deployable_start",
+        "Start the deployable (not available yet: answers 409)",
+        "Object",
+    ),
+    Operation(
+        "POST",
+        "/deployables/{name}/stop",
+        "deployable_stop",
+        "Stop the deployable (not available yet: answers 409)",
+        "Object",
+    ),
+    Operation(
+        "POST",
+        "/deployables/{name}/reload",
+        "deployable_reload",
+        "Apply the stored document to the running DPE (not available yet: answers 409)",
+        "Object",
+    ),
+    Operation(
+        "GET",
+        "/deployables/{name}/status",
+        "deployable_status",
+        "Runtime status (not available yet: answers 409)",
+        "Object",
+    ),
+    Operation(
+        "GET",
+        "/events",
+        "events_list",
+        "Query the event log",
+        "[Event]",
+        query=EVENT_QUERY,
+        errors=(400,),
+    ),
+    Operation(
+        "GET",
+        "/events/stream",
+        "events_stream",
+        "Live events as server-sent events (id: the event id; event: event; data: the"
+        " Event as JSON); a comment line every few seconds keeps the connection alive",
+        "Event",
+        query=STREAM_QUERY,
+        errors=(400,),
+        media=EVENT_STREAM,
+    ),
+)
+
+
+# ---------------------------------------------------------------------------
+# schemas
+
+_ESCALATION_VALUE = {
+    "oneOf": [{"type": "number"}, {"type": "string"}],
+    "description": "a number (seconds for period; '10s', '5m' accepted), or INFINITY / -1"
+    " to disable",
+}
+_DURATION = {
+    "oneOf": [{"type": "number"}, {"type": "string"}],
+    "description": "seconds, or a duration such as '10s', '500ms', '2m', '1h'",
+}
+_NAME = {"type": "string", "pattern": _NAME_PATTERN}
+_UUID = {"type": "string", "description": "uuid (32 hex digits); generated when absent"}
+
+
+def _object(
+    properties: dict[str, Any], required: tuple[str, ...] = (), extra: bool = False
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _ref(name: str) -> dict[str, Any]:
+    if name.startswith("["):
+        return {"type": "array", "items": _ref(name[1:-1])}
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Object": {"type": "object"},
+    "Problem": _object({"path": {"type": "string"}, "message": {"type": "string"}}),
+    "Error": _object(
+        {
+            "code": {"type": "string", "enum": [str(c) for c in Code]},
+            "message": {"type": "string"},
+            "details": {
+                "description": "for invalid input, a list of Problem (every problem, with its"
+                " path in the document); otherwise an object with context, or null",
+                "nullable": True,
+            },
+        },
+        ("code", "message", "details"),
+    ),
+    "Health": _object(
+        {
+            "status": {"type": "string", "enum": ["ok"]},
+            "version": {"type": "string"},
+            "pid": {"type": "integer"},
+            "uptime": {"type": "number"},
+            "config": {"type": "string", "nullable": True},
+            "store": {"type": "string"},
+        },
+        ("status", "version", "pid", "uptime"),
+    ),
+    "JeosNew": _object(
+        {
+            "name": _NAME,
+            "kind": {"type": "string", "enum": ["image"]},
+            "path": {"type": "string", "description": "absolute path of the qcow2 image"},
+            "arch": {"type": "string"},
+            "release": {"type": "string"},
+            "size": {"type": "integer", "nullable": True},
+            "checksum": {"type": "string", "nullable": True},
+            "created": {"type": "number"},
+        },
+        ("name", "path"),
+    ),
+    "Jeos": _object(
+        {
+            "name": _NAME,
+            "kind": {"type": "string", "enum": ["host", "image"]},
+            "path": {"type": "string", "nullable": True},
+            "arch": {"type": "string"},
+            "release": {"type": "string"},
+            "size": {"type": "integer", "nullable": True},
+            "checksum": {"type": "string", "nullable": True},
+            "created": {"type": "number"},
+        }
+    ),
+    "Escalation": _object(
+        {"failures": _ESCALATION_VALUE, "period": _ESCALATION_VALUE}, ("failures", "period")
+    ),
+    "Reference": _object(
+        {"ref": {"type": "string", "description": "ASSEMBLY:ipaddress or ASSEMBLY:hostname"}},
+        ("ref",),
+    ),
+    "Resource": _object(
+        {
+            "name": _NAME,
+            "class": {"type": "string", "enum": list(RESOURCE_CLASSES)},
+            "provider": {"type": "string", "description": "OCF only (default heartbeat)"},
+            "type": _NAME,
+            "monitor_interval": _DURATION,
+            "timeouts": {
+                "type": "object",
+                "properties": {op: _DURATION for op in OPERATIONS},
+                "additionalProperties": False,
+            },
+            "parameters": {
+                "type": "object",
+                "additionalProperties": {
+                    "oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/Reference"}]
+                },
+            },
+            "escalation": _ref("Escalation"),
+        },
+        ("name", "type"),
+    ),
+    "Assembly": _object(
+        {
+            "name": _NAME,
+            "uuid": _UUID,
+            "image": {**_NAME, "description": "the JEOS image (default: host)"},
+            "escalation": _ref("Escalation"),
+            "resources": {"type": "array", "items": _ref("Resource")},
+        },
+        ("name",),
+    ),
+    "AssemblyRow": {
+        "allOf": [
+            _ref("Assembly"),
+            _object({"deployable": {**_NAME, "nullable": True}}, extra=True),
+        ]
+    },
+    "TemplateNew": _object(
+        {
+            "name": _NAME,
+            "description": {"type": "string"},
+            "resource": {"type": "object", "description": "a Resource document without name"},
+            "parameters_help": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        ("name", "resource"),
+    ),
+    "Template": _object(
+        {
+            "name": _NAME,
+            "description": {"type": "string"},
+            "builtin": {"type": "boolean"},
+            "resource": {"type": "object", "description": "a Resource document without name"},
+            "parameters_help": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    ),
+    "Heartbeat": _object(
+        {"interval": _DURATION, "timeout": _DURATION, "health_interval": _DURATION}
+    ),
+    "Constraint": _object(
+        {
+            "first": {"type": "string", "description": "ASSEMBLY/RESOURCE"},
+            "then": {"type": "string", "description": "ASSEMBLY/RESOURCE"},
+        },
+        ("first", "then"),
+    ),
+    "Membership": _object({"assembly": _NAME}, ("assembly",)),
+    "DeployableNew": _object(
+        {
+            "name": _NAME,
+            "uuid": _UUID,
+            "infrastructure": {"type": "string", "enum": list(INFRASTRUCTURES)},
+            "settings": {"type": "object", "additionalProperties": {"type": "string"}},
+            "heartbeat": _ref("Heartbeat"),
+            "escalation": _ref("Escalation"),
+        },
+        ("name",),
+    ),
+    "Deployable": _object(
+        {
+            "name": _NAME,
+            "uuid": _UUID,
+            "infrastructure": {"type": "string", "enum": list(INFRASTRUCTURES)},
+            "settings": {"type": "object", "additionalProperties": {"type": "string"}},
+            "heartbeat": _ref("Heartbeat"),
+            "escalation": _ref("Escalation"),
+            "assemblies": {"type": "array", "items": _ref("Assembly")},
+            "constraints": {"type": "array", "items": _ref("Constraint")},
+        },
+        ("name",),
+    ),
+    "DeployableRow": _object(
+        {
+            "name": _NAME,
+            "uuid": {"type": "string"},
+            "infrastructure": {"type": "string"},
+            "assemblies": {"type": "integer", "description": "how many"},
+            "state": {"type": "string"},
+            "desired_state": {"type": "string", "enum": ["stopped", "started"]},
+        }
+    ),
+    "Event": _object(
+        {
+            "id": {"type": "integer"},
+            "time": {"type": "number", "description": "seconds since the epoch"},
+            "deployable": _NAME,
+            "assembly": {**_NAME, "nullable": True},
+            "resource": {**_NAME, "nullable": True},
+            "state": {"type": "string"},
+            "reason": {"type": "string"},
+        }
+    ),
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in ROUTES:
+        paths.setdefault(PREFIX + op.path, {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "pacemaker-cloud CPE API",
+            "version": __version__,
+            "description": "cped's API, HTTP/1.1 + JSON on a UNIX socket (mode 0660). Every"
+            " error is an Error object; a rejected request changes nothing.",
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "responses": _error_responses()},
+    }
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    params = [
+        Param(n, f"the {n}'s name", _NAME_PARAM, True).to_openapi("path") for n in op.path_params
+    ]
+    params += [p.to_openapi("query") for p in op.query]
+    if op.operation_id == "events_stream":
+        params.append(
+            Param("Last-Event-ID", "resume after this event id", _INT).to_openapi("header")
+        )
+    spec: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "parameters": params,
+        "responses": _responses(op),
+    }
+    if op.request:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": _ref(op.request)}},
+        }
+    return spec
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": "success"}
+    if op.response is not None:
+        success["content"] = {op.media: {"schema": _ref(op.response)}}
+    responses: dict[str, Any] = {str(op.status): success}
+    for status in sorted({*op.errors, 500}):
+        responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    return responses
+
+
+def _error_responses() -> dict[str, Any]:
+    texts = {
+        400: "invalid: malformed JSON, wrong content type, unknown fields or invalid values"
+        " (details lists every problem with its path)",
+        404: "not_found: no such object (or no such route)",
+        409: "conflict: duplicate name, object in use, or the wrong state",
+        500: "internal or store_error",
+    }
+    return {
+        f"E{status}": {
+            "description": text,
+            "content": {JSON: {"schema": _ref("Error")}},
+        }
+        for status, text in texts.items()
+    }

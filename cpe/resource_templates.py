@@ -1,0 +1,94 @@
+"""Resource templates: ready-made resource documents to add to an assembly.
+
+Built-in templates ship as package data (``cpe/templates/<name>.json``, the
+template's name is the file stem): a resource document without ``name``, plus a
+``description`` and optionally ``parameters_help`` (what each agent parameter
+means).  Users add their own through the API; those live in the store.
+
+The API shows a template as ``{name, description, builtin, resource,
+parameters_help}`` where ``resource`` is the normalised resource document
+without its name: add a ``name`` and POST it to an assembly.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from dpe.errors import InvalidInput
+from dpe.model import Problems, check_name, parse_resource
+
+TEMPLATE_KEYS = {"name", "description", "resource", "parameters_help"}
+_META_KEYS = ("description", "parameters_help")
+
+
+def template_view(
+    name: str, description: str, resource: dict[str, Any], help_: dict[str, str], builtin: bool
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": description,
+        "builtin": builtin,
+        "resource": resource,
+        "parameters_help": help_,
+    }
+
+
+@cache
+def builtin_templates() -> dict[str, dict[str, Any]]:
+    """Every shipped template by name (validated; a broken file is a packaging bug)."""
+    folder = resources.files("cpe") / "templates"
+    found: dict[str, dict[str, Any]] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            name = entry.name.removesuffix(".json")
+            found[name] = _builtin(name, json.loads(entry.read_text(encoding="utf-8")))
+    return found
+
+
+def _builtin(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    fields = {k: v for k, v in data.items() if k not in _META_KEYS}
+    resource = normalised_resource(fields, name)
+    return template_view(
+        name, str(data.get("description", "")), resource, data.get("parameters_help", {}), True
+    )
+
+
+def normalised_resource(fields: dict[str, Any], template: str, path: str = "") -> dict[str, Any]:
+    """Validate a template's resource fields; the resource document without name."""
+    if "name" in fields:
+        raise InvalidInput(
+            "invalid resource template",
+            details=[{"path": _at(path, "name"), "message": "a template has no name"}],
+        )
+    resource = parse_resource({**fields, "name": template}, path).to_dict()
+    del resource["name"]
+    return resource
+
+
+def parse_user_template(body: dict[str, Any]) -> dict[str, Any]:
+    """A template posted to the API, validated and normalised (not yet stored)."""
+    problems = Problems()
+    for key in body:
+        if key not in TEMPLATE_KEYS:
+            problems.add(str(key), "unknown field")
+    name = check_name(body.get("name"), "name", problems)
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        problems.add("description", "must be a string")
+    help_ = body.get("parameters_help", {})
+    if not isinstance(help_, dict) or not all(isinstance(v, str) for v in help_.values()):
+        problems.add("parameters_help", "must be an object of parameter: text")
+    resource = body.get("resource")
+    if not isinstance(resource, dict):
+        problems.add("resource", "must be a resource document (an object) without name")
+    problems.raise_if_any("invalid resource template")
+    assert isinstance(resource, dict)
+    normalised = normalised_resource(resource, name, "resource")
+    return template_view(name, description, normalised, help_, False)
+
+
+def _at(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

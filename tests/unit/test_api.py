@@ -1,0 +1,634 @@
+"""The API handlers through aiohttp's test client, on a real SQLite store.
+
+Every rejected request is checked to leave the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import test_utils, web
+
+from cpe.api import DaemonInfo, StreamSettings, make_app
+from cpe.openapi import PREFIX, ROUTES, openapi_document
+from cpe.resource_templates import builtin_templates
+from dpe.config import Config
+from dpe.events import Event
+from dpe.store import Store
+
+Client = test_utils.TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def api(store: Store) -> AsyncIterator[Client]:
+    app = make_app(store, DaemonInfo(Config()), StreamSettings(keepalive=0.2, poll_interval=0.02))
+    async with test_utils.TestClient(test_utils.TestServer(app)) as client:
+        yield client
+
+
+async def call(
+    api: Client,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    data: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
+    if body is not None:
+        data = json.dumps(body).encode()
+    headers = {"Content-Type": content_type} if data is not None else {}
+    async with api.request(method, PREFIX + path, data=data, headers=headers) as response:
+        text = await response.text()
+        return response.status, json.loads(text) if text else None
+
+
+def dump(store: Store) -> dict[str, list[Any]]:
+    """Every row of every table, to check that a rejected request changed nothing."""
+    with sqlite3.connect(store.path) as db:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: sorted(map(repr, db.execute(f"SELECT * FROM {n}"))) for n in names}
+
+
+async def refused(
+    api: Client, store: Store, status: int, method: str, path: str, body: Any = None, **kw: Any
+) -> dict[str, Any]:
+    """Make a request that must fail with ``status`` and change nothing; the error body."""
+    before = dump(store)
+    got, error = await call(api, method, path, body, **kw)
+    assert got == status, error
+    assert set(error) == {"code", "message", "details"}
+    assert error["message"]
+    assert dump(store) == before
+    return dict(error)
+
+
+def resource(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "class": "ocf", "provider": "heartbeat", "type": "Dummy", **extra}
+
+
+async def make_assembly(api: Client, name: str, *resources: str) -> dict[str, Any]:
+    status, doc = await call(
+        api, "POST", "/assemblies", {"name": name, "resources": [resource(r) for r in resources]}
+    )
+    assert status == 201, doc
+    return dict(doc)
+
+
+async def make_deployable(api: Client, name: str, *assemblies: str) -> None:
+    status, error = await call(api, "POST", "/deployables", {"name": name})
+    assert status == 201, error
+    for assembly in assemblies:
+        status, error = await call(
+            api, "POST", f"/deployables/{name}/assemblies", {"assembly": assembly}
+        )
+        assert status == 200, error
+
+
+# -- health and the OpenAPI document ---------------------------------------------------
+
+
+async def test_health(api: Client) -> None:
+    status, body = await call(api, "GET", "/health")
+    assert status == 200
+    assert body["status"] == "ok" and body["pid"] > 0 and body["uptime"] >= 0
+
+
+async def test_openapi_describes_every_route_and_the_error_schema(api: Client) -> None:
+    status, doc = await call(api, "GET", "/openapi.json")
+    assert status == 200 and doc == json.loads(json.dumps(openapi_document()))
+    assert doc["openapi"].startswith("3.0")
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in api.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert registered == documented == {(op.method, PREFIX + op.path) for op in ROUTES}
+    assert set(doc["components"]["schemas"]["Error"]["required"]) == {"code", "message", "details"}
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            names = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            assert names == {part[1:-1] for part in path.split("/") if part.startswith("{")}
+            assert any(s.startswith("2") for s in op["responses"])
+
+
+# -- JEOS images ----------------------------------------------------------------------------
+
+
+async def test_jeos_crud(api: Client, store: Store) -> None:
+    status, rows = await call(api, "GET", "/jeos")
+    assert status == 200 and [r["name"] for r in rows] == ["host"]
+    status, doc = await call(api, "POST", "/jeos", {"name": "deb12", "path": "/img/deb12.qcow2"})
+    assert status == 201 and doc["kind"] == "image" and doc["created"] > 0
+    assert (await call(api, "GET", "/jeos/deb12")) == (200, doc)
+    await refused(api, store, 409, "POST", "/jeos", {"name": "deb12", "path": "/x"})
+    await refused(api, store, 409, "DELETE", "/jeos/host")
+    await refused(api, store, 404, "DELETE", "/jeos/nope")
+    assert (await call(api, "DELETE", "/jeos/deb12")) == (204, None)
+    assert (await call(api, "GET", "/jeos/deb12"))[0] == 404
+
+
+async def test_a_jeos_used_by_an_assembly_cannot_be_deleted(api: Client, store: Store) -> None:
+    await call(api, "POST", "/jeos", {"name": "deb12", "path": "/img/deb12.qcow2"})
+    status, _ = await call(api, "POST", "/assemblies", {"name": "a1", "image": "deb12"})
+    assert status == 201
+    error = await refused(api, store, 409, "DELETE", "/jeos/deb12")
+    assert error["details"] == {"assemblies": ["a1"]}
+
+
+async def test_bad_jeos_lists_every_problem(api: Client, store: Store) -> None:
+    body = {"name": "bad name", "path": "relative", "size": -1, "colour": "red"}
+    error = await refused(api, store, 400, "POST", "/jeos", body)
+    assert {p["path"] for p in error["details"]} == {"name", "path", "size", "colour"}
+
+
+# -- assemblies and resources ----------------------------------------------------------------
+
+
+async def test_assembly_crud_and_round_trip(api: Client, store: Store) -> None:
+    doc = await make_assembly(api, "web", "httpd")
+    assert len(doc["uuid"]) == 32 and doc["image"] == "host"
+    status, rows = await call(api, "GET", "/assemblies")
+    assert rows == [{**doc, "deployable": None}]
+    assert (await call(api, "GET", "/assemblies/web")) == (200, doc)
+    before = dump(store)
+    assert (await call(api, "PUT", "/assemblies/web", doc)) == (200, doc)
+    assert dump(store) == before
+    changed = {**doc, "resources": [resource("httpd", monitor_interval="5s")]}
+    status, stored = await call(api, "PUT", "/assemblies/web", changed)
+    assert status == 200 and stored["resources"][0]["monitor_interval"] == 5
+    assert (await call(api, "DELETE", "/assemblies/web")) == (204, None)
+    assert (await call(api, "GET", "/assemblies/web"))[0] == 404
+
+
+async def test_assembly_put_without_uuid_keeps_it(api: Client) -> None:
+    doc = await make_assembly(api, "web")
+    status, stored = await call(api, "PUT", "/assemblies/web", {"image": "host"})
+    assert status == 200 and stored["uuid"] == doc["uuid"]
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"name": "a/b"}, "name"),
+        ({"name": "a b"}, "name"),
+        ({"name": ".."}, "name"),
+        ({"name": "ok", "image": "nope"}, "image"),
+        ({"name": "ok", "uuid": "not-a-uuid"}, "uuid"),
+        ({"name": "ok", "colour": "red"}, "colour"),
+        ({"name": "ok", "escalation": {"failures": "abc", "period": 10}}, "escalation.failures"),
+        (
+            {"name": "ok", "resources": [{"name": "r", "type": "Dummy", "monitor_interval": "x"}]},
+            "resources[0].monitor_interval",
+        ),
+    ],
+)
+async def test_bad_assemblies_are_refused_with_the_path(
+    api: Client, store: Store, body: dict[str, Any], path: str
+) -> None:
+    error = await refused(api, store, 400, "POST", "/assemblies", body)
+    assert error["code"] == "invalid"
+    assert path in [p["path"] for p in error["details"]]
+
+
+async def test_assembly_duplicates_and_unknown_names(api: Client, store: Store) -> None:
+    doc = await make_assembly(api, "web")
+    await refused(api, store, 409, "POST", "/assemblies", {"name": "web"})
+    await refused(api, store, 409, "POST", "/assemblies", {"name": "web2", "uuid": doc["uuid"]})
+    await refused(api, store, 404, "PUT", "/assemblies/nope", {"name": "nope"})
+    await refused(api, store, 404, "DELETE", "/assemblies/nope")
+    await refused(api, store, 400, "PUT", "/assemblies/web", {**doc, "name": "other"})
+    await refused(api, store, 409, "PUT", "/assemblies/web", {**doc, "uuid": "0" * 32})
+
+
+async def test_resources(api: Client, store: Store) -> None:
+    await make_assembly(api, "web")
+    status, doc = await call(api, "POST", "/assemblies/web/resources", resource("r1"))
+    assert status == 201 and doc["name"] == "r1"
+    await refused(api, store, 409, "POST", "/assemblies/web/resources", resource("r1"))
+    await refused(api, store, 404, "POST", "/assemblies/nope/resources", resource("r1"))
+    error = await refused(
+        api, store, 400, "POST", "/assemblies/web/resources", resource("r2", monitor_interval="10x")
+    )
+    assert error["details"][0]["path"] == "monitor_interval"
+    changed = resource("r1", escalation={"failures": 3, "period": "1m"})
+    status, doc = await call(api, "PUT", "/assemblies/web/resources/r1", changed)
+    assert status == 200 and doc["escalation"] == {"failures": 3, "period": 60}
+    await refused(api, store, 404, "PUT", "/assemblies/web/resources/r9", resource("r9"))
+    await refused(api, store, 400, "PUT", "/assemblies/web/resources/r1", resource("r2"))
+    assert (await call(api, "DELETE", "/assemblies/web/resources/r1")) == (204, None)
+    await refused(api, store, 404, "DELETE", "/assemblies/web/resources/r1")
+
+
+async def test_assembly_escalation(api: Client, store: Store) -> None:
+    await make_assembly(api, "web")
+    status, body = await call(
+        api, "PUT", "/assemblies/web/escalation", {"failures": 2, "period": "10s"}
+    )
+    assert (status, body) == (200, {"failures": 2, "period": 10})
+    error = await refused(
+        api, store, 400, "PUT", "/assemblies/web/escalation", {"failures": "many", "period": 10}
+    )
+    assert [p["path"] for p in error["details"]] == ["failures"]
+    await refused(api, store, 400, "PUT", "/assemblies/web/escalation", {"failures": 2})
+    status, body = await call(
+        api, "PUT", "/assemblies/web/escalation", {"failures": "INFINITY", "period": -1}
+    )
+    assert body == {"failures": "INFINITY", "period": "INFINITY"}
+
+
+# -- templates -------------------------------------------------------------------------------------
+
+
+async def test_builtin_templates(api: Client) -> None:
+    shipped = builtin_templates()
+    originals = {"dummy", "postgresql", "httpd", "mysqld", "apache2", "qpidd", "ntpd"}
+    originals |= {"aeolus-conductor", "conductor-dbomatic", "conductor-delayed_job"}
+    originals |= {"deltacloud-core", "deltacloud-ec2-us-east-1", "deltacloud-ec2-us-west-1"}
+    originals |= {"deltacloud-mock", "imagefactory", "condor"}
+    assert originals | {"anything", "ssh-systemd"} == set(shipped)
+    _status, rows = await call(api, "GET", "/templates")
+    assert {r["name"] for r in rows} == set(shipped) and all(r["builtin"] for r in rows)
+    _, dummy = await call(api, "GET", "/templates/dummy")
+    assert dummy["resource"]["type"] == "Dummy" and dummy["resource"]["monitor_interval"] == 70
+    assert dummy["resource"]["parameters"] == {"fake": "1"}
+    assert "binfile" in shipped["anything"]["parameters_help"]
+    assert shipped["ssh-systemd"]["resource"]["class"] == "systemd"
+
+
+async def test_a_template_makes_a_resource(api: Client) -> None:
+    await make_assembly(api, "web")
+    _, template = await call(api, "GET", "/templates/httpd")
+    status, _ = await call(
+        api, "POST", "/assemblies/web/resources", {**template["resource"], "name": "www"}
+    )
+    assert status == 201
+
+
+async def test_user_templates(api: Client, store: Store) -> None:
+    body = {"name": "mine", "description": "d", "resource": {"type": "Dummy"}}
+    status, doc = await call(api, "POST", "/templates", body)
+    assert status == 201 and doc["builtin"] is False and doc["resource"]["class"] == "ocf"
+    assert (await call(api, "GET", "/templates/mine")) == (200, doc)
+    await refused(api, store, 409, "POST", "/templates", body)
+    await refused(api, store, 409, "POST", "/templates", {**body, "name": "dummy"})
+    await refused(api, store, 409, "DELETE", "/templates/dummy")
+    error = await refused(
+        api, store, 400, "POST", "/templates", {"name": "x", "resource": {"name": "r"}}
+    )
+    assert error["details"][0]["path"] == "resource.name"
+    await refused(api, store, 400, "POST", "/templates", {"name": "x", "resource": {"class": "z"}})
+    assert (await call(api, "DELETE", "/templates/mine")) == (204, None)
+    await refused(api, store, 404, "DELETE", "/templates/mine")
+
+
+# -- deployables -----------------------------------------------------------------------------------
+
+
+async def test_deployable_membership_and_listing(api: Client, store: Store) -> None:
+    await make_assembly(api, "db", "pgsql")
+    await make_assembly(api, "web", "httpd")
+    await make_deployable(api, "shop", "db", "web")
+    _status, rows = await call(api, "GET", "/deployables")
+    assert rows == [
+        {
+            "name": "shop",
+            "uuid": rows[0]["uuid"],
+            "infrastructure": "local",
+            "assemblies": 2,
+            "state": "stopped",
+            "desired_state": "stopped",
+        }
+    ]
+    _, doc = await call(api, "GET", "/deployables/shop")
+    assert [a["name"] for a in doc["assemblies"]] == ["db", "web"]
+    _, assemblies = await call(api, "GET", "/assemblies")
+    assert {a["name"]: a["deployable"] for a in assemblies} == {"db": "shop", "web": "shop"}
+    await refused(api, store, 409, "POST", "/deployables", {"name": "shop"})
+    await refused(api, store, 409, "POST", "/deployables/shop/assemblies", {"assembly": "db"})
+    await refused(api, store, 404, "POST", "/deployables/shop/assemblies", {"assembly": "nope"})
+    await refused(api, store, 404, "POST", "/deployables/nope/assemblies", {"assembly": "db"})
+    await refused(api, store, 400, "POST", "/deployables/shop/assemblies", {"assembly": "a/b"})
+    await refused(api, store, 404, "DELETE", "/deployables/shop/assemblies/nope")
+
+
+async def test_an_assembly_is_in_at_most_one_deployable(api: Client, store: Store) -> None:
+    await make_assembly(api, "db")
+    await make_deployable(api, "one", "db")
+    await make_deployable(api, "two")
+    error = await refused(
+        api, store, 409, "POST", "/deployables/two/assemblies", {"assembly": "db"}
+    )
+    assert "one" in error["message"]
+
+
+async def test_an_assembly_in_a_deployable_cannot_be_deleted(api: Client, store: Store) -> None:
+    await make_assembly(api, "db")
+    await make_deployable(api, "shop", "db")
+    await refused(api, store, 409, "DELETE", "/assemblies/db")
+    status, doc = await call(api, "DELETE", "/deployables/shop/assemblies/db")
+    assert status == 200 and doc["assemblies"] == []
+    assert (await call(api, "DELETE", "/assemblies/db")) == (204, None)
+
+
+async def test_constraints(api: Client, store: Store) -> None:
+    await make_assembly(api, "db", "pgsql")
+    await make_assembly(api, "web", "httpd", "app")
+    await make_assembly(api, "outside", "x")
+    await make_deployable(api, "shop", "db", "web")
+    path = "/deployables/shop/constraints"
+    for first, then in (("db/pgsql", "web/app"), ("web/app", "web/httpd")):
+        status, body = await call(api, "POST", path, {"first": first, "then": then})
+        assert (status, body) == (201, {"first": first, "then": then})
+    cycle = await refused(api, store, 400, "POST", path, {"first": "web/httpd", "then": "db/pgsql"})
+    assert "cycle" in cycle["message"]
+    await refused(api, store, 409, "POST", path, {"first": "db/pgsql", "then": "web/app"})
+    error = await refused(api, store, 400, "POST", path, {"first": "outside/x", "then": "db/pgsql"})
+    assert error["details"][0]["path"] == "first"
+    await refused(api, store, 400, "POST", path, {"first": "db", "then": "web/app"})
+    await refused(api, store, 400, "POST", path, {"first": "db/pgsql"})
+    await refused(api, store, 400, "POST", path, {"first": "db/pgsql", "then": "web/app", "x": 1})
+    # removing what a constraint uses is refused, whether resource or assembly
+    await refused(api, store, 409, "DELETE", "/assemblies/web/resources/app")
+    await refused(api, store, 409, "DELETE", "/deployables/shop/assemblies/db")
+    await refused(api, store, 400, "DELETE", path + "?first=db/pgsql")
+    await refused(api, store, 404, "DELETE", path + "?first=db/pgsql&then=web/httpd")
+    status, _ = await call(api, "DELETE", path + "?first=db/pgsql&then=web/app")
+    assert status == 204
+    _, doc = await call(api, "GET", "/deployables/shop")
+    assert doc["constraints"] == [{"first": "web/app", "then": "web/httpd"}]
+
+
+async def test_references_must_stay_inside_the_deployable(api: Client, store: Store) -> None:
+    await make_assembly(api, "db", "pgsql")
+    web_doc = {
+        "name": "web",
+        "resources": [resource("app", parameters={"db": {"ref": "db:ipaddress"}})],
+    }
+    assert (await call(api, "POST", "/assemblies", web_doc))[0] == 201
+    await make_deployable(api, "shop")
+    await refused(api, store, 409, "POST", "/deployables/shop/assemblies", {"assembly": "web"})
+    await call(api, "POST", "/deployables/shop/assemblies", {"assembly": "db"})
+    status, _ = await call(api, "POST", "/deployables/shop/assemblies", {"assembly": "web"})
+    assert status == 200
+    await refused(api, store, 409, "DELETE", "/deployables/shop/assemblies/db")
+
+
+async def test_deployable_escalation(api: Client, store: Store) -> None:
+    await make_deployable(api, "shop")
+    path = "/deployables/shop/escalation"
+    status, body = await call(api, "PUT", path, {"failures": 3, "period": "1h"})
+    assert (status, body) == (200, {"failures": 3, "period": 3600})
+    error = await refused(api, store, 400, "PUT", path, {"failures": "x", "period": "y"})
+    assert {p["path"] for p in error["details"]} == {"failures", "period"}
+    await refused(
+        api, store, 404, "PUT", "/deployables/nope/escalation", {"failures": 1, "period": 1}
+    )
+
+
+async def test_get_put_round_trip_changes_nothing(api: Client, store: Store) -> None:
+    await make_assembly(api, "db", "pgsql")
+    await make_assembly(api, "web", "httpd")
+    await make_deployable(api, "shop", "db", "web")
+    await call(
+        api, "POST", "/deployables/shop/constraints", {"first": "db/pgsql", "then": "web/httpd"}
+    )
+    await call(api, "PUT", "/deployables/shop/escalation", {"failures": 2, "period": 60})
+    _, doc = await call(api, "GET", "/deployables/shop")
+    before = dump(store)
+    assert (await call(api, "PUT", "/deployables/shop", doc)) == (200, doc)
+    assert dump(store) == before
+    assert (await call(api, "GET", "/deployables/shop")) == (200, doc)
+
+
+async def test_put_imports_a_whole_new_document(api: Client, store: Store) -> None:
+    document = {
+        "name": "blog",
+        "infrastructure": "local",
+        "assemblies": [
+            {"name": "sql", "resources": [resource("mysqld")]},
+            {
+                "name": "wp",
+                "resources": [resource("httpd", parameters={"db": {"ref": "sql:ipaddress"}})],
+            },
+        ],
+        "constraints": [{"first": "sql/mysqld", "then": "wp/httpd"}],
+    }
+    status, doc = await call(api, "PUT", "/deployables/blog", document)
+    assert status == 201, doc
+    assert (await call(api, "GET", "/deployables/blog")) == (200, doc)
+    _, rows = await call(api, "GET", "/assemblies")
+    assert {r["name"]: r["deployable"] for r in rows} == {"sql": "blog", "wp": "blog"}
+    # a re-import without uuids keeps the stored ones; a dropped assembly becomes free
+    smaller = {**document, "assemblies": document["assemblies"][:1], "constraints": []}
+    status, again = await call(api, "PUT", "/deployables/blog", smaller)
+    assert status == 200 and again["uuid"] == doc["uuid"]
+    assert again["assemblies"][0]["uuid"] == doc["assemblies"][0]["uuid"]
+    _, rows = await call(api, "GET", "/assemblies")
+    assert {r["name"]: r["deployable"] for r in rows} == {"sql": "blog", "wp": None}
+
+
+async def test_bad_imports_change_nothing(api: Client, store: Store) -> None:
+    await make_assembly(api, "taken")
+    await make_deployable(api, "other", "taken")
+    path = "/deployables/blog"
+    await refused(api, store, 409, "PUT", path, {"assemblies": [{"name": "taken"}]})
+    await refused(api, store, 400, "PUT", path, {"name": "different"})
+    await refused(api, store, 400, "PUT", path, {"assemblies": [{"name": "a", "image": "nope"}]})
+    error = await refused(
+        api,
+        store,
+        400,
+        "PUT",
+        path,
+        {
+            "assemblies": [{"name": "a", "resources": [resource("r", monitor_interval="x")]}],
+            "escalation": {"failures": "lots"},
+            "constraints": [{"first": "a/r", "then": "a/zz"}],
+        },
+    )
+    paths = {p["path"] for p in error["details"]}
+    assert {"assemblies[0].resources[0].monitor_interval", "escalation.failures"} <= paths
+    assert "constraints[0].then" in paths
+    cyclic = {
+        "assemblies": [{"name": "a", "resources": [resource("r1"), resource("r2")]}],
+        "constraints": [{"first": "a/r1", "then": "a/r2"}, {"first": "a/r2", "then": "a/r1"}],
+    }
+    await refused(api, store, 400, "PUT", path, cyclic)
+
+
+async def test_lifecycle_is_not_available_yet(api: Client, store: Store) -> None:
+    await make_deployable(api, "shop")
+    for method, action in (
+        ("POST", "start"),
+        ("POST", "stop"),
+        ("POST", "reload"),
+        ("GET", "status"),
+    ):
+        error = await refused(api, store, 409, method, f"/deployables/shop/{action}")
+        assert error["code"] == "conflict" and "not available yet" in error["message"]
+        await refused(api, store, 404, method, f"/deployables/nope/{action}")
+
+
+async def test_deleting_a_running_deployable_needs_force(api: Client, store: Store) -> None:
+    await make_assembly(api, "db")
+    await make_deployable(api, "shop", "db")
+    store.set_desired_state("shop", "started")
+    await refused(api, store, 409, "DELETE", "/deployables/shop")
+    await refused(api, store, 400, "DELETE", "/deployables/shop?force=maybe")
+    assert (await call(api, "DELETE", "/deployables/shop?force=true")) == (204, None)
+    assert (await call(api, "GET", "/assemblies/db"))[0] == 200
+    await refused(api, store, 404, "DELETE", "/deployables/shop")
+
+
+async def test_a_live_lease_also_counts_as_running(api: Client, store: Store) -> None:
+    await make_deployable(api, "shop")
+    store.acquire_lease("shop", "dped-1", 1, ttl=3600.0, now=time.time())
+    await refused(api, store, 409, "DELETE", "/deployables/shop")
+
+
+# -- malformed requests -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "words"),
+    [
+        (b"{not json", "application/json", "malformed JSON"),
+        (b"", "application/json", "malformed JSON"),
+        (b"[1, 2]", "application/json", "must be an object"),
+        (b'{"name": NaN}', "application/json", "NaN"),
+        (b"\xff\xfe", "application/json", "UTF-8"),
+        (b'{"name": "x"}', "text/plain", "Content-Type"),
+        (b'{"name": "x"}', "application/x-www-form-urlencoded", "Content-Type"),
+    ],
+)
+async def test_malformed_bodies_are_400(
+    api: Client, store: Store, data: bytes, content_type: str, words: str
+) -> None:
+    error = await refused(
+        api, store, 400, "POST", "/assemblies", data=data, content_type=content_type
+    )
+    assert words in error["message"]
+
+
+async def test_unknown_routes_methods_and_query_parameters(api: Client, store: Store) -> None:
+    error = await refused(api, store, 404, "GET", "/nothing-here")
+    assert error["code"] == "not_found"
+    error = await refused(api, store, 405, "PATCH", "/assemblies")
+    assert error["code"] == "invalid"
+    error = await refused(api, store, 400, "GET", "/jeos?colour=red")
+    assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
+
+
+@pytest.mark.parametrize("name", ["a%2Fb", "a%20b", "..", "-x", "x" * 64])
+async def test_bad_names_in_urls(api: Client, store: Store, name: str) -> None:
+    status, body = await call(api, "GET", f"/assemblies/{name}")
+    assert status in (400, 404) and body["code"] in ("invalid", "not_found")
+    before = dump(store)
+    status, body = await call(api, "PUT", f"/deployables/{name}", {})
+    assert status in (400, 404) and dump(store) == before
+
+
+# -- events -------------------------------------------------------------------------------------------
+
+
+def add_events(store: Store, count: int, deployable: str = "d1") -> list[Event]:
+    return [
+        store.append_event(Event(1000.0 + i, deployable, "running", f"reason {i}", "a1"))
+        for i in range(count)
+    ]
+
+
+async def test_event_query_filters_and_paging(api: Client, store: Store) -> None:
+    events = add_events(store, 5) + add_events(store, 2, "d2")
+    status, rows = await call(api, "GET", "/events?deployable=d2")
+    assert status == 200 and [r["id"] for r in rows] == [e.id for e in events[5:]]
+    _, page1 = await call(api, "GET", "/events?limit=3")
+    _, page2 = await call(api, "GET", f"/events?limit=3&after_id={page1[-1]['id']}")
+    assert [r["id"] for r in page1 + page2] == [e.id for e in events[:6]]
+    _, newest = await call(api, "GET", "/events?order=desc&limit=2")
+    assert [r["id"] for r in newest] == [events[6].id, events[5].id]
+    _, timed = await call(api, "GET", "/events?deployable=d1&since=1001&until=1002")
+    assert [r["reason"] for r in timed] == ["reason 1", "reason 2"]
+    assert rows[0] == events[5].to_dict()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=5000",
+        "limit=x",
+        "since=yesterday",
+        "order=up",
+        "after_id=-1",
+        "deployable=a/b",
+        "colour=red",
+    ],
+)
+async def test_bad_event_queries(api: Client, store: Store, query: str) -> None:
+    await refused(api, store, 400, "GET", f"/events?{query}")
+
+
+async def read_sse(response: Any, count: int) -> list[dict[str, Any]]:
+    """Parse ``count`` events from a server-sent event stream."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, str] = {}
+    while len(events) < count:
+        line = (await asyncio.wait_for(response.content.readline(), 5)).decode().rstrip("\n")
+        if line.startswith(":"):
+            continue
+        if not line:
+            if current:
+                events.append({"id": int(current["id"]), **json.loads(current["data"])})
+            current = {}
+            continue
+        key, _, value = line.partition(": ")
+        current[key] = value
+    return events
+
+
+async def test_event_stream_delivers_history_and_new_events(api: Client, store: Store) -> None:
+    old = add_events(store, 3)
+    async with api.get(PREFIX + "/events/stream?after_id=0") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        history = await read_sse(response, 3)
+        assert [e["id"] for e in history] == [e.id for e in old]
+        new = store.append_event(Event(2000.0, "d9", "failed", "monitor returned 7"))
+        (live,) = await read_sse(response, 1)
+        assert live == new.to_dict()
+
+
+async def test_event_stream_honours_last_event_id_and_filters(api: Client, store: Store) -> None:
+    events = add_events(store, 4)
+    add_events(store, 2, "other")
+    headers = {"Last-Event-ID": str(events[1].id)}
+    async with api.get(PREFIX + "/events/stream?deployable=d1", headers=headers) as response:
+        got = await read_sse(response, 2)
+        assert [e["id"] for e in got] == [events[2].id, events[3].id]
+        store.append_event(Event(3000.0, "other", "x", "y"))
+        mine = store.append_event(Event(3001.0, "d1", "x", "y"))
+        (live,) = await read_sse(response, 1)
+        assert live["id"] == mine.id
+
+
+async def test_event_stream_by_default_sends_only_new_events(api: Client, store: Store) -> None:
+    add_events(store, 2)
+    async with api.get(PREFIX + "/events/stream") as response:
+        await asyncio.sleep(0.05)
+        new = store.append_event(Event(4000.0, "d1", "new", "only this one"))
+        (live,) = await read_sse(response, 1)
+        assert live["id"] == new.id
+
+
+async def test_bad_stream_queries(api: Client, store: Store) -> None:
+    await refused(api, store, 400, "GET", "/events/stream?after_id=x")
+    await refused(api, store, 400, "GET", "/events/stream?limit=3")
