@@ -5,11 +5,16 @@ Pure functions, no I/O but ``execute`` (which only goes through a
 quoted with ``shlex.quote``, so a parameter such as ``$(touch x)`` reaches the
 agent as inert data.
 
-- ``ocf``: ``OCF_ROOT=/usr/lib/ocf ... OCF_RESKEY_<p>=<v> /usr/lib/ocf/resource.d/<provider>/<type> <op>``;
+- ``ocf``: ``OCF_ROOT=/usr/lib/ocf ... OCF_RESKEY_<p>=<v> timeout ... /usr/lib/ocf/resource.d/<provider>/<type> <op>``;
   the exit status is the OCF code (above 9 is an unknown error).
 - ``lsb``: ``/etc/init.d/<type> start|stop|status``; status 1-3 means not running.
 - ``systemd``: ``systemctl start|stop|is-active <type>.service``; is-active other than 0
   means not running.
+
+Each command runs under coreutils ``timeout``, which kills the operation's
+process group on the guest ``KILL_GRACE`` seconds after the op timeout (sshd
+does not deliver signal requests to root sessions, so closing the channel alone
+would leave a hung agent running).
 
 A shell exit of 127 (command not found) or 126 (not executable) means the agent
 itself is missing or unusable; as in Pacemaker it maps to ``NOT_INSTALLED`` or
@@ -39,6 +44,11 @@ EXIT_REASON_PREFIX = "ocf-exit-reason:"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SHELL_NOT_FOUND = 127
 _SHELL_NOT_EXECUTABLE = 126
+# The guest kills an operation this long after its timeout (coreutils
+# ``timeout``, which kills the agent's whole process group): an abandoned
+# operation must not linger.  Later than the transport's own timeout, so that
+# the caller sees a timeout rather than the kill.
+KILL_GRACE = 2.0
 
 
 class OcfRc(IntEnum):
@@ -103,16 +113,16 @@ def command(
     """
     _check_operation(op)
     prefix = _assignments(environment or {})
+    seconds = resource.timeout(op) if timeout is None else timeout
+    killer = _kill_after(seconds)
     if resource.rclass == "ocf":
         values = resolve_params(resource) if params is None else params
-        seconds = resource.timeout(op) if timeout is None else timeout
-        return _join(
-            prefix + _ocf_environment(resource, values, interval, seconds), _ocf_argv(resource, op)
-        )
+        prefix += _ocf_environment(resource, values, interval, seconds)
+        return _join(prefix, killer + _ocf_argv(resource, op))
     if resource.rclass == "lsb":
-        return _join(prefix, [f"{INIT_D}/{resource.type}", _LSB_ACTIONS[op]])
+        return _join(prefix, [*killer, f"{INIT_D}/{resource.type}", _LSB_ACTIONS[op]])
     if resource.rclass == "systemd":
-        return _join(prefix, ["systemctl", _SYSTEMD_ACTIONS[op], systemd_unit(resource)])
+        return _join(prefix, [*killer, "systemctl", _SYSTEMD_ACTIONS[op], systemd_unit(resource)])
     raise InvalidInput(f"resource {resource.name!r}: unknown class {resource.rclass!r}")
 
 
@@ -164,6 +174,10 @@ def _ocf_environment(
     env["OCF_RESKEY_CRM_meta_timeout"] = str(_milliseconds(timeout))
     env["OCF_RESKEY_CRM_meta_interval"] = str(_milliseconds(interval))
     return _assignments(env)
+
+
+def _kill_after(timeout: float) -> list[str]:
+    return ["timeout", "--signal=KILL", f"{timeout + KILL_GRACE:g}s"]
 
 
 def _ocf_argv(resource: Resource, op: str) -> list[str]:

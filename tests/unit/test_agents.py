@@ -138,7 +138,7 @@ def test_any_environment_value_round_trips(value: str) -> None:
 )
 def test_lsb_command(op: str, action: str) -> None:
     resource = Resource(name="pg", rclass="lsb", type="postgresql", provider="")
-    assert words(agents.command(resource, op)) == ["/etc/init.d/postgresql", action]
+    assert words(agents.command(resource, op))[-2:] == ["/etc/init.d/postgresql", action]
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,16 @@ def test_lsb_command(op: str, action: str) -> None:
 )
 def test_systemd_command(op: str, action: str) -> None:
     resource = Resource(name="web", rclass="systemd", type="nginx", provider="")
-    assert words(agents.command(resource, op)) == ["systemctl", action, "nginx.service"]
+    assert words(agents.command(resource, op))[-3:] == ["systemctl", action, "nginx.service"]
+
+
+@pytest.mark.parametrize("rclass", ["ocf", "lsb", "systemd"])
+def test_the_guest_kills_the_operation_after_its_timeout(rclass: str) -> None:
+    resource = Resource(name="r", rclass=rclass, type="t", timeouts={"stop": 7})
+    argv = [
+        w for w in words(agents.command(resource, "stop")) if "=" not in w or w.startswith("--")
+    ]
+    assert argv[:3] == ["timeout", "--signal=KILL", f"{7 + agents.KILL_GRACE:g}s"]
 
 
 def test_systemd_type_that_names_a_unit_is_kept() -> None:
