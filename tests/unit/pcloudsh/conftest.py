@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pcloudsh_fakes import FakeCped, FakeDaemon, FakeKeys, fake_paths
 
 from pcloudsh.environment import Environment
 from pcloudsh.testing import CONSOLE_WIDTH
+from tests.unit.pcloudsh.fakes import FakeCped, FakeDaemon, FakeKeys, fake_paths
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pcloudsh_fakes import FakeCped, FakeKeys
 
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
+from tests.unit.pcloudsh.fakes import FakeCped, FakeKeys
 
 BAD_LINES = [
     # names that cannot be names

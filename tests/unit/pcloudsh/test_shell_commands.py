@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from pcloudsh_fakes import FakeCped, FakeKeys
 
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
+from tests.unit.pcloudsh.fakes import FakeCped, FakeKeys
 
 
 def test_assembly_create_makes_keys_and_a_new_uuid(

@@ -7,12 +7,12 @@ import io
 import json
 
 import pytest
-from pcloudsh_fakes import DownCped, FakeCped
 
 from pcloudsh import commands
 from pcloudsh.environment import Environment
 from pcloudsh.shell import PROMPT, PcloudShell
 from pcloudsh.testing import run, shell_for
+from tests.unit.pcloudsh.fakes import DownCped, FakeCped
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-from pcloudsh_fakes import DownCped, FakeCped, FakeDaemon
 
 from dpe.errors import AgentError, Conflict, InvalidInput, NotFound, OperationTimeout, Unavailable
 from pcloudsh import commands
@@ -14,6 +13,7 @@ from pcloudsh.api import CpedUnreachable
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode, exit_code_for
 from pcloudsh.testing import run
+from tests.unit.pcloudsh.fakes import DownCped, FakeCped, FakeDaemon
 
 
 def test_json_before_or_after_the_command(env: Environment, shop: FakeCped) -> None:
