@@ -1,0 +1,254 @@
+"""SSH transport: one persistent asyncssh connection per instance, host key pinned.
+
+The only module that imports asyncssh.  ``SshTransport.connect`` trusts exactly
+the assembly's pinned host key (no known_hosts file, no trust on first use: a
+guest presenting any other key raises ``Forbidden``) and logs in with the
+assembly's private key only (no agent, no ``~/.ssh`` files or config).
+
+On a connection, ``run`` executes commands on their own channels, several in
+flight (at most ``max_sessions`` at once, below OpenSSH's default
+``MaxSessions 10``), each under a hard timeout; ``keepalive`` sends an
+``keepalive@openssh.com`` global request, which sshd answers itself without
+starting a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from typing import Any
+
+import asyncssh
+
+from dpe.errors import Forbidden, OperationTimeout, Unavailable
+from dpe.interfaces import AssemblyKeys, Clock, CommandResult, Connection, Instance, SystemClock
+from dpe.interfaces import Transport as TransportProtocol
+
+log = logging.getLogger(__name__)
+
+MAX_SESSIONS = 8
+OUTPUT_LIMIT = 64 * 1024  # characters kept of each of stdout and stderr
+_KEEPALIVE_REQUEST = b"keepalive@openssh.com"
+_NO_EXIT_STATUS = -1
+
+
+class _Client(asyncssh.SSHClient):
+    """Records the loss of the connection (asyncssh answers requests on a
+    closed connection without error, so ``keepalive`` must know)."""
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+class SshConnection:
+    """A live SSH connection to one instance (implements ``dpe.interfaces.Connection``)."""
+
+    def __init__(
+        self, conn: asyncssh.SSHClientConnection, client: _Client, label: str, max_sessions: int
+    ) -> None:
+        self._conn = conn
+        self._client = client
+        self._label = label
+        self._sessions = asyncio.Semaphore(max_sessions)
+
+    @property
+    def closed(self) -> bool:
+        return self._client.lost
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        """Run ``command`` (a shell command line) on a new channel.
+
+        Raises ``OperationTimeout`` when it has not finished within ``timeout``
+        seconds (its channel is then closed after a KILL signal request) and
+        ``Unavailable`` when the connection is gone."""
+        self._check_open()
+        process: asyncssh.SSHClientProcess[str] | None = None
+        try:
+            async with asyncio.timeout(timeout), self._sessions:
+                process = await self._conn.create_process(
+                    command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace"
+                )
+                completed = await process.wait(check=False)
+        except TimeoutError:
+            _abandon(process)
+            raise OperationTimeout(
+                f"{self._label}: command did not finish within {timeout:g} s", details=command
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            _abandon(process)
+            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+        return _result(completed, self._label)
+
+    async def keepalive(self, timeout: float) -> None:
+        """An SSH-level ping answered by sshd itself; raises ``OperationTimeout``
+        or ``Unavailable``."""
+        self._check_open()
+        try:
+            # asyncssh has no public request-with-reply call; this is the one its
+            # own keepalive timer uses.  Success or failure both prove liveness.
+            await asyncio.wait_for(self._conn._make_global_request(_KEEPALIVE_REQUEST), timeout)
+        except TimeoutError:
+            raise OperationTimeout(
+                f"{self._label}: no keepalive answer within {timeout:g} s"
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+        self._check_open()
+
+    async def close(self) -> None:
+        self._conn.close()
+        try:
+            await asyncio.wait_for(self._conn.wait_closed(), 2.0)
+        except (TimeoutError, asyncssh.Error, OSError):
+            self._conn.abort()
+
+    def _check_open(self) -> None:
+        if self._client.lost:
+            raise Unavailable(f"{self._label}: connection lost")
+
+
+def _abandon(process: asyncssh.SSHClientProcess[str] | None) -> None:
+    """Ask sshd to kill the command, then close its channel."""
+    if process is None:
+        return
+    with contextlib.suppress(asyncssh.Error, OSError):
+        process.send_signal("KILL")
+    process.close()
+
+
+def _result(completed: asyncssh.SSHCompletedProcess, label: str) -> CommandResult:
+    status = completed.exit_status
+    if status is None:
+        if completed.exit_signal is None:
+            raise Unavailable(f"{label}: channel closed without an exit status")
+        status = 128 + _signal_number(completed.exit_signal[0])
+    return CommandResult(status, _text(completed.stdout), _text(completed.stderr))
+
+
+def _signal_number(name: str) -> int:
+    try:
+        return int(signal.Signals[f"SIG{name}"])
+    except KeyError:
+        return 0
+
+
+def _text(data: Any) -> str:
+    text = data if isinstance(data, str) else ""
+    return text[-OUTPUT_LIMIT:]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.Error):
+        return exc.reason or type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+class SshTransport:
+    """Connects to instances over SSH (implements ``dpe.interfaces.Transport``)."""
+
+    def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
+        self.max_sessions = max_sessions
+
+    async def connect(
+        self, instance: Instance, keys: AssemblyKeys, timeout: float
+    ) -> SshConnection:
+        """One connection to ``instance``; raises ``Forbidden`` when it presents
+        another host key or refuses our key, ``OperationTimeout`` or
+        ``Unavailable`` otherwise."""
+        label = f"{instance.assembly} ({instance.ssh_host}:{instance.ssh_port})"
+        options = _options(instance, keys, timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                conn, client = await asyncssh.create_connection(
+                    _Client, instance.ssh_host, instance.ssh_port, options=options
+                )
+        except TimeoutError:
+            raise OperationTimeout(f"{label}: no SSH connection within {timeout:g} s") from None
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise Forbidden(
+                f"{label}: host key does not match the pinned key: {exc.reason}"
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise Forbidden(f"{label}: login refused: {exc.reason}") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise Unavailable(f"{label}: {_describe(exc)}") from exc
+        _set_nodelay(conn)
+        assert isinstance(client, _Client)
+        return SshConnection(conn, client, label, self.max_sessions)
+
+
+def _options(
+    instance: Instance, keys: AssemblyKeys, timeout: float
+) -> asyncssh.SSHClientConnectionOptions:
+    try:
+        host_key = asyncssh.import_public_key(keys.host_public_key)
+        client_key = asyncssh.read_private_key(keys.private_key)
+    except (asyncssh.KeyImportError, OSError) as exc:
+        raise Forbidden(f"{instance.assembly}: unusable key: {exc}") from exc
+    return asyncssh.SSHClientConnectionOptions(
+        username=instance.username,
+        known_hosts=([host_key], [], []),
+        client_keys=[client_key],
+        agent_path=None,
+        config=[],
+        x509_trusted_certs=None,
+        password_auth=False,
+        kbdint_auth=False,
+        gss_auth=False,
+        gss_kex=False,
+        connect_timeout=timeout,
+        keepalive_interval=0,
+    )
+
+
+def _set_nodelay(conn: asyncssh.SSHClientConnection) -> None:
+    sock = conn.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def connect_with_backoff(
+    transport: TransportProtocol,
+    instance: Instance,
+    keys: AssemblyKeys,
+    timeout: float,
+    *,
+    attempt_timeout: float = 5.0,
+    initial_delay: float = 0.1,
+    max_delay: float = 2.0,
+    clock: Clock | None = None,
+) -> Connection:
+    """Connect, retrying with capped exponential back-off until ``timeout``.
+
+    Each attempt gets at most ``attempt_timeout`` (and no more than what is
+    left).  ``Forbidden`` is never retried (a wrong host key stays wrong).
+    Raises the last ``Unavailable``/``OperationTimeout`` when time runs out."""
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
+    delay = initial_delay
+    while True:
+        left = deadline - clock.monotonic()
+        try:
+            return await transport.connect(instance, keys, max(0.001, min(attempt_timeout, left)))
+        except (Unavailable, OperationTimeout) as exc:
+            left = deadline - clock.monotonic()
+            if left <= delay:
+                raise _gave_up(exc, instance, timeout) from exc
+            log.debug(
+                "assembly=%s connect failed (%s); retrying in %.2f s", instance.assembly, exc, delay
+            )
+        await clock.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
+def _gave_up(exc: Unavailable | OperationTimeout, instance: Instance, timeout: float) -> Exception:
+    message = f"{instance.assembly}: no SSH connection within {timeout:g} s: {exc}"
+    if isinstance(exc, OperationTimeout):
+        return OperationTimeout(message)
+    return Unavailable(message)
