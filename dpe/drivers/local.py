@@ -543,31 +543,57 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 
 async def _kill_all(init: InitRecord, label: str) -> None:
-    """SIGKILL the instance's processes and wait (bounded) until none is left."""
+    """SIGKILL the instance's processes and wait (bounded) until none is left.
+
+    In a PID namespace, killing its init kills the rest (the kernel does it).
+    Without one, every process is stopped first, so that none can fork a
+    child that escapes the kill; then all are killed."""
+    if not init.pidns:
+        _freeze(init)
     deadline = time.monotonic() + KILL_TIMEOUT
     while True:
         victims = _members(init)
         if not victims:
             return
-        for stat in victims:
-            with contextlib.suppress(OSError):
-                os.kill(stat.pid, signal.SIGKILL)
+        _signal_all(victims, signal.SIGKILL)
         if time.monotonic() > deadline:
             pids = ", ".join(str(s.pid) for s in victims)
             raise Unavailable(f"instance {label}: processes still alive after SIGKILL: {pids}")
         await asyncio.sleep(_POLL)
 
 
+def _freeze(init: InitRecord) -> None:
+    """SIGSTOP the instance's processes until no new one appears."""
+    stopped: set[int] = set()
+    for _ in range(100):
+        fresh = [s for s in _members(init) if s.pid not in stopped]
+        if not fresh:
+            return
+        _signal_all(fresh, signal.SIGSTOP)
+        stopped |= {s.pid for s in fresh}
+
+
+def _signal_all(processes: list[_procfs.ProcStat], signum: int) -> None:
+    for stat in processes:
+        with contextlib.suppress(OSError):
+            os.kill(stat.pid, signum)
+
+
 def _members(init: InitRecord) -> list[_procfs.ProcStat]:
     """The instance's live processes: its init and everything under it."""
-    init_alive = _procfs.is_alive(init.init_pid, init.start_time)
     if init.pidns and init.namespace:
+        # the namespace dies with its init (the kernel kills and reaps the rest first)
+        if not _procfs.is_alive(init.init_pid, init.start_time):
+            return []
         return _procfs.in_pid_namespace(init.namespace)
+    current = _procfs.read_stat(init.init_pid)
+    if current is not None and current.start_time != init.start_time:
+        return []  # the pid was reused: the kernel never does so while our group lives
     stats = [s for s in _procfs.all_stats() if s.alive]
-    members = {s.pid: s for s in stats if s.session == init.init_pid or s.pgrp == init.init_pid}
-    if init_alive:
+    members = {s.pid: s for s in stats if init.init_pid in (s.session, s.pgrp)}
+    if current is not None and current.alive:
+        members[current.pid] = current
         members |= {s.pid: s for s in _procfs.descendants(init.init_pid, stats)}
-        members |= {s.pid: s for s in stats if s.pid == init.init_pid}
     return list(members.values())
 
 
