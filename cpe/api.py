@@ -255,133 +255,133 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
 
 
-async def jeos_list(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.jeos_list))
+async def list_jeos(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.list_jeos))
 
 
-async def jeos_create(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.jeos_create, await json_body(request)), 201)
+async def create_jeos(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.create_jeos, await json_body(request)), 201)
 
 
-async def jeos_get(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.jeos_get, _name(request)))
+async def get_jeos(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.get_jeos, _name(request)))
 
 
-async def jeos_delete(request: web.Request) -> web.Response:
-    await _do(request, Catalog.jeos_delete, _name(request))
+async def delete_jeos(request: web.Request) -> web.Response:
+    await _do(request, Catalog.delete_jeos, _name(request))
     return _no_content()
 
 
-async def assembly_list(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.assembly_list))
+async def list_assemblies(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.list_assemblies))
 
 
-async def assembly_create(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.assembly_create, await json_body(request)), 201)
+async def create_assembly(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.create_assembly, await json_body(request)), 201)
 
 
-async def assembly_get(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.assembly_get, _name(request)))
+async def get_assembly(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.get_assembly, _name(request)))
 
 
-async def assembly_put(request: web.Request) -> web.Response:
+async def put_assembly(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return _json(await _do(request, Catalog.assembly_put, _name(request), body))
+    return _json(await _do(request, Catalog.put_assembly, _name(request), body))
 
 
-async def assembly_delete(request: web.Request) -> web.Response:
-    await _do(request, Catalog.assembly_delete, _name(request))
+async def delete_assembly(request: web.Request) -> web.Response:
+    await _do(request, Catalog.delete_assembly, _name(request))
     return _no_content()
 
 
-async def resource_add(request: web.Request) -> web.Response:
+async def add_resource(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return _json(await _do(request, Catalog.resource_add, _name(request, "assembly"), body), 201)
+    return _json(await _do(request, Catalog.add_resource, _name(request, "assembly"), body), 201)
 
 
-async def resource_put(request: web.Request) -> web.Response:
+async def update_resource(request: web.Request) -> web.Response:
     body = await json_body(request)
     names = _name(request, "assembly"), _name(request, "resource")
-    return _json(await _do(request, Catalog.resource_put, *names, body))
+    return _json(await _do(request, Catalog.update_resource, *names, body))
 
 
-async def resource_delete(request: web.Request) -> web.Response:
+async def remove_resource(request: web.Request) -> web.Response:
     names = _name(request, "assembly"), _name(request, "resource")
-    await _do(request, Catalog.resource_delete, *names)
+    await _do(request, Catalog.remove_resource, *names)
     return _no_content()
 
 
-async def assembly_escalation_set(request: web.Request) -> web.Response:
+async def set_assembly_escalation(request: web.Request) -> web.Response:
     body = await json_body(request)
     assembly = _name(request, "assembly")
-    return _json(await _do(request, Catalog.assembly_escalation_set, assembly, body))
+    return _json(await _do(request, Catalog.set_assembly_escalation, assembly, body))
 
 
-async def template_list(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.template_list))
+async def list_templates(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.list_templates))
 
 
-async def template_create(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.template_create, await json_body(request)), 201)
+async def create_template(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.create_template, await json_body(request)), 201)
 
 
-async def template_get(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.template_get, _name(request)))
+async def get_template(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.get_template, _name(request)))
 
 
-async def template_delete(request: web.Request) -> web.Response:
-    await _do(request, Catalog.template_delete, _name(request))
+async def delete_template(request: web.Request) -> web.Response:
+    await _do(request, Catalog.delete_template, _name(request))
     return _no_content()
 
 
-async def deployable_list(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.deployable_list))
+async def list_deployables(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.list_deployables))
 
 
-async def deployable_create(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.deployable_create, await json_body(request)), 201)
+async def create_deployable(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.create_deployable, await json_body(request)), 201)
 
 
-async def deployable_get(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.deployable_get, _name(request)))
+async def get_deployable(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.get_deployable, _name(request)))
 
 
-async def deployable_put(request: web.Request) -> web.Response:
+async def put_deployable(request: web.Request) -> web.Response:
     body = await json_body(request)
-    document, created = await _do(request, Catalog.deployable_put, _name(request), body)
+    document, created = await _do(request, Catalog.put_deployable, _name(request), body)
     return _json(document, 201 if created else 200)
 
 
-async def deployable_delete(request: web.Request) -> web.Response:
+async def delete_deployable(request: web.Request) -> web.Response:
     force = parse_flag(request.query.get("force"), "force")
-    await _do(request, Catalog.deployable_delete, _name(request), force)
+    await _do(request, Catalog.delete_deployable, _name(request), force)
     return _no_content()
 
 
-async def deployable_assembly_add(request: web.Request) -> web.Response:
+async def add_deployable_assembly(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return _json(await _do(request, Catalog.deployable_assembly_add, _name(request), body))
+    return _json(await _do(request, Catalog.add_deployable_assembly, _name(request), body))
 
 
-async def deployable_assembly_remove(request: web.Request) -> web.Response:
+async def remove_deployable_assembly(request: web.Request) -> web.Response:
     names = _name(request), _name(request, "assembly")
-    return _json(await _do(request, Catalog.deployable_assembly_remove, *names))
+    return _json(await _do(request, Catalog.remove_deployable_assembly, *names))
 
 
-async def constraint_add(request: web.Request) -> web.Response:
+async def add_constraint(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return _json(await _do(request, Catalog.constraint_add, _name(request), body), 201)
+    return _json(await _do(request, Catalog.add_constraint, _name(request), body), 201)
 
 
-async def constraint_remove(request: web.Request) -> web.Response:
+async def remove_constraint(request: web.Request) -> web.Response:
     first, then = request.query["first"], request.query["then"]
-    await _do(request, Catalog.constraint_remove, _name(request), first, then)
+    await _do(request, Catalog.remove_constraint, _name(request), first, then)
     return _no_content()
 
 
-async def deployable_escalation_set(request: web.Request) -> web.Response:
+async def set_deployable_escalation(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return _json(await _do(request, Catalog.deployable_escalation_set, _name(request), body))
+    return _json(await _do(request, Catalog.set_deployable_escalation, _name(request), body))
 
 
 def _lifecycle(action: str) -> Handler:
@@ -389,15 +389,15 @@ def _lifecycle(action: str) -> Handler:
         await _do(request, Catalog.deployable_lifecycle, _name(request), action)
         return _no_content()  # not reached while the lifecycle is not available
 
-    handler.__name__ = f"deployable_{action}"
+    handler.__name__ = f"{action}_deployable"
     return handler
 
 
-async def events_list(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.events_query, request.query))
+async def query_events(request: web.Request) -> web.Response:
+    return _json(await _do(request, Catalog.query_events, request.query))
 
 
-async def events_stream(request: web.Request) -> web.StreamResponse:
+async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every new event matching the filters, as it is stored."""
     query = dict(request.query)
     if "Last-Event-ID" in request.headers:
@@ -450,37 +450,37 @@ def sse_message(event: Event) -> bytes:
 HANDLERS: dict[str, Handler] = {
     "health": health,
     "openapi": openapi,
-    "jeos_list": jeos_list,
-    "jeos_create": jeos_create,
-    "jeos_get": jeos_get,
-    "jeos_delete": jeos_delete,
-    "assembly_list": assembly_list,
-    "assembly_create": assembly_create,
-    "assembly_get": assembly_get,
-    "assembly_put": assembly_put,
-    "assembly_delete": assembly_delete,
-    "resource_add": resource_add,
-    "resource_put": resource_put,
-    "resource_delete": resource_delete,
-    "assembly_escalation_set": assembly_escalation_set,
-    "template_list": template_list,
-    "template_create": template_create,
-    "template_get": template_get,
-    "template_delete": template_delete,
-    "deployable_list": deployable_list,
-    "deployable_create": deployable_create,
-    "deployable_get": deployable_get,
-    "deployable_put": deployable_put,
-    "deployable_delete": deployable_delete,
-    "deployable_assembly_add": deployable_assembly_add,
-    "deployable_assembly_remove": deployable_assembly_remove,
-    "constraint_add": constraint_add,
-    "constraint_remove": constraint_remove,
-    "deployable_escalation_set": deployable_escalation_set,
-    "deployable_start": _lifecycle("start"),
-    "deployable_stop": _lifecycle("stop"),
-    "deployable_reload": _lifecycle("reload"),
+    "list_jeos": list_jeos,
+    "create_jeos": create_jeos,
+    "get_jeos": get_jeos,
+    "delete_jeos": delete_jeos,
+    "list_assemblies": list_assemblies,
+    "create_assembly": create_assembly,
+    "get_assembly": get_assembly,
+    "put_assembly": put_assembly,
+    "delete_assembly": delete_assembly,
+    "add_resource": add_resource,
+    "update_resource": update_resource,
+    "remove_resource": remove_resource,
+    "set_assembly_escalation": set_assembly_escalation,
+    "list_templates": list_templates,
+    "create_template": create_template,
+    "get_template": get_template,
+    "delete_template": delete_template,
+    "list_deployables": list_deployables,
+    "create_deployable": create_deployable,
+    "get_deployable": get_deployable,
+    "put_deployable": put_deployable,
+    "delete_deployable": delete_deployable,
+    "add_deployable_assembly": add_deployable_assembly,
+    "remove_deployable_assembly": remove_deployable_assembly,
+    "add_constraint": add_constraint,
+    "remove_constraint": remove_constraint,
+    "set_deployable_escalation": set_deployable_escalation,
+    "start_deployable": _lifecycle("start"),
+    "stop_deployable": _lifecycle("stop"),
+    "reload_deployable": _lifecycle("reload"),
     "deployable_status": _lifecycle("status"),
-    "events_list": events_list,
-    "events_stream": events_stream,
+    "query_events": query_events,
+    "stream_events": stream_events,
 }

@@ -58,18 +58,18 @@ class Catalog:
 
     # -- JEOS images ----------------------------------------------------------
 
-    def jeos_list(self) -> list[dict[str, Any]]:
+    def list_jeos(self) -> list[dict[str, Any]]:
         return self.store.list_jeos()
 
-    def jeos_get(self, name: str) -> dict[str, Any]:
+    def get_jeos(self, name: str) -> dict[str, Any]:
         return self.store.get_jeos(validate_name(name, "JEOS name"))
 
-    def jeos_create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_jeos(self, body: dict[str, Any]) -> dict[str, Any]:
         doc = self._jeos_doc(body)
         self.store.insert_jeos(doc)
         return doc
 
-    def jeos_delete(self, name: str) -> None:
+    def delete_jeos(self, name: str) -> None:
         validate_name(name, "JEOS name")
         with self.store.transaction():
             if self.store.get_jeos(name)["kind"] == "host":
@@ -107,13 +107,13 @@ class Catalog:
 
     # -- assemblies -----------------------------------------------------------
 
-    def assembly_list(self) -> list[dict[str, Any]]:
+    def list_assemblies(self) -> list[dict[str, Any]]:
         return [{**doc, "deployable": owner} for doc, owner in self.store.list_assemblies()]
 
-    def assembly_get(self, name: str) -> dict[str, Any]:
+    def get_assembly(self, name: str) -> dict[str, Any]:
         return self.store.get_assembly(validate_name(name, "assembly name"))
 
-    def assembly_create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_assembly(self, body: dict[str, Any]) -> dict[str, Any]:
         doc = parse_assembly(body).to_dict()
         with self.store.transaction():
             if _exists(self.store.get_assembly, doc["name"]):
@@ -123,7 +123,7 @@ class Catalog:
             self.store.insert_assembly(doc)
         return doc
 
-    def assembly_put(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def put_assembly(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         raw = _named(body, validate_name(name, "assembly name"))
 
         def replace(current: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +133,7 @@ class Catalog:
 
         return self._change_assembly(name, replace, InvalidInput)
 
-    def assembly_delete(self, name: str) -> None:
+    def delete_assembly(self, name: str) -> None:
         validate_name(name, "assembly name")
         with self.store.transaction():
             owner = self.store.assembly_owner(name)
@@ -146,7 +146,7 @@ class Catalog:
                 )
             self.store.delete_assembly(name)
 
-    def resource_add(self, assembly: str, body: dict[str, Any]) -> dict[str, Any]:
+    def add_resource(self, assembly: str, body: dict[str, Any]) -> dict[str, Any]:
         resource = parse_resource(body).to_dict()
 
         def add(current: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +162,7 @@ class Catalog:
         self._change_assembly(validate_name(assembly, "assembly name"), add, InvalidInput)
         return resource
 
-    def resource_put(self, assembly: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def update_resource(self, assembly: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         resource = parse_resource(_named(body, validate_name(name, "resource name"))).to_dict()
 
         def replace(current: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class Catalog:
         self._change_assembly(validate_name(assembly, "assembly name"), replace, InvalidInput)
         return resource
 
-    def resource_delete(self, assembly: str, name: str) -> None:
+    def remove_resource(self, assembly: str, name: str) -> None:
         validate_name(name, "resource name")
 
         def remove(current: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +182,7 @@ class Catalog:
 
         self._change_assembly(validate_name(assembly, "assembly name"), remove, Conflict)
 
-    def assembly_escalation_set(self, assembly: str, body: dict[str, Any]) -> dict[str, Any]:
+    def set_assembly_escalation(self, assembly: str, body: dict[str, Any]) -> dict[str, Any]:
         escalation = _escalation_body(body)
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
@@ -229,16 +229,16 @@ class Catalog:
 
     # -- resource templates -----------------------------------------------------
 
-    def template_list(self) -> list[dict[str, Any]]:
+    def list_templates(self) -> list[dict[str, Any]]:
         users = [_user_template(t) for t in self.store.list_templates()]
         return sorted([*builtin_templates().values(), *users], key=lambda t: str(t["name"]))
 
-    def template_get(self, name: str) -> dict[str, Any]:
+    def get_template(self, name: str) -> dict[str, Any]:
         validate_name(name, "template name")
         builtin = builtin_templates().get(name)
         return builtin if builtin is not None else _user_template(self.store.get_template(name))
 
-    def template_create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
         template = parse_user_template(body)
         name = template["name"]
         if name in builtin_templates():
@@ -247,7 +247,7 @@ class Catalog:
         self.store.insert_template(name, stored)
         return template
 
-    def template_delete(self, name: str) -> None:
+    def delete_template(self, name: str) -> None:
         validate_name(name, "template name")
         if name in builtin_templates():
             raise Conflict(f"{name!r} is a built-in resource template: it cannot be deleted")
@@ -255,7 +255,7 @@ class Catalog:
 
     # -- deployables --------------------------------------------------------------
 
-    def deployable_list(self) -> list[dict[str, Any]]:
+    def list_deployables(self) -> list[dict[str, Any]]:
         return [self._summary(doc, desired) for doc, desired in self.store.list_deployables()]
 
     def _summary(self, doc: dict[str, Any], desired: str) -> dict[str, Any]:
@@ -269,10 +269,10 @@ class Catalog:
             "desired_state": desired,
         }
 
-    def deployable_get(self, name: str) -> dict[str, Any]:
+    def get_deployable(self, name: str) -> dict[str, Any]:
         return self.store.get_document(validate_name(name, "deployable name")).to_dict()
 
-    def deployable_create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_deployable(self, body: dict[str, Any]) -> dict[str, Any]:
         problems = Problems()
         _unknown(body, NEW_DEPLOYABLE_KEYS, problems, hint="(import a whole document with PUT)")
         problems.raise_if_any("invalid deployable")
@@ -284,7 +284,7 @@ class Catalog:
             self.store.insert_deployable(_level_doc(document))
         return document.to_dict()
 
-    def deployable_put(self, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def put_deployable(self, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Import (create or replace) a whole document; True if it was created."""
         raw = _named(body, validate_name(name, "deployable name"))
         with self.store.transaction():
@@ -353,7 +353,7 @@ class Catalog:
                 " a uuid cannot change"
             )
 
-    def deployable_delete(self, name: str, force: bool = False) -> None:
+    def delete_deployable(self, name: str, force: bool = False) -> None:
         validate_name(name, "deployable name")
         with self.store.transaction():
             running = self.store.get_desired_state(name) == "started" or self._lease_live(name)
@@ -368,7 +368,7 @@ class Catalog:
         lease = self.store.get_lease(name)
         return bool(lease and lease["holder"] and lease["expires_at"] > self.clock())
 
-    def deployable_assembly_add(self, deployable: str, body: dict[str, Any]) -> dict[str, Any]:
+    def add_deployable_assembly(self, deployable: str, body: dict[str, Any]) -> dict[str, Any]:
         assembly = _single_name(body, "assembly")
         validate_name(deployable, "deployable name")
         with self.store.transaction():
@@ -385,7 +385,7 @@ class Catalog:
             self.store.set_assembly_owner(assembly, deployable)
             return self._revalidate(deployable, Conflict).to_dict()
 
-    def deployable_assembly_remove(self, deployable: str, assembly: str) -> dict[str, Any]:
+    def remove_deployable_assembly(self, deployable: str, assembly: str) -> dict[str, Any]:
         validate_name(deployable, "deployable name")
         validate_name(assembly, "assembly name")
         with self.store.transaction():
@@ -397,7 +397,7 @@ class Catalog:
             self.store.set_assembly_owner(assembly, None)
             return self._revalidate(deployable, Conflict).to_dict()
 
-    def constraint_add(self, deployable: str, body: dict[str, Any]) -> dict[str, Any]:
+    def add_constraint(self, deployable: str, body: dict[str, Any]) -> dict[str, Any]:
         constraint = {"first": body.get("first"), "then": body.get("then")}
         problems = Problems()
         _unknown(body, {"first", "then"}, problems)
@@ -415,7 +415,7 @@ class Catalog:
             _relative(lambda: self._revalidate(deployable, InvalidInput), f"constraints[{index}]")
         return constraint
 
-    def constraint_remove(self, deployable: str, first: str, then: str) -> None:
+    def remove_constraint(self, deployable: str, first: str, then: str) -> None:
         with self.store.transaction():
             doc = self.store.get_deployable(validate_name(deployable, "deployable name"))
             wanted = {"first": first, "then": then}
@@ -424,7 +424,7 @@ class Catalog:
             doc["constraints"].remove(wanted)
             self.store.update_deployable(doc)
 
-    def deployable_escalation_set(self, deployable: str, body: dict[str, Any]) -> dict[str, Any]:
+    def set_deployable_escalation(self, deployable: str, body: dict[str, Any]) -> dict[str, Any]:
         escalation = _escalation_body(body)
         with self.store.transaction():
             doc = self.store.get_deployable(validate_name(deployable, "deployable name"))
@@ -452,7 +452,7 @@ class Catalog:
 
     # -- events ---------------------------------------------------------------------
 
-    def events_query(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    def query_events(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
         """Events for ``GET /events``; see ``parse_event_query`` for the parameters."""
         return [event.to_dict() for event in self.store.query_events(**parse_event_query(query))]
 

@@ -116,25 +116,27 @@ _CONSTRAINT_QUERY = (
 ROUTES: tuple[Operation, ...] = (
     Operation("GET", "/health", "health", "Daemon health and version", "Health", errors=()),
     Operation("GET", "/openapi.json", "openapi", "This document", "Object", errors=()),
-    Operation("GET", "/jeos", "jeos_list", "List JEOS images", "[Jeos]", errors=()),
-    Operation("POST", "/jeos", "jeos_create", "Register a JEOS image", "Jeos", 201, "JeosNew"),
-    Operation("GET", "/jeos/{name}", "jeos_get", "Show a JEOS image", "Jeos"),
+    Operation("GET", "/jeos", "list_jeos", "List JEOS images", "[Jeos]", errors=()),
+    Operation("POST", "/jeos", "create_jeos", "Register a JEOS image", "Jeos", 201, "JeosNew"),
+    Operation("GET", "/jeos/{name}", "get_jeos", "Show a JEOS image", "Jeos"),
     Operation(
         "DELETE",
         "/jeos/{name}",
-        "jeos_delete",
+        "delete_jeos",
         "Delete a JEOS image (not the built-in host, not one an assembly uses)",
         status=204,
     ),
-    Operation("GET", "/assemblies", "assembly_list", "List assemblies", "[AssemblyRow]", errors=()),
     Operation(
-        "POST", "/assemblies", "assembly_create", "Create an assembly", "Assembly", 201, "Assembly"
+        "GET", "/assemblies", "list_assemblies", "List assemblies", "[AssemblyRow]", errors=()
     ),
-    Operation("GET", "/assemblies/{name}", "assembly_get", "Show an assembly", "Assembly"),
+    Operation(
+        "POST", "/assemblies", "create_assembly", "Create an assembly", "Assembly", 201, "Assembly"
+    ),
+    Operation("GET", "/assemblies/{name}", "get_assembly", "Show an assembly", "Assembly"),
     Operation(
         "PUT",
         "/assemblies/{name}",
-        "assembly_put",
+        "put_assembly",
         "Replace an assembly document",
         "Assembly",
         request="Assembly",
@@ -142,14 +144,14 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "DELETE",
         "/assemblies/{name}",
-        "assembly_delete",
+        "delete_assembly",
         "Delete an assembly (refused while it is in a deployable)",
         status=204,
     ),
     Operation(
         "POST",
         "/assemblies/{assembly}/resources",
-        "resource_add",
+        "add_resource",
         "Add a resource to an assembly",
         "Resource",
         201,
@@ -158,7 +160,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "PUT",
         "/assemblies/{assembly}/resources/{resource}",
-        "resource_put",
+        "update_resource",
         "Replace a resource (also sets its escalation)",
         "Resource",
         request="Resource",
@@ -166,45 +168,45 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "DELETE",
         "/assemblies/{assembly}/resources/{resource}",
-        "resource_delete",
+        "remove_resource",
         "Remove a resource from an assembly",
         status=204,
     ),
     Operation(
         "PUT",
         "/assemblies/{assembly}/escalation",
-        "assembly_escalation_set",
+        "set_assembly_escalation",
         "Set the assembly's escalation",
         "Escalation",
         request="Escalation",
     ),
     Operation(
-        "GET", "/templates", "template_list", "List resource templates", "[Template]", errors=()
+        "GET", "/templates", "list_templates", "List resource templates", "[Template]", errors=()
     ),
     Operation(
         "POST",
         "/templates",
-        "template_create",
+        "create_template",
         "Add a user resource template",
         "Template",
         201,
         "TemplateNew",
     ),
-    Operation("GET", "/templates/{name}", "template_get", "Show a resource template", "Template"),
+    Operation("GET", "/templates/{name}", "get_template", "Show a resource template", "Template"),
     Operation(
         "DELETE",
         "/templates/{name}",
-        "template_delete",
+        "delete_template",
         "Delete a user resource template",
         status=204,
     ),
     Operation(
-        "GET", "/deployables", "deployable_list", "List deployables", "[DeployableRow]", errors=()
+        "GET", "/deployables", "list_deployables", "List deployables", "[DeployableRow]", errors=()
     ),
     Operation(
         "POST",
         "/deployables",
-        "deployable_create",
+        "create_deployable",
         "Create an empty deployable",
         "Deployable",
         201,
@@ -213,14 +215,14 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/deployables/{name}",
-        "deployable_get",
+        "get_deployable",
         "The whole document, assemblies expanded",
         "Deployable",
     ),
     Operation(
         "PUT",
         "/deployables/{name}",
-        "deployable_put",
+        "put_deployable",
         "Import (create or replace) the whole document; creates or updates the"
         " assemblies it names; 201 when created",
         "Deployable",
@@ -229,7 +231,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "DELETE",
         "/deployables/{name}",
-        "deployable_delete",
+        "delete_deployable",
         "Delete a deployable (its assemblies are kept, free)",
         status=204,
         query=(_FORCE,),
@@ -237,7 +239,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "POST",
         "/deployables/{name}/assemblies",
-        "deployable_assembly_add",
+        "add_deployable_assembly",
         "Add an assembly to the deployable",
         "Deployable",
         request="Membership",
@@ -245,14 +247,14 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "DELETE",
         "/deployables/{name}/assemblies/{assembly}",
-        "deployable_assembly_remove",
+        "remove_deployable_assembly",
         "Remove an assembly from the deployable",
         "Deployable",
     ),
     Operation(
         "POST",
         "/deployables/{name}/constraints",
-        "constraint_add",
+        "add_constraint",
         "Add an order constraint (cycles are refused)",
         "Constraint",
         201,
@@ -261,7 +263,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "DELETE",
         "/deployables/{name}/constraints",
-        "constraint_remove",
+        "remove_constraint",
         "Remove an order constraint",
         status=204,
         query=_CONSTRAINT_QUERY,
@@ -269,7 +271,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "PUT",
         "/deployables/{name}/escalation",
-        "deployable_escalation_set",
+        "set_deployable_escalation",
         "Set the deployable-level escalation",
         "Escalation",
         request="Escalation",
@@ -277,21 +279,21 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "POST",
         "/deployables/{name}/start",
-        "deployable_start",
+        "start_deployable",
         "Start the deployable (not available yet: answers 409)",
         "Object",
     ),
     Operation(
         "POST",
         "/deployables/{name}/stop",
-        "deployable_stop",
+        "stop_deployable",
         "Stop the deployable (not available yet: answers 409)",
         "Object",
     ),
     Operation(
         "POST",
         "/deployables/{name}/reload",
-        "deployable_reload",
+        "reload_deployable",
         "Apply the stored document to the running DPE (not available yet: answers 409)",
         "Object",
     ),
@@ -305,7 +307,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/events",
-        "events_list",
+        "query_events",
         "Query the event log",
         "[Event]",
         query=EVENT_QUERY,
@@ -314,7 +316,7 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/events/stream",
-        "events_stream",
+        "stream_events",
         "Live events as server-sent events (id: the event id; event: event; data: the"
         " Event as JSON); a comment line every few seconds keeps the connection alive",
         "Event",
@@ -554,7 +556,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         Param(n, f"the {n}'s name", _NAME_PARAM, True).to_openapi("path") for n in op.path_params
     ]
     params += [p.to_openapi("query") for p in op.query]
-    if op.operation_id == "events_stream":
+    if op.operation_id == "stream_events":
         params.append(
             Param("Last-Event-ID", "resume after this event id", _INT).to_openapi("header")
         )

@@ -1,0 +1,346 @@
+"""The Python client of cped's API: pcloudsh and other programs use it.
+
+Standard library only (``http.client`` over an ``AF_UNIX`` socket), so a
+one-shot command that imports it starts fast.  One method per route of
+``cpe.openapi.ROUTES`` (method name = operationId); every call has a timeout,
+returns the decoded JSON (None for 204), and raises the ``dpe.errors`` class
+matching the error code; ``Unavailable`` when cped cannot be reached.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from dpe.errors import (
+    Forbidden,
+    OperationTimeout,
+    PcloudError,
+    Unavailable,
+    from_dict,
+)
+
+PREFIX = "/v1"
+DEFAULT_TIMEOUT = 10.0
+STREAM_IDLE_TIMEOUT = 30.0  # cped sends a keepalive every few seconds on an idle stream
+Json = dict[str, Any]
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Client:
+    def __init__(self, socket_path: Path | str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.socket_path = str(socket_path)
+        self.timeout = timeout
+
+    # -- daemon ----------------------------------------------------------------
+
+    def health(self) -> Json:
+        return self._object("GET", "/health")
+
+    def openapi(self) -> Json:
+        return self._object("GET", "/openapi.json")
+
+    # -- JEOS images ------------------------------------------------------------
+
+    def list_jeos(self) -> list[Json]:
+        return self._rows("GET", "/jeos")
+
+    def create_jeos(self, doc: Json) -> Json:
+        return self._object("POST", "/jeos", doc)
+
+    def get_jeos(self, name: str) -> Json:
+        return self._object("GET", _path("jeos", name))
+
+    def delete_jeos(self, name: str) -> None:
+        self._call("DELETE", _path("jeos", name))
+
+    # -- assemblies and resources -----------------------------------------------
+
+    def list_assemblies(self) -> list[Json]:
+        return self._rows("GET", "/assemblies")
+
+    def create_assembly(self, doc: Json) -> Json:
+        return self._object("POST", "/assemblies", doc)
+
+    def get_assembly(self, name: str) -> Json:
+        return self._object("GET", _path("assemblies", name))
+
+    def put_assembly(self, name: str, doc: Json) -> Json:
+        return self._object("PUT", _path("assemblies", name), doc)
+
+    def delete_assembly(self, name: str) -> None:
+        self._call("DELETE", _path("assemblies", name))
+
+    def add_resource(self, assembly: str, doc: Json) -> Json:
+        path = _path("assemblies", assembly, "resources")
+        return self._object("POST", path, doc)
+
+    def update_resource(self, assembly: str, resource: str, doc: Json) -> Json:
+        path = _path("assemblies", assembly, "resources", resource)
+        return self._object("PUT", path, doc)
+
+    def remove_resource(self, assembly: str, resource: str) -> None:
+        self._call("DELETE", _path("assemblies", assembly, "resources", resource))
+
+    def set_assembly_escalation(self, assembly: str, failures: Any, period: Any) -> Json:
+        path = _path("assemblies", assembly, "escalation")
+        body = {"failures": failures, "period": period}
+        return self._object("PUT", path, body)
+
+    # -- resource templates -------------------------------------------------------
+
+    def list_templates(self) -> list[Json]:
+        return self._rows("GET", "/templates")
+
+    def create_template(self, doc: Json) -> Json:
+        return self._object("POST", "/templates", doc)
+
+    def get_template(self, name: str) -> Json:
+        return self._object("GET", _path("templates", name))
+
+    def delete_template(self, name: str) -> None:
+        self._call("DELETE", _path("templates", name))
+
+    # -- deployables ----------------------------------------------------------------
+
+    def list_deployables(self) -> list[Json]:
+        return self._rows("GET", "/deployables")
+
+    def create_deployable(
+        self,
+        name: str,
+        infrastructure: str | None = None,
+        settings: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> Json:
+        """Create an empty deployable (other fields: uuid, heartbeat, escalation)."""
+        body = {"name": name, **fields}
+        if infrastructure is not None:
+            body["infrastructure"] = infrastructure
+        if settings is not None:
+            body["settings"] = settings
+        return self._object("POST", "/deployables", body)
+
+    def get_deployable(self, name: str) -> Json:
+        return self._object("GET", _path("deployables", name))
+
+    def put_deployable(self, name: str, doc: Json) -> Json:
+        """Import (create or replace) the whole document."""
+        return self._object("PUT", _path("deployables", name), doc)
+
+    def delete_deployable(self, name: str, force: bool = False) -> None:
+        query = {"force": "true"} if force else None
+        self._call("DELETE", _path("deployables", name), query=query)
+
+    def add_deployable_assembly(self, deployable: str, assembly: str) -> Json:
+        path = _path("deployables", deployable, "assemblies")
+        return self._object("POST", path, {"assembly": assembly})
+
+    def remove_deployable_assembly(self, deployable: str, assembly: str) -> Json:
+        path = _path("deployables", deployable, "assemblies", assembly)
+        return self._object("DELETE", path)
+
+    def add_constraint(self, deployable: str, first: str, then: str) -> Json:
+        path = _path("deployables", deployable, "constraints")
+        body = {"first": first, "then": then}
+        return self._object("POST", path, body)
+
+    def remove_constraint(self, deployable: str, first: str, then: str) -> None:
+        path = _path("deployables", deployable, "constraints")
+        self._call("DELETE", path, query={"first": first, "then": then})
+
+    def set_deployable_escalation(self, deployable: str, failures: Any, period: Any) -> Json:
+        path = _path("deployables", deployable, "escalation")
+        body = {"failures": failures, "period": period}
+        return self._object("PUT", path, body)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start_deployable(self, name: str) -> Any:
+        return self._call("POST", _path("deployables", name, "start"))
+
+    def stop_deployable(self, name: str) -> Any:
+        return self._call("POST", _path("deployables", name, "stop"))
+
+    def reload_deployable(self, name: str) -> Any:
+        return self._call("POST", _path("deployables", name, "reload"))
+
+    def deployable_status(self, name: str) -> Json:
+        return self._object("GET", _path("deployables", name, "status"))
+
+    # -- events -----------------------------------------------------------------------
+
+    def query_events(self, **filters: Any) -> list[Json]:
+        """Events: deployable, assembly, resource, since, until, after_id, before_id,
+        limit, order ("asc": oldest first, the default; "desc": newest first)."""
+        return self._rows("GET", "/events", query=filters)
+
+    def stream_events(
+        self, idle_timeout: float = STREAM_IDLE_TIMEOUT, **filters: Any
+    ) -> Generator[Json, None, None]:
+        """Live events as cped stores them (deployable, assembly, resource, after_id).
+
+        Without ``after_id`` only new events come; ``after_id=0`` replays the
+        whole log first.  Ends with ``Unavailable`` when cped closes the stream
+        (it stops); resume with ``after_id`` = the last event's id.
+        """
+        connection = self._connection(idle_timeout)
+        try:
+            response = self._send(connection, "GET", _url("/events/stream", filters), None)
+            if response.status != 200:
+                _raise_for(response.status, response.read())
+            yield from _server_sent_events(response)
+            raise Unavailable("cped closed the event stream (it is stopping or restarting)")
+        except PcloudError:
+            raise
+        except TimeoutError:
+            raise OperationTimeout(
+                f"no event and no keepalive from cped for {idle_timeout:g} s"
+            ) from None
+        except (http.client.HTTPException, ConnectionError) as error:
+            raise Unavailable(f"lost the event stream from cped: {error}") from None
+        finally:
+            connection.close()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _object(self, method: str, path: str, body: Json | None = None) -> Json:
+        answer = self._call(method, path, body)
+        if not isinstance(answer, dict):
+            raise PcloudError(f"cped answered {method} {path} with {type(answer).__name__}")
+        return answer
+
+    def _rows(self, method: str, path: str, query: Json | None = None) -> list[Json]:
+        answer = self._call(method, path, query=query)
+        if not isinstance(answer, list):
+            raise PcloudError(f"cped answered {method} {path} with {type(answer).__name__}")
+        return answer
+
+    def _call(
+        self, method: str, path: str, body: Json | None = None, query: Json | None = None
+    ) -> Any:
+        connection = self._connection(self.timeout)
+        try:
+            response = self._send(connection, method, _url(path, query), body)
+            data = response.read()
+        except PcloudError:
+            raise
+        except TimeoutError:
+            raise OperationTimeout(
+                f"cped did not answer {method} {path} within {self.timeout:g} s"
+            ) from None
+        except (http.client.HTTPException, ConnectionError) as error:
+            raise Unavailable(
+                f"lost the connection to cped during {method} {path}: {error}"
+            ) from None
+        finally:
+            connection.close()
+        return _decode(response.status, data)
+
+    def _connection(self, timeout: float) -> _UnixConnection:
+        return _UnixConnection(self.socket_path, timeout)
+
+    def _send(
+        self, connection: _UnixConnection, method: str, url: str, body: Json | None
+    ) -> http.client.HTTPResponse:
+        headers = {"Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            connection.connect()
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise Unavailable(
+                f"cped is not running (nothing answers on {self.socket_path});"
+                " `pcloudsh start` starts it",
+                socket=self.socket_path,
+            ) from None
+        except PermissionError:
+            raise Forbidden(
+                f"permission denied on cped's socket {self.socket_path}: run as its owner or"
+                " as a member of the group set by socket_group in the configuration",
+                socket=self.socket_path,
+            ) from None
+        except OSError as error:
+            if isinstance(error, TimeoutError):
+                raise
+            raise Unavailable(f"cannot connect to cped on {self.socket_path}: {error}") from None
+        connection.request(method, url, body=payload, headers=headers)
+        return connection.getresponse()
+
+
+def _path(*parts: str) -> str:
+    return "/" + "/".join(quote(part, safe="") for part in parts)
+
+
+def _url(path: str, query: Json | None) -> str:
+    url = PREFIX + path
+    if query:
+        present = {k: _query_value(v) for k, v in query.items() if v is not None}
+        if present:
+            url += "?" + urlencode(present)
+    return url
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _decode(status: int, data: bytes) -> Any:
+    if status >= 400:
+        _raise_for(status, data)
+    if status == 204 or not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise PcloudError(f"cped sent a malformed answer (HTTP {status}): {data[:80]!r}") from None
+
+
+def _raise_for(status: int, data: bytes) -> None:
+    try:
+        error = json.loads(data)
+    except ValueError:
+        error = None
+    if isinstance(error, dict) and "code" in error:
+        raise from_dict(error)
+    raise PcloudError(f"cped answered HTTP {status}: {data[:200].decode(errors='replace')}")
+
+
+def _server_sent_events(response: http.client.HTTPResponse) -> Iterator[Json]:
+    """Decode an event stream: one JSON event per message, keepalive comments skipped."""
+    data: list[str] = []
+    while True:
+        raw = response.readline()
+        if not raw:
+            return
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield json.loads("\n".join(data))
+            data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))

@@ -1,0 +1,192 @@
+"""Starting, stopping and asking about cped from another program (pcloudsh).
+
+``start_daemon`` runs ``cped`` (daemonized) and returns once its API answers;
+``stop_daemon`` sends SIGTERM to the pid in the pidfile and waits until the
+process is gone, and never signals a pid that is not cped; ``daemon_status``
+reports health, or None when no cped runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cpe
+from cpe.client import Client
+from cpe.pidfile import is_locked, read_pid
+from dpe.errors import Conflict, InvalidInput, OperationTimeout, PcloudError
+from dpe.paths import Paths, resolve
+
+POLL_INTERVAL = 0.05
+LOG_TAIL_LINES = 20
+
+
+def start_daemon(paths: Paths, config_file: Path | None = None, timeout: float = 10.0) -> int:
+    """Start cped in the background; its pid once ``/v1/health`` answers."""
+    running = daemon_status(paths)
+    if running is not None:
+        raise Conflict(f"cped is already running (pid {running.get('pid')})")
+    deadline = time.monotonic() + timeout
+    command = cped_command() + (["--config", str(config_file)] if config_file else [])
+    with tempfile.TemporaryFile() as errors:
+        launcher = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=cped_environment(paths),
+        )
+        status = _wait_exit(launcher, deadline)
+        if status != 0:
+            errors.seek(0)
+            raise _start_error(status, errors.read().decode(errors="replace"))
+    return _wait_healthy(paths, deadline)
+
+
+def stop_daemon(paths: Paths, timeout: float = 10.0) -> int | None:
+    """Stop cped; the pid that was stopped, or None if cped was not running."""
+    deadline = time.monotonic() + timeout
+    pid = _running_pid(paths, deadline)
+    if pid is None:
+        return None
+    if not is_cped(pid):
+        raise Conflict(f"pid {pid} in {paths.pidfile} is not cped: not signalling it")
+    os.kill(pid, signal.SIGTERM)
+    while process_alive(pid) or is_locked(paths.pidfile):
+        if time.monotonic() > deadline:
+            raise OperationTimeout(f"cped (pid {pid}) did not stop within {timeout:g} s")
+        time.sleep(POLL_INTERVAL)
+    return pid
+
+
+def daemon_status(paths: Paths, timeout: float = 2.0) -> dict[str, Any] | None:
+    """cped's health (plus ``socket``), a ``status: unreachable`` record when it runs
+    but does not answer, or None when it does not run."""
+    try:
+        return {**Client(paths.socket, timeout=timeout).health(), "socket": str(paths.socket)}
+    except PcloudError as error:
+        if not is_locked(paths.pidfile):
+            return None
+        return {
+            "status": "unreachable",
+            "pid": read_pid(paths.pidfile),
+            "socket": str(paths.socket),
+            "error": str(error),
+        }
+
+
+# The shape pcloudsh's daemon commands use.
+
+
+def start(paths: Paths) -> dict[str, Any]:
+    running = daemon_status(paths)
+    if running is not None:
+        return {"pid": running.get("pid"), "already_running": True}
+    return {"pid": start_daemon(paths), "already_running": False}
+
+
+def stop(paths: Paths) -> dict[str, Any]:
+    pid = stop_daemon(paths)
+    return {"pid": pid, "was_running": pid is not None}
+
+
+def status(paths: Paths) -> dict[str, Any] | None:
+    return daemon_status(paths)
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def cped_command() -> list[str]:
+    """``cped`` installed beside this Python, else this Python running ``cpe.main``."""
+    installed = Path(sys.executable).parent / "cped"
+    if os.access(installed, os.X_OK):
+        return [str(installed)]
+    return [sys.executable, "-m", "cpe.main"]
+
+
+def cped_environment(paths: Paths) -> dict[str, str]:
+    """The environment under which cped resolves exactly ``paths``."""
+    env = dict(os.environ)
+    source_root = str(Path(cpe.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+    if resolve(env) == paths:
+        return env
+    home = paths.config_dir.parent
+    if resolve({"PCLOUD_HOME": str(home)}) == paths:
+        return {**env, "PCLOUD_HOME": str(home)}
+    raise InvalidInput(f"cped cannot be started on these paths (not a PCLOUD_HOME): {paths}")
+
+
+def is_cped(pid: int) -> bool:
+    """Whether ``pid`` runs cped (``cped`` or ``python -m cpe.main``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [os.fsdecode(a) for a in argv if a]
+    return any(Path(w).name == "cped" for w in words[:2]) or "cpe.main" in words[:3]
+
+
+def process_alive(pid: int) -> bool:
+    """True unless the process is gone or a zombie (PID 1 may reap it late)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _running_pid(paths: Paths, deadline: float) -> int | None:
+    """The pid of the running cped (waits while a starting one has not written it yet)."""
+    while is_locked(paths.pidfile):
+        pid = read_pid(paths.pidfile)
+        if pid is not None:
+            return pid
+        if time.monotonic() > deadline:
+            raise OperationTimeout(f"cped holds {paths.pidfile} but has not written its pid")
+        time.sleep(POLL_INTERVAL)
+    return None
+
+
+def _wait_exit(launcher: subprocess.Popen[bytes], deadline: float) -> int:
+    try:
+        return launcher.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        launcher.wait()
+        raise OperationTimeout("cped did not detach in time") from None
+
+
+def _start_error(status: int, stderr: str) -> PcloudError:
+    message = f"cped failed to start (exit status {status}):\n{stderr.strip()}"
+    return InvalidInput(message) if status == 2 else PcloudError(message)
+
+
+def _wait_healthy(paths: Paths, deadline: float) -> int:
+    client = Client(paths.socket, timeout=1.0)
+    while time.monotonic() < deadline:
+        try:
+            return int(client.health()["pid"])
+        except PcloudError:
+            if not is_locked(paths.pidfile):
+                raise PcloudError(
+                    "cped exited while starting; the end of its log:\n" + _log_tail(paths)
+                ) from None
+        time.sleep(POLL_INTERVAL)
+    raise OperationTimeout(f"cped did not answer on {paths.socket} in time")
+
+
+def _log_tail(paths: Paths) -> str:
+    try:
+        lines = (paths.log_dir / "cped.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-LOG_TAIL_LINES:])

@@ -1,0 +1,302 @@
+"""cped's process: checks, daemonizing, the asyncio loop, signals and an orderly stop.
+
+Order of events:
+
+1. read and validate the configuration (every problem listed; exit 2 before
+   anything else happens), check the socket path fits in ``sun_path``;
+2. lock the pidfile and make sure no live cped answers on the socket (exit 1
+   with a clear message otherwise);
+3. unless ``--foreground``, become a daemon with python-daemon (umask 0o022,
+   the pidfile lock and the log file kept open, SIGTERM recorded instead of
+   python-daemon's default of raising SystemExit wherever the code happens to be);
+4. open the store, serve the API on the UNIX socket (mode 0660, group from the
+   configuration), and wait for signals.
+
+Signal handlers only record the signal; the loop acts on it.  SIGTERM and
+SIGINT stop in a fixed order: close the listener, let requests in flight
+finish (``shutdown_timeout``), close the store, remove the socket and the
+pidfile.  SIGHUP re-reads the configuration file; a bad one is logged and the
+previous configuration stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from aiohttp import web
+
+from cpe.api import DaemonInfo, make_app
+from cpe.pidfile import PidFile
+from dpe import __version__
+from dpe.config import Config, load_config
+from dpe.errors import Conflict, InvalidInput, PcloudError
+from dpe.paths import MAX_SOCKET_PATH, Paths
+from dpe.store import Store
+
+log = logging.getLogger("cped")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+SOCKET_MODE = 0o660
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RECORDED_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
+JOB_CONTROL_SIGNALS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+LOG_FORMAT = "%(asctime)s cped[%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class Options:
+    config_file: Path | None = None  # --config; None = Paths.config_file (may be absent)
+    foreground: bool = False
+    verbose: bool = False
+
+
+def run(options: Options, paths: Paths) -> int:
+    """The whole life of cped; returns the exit status."""
+    config_path = options.config_file or paths.config_file
+    try:
+        config = load_config(config_path, required=options.config_file is not None)
+        check_socket_path(paths.socket)
+    except InvalidInput as error:
+        print(f"cped: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    pidfile = PidFile(paths.pidfile)
+    try:
+        paths.ensure()
+        paths.log_dir.mkdir(parents=True, exist_ok=True)
+        pidfile.acquire()
+    except (Conflict, OSError) as error:
+        print(f"cped: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        return _run_locked(options, paths, config, config_path, pidfile)
+    finally:
+        pidfile.release()
+
+
+def _run_locked(
+    options: Options, paths: Paths, config: Config, config_path: Path, pidfile: PidFile
+) -> int:
+    try:
+        claim_socket_path(paths.socket)
+    except Conflict as error:
+        print(f"cped: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    handler = _log_handler(options, paths)
+    _configure_logging(handler, _log_level(config, options))
+    recorder = SignalRecorder()
+    if options.foreground:
+        recorder.install()
+    else:
+        _daemonize(pidfile, handler, recorder)
+    pidfile.write_pid(os.getpid())
+    daemon = Cped(paths, options, config, config_path, recorder)
+    return asyncio.run(daemon.serve())
+
+
+def check_socket_path(path: Path) -> None:
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise InvalidInput(
+            f"the socket path {path} is longer than {MAX_SOCKET_PATH} bytes:"
+            " use a shorter PCLOUD_HOME"
+        )
+
+
+def claim_socket_path(path: Path) -> None:
+    """Refuse when a live cped answers on ``path``; remove a stale socket."""
+    if not os.path.lexists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listens: left by a killed cped
+        return
+    finally:
+        probe.close()
+    raise Conflict(f"another cped is already listening on {path}")
+
+
+class SignalRecorder:
+    """Signal handlers only record; ``Cped`` acts on what was recorded."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self._wakeup: asyncio.Event | None = None
+
+    def record(self, signum: int, _frame: FrameType | None = None) -> None:
+        self.pending.append(signum)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def signal_map(self) -> dict[int, object]:
+        """For python-daemon: record ours, ignore the terminal job-control ones."""
+        handlers: dict[int, object] = dict.fromkeys(JOB_CONTROL_SIGNALS, None)
+        handlers.update(dict.fromkeys(RECORDED_SIGNALS, self.record))
+        return handlers
+
+    def install(self) -> None:
+        for signum in RECORDED_SIGNALS:
+            signal.signal(signum, self.record)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on the loop runs the handler (safe to wake the loop)."""
+        self._wakeup = asyncio.Event()
+        for signum in RECORDED_SIGNALS:
+            loop.add_signal_handler(signum, self.record, signum)
+        if self.pending:
+            self._wakeup.set()
+
+    async def next(self) -> list[int]:
+        assert self._wakeup is not None
+        await self._wakeup.wait()
+        self._wakeup.clear()
+        taken, self.pending = self.pending, []
+        return taken
+
+
+class Cped:
+    def __init__(
+        self,
+        paths: Paths,
+        options: Options,
+        config: Config,
+        config_path: Path,
+        recorder: SignalRecorder,
+    ) -> None:
+        self.paths = paths
+        self.options = options
+        self.info = DaemonInfo(config)
+        self.config_path = config_path
+        self.recorder = recorder
+
+    async def serve(self) -> int:
+        try:
+            store = Store.open(self.paths.store_file)
+        except PcloudError as error:
+            log.error("cannot start: %s", error)
+            return EXIT_FAILURE
+        try:
+            return await self._serve(store)
+        finally:
+            store.close()
+            log.info("cped stopped")
+
+    async def _serve(self, store: Store) -> int:
+        config = self.info.config.cped
+        runner = web.AppRunner(
+            make_app(store, self.info),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=config.shutdown_timeout,
+        )
+        await runner.setup()
+        try:
+            await web.UnixSite(runner, str(self.paths.socket)).start()
+            secure_socket(self.paths.socket, config.socket_group)
+            self.recorder.attach(asyncio.get_running_loop())
+            log.info(
+                "cped %s serving on %s (pid %d, store %s)",
+                __version__,
+                self.paths.socket,
+                os.getpid(),
+                store.path,
+            )
+            await self._until_stopped()
+        except (OSError, PcloudError) as error:
+            log.error("cannot serve on %s: %s", self.paths.socket, error)
+            return EXIT_FAILURE
+        finally:
+            await runner.cleanup()  # closes the listener, finishes requests in flight
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.socket.unlink()
+        return EXIT_OK
+
+    async def _until_stopped(self) -> None:
+        while True:
+            received = await self.recorder.next()
+            if any(s in STOP_SIGNALS for s in received):
+                name = signal.Signals(next(s for s in received if s in STOP_SIGNALS)).name
+                log.info("%s received: stopping", name)
+                return
+            self.reload()
+
+    def reload(self) -> None:
+        required = self.options.config_file is not None
+        try:
+            config = load_config(self.config_path, required=required)
+        except InvalidInput as error:
+            log.error("SIGHUP: %s\nkeeping the previous configuration", error)
+            return
+        self.info.config = config
+        logging.getLogger().setLevel(_log_level(config, self.options))
+        try:
+            secure_socket(self.paths.socket, config.cped.socket_group)
+        except OSError as error:
+            log.error("SIGHUP: cannot set the socket's group: %s", error)
+        log.info("SIGHUP: configuration reloaded from %s", self.config_path)
+
+
+def secure_socket(path: Path, group: str | None) -> None:
+    """Mode 0660: access to the API is file permission (owner, and the group if set)."""
+    if group is not None:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    os.chmod(path, SOCKET_MODE)
+
+
+# ---------------------------------------------------------------------------
+# logging and daemonizing
+
+
+def _log_handler(options: Options, paths: Paths) -> logging.Handler:
+    if options.foreground:
+        return logging.StreamHandler(sys.stderr)
+    # Watched: follows logrotate moving the file away.
+    return logging.handlers.WatchedFileHandler(paths.log_dir / "cped.log")
+
+
+def _configure_logging(handler: logging.Handler, level: int) -> None:
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _log_level(config: Config, options: Options) -> int:
+    if options.verbose:
+        return logging.DEBUG
+    return LOG_LEVELS[config.cped.log_level]
+
+
+def _daemonize(pidfile: PidFile, handler: logging.Handler, recorder: SignalRecorder) -> None:
+    import daemon  # only the daemonizing path needs python-daemon
+
+    stream = getattr(handler, "stream", None)
+    preserved = [pidfile.fileno(), *([stream.fileno()] if stream is not None else [])]
+    context = daemon.DaemonContext(
+        umask=0o022,
+        working_directory="/",
+        detach_process=True,
+        files_preserve=preserved,
+        signal_map=recorder.signal_map(),
+    )
+    context.open()

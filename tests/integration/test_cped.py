@@ -1,0 +1,241 @@
+"""A real cped process on a temporary PCLOUD_HOME, driven through cpe.client.Client."""
+
+from __future__ import annotations
+
+import grp
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from cpe import control
+from cpe.client import Client
+from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError, Unavailable
+from dpe.events import Event
+from dpe.paths import Paths
+from dpe.store import Store
+from tests.integration.conftest import CpedFactory, CpedProcess
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def assert_nothing_left(paths: Paths, pid: int) -> None:
+    assert not control.process_alive(pid)
+    assert not paths.pidfile.exists()
+    assert not paths.socket.exists()
+
+
+# -- process life ----------------------------------------------------------------------------
+
+
+def test_foreground_start_health_stop_leaves_nothing(cped: CpedProcess) -> None:
+    health = cped.client.health()
+    assert health["status"] == "ok" and health["pid"] == cped.pid
+    assert cped.paths.pidfile.read_text().strip() == str(cped.pid)
+    assert cped.stop() == 0
+    assert_nothing_left(cped.paths, cped.pid)
+    assert "SIGTERM received: stopping" in cped.log()
+
+
+def test_sigint_stops_in_order_too(cped: CpedProcess) -> None:
+    cped.signal(signal.SIGINT)
+    assert cped.proc is not None and cped.proc.wait(10) == 0
+    assert_nothing_left(cped.paths, cped.pid)
+
+
+def test_daemonized_start_and_stop(pcloud_home: Paths) -> None:
+    pid = control.start_daemon(pcloud_home)
+    try:
+        assert control.is_cped(pid) and pid != os.getpid()
+        assert os.getsid(pid) != os.getsid(0)  # detached: a session of its own
+        status = control.daemon_status(pcloud_home)
+        assert status is not None and status["pid"] == pid
+        with pytest.raises(Conflict, match="already running"):
+            control.start_daemon(pcloud_home)
+    finally:
+        stopped = control.stop_daemon(pcloud_home)
+    assert stopped == pid
+    assert_nothing_left(pcloud_home, pid)
+    assert control.daemon_status(pcloud_home) is None
+    assert control.stop_daemon(pcloud_home) is None
+    log = (pcloud_home.log_dir / "cped.log").read_text()
+    assert f"cped[{pid}]" in log and "cped stopped" in log
+
+
+def test_the_socket_is_0660_with_the_configured_group(cped_factory: CpedFactory) -> None:
+    group = next(g for g in grp.getgrall() if g.gr_gid != os.getgid())
+    cped = cped_factory(f"[cped]\nsocket_group = {group.gr_name}\n")
+    info = os.stat(cped.paths.socket)
+    assert stat.S_ISSOCK(info.st_mode)
+    assert stat.S_IMODE(info.st_mode) == 0o660
+    assert info.st_gid == group.gr_gid
+
+
+def test_a_second_cped_refuses_to_start(cped: CpedProcess, cped_factory: CpedFactory) -> None:
+    second = cped_factory(start=False)
+    proc = second.spawn()
+    assert proc.wait(10) == 1
+    assert f"already running (pid {cped.pid})" in second.log()
+    assert cped.client.health()["pid"] == cped.pid
+
+
+def test_a_live_socket_is_refused_even_without_the_pidfile(
+    cped: CpedProcess, cped_factory: CpedFactory
+) -> None:
+    cped.paths.pidfile.unlink()  # the lock stays with the deleted file
+    second = cped_factory(start=False)
+    assert second.spawn().wait(10) == 1
+    assert "another cped is already listening" in second.log()
+    assert cped.client.health()["pid"] == cped.pid
+
+
+def test_a_killed_cped_leaves_nothing_that_blocks_a_restart(cped: CpedProcess) -> None:
+    cped.client.create_assembly({"name": "kept"})
+    cped.kill()
+    assert cped.paths.socket.exists() and cped.paths.pidfile.exists()
+    with pytest.raises(Unavailable, match="not running"):
+        cped.client.health()
+    cped.start()
+    assert cped.client.get_assembly("kept")["name"] == "kept"
+
+
+def test_stop_ends_event_streams(cped: CpedProcess) -> None:
+    outcome: list[BaseException] = []
+    stream = cped.client.stream_events(after_id=0)
+
+    def follow() -> None:
+        try:
+            for _ in stream:
+                pass
+        except PcloudError as error:
+            outcome.append(error)
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert cped.stop() == 0
+    reader.join(10)
+    assert time.monotonic() - started < 5
+    assert len(outcome) == 1 and isinstance(outcome[0], Unavailable)
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_sighup_reloads_the_configuration(cped_factory: CpedFactory) -> None:
+    cped = cped_factory("[cped]\nlog_level = info\n")
+    cped.paths.config_file.write_text("[cped]\nlog_level = debug\n")
+    cped.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in cped.log())
+    cped.client.create_jeos({"name": "j1", "path": "/x.qcow2"})
+    wait_for(lambda: "change by uid=0" in cped.log())
+    cped.paths.config_file.write_text("[cped]\nlog_level = loud\nlease_ttl = never\n")
+    cped.signal(signal.SIGHUP)
+    wait_for(lambda: "keeping the previous configuration" in cped.log())
+    assert "[cped] lease_ttl" in cped.log()
+    assert cped.client.health()["status"] == "ok"
+    assert cped.stop() == 0
+
+
+def test_a_bad_config_exits_2_before_forking(pcloud_home: Paths) -> None:
+    pcloud_home.config_file.write_text("[cped]\nlog_level = loud\n[dped]\npolicy_engine = x\n")
+    with pytest.raises(InvalidInput) as caught:
+        control.start_daemon(pcloud_home)
+    message = str(caught.value)
+    assert "exit status 2" in message
+    assert "[cped] log_level" in message and "[dped] policy_engine" in message
+    assert str(pcloud_home.config_file) in message
+    assert not pcloud_home.pidfile.exists() and not pcloud_home.socket.exists()
+
+
+def test_a_missing_config_named_on_the_command_line_exits_2(pcloud_home: Paths) -> None:
+    missing = pcloud_home.config_dir / "nope.conf"
+    result = subprocess.run(
+        [*control.cped_command(), "--config", str(missing)],
+        env=control.cped_environment(pcloud_home),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert "no such file" in result.stderr and str(missing) in result.stderr
+
+
+def test_usage_errors_exit_2(pcloud_home: Paths) -> None:
+    result = subprocess.run(
+        [*control.cped_command(), "--no-such-option"],
+        env=control.cped_environment(pcloud_home),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2 and "usage" in result.stderr
+
+
+# -- the API through the client -----------------------------------------------------------------
+
+
+def test_client_crud_and_errors(cped: CpedProcess) -> None:
+    client = cped.client
+    client.create_assembly({"name": "db", "resources": [{"name": "pgsql", "type": "Dummy"}]})
+    client.create_assembly({"name": "web"})
+    client.add_resource("web", {"name": "httpd", "type": "Dummy"})
+    client.create_deployable("shop", infrastructure="local")
+    client.add_deployable_assembly("shop", "db")
+    client.add_deployable_assembly("shop", "web")
+    client.add_constraint("shop", "db/pgsql", "web/httpd")
+    client.set_deployable_escalation("shop", 3, "1m")
+    client.set_assembly_escalation("web", 2, 30)
+    document = client.get_deployable("shop")
+    assert client.put_deployable("shop", document) == document
+    assert [row["name"] for row in client.list_deployables()] == ["shop"]
+    with pytest.raises(NotFound):
+        client.get_assembly("nope")
+    with pytest.raises(Conflict):
+        client.delete_assembly("db")
+    with pytest.raises(InvalidInput) as caught:
+        client.add_constraint("shop", "web/httpd", "db/pgsql")
+    assert "cycle" in caught.value.message
+    with pytest.raises(Conflict, match="not available yet"):
+        client.start_deployable("shop")
+    client.remove_constraint("shop", "db/pgsql", "web/httpd")
+    client.remove_deployable_assembly("shop", "web")
+    client.remove_resource("web", "httpd")
+    client.delete_assembly("web")
+    client.delete_deployable("shop")
+    assert client.get_template("dummy")["builtin"] is True
+    assert {op for op in client.openapi()["paths"]} >= {"/v1/health", "/v1/events/stream"}
+
+
+def test_events_written_by_another_process_reach_query_and_stream(cped: CpedProcess) -> None:
+    writer = Store.open(cped.paths.store_file)  # as a dped would
+    try:
+        first = writer.append_event(Event(time.time(), "shop", "running", "all assemblies active"))
+        stream = cped.client.stream_events(after_id=0)
+        assert next(stream)["id"] == first.id
+        second = writer.append_event(Event(time.time(), "shop", "failed", "monitor returned 7"))
+        assert next(stream) == second.to_dict()
+        stream.close()
+    finally:
+        writer.close()
+    rows = cped.client.query_events(deployable="shop", order="desc", limit=1)
+    assert rows == [second.to_dict()]
+
+
+def test_client_without_cped_says_how_to_start_it(pcloud_home: Paths) -> None:
+    with pytest.raises(Unavailable, match="pcloudsh start"):
+        Client(pcloud_home.socket, timeout=1).list_jeos()
