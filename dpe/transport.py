@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 MAX_SESSIONS = 8
 OUTPUT_LIMIT = 64 * 1024  # characters kept of each of stdout and stderr
 _KEEPALIVE_REQUEST = b"keepalive@openssh.com"
-_NO_EXIT_STATUS = -1
 
 
 class _Client(asyncssh.SSHClient):
@@ -123,11 +122,13 @@ def _abandon(process: asyncssh.SSHClientProcess[str] | None) -> None:
 
 
 def _result(completed: asyncssh.SSHCompletedProcess, label: str) -> CommandResult:
-    status = completed.exit_status
-    if status is None:
-        if completed.exit_signal is None:
-            raise Unavailable(f"{label}: channel closed without an exit status")
+    """A signal's death reads as a shell would report it: 128 + the signal number."""
+    if completed.exit_signal is not None:
         status = 128 + _signal_number(completed.exit_signal[0])
+    elif completed.exit_status is None or completed.exit_status < 0:
+        raise Unavailable(f"{label}: channel closed without an exit status")
+    else:
+        status = completed.exit_status
     return CommandResult(status, _text(completed.stdout), _text(completed.stderr))
 
 

@@ -1,0 +1,177 @@
+"""The SSH transport against real sshd guests of the local driver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dpe.errors import Forbidden, OperationTimeout, Unavailable
+from dpe.interfaces import AssemblyKeys, Instance
+from dpe.transport import SshConnection, SshTransport, connect_with_backoff
+from tests.integration import test_local_driver_support as support
+from tests.integration.test_local_driver_support import (
+    CONNECT_TIMEOUT,
+    Guest,
+    instance_processes,
+    make_key,
+)
+
+# fixtures
+key_dir, ssh_keys, other_host_key, local_driver, guest = (
+    support.key_dir,
+    support.ssh_keys,
+    support.other_host_key,
+    support.local_driver,
+    support.guest,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_run_returns_status_and_output(guest: Guest) -> None:
+    result = await guest.connection.run("echo out; echo err >&2; exit 3", 5)
+    assert (result.exit_status, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+async def test_a_command_killed_by_a_signal_has_a_shell_like_status(guest: Guest) -> None:
+    result = await guest.connection.run("kill -TERM $$", 5)
+    assert result.exit_status == 128 + signal.SIGTERM
+
+
+async def test_commands_do_not_read_the_login_shells_rc_files(guest: Guest) -> None:
+    # bash sources ~/.bashrc for an ssh command only at shell level 1; the
+    # guest's sshd starts sessions with SHLVL=1, so the command's shell is at 2
+    result = await guest.connection.run("echo $SHLVL", 5)
+    assert result.stdout.split() == ["2"]
+
+
+async def test_many_channels_in_flight_on_one_connection(guest: Guest) -> None:
+    results = await asyncio.gather(*(guest.connection.run(f"echo {n}", 10) for n in range(30)))
+    assert [r.stdout.strip() for r in results] == [str(n) for n in range(30)]
+
+
+async def test_a_command_that_hangs_times_out(guest: Guest) -> None:
+    started = time.monotonic()
+    with pytest.raises(OperationTimeout):
+        await guest.connection.run("sleep 30", 0.5)
+    assert time.monotonic() - started < 3
+    assert (await guest.connection.run("true", 5)).exit_status == 0  # still usable
+
+
+async def test_keepalive_is_answered(guest: Guest) -> None:
+    await guest.connection.keepalive(2)
+
+
+async def test_keepalive_times_out_when_the_guests_sshd_is_stopped(guest: Guest) -> None:
+    sshd = [p.pid for p in instance_processes(guest.instance) if p.comm == "sshd"]
+    assert len(sshd) >= 2  # the listener and the process serving our connection
+    for pid in sshd:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(OperationTimeout):
+            await guest.connection.keepalive(0.5)
+        with pytest.raises(OperationTimeout):
+            await guest.connection.run("true", 0.5)
+    finally:
+        for pid in sshd:
+            os.kill(pid, signal.SIGCONT)
+    await guest.connection.keepalive(2)
+
+
+async def test_a_destroyed_guest_makes_the_connection_unavailable(guest: Guest) -> None:
+    await guest.driver.destroy(guest.instance.instance_id)
+    with pytest.raises((Unavailable, OperationTimeout)):
+        await guest.connection.keepalive(2)
+    await asyncio.sleep(0.1)
+    with pytest.raises(Unavailable):
+        await guest.connection.run("true", 2)
+
+
+async def test_a_guest_presenting_another_host_key_is_refused(
+    guest: Guest, other_host_key: str
+) -> None:
+    keys = replace(guest.keys, host_public_key=other_host_key)
+    with pytest.raises(Forbidden, match="host key"):
+        await SshTransport().connect(guest.instance, keys, CONNECT_TIMEOUT)
+
+
+async def test_a_login_key_the_guest_does_not_accept_is_refused(
+    guest: Guest, key_dir: Path
+) -> None:
+    stranger = key_dir / "stranger"
+    if not stranger.exists():
+        make_key(stranger)
+    keys = replace(guest.keys, private_key=stranger)
+    with pytest.raises(Forbidden, match="login refused"):
+        await SshTransport().connect(guest.instance, keys, CONNECT_TIMEOUT)
+
+
+async def test_connect_to_a_closed_port_is_unavailable(ssh_keys: AssemblyKeys) -> None:
+    with pytest.raises(Unavailable):
+        await SshTransport().connect(_nowhere(), ssh_keys, 2)
+
+
+async def test_connect_to_a_silent_port_times_out(ssh_keys: AssemblyKeys) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        instance = replace(_nowhere(), ssh_port=silent.getsockname()[1])
+        with pytest.raises(OperationTimeout):
+            await SshTransport().connect(instance, ssh_keys, 0.5)
+
+
+async def test_backoff_gives_up_after_the_overall_timeout(ssh_keys: AssemblyKeys) -> None:
+    transport = CountingTransport()
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="within 1 s"):
+        await connect_with_backoff(transport, _nowhere(), ssh_keys, 1.0, initial_delay=0.05)
+    assert 0.5 < time.monotonic() - started < 3
+    assert 3 <= transport.attempts < 20  # retried, with growing delays
+
+
+async def test_backoff_connects_once_the_guest_answers(
+    guest: Guest,
+) -> None:
+    transport = CountingTransport(fail_first=2)
+    connection = await connect_with_backoff(
+        transport, guest.instance, guest.keys, 10, initial_delay=0.01
+    )
+    assert transport.attempts == 3
+    await connection.close()
+
+
+async def test_backoff_does_not_retry_a_wrong_host_key(guest: Guest, other_host_key: str) -> None:
+    transport = CountingTransport()
+    keys = replace(guest.keys, host_public_key=other_host_key)
+    with pytest.raises(Forbidden):
+        await connect_with_backoff(transport, guest.instance, keys, 10)
+    assert transport.attempts == 1
+
+
+class CountingTransport(SshTransport):
+    def __init__(self, fail_first: int = 0) -> None:
+        super().__init__()
+        self.attempts = 0
+        self.fail_first = fail_first
+
+    async def connect(
+        self, instance: Instance, keys: AssemblyKeys, timeout: float
+    ) -> SshConnection:
+        self.attempts += 1
+        if self.attempts <= self.fail_first:
+            raise Unavailable("not yet")
+        return await super().connect(instance, keys, timeout)
+
+
+def _nowhere() -> Instance:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return Instance("x-1", "shop", "web", "127.0.0.1", "web", "127.0.0.1", port)
