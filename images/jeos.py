@@ -52,6 +52,7 @@ REQUIRED_TOOLS = (
     ("debootstrap", "debootstrap"),
     ("mkfs.ext4", "e2fsprogs"),
     ("qemu-img", "qemu-utils"),
+    ("depmod", "kmod"),
 )
 DISK, KERNEL, INITRD, LOG, RECORD = "disk.qcow2", "vmlinuz", "initrd.img", "build.log", "jeos.json"
 MKFS_TIMEOUT = 600.0
@@ -242,7 +243,9 @@ def _build_in(
     report("configure", 0.0)
     debootstrap.unmount_under(root)
     rootfs.configure_tree(root)
-    _copy_boot_files(root, work)
+    _copy_boot_files(root, work)  # before slimming: the initrd already has its modules
+    for version in rootfs.slim_tree(root):
+        qemu.run_tool("depmod", "-b", str(root), version, timeout=MKFS_TIMEOUT)
     report("configure", 1.0)
     report("filesystem", 0.0)
     make_ext4(root, work / "disk.raw", plan.disk_size, log_path)

@@ -15,6 +15,7 @@ unit falls back to the static user-mode address after a bounded wait.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 ROOT_LABEL = "pcloud-root"
@@ -111,6 +112,47 @@ REMOVE_GLOBS = (
     "var/lib/apt/lists/*_*",
     "etc/udev/rules.d/70-persistent-net.rules",
 )
+
+
+# Hardware a virtual machine never has: about 130 MB of kernel modules.
+UNUSED_MODULE_DIRS = (
+    "sound",
+    "drivers/media",
+    "drivers/net/wireless",
+    "drivers/infiniband",
+    "drivers/staging",
+    "drivers/iio",
+    "drivers/bluetooth",
+    "drivers/isdn",
+    "net/wireless",
+    "net/bluetooth",
+)
+
+
+def slim_tree(root: Path) -> list[str]:
+    """Drop documentation (copyright files stay), man pages, translations and unused modules.
+
+    Returns the kernel versions whose module lists must be rebuilt (``depmod``).
+    """
+    for doc in (root / "usr/share/doc").glob("*/*"):
+        if doc.name != "copyright":
+            _remove(doc)
+    for shared in ("usr/share/man", "usr/share/locale"):
+        for entry in (root / shared).glob("*"):
+            if entry.is_dir():  # keeps files such as locale.alias
+                _remove(entry)
+    kernels = sorted(p.name for p in (root / "usr/lib/modules").glob("*") if p.is_dir())
+    for version in kernels:
+        for relative in UNUSED_MODULE_DIRS:
+            _remove(root / "usr/lib/modules" / version / "kernel" / relative)
+    return kernels
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
 
 
 def configure_tree(root: Path) -> None:

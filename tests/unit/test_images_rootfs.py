@@ -108,3 +108,26 @@ def _snapshot(root: Path) -> dict[str, str]:
         elif path.is_file():
             out[str(path.relative_to(root))] = f"{_mode(path):o} {path.read_text()}"
     return out
+
+
+def test_slim_tree_keeps_copyrights_and_needed_modules(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for relative in (
+        "usr/share/doc/bash/copyright",
+        "usr/share/doc/bash/changelog.gz",
+        "usr/share/man/man1/bash.1.gz",
+        "usr/share/locale/de/LC_MESSAGES/x.mo",
+        "usr/share/locale/locale.alias",
+        "usr/lib/modules/6.1.0-9-amd64/kernel/sound/core/snd.ko",
+        "usr/lib/modules/6.1.0-9-amd64/kernel/drivers/net/wireless/x.ko",
+        "usr/lib/modules/6.1.0-9-amd64/kernel/drivers/net/virtio_net.ko",
+    ):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text("x")
+    assert rootfs.slim_tree(root) == ["6.1.0-9-amd64"]
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert left == [
+        "usr/lib/modules/6.1.0-9-amd64/kernel/drivers/net/virtio_net.ko",
+        "usr/share/doc/bash/copyright",
+        "usr/share/locale/locale.alias",
+    ]
