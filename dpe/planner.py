@@ -97,6 +97,7 @@ class ResourceStatus:
     last_rc: int | None = None
     applied: Applied | None = None
     monitoring: bool = False  # its recurring monitor is running
+    retry_at: float | None = None  # backing off after failures in a row: no start before
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Observed:
     # resources (and their order) no longer in the document that may still run
     orphans: Mapping[ResourceId, Resource] = field(default_factory=dict)
     orphan_constraints: tuple[Constraint, ...] = ()
+    now: float = 0.0  # the time ``retry_at`` is compared with
 
     def assembly(self, name: str) -> AssemblyStatus:
         return self.assemblies.get(name, AssemblyStatus())
@@ -131,6 +133,7 @@ class Plan:
     edges: frozenset[Edge] = frozenset()
     params: Mapping[Action, Mapping[str, str]] = field(default_factory=dict)
     blocked: Mapping[ResourceId, str] = field(default_factory=dict)  # why it cannot start
+    wake_at: float | None = None  # plan again then: a back-off ends
 
     @property
     def empty(self) -> bool:
@@ -212,6 +215,7 @@ def _reference_value(ref: Reference, assemblies: Mapping[str, AssemblyStatus]) -
     return status.address if ref.attribute == "ipaddress" else status.hostname
 
 
+BACKING_OFF = "backing off after failures in a row"
 _UP = (ResourceState.RUNNING,)
 _NEEDS_PROBE = (ResourceState.UNKNOWN, ResourceState.STARTING, ResourceState.STOPPING)
 
@@ -242,6 +246,7 @@ class _Builder:
         self.edges: set[Edge] = set()
         self.params: dict[Action, Mapping[str, str]] = {}
         self.blocked: dict[ResourceId, str] = {}
+        self.wake_at: float | None = None
 
     def build(self) -> Plan:
         probes = [rid for rid in self.order if self._needs_probe(rid)]
@@ -254,7 +259,9 @@ class _Builder:
             if self.obs.goal is Goal.RUN:
                 self._starts(stops, stays)
             self._fence_after_stops(fences, stops)
-        return Plan(tuple(self.actions), frozenset(self.edges), self.params, self.blocked)
+        return Plan(
+            tuple(self.actions), frozenset(self.edges), self.params, self.blocked, self.wake_at
+        )
 
     # -- assemblies -----------------------------------------------------------
 
@@ -384,14 +391,21 @@ class _Builder:
             ref = unresolved(self.definitions[rid], self.obs.assemblies)
             assert ref is not None
             return f"waiting for the {ref.attribute} of assembly {ref.assembly}"
+        retry_at = self.obs.resource(rid).retry_at
+        if retry_at is not None and retry_at > self.obs.now:
+            self.wake_at = min(retry_at, self.wake_at or retry_at)
+            return BACKING_OFF
         for first in self.firsts[rid]:
             if first not in startable:
                 return self._blocked_by(first)
         return None
 
     def _blocked_by(self, first: ResourceId) -> str:
-        if first in self.blocked:
-            return self.blocked[first]  # the root cause travels down the chain
+        reason = self.blocked.get(first)
+        if reason == BACKING_OFF:
+            return f"waiting for {first}, which is {reason}"
+        if reason:
+            return reason  # the root cause travels down the chain
         if self.obs.resource(first).state is ResourceState.UNRECOVERABLE:
             return f"depends on {first}, which is unrecoverable"
         state = self.obs.assembly(first.assembly).state

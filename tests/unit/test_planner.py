@@ -342,3 +342,16 @@ def test_applied_round_trips_through_its_stored_form() -> None:
     applied = Applied.of(resource, {"b": "2", "a": "1"})
     assert Applied.from_dict(applied.to_dict()) == applied
     assert applied.to_dict() == {"agent": "ocf:heartbeat:Dummy", "params": {"a": "1", "b": "2"}}
+
+
+def test_a_resource_backing_off_is_not_started_before_its_time_nor_what_follows_it() -> None:
+    doc = document({"a": ["x"], "b": ["y"]}, ["a/x -> b/y"])
+    obs = observed(doc, default=R.STOPPED)
+    waiting = ResourceStatus(R.STOPPED, retry_at=105.0)
+    obs = Observed(Goal.RUN, obs.assemblies, {**obs.resources, rid("a/x"): waiting}, now=100.0)
+    p = plan(doc, obs)
+    assert p.empty
+    assert p.wake_at == 105.0
+    assert p.blocked[rid("b/y")] == "waiting for a/x, which is backing off after failures in a row"
+    later = Observed(Goal.RUN, obs.assemblies, obs.resources, now=105.0)
+    assert kinds(plan(doc, later), K.START) == ["a/x", "b/y"]

@@ -1,0 +1,770 @@
+"""The deployable policy engine: keeps one deployable available.
+
+``Engine(document, driver=..., transport=..., runtime=..., keys=...)``:
+
+- ``start()`` takes the deployable's lease, reads what a previous DPE recorded,
+  adopts the instances the driver still has (never creating a duplicate: extra
+  instances of an assembly are destroyed), then runs;
+- one control loop plans (``dpe.planner``) and carries out transition graphs
+  (``dpe.engine_exec``) whenever something changed; each assembly has its own
+  tasks (``dpe.engine_assembly``) and each running resource its monitor
+  (``dpe.engine_resource``);
+- failures are counted in failure windows (``dpe.escalation``): a resource is
+  restarted or its assembly fenced and re-created; an assembly is re-created
+  or the whole deployable restarted; a deployable that keeps failing is
+  marked ``failed`` and left alone until started again;
+- ``reload(document)`` applies only the difference; ``stop()`` stops every
+  resource in reverse order and destroys every instance; ``shutdown()`` leaves
+  them running for the next DPE to adopt.
+
+Every state change is an event, recorded through the runtime; the lease is
+renewed every second and a DPE that cannot renew it stops acting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Callable, Coroutine, Mapping
+from functools import partial
+from typing import Any
+
+from dpe import planner
+from dpe.engine_assembly import AssemblyRunner, Services
+from dpe.engine_exec import Outcome, execute
+from dpe.engine_log import Context
+from dpe.engine_resource import ResourceRunner
+from dpe.engine_timing import Backoff, EngineOptions, bounded
+from dpe.errors import Conflict, InvalidInput, PcloudError, Unavailable
+from dpe.escalation import FailureWindow, Verdict
+from dpe.events import Event
+from dpe.interfaces import (
+    AssemblyKeys,
+    Clock,
+    Driver,
+    Instance,
+    InstanceState,
+    SystemClock,
+    Transport,
+)
+from dpe.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId
+from dpe.planner import ActionKind, Goal, Observed, Plan
+from dpe.runtime import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE, Docs, Runtime
+from dpe.states import AssemblyState, DeployableState, ResourceState, Subject, deployable_cell
+
+log = logging.getLogger("dpe.engine")
+
+Listener = Callable[[Event], None]
+_DEAD = (InstanceState.GONE, InstanceState.STOPPED)
+
+
+class Engine:
+    def __init__(
+        self,
+        document: Deployable,
+        *,
+        driver: Driver,
+        transport: Transport,
+        runtime: Runtime,
+        keys: Callable[[str], AssemblyKeys],
+        clock: Clock | None = None,
+        options: EngineOptions | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.document = document
+        self.name = document.name
+        self.runtime = runtime
+        self.clock: Clock = clock or SystemClock()
+        self.options = options or EngineOptions()
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.s = Services(self.name, driver, transport, self.clock, keys, self.options, self._emit)
+        self.log = Context(log, deployable=self.name)
+        self.listeners: list[Listener] = []
+        self.cell = deployable_cell(Subject(self.name), self._emit, self.clock.time)
+        self.window = FailureWindow(document.escalation)
+        self.goal = Goal.RUN
+        self.assemblies: dict[str, AssemblyRunner] = {}
+        self.resources: dict[ResourceId, ResourceRunner] = {}
+        self.orphans: dict[ResourceId, ResourceRunner] = {}  # removed, maybe still running
+        self.orphan_constraints: tuple[Constraint, ...] = ()
+        self.epoch: int | None = None
+        self.halted = asyncio.Event()  # the lease is lost: this engine acts no more
+        self.halt_reason = ""
+        self._lease_ok = False
+        self._renewed_at = 0.0
+        self._restart_pending = False
+        self._wake = asyncio.Event()
+        self._interrupt = asyncio.Event()
+        self._abort = False
+        self._stopped = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake_timer: asyncio.Task[None] | None = None
+        self._noted_blocked: dict[ResourceId, str] = {}
+        self._backoff = Backoff(self.options.retry_initial, self.options.retry_max, free=0)
+        for assembly in document.assemblies:
+            self._add_assembly(assembly)
+
+    # =========================================================================
+    # lifecycle
+
+    async def start(self, *, clear_failed: bool = False) -> None:
+        """Take the lease, restore, adopt, and begin keeping the deployable available."""
+        await self._acquire_lease()
+        docs = self.runtime.load()
+        self._restore(docs, clear_failed)
+        listed = await self._discover()
+        await self._adopt(listed, docs.get(INSTANCE, {}))
+        self._spawn(self._control())
+        self._spawn(self._hold_lease())
+        self._replan()
+
+    async def stop(self) -> None:
+        """Stop every resource (reverse order), destroy every instance, then end."""
+        if self.halted.is_set():
+            raise Unavailable(f"cannot stop {self.name}: {self.halt_reason}", deployable=self.name)
+        self.goal = Goal.STOP
+        self._restart_pending = False
+        self.cell.set(DeployableState.STOPPING, "stop requested")
+        self._replan(abort=True)
+        await _first(self._stopped.wait(), self.halted.wait())
+        if self._stopped.is_set():
+            self._forget_runtime()
+        await self.shutdown()
+
+    async def shutdown(self, *, release_lease: bool = True) -> None:
+        """End every task of this engine and leave the instances running (adoption)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        runners = [*self.resources.values(), *self.orphans.values()]
+        await asyncio.gather(*(r.shutdown() for r in runners))
+        await asyncio.gather(*(a.shutdown() for a in self.assemblies.values()))
+        if release_lease and self._lease_ok and self.epoch is not None:
+            with contextlib.suppress(PcloudError):
+                self.runtime.release_lease(self.holder, self.epoch)
+        self._lease_ok = False
+
+    async def reload(self, document: Deployable) -> None:
+        """Apply a new document: only what changed is started, stopped or restarted."""
+        if document.name != self.name:
+            raise InvalidInput(f"the document is for {document.name!r}, not {self.name!r}")
+        old, self.document = self.document, document
+        self.window.retune(document.escalation)
+        added = self._reload_assemblies(document)
+        added_resources, changed = self._reload_resources(document)
+        added += added_resources
+        removed = self._orphan_removed(old, document)
+        self.cell.note(
+            f"reloaded: {len(added)} added, {len(removed)} removed, {len(changed)} changed"
+        )
+        self._replan(abort=True)
+
+    def status(self) -> dict[str, Any]:
+        """What is running where, in states (for ``status`` and tests)."""
+        return {
+            "deployable": self.name,
+            "state": str(self.cell.state),
+            "reason": self.cell.reason,
+            "epoch": self.epoch,
+            "failures": list(self.window.times),
+            "assemblies": {n: self._assembly_status(a) for n, a in self.assemblies.items()},
+            "resources": {str(r): self._resource_status(x) for r, x in self.resources.items()},
+        }
+
+    # =========================================================================
+    # the lease
+
+    async def _acquire_lease(self) -> None:
+        deadline = self.clock.monotonic() + self.options.lease_wait
+        while True:
+            epoch = self.runtime.acquire_lease(
+                self.holder, os.getpid(), self.options.lease_ttl, self.clock.time()
+            )
+            if epoch is not None:
+                self.epoch, self._lease_ok = epoch, True
+                self._renewed_at = self.clock.monotonic()
+                return
+            if self.clock.monotonic() >= deadline:
+                raise Conflict(
+                    f"deployable {self.name} is kept by another DPE (its lease is held)",
+                    deployable=self.name,
+                )
+            await self.clock.sleep(self.options.lease_renew)
+
+    async def _hold_lease(self) -> None:
+        while True:
+            await self.clock.sleep(self.options.lease_renew)
+            renewed = self._renew_lease()
+            if renewed:
+                self._renewed_at = self.clock.monotonic()
+                continue
+            silent = self.clock.monotonic() - self._renewed_at
+            if renewed is False or silent >= self.options.lease_ttl:
+                self._lose_lease(
+                    "the lease was taken over" if renewed is False else "cannot renew the lease"
+                )
+                return
+
+    def _renew_lease(self) -> bool | None:
+        """True renewed, False lost to another DPE, None the store did not answer."""
+        assert self.epoch is not None
+        ttl, now = self.options.lease_ttl, self.clock.time()
+        try:
+            if self.runtime.renew_lease(self.holder, self.epoch, ttl, now):
+                return True
+            # expired but perhaps still ours (the loop was held up): take it back
+            again = self.runtime.acquire_lease(self.holder, os.getpid(), ttl, now)
+        except PcloudError as error:
+            self.log.warning("cannot renew the lease: %s", error)
+            return None
+        return again == self.epoch
+
+    def _lose_lease(self, reason: str) -> None:
+        """Fence ourselves: no more actions, no more writes; the instances stay."""
+        self.log.error("%s (epoch %s): acting no more", reason, self.epoch)
+        self._lease_ok = False
+        self.halt_reason = reason
+        self._abort = True
+        for runner in [*self.resources.values(), *self.orphans.values()]:
+            runner.cancel_monitor()
+        for assembly in self.assemblies.values():
+            assembly.halt()
+        self.halted.set()
+
+    def _may_act(self) -> bool:
+        if not self._lease_ok:
+            return False
+        return self.cell.state is not DeployableState.FAILED or self.goal is Goal.STOP
+
+    # =========================================================================
+    # restoring and adopting
+
+    def _restore(self, docs: Docs, clear_failed: bool) -> None:
+        deployable = docs.get(DEPLOYABLE, {}).get("", {})
+        self.window = FailureWindow.restore(
+            self.document.escalation, deployable.get("failures", [])
+        )
+        for name, doc in docs.get(ASSEMBLY, {}).items():
+            if name in self.assemblies:
+                runner = self.assemblies[name]
+                runner.window = FailureWindow.restore(
+                    runner.definition.escalation, doc.get("failures", [])
+                )
+        for key, doc in docs.get(RESOURCE, {}).items():
+            self._restore_resource(key, doc)
+        self.cell.note(f"engine started (lease epoch {self.epoch})")
+        if deployable.get("state") == str(DeployableState.FAILED):
+            if clear_failed:
+                self.window.reset()
+                self.cell.note("failed state cleared: starting again")
+            else:
+                self.cell.set(DeployableState.FAILED, deployable.get("reason") or "failed before")
+
+    def _restore_resource(self, key: str, doc: Mapping[str, Any]) -> None:
+        assembly, _, name = key.partition("/")
+        rid = ResourceId(assembly, name)
+        if rid in self.resources:
+            self.resources[rid].restore(doc)
+            return
+        definition = _definition_from_record(name, doc)  # removed while no DPE ran
+        if definition is not None and assembly in self.assemblies:
+            runner = self._resource_runner(rid, definition)
+            runner.restore(doc)
+            self.orphans[rid] = runner
+
+    async def _discover(self) -> list[Instance]:
+        try:
+            return await bounded(
+                self.clock,
+                self.options.driver_timeout,
+                self.s.driver.list(self.name),
+                "listing the instances",
+            )
+        except (PcloudError, OSError) as error:
+            raise Unavailable(
+                f"cannot list the instances of {self.name} ({error}): not starting,"
+                " so as never to create a duplicate",
+                deployable=self.name,
+            ) from error
+
+    async def _adopt(self, listed: list[Instance], recorded: Mapping[str, Any]) -> None:
+        by_assembly: dict[str, list[Instance]] = {}
+        for instance in listed:
+            by_assembly.setdefault(instance.assembly, []).append(instance)
+        for name, runner in self.assemblies.items():
+            found = by_assembly.pop(name, [])
+            keep = _choose(found, recorded.get(name, {}).get("instance_id"))
+            strays = [i for i in found if i is not keep]
+            cleared = await self._destroy_strays(strays, "a second instance of the assembly")
+            if keep is not None:
+                runner.begin_adopt(keep)
+            elif not cleared:
+                runner.mark_failed("an old instance could not be destroyed: fencing it")
+            else:
+                runner.mark_absent("no instance yet")
+        for strays in by_assembly.values():
+            await self._destroy_strays(strays, "its assembly is not in the deployable")
+
+    async def _destroy_strays(self, instances: list[Instance], why: str) -> bool:
+        cleared = True
+        for instance in instances:
+            self.log.warning("destroying instance %s: %s", instance.instance_id, why)
+            try:
+                await bounded(
+                    self.clock,
+                    self.options.destroy_timeout,
+                    self.s.driver.destroy(instance.instance_id),
+                    f"destroying instance {instance.instance_id}",
+                )
+            except (PcloudError, OSError) as error:
+                self.log.error("cannot destroy instance %s: %s", instance.instance_id, error)
+                cleared = False
+        return cleared
+
+    # =========================================================================
+    # the control loop
+
+    async def _control(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._abort = False
+            self._interrupt.clear()
+            if not self._may_act():
+                continue
+            self._drop_orphans()
+            plan = planner.plan(self.document, self._observe())
+            self._note_blocked(plan.blocked)
+            self._wake_at(plan.wake_at)
+            if plan.empty:
+                self._converged()
+                continue
+            await self._carry_out(plan)
+
+    async def _carry_out(self, plan: Plan) -> None:
+        self.log.info("transition: %s", "; ".join(plan.describe()))
+        outcome = await execute(plan, partial(self._perform, plan), self._aborted)
+        if outcome is Outcome.FAILED and not self._abort:
+            self._backoff.failed()
+            await self._pause(self._backoff.delay)
+        elif outcome is Outcome.COMPLETED:
+            self._backoff.reset()
+        self._wake.set()  # always look again after a transition
+
+    def _aborted(self) -> bool:
+        return self._abort or not self._may_act()
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait before retrying what failed, unless something new happens first."""
+        self.log.info("retrying in %g s", seconds)
+        await _first(self.clock.sleep(seconds), self._interrupt.wait())
+
+    def _replan(self, *, abort: bool = False) -> None:
+        """Something changed: plan again (``abort``: without finishing the current plan)."""
+        if abort:
+            self._abort = True
+            self._interrupt.set()
+        self._wake.set()
+
+    def _wake_at(self, when: float | None) -> None:
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+            self._wake_timer = None
+        if when is not None:
+            self._wake_timer = self._spawn(self._wake_after(when - self.clock.time()))
+
+    async def _wake_after(self, seconds: float) -> None:
+        await self.clock.sleep(max(seconds, 0.0))
+        self._replan()
+
+    def _observe(self) -> Observed:
+        runners = {**self.resources, **self.orphans}
+        return Observed(
+            goal=self.goal,
+            assemblies={name: a.status() for name, a in self.assemblies.items()},
+            resources={rid: r.status() for rid, r in runners.items()},
+            orphans={rid: r.definition for rid, r in self.orphans.items()},
+            orphan_constraints=self.orphan_constraints,
+            now=self.clock.time(),
+        )
+
+    async def _perform(self, plan: Plan, action: planner.Action) -> bool:
+        if not self._may_act():
+            return False
+        assembly = self.assemblies[action.assembly]
+        if action.kind is ActionKind.CREATE:
+            assembly.begin_create()
+            return True
+        if action.kind is ActionKind.FENCE:
+            return await self._fence(assembly)
+        assert action.rid is not None
+        runner = self.resources.get(action.rid) or self.orphans[action.rid]
+        params = plan.params.get(action, {})
+        if action.kind is ActionKind.MONITOR:
+            runner.begin_monitor(assembly, params, action.interval)
+            return True
+        if action.kind is ActionKind.PROBE:
+            resolved = planner.resolve(runner.definition, self._assembly_statuses()) is not None
+            return await runner.operate(assembly, "monitor", params, resolved=resolved)
+        return await runner.operate(assembly, str(action.kind), params)
+
+    async def _fence(self, assembly: AssemblyRunner) -> bool:
+        if self.goal is Goal.STOP:
+            reason = "stopping the deployable"
+        elif self.document.assembly(assembly.name) is None:
+            reason = "removed from the deployable"
+        else:
+            reason = "fencing the failed instance"
+        if not await assembly.fence(reason):
+            return False
+        for runner in self._runners_on(assembly.name):
+            runner.forget("its instance was destroyed")
+        return True
+
+    def _converged(self) -> None:
+        if self.goal is Goal.STOP:
+            if all(a.state is AssemblyState.STOPPED for a in self.assemblies.values()):
+                self._stop_reached()
+            return
+        if all(a.state is AssemblyState.RUNNING for a in self.assemblies.values()):
+            self.cell.set(DeployableState.RUNNING, self._summary())
+
+    def _stop_reached(self) -> None:
+        if self._restart_pending:
+            self._restart_pending = False
+            self.goal = Goal.RUN
+            self.log.info("every instance destroyed: starting the deployable again")
+            self._replan()
+            return
+        self.cell.set(DeployableState.STOPPED, "every resource stopped, every instance destroyed")
+        self._stopped.set()
+
+    def _summary(self) -> str:
+        states = [r.state for r in self.resources.values()]
+        running = states.count(ResourceState.RUNNING)
+        text = f"{_count(len(self.assemblies), 'assembly', 'assemblies')} running, "
+        text += f"{_count(running, 'resource')} running"
+        lost = states.count(ResourceState.UNRECOVERABLE)
+        blocked = len(self._noted_blocked)
+        if lost:
+            text += f", {lost} unrecoverable"
+        if blocked:
+            text += f", {blocked} cannot start"
+        return text
+
+    def _note_blocked(self, blocked: Mapping[ResourceId, str]) -> None:
+        for rid, reason in blocked.items():
+            runner = self.resources.get(rid)
+            if runner is not None and self._noted_blocked.get(rid) != reason:
+                runner.cell.note(f"cannot start: {reason}")
+        self._noted_blocked = dict(blocked)
+
+    # =========================================================================
+    # failures and escalation (hooks called by the runners)
+
+    def heartbeat(self) -> Heartbeat:
+        return self.document.heartbeat
+
+    def assembly_up(self, runner: AssemblyRunner) -> None:
+        self._replan(abort=True)
+
+    def instance_changed(self, runner: AssemblyRunner) -> None:
+        instance = runner.instance
+        if instance is None:
+            self._delete(INSTANCE, runner.name)
+        else:
+            self._put(INSTANCE, runner.name, _instance_doc(instance))
+
+    def assembly_lost(self, runner: AssemblyRunner, reason: str) -> None:
+        if not runner.mark_failed(reason):
+            return  # already failed, being fenced, or gone
+        for resource in self._runners_on(runner.name):
+            resource.cancel_monitor()
+        if self._recording():
+            verdict = runner.window.record(self.clock.time())
+            self._save_assembly(runner)
+            if verdict is Verdict.ESCALATE:
+                self._deployable_failure(
+                    f"assembly {runner.name}: " + runner.window.reason("deployable")
+                )
+        self._recovering(f"assembly {runner.name} failed: {reason}")
+        self._replan(abort=True)
+
+    def resource_failed(self, runner: ResourceRunner, reason: str) -> None:
+        runner.cancel_monitor()
+        self._recovering(f"{runner.rid} failed: {reason}")
+        if self._recording():
+            verdict = runner.window.record(self.clock.time())
+            self._save_resource(runner)
+            if verdict is Verdict.ESCALATE:
+                assembly = self.assemblies[runner.rid.assembly]
+                self.assembly_lost(
+                    assembly, f"{runner.rid.resource}: " + runner.window.reason("assembly")
+                )
+        self._replan(abort=True)
+
+    def stop_failed(self, runner: ResourceRunner, reason: str) -> None:
+        runner.cancel_monitor()
+        if self.goal is Goal.RUN:  # only fencing cleans up a resource that will not stop
+            assembly = self.assemblies[runner.rid.assembly]
+            self.assembly_lost(assembly, f"stop of {runner.rid.resource} failed ({reason})")
+        self._replan(abort=True)
+
+    def resource_changed(self, runner: ResourceRunner) -> None:
+        self._save_resource(runner)
+
+    def _recording(self) -> bool:
+        """Failures count while keeping the deployable available, not while stopping it."""
+        return self.goal is Goal.RUN and self.cell.state is not DeployableState.FAILED
+
+    def _recovering(self, reason: str) -> None:
+        if self.cell.state is DeployableState.RUNNING:
+            self.cell.set(DeployableState.RECOVERING, reason)
+
+    def _deployable_failure(self, reason: str) -> None:
+        """An assembly escalated: restart the whole deployable, or give up."""
+        if self.window.record(self.clock.time()) is Verdict.ESCALATE:
+            self.cell.set(
+                DeployableState.FAILED,
+                self.window.reason("beyond the deployable")
+                + ": failed, no more recovery until it is started again",
+            )
+            return
+        self.cell.set(DeployableState.RECOVERING, f"{reason}: restarting every assembly")
+        self._save_deployable()
+        self.goal = Goal.STOP
+        self._restart_pending = True
+
+    # =========================================================================
+    # reload
+
+    def _reload_assemblies(self, document: Deployable) -> list[str]:
+        added = []
+        for assembly in document.assemblies:
+            runner = self.assemblies.get(assembly.name)
+            if runner is None:
+                self._add_assembly(assembly).mark_absent("added to the deployable")
+                added.append(assembly.name)
+            else:
+                runner.definition = assembly
+                runner.window.retune(assembly.escalation)
+        return added
+
+    def _reload_resources(self, document: Deployable) -> tuple[list[str], list[str]]:
+        """Runners for new resources; changed ones redefined. Returns (added, changed)."""
+        added, changed = [], []
+        for assembly in document.assemblies:
+            for definition in assembly.resources:
+                rid = ResourceId(assembly.name, definition.name)
+                runner = self.resources.get(rid) or self.orphans.pop(rid, None)
+                if runner is None:
+                    self.resources[rid] = self._resource_runner(rid, definition)
+                    added.append(str(rid))
+                    continue
+                self.resources[rid] = runner
+                if runner.definition != definition:
+                    self._redefine(runner, definition)
+                    changed.append(str(rid))
+        return added, changed
+
+    def _redefine(self, runner: ResourceRunner, definition: Resource) -> None:
+        old, runner.definition = runner.definition, definition
+        runner.window.retune(definition.escalation)
+        if (old.monitor_interval, old.timeouts) != (
+            definition.monitor_interval,
+            definition.timeouts,
+        ):
+            runner.cancel_monitor()  # the planner starts it again at the new interval
+        if runner.state is ResourceState.UNRECOVERABLE:
+            runner.cell.set(ResourceState.UNKNOWN, "its definition changed: trying again")
+        # a changed agent or parameter differs from what it was started with: restarted
+
+    def _orphan_removed(self, old: Deployable, new: Deployable) -> list[str]:
+        removed = [rid for rid in self.resources if new.resource(rid) is None]
+        for rid in removed:
+            self.orphans[rid] = self.resources.pop(rid)
+        kept = [c for c in self.orphan_constraints if c not in old.constraints]
+        self.orphan_constraints = tuple(kept) + tuple(
+            c for c in old.constraints if c.first in self.orphans and c.then in self.orphans
+        )
+        return [str(rid) for rid in removed]
+
+    def _drop_orphans(self) -> None:
+        """Forget orphans that no longer run, and removed assemblies once fenced."""
+        for name, runner in list(self.assemblies.items()):
+            if self.document.assembly(name) is None and runner.state is AssemblyState.STOPPED:
+                del self.assemblies[name]
+                self._delete(ASSEMBLY, name)
+                self._delete(INSTANCE, name)
+        for rid, orphan in list(self.orphans.items()):
+            if rid.assembly not in self.assemblies or orphan.state in _ORPHAN_DONE:
+                orphan.cancel_monitor()
+                del self.orphans[rid]
+                self._delete(RESOURCE, str(rid))
+        self.orphan_constraints = tuple(
+            c for c in self.orphan_constraints if c.first in self.orphans and c.then in self.orphans
+        )
+
+    # =========================================================================
+    # runners
+
+    def _add_assembly(self, assembly: Assembly) -> AssemblyRunner:
+        runner = AssemblyRunner(self.s, assembly, self)
+        self.assemblies[assembly.name] = runner
+        for resource in assembly.resources:
+            rid = ResourceId(assembly.name, resource.name)
+            self.resources[rid] = self._resource_runner(rid, resource)
+        return runner
+
+    def _resource_runner(self, rid: ResourceId, definition: Resource) -> ResourceRunner:
+        return ResourceRunner(self.s, rid, definition, self)
+
+    def _runners_on(self, assembly: str) -> list[ResourceRunner]:
+        runners = [*self.resources.values(), *self.orphans.values()]
+        return [r for r in runners if r.rid.assembly == assembly]
+
+    def _assembly_statuses(self) -> dict[str, planner.AssemblyStatus]:
+        return {name: a.status() for name, a in self.assemblies.items()}
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("task failed: %r", task.exception(), exc_info=task.exception())
+
+    # =========================================================================
+    # events and persistence
+
+    def _emit(self, event: Event) -> None:
+        if not self._lease_ok:
+            self.log.info(
+                "not recorded (no lease): %s %s: %s", event.subject, event.state, event.reason
+            )
+            return
+        try:
+            event = self.runtime.append_event(event)
+        except PcloudError as error:
+            self.log.error("cannot record an event: %s", error)
+        self._persist_subject(event)
+        Context(
+            log, deployable=event.deployable, assembly=event.assembly, resource=event.resource
+        ).info("%s: %s", event.state, event.reason)
+        for listener in self.listeners:
+            listener(event)
+
+    def _persist_subject(self, event: Event) -> None:
+        if event.resource and event.assembly:
+            rid = ResourceId(event.assembly, event.resource)
+            runner = self.resources.get(rid) or self.orphans.get(rid)
+            if runner is not None:
+                self._save_resource(runner)
+        elif event.assembly:
+            if event.assembly in self.assemblies:
+                self._save_assembly(self.assemblies[event.assembly])
+        else:
+            self._save_deployable()
+
+    def _save_resource(self, runner: ResourceRunner) -> None:
+        self._put(RESOURCE, str(runner.rid), runner.to_doc())
+
+    def _save_assembly(self, runner: AssemblyRunner) -> None:
+        doc = {"state": str(runner.state), "reason": runner.cell.reason}
+        self._put(ASSEMBLY, runner.name, doc | {"failures": list(runner.window.times)})
+
+    def _save_deployable(self) -> None:
+        doc = {"state": str(self.cell.state), "reason": self.cell.reason}
+        self._put(DEPLOYABLE, "", doc | {"failures": list(self.window.times)})
+
+    def _forget_runtime(self) -> None:
+        """Stopped: nothing left to adopt; only the final state stays."""
+        with contextlib.suppress(PcloudError):
+            self.runtime.delete()
+        self._save_deployable()
+
+    def _put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        if not self._lease_ok:
+            return  # a DPE without the lease must not overwrite its successor's state
+        try:
+            self.runtime.put(kind, key, doc)
+        except PcloudError as error:
+            self.log.error("cannot record %s %s: %s", kind, key, error)
+
+    def _delete(self, kind: str, key: str) -> None:
+        if not self._lease_ok:
+            return
+        try:
+            self.runtime.delete(kind, key)
+        except PcloudError as error:
+            self.log.error("cannot forget %s %s: %s", kind, key, error)
+
+    # =========================================================================
+    # status rows
+
+    def _assembly_status(self, runner: AssemblyRunner) -> dict[str, Any]:
+        instance = runner.instance
+        return {
+            "state": str(runner.state),
+            "reason": runner.cell.reason,
+            "instance": _instance_doc(instance) if instance else None,
+            "failures": list(runner.window.times),
+        }
+
+    def _resource_status(self, runner: ResourceRunner) -> dict[str, Any]:
+        return runner.to_doc() | {"reason": runner.cell.reason}
+
+
+_ORPHAN_DONE = (ResourceState.STOPPED, ResourceState.UNRECOVERABLE)
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _choose(found: list[Instance], recorded_id: str | None) -> Instance | None:
+    """The instance to adopt: the recorded one if alive, else the newest alive."""
+    alive = [i for i in found if i.state not in _DEAD]
+    recorded = [i for i in alive if i.instance_id == recorded_id]
+    if recorded:
+        return recorded[0]
+    return max(alive, key=lambda i: i.created_at, default=None)
+
+
+def _instance_doc(instance: Instance) -> dict[str, Any]:
+    doc = dataclasses.asdict(instance)
+    doc["state"] = str(instance.state)
+    return doc
+
+
+def _definition_from_record(name: str, doc: Mapping[str, Any]) -> Resource | None:
+    """A removed resource, rebuilt from what it was started with, so it can be stopped."""
+    applied = doc.get("applied")
+    if not applied:
+        return None
+    agent = str(applied.get("agent", "")).split(":")
+    params = {str(k): str(v) for k, v in applied.get("params", {}).items()}
+    if len(agent) == 3 and agent[0] == "ocf":
+        return Resource(name, "ocf", agent[2], agent[1], parameters=params)
+    if len(agent) == 2:
+        return Resource(name, agent[0], agent[1], "", parameters=params)
+    return None
+
+
+async def _first(*awaitables: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of them is done; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,335 @@
+"""One assembly's life: create or adopt its instance, connect, watch it, fence it.
+
+Each assembly runs in its own tasks, so one dead guest never stalls the
+others: the bring-up (create → connect), the heartbeat (an SSH keepalive every
+``heartbeat.interval``; failed after ``heartbeat.timeout`` without an answer)
+and the health check (a real command, and the driver's view of the instance,
+every ``heartbeat.health_interval``).  Resource operations run over the same
+connection and are cancelled when the assembly is lost.  What a loss means
+(restart or escalate) is the engine's decision: the runner reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dpe import agents
+from dpe.engine_log import Context
+from dpe.engine_timing import Backoff, EngineOptions, bounded
+from dpe.errors import Forbidden, OperationTimeout, PcloudError, Unavailable
+from dpe.escalation import FailureWindow
+from dpe.events import Event
+from dpe.interfaces import (
+    AssemblyKeys,
+    Clock,
+    Connection,
+    Driver,
+    Instance,
+    InstanceState,
+    Transport,
+)
+from dpe.model import Assembly, Heartbeat, Resource
+from dpe.planner import AssemblyStatus
+from dpe.states import AssemblyState, StateCell, Subject, assembly_cell, no_heartbeat
+
+log = logging.getLogger("dpe.engine")
+
+HEALTH_COMMAND = "uptime"
+_GONE = (InstanceState.GONE, InstanceState.STOPPED)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What every runner of one engine shares."""
+
+    deployable: str
+    driver: Driver
+    transport: Transport
+    clock: Clock
+    keys: Callable[[str], AssemblyKeys]
+    options: EngineOptions
+    emit: Callable[[Event], None]
+
+
+class AssemblyHooks(Protocol):
+    def heartbeat(self) -> Heartbeat: ...
+
+    def assembly_up(self, runner: AssemblyRunner) -> None: ...
+
+    def assembly_lost(self, runner: AssemblyRunner, reason: str) -> None: ...
+
+    def instance_changed(self, runner: AssemblyRunner) -> None: ...
+
+
+class AssemblyRunner:
+    def __init__(self, services: Services, definition: Assembly, hooks: AssemblyHooks) -> None:
+        self.s = services
+        self.definition = definition
+        self.name = definition.name
+        self.hooks = hooks
+        subject = Subject(services.deployable, definition.name)
+        self.cell: StateCell[AssemblyState] = assembly_cell(
+            subject, services.emit, services.clock.time
+        )
+        self.window = FailureWindow(definition.escalation)
+        self.instance: Instance | None = None
+        self.connection: Connection | None = None
+        self.backoff = Backoff(services.options.retry_initial, services.options.retry_max)
+        self.log = Context(log, deployable=services.deployable, assembly=definition.name)
+        self._tasks: set[asyncio.Task[Any]] = set()  # bring-up, heartbeat, health
+        self._ops: set[asyncio.Task[Any]] = set()  # resource operations in flight
+        self._closing: set[asyncio.Task[Any]] = set()
+
+    @property
+    def state(self) -> AssemblyState:
+        return self.cell.state
+
+    def status(self) -> AssemblyStatus:
+        instance = self.instance
+        if instance is None:
+            return AssemblyStatus(self.state)
+        return AssemblyStatus(self.state, instance.address, instance.hostname)
+
+    # -- bringing it up ---------------------------------------------------------
+
+    def begin_create(self) -> None:
+        """CREATING at once (so nobody asks twice), the instance when the back-off allows."""
+        delay = self.backoff.delay
+        reason = f"creating an instance ({self.s.driver.name})"
+        if delay:
+            reason += f" in {delay:g} s, after failures in a row"
+        self.cell.set(AssemblyState.CREATING, reason)
+        self._spawn(self._bring_up(None, delay))
+
+    def begin_adopt(self, instance: Instance) -> None:
+        self.instance = instance
+        self.cell.set(
+            AssemblyState.CONNECTING,
+            f"adopting instance {instance.instance_id} at {instance.ssh_host}:{instance.ssh_port}",
+        )
+        self._spawn(self._bring_up(instance, 0.0))
+
+    def mark_absent(self, reason: str) -> None:
+        """Nothing runs for this assembly: the planner will create an instance."""
+        self.cell.set(AssemblyState.STOPPED, reason)
+
+    async def _bring_up(self, adopted: Instance | None, delay: float) -> None:
+        try:
+            await self.s.clock.sleep(delay)
+            keys = self.s.keys(self.name)
+            instance = adopted or await self._create(keys)
+            self.connection = await self._connect(instance, keys)
+        except Exception as error:  # a driver bug must not leave it creating forever
+            if not isinstance(error, PcloudError | OSError):
+                self.log.exception("bringing up the instance")
+            self.backoff.failed()
+            what = "adopting the instance" if adopted else "bringing up an instance"
+            self.hooks.assembly_lost(self, f"{what} failed: {error}")
+            return
+        self.backoff.reset()
+        self.cell.set(
+            AssemblyState.RUNNING, f"connected to {instance.ssh_host}:{instance.ssh_port}"
+        )
+        self._spawn(self._heartbeat(self.connection))
+        self._spawn(self._health(self.connection, instance))
+        self.hooks.assembly_up(self)
+
+    async def _create(self, keys: AssemblyKeys) -> Instance:
+        instance = await bounded(
+            self.s.clock,
+            self.s.options.create_timeout,
+            self.s.driver.create(self.s.deployable, self.definition, keys),
+            "creating the instance",
+        )
+        self.instance = instance
+        self.hooks.instance_changed(self)
+        self.cell.set(
+            AssemblyState.CONNECTING,
+            f"instance {instance.instance_id} created: address {instance.address}",
+        )
+        return instance
+
+    async def _connect(self, instance: Instance, keys: AssemblyKeys) -> Connection:
+        options = self.s.options
+        error: Exception | None = None
+        for attempt in range(options.connect_attempts):
+            if attempt:
+                await self.s.clock.sleep(options.retry_initial * 2.0 ** (attempt - 1))
+            try:
+                return await bounded(
+                    self.s.clock,
+                    options.connect_timeout + 1.0,
+                    self.s.transport.connect(instance, keys, options.connect_timeout),
+                    "connecting",
+                )
+            except Forbidden:
+                raise  # a wrong host key does not get better by retrying
+            except (Unavailable, OperationTimeout, OSError) as failure:
+                error = failure
+        raise Unavailable(
+            f"cannot connect to {instance.ssh_host}:{instance.ssh_port}: {error}",
+            assembly=self.name,
+        )
+
+    # -- watching it --------------------------------------------------------------
+
+    async def _heartbeat(self, connection: Connection) -> None:
+        clock = self.s.clock
+        last_answer = clock.monotonic()
+        while True:
+            await clock.sleep(self.hooks.heartbeat().interval)
+            timeout = self.hooks.heartbeat().timeout
+            remaining = max(timeout - (clock.monotonic() - last_answer), 0.001)
+            try:
+                await bounded(clock, remaining + 1.0, connection.keepalive(remaining), "keepalive")
+            except OperationTimeout:
+                self.hooks.assembly_lost(self, no_heartbeat(clock.monotonic() - last_answer))
+                return
+            except Unavailable as error:
+                self.hooks.assembly_lost(self, f"connection lost: {error}")
+                return
+            last_answer = clock.monotonic()
+
+    async def _health(self, connection: Connection, instance: Instance) -> None:
+        while True:
+            await self.s.clock.sleep(self.hooks.heartbeat().health_interval)
+            problem = await self._health_problem(connection, instance)
+            if problem:
+                self.hooks.assembly_lost(self, problem)
+                return
+
+    async def _health_problem(self, connection: Connection, instance: Instance) -> str | None:
+        timeout = self.s.options.health_timeout
+        try:
+            result = await connection.run(HEALTH_COMMAND, timeout)
+        except OperationTimeout:
+            return f"health command timed out after {timeout:g} s"
+        except Unavailable as error:
+            return f"connection lost: {error}"
+        if result.exit_status != 0:
+            return f"health command {HEALTH_COMMAND!r} exited with {result.exit_status}"
+        return await self._driver_problem(instance)
+
+    async def _driver_problem(self, instance: Instance) -> str | None:
+        try:
+            state = await bounded(
+                self.s.clock,
+                self.s.options.driver_timeout,
+                self.s.driver.state(instance.instance_id),
+                "asking the driver",
+            )
+        except (PcloudError, OSError) as error:
+            self.log.warning("cannot ask the driver about the instance: %s", error)
+            return None  # the driver's trouble is not the instance's
+        if state in _GONE:
+            return f"the {self.s.driver.name} driver reports the instance {state}"
+        return None
+
+    # -- running operations -----------------------------------------------------
+
+    async def run_op(
+        self, resource: Resource, op: str, interval: float, params: Mapping[str, str]
+    ) -> agents.AgentResult:
+        """One agent operation; Unavailable if the assembly is (or gets) lost meanwhile."""
+        connection = self.connection
+        if self.state is not AssemblyState.RUNNING or connection is None:
+            raise Unavailable(f"assembly {self.name} is {self.state}", assembly=self.name)
+        work = asyncio.create_task(
+            agents.execute(connection, resource, op, interval=interval, params=params)
+        )
+        self._ops.add(work)
+        work.add_done_callback(self._ops.discard)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            raise Unavailable(f"assembly {self.name} was lost", assembly=self.name) from None
+
+    # -- losing it ----------------------------------------------------------------
+
+    def mark_failed(self, reason: str) -> bool:
+        """Stop watching and acting on it; False if it was not up or coming up."""
+        if self.state not in (
+            AssemblyState.UNKNOWN,
+            AssemblyState.CREATING,
+            AssemblyState.CONNECTING,
+            AssemblyState.RUNNING,
+        ):
+            return False
+        self.halt()
+        self.cell.set(AssemblyState.FAILED, reason)
+        return True
+
+    async def fence(self, reason: str) -> bool:
+        """Destroy every instance of this assembly the driver knows; True once done."""
+        self.halt()
+        self.cell.set(AssemblyState.FENCING, reason)
+        try:
+            destroyed = await self._destroy_all()
+        except (PcloudError, OSError) as error:
+            self.cell.set(AssemblyState.FAILED, f"fencing failed: {error}")
+            return False
+        self.instance = None
+        self.hooks.instance_changed(self)
+        what = f"instance {', '.join(destroyed)} destroyed" if destroyed else "no instance left"
+        self.cell.set(AssemblyState.STOPPED, what)
+        return True
+
+    async def _destroy_all(self) -> list[str]:
+        ids = [self.instance.instance_id] if self.instance else []
+        listed = await bounded(
+            self.s.clock,
+            self.s.options.driver_timeout,
+            self.s.driver.list(self.s.deployable),
+            "listing the instances",
+        )
+        ids += [
+            i.instance_id for i in listed if i.assembly == self.name and i.instance_id not in ids
+        ]
+        for instance_id in ids:
+            await bounded(
+                self.s.clock,
+                self.s.options.destroy_timeout,
+                self.s.driver.destroy(instance_id),
+                f"destroying instance {instance_id}",
+            )
+        return ids
+
+    def halt(self) -> None:
+        """Cancel its tasks and operations, close its connection (not the instance)."""
+        current = asyncio.current_task()
+        for task in self._tasks | self._ops:
+            if task is not current:
+                task.cancel()
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            closing = asyncio.create_task(self._close(connection))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def _close(self, connection: Connection) -> None:
+        with contextlib.suppress(PcloudError, OSError):
+            await bounded(self.s.clock, self.s.options.close_timeout, connection.close(), "closing")
+
+    async def shutdown(self) -> None:
+        """Leave the instance running; wait until every task of ours has ended."""
+        self.halt()
+        pending = self._tasks | self._ops | self._closing
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("task failed: %r", task.exception(), exc_info=task.exception())

@@ -1,0 +1,232 @@
+"""One resource: its operations, the state each result leads to, its monitor.
+
+| op      | ok        | not running (7) | hard error (2-6) | other, or timed out |
+|---------|-----------|-----------------|------------------|---------------------|
+| probe   | RUNNING   | STOPPED         | STOPPED          | FAILED              |
+| start   | RUNNING   | FAILED          | UNRECOVERABLE    | FAILED              |
+| stop    | STOPPED   | STOPPED         | UNRECOVERABLE    | FAILED (stop failed)|
+| monitor | RUNNING   | FAILED          | FAILED           | FAILED              |
+
+A FAILED resource is reported to the engine, which counts it in the failure
+window and restarts it or escalates.  A failed stop leaves the resource in an
+unknown condition: only fencing its assembly cleans that up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dpe import agents
+from dpe.agents import OcfRc
+from dpe.engine_timing import Backoff
+from dpe.errors import OperationTimeout, Unavailable
+from dpe.escalation import FailureWindow
+from dpe.model import Resource, ResourceId
+from dpe.planner import Applied, ResourceStatus
+from dpe.states import ResourceState, StateCell, Subject, resource_cell
+
+if TYPE_CHECKING:
+    from dpe.engine_assembly import AssemblyRunner, Services
+
+_RUNNING_CODES = (OcfRc.OK, OcfRc.RUNNING_MASTER)
+
+
+class ResourceHooks(Protocol):
+    def resource_failed(self, runner: ResourceRunner, reason: str) -> None: ...
+
+    def stop_failed(self, runner: ResourceRunner, reason: str) -> None: ...
+
+    def assembly_lost(self, runner: AssemblyRunner, reason: str) -> None: ...
+
+    def resource_changed(self, runner: ResourceRunner) -> None: ...
+
+
+class ResourceRunner:
+    def __init__(
+        self, services: Services, rid: ResourceId, definition: Resource, hooks: ResourceHooks
+    ) -> None:
+        self.s = services
+        self.rid = rid
+        self.definition = definition
+        self.hooks = hooks
+        subject = Subject(services.deployable, rid.assembly, rid.resource)
+        self.cell: StateCell[ResourceState] = resource_cell(
+            subject, services.emit, services.clock.time
+        )
+        self.window = FailureWindow(definition.escalation)
+        self.backoff = Backoff(services.options.retry_initial, services.options.retry_max)
+        self.last_op: str | None = None
+        self.last_rc: int | None = None
+        self.applied: Applied | None = None
+        self.retry_at: float | None = None
+        self.monitor: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> ResourceState:
+        return self.cell.state
+
+    def status(self) -> ResourceStatus:
+        monitoring = self.monitor is not None and not self.monitor.done()
+        return ResourceStatus(
+            self.state, self.last_op, self.last_rc, self.applied, monitoring, self.retry_at
+        )
+
+    # -- operations -------------------------------------------------------------
+
+    async def operate(
+        self,
+        assembly: AssemblyRunner,
+        op: str,
+        params: Mapping[str, str],
+        interval: float = 0.0,
+        resolved: bool = True,
+    ) -> bool:
+        """Run ``op`` (``monitor`` with interval 0 is the probe); True if it reached its target."""
+        kind = "probe" if op == "monitor" and not interval else op
+        self._begin(kind)
+        try:
+            result = await assembly.run_op(self.definition, op, interval, params)
+        except OperationTimeout:
+            return self._failed(kind, agents.timeout_reason(kind, self.definition.timeout(op)))
+        except Unavailable as error:
+            self._interrupted(kind)
+            self.hooks.assembly_lost(
+                assembly, f"connection lost during {kind} of {self.rid.resource}: {error}"
+            )
+            return False
+        self.last_op, self.last_rc = kind, int(result.rc)
+        return self._apply(kind, result, params, resolved)
+
+    def _begin(self, kind: str) -> None:
+        if kind == "start":
+            self.cell.set(ResourceState.STARTING, f"starting ({self.definition.agent})")
+        elif kind == "stop":
+            self.cell.set(ResourceState.STOPPING, "stopping")
+
+    def _interrupted(self, kind: str) -> None:
+        if self.state in (ResourceState.STARTING, ResourceState.STOPPING):
+            self.cell.set(ResourceState.UNKNOWN, f"{kind} interrupted: its assembly was lost")
+
+    def _apply(
+        self, kind: str, result: agents.AgentResult, params: Mapping[str, str], resolved: bool
+    ) -> bool:
+        apply = {
+            "probe": self._probed,
+            "start": self._started,
+            "stop": self._stopped,
+            "monitor": self._monitored,
+        }[kind]
+        return apply(result, params, resolved)
+
+    def _probed(
+        self, result: agents.AgentResult, params: Mapping[str, str], resolved: bool
+    ) -> bool:
+        if result.rc in _RUNNING_CODES:
+            if self.applied is None and resolved:
+                self.applied = Applied.of(self.definition, params)  # found running: as it is
+            self.cell.set(ResourceState.RUNNING, "probe: running")
+        elif result.rc == OcfRc.NOT_RUNNING or result.hard_error:
+            self.applied = None
+            text = "not running" if result.rc == OcfRc.NOT_RUNNING else result.reason
+            self.cell.set(ResourceState.STOPPED, f"probe: {text}")
+        else:
+            self._failed("probe", result.reason)
+        self.hooks.resource_changed(self)
+        return True  # a probe's answer is information, whatever it is
+
+    def _started(self, result: agents.AgentResult, params: Mapping[str, str], _: bool) -> bool:
+        if result.ok:
+            self.applied = Applied.of(self.definition, params)
+            self.cell.set(ResourceState.RUNNING, "started")
+            return True
+        if result.hard_error:
+            self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
+            return False
+        return self._failed("start", result.reason)
+
+    def _stopped(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
+        if result.ok or result.rc == OcfRc.NOT_RUNNING:
+            self.applied = None
+            self.cell.set(ResourceState.STOPPED, "stopped")
+            return True
+        if result.hard_error:
+            self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
+            return False
+        return self._failed("stop", result.reason)
+
+    def _monitored(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
+        if result.ok:
+            self.backoff.reset()  # up for a whole interval: failures are no longer in a row
+            self.retry_at = None
+            return True
+        return self._failed("monitor", result.reason)
+
+    def _failed(self, kind: str, reason: str) -> bool:
+        if kind == "stop":
+            self.cell.set(ResourceState.FAILED, reason)
+            self.hooks.stop_failed(self, reason)
+            return False
+        self.cell.set(ResourceState.FAILED, reason)
+        self.backoff.failed()
+        delay = self.backoff.delay
+        self.retry_at = self.s.clock.time() + delay if delay else None
+        self.hooks.resource_failed(self, reason)
+        return False
+
+    # -- the recurring monitor --------------------------------------------------
+
+    def begin_monitor(
+        self, assembly: AssemblyRunner, params: Mapping[str, str], interval: float
+    ) -> None:
+        self.cancel_monitor()
+        self.monitor = asyncio.create_task(self._monitor(assembly, dict(params), interval))
+
+    async def _monitor(
+        self, assembly: AssemblyRunner, params: dict[str, str], interval: float
+    ) -> None:
+        while self.state is ResourceState.RUNNING:
+            await self.s.clock.sleep(interval)
+            if not await self.operate(assembly, "monitor", params, interval):
+                return
+
+    def cancel_monitor(self) -> None:
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None and monitor is not asyncio.current_task():
+            monitor.cancel()
+
+    async def shutdown(self) -> None:
+        monitor = self.monitor
+        self.cancel_monitor()
+        if monitor is not None:
+            await asyncio.gather(monitor, return_exceptions=True)
+
+    # -- forgetting and remembering ---------------------------------------------
+
+    def forget(self, reason: str) -> None:
+        """Its instance is gone: nothing is known (but a hard error stays)."""
+        self.cancel_monitor()
+        self.last_op = self.last_rc = None
+        self.applied = None
+        if self.state is not ResourceState.UNRECOVERABLE:
+            self.cell.set(ResourceState.UNKNOWN, reason)
+        self.hooks.resource_changed(self)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "last_op": self.last_op,
+            "last_rc": self.last_rc,
+            "failures": list(self.window.times),
+            "applied": self.applied.to_dict() if self.applied else None,
+        }
+
+    def restore(self, doc: Mapping[str, Any]) -> None:
+        """What a previous DPE recorded; the state itself is probed again."""
+        self.window = FailureWindow.restore(self.definition.escalation, doc.get("failures", []))
+        self.last_op, self.last_rc = doc.get("last_op"), doc.get("last_rc")
+        applied = doc.get("applied")
+        self.applied = Applied.from_dict(applied) if applied else None
+        if doc.get("state") == str(ResourceState.UNRECOVERABLE):
+            self.cell.set(ResourceState.UNRECOVERABLE, "unrecoverable (recorded before a restart)")

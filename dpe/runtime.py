@@ -1,0 +1,142 @@
+"""What a DPE records as it runs, behind one small seam.
+
+The engine writes free-form JSON documents keyed by ``(kind, key)`` as things
+change -- instances, resource states and last rc, failure windows, the
+deployable's state -- appends events, and holds the deployable's lease.
+``StoreRuntime`` keeps them in the shared store (so a replacement DPE adopts
+and windows continue); ``MemoryRuntime`` keeps them in a dict (tests, and
+``dped --document``).  Both are synchronous: a write is one small SQLite
+transaction, and keeping it on the loop keeps events in order.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from dpe.events import Event
+from dpe.store import Store
+
+# runtime kinds (keys: assembly name, ``assembly/resource``, or "" for the deployable)
+INSTANCE = "instance"
+ASSEMBLY = "assembly"
+RESOURCE = "resource"
+DEPLOYABLE = "deployable"
+
+Docs = dict[str, dict[str, dict[str, Any]]]  # kind -> key -> document
+
+
+class Runtime(Protocol):
+    deployable: str
+
+    def load(self) -> Docs: ...
+
+    def put(self, kind: str, key: str, doc: dict[str, Any]) -> None: ...
+
+    def delete(self, kind: str | None = None, key: str | None = None) -> None:
+        """One entry, one kind, or (no arguments) everything of the deployable."""
+        ...
+
+    def append_event(self, event: Event) -> Event: ...
+
+    def acquire_lease(self, holder: str, pid: int, ttl: float, now: float) -> int | None:
+        """The epoch if the lease was free, expired or already ours; else None."""
+        ...
+
+    def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool: ...
+
+    def release_lease(self, holder: str, epoch: int) -> None: ...
+
+
+class StoreRuntime:
+    """The runtime of one deployable in the shared store."""
+
+    def __init__(self, store: Store, deployable: str) -> None:
+        self.store = store
+        self.deployable = deployable
+
+    def load(self) -> Docs:
+        return self.store.get_runtime(self.deployable)
+
+    def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        self.store.put_runtime(self.deployable, kind, key, doc)
+
+    def delete(self, kind: str | None = None, key: str | None = None) -> None:
+        self.store.delete_runtime(self.deployable, kind, key)
+
+    def append_event(self, event: Event) -> Event:
+        return self.store.append_event(event)
+
+    def acquire_lease(self, holder: str, pid: int, ttl: float, now: float) -> int | None:
+        return self.store.acquire_lease(self.deployable, holder, pid, ttl, now)
+
+    def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
+        return self.store.renew_lease(self.deployable, holder, epoch, ttl, now)
+
+    def release_lease(self, holder: str, epoch: int) -> None:
+        self.store.release_lease(self.deployable, holder, epoch)
+
+
+@dataclass
+class Lease:
+    holder: str | None
+    pid: int | None
+    epoch: int
+    expires_at: float
+
+
+class MemoryRuntime:
+    """The same contract in memory; several engines may share one (adoption tests)."""
+
+    def __init__(self, deployable: str) -> None:
+        self.deployable = deployable
+        self.docs: Docs = {}
+        self.events: list[Event] = []
+        self.lease: Lease | None = None
+
+    def load(self) -> Docs:
+        return copy.deepcopy(self.docs)
+
+    def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        self.docs.setdefault(kind, {})[key] = copy.deepcopy(doc)
+
+    def delete(self, kind: str | None = None, key: str | None = None) -> None:
+        if kind is None:
+            self.docs.clear()
+        elif key is None:
+            self.docs.pop(kind, None)
+        else:
+            self.docs.get(kind, {}).pop(key, None)
+
+    def append_event(self, event: Event) -> Event:
+        stored = replace(event, id=len(self.events) + 1)
+        self.events.append(stored)
+        return stored
+
+    def acquire_lease(self, holder: str, pid: int, ttl: float, now: float) -> int | None:
+        lease = self.lease
+        if lease is not None and lease.holder == holder:
+            lease.expires_at = now + ttl
+            return lease.epoch
+        if lease is not None and lease.holder is not None and lease.expires_at > now:
+            return None
+        epoch = lease.epoch + 1 if lease else 1
+        self.lease = Lease(holder, pid, epoch, now + ttl)
+        return epoch
+
+    def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
+        lease = self.lease
+        if (
+            lease is None
+            or (lease.holder, lease.epoch) != (holder, epoch)
+            or lease.expires_at <= now
+        ):
+            return False
+        lease.expires_at = now + ttl
+        return True
+
+    def release_lease(self, holder: str, epoch: int) -> None:
+        lease = self.lease
+        if lease is not None and (lease.holder, lease.epoch) == (holder, epoch):
+            self.lease = Lease(None, None, lease.epoch, 0.0)

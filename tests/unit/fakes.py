@@ -1,0 +1,490 @@
+"""Hand-written fakes behind the engine's seams: clock, driver, transport.
+
+``FakeClock`` runs time only when a test advances it (timer by timer, letting
+every task run in between).  ``FakeWorld`` holds fake guests: each instance
+the ``FakeDriver`` creates is a ``FakeGuest`` that understands the real
+command lines ``dpe.agents`` builds (OCF environment, ``/etc/init.d``,
+``systemctl``) and answers as agents would.  A test can kill a resource, kill
+or freeze an instance, script return codes or make an agent hang; every
+operation is logged, and the world checks two invariants as they happen:
+never two live instances of one assembly, never a start before what it is
+ordered after is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import shlex
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpe.engine import Engine
+from dpe.engine_timing import EngineOptions
+from dpe.errors import OperationTimeout, Unavailable
+from dpe.events import Event
+from dpe.interfaces import AssemblyKeys, CommandResult, Instance, InstanceState
+from dpe.model import Assembly, Constraint, Deployable
+from dpe.runtime import MemoryRuntime
+
+HANG = "hang"  # a scripted answer: the agent never returns
+
+# ---------------------------------------------------------------------------
+# the clock
+
+
+async def settle() -> None:
+    """Let every runnable task run until all wait on something (timers, events)."""
+    loop = asyncio.get_running_loop()
+    quiet = 0
+    for _ in range(100_000):
+        await asyncio.sleep(0)
+        quiet = quiet + 1 if not getattr(loop, "_ready", None) else 0
+        if quiet >= 3:
+            return
+    raise AssertionError("tasks never settle (a busy loop?)")
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + seconds, next(self._seq), future))
+        await future
+
+    def _next_timer(self) -> float | None:
+        while self._timers and self._timers[0][2].done():
+            heapq.heappop(self._timers)  # cancelled sleeps
+        return self._timers[0][0] if self._timers else None
+
+    async def _fire_next(self) -> None:
+        when, _, future = heapq.heappop(self._timers)
+        self.now = max(self.now, when)
+        if not future.done():
+            future.set_result(None)
+        await settle()
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, firing each timer on the way in order."""
+        target = self.now + seconds
+        await settle()
+        while (when := self._next_timer()) is not None and when <= target:
+            await self._fire_next()
+        self.now = target
+        await settle()
+
+    async def run_until(self, condition: Callable[[], bool], within: float = 120.0) -> None:
+        """Advance time timer by timer until ``condition()`` holds (at most ``within`` s)."""
+        deadline = self.now + within
+        await settle()
+        while not condition():
+            when = self._next_timer()
+            if when is None:
+                raise AssertionError("nothing left to happen and the condition never held")
+            if when > deadline:
+                raise AssertionError(f"the condition did not hold within {within:g} s")
+            await self._fire_next()
+
+
+# ---------------------------------------------------------------------------
+# the world of fake guests
+
+
+@dataclass(frozen=True)
+class Op:
+    """One command an agent ran, as a guest saw it."""
+
+    time: float
+    instance: str
+    assembly: str
+    resource: str  # OCF_RESOURCE_INSTANCE, or the lsb/systemd type
+    op: str  # probe, start, stop, monitor
+    interval: float
+    params: dict[str, str]
+    exit_status: int | str  # or HANG
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.assembly}/{self.resource}"
+
+
+@dataclass
+class Service:
+    running: bool = False
+    script: dict[str, deque[int | str]] = field(default_factory=dict)
+
+
+@dataclass
+class Parsed:
+    rclass: str
+    name: str
+    op: str
+    interval: float
+    params: dict[str, str]
+
+
+class FakeGuest:
+    def __init__(self, world: FakeWorld, instance: Instance) -> None:
+        self.world = world
+        self.instance = instance
+        self.alive = True  # sshd answers
+        self.frozen = False  # sshd stopped (SIGSTOP): nothing answers, nothing refuses
+        self.destroyed = False
+        self.health_status = 0
+        self.services: dict[str, Service] = {}
+
+    @property
+    def assembly(self) -> str:
+        return self.instance.assembly
+
+    def service(self, name: str) -> Service:
+        return self.services.setdefault(name, Service())
+
+    async def answer(self, timeout: float) -> None:
+        """Whether the guest's sshd is there at all."""
+        if self.frozen:
+            await self.world.clock.sleep(timeout)
+            raise OperationTimeout(f"no answer within {timeout:g} s")
+        if not self.alive:
+            raise Unavailable("connection reset by peer")
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        await self.answer(timeout)
+        if command == "uptime":
+            return CommandResult(self.health_status, " 10:00:00 up 1 day", "")
+        parsed = parse_agent_command(command)
+        status = self._behave(parsed)
+        self.world.record(self, parsed, status)
+        if status == HANG:
+            await self.world.clock.sleep(timeout)
+            raise OperationTimeout(f"command timed out after {timeout:g} s")
+        assert isinstance(status, int)
+        return CommandResult(status, "", "")
+
+    def _behave(self, parsed: Parsed) -> int | str:
+        service = self.service(parsed.name)
+        override = self.world.overrides.get((self.assembly, parsed.name, parsed.op))
+        scripted = service.script.get(parsed.op)
+        if scripted:
+            return scripted.popleft()
+        if override is not None:
+            return override
+        if parsed.op == "start":
+            service.running = True
+        elif parsed.op == "stop":
+            service.running = False
+        elif not service.running:
+            return _NOT_RUNNING[parsed.rclass]
+        return 0
+
+
+_NOT_RUNNING = {"ocf": 7, "lsb": 3, "systemd": 3}
+
+
+def parse_agent_command(command: str) -> Parsed:
+    """Read back an agent command line built by ``dpe.agents.command``."""
+    words = shlex.split(command)
+    env = {}
+    while words and "=" in words[0] and not words[0].startswith("/"):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    if words and words[0] == "timeout":  # the guest-side kill guard: timeout [-opts] DURATION
+        words.pop(0)
+        while words[0].startswith("-"):
+            words.pop(0)
+        words.pop(0)
+    program, action = words[0], words[1] if len(words) > 1 else ""
+    if program.startswith("/usr/lib/ocf/resource.d/"):
+        interval = int(env.get("OCF_RESKEY_CRM_meta_interval", "0")) / 1000
+        params = {
+            k.removeprefix("OCF_RESKEY_"): v
+            for k, v in env.items()
+            if k.startswith("OCF_RESKEY_") and not k.startswith("OCF_RESKEY_CRM_meta")
+        }
+        op = "probe" if action == "monitor" and not interval else action
+        return Parsed("ocf", env["OCF_RESOURCE_INSTANCE"], op, interval, params)
+    if program.startswith("/etc/init.d/"):
+        op = {"status": "monitor"}.get(action, action)
+        return Parsed("lsb", program.rsplit("/", 1)[1], op, 0.0, {})
+    if program == "systemctl":
+        op = {"is-active": "monitor"}.get(action, action)
+        return Parsed("systemd", words[2].removesuffix(".service"), op, 0.0, {})
+    raise AssertionError(f"not an agent command: {command!r}")
+
+
+class FakeWorld:
+    """Every guest ever created, the op log, and the invariants."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.guests: dict[str, FakeGuest] = {}
+        self.ops: list[Op] = []
+        self.violations: list[str] = []
+        # (assembly, resource, op) -> exit status on every instance of the assembly
+        self.overrides: dict[tuple[str, str, str], int | str] = {}
+        self.constraints: Callable[[], Iterable[Constraint]] = tuple
+        self._believed: dict[tuple[str, str], bool] = {}  # what the engine's ops made true
+
+    def live(self, assembly: str) -> list[FakeGuest]:
+        return [g for g in self.guests.values() if g.assembly == assembly and not g.destroyed]
+
+    def guest(self, assembly: str) -> FakeGuest:
+        guests = self.live(assembly)
+        assert len(guests) == 1, f"{assembly}: {len(guests)} live instances"
+        return guests[0]
+
+    def record(self, guest: FakeGuest, parsed: Parsed, status: int | str) -> None:
+        self.ops.append(
+            Op(
+                self.clock.now,
+                guest.instance.instance_id,
+                guest.assembly,
+                parsed.name,
+                parsed.op,
+                parsed.interval,
+                parsed.params,
+                status,
+            )
+        )
+        key = (guest.assembly, parsed.name)
+        if parsed.op == "start":
+            self._check_order(guest.assembly, parsed.name)
+        if parsed.op in ("start", "probe") and status == 0:
+            self._believed[key] = True
+        elif parsed.op == "stop" or (parsed.op == "probe" and status != 0):
+            self._believed[key] = False
+
+    def _check_order(self, assembly: str, resource: str) -> None:
+        for c in self.constraints():
+            if (c.then.assembly, c.then.resource) != (assembly, resource):
+                continue
+            if not self._believed.get((c.first.assembly, c.first.resource)):
+                self.violations.append(
+                    f"{self.clock.now}: started {c.then} before {c.first} was running"
+                )
+
+    def forget(self, guest: FakeGuest) -> None:
+        for key in list(self._believed):
+            if key[0] == guest.assembly:
+                self._believed[key] = False
+
+    def ops_of(self, subject: str, since: int = 0) -> list[str]:
+        """``["probe", "start", "monitor"...]`` for ``assembly/resource`` from op index ``since``."""
+        assembly, resource = subject.split("/")
+        return [o.op for o in self.ops[since:] if (o.assembly, o.resource) == (assembly, resource)]
+
+    # -- what tests do to the world -------------------------------------------
+
+    def kill_resource(self, assembly: str, resource: str) -> None:
+        self.guest(assembly).service(resource).running = False
+
+    def script(self, assembly: str, resource: str, op: str, *answers: int | str) -> None:
+        self.guest(assembly).service(resource).script.setdefault(op, deque()).extend(answers)
+
+    def kill_instance(self, assembly: str) -> None:
+        """The instance dies: sshd gone, everything in it gone (the driver sees it stopped)."""
+        guest = self.guest(assembly)
+        guest.alive = False
+        for service in guest.services.values():
+            service.running = False
+
+    def freeze_instance(self, assembly: str) -> None:
+        self.guest(assembly).frozen = True
+
+
+class FakeDriver:
+    name = "fake"
+
+    def __init__(self, world: FakeWorld) -> None:
+        self.world = world
+        self.created: list[Instance] = []
+        self.destroyed: list[str] = []
+        self.fail_create: str | None = None  # a message: create raises it
+        self.create_delay = 0.0  # seconds a create takes (a VM boots)
+        self._numbers = itertools.count(2)
+
+    async def create(self, deployable: str, assembly: Assembly, keys: AssemblyKeys) -> Instance:
+        if self.fail_create:
+            raise Unavailable(self.fail_create)
+        await self.world.clock.sleep(self.create_delay)
+        if self.world.live(assembly.name):
+            self.world.violations.append(
+                f"{self.world.clock.now}: a second live instance of {assembly.name} created"
+            )
+        n = next(self._numbers)
+        instance = Instance(
+            instance_id=f"{assembly.name}-{n}",
+            deployable=deployable,
+            assembly=assembly.name,
+            address=f"1.2.3.{n}",
+            hostname=f"{assembly.name}-{n}.example",
+            ssh_host="127.0.0.1",
+            ssh_port=20000 + n,
+            created_at=self.world.clock.now,
+        )
+        self.world.guests[instance.instance_id] = FakeGuest(self.world, instance)
+        self.created.append(instance)
+        return instance
+
+    async def destroy(self, instance_id: str) -> None:
+        guest = self.world.guests.get(instance_id)
+        if guest is None or guest.destroyed:
+            return
+        guest.destroyed, guest.alive = True, False
+        self.destroyed.append(instance_id)
+        self.world.forget(guest)
+
+    async def state(self, instance_id: str) -> InstanceState:
+        guest = self.world.guests.get(instance_id)
+        if guest is None or guest.destroyed:
+            return InstanceState.GONE
+        return InstanceState.RUNNING if guest.alive else InstanceState.STOPPED
+
+    async def list(self, deployable: str) -> list[Instance]:
+        return [
+            _with_state(g.instance, await self.state(g.instance.instance_id))
+            for g in self.world.guests.values()
+            if g.instance.deployable == deployable and not g.destroyed
+        ]
+
+
+def _with_state(instance: Instance, state: InstanceState) -> Instance:
+    return Instance(**{**instance.__dict__, "state": state})
+
+
+class FakeConnection:
+    def __init__(self, guest: FakeGuest) -> None:
+        self.guest = guest
+        self.closed = False
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        self._check()
+        return await self.guest.run(command, timeout)
+
+    async def keepalive(self, timeout: float) -> None:
+        self._check()
+        await self.guest.answer(timeout)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def _check(self) -> None:
+        if self.closed:
+            raise Unavailable("connection closed")
+
+
+class FakeTransport:
+    def __init__(self, world: FakeWorld) -> None:
+        self.world = world
+        self.connections: list[FakeConnection] = []
+
+    async def connect(
+        self, instance: Instance, keys: AssemblyKeys, timeout: float
+    ) -> FakeConnection:
+        guest = self.world.guests.get(instance.instance_id)
+        if guest is None or guest.destroyed:
+            raise Unavailable(f"connection refused by {instance.ssh_host}:{instance.ssh_port}")
+        await guest.answer(timeout)
+        connection = FakeConnection(guest)
+        self.connections.append(connection)
+        return connection
+
+
+def fake_keys(assembly: str) -> AssemblyKeys:
+    return AssemblyKeys(
+        private_key=Path("/nonexistent", assembly),
+        public_key=f"ssh-rsa AAAA{assembly} root",
+        host_private_key=Path("/nonexistent", f"{assembly}.host"),
+        host_public_key=f"ssh-rsa AAAAhost{assembly}",
+    )
+
+
+# ---------------------------------------------------------------------------
+# a whole set-up
+
+
+FAST = EngineOptions(lease_ttl=5.0, lease_renew=1.0, lease_wait=10.0)
+
+
+class Harness:
+    """A fake world, a runtime, and engines over them."""
+
+    def __init__(self, runtime: MemoryRuntime | None = None) -> None:
+        self.clock = FakeClock()
+        self.world = FakeWorld(self.clock)
+        self.driver = FakeDriver(self.world)
+        self.transport = FakeTransport(self.world)
+        self.runtime = runtime
+        self.engine: Engine | None = None
+
+    def new_engine(self, document: Deployable, holder: str = "test:1") -> Engine:
+        if self.runtime is None:
+            self.runtime = MemoryRuntime(document.name)
+        engine = Engine(
+            document,
+            driver=self.driver,
+            transport=self.transport,
+            runtime=self.runtime,
+            keys=fake_keys,
+            clock=self.clock,
+            options=FAST,
+            holder=holder,
+        )
+        self.world.constraints = lambda: engine.document.constraints
+        self.engine = engine
+        return engine
+
+    async def start(self, document: Deployable, **kwargs: Any) -> Engine:
+        engine = self.new_engine(document)
+        await engine.start(**kwargs)
+        await settle()
+        return engine
+
+    @property
+    def events(self) -> list[Event]:
+        assert self.runtime is not None
+        return self.runtime.events
+
+    def story(self, subject: str | None = None, since: int = 0) -> list[str]:
+        """``["a1/x running: started", ...]`` — the events, optionally of one subject."""
+        lines = []
+        for e in self.events[since:]:
+            name = "/".join(p for p in (e.assembly, e.resource) if p) or e.deployable
+            if subject is None or name == subject:
+                lines.append(f"{name} {e.state}: {e.reason}")
+        return lines
+
+    def state(self, subject: str) -> str:
+        assert self.engine is not None
+        status = self.engine.status()
+        if "/" in subject:
+            return str(status["resources"][subject]["state"])
+        if subject == self.engine.name:
+            return str(status["state"])
+        return str(status["assemblies"][subject]["state"])
+
+    async def until(self, condition: Callable[[], bool], within: float = 120.0) -> None:
+        await self.clock.run_until(condition, within)
+
+    async def until_event(self, line: str, within: float = 120.0) -> None:
+        """Until the story has ``line`` (``"a1 failed: no heartbeat for 3.0 s"``)."""
+        await self.until(lambda: line in self.story(), within)
+
+    async def until_state(self, subject: str, state: str, within: float = 120.0) -> None:
+        await self.until(lambda: self.state(subject) == state, within)

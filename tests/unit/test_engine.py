@@ -1,0 +1,389 @@
+"""The engine with fakes: failure detection, escalation level by level, hard
+errors, reload, adoption, the lease, stop and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from dpe.errors import Conflict
+from dpe.interfaces import InstanceState
+from dpe.model import Deployable, parse
+from dpe.runtime import MemoryRuntime
+from tests.unit.fakes import HANG, Harness, settle
+
+HEARTBEAT = {"interval": 1, "timeout": 3, "health_interval": 5}
+
+
+def resource(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "Dummy", "monitor_interval": 1} | extra
+
+
+def deployable(
+    assemblies: dict[str, list[dict[str, Any]]],
+    constraints: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    **extra: Any,
+) -> Deployable:
+    escalations = extra.pop("assembly_escalation", {})
+    return parse(
+        {
+            "name": "dep",
+            "heartbeat": HEARTBEAT,
+            "assemblies": [
+                {"name": name, "resources": rs, "escalation": escalations.get(name, {})}
+                for name, rs in assemblies.items()
+            ],
+            "constraints": [{"first": f, "then": t} for f, t in constraints],
+            **extra,
+        }
+    )
+
+
+TWO = deployable(
+    {"a1": [resource("x")], "a2": [resource("y"), resource("z")]},
+    [("a1/x", "a2/y")],
+)
+
+
+async def running(h: Harness, doc: Deployable = TWO, **kwargs: Any) -> None:
+    await h.start(doc, **kwargs)
+    await h.until_state("dep", "running", within=30)
+
+
+# ---------------------------------------------------------------------------
+# detecting failures
+
+
+async def test_a_frozen_sshd_fails_its_assembly_after_the_heartbeat_timeout() -> None:
+    h = Harness()
+    await running(h)
+    h.world.freeze_instance("a2")
+    frozen_at = h.clock.now
+    await h.until_event("a2 failed: no heartbeat for 3.0 s", within=10)
+    assert h.clock.now - frozen_at <= 1 + 3  # at most one interval, then the timeout
+    await h.until(lambda: h.state("dep") == "running" and len(h.driver.created) == 3)
+    assert h.state("a1/x") == "running"
+    assert h.world.violations == []
+
+
+async def test_a_hanging_agent_is_failed_by_its_timeout_and_restarted() -> None:
+    doc = deployable({"a1": [resource("x", timeouts={"monitor": "2s"})]})
+    h = Harness()
+    await running(h, doc)
+    h.world.script("a1", "x", "monitor", HANG)
+    mark = len(h.events)
+    await h.until(lambda: "a1/x failed: monitor timed out after 2 s" in h.story(since=mark))
+    await h.until_state("dep", "running")
+    assert h.world.ops_of("a1/x")[-3:] == ["monitor", "stop", "start"]
+    assert h.driver.destroyed == []
+
+
+async def test_the_driver_reporting_the_instance_gone_fails_the_assembly() -> None:
+    h = Harness()
+    await running(h)
+    guest = h.world.guest("a1")
+    guest.destroyed = True  # gone behind our back; the connection still answers
+    await h.until_event("a1 failed: the fake driver reports the instance gone", within=10)
+
+
+async def test_a_failing_health_command_fails_the_assembly() -> None:
+    h = Harness()
+    await running(h)
+    h.world.guest("a2").health_status = 1
+    await h.until_event("a2 failed: health command 'uptime' exited with 1", within=10)
+
+
+async def test_hard_errors_make_a_resource_unrecoverable_and_the_rest_keeps_running() -> None:
+    h = Harness()
+    h.world.overrides[("a1", "x", "start")] = 5  # not installed
+    await h.start(TWO)
+    await h.until_state("a1/x", "unrecoverable", within=30)
+    await h.until_state("dep", "running")
+    story = h.story()
+    assert "a1/x unrecoverable: start returned 5 (not installed)" in story
+    assert "a2/y stopped: cannot start: depends on a1/x, which is unrecoverable" in story
+    assert h.state("a2/z") == "running"
+    assert story[-1] == (
+        "dep running: 2 assemblies running, 1 resource running, 1 unrecoverable, 1 cannot start"
+    )
+    starts = h.world.ops_of("a1/x").count("start")
+    await h.clock.advance(30)
+    assert h.world.ops_of("a1/x").count("start") == starts  # left alone
+    assert h.state("a2/z") == "running"
+
+
+async def test_a_start_that_keeps_failing_is_retried_with_growing_delays() -> None:
+    h = Harness()
+    h.world.overrides[("a1", "x", "start")] = 1
+    await h.start(deployable({"a1": [resource("x")]}))
+    await h.clock.advance(60)
+    starts = [o.time for o in h.world.ops if o.op == "start"]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert 5 <= len(starts) <= 12  # not a busy loop, not given up
+    assert gaps[-1] > gaps[0]
+    assert gaps[-1] <= 30.0 + 1
+
+
+async def test_a_stop_that_fails_gets_its_assembly_fenced() -> None:
+    h = Harness()
+    await running(h)
+    h.world.script("a2", "z", "monitor", 7)
+    h.world.script("a2", "z", "stop", 1)
+    await h.until(lambda: len(h.driver.destroyed) == 1)
+    assert "a2 failed: stop of z failed (stop returned 1 (unknown error))" in h.story()
+    await h.until_state("dep", "running")
+    assert h.world.violations == []
+
+
+# ---------------------------------------------------------------------------
+# escalation, level by level
+
+
+async def test_assembly_escalation_restarts_the_whole_deployable() -> None:
+    doc = deployable(
+        {"a1": [resource("x")], "a2": [resource("y")]},
+        [("a1/x", "a2/y")],
+        assembly_escalation={"a1": {"failures": 2, "period": 60}},
+    )
+    h = Harness()
+    await running(h, doc)
+    h.world.kill_instance("a1")  # first failure: re-create a1 only
+    await h.until(lambda: len(h.driver.created) == 3 and h.state("dep") == "running")
+    assert len(h.driver.destroyed) == 1
+    healthy = h.world.guest("a2").instance.instance_id
+    mark = len(h.events)
+    h.world.kill_instance("a1")  # second within 60 s: restart everything
+    await h.until(lambda: healthy in h.driver.destroyed)
+    await h.until_state("dep", "running")
+    story = h.story(since=mark)
+    assert (
+        "dep recovering: assembly a1: 2 failures in 60 s: escalating to deployable:"
+        " restarting every assembly" in story
+    )
+    assert story.index("a2/y stopped: stopped") < story.index(
+        "a2 stopped: " + f"instance {healthy} destroyed"
+    )
+    assert len(h.driver.created) == 5
+    assert h.world.violations == []
+
+
+async def test_deployable_escalation_marks_it_failed_and_recovery_stops() -> None:
+    doc = deployable(
+        {"a1": [resource("x")]},
+        assembly_escalation={"a1": {"failures": 1, "period": 60}},
+        escalation={"failures": 2, "period": 600},
+    )
+    h = Harness()
+    await running(h, doc)
+    h.world.kill_instance("a1")  # escalates at once: deployable restart (1 of 2)
+    await h.until(lambda: len(h.driver.created) == 2 and h.state("dep") == "running")
+    h.world.kill_instance("a1")  # escalates again: 2 deployable failures in 600 s
+    await h.until_state("dep", "failed")
+    assert h.story()[-1] == (
+        "dep failed: 2 failures in 600 s: escalating to beyond the deployable:"
+        " failed, no more recovery until it is started again"
+    )
+    created = len(h.driver.created)
+    await h.clock.advance(60)
+    assert len(h.driver.created) == created
+    assert h.runtime is not None
+    assert h.runtime.docs["deployable"][""]["state"] == "failed"
+
+
+async def test_a_failed_deployable_stays_failed_after_a_restart_until_cleared() -> None:
+    runtime = MemoryRuntime("dep")
+    runtime.put("deployable", "", {"state": "failed", "reason": "given up", "failures": [1.0]})
+    h = Harness(runtime)
+    await h.start(TWO)
+    await h.clock.advance(10)
+    assert h.state("dep") == "failed"
+    assert h.driver.created == []
+    assert h.engine is not None
+    await h.engine.shutdown()
+    await h.start(TWO, clear_failed=True)
+    await h.until_state("dep", "running")
+    assert "dep starting: failed state cleared: starting again" in h.story()
+
+
+# ---------------------------------------------------------------------------
+# reload
+
+
+async def test_reload_applies_only_the_difference() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None
+    changed = deployable(
+        {
+            "a1": [resource("x"), resource("new")],
+            "a2": [resource("y", parameters={"fake": "2"}), resource("z")],
+        },
+        [("a1/x", "a2/y")],
+    )
+    mark = len(h.world.ops)
+    await engine.reload(changed)
+    await h.until(lambda: h.state("a1/new") == "running" and h.state("dep") == "running")
+    touched = [str(o) for o in h.world.ops[mark:] if o.op != "monitor"]
+    assert touched == ["probe a1/new", "stop a2/y", "start a1/new", "start a2/y"] or sorted(
+        touched
+    ) == sorted(["probe a1/new", "stop a2/y", "start a1/new", "start a2/y"])
+    assert [o.params for o in h.world.ops if str(o) == "start a2/y"][-1] == {"fake": "2"}
+
+    removed = deployable({"a1": [resource("x")], "a2": [resource("z")]})
+    mark = len(h.world.ops)
+    await engine.reload(removed)
+    await h.until(lambda: "a2/y" not in engine.status()["resources"] and not engine.orphans)
+    await h.until_state("dep", "running")
+    touched = sorted(str(o) for o in h.world.ops[mark:] if o.op != "monitor")
+    assert touched == ["stop a1/new", "stop a2/y"]
+    assert h.runtime is not None and "a2/y" not in h.runtime.docs["resource"]
+
+
+async def test_reload_adds_and_removes_assemblies() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None
+    old_a2 = h.world.guest("a2").instance.instance_id
+    await engine.reload(deployable({"a1": [resource("x")], "a3": [resource("w")]}))
+    await h.until(lambda: h.state("a3/w") == "running" and "a2" not in engine.assemblies)
+    assert old_a2 in h.driver.destroyed
+    assert sorted(str(o) for o in h.world.ops if o.op == "stop") == ["stop a2/y", "stop a2/z"]
+    assert h.runtime is not None and "a2" not in h.runtime.docs.get("instance", {})
+
+
+# ---------------------------------------------------------------------------
+# adoption and the lease
+
+
+async def test_a_new_engine_adopts_creates_nothing_and_restarts_nothing() -> None:
+    doc = deployable(
+        {"a1": [resource("x", escalation={"failures": 2, "period": 600})], "a2": [resource("y")]},
+        [("a1/x", "a2/y")],
+    )
+    h = Harness()
+    await running(h, doc)
+    h.world.kill_resource("a1", "x")  # one failure recorded before the restart
+    await h.until(lambda: h.world.ops_of("a1/x").count("start") == 2)
+    await h.until_state("dep", "running")
+    assert h.engine is not None
+    await h.engine.shutdown()
+    instances = {g.instance.instance_id for g in h.world.guests.values()}
+    mark = len(h.world.ops)
+
+    await running(h, doc)
+    assert {i.instance_id for i in h.driver.created} == instances  # nothing new
+    await h.clock.advance(5)
+    touched = sorted(str(o) for o in h.world.ops[mark:] if o.op != "monitor")
+    assert touched == ["probe a1/x", "probe a2/y"]
+    assert h.driver.destroyed == []
+
+    h.world.kill_resource("a1", "x")  # the window continued: second failure escalates
+    await h.until(lambda: len(h.driver.destroyed) == 1)
+    assert "a1 failed: x: 2 failures in 600 s: escalating to assembly" in h.story()
+
+
+async def test_adoption_destroys_a_second_instance_of_an_assembly() -> None:
+    h = Harness()
+    await running(h)
+    assert h.engine is not None
+    await h.engine.shutdown()
+    keys = h.world.guest("a1").instance
+    from tests.unit.fakes import fake_keys  # a stray twin, as a crashed create may leave
+
+    twin = await h.driver.create("dep", TWO.assemblies[0], fake_keys("a1"))
+    h.world.violations.clear()
+    await running(h)
+    assert h.driver.destroyed == [twin.instance_id]
+    assert h.world.guest("a1").instance == keys
+
+
+async def test_adoption_replaces_an_instance_found_stopped() -> None:
+    h = Harness()
+    await running(h)
+    assert h.engine is not None
+    await h.engine.shutdown()
+    dead = h.world.guest("a2").instance.instance_id
+    h.world.kill_instance("a2")
+    await running(h)
+    assert dead in h.driver.destroyed
+    assert h.world.guest("a2").instance.instance_id != dead
+    assert await h.driver.state(dead) is InstanceState.GONE
+
+
+async def test_a_second_engine_cannot_take_a_held_lease() -> None:
+    h = Harness()
+    await running(h)
+    rival = h.new_engine(TWO, holder="other:2")
+    task = asyncio.create_task(rival.start())
+    await h.clock.advance(15)
+    with pytest.raises(Conflict, match="kept by another DPE"):
+        await task
+    assert len(h.driver.created) == 2
+
+
+async def test_an_engine_that_loses_its_lease_stops_acting() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None and h.runtime is not None and h.runtime.lease is not None
+    h.runtime.lease.holder = "usurper:9"  # taken over
+    await h.clock.advance(2)
+    assert engine.halted.is_set()
+    assert engine.halt_reason == "the lease was taken over"
+    h.world.kill_resource("a1", "x")
+    mark = len(h.world.ops)
+    await h.clock.advance(30)
+    assert h.world.ops[mark:] == []  # no monitor, no recovery
+    await engine.shutdown()
+
+
+# ---------------------------------------------------------------------------
+# stop and shutdown
+
+
+async def test_stop_goes_in_reverse_order_and_destroys_every_instance() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None
+    mark = len(h.world.ops)
+    await engine.stop()
+    stops = [str(o) for o in h.world.ops[mark:] if o.op == "stop"]
+    assert stops.index("stop a2/y") < stops.index("stop a1/x")
+    assert sorted(h.driver.destroyed) == sorted(i.instance_id for i in h.driver.created)
+    assert h.story()[-1] == "dep stopped: every resource stopped, every instance destroyed"
+    assert h.runtime is not None
+    assert h.runtime.docs == {
+        "deployable": {"": {"state": "stopped", "reason": h.engine.cell.reason, "failures": []}}  # type: ignore[union-attr]
+    }
+    assert h.runtime.lease is not None and h.runtime.lease.holder is None
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_shutdown_leaves_instances_running_and_ends_every_task() -> None:
+    h = Harness()
+    await running(h)
+    assert h.engine is not None
+    await h.engine.shutdown()
+    await settle()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert h.driver.destroyed == []
+    assert h.runtime is not None and sorted(h.runtime.docs["instance"]) == ["a1", "a2"]
+
+
+async def test_a_failing_create_is_retried_with_back_off_then_succeeds() -> None:
+    h = Harness()
+    h.driver.fail_create = "no capacity"
+    await h.start(TWO)
+    await h.clock.advance(20)
+    failures = [line for line in h.story("a1") if line.startswith("a1 failed")]
+    assert failures[0] == "a1 failed: bringing up an instance failed: no capacity"
+    assert 3 <= len(failures) <= 8  # retried, but not in a busy loop
+    h.driver.fail_create = None
+    await h.until_state("dep", "running", within=60)
+    assert h.world.violations == []
