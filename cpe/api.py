@@ -29,6 +29,7 @@ from aiohttp import web
 
 from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
 from cpe.eventfeed import EventFeed
+from cpe.hook import EventHook
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
 from dpe import __version__
 from dpe.config import Config
@@ -42,6 +43,7 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 4 * 1024 * 1024
 STREAM_BATCH = 500
+HOOK_BATCH = 100
 CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 
 
@@ -86,12 +88,28 @@ def make_app(
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    feed_task = asyncio.create_task(app[FEED].run(), name="event-feed")
+    """The event feed and the event hook run for the application's lifetime."""
+    store = app[STORE]
+    hook = EventHook(
+        app[FEED],
+        partial(_in_store, app, _events_after, store),
+        lambda: app[INFO].config.cped,
+    )
+    newest = await _in_store(app, store.last_event_id)
+    tasks = [
+        asyncio.create_task(app[FEED].run(), name="event-feed"),
+        asyncio.create_task(hook.run(newest), name="event-hook"),
+    ]
     yield
     await app[FEED].close()
-    feed_task.cancel()
-    await asyncio.gather(feed_task, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     app[STORE_THREAD].shutdown(wait=True)
+
+
+def _events_after(store: Store, after_id: int) -> list[Event]:
+    return store.query_events(after_id=after_id, limit=HOOK_BATCH)
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -256,7 +256,9 @@ class Catalog:
     # -- deployables --------------------------------------------------------------
 
     def list_deployables(self) -> list[dict[str, Any]]:
-        return [self._summary(doc, desired) for doc, desired in self.store.list_deployables()]
+        with self.store.snapshot():
+            rows = self.store.list_deployables()
+            return [self._summary(doc, desired) for doc, desired in rows]
 
     def _summary(self, doc: dict[str, Any], desired: str) -> dict[str, Any]:
         runtime = self.store.get_runtime(doc["name"]).get("deployable", {}).get("", {})

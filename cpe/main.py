@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     parser.add_argument("--version", action="version", version=f"cped {__version__}")
     args = parser.parse_args(argv)
-    return Options(config_file=args.config, foreground=args.foreground, verbose=args.verbose)
+    config = args.config.absolute() if args.config else None  # cped changes to / when detaching
+    return Options(config_file=config, foreground=args.foreground, verbose=args.verbose)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import signal
 import stat
@@ -239,3 +240,23 @@ def test_events_written_by_another_process_reach_query_and_stream(cped: CpedProc
 def test_client_without_cped_says_how_to_start_it(pcloud_home: Paths) -> None:
     with pytest.raises(Unavailable, match="pcloudsh start"):
         Client(pcloud_home.socket, timeout=1).list_jeos()
+
+
+def test_the_event_hook_runs_for_every_new_event(
+    pcloud_home: Paths, cped_factory: CpedFactory
+) -> None:
+    out = pcloud_home.state_dir / "hook.out"
+    script = f'cat >> {out}; echo >> {out}; test "$PCLOUD_STATE" != failed'
+    cped = cped_factory(f"[cped]\nevent_hook = /bin/sh -c '{script}'\n")
+    writer = Store.open(cped.paths.store_file)
+    try:
+        events = [
+            writer.append_event(Event(time.time(), "shop", state, f"test {state}", "web"))
+            for state in ("running", "failed", "recovering")
+        ]
+    finally:
+        writer.close()
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 3)
+    received = [json.loads(line) for line in out.read_text().splitlines()]
+    assert received == [e.to_dict() for e in events]
+    wait_for(lambda: "event hook exited 1" in cped.log())
