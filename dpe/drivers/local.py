@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import json
 import logging
@@ -42,12 +43,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dpe.drivers import _procfs
+from dpe.drivers import _netns, _procfs
 from dpe.errors import InvalidInput, OperationTimeout, Unavailable
 from dpe.interfaces import AssemblyKeys, Instance, InstanceState
 from dpe.model import Assembly, Problems, parse_duration, validate_name
@@ -105,8 +106,8 @@ class LocalSettings:
 def _network_setting(value: str, root: bool, problems: Problems) -> str:
     if value not in ("loopback", "netns"):
         problems.add("settings.network", f"must be loopback or netns, not {value!r}")
-    elif value == "netns":
-        problems.add("settings.network", "netns is not available yet")
+    elif value == "netns" and not root:
+        problems.add("settings.network", "netns needs root (network namespaces and a bridge)")
     return value
 
 
@@ -162,6 +163,7 @@ class InstanceRecord:
     created_at: float
     network: str = "loopback"
     netns: str = ""
+    veth: str = ""
     ready: bool = False
     sshd_pid: int = 0
 
@@ -177,7 +179,7 @@ class InstanceRecord:
         if self.sshd_pid:
             extra["sshd_pid"] = str(self.sshd_pid)
         if self.netns:
-            extra["netns"] = self.netns
+            extra |= {"netns": self.netns, "veth": self.veth}
         return Instance(
             instance_id=self.instance_id,
             deployable=self.deployable,
@@ -335,6 +337,8 @@ class LocalDriver:
         self.sshd = sshd
         self.username = pwd.getpwuid(os.geteuid()).pw_name
         self._network: _Network = _Loopback()
+        if self.settings.network == "netns":
+            self._network = _Netns(self.settings.subnet)
 
     # -- Driver ------------------------------------------------------------
 
@@ -347,7 +351,7 @@ class LocalDriver:
         validate_name(assembly.name, "assembly name")
         instance_id = f"{assembly.name}-{secrets.token_hex(4)}"
         layout = Layout(self.paths.instances_dir / deployable / assembly.name / instance_id)
-        self._prepare_host()
+        await self._prepare_host()
         layout.create(keys)
         try:
             return await self._start(layout, deployable, assembly.name, instance_id)
@@ -384,16 +388,35 @@ class LocalDriver:
 
     # -- creating ------------------------------------------------------------
 
-    def _prepare_host(self) -> None:
+    async def _prepare_host(self) -> None:
         if self.root:
             SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
-        self._network.prepare()
+        await self._network.prepare()
 
     async def _start(
         self, layout: Layout, deployable: str, assembly: str, instance_id: str
     ) -> Instance:
         deadline = time.monotonic() + self.settings.start_timeout
-        for attempt in range(_PORT_ATTEMPTS):
+        for _ in range(_PORT_ATTEMPTS):
+            record = self._allocate(layout, deployable, assembly, instance_id)
+            await self._network.attach(record)
+            layout.write_sshd_config(record.address, record.port, self.username)
+            init = await self._launch(layout, assembly, record.netns, deadline)
+            try:
+                sshd_pid = await _wait_ready(layout, record, init, deadline)
+            except _PortTaken:
+                continue
+            ready = replace(record, ready=True, sshd_pid=sshd_pid)
+            _write_json(layout.root / METADATA, asdict(ready))
+            return ready.to_instance(layout.root, init, InstanceState.RUNNING)
+        raise Unavailable(f"{assembly}: no free port for sshd")
+
+    def _allocate(
+        self, layout: Layout, deployable: str, assembly: str, instance_id: str
+    ) -> InstanceRecord:
+        """Choose the address and port, and record them, under a lock shared by
+        every process using these instance directories."""
+        with _locked(self.paths.instances_dir / ".lock"):
             endpoint = self._network.allocate(self.paths.instances_dir, instance_id)
             record = InstanceRecord(
                 instance_id=instance_id,
@@ -405,21 +428,10 @@ class LocalDriver:
                 created_at=time.time(),
                 network=self.settings.network,
                 netns=endpoint.netns,
+                veth=endpoint.veth,
             )
             _write_json(layout.root / METADATA, asdict(record))
-            layout.write_sshd_config(_listen_address(endpoint), endpoint.port, self.username)
-            self._network.attach(endpoint)
-            init = await self._launch(layout, assembly, endpoint.netns, deadline)
-            try:
-                sshd_pid = await _wait_ready(layout, record, init, deadline)
-            except _PortTaken:
-                if attempt + 1 == _PORT_ATTEMPTS:
-                    raise Unavailable(f"{assembly}: no free port for sshd") from None
-                continue
-            ready = replace(record, ready=True, sshd_pid=sshd_pid)
-            _write_json(layout.root / METADATA, asdict(ready))
-            return ready.to_instance(layout.root, init, InstanceState.RUNNING)
-        raise AssertionError("unreachable")
+        return record
 
     async def _launch(
         self, layout: Layout, hostname: str, netns: str, deadline: float
@@ -459,7 +471,7 @@ class LocalDriver:
             await _kill_all(init, directory.name)
         record = _read_record(directory)
         if record is not None and record.netns:
-            self._network.release(record.netns)
+            await _netns.delete_namespace(record.netns, record.veth)
         shutil.rmtree(directory, ignore_errors=True)
         for parent in (directory.parent, directory.parent.parent):
             with contextlib.suppress(OSError):
@@ -471,8 +483,14 @@ class LocalDriver:
         return next(self.paths.instances_dir.glob(f"*/*/{instance_id}"), None)
 
 
-def _listen_address(endpoint: Endpoint) -> str:
-    return endpoint.address
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _clean_environment() -> dict[str, str]:
@@ -606,25 +624,49 @@ class Endpoint:
     address: str
     port: int
     netns: str = ""
+    veth: str = ""
 
 
 class _Network:
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         return None
 
     def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
         raise NotImplementedError
 
-    def attach(self, endpoint: Endpoint) -> None:
-        return None
-
-    def release(self, netns: str) -> None:
+    async def attach(self, record: InstanceRecord) -> None:
         return None
 
 
 class _Loopback(_Network):
+    """sshd on 127.0.0.1, a free port each."""
+
     def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
         return Endpoint(LOOPBACK, _free_port())
+
+
+class _Netns(_Network):
+    """A network namespace each, port 22 on its own address (see ``_netns``)."""
+
+    def __init__(self, subnet: ipaddress.IPv4Network) -> None:
+        self.subnet = subnet
+        self.bridge = _netns.bridge_name(subnet)
+
+    async def prepare(self) -> None:
+        await _netns.ensure_bridge(self.subnet)
+
+    def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
+        used = _netns.used_addresses(instances_dir, self.subnet)
+        address = _netns.free_address(self.subnet, used)
+        netns, veth = _netns.netns_name(instance_id), _netns.veth_name(instance_id)
+        return Endpoint(str(address), 22, netns, veth)
+
+    async def attach(self, record: InstanceRecord) -> None:
+        await _netns.delete_namespace(record.netns, record.veth)  # a retry's leftover
+        address = ipaddress.IPv4Address(record.address)
+        await _netns.add_namespace(
+            record.netns, record.veth, self.bridge, address, self.subnet.prefixlen
+        )
 
 
 def _free_port() -> int:

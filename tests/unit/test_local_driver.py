@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import asdict
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.drivers import _procfs, make_driver
+from dpe.drivers import _netns, _procfs, make_driver
 from dpe.drivers.local import (
     INIT_RECORD,
     METADATA,
@@ -19,7 +20,7 @@ from dpe.drivers.local import (
     LocalDriver,
     LocalSettings,
 )
-from dpe.errors import InvalidInput
+from dpe.errors import Conflict, InvalidInput
 from dpe.interfaces import AssemblyKeys, InstanceState
 from dpe.paths import Paths
 
@@ -201,3 +202,38 @@ def test_this_process_is_alive_and_guarded_by_its_start_time() -> None:
     assert me is not None
     assert _procfs.is_alive(me.pid, me.start_time)
     assert not _procfs.is_alive(me.pid, me.start_time + 1)
+
+
+# ---------------------------------------------------------------------------
+# network namespaces (names and addresses only)
+
+
+def test_netns_needs_root() -> None:
+    with pytest.raises(InvalidInput, match="root"):
+        LocalSettings.parse({"network": "netns"}, root=False)
+    assert LocalSettings.parse({"network": "netns"}, root=True).network == "netns"
+
+
+def test_interface_names_fit_the_kernels_limit() -> None:
+    subnet = ipaddress.IPv4Network("10.236.0.0/24")
+    assert len(_netns.bridge_name(subnet)) <= 15
+    assert len(_netns.veth_name("a" * 70 + "-0123abcd")) <= 15
+    assert _netns.veth_name("web-1") != _netns.veth_name("web-2")
+
+
+def test_free_address_skips_the_bridge_and_used_ones() -> None:
+    subnet = ipaddress.IPv4Network("10.236.0.0/29")
+    assert str(_netns.gateway(subnet)) == "10.236.0.1"
+    assert str(_netns.free_address(subnet, [])) == "10.236.0.2"
+    assert str(_netns.free_address(subnet, ["10.236.0.2", "10.236.0.4"])) == "10.236.0.3"
+    with pytest.raises(Conflict, match="no free address"):
+        _netns.free_address(subnet, [f"10.236.0.{n}" for n in range(2, 7)])
+
+
+def test_used_addresses_come_from_every_deployables_records(tmp_path: Path) -> None:
+    for deployable, address in [("a", "10.236.0.2"), ("b", "10.236.0.3"), ("c", "127.0.0.1")]:
+        directory = tmp_path / deployable / "web" / "web-1"
+        directory.mkdir(parents=True)
+        (directory / "instance.json").write_text(json.dumps({"address": address}))
+    used = _netns.used_addresses(tmp_path, ipaddress.IPv4Network("10.236.0.0/24"))
+    assert sorted(used) == ["10.236.0.2", "10.236.0.3"]

@@ -1,0 +1,118 @@
+"""Network namespaces for local guests (root only): one address per instance.
+
+A bridge per subnet (``pcbr<crc32 of the subnet>``) holds the subnet's first
+address on the host; each instance gets a network namespace ``pc-<id>`` with a
+veth pair (``pcv<crc32 of the id>`` on the bridge, ``eth0`` inside) and the
+lowest free address.  Namespaces have no default route: their traffic stays
+between the host and the namespaces on the bridge.  Deleting the namespace
+deletes its veth pair.
+
+A partition of an instance is its veth going down (``extra["veth"]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from dpe.errors import Conflict, Unavailable
+
+NETNS_DIR = Path("/run/netns")
+IP = "ip"
+_IP_TIMEOUT = 10.0
+
+
+def bridge_name(subnet: ipaddress.IPv4Network) -> str:
+    return f"pcbr{zlib.crc32(str(subnet).encode()):08x}"
+
+
+def veth_name(instance_id: str) -> str:
+    return f"pcv{zlib.crc32(instance_id.encode()):08x}"
+
+
+def netns_name(instance_id: str) -> str:
+    return f"pc-{instance_id}"
+
+
+def free_address(subnet: ipaddress.IPv4Network, used: Iterable[str]) -> ipaddress.IPv4Address:
+    """The lowest host address of ``subnet`` that is not the bridge's nor used."""
+    taken = {ipaddress.IPv4Address(a) for a in used} | {gateway(subnet)}
+    for address in subnet.hosts():
+        if address not in taken:
+            return address
+    raise Conflict(f"no free address left in {subnet} for a new instance")
+
+
+def gateway(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
+    """The host's address on the bridge: the subnet's first host address."""
+    return next(subnet.hosts())
+
+
+def used_addresses(instances_dir: Path, subnet: ipaddress.IPv4Network) -> list[str]:
+    """Addresses of every recorded instance (any deployable) inside ``subnet``."""
+    used = []
+    for metadata in instances_dir.glob("*/*/*/instance.json"):
+        try:
+            address = json.loads(metadata.read_text()).get("address", "")
+            if ipaddress.IPv4Address(address) in subnet:
+                used.append(address)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return used
+
+
+async def ip(*args: str, check: bool = True) -> str:
+    """Run ``ip ARGS``; raises ``Unavailable`` with its message when it fails."""
+    process = await asyncio.create_subprocess_exec(
+        IP,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(_IP_TIMEOUT):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise Unavailable(f"ip {' '.join(args)}: no answer within {_IP_TIMEOUT:g} s") from None
+    if check and process.returncode != 0:
+        raise Unavailable(f"ip {' '.join(args)}: {err.decode(errors='replace').strip()}")
+    return out.decode(errors="replace")
+
+
+async def ensure_bridge(subnet: ipaddress.IPv4Network) -> str:
+    """Create the subnet's bridge with the host's address, unless it exists."""
+    bridge = bridge_name(subnet)
+    if not Path("/sys/class/net", bridge).exists():
+        await ip("link", "add", bridge, "type", "bridge", check=False)
+    host = f"{gateway(subnet)}/{subnet.prefixlen}"
+    if host.split("/")[0] not in await ip("-4", "-o", "addr", "show", "dev", bridge):
+        await ip("addr", "add", host, "dev", bridge, check=False)
+    await ip("link", "set", bridge, "up")
+    return bridge
+
+
+async def add_namespace(
+    netns: str, veth: str, bridge: str, address: ipaddress.IPv4Address, prefixlen: int
+) -> None:
+    """A namespace with ``eth0`` at ``address``, its peer ``veth`` on ``bridge``."""
+    await ip("netns", "add", netns)
+    await ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    await ip("link", "set", veth, "master", bridge, "up")
+    await ip("-n", netns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0")
+    await ip("-n", netns, "link", "set", "eth0", "up")
+    await ip("-n", netns, "link", "set", "lo", "up")
+
+
+async def delete_namespace(netns: str, veth: str) -> None:
+    """Delete the namespace (and so its veth pair); nothing if already gone."""
+    if (NETNS_DIR / netns).exists():
+        await ip("netns", "delete", netns)
+    if veth and Path("/sys/class/net", veth).exists():
+        await ip("link", "delete", veth, check=False)
