@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from dpe.drivers import _netns, _procfs
-from dpe.errors import InvalidInput, OperationTimeout, Unavailable
+from dpe.errors import InvalidInput, NotFound, OperationTimeout, Unavailable
 from dpe.interfaces import AssemblyKeys, Instance, InstanceState
 from dpe.model import Assembly, Problems, parse_duration, validate_name
 from dpe.paths import Paths
@@ -277,7 +277,11 @@ class Layout:
         self.root.mkdir(mode=0o755, parents=True)
         for directory in self.agent_environment().values():
             Path(directory).mkdir(mode=0o755, parents=True, exist_ok=True)
-        _write_private(self.host_key, keys.host_private_key.read_bytes())
+        try:
+            host_key = keys.host_private_key.read_bytes()
+        except OSError as exc:
+            raise NotFound(f"host key {keys.host_private_key}: {exc.strerror}") from exc
+        _write_private(self.host_key, host_key)
         _write_private(self.authorized_keys, (keys.public_key.strip() + "\n").encode())
 
     def write_sshd_config(self, address: str, port: int, username: str) -> None:
@@ -352,12 +356,21 @@ class LocalDriver:
         instance_id = f"{assembly.name}-{secrets.token_hex(4)}"
         layout = Layout(self.paths.instances_dir / deployable / assembly.name / instance_id)
         await self._prepare_host()
-        layout.create(keys)
         try:
-            return await self._start(layout, deployable, assembly.name, instance_id)
+            layout.create(keys)
+            instance = await self._start(layout, deployable, assembly.name, instance_id)
         except BaseException:
             await self._remove(layout.root)
             raise
+        log.info(
+            "deployable=%s assembly=%s instance %s created (%s:%d)",
+            deployable,
+            assembly.name,
+            instance_id,
+            instance.ssh_host,
+            instance.ssh_port,
+        )
+        return instance
 
     async def destroy(self, instance_id: str) -> None:
         """Kill every process of the instance (SIGKILL, waits until they are
@@ -365,6 +378,7 @@ class LocalDriver:
         directory = self._find(instance_id)
         if directory is not None:
             await self._remove(directory)
+            log.info("instance %s destroyed", instance_id)
 
     async def state(self, instance_id: str) -> InstanceState:
         """running (even when sshd is stopped by a signal), pending, stopped or gone."""

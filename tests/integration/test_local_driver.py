@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dpe.drivers import _procfs, make_driver
 from dpe.drivers.local import LocalDriver
+from dpe.errors import NotFound, Unavailable
 from dpe.interfaces import AssemblyKeys, Instance, InstanceState
 from dpe.paths import Paths
 from dpe.transport import SshTransport
@@ -234,3 +236,24 @@ async def test_two_instances_of_one_assembly_are_separate(
 
 async def test_registry_makes_a_local_driver(pcloud_home: Paths) -> None:
     assert make_driver("local", pcloud_home, {}).name == "local"
+
+
+async def test_a_missing_host_key_is_not_found_and_leaves_nothing(
+    local_driver: LocalDriver, ssh_keys: AssemblyKeys, tmp_path: Path
+) -> None:
+    keys = replace(ssh_keys, host_private_key=tmp_path / "missing")
+    with pytest.raises(NotFound, match="host key"):
+        await local_driver.create("shop", assembly(), keys)
+    assert list(local_driver.paths.instances_dir.glob("*/*/*")) == []
+
+
+async def test_sshd_that_cannot_start_is_unavailable_with_its_log(
+    local_driver: LocalDriver, ssh_keys: AssemblyKeys, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a key\n")
+    garbage.chmod(0o600)
+    keys = replace(ssh_keys, host_private_key=garbage)
+    with pytest.raises(Unavailable, match=r"sshd exited: .*host key"):
+        await local_driver.create("shop", assembly(), keys)
+    assert list(local_driver.paths.instances_dir.glob("*/*/*")) == []
