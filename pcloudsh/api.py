@@ -7,8 +7,9 @@ one-shot command starts fast).  Unit tests pass a hand-written fake instead.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from dpe.errors import PcloudError, Unavailable
 from dpe.paths import Paths
@@ -70,7 +71,44 @@ class Api(Protocol):
 
 def connect(paths: Paths, timeout: float) -> Api:
     """The client of cped's API on its UNIX socket."""
-    import importlib
+    from cpe.client import Client
 
-    client: Api = importlib.import_module("cpe.client").Client(paths.socket, timeout=timeout)
-    return client
+    return cast(Api, ReachabilityCheck(Client(paths.socket, timeout=timeout)))
+
+
+class ReachabilityCheck:
+    """Wraps the client so "cped is not reachable" is told apart from cped answering 503.
+
+    On ``Unavailable`` it asks cped for its health: if cped answers, the error was
+    cped's own (a failure); if not, cped is unreachable (exit status 3).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Unavailable as error:
+                raise self._classified(error) from None
+
+        return call
+
+    def stream_events(self, **filters: Any) -> Iterator[JsonDict]:
+        try:
+            yield from self._client.stream_events(**filters)
+        except Unavailable as error:
+            raise self._classified(error) from None
+
+    def _classified(self, error: Unavailable) -> Unavailable:
+        if isinstance(error, CpedUnreachable):
+            return error
+        try:
+            self._client.health()
+        except PcloudError:
+            return CpedUnreachable(error.message, details=error.details)
+        return error

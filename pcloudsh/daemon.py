@@ -40,6 +40,9 @@ class DaemonCommands(Noun):
         if health is None:
             data = {"running": False, "socket": str(self.env.paths.socket)}
             return Result(data, Text("cped is not running"), ExitCode.UNREACHABLE)
+        if health.get("status") == "unreachable":
+            text = f"cped (pid {health.get('pid')}) runs but does not answer: {health.get('error')}"
+            return Result({"running": True, **health}, Text(text), ExitCode.UNREACHABLE)
         return Result({"running": True, **health}, Text(_running_line(health)))
 
 

@@ -12,20 +12,16 @@ class CpedControl:
         self.paths = paths
 
     def start(self) -> dict[str, Any]:
-        control = _control()
-        return dict(control.start(self.paths))
+        from cpe import control
+
+        return control.start(self.paths)
 
     def stop(self) -> dict[str, Any]:
-        control = _control()
-        return dict(control.stop(self.paths))
+        from cpe import control
+
+        return control.stop(self.paths)
 
     def status(self) -> dict[str, Any] | None:
-        control = _control()
-        health = control.status(self.paths)
-        return dict(health) if health is not None else None
+        from cpe import control
 
-
-def _control() -> Any:
-    import importlib
-
-    return importlib.import_module("cpe.control")
+        return control.status(self.paths)

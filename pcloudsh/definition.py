@@ -11,8 +11,8 @@ never print and never exit.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -88,12 +88,18 @@ def command(*args: Arg) -> Callable[[H], H]:
     """Mark a noun method as a command named after it; its docstring is the help."""
 
     def mark(func: H) -> H:
-        doc = inspect.cleandoc(func.__doc__ or "")
+        doc = _cleandoc(func.__doc__ or "")
         summary = doc.split("\n\n", 1)[0].replace("\n", " ")
         setattr(func, SPEC_ATTR, CommandSpec(func.__name__, summary, doc, args))
         return func
 
     return mark
+
+
+def _cleandoc(doc: str) -> str:
+    """A docstring without its indentation (``inspect.cleandoc`` costs an import of inspect)."""
+    first, _, rest = doc.strip("\n").partition("\n")
+    return (first.strip() + "\n" + textwrap.dedent(rest)).strip()
 
 
 class Noun:

@@ -130,11 +130,6 @@ def _report(env: Environment, error: BaseException) -> None:
 
 
 def version() -> str:
-    from importlib import metadata
+    from dpe import __version__  # the package version (importlib.metadata is slow to load)
 
-    try:
-        return metadata.version("pacemaker-cloud")
-    except metadata.PackageNotFoundError:
-        from dpe import __version__
-
-        return __version__
+    return __version__

@@ -190,6 +190,8 @@ class FakeCped:
         owner = self._owner(assembly)
         if owner:
             raise Conflict(f"assembly {assembly!r} already belongs to deployable {owner!r}")
+        doc = self.get_deployable(deployable)
+        model.parse({**doc, "assemblies": [*doc["assemblies"], self.get_assembly(assembly)]})
         target["assemblies"].append(assembly)
 
     def remove_deployable_assembly(self, deployable: str, assembly: str) -> None:

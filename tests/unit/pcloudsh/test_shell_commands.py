@@ -147,9 +147,9 @@ def test_deployable_list_and_assembly_list(env: Environment, shop: FakeCped) -> 
     row = run(env, "deployable_list").out.splitlines()[2].split()
     assert row[:4] == ["shop", "local", "2", "stopped"]
     lines = run(env, "deployable_assembly_list shop").out.splitlines()
-    assert [line.split()[0] for line in lines[2:]] == ["web", "db"]
+    assert [line.split()[0] for line in lines[2:]] == ["db", "web"]
     data = json.loads(run(env, "--json deployable_assembly_list shop").out)
-    assert [a["name"] for a in data] == ["web", "db"]
+    assert [a["name"] for a in data] == ["db", "web"]
 
 
 def test_deployable_create_default_and_named_infrastructure(
