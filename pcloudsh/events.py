@@ -20,18 +20,26 @@ class EventCommands(Noun):
         Arg("--assembly", help="only this assembly's events", complete=Names.ASSEMBLY),
         Arg("--resource", help="only this resource's events"),
         Arg("--since", metavar="TIME", help="from TIME: 10m or 2h ago, epoch seconds, or ISO 8601"),
-        Arg("--limit", type=int, default=100, help="at most this many past events (default 100)"),
+        Arg("--limit", type=int, default=100, help="the last N past events (default 100)"),
         Arg("--follow", "-f", action="store_true", help="keep printing new events (Ctrl-C ends)"),
     )
     def events(self, args: argparse.Namespace) -> Outcome:
         """Show the event log, oldest first; with --follow, then the new events as they come."""
+        api = self.env.api()
         filters = self._filters(args)
-        past = self.env.api().query_events(**filters, limit=args.limit)
+        newest = self._newest_id() if args.follow else 0
+        # the last LIMIT events, printed oldest first
+        past = list(reversed(api.query_events(**filters, order="desc", limit=args.limit)))
         if not args.follow:
             return Result(past, _table(past))
-        after = max((e.get("id") or 0 for e in past), default=None)
-        live = self.env.api().stream_events(**_without(filters, "since"), after_id=after)
+        after = max([newest, *(e.get("id") or 0 for e in past)])
+        live = api.stream_events(**_without(filters, "since"), after_id=after)
         return Stream(_lines(live), header=[_line(e) for e in past])
+
+    def _newest_id(self) -> int:
+        """The id of the newest event of the whole log: following starts after it."""
+        newest = self.env.api().query_events(order="desc", limit=1)
+        return int(newest[0].get("id") or 0) if newest else 0
 
     def _filters(self, args: argparse.Namespace) -> dict[str, Any]:
         filters: dict[str, Any] = {}

@@ -258,6 +258,8 @@ class FakeCped:
     def query_events(self, **filters: Any) -> list[JsonDict]:
         self.calls.append(f"query_events {sorted(filters.items())}")
         matching = [e for e in self.events if _matches(e, filters)]
+        if filters.get("order") == "desc":
+            matching.reverse()
         return matching[: filters.get("limit", 100)]
 
     def stream_events(self, **filters: Any) -> Iterator[JsonDict]:

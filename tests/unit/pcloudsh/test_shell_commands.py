@@ -308,7 +308,23 @@ def test_events_table_json_and_follow(env: Environment, cped: FakeCped) -> None:
     data = json.loads(run(env, "events --json --since 10m").out)
     assert [e["id"] for e in data] == [2, 3]  # 10 minutes before the fake clock
 
+    assert [e["id"] for e in json.loads(run(env, "events --json --limit 2").out)] == [2, 3]
+
     followed = run(env, "events --follow --json --deployable blog")
     assert followed.status == 130
     assert [json.loads(line)["id"] for line in followed.out.splitlines()] == [3]
     assert followed.err == "pcloudsh: interrupted\n"
+    assert "stream_events [('after_id', 3), ('deployable', 'blog')]" in cped.calls
+
+
+def test_events_follow_prints_new_events_as_lines(env: Environment, cped: FakeCped) -> None:
+    cped.events = [
+        {"id": 1, "time": 1_700_000_000.0, "deployable": "shop", "state": "a", "reason": "x"}
+    ]
+    shown = run(env, "events --follow --deployable shop")
+    assert shown.status == 130
+    assert shown.out.split("  ")[1:] == ["shop", "a", "x\n"]
+    followed = run(env, "events --follow --deployable nosuch")
+    assert followed.status == 130
+    assert followed.out == ""  # nothing of this deployable; the stream starts after event 1
+    assert "stream_events [('after_id', 1), ('deployable', 'nosuch')]" in cped.calls

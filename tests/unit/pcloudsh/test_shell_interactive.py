@@ -118,3 +118,9 @@ def test_command_names_complete(shell: PcloudShell) -> None:
         "deployable_constraint_list",
         "deployable_constraint_remove",
     ]
+
+
+def test_ctrl_c_ends_a_command_not_the_shell(shell: PcloudShell, cped: FakeCped) -> None:
+    ran = run(shell, "events --follow")  # the fake stream ends with KeyboardInterrupt
+    assert (ran.status, ran.err) == (130, "pcloudsh: interrupted\n")
+    assert run(shell, "deployable_list").status == 0
