@@ -7,10 +7,13 @@ path), then changes the store inside one transaction, so a rejected request
 changes nothing.
 
 One invariant keeps the rest simple: every stored deployable, with its
-assemblies expanded, is a valid document.  A change that would break it (a
-constraint naming a removed resource, a reference to an assembly outside the
-deployable) is refused, by re-validating the affected deployable inside the
-transaction before it commits.
+assemblies expanded, is a valid document (``parse_catalog_document``).  A change
+that would break it (a constraint naming a removed resource, a cycle) is
+refused, by re-validating the affected deployable inside the transaction before
+it commits.  The one thing the catalog tolerates is a reference parameter to an
+assembly not (yet) in the deployable: a catalog is built one command at a time,
+in any order.  Starting a deployable needs the complete document
+(``Store.get_document``), which refuses such a reference.
 
 Methods are synchronous (the API runs them on its store thread) and return
 JSON-ready values.
@@ -27,11 +30,13 @@ from typing import Any, TypeVar
 from cpe.resource_templates import builtin_templates, parse_user_template
 from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError
 from dpe.model import (
+    NAME_RE,
     Deployable,
     Problems,
     check_name,
     parse,
     parse_assembly,
+    parse_reference,
     parse_resource,
     validate_name,
 )
@@ -272,7 +277,8 @@ class Catalog:
         }
 
     def get_deployable(self, name: str) -> dict[str, Any]:
-        return self.store.get_document(validate_name(name, "deployable name")).to_dict()
+        validate_name(name, "deployable name")
+        return parse_catalog_document(self.store.document_dict(name)).to_dict()
 
     def create_deployable(self, body: dict[str, Any]) -> dict[str, Any]:
         problems = Problems()
@@ -292,7 +298,7 @@ class Catalog:
         with self.store.transaction():
             existing = _maybe(self.store.get_deployable, name)
             self._keep_uuids(raw, existing)
-            document = parse(raw)
+            document = parse_catalog_document(raw)
             self._check_import(document)
             self._write_import(document, existing)
             self._revalidate(name, InvalidInput)
@@ -442,7 +448,7 @@ class Catalog:
     def _revalidate(self, deployable: str, refusal: Refusal) -> Deployable:
         """The deployable as it now stands in the transaction, or ``refusal``."""
         try:
-            document = self.store.get_document(deployable)
+            document = parse_catalog_document(self.store.document_dict(deployable))
         except InvalidInput as error:
             reasons = error.message.split("\n", 1)[-1]
             raise refusal(
@@ -461,6 +467,36 @@ class Catalog:
 
 # ---------------------------------------------------------------------------
 # request parsing helpers
+
+
+def parse_catalog_document(data: dict[str, Any]) -> Deployable:
+    """``dpe.model.parse``, except that a reference parameter may name an assembly
+    that is not in the deployable yet (see the module's docstring).
+
+    Such assemblies stand in as empty placeholders during validation, then are
+    dropped; any other problem is reported as ``parse`` reports it.
+    """
+    assemblies = data.get("assemblies")
+    if not isinstance(assemblies, list):
+        return parse(data)
+    members = {a.get("name") for a in assemblies if isinstance(a, dict)}
+    missing = sorted(_referenced_assemblies(assemblies) - members)
+    document = parse({**data, "assemblies": [*assemblies, *({"name": m} for m in missing)]})
+    return document.with_assemblies(document.assemblies[: len(assemblies)])
+
+
+def _referenced_assemblies(assemblies: list[Any]) -> set[str]:
+    names = set()
+    for assembly in assemblies:
+        resources = assembly.get("resources") if isinstance(assembly, dict) else None
+        for resource in resources if isinstance(resources, list) else []:
+            params = resource.get("parameters") if isinstance(resource, dict) else None
+            for value in params.values() if isinstance(params, dict) else []:
+                ref = value.get("ref") if isinstance(value, dict) else None
+                reference = parse_reference(ref) if isinstance(ref, str) else None
+                if reference is not None and NAME_RE.match(reference.assembly):
+                    names.add(reference.assembly)
+    return names
 
 
 def parse_event_query(query: Mapping[str, str]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from cpe.api import DaemonInfo, StreamSettings, make_app
 from cpe.openapi import PREFIX, ROUTES, openapi_document
 from cpe.resource_templates import builtin_templates
 from dpe.config import Config
+from dpe.errors import InvalidInput
 from dpe.events import Event
 from dpe.store import Store
 
@@ -366,19 +367,25 @@ async def test_constraints(api: Client, store: Store) -> None:
     assert doc["constraints"] == [{"first": "web/app", "then": "web/httpd"}]
 
 
-async def test_references_must_stay_inside_the_deployable(api: Client, store: Store) -> None:
+async def test_references_may_wait_for_their_assembly_but_a_dpe_needs_it(
+    api: Client, store: Store
+) -> None:
     await make_assembly(api, "db", "pgsql")
     web_doc = {
         "name": "web",
         "resources": [resource("app", parameters={"db": {"ref": "db:ipaddress"}})],
     }
     assert (await call(api, "POST", "/assemblies", web_doc))[0] == 201
-    await make_deployable(api, "shop")
-    await refused(api, store, 409, "POST", "/deployables/shop/assemblies", {"assembly": "web"})
+    await make_deployable(api, "shop", "web")  # web refers to db, not in the deployable yet
+    status, doc = await call(api, "GET", "/deployables/shop")
+    assert status == 200 and [a["name"] for a in doc["assemblies"]] == ["web"]
+    with pytest.raises(InvalidInput, match="refers to assembly 'db'"):
+        store.get_document("shop")
+    before = dump(store)
+    assert (await call(api, "PUT", "/deployables/shop", doc)) == (200, doc)
+    assert dump(store) == before
     await call(api, "POST", "/deployables/shop/assemblies", {"assembly": "db"})
-    status, _ = await call(api, "POST", "/deployables/shop/assemblies", {"assembly": "web"})
-    assert status == 200
-    await refused(api, store, 409, "DELETE", "/deployables/shop/assemblies/db")
+    assert [a.name for a in store.get_document("shop").assemblies] == ["web", "db"]
 
 
 async def test_deployable_escalation(api: Client, store: Store) -> None:
