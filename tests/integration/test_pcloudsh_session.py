@@ -241,6 +241,15 @@ class Terminal:
         after_echo = screen.partition("\n")[2]
         return after_echo[: after_echo.rfind("pcloudsh#")]
 
+    def complete(self, partial: str, expected: str) -> str:
+        """Type ``partial`` and Tab; wait for ``expected`` on the screen, then clear the line."""
+        self.buffer = b""
+        os.write(self.master, partial.encode() + b"\t")
+        try:
+            return self.read_until(re.compile(re.escape(expected)))
+        finally:
+            os.write(self.master, b"\x15")  # Ctrl-U: erase the line
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -266,6 +275,10 @@ def test_the_same_session_interactively(home: Home) -> None:
         assert "invalid FAILURES 'x'" in terminal.type("escalation_assembly_set web x 60")
         assert terminal.type("") == ""
         assert "Create an assembly from a JEOS image" in terminal.type("help assembly_create")
+        terminal.complete("assembly_delete w", "eb")  # Tab completes the existing name "web"
+        menu = terminal.complete("deployable_constraint_add shop ", "web/www")
+        assert "db/pg" in menu
+        terminal.type("")
         os.write(terminal.master, b"quit\r")
         assert terminal.proc.wait(COMMAND_TIMEOUT) == 0
     finally:

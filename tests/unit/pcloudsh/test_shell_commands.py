@@ -328,3 +328,18 @@ def test_events_follow_prints_new_events_as_lines(env: Environment, cped: FakeCp
     assert followed.status == 130
     assert followed.out == ""  # nothing of this deployable; the stream starts after event 1
     assert "stream_events [('after_id', 1), ('deployable', 'nosuch')]" in cped.calls
+
+
+def test_key_failure_leaves_no_keys_and_no_assembly(
+    env: Environment, cped: FakeCped, keys: FakeKeys
+) -> None:
+    keys.fail_on = "b"
+    ran = run(
+        env,
+        "deployable_import -",
+        stdin='{"name": "d", "assemblies": [{"name": "a"}, {"name": "b"}]}',
+    )
+    assert (ran.status, ran.err) == (1, "pcloudsh: error: cannot write keys\n")
+    ran = run(env, "assembly_create b host")
+    assert ran.status == 1
+    assert keys.made == set() and cped.snapshot() == {"assemblies": {}, "deployables": {}}
