@@ -8,13 +8,14 @@ one-shot command starts fast).  Unit tests pass a hand-written fake instead.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, cast
 
 from dpe.errors import PcloudError, Unavailable
 from dpe.paths import Paths
 
 JsonDict = dict[str, Any]
+PROBE_TIMEOUT = 2.0  # asking cped for its health after an Unavailable
 
 
 class CpedUnreachable(Unavailable):
@@ -73,7 +74,8 @@ def connect(paths: Paths, timeout: float) -> Api:
     """The client of cped's API on its UNIX socket."""
     from cpe.client import Client
 
-    return cast(Api, ReachabilityCheck(Client(paths.socket, timeout=timeout)))
+    probe = Client(paths.socket, timeout=PROBE_TIMEOUT).health
+    return cast(Api, ReachabilityCheck(Client(paths.socket, timeout=timeout), probe))
 
 
 class ReachabilityCheck:
@@ -83,8 +85,9 @@ class ReachabilityCheck:
     cped's own (a failure); if not, cped is unreachable (exit status 3).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, probe: Callable[[], Any] | None = None) -> None:
         self._client = client
+        self._probe = probe or client.health
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
@@ -108,7 +111,7 @@ class ReachabilityCheck:
         if isinstance(error, CpedUnreachable):
             return error
         try:
-            self._client.health()
+            self._probe()
         except PcloudError:
             return CpedUnreachable(error.message, details=error.details)
         return error

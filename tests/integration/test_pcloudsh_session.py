@@ -286,3 +286,22 @@ def test_the_same_session_interactively(home: Home) -> None:
     assert json.loads(home.ok("--json deployable_export shop")) == exported
     assert (home.paths.state_dir / "pcloudsh_history").is_file()
     home.ok("stop")
+
+
+def test_one_shot_path_loads_neither_cmd2_nor_aiohttp(home: Home) -> None:
+    probe = (
+        "import sys\n"
+        "from pcloudsh.main import main\n"
+        "status = main(sys.argv[1:])\n"
+        "heavy = ('cmd2', 'prompt_toolkit', 'aiohttp', 'rich')\n"
+        "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    for line in (["--json", "deployable_list"], ["--json", "status"], ["help"]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *line],
+            capture_output=True,
+            text=True,
+            env=home.env,
+            timeout=COMMAND_TIMEOUT,
+        )
+        assert done.stderr.splitlines()[-1].endswith(" []"), (line, done.stderr)
