@@ -21,7 +21,6 @@ from pcloudsh.exitcodes import ExitCode
 from pcloudsh.oneshot import run_command, version
 
 PROMPT = "pcloudsh# "
-COMPLETION_TIMEOUT = 2.0
 # cmd2 built-ins an admin shell does not need.
 REMOVED_BUILTINS = ("edit", "run_pyscript", "shell", "macro", "alias", "set", "shortcuts")
 cmd2.Cmd.DEFAULT_CATEGORY = "Shell"  # the category of cmd2's own commands (help, history, quit)
