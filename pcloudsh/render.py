@@ -15,6 +15,9 @@ from pcloudsh.output import Fields, Node, Outcome, Raw, Result, Stream, Table, T
 if TYPE_CHECKING:
     from rich.console import Console
 
+# Into a pipe or a file, rows are never folded (grep and awk see one line per row).
+PIPE_WIDTH = 1000
+
 
 class Printer:
     """Writes outcomes to one stream, as JSON or for people."""
@@ -82,13 +85,18 @@ class Printer:
 
         return Console(
             file=self.out,
-            width=self.width,
+            width=self.width or (None if _is_terminal(self.out) else PIPE_WIDTH),
             force_terminal=self.color,
             no_color=self.color is False,
             highlight=False,
             emoji=False,
             markup=False,
         )
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def _rich_table(table: Table) -> Any:
