@@ -4,8 +4,8 @@ Order of events:
 
 1. read and validate the configuration (every problem listed; exit 2 before
    anything else happens), check the socket path fits in ``sun_path``;
-2. lock the pidfile and make sure no live cped answers on the socket (exit 1
-   with a clear message otherwise);
+2. lock the pidfile, make sure no live cped answers on the socket, and check
+   that the store opens (exit 1 with a clear message otherwise);
 3. unless ``--foreground``, become a daemon with python-daemon (umask 0o022,
    the pidfile lock and the log file kept open, SIGTERM recorded instead of
    python-daemon's default of raising SystemExit wherever the code happens to be);
@@ -97,7 +97,10 @@ def _run_locked(
 ) -> int:
     try:
         claim_socket_path(paths.socket)
-    except Conflict as error:
+        # Open (and migrate) the store once before detaching, so that a broken
+        # store is reported here; the daemon reopens it (detaching closes files).
+        Store.open(paths.store_file).close()
+    except PcloudError as error:
         print(f"cped: {error}", file=sys.stderr)
         return EXIT_FAILURE
     handler = _log_handler(options, paths)

@@ -114,6 +114,7 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0  # transaction nesting: 0 = none, 1 = BEGIN, >1 = savepoints
+        self._reading = False  # inside snapshot(): writes are a programming error
 
     @classmethod
     def open(
@@ -176,6 +177,8 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction; nested use joins it (as a savepoint)."""
+        if self._reading:
+            raise RuntimeError("a store write inside a read snapshot")
         with self._lock, _translated(self.path):
             self._depth += 1
             savepoint = f"sp{self._depth}"
@@ -199,7 +202,7 @@ class Store:
             if self._depth:
                 yield
                 return
-            self._depth = 1
+            self._depth, self._reading = 1, True
             try:
                 self._db.execute("BEGIN")
                 try:
@@ -207,7 +210,7 @@ class Store:
                 finally:
                     self._db.execute("ROLLBACK")
             finally:
-                self._depth = 0
+                self._depth, self._reading = 0, False
 
     def _rollback(self, savepoint: str) -> None:
         if self._depth == 1:

@@ -116,6 +116,20 @@ def test_a_failing_nested_step_is_undone_alone(store: Store) -> None:
     assert [doc["name"] for doc, _ in store.list_assemblies()] == ["kept"]
 
 
+def test_a_snapshot_sees_one_state_and_refuses_writes(pcloud_home: Paths, store: Store) -> None:
+    other = Store.open(pcloud_home.store_file)
+    try:
+        with store.snapshot():
+            before = store.list_jeos()
+            other.insert_jeos({"name": "j1", "kind": "image", "path": "/x"})
+            assert store.list_jeos() == before
+            with pytest.raises(RuntimeError):
+                store.put_runtime("d", "instance", "a", {})
+        assert len(store.list_jeos()) == len(before) + 1
+    finally:
+        other.close()
+
+
 def test_a_foreign_key_violation_is_a_conflict(store: Store) -> None:
     with pytest.raises(Conflict):
         store.insert_assembly(assembly_doc("a1", image="no-such-image"))
