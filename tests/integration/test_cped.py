@@ -16,6 +16,7 @@ import pytest
 
 from cpe import control
 from cpe.client import Client
+from cpe.pidfile import is_locked
 from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError, Unavailable
 from dpe.events import Event
 from dpe.paths import Paths
@@ -260,3 +261,16 @@ def test_the_event_hook_runs_for_every_new_event(
     received = [json.loads(line) for line in out.read_text().splitlines()]
     assert received == [e.to_dict() for e in events]
     wait_for(lambda: "event hook exited 1" in cped.log())
+
+
+def test_stop_never_signals_a_process_that_is_not_cped(pcloud_home: Paths) -> None:
+    holder = subprocess.Popen(["flock", str(pcloud_home.pidfile), "sleep", "30"])
+    try:
+        wait_for(lambda: is_locked(pcloud_home.pidfile))
+        pcloud_home.pidfile.write_text(f"{holder.pid}\n")
+        with pytest.raises(Conflict, match="not cped"):
+            control.stop_daemon(pcloud_home, timeout=2)
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
