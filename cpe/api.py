@@ -230,6 +230,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise InvalidInput("the request body is not UTF-8 text") from None
     except ValueError as error:
         raise InvalidInput(f"malformed JSON body: {error}") from None
+    except RecursionError:
+        raise InvalidInput("malformed JSON body: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"the JSON body must be an object, not {type(data).__name__}")
     return data

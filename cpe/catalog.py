@@ -479,7 +479,9 @@ def parse_catalog_document(data: dict[str, Any]) -> Deployable:
     assemblies = data.get("assemblies")
     if not isinstance(assemblies, list):
         return parse(data)
-    members = {a.get("name") for a in assemblies if isinstance(a, dict)}
+    members = {
+        a["name"] for a in assemblies if isinstance(a, dict) and isinstance(a.get("name"), str)
+    }
     missing = sorted(_referenced_assemblies(assemblies) - members)
     document = parse({**data, "assemblies": [*assemblies, *({"name": m} for m in missing)]})
     return document.with_assemblies(document.assemblies[: len(assemblies)])
