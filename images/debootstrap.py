@@ -90,15 +90,21 @@ def run_debootstrap(
     with log_path.open("a") as log:
         log.write("$ " + " ".join(argv) + "\n")
         log.flush()
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # so the whole group can be stopped on interrupt
-        )
+        _supervise(argv, log, progress, timeout, log_path)
+
+
+def _supervise(
+    argv: Sequence[str], log: TextIO, progress: Progress | None, timeout: float, log_path: Path
+) -> None:
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,  # so the whole group can be stopped on interrupt
+    ) as proc:
         # A silent hang (a stuck download) must end too: a timer stops the group.
         expired = threading.Event()
         watchdog = threading.Timer(timeout, _expire, (proc, expired))
@@ -108,6 +114,7 @@ def run_debootstrap(
         finally:
             watchdog.cancel()
             stop_process_group(proc)
+    log.flush()  # the error below reads the log
     if expired.is_set():
         raise OperationTimeout(
             f"debootstrap did not finish within {timeout:.0f} s (build log: {log_path})"

@@ -365,6 +365,8 @@ def _check_import(
     if initrd is not None and kernel is None:
         raise InvalidInput("an initrd needs a kernel")
     info = qemu.image_info(file)
+    if info.virtual_size == 0:
+        raise InvalidInput(f"disk image {file} is empty")
     if info.format == "qcow2":
         qemu.check_image(file)
     check_out_dir(out_dir, name, info.actual_size + GIB // 4)

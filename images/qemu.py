@@ -70,13 +70,23 @@ def _info_json(path: Path) -> dict[str, Any]:
 
 
 def check_image(path: Path) -> None:
-    """Consistency check of a qcow2 image (raw images have nothing to check)."""
-    done = run_tool(QEMU_IMG, "check", str(path), timeout=CONVERT_TIMEOUT, check=False)
-    if done.returncode not in (0, 3, 63):  # 3: leaked clusters only; 63: nothing to check
-        reason = (done.stdout + done.stderr).strip().splitlines()
-        raise InvalidInput(
-            f"disk image {path} is damaged: {reason[-1] if reason else 'check failed'}"
-        )
+    """Consistency check of a qcow2 image; leaked clusters alone are harmless."""
+    done = run_tool(
+        QEMU_IMG, "check", "--output=json", str(path), timeout=CONVERT_TIMEOUT, check=False
+    )
+    if done.returncode in (0, 3, 63):  # 3: leaks only; 63: the format has no checks
+        return
+    try:
+        report = json.loads(done.stdout)
+        problems = [
+            f"{report.get(key, 0)} {what}"
+            for key, what in (("corruptions", "corruptions"), ("check-errors", "check errors"))
+            if report.get(key)
+        ]
+        reason = ", ".join(problems) or "check failed"
+    except json.JSONDecodeError:
+        reason = (done.stderr.strip().splitlines() or ["check failed"])[-1]
+    raise InvalidInput(f"disk image {path} is damaged: {reason} (qemu-img check)")
 
 
 def convert_to_qcow2(source: Path, dest: Path, source_format: str | None = None) -> None:
