@@ -65,10 +65,11 @@ class Paths:
         return self.keys_dir / f"{assembly}.host"
 
     def ensure(self) -> None:
+        """Create the directories.  The runtime directory stays 0755: access to
+        cped is decided by the socket's own mode (0660) and group."""
         for directory in (self.config_dir, self.state_dir, self.runtime_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        for private in (self.keys_dir, self.runtime_dir):
-            private.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def resolve(environ: Mapping[str, str] | None = None, uid: int | None = None) -> Paths:
