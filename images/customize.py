@@ -211,7 +211,9 @@ class GuestfsFiles:
 
 
 @contextlib.contextmanager
-def open_guest(image: Path, readonly: bool = False) -> Iterator[Any]:
+def open_guest(
+    image: Path, readonly: bool = False, progress: Progress | None = None
+) -> Iterator[Any]:
     """A launched libguestfs handle with the guest's file systems mounted."""
     import guestfs  # only this module needs it; importing it is slow-ish and Debian-only
 
@@ -220,7 +222,10 @@ def open_guest(image: Path, readonly: bool = False) -> Iterator[Any]:
         if not kvm_usable():
             g.set_backend_settings(["force_tcg"])
         g.add_drive_opts(str(image), format="qcow2", readonly=readonly)
-        g.launch()
+        report = progress or _no_progress
+        report("launch", 0.0)
+        g.launch()  # boots the libguestfs appliance: seconds under KVM, ~10-20 s under TCG
+        report("launch", 1.0)
         _mount_root(g, image, readonly)
         yield g
         g.umount_all()
@@ -246,9 +251,12 @@ def _mount_root(g: Any, image: Path, readonly: bool) -> None:
         mount(mountpoints[point], point)
 
 
-def customize_image(image: Path, ident: Identity) -> None:
-    with open_guest(image) as g:
+def customize_image(image: Path, ident: Identity, progress: Progress | None = None) -> None:
+    report = progress or _no_progress
+    with open_guest(image, progress=report) as g:
+        report("customize", 0.0)
         apply_identity(GuestfsFiles(g), ident)
+        report("customize", 1.0)
 
 
 # -- assembly images -------------------------------------------------------
@@ -294,7 +302,7 @@ def create_assembly_image(
         else:
             qemu.convert_to_qcow2(jeos_record.path, staged, "qcow2")
         report("copy", 1.0)
-        _customize_reporting(staged, ident, report)
+        customize_image(staged, ident, report)
         _publish(staged, image_path(out_dir, assembly_name))
     return _record(jeos_record, assembly_name, out_dir, overlay)
 
@@ -317,7 +325,7 @@ def clone_assembly_image(
         report("copy", 0.0)
         shutil.copyfile(source, staged)  # an overlay stays an overlay of the same JEOS
         report("copy", 1.0)
-        _customize_reporting(staged, ident, report)
+        customize_image(staged, ident, report)
         final = image_path(out_dir, assembly_name)
         _publish(staged, final)
     return final
@@ -333,7 +341,7 @@ def reset_assembly_image(
     """Re-do the per-assembly parts of an existing assembly disk in place."""
     ident = Identity.for_assembly(assembly_name, assembly_uuid, keys)
     qemu.image_info(image)
-    _customize_reporting(image, ident, progress or _no_progress)
+    customize_image(image, ident, progress or _no_progress)
 
 
 def read_identity(image: Path) -> dict[str, str | None]:
@@ -353,12 +361,6 @@ def read_identity(image: Path) -> dict[str, str | None]:
             found[key] = data.decode(errors="replace") if data is not None else None
         found["host_keys"] = " ".join(sorted(files.glob("/etc/ssh/ssh_host_*")))
     return found
-
-
-def _customize_reporting(image: Path, ident: Identity, report: Progress) -> None:
-    report("customize", 0.0)
-    customize_image(image, ident)
-    report("customize", 1.0)
 
 
 def _check_new_image(out_dir: Path, assembly: str) -> None:

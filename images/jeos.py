@@ -55,6 +55,7 @@ REQUIRED_TOOLS = (
     ("depmod", "kmod"),
 )
 DISK, KERNEL, INITRD, LOG, RECORD = "disk.qcow2", "vmlinuz", "initrd.img", "build.log", "jeos.json"
+OWNER = "builder.pid"
 MKFS_TIMEOUT = 600.0
 
 
@@ -412,17 +413,39 @@ def _move_into_place(work: Path, final: Path) -> None:
         os.rename(work, final)
     except OSError as exc:  # ENOTEMPTY/EEXIST: someone made it meanwhile
         raise Conflict(f"JEOS {final.name!r} already exists in {final.parent}") from exc
+    (final / OWNER).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def _work_dir(out_dir: Path, name: str) -> Iterator[Path]:
     """A hidden work directory beside the final one; removed unless it was moved into place."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_work(out_dir)
     path = Path(tempfile.mkdtemp(prefix=f".{name}.work-", dir=out_dir))
+    (path / OWNER).write_text(f"{os.getpid()}\n")
     try:
         yield path
     finally:
         debootstrap.remove_tree(path)
+
+
+def remove_abandoned_work(out_dir: Path) -> list[Path]:
+    """Remove work directories whose builder died without cleaning up (SIGKILL, power loss)."""
+    removed = []
+    for work in out_dir.glob(".*.work-*"):
+        if work.is_dir() and not _owner_alive(work / OWNER):
+            debootstrap.remove_tree(work)
+            removed.append(work)
+    return removed
+
+
+def _owner_alive(owner_file: Path) -> bool:
+    try:
+        pid = int(owner_file.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _no_progress(_phase: str, _fraction: float) -> None:

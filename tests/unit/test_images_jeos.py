@@ -197,3 +197,19 @@ def test_sha256_of(tmp_path: Path) -> None:
     assert jeos.sha256_of(tmp_path / "f") == (
         "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def test_abandoned_work_directories_are_removed(tmp_path: Path) -> None:
+    dead = tmp_path / ".base.work-dead"
+    (dead / "root/etc").mkdir(parents=True)
+    (dead / jeos.OWNER).write_text("999999999\n")  # beyond pid_max: never alive
+    no_owner = tmp_path / ".other.work-x"
+    no_owner.mkdir()
+    alive = tmp_path / ".web.work-live"
+    alive.mkdir()
+    (alive / jeos.OWNER).write_text(f"{os.getpid()}\n")
+    finished = tmp_path / "base"
+    finished.mkdir()
+    removed = jeos.remove_abandoned_work(tmp_path)
+    assert sorted(removed) == sorted([dead, no_owner])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".web.work-live", "base"]
