@@ -97,6 +97,13 @@ def assemblies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("assemblies")
 
 
+def _stamper(marks: dict[tuple[str, float], float]) -> customize.Progress:
+    """A progress callback noting when each (phase, fraction) was first reported."""
+    return lambda phase, f: (
+        None if (phase, f) in marks else marks.update({(phase, f): time.monotonic()})
+    )
+
+
 @pytest.fixture(scope="session")
 def two_assemblies(
     jeos_record: jeos.JeosRecord,
@@ -116,10 +123,12 @@ def two_assemblies(
             assembly_uuid,
             assembly_keys[name],
             assemblies_dir,
-            progress=lambda phase, f: marks.setdefault((phase, f), time.monotonic()),
+            progress=_stamper(marks),
         )
         seconds = time.monotonic() - started
         launch = marks[("launch", 1.0)] - marks[("launch", 0.0)]
-        print(f"\ncreate_assembly_image({name}) took {seconds:.1f} s (guestfs launch {launch:.1f} s)")
+        print(
+            f"\ncreate_assembly_image({name}) took {seconds:.1f} s (guestfs launch {launch:.1f} s)"
+        )
         made[name] = Made(image, assembly_uuid, assembly_keys[name], seconds)
     return made
