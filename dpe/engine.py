@@ -529,11 +529,7 @@ class Engine:
     def _deployable_failure(self, reason: str) -> None:
         """An assembly escalated: restart the whole deployable, or give up."""
         if self.window.record(self.clock.time()) is Verdict.ESCALATE:
-            self.cell.set(
-                DeployableState.FAILED,
-                self.window.reason("beyond the deployable")
-                + ": failed, no more recovery until it is started again",
-            )
+            self.cell.set(DeployableState.FAILED, self.window.giving_up())
             return
         self.cell.set(DeployableState.RECOVERING, f"{reason}: restarting every assembly")
         self._save_deployable()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from dpe.model import Escalation
-from dpe.states import escalating
+from dpe.states import escalating, giving_up
 
 
 class Verdict(StrEnum):
@@ -61,6 +61,10 @@ class FailureWindow:
     def reason(self, to: str) -> str:
         """The event reason of an escalation to the level ``to``."""
         return escalating(self.policy.failures, self.policy.period, to)
+
+    def giving_up(self) -> str:
+        """The event reason when there is no level left to escalate to."""
+        return giving_up(self.policy.failures, self.policy.period)
 
     def _full(self) -> bool:
         return len(self.times) >= self.policy.failures

@@ -168,19 +168,20 @@ def seconds(value: float) -> str:
     return f"{text}0 s" if text.endswith(".") else f"{text} s"
 
 
-def op_result(op: str, rc: int, meaning: str) -> str:
-    """``monitor returned 7 (not running)``."""
-    return f"{op} returned {rc} ({meaning})"
-
-
-def op_timed_out(op: str, timeout: float) -> str:
-    return f"{op} timed out after {seconds(timeout)}"
-
-
 def no_heartbeat(silent_for: float) -> str:
     return f"no heartbeat for {seconds(silent_for)}"
 
 
 def escalating(failures: int, period: float, to: str) -> str:
     """``2 failures in 10 s: escalating to assembly``."""
-    return f"{failures} failures in {period:g} s: escalating to {to}"
+    return f"{_failures(failures, period)}: escalating to {to}"
+
+
+def giving_up(failures: int, period: float) -> str:
+    """The deployable keeps failing: nothing above it to escalate to."""
+    return f"{_failures(failures, period)}: no more recovery until it is started again"
+
+
+def _failures(failures: int, period: float) -> str:
+    noun = "failure" if failures == 1 else "failures"
+    return f"{failures} {noun} in {period:g} s"

@@ -21,9 +21,8 @@ from dpe.states import (
     assembly_cell,
     deployable_cell,
     escalating,
+    giving_up,
     no_heartbeat,
-    op_result,
-    op_timed_out,
     resource_cell,
     seconds,
 )
@@ -103,10 +102,10 @@ def test_resources_forget_everything_but_come_back_through_unknown() -> None:
 
 
 def test_reason_texts() -> None:
-    assert op_result("monitor", 7, "not running") == "monitor returned 7 (not running)"
     assert no_heartbeat(3.0) == "no heartbeat for 3.0 s"
     assert no_heartbeat(0.6) == "no heartbeat for 0.6 s"
-    assert op_timed_out("start", 20) == "start timed out after 20.0 s"
     assert escalating(2, 10.0, "assembly") == "2 failures in 10 s: escalating to assembly"
     assert escalating(3, 0.5, "deployable") == "3 failures in 0.5 s: escalating to deployable"
+    assert escalating(1, 60.0, "assembly") == "1 failure in 60 s: escalating to assembly"
+    assert giving_up(2, 600.0) == "2 failures in 600 s: no more recovery until it is started again"
     assert seconds(0.25) == "0.25 s"

@@ -1,0 +1,220 @@
+"""An engine as a process: what ``dped`` runs.
+
+``Service`` puts an ``Engine`` together from the store (``dped DEPLOYABLE``:
+the document, runtime state, events and lease in the shared store) or from a
+document file (``dped --document FILE``: in-memory runtime, events printed),
+then serves it: signal handlers only record what was asked (SIGTERM/SIGINT:
+stop; SIGHUP: reload) and the loop acts on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import TextIO
+
+from dpe.config import Config
+from dpe.document import load_document
+from dpe.drivers import make_driver
+from dpe.engine import Engine
+from dpe.engine_timing import EngineOptions
+from dpe.errors import InvalidInput, PcloudError
+from dpe.events import Event
+from dpe.interfaces import AssemblyKeys, SystemClock
+from dpe.keyfiles import load_assembly_keys
+from dpe.model import Deployable, parse, validate_name
+from dpe.paths import Paths
+from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
+from dpe.store import Store
+from dpe.transport import SshTransport
+
+log = logging.getLogger("dpe.service")
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2  # bad usage or an invalid document
+
+
+@dataclass
+class Service:
+    name: str
+    paths: Paths
+    read_document: Callable[[], Deployable]  # again on every reload
+    runtime: Runtime
+    options: EngineOptions
+    close: Callable[[], None] = lambda: None
+    print_events: TextIO | None = None
+
+    @classmethod
+    def from_store(cls, name: str, paths: Paths, config: Config) -> Service:
+        validate_name(name, "deployable name")
+        store = Store.open(paths.store_file)
+        try:
+            store.get_document(name)  # exists and is valid, or refuse now
+        except PcloudError:
+            store.close()
+            raise
+        return cls(
+            name,
+            paths,
+            lambda: store.get_document(name),
+            StoreRuntime(store, name),
+            options_from(config),
+            close=store.close,
+        )
+
+    @classmethod
+    def from_file(cls, path: Path, paths: Paths, events: TextIO) -> Service:
+        def read() -> Deployable:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as error:
+                raise InvalidInput(f"cannot read {path}: {error.strerror}") from error
+            return parse(load_document(text))
+
+        document = read()
+        runtime = MemoryRuntime(document.name)
+        return cls(document.name, paths, read, runtime, EngineOptions(), print_events=events)
+
+    def engine(self) -> Engine:
+        document = self.read_document()
+        engine = Engine(
+            document,
+            driver=make_driver(document.infrastructure, self.paths, document.settings),
+            transport=SshTransport(),
+            runtime=self.runtime,
+            keys=self.keys,
+            clock=SystemClock(),
+            options=self.options,
+        )
+        if self.print_events is not None:
+            engine.listeners.append(event_printer(self.print_events))
+        return engine
+
+    def keys(self, assembly: str) -> AssemblyKeys:
+        return load_assembly_keys(self.paths.keys_dir, assembly)
+
+
+def options_from(config: Config) -> EngineOptions:
+    ttl, renew = config.cped.lease_ttl, config.dped.lease_renew_interval
+    return EngineOptions(lease_ttl=ttl, lease_renew=renew, lease_wait=ttl + 2 * renew)
+
+
+def event_printer(stream: TextIO) -> Callable[[Event], None]:
+    def show(event: Event) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+        millis = f"{event.time % 1:.3f}"[1:]
+        print(f"{stamp}{millis} {event.subject} {event.state}: {event.reason}", file=stream)
+        stream.flush()
+
+    return show
+
+
+class Requests:
+    """What signals asked for, recorded by the handlers and acted on by the loop."""
+
+    STOP = "stop"
+    RELOAD = "reload"
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.arrived = asyncio.Event()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum, request in (
+            (signal.SIGTERM, self.STOP),
+            (signal.SIGINT, self.STOP),
+            (signal.SIGHUP, self.RELOAD),
+        ):
+            loop.add_signal_handler(signum, self.record, request)
+
+    def record(self, request: str) -> None:
+        self.pending.append(request)
+        self.arrived.set()
+
+    async def next(self) -> str:
+        while not self.pending:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.pending.pop(0)
+
+
+async def serve(
+    service: Service, *, leave_running: bool = False, clear_failed: bool = False
+) -> ExitCode:
+    """Run the deployable until asked to stop; the exit code says how it ended."""
+    requests = Requests()
+    requests.install(asyncio.get_running_loop())
+    engine = service.engine()
+    try:
+        await engine.start(clear_failed=clear_failed)
+    except BaseException:
+        await engine.shutdown()
+        raise
+    log.info("deployable=%s: running (pid %d)", service.name, os.getpid())
+    while True:
+        request = await _next_request(requests, engine)
+        if request is None:
+            log.error("deployable=%s: %s: exiting", service.name, engine.halt_reason)
+            await engine.shutdown(release_lease=False)
+            return ExitCode.FAILURE
+        if request == Requests.RELOAD:
+            await _reload(service, engine)
+            continue
+        return await _stop(engine, requests, leave_running)
+
+
+async def _next_request(requests: Requests, engine: Engine) -> str | None:
+    """The next request, or None when the engine lost its lease."""
+    waiting = asyncio.ensure_future(requests.next())
+    halted = asyncio.ensure_future(engine.halted.wait())
+    try:
+        await asyncio.wait({waiting, halted}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, halted):
+            task.cancel()
+    if waiting.done() and not waiting.cancelled():
+        return waiting.result()
+    return None
+
+
+async def _reload(service: Service, engine: Engine) -> None:
+    try:
+        document = service.read_document()
+        await engine.reload(document)
+    except PcloudError as error:
+        log.error(
+            "deployable=%s: reload refused, keeping the current document: %s", service.name, error
+        )
+    else:
+        log.info("deployable=%s: document reloaded", service.name)
+
+
+async def _stop(engine: Engine, requests: Requests, leave_running: bool) -> ExitCode:
+    if leave_running:
+        await engine.shutdown()
+        log.info("deployable=%s: exiting, instances left running", engine.name)
+        return ExitCode.OK
+    stopping = asyncio.ensure_future(engine.stop())
+    again = asyncio.ensure_future(requests.next())
+    await asyncio.wait({stopping, again}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping.done():
+        again.cancel()
+        stopping.result()
+        return ExitCode.OK
+    log.warning("deployable=%s: asked again: exiting before the stop is complete", engine.name)
+    stopping.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stopping
+    await engine.shutdown()
+    return ExitCode.FAILURE

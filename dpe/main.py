@@ -1,0 +1,129 @@
+"""``dped``: the deployable policy engine process (one per deployable).
+
+    dped [-v] [--foreground] [--leave-running] [--clear-failed] DEPLOYABLE
+    dped [-v] --document FILE [--state-dir DIR] [--leave-running]
+
+Exit codes: 0 stopped cleanly (or left running when asked), 1 failure (lease
+lost, store or driver unreachable...), 2 bad usage or an invalid document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from dpe.config import load_config
+from dpe.engine_service import ExitCode, Service, serve
+from dpe.errors import InvalidInput, NotFound, PcloudError
+from dpe.paths import Paths, resolve
+
+LOG_FORMAT = "%(asctime)s dped[%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if (args.deployable is None) == (args.document is None):
+        _parser().print_usage(sys.stderr)
+        print("dped: give either a DEPLOYABLE or --document FILE", file=sys.stderr)
+        return ExitCode.USAGE
+    if args.state_dir is not None and args.document is None:
+        print("dped: --state-dir goes with --document", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        service = _service(args)
+    except (InvalidInput, NotFound) as error:
+        return _fail(error, ExitCode.USAGE)
+    except PcloudError as error:
+        return _fail(error, ExitCode.FAILURE)
+    try:
+        return asyncio.run(
+            serve(service, leave_running=args.leave_running, clear_failed=args.clear_failed)
+        )
+    except PcloudError as error:
+        return _fail(error, ExitCode.FAILURE)
+    finally:
+        service.close()
+
+
+def _service(args: argparse.Namespace) -> Service:
+    if args.document is not None:
+        _logging(args.verbose, logging.WARNING)
+        return Service.from_file(args.document, _paths(args.state_dir), sys.stderr)
+    paths = resolve()
+    config = load_config(paths.config_file)
+    _logging(args.verbose, logging.getLevelName(config.dped.log_level.upper()))
+    if not args.foreground:
+        _log_to_file(paths, args.deployable)
+    return Service.from_store(args.deployable, paths, config)
+
+
+def _paths(state_dir: Path | None) -> Paths:
+    if state_dir is None:
+        return resolve()
+    base = state_dir.absolute()
+    return Paths(config_dir=base / "etc", state_dir=base, runtime_dir=base / "run")
+
+
+def _logging(verbose: int, default: int) -> None:
+    level = max(logging.DEBUG, default - 10 * verbose)
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    if verbose < 2:  # asyncssh logs every channel at INFO
+        logging.getLogger("asyncssh").setLevel(max(level, logging.WARNING))
+
+
+def _log_to_file(paths: Paths, deployable: str) -> None:
+    """Not in the foreground: the log goes to the state directory, not a terminal."""
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(paths.log_dir / f"dped-{deployable}.log")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+
+
+def _fail(error: PcloudError, code: ExitCode) -> int:
+    print(f"dped: {error}", file=sys.stderr)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dped",
+        description="Keep one deployable available: its instances, resources and recovery.",
+    )
+    parser.add_argument("deployable", nargs="?", help="run this deployable from the store")
+    parser.add_argument(
+        "--document",
+        type=Path,
+        metavar="FILE",
+        help="run a document file instead (events on stderr)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="with --document: keys and instances under DIR",
+    )
+    parser.add_argument(
+        "--foreground", action="store_true", help="log to standard error (as under cped or systemd)"
+    )
+    parser.add_argument(
+        "--leave-running",
+        action="store_true",
+        help="on SIGTERM exit and leave the instances to be adopted",
+    )
+    parser.add_argument(
+        "--clear-failed", action="store_true", help="start again a deployable that had failed"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log (repeat for debug)"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
