@@ -54,6 +54,7 @@ class SshConnection:
         self._conn = conn
         self._client = client
         self._label = label
+        self.max_sessions = max_sessions
         self._sessions = asyncio.Semaphore(max_sessions)
 
     @property
@@ -65,7 +66,10 @@ class SshConnection:
 
         Raises ``OperationTimeout`` when it has not finished within ``timeout``
         seconds (its channel is then closed after a KILL signal request) and
-        ``Unavailable`` when the connection is gone."""
+        ``Unavailable`` when the connection is gone.  sshd keeps the session
+        of an abandoned command (and does not deliver signals to root's
+        sessions) until the command ends: commands that may hang must bound
+        themselves on the guest, as ``dpe.agents`` commands do."""
         self._check_open()
         process: asyncssh.SSHClientProcess[str] | None = None
         try:
@@ -82,6 +86,9 @@ class SshConnection:
         except (asyncssh.Error, OSError) as exc:
             _abandon(process)
             raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+        except asyncio.CancelledError:
+            _abandon(process)  # the caller gave up: free the channel
+            raise
         return _result(completed, self._label)
 
     async def keepalive(self, timeout: float) -> None:

@@ -65,6 +65,18 @@ async def test_a_command_that_hangs_times_out(guest: Guest) -> None:
     assert (await guest.connection.run("true", 5)).exit_status == 0  # still usable
 
 
+async def test_cancelled_commands_give_back_their_places(guest: Guest) -> None:
+    # more than max_sessions cancellations: none keeps a place on the connection
+    # (the guest keeps a session until its command ends: agents bound theirs)
+    for _ in range(3 * guest.connection.max_sessions):
+        task = asyncio.ensure_future(guest.connection.run("sleep 2", 10))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert (await guest.connection.run("echo alive", 1)).stdout == "alive\n"
+
+
 async def test_keepalive_is_answered(guest: Guest) -> None:
     await guest.connection.keepalive(2)
 
