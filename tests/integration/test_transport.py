@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dpe.drivers.local import LocalDriver
 from dpe.errors import Forbidden, OperationTimeout, Unavailable
 from dpe.interfaces import AssemblyKeys, Instance
 from dpe.transport import SshConnection, SshTransport, connect_with_backoff
@@ -187,3 +188,21 @@ def _nowhere() -> Instance:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return Instance("x-1", "shop", "web", "127.0.0.1", "web", "127.0.0.1", port)
+
+
+async def test_keys_made_by_the_image_builder_work_end_to_end(
+    local_driver: LocalDriver, tmp_path: Path
+) -> None:
+    from images.keys import generate_rsa_keypair
+
+    login, host = generate_rsa_keypair(), generate_rsa_keypair()
+    for name, pair in (("login", login), ("host", host)):
+        (tmp_path / name).write_bytes(pair.private_pem)
+        (tmp_path / name).chmod(0o600)
+    keys = AssemblyKeys(tmp_path / "login", login.public_line, tmp_path / "host", host.public_line)
+    instance = await local_driver.create("shop", support.assembly(), keys)
+    connection = await SshTransport().connect(instance, keys, CONNECT_TIMEOUT)
+    try:
+        assert (await connection.run("echo ok", 5)).stdout == "ok\n"
+    finally:
+        await connection.close()
