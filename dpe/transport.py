@@ -7,7 +7,7 @@ assembly's private key only (no agent, no ``~/.ssh`` files or config).
 
 On a connection, ``run`` executes commands on their own channels, several in
 flight (at most ``max_sessions`` at once, below OpenSSH's default
-``MaxSessions 10``), each under a hard timeout; ``keepalive`` sends an
+``MaxSessions 10``), each under a hard timeout; ``keepalive`` sends a
 ``keepalive@openssh.com`` global request, which sshd answers itself without
 starting a process.
 """
@@ -162,6 +162,8 @@ class SshTransport:
 
     def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
         self.max_sessions = max_sessions
+        # asyncssh logs every channel at INFO; the engine logs what matters
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
     async def connect(
         self, instance: Instance, keys: AssemblyKeys, timeout: float
