@@ -531,7 +531,7 @@ class Engine:
         if self.window.record(self.clock.time()) is Verdict.ESCALATE:
             self.cell.set(DeployableState.FAILED, self.window.giving_up())
             return
-        self.cell.set(DeployableState.RECOVERING, f"{reason}: restarting every assembly")
+        self.cell.announce(DeployableState.RECOVERING, f"{reason}: restarting every assembly")
         self._save_deployable()
         self.goal = Goal.STOP
         self._restart_pending = True

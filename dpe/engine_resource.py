@@ -209,6 +209,8 @@ class ResourceRunner:
         self.cancel_monitor()
         self.last_op = self.last_rc = None
         self.applied = None
+        self.backoff.reset()  # a new instance: its failures are not in a row with these
+        self.retry_at = None
         if self.state is not ResourceState.UNRECOVERABLE:
             self.cell.set(ResourceState.UNKNOWN, reason)
         self.hooks.resource_changed(self)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from dpe.config import load_config
 from dpe.engine_service import ExitCode, Service, serve
-from dpe.errors import InvalidInput, NotFound, PcloudError
+from dpe.errors import InvalidInput, NotFound, PcloudError, Unavailable
+from dpe.model import validate_name
 from dpe.paths import Paths, resolve
 
 LOG_FORMAT = "%(asctime)s dped[%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -52,6 +53,7 @@ def _service(args: argparse.Namespace) -> Service:
     if args.document is not None:
         _logging(args.verbose, logging.WARNING)
         return Service.from_file(args.document, _paths(args.state_dir), sys.stderr)
+    validate_name(args.deployable, "deployable name")  # it becomes a file name
     paths = resolve()
     config = load_config(paths.config_file)
     _logging(args.verbose, logging.getLevelName(config.dped.log_level.upper()))
@@ -76,8 +78,12 @@ def _logging(verbose: int, default: int) -> None:
 
 def _log_to_file(paths: Paths, deployable: str) -> None:
     """Not in the foreground: the log goes to the state directory, not a terminal."""
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(paths.log_dir / f"dped-{deployable}.log")
+    path = paths.log_dir / f"dped-{deployable}.log"
+    try:
+        paths.log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError as error:
+        raise Unavailable(f"cannot write the log {path}: {error.strerror}") from error
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -131,6 +131,11 @@ class StateCell(Generic[S]):
         self._emit(self.event(str(state), reason))
         return True
 
+    def announce(self, state: S, reason: str) -> None:
+        """Set ``state``; if it already is, still tell why (a note)."""
+        if not self.set(state, reason):
+            self.note(reason)
+
     def note(self, reason: str) -> None:
         """An event that changes no state (for example why a resource cannot start)."""
         self._emit(self.event(str(self.state), reason))

@@ -70,6 +70,18 @@ def test_a_transition_the_table_does_not_allow_raises_and_changes_nothing() -> N
     assert rec.events == []
 
 
+def test_announce_sets_or_at_least_tells_why() -> None:
+    rec = Recorder()
+    cell = deployable_cell(Subject("web"), rec.emit, rec.clock)
+    cell.announce(DeployableState.RECOVERING, "a1/x failed")
+    cell.announce(DeployableState.RECOVERING, "assembly a1 escalated: restarting every assembly")
+    assert [(e.state, e.reason) for e in rec.events] == [
+        ("recovering", "a1/x failed"),
+        ("recovering", "assembly a1 escalated: restarting every assembly"),
+    ]
+    assert cell.reason == "a1/x failed"
+
+
 def test_a_note_is_an_event_without_a_change() -> None:
     rec = Recorder()
     cell = deployable_cell(Subject("web"), rec.emit, rec.clock)
