@@ -15,8 +15,11 @@ Times are from the moment of the kill (this process's clock) to the event's
 timestamp (written by dped) or to when the process was seen.  The result,
 with the intervals configured, goes to ``bench/results/recovery_local.json``.
 
-    python bench/recovery_local.py [--runs 5] [--monitor 0.5]
+    .venv/bin/python bench/recovery_local.py [--runs 5] [--monitor 0.5]
         [--heartbeat 0.2 --heartbeat-timeout 0.6] [--out FILE]
+
+from the repository root, after ``make deps`` (or with ``PYTHONPATH=.``); as
+root, since the local guests get their own PID namespaces.
 """
 
 from __future__ import annotations
