@@ -23,7 +23,7 @@ KERNEL_CMDLINE = f"root=LABEL={ROOT_LABEL} ro console=ttyS0 net.ifnames=0 panic=
 PLACEHOLDER_HOSTNAME = "jeos"
 FALLBACK_ADDRESS = "10.0.2.15/24"
 FALLBACK_GATEWAY = "10.0.2.2"
-FALLBACK_WAIT_SECONDS = 30
+FALLBACK_WAIT_SECONDS = 60  # generous: a wrong fallback on a DHCP network would be worse
 
 # (path in the guest, mode, content)
 FILES: tuple[tuple[str, int, str], ...] = (
@@ -58,7 +58,9 @@ FILES: tuple[tuple[str, int, str], ...] = (
         "    ip -4 -o addr show dev eth0 scope global | grep -q inet && exit 0\n"
         "    sleep 1\n"
         "done\n"
-        f"ip addr add {FALLBACK_ADDRESS} dev eth0\n"
+        f"echo 'no DHCP answer on eth0: using {FALLBACK_ADDRESS} via {FALLBACK_GATEWAY}'\n"
+        "ip link set dev eth0 up\n"
+        f"ip addr replace {FALLBACK_ADDRESS} dev eth0\n"
         f"ip route replace default via {FALLBACK_GATEWAY} dev eth0\n",
     ),
     (
@@ -66,7 +68,8 @@ FILES: tuple[tuple[str, int, str], ...] = (
         0o644,
         "[Unit]\nDescription=Static address for eth0 when DHCP does not answer\n"
         "After=systemd-networkd.service\nWants=systemd-networkd.service\n\n"
-        "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/pcloud-net-fallback\n\n"
+        "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/pcloud-net-fallback\n"
+        "StandardOutput=journal+console\n\n"
         "[Install]\nWantedBy=multi-user.target\n",
     ),
     (

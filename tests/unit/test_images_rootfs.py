@@ -86,7 +86,8 @@ def test_root_shell_is_lean_and_package_cache_is_gone(tree: Path) -> None:
 
 def test_network_falls_back_to_the_user_mode_address() -> None:
     script = dict((p, c) for p, _, c in rootfs.FILES)["usr/local/sbin/pcloud-net-fallback"]
-    assert "ip addr add 10.0.2.15/24 dev eth0" in script
+    assert "ip link set dev eth0 up" in script
+    assert "ip addr replace 10.0.2.15/24 dev eth0" in script
     assert "default via 10.0.2.2" in script
     network = dict((p, c) for p, _, c in rootfs.FILES)["etc/systemd/network/50-pcloud-eth0.network"]
     assert "DHCP=ipv4" in network
