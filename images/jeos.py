@@ -241,6 +241,11 @@ def _build_in(
     report("debootstrap", 0.0)
     debootstrap.run_debootstrap(argv, log_path, report, timeout)
     report("debootstrap", 1.0)
+    _configure(root, work, report)
+    _make_disk(root, work, plan.disk_size, log_path, report)
+
+
+def _configure(root: Path, work: Path, report: Progress) -> None:
     report("configure", 0.0)
     debootstrap.unmount_under(root)
     rootfs.configure_tree(root)
@@ -248,13 +253,17 @@ def _build_in(
     for version in rootfs.slim_tree(root):
         qemu.run_tool("depmod", "-b", str(root), version, timeout=MKFS_TIMEOUT)
     report("configure", 1.0)
+
+
+def _make_disk(root: Path, work: Path, size: int, log_path: Path, report: Progress) -> None:
+    raw = work / "disk.raw"
     report("filesystem", 0.0)
-    make_ext4(root, work / "disk.raw", plan.disk_size, log_path)
-    debootstrap.remove_tree(root)
+    make_ext4(root, raw, size, log_path)
+    debootstrap.remove_tree(root)  # frees its space before the qcow2 is written
     report("filesystem", 1.0)
     report("convert", 0.0)
-    qemu.convert_to_qcow2(work / "disk.raw", work / DISK, "raw")
-    (work / "disk.raw").unlink()
+    qemu.convert_to_qcow2(raw, work / DISK, "raw")
+    raw.unlink()
     report("convert", 1.0)
 
 
