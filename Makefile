@@ -14,13 +14,16 @@ PYTEST_ARGS ?=
 
 # Debian packages the project runs on (see README: dependencies).
 DEB_PACKAGES := openssh-server openssh-client resource-agents swig libssl-dev \
-	pacemaker-cli-utils iproute2 procps util-linux python3-venv
+	pacemaker-cli-utils iproute2 procps util-linux python3-venv \
+	debootstrap qemu-utils qemu-system-x86 libguestfs-tools python3-guestfs kmod e2fsprogs
+# libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
+GUESTFS_DIST := /usr/lib/python3/dist-packages
 
 .PHONY: all deps test lint typecheck pytest demo clean
 
 all: test
 
-deps: $(STAMPS)/venv
+deps: $(STAMPS)/venv $(STAMPS)/guestfs
 
 $(STAMPS)/deb: Makefile
 	@mkdir -p $(STAMPS)
@@ -40,6 +43,16 @@ $(STAMPS)/deb: Makefile
 $(STAMPS)/venv: setup.cfg pyproject.toml $(STAMPS)/deb
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(STAMPS)/guestfs: $(STAMPS)/venv
+	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	ext=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
+	for f in guestfs.py libguestfsmod$$ext; do \
+		test -e $(GUESTFS_DIST)/$$f || { echo "no $(GUESTFS_DIST)/$$f: install python3-guestfs" >&2; exit 1; }; \
+		ln -sf $(GUESTFS_DIST)/$$f $$site/$$f; \
+	done; \
+	$(BIN)/python -c 'import guestfs'
 	@touch $@
 
 lint: deps
