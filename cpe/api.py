@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -30,11 +31,15 @@ from aiohttp import web
 from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
 from cpe.eventfeed import EventFeed
 from cpe.hook import EventHook
+from cpe.lifecycle import STOP_WAIT, Lifecycle
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
+from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
 from dpe import __version__
 from dpe.config import Config
 from dpe.errors import Code, InvalidInput, PcloudError
 from dpe.events import Event
+from dpe.interfaces import Clock, SystemClock
+from dpe.model import parse_duration
 from dpe.store import Store
 
 log = logging.getLogger("cped.api")
@@ -45,6 +50,8 @@ MAX_BODY = 4 * 1024 * 1024
 STREAM_BATCH = 500
 HOOK_BATCH = 100
 CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
+MAX_WAIT = 600.0  # the longest a stop request may be asked to wait
+MAX_KILL_AFTER = 3600.0
 
 
 @dataclass
@@ -67,19 +74,41 @@ STORE_THREAD = web.AppKey("store_thread", ThreadPoolExecutor)
 FEED = web.AppKey("feed", EventFeed)
 INFO = web.AppKey("info", DaemonInfo)
 STREAMS = web.AppKey("streams", StreamSettings)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
 
 def make_app(
-    store: Store, info: DaemonInfo, streams: StreamSettings | None = None
+    store: Store,
+    info: DaemonInfo,
+    streams: StreamSettings | None = None,
+    *,
+    launcher: Launcher | None = None,
+    keys_dir: Path | None = None,
+    clock: Clock | None = None,
 ) -> web.Application:
-    """The API application; the caller owns (and closes) the store."""
+    """The API application; the caller owns (and closes) the store.
+
+    With a ``launcher`` the application supervises DPEs (``cpe.supervisor``)
+    for as long as it runs; without one, start, stop and reload answer 503.
+    """
     app = web.Application(middlewares=[_audit, _errors], client_max_size=MAX_BODY)
     app[STORE] = store
-    app[CATALOG] = Catalog(store)
+    app[CATALOG] = Catalog(store, keys_dir=keys_dir)
     app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
     app[INFO] = info
     app[STREAMS] = streams or StreamSettings()
     app[FEED] = EventFeed(partial(_in_store, app, store.last_event_id), app[STREAMS].poll_interval)
+    supervisor = None
+    if launcher is not None:
+        supervisor = Supervisor(
+            store,
+            launcher,
+            in_store=partial(_in_store, app),
+            options=lambda: SupervisorOptions.from_config(app[INFO].config),
+            clock=clock,
+        )
+    wall = (clock or SystemClock()).time
+    app[LIFECYCLE] = Lifecycle(app[CATALOG], supervisor, partial(_in_store, app), wall)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     for op in ROUTES:
@@ -100,11 +129,16 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(app[FEED].run(), name="event-feed"),
         asyncio.create_task(hook.run(newest), name="event-hook"),
     ]
+    supervisor = app[LIFECYCLE].supervisor
+    if supervisor is not None:
+        tasks.append(asyncio.create_task(supervisor.run(), name="dpe-supervisor"))
     yield
     await app[FEED].close()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if supervisor is not None:
+        supervisor.close()  # DPEs keep running: the next cped adopts them
     app[STORE_THREAD].shutdown(wait=True)
 
 
@@ -374,7 +408,7 @@ async def put_deployable(request: web.Request) -> web.Response:
 
 async def delete_deployable(request: web.Request) -> web.Response:
     force = parse_flag(request.query.get("force"), "force")
-    await _do(request, Catalog.delete_deployable, _name(request), force)
+    await request.app[LIFECYCLE].delete(_name(request), force)
     return _no_content()
 
 
@@ -404,13 +438,42 @@ async def set_deployable_escalation(request: web.Request) -> web.Response:
     return _json(await _do(request, Catalog.set_deployable_escalation, _name(request), body))
 
 
-def _lifecycle(action: str) -> Handler:
-    async def handler(request: web.Request) -> web.Response:
-        await _do(request, Catalog.deployable_lifecycle, _name(request), action)
-        return _no_content()  # not reached while the lifecycle is not available
+async def start_deployable(request: web.Request) -> web.Response:
+    return _json(await request.app[LIFECYCLE].start(_name(request)))
 
-    handler.__name__ = f"{action}_deployable"
-    return handler
+
+async def stop_deployable(request: web.Request) -> web.Response:
+    wait = _seconds(request, "wait", MAX_WAIT)
+    kill_after = _seconds(request, "kill_after", MAX_KILL_AFTER)
+    lifecycle = request.app[LIFECYCLE]
+    answer, done = await lifecycle.stop(
+        _name(request), STOP_WAIT if wait is None else wait, kill_after
+    )
+    return _json(answer, 200 if done else 202)
+
+
+async def reload_deployable(request: web.Request) -> web.Response:
+    return _json(await request.app[LIFECYCLE].reload(_name(request)))
+
+
+async def deployable_status(request: web.Request) -> web.Response:
+    return _json(await request.app[LIFECYCLE].status(_name(request)))
+
+
+def _seconds(request: web.Request, key: str, maximum: float) -> float | None:
+    """A duration query parameter (``30``, ``500ms``, ``2m``), or None if absent."""
+    text = request.query.get(key)
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as error:
+        message = str(error)
+    else:
+        if seconds <= maximum:
+            return seconds
+        message = f"at most {maximum:g} s: {text!r}"
+    raise InvalidInput(f"invalid {key}: {message}", details=[{"path": key, "message": message}])
 
 
 async def query_events(request: web.Request) -> web.Response:
@@ -497,10 +560,10 @@ HANDLERS: dict[str, Handler] = {
     "add_constraint": add_constraint,
     "remove_constraint": remove_constraint,
     "set_deployable_escalation": set_deployable_escalation,
-    "start_deployable": _lifecycle("start"),
-    "stop_deployable": _lifecycle("stop"),
-    "reload_deployable": _lifecycle("reload"),
-    "deployable_status": _lifecycle("status"),
+    "start_deployable": start_deployable,
+    "stop_deployable": stop_deployable,
+    "reload_deployable": reload_deployable,
+    "deployable_status": deployable_status,
     "query_events": query_events,
     "stream_events": stream_events,
 }

@@ -25,10 +25,12 @@ import copy
 import platform
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cpe.resource_templates import builtin_templates, parse_user_template
 from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError
+from dpe.keyfiles import key_paths
 from dpe.model import (
     NAME_RE,
     Deployable,
@@ -47,19 +49,21 @@ NEW_DEPLOYABLE_KEYS = {"name", "uuid", "infrastructure", "settings", "heartbeat"
 EVENT_FILTERS = ("deployable", "assembly", "resource")
 EVENT_QUERY_KEYS = {*EVENT_FILTERS, "since", "until", "after_id", "before_id", "limit", "order"}
 MAX_EVENTS = 1000
-LIFECYCLE_NOT_AVAILABLE = (
-    "{action} is not available yet: this cped has no DPE supervisor"
-    " (deployable lifecycle comes with the next release); nothing was changed"
-)
 
 Refusal = type[PcloudError]
 T = TypeVar("T")
 
 
 class Catalog:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        keys_dir: Path | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.keys_dir = keys_dir  # where assembly key pairs are; None: not checked
 
     # -- JEOS images ----------------------------------------------------------
 
@@ -441,9 +445,64 @@ class Catalog:
             document = _relative(lambda: self._revalidate(deployable, InvalidInput), "escalation")
         return document.escalation.to_dict()
 
-    def deployable_lifecycle(self, deployable: str, action: str) -> None:
-        self.store.get_deployable(validate_name(deployable, "deployable name"))
-        raise Conflict(LIFECYCLE_NOT_AVAILABLE.format(action=action), deployable=deployable)
+    # -- lifecycle (the DPE itself is cpe.supervisor's) --------------------------
+
+    def prepare_start(self, name: str) -> Deployable:
+        """Check that the deployable can run, then want it started (one transaction)."""
+        validate_name(name, "deployable name")
+        with self.store.transaction():
+            document = self.runnable_document(name)
+            self.store.set_desired_state(name, "started")
+        return document
+
+    def runnable_document(self, name: str) -> Deployable:
+        """The complete document a DPE would run, or Conflict saying what is missing:
+        every referenced assembly in the deployable, and every assembly's key pair."""
+        try:
+            document = self.store.get_document(validate_name(name, "deployable name"))
+        except InvalidInput as error:
+            reasons = error.message.split("\n", 1)[-1]
+            raise Conflict(
+                f"deployable {name!r} cannot run: its document is incomplete:\n{reasons}",
+                details=error.details,
+            ) from None
+        missing = self._missing_keys(document)
+        if missing:
+            raise Conflict(
+                f"deployable {name!r} cannot run: no key pair for assembly"
+                f" {', '.join(missing)} in {self.keys_dir} (keys are made when an assembly"
+                " is created or imported with pcloudsh)",
+                details={"assemblies": missing},
+            )
+        return document
+
+    def _missing_keys(self, document: Deployable) -> list[str]:
+        if self.keys_dir is None:
+            return []
+        keys_dir = self.keys_dir
+        return [
+            a.name
+            for a in document.assemblies
+            if not all(path.is_file() for path in key_paths(keys_dir, a.name))
+        ]
+
+    def stored_document(self, name: str) -> Deployable:
+        """The document as the catalog keeps it (a reference may still dangle)."""
+        return parse_catalog_document(
+            self.store.document_dict(validate_name(name, "deployable name"))
+        )
+
+    def want_stopped(self, name: str) -> None:
+        self.store.set_desired_state(validate_name(name, "deployable name"), "stopped")
+
+    def desired_state(self, name: str) -> str:
+        return self.store.get_desired_state(validate_name(name, "deployable name"))
+
+    def is_running(self, name: str) -> bool:
+        """Wanted started, or a DPE holds its lease."""
+        validate_name(name, "deployable name")
+        with self.store.snapshot():
+            return self.store.get_desired_state(name) == "started" or self._lease_live(name)
 
     def _revalidate(self, deployable: str, refusal: Refusal) -> Deployable:
         """The deployable as it now stands in the transaction, or ``refusal``."""

@@ -10,13 +10,17 @@ Order of events:
    the pidfile lock and the log file kept open, SIGTERM recorded instead of
    python-daemon's default of raising SystemExit wherever the code happens to be);
 4. open the store, serve the API on the UNIX socket (mode 0660, group from the
-   configuration), and wait for signals.
+   configuration), supervise the DPEs (``cpe.supervisor``: adopt the running
+   ones, start those that should run), and wait for signals.
 
 Signal handlers only record the signal; the loop acts on it.  SIGTERM and
 SIGINT stop in a fixed order: close the listener, let requests in flight
-finish (``shutdown_timeout``), close the store, remove the socket and the
-pidfile.  SIGHUP re-reads the configuration file; a bad one is logged and the
-previous configuration stays in force.
+finish (``shutdown_timeout``), stop watching the DPEs, close the store, remove
+the socket and the pidfile.  DPEs are not stopped: they run in sessions of
+their own and keep their deployables available; the next cped adopts them
+(stopping a deployable is ``POST /v1/deployables/NAME/stop``).  SIGHUP
+re-reads the configuration file; a bad one is logged and the previous
+configuration stays in force.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from types import FrameType
 from aiohttp import web
 
 from cpe.api import DaemonInfo, make_app
+from cpe.dpe_process import DpedLauncher
 from cpe.pidfile import PidFile
 from dpe import __version__
 from dpe.config import Config, load_config
@@ -206,8 +211,11 @@ class Cped:
 
     async def _serve(self, store: Store) -> int:
         config = self.info.config.cped
+        app = make_app(
+            store, self.info, launcher=DpedLauncher(self.paths), keys_dir=self.paths.keys_dir
+        )
         runner = web.AppRunner(
-            make_app(store, self.info),
+            app,
             handle_signals=False,
             access_log=None,
             shutdown_timeout=config.shutdown_timeout,

@@ -108,6 +108,21 @@ STREAM_QUERY = (
 _FORCE = Param(
     "force", "delete even while running", (("type", "string"), ("enum", ["true", "false"]))
 )
+_DURATION_PARAM = (("type", "string"), ("example", "30s"))
+_STOP_QUERY = (
+    Param(
+        "wait",
+        "how long the request waits for the stop to complete (default 20 s, at most"
+        " 10 min): seconds or a duration such as 500ms, 30s, 2m",
+        _DURATION_PARAM,
+    ),
+    Param(
+        "kill_after",
+        "SIGKILL the DPE if it has not stopped after this long (default: 30 s plus the"
+        " resources' stop timeouts)",
+        _DURATION_PARAM,
+    ),
+)
 _CONSTRAINT_QUERY = (
     Param("first", "ASSEMBLY/RESOURCE that starts first", required=True),
     Param("then", "ASSEMBLY/RESOURCE that starts after it", required=True),
@@ -280,29 +295,40 @@ ROUTES: tuple[Operation, ...] = (
         "POST",
         "/deployables/{name}/start",
         "start_deployable",
-        "Start the deployable (not available yet: answers 409)",
-        "Object",
+        "Start the deployable: its document must be complete and its assemblies must"
+        " have key pairs (409 otherwise); cped runs a DPE for it and keeps it running."
+        " Idempotent: a running deployable answers 200 with note 'already running'; one"
+        " that had failed gets a new DPE that clears the failed state",
+        "LifecycleAnswer",
+        errors=(404, 409, 503),
     ),
     Operation(
         "POST",
         "/deployables/{name}/stop",
         "stop_deployable",
-        "Stop the deployable (not available yet: answers 409)",
-        "Object",
+        "Stop the deployable: its DPE stops the resources in reverse order, destroys the"
+        " instances and exits (200); 202 while that takes longer than wait. A DPE still"
+        " running after kill_after is killed, and a new DPE stops what it left",
+        "LifecycleAnswer",
+        query=_STOP_QUERY,
+        errors=(400, 404, 503),
     ),
     Operation(
         "POST",
         "/deployables/{name}/reload",
         "reload_deployable",
-        "Apply the stored document to the running DPE (not available yet: answers 409)",
-        "Object",
+        "Make the running DPE apply the stored document (SIGHUP; only what changed)",
+        "LifecycleAnswer",
+        errors=(404, 409, 503),
     ),
     Operation(
         "GET",
         "/deployables/{name}/status",
         "deployable_status",
-        "Runtime status (not available yet: answers 409)",
-        "Object",
+        "Runtime status: states, DPE and lease, assemblies, instances, addresses,"
+        " resources, failures, the latest events",
+        "DeployableStatus",
+        errors=(404,),
     ),
     Operation(
         "GET",
@@ -519,6 +545,95 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "desired_state": {"type": "string", "enum": ["stopped", "started"]},
         }
     ),
+    "LifecycleAnswer": _object(
+        {
+            "deployable": _NAME,
+            "desired": {"type": "string", "enum": ["stopped", "started"]},
+            "state": {"type": "string", "description": "stop: stopped, or stopping (202)"},
+            "pid": {"type": "integer", "nullable": True, "description": "the DPE's pid"},
+            "note": {"type": "string", "description": "what was done"},
+            "dpe": _object(
+                {
+                    "pid": {"type": "integer", "nullable": True},
+                    "exit": {"type": "string", "description": "how the last DPE exited"},
+                    "killed": {"type": "boolean"},
+                    "left": {
+                        "type": "array",
+                        "items": _NAME,
+                        "description": "assemblies whose instances could not be stopped",
+                    },
+                    "note": {"type": "string"},
+                },
+                extra=True,
+            ),
+        },
+        ("deployable",),
+        extra=True,
+    ),
+    "DeployableStatus": _object(
+        {
+            "name": _NAME,
+            "state": {
+                "type": "string",
+                "description": "as the DPE recorded it: starting, running, recovering,"
+                " failed, stopping, stopped",
+            },
+            "reason": {"type": "string"},
+            "desired": {"type": "string", "enum": ["stopped", "started"]},
+            "failures": {"type": "array", "items": {"type": "number"}},
+            "dpe": _object(
+                {
+                    "pid": {"type": "integer", "nullable": True},
+                    "alive": {"type": "boolean"},
+                    "lease_epoch": {"type": "integer", "nullable": True},
+                    "lease_holder": {"type": "string", "nullable": True},
+                    "lease_expires_in": {"type": "number"},
+                    "supervision": {
+                        "type": "string",
+                        "enum": ["stopped", "starting", "running", "stopping", "backoff"],
+                    },
+                    "adopted": {"type": "boolean", "description": "started by an earlier cped"},
+                    "restarts": {"type": "integer", "description": "consecutive failed runs"},
+                    "uptime": {"type": "number"},
+                    "restart_in": {"type": "number"},
+                    "note": {"type": "string"},
+                },
+                ("pid", "alive", "lease_epoch"),
+            ),
+            "assemblies": {"type": "array", "items": _ref("AssemblyStatus")},
+            "last_events": {"type": "array", "items": _ref("Event")},
+        },
+        ("name", "state", "desired", "dpe", "assemblies", "last_events"),
+    ),
+    "AssemblyStatus": _object(
+        {
+            "name": _NAME,
+            "state": {"type": "string"},
+            "reason": {"type": "string"},
+            "failures": {"type": "array", "items": {"type": "number"}},
+            "instance": {"type": "string", "nullable": True, "description": "instance id"},
+            "address": {"type": "string", "nullable": True},
+            "hostname": {"type": "string", "nullable": True},
+            "uptime": {"type": "number", "description": "seconds since the instance was made"},
+            "resources": {"type": "array", "items": _ref("ResourceStatus")},
+        },
+        ("name", "state", "instance", "address", "resources"),
+    ),
+    "ResourceStatus": _object(
+        {
+            "name": _NAME,
+            "agent": {"type": "string"},
+            "state": {"type": "string"},
+            "failures": {
+                "type": "array",
+                "items": {"type": "number"},
+                "description": "times of the failures in the escalation window",
+            },
+            "last_op": {"type": "string", "nullable": True},
+            "last_rc": {"type": "integer", "nullable": True},
+        },
+        ("name", "state", "failures", "last_rc"),
+    ),
     "Event": _object(
         {
             "id": {"type": "integer"},
@@ -591,6 +706,7 @@ def _error_responses() -> dict[str, Any]:
         404: "not_found: no such object (or no such route)",
         409: "conflict: duplicate name, object in use, or the wrong state",
         500: "internal or store_error",
+        503: "unavailable: this API runs no DPE supervisor",
     }
     return {
         f"E{status}": {

@@ -212,8 +212,9 @@ def test_client_crud_and_errors(cped: CpedProcess) -> None:
     with pytest.raises(InvalidInput) as caught:
         client.add_constraint("shop", "web/httpd", "db/pgsql")
     assert "cycle" in caught.value.message
-    with pytest.raises(Conflict, match="not available yet"):
+    with pytest.raises(Conflict, match="no key pair for assembly db, web"):
         client.start_deployable("shop")
+    assert client.deployable_status("shop")["desired"] == "stopped"
     client.remove_constraint("shop", "db/pgsql", "web/httpd")
     client.remove_deployable_assembly("shop", "web")
     client.remove_resource("web", "httpd")

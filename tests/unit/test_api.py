@@ -471,17 +471,15 @@ async def test_bad_imports_change_nothing(api: Client, store: Store) -> None:
     await refused(api, store, 400, "PUT", path, cyclic)
 
 
-async def test_lifecycle_is_not_available_yet(api: Client, store: Store) -> None:
+async def test_without_a_supervisor_the_lifecycle_is_unavailable(api: Client, store: Store) -> None:
     await make_deployable(api, "shop")
-    for method, action in (
-        ("POST", "start"),
-        ("POST", "stop"),
-        ("POST", "reload"),
-        ("GET", "status"),
-    ):
-        error = await refused(api, store, 409, method, f"/deployables/shop/{action}")
-        assert error["code"] == "conflict" and "not available yet" in error["message"]
-        await refused(api, store, 404, method, f"/deployables/nope/{action}")
+    for action in ("start", "stop", "reload"):
+        error = await refused(api, store, 503, "POST", f"/deployables/shop/{action}")
+        assert error["code"] == "unavailable" and "without a DPE supervisor" in error["message"]
+        await refused(api, store, 404, "POST", f"/deployables/nope/{action}")
+    status, body = await call(api, "GET", "/deployables/shop/status")
+    assert status == 200 and body["state"] == "stopped" and body["dpe"]["alive"] is False
+    await refused(api, store, 404, "GET", "/deployables/nope/status")
 
 
 async def test_deleting_a_running_deployable_needs_force(api: Client, store: Store) -> None:

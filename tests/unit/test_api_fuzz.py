@@ -126,7 +126,9 @@ NAMED_OPERATIONS: dict[str, Callable[[Catalog, str, str], Any]] = {
     "delete_deployable": lambda c, a, b: c.delete_deployable(a),
     "remove_deployable_assembly": lambda c, a, b: c.remove_deployable_assembly(a, b),
     "remove_constraint": lambda c, a, b: c.remove_constraint("shop", a, b),
-    "start_deployable": lambda c, a, b: c.deployable_lifecycle(a, "start"),
+    "prepare_start": lambda c, a, b: c.prepare_start(a),
+    "runnable_document": lambda c, a, b: c.runnable_document(a),
+    "want_stopped": lambda c, a, b: c.want_stopped(a),
 }
 
 

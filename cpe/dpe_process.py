@@ -1,0 +1,209 @@
+"""DPE processes as the supervisor sees them: spawned, adopted, watched, signalled.
+
+``DpedLauncher.spawn`` starts ``dped --foreground DEPLOYABLE`` with
+``posix_spawn`` in a session of its own (``setsid``), standard input from
+``/dev/null`` and standard output and error appended to
+``STATE/log/dped-DEPLOYABLE.log``, under the environment that resolves cped's
+own paths.  Not ``subprocess`` or asyncio's subprocess transport: those kill or
+reap a child behind our back (asyncio kills a still running child when its
+transport is closed or collected, and ``subprocess`` reaps abandoned children
+from a global list), and a DPE must outlive cped.
+
+Every process is watched through a pidfd, which becomes readable the moment
+the process exits, whether it is our child or not: a child is reaped at once
+(on these machines PID 1 reaps late and a zombie looks alive), an adopted DPE
+left by a previous cped is noticed at once too.  Signals go through the pidfd
+as well, so a recycled pid is never signalled.
+
+``attach`` adopts a running DPE only if ``/proc/PID/cmdline`` shows a dped of
+that deployable (checked again once the pidfd pins the process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cpe.control import cped_environment
+from dpe.paths import Paths
+
+log = logging.getLogger("cped.dpe")
+
+ExitCallback = Callable[[int | None], None]  # the exit status (None: not our child)
+DPED_MARKERS = frozenset({"dped", "dpe.main"})
+# Signals cped ignores or handles whose disposition must not reach a DPE.
+RESET_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+REAP_RETRY = 0.01
+
+
+def dped_command() -> list[str]:
+    """``dped`` installed beside this Python, else this Python running ``dpe.main``."""
+    installed = Path(sys.executable).parent / "dped"
+    if os.access(installed, os.X_OK):
+        return [str(installed)]
+    return [sys.executable, "-m", "dpe.main"]
+
+
+def dped_log_file(paths: Paths, deployable: str) -> Path:
+    return paths.log_dir / f"dped-{deployable}.log"
+
+
+def command_line(pid: int) -> list[str] | None:
+    """The process's argv, or None when it is gone (or a zombie: no argv)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    words = [os.fsdecode(word) for word in raw.split(b"\0") if word]
+    return words or None
+
+
+def looks_like_dped(argv: Sequence[str], deployable: str, markers: frozenset[str]) -> bool:
+    """``dped ... DEPLOYABLE`` or ``python -m dpe.main ... DEPLOYABLE``."""
+    if not argv or argv[-1] != deployable:
+        return False
+    return any(Path(word).name in markers for word in argv[:4])
+
+
+class PidfdProcess:
+    """One DPE process watched through its pidfd; ``on_exit`` runs once, in the loop."""
+
+    def __init__(
+        self,
+        pid: int,
+        pidfd: int,
+        *,
+        child: bool,
+        on_exit: ExitCallback,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.pid = pid
+        self.child = child
+        self._pidfd: int | None = pidfd
+        self._on_exit = on_exit
+        self._loop = loop
+        loop.add_reader(pidfd, self._readable)
+
+    @property
+    def watched(self) -> bool:
+        return self._pidfd is not None
+
+    def signal(self, signum: int) -> bool:
+        """Send ``signum``; False if the process has already exited."""
+        if self._pidfd is None:
+            return False
+        try:
+            signal.pidfd_send_signal(self._pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def detach(self) -> None:
+        """Stop watching (cped is stopping); the process is left alone, never signalled."""
+        self._close()
+
+    def _readable(self) -> None:
+        status: int | None = None
+        if self.child:
+            try:
+                reaped, raw = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                reaped, raw = self.pid, 0  # reaped elsewhere: status unknown
+                self.child = False
+            if reaped == 0:  # readable a hair before the zombie is waitable
+                self._loop.remove_reader(self._pidfd or -1)
+                self._loop.call_later(REAP_RETRY, self._retry)
+                return
+            status = os.waitstatus_to_exitcode(raw) if self.child else None
+        self._close()
+        self._on_exit(status)
+
+    def _retry(self) -> None:
+        if self._pidfd is not None:
+            self._loop.add_reader(self._pidfd, self._readable)
+
+    def _close(self) -> None:
+        if self._pidfd is None:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+
+
+class DpedLauncher:
+    """Starts and adopts real DPE processes for one set of paths."""
+
+    def __init__(
+        self,
+        paths: Paths,
+        command: Sequence[str] | None = None,
+        markers: frozenset[str] = DPED_MARKERS,
+    ) -> None:
+        self.paths = paths
+        self.command = list(command) if command is not None else dped_command()
+        self.markers = markers
+
+    def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> PidfdProcess:
+        """Start a DPE (OSError if it cannot be started)."""
+        argv = [*self.command, "--foreground", *(["--clear-failed"] if clear_failed else [])]
+        argv.append(deployable)
+        log_file = dped_log_file(self.paths, deployable)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        pid = os.posix_spawn(
+            argv[0],
+            argv,
+            cped_environment(self.paths),
+            file_actions=_file_actions(log_file),
+            setsid=True,
+            setsigmask=(),
+            setsigdef=RESET_SIGNALS,
+        )
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)  # cannot watch it: do not leave it unsupervised
+            os.waitpid(pid, 0)
+            raise
+        loop = asyncio.get_running_loop()
+        return PidfdProcess(pid, pidfd, child=True, on_exit=on_exit, loop=loop)
+
+    def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> PidfdProcess | None:
+        """Watch a DPE another cped started; None unless ``pid`` runs dped for ``deployable``."""
+        if not self.is_dped(pid, deployable):
+            return None
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        if not self.is_dped(pid, deployable):  # exited and reused before the pidfd pinned it
+            os.close(pidfd)
+            return None
+        loop = asyncio.get_running_loop()
+        return PidfdProcess(pid, pidfd, child=False, on_exit=on_exit, loop=loop)
+
+    def is_dped(self, pid: int, deployable: str) -> bool:
+        argv = command_line(pid)
+        return argv is not None and looks_like_dped(argv, deployable, self.markers)
+
+
+def _file_actions(log_file: Path) -> list[tuple[int, ...] | tuple[int, int, str, int, int]]:
+    append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    return [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o640),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]

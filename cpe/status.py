@@ -1,0 +1,112 @@
+"""A deployable's status, composed from what its DPE recorded in the store.
+
+The DPE writes runtime documents as things change (``dpe.runtime``): kind
+``deployable`` (key ""), ``assembly`` and ``instance`` (key: the assembly) and
+``resource`` (key: ``assembly/resource``).  ``read_status`` takes them, the
+document, the desired state, the lease and the latest events in one consistent
+read; ``compose_status`` turns them, with the supervisor's view of the DPE
+process, into the answer of ``GET /deployables/{name}/status``.  Assemblies and
+resources come in document order; what the DPE has not recorded (yet, or any
+more) shows as stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dpe.store import Store
+
+LAST_EVENTS = 10
+Docs = dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    document: dict[str, Any]  # as stored, assemblies expanded
+    desired: str
+    runtime: Docs
+    lease: dict[str, Any] | None
+    events: list[dict[str, Any]]  # the latest, oldest first
+
+
+def read_status(store: Store, name: str, events: int = LAST_EVENTS) -> StatusRecord:
+    """Everything status needs, in one snapshot (NotFound for an unknown deployable)."""
+    with store.snapshot():
+        document = store.document_dict(name)
+        latest = store.query_events(deployable=name, limit=events, newest_first=True)
+        return StatusRecord(
+            document=document,
+            desired=store.get_desired_state(name),
+            runtime=store.get_runtime(name),
+            lease=store.get_lease(name),
+            events=[event.to_dict() for event in reversed(latest)],
+        )
+
+
+def compose_status(record: StatusRecord, dpe: dict[str, Any], now: float) -> dict[str, Any]:
+    """The status answer; ``dpe`` is the supervisor's view of the process."""
+    deployable = record.runtime.get("deployable", {}).get("", {})
+    return {
+        "name": record.document["name"],
+        "state": deployable.get("state", "stopped"),
+        "reason": deployable.get("reason", ""),
+        "desired": record.desired,
+        "failures": deployable.get("failures", []),
+        "dpe": _dpe(record.lease, dpe, now),
+        "assemblies": [_assembly(a, record.runtime, now) for a in record.document["assemblies"]],
+        "last_events": record.events,
+    }
+
+
+def _dpe(lease: dict[str, Any] | None, dpe: dict[str, Any], now: float) -> dict[str, Any]:
+    held = bool(lease and lease["holder"] and lease["expires_at"] > now)
+    data = {
+        **dpe,
+        "pid": dpe.get("pid") or (lease["pid"] if held and lease else None),
+        "alive": bool(dpe.get("alive")) or held,
+        "lease_epoch": lease["epoch"] if lease else None,
+        "lease_holder": lease["holder"] if lease else None,
+    }
+    if held and lease:
+        data["lease_expires_in"] = round(lease["expires_at"] - now, 3)
+    return data
+
+
+def _assembly(assembly: dict[str, Any], runtime: Docs, now: float) -> dict[str, Any]:
+    name = assembly["name"]
+    recorded = runtime.get("assembly", {}).get(name, {})
+    instance = runtime.get("instance", {}).get(name)
+    row: dict[str, Any] = {
+        "name": name,
+        "state": recorded.get("state", "stopped"),
+        "reason": recorded.get("reason", ""),
+        "failures": recorded.get("failures", []),
+        "instance": instance.get("instance_id") if instance else None,
+        "address": instance.get("address") if instance else None,
+        "hostname": instance.get("hostname") if instance else None,
+    }
+    created = float(instance.get("created_at") or 0) if instance else 0.0
+    if created > 0:
+        row["uptime"] = round(max(0.0, now - created), 1)
+    row["resources"] = [_resource(name, r, runtime) for r in assembly.get("resources", [])]
+    return row
+
+
+def _resource(assembly: str, resource: dict[str, Any], runtime: Docs) -> dict[str, Any]:
+    recorded = runtime.get("resource", {}).get(f"{assembly}/{resource['name']}", {})
+    return {
+        "name": resource["name"],
+        "agent": _agent(resource),
+        "state": recorded.get("state", "stopped"),
+        "failures": recorded.get("failures", []),
+        "last_op": recorded.get("last_op"),
+        "last_rc": recorded.get("last_rc"),
+    }
+
+
+def _agent(resource: dict[str, Any]) -> str:
+    rclass = resource.get("class", "ocf")
+    if rclass == "ocf":
+        return f"ocf:{resource.get('provider', 'heartbeat')}:{resource.get('type')}"
+    return f"{rclass}:{resource.get('type')}"
