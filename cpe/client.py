@@ -179,8 +179,14 @@ class Client:
     def start_deployable(self, name: str) -> Any:
         return self._call("POST", _path("deployables", name, "start"))
 
-    def stop_deployable(self, name: str) -> Any:
-        return self._call("POST", _path("deployables", name, "stop"))
+    def stop_deployable(
+        self, name: str, wait: float | None = None, kill_after: float | None = None
+    ) -> Any:
+        """Stop; ``state`` is ``stopped`` once done, ``stopping`` if that takes
+        longer than ``wait`` seconds (cped's default: 20).  A DPE still stopping
+        after ``kill_after`` seconds is killed."""
+        query = {"wait": wait, "kill_after": kill_after}
+        return self._call("POST", _path("deployables", name, "stop"), query=query)
 
     def reload_deployable(self, name: str) -> Any:
         return self._call("POST", _path("deployables", name, "reload"))
