@@ -146,6 +146,7 @@ class LibvirtDriver:
             meta = await self._boot(self._new_meta(deployable, assembly.name, directory), boot)
             instance = await self._wait_ready(meta, deadline)
         except BaseException:
+            self._fenced.add(instance_id)
             await asyncio.shield(asyncio.to_thread(self._remove, instance_id, directory))
             raise
         log.info(
