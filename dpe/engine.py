@@ -76,6 +76,7 @@ class Engine:
         holder: str | None = None,
     ) -> None:
         self.document = document
+        self.planned = document  # the document the current (or last) transition was planned with
         self.name = document.name
         self.runtime = runtime
         self.clock: Clock = clock or SystemClock()
@@ -300,7 +301,7 @@ class Engine:
             found = by_assembly.pop(name, [])
             keep = _choose(found, recorded.get(name, {}).get("instance_id"))
             strays = [i for i in found if i is not keep]
-            cleared = await self._destroy_strays(strays, "a second instance of the assembly")
+            cleared = await self._destroy_strays(strays, "another instance of the assembly")
             if keep is not None:
                 runner.begin_adopt(keep)
             elif not cleared:
@@ -338,8 +339,10 @@ class Engine:
             if not self._may_act():
                 continue
             self._drop_orphans()
-            plan = planner.plan(self.document, self._observe())
-            self._note_blocked(plan.blocked)
+            self.planned = self.document
+            plan = planner.plan(self.planned, self._observe())
+            if not plan.probing:  # while probing, nothing else is decided
+                self._note_blocked(plan.blocked)
             self._wake_at(plan.wake_at)
             if plan.empty:
                 self._converged()
@@ -394,8 +397,8 @@ class Engine:
         )
 
     async def _perform(self, plan: Plan, action: planner.Action) -> bool:
-        if not self._may_act():
-            return False
+        if self._aborted():
+            return False  # launched, but the transition was aborted before it began
         assembly = self.assemblies[action.assembly]
         if action.kind is ActionKind.CREATE:
             assembly.begin_create()

@@ -41,6 +41,7 @@ log = logging.getLogger("dpe.engine")
 
 HEALTH_COMMAND = "uptime"
 _GONE = (InstanceState.GONE, InstanceState.STOPPED)
+_GRACE = 1.0  # beyond a timeout the transport enforces, before the engine gives up
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,11 @@ class AssemblyRunner:
         last_answer = clock.monotonic()
         while True:
             await clock.sleep(self.hooks.heartbeat().interval)
-            timeout = self.hooks.heartbeat().timeout
-            remaining = max(timeout - (clock.monotonic() - last_answer), 0.001)
+            heartbeat = self.hooks.heartbeat()
+            silent = clock.monotonic() - last_answer
+            # if this loop was held up (a slow store write), the silence is ours:
+            # the guest always gets at least timeout - interval to answer
+            remaining = max(heartbeat.timeout - silent, heartbeat.timeout - heartbeat.interval)
             try:
                 await bounded(clock, remaining + 1.0, connection.keepalive(remaining), "keepalive")
             except OperationTimeout:
@@ -206,7 +210,9 @@ class AssemblyRunner:
     async def _health_problem(self, connection: Connection, instance: Instance) -> str | None:
         timeout = self.s.options.health_timeout
         try:
-            result = await connection.run(HEALTH_COMMAND, timeout)
+            result = await bounded(
+                self.s.clock, timeout + _GRACE, connection.run(HEALTH_COMMAND, timeout), "health"
+            )
         except OperationTimeout:
             return f"health command timed out after {timeout:g} s"
         except Unavailable as error:
@@ -239,9 +245,7 @@ class AssemblyRunner:
         connection = self.connection
         if self.state is not AssemblyState.RUNNING or connection is None:
             raise Unavailable(f"assembly {self.name} is {self.state}", assembly=self.name)
-        work = asyncio.create_task(
-            agents.execute(connection, resource, op, interval=interval, params=params)
-        )
+        work = asyncio.create_task(self._execute(connection, resource, op, interval, params))
         self._ops.add(work)
         work.add_done_callback(self._ops.discard)
         try:
@@ -251,6 +255,23 @@ class AssemblyRunner:
             if current is not None and current.cancelling():
                 raise
             raise Unavailable(f"assembly {self.name} was lost", assembly=self.name) from None
+
+    async def _execute(
+        self,
+        connection: Connection,
+        resource: Resource,
+        op: str,
+        interval: float,
+        params: Mapping[str, str],
+    ) -> agents.AgentResult:
+        # created inside the task: a task cancelled before it runs leaves nothing unawaited
+        limit = resource.timeout(op) + agents.KILL_GRACE + _GRACE  # the transport's, and ours
+        return await bounded(
+            self.s.clock,
+            limit,
+            agents.execute(connection, resource, op, interval=interval, params=params),
+            f"{op} of {resource.name}",
+        )
 
     # -- losing it ----------------------------------------------------------------
 

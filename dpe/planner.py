@@ -139,6 +139,11 @@ class Plan:
     def empty(self) -> bool:
         return not self.actions
 
+    @property
+    def probing(self) -> bool:
+        """Only probes (and fences or creates) were decided: the rest waits for them."""
+        return any(a.kind is ActionKind.PROBE for a in self.actions)
+
     def predecessors(self) -> dict[Action, set[Action]]:
         before: dict[Action, set[Action]] = {a: set() for a in self.actions}
         for first, then in self.edges:

@@ -147,6 +147,7 @@ class FakeGuest:
         self.frozen = False  # sshd stopped (SIGSTOP): nothing answers, nothing refuses
         self.destroyed = False
         self.health_status = 0
+        self.latency = 0.0  # how long sshd takes to answer
         self.services: dict[str, Service] = {}
 
     @property
@@ -157,10 +158,11 @@ class FakeGuest:
         return self.services.setdefault(name, Service())
 
     async def answer(self, timeout: float) -> None:
-        """Whether the guest's sshd is there at all."""
-        if self.frozen:
+        """Whether the guest's sshd is there at all (after ``latency`` seconds)."""
+        if self.frozen or self.latency > timeout:
             await self.world.clock.sleep(timeout)
             raise OperationTimeout(f"no answer within {timeout:g} s")
+        await self.world.clock.sleep(self.latency)
         if not self.alive:
             raise Unavailable("connection reset by peer")
 
@@ -446,7 +448,8 @@ class Harness:
             options=FAST,
             holder=holder,
         )
-        self.world.constraints = lambda: engine.document.constraints
+        # a start is checked against the document its transition was planned with
+        self.world.constraints = lambda: engine.planned.constraints
         self.engine = engine
         return engine
 

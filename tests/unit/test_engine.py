@@ -69,6 +69,17 @@ async def test_a_frozen_sshd_fails_its_assembly_after_the_heartbeat_timeout() ->
     assert h.world.violations == []
 
 
+async def test_a_held_up_engine_does_not_blame_the_guest_for_its_own_silence() -> None:
+    h = Harness()
+    await running(h)
+    for assembly in ("a1", "a2"):
+        h.world.guest(assembly).latency = 0.05
+    h.clock.now += 10  # the loop was held up (say, a store write waiting for a lock)
+    await h.clock.advance(5)
+    assert [line for line in h.story() if " failed" in line] == []
+    assert h.driver.destroyed == []
+
+
 async def test_a_hanging_agent_is_failed_by_its_timeout_and_restarted() -> None:
     doc = deployable({"a1": [resource("x", timeouts={"monitor": "2s"})]})
     h = Harness()
