@@ -48,6 +48,7 @@ RESET_SIGNALS = (
     signal.SIGTTOU,
 )
 REAP_RETRY = 0.01
+LOG_TAIL_BYTES = 4096
 
 
 def dped_command() -> list[str]:
@@ -182,18 +183,30 @@ class DpedLauncher:
         return PidfdProcess(pid, pidfd, child=True, on_exit=on_exit, loop=loop)
 
     def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> PidfdProcess | None:
-        """Watch a DPE another cped started; None unless ``pid`` runs dped for ``deployable``."""
+        """Watch a DPE another cped started; None unless ``pid`` runs dped for
+        ``deployable``; OSError if it does but cannot be watched."""
         if not self.is_dped(pid, deployable):
             return None
         try:
             pidfd = os.pidfd_open(pid)
-        except OSError:
+        except ProcessLookupError:
             return None
         if not self.is_dped(pid, deployable):  # exited and reused before the pidfd pinned it
             os.close(pidfd)
             return None
         loop = asyncio.get_running_loop()
         return PidfdProcess(pid, pidfd, child=False, on_exit=on_exit, loop=loop)
+
+    def last_words(self, deployable: str) -> str:
+        """The last line of the deployable's DPE log (why a DPE failed, usually)."""
+        try:
+            with dped_log_file(self.paths, deployable).open("rb") as log_file:
+                log_file.seek(0, os.SEEK_END)
+                log_file.seek(max(0, log_file.tell() - LOG_TAIL_BYTES))
+                lines = log_file.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
 
     def is_dped(self, pid: int, deployable: str) -> bool:
         argv = command_line(pid)

@@ -83,7 +83,12 @@ class Launcher(Protocol):
         ...
 
     def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> DpeProcess | None:
-        """Watch a running DPE of ``deployable``; None if ``pid`` is not one."""
+        """Watch a running DPE of ``deployable``; None if ``pid`` is not one
+        (OSError if it is one but cannot be watched)."""
+        ...
+
+    def last_words(self, deployable: str) -> str:
+        """The last line a DPE of ``deployable`` wrote to its log ("" if none)."""
         ...
 
 
@@ -192,6 +197,7 @@ class Supervisor:
         future says what was done once a tick has acted."""
         slot = self._slot(name)
         slot.clear_failed = True
+        slot.spawned_clearing = False  # a DPE spawned before this request: check it again
         slot.attempts = 0
         slot.retry_at = min(slot.retry_at, self.clock.monotonic())
         slot.waiting_note = ""
@@ -397,10 +403,16 @@ class Supervisor:
             slot.process.signal(signal.SIGHUP)
 
     async def _when_stopping(self, slot: Slot) -> None:
-        if slot.killed or slot.process is None or self.clock.monotonic() < slot.kill_at:
+        if slot.killed or slot.process is None:
             return
-        waited = slot.kill_at - slot.since_stop
-        await self._kill(slot, f"dpe (pid {slot.process.pid}) did not stop within {waited:g} s")
+        if self.clock.monotonic() >= slot.kill_at:
+            waited = slot.kill_at - slot.since_stop
+            pid = slot.process.pid
+            await self._kill(slot, f"dpe (pid {pid}) did not stop within {waited:g} s")
+            return
+        lease = await self._lease(slot.name)
+        if self._holds_stale(lease, slot.process):  # hung: it is not stopping anything
+            await self._kill(slot, self._lost_reason(slot, lease))
 
     # =========================================================================
     # actions
@@ -421,13 +433,24 @@ class Supervisor:
         await self._spawn(slot, why)
 
     async def _adopt(self, slot: Slot) -> bool:
-        """Watch the live DPE holding the deployable's lease on this host, if any."""
+        """Watch the live DPE holding the deployable's lease on this host, if any.
+
+        True when a live DPE holds the lease: adopted, or (rarely) one that
+        cannot be watched, which is then left to its lease: nothing is started
+        beside it.  A dead holder's lease is released."""
         lease = await self._lease(slot.name)
         if not lease or not lease["holder"] or not self._on_this_host(lease["holder"]):
             return False
         generation = slot.generation + 1
         on_exit = partial(self._record_exit, slot.name, generation)
-        process = self.launcher.attach(slot.name, int(lease["pid"]), on_exit)
+        try:
+            process = self.launcher.attach(slot.name, int(lease["pid"]), on_exit)
+        except OSError as error:  # a live DPE that cannot be watched: never start another
+            note = f"cannot watch dpe {lease['holder']} ({error}): waiting for its lease to expire"
+            if slot.waiting_note != note:
+                slot.waiting_note = note
+                log.error("deployable=%s: %s", slot.name, note)
+            return True
         if process is None:  # its holder is dead: free the lease for the next one
             await self._db(self.store.release_lease, slot.name, lease["holder"], lease["epoch"])
             log.info("deployable=%s: released the lease of %s (gone)", slot.name, lease["holder"])
@@ -436,7 +459,8 @@ class Supervisor:
         slot.epoch = int(lease["epoch"])
         reason = f"adopted the running dpe (pid {process.pid}, lease epoch {slot.epoch})"
         await self._event(slot, "dpe-adopted", reason)
-        self._settle(slot.starts, {"pid": process.pid, "note": "already running (adopted)"})
+        if not slot.clear_failed:  # else answered once it is known not to have failed
+            self._settle(slot.starts, {"pid": process.pid, "note": "already running"})
         return True
 
     async def _spawn(self, slot: Slot, why: str = "") -> None:
@@ -521,7 +545,11 @@ class Supervisor:
         pid, ran = slot.process.pid, self.clock.monotonic() - slot.since
         await self._release_lease(slot.name, pid)
         failed = slot.killed or status not in (0, None)
-        slot.last = {"pid": pid, "exit": describe_exit(status), "killed": slot.killed}
+        how = describe_exit(status)
+        if status is not None and status > 0 and not slot.killed:
+            words = self.launcher.last_words(slot.name)
+            how += f" ({words})" if words else ""
+        slot.last = {"pid": pid, "exit": how, "killed": slot.killed}
         slot.process = None
         if desired != STARTED:
             await self._exited_unwanted(slot, pid, failed)
@@ -565,6 +593,14 @@ class Supervisor:
             and lease["pid"] == process.pid
             and lease["expires_at"] > self.clock.time()
         )
+
+    def _holds_stale(self, lease: dict[str, Any] | None, process: DpeProcess) -> bool:
+        """Still its holder, but not renewed for a tick past its expiry (hung).
+
+        A released lease is not stale: a DPE gives it up just before exiting."""
+        if not lease or not lease["holder"] or lease["pid"] != process.pid:
+            return False
+        return bool(lease["expires_at"] + self.options.check_interval < self.clock.time())
 
     def _lease_lost(self, lease: dict[str, Any] | None, process: DpeProcess) -> bool:
         """Not held by the process any more, or not renewed (a tick's slack)."""

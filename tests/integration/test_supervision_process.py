@@ -124,8 +124,8 @@ async def test_signals_reach_the_process_and_sigterm_ends_it(
     await until(lambda: "hup" in log.read_text())
     assert process.signal(signal.SIGTERM)
     assert await exits.wait() == 0
-    argv_words = log.read_text()
-    assert "stand-in dpe for shop" in argv_words
+    assert launcher.last_words("shop") == "term"
+    assert launcher.last_words("never-started") == ""
 
 
 async def test_attach_watches_a_dpe_it_did_not_start(launcher: DpedLauncher) -> None:

@@ -95,6 +95,7 @@ class FakeLauncher:
         self.foreign: dict[int, str] = {}  # pid -> deployable: live DPEs another cped started
         self.obey_sigterm = True
         self.fail: OSError | None = None
+        self.words = ""  # the last line of the DPE log
 
     def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> FakeProcess:
         if self.fail is not None:
@@ -108,6 +109,9 @@ class FakeLauncher:
         if self.foreign.get(pid) != deployable:
             return None
         return FakeProcess(pid, deployable, False, on_exit, self)
+
+    def last_words(self, deployable: str) -> str:
+        return self.words
 
     def live(self, deployable: str = "shop") -> list[FakeProcess]:
         return [p for p in self.spawned if p.alive and p.deployable == deployable]
@@ -254,6 +258,33 @@ async def test_a_dead_dpe_is_replaced_after_a_back_off_with_a_higher_epoch(world
     assert replacement.pid != process.pid and replacement.clear_failed is False
     new_epoch = replacement.take_lease()
     assert new_epoch is not None and new_epoch > first_epoch
+
+
+async def test_a_failing_dpe_is_reported_with_the_last_line_of_its_log(world: World) -> None:
+    process = await world.running()
+    world.launcher.words = "dped: no such deployable: 'shop'"
+    process.exit(2)
+    await world.tick()
+    assert world.reasons("dpe-restarting") == [
+        f"dpe (pid {process.pid}) exited with status 2 (dped: no such deployable: 'shop');"
+        " restarting in 0.5 s (attempt 1)"
+    ]
+
+
+async def test_a_live_dpe_that_cannot_be_watched_is_not_doubled(store: Store) -> None:
+    world = make_world(store)
+    world.want("started")
+    world.launcher.foreign[4242] = "shop"
+    store.acquire_lease("shop", f"{HOST}:4242", 4242, 5.0, world.clock.time())
+
+    def refuse(*args: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    world.launcher.attach = refuse  # type: ignore[method-assign,assignment]
+    await world.tick()
+    assert world.launcher.spawned == []
+    assert "cannot watch dpe testhost:4242" in world.supervisor.info("shop")["note"]
+    assert store.get_lease("shop")["holder"] == f"{HOST}:4242"  # type: ignore[index]
 
 
 async def test_repeated_deaths_double_the_delay_up_to_the_cap(world: World) -> None:
