@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from cpe import control
 from cpe.client import Client
 from cpe.control import process_alive
 from cpe.dpe_process import DPED_MARKERS, command_line, looks_like_dped
@@ -271,3 +272,51 @@ def test_a_running_deployable_is_deleted_only_with_force(rig: Rig) -> None:
     rig.client.delete_deployable("shop", force=True)
     assert rig.processes() == {}
     assert [row["name"] for row in rig.client.list_deployables()] == []
+
+
+def test_start_clears_a_failed_deployable(rig: Rig) -> None:
+    once = {"failures": 1, "period": 600}
+    document = shop("a1") | {"escalation": once}
+    document["assemblies"][0]["escalation"] = once
+    rig.client.put_deployable("shop", document)
+    rig.client.start_deployable("shop")
+    before = rig.running()
+    guest_init = [pid for pid, argv in rig.processes().items() if "_guest_init.py" in str(argv)]
+    assert len(guest_init) == 1
+    os.kill(guest_init[0], signal.SIGKILL)  # the instance dies: escalated up to the deployable
+    rig.until(lambda: rig.status()["state"] == "failed", what="shop failed")
+    failed_pid = rig.status()["dpe"]["pid"]
+    assert failed_pid == before["dpe"]["pid"]  # a failed deployable keeps its DPE
+
+    answer = rig.client.start_deployable("shop")
+    assert answer["pid"] not in (None, failed_pid)
+    after = rig.running()
+    assert after["dpe"]["lease_epoch"] > before["dpe"]["lease_epoch"]
+    assert any(
+        kind == "dpe-killed" and "the deployable had failed" in why
+        for kind, why in rig.dpe_events()
+    )
+
+
+def test_a_daemonized_cped_runs_deployables(pcloud_home: Paths, key_cache: Path) -> None:
+    shutil.copytree(key_cache, pcloud_home.keys_dir, dirs_exist_ok=True)
+    pcloud_home.config_file.write_text(CONFIG)
+    pid = control.start_daemon(pcloud_home)
+    client = Client(pcloud_home.socket, timeout=10.0)
+    try:
+        client.put_deployable("shop", shop("a1"))
+        started = client.start_deployable("shop")
+        deadline = time.monotonic() + 15
+        while client.deployable_status("shop")["state"] != "running":
+            assert time.monotonic() < deadline, "shop not running under a daemonized cped"
+            time.sleep(0.05)
+        assert command_line(started["pid"]) is not None
+        assert os.getsid(started["pid"]) == started["pid"]
+        log = (pcloud_home.log_dir / "dped-shop.log").read_text()
+        assert f"dped[{started['pid']}]" in log
+        assert client.stop_deployable("shop")["state"] == "stopped"
+    finally:
+        with contextlib.suppress(PcloudError):
+            client.stop_deployable("shop")
+        control.stop_daemon(pcloud_home)
+    assert not process_alive(pid)
