@@ -157,6 +157,7 @@ class DpedLauncher:
         self.paths = paths
         self.command = list(command) if command is not None else dped_command()
         self.markers = markers
+        self.environment = cped_environment(paths)  # the DPE resolves exactly these paths
 
     def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> PidfdProcess:
         """Start a DPE (OSError if it cannot be started)."""
@@ -167,7 +168,7 @@ class DpedLauncher:
         pid = os.posix_spawn(
             argv[0],
             argv,
-            cped_environment(self.paths),
+            self.environment,
             file_actions=_file_actions(log_file),
             setsid=True,
             setsigmask=(),

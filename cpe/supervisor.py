@@ -323,7 +323,10 @@ class Supervisor:
             if slot is not None and slot.generation == generation and slot.process is not None:
                 await self._exited(slot, status, desired.get(name))
         for slot in list(self.slots.values()):
-            await self._reconcile(slot, desired.get(slot.name))
+            try:
+                await self._reconcile(slot, desired.get(slot.name))
+            except PcloudError as error:  # one deployable's trouble does not stall the others
+                log.error("deployable=%s: supervision: %s (trying again)", slot.name, error)
 
     def _record_exit(self, name: str, generation: int, status: int | None) -> None:
         """Called by the launcher when a DPE exits: only record; ``tick`` acts."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from cpe.catalog import Catalog
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions, describe_exit
-from dpe.errors import Conflict
+from dpe.errors import Conflict, StoreError
 from dpe.store import Store
 
 HOST = "testhost"
@@ -511,6 +513,23 @@ async def test_a_new_cped_stops_what_a_stopped_deployable_left(store: Store) -> 
     await world.tick()
     assert [p.deployable for p in world.launcher.spawned] == ["shop"]
     assert world.launcher.live("other") == []
+
+
+async def test_trouble_with_one_deployable_does_not_stall_the_others(store: Store) -> None:
+    world = make_world(store, "blog", "shop")
+
+    async def flaky(fn: Callable[..., Any], *args: Any) -> Any:
+        if fn.__name__ == "get_lease" and args == ("blog",):
+            raise StoreError("the store is busy")
+        return fn(*args)
+
+    supervisor = Supervisor(
+        store, world.launcher, in_store=flaky, options=lambda: OPTIONS, clock=world.clock, host=HOST
+    )
+    world.want("started", "blog")
+    world.want("started", "shop")
+    await supervisor.tick()
+    assert [p.deployable for p in world.launcher.spawned] == ["shop"]
 
 
 async def test_closing_leaves_every_dpe_running(world: World) -> None:
