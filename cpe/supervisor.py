@@ -317,11 +317,12 @@ class Supervisor:
                 self.slots[name] = Slot(name, check_left=first)
             elif first:
                 self.slots[name].check_left = True
-        exits, self._exits = self._exits, []
-        for name, generation, status in exits:
+        while self._exits:  # one at a time: one the store failed on is handled next tick
+            name, generation, status = self._exits[0]
             slot = self.slots.get(name)
             if slot is not None and slot.generation == generation and slot.process is not None:
                 await self._exited(slot, status, desired.get(name))
+            self._exits.pop(0)
         for slot in list(self.slots.values()):
             try:
                 await self._reconcile(slot, desired.get(slot.name))

@@ -532,6 +532,29 @@ async def test_trouble_with_one_deployable_does_not_stall_the_others(store: Stor
     assert [p.deployable for p in world.launcher.spawned] == ["shop"]
 
 
+async def test_an_exit_the_store_failed_on_is_handled_at_the_next_tick(store: Store) -> None:
+    world = make_world(store)
+    failing = {"get_lease": False}
+
+    async def flaky(fn: Callable[..., Any], *args: Any) -> Any:
+        if failing.get(fn.__name__):
+            failing[fn.__name__] = False
+            raise StoreError("the store is busy")
+        return fn(*args)
+
+    world.supervisor = Supervisor(
+        store, world.launcher, in_store=flaky, options=lambda: OPTIONS, clock=world.clock, host=HOST
+    )
+    process = await world.running()
+    process.exit(-9)
+    failing["get_lease"] = True
+    with pytest.raises(StoreError):
+        await world.tick()
+    await world.tick()
+    assert world.slot_state() is DpeState.BACKOFF
+    assert len(world.reasons("dpe-restarting")) == 1
+
+
 async def test_closing_leaves_every_dpe_running(world: World) -> None:
     process = await world.running()
     world.supervisor.close()
