@@ -488,6 +488,7 @@ class Engine:
             return  # already failed, being fenced, or gone
         for resource in self._runners_on(runner.name):
             resource.cancel_monitor()
+        self._recovering(f"assembly {runner.name} failed: {reason}")
         if self._recording():
             verdict = runner.window.record(self.clock.time())
             self._save_assembly(runner)
@@ -495,7 +496,6 @@ class Engine:
                 self._deployable_failure(
                     f"assembly {runner.name}: " + runner.window.reason("deployable")
                 )
-        self._recovering(f"assembly {runner.name} failed: {reason}")
         self._replan(abort=True)
 
     def resource_failed(self, runner: ResourceRunner, reason: str) -> None:
@@ -587,9 +587,11 @@ class Engine:
         removed = [rid for rid in self.resources if new.resource(rid) is None]
         for rid in removed:
             self.orphans[rid] = self.resources.pop(rid)
-        kept = [c for c in self.orphan_constraints if c not in old.constraints]
-        self.orphan_constraints = tuple(kept) + tuple(
-            c for c in old.constraints if c.first in self.orphans and c.then in self.orphans
+        candidates = (*self.orphan_constraints, *old.constraints)  # how they were ordered
+        self.orphan_constraints = tuple(
+            dict.fromkeys(
+                c for c in candidates if c.first in self.orphans and c.then in self.orphans
+            )
         )
         return [str(rid) for rid in removed]
 

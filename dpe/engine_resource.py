@@ -100,6 +100,8 @@ class ResourceRunner:
         return self._apply(kind, result, params, resolved)
 
     def _begin(self, kind: str) -> None:
+        if kind in ("start", "stop"):
+            self.cancel_monitor()  # a monitor must not judge a resource in mid-change
         if kind == "start":
             self.cell.set(ResourceState.STARTING, f"starting ({self.definition.agent})")
         elif kind == "stop":
@@ -157,6 +159,8 @@ class ResourceRunner:
         return self._failed("stop", result.reason)
 
     def _monitored(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
+        if self.state is not ResourceState.RUNNING:
+            return False  # answered after something else changed it: not its to judge
         if result.ok:
             self.backoff.reset()  # up for a whole interval: failures are no longer in a row
             self.retry_at = None

@@ -190,8 +190,9 @@ def test_dped_document_mode_prints_the_story_and_stops_cleanly(
     dped.signal(signal.SIGTERM)
     assert dped.wait() == 0
     err = dped.stderr()
-    assert "trio stopped: every resource stopped, every instance destroyed" in err
-    assert err.index("trio/a3/app stopped: stopped") < err.index("trio/a1/d1 stopped: stopped")
+    assert "trio stopped: every resource stopped, every instance destroyed" in err, err
+    assert "trio/a3/app stopped: stopped" in err, err
+    assert err.index("trio/a3/app stopped: stopped") < err.index("trio/a1/d1 stopped: stopped"), err
     assert instances(paths) == {}
     assert daemons(paths.state_dir) == {}
 

@@ -204,12 +204,15 @@ def story(events: list[Event], subject: str | None = None) -> list[str]:
 
 
 def in_order(lines: list[str], expected: list[str]) -> bool:
-    """Every expected line appears, in this order (others may come between)."""
+    """Every expected line appears, in this order (others may come between);
+    otherwise says which one is missing, with the whole story."""
     position = 0
     for line in lines:
         if position < len(expected) and line == expected[position]:
             position += 1
-    return position == len(expected)
+    story = "\n  ".join(lines)
+    assert position == len(expected), f"missing {expected[position]!r} in:\n  {story}"
+    return True
 
 
 async def destroy_everything(paths: Paths, deployable: str) -> None:
@@ -261,6 +264,13 @@ class Local:
 
     def story(self, subject: str | None = None) -> list[str]:
         return story(self.events, subject)
+
+    async def until_line(self, line: str, within: float = 20.0, since: int = 0) -> None:
+        """Until the events (from index ``since``) have ``line``; the story if not."""
+        try:
+            await until(lambda: line in story(self.events[since:]), within, line)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n  " + "\n  ".join(self.story())) from None
 
 
 @pytest.fixture
@@ -345,7 +355,7 @@ async def test_a_hanging_agent_is_failed_by_its_timeout(local: Local) -> None:
     engine = await local.running(trio(local.paths.state_dir))
     hang = local.paths.state_dir / "hang"
     hang.touch()
-    await until(lambda: "trio/a3/app failed: monitor timed out after 1.5 s" in local.story(), 10)
+    await local.until_line("trio/a3/app failed: monitor timed out after 1.5 s", 10)
     hang.unlink()
     await until(lambda: engine.cell.state == "running", 15)
     assert local.story("trio/a3/app")[-1] == "trio/a3/app running: started"
@@ -356,7 +366,7 @@ async def test_a_stopped_sshd_is_detected_by_the_heartbeat(local: Local) -> None
     old = local.instance(engine, "a1")
     stop_sshd(old)
     started = time.monotonic()
-    await until(lambda: "trio/a1 failed: no heartbeat for 0.6 s" in local.story(), 5)
+    await local.until_line("trio/a1 failed: no heartbeat for 0.6 s", 5)
     detected = time.monotonic() - started
     assert detected < 0.2 + 0.6 + 0.5  # one interval, the timeout, and some slack
     await until(lambda: engine.cell.state == "running", 15)
@@ -386,7 +396,7 @@ async def test_repeated_failures_escalate_level_by_level(local: Local) -> None:
         [pid] = daemons(local.paths.state_dir)
         mark = len(local.events)
         os.kill(pid, signal.SIGKILL)
-        await until(lambda: expect in story(local.events[mark:]), 20, expect)
+        await local.until_line(expect, 20, since=mark)
 
     await kill_daemon_and_wait("trio/a3 failed: app: 1 failure in 60 s: escalating to assembly")
     await until(lambda: engine.cell.state == "running", 20)

@@ -33,6 +33,17 @@ from dpe.runtime import MemoryRuntime
 
 HANG = "hang"  # a scripted answer: the agent never returns
 
+
+@dataclass(frozen=True)
+class Slow:
+    """A scripted answer that takes its time."""
+
+    seconds: float
+    status: int
+
+
+Answer = int | str | Slow
+
 # ---------------------------------------------------------------------------
 # the clock
 
@@ -127,7 +138,7 @@ class Op:
 @dataclass
 class Service:
     running: bool = False
-    script: dict[str, deque[int | str]] = field(default_factory=dict)
+    script: dict[str, deque[Answer]] = field(default_factory=dict)
 
 
 @dataclass
@@ -172,6 +183,9 @@ class FakeGuest:
             return CommandResult(self.health_status, " 10:00:00 up 1 day", "")
         parsed = parse_agent_command(command)
         status = self._behave(parsed)
+        if isinstance(status, Slow):
+            await self.world.clock.sleep(status.seconds)
+            status = status.status
         self.world.record(self, parsed, status)
         if status == HANG:
             await self.world.clock.sleep(timeout)
@@ -179,7 +193,7 @@ class FakeGuest:
         assert isinstance(status, int)
         return CommandResult(status, "", "")
 
-    def _behave(self, parsed: Parsed) -> int | str:
+    def _behave(self, parsed: Parsed) -> Answer:
         service = self.service(parsed.name)
         override = self.world.overrides.get((self.assembly, parsed.name, parsed.op))
         scripted = service.script.get(parsed.op)
@@ -296,7 +310,7 @@ class FakeWorld:
     def kill_resource(self, assembly: str, resource: str) -> None:
         self.guest(assembly).service(resource).running = False
 
-    def script(self, assembly: str, resource: str, op: str, *answers: int | str) -> None:
+    def script(self, assembly: str, resource: str, op: str, *answers: Answer) -> None:
         self.guest(assembly).service(resource).script.setdefault(op, deque()).extend(answers)
 
     def kill_instance(self, assembly: str) -> None:

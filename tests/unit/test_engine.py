@@ -13,7 +13,7 @@ from dpe.errors import Conflict
 from dpe.interfaces import InstanceState
 from dpe.model import Deployable, parse
 from dpe.runtime import MemoryRuntime
-from tests.unit.fakes import HANG, Harness, settle
+from tests.unit.fakes import HANG, Harness, Slow, settle
 
 HEARTBEAT = {"interval": 1, "timeout": 3, "health_interval": 5}
 
@@ -124,6 +124,30 @@ async def test_hard_errors_make_a_resource_unrecoverable_and_the_rest_keeps_runn
     await h.clock.advance(30)
     assert h.world.ops_of("a1/x").count("start") == starts  # left alone
     assert h.state("a2/z") == "running"
+
+
+async def test_a_monitor_answering_during_a_stop_does_not_judge_the_resource() -> None:
+    doc = deployable({"a1": [resource("x", timeouts={"monitor": "5s", "stop": "5s"})]})
+    h = Harness()
+    await running(h, doc)
+    # a monitor is in flight and will say "failed" (the daemon half stopped)...
+    h.world.script("a1", "x", "monitor", Slow(2.0, 1))
+    h.world.script("a1", "x", "stop", Slow(3.0, 0))
+    await h.clock.advance(1.5)
+    changed = deployable(
+        {"a1": [resource("x", timeouts={"monitor": "5s", "stop": "5s"}, parameters={"p": "2"})]}
+    )
+    assert h.engine is not None
+    await h.engine.reload(changed)  # ...when a restart stops the resource
+    await h.clock.advance(20)
+    assert [line for line in h.story() if "failed" in line] == []
+    assert h.state("a1/x") == "running"
+    assert [op for op in h.world.ops_of("a1/x") if op != "monitor"] == [
+        "probe",
+        "start",
+        "stop",
+        "start",
+    ]
 
 
 async def test_a_start_that_keeps_failing_is_retried_with_growing_delays() -> None:
