@@ -15,11 +15,12 @@ PYTEST_ARGS ?=
 # Debian packages the project runs on (see README: dependencies).
 DEB_PACKAGES := openssh-server openssh-client resource-agents swig libssl-dev \
 	pacemaker-cli-utils iproute2 procps util-linux python3-venv \
-	debootstrap qemu-utils qemu-system-x86 libguestfs-tools python3-guestfs kmod e2fsprogs
+	debootstrap qemu-utils qemu-system-x86 libguestfs-tools python3-guestfs kmod e2fsprogs \
+	libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps test lint typecheck pytest demo clean
+.PHONY: all deps test lint typecheck pytest demo clean libvirt-up
 
 all: test
 
@@ -42,7 +43,7 @@ $(STAMPS)/deb: Makefile
 
 $(STAMPS)/venv: setup.cfg pyproject.toml $(STAMPS)/deb
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,libvirt]'
 	@touch $@
 
 $(STAMPS)/guestfs: $(STAMPS)/venv
@@ -62,7 +63,11 @@ lint: deps
 typecheck: deps
 	$(BIN)/mypy
 
-pytest: deps
+# libvirtd and virtlogd without systemd (root only; the libvirt e2e tests need them).
+libvirt-up: deps
+	@if [ "$$(id -u)" = 0 ]; then .ci/libvirt-up; else echo "not root: libvirt e2e tests will skip"; fi
+
+pytest: deps libvirt-up
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
