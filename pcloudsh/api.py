@@ -115,3 +115,10 @@ class ReachabilityCheck:
         except PcloudError:
             return CpedUnreachable(error.message, details=error.details)
         return error
+
+
+def connect_events(paths: Paths) -> Any:
+    """A client of its own for one event stream, which ``interrupt()`` can end from any thread."""
+    from pcloudsh.streamclient import InterruptibleClient
+
+    return InterruptibleClient(paths.socket)

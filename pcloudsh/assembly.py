@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from dpe import model
 from dpe.errors import Conflict, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
-from pcloudsh.output import Result, Table, columns, done
+from pcloudsh.output import Outcome, Program, Result, Table, Text, columns, done
 from pcloudsh.values import check_name
 
 
@@ -102,6 +103,44 @@ class AssemblyCommands(Noun):
         except BaseException:
             keys.delete(doc["name"])
             raise
+
+    @command(
+        Arg("deployable", help="the deployable the assembly runs in", complete=Names.DEPLOYABLE),
+        Arg("assembly", help="the assembly", complete=Names.ASSEMBLY),
+        Arg(
+            "command",
+            nargs="*",
+            help="a command to run there instead of a login shell (put -- before it)",
+        ),
+    )
+    def assembly_ssh(self, args: argparse.Namespace) -> Outcome:
+        """Log in to an assembly's running instance as root, or run a command there.
+
+        ssh uses the assembly's own key and accepts only the host key pinned for
+        it; the exit status is the remote command's (255 when ssh cannot connect
+        or the host key is not the pinned one).  Options of pcloudsh come before
+        the --: "assembly_ssh shop web -- ls -l /etc".  With --json, print how to
+        reach the instance (and the ssh command line) instead of connecting.
+        """
+        from pcloudsh.deployable import lifecycle_request
+        from pcloudsh.sshaccess import endpoint_of, login_for, running_assembly
+
+        deployable = check_name(args.deployable, "deployable")
+        assembly = check_name(args.assembly, "assembly")
+        with lifecycle_request():
+            status = self.env.api().deployable_status(deployable)
+        row = running_assembly(status, deployable, assembly)
+        login = login_for(self.env.paths, assembly, endpoint_of(row, deployable, self.env.paths))
+        argv = login.argv(args.command)
+        if args.json:
+            facts = {
+                "deployable": deployable,
+                "assembly": assembly,
+                **login.to_dict(),
+                "argv": argv,
+            }
+            return Result(facts, Text(shlex.join(argv)))
+        return Program(argv)
 
 
 def _assembly_doc(source: dict[str, Any]) -> dict[str, Any]:

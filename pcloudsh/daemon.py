@@ -8,6 +8,7 @@ from typing import Any
 from pcloudsh.definition import Noun, command
 from pcloudsh.exitcodes import ExitCode
 from pcloudsh.output import Result, Text, done
+from pcloudsh.timetext import duration
 
 
 class DaemonCommands(Noun):
@@ -50,13 +51,5 @@ def _running_line(health: dict[str, Any]) -> str:
     parts = [f"pid {health.get('pid')}", f"version {health.get('version')}"]
     uptime = health.get("uptime")
     if isinstance(uptime, int | float):
-        parts.append(f"up {_duration(uptime)}")
+        parts.append(f"up {duration(uptime)}")
     return f"cped is running ({', '.join(parts)})"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

@@ -168,7 +168,7 @@ class DeployableCommands(Noun):
     def deployable_start(self, args: argparse.Namespace) -> Result:
         """Start a deployable: cped runs a DPE that keeps it available (clears "failed")."""
         name = check_name(args.name, "deployable")
-        with _operation():
+        with lifecycle_request():
             answer = self.env.api().start_deployable(name)
         return done(f"deployable {name} starting", deployable=name, answer=answer)
 
@@ -176,7 +176,7 @@ class DeployableCommands(Noun):
     def deployable_stop(self, args: argparse.Namespace) -> Result:
         """Stop a deployable: resources stop in reverse order, instances are destroyed."""
         name = check_name(args.name, "deployable")
-        with _operation():
+        with lifecycle_request():
             answer = self.env.api().stop_deployable(name)
         return done(f"deployable {name} stopping", deployable=name, answer=answer)
 
@@ -184,19 +184,26 @@ class DeployableCommands(Noun):
     def deployable_reload(self, args: argparse.Namespace) -> Result:
         """Make a running deployable's DPE apply the stored document (only what changed)."""
         name = check_name(args.name, "deployable")
-        with _operation():
+        with lifecycle_request():
             answer = self.env.api().reload_deployable(name)
         return done(f"deployable {name} reloading", deployable=name, answer=answer)
 
     @command(NAME)
     def deployable_status(self, args: argparse.Namespace) -> Result:
-        """Show a deployable's state: assemblies, instances, addresses, resources, failures."""
-        from pcloudsh.status import status_tree
+        """Show a deployable's state as a tree: assemblies, instances, resources, last events.
+
+        The deployable's state (and the desired one when they differ), its DPE's
+        pid and lease epoch; each assembly's state, instance, address and uptime;
+        each resource's state, failures in its escalation window and last return
+        code; then the last events.  States are coloured on a terminal.  --json
+        prints cped's status document as it is.
+        """
+        from pcloudsh.status import status_view
 
         name = check_name(args.name, "deployable")
-        with _operation():
+        with lifecycle_request():
             status = self.env.api().deployable_status(name)
-        return Result(status, status_tree(name, status))
+        return Result(status, status_view(name, status, self.env.clock()))
 
     # -- documents ------------------------------------------------------------
 
@@ -233,7 +240,7 @@ class DeployableCommands(Noun):
 
 
 @contextmanager
-def _operation() -> Iterator[None]:
+def lifecycle_request() -> Iterator[None]:
     """A lifecycle request cped refuses in the deployable's state has failed (exit 1)."""
     try:
         yield

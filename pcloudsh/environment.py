@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
 from dpe import paths as pathsmod
 
 if TYPE_CHECKING:
     from pcloudsh.api import Api
+    from pcloudsh.follow import EventSource
 
 API_TIMEOUT = 30.0
 
@@ -38,6 +39,10 @@ class DaemonControl(Protocol):
     def status(self) -> dict[str, Any] | None: ...
 
 
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
 class DocumentCodec(Protocol):
     """Deployable documents as text: json, yaml or the original XML."""
 
@@ -49,6 +54,22 @@ def _connect(paths: pathsmod.Paths) -> Api:
     from pcloudsh.api import connect
 
     return connect(paths, API_TIMEOUT)
+
+
+def _connect_events(paths: pathsmod.Paths) -> EventSource:
+    from pcloudsh.api import connect_events
+
+    return cast("EventSource", connect_events(paths))
+
+
+def _timer(seconds: float, action: Callable[[], None]) -> Timer:
+    """Run ``action`` in ``seconds`` from another thread (ends a ``--timeout``)."""
+    import threading
+
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _keys(paths: pathsmod.Paths) -> KeyStore:
@@ -69,6 +90,18 @@ def _codec() -> DocumentCodec:
     return DpeCodec()
 
 
+def _exec(argv: Sequence[str]) -> None:
+    from pcloudsh.programs import exec_program
+
+    exec_program(argv)
+
+
+def _run(argv: Sequence[str]) -> int:
+    from pcloudsh.programs import run_program
+
+    return run_program(argv)
+
+
 @dataclass
 class Environment:
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
@@ -79,9 +112,13 @@ class Environment:
     color: bool | None = None  # None: when stdout is a terminal
     clock: Callable[[], float] = time.time
     connect: Callable[[pathsmod.Paths], Api] = _connect
+    connect_events: Callable[[pathsmod.Paths], EventSource] = _connect_events  # one per stream
+    timer: Callable[[float, Callable[[], None]], Timer] = _timer
     make_keys: Callable[[pathsmod.Paths], KeyStore] = _keys
     make_daemon: Callable[[pathsmod.Paths], DaemonControl] = _daemon
     make_codec: Callable[[], DocumentCodec] = _codec
+    exec_program: Callable[[Sequence[str]], None] = _exec  # one-shot: becomes the program
+    run_program: Callable[[Sequence[str]], int] = _run  # the shell: runs it, its exit status
     _api: Api | None = field(default=None, init=False, repr=False)
 
     def api(self) -> Api:

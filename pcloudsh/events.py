@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Iterator
 from typing import Any
 
+from dpe.errors import InvalidInput
 from pcloudsh.definition import Arg, Names, Noun, command
-from pcloudsh.output import Outcome, Result, Stream, Table, Text, columns
-from pcloudsh.values import check_name, parse_since
+from pcloudsh.eventline import event_line
+from pcloudsh.follow import EventFollower
+from pcloudsh.output import Group, Notice, Outcome, Result, Stream, Text
+from pcloudsh.values import check_name, parse_duration, parse_since
+
+MAX_LIMIT = 1000  # cped's limit per query
 
 
 class EventCommands(Noun):
@@ -22,19 +26,46 @@ class EventCommands(Noun):
         Arg("--since", metavar="TIME", help="from TIME: 10m or 2h ago, epoch seconds, or ISO 8601"),
         Arg("--limit", type=int, default=100, help="the last N past events (default 100)"),
         Arg("--follow", "-f", action="store_true", help="keep printing new events (Ctrl-C ends)"),
+        Arg(
+            "--timeout",
+            metavar="SECONDS",
+            help="with --follow: stop following after SECONDS and exit 0 (for scripts)",
+        ),
     )
     def events(self, args: argparse.Namespace) -> Outcome:
-        """Show the event log, oldest first; with --follow, then the new events as they come."""
-        api = self.env.api()
+        """Show the event log, oldest first; with --follow, then the new events as they come.
+
+        One line per event: its time, what changed and its new state, and why.
+        With --follow and --json, one JSON object per line (JSON Lines).
+        Following survives a restart of cped: it reconnects and misses nothing.
+        """
         filters = self._filters(args)
+        limit = _limit(args.limit)
+        timeout = _timeout(args)
+        api = self.env.api()
         newest = self._newest_id() if args.follow else 0
         # the last LIMIT events, printed oldest first
-        past = list(reversed(api.query_events(**filters, order="desc", limit=args.limit)))
+        past = list(reversed(api.query_events(**filters, order="desc", limit=limit)))
         if not args.follow:
-            return Result(past, _table(past))
+            return Result(past, _lines_view(past))
         after = max([newest, *(e.get("id") or 0 for e in past)])
-        live = api.stream_events(**_without(filters, "since"), after_id=after)
-        return Stream(_lines(live), header=[_line(e) for e in past])
+        source = self.env.connect_events(self.env.paths)
+        follower = EventFollower(source, _without(filters, "since"), after_id=after)
+        return Stream(
+            self._follow(follower, timeout),
+            header=[_line(e) for e in past],
+            quiet_interrupt=True,
+        )
+
+    def _follow(self, follower: EventFollower, timeout: float | None) -> Iterator[Result | Notice]:
+        timer = self.env.timer(timeout, follower.stop) if timeout is not None else None
+        try:
+            for item in follower:
+                yield item if isinstance(item, Notice) else _line(item)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            follower.stop()
 
     def _newest_id(self) -> int:
         """The id of the newest event of the whole log: following starts after it."""
@@ -52,33 +83,28 @@ class EventCommands(Noun):
         return filters
 
 
-def _table(events: list[dict[str, Any]]) -> Table:
-    rows = [{**e, "time": _time(e.get("time")), "subject": _subject(e)} for e in events]
-    return Table(
-        columns(("time", "Time"), ("subject", "Subject"), ("state", "State"), ("reason", "Reason")),
-        rows,
-        empty="no events",
-    )
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"invalid --limit {limit}: expected 1 to {MAX_LIMIT}")
+    return limit
 
 
-def _lines(events: Iterator[dict[str, Any]]) -> Iterator[Result]:
-    return (_line(e) for e in events)
+def _timeout(args: argparse.Namespace) -> float | None:
+    if args.timeout is None:
+        return None
+    if not args.follow:
+        raise InvalidInput("--timeout is for --follow: without it, events prints and exits")
+    return parse_duration(args.timeout, "--timeout")
+
+
+def _lines_view(events: list[dict[str, Any]]) -> Group | Text:
+    if not events:
+        return Text("no events")
+    return Group([event_line(e) for e in events])
 
 
 def _line(event: dict[str, Any]) -> Result:
-    text = f"{_time(event.get('time'))}  {_subject(event)}  {event.get('state')}  {event.get('reason')}"
-    return Result(event, Text(text))
-
-
-def _subject(event: dict[str, Any]) -> str:
-    parts = (event.get("deployable"), event.get("assembly"), event.get("resource"))
-    return "/".join(str(p) for p in parts if p)
-
-
-def _time(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return str(value)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    return Result(event, event_line(event))
 
 
 def _without(filters: dict[str, Any], key: str) -> dict[str, Any]:

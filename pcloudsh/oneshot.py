@@ -13,7 +13,7 @@ from pcloudsh import commands
 from pcloudsh.definition import CommandParser, CommandSpec, Noun, ParserDone, UsageError
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode, exit_code_for
-from pcloudsh.output import Result
+from pcloudsh.output import Outcome, Program, Stream
 from pcloudsh.render import Printer, error_lines
 
 USAGE = "usage: pcloudsh [--json] [--version] [COMMAND [ARGS...]]\n"
@@ -52,17 +52,48 @@ def _run(argv: list[str], env: Environment) -> int:
 
 
 def run_command(
-    env: Environment, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace
+    env: Environment,
+    noun: type[Noun],
+    spec: CommandSpec,
+    args: argparse.Namespace,
+    *,
+    interactive: bool = False,
 ) -> int:
     """Run a parsed command and print what it returns; errors become exit codes."""
-    printer = Printer(env.stdout, as_json=args.json, width=env.width, color=env.color)
+    printer = Printer(
+        env.stdout, as_json=args.json, width=env.width, color=env.color, err=env.stderr
+    )
+    outcome: Outcome | None = None
     try:
         outcome = noun(env).handler(spec)(args)
-        printer.outcome(outcome)
-    except (KeyboardInterrupt, PcloudError) as error:
+        return _deliver(env, printer, outcome, interactive)
+    except KeyboardInterrupt as error:
+        if not (isinstance(outcome, Stream) and outcome.quiet_interrupt):
+            _report(env, error)
+        return ExitCode.INTERRUPTED
+    except PcloudError as error:
         _report(env, error)
         return exit_code_for(error)
-    return outcome.status if isinstance(outcome, Result) else ExitCode.OK
+
+
+def _deliver(env: Environment, printer: Printer, outcome: Outcome, interactive: bool) -> int:
+    if isinstance(outcome, Stream):
+        printer.stream(outcome)
+        return ExitCode.OK
+    if isinstance(outcome, Program):
+        return _hand_over(env, outcome, interactive)
+    printer.result(outcome)
+    return outcome.status
+
+
+def _hand_over(env: Environment, program: Program, interactive: bool) -> int:
+    """The shell runs the program and waits; one-shot becomes it (its status is ours)."""
+    env.stdout.flush()
+    env.stderr.flush()
+    if interactive:
+        return env.run_program(list(program.argv))
+    env.exec_program(list(program.argv))
+    return ExitCode.OK  # only a test's stand-in for exec comes back
 
 
 def command_parser(spec: CommandSpec, env: Environment) -> CommandParser:

@@ -43,10 +43,25 @@ class Fields:
 
 
 @dataclass(frozen=True)
+class Styled:
+    """One line whose parts have styles (a state word in its colour).
+
+    Styles are rich style strings ("bold red"); "" is plain.  Without colour
+    the line is just its text.
+    """
+
+    parts: Sequence[tuple[str, str]]
+
+    @property
+    def plain(self) -> str:
+        return "".join(text for text, _style in self.parts)
+
+
+@dataclass(frozen=True)
 class Node:
     """A tree: a label and its children (status of a deployable)."""
 
-    label: str
+    label: str | Styled
     children: Sequence[Node] = ()
 
 
@@ -57,7 +72,14 @@ class Raw:
     text: str
 
 
-View = Text | Table | Fields | Node | Raw
+@dataclass(frozen=True)
+class Group:
+    """Several views, one after the other (a tree, then the last events)."""
+
+    views: Sequence[View]
+
+
+View = Text | Styled | Table | Fields | Node | Raw | Group
 
 
 @dataclass(frozen=True)
@@ -67,19 +89,41 @@ class Result:
     status: ExitCode = ExitCode.OK
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A word about a stream itself ("reconnecting"), for people: standard error."""
+
+    text: str
+
+
 @dataclass
 class Stream:
-    """Results that keep coming (``events --follow``): printed as they arrive."""
+    """Results that keep coming (``events --follow``): printed as they arrive.
 
-    items: Iterable[Result]
+    ``quiet_interrupt``: Ctrl-C is the normal way to end it (exit 130, no message).
+    """
+
+    items: Iterable[Result | Notice]
     header: Sequence[Result] = field(default_factory=list)
+    quiet_interrupt: bool = False
 
-    def __iter__(self) -> Iterator[Result]:
+    def __iter__(self) -> Iterator[Result | Notice]:
         yield from self.header
         yield from self.items
 
 
-Outcome = Result | Stream
+@dataclass(frozen=True)
+class Program:
+    """Hand the terminal to another program (``ssh``).
+
+    The one-shot runner replaces itself with it (its exit status becomes
+    pcloudsh's); the interactive shell runs it and waits.
+    """
+
+    argv: Sequence[str]
+
+
+Outcome = Result | Stream | Program
 
 
 def done(message: str, **data: Any) -> Result:

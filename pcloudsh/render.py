@@ -10,7 +10,19 @@ import json
 from typing import IO, TYPE_CHECKING, Any
 
 from dpe.errors import PcloudError
-from pcloudsh.output import Fields, Node, Outcome, Raw, Result, Stream, Table, Text, View
+from pcloudsh.output import (
+    Fields,
+    Group,
+    Node,
+    Notice,
+    Raw,
+    Result,
+    Stream,
+    Styled,
+    Table,
+    Text,
+    View,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,19 +35,31 @@ class Printer:
     """Writes outcomes to one stream, as JSON or for people."""
 
     def __init__(
-        self, out: IO[str], *, as_json: bool, width: int | None = None, color: bool | None = None
+        self,
+        out: IO[str],
+        *,
+        as_json: bool,
+        width: int | None = None,
+        color: bool | None = None,
+        err: IO[str] | None = None,
     ) -> None:
         self.out = out
         self.as_json = as_json
         self.width = width
         self.color = color
+        self.err = err
 
-    def outcome(self, outcome: Outcome) -> None:
-        if isinstance(outcome, Stream):
-            for item in outcome:
+    def stream(self, stream: Stream) -> None:
+        for item in stream:
+            if isinstance(item, Notice):
+                self.notice(item)
+            else:
                 self._stream_item(item)
-        else:
-            self.result(outcome)
+
+    def notice(self, notice: Notice) -> None:
+        if self.err is not None:
+            self.err.write(f"pcloudsh: {notice.text}\n")
+            self.err.flush()
 
     def result(self, result: Result) -> None:
         if self.as_json:
@@ -54,14 +78,28 @@ class Printer:
     def view(self, view: View) -> None:
         if isinstance(view, Text):
             self.out.write(view.text + "\n")
+        elif isinstance(view, Styled):
+            self._styled(view)
         elif isinstance(view, Raw):
             self.out.write(view.text if view.text.endswith("\n") else view.text + "\n")
         elif isinstance(view, Fields):
             self._fields(view)
         elif isinstance(view, Table):
             self._table(view)
+        elif isinstance(view, Group):
+            for part in view.views:
+                self.view(part)
         else:
             self._rich(_rich_tree(view))
+
+    def _styled(self, line: Styled) -> None:
+        if self._colored():  # one line, however long: the terminal wraps it
+            self._console().print(rich_text(line), soft_wrap=True)
+        else:  # no colour: no need to load rich
+            self.out.write(line.plain + "\n")
+
+    def _colored(self) -> bool:
+        return self.color if self.color is not None else _is_terminal(self.out)
 
     def _fields(self, view: Fields) -> None:
         width = max((len(label) for label, _ in view.fields), default=0)
@@ -111,15 +149,27 @@ def _rich_table(table: Table) -> Any:
     return rich_table
 
 
+def rich_text(line: Styled | str) -> Any:
+    """A rich ``Text`` of a styled line (plain text for a string)."""
+    from rich.text import Text as RichText
+
+    if isinstance(line, str):
+        return RichText(line)
+    text = RichText()
+    for part, style in line.parts:
+        text.append(part, style=style or None)
+    return text
+
+
 def _rich_tree(node: Node) -> Any:
     from rich.tree import Tree
 
     def add(parent: Tree, child: Node) -> None:
-        branch = parent.add(child.label)
+        branch = parent.add(rich_text(child.label))
         for grandchild in child.children:
             add(branch, grandchild)
 
-    tree = Tree(node.label)
+    tree = Tree(rich_text(node.label))
     for child in node.children:
         add(tree, child)
     return tree

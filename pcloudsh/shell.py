@@ -17,8 +17,13 @@ from dpe.errors import PcloudError
 from pcloudsh import commands
 from pcloudsh.definition import CommandSpec, Names, Noun
 from pcloudsh.environment import Environment
+from pcloudsh.eventline import event_line
 from pcloudsh.exitcodes import ExitCode
+from pcloudsh.live import LiveEvents, Shown
 from pcloudsh.oneshot import run_command, version
+from pcloudsh.output import Notice
+from pcloudsh.render import rich_text
+from pcloudsh.values import check_name
 
 PROMPT = "pcloudsh# "
 # cmd2 built-ins an admin shell does not need.
@@ -32,10 +37,23 @@ class NounSet(cmd2.CommandSet["PcloudShell"]):
     noun: type[Noun]
 
 
+def _live_parser() -> cmd2.Cmd2ArgumentParser:
+    parser = cmd2.Cmd2ArgumentParser(
+        description="Show new events above the prompt as they happen (on), or not (off); "
+        "without an argument, tell whether they are shown.  They are on when the shell starts "
+        "on a terminal."
+    )
+    parser.add_argument("state", nargs="?", choices=("on", "off"), help="on or off")
+    parser.add_argument("--deployable", help="with on: only this deployable's events")
+    return parser
+
+
 class PcloudShell(cmd2.Cmd):
     DEFAULT_CATEGORY = "Shell"
 
-    def __init__(self, env: Environment, *, history: bool = True) -> None:
+    def __init__(
+        self, env: Environment, *, history: bool = True, live_events: bool | None = None
+    ) -> None:
         super().__init__(
             stdin=env.stdin,
             stdout=env.stdout,
@@ -50,6 +68,8 @@ class PcloudShell(cmd2.Cmd):
         self.env = env
         self.prompt = PROMPT
         self.last_status: int = ExitCode.OK
+        self.live = LiveEvents(lambda: env.connect_events(env.paths), self._show_live)
+        self.live_at_start = _is_terminal(env.stdin) if live_events is None else live_events
         self.register_precmd_hook(self._assume_usage_error)
         for name in REMOVED_BUILTINS:
             if hasattr(cmd2.Cmd, f"do_{name}"):
@@ -60,11 +80,12 @@ class PcloudShell(cmd2.Cmd):
         return bool(super().onecmd_plus_hooks(line, **options))
 
     def run(self, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace) -> None:
-        self.last_status = run_command(self.env, noun, spec, args)
+        self.last_status = run_command(self.env, noun, spec, args, interactive=True)
 
     def _assume_usage_error(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
         # A command whose arguments argparse rejects never reaches run(): status 2.
-        mine = commands.find(data.statement.command) is not None
+        name = data.statement.command
+        mine = commands.find(name) is not None or name == "events_live"
         self.last_status = ExitCode.USAGE if mine else ExitCode.OK
         return data
 
@@ -77,6 +98,45 @@ class PcloudShell(cmd2.Cmd):
 
     def emptyline(self) -> bool:
         return False  # an empty line does nothing (the last command is not repeated)
+
+    def preloop(self) -> None:
+        if self.live_at_start:
+            self.live.start()
+
+    def postloop(self) -> None:
+        self.live.stop()
+
+    @cmd2.with_argparser(_live_parser)
+    @cmd2.with_category("Events")
+    def do_events_live(self, args: argparse.Namespace) -> None:
+        """Show new events above the prompt as they happen (on), or not (off)."""
+        self.last_status = ExitCode.OK
+        if args.state == "on":
+            try:
+                deployable = args.deployable and check_name(args.deployable, "deployable")
+            except PcloudError as error:
+                self.env.stderr.write(f"pcloudsh: error: {error.message}\n")
+                self.last_status = ExitCode.USAGE
+                return
+            self.live.start({"deployable": deployable} if deployable else None)
+        elif args.state == "off":
+            self.live.stop()
+        self.env.stdout.write(self._live_state() + "\n")
+
+    def _live_state(self) -> str:
+        if not self.live.running:
+            return "live events: off"
+        deployable = self.live.filters.get("deployable")
+        return (
+            f"live events: on ({f'deployable {deployable}' if deployable else 'all deployables'})"
+        )
+
+    def _show_live(self, item: Shown) -> None:
+        """From the live events thread: an alert, printed above the prompt."""
+        if isinstance(item, Notice):
+            self.add_alert(msg=rich_text(f"pcloudsh: {item.text}"))
+        else:
+            self.add_alert(msg=rich_text(event_line(item)))
 
     def do_exit(self, _: Any) -> bool:
         """Leave the shell."""
@@ -94,7 +154,13 @@ def banner() -> str:
     return (
         f"pcloudsh {version()}: the admin shell of pacemaker-cloud.\n"
         'Type "help" for the commands, "help COMMAND" for one of them, "quit" to leave.\n'
+        'New events appear above the prompt ("events_live off" hides them).\n'
     )
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def command_set(noun: type[Noun]) -> type[NounSet]:
@@ -173,4 +239,8 @@ def _resource_ids_of(env: Environment, deployable: str) -> list[str]:
 
 def run_shell(env: Environment) -> int:
     """Run the interactive loop until quit, exit or end of input."""
-    return int(PcloudShell(env).cmdloop())
+    shell = PcloudShell(env)
+    try:
+        return int(shell.cmdloop())
+    finally:
+        shell.live.stop()  # also when the loop ends by an exception

@@ -1,39 +1,135 @@
-"""A deployable's status as a tree: deployable -> assemblies -> resources."""
+"""A deployable's status as a tree: deployable -> assemblies -> resources, then its last events.
+
+The status document is cped's ``GET /v1/deployables/{name}/status``; fields a
+cped does not send (yet) are left out of the labels, never guessed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from pcloudsh.output import Node
+from pcloudsh.eventline import event_line
+from pcloudsh.output import Group, Node, Styled, Text, View
+from pcloudsh.palette import state_style
+from pcloudsh.timetext import duration
+
+LAST_EVENTS = 5  # shown under the tree (--json has them all)
 
 
-def status_tree(name: str, status: dict[str, Any]) -> Node:
-    label = _label(f"deployable {name}", status, ("pid", "reason"))
-    return Node(label, [_assembly(a) for a in _items(status.get("assemblies"))])
+def status_view(name: str, status: dict[str, Any], now: float) -> View:
+    tree = status_tree(name, status, now)
+    events = named_items(status.get("last_events"))[-LAST_EVENTS:]
+    if not events:
+        return tree
+    return Group([tree, Text("\nlast events:"), *(event_line(e) for e in events)])
 
 
-def _assembly(assembly: dict[str, Any]) -> Node:
+def status_tree(name: str, status: dict[str, Any], now: float) -> Node:
+    details = [
+        _desired(status),
+        _dpe(status),
+        _failures(status.get("failures"), shown_when_none=False),
+        _detail("reason", status.get("reason")),
+    ]
+    label = _label(f"deployable {status.get('name') or name}", status.get("state"), details)
+    return Node(label, [_assembly(a, now) for a in named_items(status.get("assemblies"))])
+
+
+def _assembly(assembly: dict[str, Any], now: float) -> Node:
     instance = assembly.get("instance")
     merged = {**instance, **assembly} if isinstance(instance, dict) else assembly
-    label = _label(f"assembly {assembly.get('name')}", merged, ("address", "hostname", "reason"))
-    return Node(label, [_resource(r) for r in _items(assembly.get("resources"))])
+    details = [
+        _instance_id(instance),
+        _detail("address", merged.get("address")),
+        _uptime(merged, now),
+        _failures(assembly.get("failures"), shown_when_none=False),
+        _detail("reason", assembly.get("reason")),
+    ]
+    label = _label(f"assembly {assembly.get('name')}", assembly.get("state"), details)
+    return Node(label, [_resource(r) for r in named_items(assembly.get("resources"))])
 
 
 def _resource(resource: dict[str, Any]) -> Node:
-    failures = resource.get("failures")
+    details = [
+        _failures(resource.get("failures")),
+        _last_rc(resource.get("last_rc")),
+        _detail("reason", resource.get("reason")),
+    ]
+    return Node(_label(f"resource {resource.get('name')}", resource.get("state"), details))
+
+
+def _label(subject: str, state: Any, details: Iterable[str | None]) -> Styled:
+    word = str(state) if state not in (None, "") else "unknown"
+    shown = [d for d in details if d]
+    parts = [(f"{subject}: ", ""), (word, state_style(word))]
+    if shown:
+        parts.append((f" ({', '.join(shown)})", ""))
+    return Styled(parts)
+
+
+def _desired(status: dict[str, Any]) -> str | None:
+    desired = status.get("desired")
+    if desired in (None, "") or desired == status.get("state"):
+        return None
+    return f"desired {desired}"
+
+
+def _dpe(status: dict[str, Any]) -> str | None:
+    if "dpe" not in status:
+        return None
+    dpe = status["dpe"]
+    if not isinstance(dpe, dict) or dpe.get("pid") is None:
+        return "no DPE"
+    text = f"DPE pid {dpe['pid']}"
+    if dpe.get("alive") is False:
+        text += " not running"
+    if dpe.get("lease_epoch") is not None:
+        text += f", lease epoch {dpe['lease_epoch']}"
+    return text
+
+
+def _instance_id(instance: Any) -> str | None:
+    if isinstance(instance, dict):
+        instance = instance.get("instance_id") or instance.get("id")
+    return f"instance {instance}" if instance else None
+
+
+def _uptime(data: dict[str, Any], now: float) -> str | None:
+    uptime = data.get("uptime")
+    if not isinstance(uptime, int | float):
+        created = data.get("created_at")
+        if not isinstance(created, int | float) or not created:
+            return None
+        uptime = now - created
+    return f"up {duration(uptime)}"
+
+
+def _failures(failures: Any, shown_when_none: bool = True) -> str | None:
+    """The failures in the escalation window (cped sends their times, or a count)."""
     count = len(failures) if isinstance(failures, list) else failures
-    extra = {**resource, "failures": count} if count else resource
-    return Node(_label(f"resource {resource.get('name')}", extra, ("failures", "reason")))
+    if (
+        not isinstance(count, int)
+        or isinstance(count, bool)
+        or (count == 0 and not shown_when_none)
+    ):
+        return None
+    return f"{count} failure{'' if count == 1 else 's'}"
 
 
-def _label(subject: str, data: dict[str, Any], keys: Iterable[str]) -> str:
-    state = data.get("state", "unknown")
-    details = [f"{key} {data[key]}" for key in keys if data.get(key) not in (None, "", [])]
-    return f"{subject}: {state}" + (f" ({', '.join(details)})" if details else "")
+def _last_rc(rc: Any) -> str | None:
+    if not isinstance(rc, int) or isinstance(rc, bool):
+        return None
+    from dpe.agents import describe
+
+    return f"last rc {rc} ({describe(rc)})"
 
 
-def _items(value: Any) -> list[dict[str, Any]]:
+def _detail(label: str, value: Any) -> str | None:
+    return f"{label} {value}" if value not in (None, "", []) else None
+
+
+def named_items(value: Any) -> list[dict[str, Any]]:
     """A list of objects, or an object keyed by name, as a list of objects with names."""
     if isinstance(value, dict):
         return [{"name": key, **item} for key, item in value.items() if isinstance(item, dict)]

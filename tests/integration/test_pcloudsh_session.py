@@ -188,9 +188,9 @@ def test_foundation_scenario_with_one_shot_processes(home: Home) -> None:
     assert malformed.returncode == 2 and "not valid JSON" in malformed.stderr
     assert json.loads(home.ok("--json deployable_export shop")) == exported
 
-    # lifecycle is the next phase: cped's refusal is passed through, status 1
-    refused = home.run("deployable_start shop")
-    assert refused.returncode == 1 and refused.stderr.startswith("pcloudsh: error: ")
+    # lifecycle requests name what they act on (running deployables: test_pcloudsh_runtime)
+    unknown = home.run("deployable_start nosuch")
+    assert unknown.returncode == 2 and "'nosuch'" in unknown.stderr
 
     home.ok("stop")
     assert wait_gone(pid, 10.0), "cped still running after pcloudsh stop"

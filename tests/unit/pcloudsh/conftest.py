@@ -6,7 +6,14 @@ import pytest
 
 from pcloudsh.environment import Environment
 from pcloudsh.testing import CONSOLE_WIDTH
-from tests.unit.pcloudsh.fakes import FakeCped, FakeDaemon, FakeKeys, fake_paths
+from tests.unit.pcloudsh.fakes import (
+    FakeCped,
+    FakeDaemon,
+    FakeKeys,
+    FakeStream,
+    FakeTimers,
+    fake_paths,
+)
 
 
 @pytest.fixture
@@ -25,13 +32,20 @@ def daemon() -> FakeDaemon:
 
 
 @pytest.fixture
-def env(cped: FakeCped, keys: FakeKeys, daemon: FakeDaemon) -> Environment:
+def timers() -> FakeTimers:
+    return FakeTimers()
+
+
+@pytest.fixture
+def env(cped: FakeCped, keys: FakeKeys, daemon: FakeDaemon, timers: FakeTimers) -> Environment:
     return Environment(
         paths=fake_paths(),
         width=CONSOLE_WIDTH,
         color=False,
         clock=lambda: 1_700_000_000.0,
         connect=lambda _paths: cped,
+        connect_events=lambda _paths: FakeStream(cped),
+        timer=timers.start,
         make_keys=lambda _paths: keys,
         make_daemon=lambda _paths: daemon,
     )

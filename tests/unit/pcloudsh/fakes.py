@@ -8,7 +8,7 @@ nothing when it refuses a request, like the real store.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dpe import model
@@ -57,6 +57,8 @@ class FakeCped:
         self.events: list[JsonDict] = []
         self.calls: list[str] = []
         self.lifecycle_error: Exception | None = None
+        self.statuses: dict[str, JsonDict] = {}  # status documents to answer, by deployable
+        self.on_idle: Callable[[], None] | None = None  # called when a stream has sent all
 
     def snapshot(self) -> JsonDict:
         return copy.deepcopy({"assemblies": self.assemblies, "deployables": self.deployables})
@@ -237,22 +239,31 @@ class FakeCped:
         doc = self.get_deployable(name)
         if self.lifecycle_error:
             raise self.lifecycle_error
+        if name in self.statuses:
+            return copy.deepcopy(self.statuses[name])
         return {
             "name": name,
             "state": "running",
-            "pid": 99,
+            "desired": "running",
+            "dpe": {"pid": 99, "lease_epoch": 3, "alive": True},
             "assemblies": [
                 {
                     "name": a["name"],
                     "state": "running",
-                    "instance": {"address": "127.0.0.2", "hostname": a["name"]},
+                    "instance": f"{a['name']}-0001",
+                    "address": "127.0.0.1",
+                    "ssh_host": "127.0.0.1",
+                    "ssh_port": 2200 + index,
+                    "username": "root",
+                    "uptime": 330.0,
                     "resources": [
-                        {"name": r["name"], "state": "started", "failures": []}
+                        {"name": r["name"], "state": "running", "failures": 0, "last_rc": 0}
                         for r in a["resources"]
                     ],
                 }
-                for a in doc["assemblies"]
+                for index, a in enumerate(doc["assemblies"])
             ],
+            "last_events": [e for e in self.events if e.get("deployable") == name][-10:],
         }
 
     def query_events(self, **filters: Any) -> list[JsonDict]:
@@ -263,10 +274,9 @@ class FakeCped:
         return matching[: filters.get("limit", 100)]
 
     def stream_events(self, **filters: Any) -> Iterator[JsonDict]:
-        self.calls.append(f"stream_events {sorted(filters.items())}")
-        after = filters.get("after_id") or 0
-        yield from (e for e in self.events if e["id"] > after and _matches(e, filters))
-        raise KeyboardInterrupt  # the admin pressing Ctrl-C
+        """The matching events after ``after_id``; then the admin presses Ctrl-C,
+        unless ``on_idle`` (a test's timers firing) stops the stream meanwhile."""
+        return FakeStream(self).stream_events(**filters)
 
     # -- helpers ----------------------------------------------------------------
     def _lifecycle(self, name: str, state: str) -> JsonDict:
@@ -322,6 +332,56 @@ def _matches(event: JsonDict, filters: dict[str, Any]) -> bool:
         if key in filters and event.get(key) != filters[key]:
             return False
     return not ("since" in filters and event["time"] < filters["since"])
+
+
+class FakeStream:
+    """One event stream of the fake cped (``Environment.connect_events``): ``interrupt()``
+    ends it, as shutting down the real client's socket does."""
+
+    def __init__(self, cped: FakeCped) -> None:
+        self.cped = cped
+        self.interrupted = False
+
+    def query_events(self, **filters: Any) -> list[JsonDict]:
+        return self.cped.query_events(**filters)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+
+    def stream_events(self, **filters: Any) -> Iterator[JsonDict]:
+        self.cped.calls.append(f"stream_events {sorted(filters.items())}")
+        after = filters.get("after_id") or 0
+        yield from (e for e in self.cped.events if e["id"] > after and _matches(e, filters))
+        if self.cped.on_idle is not None:
+            self.cped.on_idle()
+        if self.interrupted:
+            raise Unavailable("cped closed the event stream")
+        raise KeyboardInterrupt  # the admin pressing Ctrl-C
+
+
+class FakeTimers:
+    """``Environment.timer``: nothing fires until the test says time has passed."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def start(self, seconds: float, action: Callable[[], None]) -> FakeTimers.Timer:
+        entry = (seconds, action)
+        self.pending.append(entry)
+        return FakeTimers.Timer(self, entry)
+
+    def fire(self) -> None:
+        for _seconds, action in list(self.pending):
+            action()
+        self.pending.clear()
+
+    class Timer:
+        def __init__(self, timers: FakeTimers, entry: tuple[float, Callable[[], None]]) -> None:
+            self.timers, self.entry = timers, entry
+
+        def cancel(self) -> None:
+            if self.entry in self.timers.pending:
+                self.timers.pending.remove(self.entry)
 
 
 class DownCped:

@@ -251,11 +251,6 @@ def test_lifecycle_commands_report_the_answer(env: Environment, shop: FakeCped) 
     assert run(env, "deployable_start shop").out == "deployable shop starting\n"
     assert run(env, "deployable_stop shop").out == "deployable shop stopping\n"
     assert run(env, "deployable_reload shop").out == "deployable shop reloading\n"
-    tree = run(env, "deployable_status shop").out.splitlines()
-    assert tree[0] == "deployable shop: running (pid 99)"
-    assert any("assembly web: running" in line for line in tree)
-    assert any("resource pg: started" in line for line in tree)
-    assert json.loads(run(env, "--json deployable_status shop").out)["state"] == "running"
 
 
 def test_lifecycle_passes_the_server_error_through(env: Environment, shop: FakeCped) -> None:
@@ -271,63 +266,6 @@ def test_lifecycle_passes_the_server_error_through(env: Environment, shop: FakeC
             assert ran.status == 1, verb
             assert ran.err == "pcloudsh: error: start is not available yet\n"
             assert ran.out == ""
-
-
-def test_events_table_json_and_follow(env: Environment, cped: FakeCped) -> None:
-    cped.events = [
-        {
-            "id": 1,
-            "time": 1_699_999_000.0,
-            "deployable": "shop",
-            "assembly": "web",
-            "resource": "www",
-            "state": "failed",
-            "reason": "monitor returned 7 (not running)",
-        },
-        {
-            "id": 2,
-            "time": 1_699_999_900.0,
-            "deployable": "shop",
-            "assembly": None,
-            "resource": None,
-            "state": "running",
-            "reason": "all assemblies running",
-        },
-        {
-            "id": 3,
-            "time": 1_699_999_950.0,
-            "deployable": "blog",
-            "state": "running",
-            "reason": "ok",
-        },
-    ]
-    lines = run(env, "events --deployable shop").out.splitlines()
-    assert lines[0].split() == ["Time", "Subject", "State", "Reason"]
-    assert "shop/web/www" in lines[2] and "monitor returned 7" in lines[2]
-    assert len(lines) == 4
-    data = json.loads(run(env, "events --json --since 10m").out)
-    assert [e["id"] for e in data] == [2, 3]  # 10 minutes before the fake clock
-
-    assert [e["id"] for e in json.loads(run(env, "events --json --limit 2").out)] == [2, 3]
-
-    followed = run(env, "events --follow --json --deployable blog")
-    assert followed.status == 130
-    assert [json.loads(line)["id"] for line in followed.out.splitlines()] == [3]
-    assert followed.err == "pcloudsh: interrupted\n"
-    assert "stream_events [('after_id', 3), ('deployable', 'blog')]" in cped.calls
-
-
-def test_events_follow_prints_new_events_as_lines(env: Environment, cped: FakeCped) -> None:
-    cped.events = [
-        {"id": 1, "time": 1_700_000_000.0, "deployable": "shop", "state": "a", "reason": "x"}
-    ]
-    shown = run(env, "events --follow --deployable shop")
-    assert shown.status == 130
-    assert shown.out.split("  ")[1:] == ["shop", "a", "x\n"]
-    followed = run(env, "events --follow --deployable nosuch")
-    assert followed.status == 130
-    assert followed.out == ""  # nothing of this deployable; the stream starts after event 1
-    assert "stream_events [('after_id', 1), ('deployable', 'nosuch')]" in cped.calls
 
 
 def test_key_failure_leaves_no_keys_and_no_assembly(

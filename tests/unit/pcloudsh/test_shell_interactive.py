@@ -122,5 +122,12 @@ def test_command_names_complete(shell: PcloudShell) -> None:
 
 def test_ctrl_c_ends_a_command_not_the_shell(shell: PcloudShell, cped: FakeCped) -> None:
     ran = run(shell, "events --follow")  # the fake stream ends with KeyboardInterrupt
-    assert (ran.status, ran.err) == (130, "pcloudsh: interrupted\n")
+    assert (ran.status, ran.err) == (130, "")  # the normal end of --follow: no message
+
+    def interrupted() -> list[dict[str, object]]:
+        raise KeyboardInterrupt
+
+    cped.list_deployables = interrupted  # type: ignore[method-assign]
+    assert run(shell, "deployable_list") == ("", "pcloudsh: interrupted\n", 130)
+    del cped.list_deployables
     assert run(shell, "deployable_list").status == 0

@@ -1,0 +1,26 @@
+"""Times and durations as people read them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def format_time(value: Any) -> str:
+    """``2024-05-01 12:00:03`` (local time) for epoch seconds; anything else as it is."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return str(value)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``5 min 3 s``, ``2 h 10 min``, ``3 d 4 h``."""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

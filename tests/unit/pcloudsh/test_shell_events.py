@@ -1,0 +1,162 @@
+"""events: the log as lines in the original's words, --json, --follow, --timeout, Ctrl-C."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pcloudsh.environment import Environment
+from pcloudsh.testing import run
+from tests.unit.pcloudsh.fakes import FakeCped, FakeStream, FakeTimers
+
+NOW = 1_700_000_000.0
+
+
+def stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
+@pytest.fixture
+def logged(cped: FakeCped) -> FakeCped:
+    cped.events = [
+        {
+            "id": 1,
+            "time": NOW - 1000,
+            "deployable": "shop",
+            "assembly": "web",
+            "resource": "www",
+            "state": "failed",
+            "reason": "monitor returned 7 (not running)",
+        },
+        {
+            "id": 2,
+            "time": NOW - 100,
+            "deployable": "shop",
+            "assembly": None,
+            "resource": None,
+            "state": "running",
+            "reason": "all assemblies running",
+        },
+        {"id": 3, "time": NOW - 50, "deployable": "blog", "assembly": "db", "state": "fencing"},
+    ]
+    return cped
+
+
+def test_one_line_per_event_in_the_original_words(env: Environment, logged: FakeCped) -> None:
+    ran = run(env, "events")
+    assert ran.status == 0 and ran.err == ""
+    assert ran.out.splitlines() == [
+        f"{stamp(NOW - 1000)}  resource [www] in assembly [web] in deployable [shop] is FAILED: "
+        "monitor returned 7 (not running)",
+        f"{stamp(NOW - 100)}  deployable [shop] is RUNNING: all assemblies running",
+        f"{stamp(NOW - 50)}  assembly [db] in deployable [blog] is FENCING",
+    ]
+
+
+def test_filters_since_and_limit(env: Environment, logged: FakeCped) -> None:
+    assert len(run(env, "events --deployable shop").out.splitlines()) == 2
+    assert "deployable [blog]" in run(env, "events --assembly db").out
+    data = json.loads(run(env, "events --json --since 10m").out)
+    assert [e["id"] for e in data] == [2, 3]  # 10 minutes before the fake clock
+    assert [e["id"] for e in json.loads(run(env, "events --json --limit 2").out)] == [2, 3]
+    assert run(env, "events --deployable nosuch").out == "no events\n"
+    assert json.loads(run(env, "events --json --deployable nosuch").out) == []
+
+
+def test_the_state_word_is_coloured_on_a_terminal(env: Environment, logged: FakeCped) -> None:
+    out = run(dataclasses.replace(env, color=True), "events").out
+    assert "is \x1b[1;31mFAILED\x1b[0m: monitor returned 7 (not running)\n" in out
+    assert "is \x1b[1;32mRUNNING\x1b[0m" in out
+    assert "is \x1b[1;33mFENCING\x1b[0m" in out
+
+
+def test_follow_prints_the_past_then_new_events_as_json_lines(
+    env: Environment, logged: FakeCped
+) -> None:
+    followed = run(env, "events --follow --json --deployable blog")
+    assert followed.status == 130
+    assert [json.loads(line)["id"] for line in followed.out.splitlines()] == [3]
+    assert followed.err == ""  # Ctrl-C is how --follow ends: quietly
+    assert "stream_events [('after_id', 3), ('deployable', 'blog')]" in logged.calls
+
+
+def test_follow_starts_after_the_newest_event_of_the_whole_log(
+    env: Environment, logged: FakeCped
+) -> None:
+    logged.on_idle = lambda: logged.events.append(
+        {"id": 4, "time": NOW, "deployable": "shop", "state": "recovering", "reason": "x"}
+    )
+    shown = run(env, "events --follow --deployable shop --limit 1")
+    assert shown.status == 130
+    assert "stream_events [('after_id', 3), ('deployable', 'shop')]" in logged.calls
+    assert [line.split("  ", 1)[1] for line in shown.out.splitlines()] == [
+        "deployable [shop] is RUNNING: all assemblies running",
+    ]
+
+
+def test_follow_with_a_timeout_ends_with_status_0(
+    env: Environment, logged: FakeCped, timers: FakeTimers
+) -> None:
+    asked: list[float] = []
+
+    def time_passes() -> None:
+        asked.extend(seconds for seconds, _action in timers.pending)
+        timers.fire()
+
+    logged.on_idle = time_passes
+    ran = run(env, "events --follow --timeout 2m --json")
+    assert (ran.status, ran.err) == (0, "")
+    assert [json.loads(line)["id"] for line in ran.out.splitlines()] == [1, 2, 3]
+    assert asked == [120.0]
+    assert timers.pending == []  # nothing left to fire later
+
+
+def test_follow_reconnects_when_the_stream_is_lost(
+    env: Environment, logged: FakeCped, timers: FakeTimers
+) -> None:
+    from dpe.errors import Unavailable
+
+    class FlakySource(FakeStream):
+        streams = 0
+
+        def stream_events(self, **filters: Any) -> Iterator[dict[str, Any]]:
+            self.streams += 1
+            if self.streams == 1:
+                raise Unavailable("cped is not running")
+            logged.on_idle = timers.fire  # the second stream: --timeout ends it
+            return super().stream_events(**filters)
+
+    flaky_env = dataclasses.replace(env, connect_events=lambda _paths: FlakySource(logged))
+    ran = run(flaky_env, "events --follow --timeout 5 --limit 1")  # one back-off wait: 0.5 s
+    assert ran.status == 0
+    assert ran.err == (
+        "pcloudsh: lost the event stream: cped is not running; reconnecting\n"
+        "pcloudsh: event stream back\n"
+    )
+    assert len(ran.out.splitlines()) == 1  # the past event; nothing is shown twice
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("events --limit 0", "invalid --limit 0: expected 1 to 1000"),
+        ("events --limit 1001", "invalid --limit 1001: expected 1 to 1000"),
+        ("events --timeout 5", "--timeout is for --follow"),
+        ("events --follow --timeout soon", "invalid --timeout 'soon'"),
+        ("events --follow --timeout 0", "invalid --timeout '0'"),
+        ("events --since yesterday", "invalid time 'yesterday'"),
+        ("events --deployable ../x", "invalid deployable name '../x'"),
+    ],
+)
+def test_bad_options_are_refused_before_cped_is_asked(
+    env: Environment, logged: FakeCped, line: str, message: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 2 and ran.out == ""
+    assert ran.err.startswith("pcloudsh: error: ") and message in ran.err
+    assert logged.calls == []

@@ -1,0 +1,178 @@
+"""deployable_status: the tree of a deployable's runtime state, coloured, and --json as is."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+import pytest
+
+from pcloudsh.environment import Environment
+from pcloudsh.testing import run
+from tests.unit.pcloudsh.fakes import FakeCped
+
+NOW = 1_700_000_000.0
+
+
+def failing_shop() -> dict[str, Any]:
+    return {
+        "name": "shop",
+        "state": "recovering",
+        "desired": "running",
+        "dpe": {"pid": 4711, "lease_epoch": 7, "alive": True},
+        "assemblies": [
+            {
+                "name": "db",
+                "state": "running",
+                "instance": "db-1a2b3c4d",
+                "address": "10.0.0.2",
+                "uptime": 2 * 3600 + 5 * 60,
+                "resources": [{"name": "pg", "state": "running", "failures": 0, "last_rc": 0}],
+            },
+            {
+                "name": "web",
+                "state": "running",
+                "instance": "web-99",
+                "address": "10.0.0.3",
+                "uptime": 42.0,
+                "resources": [
+                    {
+                        "name": "www",
+                        "state": "failed",
+                        "failures": [NOW - 20, NOW - 5],
+                        "last_rc": 7,
+                    }
+                ],
+            },
+        ],
+        "last_events": [
+            {
+                "id": n,
+                "time": NOW - 60 + n,
+                "deployable": "shop",
+                "assembly": "web",
+                "resource": "www",
+                "state": "failed",
+                "reason": f"monitor returned 7 (not running) #{n}",
+            }
+            for n in range(1, 8)
+        ],
+    }
+
+
+def test_the_tree_names_every_level_with_its_details(env: Environment, shop: FakeCped) -> None:
+    shop.statuses["shop"] = failing_shop()
+    ran = run(env, "deployable_status shop")
+    assert ran.status == 0 and ran.err == ""
+    lines = ran.out.splitlines()
+    assert lines[0] == (
+        "deployable shop: recovering (desired running, DPE pid 4711, lease epoch 7)"
+    )
+    assert "assembly db: running (instance db-1a2b3c4d, address 10.0.0.2, up 2 h 5 min)" in lines[1]
+    assert "resource pg: running (0 failures, last rc 0 (ok))" in lines[2]
+    assert "assembly web: running (instance web-99, address 10.0.0.3, up 42 s)" in lines[3]
+    assert "resource www: failed (2 failures, last rc 7 (not running))" in lines[4]
+    # the tree draws its branches: every assembly and resource line is indented under it
+    assert all(line.startswith(("├", "└", "│", " ")) for line in lines[1:5])
+
+
+def test_the_last_five_events_follow_the_tree(env: Environment, shop: FakeCped) -> None:
+    shop.statuses["shop"] = failing_shop()
+    out = run(env, "deployable_status shop").out
+    tree, _, events = out.partition("\nlast events:\n")
+    assert "resource www" in tree
+    lines = events.splitlines()
+    assert [line.rsplit("#", 1)[1] for line in lines] == ["3", "4", "5", "6", "7"]
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(NOW - 53))
+    assert lines[-1] == (
+        f"{stamp}  resource [www] in assembly [web] in deployable [shop] is FAILED: "
+        "monitor returned 7 (not running) #7"
+    )
+
+
+def test_json_is_the_status_document_as_cped_sent_it(env: Environment, shop: FakeCped) -> None:
+    shop.statuses["shop"] = failing_shop()
+    ran = run(env, "deployable_status shop --json")
+    assert json.loads(ran.out) == failing_shop()
+    assert run(env, "--json deployable_status shop").out == ran.out
+
+
+def test_states_are_coloured_on_a_terminal(env: Environment, shop: FakeCped) -> None:
+    shop.statuses["shop"] = failing_shop()
+    out = run(dataclasses.replace(env, color=True), "deployable_status shop").out
+    assert "\x1b[1;31mfailed\x1b[0m" in out  # red
+    assert "\x1b[1;32mrunning\x1b[0m" in out  # green
+    assert "\x1b[1;33mrecovering\x1b[0m" in out  # yellow
+    assert "\x1b[1;31mFAILED\x1b[0m: monitor returned 7" in out
+    assert "\x1b[" not in run(env, "deployable_status shop").out  # not coloured into a pipe
+
+
+@pytest.mark.parametrize(
+    ("dpe", "shown"),
+    [
+        ({"pid": 12, "lease_epoch": 2, "alive": False}, "(DPE pid 12 not running, lease epoch 2)"),
+        (None, "(no DPE)"),
+        ({"pid": None, "lease_epoch": None, "alive": False}, "(no DPE)"),
+    ],
+)
+def test_the_dpe_as_cped_reports_it(env: Environment, shop: FakeCped, dpe: Any, shown: str) -> None:
+    shop.statuses["shop"] = {"name": "shop", "state": "stopped", "desired": "stopped", "dpe": dpe}
+    ran = run(env, "deployable_status shop")
+    assert ran.out == f"deployable shop: stopped {shown}\n"
+
+
+def test_missing_optional_fields_are_left_out(env: Environment, shop: FakeCped) -> None:
+    shop.statuses["shop"] = {
+        "name": "shop",
+        "state": "starting",
+        "assemblies": [
+            {"name": "db", "state": "creating", "resources": [{"name": "pg"}]},
+            {"name": "web", "instance": None, "address": None},
+        ],
+    }
+    lines = run(env, "deployable_status shop").out.splitlines()
+    assert lines[0] == "deployable shop: starting"
+    assert lines[1].endswith("assembly db: creating")
+    assert lines[2].endswith("resource pg: unknown")
+    assert lines[3].endswith("assembly web: unknown")
+
+
+def test_an_instance_object_and_assemblies_keyed_by_name(env: Environment, shop: FakeCped) -> None:
+    shop.statuses["shop"] = {
+        "name": "shop",
+        "state": "running",
+        "assemblies": {
+            "web": {
+                "state": "running",
+                "instance": {
+                    "instance_id": "web-7",
+                    "address": "127.0.0.1",
+                    "created_at": NOW - 90,
+                },
+                "resources": {"www": {"state": "running", "failures": 1}},
+            }
+        },
+    }
+    lines = run(env, "deployable_status shop").out.splitlines()
+    assert "assembly web: running (instance web-7, address 127.0.0.1, up 1 min 30 s)" in lines[1]
+    assert "resource www: running (1 failure)" in lines[2]
+
+
+def test_unknown_deployable_and_bad_name(env: Environment, shop: FakeCped) -> None:
+    ran = run(env, "deployable_status nosuch")
+    assert (ran.status, ran.out) == (2, "")
+    assert ran.err == "pcloudsh: error: no deployable named 'nosuch'\n"
+    assert run(env, "deployable_status ../x").status == 2
+
+
+def test_a_refused_status_is_a_failure(env: Environment, shop: FakeCped) -> None:
+    from dpe.errors import Conflict
+
+    shop.lifecycle_error = Conflict("deployable 'shop' has never been started")
+    ran = run(env, "deployable_status shop")
+    assert (ran.status, ran.err) == (
+        1,
+        "pcloudsh: error: deployable 'shop' has never been started\n",
+    )
