@@ -461,11 +461,16 @@ class Engine:
         return text
 
     def _note_blocked(self, blocked: Mapping[ResourceId, str]) -> None:
-        for rid, reason in blocked.items():
-            runner = self.resources.get(rid)
-            if runner is not None and self._noted_blocked.get(rid) != reason:
-                runner.cell.note(f"cannot start: {reason}")
-        self._noted_blocked = dict(blocked)
+        """Say once why a resource that is not running cannot start."""
+        waiting = {
+            rid: reason
+            for rid, reason in blocked.items()
+            if rid in self.resources and self.resources[rid].state is not ResourceState.RUNNING
+        }
+        for rid, reason in waiting.items():
+            if self._noted_blocked.get(rid) != reason:
+                self.resources[rid].cell.note(f"cannot start: {reason}")
+        self._noted_blocked = waiting
 
     # =========================================================================
     # failures and escalation (hooks called by the runners)

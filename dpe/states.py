@@ -174,7 +174,8 @@ def seconds(value: float) -> str:
 
 
 def no_heartbeat(silent_for: float) -> str:
-    return f"no heartbeat for {seconds(silent_for)}"
+    """``no heartbeat for 3.0 s`` (tenths: a timer is a few ms late under load)."""
+    return f"no heartbeat for {silent_for:.1f} s"
 
 
 def escalating(failures: int, period: float, to: str) -> str:
