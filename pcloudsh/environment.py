@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
@@ -37,6 +38,21 @@ class DaemonControl(Protocol):
     def start(self) -> dict[str, Any]: ...
     def stop(self) -> dict[str, Any]: ...
     def status(self) -> dict[str, Any] | None: ...
+
+
+Report = Callable[[str, float], None]  # progress of a long step: (phase, fraction)
+
+
+class ImageStore(Protocol):
+    """JEOS image files on this machine (``images.jeos``); records are dicts."""
+
+    def build(
+        self, name: str, release: str, arch: str, packages: Sequence[str], progress: Report
+    ) -> dict[str, Any]: ...
+    def import_image(
+        self, name: str, file: Path, progress: Report, **options: Any
+    ) -> dict[str, Any]: ...
+    def delete(self, name: str) -> bool: ...
 
 
 class Timer(Protocol):
@@ -90,6 +106,18 @@ def _codec() -> DocumentCodec:
     return DpeCodec()
 
 
+def _images(paths: pathsmod.Paths) -> ImageStore:
+    from pcloudsh.imagestore import JeosImages
+
+    return JeosImages(paths)
+
+
+def _progress(stream: TextIO, title: str) -> AbstractContextManager[Report]:
+    from pcloudsh.progress import show_progress
+
+    return show_progress(stream, title)
+
+
 def _exec(argv: Sequence[str]) -> None:
     from pcloudsh.programs import exec_program
 
@@ -117,6 +145,8 @@ class Environment:
     make_keys: Callable[[pathsmod.Paths], KeyStore] = _keys
     make_daemon: Callable[[pathsmod.Paths], DaemonControl] = _daemon
     make_codec: Callable[[], DocumentCodec] = _codec
+    make_images: Callable[[pathsmod.Paths], ImageStore] = _images
+    show_progress: Callable[[TextIO, str], AbstractContextManager[Report]] = _progress
     exec_program: Callable[[Sequence[str]], None] = _exec  # one-shot: becomes the program
     run_program: Callable[[Sequence[str]], int] = _run  # the shell: runs it, its exit status
     _api: Api | None = field(default=None, init=False, repr=False)
@@ -134,6 +164,10 @@ class Environment:
     @property
     def daemon(self) -> DaemonControl:
         return self.make_daemon(self.paths)
+
+    @property
+    def images(self) -> ImageStore:
+        return self.make_images(self.paths)
 
     @property
     def codec(self) -> DocumentCodec:

@@ -99,7 +99,7 @@ class Printer:
             self.out.write(line.plain + "\n")
 
     def _colored(self) -> bool:
-        return self.color if self.color is not None else _is_terminal(self.out)
+        return self.color if self.color is not None else is_terminal(self.out)
 
     def _fields(self, view: Fields) -> None:
         width = max((len(label) for label, _ in view.fields), default=0)
@@ -123,7 +123,7 @@ class Printer:
 
         return Console(
             file=self.out,
-            width=self.width or (None if _is_terminal(self.out) else PIPE_WIDTH),
+            width=self.width or (None if is_terminal(self.out) else PIPE_WIDTH),
             force_terminal=self.color,
             no_color=self.color is False,
             highlight=False,
@@ -132,7 +132,7 @@ class Printer:
         )
 
 
-def _is_terminal(stream: IO[str]) -> bool:
+def is_terminal(stream: object) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 

@@ -22,7 +22,7 @@ from pcloudsh.exitcodes import ExitCode
 from pcloudsh.live import LiveEvents, Shown
 from pcloudsh.oneshot import run_command, version
 from pcloudsh.output import Notice
-from pcloudsh.render import rich_text
+from pcloudsh.render import is_terminal, rich_text
 from pcloudsh.values import check_name
 
 PROMPT = "pcloudsh# "
@@ -69,7 +69,7 @@ class PcloudShell(cmd2.Cmd):
         self.prompt = PROMPT
         self.last_status: int = ExitCode.OK
         self.live = LiveEvents(lambda: env.connect_events(env.paths), self._show_live)
-        self.live_at_start = _is_terminal(env.stdin) if live_events is None else live_events
+        self.live_at_start = is_terminal(env.stdin) if live_events is None else live_events
         self.register_precmd_hook(self._assume_usage_error)
         for name in REMOVED_BUILTINS:
             if hasattr(cmd2.Cmd, f"do_{name}"):
@@ -156,11 +156,6 @@ def banner() -> str:
         'Type "help" for the commands, "help COMMAND" for one of them, "quit" to leave.\n'
         'New events appear above the prompt ("events_live off" hides them).\n'
     )
-
-
-def _is_terminal(stream: Any) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 def command_set(noun: type[Noun]) -> type[NounSet]:

@@ -9,6 +9,7 @@ from pcloudsh.testing import CONSOLE_WIDTH
 from tests.unit.pcloudsh.fakes import (
     FakeCped,
     FakeDaemon,
+    FakeImages,
     FakeKeys,
     FakeStream,
     FakeTimers,
@@ -32,12 +33,19 @@ def daemon() -> FakeDaemon:
 
 
 @pytest.fixture
+def images() -> FakeImages:
+    return FakeImages()
+
+
+@pytest.fixture
 def timers() -> FakeTimers:
     return FakeTimers()
 
 
 @pytest.fixture
-def env(cped: FakeCped, keys: FakeKeys, daemon: FakeDaemon, timers: FakeTimers) -> Environment:
+def env(
+    cped: FakeCped, keys: FakeKeys, daemon: FakeDaemon, timers: FakeTimers, images: FakeImages
+) -> Environment:
     return Environment(
         paths=fake_paths(),
         width=CONSOLE_WIDTH,
@@ -48,6 +56,7 @@ def env(cped: FakeCped, keys: FakeKeys, daemon: FakeDaemon, timers: FakeTimers) 
         timer=timers.start,
         make_keys=lambda _paths: keys,
         make_daemon=lambda _paths: daemon,
+        make_images=lambda _paths: images,
     )
 
 

@@ -57,6 +57,8 @@ class FakeCped:
         self.events: list[JsonDict] = []
         self.calls: list[str] = []
         self.lifecycle_error: Exception | None = None
+        self.jeos: dict[str, JsonDict] = {}  # registered JEOS images but the built-in host
+        self.jeos_error: BaseException | None = None  # what create_jeos raises
         self.statuses: dict[str, JsonDict] = {}  # status documents to answer, by deployable
         self.on_idle: Callable[[], None] | None = None  # called when a stream has sent all
 
@@ -68,12 +70,35 @@ class FakeCped:
         return {"status": "ok", "version": "0.7.0", "pid": 4242, "uptime": 75.0}
 
     def list_jeos(self) -> list[JsonDict]:
-        return [dict(HOST_JEOS)]
+        return [dict(HOST_JEOS), *(copy.deepcopy(j) for _, j in sorted(self.jeos.items()))]
 
     def get_jeos(self, name: str) -> JsonDict:
-        if name != "host":
+        if name == "host":
+            return dict(HOST_JEOS)
+        if name not in self.jeos:
             raise NotFound(f"no JEOS image named {name!r}")
-        return dict(HOST_JEOS)
+        return copy.deepcopy(self.jeos[name])
+
+    def create_jeos(self, doc: JsonDict) -> JsonDict:
+        self.calls.append("create_jeos")
+        if self.jeos_error is not None:
+            raise self.jeos_error
+        name = model.validate_name(doc["name"], "JEOS name")
+        if name == "host" or name in self.jeos:
+            raise Conflict(f"JEOS image {name!r} already exists")
+        self.jeos[name] = {"kind": "image", **copy.deepcopy(doc)}
+        return copy.deepcopy(self.jeos[name])
+
+    def delete_jeos(self, name: str) -> None:
+        if name == "host":
+            raise Conflict(f"the built-in JEOS {name!r} cannot be deleted")
+        self.get_jeos(name)
+        users = sorted(a for a, doc in self.assemblies.items() if doc["image"] == name)
+        if users:
+            raise Conflict(
+                f"JEOS image {name!r} is used by assemblies {', '.join(users)}: delete them first"
+            )
+        del self.jeos[name]
 
     def list_assemblies(self) -> list[JsonDict]:
         return [self._assembly_row(a) for a in sorted(self.assemblies)]
@@ -382,6 +407,59 @@ class FakeTimers:
         def cancel(self) -> None:
             if self.entry in self.timers.pending:
                 self.timers.pending.remove(self.entry)
+
+
+class FakeImages:
+    """JEOS image files (``Environment.make_images``): records in memory, each step reported."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, JsonDict] = {}
+        self.fail: BaseException | None = None  # raised halfway through a build or import
+        self.calls: list[str] = []
+
+    def build(
+        self, name: str, release: str, arch: str, packages: Any, progress: Callable[..., None]
+    ) -> JsonDict:
+        self.calls.append(f"build {name} {release} {arch} {list(packages)}")
+        return self._make(name, release, arch, progress, ("check", "debootstrap", "convert"))
+
+    def import_image(
+        self, name: str, file: Any, progress: Callable[..., None], **options: Any
+    ) -> JsonDict:
+        self.calls.append(f"import {name} {file} {sorted(options.items())}")
+        return self._make(name, options["release"], options["arch"], progress, ("check", "convert"))
+
+    def delete(self, name: str) -> bool:
+        self.calls.append(f"delete {name}")
+        return self.files.pop(name, None) is not None
+
+    def _make(
+        self, name: str, release: str, arch: str, progress: Callable[..., None], phases: Any
+    ) -> JsonDict:
+        if name in self.files:
+            raise Conflict(f"JEOS {name!r} already exists in /images")
+        for phase in phases:
+            progress(phase, 0.0)
+            if phase == "debootstrap":
+                progress(phase, 0.5)
+            if self.fail is not None and phase != "check":
+                raise self.fail  # the builder removes its work: nothing is kept
+            progress(phase, 1.0)
+        record = {
+            "name": name,
+            "path": f"/images/{name}/disk.qcow2",
+            "kernel": f"/images/{name}/vmlinuz",
+            "size": 300 * 1024 * 1024,
+            "virtual_size": 4 << 30,
+            "checksum": "sha256:00",
+            "release": release,
+            "arch": arch,
+            "created": 1_699_990_000.0,
+            "kind": "image",
+            "format": "qcow2",
+        }
+        self.files[name] = record
+        return dict(record)
 
 
 class DownCped:
