@@ -32,9 +32,14 @@ _STYLES = {
     "stopped": QUIET,
     "unknown": QUIET,
     "gone": QUIET,
+    "exited": QUIET,
+    "left": QUIET,
+    "adopted": GOOD,
+    "killed": BAD,
 }
 
 
 def state_style(state: object) -> str:
-    """A rich style for the state ("" when it has none)."""
-    return _STYLES.get(str(state).lower(), "")
+    """A rich style for the state ("" when it has none); ``dpe-running`` as ``running``."""
+    word = str(state).lower()
+    return _STYLES.get(word) or _STYLES.get(word.rpartition("-")[2], "")

@@ -30,7 +30,7 @@ def status_tree(name: str, status: dict[str, Any], now: float) -> Node:
         _desired(status),
         _dpe(status),
         _failures(status.get("failures"), shown_when_none=False),
-        _detail("reason", status.get("reason")),
+        _reason(status),
     ]
     label = _label(f"deployable {status.get('name') or name}", status.get("state"), details)
     return Node(label, [_assembly(a, now) for a in named_items(status.get("assemblies"))])
@@ -44,7 +44,7 @@ def _assembly(assembly: dict[str, Any], now: float) -> Node:
         _detail("address", merged.get("address")),
         _uptime(merged, now),
         _failures(assembly.get("failures"), shown_when_none=False),
-        _detail("reason", assembly.get("reason")),
+        _reason(assembly),
     ]
     label = _label(f"assembly {assembly.get('name')}", assembly.get("state"), details)
     return Node(label, [_resource(r) for r in named_items(assembly.get("resources"))])
@@ -54,7 +54,7 @@ def _resource(resource: dict[str, Any]) -> Node:
     details = [
         _failures(resource.get("failures")),
         _last_rc(resource.get("last_rc")),
-        _detail("reason", resource.get("reason")),
+        _reason(resource),
     ]
     return Node(_label(f"resource {resource.get('name')}", resource.get("state"), details))
 
@@ -68,9 +68,16 @@ def _label(subject: str, state: Any, details: Iterable[str | None]) -> Styled:
     return Styled(parts)
 
 
+# the states that agree with a desired state: "desired started" is news only when failed
+_AGREE = {
+    "started": {"started", "running", "starting", "recovering"},
+    "stopped": {"stopped", "stopping"},
+}
+
+
 def _desired(status: dict[str, Any]) -> str | None:
-    desired = status.get("desired")
-    if desired in (None, "") or desired == status.get("state"):
+    desired, state = status.get("desired"), status.get("state")
+    if desired in (None, "") or state in _AGREE.get(str(desired), {desired}):
         return None
     return f"desired {desired}"
 
@@ -123,6 +130,13 @@ def _last_rc(rc: Any) -> str | None:
     from dpe.agents import describe
 
     return f"last rc {rc} ({describe(rc)})"
+
+
+def _reason(data: dict[str, Any]) -> str | None:
+    """Why it is in its state -- news unless it simply runs."""
+    if data.get("state") == "running":
+        return None
+    return _detail("reason", data.get("reason"))
 
 
 def _detail(label: str, value: Any) -> str | None:

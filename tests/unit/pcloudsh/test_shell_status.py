@@ -20,12 +20,14 @@ def failing_shop() -> dict[str, Any]:
     return {
         "name": "shop",
         "state": "recovering",
-        "desired": "running",
+        "reason": "resource www failed",
+        "desired": "started",
         "dpe": {"pid": 4711, "lease_epoch": 7, "alive": True},
         "assemblies": [
             {
                 "name": "db",
                 "state": "running",
+                "reason": "connected to 10.0.0.2:22",
                 "instance": "db-1a2b3c4d",
                 "address": "10.0.0.2",
                 "uptime": 2 * 3600 + 5 * 60,
@@ -68,7 +70,7 @@ def test_the_tree_names_every_level_with_its_details(env: Environment, shop: Fak
     assert ran.status == 0 and ran.err == ""
     lines = ran.out.splitlines()
     assert lines[0] == (
-        "deployable shop: recovering (desired running, DPE pid 4711, lease epoch 7)"
+        "deployable shop: recovering (DPE pid 4711, lease epoch 7, reason resource www failed)"
     )
     assert "assembly db: running (instance db-1a2b3c4d, address 10.0.0.2, up 2 h 5 min)" in lines[1]
     assert "resource pg: running (0 failures, last rc 0 (ok))" in lines[2]
@@ -107,6 +109,23 @@ def test_states_are_coloured_on_a_terminal(env: Environment, shop: FakeCped) -> 
     assert "\x1b[1;33mrecovering\x1b[0m" in out  # yellow
     assert "\x1b[1;31mFAILED\x1b[0m: monitor returned 7" in out
     assert "\x1b[" not in run(env, "deployable_status shop").out  # not coloured into a pipe
+
+
+@pytest.mark.parametrize(
+    ("state", "desired", "shown"),
+    [
+        ("failed", "started", "deployable shop: failed (desired started, reason x)"),
+        ("running", "stopped", "deployable shop: running (desired stopped)"),
+        ("starting", "started", "deployable shop: starting (reason x)"),
+        ("stopping", "stopped", "deployable shop: stopping (reason x)"),
+        ("running", "started", "deployable shop: running"),
+    ],
+)
+def test_the_desired_state_when_it_is_news(
+    env: Environment, shop: FakeCped, state: str, desired: str, shown: str
+) -> None:
+    shop.statuses["shop"] = {"name": "shop", "state": state, "desired": desired, "reason": "x"}
+    assert run(env, "deployable_status shop").out == shown + "\n"
 
 
 @pytest.mark.parametrize(
