@@ -12,7 +12,10 @@ daemon) on a2 after it.  Then, several times each:
   on a new instance.
 
 Times are from the moment of the kill (this process's clock) to the event's
-timestamp (written by dped) or to when the process was seen.  The result,
+timestamp (written by dped) or to when the process was seen.  Most of "running
+again" after a detected failure is the ``anything`` agent's own start (it
+launches the daemon through ``su -``, a login shell); the machine's load
+average is recorded because other work on it slows everything down.  The result,
 with the intervals configured, goes to ``bench/results/recovery_local.json``.
 
     .venv/bin/python bench/recovery_local.py [--runs 5] [--monitor 0.5]
@@ -260,6 +263,7 @@ def _report(
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "kernel": platform.release(),
+            "load_average_1min": round(os.getloadavg()[0], 2),  # other work slows recovery
         },
         "configured": {
             "monitor_interval": args.monitor,
