@@ -92,8 +92,19 @@ def start(paths: Paths) -> dict[str, Any]:
 
 
 def stop(paths: Paths) -> dict[str, Any]:
+    """Stop cped; ``still_running`` names the deployables whose DPEs keep running
+    (they are not stopped with cped; the next cped adopts them)."""
+    started = _started_deployables(paths)
     pid = stop_daemon(paths)
-    return {"pid": pid, "was_running": pid is not None}
+    return {"pid": pid, "was_running": pid is not None, "still_running": started}
+
+
+def _started_deployables(paths: Paths) -> list[str]:
+    try:
+        rows = Client(paths.socket, timeout=2.0).list_deployables()
+    except PcloudError:
+        return []
+    return [row["name"] for row in rows if row.get("desired_state") == "started"]
 
 
 def status(paths: Paths) -> dict[str, Any] | None:

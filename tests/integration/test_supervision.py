@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from cpe import control
 from tests.integration.test_lifecycle import Rig, instance_ids, key_cache, rig, shop
 
 pytestmark = pytest.mark.integration
@@ -117,6 +118,8 @@ def test_an_orderly_cped_stop_leaves_the_dpe_running(rig: Rig) -> None:
     rig.client.put_deployable("shop", shop("a1"))
     rig.client.start_deployable("shop")
     pid = rig.running()["dpe"]["pid"]
+    stopped_cped = control.stop(rig.paths)  # as ``pcloudsh stop`` does
+    assert stopped_cped["pid"] == rig.cped.pid and stopped_cped["still_running"] == ["shop"]
     assert rig.cped.stop() == 0
     assert rig.dpes() == [pid]
     rig.new_cped()
