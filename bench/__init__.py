@@ -1,0 +1,1 @@
+"""Benchmarks of pacemaker-cloud: ``python -m bench.run [--quick]``."""

@@ -1,0 +1,215 @@
+"""What the benchmark modules share: statistics, the machine, a cped of their own.
+
+``Cped`` runs ``cped --foreground`` on a temporary ``PCLOUD_HOME`` (short, under
+``/tmp``: UNIX socket paths are limited), stops it by pid, and on the way out
+stops every deployable it ran and kills, by pid, anything of that home that is
+left (DPEs, local guests, agents).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from cpe.client import Client
+from cpe.control import cped_command, cped_environment
+from dpe.errors import PcloudError
+from dpe.keyfiles import key_paths
+from dpe.paths import Paths, resolve
+from images.keys import write_assembly_keys
+
+RESULTS_DIR = Path(__file__).parent / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def stats(values: list[float], digits: int = 6) -> dict[str, Any]:
+    """Median and p95 (nearest rank) of repeated measurements, with the count."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+    rank = max(0, min(len(ordered) - 1, round(0.95 * len(ordered) + 0.5) - 1))
+    return {
+        "n": len(ordered),
+        "median": round(statistics.median(ordered), digits),
+        "p95": round(ordered[rank], digits),
+        "min": round(ordered[0], digits),
+        "max": round(ordered[-1], digits),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """The facts that change every figure: cores and what else is running."""
+    one, five, _ = os.getloadavg()
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(one, 2),
+        "load_average_5min": round(five, 2),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (from ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [word.decode(errors="replace") for word in raw.split(b"\0") if word]
+
+
+def until(condition: Callable[[], Any], within: float, what: str, poll: float = 0.05) -> Any:
+    """Poll ``condition`` until it is true (errors from cped count as not yet)."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(PcloudError):
+            value = condition()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {within:g} s: {what}")
+        time.sleep(poll)
+
+
+def dummy_deployable(name: str, assemblies: list[str], resources: int, monitor: float) -> Any:
+    """A document: each assembly runs ``resources`` Dummy resources."""
+    return {
+        "name": name,
+        "assemblies": [
+            {
+                "name": assembly,
+                "resources": [
+                    {"name": f"d{i}", "type": "Dummy", "monitor_interval": monitor}
+                    for i in range(resources)
+                ],
+            }
+            for assembly in assemblies
+        ],
+    }
+
+
+class Cped:
+    """A cped of the benchmark's own on a temporary home."""
+
+    def __init__(self, config: str = "") -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="pc-b-", dir="/tmp"))
+        self.paths: Paths = resolve({"PCLOUD_HOME": str(self.home)})
+        self.paths.ensure()
+        if config:
+            self.paths.config_file.write_text(config)
+        self.client = Client(self.paths.socket, timeout=30.0)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Cped:
+        log = (self.paths.state_dir / "cped-bench.log").open("wb")
+        self.proc = subprocess.Popen(
+            [*cped_command(), "--foreground"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=cped_environment(self.paths),
+        )
+        until(lambda: self.client.health()["pid"] == self.pid, 15.0, "cped answers", 0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def keys(self, assemblies: list[str]) -> None:
+        """Give every assembly a key pair: one is made, the others are copies
+        (key generation is not what is measured)."""
+        if not assemblies:
+            return
+        write_assembly_keys(self.paths.keys_dir, assemblies[0])
+        made = key_paths(self.paths.keys_dir, assemblies[0])
+        for other in assemblies[1:]:
+            for source, target in zip(made, key_paths(self.paths.keys_dir, other), strict=True):
+                shutil.copy2(source, target)
+
+    def processes(self) -> dict[int, list[str]]:
+        """Every live process of this home but cped: DPEs, guests, agents."""
+        found = {}
+        marker = f"PCLOUD_HOME={self.home}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in (os.getpid(), self.pid):
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            argv = command_line(int(entry.name))
+            if argv and (marker in environ or any(str(self.home) in w for w in argv)):
+                found[int(entry.name)] = argv
+        return found
+
+    def dpeds(self) -> list[int]:
+        return [
+            pid
+            for pid, argv in self.processes().items()
+            if any(Path(word).name in ("dped", "dpe.main") for word in argv[:4])
+        ]
+
+    def close(self) -> None:
+        with contextlib.suppress(PcloudError):
+            for row in self.client.list_deployables():
+                with contextlib.suppress(PcloudError):
+                    self.client.stop_deployable(row["name"])
+        self._stop_cped()
+        self._kill_leftovers()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def _stop_cped(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def _kill_leftovers(self) -> None:
+        for _ in range(50):
+            left = self.processes()
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[list[float]]:
+    """``with timed() as t: ...`` then ``t[0]`` is the wall time in seconds."""
+    box: list[float] = []
+    start = time.perf_counter()
+    yield box
+    box.append(time.perf_counter() - start)
