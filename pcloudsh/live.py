@@ -24,6 +24,7 @@ class LiveEvents:
         self.connect = connect
         self.show = show
         self.filters: dict[str, Any] = {}
+        self.muted = False  # events are dropped meanwhile (the shell follows them itself)
         self._follower: EventFollower | None = None
         self._thread: threading.Thread | None = None
 
@@ -52,6 +53,7 @@ class LiveEvents:
     def _run(self, follower: EventFollower) -> None:
         try:
             for item in follower:
-                self.show(item)
+                if not (self.muted and isinstance(item, dict)):
+                    self.show(item)
         except Exception as error:  # a thread has no caller: say it, then end
             self.show(Notice(f"live events stopped: {error}"))

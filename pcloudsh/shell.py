@@ -80,7 +80,12 @@ class PcloudShell(cmd2.Cmd):
         return bool(super().onecmd_plus_hooks(line, **options))
 
     def run(self, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace) -> None:
-        self.last_status = run_command(self.env, noun, spec, args, interactive=True)
+        following = spec.name == "events" and args.follow
+        self.live.muted = following  # what it prints would come again after it as alerts
+        try:
+            self.last_status = run_command(self.env, noun, spec, args, interactive=True)
+        finally:
+            self.live.muted = False
 
     def _assume_usage_error(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
         # A command whose arguments argparse rejects never reaches run(): status 2.

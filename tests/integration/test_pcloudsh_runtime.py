@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -31,8 +32,8 @@ from dpe.model import Assembly
 from dpe.paths import Paths
 from dpe.store import Store
 from tests.integration.conftest import CpedProcess
-from tests.integration.test_pcloudsh_events import Shell
-from tests.integration.test_pcloudsh_session import alive, wait_gone
+from tests.integration.test_pcloudsh_events import Shell, ShellHome
+from tests.integration.test_pcloudsh_session import COMMAND_TIMEOUT, Terminal, alive, wait_gone
 
 pytestmark = pytest.mark.integration
 STATE_TIMEOUT = 30.0
@@ -161,6 +162,22 @@ def test_assembly_ssh_accepts_only_the_pinned_host_key(
     assert f"assembly web: running (instance {recorded_instance['instance_id']}" in tree
     done = shell.run("assembly_ssh", "shop", "web", "--", "echo", "$((6*7))", "; exit 3")
     assert (done.returncode, done.stdout) == (3, "42\n")
+
+    # from the interactive shell: a login session on its terminal, then the prompt again
+    terminal = Terminal(ShellHome(shell))  # type: ignore[arg-type]
+    try:
+        terminal.read_until(re.compile(r"pcloudsh#\s*$"))
+        terminal.type("events_live off")
+        terminal.buffer = b""
+        os.write(terminal.master, b"assembly_ssh shop web\r")
+        terminal.read_until(re.compile(r"shop web\n[\s\S]*\S[#$>]\s*$"))  # a remote prompt
+        os.write(terminal.master, b"echo MARK-$((2+3)) on $(hostname); exit 4\r")
+        terminal.read_until(re.compile(r"MARK-5 on web\n[\s\S]*pcloudsh#\s*$"))
+        assert terminal.type("events_live") == "live events: off\n"  # the shell goes on
+        os.write(terminal.master, b"quit\r")
+        assert terminal.proc.wait(COMMAND_TIMEOUT) == 0
+    finally:
+        terminal.close()
 
     # the pinned key is another one: ssh refuses the instance, nothing is run
     _private, _public, _host, host_public = key_paths(cped.paths.keys_dir, "web")

@@ -296,7 +296,14 @@ def test_one_shot_path_loads_neither_cmd2_nor_aiohttp(home: Home) -> None:
         "heavy = ('cmd2', 'prompt_toolkit', 'aiohttp', 'rich')\n"
         "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
-    for line in (["--json", "deployable_list"], ["--json", "status"], ["help"]):
+    for line in (
+        ["--json", "deployable_list"],
+        ["--json", "status"],
+        ["help"],
+        ["events", "--limit", "5"],
+        ["--json", "jeos_list"],
+        ["assembly_ssh", "shop", "web", "--", "true"],
+    ):
         done = subprocess.run(
             [sys.executable, "-c", probe, *line],
             capture_output=True,

@@ -16,6 +16,7 @@ from pcloudsh.live import LiveEvents
 from pcloudsh.output import Notice
 from pcloudsh.shell import PcloudShell
 from pcloudsh.testing import run
+from tests.unit.pcloudsh.fakes import FakeCped, FakeStream
 
 WAIT = 10.0  # generous: how long a test waits for another thread before failing
 
@@ -220,3 +221,16 @@ def test_a_stopped_shell_leaves_no_thread(
     shell, _source, _alerts = live_shell
     shell.postloop()
     assert not any(t.name == "pcloudsh-live-events" for t in threading.enumerate())
+
+
+def test_events_followed_by_a_command_are_not_shown_again_as_alerts(
+    live_shell: tuple[PcloudShell, BlockingSource, queue.Queue[Any]], cped: FakeCped
+) -> None:
+    shell, source, alerts = live_shell
+    shell.env.connect_events = lambda _paths: FakeStream(cped)  # the command's own stream
+    seen_while_following: list[bool] = []
+    cped.on_idle = lambda: seen_while_following.append(shell.live.muted)
+    assert run(shell, "events --follow").status == 130
+    assert seen_while_following == [True] and not shell.live.muted
+    source.events.put(event(9))
+    assert alerts.get(timeout=WAIT)["msg"].plain.endswith("deployable [shop] is RUNNING")
