@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import cped_factory
+from tests.integration.conftest import cped, cped_factory
 from tests.integration.test_lifecycle import key_cache, rig
 
-__all__ = ["OcfProvider", "cped_factory", "cpu_seconds", "key_cache", "rig"]
+__all__ = ["OcfProvider", "cped", "cped_factory", "cpu_seconds", "key_cache", "rig"]
 
 OCF_PROVIDERS = Path("/usr/lib/ocf/resource.d")
 

@@ -1,0 +1,94 @@
+"""Hostile names, parameters and template fields against a real cped and dped.
+
+Names (of assemblies, deployables, resources, templates and parameters) with
+shell metacharacters, quotes, newlines, ``../`` or thousands of characters are
+refused with 400 (``InvalidInput``) and change nothing.  Parameter *values* are
+data: they are accepted, stored as given, and reach the agent in its
+environment without any shell evaluating them (the agent-level check is
+``tests/integration/test_agents_real.py``; here the whole path, API to store
+to dped to guest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dpe.errors import InvalidInput, NotFound
+from tests.integration.test_lifecycle import Rig, dummy, shop
+
+pytestmark = pytest.mark.integration
+
+HOSTILE_NAMES = [
+    "a;touch /tmp/x",
+    "$(id)",
+    "`id`",
+    "a b",
+    "a\nb",
+    "a'b",
+    'a"b',
+    "../etc",
+    "a/../../b",
+    "..",
+    "x" * 5000,
+    "a|b",
+    "a&b",
+    "-rf",
+    "",
+]
+
+
+def everything(rig: Rig) -> dict[str, Any]:
+    client = rig.client
+    return {
+        "assemblies": client.list_assemblies(),
+        "deployables": client.list_deployables(),
+        "templates": client.list_templates(),
+    }
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_a_hostile_name_is_refused_everywhere_and_changes_nothing(rig: Rig, name: str) -> None:
+    rig.client.put_deployable("shop", shop("a1"))
+    before = everything(rig)
+    resource = {"name": "ok", "type": "Dummy"}
+    attempts = [
+        lambda: rig.client.create_assembly({"name": name, "resources": []}),
+        lambda: rig.client.put_deployable(name, shop("a1", name=name)),
+        lambda: rig.client.add_resource("a1", dummy(name)),
+        lambda: rig.client.add_resource("a1", resource | {"type": name}),
+        lambda: rig.client.add_resource("a1", resource | {"provider": name}),
+        lambda: rig.client.add_resource("a1", resource | {"parameters": {name: "v"}}),
+        lambda: rig.client.create_template(
+            {"name": name, "class": "ocf", "provider": "heartbeat", "type": "Dummy"}
+        ),
+    ]
+    for number, attempt in enumerate(attempts):
+        # an empty name in a URL path is a route that does not exist (404)
+        with pytest.raises(NotFound if name == "" and number == 1 else InvalidInput):
+            attempt()
+            pytest.fail(f"attempt {number} accepted the name {name[:40]!r}")
+    assert everything(rig) == before
+
+
+def test_hostile_parameter_values_reach_the_guest_as_inert_data(rig: Rig) -> None:
+    marker = Path(rig.home) / "injected"
+    value = (
+        f'$(touch {marker}1) `touch {marker}2`; touch {marker}3 && echo "$HOME" \\ \'\n'
+        f"|| touch {marker}4 ../../{'long' * 800}"
+    )
+    document = shop("a1")
+    document["assemblies"][0]["resources"][0]["parameters"] = {"fake": value, "trace_ra": "1"}
+    rig.client.put_deployable("shop", document)
+    stored = rig.client.get_deployable("shop")["assemblies"][0]["resources"][0]
+    assert stored["parameters"]["fake"] == value
+    rig.client.start_deployable("shop")
+    rig.running()
+    assert list(marker.parent.glob("injected*")) == []
+    traces = list(rig.paths.instances_dir.rglob("trace_ra/Dummy/a1-d.start.*"))
+    assert len(traces) == 1
+    first, second = value.split("\n")  # the trace's printenv | sort splits the two lines
+    trace = traces[0].read_text().splitlines()
+    assert f"OCF_RESKEY_fake={first}" in trace and second in trace
