@@ -42,8 +42,8 @@ def run(quick: bool) -> dict[str, Any]:
             cped.client.put_deployable(name, dummy_deployable(name, [f"{name}a"], 2, 10))
         return {
             "machine": machine(),
-            "api_status": _throughput(cped, "status", 3 if quick else 8, 2.0 if quick else 5.0),
-            "api_health": _throughput(cped, "health", 3 if quick else 8, 2.0 if quick else 5.0),
+            "api_status": _throughput(cped, "status", 3 if quick else 8, 1.5 if quick else 5.0),
+            "api_health": _throughput(cped, "health", 3 if quick else 8, 1.5 if quick else 5.0),
             "oneshot_deployable_list": _oneshot(cped, 15 if quick else 40),
         }
 

@@ -90,7 +90,7 @@ def run(quick: bool, assemblies: int = 4, per_assembly: int = 25, interval: floa
             until(lambda: _all_running(cped), 120.0, "every resource running", 0.5)
             [dped] = cped.dpeds()
             windows = _windows(
-                counter, opens_per_run, dped, 3 if quick else 8, 3.0 if quick else 10.0
+                counter, opens_per_run, dped, 3 if quick else 8, 2.0 if quick else 10.0
             )
     finally:
         counter.close()

@@ -46,8 +46,8 @@ def run(quick: bool, deployables: int | None = None) -> dict[str, Any]:
             cped.client.start_deployable(name)
         until(lambda: _all_running(cped, names), 60.0 + 3.0 * count, "all running", 1.0)
         up = time.monotonic() - started
-        time.sleep(5.0 if quick else 20.0)  # past the start-up work
-        windows = _windows(cped, 3 if quick else 6, 10.0 if quick else 20.0)
+        time.sleep(3.0 if quick else 20.0)  # past the start-up work
+        windows = _windows(cped, 3 if quick else 6, 5.0 if quick else 20.0)
     return {
         "machine": machine(),
         "configured": {

@@ -1,0 +1,77 @@
+"""The latency distributions of a benchmark report, drawn to a PNG (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: write files only
+
+import matplotlib.pyplot as plt
+
+
+def draw(report: dict[str, Any], path: Path) -> None:
+    panels = [p for p in _panels(report["parts"]) if p[2]]
+    columns = 3
+    rows = max(1, -(-len(panels) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for axis, (title, unit, values, target) in zip(axes.flat, panels, strict=False):
+        axis.hist(values, bins=min(40, max(5, len(values) // 3)), color="#4477aa")
+        if target is not None:
+            axis.axvline(target, color="#cc3311", linestyle="--", label="target")
+            axis.legend(fontsize=7)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel(unit, fontsize=8)
+        axis.tick_params(labelsize=7)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.set_visible(False)
+    m = report["machine_before"]
+    figure.suptitle(
+        f"pacemaker-cloud latencies ({m['cpus']} cores, load {m['load_average_1min']}"
+        f"{', quick' if report['quick'] else ''})",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+Panel = tuple[str, str, list[float], float | None]
+
+
+def _panels(parts: dict[str, Any]) -> list[Panel]:
+    panels: list[Panel] = []
+    resource = parts.get("resource_failure", {})
+    if "runs" in resource:
+        runs, interval = resource["runs"], resource["configured"]["monitor_interval"]
+        panels.append(
+            ("Dummy failure -> detected", "s", [r["detect"] for r in runs], interval + 0.1)
+        )
+        panels.append(
+            ("detected -> restart dispatched", "ms", [r["dispatch"] * 1000 for r in runs], 20.0)
+        )
+        panels.append(("Dummy failure -> running again", "s", [r["recover"] for r in runs], None))
+    instance = parts.get("instance_kill", {})
+    if "runs" in instance:
+        runs = instance["runs"]["instance_kill"]
+        timeout = instance["configured"]["heartbeat_timeout"]
+        panels.append(
+            (
+                "instance killed -> detected",
+                "s",
+                [r["assembly_failed"] for r in runs],
+                timeout + 0.2,
+            )
+        )
+        panels.append(
+            ("instance killed -> running again", "s", [r["running_again"] for r in runs], 3.0)
+        )
+    api = parts.get("api", {})
+    if "api_status" in api:
+        status = [v * 1000 for v in api["api_status"]["samples"]]
+        panels.append(("API status request", "ms", status, None))
+        walls = [v * 1000 for v in api["oneshot_deployable_list"]["samples"]]
+        panels.append(("pcloudsh --json deployable_list", "ms", walls, 150.0))
+    return panels
