@@ -79,17 +79,32 @@ def _hammer(socket: str, route: str, seconds: float) -> list[float]:
 
 
 def _oneshot(cped: Cped, runs: int) -> dict[str, Any]:
+    """pcloudsh's wall time, and a bare ``python -c pass`` run in turn with it:
+    on a loaded machine process start-up alone moves by tens of ms."""
     command = [str(Path(sys.executable).with_name("pcloudsh")), "--json", "deployable_list"]
     env = {"PCLOUD_HOME": str(cped.home), "PATH": "/usr/bin:/bin", "HOME": str(cped.home)}
-    walls = []
+    walls, bare = [], []
     for _ in range(runs + 2):
+        bare.append(_wall([sys.executable, "-c", "pass"], env))
         start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, check=False)
         walls.append(time.perf_counter() - start)
         if done.returncode != 0 or len(json.loads(done.stdout)) != 10:
             raise RuntimeError(f"pcloudsh failed: {done.stderr.decode(errors='replace')}")
     warm = walls[2:]  # the first runs fill the page cache
-    return {"command": "pcloudsh --json deployable_list", "wall_s": stats(warm), "samples": warm}
+    return {
+        "command": "pcloudsh --json deployable_list",
+        "wall_s": stats(warm),
+        "bare_python_s": stats(bare[2:]),
+        "beyond_bare_python_s": stats([w - b for w, b in zip(warm, bare[2:], strict=True)]),
+        "samples": warm,
+    }
+
+
+def _wall(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, capture_output=True, check=True)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

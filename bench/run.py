@@ -259,6 +259,9 @@ def _api_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
             wall["p95"] * 1000,
             "ms",
             wall["median"] <= 0.150,
+            bare_python_median_ms=round(
+                part["oneshot_deployable_list"]["bare_python_s"]["median"] * 1000, 1
+            ),
         ),
         _row(
             "cped API status requests over the UNIX socket",

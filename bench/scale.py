@@ -5,7 +5,8 @@ Starts ``--deployables`` deployables of 3 assemblies x 2 Dummy resources each
 until every resource runs, lets it settle, then samples from ``/proc`` over
 several windows: the CPU time of cped and of every dped (as a share of one
 core), the RSS of each dped, and the CPU of the guests' long-lived processes
-(sshd).  The agents' own short-lived processes are not attributed; the whole
+(sshd).  PSS is reported beside RSS (shared library pages divided among the
+dpeds).  The agents' own short-lived processes are not attributed; the whole
 machine's busy CPU is reported beside it.
 
     .venv/bin/python -m bench.scale [--deployables 200] [--quick]
@@ -19,7 +20,16 @@ import sys
 import time
 from typing import Any
 
-from bench.common import Cped, cpu_seconds, dummy_deployable, machine, rss_bytes, stats, until
+from bench.common import (
+    Cped,
+    cpu_seconds,
+    dummy_deployable,
+    machine,
+    pss_bytes,
+    rss_bytes,
+    stats,
+    until,
+)
 from bench.monitor import _machine_cpu
 
 CONFIG = "[cped]\nlease_ttl = 10s\n"
@@ -63,6 +73,7 @@ def run(quick: bool, deployables: int | None = None) -> dict[str, Any]:
         "cpu_share_guest_sshd": stats([w["guests"] for w in windows], 4),
         "cpu_share_machine": stats([w["machine"] for w in windows], 4),
         "rss_per_dped_mb": stats([r for w in windows for r in w["dped_rss_mb"]], 1),
+        "pss_per_dped_mb": stats([r for w in windows for r in w["dped_pss_mb"]], 1),
         "windows": windows,
     }
 
@@ -100,6 +111,7 @@ def _windows(cped: Cped, runs: int, seconds: float) -> list[dict[str, Any]]:
                 "guests": sum(used[p] for p in used if p not in dpeds and p != cped.pid) / elapsed,
                 "machine": (_machine_cpu() - machine0) / elapsed,
                 "dped_rss_mb": [round(rss_bytes(p) / 2**20, 1) for p in dpeds],
+                "dped_pss_mb": [round(pss_bytes(p) / 2**20, 1) for p in dpeds],
             }
         )
     return windows
