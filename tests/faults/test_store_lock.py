@@ -22,6 +22,7 @@ from cpe.client import Client
 from dpe.errors import PcloudError, StoreError
 from dpe.store import DEFAULT_BUSY_TIMEOUT
 from tests.integration.conftest import CpedProcess
+from tests.integration.test_lifecycle import Rig, shop
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +89,45 @@ def test_a_write_waits_for_a_brief_lock_and_then_succeeds(cped: CpedProcess) -> 
     assert not writer.is_alive() and failure == []
     assert [a["name"] for a in client.list_assemblies()] == ["waited"]
     assert integrity(cped.paths.store_file) == "ok"
+
+
+def test_a_store_locked_longer_than_the_lease_leaves_one_dpe_and_one_instance_each(
+    rig: Rig,
+) -> None:
+    rig.client.put_deployable("shop", shop("a1", "a2"))
+    rig.client.start_deployable("shop")
+    before = rig.running()
+    with exclusive(rig.paths.store_file):
+        time.sleep(3.0)  # three lease lifetimes: the DPE cannot renew
+    rig.until(
+        lambda: (
+            rig.status()["dpe"]["supervision"] == "running" and rig.status()["dpe"]["lease_holder"]
+        ),
+        15.0,
+        "a DPE holding the lease",
+    )
+    after = rig.running(within=25.0)
+    time.sleep(1.0)
+    assert len(rig.dpes()) == 1, "two DPEs for one deployable"
+    inits = [p for p, argv in rig.processes().items() if "_guest_init.py" in " ".join(argv)]
+    assert len(inits) == 2, "duplicate or lost instance"
+    assert None not in {a["instance"] for a in after["assemblies"]}
+    assert integrity(rig.paths.store_file) == "ok"
+    assert "Traceback" not in rig.cped.log()
+    if after["dpe"]["pid"] != before["dpe"]["pid"]:  # the DPE fenced itself and was replaced
+        assert after["dpe"]["lease_epoch"] > before["dpe"]["lease_epoch"]
+
+
+def test_cped_answers_its_health_while_the_store_is_locked(rig: Rig) -> None:
+    rig.client.put_deployable("shop", shop("a1"))
+    rig.client.start_deployable("shop")
+    rig.running()
+    quick = Client(rig.paths.socket, timeout=2.0)
+    with exclusive(rig.paths.store_file):
+        time.sleep(1.5)  # the supervisor and the DPE now wait on the lock
+        started = time.monotonic()
+        try:
+            health = quick.health()
+        finally:
+            took = time.monotonic() - started
+    assert health["status"] == "ok" and took < 1.0
