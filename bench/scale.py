@@ -1,9 +1,9 @@
 """Steady state at scale: many deployables on one cped (local driver, Dummy).
 
 Starts ``--deployables`` deployables of 3 assemblies x 2 Dummy resources each
-(monitors every 10 s, default heartbeat settings) through cped's API, waits
-until every resource runs, lets it settle, then samples from ``/proc`` over
-several windows: the CPU time of cped and of every dped (as a share of one
+(monitors every 10 s, default heartbeat settings) through cped's API, ten at
+a time (each wave running before the next), waits until every resource runs,
+lets it settle, then samples from ``/proc`` over several windows: the CPU time of cped and of every dped (as a share of one
 core), the RSS of each dped, and the CPU of the guests' long-lived processes
 (sshd).  PSS is reported beside RSS (shared library pages divided among the
 dpeds).  The agents' own short-lived processes are not attributed; the whole
@@ -33,6 +33,10 @@ from bench.common import (
 from bench.monitor import _machine_cpu
 
 CONFIG = "[cped]\nlease_ttl = 10s\n"
+# Deployables started at once.  Starting all of them together on a small
+# machine starves heartbeats and health commands, and the recoveries that
+# follow keep the load up: the start-up is not what this figure measures.
+WAVE = 10
 
 
 def main() -> int:
@@ -50,11 +54,14 @@ def run(quick: bool, deployables: int | None = None) -> dict[str, Any]:
     with Cped(CONFIG) as cped:
         cped.keys([f"{n}a{j}" for n in names for j in range(3)])
         started = time.monotonic()
-        for name in names:
-            document = dummy_deployable(name, [f"{name}a{j}" for j in range(3)], 2, 10.0)
-            cped.client.put_deployable(name, document)
-            cped.client.start_deployable(name)
-        until(lambda: _all_running(cped, names), 60.0 + 3.0 * count, "all running", 1.0)
+        for first in range(0, count, WAVE):
+            wave = names[first : first + WAVE]
+            for name in wave:
+                document = dummy_deployable(name, [f"{name}a{j}" for j in range(3)], 2, 10.0)
+                cped.client.put_deployable(name, document)
+                cped.client.start_deployable(name)
+            until(lambda w=wave: _all_running(cped, w), 120.0, "a wave running", 0.5)  # type: ignore[misc]
+        until(lambda: _all_running(cped, names), 120.0, "all running", 1.0)
         up = time.monotonic() - started
         time.sleep(3.0 if quick else 20.0)  # past the start-up work
         windows = _windows(cped, 3 if quick else 6, 5.0 if quick else 20.0)
