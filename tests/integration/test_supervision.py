@@ -29,6 +29,13 @@ def guest_pids(rig: Rig) -> set[int]:
     return {pid for pid, argv in rig.processes().items() if "dpe.main" not in argv}
 
 
+def lease_renewed_at(rig: Rig, name: str = "shop") -> float:
+    """When the DPE last renewed its lease (read from the store: cped may be down)."""
+    with sqlite3.connect(rig.paths.store_file) as db:
+        row = db.execute("SELECT renewed_at FROM leases WHERE deployable = ?", (name,)).fetchone()
+    return float(row[0]) if row else 0.0
+
+
 def replaced(rig: Rig, old: dict[str, Any]) -> dict[str, Any]:
     """Wait until a new DPE holds the lease with a higher epoch; its dpe record."""
 
@@ -92,7 +99,8 @@ def test_a_killed_cped_leaves_the_dpe_running_and_a_new_cped_adopts_it(rig: Rig)
     before = rig.running()
     pid = before["dpe"]["pid"]
     rig.cped.kill()
-    time.sleep(1.5)  # longer than the lease: the DPE keeps renewing it
+    killed_at = time.time()
+    rig.until(lambda: lease_renewed_at(rig) > killed_at + 1.0, what="renewals without cped")
     assert rig.dpes() == [pid]
     rig.new_cped()
     adopted = rig.running()
