@@ -1,7 +1,7 @@
 """Deployables run by a real cped with real dped processes on the local driver.
 
 Assemblies are ``host`` assemblies (private sshd guests) running
-``ocf:heartbeat:Dummy``; intervals are short (lease 3 s renewed every 0.3 s,
+``ocf:heartbeat:Dummy``; intervals are short (lease 1 s renewed every 0.2 s,
 back-off 0.1 s doubling to 0.8 s, heartbeat 0.2 s, monitors 0.5 s) so each
 test takes seconds.  Every wait polls a condition with a bound.
 
@@ -40,11 +40,11 @@ pytestmark = pytest.mark.integration
 ASSEMBLIES = ("a1", "a2", "a3")
 CONFIG = """\
 [cped]
-lease_ttl = 3s
+lease_ttl = 1s
 dpe_backoff_initial = 100ms
 dpe_backoff_max = 800ms
 [dped]
-lease_renew_interval = 300ms
+lease_renew_interval = 200ms
 """
 
 
