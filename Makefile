@@ -20,7 +20,7 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents swig libssl-dev \
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps test lint typecheck pytest demo clean libvirt-up
+.PHONY: all deps test lint typecheck pytest demo clean libvirt-up bench bench-quick
 
 all: test
 
@@ -74,6 +74,17 @@ test: lint typecheck pytest
 
 demo: deps
 	@bash examples/demo.sh
+
+$(STAMPS)/bench: $(STAMPS)/venv
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,libvirt,bench]'
+	@touch $@
+
+# Benchmarks are never part of `make test`: they measure, they do not assert.
+bench: deps $(STAMPS)/bench
+	$(BIN)/python -m bench.run
+
+bench-quick: deps $(STAMPS)/bench
+	$(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) $(STAMPS) demo-home *.egg-info
