@@ -16,9 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from dpe.paths import Paths, resolve
 from dpe.store import Store
+
+# Properties are checked, not timed: a loaded CI machine must not turn a slow
+# example into a failure (timing belongs in bench/).
+settings.register_profile("pcloud", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pcloud")
 
 
 def make_home() -> Path:
