@@ -12,6 +12,12 @@ from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Outcome, Program, Result, Table, Text, columns, done
 from pcloudsh.values import check_name
 
+FULL_COPY = Arg(
+    "--full-copy",
+    action="store_true",
+    help="copy the whole JEOS disk instead of a copy-on-write overlay of it",
+)
+
 
 class AssemblyCommands(Noun):
     category = "Assemblies"
@@ -23,52 +29,69 @@ class AssemblyCommands(Noun):
             help='the JEOS image it is made from ("host": this machine)',
             complete=Names.JEOS,
         ),
+        FULL_COPY,
     )
     def assembly_create(self, args: argparse.Namespace) -> Result:
         """Create an assembly from a JEOS image.
 
         The assembly gets a new uuid (its machine-id) and its own key pairs: root's
-        login key and an SSH host key, in the key directory.
+        login key and an SSH host key, in the key directory.  From an image JEOS
+        (not "host") it also gets its disk: a copy-on-write overlay of the JEOS
+        (--full-copy: a whole copy) given its hostname, machine-id and keys, with
+        a progress bar per step on standard error.  A failure or Ctrl-C leaves
+        neither disk nor keys.
         """
         name = check_name(args.name, "assembly")
         jeos = check_name(args.jeos, "JEOS")
         api = self.env.api()
-        api.get_jeos(jeos)  # NotFound names the image before any key is made
+        image = api.get_jeos(jeos)  # NotFound names the image before any key is made
         self._refuse_existing(name)
         doc = {"name": name, "uuid": model.new_uuid(), "image": jeos, "resources": []}
-        self._create_with_keys(doc)
-        return done(f"assembly {name} created from {jeos}", assembly=name, uuid=doc["uuid"])
+        disk = self._create_with_keys(doc, _has_disk(image), overlay=not args.full_copy)
+        return done(
+            f"assembly {name} created from {jeos}{_disk_text(disk)}",
+            assembly=name,
+            uuid=doc["uuid"],
+            **_disk_fields(disk),
+        )
 
     @command(
         Arg("original", help="the assembly to copy", complete=Names.ASSEMBLY),
         Arg("new", help="the new assembly's name"),
+        FULL_COPY,
     )
     def assembly_clone(self, args: argparse.Namespace) -> Result:
         """Create an assembly as a copy of another one: same image, resources and escalation.
 
-        The copy gets its own uuid and key pairs.
+        The copy gets its own uuid and key pairs; made from an image JEOS, it gets
+        a new disk from that JEOS with its own hostname, machine-id and keys.
         """
         original = check_name(args.original, "assembly")
         name = check_name(args.new, "assembly")
-        source = self.env.api().get_assembly(original)
+        api = self.env.api()
+        source = api.get_assembly(original)
         self._refuse_existing(name)
         doc = {**_assembly_doc(source), "name": name, "uuid": model.new_uuid()}
-        self._create_with_keys(doc)
+        image = api.get_jeos(str(doc["image"]))
+        disk = self._create_with_keys(doc, _has_disk(image), overlay=not args.full_copy)
         count = len(doc.get("resources", []))
         return done(
-            f"assembly {name} cloned from {original} ({count} resources copied)",
+            f"assembly {name} cloned from {original} ({count} resources copied){_disk_text(disk)}",
             assembly=name,
             uuid=doc["uuid"],
             resources=count,
+            **_disk_fields(disk),
         )
 
     @command(Arg("name", help="the assembly to delete", complete=Names.ASSEMBLY))
     def assembly_delete(self, args: argparse.Namespace) -> Result:
-        """Delete an assembly and its keys (refused while a deployable holds it)."""
+        """Delete an assembly, its keys and its disk (refused while a deployable holds it)."""
         name = check_name(args.name, "assembly")
         self.env.api().delete_assembly(name)
         self.env.keys.delete(name)
-        return done(f"assembly {name} deleted", assembly=name)
+        removed = self.env.disks.delete(name)
+        where = " with its disk" if removed else ""
+        return done(f"assembly {name} deleted{where}", assembly=name, disk_removed=removed)
 
     @command()
     def assembly_list(self, args: argparse.Namespace) -> Result:
@@ -94,14 +117,31 @@ class AssemblyCommands(Noun):
             return
         raise Conflict(f"assembly {name!r} already exists", assembly=name)
 
-    def _create_with_keys(self, doc: dict[str, Any]) -> None:
-        """Make the keys, then the assembly; keys made for a refused assembly are removed."""
+    def _create_with_keys(
+        self, doc: dict[str, Any], with_disk: bool, overlay: bool
+    ) -> dict[str, Any] | None:
+        """Make the keys, the disk, then the assembly; a failure removes what was made."""
         keys = self.env.keys
         keys.write(doc["name"])
         try:
+            disk = self._make_disk(doc, overlay) if with_disk else None
+            self._register(doc, disk is not None)
+        except BaseException:  # refused, failed or Ctrl-C: no keys without an assembly
+            keys.delete(doc["name"])
+            raise
+        return disk
+
+    def _make_disk(self, doc: dict[str, Any], overlay: bool) -> dict[str, Any]:
+        name = doc["name"]
+        with self.env.show_progress(self.env.stderr, f"assembly {name}") as report:
+            return self.env.disks.create(name, doc["uuid"], doc["image"], overlay, report)
+
+    def _register(self, doc: dict[str, Any], made_disk: bool) -> None:
+        try:
             self.env.api().create_assembly(doc)
         except BaseException:
-            keys.delete(doc["name"])
+            if made_disk:
+                self.env.disks.delete(doc["name"])
             raise
 
     @command(
@@ -141,6 +181,22 @@ class AssemblyCommands(Noun):
             }
             return Result(facts, Text(shlex.join(argv)))
         return Program(argv)
+
+
+def _has_disk(jeos: dict[str, Any]) -> bool:
+    """Assemblies of an image JEOS get a disk; those of "host" run on this machine."""
+    return bool(jeos.get("kind", "image") != "host")
+
+
+def _disk_text(disk: dict[str, Any] | None) -> str:
+    if disk is None:
+        return ""
+    how = "overlay" if disk.get("backing") else "full copy"
+    return f" (disk {disk.get('path')}, {how})"
+
+
+def _disk_fields(disk: dict[str, Any] | None) -> dict[str, Any]:
+    return {} if disk is None else {"disk": disk.get("path"), "overlay": bool(disk.get("backing"))}
 
 
 def _assembly_doc(source: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Everything a command touches outside itself, injected (streams, cped, keys).
+"""Everything a command touches outside itself, injected (streams, cped, keys, images).
 
 ``Environment()`` is the real one; tests build one with string streams, a
 fixed console width and hand-written fakes for cped, the daemon control and
@@ -53,6 +53,15 @@ class ImageStore(Protocol):
         self, name: str, file: Path, progress: Report, **options: Any
     ) -> dict[str, Any]: ...
     def delete(self, name: str) -> bool: ...
+
+
+class DiskStore(Protocol):
+    """Assembly disks on this machine (``images.customize``); records are dicts."""
+
+    def create(
+        self, assembly: str, assembly_uuid: str, jeos: str, overlay: bool, progress: Report
+    ) -> dict[str, Any]: ...
+    def delete(self, assembly: str) -> bool: ...
 
 
 class Timer(Protocol):
@@ -112,6 +121,12 @@ def _images(paths: pathsmod.Paths) -> ImageStore:
     return JeosImages(paths)
 
 
+def _disks(paths: pathsmod.Paths) -> DiskStore:
+    from pcloudsh.imagestore import AssemblyDisks
+
+    return AssemblyDisks(paths)
+
+
 def _progress(stream: TextIO, title: str) -> AbstractContextManager[Report]:
     from pcloudsh.progress import show_progress
 
@@ -146,6 +161,7 @@ class Environment:
     make_daemon: Callable[[pathsmod.Paths], DaemonControl] = _daemon
     make_codec: Callable[[], DocumentCodec] = _codec
     make_images: Callable[[pathsmod.Paths], ImageStore] = _images
+    make_disks: Callable[[pathsmod.Paths], DiskStore] = _disks
     show_progress: Callable[[TextIO, str], AbstractContextManager[Report]] = _progress
     exec_program: Callable[[Sequence[str]], None] = _exec  # one-shot: becomes the program
     run_program: Callable[[Sequence[str]], int] = _run  # the shell: runs it, its exit status
@@ -168,6 +184,10 @@ class Environment:
     @property
     def images(self) -> ImageStore:
         return self.make_images(self.paths)
+
+    @property
+    def disks(self) -> DiskStore:
+        return self.make_disks(self.paths)
 
     @property
     def codec(self) -> DocumentCodec:

@@ -9,6 +9,7 @@ from pcloudsh.testing import CONSOLE_WIDTH
 from tests.unit.pcloudsh.fakes import (
     FakeCped,
     FakeDaemon,
+    FakeDisks,
     FakeImages,
     FakeKeys,
     FakeStream,
@@ -38,13 +39,23 @@ def images() -> FakeImages:
 
 
 @pytest.fixture
+def disks() -> FakeDisks:
+    return FakeDisks()
+
+
+@pytest.fixture
 def timers() -> FakeTimers:
     return FakeTimers()
 
 
 @pytest.fixture
 def env(
-    cped: FakeCped, keys: FakeKeys, daemon: FakeDaemon, timers: FakeTimers, images: FakeImages
+    cped: FakeCped,
+    keys: FakeKeys,
+    daemon: FakeDaemon,
+    timers: FakeTimers,
+    images: FakeImages,
+    disks: FakeDisks,
 ) -> Environment:
     return Environment(
         paths=fake_paths(),
@@ -57,6 +68,7 @@ def env(
         make_keys=lambda _paths: keys,
         make_daemon=lambda _paths: daemon,
         make_images=lambda _paths: images,
+        make_disks=lambda _paths: disks,
     )
 
 

@@ -462,6 +462,46 @@ class FakeImages:
         return dict(record)
 
 
+class FakeDisks:
+    """Assembly disks (``Environment.make_disks``): paths in memory, each step reported."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, JsonDict] = {}
+        self.fail: BaseException | None = None  # raised while the disk is customized
+        self.calls: list[str] = []
+
+    def create(
+        self,
+        assembly: str,
+        assembly_uuid: str,
+        jeos: str,
+        overlay: bool,
+        progress: Callable[..., None],
+    ) -> JsonDict:
+        self.calls.append(f"create {assembly} {jeos} {'overlay' if overlay else 'full'}")
+        if assembly in self.files:
+            raise Conflict(f"assembly {assembly!r} already has a disk image")
+        for phase in ("copy", "customize"):
+            progress(phase, 0.0)
+            if self.fail is not None and phase == "customize":
+                raise self.fail  # the builder removes its staged file: nothing is kept
+            progress(phase, 1.0)
+        path = f"/images/assemblies/{assembly}.qcow2"
+        record = {
+            "assembly": assembly,
+            "path": path,
+            "jeos": jeos,
+            "backing": f"/images/{jeos}/disk.qcow2" if overlay else None,
+            "machine_id": assembly_uuid,
+        }
+        self.files[assembly] = record
+        return dict(record)
+
+    def delete(self, assembly: str) -> bool:
+        self.calls.append(f"delete {assembly}")
+        return self.files.pop(assembly, None) is not None
+
+
 class DownCped:
     """cped not running: every call fails to connect."""
 
