@@ -53,7 +53,15 @@ def test_import_list_refuse_and_delete(shell: Shell, cped: CpedProcess, disk: Pa
     again = shell.run("jeos_import", "small", str(disk))
     assert again.returncode == 2 and "'small' already exists" in again.stderr
 
-    assert shell.run("assembly_create", "web", "small").returncode == 0
+    # an image with no operating system cannot be customized: nothing is left behind
+    failed = shell.run("assembly_create", "web", "small")
+    assert failed.returncode == 2 and "no operating system found" in failed.stderr
+    assert not list((cped.paths.images_dir / "assemblies").glob("*web*"))
+    assert not list(cped.paths.keys_dir.glob("web*"))
+    assert "web" not in shell.run("assembly_list").stdout
+
+    # an assembly registered on the JEOS (through the API) keeps it from being deleted
+    cped.client.create_assembly({"name": "web", "image": "small"})
     refused = shell.run("jeos_delete", "small")
     assert refused.returncode == 2 and "used by assemblies web" in refused.stderr
     assert (home / "disk.qcow2").is_file()
