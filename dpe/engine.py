@@ -17,6 +17,17 @@
   resource in reverse order and destroys every instance; ``shutdown()`` leaves
   them running for the next DPE to adopt.
 
+A driver that is an ``InstanceWatcher`` (libvirt) is watched from ``start()``
+until ``shutdown()``: when it reports an assembly's current instance stopped,
+crashed or gone, that assembly fails at once, as if its heartbeat had been
+lost (fence, create, probe, start); reports about other instances are ignored.
+The heartbeat stays the safety net for events that never come.
+
+Heartbeat timings are the document's, except when the document's heartbeat
+equals the model's defaults (``Heartbeat()``: a document that sets none, or
+sets exactly those values) and the driver offers ``heartbeat_defaults``: then
+the driver's defaults are used (slow emulated guests need longer timeouts).
+
 Every state change is an event, recorded through the runtime; the lease is
 renewed every second and a DPE that cannot renew it stops acting.
 """
@@ -34,6 +45,7 @@ from functools import partial
 from typing import Any
 
 from dpe import planner
+from dpe.drivers import InstanceWatcher, Watch
 from dpe.engine_assembly import AssemblyRunner, Services
 from dpe.engine_exec import Outcome, execute
 from dpe.engine_log import Context
@@ -106,6 +118,7 @@ class Engine:
         self._wake_timer: asyncio.Task[None] | None = None
         self._noted_blocked: dict[ResourceId, str] = {}
         self._backoff = Backoff(self.options.retry_initial, self.options.retry_max, free=0)
+        self._watch: Watch | None = None
         for assembly in document.assemblies:
             self._add_assembly(assembly)
 
@@ -119,6 +132,7 @@ class Engine:
         self._restore(docs, clear_failed)
         listed = await self._discover()
         await self._adopt(listed, docs.get(INSTANCE, {}))
+        await self._subscribe()
         self._spawn(self._control())
         self._spawn(self._hold_lease())
         self._replan()
@@ -138,6 +152,7 @@ class Engine:
 
     async def shutdown(self, *, release_lease: bool = True) -> None:
         """End every task of this engine and leave the instances running (adoption)."""
+        self._unsubscribe()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -328,6 +343,45 @@ class Engine:
         return cleared
 
     # =========================================================================
+    # the driver's instance events
+
+    async def _subscribe(self) -> None:
+        """Watch the driver's instance events, if it has them (the heartbeat stays)."""
+        driver = self.s.driver
+        if not isinstance(driver, InstanceWatcher) or self._watch is not None:
+            return
+        try:
+            self._watch = await bounded(
+                self.clock,
+                self.options.driver_timeout,
+                driver.watch(self.on_instance_state),
+                "watching the instances",
+            )
+        except (PcloudError, OSError) as error:
+            self.log.warning("cannot watch instance events (the heartbeat still runs): %s", error)
+
+    def _unsubscribe(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
+
+    def on_instance_state(self, instance_id: str, state: InstanceState) -> None:
+        """The driver says an instance stopped or is gone: a hint, checked against ours."""
+        if state not in _DEAD or not self._lease_ok:
+            return
+        runner = self._runner_of_instance(instance_id)
+        if runner is None:
+            self.log.debug("instance %s %s: not an instance of ours now", instance_id, state)
+            return
+        self.assembly_lost(runner, f"instance {instance_id} {state} ({self.s.driver.name} event)")
+
+    def _runner_of_instance(self, instance_id: str) -> AssemblyRunner | None:
+        for runner in self.assemblies.values():
+            if runner.instance is not None and runner.instance.instance_id == instance_id:
+                return runner
+        return None
+
+    # =========================================================================
     # the control loop
 
     async def _control(self) -> None:
@@ -476,7 +530,8 @@ class Engine:
     # failures and escalation (hooks called by the runners)
 
     def heartbeat(self) -> Heartbeat:
-        return self.document.heartbeat
+        """The document's heartbeat; the driver's defaults if the document has the model's."""
+        return effective_heartbeat(self.document.heartbeat, self.s.driver)
 
     def assembly_up(self, runner: AssemblyRunner) -> None:
         self._replan(abort=True)
@@ -730,6 +785,14 @@ class Engine:
 
 
 _ORPHAN_DONE = (ResourceState.STOPPED, ResourceState.UNRECOVERABLE)
+
+
+def effective_heartbeat(document: Heartbeat, driver: Driver) -> Heartbeat:
+    """``document`` unless it equals ``Heartbeat()`` and the driver has its own defaults."""
+    defaults = getattr(driver, "heartbeat_defaults", None)
+    if document == Heartbeat() and isinstance(defaults, Heartbeat):
+        return defaults
+    return document
 
 
 def _count(n: int, word: str, plural: str | None = None) -> str:

@@ -28,7 +28,7 @@ from dpe.engine_timing import EngineOptions
 from dpe.errors import OperationTimeout, Unavailable
 from dpe.events import Event
 from dpe.interfaces import AssemblyKeys, CommandResult, Instance, InstanceState
-from dpe.model import Assembly, Constraint, Deployable
+from dpe.model import Assembly, Constraint, Deployable, Heartbeat
 from dpe.runtime import MemoryRuntime
 
 HANG = "hang"  # a scripted answer: the agent never returns
@@ -380,6 +380,52 @@ class FakeDriver:
         ]
 
 
+class FakeWatch:
+    def __init__(self, driver: WatchingFakeDriver) -> None:
+        self.driver = driver
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class WatchingFakeDriver(FakeDriver):
+    """A ``FakeDriver`` that is also an ``InstanceWatcher`` (as libvirt's is).
+
+    Like libvirt's, it reports no event for its own ``destroy``; a test makes
+    an instance die with ``crash`` (the guest dies and the event is delivered)
+    or delivers any event it likes with ``report``.
+    """
+
+    name = "fake-watching"
+
+    def __init__(self, world: FakeWorld, heartbeat_defaults: Heartbeat | None = None) -> None:
+        super().__init__(world)
+        self.callbacks: list[Callable[[str, InstanceState], None]] = []
+        self.watches: list[FakeWatch] = []
+        if heartbeat_defaults is not None:
+            self.heartbeat_defaults = heartbeat_defaults
+
+    async def watch(self, callback: Callable[[str, InstanceState], None]) -> FakeWatch:
+        self.callbacks.append(callback)
+        watch = FakeWatch(self)
+        self.watches.append(watch)
+        return watch
+
+    def report(self, instance_id: str, state: InstanceState) -> None:
+        """Deliver an event to every open watch (in the caller's loop, as libvirt's)."""
+        for callback, watch in zip(self.callbacks, self.watches, strict=True):
+            if not watch.closed:
+                callback(instance_id, state)
+
+    def crash(self, assembly: str) -> str:
+        """The assembly's instance dies and the event says so; returns its id."""
+        guest = self.world.guest(assembly)
+        self.world.kill_instance(assembly)
+        self.report(guest.instance.instance_id, InstanceState.STOPPED)
+        return guest.instance.instance_id
+
+
 def _with_state(instance: Instance, state: InstanceState) -> Instance:
     return Instance(**{**instance.__dict__, "state": state})
 
@@ -441,10 +487,14 @@ FAST = EngineOptions(lease_ttl=5.0, lease_renew=1.0, lease_wait=10.0)
 class Harness:
     """A fake world, a runtime, and engines over them."""
 
-    def __init__(self, runtime: MemoryRuntime | None = None) -> None:
+    def __init__(
+        self,
+        runtime: MemoryRuntime | None = None,
+        driver: Callable[[FakeWorld], FakeDriver] = FakeDriver,
+    ) -> None:
         self.clock = FakeClock()
         self.world = FakeWorld(self.clock)
-        self.driver = FakeDriver(self.world)
+        self.driver = driver(self.world)
         self.transport = FakeTransport(self.world)
         self.runtime = runtime
         self.engine: Engine | None = None
