@@ -105,16 +105,29 @@ class Rig:
             time.sleep(0.02)
 
     def running(self, name: str = "shop", within: float = 15.0) -> dict[str, Any]:
-        """Wait until every assembly and resource of ``name`` runs; the status."""
+        """Wait until every assembly and resource of ``name`` runs, as recorded by the
+        DPE that holds the lease now (not by one killed before); the status."""
 
         def up() -> dict[str, Any] | None:
             status = self.status(name)
             resources = [r for a in status["assemblies"] for r in a["resources"]]
             states = {status["state"], *(a["state"] for a in status["assemblies"])}
             states |= {r["state"] for r in resources}
-            return status if states == {"running"} and status["dpe"]["alive"] else None
+            dpe = status["dpe"]
+            held = dpe["supervision"] == "running" and dpe["lease_holder"] is not None
+            if states != {"running"} or not held:
+                return None
+            return status if self._recorded_by(name, dpe["lease_epoch"]) else None
 
         return dict(self.until(up, within, f"{name} running"))
+
+    def _recorded_by(self, name: str, epoch: int) -> bool:
+        """The deployable became running after the DPE of lease ``epoch`` started."""
+        events = self.client.query_events(deployable=name, limit=1000)
+        mine = [e for e in events if e["assembly"] is None and not e["state"].startswith("dpe-")]
+        started = f"engine started (lease epoch {epoch})"
+        begun = [i for i, e in enumerate(mine) if e["reason"] == started]
+        return bool(begun) and any(e["state"] == "running" for e in mine[begun[-1] :])
 
     def dpe_events(self, name: str = "shop") -> list[tuple[str, str]]:
         events = self.client.query_events(deployable=name, limit=1000)
