@@ -28,6 +28,15 @@ class DeployableCommands(Noun):
             default="local",
             help=f"where its assemblies run: {', '.join(model.INFRASTRUCTURES)} (default: local)",
         ),
+        Arg("--uri", help="libvirt: the hypervisor URI (default qemu:///system as root)"),
+        Arg(
+            "--set",
+            dest="settings",
+            metavar="KEY=VALUE",
+            action="append",
+            default=[],
+            help="an infrastructure setting (for example network=netns); may be repeated",
+        ),
     )
     def deployable_create(self, args: argparse.Namespace) -> Result:
         """Create an empty deployable."""
@@ -37,7 +46,12 @@ class DeployableCommands(Noun):
                 f"invalid infrastructure {args.infrastructure!r}: use one of "
                 + ", ".join(model.INFRASTRUCTURES)
             )
-        created = self.env.api().create_deployable(name, args.infrastructure)
+        settings = _settings(args.settings)
+        if args.uri is not None:
+            if args.infrastructure != "libvirt":
+                raise InvalidInput("--uri applies to the libvirt infrastructure only")
+            settings["uri"] = args.uri
+        created = self.env.api().create_deployable(name, args.infrastructure, settings)
         return done(
             f"deployable {name} created ({args.infrastructure})",
             deployable=name,
@@ -253,3 +267,14 @@ def _constraint_args(args: argparse.Namespace) -> tuple[str, str, str]:
     first = parse_resource_id(args.first, "FIRST")
     then = parse_resource_id(args.then, "THEN")
     return deployable, first, then
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict; a pair without ``=`` is invalid input."""
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"not a KEY=VALUE setting: {pair!r}")
+        settings[key] = value
+    return settings

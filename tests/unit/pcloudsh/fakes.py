@@ -185,11 +185,15 @@ class FakeCped:
         target["escalation"] = escalation
 
     # -- deployables --------------------------------------------------------
-    def create_deployable(self, name: str, infrastructure: str) -> JsonDict:
+    def create_deployable(
+        self, name: str, infrastructure: str, settings: dict[str, str] | None = None
+    ) -> JsonDict:
         model.validate_name(name, "deployable")
         if name in self.deployables:
             raise Conflict(f"deployable {name!r} already exists")
-        doc = model.parse({"name": name, "infrastructure": infrastructure}).to_dict()
+        doc = model.parse(
+            {"name": name, "infrastructure": infrastructure, "settings": settings or {}}
+        ).to_dict()
         self.deployables[name] = {**doc, "assemblies": []}
         return copy.deepcopy(doc)
 

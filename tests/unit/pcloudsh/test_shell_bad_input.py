@@ -52,6 +52,8 @@ BAD_LINES = [
     ("escalation_deployable_set shop -3 60", "invalid FAILURES '-3'"),
     ("escalation_deployable_set shop 3 -60", "invalid PERIOD '-60'"),
     ("deployable_create new cloudy", "invalid infrastructure 'cloudy'"),
+    ("deployable_create new local --uri qemu:///system", "--uri applies to the libvirt"),
+    ("deployable_create new libvirt --set novalue", "not a KEY=VALUE setting: 'novalue'"),
     ("assembly_resource_add r dummy web noequals", "invalid parameter 'noequals'"),
     ("assembly_resource_add r dummy web 9x=1", "invalid parameter '9x=1'"),
     ("assembly_resource_add r dummy web x=@db:mac", "invalid reference '@db:mac'"),

@@ -281,3 +281,12 @@ def test_key_failure_leaves_no_keys_and_no_assembly(
     ran = run(env, "assembly_create b host")
     assert ran.status == 1
     assert keys.made == set() and cped.snapshot() == {"assemblies": {}, "deployables": {}}
+
+
+def test_deployable_create_records_infrastructure_settings(
+    env: Environment, cped: FakeCped
+) -> None:
+    ran = run(env, "deployable_create vms libvirt --uri qemu:///session --set memory=2048")
+    assert ran.status == 0, ran
+    assert cped.deployables["vms"]["infrastructure"] == "libvirt"
+    assert cped.deployables["vms"]["settings"] == {"memory": "2048", "uri": "qemu:///session"}
