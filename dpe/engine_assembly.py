@@ -109,6 +109,9 @@ class AssemblyRunner:
 
     def begin_adopt(self, instance: Instance) -> None:
         self.instance = instance
+        # A DPE killed between creating an instance and recording it leaves the
+        # store without it: the adopter records what it found.
+        self.hooks.instance_changed(self)
         self.cell.set(
             AssemblyState.CONNECTING,
             f"adopting instance {instance.instance_id} at {instance.ssh_host}:{instance.ssh_port}",

@@ -321,6 +321,18 @@ async def test_a_new_engine_adopts_creates_nothing_and_restarts_nothing() -> Non
     assert "a1 failed: x: 2 failures in 600 s: escalating to assembly" in h.story()
 
 
+async def test_adoption_records_an_instance_the_store_never_heard_of() -> None:
+    h = Harness()
+    await running(h)
+    assert h.engine is not None and h.runtime is not None
+    await h.engine.shutdown()
+    # as if the DPE died between creating the instance and recording it
+    h.runtime.docs.get("instance", {}).pop("a1", None)
+    await running(h)
+    recorded = h.runtime.docs["instance"]["a1"]
+    assert recorded["instance_id"] == h.world.guest("a1").instance.instance_id
+
+
 async def test_adoption_destroys_a_second_instance_of_an_assembly() -> None:
     h = Harness()
     await running(h)
