@@ -86,6 +86,8 @@ def _assembly(assembly: dict[str, Any], runtime: Docs, now: float) -> dict[str, 
         "address": instance.get("address") if instance else None,
         "hostname": instance.get("hostname") if instance else None,
     }
+    if instance:  # where pcloudsh assembly_ssh connects (a forwarded port on VMs)
+        row |= {k: instance.get(k) for k in ("ssh_host", "ssh_port", "username")}
     created = float(instance.get("created_at") or 0) if instance else 0.0
     if created > 0:
         row["uptime"] = round(max(0.0, now - created), 1)

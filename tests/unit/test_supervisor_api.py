@@ -231,7 +231,15 @@ async def test_status_is_composed_from_the_runtime_the_dpe_recorded(
         "shop",
         "instance",
         "web",
-        {"instance_id": "web-1", "address": "10.0.0.2", "hostname": "web", "created_at": now - 60},
+        {
+            "instance_id": "web-1",
+            "address": "10.0.0.2",
+            "hostname": "web",
+            "created_at": now - 60,
+            "ssh_host": "127.0.0.1",
+            "ssh_port": 2201,
+            "username": "root",
+        },
     )
     store.put_runtime(
         "shop", "resource", "web/web-r", {"state": "running", "last_rc": 0, "failures": []}
@@ -255,6 +263,7 @@ async def test_status_is_composed_from_the_runtime_the_dpe_recorded(
         "10.0.0.2",
     )
     assert 59 <= web["uptime"] <= 70 and len(web["failures"]) == 1
+    assert (web["ssh_host"], web["ssh_port"], web["username"]) == ("127.0.0.1", 2201, "root")
     assert web["resources"] == [
         {
             "name": "web-r",
