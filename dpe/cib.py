@@ -1,0 +1,602 @@
+"""The deployable as a Pacemaker CIB, from the same inputs as the built-in planner.
+
+``export_cib(document, observed=None)`` gives the CIB as text; ``build_cib``
+also gives the maps from Pacemaker's ids back to assemblies and resources
+(``dpe.pacemaker`` reads ``crm_simulate``'s answers with them).  Valid for
+Pacemaker 2.1 (``crm_verify`` passes): ``crm_feature_set`` is ``3.16.1`` on the
+``<cib>`` and on every op record, since 2.1.5's scheduler aborts on anything
+newer.
+
+What the CIB says, and why:
+
+- options: ``stonith-enabled=false`` (the engine fences through the
+  infrastructure driver, never Pacemaker; so no ``startup-fencing`` either),
+  ``symmetric-cluster=false`` (a resource runs only where a location allows
+  it), ``no-quorum-policy=ignore``, ``start-failure-is-fatal=false`` (a failed start
+  is retried on the same assembly, as the planner does) and, when the goal is
+  to stop, ``stop-all-resources=true``;
+- nodes: one per assembly (id = its uuid, uname = its name), plus the
+  assemblies the observed state still has but the document dropped;
+- primitives: one per resource, with its class, provider and type, its
+  resolved parameters as instance attributes, and start, stop and recurring
+  monitor ops with their intervals and timeouts; each is pinned to its
+  assembly (location INFINITY, ``resource-discovery=exclusive``: probed there
+  only);
+- order constraints: ``Mandatory`` (and symmetrical: stopped in reverse);
+- ``target-role=Stopped`` where the planner would not start the resource now:
+  removed from the document (an orphan), waiting for another assembly's
+  address or hostname, or backing off after failures in a row (the primitive's
+  ``description`` says which);
+- status: each assembly's membership (online when RUNNING, cleanly down
+  otherwise: Pacemaker schedules nothing there, like the planner) and, on
+  online assemblies, each resource's op history as ``lrm_rsc_op`` records with
+  rc codes (``rsc_op_records``), the agent it was started with, and the digest
+  of the parameters it was started with, so that changed parameters (a
+  referenced assembly came back with a new address) restart it as they do in
+  the planner.  A resource the planner does not know the state of (unknown,
+  starting, stopping) has no history: Pacemaker probes it.
+
+Escalation, failure windows and back-off timers are the engine's: the CIB
+shows their effect (a failed assembly, a resource held stopped), not the
+policy.
+
+Ids: names may contain ``_``, ``.`` and ``-``.  Every ``_`` inside a name is
+doubled, so a single ``_`` only ever separates the parts of an id:
+``rsc_web_db`` is resource ``db`` of assembly ``web``, ``rsc_my__app_db``
+resource ``db`` of ``my_app``; ``order_a_x_b_y`` orders ``a/x`` before
+``b/y``.  Ids made of different kinds or numbers of parts never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid as uuidlib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from dpe.model import Constraint, Deployable, Resource, ResourceId
+from dpe.planner import (
+    AssemblyStatus,
+    Goal,
+    Observed,
+    ResourceStatus,
+    literal_params,
+    resolve,
+    unresolved,
+)
+from dpe.states import AssemblyState, ResourceState
+
+FEATURE_SET = "3.16.1"  # the newest Pacemaker 2.1.5 accepts
+SCHEMA = "pacemaker-3.9"
+ORIGIN = "pacemaker-cloud"
+_NIL_UUID = "00000000-0000-0000-0000-000000000000"
+STOPPED_ROLE = "Stopped"
+
+# lrm_rsc_op execution statuses (Pacemaker's PCMK_EXEC_*)
+EXEC_DONE = 0
+EXEC_TIMEOUT = 2
+
+OPTIONS = (
+    ("stonith-enabled", "false"),
+    ("symmetric-cluster", "false"),
+    ("no-quorum-policy", "ignore"),
+    ("start-failure-is-fatal", "false"),
+)
+
+_OK = 0
+_UNKNOWN_ERROR = 1
+_NOT_INSTALLED = 5
+_NOT_RUNNING = 7
+_RUNNING_MASTER = 8
+# the rc codes that are not a failure of each op (as the engine reads them)
+_SUCCESS = {
+    "probe": (_OK, _NOT_RUNNING, _RUNNING_MASTER),
+    "start": (_OK,),
+    "stop": (_OK, _NOT_RUNNING),
+    "monitor": (_OK, _RUNNING_MASTER),
+}
+_HARD_ERRORS = range(2, 7)
+_NEEDS_PROBE = (ResourceState.UNKNOWN, ResourceState.STARTING, ResourceState.STOPPING)
+# characters XML 1.0 cannot carry, not even as character references
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+# ---------------------------------------------------------------------------
+# ids
+
+
+def _part(name: str) -> str:
+    return name.replace("_", "__")
+
+
+def make_id(*parts: str) -> str:
+    """An id whose single underscores only separate ``parts``."""
+    return "_".join(_part(p) for p in parts)
+
+
+def primitive_id(rid: ResourceId) -> str:
+    return make_id("rsc", rid.assembly, rid.resource)
+
+
+def node_id(assembly: str, uuid: str | None) -> str:
+    """The assembly's uuid; an assembly no longer in the document has none."""
+    return uuid or f"orphan-{assembly}"
+
+
+# ---------------------------------------------------------------------------
+# digests, as Pacemaker computes them
+
+
+def op_digest(params: Mapping[str, str], timeout_ms: int | None = None) -> str:
+    """Pacemaker's ``op-digest`` of an op run with ``params``.
+
+    The md5 of the sorted parameters as Pacemaker writes them; a recurring
+    op's digest also covers its timeout (``CRM_meta_timeout`` in ms).
+    """
+    values = {k: _xml_text(v) for k, v in params.items()}
+    if timeout_ms is not None:
+        values["CRM_meta_timeout"] = str(timeout_ms)
+    attributes = "".join(f' {k}="{_pcmk_escape(values[k])}"' for k in sorted(values))
+    return hashlib.md5(f" <parameters{attributes}/>\n".encode()).hexdigest()
+
+
+def _pcmk_escape(text: str) -> str:
+    """Attribute values escaped as Pacemaker 2.1 does before hashing them.
+
+    Byte for byte like its ``crm_xml_escape``, which stops escaping at the
+    first multi-byte UTF-8 character.
+    """
+    data = text.encode()
+    out = bytearray()
+    for i, byte in enumerate(data):
+        if byte & 0x80 and i + 1 < len(data) and data[i + 1] & 0x80:
+            return bytes(out + data[i:]).decode()
+        out += _PCMK_ESCAPES.get(byte) or _octal(byte)
+    return bytes(out).decode()
+
+
+_PCMK_ESCAPES = {
+    ord("<"): b"&lt;",
+    ord(">"): b"&gt;",
+    ord('"'): b"&quot;",
+    ord("'"): b"&apos;",
+    ord("&"): b"&amp;",
+    ord("\t"): b"    ",
+    ord("\n"): b"\\n",
+    ord("\r"): b"\\r",
+}
+
+
+def _octal(byte: int) -> bytes:
+    if ord(" ") <= byte <= ord("~"):
+        return bytes([byte])
+    signed = byte - 256 if byte & 0x80 else byte  # a C char is signed
+    return f"\\{signed & 0xFFFFFFFF:03o}".encode()
+
+
+def _xml_text(value: str) -> str:
+    """A parameter value as it survives Pacemaker 2.1.5 unchanged.
+
+    Characters XML cannot carry become U+FFFD.  Pacemaker writes its copy of
+    the CIB with the escaping of ``_pcmk_escape``, which stops at the first
+    non-ASCII character: after it, characters that would break its XML
+    (``"``, ``<``, ``&``) become U+FFFD, and tabs and line breaks (which it
+    would read back as spaces) become spaces.
+    """
+    value = _NOT_XML.sub("\ufffd", value)
+    first = next((i for i, char in enumerate(value) if ord(char) > 0x7F), len(value))
+    return value[:first] + value[first:].translate(_AFTER_NON_ASCII)
+
+
+_AFTER_NON_ASCII = str.maketrans(
+    {'"': "\ufffd", "<": "\ufffd", "&": "\ufffd"} | dict.fromkeys("\t\n\r", " ")
+)
+
+
+# ---------------------------------------------------------------------------
+# the result
+
+
+@dataclass(frozen=True)
+class Cib:
+    """A CIB and the maps from its ids back to the deployable."""
+
+    xml: str
+    resources: Mapping[str, ResourceId]  # primitive id -> resource
+    nodes: Mapping[str, str]  # uname -> assembly (the same name)
+    monitor_intervals: Mapping[ResourceId, float] = field(default_factory=dict)  # seconds
+    stopped: Mapping[ResourceId, str] = field(default_factory=dict)  # held stopped: why
+
+    def resource(self, primitive: str) -> ResourceId | None:
+        return self.resources.get(primitive)
+
+
+def export_cib(document: Deployable, observed: Observed | None = None) -> str:
+    """The deployable (and, if given, its observed state) as a Pacemaker CIB."""
+    return build_cib(document, observed).xml
+
+
+def build_cib(document: Deployable, observed: Observed | None = None) -> Cib:
+    return _Writer(document, observed).write()
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One ``lrm_rsc_op``: an operation that ran and its outcome."""
+
+    operation: str  # start, stop, monitor
+    interval_ms: int
+    rc: int
+    status: int = EXEC_DONE
+    digest_params: Mapping[str, str] | None = None  # the parameters it ran with
+
+    @property
+    def probe(self) -> bool:
+        return self.operation == "monitor" and self.interval_ms == 0
+
+    @property
+    def target_rc(self) -> int:
+        return _NOT_RUNNING if self.probe else _OK
+
+
+def rsc_op_records(
+    definition: Resource, status: ResourceStatus, params: Mapping[str, str]
+) -> list[OpRecord]:
+    """The op history that tells Pacemaker what the planner knows of a resource.
+
+    ``params`` are the parameters it runs with (when nothing recorded them).
+    """
+    state = status.state
+    if state in _NEEDS_PROBE:
+        return []
+    ran_with = dict(status.applied.params) if status.applied else dict(params)
+    monitor_ms = interval_ms(definition.monitor_interval)
+    if state is ResourceState.STOPPED:
+        return [_stopped_record(status)]
+    if state is ResourceState.RUNNING:
+        return _running_records(status, ran_with, monitor_ms)
+    if state is ResourceState.UNRECOVERABLE:
+        return _unrecoverable_records(status, ran_with)
+    return _failed_records(status, ran_with, monitor_ms)
+
+
+def _stopped_record(status: ResourceStatus) -> OpRecord:
+    if status.last_op == "stop":
+        return OpRecord("stop", 0, _OK)
+    rc = status.last_rc
+    if status.last_op == "probe" and rc is not None and _hard(rc):
+        return OpRecord("monitor", 0, rc)  # as the engine reads it: not running
+    return OpRecord("monitor", 0, _NOT_RUNNING)
+
+
+def _running_records(
+    status: ResourceStatus, ran_with: Mapping[str, str], monitor_ms: int
+) -> list[OpRecord]:
+    found = "monitor" if status.last_op == "probe" else "start"  # probed running, or started
+    records = [OpRecord(found, 0, _OK, digest_params=ran_with)]
+    if status.monitoring:
+        records.append(OpRecord("monitor", monitor_ms, _OK, digest_params=ran_with))
+    return records
+
+
+def _unrecoverable_records(status: ResourceStatus, ran_with: Mapping[str, str]) -> list[OpRecord]:
+    rc = status.last_rc
+    if rc is None or not _hard(rc):
+        rc = _NOT_INSTALLED  # recorded without its rc (restored): a hard error all the same
+    if status.last_op == "stop":
+        return [OpRecord("start", 0, _OK, digest_params=ran_with), OpRecord("stop", 0, rc)]
+    return [OpRecord("start", 0, rc, digest_params=ran_with)]
+
+
+def _failed_records(
+    status: ResourceStatus, ran_with: Mapping[str, str], monitor_ms: int
+) -> list[OpRecord]:
+    """A soft failure: the op that failed, with its rc.
+
+    A timeout records no rc (the last op is still the last success), so it
+    shows as the op that came next, timed out.
+    """
+    op, rc = status.last_op, status.last_rc
+    started = OpRecord("start", 0, _OK, digest_params=ran_with)
+    if rc is not None and op in _SUCCESS and rc not in _SUCCESS[op]:
+        if op == "probe":
+            return [OpRecord("monitor", 0, rc, digest_params=ran_with)]
+        if op == "start":
+            return [OpRecord("start", 0, rc, digest_params=ran_with)]
+        if op == "stop":
+            return [started, OpRecord("stop", 0, rc)]
+        return [started, OpRecord("monitor", monitor_ms, rc, digest_params=ran_with)]
+    if op == "stop" or (op == "probe" and rc == _NOT_RUNNING):
+        timed_out = OpRecord("start", 0, _UNKNOWN_ERROR, EXEC_TIMEOUT, ran_with)
+        return [OpRecord("monitor", 0, _NOT_RUNNING), timed_out]
+    timed_out = OpRecord("monitor", monitor_ms, _UNKNOWN_ERROR, EXEC_TIMEOUT, ran_with)
+    return [started, timed_out]
+
+
+def _hard(rc: int) -> bool:
+    return rc in _HARD_ERRORS
+
+
+def interval_ms(seconds: float) -> int:
+    """A recurring interval in whole milliseconds (at least 1: 0 is a probe)."""
+    return max(1, round(seconds * 1000))
+
+
+def timeout_ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+class _Writer:
+    """One export: the inputs, the ids chosen, and the XML tree."""
+
+    def __init__(self, document: Deployable, observed: Observed | None) -> None:
+        self.doc = document
+        self.obs = observed or Observed(Goal.RUN, {}, {})
+        self.known = observed is not None
+        self.definitions: dict[ResourceId, Resource] = {}
+        for assembly in document.assemblies:
+            for resource in assembly.resources:
+                self.definitions[ResourceId(assembly.name, resource.name)] = resource
+        self.orphans = {r: d for r, d in self.obs.orphans.items() if r not in self.definitions}
+        self.definitions.update(self.orphans)
+        self.resolved = {
+            rid: resolve(d, self.obs.assemblies) for rid, d in self.definitions.items()
+        }
+        self.ids = {rid: primitive_id(rid) for rid in self.definitions}
+        self.uuids = {a.name: a.uuid for a in document.assemblies}
+        self.stopped: dict[ResourceId, str] = {}
+        self.call_id = 0
+        # transition keys name the controller that ran the op by a uuid: the deployable's
+        self.transition_uuid = str(uuidlib.UUID(document.uuid)) if document.uuid else _NIL_UUID
+
+    def write(self) -> Cib:
+        self.stopped = {rid: why for rid in self.definitions if (why := self._held_stopped(rid))}
+        cib = ET.Element("cib", self._cib_attributes())
+        configuration = ET.SubElement(cib, "configuration")
+        configuration.append(self._crm_config())
+        configuration.append(self._nodes())
+        configuration.append(self._resources())
+        configuration.append(self._constraints())
+        cib.append(self._status())
+        ET.indent(cib)
+        return Cib(
+            xml=ET.tostring(cib, encoding="unicode") + "\n",
+            resources={pid: rid for rid, pid in self.ids.items()},
+            nodes={name: name for name in self._assembly_names()},
+            monitor_intervals={r: d.monitor_interval for r, d in self.definitions.items()},
+            stopped=dict(self.stopped),
+        )
+
+    def _cib_attributes(self) -> dict[str, str]:
+        return {
+            "crm_feature_set": FEATURE_SET,
+            "validate-with": SCHEMA,
+            "epoch": "1",
+            "num_updates": "0",
+            "admin_epoch": "0",
+            "have-quorum": "1",
+        }
+
+    # -- configuration ----------------------------------------------------------
+
+    def _crm_config(self) -> ET.Element:
+        options = list(OPTIONS)
+        if self.obs.goal is Goal.STOP:
+            options.append(("stop-all-resources", "true"))
+        crm_config = ET.Element("crm_config")
+        props = ET.SubElement(crm_config, "cluster_property_set", id="cib-bootstrap-options")
+        for name, value in options:
+            ET.SubElement(props, "nvpair", id=make_id("option", name), name=name, value=value)
+        return crm_config
+
+    def _assembly_names(self) -> list[str]:
+        names = [a.name for a in self.doc.assemblies]
+        extra = set(self.obs.assemblies) | {rid.assembly for rid in self.orphans}
+        return names + sorted(extra - set(names))
+
+    def _nodes(self) -> ET.Element:
+        nodes = ET.Element("nodes")
+        for name in self._assembly_names():
+            ET.SubElement(nodes, "node", id=self._node_id(name), uname=name, type="member")
+        return nodes
+
+    def _node_id(self, assembly: str) -> str:
+        return node_id(assembly, self.uuids.get(assembly))
+
+    def _resources(self) -> ET.Element:
+        resources = ET.Element("resources")
+        for rid, definition in self.definitions.items():
+            resources.append(self._primitive(rid, definition))
+        return resources
+
+    def _primitive(self, rid: ResourceId, definition: Resource) -> ET.Element:
+        pid = self.ids[rid]
+        primitive = ET.Element("primitive", _agent_attributes(definition.agent), id=pid)
+        if rid in self.stopped:
+            primitive.set("description", self.stopped[rid])
+        params = self._params(rid)
+        if params:
+            attributes = ET.SubElement(
+                primitive, "instance_attributes", id=make_id("rsc", *_parts(rid), "params")
+            )
+            for name, value in sorted(params.items()):
+                nvpair_id = make_id("rsc", *_parts(rid), "param", name)
+                ET.SubElement(attributes, "nvpair", id=nvpair_id, name=name, value=_xml_text(value))
+        meta = self._meta(rid)
+        if meta:
+            attributes = ET.SubElement(
+                primitive, "meta_attributes", id=make_id("rsc", *_parts(rid), "meta")
+            )
+            for name, value in meta.items():
+                nvpair_id = make_id("rsc", *_parts(rid), "meta", name)
+                ET.SubElement(attributes, "nvpair", id=nvpair_id, name=name, value=value)
+        primitive.append(self._operations(rid, definition))
+        return primitive
+
+    def _operations(self, rid: ResourceId, definition: Resource) -> ET.Element:
+        operations = ET.Element("operations")
+        ms = interval_ms(definition.monitor_interval)
+        for name, interval in (("monitor", ms), ("start", 0), ("stop", 0)):
+            ET.SubElement(
+                operations,
+                "op",
+                id=make_id("rsc", *_parts(rid), "op", name, str(interval)),
+                name=name,
+                interval=f"{interval}ms",
+                timeout=f"{timeout_ms(definition.timeout(name))}ms",
+            )
+        return operations
+
+    def _meta(self, rid: ResourceId) -> dict[str, str]:
+        meta = {}
+        if rid in self.stopped:
+            meta["target-role"] = STOPPED_ROLE
+        return meta
+
+    def _params(self, rid: ResourceId) -> Mapping[str, str]:
+        """What it should run with: resolved; else as it runs; else the plain values."""
+        resolved = self.resolved[rid]
+        if resolved is not None:
+            return resolved
+        applied = self.obs.resource(rid).applied
+        if applied is not None:
+            return dict(applied.params)
+        return literal_params(self.definitions[rid])
+
+    def _held_stopped(self, rid: ResourceId) -> str | None:
+        """Why the planner would not start it now (None: it may start)."""
+        if rid in self.orphans:
+            return "removed from the deployable"
+        status = self.obs.resource(rid)
+        if status.state is ResourceState.RUNNING:
+            return None  # the planner never stops a running resource for these reasons
+        if self.resolved[rid] is None and self.known:
+            ref = unresolved(self.definitions[rid], self.obs.assemblies)
+            assert ref is not None
+            return f"waiting for the {ref.attribute} of assembly {ref.assembly}"
+        if status.retry_at is not None and status.retry_at > self.obs.now:
+            return f"backing off after failures in a row until {status.retry_at:g}"
+        return None
+
+    def _constraints(self) -> ET.Element:
+        constraints = ET.Element("constraints")
+        for rid in self.definitions:
+            ET.SubElement(
+                constraints,
+                "rsc_location",
+                {"resource-discovery": "exclusive"},
+                id=make_id("location", *_parts(rid)),
+                rsc=self.ids[rid],
+                node=rid.assembly,
+                score="INFINITY",
+            )
+        for c in self._orderings():
+            ET.SubElement(
+                constraints,
+                "rsc_order",
+                id=make_id("order", *_parts(c.first), *_parts(c.then)),
+                first=self.ids[c.first],
+                then=self.ids[c.then],
+                kind="Mandatory",
+            )
+        return constraints
+
+    def _orderings(self) -> Iterator[Constraint]:
+        seen: set[Constraint] = set()
+        for c in (*self.doc.constraints, *self.obs.orphan_constraints):
+            if c.first in self.ids and c.then in self.ids and c not in seen:
+                seen.add(c)
+                yield c
+
+    # -- status -----------------------------------------------------------------
+
+    def _status(self) -> ET.Element:
+        status = ET.Element("status")
+        if not self.known:
+            return status
+        for name in self._assembly_names():
+            status.append(self._node_state(name, self.obs.assembly(name)))
+        return status
+
+    def _node_state(self, name: str, assembly: AssemblyStatus) -> ET.Element:
+        nid = self._node_id(name)
+        online = assembly.state is AssemblyState.RUNNING
+        node_state = ET.Element(
+            "node_state",
+            {"id": nid, "uname": name, "crm-debug-origin": ORIGIN},
+            in_ccm="true" if online else "false",
+            crmd="online" if online else "offline",
+            join="member" if online else "down",
+            expected="member" if online else "down",
+        )
+        if online:
+            lrm = ET.SubElement(node_state, "lrm", id=nid)
+            lrm_resources = ET.SubElement(lrm, "lrm_resources")
+            for rid in self.definitions:
+                if rid.assembly == name:
+                    entry = self._lrm_resource(rid)
+                    if entry is not None:
+                        lrm_resources.append(entry)
+        return node_state
+
+    def _lrm_resource(self, rid: ResourceId) -> ET.Element | None:
+        definition = self.definitions[rid]
+        status = self.obs.resource(rid)
+        records = rsc_op_records(definition, status, self._params(rid))
+        if not records:
+            return None
+        agent = status.applied.agent if status.applied else definition.agent
+        entry = ET.Element("lrm_resource", _agent_attributes(agent), id=self.ids[rid])
+        for record in records:
+            entry.append(self._rsc_op(rid, definition, record))
+        return entry
+
+    def _rsc_op(self, rid: ResourceId, definition: Resource, record: OpRecord) -> ET.Element:
+        self.call_id += 1
+        pid = self.ids[rid]
+        key = f"{pid}_{record.operation}_{record.interval_ms}"
+        transition = f"{self.call_id}:1:{record.target_rc}:{self.transition_uuid}"
+        recurring = record.interval_ms > 0
+        op = ET.Element(
+            "lrm_rsc_op",
+            {
+                "id": key if recurring else f"{pid}_last_{self.call_id}",
+                "operation_key": key,
+                "operation": record.operation,
+                "crm-debug-origin": ORIGIN,
+                "crm_feature_set": FEATURE_SET,
+                "transition-key": transition,
+                "transition-magic": f"{record.status}:{record.rc};{transition}",
+                "exit-reason": "",
+                "on_node": rid.assembly,
+                "call-id": str(self.call_id),
+                "rc-code": str(record.rc),
+                "op-status": str(record.status),
+                "interval": str(record.interval_ms),
+                "last-rc-change": str(int(self.obs.now)),
+                "exec-time": "0",
+                "queue-time": "0",
+            },
+        )
+        if record.digest_params is not None:
+            timeout = timeout_ms(definition.timeout(record.operation)) if recurring else None
+            op.set("op-digest", op_digest(record.digest_params, timeout))
+        return op
+
+
+def _parts(rid: ResourceId) -> tuple[str, str]:
+    return rid.assembly, rid.resource
+
+
+def _agent_attributes(agent: str) -> dict[str, str]:
+    """``ocf:heartbeat:Dummy`` as class, provider and type attributes."""
+    parts = agent.split(":")
+    if len(parts) == 3:
+        return {"class": parts[0], "provider": parts[1], "type": parts[2]}
+    return {"class": parts[0], "type": parts[-1]}
