@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,13 +100,7 @@ def test_a_store_locked_longer_than_the_lease_leaves_one_dpe_and_one_instance_ea
     before = rig.running()
     with exclusive(rig.paths.store_file):
         time.sleep(3.0)  # three lease lifetimes: the DPE cannot renew
-    rig.until(
-        lambda: (
-            rig.status()["dpe"]["supervision"] == "running" and rig.status()["dpe"]["lease_holder"]
-        ),
-        15.0,
-        "a DPE holding the lease",
-    )
+    rig.until(lambda: _lease_held_by_supervised_dpe(rig.status()), 15.0, "a DPE holding the lease")
     after = rig.running(within=25.0)
     time.sleep(1.0)
     assert len(rig.dpes()) == 1, "two DPEs for one deployable"
@@ -116,6 +111,13 @@ def test_a_store_locked_longer_than_the_lease_leaves_one_dpe_and_one_instance_ea
     assert "Traceback" not in rig.cped.log()
     if after["dpe"]["pid"] != before["dpe"]["pid"]:  # the DPE fenced itself and was replaced
         assert after["dpe"]["lease_epoch"] > before["dpe"]["lease_epoch"]
+
+
+def _lease_held_by_supervised_dpe(status: dict[str, Any]) -> bool:
+    """The DPE cped supervises is the one holding the lease (holder is ``host:pid``)."""
+    dpe = status["dpe"]
+    holder = str(dpe.get("lease_holder") or "")
+    return dpe["supervision"] == "running" and holder.endswith(f":{dpe['pid']}")
 
 
 def test_cped_answers_its_health_while_the_store_is_locked(rig: Rig) -> None:
