@@ -262,6 +262,14 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"not a duration: {value!r}")
 
 
+def duration_setting(value: object, default: float, path: str, problems: Problems) -> float:
+    """An optional positive duration (a driver setting, say); the default when unset."""
+    if value is None:
+        return default
+    seconds = _duration(value, path, problems, positive=True)
+    return seconds if seconds > 0 else default
+
+
 def parse_escalation_count(value: object) -> int:
     """A failure count; INFINITY, -1 or empty disable escalation (0)."""
     if value is None or (isinstance(value, str) and value.strip().upper() in DISABLED_WORDS):

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpe.model import Heartbeat, Problems, parse_duration
+from dpe.model import Heartbeat, Problems, duration_setting
 from dpe.paths import Paths
 
 START_TIMEOUT = 240.0
@@ -80,7 +80,9 @@ class LibvirtSettings:
             domain_type=_domain_type(settings.get("domain_type", "auto"), problems),
             memory_mb=_count(settings, "memory", DEFAULT_MEMORY_MB, 128, 65536, problems),
             cpus=_count(settings, "cpus", DEFAULT_CPUS, 1, 64, problems),
-            start_timeout=_duration(settings.get("start_timeout"), problems),
+            start_timeout=duration_setting(
+                settings.get("start_timeout"), START_TIMEOUT, "settings.start_timeout", problems
+            ),
         )
         problems.raise_if_any("invalid settings for the libvirt infrastructure")
         return parsed
@@ -127,16 +129,3 @@ def _count(
         problems.add(f"settings.{key}", f"must be a whole number from {low} to {high}")
         return default
     return int(value)
-
-
-def _duration(value: str | None, problems: Problems) -> float:
-    if value is None:
-        return START_TIMEOUT
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        problems.add("settings.start_timeout", str(exc))
-        return START_TIMEOUT
-    if seconds <= 0:
-        problems.add("settings.start_timeout", "must be more than 0")
-    return seconds

@@ -51,7 +51,7 @@ from typing import Any
 from dpe.drivers import _netns, _procfs
 from dpe.errors import InvalidInput, NotFound, OperationTimeout, Unavailable
 from dpe.interfaces import AssemblyKeys, Instance, InstanceState
-from dpe.model import Assembly, Problems, parse_duration, validate_name
+from dpe.model import Assembly, Problems, duration_setting, validate_name
 from dpe.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,9 @@ class LocalSettings:
             network=_network_setting(settings.get("network", "loopback"), root, problems),
             subnet=_subnet_setting(settings.get("subnet", DEFAULT_SUBNET), problems),
             pid_namespace=_yes_no_setting(settings.get("pid_namespace", "yes"), problems) and root,
-            start_timeout=_duration_setting(settings.get("start_timeout"), problems),
+            start_timeout=duration_setting(
+                settings.get("start_timeout"), START_TIMEOUT, "settings.start_timeout", problems
+            ),
         )
         problems.raise_if_any("invalid settings for the local infrastructure")
         return parsed
@@ -131,19 +133,6 @@ def _yes_no_setting(value: str, problems: Problems) -> bool:
         return False
     problems.add("settings.pid_namespace", f"must be yes or no, not {value!r}")
     return False
-
-
-def _duration_setting(value: str | None, problems: Problems) -> float:
-    if value is None:
-        return START_TIMEOUT
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        problems.add("settings.start_timeout", str(exc))
-        return START_TIMEOUT
-    if seconds <= 0:
-        problems.add("settings.start_timeout", "must be more than 0")
-    return seconds
 
 
 # ---------------------------------------------------------------------------
