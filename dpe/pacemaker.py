@@ -1,9 +1,9 @@
 """Pacemaker's scheduler as the oracle of the built-in planner, and as a planner.
 
-``run_scheduler(cib)`` runs ``crm_simulate -x CIB -S --output-as=xml
---save-graph GRAPH`` (Debian ``pacemaker-cli-utils``) with a timeout and reads
-back its transition graph as our ``Action``s and ordering edges, plus its
-Transition Summary.  ``verify(xml)`` runs ``crm_verify``.
+``run_scheduler(cib)`` runs ``crm_simulate -x CIB -R --output-as=xml
+--save-graph GRAPH`` (Debian ``pacemaker-cli-utils``; ``-S`` when asked to
+simulate carrying it out too) with a timeout and reads back its transition
+graph as our ``Action``s and ordering edges, plus its Transition Summary.  ``verify(xml)`` runs ``crm_verify``.
 ``PacemakerPlanner`` has the call shape of ``dpe.planner.plan``
 (``planner(document, observed) -> Plan``): it is the ``policy_engine =
 pacemaker`` option of dped.
@@ -95,7 +95,7 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dpe.cib import Cib, build_cib
@@ -170,6 +170,7 @@ class Transition:
     summary: tuple[SummaryLine, ...] = ()
     dropped: tuple[str, ...] = ()  # graph actions without a counterpart
     graph: str = ""  # the transition graph as crm_simulate saved it
+    waiting: tuple[Action, ...] = ()  # in the graph, but wait for an action that cannot run
 
     def plan(self) -> Plan:
         return Plan(self.actions, self.edges)
@@ -186,14 +187,21 @@ def verify(xml: str, *, timeout: float = DEFAULT_TIMEOUT) -> Verification:
     return Verification(result.returncode == 0, messages)
 
 
-def run_scheduler(cib: Cib, *, timeout: float = DEFAULT_TIMEOUT) -> Transition:
-    """``crm_simulate -S`` on ``cib``: its transition, in our actions."""
+def run_scheduler(
+    cib: Cib, *, timeout: float = DEFAULT_TIMEOUT, execute: bool = False
+) -> Transition:
+    """``crm_simulate -R`` on ``cib``: its transition, in our actions.
+
+    ``execute``: ``-S`` instead, which also simulates carrying the transition
+    out (the same graph; far slower on large CIBs: minutes for 1,000 resources).
+    """
     with tempfile.TemporaryDirectory(prefix="pcloud-crm-") as work:
         cib_file, graph_file = Path(work) / "cib.xml", Path(work) / "graph.xml"
         cib_file.write_text(cib.xml, encoding="utf-8")
-        argv = [CRM_SIMULATE, "-x", str(cib_file), "-S", "--output-as=xml"]
+        mode = "-S" if execute else "-R"
+        argv = [CRM_SIMULATE, "-x", str(cib_file), mode, "--output-as=xml"]
         result = _run([*argv, "--save-graph", str(graph_file)], work, timeout)
-        # exit status 1: the simulated run could not finish the graph, because
+        # exit status 1 (-S): the simulated run could not finish the graph, as
         # some of its actions wait for actions that cannot run; the graph stands
         if result.returncode not in (0, 1) or not graph_file.exists():
             raise SchedulerError(_failure(CRM_SIMULATE, result))
@@ -201,8 +209,7 @@ def run_scheduler(cib: Cib, *, timeout: float = DEFAULT_TIMEOUT) -> Transition:
     output = _xml(result.stdout, f"{CRM_SIMULATE}'s output")
     _check_read(output, cib)
     transition = read_graph(graph, cib)
-    summary = tuple(_summary(output, cib))
-    return Transition(transition.actions, transition.edges, summary, transition.dropped, graph)
+    return replace(transition, summary=tuple(_summary(output, cib)))
 
 
 def available() -> bool:
@@ -300,7 +307,8 @@ def read_graph(text: str, cib: Cib) -> Transition:
     actions = tuple(dict.fromkeys(op.action for op in runs.values() if op.action is not None))
     dropped = [op.label for op in runs.values() if op.action is None]
     dropped += [f"{ops[i].label} (waits for an action that cannot run)" for i in sorted(never)]
-    return Transition(actions, _edges(runs, inputs), (), tuple(dropped), text)
+    waiting = tuple(dict.fromkeys(a for i in never if (a := ops[i].action) is not None))
+    return Transition(actions, _edges(runs, inputs), (), tuple(dropped), text, waiting)
 
 
 def _never_run(ops: Mapping[str, _GraphOp], inputs: Mapping[str, list[str]]) -> set[str]:
@@ -380,7 +388,8 @@ class PacemakerPlanner:
     """``policy_engine = pacemaker``: Pacemaker decides the resource actions.
 
     ``planner(document, observed) -> Plan``, like ``dpe.planner.plan``.  Each
-    call runs crm_simulate once (about 30 ms, mostly process start-up).
+    call runs ``crm_simulate -R`` once: about 30 ms (mostly process start-up)
+    for a few resources, about a second for 1,000 (``bench/planner.py``).
     """
 
     timeout: float = DEFAULT_TIMEOUT

@@ -130,11 +130,24 @@ def test_dped_killed_and_started_again_adopts_and_its_windows_continue(
             what="the deployable running",
         )
         [pid] = daemons(paths.state_dir)
+        killed_at = events_after(store)[-1].id or 0
         os.kill(pid, signal.SIGKILL)  # failure 1 of the window, before the restart
-        wait_for(lambda: daemons(paths.state_dir) and set(daemons(paths.state_dir)) != {pid})
-        wait_for(lambda: lines(events_after(store))[-1].startswith("trio running"))
+        wait_for(
+            lambda: any(
+                line.startswith("trio/a3/app failed")
+                for line in lines(events_after(store, killed_at))
+            ),
+            what="the failure seen",
+        )
+        wait_for(
+            lambda: lines(events_after(store, killed_at))[-1].startswith("trio running"),
+            what="running again after the resource restart",
+        )
+        # The agent's start may leave a short-lived helper that matches too.
+        wait_for(lambda: len(daemons(paths.state_dir)) == 1, what="one daemon")
         before = instances(paths)
         [daemon] = daemons(paths.state_dir)
+        assert daemon != pid
 
         first.signal(signal.SIGKILL)
         first.wait()

@@ -7,7 +7,8 @@ created or failed; resources unknown, starting, running with or without their
 monitor and with the parameters they run with unchanged or stale, stopped,
 failed with soft rc codes or timeouts, hard errors, backing off; removed
 resources still running; the goal to run or to stop).  Each case is planned
-by ``dpe.planner.plan`` and, exported with ``dpe.cib``, by ``crm_simulate``;
+by ``dpe.planner.plan`` and, exported with ``dpe.cib``, by ``crm_simulate -S``
+(its saved transition graph);
 the two must agree on which resources are probed, started, stopped,
 restarted, monitored or left alone, on which assembly, and in what order.
 
@@ -43,7 +44,14 @@ from hypothesis import strategies as st
 
 from dpe.cib import build_cib
 from dpe.model import Constraint, Deployable, ResourceId, parse
-from dpe.pacemaker import DIFFERENCES, Comparison, available, compare, run_scheduler
+from dpe.pacemaker import (
+    DIFFERENCES,
+    Comparison,
+    Transition,
+    available,
+    compare,
+    run_scheduler,
+)
 from dpe.planner import (
     ActionKind,
     Applied,
@@ -325,7 +333,30 @@ def our_answer(case: Case, planner: Planner = plan) -> Plan:
 
 
 def pacemaker_answer(case: Case) -> Plan:
-    return run_scheduler(build_cib(case.document, case.observed)).plan()
+    transition = run_scheduler(build_cib(case.document, case.observed), execute=True)
+    assert not summary_mismatches(transition), summary_mismatches(transition)
+    return transition.plan()
+
+
+_SUMMARY_ACTIONS = {
+    "start": {K.START},
+    "stop": {K.STOP},
+    "restart": {K.STOP, K.START},
+    "recover": {K.STOP, K.START},
+}
+
+
+def summary_mismatches(transition: Transition) -> list[str]:
+    """Transition Summary lines the graph we read does not hold."""
+    done = {(a.kind, a.rid) for a in (*transition.actions, *transition.waiting)}
+    wrong = []
+    for line in transition.summary:
+        if line.blocked or line.resource is None:
+            continue
+        expected = {(kind, line.resource) for kind in _SUMMARY_ACTIONS.get(line.action, {K.CREATE})}
+        if not expected <= done:
+            wrong.append(f"{line.action} {line.resource} ({line.reason})")
+    return wrong
 
 
 def scopes(case: Case) -> dict[str, set[ResourceId]]:

@@ -129,6 +129,7 @@ def test_an_action_waiting_for_one_the_graph_does_not_hold_never_runs() -> None:
     )
     transition = read_graph(text, cib())
     assert transition.actions == (act(K.STOP, "b/y"),)
+    assert set(transition.waiting) == {act(K.START, "b/y"), act(K.MONITOR, "b/y", 10.0)}
     assert len([d for d in transition.dropped if "cannot run" in d]) == 2
 
 
