@@ -6,7 +6,10 @@ dedicated thread, so SQLite's busy waits never stall the event loop and calls
 on the single connection are serialised.  Every error leaves as JSON
 ``{code, message, details}``; a body that is not a JSON object, a wrong content
 type, an unknown field or query parameter is a 400 with a clear message, never
-a 500.  Every change is logged with the peer's uid (SO_PEERCRED).
+a 500.  Every change is logged with who made it: the peer's uid and pid
+(SO_PEERCRED) on the UNIX socket, the address on the TLS listener.  With an
+``Access`` in ``DaemonInfo`` (cped always has one) every request is checked
+first (``cpe.access``): a local peer by its uid, a TCP one by its bearer token.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from cpe.access import Access, Peer
 from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
 from cpe.eventfeed import EventFeed
 from cpe.hook import EventHook
@@ -56,10 +60,11 @@ MAX_KILL_AFTER = 3600.0
 
 @dataclass
 class DaemonInfo:
-    """What health reports; the daemon replaces ``config`` on reload."""
+    """What health reports; the daemon replaces ``config`` and ``access`` on reload."""
 
     config: Config
     started: float = field(default_factory=time.monotonic)
+    access: Access | None = None  # None: no access check (in-process tests)
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def make_app(
     With a ``launcher`` the application supervises DPEs (``cpe.supervisor``)
     for as long as it runs; without one, start, stop and reload answer 503.
     """
-    app = web.Application(middlewares=[_audit, _errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE] = store
     app[CATALOG] = Catalog(store, keys_dir=keys_dir)
     app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
@@ -181,7 +186,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def error_response(error: PcloudError) -> web.Response:
-    return web.json_response(error.to_dict(), status=STATUS_OF_CODE.get(error.code, 500))
+    status = STATUS_OF_CODE.get(error.code, 500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return web.json_response(error.to_dict(), status=status, headers=headers)
 
 
 def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
@@ -197,15 +204,30 @@ def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
 
 
 @web.middleware
+async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    access = request.app[INFO].access
+    if access is None:
+        return await handler(request)
+    peer = peer_of(request)
+    try:
+        if peer.address is None:
+            access.check_peer(peer)
+        else:
+            access.check_token(request.headers.get("Authorization"))
+    except PcloudError as error:
+        log.warning("refused %s: %s %s: %s", peer.describe(), request.method, request.path, error)
+        raise
+    return await handler(request)
+
+
+@web.middleware
 async def _audit(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in CHANGING_METHODS:
         return await handler(request)
     response = await handler(request)
-    uid, pid = peer_credentials(request)
     log.info(
-        "change by uid=%s pid=%s: %s %s -> %d",
-        uid,
-        pid,
+        "change by %s: %s %s -> %d",
+        peer_of(request).describe(),
         request.method,
         request.path_qs,
         response.status,
@@ -213,15 +235,18 @@ async def _audit(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-def peer_credentials(request: web.Request) -> tuple[int | str, int | str]:
-    """(uid, pid) of the process on the other end of a UNIX socket, else ('?', '?')."""
+def peer_of(request: web.Request) -> Peer:
+    """Who is on the other end: SO_PEERCRED on a UNIX socket, else the TCP address."""
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return "?", "?"
+    if sock is None:
+        return Peer()
+    if sock.family != socket.AF_UNIX:
+        host, port = transport.get_extra_info("peername")[:2] if transport else ("?", 0)
+        return Peer(address=f"{host}:{port}")
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _gid = struct.unpack("3i", raw)
-    return uid, pid
+    pid, uid, gid = struct.unpack("3i", raw)
+    return Peer(uid=uid, gid=gid, pid=pid)
 
 
 def _checked(op: Operation, handler: Handler) -> Handler:

@@ -5,6 +5,13 @@ one-shot command that imports it starts fast.  One method per route of
 ``cpe.openapi.ROUTES`` (method name = operationId); every call has a timeout,
 returns the decoded JSON (None for 204), and raises the ``dpe.errors`` class
 matching the error code; ``Unavailable`` when cped cannot be reached.
+
+A client can also reach cped's optional TCP listener: ``Remote`` is its
+``https://HOST:PORT`` URL, the bearer token and the CA file that signed the
+listener's certificate (``remote_from_environment`` reads them from
+``PCLOUD_URL``, ``PCLOUD_TOKEN_FILE`` or ``PCLOUD_TOKEN``, and
+``PCLOUD_CA_FILE``).  Plain ``http://`` is refused: the token never travels
+in clear, and it never appears in an error message.
 """
 
 from __future__ import annotations
@@ -12,13 +19,16 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Generator, Iterator
+import ssl
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from dpe.errors import (
     Forbidden,
+    InvalidInput,
     OperationTimeout,
     PcloudError,
     Unavailable,
@@ -47,10 +57,82 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+@dataclass(frozen=True)
+class Remote:
+    """cped's TCP listener: TLS, and the bearer token every request carries."""
+
+    host: str
+    port: int
+    token: str = field(repr=False)
+    ca_file: str | None = None  # None: the system's certificate authorities
+
+    @classmethod
+    def from_url(cls, url: str, token: str, ca_file: str | None = None) -> Remote:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "https" or not parts.hostname or port is None:
+            raise InvalidInput(
+                f"cped's URL must be https://HOST:PORT (TLS is required), not {url!r}"
+            )
+        token = token.strip()
+        if not token:
+            raise InvalidInput("an empty bearer token: cped's TCP listener requires one")
+        return cls(parts.hostname, port, token, ca_file)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise InvalidInput(f"cannot use the CA file {self.ca_file}: {error}") from None
+
+
+def remote_from_environment(environ: Mapping[str, str]) -> Remote | None:
+    """The TCP listener named by ``PCLOUD_URL``, or None (then: the UNIX socket)."""
+    url = environ.get("PCLOUD_URL")
+    if not url:
+        return None
+    token_file = environ.get("PCLOUD_TOKEN_FILE")
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"cannot read PCLOUD_TOKEN_FILE {token_file}: {error}") from None
+    elif environ.get("PCLOUD_TOKEN"):
+        token = environ["PCLOUD_TOKEN"]
+    else:
+        raise InvalidInput("PCLOUD_URL is set: set PCLOUD_TOKEN_FILE (or PCLOUD_TOKEN) too")
+    return Remote.from_url(url, token, environ.get("PCLOUD_CA_FILE") or None)
+
+
+class _TlsConnection(http.client.HTTPSConnection):
+    def __init__(self, remote: Remote, timeout: float) -> None:
+        super().__init__(remote.host, remote.port, timeout=timeout, context=remote.tls_context())
+
+
 class Client:
-    def __init__(self, socket_path: Path | str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        socket_path: Path | str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        remote: Remote | None = None,
+    ) -> None:
+        """A client of cped on ``socket_path``, or on its TCP listener if ``remote``."""
         self.socket_path = str(socket_path)
         self.timeout = timeout
+        self.remote = remote
+
+    @property
+    def endpoint(self) -> str:
+        return self.remote.url if self.remote is not None else self.socket_path
 
     # -- daemon ----------------------------------------------------------------
 
@@ -223,7 +305,7 @@ class Client:
             raise OperationTimeout(
                 f"no event and no keepalive from cped for {idle_timeout:g} s"
             ) from None
-        except (http.client.HTTPException, ConnectionError) as error:
+        except (http.client.HTTPException, ConnectionError, ssl.SSLError) as error:
             raise Unavailable(f"lost the event stream from cped: {error}") from None
         finally:
             connection.close()
@@ -255,7 +337,7 @@ class Client:
             raise OperationTimeout(
                 f"cped did not answer {method} {path} within {self.timeout:g} s"
             ) from None
-        except (http.client.HTTPException, ConnectionError) as error:
+        except (http.client.HTTPException, ConnectionError, ssl.SSLError) as error:
             raise Unavailable(
                 f"lost the connection to cped during {method} {path}: {error}"
             ) from None
@@ -263,24 +345,40 @@ class Client:
             connection.close()
         return _decode(response.status, data)
 
-    def _connection(self, timeout: float) -> _UnixConnection:
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.remote is not None:
+            return _TlsConnection(self.remote, timeout)
         return _UnixConnection(self.socket_path, timeout)
 
+    def _connected(self, connection: http.client.HTTPConnection) -> None:
+        """Called once a connection is made (a subclass may keep it)."""
+
     def _send(
-        self, connection: _UnixConnection, method: str, url: str, body: Json | None
+        self, connection: http.client.HTTPConnection, method: str, url: str, body: Json | None
     ) -> http.client.HTTPResponse:
         headers = {"Accept": "application/json"}
+        if self.remote is not None:
+            headers["Authorization"] = f"Bearer {self.remote.token}"
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        self._connect(connection)
+        connection.request(method, url, body=payload, headers=headers)
+        return connection.getresponse()
+
+    def _connect(self, connection: http.client.HTTPConnection) -> None:
         try:
             connection.connect()
+        except ssl.SSLError as error:
+            raise Unavailable(
+                f"no TLS session with cped at {self.endpoint}: {error.reason or error}"
+            ) from None
         except (FileNotFoundError, ConnectionRefusedError):
             raise Unavailable(
-                f"cped is not running (nothing answers on {self.socket_path});"
+                f"cped is not running (nothing answers on {self.endpoint});"
                 " `pcloudsh start` starts it",
-                socket=self.socket_path,
+                socket=self.endpoint,
             ) from None
         except PermissionError:
             raise Forbidden(
@@ -291,9 +389,8 @@ class Client:
         except OSError as error:
             if isinstance(error, TimeoutError):
                 raise
-            raise Unavailable(f"cannot connect to cped on {self.socket_path}: {error}") from None
-        connection.request(method, url, body=payload, headers=headers)
-        return connection.getresponse()
+            raise Unavailable(f"cannot connect to cped on {self.endpoint}: {error}") from None
+        self._connected(connection)
 
 
 def _path(*parts: str) -> str:

@@ -3,14 +3,16 @@
 Order of events:
 
 1. read and validate the configuration (every problem listed; exit 2 before
-   anything else happens), check the socket path fits in ``sun_path``;
+   anything else happens), including the access rules, the bearer token and
+   the TLS certificate of the optional TCP listener (``cpe.access``), and
+   check the socket path fits in ``sun_path``;
 2. lock the pidfile, make sure no live cped answers on the socket, and check
    that the store opens (exit 1 with a clear message otherwise);
 3. unless ``--foreground``, become a daemon with python-daemon (umask 0o022,
    the pidfile lock and the log file kept open, SIGTERM recorded instead of
    python-daemon's default of raising SystemExit wherever the code happens to be);
 4. open the store, serve the API on the UNIX socket (mode 0660, group from the
-   configuration), supervise the DPEs (``cpe.supervisor``: adopt the running
+   configuration) and, if configured, on the TLS listener; supervise the DPEs (``cpe.supervisor``: adopt the running
    ones, start those that should run), and wait for signals.
 
 Signal handlers only record the signal; the loop acts on it.  SIGTERM and
@@ -19,8 +21,9 @@ finish (``shutdown_timeout``), stop watching the DPEs, close the store, remove
 the socket and the pidfile.  DPEs are not stopped: they run in sessions of
 their own and keep their deployables available; the next cped adopts them
 (stopping a deployable is ``POST /v1/deployables/NAME/stop``).  SIGHUP
-re-reads the configuration file; a bad one is logged and the previous
-configuration stays in force.
+re-reads the configuration file (access rules and token included); a bad
+one is logged and the previous configuration stays in force.  The TCP
+listener's address and certificate are read at start only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import logging.handlers
 import os
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +44,7 @@ from types import FrameType
 
 from aiohttp import web
 
+from cpe.access import Access, load_access, tls_context
 from cpe.api import DaemonInfo, make_app
 from cpe.dpe_process import DpedLauncher
 from cpe.pidfile import PidFile
@@ -79,6 +84,8 @@ def run(options: Options, paths: Paths) -> int:
     config_path = options.config_file or paths.config_file
     try:
         config = load_config(config_path, required=options.config_file is not None)
+        access = load_access(config.cped, config_path)
+        tls = tls_context(config.cped, config_path)
         check_socket_path(paths.socket)
     except InvalidInput as error:
         print(f"cped: {error}", file=sys.stderr)
@@ -92,14 +99,22 @@ def run(options: Options, paths: Paths) -> int:
         print(f"cped: {error}", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        return _run_locked(options, paths, config, config_path, pidfile)
+        return _run_locked(options, paths, Loaded(config, config_path, access, tls), pidfile)
     finally:
         pidfile.release()
 
 
-def _run_locked(
-    options: Options, paths: Paths, config: Config, config_path: Path, pidfile: PidFile
-) -> int:
+@dataclass(frozen=True)
+class Loaded:
+    """The configuration as checked before cped detaches."""
+
+    config: Config
+    path: Path
+    access: Access
+    tls: ssl.SSLContext | None
+
+
+def _run_locked(options: Options, paths: Paths, loaded: Loaded, pidfile: PidFile) -> int:
     try:
         claim_socket_path(paths.socket)
         # Open (and migrate) the store once before detaching, so that a broken
@@ -109,14 +124,14 @@ def _run_locked(
         print(f"cped: {error}", file=sys.stderr)
         return EXIT_FAILURE
     handler = _log_handler(options, paths)
-    _configure_logging(handler, _log_level(config, options))
+    _configure_logging(handler, _log_level(loaded.config, options))
     recorder = SignalRecorder()
     if options.foreground:
         recorder.install()
     else:
         _daemonize(pidfile, handler, recorder)
     pidfile.write_pid(os.getpid())
-    daemon = Cped(paths, options, config, config_path, recorder)
+    daemon = Cped(paths, options, loaded, recorder)
     return asyncio.run(daemon.serve())
 
 
@@ -187,14 +202,14 @@ class Cped:
         self,
         paths: Paths,
         options: Options,
-        config: Config,
-        config_path: Path,
+        loaded: Loaded,
         recorder: SignalRecorder,
     ) -> None:
         self.paths = paths
         self.options = options
-        self.info = DaemonInfo(config)
-        self.config_path = config_path
+        self.info = DaemonInfo(loaded.config, access=loaded.access)
+        self.config_path = loaded.path
+        self.tls = loaded.tls
         self.recorder = recorder
 
     async def serve(self) -> int:
@@ -224,6 +239,7 @@ class Cped:
         try:
             await web.UnixSite(runner, str(self.paths.socket)).start()
             secure_socket(self.paths.socket, config.socket_group)
+            await self._listen_tcp(runner, config.listen)
             self.recorder.attach(asyncio.get_running_loop())
             log.info(
                 "cped %s serving on %s (pid %d, store %s)",
@@ -242,6 +258,14 @@ class Cped:
                 self.paths.socket.unlink()
         return EXIT_OK
 
+    async def _listen_tcp(self, runner: web.AppRunner, listen: tuple[str, int] | None) -> None:
+        """The TLS listener, when configured (the access check requires the token)."""
+        if listen is None or self.tls is None:
+            return
+        host, port = listen
+        await web.TCPSite(runner, host, port, ssl_context=self.tls).start()
+        log.info("serving on https://%s:%d too (TLS; a bearer token is required)", host, port)
+
     async def _until_stopped(self) -> None:
         while True:
             received = await self.recorder.next()
@@ -255,16 +279,24 @@ class Cped:
         required = self.options.config_file is not None
         try:
             config = load_config(self.config_path, required=required)
+            access = load_access(config.cped, self.config_path)
         except InvalidInput as error:
             log.error("SIGHUP: %s\nkeeping the previous configuration", error)
             return
-        self.info.config = config
+        self._warn_listener_change(config)
+        self.info.config, self.info.access = config, access
         logging.getLogger().setLevel(_log_level(config, self.options))
         try:
             secure_socket(self.paths.socket, config.cped.socket_group)
         except OSError as error:
             log.error("SIGHUP: cannot set the socket's group: %s", error)
         log.info("SIGHUP: configuration reloaded from %s", self.config_path)
+
+    def _warn_listener_change(self, config: Config) -> None:
+        old, new = self.info.config.cped, config.cped
+        fixed = ("listen", "tls_certificate", "tls_key")
+        if any(getattr(old, name) != getattr(new, name) for name in fixed):
+            log.warning("SIGHUP: listen, tls_certificate and tls_key take effect at restart")
 
 
 def secure_socket(path: Path, group: str | None) -> None:

@@ -24,6 +24,7 @@ EVENT_STREAM = "text/event-stream"
 # HTTP status of each error code (one place; the client maps back by code).
 STATUS_OF_CODE: dict[Code, int] = {
     Code.INVALID: 400,
+    Code.UNAUTHORIZED: 401,
     Code.FORBIDDEN: 403,
     Code.NOT_FOUND: 404,
     Code.CONFLICT: 409,
@@ -73,6 +74,8 @@ class Operation:
     def query_names(self) -> frozenset[str]:
         return frozenset(p.name for p in self.query)
 
+
+ACCESS_ERRORS = (401, 403)  # every route: the access check comes first (cpe.access)
 
 _NAME_PATTERN = "^" + NAME_RE.pattern.removesuffix(r"\Z") + "$"
 _NAME_PARAM = (("type", "string"), ("pattern", _NAME_PATTERN))
@@ -661,11 +664,26 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "pacemaker-cloud CPE API",
             "version": __version__,
-            "description": "cped's API, HTTP/1.1 + JSON on a UNIX socket (mode 0660). Every"
-            " error is an Error object; a rejected request changes nothing.",
+            "description": "cped's API, HTTP/1.1 + JSON on a UNIX socket (mode 0660; the"
+            " peer's uid must be root, cped's own, one of allowed_users or a member of"
+            " socket_group), and optionally on a TCP listener that requires TLS and a bearer"
+            " token. Every error is an Error object; a rejected request changes nothing.",
         },
+        # No credentials on the UNIX socket (the peer's uid decides); a bearer token on TCP.
+        "security": [{}, {"bearerToken": []}],
         "paths": paths,
-        "components": {"schemas": SCHEMAS, "responses": _error_responses()},
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": _error_responses(),
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the token of cped's token_file; required on the TCP"
+                    " listener only",
+                }
+            },
+        },
     }
 
 
@@ -697,7 +715,7 @@ def _responses(op: Operation) -> dict[str, Any]:
     if op.response is not None:
         success["content"] = {op.media: {"schema": _ref(op.response)}}
     responses: dict[str, Any] = {str(op.status): success}
-    for status in sorted({*op.errors, 500}):
+    for status in sorted({*op.errors, *ACCESS_ERRORS, 500}):
         responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
     return responses
 
@@ -706,6 +724,8 @@ def _error_responses() -> dict[str, Any]:
     texts = {
         400: "invalid: malformed JSON, wrong content type, unknown fields or invalid values"
         " (details lists every problem with its path)",
+        401: "unauthorized: on the TCP listener, a missing or wrong bearer token",
+        403: "forbidden: the peer's uid may not use the API (UNIX socket)",
         404: "not_found: no such object (or no such route)",
         409: "conflict: duplicate name, object in use, or the wrong state",
         500: "internal or store_error",

@@ -8,6 +8,7 @@ problems too (a misspelt key silently ignored is a setting that never applies)::
     [cped]
     log_level = info
     socket_group = pcloud
+    allowed_users = deploy 1001
     event_hook = /usr/local/bin/on-event --verbose
     dpe_backoff_max = 60s
     lease_ttl = 5s
@@ -17,12 +18,18 @@ problems too (a misspelt key silently ignored is a setting that never applies)::
 
 Comments go on their own lines (``#`` or ``;``): a ``#`` inside a value is part
 of it, so hook command lines can contain one.
+
+An optional TCP listener (``listen = 127.0.0.1:8443``) exists only with TLS
+and a bearer token: ``listen`` without ``tls_certificate``, ``tls_key`` and
+``token_file`` is a problem naming the missing settings.  The token itself
+is read by cped (``cpe.access``), never kept here.
 """
 
 from __future__ import annotations
 
 import configparser
 import grp
+import pwd
 import shlex
 import shutil
 from collections.abc import Callable
@@ -40,6 +47,11 @@ POLICY_ENGINES = ("builtin", "pacemaker")
 class CpedSettings:
     log_level: str = "info"
     socket_group: str | None = None  # group allowed to use the API socket (mode 0660)
+    allowed_users: tuple[int, ...] = ()  # uids allowed besides root, cped's own and the group
+    listen: tuple[str, int] | None = None  # TCP (host, port) of the TLS listener; None = none
+    tls_certificate: Path | None = None  # PEM certificate chain of the TLS listener
+    tls_key: Path | None = None  # its PEM private key
+    token_file: Path | None = None  # file holding the bearer token TCP clients must send
     event_hook: tuple[str, ...] = ()  # command run for every new event; empty = none
     event_hook_timeout: float = 10.0
     dpe_backoff_initial: float = 1.0  # first delay before restarting a dead DPE
@@ -133,6 +145,7 @@ def _settings(
 
 
 def _check_consistency(cped: CpedSettings, dped: DpedSettings, problems: Problems) -> None:
+    _check_listener(cped, problems)
     if cped.dpe_backoff_initial > cped.dpe_backoff_max:
         problems.add("[cped] dpe_backoff_initial", "must not exceed [cped] dpe_backoff_max")
     if dped.lease_renew_interval >= cped.lease_ttl:
@@ -140,6 +153,22 @@ def _check_consistency(cped: CpedSettings, dped: DpedSettings, problems: Problem
             "[dped] lease_renew_interval",
             f"must be shorter than [cped] lease_ttl ({cped.lease_ttl:g} s)",
         )
+
+
+TLS_SETTINGS = ("tls_certificate", "tls_key", "token_file")
+
+
+def _check_listener(cped: CpedSettings, problems: Problems) -> None:
+    """The TCP listener needs TLS and a token; TLS settings without it are a mistake."""
+    given = [name for name in TLS_SETTINGS if getattr(cped, name) is not None]
+    if cped.listen is not None and len(given) < len(TLS_SETTINGS):
+        missing = ", ".join(f"[cped] {n}" for n in TLS_SETTINGS if n not in given)
+        problems.add(
+            "[cped] listen",
+            f"a TCP listener needs TLS and a bearer token: set {missing}",
+        )
+    elif cped.listen is None and given:
+        problems.add(f"[cped] {given[0]}", "is used only with [cped] listen, which is not set")
 
 
 # ---------------------------------------------------------------------------
@@ -172,6 +201,42 @@ def _group(text: str) -> str | None:
     return text
 
 
+def _users(text: str) -> tuple[int, ...]:
+    """User names or numeric uids, separated by spaces or commas."""
+    uids = []
+    for word in text.replace(",", " ").split():
+        if word.isdigit():
+            uids.append(int(word))
+            continue
+        try:
+            uids.append(pwd.getpwnam(word).pw_uid)
+        except KeyError:
+            raise ValueError(f"no such user: {word!r}") from None
+    return tuple(uids)
+
+
+def _address(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6); empty = no TCP listener."""
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not HOST:PORT (a port from 1 to 65535): {text!r}")
+    return host, int(port)
+
+
+def _file(text: str) -> Path | None:
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_absolute():
+        raise ValueError(f"must be an absolute path: {text!r}")
+    if not path.is_file():
+        raise ValueError(f"no such file: {text!r}")
+    return path
+
+
 def _command(text: str) -> tuple[str, ...]:
     if not text:
         return ()
@@ -188,6 +253,11 @@ _SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
     "cped": {
         "log_level": _choice(LOG_LEVELS),
         "socket_group": _group,
+        "allowed_users": _users,
+        "listen": _address,
+        "tls_certificate": _file,
+        "tls_key": _file,
+        "token_file": _file,
         "event_hook": _command,
         "event_hook_timeout": _positive_duration,
         "dpe_backoff_initial": _positive_duration,

@@ -17,7 +17,8 @@ class Code(StrEnum):
     CONFLICT = "conflict"  # duplicate name, object in use, wrong state
     TIMEOUT = "timeout"
     UNAVAILABLE = "unavailable"  # cped, a guest or the store cannot be reached
-    FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"  # no valid credentials (the API's bearer token over TCP)
+    FORBIDDEN = "forbidden"  # known, but not allowed (a peer uid the API does not accept)
     AGENT = "agent_error"  # a resource agent failed
     STORE = "store_error"  # the store failed (disk full, locked, corrupt)
     INTERNAL = "internal"
@@ -63,6 +64,10 @@ class Unavailable(PcloudError, ConnectionError):
     code = Code.UNAVAILABLE
 
 
+class Unauthorized(PcloudError, PermissionError):
+    code = Code.UNAUTHORIZED
+
+
 class Forbidden(PcloudError, PermissionError):
     code = Code.FORBIDDEN
 
@@ -83,6 +88,7 @@ _BY_CODE: dict[str, type[PcloudError]] = {
         Conflict,
         OperationTimeout,
         Unavailable,
+        Unauthorized,
         Forbidden,
         AgentError,
         StoreError,

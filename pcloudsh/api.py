@@ -3,11 +3,16 @@
 ``Api`` lists the calls the commands make; ``connect`` returns the real
 client of ``cpe.client`` (standard library HTTP over the UNIX socket, so a
 one-shot command starts fast).  Unit tests pass a hand-written fake instead.
+
+With ``PCLOUD_URL=https://HOST:PORT`` in the environment, pcloudsh talks to
+cped's TLS listener instead, with the bearer token of ``PCLOUD_TOKEN_FILE``
+(or ``PCLOUD_TOKEN``) and the CA certificate of ``PCLOUD_CA_FILE``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, cast
 
@@ -75,11 +80,13 @@ class Api(Protocol):
 
 
 def connect(paths: Paths, timeout: float) -> Api:
-    """The client of cped's API on its UNIX socket."""
-    from cpe.client import Client
+    """The client of cped's API on its UNIX socket (or its TLS listener: PCLOUD_URL)."""
+    from cpe.client import Client, remote_from_environment
 
-    probe = Client(paths.socket, timeout=PROBE_TIMEOUT).health
-    return cast(Api, ReachabilityCheck(Client(paths.socket, timeout=timeout), probe))
+    remote = remote_from_environment(os.environ)
+    probe = Client(paths.socket, timeout=PROBE_TIMEOUT, remote=remote).health
+    client = Client(paths.socket, timeout=timeout, remote=remote)
+    return cast(Api, ReachabilityCheck(client, probe))
 
 
 class ReachabilityCheck:
@@ -123,6 +130,7 @@ class ReachabilityCheck:
 
 def connect_events(paths: Paths) -> Any:
     """A client of its own for one event stream, which ``interrupt()`` can end from any thread."""
+    from cpe.client import remote_from_environment
     from pcloudsh.streamclient import InterruptibleClient
 
-    return InterruptibleClient(paths.socket)
+    return InterruptibleClient(paths.socket, remote=remote_from_environment(os.environ))

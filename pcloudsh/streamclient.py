@@ -11,19 +11,26 @@ One client serves one follower.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import threading
 from pathlib import Path
 
-from cpe.client import DEFAULT_TIMEOUT, Client, _UnixConnection
+from cpe.client import DEFAULT_TIMEOUT, Client, Remote
 
 
 class InterruptibleClient(Client):
-    def __init__(self, socket_path: Path | str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        super().__init__(socket_path, timeout)
+    def __init__(
+        self,
+        socket_path: Path | str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        remote: Remote | None = None,
+    ) -> None:
+        super().__init__(socket_path, timeout, remote=remote)
         self._lock = threading.Lock()
         self._interrupted = False
-        self._current: _UnixConnection | None = None
+        self._current: http.client.HTTPConnection | None = None
 
     def interrupt(self) -> None:
         with self._lock:
@@ -31,24 +38,11 @@ class InterruptibleClient(Client):
             if self._current is not None:
                 _shut_down(self._current.sock)
 
-    def _connection(self, timeout: float) -> _UnixConnection:
-        return _Connection(self, self.socket_path, timeout)
-
-    def _connected(self, connection: _UnixConnection) -> None:
+    def _connected(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             self._current = connection
             if self._interrupted:
                 _shut_down(connection.sock)
-
-
-class _Connection(_UnixConnection):
-    def __init__(self, client: InterruptibleClient, path: str, timeout: float) -> None:
-        super().__init__(path, timeout)
-        self._client = client
-
-    def connect(self) -> None:
-        super().connect()
-        self._client._connected(self)
 
 
 def _shut_down(sock: socket.socket | None) -> None:
