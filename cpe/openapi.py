@@ -65,6 +65,7 @@ class Operation:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = (400, 404, 409)
     media: str = JSON
+    also: tuple[int, ...] = ()  # other success statuses, with the same body
 
     @property
     def path_params(self) -> list[str]:
@@ -75,7 +76,9 @@ class Operation:
         return frozenset(p.name for p in self.query)
 
 
-ACCESS_ERRORS = (401, 403)  # every route: the access check comes first (cpe.access)
+# Every route may answer these: an unknown query parameter or an invalid name (400),
+# the access check (401, 403, see cpe.access), an internal error (500).
+EVERY_ROUTE_ERRORS = (400, 401, 403, 500)
 
 _NAME_PATTERN = "^" + NAME_RE.pattern.removesuffix(r"\Z") + "$"
 _NAME_PARAM = (("type", "string"), ("pattern", _NAME_PATTERN))
@@ -244,7 +247,8 @@ ROUTES: tuple[Operation, ...] = (
         "Import (create or replace) the whole document; creates or updates the"
         " assemblies it names; 201 when created",
         "Deployable",
-        request="Deployable",
+        also=(201,),
+        request="DeployableImport",
     ),
     Operation(
         "DELETE",
@@ -313,6 +317,7 @@ ROUTES: tuple[Operation, ...] = (
         " instances and exits (200); 202 while that takes longer than wait. A DPE still"
         " running after kill_after is killed, and a new DPE stops what it left",
         "LifecycleAnswer",
+        also=(202,),
         query=_STOP_QUERY,
         errors=(400, 404, 503),
     ),
@@ -388,6 +393,20 @@ def _ref(name: str) -> dict[str, Any]:
         return {"type": "array", "items": _ref(name[1:-1])}
     return {"$ref": f"#/components/schemas/{name}"}
 
+
+_DEPLOYABLE = _object(
+    {
+        "name": _NAME,
+        "uuid": _UUID,
+        "infrastructure": {"type": "string", "enum": list(INFRASTRUCTURES)},
+        "settings": {"type": "object", "additionalProperties": {"type": "string"}},
+        "heartbeat": _ref("Heartbeat"),
+        "escalation": _ref("Escalation"),
+        "assemblies": {"type": "array", "items": _ref("Assembly")},
+        "constraints": {"type": "array", "items": _ref("Constraint")},
+    },
+    ("name",),
+)
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Object": {"type": "object"},
@@ -525,19 +544,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ("name",),
     ),
-    "Deployable": _object(
-        {
-            "name": _NAME,
-            "uuid": _UUID,
-            "infrastructure": {"type": "string", "enum": list(INFRASTRUCTURES)},
-            "settings": {"type": "object", "additionalProperties": {"type": "string"}},
-            "heartbeat": _ref("Heartbeat"),
-            "escalation": _ref("Escalation"),
-            "assemblies": {"type": "array", "items": _ref("Assembly")},
-            "constraints": {"type": "array", "items": _ref("Constraint")},
-        },
-        ("name",),
-    ),
+    "Deployable": _DEPLOYABLE,
+    # PUT /deployables/{name}: the name may be left out (the URL's); if given, the same
+    "DeployableImport": {k: v for k, v in _DEPLOYABLE.items() if k != "required"},
     "DeployableRow": _object(
         {
             "name": _NAME,
@@ -714,8 +723,8 @@ def _responses(op: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "success"}
     if op.response is not None:
         success["content"] = {op.media: {"schema": _ref(op.response)}}
-    responses: dict[str, Any] = {str(op.status): success}
-    for status in sorted({*op.errors, *ACCESS_ERRORS, 500}):
+    responses: dict[str, Any] = {str(status): success for status in (op.status, *op.also)}
+    for status in sorted({*op.errors, *EVERY_ROUTE_ERRORS}):
         responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
     return responses
 
