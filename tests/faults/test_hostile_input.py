@@ -6,7 +6,10 @@ refused with 400 (``InvalidInput``) and change nothing.  Parameter *values* are
 data: they are accepted, stored as given, and reach the agent in its
 environment without any shell evaluating them (the agent-level check is
 ``tests/integration/test_agents_real.py``; here the whole path, API to store
-to dped to guest).
+to dped to guest).  Template fields: the name, the resource's type, provider
+and parameter names are refused like the others; the description, the
+parameter help texts and the parameter values are data, stored and served
+back exactly as given.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from dpe.errors import InvalidInput, NotFound
+from tests.integration.conftest import CpedProcess
 from tests.integration.test_lifecycle import Rig, dummy, shop
 
 pytestmark = pytest.mark.integration
@@ -66,9 +70,7 @@ def refuse_everywhere(rig: Rig, name: str) -> None:
         lambda: rig.client.add_resource("a1", resource | {"type": name}),
         lambda: rig.client.add_resource("a1", resource | {"provider": name}),
         lambda: rig.client.add_resource("a1", resource | {"parameters": {name: "v"}}),
-        lambda: rig.client.create_template(
-            {"name": name, "class": "ocf", "provider": "heartbeat", "type": "Dummy"}
-        ),
+        lambda: rig.client.create_template({"name": name, "resource": {"type": "Dummy"}}),
     ]
     for number, attempt in enumerate(attempts):
         # an empty name in a URL path is a route that does not exist (404)
@@ -96,3 +98,46 @@ def test_hostile_parameter_values_reach_the_guest_as_inert_data(rig: Rig) -> Non
     first, second = value.split("\n")  # the trace's printenv | sort splits the two lines
     trace = traces[0].read_text().splitlines()
     assert f"OCF_RESKEY_fake={first}" in trace and second in trace
+
+
+def hostile_templates(name: str) -> list[dict[str, Any]]:
+    """Well-formed template documents whose only fault is ``name`` in one field."""
+    resource = {"class": "ocf", "provider": "heartbeat", "type": "Dummy"}
+    return [
+        {"name": name, "resource": resource},
+        {"name": "t", "resource": resource | {"type": name}},
+        {"name": "t", "resource": resource | {"provider": name}},
+        {"name": "t", "resource": resource | {"parameters": {name: "v"}}},
+        {"name": "t", "resource": resource | {"name": name}},
+    ]
+
+
+def test_hostile_template_fields_are_refused_and_change_nothing(cped: CpedProcess) -> None:
+    before = cped.client.list_templates()
+    for name in HOSTILE_NAMES:
+        for number, template in enumerate(hostile_templates(name)):
+            with pytest.raises(InvalidInput):
+                cped.client.create_template(template)
+                pytest.fail(f"template {number} accepted {name[:40]!r}")
+    assert cped.client.list_templates() == before
+
+
+def test_template_texts_and_parameter_values_are_inert_data(cped: CpedProcess) -> None:
+    hostile = "; rm -rf / $(id) `id` ' \" \\ \n../../etc/passwd " + "long" * 2000
+    value = hostile[:4096]  # the longest parameter value accepted
+    template = {
+        "name": "evil",
+        "description": hostile,
+        "resource": {"type": "Dummy", "parameters": {"fake": value}},
+        "parameters_help": {"fake": hostile, hostile[:60]: hostile},
+    }
+    created = cped.client.create_template(template)
+    served = cped.client.get_template("evil")
+    for answer in (created, served):
+        assert answer["description"] == hostile
+        assert answer["parameters_help"] == template["parameters_help"]
+        assert answer["resource"]["parameters"] == {"fake": value}
+    cped.client.create_assembly({"name": "a1"})
+    cped.client.add_resource("a1", {**served["resource"], "name": "d"})
+    stored = cped.client.get_assembly("a1")["resources"][0]
+    assert stored["parameters"] == {"fake": value}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cpe.access import Access, Peer, load_access, tls_context
+from cpe.client import Remote, remote_from_environment
 from dpe.config import CpedSettings, load_config
 from dpe.errors import Forbidden, InvalidInput, Unauthorized
 
@@ -165,3 +166,37 @@ def test_a_peer_without_credentials_is_forbidden() -> None:
 
 def test_no_listener_no_tls_context() -> None:
     assert tls_context(CpedSettings()) is None
+
+
+# -- the client's side ----------------------------------------------------------------------
+
+
+def test_a_remote_needs_https_a_port_and_a_token() -> None:
+    remote = Remote.from_url("https://127.0.0.1:8443", f" {TOKEN}\n", "/ca.pem")
+    assert (remote.host, remote.port, remote.token, remote.url) == (
+        "127.0.0.1",
+        8443,
+        TOKEN,
+        "https://127.0.0.1:8443",
+    )
+    assert TOKEN not in repr(remote)
+    for url in ("http://127.0.0.1:8443", "https://127.0.0.1", "127.0.0.1:8443", "https://h:x"):
+        with pytest.raises(InvalidInput, match="https://HOST:PORT"):
+            Remote.from_url(url, TOKEN)
+    with pytest.raises(InvalidInput, match="empty bearer token"):
+        Remote.from_url("https://127.0.0.1:8443", " \n")
+
+
+def test_the_environment_names_the_remote(tmp_path: Path) -> None:
+    url = "https://[::1]:8443"
+    assert remote_from_environment({}) is None
+    from_file = remote_from_environment(
+        {"PCLOUD_URL": url, "PCLOUD_TOKEN_FILE": str(token_file(tmp_path)), "PCLOUD_TOKEN": "x"}
+    )
+    assert from_file is not None and from_file.token == TOKEN and from_file.url == url
+    inline = remote_from_environment({"PCLOUD_URL": url, "PCLOUD_TOKEN": TOKEN})
+    assert inline is not None and inline.token == TOKEN and inline.ca_file is None
+    with pytest.raises(InvalidInput, match="PCLOUD_TOKEN_FILE"):
+        remote_from_environment({"PCLOUD_URL": url})
+    with pytest.raises(InvalidInput, match="cannot read PCLOUD_TOKEN_FILE"):
+        remote_from_environment({"PCLOUD_URL": url, "PCLOUD_TOKEN_FILE": "/nonexistent"})
