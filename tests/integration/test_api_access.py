@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,7 +37,9 @@ from cpe.client import Client, Remote
 from cpe.control import cped_command, cped_environment
 from dpe.errors import InvalidInput, Unauthorized, Unavailable
 from dpe.paths import Paths
+from tests.conftest import make_home
 from tests.integration.conftest import CpedFactory, CpedProcess
+from tests.integration.test_pcloudsh_session import pcloudsh_command
 
 pytestmark = pytest.mark.integration
 
@@ -372,3 +375,42 @@ def test_a_token_file_every_user_can_read_is_refused(
     assert cped.spawn().wait(30) == 2
     assert "[cped] token_file" in cped.log() and "every user" in cped.log()
     assert tls.token not in cped.log()
+
+
+def test_pcloudsh_reaches_the_listener_with_url_token_file_and_ca(
+    tls: Tls, cped_factory: CpedFactory
+) -> None:
+    cped = cped_factory(tls.config())
+    cped.client.create_assembly({"name": "web"})
+    elsewhere = make_home()  # no cped there: only the TLS listener can answer
+    try:
+        env = {
+            **cped_environment(cped.paths),
+            "PCLOUD_HOME": str(elsewhere),
+            "PCLOUD_URL": f"https://127.0.0.1:{tls.port}",
+            "PCLOUD_TOKEN_FILE": str(tls.token_file),
+            "PCLOUD_CA_FILE": str(tls.ca_file),
+        }
+        env.pop("PCLOUD_TOKEN", None)
+        listed = subprocess.run(
+            [*pcloudsh_command(), "assembly_list", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert [row["name"] for row in json.loads(listed.stdout)] == ["web"]
+        wrong = tls.token_file.with_name("wrong")
+        wrong.write_text(secrets.token_urlsafe(32))
+        refused = subprocess.run(
+            [*pcloudsh_command(), "assembly_list"],
+            env={**env, "PCLOUD_TOKEN_FILE": str(wrong)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode == 1 and "bearer token is not valid" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
