@@ -80,7 +80,8 @@ class Access:
             raise Unauthorized("this listener accepts no request: cped has no token_file")
         if authorization is None or not authorization.lower().startswith(BEARER):
             raise Unauthorized("a bearer token is required (Authorization: Bearer TOKEN)")
-        offered = authorization[len(BEARER) :].strip().encode()
+        # header bytes aiohttp could not decode come as surrogates: they never match
+        offered = authorization[len(BEARER) :].strip().encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(offered, self.token):
             raise Unauthorized("the bearer token is not valid")
 
@@ -91,13 +92,22 @@ def load_access(settings: CpedSettings, where: Path | None = None) -> Access:
     token = None
     if settings.token_file is not None:
         token = _read_token(settings.token_file, problems)
+    group = _group(settings.socket_group, problems)
     problems.raise_if_any(f"invalid configuration in {where or 'the defaults'}")
-    gid, members = None, frozenset[str]()
-    if settings.socket_group is not None:
-        group = grp.getgrnam(settings.socket_group)
-        gid, members = group.gr_gid, frozenset(group.gr_mem)
     uids = frozenset({0, os.geteuid(), *settings.allowed_users})
-    return Access(uids, gid, members, token)
+    if group is None:
+        return Access(uids, token=token)
+    return Access(uids, group.gr_gid, frozenset(group.gr_mem), token)
+
+
+def _group(name: str | None, problems: Problems) -> grp.struct_group | None:
+    if name is None:
+        return None
+    try:
+        return grp.getgrnam(name)
+    except KeyError:
+        problems.add("[cped] socket_group", f"no such group: {name!r}")
+        return None
 
 
 def _read_token(path: Path, problems: Problems) -> bytes | None:
@@ -128,8 +138,11 @@ def tls_context(settings: CpedSettings, where: Path | None = None) -> ssl.SSLCon
         return None
     assert settings.tls_certificate is not None and settings.tls_key is not None
     problems = Problems()
-    if stat.S_IMODE(settings.tls_key.stat().st_mode) & 0o007:
-        problems.add("[cped] tls_key", f"{settings.tls_key} is accessible to every user")
+    try:
+        if stat.S_IMODE(settings.tls_key.stat().st_mode) & 0o007:
+            problems.add("[cped] tls_key", f"{settings.tls_key} is accessible to every user")
+    except OSError as error:
+        problems.add("[cped] tls_key", f"cannot read {settings.tls_key}: {error.strerror}")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

@@ -200,3 +200,13 @@ def test_the_environment_names_the_remote(tmp_path: Path) -> None:
         remote_from_environment({"PCLOUD_URL": url})
     with pytest.raises(InvalidInput, match="cannot read PCLOUD_TOKEN_FILE"):
         remote_from_environment({"PCLOUD_URL": url, "PCLOUD_TOKEN_FILE": "/nonexistent"})
+
+
+def test_a_header_with_undecodable_bytes_is_unauthorized_not_an_error() -> None:
+    with pytest.raises(Unauthorized):
+        Access(token=TOKEN.encode()).check_token("Bearer \udcff" + TOKEN)
+
+
+def test_a_socket_group_that_vanished_is_a_problem() -> None:
+    with pytest.raises(InvalidInput, match="no such group"):
+        load_access(CpedSettings(socket_group="no-such-group-x"))
