@@ -96,7 +96,7 @@ class UnixSocketAdapter(HTTPAdapter):
 
 
 @pytest.fixture(scope="module")
-def cped() -> Iterator[CpedProcess]:
+def fuzzed_cped() -> Iterator[CpedProcess]:
     home = make_home()
     paths = resolve({"PCLOUD_HOME": str(home)})
     paths.ensure()
@@ -135,9 +135,9 @@ def _kill_if_alive(pid: int | None) -> None:
 
 
 @pytest.fixture(scope="module")
-def session(cped: CpedProcess) -> Iterator[requests.Session]:
+def session(fuzzed_cped: CpedProcess) -> Iterator[requests.Session]:
     with requests.Session() as opened:
-        opened.mount(BASE_URL, UnixSocketAdapter(str(cped.paths.socket)))
+        opened.mount(BASE_URL, UnixSocketAdapter(str(fuzzed_cped.paths.socket)))
         yield opened
 
 
