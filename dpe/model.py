@@ -12,7 +12,7 @@ import re
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from dpe.errors import InvalidInput
 
@@ -69,9 +69,12 @@ class Reference:
 ParamValue = str | Reference
 
 
-@dataclass(frozen=True)
-class ResourceId:
-    """A resource named across the deployable: ``ASSEMBLY/RESOURCE``."""
+class ResourceId(NamedTuple):
+    """A resource named across the deployable: ``ASSEMBLY/RESOURCE``.
+
+    A named tuple, not a dataclass: the planner hashes thousands of these per
+    decision, and a tuple's hash and equality run in C.
+    """
 
     assembly: str
     resource: str
