@@ -26,9 +26,9 @@ DISABLED_WORDS = ("INFINITY", "-INFINITY", "-1", "")
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 DEFAULT_OP_TIMEOUT = 20.0
-_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr)?\s*\Z")
+_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*\Z")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "sec": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0}
-_UNIT_SECONDS |= {"h": 3600.0, "hr": 3600.0}
+_UNIT_SECONDS |= {"h": 3600.0, "hr": 3600.0, "d": 86400.0}
 
 
 # ---------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def validate_name(value: str, what: str = "name") -> str:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``10``, ``10s``, ``500ms``, ``2m`` or ``1h``; ValueError otherwise."""
+    """Seconds from ``10``, ``10s``, ``500ms``, ``2m``, ``1h`` or ``7d``; ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
