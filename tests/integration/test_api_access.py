@@ -414,3 +414,16 @@ def test_pcloudsh_reaches_the_listener_with_url_token_file_and_ca(
         assert "Traceback" not in refused.stderr
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_a_new_token_takes_effect_on_sighup_and_the_old_one_stops_working(
+    tls: Tls, cped_factory: CpedFactory
+) -> None:
+    cped = cped_factory(tls.config())
+    old, new = tls.token, secrets.token_urlsafe(32)
+    tls.token_file.write_text(new + "\n")
+    reload(cped, tls.config())
+    assert tls.client(token=new).health()["status"] == "ok"
+    with pytest.raises(Unauthorized):
+        tls.client(token=old).health()
+    assert old not in cped.log() and new not in cped.log()
