@@ -560,6 +560,9 @@ def _referenced_assemblies(assemblies: list[Any]) -> set[str]:
     return names
 
 
+MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
+
+
 def parse_event_query(query: Mapping[str, str]) -> dict[str, Any]:
     """Query parameters -> ``Store.query_events`` arguments; InvalidInput lists problems.
 
@@ -577,7 +580,7 @@ def parse_event_query(query: Mapping[str, str]) -> dict[str, Any]:
             args[key] = _float_param(query[key], key, problems)
     for key in ("after_id", "before_id"):
         if key in query:
-            args[key] = _int_param(query[key], key, problems, minimum=0)
+            args[key] = _int_param(query[key], key, problems, 0, MAX_EVENT_ID)
     args["limit"] = _int_param(query.get("limit", "100"), "limit", problems, 1, MAX_EVENTS)
     order = query.get("order", "asc")
     if order not in ("asc", "desc"):
@@ -609,7 +612,9 @@ def _float_param(text: str, key: str, problems: Problems) -> float:
 def _int_param(
     text: str, key: str, problems: Problems, minimum: int, maximum: int | None = None
 ) -> int:
-    if not text.isdigit() or int(text) < minimum or (maximum and int(text) > maximum):
+    # isascii: str.isdigit() also accepts digits int() does not ("²")
+    whole = text.isascii() and text.isdigit()
+    if not whole or int(text) < minimum or (maximum and int(text) > maximum):
         bounds = f"{minimum}..{maximum}" if maximum else f">= {minimum}"
         problems.add(key, f"must be a whole number {bounds}: {text!r}")
         return minimum

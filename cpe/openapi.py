@@ -83,6 +83,7 @@ EVERY_ROUTE_ERRORS = (400, 401, 403, 500)
 _NAME_PATTERN = "^" + NAME_RE.pattern.removesuffix(r"\Z") + "$"
 _NAME_PARAM = (("type", "string"), ("pattern", _NAME_PATTERN))
 _INT = (("type", "integer"), ("minimum", 0))
+_ID = (*_INT, ("maximum", 2**63 - 1))  # an event id: a SQLite integer
 _NUMBER = (("type", "number"),)
 _SUBJECT = (
     Param("deployable", "only events of this deployable", _NAME_PARAM),
@@ -93,8 +94,8 @@ EVENT_QUERY = (
     *_SUBJECT,
     Param("since", "only events at or after this time (seconds since the epoch)", _NUMBER),
     Param("until", "only events at or before this time (seconds since the epoch)", _NUMBER),
-    Param("after_id", "only events with a larger id (page forward: the last id seen)", _INT),
-    Param("before_id", "only events with a smaller id (page backward, with order=desc)", _INT),
+    Param("after_id", "only events with a larger id (page forward: the last id seen)", _ID),
+    Param("before_id", "only events with a smaller id (page backward, with order=desc)", _ID),
     Param("limit", "at most this many events, 1..1000 (default 100)", _INT),
     Param(
         "order",
@@ -108,7 +109,7 @@ STREAM_QUERY = (
         "after_id",
         "start after this event id (0 = from the oldest); default: only new events;"
         " the Last-Event-ID header takes precedence",
-        _INT,
+        _ID,
     ),
 )
 _FORCE = Param(
@@ -366,8 +367,9 @@ ROUTES: tuple[Operation, ...] = (
 
 _ESCALATION_VALUE = {
     "oneOf": [{"type": "number"}, {"type": "string"}],
+    "nullable": True,
     "description": "a number (seconds for period; '10s', '5m' accepted), or INFINITY / -1"
-    " to disable",
+    " (or null, or empty) to disable",
 }
 _DURATION = {
     "oneOf": [{"type": "number"}, {"type": "string"}],
@@ -401,7 +403,7 @@ _DEPLOYABLE = _object(
         "infrastructure": {"type": "string", "enum": list(INFRASTRUCTURES)},
         "settings": {"type": "object", "additionalProperties": {"type": "string"}},
         "heartbeat": _ref("Heartbeat"),
-        "escalation": _ref("Escalation"),
+        "escalation": _ref("DocumentEscalation"),
         "assemblies": {"type": "array", "items": _ref("Assembly")},
         "constraints": {"type": "array", "items": _ref("Constraint")},
     },
@@ -462,6 +464,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Escalation": _object(
         {"failures": _ESCALATION_VALUE, "period": _ESCALATION_VALUE}, ("failures", "period")
     ),
+    # in a document either may be left out: escalation set by half is disabled
+    "DocumentEscalation": _object({"failures": _ESCALATION_VALUE, "period": _ESCALATION_VALUE}),
     "Reference": _object(
         {"ref": {"type": "string", "description": "ASSEMBLY:ipaddress or ASSEMBLY:hostname"}},
         ("ref",),
@@ -484,7 +488,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/Reference"}]
                 },
             },
-            "escalation": _ref("Escalation"),
+            "escalation": _ref("DocumentEscalation"),
         },
         ("name", "type"),
     ),
@@ -493,7 +497,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "name": _NAME,
             "uuid": _UUID,
             "image": {**_NAME, "description": "the JEOS image (default: host)"},
-            "escalation": _ref("Escalation"),
+            "escalation": _ref("DocumentEscalation"),
             "resources": {"type": "array", "items": _ref("Resource")},
         },
         ("name",),
@@ -540,7 +544,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "infrastructure": {"type": "string", "enum": list(INFRASTRUCTURES)},
             "settings": {"type": "object", "additionalProperties": {"type": "string"}},
             "heartbeat": _ref("Heartbeat"),
-            "escalation": _ref("Escalation"),
+            "escalation": _ref("DocumentEscalation"),
         },
         ("name",),
     ),
@@ -703,7 +707,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     params += [p.to_openapi("query") for p in op.query]
     if op.operation_id == "stream_events":
         params.append(
-            Param("Last-Event-ID", "resume after this event id", _INT).to_openapi("header")
+            Param("Last-Event-ID", "resume after this event id", _ID).to_openapi("header")
         )
     spec: dict[str, Any] = {
         "operationId": op.operation_id,

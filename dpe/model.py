@@ -414,7 +414,12 @@ def _resource(data: object, path: str, problems: Problems) -> Resource | None:
             _join(path, "class"), f"must be one of {', '.join(RESOURCE_CLASSES)}: {rclass!r}"
         )
     provider = data.get("provider", "heartbeat" if rclass == "ocf" else "")
-    provider = check_name(provider, _join(path, "provider"), problems) if rclass == "ocf" else ""
+    if rclass == "ocf":
+        provider = check_name(provider, _join(path, "provider"), problems)
+    else:  # lsb and systemd have none: one given is ignored, but must still be text
+        if not isinstance(provider, str):
+            problems.add(_join(path, "provider"), f"must be a string, not {_kind(provider)}")
+        provider = ""
     return Resource(
         name=check_name(data.get("name"), _join(path, "name"), problems),
         rclass=str(rclass),
