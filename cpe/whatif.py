@@ -13,7 +13,7 @@ the steady state, everything up as the document asks
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dpe.cib import export_cib
@@ -28,6 +28,7 @@ Docs = dict[str, dict[str, dict[str, Any]]]
 RUNTIME = "runtime"  # planned from what the DPE recorded
 STEADY_STATE = "steady_state"  # not running: planned from everything up
 MAX_FAILURES = 100
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ def simulate_answer(
     found = recorded.observed(now)
     observed, windows = found if found else (steady_state(recorded.document, now), Windows())
     result = what_if(recorded.document, observed, failures, windows=windows, planner=planner)
+    if recorded.state == FAILED:  # escalation was exhausted: its DPE acts no more
+        note = f"{recorded.document.name} is failed: no recovery until it is started again"
+        result = replace(result, plan=Plan(), notes=(*result.notes, note), given_up=True)
     steps = in_order(result.plan)
     return {
         "deployable": recorded.document.name,

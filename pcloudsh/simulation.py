@@ -41,7 +41,7 @@ def describe(answer: dict[str, Any], dot: Path | None = None) -> list[str]:
     engine = answer.get("policy_engine", "builtin")
     lines = [f"deployable {answer.get('deployable')}: if {failures} failed now ({engine} planner)"]
     lines.append(f"planned {source}")
-    lines += [f"first: {note}" for note in answer.get("notes") or []]
+    lines += [f"note: {note}" for note in answer.get("notes") or []]
     lines += _actions(answer)
     lines += [f"cannot start {b['resource']}: {b['reason']}" for b in answer.get("blocked") or []]
     if dot is not None:

@@ -117,3 +117,13 @@ async def test_bad_parts_and_engines_are_refused_and_change_nothing(
     await refused(api, store, 400, "GET", "/deployables/shop/simulate?fail=a/b/c")
     await refused(api, store, 404, "GET", "/deployables/nope/simulate")
     await refused(api, store, 404, "GET", "/deployables/nope/cib")
+
+
+async def test_a_failed_deployable_would_do_nothing_and_says_why(api: Client, store: Store) -> None:
+    await two_tier(api)
+    record_running(store)
+    store.put_runtime("shop", "deployable", "", {"state": "failed", "failures": []})
+    status, answer = await call(api, "GET", "/deployables/shop/simulate?fail=db/pg")
+    assert status == 200, answer
+    assert answer["given_up"] and answer["actions"] == []
+    assert answer["notes"][-1] == "shop is failed: no recovery until it is started again"

@@ -60,7 +60,7 @@ def test_escalations_come_first_from_the_recorded_windows(env: Environment, shop
     assert ran.status == 0, ran
     lines = ran.out.splitlines()
     assert lines[1] == "planned from what its DPE recorded"
-    assert lines[2].startswith("first: web/www: 3 failures in 60 s")
+    assert lines[2].startswith("note: web/www: 3 failures in 60 s")
     assert "fence web" in ran.out and "create web" in ran.out
 
 
