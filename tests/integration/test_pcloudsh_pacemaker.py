@@ -142,3 +142,20 @@ def test_a_running_deployable_planned_by_pacemaker(pacemaker_shell: Runtime) -> 
     assert "policy engine failed" not in events
     dpe_log = (shell.paths.log_dir / "dped-shop.log").read_text()
     assert "policy engine: pacemaker (crm_simulate)" in dpe_log  # the DPE plans with Pacemaker
+
+
+def test_without_crm_simulate_a_pacemaker_what_if_fails_and_says_why(
+    cped_factory: CpedFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # crm_simulate is in /usr/sbin
+    cped = cped_factory()
+    shell = Runtime(cped.paths)  # noqa: F811  (not the imported fixture)
+    for line in CATALOG:
+        shell.ok(line)
+    done = shell.run(
+        "deployable_simulate", "shop", "--fail", "db/pg", "--policy-engine", "pacemaker"
+    )
+    assert done.returncode == 1, done
+    assert "crm_simulate is not installed (Debian package pacemaker-cli-utils)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert shell.run("deployable_simulate", "shop", "--fail", "db/pg").returncode == 0
