@@ -25,6 +25,9 @@ SOURCES = {
 
 def simulate(env: Environment, args: argparse.Namespace) -> Result:
     name = check_name(args.deployable, "deployable")
+    for part in args.fail:
+        if "," in part:  # cped takes the parts comma-separated: no name has a comma
+            raise InvalidInput(f"invalid --fail {part!r}: one ASSEMBLY or ASSEMBLY/RESOURCE each")
     dot = Path(args.dot) if args.dot else None
     if dot is not None and not dot.parent.is_dir():
         raise InvalidInput(f"cannot write {dot}: no such directory {dot.parent}")

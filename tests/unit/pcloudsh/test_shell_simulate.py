@@ -102,6 +102,8 @@ def test_bad_parts_are_refused_by_name_and_change_nothing(
     assert "no resource 'nope' in assembly 'db'" in ran.err
     assert "no assembly 'cache' in deployable shop" in ran.err
     assert not dot.exists() and shop.snapshot() == before
+    ran = run(env, "deployable_simulate shop --fail db,web")
+    assert ran.status == 2 and "invalid --fail 'db,web': one ASSEMBLY" in ran.err
     ran = run(env, "deployable_simulate shop --fail a/b/c")
     assert ran.status == 2 and "ASSEMBLY or ASSEMBLY/RESOURCE" in ran.err
     ran = run(env, "deployable_simulate shop --policy-engine magic")
