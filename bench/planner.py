@@ -20,7 +20,7 @@ differential test uses it).  It also says whether the two planners agreed.
 Results go to ``bench/results/planner.json``::
 
     .venv/bin/python bench/planner.py [--sizes 1 10 100 1000] [--execute-up-to 100]
-        [--budget SECONDS] [--out FILE]
+        [--budget SECONDS] [--out FILE] [--quick]
 
 from the repository root.  Not part of ``make test``.
 """
@@ -56,7 +56,10 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per figure (about)")
     parser.add_argument("--execute-up-to", type=int, default=100, help="crm_simulate -S up to")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "planner.json")
+    parser.add_argument("--quick", action="store_true", help="short budget, -S up to 10 only")
     args = parser.parse_args()
+    if args.quick:
+        args.budget, args.execute_up_to = min(args.budget, 0.3), min(args.execute_up_to, 10)
     before = machine()
     rows = [
         measure(size, decision, args.budget, size <= args.execute_up_to)

@@ -33,6 +33,7 @@ from cpe.eventfeed import EventFeed
 from cpe.hook import EventHook
 from cpe.lifecycle import STOP_WAIT, Lifecycle
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
+from cpe.retention import prune_forever
 from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
 from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
 from dpe import __version__
@@ -129,6 +130,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(app[FEED].run(), name="event-feed"),
         asyncio.create_task(hook.run(newest), name="event-hook"),
+        asyncio.create_task(_prune_events(app), name="event-retention"),
     ]
     supervisor = app[LIFECYCLE].supervisor
     if supervisor is not None:
@@ -141,6 +143,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         supervisor.close()  # DPEs keep running: the next cped adopts them
     app[STORE_THREAD].shutdown(wait=True)
+
+
+async def _prune_events(app: web.Application) -> None:
+    await prune_forever(
+        partial(_in_store, app, app[STORE].prune_events),
+        lambda: app[INFO].config.cped.event_retention,
+        app[LIFECYCLE].clock,
+    )
 
 
 def _events_after(store: Store, after_id: int) -> list[Event]:

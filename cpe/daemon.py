@@ -212,7 +212,10 @@ class Cped:
     async def _serve(self, store: Store) -> int:
         config = self.info.config.cped
         app = make_app(
-            store, self.info, launcher=DpedLauncher(self.paths), keys_dir=self.paths.keys_dir
+            store,
+            self.info,
+            launcher=DpedLauncher(self.paths, config_file=self.options.config_file),
+            keys_dir=self.paths.keys_dir,
         )
         runner = web.AppRunner(
             app,

@@ -153,15 +153,19 @@ class DpedLauncher:
         paths: Paths,
         command: Sequence[str] | None = None,
         markers: frozenset[str] = DPED_MARKERS,
+        config_file: Path | None = None,
     ) -> None:
         self.paths = paths
         self.command = list(command) if command is not None else dped_command()
+        # the file cped was started with (--config), so its DPEs read the same one
+        self.config_args = ["--config", str(config_file)] if config_file is not None else []
         self.markers = markers
         self.environment = cped_environment(paths)  # the DPE resolves exactly these paths
 
     def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> PidfdProcess:
         """Start a DPE (OSError if it cannot be started)."""
-        argv = [*self.command, "--foreground", *(["--clear-failed"] if clear_failed else [])]
+        argv = [*self.command, "--foreground", *self.config_args]
+        argv += ["--clear-failed"] if clear_failed else []
         argv.append(deployable)
         log_file = dped_log_file(self.paths, deployable)
         log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -44,6 +45,7 @@ EXIT_REASON_PREFIX = "ocf-exit-reason:"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SHELL_NOT_FOUND = 127
 _SHELL_NOT_EXECUTABLE = 126
+_SIGNALLED = 128  # the shell's exit status for a child killed by signal N: 128 + N
 # The guest kills an operation this long after its timeout (coreutils
 # ``timeout``, which kills the agent's whole process group): an abandoned
 # operation must not linger.  Later than the transport's own timeout, so that
@@ -269,6 +271,16 @@ def timeout_reason(op: str, seconds: float) -> str:
     return f"{op} timed out after {seconds:g} s"
 
 
+def killed_by(exit_status: int) -> str | None:
+    """``killed by SIGKILL`` for the shell's 128+N status of a signalled agent."""
+    if not _SIGNALLED < exit_status < _SIGNALLED + signal.NSIG:
+        return None
+    try:
+        return f"killed by {signal.Signals(exit_status - _SIGNALLED).name}"
+    except ValueError:
+        return f"killed by signal {exit_status - _SIGNALLED}"
+
+
 def exit_reason(stderr: str) -> str | None:
     """The last ``ocf-exit-reason:`` message an OCF agent printed, if any."""
     found = None
@@ -300,7 +312,8 @@ class AgentResult:
 
     @property
     def reason(self) -> str:
-        return reason(self.op, self.rc, exit_reason(self.result.stderr))
+        why = exit_reason(self.result.stderr) or killed_by(self.result.exit_status)
+        return reason(self.op, self.rc, why)
 
 
 async def execute(

@@ -47,6 +47,7 @@ class CpedSettings:
     dpe_backoff_max: float = 60.0  # cap of the exponential back-off
     lease_ttl: float = 5.0  # a DPE lease not renewed for this long is expired
     shutdown_timeout: float = 10.0  # how long a stop waits for requests in flight
+    event_retention: float | None = 90 * 86400.0  # events older are deleted; None: kept forever
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,12 @@ def _positive_duration(text: str) -> float:
     return seconds
 
 
+def _duration_or_forever(text: str) -> float | None:
+    if text.strip() == "forever":
+        return None
+    return _positive_duration(text)
+
+
 def _group(text: str) -> str | None:
     if not text:
         return None
@@ -195,6 +202,7 @@ _SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
         "dpe_backoff_max": _positive_duration,
         "lease_ttl": _positive_duration,
         "shutdown_timeout": _positive_duration,
+        "event_retention": _duration_or_forever,
     },
     "dped": {
         "policy_engine": _choice(POLICY_ENGINES),

@@ -174,6 +174,14 @@ class Engine:
             with contextlib.suppress(PcloudError):
                 self.runtime.release_lease(self.holder, self.epoch)
         self._lease_ok = False
+        await self._close_driver()
+
+    async def _close_driver(self) -> None:
+        """Drop the driver's connection (libvirt's); the instances keep running."""
+        close = getattr(self.s.driver, "close", None)
+        if close is not None:
+            with contextlib.suppress(PcloudError, OSError):
+                await asyncio.wait_for(close(), self.options.driver_timeout)
 
     async def reload(self, document: Deployable) -> None:
         """Apply a new document: only what changed is started, stopped or restarted."""

@@ -77,7 +77,7 @@ def _service(args: argparse.Namespace) -> Service:
         return Service.from_file(args.document, _paths(args.state_dir), sys.stderr)
     validate_name(args.deployable, "deployable name")  # it becomes a file name
     paths = resolve()
-    config = load_config(paths.config_file)
+    config = load_config(args.config or paths.config_file, required=args.config is not None)
     _logging(args.verbose, logging.getLevelName(config.dped.log_level.upper()))
     if not args.foreground:
         _log_to_file(paths, args.deployable)
@@ -151,6 +151,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--clear-failed", action="store_true", help="start again a deployable that had failed"
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="configuration file (must exist; default: the one cped reads by default)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log (repeat for debug)"

@@ -12,7 +12,7 @@ import re
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from dpe.errors import InvalidInput
 
@@ -26,9 +26,9 @@ DISABLED_WORDS = ("INFINITY", "-INFINITY", "-1", "")
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 DEFAULT_OP_TIMEOUT = 20.0
-_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr)?\s*\Z")
+_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*\Z")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "sec": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0}
-_UNIT_SECONDS |= {"h": 3600.0, "hr": 3600.0}
+_UNIT_SECONDS |= {"h": 3600.0, "hr": 3600.0, "d": 86400.0}
 
 
 # ---------------------------------------------------------------------------
@@ -69,9 +69,12 @@ class Reference:
 ParamValue = str | Reference
 
 
-@dataclass(frozen=True)
-class ResourceId:
-    """A resource named across the deployable: ``ASSEMBLY/RESOURCE``."""
+class ResourceId(NamedTuple):
+    """A resource named across the deployable: ``ASSEMBLY/RESOURCE``.
+
+    A named tuple, not a dataclass: the planner hashes thousands of these per
+    decision, and a tuple's hash and equality run in C.
+    """
 
     assembly: str
     resource: str
@@ -248,7 +251,7 @@ def validate_name(value: str, what: str = "name") -> str:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``10``, ``10s``, ``500ms``, ``2m`` or ``1h``; ValueError otherwise."""
+    """Seconds from ``10``, ``10s``, ``500ms``, ``2m``, ``1h`` or ``7d``; ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):

@@ -28,10 +28,11 @@ Rules:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from dpe.model import Constraint, Deployable, Reference, Resource, ResourceId
 from dpe.states import AssemblyState, ResourceState
@@ -51,8 +52,7 @@ class ActionKind(StrEnum):
     MONITOR = "monitor"  # begin the recurring monitor at ``interval``
 
 
-@dataclass(frozen=True, order=True)
-class Action:
+class Action(NamedTuple):  # a tuple: hashed and compared in C, ordered by its fields
     kind: ActionKind
     assembly: str
     resource: str | None = None
@@ -198,16 +198,15 @@ def start_order(ids: Iterable[ResourceId], constraints: Iterable[Constraint]) ->
         if c.first in position and c.then in position:
             thens[c.first].append(c.then)
             waiting[c.then] += 1
-    ready = sorted((rid for rid in ids if waiting[rid] == 0), key=position.__getitem__)
+    ready = [i for i, rid in enumerate(ids) if waiting[rid] == 0]  # a heap of positions
     order: list[ResourceId] = []
     while ready:
-        rid = ready.pop(0)
+        rid = ids[heapq.heappop(ready)]
         order.append(rid)
         for then in thens[rid]:
             waiting[then] -= 1
             if waiting[then] == 0:
-                ready.append(then)
-                ready.sort(key=position.__getitem__)
+                heapq.heappush(ready, position[then])
     if len(order) != len(ids):  # a cycle: the model refuses them, stay total anyway
         order += [rid for rid in ids if rid not in order]
     return order

@@ -506,6 +506,25 @@ class Store:
         row = self._one("SELECT max(id) FROM events")
         return int(row[0]) if row and row[0] is not None else 0
 
+    def prune_events(self, older_than: float, batch: int = 5_000) -> int:
+        """Delete the events from before ``older_than``; how many went.
+
+        In batches, each its own transaction, so writers (DPEs appending
+        events, renewing leases) wait for one batch at most.  Ids are never
+        reused (AUTOINCREMENT): ``after_id`` cursors stay valid.
+        """
+        deleted = 0
+        while True:
+            with self.transaction():
+                cursor = self._db.execute(
+                    "DELETE FROM events WHERE id IN"
+                    " (SELECT id FROM events WHERE time < ? ORDER BY id LIMIT ?)",
+                    (older_than, batch),
+                )
+            deleted += cursor.rowcount
+            if cursor.rowcount < batch:
+                return deleted
+
     # -- the DPE lease (one row per deployable) --------------------------------
     # The epoch grows on every takeover and survives release, so a DPE that lost
     # its lease can never renew it by accident (holder and epoch must both match).

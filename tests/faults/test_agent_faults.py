@@ -44,7 +44,7 @@ BEHAVIOURS = {
 }
 FAILURES = {
     "hang": "monitor timed out after 1 s",
-    "crash": "monitor returned 1 (unknown error)",  # killed by SIGSEGV: OCF's generic error
+    "crash": "monitor returned 1 (unknown error): killed by SIGSEGV",  # OCF's generic error
     "garbage": "monitor returned 1 (unknown error)",  # an exit code outside OCF's range
     "flap": "monitor returned 7 (not running)",
 }

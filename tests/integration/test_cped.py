@@ -275,3 +275,18 @@ def test_stop_never_signals_a_process_that_is_not_cped(pcloud_home: Paths) -> No
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_events_older_than_the_retention_are_deleted_when_cped_starts(
+    cped_factory: CpedFactory,
+) -> None:
+    cped = cped_factory("[cped]\nevent_retention = 1h\n", start=False)
+    store = Store.open(cped.paths.store_file)
+    try:
+        store.append_event(Event(time.time() - 7200, "shop", "running", "two hours ago"))
+        store.append_event(Event(time.time() - 60, "shop", "running", "a minute ago"))
+    finally:
+        store.close()
+    cped.start()
+    wait_for(lambda: [e["reason"] for e in cped.client.query_events()] == ["a minute ago"])
+    assert "event retention: deleted 1 events older than 3600 s" in cped.log()

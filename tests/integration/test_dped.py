@@ -271,6 +271,7 @@ def test_a_second_dped_for_the_same_deployable_gives_up(world: tuple[Paths, list
         (("nosuch",), "no such deployable: 'nosuch'"),
         (("bad/name",), "not a valid name"),
         (("--document", "/nonexistent/doc.json"), "cannot read /nonexistent/doc.json"),
+        (("--config", "/nonexistent/pcloud.conf", "trio"), "/nonexistent/pcloud.conf"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(

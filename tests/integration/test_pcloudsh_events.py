@@ -28,7 +28,7 @@ from tests.integration.test_pcloudsh_session import COMMAND_TIMEOUT, Terminal, p
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-T0 = 1_700_000_000.0
+T0 = float(int(time.time())) - 3600  # recent: older events go with the retention
 
 
 class Shell:

@@ -128,6 +128,27 @@ async def test_signals_reach_the_process_and_sigterm_ends_it(
     assert launcher.last_words("never-started") == ""
 
 
+async def test_the_dpe_reads_the_configuration_file_cped_was_started_with(
+    pcloud_home: Paths, stand_in: Path
+) -> None:
+    config = pcloud_home.config_dir / "elsewhere.conf"
+    launcher = DpedLauncher(
+        pcloud_home,
+        command=[sys.executable, str(stand_in)],
+        markers=frozenset({"stand-in.py"}),
+        config_file=config,
+    )
+    exits = Exits()
+    process = launcher.spawn("shop", clear_failed=False, on_exit=exits)
+    try:
+        await until(lambda: launcher.is_dped(process.pid, "shop"))
+        argv = command_line(process.pid)
+        assert argv is not None and argv[-4:] == ["--foreground", "--config", str(config), "shop"]
+    finally:
+        process.signal(signal.SIGTERM)
+        await exits.wait()
+
+
 async def test_attach_watches_a_dpe_it_did_not_start(launcher: DpedLauncher) -> None:
     exits = Exits()
     first = launcher.spawn("shop", clear_failed=False, on_exit=Exits())

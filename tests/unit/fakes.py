@@ -405,6 +405,10 @@ class WatchingFakeDriver(FakeDriver):
         self.watches: list[FakeWatch] = []
         if heartbeat_defaults is not None:
             self.heartbeat_defaults = heartbeat_defaults
+        self.closed = 0  # times ``close`` was awaited (libvirt's drops its connection)
+
+    async def close(self) -> None:
+        self.closed += 1
 
     async def watch(self, callback: Callable[[str, InstanceState], None]) -> FakeWatch:
         self.callbacks.append(callback)

@@ -268,3 +268,13 @@ async def test_execute_runs_with_the_op_timeout_and_maps_the_code() -> None:
 async def test_execute_lets_timeouts_through() -> None:
     with pytest.raises(OperationTimeout):
         await agents.execute(FakeConnection(None), dummy(), "start")
+
+
+def test_an_agent_killed_by_a_signal_says_which() -> None:
+    killed = agents.AgentResult("monitor", OcfRc.UNKNOWN_ERROR, CommandResult(137, "", ""))
+    assert killed.reason == "monitor returned 1 (unknown error): killed by SIGKILL"
+    failed = agents.AgentResult("monitor", OcfRc.UNKNOWN_ERROR, CommandResult(1, "", ""))
+    assert failed.reason == "monitor returned 1 (unknown error)"
+    marked = CommandResult(143, "", "ocf-exit-reason:gave up\n")
+    said = agents.AgentResult("stop", OcfRc.UNKNOWN_ERROR, marked)
+    assert said.reason == "stop returned 1 (unknown error): gave up"

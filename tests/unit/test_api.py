@@ -18,7 +18,7 @@ from aiohttp import test_utils, web
 from cpe.api import DaemonInfo, StreamSettings, make_app
 from cpe.openapi import PREFIX, ROUTES, openapi_document
 from cpe.resource_templates import builtin_templates
-from dpe.config import Config
+from dpe.config import Config, CpedSettings
 from dpe.errors import InvalidInput
 from dpe.events import Event
 from dpe.store import Store
@@ -28,7 +28,8 @@ Client = test_utils.TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def api(store: Store) -> AsyncIterator[Client]:
-    app = make_app(store, DaemonInfo(Config()), StreamSettings(keepalive=0.2, poll_interval=0.02))
+    config = Config(cped=CpedSettings(event_retention=None))  # events here are from 1970
+    app = make_app(store, DaemonInfo(config), StreamSettings(keepalive=0.2, poll_interval=0.02))
     async with test_utils.TestClient(test_utils.TestServer(app)) as client:
         yield client
 

@@ -125,3 +125,26 @@ def test_zero_durations_are_refused(tmp_path: Path) -> None:
 def test_the_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         Config().cped.log_level = "debug"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30d", 30 * 86400.0), ("12h", 43200.0), ("forever", None)]
+)
+def test_event_retention_is_a_duration_or_forever(
+    tmp_path: Path, text: str, seconds: float | None
+) -> None:
+    path = write(tmp_path, f"[cped]\nevent_retention = {text}\n")
+    assert load_config(path).cped.event_retention == seconds
+
+
+def test_event_retention_refuses_zero_and_nonsense(tmp_path: Path) -> None:
+    found = {
+        p["path"]: p["message"]
+        for p in problems_of(write(tmp_path, "[cped]\nevent_retention = 0\n"))
+    }
+    assert "greater than zero" in found["[cped] event_retention"]
+    found = {
+        p["path"]: p["message"]
+        for p in problems_of(write(tmp_path, "[cped]\nevent_retention = always\n"))
+    }
+    assert "not a duration" in found["[cped] event_retention"]

@@ -128,6 +128,7 @@ async def test_the_watch_is_opened_once_and_closed_on_shutdown() -> None:
     assert h.engine is not None
     await h.engine.shutdown()
     assert driver.watches[0].closed
+    assert driver.closed == 1  # its connection too
     assert driver.destroyed == []  # shutdown leaves the instances running
 
 
@@ -139,6 +140,7 @@ async def test_the_watch_is_closed_on_stop() -> None:
     await h.until(stopping.done, within=60)
     await stopping
     assert watching(h).watches[0].closed
+    assert watching(h).closed == 1
     assert h.state("dep") == "stopped"
 
 

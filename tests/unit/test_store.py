@@ -313,3 +313,15 @@ def test_events_written_by_another_process_are_visible(pcloud_home: Paths, store
     finally:
         writer.close()
     assert store.query_events() == [written]
+
+
+def test_old_events_are_pruned_in_batches_and_ids_are_never_reused(store: Store) -> None:
+    for i in range(7):
+        store.append_event(Event(100.0 + i, "d", "running", f"event {i}"))
+    assert store.prune_events(older_than=105.0, batch=2) == 5  # three batches
+    kept = store.query_events(after_id=0)
+    assert [e.reason for e in kept] == ["event 5", "event 6"]
+    assert store.prune_events(older_than=105.0) == 0
+    assert store.prune_events(older_than=1000.0) == 2
+    assert store.last_event_id() == 0
+    assert store.append_event(Event(200.0, "d", "running", "after")).id == 8
