@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _export_cib(args: argparse.Namespace) -> int:
     """Print the document file as a CIB (no status: nothing observed); 2 if it is bad."""
-    if args.document is None or args.leave_running or args.clear_failed:
+    if args.document is None or args.leave_running or args.clear_failed or args.config:
         print("dped: --export-cib goes with --document FILE only", file=sys.stderr)
         return ExitCode.USAGE
     from dpe.cib import export_cib

@@ -64,5 +64,10 @@ def test_bad_files_and_usage_exit_2_with_a_message(tmp_path: Path) -> None:
     assert done.returncode == 2 and "not UTF-8 text" in done.stderr
     usage = dped("--export-cib", "trio")
     assert usage.returncode == 2 and "--export-cib goes with --document FILE only" in usage.stderr
+    document = tmp_path / "trio.json"
+    document.write_text(json.dumps(trio(tmp_path)))
+    for extra in ("--leave-running", "--clear-failed"):
+        mixed = dped("--document", str(document), "--export-cib", extra)
+        assert mixed.returncode == 2 and mixed.stdout == "", extra
     for answer in (missing, done, usage):
         assert "Traceback" not in answer.stderr
