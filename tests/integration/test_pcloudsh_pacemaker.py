@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from tests.integration.test_pcloudsh_runtime import (  # noqa: F401  (the fixtur
     _leave_nothing_running,
     shell,
 )
+from tests.integration.test_pcloudsh_session import heavy_modules_loaded
 
 pytestmark = [
     pytest.mark.integration,
@@ -80,25 +79,11 @@ def test_a_deployable_not_running_as_a_cib_and_what_if(shell: Runtime, tmp_path:
 
 
 def test_the_one_shot_path_of_the_new_commands_stays_light(shell: Runtime) -> None:  # noqa: F811
-    probe = (
-        "import sys\n"
-        "from pcloudsh.main import main\n"
-        "status = main(sys.argv[1:])\n"
-        "heavy = ('cmd2', 'prompt_toolkit', 'aiohttp', 'rich')\n"
-        "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
-    )
     for line in (
         ["deployable_simulate", "shop", "--fail", "web"],
         ["deployable_export", "shop", "--format", "cib"],
     ):
-        done = subprocess.run(
-            [sys.executable, "-c", probe, *line],
-            capture_output=True,
-            text=True,
-            env=shell.env,
-            timeout=30,
-        )
-        assert done.stderr.splitlines()[-1] == "0 []", (line, done.stderr)
+        assert heavy_modules_loaded(line, shell.env) == ("0", "[]"), line
 
 
 @pytest.fixture
