@@ -39,6 +39,7 @@ from cpe.lifecycle import STOP_WAIT, Lifecycle
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
 from cpe.retention import prune_forever
 from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
+from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
 from dpe import __version__
 from dpe.config import Config
 from dpe.errors import Code, InvalidInput, PcloudError
@@ -495,6 +496,25 @@ async def deployable_status(request: web.Request) -> web.Response:
     return _json(await request.app[LIFECYCLE].status(_name(request)))
 
 
+async def deployable_cib(request: web.Request) -> web.Response:
+    recorded = await _in_store(request.app, read_recorded, request.app[STORE], _name(request))
+    return _json(cib_answer(recorded, _wall(request)))
+
+
+async def simulate_deployable(request: web.Request) -> web.Response:
+    """What-if; crm_simulate (policy_engine=pacemaker) runs in a thread of its own."""
+    failures = parse_fail_query(request.query.get("fail"))
+    configured = request.app[INFO].config.dped.policy_engine
+    engine = request.query.get("policy_engine", configured)
+    recorded = await _in_store(request.app, read_recorded, request.app[STORE], _name(request))
+    now = _wall(request)
+    return _json(await asyncio.to_thread(simulate_answer, recorded, failures, engine, now))
+
+
+def _wall(request: web.Request) -> float:
+    return request.app[LIFECYCLE].clock()
+
+
 def _seconds(request: web.Request, key: str, maximum: float) -> float | None:
     """A duration query parameter (``30``, ``500ms``, ``2m``), or None if absent."""
     text = request.query.get(key)
@@ -599,6 +619,8 @@ HANDLERS: dict[str, Handler] = {
     "stop_deployable": stop_deployable,
     "reload_deployable": reload_deployable,
     "deployable_status": deployable_status,
+    "deployable_cib": deployable_cib,
+    "simulate_deployable": simulate_deployable,
     "query_events": query_events,
     "stream_events": stream_events,
 }

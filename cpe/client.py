@@ -276,6 +276,20 @@ class Client:
     def deployable_status(self, name: str) -> Json:
         return self._object("GET", _path("deployables", name, "status"))
 
+    def deployable_cib(self, name: str) -> Json:
+        """The deployable as a Pacemaker CIB: ``{deployable, state, source, cib}``."""
+        return self._object("GET", _path("deployables", name, "cib"))
+
+    def simulate_deployable(
+        self, name: str, fail: list[str] | None = None, policy_engine: str | None = None
+    ) -> Json:
+        """What-if ``fail`` (``ASSEMBLY`` or ``ASSEMBLY/RESOURCE`` each) happened now."""
+        query = {"fail": ",".join(fail) if fail else None, "policy_engine": policy_engine}
+        answer = self._call("GET", _path("deployables", name, "simulate"), query=query)
+        if not isinstance(answer, dict):
+            raise PcloudError(f"cped answered the simulation with {type(answer).__name__}")
+        return answer
+
     # -- events -----------------------------------------------------------------------
 
     def query_events(self, **filters: Any) -> list[Json]:

@@ -341,6 +341,37 @@ ROUTES: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/deployables/{name}/cib",
+        "deployable_cib",
+        "The deployable as a Pacemaker CIB: the stored document and, while it runs, what"
+        " its DPE recorded as the status section (not running: an empty status section)",
+        "DeployableCib",
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/deployables/{name}/simulate",
+        "simulate_deployable",
+        "What-if: the actions the engine would take if the parts named failed now, from"
+        " what its DPE recorded (not running: from the steady state); changes nothing",
+        "Simulation",
+        query=(
+            Param(
+                "fail",
+                "the parts that fail, comma-separated: ASSEMBLY (its instance is lost) or"
+                " ASSEMBLY/RESOURCE (its monitor found it not running)",
+            ),
+            Param(
+                "policy_engine",
+                "the planner: builtin or pacemaker (crm_simulate); default: [dped]"
+                " policy_engine of the configuration",
+                (("type", "string"), ("enum", ["builtin", "pacemaker"])),
+            ),
+        ),
+        errors=(400, 404, 503),
+    ),
+    Operation(
+        "GET",
         "/events",
         "query_events",
         "Query the event log",
@@ -652,6 +683,66 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "last_rc": {"type": "integer", "nullable": True},
         },
         ("name", "state", "failures", "last_rc"),
+    ),
+    "DeployableCib": _object(
+        {
+            "deployable": _NAME,
+            "state": {"type": "string", "description": "the state its DPE recorded"},
+            "source": {
+                "type": "string",
+                "enum": ["runtime", "document"],
+                "description": "runtime: the status section is what the DPE recorded;"
+                " document: not running, the status section is empty",
+            },
+            "cib": {"type": "string", "description": "the CIB (XML, Pacemaker 2.1)"},
+        },
+        ("deployable", "state", "source", "cib"),
+    ),
+    "Simulation": _object(
+        {
+            "deployable": _NAME,
+            "state": {"type": "string"},
+            "source": {
+                "type": "string",
+                "enum": ["runtime", "steady_state"],
+                "description": "planned from what the DPE recorded, or (not running)"
+                " from everything up as the document asks",
+            },
+            "policy_engine": {"type": "string", "enum": ["builtin", "pacemaker"]},
+            "failures": {"type": "array", "items": {"type": "string"}},
+            "notes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "escalations that happen first, failures that change nothing",
+            },
+            "given_up": {"type": "boolean", "description": "the deployable would be failed"},
+            "actions": {"type": "array", "items": _ref("SimulatedAction")},
+            "blocked": {
+                "type": "array",
+                "items": _object({"resource": {"type": "string"}, "reason": {"type": "string"}}),
+            },
+            "dot": {"type": "string", "description": "the plan as a Graphviz digraph"},
+        },
+        ("deployable", "source", "policy_engine", "failures", "notes", "actions", "dot"),
+    ),
+    "SimulatedAction": _object(
+        {
+            "step": {"type": "integer", "description": "1, 2...: an order that respects 'after'"},
+            "action": {
+                "type": "string",
+                "enum": ["create", "fence", "probe", "stop", "start", "monitor"],
+            },
+            "assembly": _NAME,
+            "resource": {**_NAME, "nullable": True},
+            "interval": {"type": "number", "nullable": True, "description": "monitor: seconds"},
+            "text": {"type": "string"},
+            "after": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "the steps it waits for",
+            },
+        },
+        ("step", "action", "assembly", "text", "after"),
     ),
     "Event": _object(
         {

@@ -15,6 +15,7 @@ problems too (a misspelt key silently ignored is a setting that never applies)::
 
     [dped]
     policy_engine = builtin
+    # policy_engine = pacemaker: plan with crm_simulate (dpe.pacemaker); see man dped
 
 Comments go on their own lines (``#`` or ``;``): a ``#`` inside a value is part
 of it, so hook command lines can contain one.

@@ -5,7 +5,10 @@
 - ``start()`` takes the deployable's lease, reads what a previous DPE recorded,
   adopts the instances the driver still has (never creating a duplicate: extra
   instances of an assembly are destroyed), then runs;
-- one control loop plans (``dpe.planner``) and carries out transition graphs
+- one control loop plans (``dpe.planner``, or the ``planner`` given: the
+  ``policy_engine = pacemaker`` option gives ``dpe.pacemaker.PacemakerPlanner``;
+  while it fails, the built-in planner plans and an event says so) and carries
+  out transition graphs
   (``dpe.engine_exec``) whenever something changed; each assembly has its own
   tasks (``dpe.engine_assembly``) and each running resource its monitor
   (``dpe.engine_resource``);
@@ -65,12 +68,15 @@ from dpe.interfaces import (
 )
 from dpe.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId
 from dpe.planner import ActionKind, Goal, Observed, Plan
+from dpe.planner import plan as builtin_plan
 from dpe.runtime import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE, Docs, Runtime
 from dpe.states import AssemblyState, DeployableState, ResourceState, Subject, deployable_cell
 
 log = logging.getLogger("dpe.engine")
 
 Listener = Callable[[Event], None]
+Planner = Callable[[Deployable, Observed], Plan]  # the shape of ``dpe.planner.plan``
+PLANNER_RETRY = 60.0  # after a planner failure, the built-in planner plans this long
 _DEAD = (InstanceState.GONE, InstanceState.STOPPED)
 
 
@@ -86,8 +92,12 @@ class Engine:
         clock: Clock | None = None,
         options: EngineOptions | None = None,
         holder: str | None = None,
+        planner: Planner | None = None,
     ) -> None:
         self.document = document
+        # the policy engine: the built-in planner, or one of the same shape (Pacemaker's)
+        self.planner: Planner = planner or builtin_plan
+        self._planner_down_until = float("-inf")
         self.planned = document  # the document the current (or last) transition was planned with
         self.name = document.name
         self.runtime = runtime
@@ -402,7 +412,7 @@ class Engine:
                 continue
             self._drop_orphans()
             self.planned = self.document
-            plan = planner.plan(self.planned, self._observe())
+            plan = await self._plan(self._observe())
             if not plan.probing:  # while probing, nothing else is decided
                 self._note_blocked(plan.blocked)
             self._wake_at(plan.wake_at)
@@ -410,6 +420,31 @@ class Engine:
                 self._converged()
                 continue
             await self._carry_out(plan)
+
+    async def _plan(self, observed: Observed) -> Plan:
+        """The policy engine's plan; the built-in planner's while it cannot answer.
+
+        A planner that runs a program (``blocking``: crm_simulate) runs in a
+        thread, so that heartbeats and the lease go on meanwhile.
+        """
+        if self.planner is builtin_plan or self.clock.time() < self._planner_down_until:
+            return builtin_plan(self.planned, observed)
+        try:
+            if getattr(self.planner, "blocking", False):
+                return await asyncio.to_thread(self.planner, self.planned, observed)
+            return self.planner(self.planned, observed)
+        except Exception as error:  # any failure: the built-in planner still works
+            self._planner_failed(error)
+            return builtin_plan(self.planned, observed)
+
+    def _planner_failed(self, error: Exception) -> None:
+        """Say so once per retry period, and plan with the built-in planner meanwhile."""
+        self._planner_down_until = self.clock.time() + PLANNER_RETRY
+        name = getattr(self.planner, "name", "configured")
+        reason = f"the {name} policy engine failed ({error}): planning with the built-in"
+        reason += f" planner for {PLANNER_RETRY:g} s"
+        self.log.warning("%s", reason)
+        self.cell.note(reason)
 
     async def _carry_out(self, plan: Plan) -> None:
         self.log.info("transition: %s", "; ".join(plan.describe()))

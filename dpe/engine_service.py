@@ -24,7 +24,7 @@ from typing import TextIO
 from dpe.config import Config
 from dpe.document import load_document
 from dpe.drivers import make_driver
-from dpe.engine import Engine
+from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
 from dpe.errors import InvalidInput, PcloudError
 from dpe.events import Event
@@ -37,6 +37,7 @@ from dpe.store import Store
 from dpe.transport import SshTransport
 
 log = logging.getLogger("dpe.service")
+PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
 
 
 class ExitCode(IntEnum):
@@ -54,6 +55,7 @@ class Service:
     options: EngineOptions
     close: Callable[[], None] = lambda: None
     print_events: TextIO | None = None
+    policy_engine: str = "builtin"  # [dped] policy_engine
 
     @classmethod
     def from_store(cls, name: str, paths: Paths, config: Config) -> Service:
@@ -71,16 +73,13 @@ class Service:
             StoreRuntime(store, name),
             options_from(config),
             close=store.close,
+            policy_engine=config.dped.policy_engine,
         )
 
     @classmethod
     def from_file(cls, path: Path, paths: Paths, events: TextIO) -> Service:
         def read() -> Deployable:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as error:
-                raise InvalidInput(f"cannot read {path}: {error.strerror}") from error
-            return parse(load_document(text))
+            return read_document_file(path)
 
         document = read()
         runtime = MemoryRuntime(document.name)
@@ -96,6 +95,7 @@ class Service:
             keys=self.keys,
             clock=SystemClock(),
             options=self.options,
+            planner=planner_for(self.policy_engine),
         )
         if self.print_events is not None:
             engine.listeners.append(event_printer(self.print_events))
@@ -103,6 +103,34 @@ class Service:
 
     def keys(self, assembly: str) -> AssemblyKeys:
         return load_assembly_keys(self.paths.keys_dir, assembly)
+
+
+def read_document_file(path: Path) -> Deployable:
+    """A validated document from a file (JSON, YAML or the original XML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError:
+        raise InvalidInput(f"cannot read {path}: not UTF-8 text") from None
+    return parse(load_document(text))
+
+
+def planner_for(policy_engine: str) -> Planner | None:
+    """The planner of ``[dped] policy_engine`` (None: the built-in one).
+
+    ``pacemaker`` plans with crm_simulate.  Without it (not installed, or it
+    fails) the engine plans with the built-in planner and an event says why:
+    a deployable is never left without a policy engine.
+    """
+    if policy_engine != "pacemaker":
+        return None
+    from dpe.pacemaker import PacemakerPlanner, available
+
+    if not available():
+        log.warning("policy_engine = pacemaker, but crm_simulate is not installed")
+    log.info("policy engine: pacemaker (crm_simulate)")
+    return PacemakerPlanner(timeout=PACEMAKER_TIMEOUT)
 
 
 def options_from(config: Config) -> EngineOptions:

@@ -2,6 +2,11 @@
 
     dped [-v] [--foreground] [--leave-running] [--clear-failed] DEPLOYABLE
     dped [-v] --document FILE [--state-dir DIR] [--leave-running]
+    dped --document FILE --export-cib
+
+``--export-cib`` prints the document as a Pacemaker CIB (``dpe.cib``) and
+exits: its configuration only, with an empty status section, since nothing of
+the deployable has been observed.
 
 Exit codes: 0 stopped cleanly (or left running when asked), 1 failure (lease
 lost, store or driver unreachable...), 2 bad usage or an invalid document.
@@ -16,7 +21,7 @@ import sys
 from pathlib import Path
 
 from dpe.config import load_config
-from dpe.engine_service import ExitCode, Service, serve
+from dpe.engine_service import ExitCode, Service, read_document_file, serve
 from dpe.errors import InvalidInput, NotFound, PcloudError, Unavailable
 from dpe.model import validate_name
 from dpe.paths import Paths, resolve
@@ -30,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_usage(sys.stderr)
         print("dped: give either a DEPLOYABLE or --document FILE", file=sys.stderr)
         return ExitCode.USAGE
+    if args.export_cib:
+        return _export_cib(args)
     if args.state_dir is not None and args.document is None:
         print("dped: --state-dir goes with --document", file=sys.stderr)
         return ExitCode.USAGE
@@ -47,6 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, ExitCode.FAILURE)
     finally:
         service.close()
+
+
+def _export_cib(args: argparse.Namespace) -> int:
+    """Print the document file as a CIB (no status: nothing observed); 2 if it is bad."""
+    if args.document is None or args.leave_running or args.clear_failed or args.config:
+        print("dped: --export-cib goes with --document FILE only", file=sys.stderr)
+        return ExitCode.USAGE
+    from dpe.cib import export_cib
+
+    try:
+        document = read_document_file(args.document)
+    except PcloudError as error:
+        return _fail(error, ExitCode.USAGE)
+    sys.stdout.write(export_cib(document))
+    return ExitCode.OK
 
 
 def _service(args: argparse.Namespace) -> Service:
@@ -113,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="with --document: keys and instances under DIR",
+    )
+    parser.add_argument(
+        "--export-cib",
+        action="store_true",
+        help="with --document: print it as a Pacemaker CIB and exit",
     )
     parser.add_argument(
         "--foreground", action="store_true", help="log to standard error (as under cped or systemd)"

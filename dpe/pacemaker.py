@@ -97,6 +97,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from dpe.cib import Cib, build_cib
 from dpe.errors import Code, OperationTimeout, PcloudError, Unavailable
@@ -392,6 +393,8 @@ class PacemakerPlanner:
     for a few resources, about a second for 1,000 (``bench/planner.py``).
     """
 
+    name: ClassVar[str] = "pacemaker"  # the policy engine, as events name it
+    blocking: ClassVar[bool] = True  # it runs a program: the engine calls it in a thread
     timeout: float = DEFAULT_TIMEOUT
     scheduler: Scheduler | None = None  # tests: a stand-in for crm_simulate
     last: Transition | None = field(default=None, init=False, repr=False)

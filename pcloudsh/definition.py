@@ -37,6 +37,7 @@ class Names(StrEnum):
     TEMPLATE = "template"
     RESOURCE = "resource"  # a resource of the ASSEMBLY given on the same line
     RESOURCE_ID = "resource_id"  # ASSEMBLY/RESOURCE within the DEPLOYABLE on the line
+    PART = "part"  # ASSEMBLY or ASSEMBLY/RESOURCE within the DEPLOYABLE on the line
 
 
 class Arg:

@@ -223,14 +223,60 @@ class DeployableCommands(Noun):
 
     @command(
         NAME,
-        Arg("--format", choices=("json", "xml"), default=None, help="json (default) or xml"),
+        Arg(
+            "--format",
+            choices=("json", "xml", "cib"),
+            default=None,
+            help="json (default), xml or cib",
+        ),
         Arg("-o", "--output", metavar="FILE", help="write to FILE instead of standard output"),
     )
     def deployable_export(self, args: argparse.Namespace) -> Result:
-        """Print a deployable's whole document (JSON, or the original DPE XML schema)."""
+        """Print a deployable's whole document (JSON, or the original DPE XML schema).
+
+        --format cib prints it as a Pacemaker CIB (crm_verify accepts it): the
+        configuration from the document and, while it runs, a status section
+        with what its DPE recorded; a deployable not running has an empty
+        status section (nothing observed).
+        """
         from pcloudsh.documents import export_document
 
         return export_document(self.env, args)
+
+    @command(
+        Arg("deployable", metavar="NAME", help="the deployable", complete=Names.DEPLOYABLE),
+        Arg(
+            "--fail",
+            metavar="ASSEMBLY[/RESOURCE]",
+            action="append",
+            default=[],
+            complete=Names.PART,
+            help="a part that fails: an assembly (its instance is lost) or a resource"
+            " (its monitor finds it not running); may be repeated",
+        ),
+        Arg("--dot", metavar="FILE", help="also write the plan as a Graphviz digraph to FILE"),
+        Arg(
+            "--policy-engine",
+            choices=("builtin", "pacemaker"),
+            default=None,
+            help="the planner (default: [dped] policy_engine of the configuration)",
+        ),
+    )
+    def deployable_simulate(self, args: argparse.Namespace) -> Result:
+        """Show what the DPE would do if parts failed now; nothing changes.
+
+        Planned from what the deployable's DPE recorded or, when it is not
+        running, from everything up as the document asks.  First the
+        escalations the failures would cause (a resource that keeps failing
+        fails its assembly; an assembly that keeps failing restarts the
+        deployable), then each action in order with the steps it waits for.
+        --dot FILE writes the plan as a Graphviz digraph; --json prints the
+        whole answer.  With --policy-engine pacemaker cped plans with
+        crm_simulate (pacemaker-cli-utils).
+        """
+        from pcloudsh.simulation import simulate
+
+        return simulate(self.env, args)
 
     @command(
         Arg("file", help="the document (- for standard input)"),

@@ -32,9 +32,13 @@ def export_document(env: Environment, args: argparse.Namespace) -> Result:
     name = check_name(args.name, "deployable")
     fmt = args.format or "json"
     if args.json and fmt != "json" and not args.output:
-        raise InvalidInput("--json prints JSON: use it without --format xml, or with -o FILE")
-    doc = env.api().get_deployable(name)
-    text = _dump(env, doc, fmt)
+        raise InvalidInput(f"--json prints JSON: use it without --format {fmt}, or with -o FILE")
+    if fmt == "cib":
+        doc = env.api().deployable_cib(name)
+        text = str(doc["cib"])
+    else:
+        doc = env.api().get_deployable(name)
+        text = _dump(env, doc, fmt)
     if not args.output:
         return Result(doc, Raw(text))
     _write(Path(args.output), text)

@@ -213,6 +213,8 @@ def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) 
         rows = api.list_templates()
     elif kind is Names.RESOURCE:
         return _resources_of(env, arg_tokens.get("assembly", [""])[0])
+    elif kind is Names.PART:
+        return _parts_of(env, arg_tokens.get("deployable", [""])[0])
     else:
         return _resource_ids_of(env, arg_tokens.get("deployable", [""])[0])
     return sorted(str(row.get("name")) for row in rows)
@@ -235,6 +237,16 @@ def _resource_ids_of(env: Environment, deployable: str) -> list[str]:
         for a in doc.get("assemblies", [])
         for r in a.get("resources", [])
     )
+
+
+def _parts_of(env: Environment, deployable: str) -> list[str]:
+    """What can fail: the deployable's assemblies and their resources."""
+    if not deployable:
+        return []
+    assemblies = env.api().get_deployable(deployable).get("assemblies", [])
+    names = [str(a["name"]) for a in assemblies]
+    names += [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
+    return sorted(names)
 
 
 def run_shell(env: Environment) -> int:

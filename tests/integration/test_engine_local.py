@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from dpe.drivers.local import LocalDriver
-from dpe.engine import Engine
+from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
 from dpe.events import Event
 from dpe.interfaces import Instance
@@ -240,7 +240,7 @@ class Local:
     events: list[Event] = field(default_factory=list)
     engines: list[Engine] = field(default_factory=list)
 
-    def engine(self, document: dict[str, Any]) -> Engine:
+    def engine(self, document: dict[str, Any], planner: Planner | None = None) -> Engine:
         parsed = parse(document)
         engine = Engine(
             parsed,
@@ -249,13 +249,14 @@ class Local:
             runtime=StoreRuntime(self.store, parsed.name),
             keys=lambda a: load_assembly_keys(self.paths.keys_dir, a),
             options=OPTIONS,
+            planner=planner,
         )
         engine.listeners.append(self.events.append)
         self.engines.append(engine)
         return engine
 
-    async def running(self, document: dict[str, Any]) -> Engine:
-        engine = self.engine(document)
+    async def running(self, document: dict[str, Any], planner: Planner | None = None) -> Engine:
+        engine = self.engine(document, planner)
         await engine.start()
         await until(lambda: engine.cell.state == "running", 20, "the deployable running")
         return engine

@@ -288,14 +288,29 @@ def test_the_same_session_interactively(home: Home) -> None:
     home.ok("stop")
 
 
-def test_one_shot_path_loads_neither_cmd2_nor_aiohttp(home: Home) -> None:
-    probe = (
-        "import sys\n"
-        "from pcloudsh.main import main\n"
-        "status = main(sys.argv[1:])\n"
-        "heavy = ('cmd2', 'prompt_toolkit', 'aiohttp', 'rich')\n"
-        "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+ONE_SHOT_PROBE = (
+    "import sys\n"
+    "from pcloudsh.main import main\n"
+    "status = main(sys.argv[1:])\n"
+    "heavy = ('cmd2', 'prompt_toolkit', 'aiohttp', 'rich')\n"
+    "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+)
+
+
+def heavy_modules_loaded(argv: list[str], env: dict[str, str]) -> tuple[str, str]:
+    """Run one pcloudsh command in-process; its exit status and the heavy modules it loaded."""
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_SHOT_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=COMMAND_TIMEOUT,
     )
+    status, _, heavy = done.stderr.splitlines()[-1].partition(" ")
+    return status, heavy
+
+
+def test_one_shot_path_loads_neither_cmd2_nor_aiohttp(home: Home) -> None:
     for line in (
         ["--json", "deployable_list"],
         ["--json", "status"],
@@ -304,11 +319,5 @@ def test_one_shot_path_loads_neither_cmd2_nor_aiohttp(home: Home) -> None:
         ["--json", "jeos_list"],
         ["assembly_ssh", "shop", "web", "--", "true"],
     ):
-        done = subprocess.run(
-            [sys.executable, "-c", probe, *line],
-            capture_output=True,
-            text=True,
-            env=home.env,
-            timeout=COMMAND_TIMEOUT,
-        )
-        assert done.stderr.splitlines()[-1].endswith(" []"), (line, done.stderr)
+        status, heavy = heavy_modules_loaded(line, home.env)
+        assert heavy == "[]", (line, status, heavy)

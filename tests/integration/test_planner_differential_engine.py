@@ -6,20 +6,17 @@ assemblies) runs with ``dpe.pacemaker.PacemakerPlanner`` in place of the
 built-in planner: it comes up in order, and a killed daemon is stopped and
 started again, with the same events as with the built-in planner.
 
-The engine has no planner seam yet, so the test swaps the planner module the
-engine plans with for one whose ``plan`` is Pacemaker's.
+The planner is given to the engine as ``dped`` gives it for ``policy_engine =
+pacemaker`` (``tests/integration/test_policy_engine.py`` runs dped itself).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import types
 
 import pytest
 
-import dpe.engine
-from dpe import planner
 from dpe.model import Deployable
 from dpe.pacemaker import PacemakerPlanner, available
 from dpe.planner import Observed, Plan
@@ -55,19 +52,15 @@ class Recording(PacemakerPlanner):
 
 
 @pytest.fixture
-def pacemaker(monkeypatch: pytest.MonkeyPatch) -> Recording:
-    recording = Recording()
-    module = types.SimpleNamespace(**vars(planner))
-    module.plan = recording
-    monkeypatch.setattr(dpe.engine, "planner", module)
-    return recording
+def pacemaker() -> Recording:
+    return Recording()
 
 
 async def test_a_deployable_runs_and_recovers_with_pacemaker_planning(
     local: Local,  # noqa: F811
     pacemaker: Recording,
 ) -> None:
-    engine = await local.running(trio(local.paths.state_dir))
+    engine = await local.running(trio(local.paths.state_dir), pacemaker)
     assert pacemaker.calls > 0 and pacemaker.resource_actions > 0
     lines = local.story()
     assert lines.index("trio/a1/d1 running: started") < lines.index(

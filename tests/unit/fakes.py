@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpe.engine import Engine
+from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
 from dpe.errors import OperationTimeout, Unavailable
 from dpe.events import Event
@@ -503,7 +503,9 @@ class Harness:
         self.runtime = runtime
         self.engine: Engine | None = None
 
-    def new_engine(self, document: Deployable, holder: str = "test:1") -> Engine:
+    def new_engine(
+        self, document: Deployable, holder: str = "test:1", planner: Planner | None = None
+    ) -> Engine:
         if self.runtime is None:
             self.runtime = MemoryRuntime(document.name)
         engine = Engine(
@@ -515,6 +517,7 @@ class Harness:
             clock=self.clock,
             options=FAST,
             holder=holder,
+            planner=planner,
         )
         # a start is checked against the document its transition was planned with
         self.world.constraints = lambda: engine.planned.constraints

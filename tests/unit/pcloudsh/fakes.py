@@ -60,6 +60,7 @@ class FakeCped:
         self.jeos: dict[str, JsonDict] = {}  # registered JEOS images but the built-in host
         self.jeos_error: BaseException | None = None  # what create_jeos raises
         self.statuses: dict[str, JsonDict] = {}  # status documents to answer, by deployable
+        self.runtimes: dict[str, JsonDict] = {}  # what a DPE recorded, by deployable
         self.on_idle: Callable[[], None] | None = None  # called when a stream has sent all
 
     def snapshot(self) -> JsonDict:
@@ -263,6 +264,28 @@ class FakeCped:
 
     def reload_deployable(self, name: str) -> JsonDict:
         return self._lifecycle(name, "reloading")
+
+    def deployable_cib(self, name: str) -> JsonDict:
+        """As cped answers it, from the document and the runtime held in ``runtimes``."""
+        from cpe.whatif import cib_answer
+
+        self.calls.append("deployable_cib")
+        return cib_answer(self._recorded(name), 1_700_000_000.0)
+
+    def simulate_deployable(
+        self, name: str, fail: list[str] | None = None, policy_engine: str | None = None
+    ) -> JsonDict:
+        from cpe.whatif import simulate_answer
+
+        self.calls.append("simulate_deployable")
+        recorded = self._recorded(name)
+        return simulate_answer(recorded, fail or [], policy_engine or "builtin", 1_700_000_000.0)
+
+    def _recorded(self, name: str) -> Any:
+        from cpe.whatif import Recorded
+
+        document = model.parse(self.get_deployable(name))
+        return Recorded(document, copy.deepcopy(self.runtimes.get(name, {})))
 
     def deployable_status(self, name: str) -> JsonDict:
         doc = self.get_deployable(name)
