@@ -12,8 +12,9 @@ Order of events:
    the pidfile lock and the log file kept open, SIGTERM recorded instead of
    python-daemon's default of raising SystemExit wherever the code happens to be);
 4. open the store, serve the API on the UNIX socket (mode 0660, group from the
-   configuration) and, if configured, on the TLS listener; supervise the DPEs (``cpe.supervisor``: adopt the running
-   ones, start those that should run), and wait for signals.
+   configuration) and, if configured, on the TLS listener; supervise the DPEs
+   (``cpe.supervisor``: adopt the running ones, start those that should run),
+   and wait for signals.
 
 Signal handlers only record the signal; the loop acts on it.  SIGTERM and
 SIGINT stop in a fixed order: close the listener, let requests in flight
