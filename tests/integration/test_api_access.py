@@ -22,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -199,8 +200,6 @@ class Tls:
         return Client("/nonexistent", timeout=5.0, remote=remote)
 
     def raw(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-        import ssl
-
         context = ssl.create_default_context(cafile=str(self.ca_file))
         connection = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=context)
         try:
@@ -269,7 +268,7 @@ def _certificate(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(name))]), False
         )
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             False,
         )
     return key, builder.sign(issuer_key or key, hashes.SHA256())
