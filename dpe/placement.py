@@ -42,7 +42,18 @@ from dpe.model import (
     colocation_order,
     score_text,
 )
-from dpe.planner import Action, ActionKind, Edge, Goal, Move, Observed, Plan, ResourceStatus
+from dpe.planner import (
+    Action,
+    ActionKind,
+    Applied,
+    AssemblyStatus,
+    Edge,
+    Goal,
+    Move,
+    Observed,
+    Plan,
+    ResourceStatus,
+)
 from dpe.states import AssemblyState, ResourceState
 
 NOWHERE = ""  # the pseudo-assembly of services that cannot run anywhere now
@@ -221,7 +232,9 @@ class _Placer:
         threshold = self.service.migration_threshold
         if threshold and failed >= threshold:
             self.banned.setdefault(
-                assembly, f"{failed} failures on {assembly} (migration threshold {threshold})"
+                assembly,
+                f"{failed} failure{'s' if failed > 1 else ''} on {assembly}"
+                f" (migration threshold {threshold})",
             )
             if until is not None:
                 self.until = until if self.until is None else min(self.until, until)
@@ -248,6 +261,24 @@ class _Placer:
                 else ""
             )
         return f"stays ({score})"
+
+
+def steady_services(
+    document: Deployable, assemblies: Mapping[str, AssemblyStatus], now: float = 0.0
+) -> dict[ResourceId, ResourceStatus]:
+    """Everything running as the document asks, each service where it would be placed
+    (its other copies stopped), references resolved to where services run."""
+    stopped = ResourceStatus(ResourceState.STOPPED, "probe", 7)
+    start = Observed(Goal.RUN, assemblies, dict.fromkeys(document.service_placements(), stopped))
+    placed, _ = materialize(document, start, place(document, replace(start, now=now)))
+    resources = dict(start.resources)
+    for rid in placed.resource_ids():
+        definition = placed.resource(rid)
+        if rid.assembly == NOWHERE or definition is None:
+            continue
+        applied = Applied.of(definition, planner.resolve(definition, assemblies) or {})
+        resources[rid] = ResourceStatus(ResourceState.RUNNING, "start", 0, applied, True)
+    return resources
 
 
 # ---------------------------------------------------------------------------

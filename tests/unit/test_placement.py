@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dpe import simulate
 from dpe.model import Deployable, ResourceId, parse
 from dpe.placement import Decision, add_scores, place
 from dpe.planner import (
@@ -24,6 +25,7 @@ A = AssemblyState
 R = ResourceState
 K = ActionKind
 INF = 1_000_000
+ASM = ("a1", "a2", "a3")
 
 
 def document(
@@ -333,3 +335,40 @@ def test_stopping_stops_every_copy_in_order() -> None:
     assert before(p, action(K.STOP, "a3", "app"), action(K.STOP, "a2", "db"))
     assert not kinds(p, K.START)
     assert kinds(p, K.FENCE) == {"a1", "a2", "a3"}
+
+
+# -- what-if simulation ---------------------------------------------------------
+
+
+def test_simulating_an_assembly_failure_shows_where_its_services_move() -> None:
+    app = {"name": "app", "type": "Dummy", "parameters": {"db": {"ref": "db:ipaddress"}}}
+    doc = document(
+        [svc("db", ("a1", 100), ("a2", 50), stickiness=60)],
+        pinned={"a3": [app]},
+        constraints=[("db", "a3/app")],
+    )
+    steady = simulate.steady_state(doc)
+    assert simulate.what_if(doc, steady, []).describe() == ["no actions"]
+    lines = simulate.what_if(doc, steady, ["a1"]).describe()
+    assert lines[0] == "move db: a1 -> a2 (assembly a1 is failed (score 50 on a2))"
+    assert "4. start a2/db (after fence a1)" in lines
+    restart = simulate.what_if(doc, steady, ["a1/db"]).plan
+    assert kinds(restart, K.START) == {"a1/db", "a3/app"}  # recovered in place
+
+
+def test_the_recorded_runtime_gives_copies_fail_counts_and_requested_moves() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50), migration_threshold=1)])
+    docs = {
+        "instance": {a: {"address": f"10.0.0.{i}", "hostname": a} for i, a in enumerate(ASM)},
+        "assembly": {a: {"state": "running"} for a in ASM},
+        "resource": {"a2/db": {"state": "running", "applied": {"agent": "x", "params": {}}}},
+        "service": {"db": {"failures": {"a1": [900.0]}}},
+        "move": {"db": {"to": "a1", "requested_at": 950.0}},
+    }
+    observed_state, _ = simulate.observed_from_runtime(doc, docs, now=1000.0)
+    assert observed_state.resource(ResourceId("a2", "db")).state is R.RUNNING
+    assert observed_state.service_failures == {ResourceId("a1", "db"): (900.0,)}
+    assert observed_state.move_requests == {"db": "a1"}
+    decision = place(doc, observed_state)["db"]
+    assert decision.target == "a2"  # banned on a1 even though a move there was asked
+    assert decision.banned["a1"].startswith("1 failure on a1 (migration threshold 1)")
