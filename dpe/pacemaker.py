@@ -333,6 +333,8 @@ def _graph_op(element: ET.Element, cib: Cib) -> _GraphOp:
         return _GraphOp(None, f"{element.tag} {label}")
     primitive = element.find("primitive")
     rid = cib.resource(primitive.get("id", "") if primitive is not None else "")
+    if rid is not None and rid.is_service and on_node:
+        rid = ResourceId(on_node, rid.resource)  # a service: its copy on that assembly
     if rid is None or on_node != rid.assembly:
         return _GraphOp(None, label)
     return _GraphOp(_action(rid, operation, _interval_ms(element), cib), label)

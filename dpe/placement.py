@@ -10,7 +10,8 @@ the service's location score for it, plus
   (INFINITY: only there; -INFINITY: never there);
 
 and is not allowed when it is not running (failed, being fenced or
-re-created), when its score is -INFINITY, or while the service has failed
+re-created), when its score is negative (as in Pacemaker, where a negative
+score keeps a resource off a node; -INFINITY always), or while the service has failed
 there ``migration_threshold`` times, each less than ``failure_timeout`` ago
 (Pacemaker's fail count).  The highest score wins; ties go to the candidate
 listed first.  A service that may still run on an assembly whose state is not
@@ -114,6 +115,28 @@ def possibly_active(status: ResourceStatus) -> bool:
     return status.state is ResourceState.UNKNOWN and status.applied is not None
 
 
+def current_location(service: Service, observed: Observed) -> str | None:
+    """Where it runs: on a running assembly if it can be (best score), else any."""
+    active = [
+        a
+        for a in service.assemblies
+        if observed.resource(ResourceId(a, service.name)).state in _ACTIVE
+        and observed.assembly(a).state is not AssemblyState.STOPPED
+    ]
+    up = [a for a in active if observed.assembly(a).state is AssemblyState.RUNNING]
+    location_score = {loc.assembly: loc.score for loc in service.locations}
+    return max(up or active, key=location_score.__getitem__, default=None)
+
+
+def _weight(service: Service, assembly: str, current: str | None) -> int:
+    """A service's own score for an assembly (-INFINITY where it may not run)."""
+    location = service.location(assembly)
+    if location is None:
+        return -INFINITY
+    sticky = service.stickiness if assembly == current else 0
+    return add_scores(location.score, sticky)
+
+
 def failures_within(
     times: Iterable[float], service: Service, now: float
 ) -> tuple[int, float | None]:
@@ -145,9 +168,12 @@ class _Placer:
         self.until: float | None = None
 
     def decide(self) -> Decision:
-        current = self._current()
+        current = current_location(self.service, self.obs)
         uncertain = self._uncertain()
-        scores = {a: self._score(a, current) for a in self.service.assemblies}
+        scores = self._followers({a: self._score(a, current) for a in self.service.assemblies})
+        for assembly, score in scores.items():
+            if score < 0:
+                self.banned.setdefault(assembly, f"score {score_text(score)} on {assembly}")
         allowed = {a: s for a, s in scores.items() if a not in self.banned}
         target = max(allowed, key=allowed.__getitem__, default=None)  # ties: listed first
         if uncertain and target != current:
@@ -166,18 +192,6 @@ class _Placer:
 
     def _running(self, assembly: str) -> bool:
         return self.obs.assembly(assembly).state is AssemblyState.RUNNING
-
-    def _current(self) -> str | None:
-        """Where it runs: on a running assembly if it can be (best score), else any."""
-        active = [
-            a
-            for a in self.service.assemblies
-            if self._status(a).state in _ACTIVE
-            and self.obs.assembly(a).state is not AssemblyState.STOPPED
-        ]
-        up = [a for a in active if self._running(a)]
-        location_score = {loc.assembly: loc.score for loc in self.service.locations}
-        return max(up or active, key=location_score.__getitem__, default=None)
 
     def _uncertain(self) -> str:
         """Why it must not start anywhere new yet (empty: it may)."""
@@ -200,6 +214,27 @@ class _Placer:
         score = self._colocated(assembly, score)
         self._ban(assembly, score)
         return score
+
+    def _followers(self, scores: dict[str, int]) -> dict[str, int]:
+        """Pacemaker's colocation influence: a service placed with (or apart from)
+        this one at +-INFINITY adds (or takes away) its own preferences here --
+        unless that would leave this one nowhere to run."""
+        influenced = dict(scores)
+        for colocation in self.doc.colocations:
+            follower = self.doc.service(colocation.service)
+            if colocation.with_ != self.service.name or follower is None:
+                continue
+            if abs(colocation.score) < INFINITY:
+                continue  # score / INFINITY: too small to matter, as in Pacemaker
+            where = current_location(follower, self.obs)
+            for assembly in influenced:
+                weight = _weight(follower, assembly, where)
+                if colocation.score < 0 and weight < 0:
+                    continue  # avoiding an assembly it avoids is no preference for it
+                delta = weight if colocation.score > 0 else -weight
+                influenced[assembly] = add_scores(influenced[assembly], delta)
+        allowed = [a for a, v in influenced.items() if a not in self.banned and v >= 0]
+        return influenced if allowed else scores
 
     def _colocated(self, assembly: str, score: int) -> int:
         for colocation in self.doc.colocations:
@@ -238,8 +273,6 @@ class _Placer:
             )
             if until is not None:
                 self.until = until if self.until is None else min(self.until, until)
-        if score <= -INFINITY:
-            self.banned.setdefault(assembly, f"score -INFINITY on {assembly}")
         if self._status(assembly).state is ResourceState.UNRECOVERABLE:
             self.banned.setdefault(assembly, f"unrecoverable on {assembly}")
 

@@ -167,11 +167,15 @@ def test_a_running_service_moves_back_when_the_preference_outweighs_stickiness()
     assert "score 100 on a1 against 90 on a2" in move.reason
 
 
-def test_negative_infinity_bans_and_a_negative_score_still_allows() -> None:
-    doc = document([svc("db", ("a1", -INF), ("a2", -10))])
+def test_a_negative_score_keeps_it_off_as_in_pacemaker() -> None:
+    doc = document([svc("db", ("a1", -INF), ("a2", -10), ("a3", 0))])
     decision = place(doc, observed(doc))["db"]
-    assert decision.target == "a2"
+    assert decision.target == "a3"
     assert decision.banned["a1"] == "score -INFINITY on a1"
+    assert decision.banned["a2"] == "score -10 on a2"
+    sticky = document([svc("db", ("a1", -10), ("a2", -20), stickiness=15)])
+    assert place(sticky, observed(sticky, running={"db": "a1"}))["db"].target == "a1"  # 5
+    assert place(sticky, observed(sticky, running={"db": "a2"}))["db"].target is None
 
 
 def test_score_addition_is_pacemakers() -> None:
@@ -262,16 +266,29 @@ def test_a_service_that_failed_too_often_moves_away_until_the_failures_expire() 
 
 def test_a_service_colocated_with_another_runs_where_it_runs() -> None:
     doc = document(
-        [svc("db", ("a1", 10), ("a2", 50)), svc("cache", ("a1", 100), ("a2", 0))],
+        [svc("db", ("a1", 10), ("a2", 50)), svc("cache", ("a1", 0), ("a2", 30))],
         colocations=[{"service": "cache", "with": "db"}],
     )
     decisions = place(doc, observed(doc))
     assert (target(decisions, "db"), target(decisions, "cache")) == ("a2", "a2")
+    obs = observed(doc, down={"a2": A.FAILED})
+    assert (target(place(doc, obs), "db"), target(place(doc, obs), "cache")) == ("a1", "a1")
+
+
+def test_the_colocated_service_s_preferences_count_for_its_leader_as_in_pacemaker() -> None:
+    """At INFINITY the follower's scores are added to the leader's (taken away at
+    -INFINITY): db goes where db and cache together score best."""
+    doc = document(
+        [svc("db", ("a1", 10), ("a2", 50)), svc("cache", ("a1", 100), ("a2", 0))],
+        colocations=[{"service": "cache", "with": "db"}],
+    )
+    decisions = place(doc, observed(doc))
+    assert (target(decisions, "db"), target(decisions, "cache")) == ("a1", "a1")
 
 
 def test_an_anti_colocated_service_never_shares_an_assembly() -> None:
     doc = document(
-        [svc("db", ("a1", 10), ("a2", 50)), svc("replica", ("a2", 100), ("a1", 0))],
+        [svc("db", ("a1", 10), ("a2", 50)), svc("replica", ("a2", 20), ("a1", 0))],
         colocations=[{"service": "replica", "with": "db", "score": "-INFINITY"}],
     )
     assert target(place(doc, observed(doc)), "replica") == "a1"
@@ -279,6 +296,13 @@ def test_an_anti_colocated_service_never_shares_an_assembly() -> None:
     decision = place(doc, obs)["replica"]
     assert decision.target is None
     assert decision.banned["a2"] == "must not run with db"
+    # the replica's strong preference for a2 pushes db away from it, as in Pacemaker
+    pushed = document(
+        [svc("db", ("a1", 10), ("a2", 50)), svc("replica", ("a2", 100), ("a1", 0))],
+        colocations=[{"service": "replica", "with": "db", "score": "-INFINITY"}],
+    )
+    decisions = place(pushed, observed(pushed))
+    assert (target(decisions, "db"), target(decisions, "replica")) == ("a1", "a2")
 
 
 def test_a_finite_colocation_score_is_a_preference() -> None:
