@@ -695,9 +695,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 ("pid", "alive", "lease_epoch"),
             ),
             "assemblies": {"type": "array", "items": _ref("AssemblyStatus")},
+            "services": {"type": "array", "items": _ref("ServiceStatus")},
             "last_events": {"type": "array", "items": _ref("Event")},
         },
         ("name", "state", "desired", "dpe", "assemblies", "last_events"),
+    ),
+    "ServiceStatus": _object(
+        {
+            "name": _NAME,
+            "agent": {"type": "string"},
+            "locations": {"type": "array", "items": _ref("Location")},
+            "running_on": {"type": "array", "items": _NAME},
+        },
+        ("name", "running_on"),
     ),
     "AssemblyStatus": _object(
         {
@@ -728,6 +738,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
             "last_op": {"type": "string", "nullable": True},
             "last_rc": {"type": "integer", "nullable": True},
+            "service": {"type": "boolean", "description": "a service's copy on this assembly"},
         },
         ("name", "state", "failures", "last_rc"),
     ),

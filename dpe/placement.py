@@ -94,6 +94,8 @@ def add_scores(a: int, b: int) -> int:
     """Pacemaker's score addition: -INFINITY wins over INFINITY; clamped."""
     if a <= -INFINITY or b <= -INFINITY:
         return -INFINITY
+    if a >= INFINITY or b >= INFINITY:
+        return INFINITY
     return max(-INFINITY, min(INFINITY, a + b))
 
 
@@ -135,6 +137,13 @@ def _weight(service: Service, assembly: str, current: str | None) -> int:
         return -INFINITY
     sticky = service.stickiness if assembly == current else 0
     return add_scores(location.score, sticky)
+
+
+def _scaled(weight: int, factor: float) -> int:
+    """``weight * factor`` rounded half away from zero, as Pacemaker does (INFINITY
+    is a number there too: INFINITY times 40 / INFINITY is 40)."""
+    value = weight * factor
+    return int(value - 0.5) if value < 0 else int(value + 0.5)
 
 
 def failures_within(
@@ -217,22 +226,20 @@ class _Placer:
 
     def _followers(self, scores: dict[str, int]) -> dict[str, int]:
         """Pacemaker's colocation influence: a service placed with (or apart from)
-        this one at +-INFINITY adds (or takes away) its own preferences here --
-        unless that would leave this one nowhere to run."""
+        this one adds its own preferences here, times score / INFINITY (taken
+        away for a negative score) -- unless that would leave this one nowhere."""
         influenced = dict(scores)
         for colocation in self.doc.colocations:
             follower = self.doc.service(colocation.service)
             if colocation.with_ != self.service.name or follower is None:
                 continue
-            if abs(colocation.score) < INFINITY:
-                continue  # score / INFINITY: too small to matter, as in Pacemaker
+            factor = colocation.score / INFINITY
             where = current_location(follower, self.obs)
             for assembly in influenced:
                 weight = _weight(follower, assembly, where)
-                if colocation.score < 0 and weight < 0:
+                if factor < 0 and weight < 0:
                     continue  # avoiding an assembly it avoids is no preference for it
-                delta = weight if colocation.score > 0 else -weight
-                influenced[assembly] = add_scores(influenced[assembly], delta)
+                influenced[assembly] = add_scores(influenced[assembly], _scaled(weight, factor))
         allowed = [a for a, v in influenced.items() if a not in self.banned and v >= 0]
         return influenced if allowed else scores
 
@@ -250,7 +257,7 @@ class _Placer:
                 )
             elif colocation.score <= -INFINITY and where == assembly:
                 self.banned.setdefault(assembly, f"must not run with {colocation.with_}")
-            elif where == assembly:
+            elif where == assembly and abs(colocation.score) < INFINITY:
                 score = add_scores(score, colocation.score)
         return score
 

@@ -192,7 +192,7 @@ def services_cases(draw: st.DrawFn) -> Case:
         docs.append(service(f"s{i}", placed, stickiness))
     colocations = []
     if count == 2 and draw(st.booleans()):
-        score = draw(st.sampled_from(["INFINITY", "-INFINITY"]))
+        score = draw(st.sampled_from(["INFINITY", "-INFINITY", 40, -40, 300, 500000]))
         colocations.append({"service": "s1", "with": "s0", "score": score})
     doc = document(docs, colocations, pinned=draw(st.booleans()))
     states = {a: draw(st.sampled_from([A.RUNNING] * 4 + [A.FAILED, A.STOPPED])) for a in ASSEMBLIES}
@@ -207,7 +207,11 @@ def services_cases(draw: st.DrawFn) -> Case:
             failed[entry.name] = where
         else:
             running[entry.name] = where
-    if len(set(running.values())) < len(running) and colocations and "-" in colocations[0]["score"]:
+    if (
+        len(set(running.values())) < len(running)
+        and colocations
+        and colocations[0]["score"] == "-INFINITY"
+    ):
         assume(False)  # an anti-colocated pair already together: not a state we reach
     c = case(doc, running, states, failed)
     for decision in place(doc, c.observed).values():

@@ -181,6 +181,7 @@ def test_a_negative_score_keeps_it_off_as_in_pacemaker() -> None:
 def test_score_addition_is_pacemakers() -> None:
     assert add_scores(INF, -INF) == -INF
     assert add_scores(INF, 5) == INF
+    assert add_scores(INF, -340) == INF
     assert add_scores(700_000, 700_000) == INF
     assert add_scores(3, -5) == -2
 
