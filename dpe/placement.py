@@ -434,7 +434,7 @@ def _finish(
     pinned: Plan,
 ) -> Plan:
     """The pinned plan, with a service's start after its copies elsewhere are gone."""
-    edges = set(pinned.edges) | set(_handover_edges(document, observed, pinned))
+    edges = set(pinned.edges) | set(handover_edges(document, observed, pinned))
     blocked = dict(pinned.blocked)
     wake_at = pinned.wake_at
     for name, decision in decisions.items():
@@ -446,7 +446,9 @@ def _finish(
     return replace(pinned, edges=frozenset(edges), blocked=blocked, wake_at=wake_at, moves=moves)
 
 
-def _handover_edges(document: Deployable, observed: Observed, pinned: Plan) -> list[Edge]:
+def handover_edges(document: Deployable, observed: Observed, pinned: Plan) -> list[Edge]:
+    """A service's start after its stop elsewhere, after the fence of an assembly
+    where it may still run, and after the stop of a service kept apart from it."""
     by_kind: dict[tuple[ActionKind, str, str | None], Action] = {
         (a.kind, a.assembly, a.resource): a for a in pinned.actions
     }

@@ -7,6 +7,7 @@ from typing import Any
 
 from dpe import simulate
 from dpe.model import Deployable, ResourceId, parse
+from dpe.pacemaker import Transition, combine
 from dpe.placement import Decision, add_scores, place
 from dpe.planner import (
     Action,
@@ -397,3 +398,15 @@ def test_the_recorded_runtime_gives_copies_fail_counts_and_requested_moves() -> 
     decision = place(doc, observed_state)["db"]
     assert decision.target == "a2"  # banned on a1 even though a move there was asked
     assert decision.banned["a1"].startswith("1 failure on a1 (migration threshold 1)")
+
+
+def test_with_pacemaker_as_planner_a_moved_service_still_waits_for_the_fence() -> None:
+    """Pacemaker takes a failed assembly for cleanly down and starts the service
+    elsewhere at once; combined with our assembly actions, the start waits."""
+    doc = document([svc("db", ("a1", 100), ("a2", 50))])
+    obs = observed(doc, running={"db": "a1"}, down={"a1": A.FAILED})
+    start = action(K.START, "a2", "db")
+    theirs = Transition((start,), frozenset())
+    combined = combine(plan(doc, obs), theirs, doc, obs)
+    assert before(combined, action(K.FENCE, "a1"), start)
+    assert [m.target for m in combined.moves] == ["a2"]
