@@ -79,3 +79,14 @@ async def test_a_move_request_is_recorded_for_the_dpe(api: Client, store: Store)
     assert (answer["service"], answer["to"]) == ("db", "n2")
     assert "not running" in answer["note"]
     assert store.get_runtime("shop")["move"]["db"]["to"] == "n2"
+
+
+async def test_a_resource_may_refer_to_a_service_s_address(api: Client, store: Store) -> None:
+    await shop(api)
+    await call(api, "POST", "/deployables/shop/services", service("db", ("n1", 1), ("n2", 0)))
+    body = {"name": "www", "type": "Dummy", "parameters": {"db": {"ref": "db:ipaddress"}}}
+    status, answer = await call(api, "POST", "/assemblies/web/resources", body)
+    assert status == 201, answer
+    status, doc = await call(api, "GET", "/deployables/shop")
+    assert status == 200, doc
+    assert doc["assemblies"][2]["resources"][1]["parameters"]["db"] == {"ref": "db:ipaddress"}

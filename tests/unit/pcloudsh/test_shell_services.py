@@ -93,3 +93,18 @@ def test_bad_input_is_named_and_changes_nothing(
     assert message in ran.err, ran.err
     assert "Traceback" not in ran.err
     assert not pair.deployables["shop"].get("services")
+
+
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+def test_services_survive_export_and_import(env: Environment, pair: FakeCped, fmt: str) -> None:
+    run(env, "deployable_service_add shop cache dummy --on n1:100,n2:50 --stickiness 60")
+    run(env, "deployable_service_add shop queue dummy --on n1,n2 peer=@cache:ipaddress")
+    run(env, "deployable_colocation_add shop queue cache --score=-INFINITY")
+    run(env, "deployable_constraint_add shop cache web/www")
+    before = pair.get_deployable("shop")
+    text = run(env, f"deployable_export shop --format {fmt}").out
+    run(env, "deployable_delete shop")
+    ran = run(env, f"deployable_import - --format {fmt}", stdin=text)
+    assert ran.status == 0, ran
+    assert pair.get_deployable("shop") == before
+    assert before["services"][1]["parameters"]["peer"] == {"ref": "cache:ipaddress"}
