@@ -177,7 +177,7 @@ class _Placer:
         self.until: float | None = None
 
     def decide(self) -> Decision:
-        current = current_location(self.service, self.obs)
+        current = current_location(self.service, self.obs) or self._former()
         uncertain = self._uncertain()
         scores = self._followers({a: self._score(a, current) for a in self.service.assemblies})
         for assembly, score in scores.items():
@@ -202,9 +202,15 @@ class _Placer:
     def _running(self, assembly: str) -> bool:
         return self.obs.assembly(assembly).state is AssemblyState.RUNNING
 
+    def _former(self) -> str | None:
+        """An assembly that is no longer a candidate but still runs a copy."""
+        former = [a for a in copies_of(self.service, self.obs) if self.service.location(a) is None]
+        active = [a for a in former if self._status(a).state in _ACTIVE]
+        return active[0] if active else None
+
     def _uncertain(self) -> str:
         """Why it must not start anywhere new yet (empty: it may)."""
-        for assembly in self.service.assemblies:
+        for assembly in copies_of(self.service, self.obs):
             state = self.obs.assembly(assembly).state
             if state in _UNCERTAIN and possibly_active(self._status(assembly)):
                 return f"it may still run on {assembly} (assembly {assembly} is {state})"
@@ -294,6 +300,8 @@ class _Placer:
             return f"best allowed assembly ({score})"
         if current in self.banned:
             return f"{self.banned[current]} ({score})"
+        if self.service.location(current) is None:
+            return f"{current} is no longer one of its assemblies ({score})"
         if current != target:
             return f"{score} against {score_text(allowed[current])} on {current}" + (
                 f" (stickiness {self.service.stickiness} included)"
@@ -375,7 +383,7 @@ def materialize(
         orphans={**observed.orphans, **orphans},
         orphan_constraints=(
             *observed.orphan_constraints,
-            *_orphan_constraints(document, targets, set(orphans)),
+            *_orphan_constraints(document, observed, set(orphans) | set(observed.orphans)),
         ),
     )
     return placed, placed_observed
@@ -407,23 +415,22 @@ def _placed_constraint(constraint: Constraint, targets: Mapping[str, str]) -> Co
 
 
 def _orphan_constraints(
-    document: Deployable, targets: Mapping[str, str], orphans: set[ResourceId]
+    document: Deployable, observed: Observed, orphans: set[ResourceId]
 ) -> list[Constraint]:
-    """How copies left behind are ordered with the rest (to stop them in order)."""
-    copies: dict[str, list[ResourceId]] = {}
-    for rid in document.service_placements():
-        copies.setdefault(rid.resource, []).append(rid)
+    """How copies left behind (on candidates, or on former ones) are ordered with
+    the rest, so that they stop in order."""
+    copies = {
+        s.name: [ResourceId(a, s.name) for a in copies_of(s, observed)] for s in document.services
+    }
     result = []
     for constraint in document.constraints:
-        firsts = _ends(constraint.first, targets, copies)
-        thens = _ends(constraint.then, targets, copies)
+        firsts = _ends(constraint.first, copies)
+        thens = _ends(constraint.then, copies)
         result += [Constraint(f, t) for f in firsts for t in thens if f in orphans or t in orphans]
     return result
 
 
-def _ends(
-    rid: ResourceId, targets: Mapping[str, str], copies: Mapping[str, list[ResourceId]]
-) -> list[ResourceId]:
+def _ends(rid: ResourceId, copies: Mapping[str, list[ResourceId]]) -> list[ResourceId]:
     return copies.get(rid.resource, []) if rid.is_service else [rid]
 
 
@@ -458,7 +465,7 @@ def handover_edges(document: Deployable, observed: Observed, pinned: Plan) -> li
             start = by_kind.get((ActionKind.START, target, service.name))
             if start is None:
                 continue
-            for other in service.assemblies:
+            for other in copies_of(service, observed):
                 if other == target:
                     continue
                 stop = by_kind.get((ActionKind.STOP, other, service.name))
@@ -474,6 +481,13 @@ def handover_edges(document: Deployable, observed: Observed, pinned: Plan) -> li
                 if stop is not None:  # it leaves before this one comes
                     edges.append((stop, start))
     return edges
+
+
+def copies_of(service: Service, observed: Observed) -> list[str]:
+    """Where copies of the service may be: its candidates, and the assemblies it was
+    on before they stopped being candidates (an orphan copy still to stop)."""
+    former = [r.assembly for r in observed.orphans if r.resource == service.name]
+    return [*service.assemblies, *sorted(set(former) - set(service.assemblies))]
 
 
 def _kept_apart(document: Deployable, name: str) -> set[str]:

@@ -138,3 +138,26 @@ async def test_a_requested_move_happens_then_clears_itself() -> None:
     await h.until(lambda: where(h, "db") == ["a1"] and h.state("dep") == "running")
     story = h.story(since=mark)
     assert "a2/db stopped: db moves from a1 to a2: moved by the administrator" in story
+
+
+async def test_a_candidate_removed_by_a_reload_hands_the_service_over_in_order() -> None:
+    h = Harness()
+    engine = await h.start(failover_document(stickiness=10))
+    await running_everywhere(h)
+    mark = len(h.events)
+    doc = failover_document(stickiness=10).to_dict()
+    doc["services"][0]["locations"] = [{"assembly": "a2", "score": 5}]
+    await engine.reload(parse(doc))
+    await h.until(lambda: where(h, "db") == ["a2"] and h.state("web/app") == "running")
+    story = h.story(since=mark)
+    assert (
+        "a2/db stopped: db moves from a1 to a2: a1 is no longer one of its assemblies"
+        + (" (score 5 on a2)")
+        in story
+    )
+    # what follows it stops first; the old copy stops before the new one starts
+    assert story.index("web/app stopped: stopped") < story.index("a1/db stopping: stopping")
+    assert story.index("a1/db stopped: stopped") < story.index(
+        "a2/db starting: starting (ocf:heartbeat:Dummy)"
+    )
+    assert h.world.violations == []
