@@ -28,7 +28,7 @@ def doc(**extra: Any) -> dict[str, Any]:
             {
                 "name": "db",
                 "type": "Dummy",
-                "parameters": {"state": "/tmp/x"},
+                "parameters": {"state": "/run/db.state"},
                 "locations": [{"assembly": "a1", "score": 100}, {"assembly": "a2", "score": 50}],
                 "stickiness": 60,
                 "migration_threshold": 3,
