@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from cpe import services
 from cpe.access import Access, Peer
 from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
 from cpe.eventfeed import EventFeed
@@ -42,7 +43,7 @@ from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
 from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
 from dpe import __version__
 from dpe.config import Config
-from dpe.errors import Code, InvalidInput, PcloudError
+from dpe.errors import Code, Conflict, InvalidInput, PcloudError, Unavailable
 from dpe.events import Event
 from dpe.interfaces import Clock, SystemClock
 from dpe.model import parse_duration
@@ -469,6 +470,45 @@ async def remove_constraint(request: web.Request) -> web.Response:
     return _no_content()
 
 
+async def add_service(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return _json(await _do(request, services.add_service, _name(request), body), 201)
+
+
+async def update_service(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    names = _name(request), _name(request, "service")
+    return _json(await _do(request, services.update_service, *names, body))
+
+
+async def remove_service(request: web.Request) -> web.Response:
+    await _do(request, services.remove_service, _name(request), _name(request, "service"))
+    return _no_content()
+
+
+async def move_service(request: web.Request) -> web.Response:
+    """Record the move, then have a running DPE read it (a stopped one will on start)."""
+    body = await json_body(request)
+    name = _name(request)
+    answer = await _do(request, services.request_move, name, _name(request, "service"), body)
+    try:
+        await request.app[LIFECYCLE].reload(name)
+    except (Conflict, Unavailable):
+        return _json(answer | {"note": "the deployable is not running: moved when started"}, 202)
+    return _json(answer | {"note": "the DPE is moving it"}, 202)
+
+
+async def add_colocation(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return _json(await _do(request, services.add_colocation, _name(request), body), 201)
+
+
+async def remove_colocation(request: web.Request) -> web.Response:
+    service, with_ = request.query["service"], request.query["with"]
+    await _do(request, services.remove_colocation, _name(request), service, with_)
+    return _no_content()
+
+
 async def set_deployable_escalation(request: web.Request) -> web.Response:
     body = await json_body(request)
     return _json(await _do(request, Catalog.set_deployable_escalation, _name(request), body))
@@ -615,6 +655,12 @@ HANDLERS: dict[str, Handler] = {
     "add_constraint": add_constraint,
     "remove_constraint": remove_constraint,
     "set_deployable_escalation": set_deployable_escalation,
+    "add_service": add_service,
+    "update_service": update_service,
+    "remove_service": remove_service,
+    "move_service": move_service,
+    "add_colocation": add_colocation,
+    "remove_colocation": remove_colocation,
     "start_deployable": start_deployable,
     "stop_deployable": stop_deployable,
     "reload_deployable": reload_deployable,

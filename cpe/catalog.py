@@ -541,7 +541,13 @@ def parse_catalog_document(data: dict[str, Any]) -> Deployable:
     members = {
         a["name"] for a in assemblies if isinstance(a, dict) and isinstance(a.get("name"), str)
     }
-    missing = sorted(_referenced_assemblies(assemblies) - members)
+    services = data.get("services")
+    service_names = (
+        {s.get("name") for s in services if isinstance(s, dict)}
+        if isinstance(services, list)
+        else set()
+    )
+    missing = sorted(_referenced_assemblies(assemblies) - members - service_names)
     document = parse({**data, "assemblies": [*assemblies, *({"name": m} for m in missing)]})
     return document.with_assemblies(document.assemblies[: len(assemblies)])
 

@@ -251,6 +251,28 @@ class Client:
         path = _path("deployables", deployable, "constraints")
         self._call("DELETE", path, query={"first": first, "then": then})
 
+    def add_service(self, deployable: str, service: Json) -> Json:
+        return self._object("POST", _path("deployables", deployable, "services"), service)
+
+    def update_service(self, deployable: str, name: str, service: Json) -> Json:
+        path = _path("deployables", deployable, "services", name)
+        return self._object("PUT", path, service)
+
+    def remove_service(self, deployable: str, name: str) -> None:
+        self._call("DELETE", _path("deployables", deployable, "services", name))
+
+    def move_service(self, deployable: str, name: str, assembly: str) -> Json:
+        path = _path("deployables", deployable, "services", name, "move")
+        return self._object("POST", path, {"assembly": assembly})
+
+    def add_colocation(self, deployable: str, service: str, with_: str, score: Any) -> Json:
+        body = {"service": service, "with": with_, "score": score}
+        return self._object("POST", _path("deployables", deployable, "colocations"), body)
+
+    def remove_colocation(self, deployable: str, service: str, with_: str) -> None:
+        path = _path("deployables", deployable, "colocations")
+        self._call("DELETE", path, query={"service": service, "with": with_})
+
     def set_deployable_escalation(self, deployable: str, failures: Any, period: Any) -> Json:
         path = _path("deployables", deployable, "escalation")
         body = {"failures": failures, "period": period}

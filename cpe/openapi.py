@@ -135,6 +135,11 @@ _CONSTRAINT_QUERY = (
     Param("then", "ASSEMBLY/RESOURCE that starts after it", required=True),
 )
 
+_COLOCATION_QUERY = (
+    Param("service", "the colocated service", required=True),
+    Param("with", "the service it is colocated with", required=True),
+)
+
 ROUTES: tuple[Operation, ...] = (
     Operation("GET", "/health", "health", "Daemon health and version", "Health", errors=()),
     Operation("GET", "/openapi.json", "openapi", "This document", "Object", errors=()),
@@ -292,6 +297,58 @@ ROUTES: tuple[Operation, ...] = (
         query=_CONSTRAINT_QUERY,
     ),
     Operation(
+        "POST",
+        "/deployables/{name}/services",
+        "add_service",
+        "Add a service: a resource that runs on the best of its candidate assemblies",
+        "Service",
+        201,
+        "Service",
+    ),
+    Operation(
+        "PUT",
+        "/deployables/{name}/services/{service}",
+        "update_service",
+        "Replace a service's definition (candidates, scores, stickiness...)",
+        "Service",
+        request="Service",
+    ),
+    Operation(
+        "DELETE",
+        "/deployables/{name}/services/{service}",
+        "remove_service",
+        "Remove a service (refused while a constraint or colocation names it)",
+        status=204,
+    ),
+    Operation(
+        "POST",
+        "/deployables/{name}/services/{service}/move",
+        "move_service",
+        "Ask the DPE to move a service to one of its assemblies; the request clears"
+        " itself once the service runs there",
+        "MoveAnswer",
+        202,
+        "MoveRequest",
+        errors=(400, 404, 409),
+    ),
+    Operation(
+        "POST",
+        "/deployables/{name}/colocations",
+        "add_colocation",
+        "Colocate a service with another (INFINITY: together; -INFINITY: never together)",
+        "Colocation",
+        201,
+        "Colocation",
+    ),
+    Operation(
+        "DELETE",
+        "/deployables/{name}/colocations",
+        "remove_colocation",
+        "Remove a colocation",
+        status=204,
+        query=_COLOCATION_QUERY,
+    ),
+    Operation(
         "PUT",
         "/deployables/{name}/escalation",
         "set_deployable_escalation",
@@ -437,6 +494,8 @@ _DEPLOYABLE = _object(
         "escalation": _ref("DocumentEscalation"),
         "assemblies": {"type": "array", "items": _ref("Assembly")},
         "constraints": {"type": "array", "items": _ref("Constraint")},
+        "services": {"type": "array", "items": _ref("Service")},
+        "colocations": {"type": "array", "items": _ref("Colocation")},
     },
     ("name",),
 )
@@ -562,12 +621,47 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "Constraint": _object(
         {
-            "first": {"type": "string", "description": "ASSEMBLY/RESOURCE"},
-            "then": {"type": "string", "description": "ASSEMBLY/RESOURCE"},
+            "first": {"type": "string", "description": "ASSEMBLY/RESOURCE or SERVICE"},
+            "then": {"type": "string", "description": "ASSEMBLY/RESOURCE or SERVICE"},
         },
         ("first", "then"),
     ),
     "Membership": _object({"assembly": _NAME}, ("assembly",)),
+    "Score": {
+        "oneOf": [{"type": "integer"}, {"type": "string"}],
+        "description": "a whole number, INFINITY or -INFINITY",
+    },
+    "Location": _object(
+        {"assembly": _NAME, "score": {"$ref": "#/components/schemas/Score"}}, ("assembly",)
+    ),
+    "Service": {
+        "allOf": [
+            _ref("Resource"),
+            _object(
+                {
+                    "locations": {"type": "array", "items": _ref("Location")},
+                    "stickiness": {"$ref": "#/components/schemas/Score"},
+                    "migration_threshold": _ESCALATION_VALUE,
+                    "failure_timeout": _DURATION,
+                },
+                ("locations",),
+                extra=True,
+            ),
+        ]
+    },
+    "Colocation": _object(
+        {"service": _NAME, "with": _NAME, "score": {"$ref": "#/components/schemas/Score"}},
+        ("service", "with"),
+    ),
+    "MoveRequest": _object({"assembly": _NAME}, ("assembly",)),
+    "MoveAnswer": _object(
+        {
+            "service": _NAME,
+            "to": _NAME,
+            "requested_at": {"type": "number"},
+            "note": {"type": "string"},
+        }
+    ),
     "DeployableNew": _object(
         {
             "name": _NAME,
@@ -648,9 +742,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 ("pid", "alive", "lease_epoch"),
             ),
             "assemblies": {"type": "array", "items": _ref("AssemblyStatus")},
+            "services": {"type": "array", "items": _ref("ServiceStatus")},
             "last_events": {"type": "array", "items": _ref("Event")},
         },
         ("name", "state", "desired", "dpe", "assemblies", "last_events"),
+    ),
+    "ServiceStatus": _object(
+        {
+            "name": _NAME,
+            "agent": {"type": "string"},
+            "locations": {"type": "array", "items": _ref("Location")},
+            "running_on": {"type": "array", "items": _NAME},
+        },
+        ("name", "running_on"),
     ),
     "AssemblyStatus": _object(
         {
@@ -681,6 +785,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
             "last_op": {"type": "string", "nullable": True},
             "last_rc": {"type": "integer", "nullable": True},
+            "service": {"type": "boolean", "description": "a service's copy on this assembly"},
         },
         ("name", "state", "failures", "last_rc"),
     ),

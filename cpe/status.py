@@ -54,7 +54,11 @@ def compose_status(record: StatusRecord, dpe: dict[str, Any], now: float) -> dic
         "desired": record.desired,
         "failures": deployable.get("failures", []),
         "dpe": _dpe(record.lease, dpe, now),
-        "assemblies": [_assembly(a, record.runtime, now) for a in record.document["assemblies"]],
+        "assemblies": [
+            _assembly(a, record.runtime, now, record.document.get("services", []))
+            for a in record.document["assemblies"]
+        ],
+        "services": [_service(s, record.runtime) for s in record.document.get("services", [])],
         "last_events": record.events,
     }
 
@@ -73,7 +77,9 @@ def _dpe(lease: dict[str, Any] | None, dpe: dict[str, Any], now: float) -> dict[
     return data
 
 
-def _assembly(assembly: dict[str, Any], runtime: Docs, now: float) -> dict[str, Any]:
+def _assembly(
+    assembly: dict[str, Any], runtime: Docs, now: float, services: list[dict[str, Any]]
+) -> dict[str, Any]:
     name = assembly["name"]
     recorded = runtime.get("assembly", {}).get(name, {})
     instance = runtime.get("instance", {}).get(name)
@@ -92,7 +98,33 @@ def _assembly(assembly: dict[str, Any], runtime: Docs, now: float) -> dict[str, 
     if created > 0:
         row["uptime"] = round(max(0.0, now - created), 1)
     row["resources"] = [_resource(name, r, runtime) for r in assembly.get("resources", [])]
+    for service in services:  # a service shows under the assembly it is on now
+        copy = _resource(name, service, runtime)
+        if copy["state"] not in _ABSENT and name in _candidates(service):
+            row["resources"].append(copy | {"service": True})
     return row
+
+
+_ABSENT = ("stopped", "unknown")
+
+
+def _candidates(service: dict[str, Any]) -> list[str]:
+    return [str(loc.get("assembly")) for loc in service.get("locations", [])]
+
+
+def _service(service: dict[str, Any], runtime: Docs) -> dict[str, Any]:
+    """A service: where it may run (with scores) and where it runs now."""
+    records = runtime.get("resource", {})
+    return {
+        "name": service["name"],
+        "agent": _agent(service),
+        "locations": service.get("locations", []),
+        "running_on": [
+            a
+            for a in _candidates(service)
+            if records.get(f"{a}/{service['name']}", {}).get("state") == "running"
+        ],
+    }
 
 
 def _resource(assembly: str, resource: dict[str, Any], runtime: Docs) -> dict[str, Any]:

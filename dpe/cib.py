@@ -36,6 +36,13 @@ What the CIB says, and why:
   the planner.  A resource the planner does not know the state of (unknown,
   starting, stopping) has no history: Pacemaker probes it.
 
+Services (resources not bound to one assembly) are primitives ``svc_NAME``
+with a location constraint of their score on each candidate (probed there
+only), ``resource-stickiness``, ``migration-threshold`` and ``failure-timeout``
+as meta attributes, colocations as ``rsc_colocation``, and the op history of
+their copy on each candidate; fail counts are not exported (the engine keeps
+them), nor requested moves.
+
 Escalation, failure windows and back-off timers are the engine's: the CIB
 shows their effect (a failed assembly, a resource held stopped), not the
 policy.
@@ -56,7 +63,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from dpe.model import Constraint, Deployable, Resource, ResourceId
+from dpe.model import Constraint, Deployable, Resource, ResourceId, Service, score_text, service_id
 from dpe.planner import (
     AssemblyStatus,
     Goal,
@@ -117,6 +124,9 @@ def make_id(*parts: str) -> str:
 
 
 def primitive_id(rid: ResourceId) -> str:
+    """``rsc_ASSEMBLY_RESOURCE``; a service (no assembly of its own) is ``svc_NAME``."""
+    if rid.is_service:
+        return make_id("svc", rid.resource)
     return make_id("rsc", rid.assembly, rid.resource)
 
 
@@ -349,6 +359,8 @@ class _Writer:
             rid: resolve(d, self.obs.assemblies) for rid, d in self.definitions.items()
         }
         self.ids = {rid: primitive_id(rid) for rid in self.definitions}
+        self.services = {service_id(s.name): s for s in document.services}
+        self.ids |= {sid: primitive_id(sid) for sid in self.services}
         self.uuids = {a.name: a.uuid for a in document.assemblies}
         self.stopped: dict[ResourceId, str] = {}
         self.call_id = 0
@@ -369,7 +381,14 @@ class _Writer:
             xml=ET.tostring(cib, encoding="unicode") + "\n",
             resources={pid: rid for rid, pid in self.ids.items()},
             nodes={name: name for name in self._assembly_names()},
-            monitor_intervals={r: d.monitor_interval for r, d in self.definitions.items()},
+            monitor_intervals={
+                **{r: d.monitor_interval for r, d in self.definitions.items()},
+                **{
+                    r: s.resource.monitor_interval
+                    for s in self.services.values()
+                    for r in (service_id(s.name), *_copies(s))
+                },
+            },
             stopped=dict(self.stopped),
         )
 
@@ -413,7 +432,32 @@ class _Writer:
         resources = ET.Element("resources")
         for rid, definition in self.definitions.items():
             resources.append(self._primitive(rid, definition))
+        for sid, service in self.services.items():
+            resources.append(self._service_primitive(sid, service))
         return resources
+
+    def _service_primitive(self, sid: ResourceId, service: Service) -> ET.Element:
+        pid = self.ids[sid]
+        definition = service.resource
+        primitive = ET.Element("primitive", _agent_attributes(definition.agent), id=pid)
+        params = resolve(definition, self.obs.assemblies) or literal_params(definition)
+        if params:
+            attributes = ET.SubElement(primitive, "instance_attributes", id=make_id(pid, "params"))
+            for name, value in sorted(params.items()):
+                nvpair_id = make_id(pid, "param", name)
+                ET.SubElement(attributes, "nvpair", id=nvpair_id, name=name, value=_xml_text(value))
+        meta = {"resource-stickiness": str(score_text(service.stickiness))}
+        if service.migration_threshold:
+            meta["migration-threshold"] = str(service.migration_threshold)
+        if service.failure_timeout:
+            meta["failure-timeout"] = f"{timeout_ms(service.failure_timeout)}ms"
+        attributes = ET.SubElement(primitive, "meta_attributes", id=make_id(pid, "meta"))
+        for name, value in meta.items():
+            ET.SubElement(
+                attributes, "nvpair", id=make_id(pid, "meta", name), name=name, value=value
+            )
+        primitive.append(self._operations(sid, definition))
+        return primitive
 
     def _primitive(self, rid: ResourceId, definition: Resource) -> ET.Element:
         pid = self.ids[rid]
@@ -496,6 +540,26 @@ class _Writer:
                 node=rid.assembly,
                 score="INFINITY",
             )
+        for sid, service in self.services.items():
+            for location in service.locations:
+                ET.SubElement(
+                    constraints,
+                    "rsc_location",
+                    {"resource-discovery": "exclusive"},
+                    id=make_id("location", service.name, location.assembly),
+                    rsc=self.ids[sid],
+                    node=location.assembly,
+                    score=str(score_text(location.score)),
+                )
+        for colocation in self.doc.colocations:
+            ET.SubElement(
+                constraints,
+                "rsc_colocation",
+                {"with-rsc": self.ids[service_id(colocation.with_)]},
+                id=make_id("colocation", colocation.service, colocation.with_),
+                rsc=self.ids[service_id(colocation.service)],
+                score=str(score_text(colocation.score)),
+            )
         for c in self._orderings():
             ET.SubElement(
                 constraints,
@@ -543,7 +607,26 @@ class _Writer:
                     entry = self._lrm_resource(rid)
                     if entry is not None:
                         lrm_resources.append(entry)
+            for sid, service in self.services.items():
+                if service.location(name) is not None:
+                    entry = self._lrm_service(sid, service, name)
+                    if entry is not None:
+                        lrm_resources.append(entry)
         return node_state
+
+    def _lrm_service(self, sid: ResourceId, service: Service, assembly: str) -> ET.Element | None:
+        """The op history of a service's copy on one of its assemblies."""
+        definition = service.resource
+        status = self.obs.resource(ResourceId(assembly, service.name))
+        params = resolve(definition, self.obs.assemblies) or literal_params(definition)
+        records = rsc_op_records(definition, status, params)
+        if not records:
+            return None
+        agent = status.applied.agent if status.applied else definition.agent
+        entry = ET.Element("lrm_resource", _agent_attributes(agent), id=self.ids[sid])
+        for record in records:
+            entry.append(self._rsc_op(sid, definition, record, assembly))
+        return entry
 
     def _lrm_resource(self, rid: ResourceId) -> ET.Element | None:
         definition = self.definitions[rid]
@@ -557,7 +640,9 @@ class _Writer:
             entry.append(self._rsc_op(rid, definition, record))
         return entry
 
-    def _rsc_op(self, rid: ResourceId, definition: Resource, record: OpRecord) -> ET.Element:
+    def _rsc_op(
+        self, rid: ResourceId, definition: Resource, record: OpRecord, node: str | None = None
+    ) -> ET.Element:
         self.call_id += 1
         pid = self.ids[rid]
         key = f"{pid}_{record.operation}_{record.interval_ms}"
@@ -574,7 +659,7 @@ class _Writer:
                 "transition-key": transition,
                 "transition-magic": f"{record.status}:{record.rc};{transition}",
                 "exit-reason": "",
-                "on_node": rid.assembly,
+                "on_node": node or rid.assembly,
                 "call-id": str(self.call_id),
                 "rc-code": str(record.rc),
                 "op-status": str(record.status),
@@ -590,8 +675,12 @@ class _Writer:
         return op
 
 
-def _parts(rid: ResourceId) -> tuple[str, str]:
-    return rid.assembly, rid.resource
+def _parts(rid: ResourceId) -> tuple[str, ...]:
+    return (rid.resource,) if rid.is_service else (rid.assembly, rid.resource)
+
+
+def _copies(service: Service) -> list[ResourceId]:
+    return [ResourceId(assembly, service.name) for assembly in service.assemblies]
 
 
 def _agent_attributes(agent: str) -> dict[str, str]:

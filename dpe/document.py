@@ -112,6 +112,18 @@ def _dict_deployable(root: ET.Element) -> dict[str, Any]:
     assemblies = [_dict_assembly(a) for a in root.iterfind("assemblies/assembly")]
     doc["assemblies"] = assemblies
     doc["constraints"] = _dict_constraints(root, assemblies)
+    services = [_dict_service(s) for s in root.iterfind("services/service")]
+    colocations = [dict(c.attrib) for c in root.iterfind("colocations/colocation")]
+    if services or colocations:
+        doc["services"], doc["colocations"] = services, colocations
+    return doc
+
+
+def _dict_service(element: ET.Element) -> dict[str, Any]:
+    """A deployable-level service: a resource with its candidate assemblies."""
+    doc = _dict_resource(element)
+    _copy_attrs(element, doc, ("stickiness", "migration_threshold", "failure_timeout"))
+    doc["locations"] = [dict(loc.attrib) for loc in element.iterfind("locations/location")]
     return doc
 
 
@@ -207,6 +219,7 @@ def _xml_deployable(doc: Mapping[str, Any]) -> ET.Element:
     assemblies = ET.SubElement(root, "assemblies")
     for assembly in doc.get("assemblies", []):
         _xml_assembly(assemblies, assembly)
+    _xml_services(root, doc)
     constraints = ET.SubElement(root, "constraints")
     for i, constraint in enumerate(doc.get("constraints", [])):
         attrs = {"id": f"order_{i}"}
@@ -239,9 +252,28 @@ def _xml_resource(parent: ET.Element, resource: Mapping[str, Any]) -> None:
             ET.SubElement(param, "value").text = str(value)
 
 
+def _xml_services(root: ET.Element, doc: Mapping[str, Any]) -> None:
+    """Services (deployable-level, beside the assemblies) and their colocations."""
+    if not doc.get("services") and not doc.get("colocations"):
+        return
+    services = ET.SubElement(root, "services")
+    for service in doc.get("services", []):
+        _xml_resource(services, service)
+        element = services[-1]
+        for key in ("stickiness", "migration_threshold", "failure_timeout"):
+            if service.get(key) is not None:
+                element.set(key, str(service[key]))
+        locations = ET.SubElement(element, "locations")
+        for location in service.get("locations", []):
+            ET.SubElement(locations, "location", {k: str(v) for k, v in location.items()})
+    colocations = ET.SubElement(root, "colocations")
+    for colocation in doc.get("colocations", []):
+        ET.SubElement(colocations, "colocation", {k: str(v) for k, v in colocation.items()})
+
+
 def _primitive_id(path: str) -> str:
-    assembly, _, resource = path.partition("/")
-    return f"rsc_{assembly}_{resource}"
+    assembly, sep, resource = path.partition("/")
+    return f"rsc_{assembly}_{resource}" if sep else path  # a service keeps its name
 
 
 def _attrs(doc: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:

@@ -67,9 +67,10 @@ from dpe.interfaces import (
     Transport,
 )
 from dpe.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId
-from dpe.planner import ActionKind, Goal, Observed, Plan
+from dpe.planner import ActionKind, Goal, Move, Observed, Plan
 from dpe.planner import plan as builtin_plan
 from dpe.runtime import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE, Docs, Runtime
+from dpe.service_runtime import MOVE, SERVICE, ServiceRecords
 from dpe.states import AssemblyState, DeployableState, ResourceState, Subject, deployable_cell
 
 log = logging.getLogger("dpe.engine")
@@ -129,8 +130,11 @@ class Engine:
         self._noted_blocked: dict[ResourceId, str] = {}
         self._backoff = Backoff(self.options.retry_initial, self.options.retry_max, free=0)
         self._watch: Watch | None = None
+        self.services = ServiceRecords()  # fail counts per assembly, requested moves
+        self._noted_moves: dict[str, tuple[str | None, str | None]] = {}
         for assembly in document.assemblies:
             self._add_assembly(assembly)
+        self._add_service_runners(document)
 
     # =========================================================================
     # lifecycle
@@ -191,7 +195,8 @@ class Engine:
         self.window.retune(document.escalation)
         added = self._reload_assemblies(document)
         added_resources, changed = self._reload_resources(document)
-        added += added_resources
+        added += added_resources + self._add_service_runners(document)
+        self._load_moves()
         removed = self._orphan_removed(old, document)
         self.cell.note(
             f"reloaded: {len(added)} added, {len(removed)} removed, {len(changed)} changed"
@@ -291,6 +296,7 @@ class Engine:
                 )
         for key, doc in docs.get(RESOURCE, {}).items():
             self._restore_resource(key, doc)
+        self.services = ServiceRecords.restore(docs)
         self.cell.note(f"engine started (lease epoch {self.epoch})")
         if deployable.get("state") == str(DeployableState.FAILED):
             if clear_failed:
@@ -415,6 +421,7 @@ class Engine:
             plan = await self._plan(self._observe())
             if not plan.probing:  # while probing, nothing else is decided
                 self._note_blocked(plan.blocked)
+            self._note_moves(plan)
             self._wake_at(plan.wake_at)
             if plan.empty:
                 self._converged()
@@ -491,6 +498,8 @@ class Engine:
             orphans={rid: r.definition for rid, r in self.orphans.items()},
             orphan_constraints=self.orphan_constraints,
             now=self.clock.time(),
+            service_failures=self.services.failures_of(self.document),
+            move_requests=self.services.moves,
         )
 
     async def _perform(self, plan: Plan, action: planner.Action) -> bool:
@@ -605,6 +614,7 @@ class Engine:
         runner.cancel_monitor()
         self._recovering(f"{runner.rid} failed: {reason}")
         if self._recording():
+            self._count_service_failure(runner.rid)
             verdict = runner.window.record(self.clock.time())
             self._save_resource(runner)
             if verdict is Verdict.ESCALATE:
@@ -641,6 +651,82 @@ class Engine:
         self._save_deployable()
         self.goal = Goal.STOP
         self._restart_pending = True
+
+    # =========================================================================
+    # services: where they go, their fail counts, requested moves
+
+    def _add_service_runners(self, document: Deployable) -> list[str]:
+        """A runner for each place a service may run (its copies are probed there)."""
+        added = []
+        for rid in document.service_placements():
+            definition = document.resource(rid)
+            assert definition is not None
+            runner = self.resources.get(rid) or self.orphans.pop(rid, None)
+            if runner is None:
+                runner = self._resource_runner(rid, definition)
+                added.append(str(rid))
+            elif runner.definition != definition:
+                self._redefine(runner, definition)
+            self.resources[rid] = runner
+        return added
+
+    def _count_service_failure(self, rid: ResourceId) -> None:
+        service = self.document.service(rid.resource)
+        assembly = self.document.assembly(rid.assembly)
+        if service is None or (assembly is not None and assembly.resource(rid.resource)):
+            return  # a pinned resource: its failure window is all there is
+        doc = self.services.failed(service, rid.assembly, self.clock.time())
+        self._put(SERVICE, service.name, doc)
+
+    def _note_moves(self, plan: Plan) -> None:
+        """Say once where each service goes and why (not while probing)."""
+        if plan.probing:
+            return
+        for name, assembly in list(self.services.moves.items()):
+            runner = self.resources.get(ResourceId(assembly, name))
+            if runner is None or runner.state is ResourceState.RUNNING:
+                self._move_done(ResourceId(assembly, name))  # already there, or impossible
+        noted = {}
+        for move in plan.moves:
+            noted[move.service] = (move.source, move.target)
+            if self._noted_moves.get(move.service) != noted[move.service]:
+                self._announce_move(move)
+        self._noted_moves = noted
+
+    def _announce_move(self, move: Move) -> None:
+        where = move.target or move.source
+        runner = self.resources.get(ResourceId(where, move.service)) if where else None
+        if move.target is None:
+            text = f"{move.service} cannot run anywhere: {move.reason}"
+        elif move.source is None:
+            text = f"{move.service} placed on {move.target}: {move.reason}"
+        else:
+            text = f"{move.service} moves from {move.source} to {move.target}: {move.reason}"
+        if runner is not None:
+            runner.cell.note(text)
+        else:
+            self.cell.note(text)
+
+    def _load_moves(self) -> None:
+        """Moves an administrator asked for since (``deployable_service_move``)."""
+        try:
+            docs = self.runtime.load()
+        except PcloudError as error:
+            self.log.warning("cannot read the requested moves: %s", error)
+            return
+        self.services.moves = ServiceRecords.restore(docs).moves
+
+    def _move_done(self, rid: ResourceId) -> None:
+        """A requested move is done once the service runs there: the request ends."""
+        if self.services.moves.get(rid.resource) != rid.assembly:
+            return
+        del self.services.moves[rid.resource]
+        self._delete(MOVE, rid.resource)
+        runner = self.resources.get(rid)
+        if runner is None:
+            self.cell.note(f"move of {rid.resource} to {rid.assembly} dropped: not a candidate")
+        else:
+            runner.cell.note(f"{rid.resource} moved to {rid.assembly} as requested")
 
     # =========================================================================
     # reload
@@ -772,6 +858,8 @@ class Engine:
             runner = self.resources.get(rid) or self.orphans.get(rid)
             if runner is not None:
                 self._save_resource(runner)
+                if runner.state is ResourceState.RUNNING:
+                    self._move_done(rid)
         elif event.assembly:
             if event.assembly in self.assemblies:
                 self._save_assembly(self.assemblies[event.assembly])

@@ -80,7 +80,17 @@ class ResourceId(NamedTuple):
     resource: str
 
     def __str__(self) -> str:
-        return f"{self.assembly}/{self.resource}"
+        return f"{self.assembly}/{self.resource}" if self.assembly else self.resource
+
+    @property
+    def is_service(self) -> bool:
+        """A deployable-level service (``SERVICE``), not a resource pinned to an assembly."""
+        return not self.assembly
+
+
+def service_id(name: str) -> ResourceId:
+    """A service as an end of an order constraint: no assembly of its own."""
+    return ResourceId("", name)
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,95 @@ class Constraint:
         return {"first": str(self.first), "then": str(self.then)}
 
 
+INFINITY = 1_000_000  # Pacemaker's score infinity: scores are clamped to +-INFINITY
+
+
+def score_text(score: int) -> int | str:
+    """A score as documents spell it: a number, ``INFINITY`` or ``-INFINITY``."""
+    if score >= INFINITY:
+        return "INFINITY"
+    if score <= -INFINITY:
+        return "-INFINITY"
+    return score
+
+
+def parse_score(value: object) -> int:
+    """``100``, ``-50``, ``INFINITY``, ``+INFINITY``, ``-INFINITY`` (clamped); ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a score: {value!r}")
+    if isinstance(value, int):
+        return max(-INFINITY, min(INFINITY, value))
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text in ("INFINITY", "+INFINITY", "INF", "+INF"):
+            return INFINITY
+        if text in ("-INFINITY", "-INF"):
+            return -INFINITY
+        if re.fullmatch(r"[+-]?\d+", text):
+            return parse_score(int(text))
+    raise ValueError(f"not a score: {value!r} (a whole number, INFINITY or -INFINITY)")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A service may run on ``assembly``, with Pacemaker's location ``score`` for it."""
+
+    assembly: str
+    score: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"assembly": self.assembly, "score": score_text(self.score)}
+
+
+@dataclass(frozen=True)
+class Service:
+    """A resource not bound to one assembly: it runs on the best allowed candidate.
+
+    ``stickiness`` is added to the score of the assembly it runs on (how strongly
+    it stays); after ``migration_threshold`` failures on an assembly (0: never)
+    it is kept away from it until ``failure_timeout`` seconds after the last one
+    (0: until the failures are cleared).
+    """
+
+    resource: Resource
+    locations: tuple[Location, ...] = ()
+    stickiness: int = 0
+    migration_threshold: int = 0
+    failure_timeout: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    def location(self, assembly: str) -> Location | None:
+        return next((loc for loc in self.locations if loc.assembly == assembly), None)
+
+    @property
+    def assemblies(self) -> tuple[str, ...]:
+        return tuple(loc.assembly for loc in self.locations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.resource.to_dict() | {
+            "locations": [loc.to_dict() for loc in self.locations],
+            "stickiness": score_text(self.stickiness),
+            "migration_threshold": self.migration_threshold or "INFINITY",
+            "failure_timeout": _number(self.failure_timeout),
+        }
+
+
+@dataclass(frozen=True)
+class Colocation:
+    """``service`` runs where ``with_`` runs (score INFINITY), never there
+    (-INFINITY), or prefers (positive) or avoids (negative) it by ``score``."""
+
+    service: str
+    with_: str
+    score: int = INFINITY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "with": self.with_, "score": score_text(self.score)}
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     interval: float = 1.0
@@ -175,13 +274,31 @@ class Deployable:
     escalation: Escalation = Escalation()
     assemblies: tuple[Assembly, ...] = ()
     constraints: tuple[Constraint, ...] = ()
+    services: tuple[Service, ...] = ()
+    colocations: tuple[Colocation, ...] = ()
 
     def assembly(self, name: str) -> Assembly | None:
         return next((a for a in self.assemblies if a.name == name), None)
 
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
     def resource(self, rid: ResourceId) -> Resource | None:
+        """A pinned resource, or a service (``SERVICE``, or on one of its candidates)."""
         assembly = self.assembly(rid.assembly)
-        return assembly.resource(rid.resource) if assembly else None
+        pinned = assembly.resource(rid.resource) if assembly else None
+        if pinned is not None:
+            return pinned
+        service = self.service(rid.resource)
+        if service is not None and (rid.is_service or service.location(rid.assembly)):
+            return service.resource
+        return None
+
+    def service_placements(self) -> Iterator[ResourceId]:
+        """Every place a service may run: ``ASSEMBLY/SERVICE`` for each candidate."""
+        for service in self.services:
+            for assembly in service.assemblies:
+                yield ResourceId(assembly, service.name)
 
     def resource_ids(self) -> Iterator[ResourceId]:
         for assembly in self.assemblies:
@@ -201,6 +318,15 @@ class Deployable:
             "escalation": self.escalation.to_dict(),
             "assemblies": [a.to_dict() for a in self.assemblies],
             "constraints": [c.to_dict() for c in self.constraints],
+        } | self._services_dict()
+
+    def _services_dict(self) -> dict[str, Any]:
+        """Services and colocations, when there are any (older documents have none)."""
+        if not self.services and not self.colocations:
+            return {}
+        return {
+            "services": [s.to_dict() for s in self.services],
+            "colocations": [c.to_dict() for c in self.colocations],
         }
 
 
@@ -354,8 +480,11 @@ def _deployable(data: object, problems: Problems) -> Deployable | None:
         escalation=_escalation(data.get("escalation", {}), "escalation", problems),
         assemblies=assemblies,
         constraints=_constraints(data.get("constraints", []), problems),
+        services=_services(data.get("services", []), problems),
+        colocations=_colocations(data.get("colocations", []), problems),
     )
     _check_cross_references(deployable, problems)
+    _check_services(deployable, problems)
     return deployable
 
 
@@ -368,7 +497,10 @@ _DEPLOYABLE_KEYS = {
     "escalation",
     "assemblies",
     "constraints",
+    "services",
+    "colocations",
 }
+_SERVICE_KEYS = {"locations", "stickiness", "migration_threshold", "failure_timeout"}
 _ASSEMBLY_KEYS = {"name", "uuid", "image", "escalation", "resources"}
 _RESOURCE_KEYS = {
     "name",
@@ -553,8 +685,10 @@ def _constraints(data: object, problems: Problems) -> tuple[Constraint, ...]:
 
 
 def _resource_id(value: object, path: str, problems: Problems) -> ResourceId | None:
+    if isinstance(value, str) and "/" not in value:
+        return service_id(value) if check_name(value, path, problems) == value else None
     if not isinstance(value, str) or value.count("/") != 1:
-        problems.add(path, f"must be ASSEMBLY/RESOURCE: {value!r}")
+        problems.add(path, f"must be ASSEMBLY/RESOURCE or SERVICE: {value!r}")
         return None
     assembly, resource = value.split("/")
     before = len(problems.items)
@@ -571,19 +705,17 @@ def _check_cross_references(deployable: Deployable, problems: Problems) -> None:
         _check_unique([r.name for r in assembly.resources], f"{path}.resources", problems)
         for j, resource in enumerate(assembly.resources):
             for key, value in resource.parameters.items():
-                if isinstance(value, Reference) and deployable.assembly(value.assembly) is None:
-                    problems.add(
-                        f"{path}.resources[{j}].parameters.{key}",
-                        f"refers to assembly {value.assembly!r}, which is not in the deployable",
-                    )
-    known = set(deployable.resource_ids())
+                _check_reference(deployable, key, value, f"{path}.resources[{j}]", problems)
+    for i, service in enumerate(deployable.services):
+        for key, value in service.resource.parameters.items():
+            _check_reference(deployable, key, value, f"services[{i}]", problems)
+    known = set(deployable.resource_ids()) | {service_id(s.name) for s in deployable.services}
     for i, constraint in enumerate(deployable.constraints):
         for end in ("first", "then"):
             rid = getattr(constraint, end)
             if rid not in known:
-                problems.add(
-                    f"constraints[{i}].{end}", f"no such resource in the deployable: {rid}"
-                )
+                what = "service" if rid.is_service else "resource"
+                problems.add(f"constraints[{i}].{end}", f"no such {what} in the deployable: {rid}")
         if constraint.first == constraint.then:
             problems.add(
                 f"constraints[{i}]",
@@ -593,6 +725,18 @@ def _check_cross_references(deployable: Deployable, problems: Problems) -> None:
     if cycle:
         problems.add(
             "constraints", "order constraints form a cycle: " + " -> ".join(map(str, cycle))
+        )
+
+
+def _check_reference(
+    deployable: Deployable, key: str, value: ParamValue, path: str, problems: Problems
+) -> None:
+    if not isinstance(value, Reference):
+        return
+    if deployable.assembly(value.assembly) is None and deployable.service(value.assembly) is None:
+        problems.add(
+            f"{path}.parameters.{key}",
+            f"refers to assembly {value.assembly!r}, which is not in the deployable",
         )
 
 
@@ -621,6 +765,140 @@ def find_cycle(constraints: tuple[Constraint, ...]) -> list[ResourceId] | None:
         if start not in state and (found := visit(start)):
             return found
     return None
+
+
+# ---------------------------------------------------------------------------
+# services and colocations
+
+
+def _services(data: object, problems: Problems) -> tuple[Service, ...]:
+    services = []
+    for i, item in enumerate(_list(data, "services", problems)):
+        service = _service(item, f"services[{i}]", problems)
+        if service is not None:
+            services.append(service)
+    return tuple(services)
+
+
+def _service(data: object, path: str, problems: Problems) -> Service | None:
+    if not isinstance(data, Mapping):
+        problems.add(path, f"a service must be an object, not {_kind(data)}")
+        return None
+    resource = _resource({k: v for k, v in data.items() if k not in _SERVICE_KEYS}, path, problems)
+    if resource is None:
+        return None
+    if "locations" not in data:
+        problems.add(_join(path, "locations"), "required: the assemblies it may run on")
+    return Service(
+        resource=resource,
+        locations=_locations(data.get("locations", []), _join(path, "locations"), problems),
+        stickiness=_score(data.get("stickiness", 0), _join(path, "stickiness"), problems),
+        migration_threshold=_threshold(data.get("migration_threshold"), path, problems),
+        failure_timeout=_duration(
+            data.get("failure_timeout", 0), _join(path, "failure_timeout"), problems
+        ),
+    )
+
+
+def _locations(data: object, path: str, problems: Problems) -> tuple[Location, ...]:
+    locations = []
+    for i, item in enumerate(_list(data, path, problems)):
+        where = f"{path}[{i}]"
+        if not isinstance(item, Mapping):
+            problems.add(where, f"must be an object with assembly and score, not {_kind(item)}")
+            continue
+        _unknown_keys(item, {"assembly", "score"}, where, problems)
+        assembly = check_name(item.get("assembly"), _join(where, "assembly"), problems)
+        score = _score(item.get("score", 0), _join(where, "score"), problems)
+        locations.append(Location(assembly, score))
+    return tuple(locations)
+
+
+def _threshold(value: object, path: str, problems: Problems) -> int:
+    try:
+        return parse_escalation_count(value)
+    except ValueError as error:
+        problems.add(_join(path, "migration_threshold"), str(error))
+        return 0
+
+
+def _score(value: object, path: str, problems: Problems) -> int:
+    try:
+        return parse_score(value)
+    except ValueError as error:
+        problems.add(path, str(error))
+        return 0
+
+
+def _colocations(data: object, problems: Problems) -> tuple[Colocation, ...]:
+    colocations = []
+    for i, item in enumerate(_list(data, "colocations", problems)):
+        path = f"colocations[{i}]"
+        if not isinstance(item, Mapping):
+            problems.add(path, f"must be an object with service and with, not {_kind(item)}")
+            continue
+        _unknown_keys(item, {"service", "with", "score"}, path, problems)
+        service = check_name(item.get("service"), f"{path}.service", problems)
+        with_ = check_name(item.get("with"), f"{path}.with", problems)
+        score = _score(item.get("score", "INFINITY"), f"{path}.score", problems)
+        colocations.append(Colocation(service, with_, score))
+    return tuple(colocations)
+
+
+def _check_services(deployable: Deployable, problems: Problems) -> None:
+    _check_unique([s.name for s in deployable.services], "services", problems)
+    assemblies = {a.name for a in deployable.assemblies}
+    for i, service in enumerate(deployable.services):
+        path = f"services[{i}]"
+        if service.name in assemblies:
+            problems.add(f"{path}.name", f"{service.name!r} is also an assembly's name")
+        _check_unique(list(service.assemblies), f"{path}.locations", problems, "assembly")
+        for j, location in enumerate(service.locations):
+            assembly = deployable.assembly(location.assembly)
+            where = f"{path}.locations[{j}].assembly"
+            if assembly is None:
+                problems.add(where, f"no assembly {location.assembly!r} in the deployable")
+            elif assembly.resource(service.name) is not None:
+                problems.add(
+                    where, f"assembly {location.assembly!r} has a resource {service.name!r}"
+                )
+    services = {s.name for s in deployable.services}
+    for i, colocation in enumerate(deployable.colocations):
+        for key, name in (("service", colocation.service), ("with", colocation.with_)):
+            if name and name not in services:
+                problems.add(f"colocations[{i}].{key}", f"no service {name!r} in the deployable")
+        if colocation.service == colocation.with_:
+            problems.add(f"colocations[{i}]", "a service cannot be colocated with itself")
+    _check_unique(
+        [f"{c.service} with {c.with_}" for c in deployable.colocations],
+        "colocations",
+        problems,
+        "colocation",
+    )
+    cycle = find_colocation_cycle(deployable.colocations)
+    if cycle:
+        problems.add("colocations", "colocations form a cycle: " + " -> ".join(cycle))
+
+
+def colocation_order(services: list[str], colocations: tuple[Colocation, ...]) -> list[str]:
+    """Services in placement order: each after the services it is colocated with."""
+    leaders = {n: [c.with_ for c in colocations if c.service == n] for n in services}
+    order: list[str] = []
+    while len(order) < len(services):
+        waiting = [n for n in services if n not in order]
+        ready = [n for n in waiting if all(w in order or w not in leaders for w in leaders[n])]
+        order.append((ready or waiting)[0])  # a cycle (refused by validation): stay total
+    return order
+
+
+def find_colocation_cycle(colocations: tuple[Colocation, ...]) -> list[str] | None:
+    constraints = tuple(
+        Constraint(service_id(c.with_), service_id(c.service))
+        for c in colocations
+        if c.service != c.with_
+    )
+    cycle = find_cycle(constraints)
+    return [rid.resource for rid in cycle] if cycle else None
 
 
 # ---------------------------------------------------------------------------

@@ -102,6 +102,7 @@ from typing import ClassVar
 from dpe.cib import Cib, build_cib
 from dpe.errors import Code, OperationTimeout, PcloudError, Unavailable
 from dpe.model import Deployable, Resource, ResourceId
+from dpe.placement import handover_edges
 from dpe.planner import (
     Action,
     ActionKind,
@@ -334,6 +335,8 @@ def _graph_op(element: ET.Element, cib: Cib) -> _GraphOp:
         return _GraphOp(None, f"{element.tag} {label}")
     primitive = element.find("primitive")
     rid = cib.resource(primitive.get("id", "") if primitive is not None else "")
+    if rid is not None and rid.is_service and on_node:
+        rid = ResourceId(on_node, rid.resource)  # a service: its copy on that assembly
     if rid is None or on_node != rid.assembly:
         return _GraphOp(None, label)
     return _GraphOp(_action(rid, operation, _interval_ms(element), cib), label)
@@ -426,13 +429,18 @@ def combine(rules: Plan, transition: Transition, document: Deployable, observed:
             edges.add((action, fences[action.assembly]))
     started = {a.rid for a in actions if a.kind is ActionKind.START}
     every = (*assembly_actions, *actions)
-    return Plan(
+    combined = Plan(
         actions=every,
         edges=frozenset(edges),
         params={a: params_for(a, document, observed) for a in actions},
         blocked={r: why for r, why in rules.blocked.items() if r not in started},
         wake_at=rules.wake_at,
+        moves=rules.moves,
     )
+    # Pacemaker takes a failed assembly for cleanly down: a service moving away
+    # from it still starts only once it is fenced (or its old copy stopped)
+    handover = handover_edges(document, observed, combined)
+    return replace(combined, edges=combined.edges | frozenset(handover))
 
 
 def params_for(action: Action, document: Deployable, observed: Observed) -> Mapping[str, str]:

@@ -116,6 +116,10 @@ class Observed:
     orphans: Mapping[ResourceId, Resource] = field(default_factory=dict)
     orphan_constraints: tuple[Constraint, ...] = ()
     now: float = 0.0  # the time ``retry_at`` is compared with
+    # services: failure times of each on each assembly (``ASSEMBLY/SERVICE``), and
+    # the moves an administrator asked for (service -> assembly)
+    service_failures: Mapping[ResourceId, tuple[float, ...]] = field(default_factory=dict)
+    move_requests: Mapping[str, str] = field(default_factory=dict)
 
     def assembly(self, name: str) -> AssemblyStatus:
         return self.assemblies.get(name, AssemblyStatus())
@@ -128,12 +132,28 @@ Edge = tuple[Action, Action]  # (before, after)
 
 
 @dataclass(frozen=True)
+class Move:
+    """Where a service goes (``dpe.placement``), from where, and why."""
+
+    service: str
+    source: str | None  # the assembly it runs on now; None: nowhere
+    target: str | None  # the assembly chosen for it; None: it can run nowhere
+    reason: str
+
+    def __str__(self) -> str:
+        return f"move {self.service}: {self.source or 'nowhere'} -> {self.target or 'nowhere'}" + (
+            f" ({self.reason})" if self.reason else ""
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...] = ()
     edges: frozenset[Edge] = frozenset()
     params: Mapping[Action, Mapping[str, str]] = field(default_factory=dict)
     blocked: Mapping[ResourceId, str] = field(default_factory=dict)  # why it cannot start
     wake_at: float | None = None  # plan again then: a back-off ends
+    moves: tuple[Move, ...] = ()  # services placed somewhere else than they run
 
     @property
     def empty(self) -> bool:
@@ -151,9 +171,9 @@ class Plan:
         return before
 
     def describe(self) -> list[str]:
-        """One line per action with what it waits for (logs, debugging)."""
+        """One line per action with what it waits for (logs, debugging); moves first."""
         before = self.predecessors()
-        lines = []
+        lines = [str(move) for move in self.moves]
         for action in self.actions:
             after = ", ".join(sorted(map(str, before[action])))
             lines.append(f"{action} (after {after})" if after else str(action))
@@ -161,7 +181,20 @@ class Plan:
 
 
 def plan(document: Deployable, observed: Observed) -> Plan:
-    """The actions that bring the deployable from ``observed`` towards its goal."""
+    """The actions that bring the deployable from ``observed`` towards its goal.
+
+    Services are placed first (``dpe.placement``), then planned as resources
+    pinned where they were placed.
+    """
+    if document.services:
+        from dpe import placement  # placement builds on this module
+
+        return placement.plan(document, observed)
+    return plan_pinned(document, observed)
+
+
+def plan_pinned(document: Deployable, observed: Observed) -> Plan:
+    """``plan`` for a document whose resources are all pinned to an assembly."""
     return _Builder(document, observed).build()
 
 
@@ -405,6 +438,8 @@ class _Builder:
         return None
 
     def _blocked_by(self, first: ResourceId) -> str:
+        if first.is_service:
+            return f"waiting for service {first.resource}, which has no assembly to run on"
         reason = self.blocked.get(first)
         if reason == BACKING_OFF:
             return f"waiting for {first}, which is {reason}"

@@ -25,6 +25,7 @@ from typing import Any
 
 from dpe.escalation import FailureWindow, Verdict
 from dpe.model import Deployable, Escalation, Problems, ResourceId, check_name
+from dpe.placement import steady_services
 from dpe.planner import (
     ActionKind,
     Applied,
@@ -36,6 +37,7 @@ from dpe.planner import (
     plan,
     resolve,
 )
+from dpe.service_runtime import ServiceRecords
 from dpe.states import AssemblyState, ResourceState
 
 Planner = Callable[[Deployable, Observed], Plan]
@@ -86,9 +88,12 @@ class WhatIf:
         lines = [f"note: {n}" for n in self.notes]
         if self.given_up:
             return [*lines, "no actions: the deployable is failed until started again"]
+        moves = [str(move) for move in self.plan.moves]  # where services go, and why
+        lines += moves
         if self.plan.empty:
             return [*lines, "no actions"]
-        lines += [f"{i}. {line}" for i, line in enumerate(self.plan.describe(), 1)]
+        actions = self.plan.describe()[len(moves) :]
+        lines += [f"{i}. {line}" for i, line in enumerate(actions, 1)]
         lines += [
             f"cannot start {rid}: {why}" for rid, why in sorted(self.plan.blocked.items(), key=str)
         ]
@@ -260,6 +265,8 @@ def steady_state(document: Deployable, now: float = 0.0) -> Observed:
         params = resolve(definition, assemblies) or {}
         applied = Applied.of(definition, params)
         resources[rid] = ResourceStatus(ResourceState.RUNNING, "start", 0, applied, True)
+    if document.services:  # each where placement puts it, and the references follow
+        resources = steady_services(document, assemblies, now)
     return Observed(Goal.RUN, assemblies, resources, now=now)
 
 
@@ -274,11 +281,20 @@ def observed_from_runtime(
     }
     records = docs.get("resource", {})
     resources = {
-        rid: _resource_status(records.get(str(rid), {})) for rid in document.resource_ids()
+        rid: _resource_status(records.get(str(rid), {}))
+        for rid in (*document.resource_ids(), *document.service_placements())
     }
     deployable = docs.get("deployable", {}).get("", {})
     stopping = deployable.get("state") in ("stopping", "stopped")
-    observed = Observed(Goal.STOP if stopping else Goal.RUN, statuses, resources, now=now)
+    services = ServiceRecords.restore(docs)
+    observed = Observed(
+        Goal.STOP if stopping else Goal.RUN,
+        statuses,
+        resources,
+        now=now,
+        service_failures=services.failures_of(document),
+        move_requests=services.moves,
+    )
     windows = Windows(
         resources={rid: _failures(records.get(str(rid))) for rid in resources},
         assemblies={name: _failures(assemblies.get(name)) for name in statuses},

@@ -10,6 +10,7 @@ from pcloudsh.escalation import EscalationCommands
 from pcloudsh.events import EventCommands
 from pcloudsh.jeos import JeosCommands
 from pcloudsh.resource import ResourceCommands
+from pcloudsh.service import ServiceCommands
 from pcloudsh.template import TemplateCommands
 
 NOUNS: tuple[type[Noun], ...] = (
@@ -20,6 +21,7 @@ NOUNS: tuple[type[Noun], ...] = (
     TemplateCommands,
     EscalationCommands,
     DeployableCommands,
+    ServiceCommands,
     EventCommands,
 )
 

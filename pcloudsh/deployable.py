@@ -136,11 +136,19 @@ class DeployableCommands(Noun):
 
     @command(
         DEPLOYABLE,
-        Arg("first", help="ASSEMBLY/RESOURCE started first", complete=Names.RESOURCE_ID),
-        Arg("then", help="ASSEMBLY/RESOURCE started after it", complete=Names.RESOURCE_ID),
+        Arg(
+            "first",
+            help="ASSEMBLY/RESOURCE (or SERVICE) started first",
+            complete=Names.RESOURCE_ID,
+        ),
+        Arg(
+            "then",
+            help="ASSEMBLY/RESOURCE (or SERVICE) started after it",
+            complete=Names.RESOURCE_ID,
+        ),
     )
     def deployable_constraint_add(self, args: argparse.Namespace) -> Result:
-        """Order two resources: THEN starts after FIRST and stops before it."""
+        """Order two resources or services: THEN starts after FIRST and stops before it."""
         deployable, first, then = _constraint_args(args)
         self.env.api().add_constraint(deployable, first, then)
         return done(

@@ -56,7 +56,8 @@ def _resource(resource: dict[str, Any]) -> Node:
         _last_rc(resource.get("last_rc")),
         _reason(resource),
     ]
-    return Node(_label(f"resource {resource.get('name')}", resource.get("state"), details))
+    noun = "service" if resource.get("service") else "resource"  # a service's copy here
+    return Node(_label(f"{noun} {resource.get('name')}", resource.get("state"), details))
 
 
 def _label(subject: str, state: Any, details: Iterable[str | None]) -> Styled:

@@ -102,10 +102,12 @@ def describe_escalation(data: Any) -> str:
 
 
 def parse_resource_id(value: str, what: str) -> str:
-    """``ASSEMBLY/RESOURCE``, both names checked."""
+    """``ASSEMBLY/RESOURCE`` (both names checked), or a deployable's ``SERVICE``."""
     assembly, sep, resource = value.partition("/")
-    if not sep or "/" in resource:
-        raise InvalidInput(f"invalid {what} {value!r}: expected ASSEMBLY/RESOURCE")
+    if not sep:
+        return check_name(value, "service")
+    if "/" in resource:
+        raise InvalidInput(f"invalid {what} {value!r}: expected ASSEMBLY/RESOURCE or SERVICE")
     check_name(assembly, "assembly")
     check_name(resource, "resource")
     return value

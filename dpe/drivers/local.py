@@ -23,7 +23,9 @@ an address from ``subnet`` on a bridge the driver creates (see ``_netns``).
 
 Settings (the deployable's ``settings``): ``network`` (loopback | netns),
 ``subnet`` (default 10.236.0.0/24), ``pid_namespace`` (yes | no; default yes
-when root), ``start_timeout`` (a duration, default 10 s).
+when root), ``start_timeout`` (a duration, default 10 s), ``boot_delay`` (a
+duration, default none: how long a new instance takes before it is returned, to
+stand for a virtual machine's boot in failover tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ _INIT_SCRIPT = Path(__file__).with_name("_guest_init.py")
 _INSTANCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\Z")
 _POLL = 0.01
 _PORT_ATTEMPTS = 3
-_SETTING_NAMES = ("network", "subnet", "pid_namespace", "start_timeout")
+_SETTING_NAMES = ("network", "subnet", "pid_namespace", "start_timeout", "boot_delay")
 _SAFE_PATH_RE = re.compile(r'[^"\\\n\r\t\0]+\Z')
 
 
@@ -83,6 +85,7 @@ class LocalSettings:
     subnet: ipaddress.IPv4Network = _DEFAULT_NETWORK
     pid_namespace: bool = True
     start_timeout: float = START_TIMEOUT
+    boot_delay: float = 0.0
 
     @classmethod
     def parse(cls, settings: Mapping[str, str], *, root: bool) -> LocalSettings:
@@ -99,6 +102,9 @@ class LocalSettings:
             pid_namespace=_yes_no_setting(settings.get("pid_namespace", "yes"), problems) and root,
             start_timeout=duration_setting(
                 settings.get("start_timeout"), START_TIMEOUT, "settings.start_timeout", problems
+            ),
+            boot_delay=duration_setting(
+                settings.get("boot_delay"), 0.0, "settings.boot_delay", problems
             ),
         )
         problems.raise_if_any("invalid settings for the local infrastructure")
@@ -348,6 +354,7 @@ class LocalDriver:
         try:
             layout.create(keys)
             instance = await self._start(layout, deployable, assembly.name, instance_id)
+            await asyncio.sleep(self.settings.boot_delay)  # a virtual machine's boot
         except BaseException:
             await self._remove(layout.root)
             raise

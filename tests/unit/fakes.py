@@ -288,12 +288,17 @@ class FakeWorld:
 
     def _check_order(self, assembly: str, resource: str) -> None:
         for c in self.constraints():
-            if (c.then.assembly, c.then.resource) != (assembly, resource):
-                continue
-            if not self._believed.get((c.first.assembly, c.first.resource)):
+            if c.then.resource != resource or c.then.assembly not in ("", assembly):
+                continue  # a service ("" assembly) may start on any of its assemblies
+            if not self._running_anywhere(c.first.assembly, c.first.resource):
                 self.violations.append(
                     f"{self.clock.now}: started {c.then} before {c.first} was running"
                 )
+
+    def _running_anywhere(self, assembly: str, resource: str) -> bool:
+        if assembly:
+            return bool(self._believed.get((assembly, resource)))
+        return any(up for (_, name), up in self._believed.items() if name == resource)
 
     def forget(self, guest: FakeGuest) -> None:
         for key in list(self._believed):

@@ -57,6 +57,7 @@ class FakeCped:
         self.events: list[JsonDict] = []
         self.calls: list[str] = []
         self.lifecycle_error: Exception | None = None
+        self.moves: dict[tuple[str, str], str] = {}  # (deployable, service) -> assembly
         self.jeos: dict[str, JsonDict] = {}  # registered JEOS images but the built-in host
         self.jeos_error: BaseException | None = None  # what create_jeos raises
         self.statuses: dict[str, JsonDict] = {}  # status documents to answer, by deployable
@@ -250,6 +251,66 @@ class FakeCped:
         if constraint not in target["constraints"]:
             raise NotFound(f"deployable {deployable!r} has no constraint {first} -> {then}")
         target["constraints"].remove(constraint)
+
+    # -- services -----------------------------------------------------------
+    def _change_document(self, deployable: str, change: Callable[[JsonDict], None]) -> JsonDict:
+        """Apply ``change`` to a copy, validate the whole document, then keep it."""
+        doc = self.get_deployable(deployable)
+        doc.setdefault("services", [])
+        doc.setdefault("colocations", [])
+        change(doc)
+        parsed = model.parse(doc).to_dict()
+        target = self.deployables[deployable]
+        target["services"] = parsed.get("services", [])
+        target["colocations"] = parsed.get("colocations", [])
+        return parsed
+
+    def add_service(self, deployable: str, doc: JsonDict) -> JsonDict:
+        if any(s["name"] == doc.get("name") for s in self._services(deployable)):
+            raise Conflict(f"deployable {deployable!r} already has a service {doc.get('name')!r}")
+        parsed = self._change_document(deployable, lambda d: d["services"].append(doc))
+        return dict(parsed["services"][-1])
+
+    def update_service(self, deployable: str, name: str, doc: JsonDict) -> JsonDict:
+        index = self._service_index(deployable, name)
+        parsed = self._change_document(deployable, lambda d: d["services"].__setitem__(index, doc))
+        return dict(parsed["services"][index])
+
+    def remove_service(self, deployable: str, name: str) -> None:
+        index = self._service_index(deployable, name)
+        self._change_document(deployable, lambda d: d["services"].pop(index))
+
+    def move_service(self, deployable: str, name: str, assembly: str) -> JsonDict:
+        service = self._services(deployable)[self._service_index(deployable, name)]
+        if assembly not in [loc["assembly"] for loc in service["locations"]]:
+            raise InvalidInput(f"invalid move: service {name!r} does not run on {assembly!r}")
+        self.moves[(deployable, name)] = assembly
+        return {"service": name, "to": assembly, "note": "the DPE is moving it"}
+
+    def add_colocation(self, deployable: str, service: str, with_: str, score: Any) -> JsonDict:
+        colocation = {"service": service, "with": with_, "score": score}
+        parsed = self._change_document(deployable, lambda d: d["colocations"].append(colocation))
+        return dict(parsed["colocations"][-1])
+
+    def remove_colocation(self, deployable: str, service: str, with_: str) -> None:
+        def remove(doc: JsonDict) -> None:
+            kept = [c for c in doc["colocations"] if (c["service"], c["with"]) != (service, with_)]
+            if len(kept) == len(doc["colocations"]):
+                raise NotFound(
+                    f"deployable {deployable!r} does not colocate {service} with {with_}"
+                )
+            doc["colocations"] = kept
+
+        self._change_document(deployable, remove)
+
+    def _services(self, deployable: str) -> list[JsonDict]:
+        return list(self._deployable(deployable).get("services", []))
+
+    def _service_index(self, deployable: str, name: str) -> int:
+        for index, service in enumerate(self._services(deployable)):
+            if service["name"] == name:
+                return index
+        raise NotFound(f"deployable {deployable!r} has no service {name!r}")
 
     def set_deployable_escalation(self, deployable: str, failures: Any, period: Any) -> None:
         target = self._deployable(deployable)

@@ -61,7 +61,7 @@ BAD_LINES = [
     ("assembly_resource_add r dummy web --timeout bogus=1", "invalid timeout 'bogus=1'"),
     ("assembly_resource_add r dummy web --timeout start=0", "invalid timeout of start '0'"),
     ("assembly_resource_add r dummy web --monitor-interval 10x", "invalid monitor interval '10x'"),
-    ("deployable_constraint_add shop web db/pg", "invalid FIRST 'web'"),
+    ("deployable_constraint_add shop web db/pg", "no such service in the deployable: web"),
     ("deployable_constraint_add shop db/pg a/b/c", "invalid THEN 'a/b/c'"),
     ("deployable_constraint_add shop web/www db/pg", "form a cycle"),
     ("deployable_import /nonexistent/shop.json", "cannot read /nonexistent/shop.json"),

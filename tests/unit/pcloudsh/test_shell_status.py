@@ -195,3 +195,13 @@ def test_a_refused_status_is_a_failure(env: Environment, shop: FakeCped) -> None
         1,
         "pcloudsh: error: deployable 'shop' has never been started\n",
     )
+
+
+def test_a_service_shows_under_the_assembly_it_runs_on(env: Environment, shop: FakeCped) -> None:
+    status = failing_shop()
+    status["assemblies"][0]["resources"].append(
+        {"name": "cache", "state": "running", "failures": [], "last_rc": 0, "service": True}
+    )
+    shop.statuses["shop"] = status
+    lines = run(env, "deployable_status shop").out.splitlines()
+    assert "service cache: running (0 failures, last rc 0 (ok))" in lines[3]

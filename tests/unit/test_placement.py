@@ -1,0 +1,412 @@
+"""Placement of services: scores, stickiness, failures, colocation, failover plans."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dpe import simulate
+from dpe.model import Deployable, ResourceId, parse
+from dpe.pacemaker import Transition, combine
+from dpe.placement import Decision, add_scores, place
+from dpe.planner import (
+    Action,
+    ActionKind,
+    Applied,
+    AssemblyStatus,
+    Goal,
+    Observed,
+    Plan,
+    ResourceStatus,
+    plan,
+)
+from dpe.states import AssemblyState, ResourceState
+
+A = AssemblyState
+R = ResourceState
+K = ActionKind
+INF = 1_000_000
+ASM = ("a1", "a2", "a3")
+
+
+def document(
+    services: list[dict[str, Any]],
+    *,
+    assemblies: tuple[str, ...] = ("a1", "a2", "a3"),
+    pinned: Mapping[str, list[dict[str, Any]]] | None = None,
+    colocations: list[dict[str, Any]] | None = None,
+    constraints: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> Deployable:
+    return parse(
+        {
+            "name": "dep",
+            "assemblies": [{"name": a, "resources": (pinned or {}).get(a, [])} for a in assemblies],
+            "services": [{"type": "Dummy"} | s for s in services],
+            "colocations": colocations or [],
+            "constraints": [{"first": f, "then": t} for f, t in constraints],
+        }
+    )
+
+
+def svc(name: str, *locations: tuple[str, int], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "locations": [{"assembly": a, "score": s} for a, s in locations],
+    } | extra
+
+
+def observed(
+    doc: Deployable,
+    *,
+    down: Mapping[str, AssemblyState] | None = None,
+    running: Mapping[str, str] | None = None,  # service -> assembly it runs on
+    failed: Mapping[str, str] | None = None,  # service -> assembly where its monitor failed
+    failures: Mapping[str, list[float]] | None = None,  # "a1/db" -> times
+    moves: Mapping[str, str] | None = None,
+    goal: Goal = Goal.RUN,
+    now: float = 1000.0,
+) -> Observed:
+    """Every assembly RUNNING unless ``down``; every service stopped everywhere but
+    where ``running``; every pinned resource running."""
+    states = {a.name: A.RUNNING for a in doc.assemblies} | dict(down or {})
+    assemblies = {
+        name: AssemblyStatus(state, f"10.0.0.{i + 1}", name)
+        for i, (name, state) in enumerate(states.items())
+    }
+    resources: dict[ResourceId, ResourceStatus] = {}
+    for rid in doc.resource_ids():
+        definition = doc.resource(rid)
+        assert definition is not None
+        resources[rid] = ResourceStatus(R.RUNNING, "start", 0, Applied.of(definition, {}), True)
+    for rid in doc.service_placements():
+        definition = doc.resource(rid)
+        assert definition is not None
+        if (running or {}).get(rid.resource) == rid.assembly:
+            applied = Applied.of(definition, {})
+            resources[rid] = ResourceStatus(R.RUNNING, "start", 0, applied, True)
+        elif (failed or {}).get(rid.resource) == rid.assembly:
+            resources[rid] = ResourceStatus(R.FAILED, "monitor", 7, Applied.of(definition, {}))
+        else:
+            resources[rid] = ResourceStatus(R.STOPPED, "probe", 7)
+    service_failures = {
+        ResourceId(*key.split("/")): tuple(times) for key, times in (failures or {}).items()
+    }
+    return Observed(
+        goal,
+        assemblies,
+        resources,
+        now=now,
+        service_failures=service_failures,
+        move_requests=dict(moves or {}),
+    )
+
+
+def kinds(p: Plan, kind: ActionKind) -> set[str]:
+    return {
+        f"{a.assembly}/{a.resource}" if a.resource else a.assembly
+        for a in p.actions
+        if a.kind is kind
+    }
+
+
+def action(kind: ActionKind, assembly: str, resource: str | None = None) -> Action:
+    return Action(kind, assembly, resource)
+
+
+def before(p: Plan, first: Action, then: Action) -> bool:
+    """``first`` comes before ``then`` through the plan's edges."""
+    preds = p.predecessors()
+    seen, todo = set(), [then]
+    while todo:
+        for pred in preds.get(todo.pop(), set()):
+            if pred == first:
+                return True
+            if pred not in seen:
+                seen.add(pred)
+                todo.append(pred)
+    return False
+
+
+def target(decisions: Mapping[str, Decision], name: str) -> str | None:
+    return decisions[name].target
+
+
+# -- scores and stickiness ------------------------------------------------------
+
+
+def test_a_service_goes_to_its_best_scored_running_candidate() -> None:
+    doc = document([svc("db", ("a1", 10), ("a2", 50))])
+    assert target(place(doc, observed(doc)), "db") == "a2"
+    p = plan(doc, observed(doc))
+    assert kinds(p, K.START) == {"a2/db"}
+    assert [str(m) for m in p.moves] == [
+        "move db: nowhere -> a2 (best allowed assembly (score 50 on a2))"
+    ]
+
+
+def test_ties_go_to_the_candidate_listed_first() -> None:
+    doc = document([svc("db", ("a2", 5), ("a1", 5))])
+    assert target(place(doc, observed(doc)), "db") == "a2"
+
+
+def test_a_running_service_stays_when_stickiness_outweighs_the_preference() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50), stickiness=60)])
+    decision = place(doc, observed(doc, running={"db": "a2"}))["db"]
+    assert (decision.current, decision.target) == ("a2", "a2")
+    assert plan(doc, observed(doc, running={"db": "a2"})).empty
+
+
+def test_a_running_service_moves_back_when_the_preference_outweighs_stickiness() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50), stickiness=40)])
+    obs = observed(doc, running={"db": "a2"})
+    p = plan(doc, obs)
+    stop, start = action(K.STOP, "a2", "db"), action(K.START, "a1", "db")
+    assert stop in p.actions and start in p.actions
+    assert before(p, stop, start)  # never two copies
+    (move,) = p.moves
+    assert (move.source, move.target) == ("a2", "a1")
+    assert "score 100 on a1 against 90 on a2" in move.reason
+
+
+def test_a_negative_score_keeps_it_off_as_in_pacemaker() -> None:
+    doc = document([svc("db", ("a1", -INF), ("a2", -10), ("a3", 0))])
+    decision = place(doc, observed(doc))["db"]
+    assert decision.target == "a3"
+    assert decision.banned["a1"] == "score -INFINITY on a1"
+    assert decision.banned["a2"] == "score -10 on a2"
+    sticky = document([svc("db", ("a1", -10), ("a2", -20), stickiness=15)])
+    assert place(sticky, observed(sticky, running={"db": "a1"}))["db"].target == "a1"  # 5
+    assert place(sticky, observed(sticky, running={"db": "a2"}))["db"].target is None
+
+
+def test_score_addition_is_pacemakers() -> None:
+    assert add_scores(INF, -INF) == -INF
+    assert add_scores(INF, 5) == INF
+    assert add_scores(INF, -340) == INF
+    assert add_scores(700_000, 700_000) == INF
+    assert add_scores(3, -5) == -2
+
+
+# -- failover -------------------------------------------------------------------
+
+
+def test_a_failed_assembly_is_fenced_and_its_service_started_elsewhere_after_the_fence() -> None:
+    doc = document(
+        [svc("db", ("a1", 100), ("a2", 50))],
+        pinned={"a3": [{"name": "app", "type": "Dummy"}]},
+        constraints=[("db", "a3/app")],
+    )
+    obs = observed(doc, running={"db": "a1"}, down={"a1": A.FAILED})
+    p = plan(doc, obs)
+    fence, start = action(K.FENCE, "a1"), action(K.START, "a2", "db")
+    assert before(p, fence, start)
+    assert before(p, fence, action(K.CREATE, "a1"))
+    assert not kinds(p, K.STOP) - {"a3/app"}  # nothing stopped on the failed assembly
+    # what is ordered after the service restarts after it, on its new assembly
+    assert before(p, start, action(K.START, "a3", "app"))
+    (move,) = p.moves
+    assert (move.source, move.target) == ("a1", "a2")
+    assert move.reason.startswith("assembly a1 is failed")
+
+
+def test_while_the_failed_assembly_is_recreated_the_service_runs_elsewhere() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50))])
+    obs = observed(doc, down={"a1": A.CREATING})  # fenced: its copy was forgotten
+    assert kinds(plan(doc, obs), K.START) == {"a2/db"}
+
+
+def test_a_service_that_may_still_run_where_nothing_is_known_yet_starts_nowhere_new() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50))])
+    obs = observed(doc, down={"a1": A.CONNECTING})
+    recorded = ResourceStatus(R.UNKNOWN, "start", 0, Applied("ocf:heartbeat:Dummy", ()))
+    obs = Observed(
+        obs.goal, obs.assemblies, {**obs.resources, ResourceId("a1", "db"): recorded}, now=obs.now
+    )
+    p = plan(doc, obs)
+    assert not kinds(p, K.START)
+    assert "it may still run on a1" in p.blocked[ResourceId("", "db")]
+
+
+def test_nothing_left_to_run_it_blocks_what_follows_it() -> None:
+    doc = document(
+        [svc("db", ("a1", 0), ("a2", 0))],
+        pinned={"a3": [{"name": "app", "type": "Dummy"}]},
+        constraints=[("db", "a3/app")],
+    )
+    obs = observed(doc, down={"a1": A.FAILED, "a2": A.CREATING})
+    p = plan(doc, obs)
+    assert "a3/app" in kinds(p, K.STOP)
+    assert ResourceId("a3", "app") in p.blocked
+    assert "waiting for service db" in p.blocked[ResourceId("a3", "app")]
+    assert p.blocked[ResourceId("", "db")].startswith("no assembly may run it")
+
+
+# -- failures -------------------------------------------------------------------
+
+
+def test_failures_up_to_the_threshold_restart_in_place() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50), migration_threshold=3)])
+    obs = observed(doc, failed={"db": "a1"}, failures={"a1/db": [990.0, 995.0]})
+    p = plan(doc, obs)
+    assert before(p, action(K.STOP, "a1", "db"), action(K.START, "a1", "db"))
+
+
+def test_a_service_that_failed_too_often_moves_away_until_the_failures_expire() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50), migration_threshold=2, failure_timeout=60)])
+    obs = observed(doc, failed={"db": "a1"}, failures={"a1/db": [980.0, 999.0]})
+    p = plan(doc, obs)
+    assert before(p, action(K.STOP, "a1", "db"), action(K.START, "a2", "db"))
+    assert p.wake_at == 1040.0  # the older failure stops counting then
+    (move,) = p.moves
+    assert move.reason.startswith("2 failures on a1 (migration threshold 2)")
+    later = observed(doc, running={"db": "a2"}, failures={"a1/db": [980.0, 999.0]}, now=1041.0)
+    assert target(place(doc, later), "db") == "a1"  # expired: the scores decide again
+
+
+# -- colocation -----------------------------------------------------------------
+
+
+def test_a_service_colocated_with_another_runs_where_it_runs() -> None:
+    doc = document(
+        [svc("db", ("a1", 10), ("a2", 50)), svc("cache", ("a1", 0), ("a2", 30))],
+        colocations=[{"service": "cache", "with": "db"}],
+    )
+    decisions = place(doc, observed(doc))
+    assert (target(decisions, "db"), target(decisions, "cache")) == ("a2", "a2")
+    obs = observed(doc, down={"a2": A.FAILED})
+    assert (target(place(doc, obs), "db"), target(place(doc, obs), "cache")) == ("a1", "a1")
+
+
+def test_the_colocated_service_s_preferences_count_for_its_leader_as_in_pacemaker() -> None:
+    """At INFINITY the follower's scores are added to the leader's (taken away at
+    -INFINITY): db goes where db and cache together score best."""
+    doc = document(
+        [svc("db", ("a1", 10), ("a2", 50)), svc("cache", ("a1", 100), ("a2", 0))],
+        colocations=[{"service": "cache", "with": "db"}],
+    )
+    decisions = place(doc, observed(doc))
+    assert (target(decisions, "db"), target(decisions, "cache")) == ("a1", "a1")
+
+
+def test_an_anti_colocated_service_never_shares_an_assembly() -> None:
+    doc = document(
+        [svc("db", ("a1", 10), ("a2", 50)), svc("replica", ("a2", 20), ("a1", 0))],
+        colocations=[{"service": "replica", "with": "db", "score": "-INFINITY"}],
+    )
+    assert target(place(doc, observed(doc)), "replica") == "a1"
+    obs = observed(doc, down={"a1": A.FAILED}, running={"db": "a2", "replica": "a1"})
+    decision = place(doc, obs)["replica"]
+    assert decision.target is None
+    assert decision.banned["a2"] == "must not run with db"
+    # the replica's strong preference for a2 pushes db away from it, as in Pacemaker
+    pushed = document(
+        [svc("db", ("a1", 10), ("a2", 50)), svc("replica", ("a2", 100), ("a1", 0))],
+        colocations=[{"service": "replica", "with": "db", "score": "-INFINITY"}],
+    )
+    decisions = place(pushed, observed(pushed))
+    assert (target(decisions, "db"), target(decisions, "replica")) == ("a1", "a2")
+
+
+def test_a_finite_colocation_score_is_a_preference() -> None:
+    doc = document(
+        [svc("db", ("a1", 10), ("a2", 50)), svc("web", ("a1", 30), ("a2", 0))],
+        colocations=[{"service": "web", "with": "db", "score": 40}],
+    )
+    assert target(place(doc, observed(doc)), "web") == "a2"
+
+
+# -- requests, references, stopping ---------------------------------------------
+
+
+def test_an_administrator_move_wins_until_it_is_done() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50), stickiness=100)])
+    obs = observed(doc, running={"db": "a1"}, moves={"db": "a2"})
+    p = plan(doc, obs)
+    assert before(p, action(K.STOP, "a1", "db"), action(K.START, "a2", "db"))
+    assert p.moves[0].reason == "moved by the administrator"
+
+
+def test_a_reference_to_a_service_follows_it() -> None:
+    app = {"name": "app", "type": "Dummy", "parameters": {"db": {"ref": "db:ipaddress"}}}
+    doc = document(
+        [svc("db", ("a1", 100), ("a2", 50))], pinned={"a3": [app]}, constraints=[("db", "a3/app")]
+    )
+    obs = observed(doc, running={"db": "a2"})
+    app_rid = ResourceId("a3", "app")
+    obs = Observed(
+        obs.goal,
+        obs.assemblies,
+        {
+            **obs.resources,
+            app_rid: ResourceStatus(
+                R.RUNNING, "start", 0, Applied("ocf:heartbeat:Dummy", (("db", "10.0.0.2"),)), True
+            ),
+        },
+        now=obs.now,
+    )
+    p = plan(doc, obs)  # db moves back to a1 (no stickiness): app follows its address
+    start = action(K.START, "a3", "app")
+    assert p.params[start] == {"db": "10.0.0.1"}
+    assert before(p, action(K.START, "a1", "db"), start)
+    assert before(p, action(K.STOP, "a3", "app"), action(K.STOP, "a2", "db"))
+
+
+def test_stopping_stops_every_copy_in_order() -> None:
+    doc = document(
+        [svc("db", ("a1", 100), ("a2", 50))],
+        pinned={"a3": [{"name": "app", "type": "Dummy"}]},
+        constraints=[("db", "a3/app")],
+    )
+    p = plan(doc, observed(doc, running={"db": "a2"}, goal=Goal.STOP))
+    assert before(p, action(K.STOP, "a3", "app"), action(K.STOP, "a2", "db"))
+    assert not kinds(p, K.START)
+    assert kinds(p, K.FENCE) == {"a1", "a2", "a3"}
+
+
+# -- what-if simulation ---------------------------------------------------------
+
+
+def test_simulating_an_assembly_failure_shows_where_its_services_move() -> None:
+    app = {"name": "app", "type": "Dummy", "parameters": {"db": {"ref": "db:ipaddress"}}}
+    doc = document(
+        [svc("db", ("a1", 100), ("a2", 50), stickiness=60)],
+        pinned={"a3": [app]},
+        constraints=[("db", "a3/app")],
+    )
+    steady = simulate.steady_state(doc)
+    assert simulate.what_if(doc, steady, []).describe() == ["no actions"]
+    lines = simulate.what_if(doc, steady, ["a1"]).describe()
+    assert lines[0] == "move db: a1 -> a2 (assembly a1 is failed (score 50 on a2))"
+    assert "4. start a2/db (after fence a1)" in lines
+    restart = simulate.what_if(doc, steady, ["a1/db"]).plan
+    assert kinds(restart, K.START) == {"a1/db", "a3/app"}  # recovered in place
+
+
+def test_the_recorded_runtime_gives_copies_fail_counts_and_requested_moves() -> None:
+    doc = document([svc("db", ("a1", 100), ("a2", 50), migration_threshold=1)])
+    docs = {
+        "instance": {a: {"address": f"10.0.0.{i}", "hostname": a} for i, a in enumerate(ASM)},
+        "assembly": {a: {"state": "running"} for a in ASM},
+        "resource": {"a2/db": {"state": "running", "applied": {"agent": "x", "params": {}}}},
+        "service": {"db": {"failures": {"a1": [900.0]}}},
+        "move": {"db": {"to": "a1", "requested_at": 950.0}},
+    }
+    observed_state, _ = simulate.observed_from_runtime(doc, docs, now=1000.0)
+    assert observed_state.resource(ResourceId("a2", "db")).state is R.RUNNING
+    assert observed_state.service_failures == {ResourceId("a1", "db"): (900.0,)}
+    assert observed_state.move_requests == {"db": "a1"}
+    decision = place(doc, observed_state)["db"]
+    assert decision.target == "a2"  # banned on a1 even though a move there was asked
+    assert decision.banned["a1"].startswith("1 failure on a1 (migration threshold 1)")
+
+
+def test_with_pacemaker_as_planner_a_moved_service_still_waits_for_the_fence() -> None:
+    """Pacemaker takes a failed assembly for cleanly down and starts the service
+    elsewhere at once; combined with our assembly actions, the start waits."""
+    doc = document([svc("db", ("a1", 100), ("a2", 50))])
+    obs = observed(doc, running={"db": "a1"}, down={"a1": A.FAILED})
+    start = action(K.START, "a2", "db")
+    theirs = Transition((start,), frozenset())
+    combined = combine(plan(doc, obs), theirs, doc, obs)
+    assert before(combined, action(K.FENCE, "a1"), start)
+    assert [m.target for m in combined.moves] == ["a2"]
