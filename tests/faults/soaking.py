@@ -127,8 +127,9 @@ class Sampler:
         self.samples.append(Sample(round(time.monotonic() - self._started, 2), rss, cpu))
 
     def cpu_fraction(self) -> float:
-        """CPU used over the sampled span, as a fraction of one core."""
-        first, last = self.samples[0], self.samples[-1]
+        """CPU used over the sampled span but its first quarter (warm-up: the
+        process starting), as a fraction of one core."""
+        first, last = self.samples[len(self.samples) // 4], self.samples[-1]
         return (last.cpu_s - first.cpu_s) / max(last.at - first.at, 1e-9)
 
     def rss_growth_kib(self) -> int:
