@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from dpe.errors import PcloudError
 from tests.faults.soaking import SOAK, Tally
 from tests.faults.test_kills import SEED, event_ids, guest_inits, lease_epoch
 from tests.integration.test_lifecycle import Rig, dummy, shop
@@ -101,8 +102,23 @@ class Storm:
         self.status: dict[str, Any] | None = None
         with contextlib.suppress(AssertionError):
             self.status = rig.running(within=40.0)
-        check("the deployable converges (every resource running)", bool(self.status), context)
+        why = "" if self.status else f"{context}\n{self.diagnosis()}"
+        check("the deployable converges (every resource running)", bool(self.status), why)
         self.context = context
+
+    def diagnosis(self) -> str:
+        """What a run that did not converge looked like: status, events, dped's log."""
+        rig, lines = self.rig, []
+        with contextlib.suppress(PcloudError):
+            status = rig.status()
+            lines.append(f"status: {status['state']} {status['dpe']}")
+            lines += [f"  {a['name']}: {a['state']} {a['instance']}" for a in status["assemblies"]]
+            events = rig.client.query_events(deployable="shop", limit=1000)[-25:]
+            lines += [f"  {e['id']} {e['assembly']} {e['state']}: {e['reason']}" for e in events]
+        lines.append(f"dpes: {rig.dpes()}")
+        log = rig.paths.log_dir / "dped-shop.log"
+        tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []
+        return "\n".join(lines + tail)
 
     def checked(self, phase: str, acknowledged: list[int], before: dict[str, Any]) -> None:
         rig, check, context, status = self.rig, self.tally.check, self.context, self.status
