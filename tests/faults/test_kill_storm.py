@@ -113,7 +113,7 @@ class Storm:
             status = rig.status()
             lines.append(f"status: {status['state']} {status['dpe']}")
             lines += [f"  {a['name']}: {a['state']} {a['instance']}" for a in status["assemblies"]]
-            events = rig.client.query_events(deployable="shop", limit=1000)[-25:]
+            events = rig.events()[-25:]
             lines += [f"  {e['id']} {e['assembly']} {e['state']}: {e['reason']}" for e in events]
         lines.append(f"dpes: {rig.dpes()}")
         log = rig.paths.log_dir / "dped-shop.log"

@@ -7,7 +7,7 @@ counts each failure it reports in a file outside the guests; probes, starts
 and stops succeed.  Resource escalation is disabled, so every failure is a
 restart of that resource (with the engine's back-off for failures in a row).
 
-Short form (``make test``): 30 s; long form (``PCLOUD_SOAK=1``): 10 minutes.
+Short form (``make test``): 20 s; long form (``PCLOUD_SOAK=1``): 10 minutes.
 dped's and cped's resident memory and CPU are sampled from ``/proc`` all the
 while.  Then the storm stops and the invariants are checked: memory flat,
 CPU bounded, the same DPE throughout, every failure the agent reported is a
@@ -32,7 +32,7 @@ from tests.integration.test_lifecycle import Rig
 
 pytestmark = pytest.mark.integration
 
-STORM_SECONDS = long_or_short(600.0, 30.0)
+STORM_SECONDS = long_or_short(600.0, 20.0)
 SAMPLE_PERIOD = long_or_short(5.0, 2.0)
 ASSEMBLIES, RESOURCES = ("a1", "a2"), 8
 MAX_DPED_CPU = 0.5  # of one core

@@ -56,18 +56,12 @@ def subnet() -> Iterator[ipaddress.IPv4Network]:
 @pytest.fixture
 def netns_rig(rig: Rig, subnet: ipaddress.IPv4Network) -> Iterator[Rig]:
     yield rig
-    rig.teardown()  # before the bridge goes: the instances' namespaces hang on it
-    left = [n for n in _namespaces() if n.startswith("pc-") and _in_home(rig, n)]
-    assert left == [], f"network namespaces left behind: {left}"
-
-
-def _namespaces() -> list[str]:
-    return sorted(p.name for p in _netns.NETNS_DIR.glob("*")) if _netns.NETNS_DIR.exists() else []
-
-
-def _in_home(rig: Rig, netns: str) -> bool:
-    instance_id = netns.removeprefix("pc-")
-    return any(rig.paths.instances_dir.glob(f"*/*/{instance_id}"))
+    rig.teardown()  # before the bridge goes: the instances' veths are its ports
+    bridge = _netns.bridge_name(subnet)
+    ports = subprocess.run(
+        ["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True, timeout=10
+    )
+    assert ports.stdout.strip() == "", f"instances' veths left on the bridge: {ports.stdout}"
 
 
 def link(veth: str, state: str) -> subprocess.CompletedProcess[str]:
