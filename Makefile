@@ -3,6 +3,8 @@
 #   make demo   install what is needed, start cped under ./demo-home and show
 #               a deployable recovering from failures
 #   make test   install what is needed, then ruff, mypy and the whole test suite
+#   make soak   the fault tests' long forms (about 30 minutes, root); report in
+#               soak/results/soak.json and soak.md
 #
 # Both are idempotent: re-running does nothing that is already done.
 
@@ -20,7 +22,7 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents swig libssl-dev \
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps test lint typecheck pytest demo clean libvirt-up bench bench-quick
+.PHONY: all deps test lint typecheck pytest demo clean libvirt-up bench bench-quick soak
 
 all: test
 
@@ -71,6 +73,11 @@ pytest: deps libvirt-up
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The fault tests' long forms (PCLOUD_SOAK=1): 50+ kills each of dped and cped,
+# 10 minutes of failing monitors; they assert their invariants and write a report.
+soak: deps
+	$(BIN)/python -m soak.run
 
 demo: deps
 	@bash examples/demo.sh

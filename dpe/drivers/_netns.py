@@ -7,7 +7,8 @@ lowest free address.  Namespaces have no default route: their traffic stays
 between the host and the namespaces on the bridge.  Deleting the namespace
 deletes its veth pair.
 
-A partition of an instance is its veth going down (``extra["veth"]``).
+The bridge has a fixed MAC address of its own (``bridge_mac``).  A partition
+of an instance is its veth going down (``extra["veth"]``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ _IP_TIMEOUT = 10.0
 
 def bridge_name(subnet: ipaddress.IPv4Network) -> str:
     return f"pcbr{zlib.crc32(str(subnet).encode()):08x}"
+
+
+def bridge_mac(subnet: ipaddress.IPv4Network) -> str:
+    """A fixed, locally administered MAC address for the subnet's bridge."""
+    digest = zlib.crc32(str(subnet).encode()).to_bytes(4, "big")
+    return ":".join(f"{byte:02x}" for byte in (0x02, 0x70, *digest))
 
 
 def veth_name(instance_id: str) -> str:
@@ -94,8 +101,18 @@ async def ensure_bridge(subnet: ipaddress.IPv4Network) -> str:
     host = f"{gateway(subnet)}/{subnet.prefixlen}"
     if host.split("/")[0] not in await ip("-4", "-o", "addr", "show", "dev", bridge):
         await ip("addr", "add", host, "dev", bridge, check=False)
+    await _fix_mac(bridge, bridge_mac(subnet))
     await ip("link", "set", bridge, "up")
     return bridge
+
+
+async def _fix_mac(bridge: str, mac: str) -> None:
+    """A bridge without an address of its own takes its ports' lowest, so it
+    would change as instances come and go, and every namespace's neighbour
+    entry for the host would go stale (their answers lost for seconds)."""
+    current = Path("/sys/class/net", bridge, "address").read_text().strip()
+    if current != mac:
+        await ip("link", "set", bridge, "address", mac)
 
 
 async def add_namespace(
@@ -108,6 +125,8 @@ async def add_namespace(
     await ip("-n", netns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0")
     await ip("-n", netns, "link", "set", "eth0", "up")
     await ip("-n", netns, "link", "set", "lo", "up")
+    # the host may still map the address to a former instance's MAC (for seconds)
+    await ip("neigh", "flush", "to", str(address), "dev", bridge, check=False)
 
 
 async def delete_namespace(netns: str, veth: str) -> None:

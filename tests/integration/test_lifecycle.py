@@ -123,11 +123,20 @@ class Rig:
 
     def _recorded_by(self, name: str, epoch: int) -> bool:
         """The deployable became running after the DPE of lease ``epoch`` started."""
-        events = self.client.query_events(deployable=name, limit=1000)
+        events = self.events(name)
         mine = [e for e in events if e["assembly"] is None and not e["state"].startswith("dpe-")]
         started = f"engine started (lease epoch {epoch})"
         begun = [i for i, e in enumerate(mine) if e["reason"] == started]
         return bool(begun) and any(e["state"] == "running" for e in mine[begun[-1] :])
+
+    def events(self, name: str = "shop") -> list[dict[str, Any]]:
+        """Every event of ``name``, oldest first (the API gives 1000 at most a page)."""
+        events: list[dict[str, Any]] = []
+        while page := self.client.query_events(
+            deployable=name, after_id=events[-1]["id"] if events else 0, limit=1000
+        ):
+            events += page
+        return events
 
     def dpe_events(self, name: str = "shop") -> list[tuple[str, str]]:
         events = self.client.query_events(deployable=name, limit=1000)

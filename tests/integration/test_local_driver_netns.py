@@ -119,3 +119,25 @@ async def test_a_full_subnet_is_a_clear_error(
     with pytest.raises(Conflict, match="no free address"):
         await netns_driver.create("shop", assembly("web"), ssh_keys)
     assert len(await netns_driver.list("shop")) == hosts
+
+
+async def test_instances_coming_and_going_do_not_cut_off_the_others(
+    netns_driver: LocalDriver, ssh_keys: AssemblyKeys
+) -> None:
+    """A bridge takes the lowest MAC address of its ports unless it has one of
+    its own: it must keep one address, or every namespace's neighbour entry for
+    the host goes stale when a port comes or goes, and their answers are lost."""
+    bridge = Path("/sys/class/net", _netns.bridge_name(netns_driver.settings.subnet))
+    db = await netns_driver.create("shop", assembly("db"), ssh_keys)
+    connection = await SshTransport().connect(db, ssh_keys, CONNECT_TIMEOUT)
+    try:
+        mac = (bridge / "address").read_text()
+        for _ in range(5):  # a new port has a lower MAC than db's half the time
+            web = await netns_driver.create("shop", assembly("web"), ssh_keys)
+            assert (bridge / "address").read_text() == mac
+            await connection.keepalive(1.0)
+            await netns_driver.destroy(web.instance_id)
+            assert (bridge / "address").read_text() == mac
+            await connection.keepalive(1.0)
+    finally:
+        await connection.close()
