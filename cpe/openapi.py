@@ -484,6 +484,29 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_RESOURCE = _object(
+    {
+        "name": _NAME,
+        "class": {"type": "string", "enum": list(RESOURCE_CLASSES)},
+        "provider": {"type": "string", "description": "OCF only (default heartbeat)"},
+        "type": _NAME,
+        "monitor_interval": _DURATION,
+        "timeouts": {
+            "type": "object",
+            "properties": {op: _DURATION for op in OPERATIONS},
+            "additionalProperties": False,
+        },
+        "parameters": {
+            "type": "object",
+            "additionalProperties": {
+                "oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/Reference"}]
+            },
+        },
+        "escalation": _ref("DocumentEscalation"),
+    },
+    ("name", "type"),
+)
+
 _DEPLOYABLE = _object(
     {
         "name": _NAME,
@@ -560,28 +583,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {"ref": {"type": "string", "description": "ASSEMBLY:ipaddress or ASSEMBLY:hostname"}},
         ("ref",),
     ),
-    "Resource": _object(
-        {
-            "name": _NAME,
-            "class": {"type": "string", "enum": list(RESOURCE_CLASSES)},
-            "provider": {"type": "string", "description": "OCF only (default heartbeat)"},
-            "type": _NAME,
-            "monitor_interval": _DURATION,
-            "timeouts": {
-                "type": "object",
-                "properties": {op: _DURATION for op in OPERATIONS},
-                "additionalProperties": False,
-            },
-            "parameters": {
-                "type": "object",
-                "additionalProperties": {
-                    "oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/Reference"}]
-                },
-            },
-            "escalation": _ref("DocumentEscalation"),
-        },
-        ("name", "type"),
-    ),
+    "Resource": _RESOURCE,
     "Assembly": _object(
         {
             "name": _NAME,
@@ -634,21 +636,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Location": _object(
         {"assembly": _NAME, "score": {"$ref": "#/components/schemas/Score"}}, ("assembly",)
     ),
-    "Service": {
-        "allOf": [
-            _ref("Resource"),
-            _object(
-                {
-                    "locations": {"type": "array", "items": _ref("Location")},
-                    "stickiness": {"$ref": "#/components/schemas/Score"},
-                    "migration_threshold": _ESCALATION_VALUE,
-                    "failure_timeout": _DURATION,
-                },
-                ("locations",),
-                extra=True,
-            ),
-        ]
-    },
+    # a resource's fields and the service's own, in one closed object (an allOf of
+    # two closed objects could never be satisfied)
+    "Service": _object(
+        {
+            **_RESOURCE["properties"],
+            "locations": {"type": "array", "items": _ref("Location")},
+            "stickiness": {"$ref": "#/components/schemas/Score"},
+            "migration_threshold": _ESCALATION_VALUE,
+            "failure_timeout": _DURATION,
+        },
+        (*_RESOURCE["required"], "locations"),
+    ),
     "Colocation": _object(
         {"service": _NAME, "with": _NAME, "score": {"$ref": "#/components/schemas/Score"}},
         ("service", "with"),
