@@ -25,7 +25,9 @@ from cpe.client import Client
 from cpe.control import cped_command, cped_environment
 from dpe.errors import PcloudError
 from dpe.keyfiles import key_paths
+from dpe.model import Deployable
 from dpe.paths import Paths, resolve
+from dpe.store import Store
 from images.keys import write_assembly_keys
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -221,3 +223,16 @@ def timed() -> Iterator[list[float]]:
     start = time.perf_counter()
     yield box
     box.append(time.perf_counter() - start)
+
+
+def store_deployable(paths: Paths, document: Deployable) -> None:
+    """Put ``document`` (with its assemblies) in the store, as cped's import does."""
+    store = Store.open(paths.store_file)
+    try:
+        doc = document.to_dict()
+        doc["assemblies"] = [a.name for a in document.assemblies]
+        store.insert_deployable(doc)
+        for member in document.assemblies:
+            store.insert_assembly(member.to_dict(), deployable=document.name)
+    finally:
+        store.close()

@@ -43,7 +43,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, machine, stats
+if __package__ in (None, ""):  # run as a script: bench/failover.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULTS_DIR, machine, stats, store_deployable
 from dpe.drivers.local import LocalDriver
 from dpe.keyfiles import key_paths
 from dpe.model import Deployable, parse
@@ -201,15 +204,7 @@ def _setup(paths: Paths, args: argparse.Namespace) -> Deployable:
             "constraints": [{"first": "svc", "then": "a3/app"}],
         }
     )
-    store = Store.open(paths.store_file)
-    try:
-        doc = document.to_dict()
-        doc["assemblies"] = [a.name for a in document.assemblies]
-        store.insert_deployable(doc)
-        for member in document.assemblies:
-            store.insert_assembly(member.to_dict(), deployable=document.name)
-    finally:
-        store.close()
+    store_deployable(paths, document)
     return document
 
 

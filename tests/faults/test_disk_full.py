@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 
-from cpe.control import cped_command, cped_environment
 from dpe.errors import StoreError
 from dpe.paths import Paths
 from tests.faults.soaking import Tally, long_or_short
@@ -48,18 +47,8 @@ BIG = "x" * 4000  # a parameter value near the model's limit: documents that nee
 class OutsideLogCped(CpedProcess):
     """A cped whose log is outside the full state directory (so it is kept)."""
 
-    def spawn(self) -> subprocess.Popen[bytes]:
-        log_file = self.paths.config_dir / f"cped-test-{len(self._logs)}.log"
-        self._logs.append(log_file)
-        with log_file.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                [*cped_command(), "--foreground", *self.args],
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                env=cped_environment(self.paths),
-            )
-        return self.proc
+    def log_dir(self) -> Path:
+        return self.paths.config_dir
 
 
 @pytest.fixture

@@ -48,9 +48,12 @@ class CpedProcess:
         assert self.proc is not None, "cped is not started"
         return self.proc.pid
 
+    def log_dir(self) -> Path:
+        return self.paths.state_dir
+
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for it to answer."""
-        log_file = self.paths.state_dir / f"cped-test-{len(self._logs)}.log"
+        log_file = self.log_dir() / f"cped-test-{len(self._logs)}.log"
         self._logs.append(log_file)
         with log_file.open("wb") as stderr:
             self.proc = subprocess.Popen(
