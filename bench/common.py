@@ -8,13 +8,16 @@ left (DPEs, local guests, agents).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +26,7 @@ from typing import Any
 
 from cpe.client import Client
 from cpe.control import cped_command, cped_environment
+from dpe.drivers.local import LocalDriver
 from dpe.errors import PcloudError
 from dpe.keyfiles import key_paths
 from dpe.model import Deployable
@@ -236,3 +240,77 @@ def store_deployable(paths: Paths, document: Deployable) -> None:
             store.insert_assembly(member.to_dict(), deployable=document.name)
     finally:
         store.close()
+
+
+class EventBench:
+    """A deployable run by one dped on local guests, timed by its events.
+
+    Events are read in order from the store: ``seen`` is the last one looked at.
+    """
+
+    def __init__(self, paths: Paths, store: Store, name: str) -> None:
+        self.paths = paths
+        self.store = store
+        self.name = name
+        self.seen = 0
+
+    def settle(self) -> None:
+        """Let monitors and heartbeats run a while (a random while, so that kills do
+        not always fall at the same point of their cycles); forget the events."""
+        time.sleep(1.0 + random.uniform(0.0, 1.0))
+        events = self.store.query_events(deployable=self.name, after_id=self.seen, limit=10_000)
+        if events:
+            self.seen = events[-1].id or self.seen
+
+    def collect(
+        self, matches: dict[str, Callable[[str], bool]], within: float = 60.0
+    ) -> dict[str, tuple[float, str]]:
+        """The time and text of the first new event matching each, read in order."""
+        found: dict[str, tuple[float, str]] = {}
+        deadline = time.monotonic() + within
+        while len(found) < len(matches) and time.monotonic() < deadline:
+            for event in self.store.query_events(
+                deployable=self.name, after_id=self.seen, limit=10_000
+            ):
+                self.seen = event.id or self.seen
+                line = f"{event.subject} {event.state}: {event.reason}"
+                for key, match in matches.items():
+                    if key not in found and match(line):
+                        found[key] = (event.time, line)
+                if len(found) == len(matches):
+                    return found  # later events stay unread for the next wait
+            time.sleep(0.005)
+        missing = set(matches) - set(found)
+        if missing:
+            raise TimeoutError(f"no event for {', '.join(sorted(missing))}")
+        return found
+
+    def wait_event(self, match: Callable[[str], bool], within: float = 60.0) -> float:
+        """The time of the first new event matching."""
+        return self.collect({"event": match}, within)["event"][0]
+
+    def instance(self, assembly: str) -> dict[str, str]:
+        listed = asyncio.run(LocalDriver(self.paths, {}).list(self.name))
+        return next(i.extra for i in listed if i.assembly == assembly)
+
+
+def start_dped(paths: Paths, name: str) -> subprocess.Popen[bytes]:
+    log = (paths.state_dir / "dped.log").open("wb")
+    env = {**os.environ, "PCLOUD_HOME": str(paths.state_dir.parent)}
+    command = [sys.executable, "-m", "dpe.main", "--foreground", name]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=log, env=env)
+
+
+def stop_dped(dped: subprocess.Popen[bytes]) -> None:
+    dped.send_signal(signal.SIGTERM)
+    try:
+        dped.wait(30)
+    except subprocess.TimeoutExpired:
+        dped.kill()
+        dped.wait()
+
+
+async def destroy_all(paths: Paths, name: str) -> None:
+    driver = LocalDriver(paths, {})
+    for instance in await driver.list(name):
+        await driver.destroy(instance.instance_id)

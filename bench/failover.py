@@ -32,22 +32,28 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: bench/failover.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, machine, stats, store_deployable
-from dpe.drivers.local import LocalDriver
+from bench.common import (
+    RESULTS_DIR,
+    EventBench,
+    destroy_all,
+    machine,
+    start_dped,
+    stats,
+    stop_dped,
+    store_deployable,
+)
 from dpe.keyfiles import key_paths
 from dpe.model import Deployable, parse
 from dpe.paths import Paths, resolve
@@ -66,7 +72,7 @@ def main() -> int:
     dped = None
     try:
         document = _setup(paths, args)
-        dped = _start_dped(paths)
+        dped = start_dped(paths, NAME)
         store = Store.open(paths.store_file)
         bench = Bench(paths, store)
         bench.wait_event(lambda line: line.startswith(f"{NAME} running"), 60)
@@ -79,16 +85,14 @@ def main() -> int:
         return 0
     finally:
         if dped is not None:
-            _stop(dped)
-        asyncio.run(_destroy_all(paths))
+            stop_dped(dped)
+        asyncio.run(destroy_all(paths, NAME))
         shutil.rmtree(home, ignore_errors=True)
 
 
-class Bench:
+class Bench(EventBench):
     def __init__(self, paths: Paths, store: Store) -> None:
-        self.paths = paths
-        self.store = store
-        self.seen = 0
+        super().__init__(paths, store, NAME)
 
     def fail_over(self) -> dict[str, Any]:
         self.settle()
@@ -119,36 +123,6 @@ class Bench:
             "move_event": events["service_moved"][1],
         }
 
-    def settle(self) -> None:
-        """Let monitors and heartbeats run a while (a random while, so that kills do
-        not always fall at the same point of their cycles); forget the events."""
-        time.sleep(1.0 + random.uniform(0.0, 1.0))
-        events = self.store.query_events(deployable=NAME, after_id=self.seen, limit=10_000)
-        if events:
-            self.seen = events[-1].id or self.seen
-
-    def collect(
-        self, matches: dict[str, Callable[[str], bool]], within: float = 60.0
-    ) -> dict[str, tuple[float, str]]:
-        """The time and text of the first new event matching each, read in order."""
-        found: dict[str, tuple[float, str]] = {}
-        deadline = time.monotonic() + within
-        while len(found) < len(matches) and time.monotonic() < deadline:
-            for event in self.store.query_events(deployable=NAME, after_id=self.seen, limit=10_000):
-                self.seen = event.id or self.seen
-                line = f"{event.subject} {event.state}: {event.reason}"
-                for key, match in matches.items():
-                    if key not in found and match(line):
-                        found[key] = (event.time, line)
-            time.sleep(0.005)
-        missing = set(matches) - set(found)
-        if missing:
-            raise TimeoutError(f"no event for {', '.join(sorted(missing))}")
-        return found
-
-    def wait_event(self, match: Callable[[str], bool], within: float = 60.0) -> float:
-        return self.collect({"event": match}, within)["event"][0]
-
     def where(self, service: str) -> str:
         records = self.store.get_runtime(NAME).get("resource", {})
         running = [
@@ -157,10 +131,6 @@ class Bench:
         if len(running) != 1:
             raise RuntimeError(f"{service} runs on {running or 'no assembly'}")
         return running[0]
-
-    def instance(self, assembly: str) -> dict[str, str]:
-        listed = asyncio.run(LocalDriver(self.paths, {}).list(NAME))
-        return next(i.extra for i in listed if i.assembly == assembly)
 
 
 def _setup(paths: Paths, args: argparse.Namespace) -> Deployable:
@@ -206,28 +176,6 @@ def _setup(paths: Paths, args: argparse.Namespace) -> Deployable:
     )
     store_deployable(paths, document)
     return document
-
-
-def _start_dped(paths: Paths) -> subprocess.Popen[bytes]:
-    log = (paths.state_dir / "dped.log").open("wb")
-    env = {**os.environ, "PCLOUD_HOME": str(paths.state_dir.parent)}
-    command = [sys.executable, "-m", "dpe.main", "--foreground", NAME]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=log, env=env)
-
-
-def _stop(dped: subprocess.Popen[bytes]) -> None:
-    dped.send_signal(signal.SIGTERM)
-    try:
-        dped.wait(30)
-    except subprocess.TimeoutExpired:
-        dped.kill()
-        dped.wait()
-
-
-async def _destroy_all(paths: Paths) -> None:
-    driver = LocalDriver(paths, {})
-    for instance in await driver.list(NAME):
-        await driver.destroy(instance.instance_id)
 
 
 def _report(

@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import statistics
@@ -40,11 +39,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dpe.drivers.local import LocalDriver
+if __package__ in (None, ""):  # run as a script: bench/recovery_local.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import EventBench, destroy_all, start_dped, stop_dped, store_deployable
 from dpe.keyfiles import key_paths
 from dpe.model import Deployable, parse
 from dpe.paths import Paths, resolve
@@ -62,7 +63,7 @@ def main() -> int:
     dped = None
     try:
         document = _setup(paths, args)
-        dped = _start_dped(paths)
+        dped = start_dped(paths, "bench")
         store = Store.open(paths.store_file)
         bench = Bench(paths, store)
         bench.wait_event(lambda line: line.startswith("bench running"), 30)
@@ -78,21 +79,14 @@ def main() -> int:
         return 0
     finally:
         if dped is not None:
-            dped.send_signal(signal.SIGTERM)
-            try:
-                dped.wait(30)
-            except subprocess.TimeoutExpired:
-                dped.kill()
-                dped.wait()
-        asyncio.run(_destroy_all(paths))
+            stop_dped(dped)
+        asyncio.run(destroy_all(paths, "bench"))
         shutil.rmtree(home, ignore_errors=True)
 
 
-class Bench:
+class Bench(EventBench):
     def __init__(self, paths: Paths, store: Store) -> None:
-        self.paths = paths
-        self.store = store
-        self.seen = 0
+        super().__init__(paths, store, "bench")
 
     def kill_daemon(self) -> dict[str, float]:
         [pid] = self.daemons()
@@ -125,29 +119,6 @@ class Bench:
             "process_back": seen - killed,
         }
 
-    def settle(self) -> None:
-        """Let a monitor or two pass, and forget the events so far.
-
-        The wait is random so that kills do not fall at the same point of the
-        monitor and heartbeat cycles every time."""
-        time.sleep(1.0 + random.uniform(0.0, 1.0))
-        events = self.store.query_events(deployable="bench", after_id=self.seen, limit=10_000)
-        if events:
-            self.seen = events[-1].id or self.seen
-
-    def wait_event(self, match: Callable[[str], bool], within: float = 30.0) -> float:
-        """The time of the first new event matching (events are read in order)."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            for event in self.store.query_events(
-                deployable="bench", after_id=self.seen, limit=10_000
-            ):
-                self.seen = event.id or self.seen
-                if match(f"{event.subject} {event.state}: {event.reason}"):
-                    return event.time
-            time.sleep(0.005)
-        raise TimeoutError("the expected event did not come")
-
     def wait_process(self, old: int, within: float = 30.0) -> float:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
@@ -169,10 +140,6 @@ class Bench:
                 if script.encode() in argv and state != "Z":
                     found.append(int(entry.name))
         return found
-
-    def instance(self, assembly: str) -> dict[str, str]:
-        listed = asyncio.run(LocalDriver(self.paths, {}).list("bench"))
-        return next(i.extra for i in listed if i.assembly == assembly)
 
 
 def _setup(paths: Paths, args: argparse.Namespace) -> Deployable:
@@ -220,33 +187,12 @@ def _setup(paths: Paths, args: argparse.Namespace) -> Deployable:
             "constraints": [{"first": "a1/d1", "then": "a2/app"}],
         }
     )
-    store = Store.open(paths.store_file)
-    try:
-        doc = document.to_dict()
-        doc["assemblies"] = [a.name for a in document.assemblies]
-        store.insert_deployable(doc)
-        for member in document.assemblies:
-            store.insert_assembly(member.to_dict(), deployable=document.name)
-    finally:
-        store.close()
+    store_deployable(paths, document)
     return document
 
 
 def _resource(name: str, kind: str, interval: float, params: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "type": kind, "monitor_interval": interval, "parameters": params}
-
-
-def _start_dped(paths: Paths) -> subprocess.Popen[bytes]:
-    log = (paths.state_dir / "dped.log").open("wb")
-    env = {**os.environ, "PCLOUD_HOME": str(paths.state_dir.parent)}
-    command = [sys.executable, "-m", "dpe.main", "--foreground", "bench"]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=log, env=env)
-
-
-async def _destroy_all(paths: Paths) -> None:
-    driver = LocalDriver(paths, {})
-    for instance in await driver.list("bench"):
-        await driver.destroy(instance.instance_id)
 
 
 def _report(
