@@ -3,6 +3,7 @@
 #   make demo   install what is needed, start cped under ./demo-home and show
 #               a deployable recovering from failures
 #   make test   install what is needed, then ruff, mypy and the whole test suite
+#   make lock   refresh the locks in requirements/ from setup.cfg's ranges (see README)
 #   make soak   the fault tests' long forms (about 30 minutes, root); report in
 #               soak/results/soak.json and soak.md
 #
@@ -13,20 +14,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 PYTEST_ARGS ?=
+# The venv is built from this lock, hash-checked (tools/lock writes it).
+LOCK := requirements/dev.txt
 
 # Debian packages the project runs on (see README: dependencies).
-DEB_PACKAGES := openssh-server openssh-client resource-agents swig libssl-dev \
+DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev swig libssl-dev \
 	pacemaker-cli-utils iproute2 procps util-linux python3-venv \
 	debootstrap qemu-utils qemu-system-x86 libguestfs-tools python3-guestfs kmod e2fsprogs \
 	libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
+# gcc, python3-dev, swig, libssl-dev, libvirt-dev, pkg-config: M2Crypto and libvirt-python build from source.
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps test lint typecheck pytest demo clean libvirt-up bench bench-quick soak
+.PHONY: all deps lock test lint typecheck pytest demo clean libvirt-up bench bench-quick soak
 
 all: test
 
+# Every use of the venv first checks that it holds exactly what its lock says.
 deps: $(STAMPS)/venv $(STAMPS)/guestfs
+	@$(BIN)/python tools/venv-check
 
 $(STAMPS)/deb: Makefile
 	@mkdir -p $(STAMPS)
@@ -43,10 +49,14 @@ $(STAMPS)/deb: Makefile
 	fi
 	@touch $@
 
-$(STAMPS)/venv: setup.cfg pyproject.toml $(STAMPS)/deb
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,libvirt]'
+# A changed lock rebuilds the venv from scratch: nothing of the old one lingers.
+$(STAMPS)/venv: $(LOCK) requirements/build.txt $(STAMPS)/deb
+	@echo "building $(VENV) from $(LOCK)"
+	@tools/venv-build $(PYTHON) $(LOCK)
 	@touch $@
+
+lock: $(STAMPS)/venv
+	@tools/lock
 
 $(STAMPS)/guestfs: $(STAMPS)/venv
 	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
@@ -82,8 +92,10 @@ soak: deps
 demo: deps
 	@bash examples/demo.sh
 
-$(STAMPS)/bench: $(STAMPS)/venv
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,libvirt,bench]'
+$(STAMPS)/bench: requirements/bench.txt $(STAMPS)/venv
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+		--no-build-isolation -r requirements/bench.txt
+	@echo requirements/bench.txt >$(VENV)/pcloud-lock
 	@touch $@
 
 # Benchmarks are never part of `make test`: they measure, they do not assert.

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from dpe.warning_policy import quiet_third_party_warnings
+
+# before anything else is imported: a third-party import may warn
+quiet_third_party_warnings()
+
 import argparse
 import sys
 from pathlib import Path

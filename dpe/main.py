@@ -14,6 +14,11 @@ lost, store or driver unreachable...), 2 bad usage or an invalid document.
 
 from __future__ import annotations
 
+from dpe.warning_policy import quiet_third_party_warnings
+
+# before anything else is imported: a third-party import may warn
+quiet_third_party_warnings()
+
 import argparse
 import asyncio
 import logging

@@ -19,6 +19,7 @@ import pytest
 from cpe.control import process_alive
 from tests.faults.test_agent_faults import in_order
 from tests.integration.test_lifecycle import Rig, shop
+from tests.integration.test_local_driver_support import signal_the_living
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +68,8 @@ def test_a_frozen_sshd_is_fenced_before_its_replacement_starts(rig: Rig) -> None
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        frozen = sshds_of(old)
+        frozen = signal_the_living(sshds_of(old), signal.SIGSTOP)
         assert frozen
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
         rig.until(lambda: inits_of(rig, "a1") - {old}, 15.0, "a new a1 instance")
         after = rig.running()
     finally:

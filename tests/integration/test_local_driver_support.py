@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -108,3 +109,15 @@ def still_alive(processes: list[_procfs.ProcStat]) -> list[_procfs.ProcStat]:
 
 def agent_dirs(instance: Instance) -> Path:
     return Path(instance.extra["dir"])
+
+
+def signal_the_living(pids: list[int], signum: int) -> list[int]:
+    """Send signum to each pid still running; return those it reached."""
+    reached = []
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            continue
+        reached.append(pid)
+    return reached

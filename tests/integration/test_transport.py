@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import time
@@ -22,6 +21,7 @@ from tests.integration.test_local_driver_support import (
     Guest,
     instance_processes,
     make_key,
+    signal_the_living,
 )
 
 # fixtures
@@ -83,18 +83,18 @@ async def test_keepalive_is_answered(guest: Guest) -> None:
 
 
 async def test_keepalive_times_out_when_the_guests_sshd_is_stopped(guest: Guest) -> None:
-    sshd = [p.pid for p in instance_processes(guest.instance) if p.comm == "sshd"]
-    assert len(sshd) >= 2  # the listener and the process serving our connection
-    for pid in sshd:
-        os.kill(pid, signal.SIGSTOP)
+    listed = [p.pid for p in instance_processes(guest.instance) if p.comm == "sshd"]
+    # sessions of earlier tests may end between the listing and the signal: a
+    # process that is gone serves nobody, so only the ones still there count
+    stopped = signal_the_living(listed, signal.SIGSTOP)
     try:
+        assert len(stopped) >= 2  # the listener and the process serving our connection
         with pytest.raises(OperationTimeout):
             await guest.connection.keepalive(0.5)
         with pytest.raises(OperationTimeout):
             await guest.connection.run("true", 0.5)
     finally:
-        for pid in sshd:
-            os.kill(pid, signal.SIGCONT)
+        signal_the_living(stopped, signal.SIGCONT)
     await guest.connection.keepalive(10)  # generous: only liveness matters here
 
 
