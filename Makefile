@@ -31,7 +31,7 @@ GUESTFS_DIST := /usr/lib/python3/dist-packages
 all: test
 
 # Every use of the venv first checks that it holds exactly what its lock says.
-deps: $(STAMPS)/venv $(STAMPS)/guestfs
+deps: $(STAMPS)/venv $(STAMPS)/project $(STAMPS)/guestfs
 	@$(BIN)/python tools/venv-check
 
 $(STAMPS)/deb: Makefile
@@ -50,9 +50,14 @@ $(STAMPS)/deb: Makefile
 	@touch $@
 
 # A changed lock rebuilds the venv from scratch: nothing of the old one lingers.
-$(STAMPS)/venv: $(LOCK) requirements/build.txt $(STAMPS)/deb
+$(STAMPS)/venv: $(LOCK) requirements/build.txt | $(STAMPS)/deb
 	@echo "building $(VENV) from $(LOCK)"
 	@tools/venv-build $(PYTHON) $(LOCK)
+	@touch $@
+
+# The project in editable mode, again whenever its packages or entry points change.
+$(STAMPS)/project: setup.cfg pyproject.toml $(STAMPS)/venv
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 lock: $(STAMPS)/venv
@@ -71,6 +76,7 @@ $(STAMPS)/guestfs: $(STAMPS)/venv
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: deps
 	$(BIN)/mypy

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError
-from dpe.interfaces import AssemblyKeys
-from dpe.model import validate_name
+from foundation.errors import Conflict, InvalidInput, NotFound, PcloudError
+from foundation.keyfiles import AssemblyKeys
+from foundation.kvm import kvm_usable
+from foundation.model import validate_name
 from images import qemu, rootfs
 from images.jeos import JeosRecord
-from images.kvm import kvm_usable
 
 Progress = Callable[[str, float], None]
 

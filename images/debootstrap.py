@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from dpe.errors import InvalidInput, OperationTimeout, PcloudError, Unavailable
+from foundation.errors import InvalidInput, OperationTimeout, PcloudError, Unavailable
 from images.mirror import Mirror
 
 Progress = Callable[[str, float], None]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import Conflict, InvalidInput, NotFound
+from foundation.errors import Conflict, InvalidInput, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.timetext import duration

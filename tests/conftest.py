@@ -3,7 +3,7 @@
 - ``pcloud_home``: a fresh ``Paths`` under a short temporary ``PCLOUD_HOME``
   (UNIX socket paths must stay under 107 bytes, so not pytest's long tmp_path);
   the directory is removed afterwards.
-- ``store``: a ``dpe.store.Store`` opened on a real SQLite file in that home.
+- ``store``: a ``foundation.store.Store`` opened on a real SQLite file in that home.
 
 The fixture that runs a real cped lives in ``tests/integration/conftest.py``.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from dpe.paths import Paths, resolve
-from dpe.store import Store
+from foundation.paths import Paths, resolve
+from foundation.store import Store
 
 # Properties are checked, not timed: a loaded CI machine must not turn a slow
 # example into a failure (timing belongs in bench/).

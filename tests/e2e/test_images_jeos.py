@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict, InvalidInput
+from foundation.errors import Conflict, InvalidInput
 from images import debootstrap, jeos, qemu
 from tests.e2e.conftest import JeosBuild, require_vm_tools
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from dpe.events import Event
-from dpe.paths import Paths
-from dpe.store import Store
+from foundation.events import Event
+from foundation.paths import Paths
+from foundation.store import Store
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_pcloudsh_session import COMMAND_TIMEOUT, Terminal, pcloudsh_command
 
