@@ -405,10 +405,5 @@ def _record(jeos: JeosRecord, assembly: str, out_dir: Path, overlay: bool) -> As
     )
 
 
-def delete_assembly_image(out_dir: Path, assembly: str) -> None:
-    validate_name(assembly, "assembly name")
-    image_path(out_dir, assembly).unlink(missing_ok=True)
-
-
 def _no_progress(_phase: str, _fraction: float) -> None:
     """Progress sink for callers that show none."""

@@ -148,9 +148,9 @@ def stop_process_group(proc: subprocess.Popen[str], grace: float = 10.0) -> None
             os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=grace)
-            return
         except subprocess.TimeoutExpired:
             continue
+        return
 
 
 _ERROR_PATTERNS: tuple[tuple[str, type[PcloudError]], ...] = (

@@ -133,8 +133,8 @@ class JeosCommands(Noun):
                 registered = self.env.api().get_jeos(str(record["name"]))
             except NotFound:
                 registered = None
-            except BaseException:
-                return  # cannot tell: keeping the files is the safe side
+            except BaseException:  # even ^C: cannot tell, and keeping the files is the safe side
+                return
             if registered is None or registered.get("path") != record.get("path"):
                 self.env.images.delete(str(record["name"]))
 
