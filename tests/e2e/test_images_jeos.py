@@ -18,7 +18,6 @@ from tests.e2e.conftest import JeosBuild, require_vm_tools
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
-
 def test_build_is_quick_and_complete(jeos_build: JeosBuild) -> None:
     record = jeos_build.record
     if jeos_build.seconds is not None:
