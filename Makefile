@@ -3,7 +3,7 @@
 #   make demo   install what is needed, start cped under ./demo-home and show
 #               a deployable recovering from failures
 #   make test   install what is needed, then ruff, mypy and the whole test suite
-#   make lock   refresh the locks in requirements/ from setup.cfg's ranges (see README)
+#   make lock   refresh the locks (requirements*.txt) from setup.cfg's ranges (see README)
 #   make soak   the fault tests' long forms (about 30 minutes, root); report in
 #               soak/results/soak.json and soak.md
 #
@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 PYTEST_ARGS ?=
 # The venv is built from this lock, hash-checked (tools/lock writes it).
-LOCK := requirements/dev.txt
+LOCK := requirements-dev.txt
 
 # Debian packages the project runs on (see README: dependencies).
 DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev swig libssl-dev \
@@ -31,7 +31,7 @@ GUESTFS_DIST := /usr/lib/python3/dist-packages
 all: test
 
 # Every use of the venv first checks that it holds exactly what its lock says.
-deps: $(STAMPS)/venv $(STAMPS)/guestfs
+deps: $(STAMPS)/venv $(STAMPS)/project $(STAMPS)/guestfs
 	@$(BIN)/python tools/venv-check
 
 $(STAMPS)/deb: Makefile
@@ -50,9 +50,14 @@ $(STAMPS)/deb: Makefile
 	@touch $@
 
 # A changed lock rebuilds the venv from scratch: nothing of the old one lingers.
-$(STAMPS)/venv: $(LOCK) requirements/build.txt $(STAMPS)/deb
+$(STAMPS)/venv: $(LOCK) requirements-build.txt | $(STAMPS)/deb
 	@echo "building $(VENV) from $(LOCK)"
 	@tools/venv-build $(PYTHON) $(LOCK)
+	@touch $@
+
+# The project in editable mode, again whenever its packages or entry points change.
+$(STAMPS)/project: setup.cfg pyproject.toml $(STAMPS)/venv
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 lock: $(STAMPS)/venv
@@ -71,6 +76,7 @@ $(STAMPS)/guestfs: $(STAMPS)/venv
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: deps
 	$(BIN)/mypy
@@ -92,10 +98,10 @@ soak: deps
 demo: deps
 	@bash examples/demo.sh
 
-$(STAMPS)/bench: requirements/bench.txt $(STAMPS)/venv
+$(STAMPS)/bench: requirements-bench.txt $(STAMPS)/venv
 	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
-		--no-build-isolation -r requirements/bench.txt
-	@echo requirements/bench.txt >$(VENV)/pcloud-lock
+		--no-build-isolation -r requirements-bench.txt
+	@echo requirements-bench.txt >$(VENV)/pcloud-lock
 	@touch $@
 
 # Benchmarks are never part of `make test`: they measure, they do not assert.

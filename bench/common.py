@@ -27,11 +27,11 @@ from typing import Any
 from cpe.client import Client
 from cpe.control import cped_command, cped_environment
 from dpe.drivers.local import LocalDriver
-from dpe.errors import PcloudError
-from dpe.keyfiles import key_paths
-from dpe.model import Deployable
-from dpe.paths import Paths, resolve
-from dpe.store import Store
+from foundation.errors import PcloudError
+from foundation.keyfiles import key_paths
+from foundation.model import Deployable
+from foundation.paths import Paths, resolve
+from foundation.store import Store
 from images.keys import write_assembly_keys
 
 RESULTS_DIR = Path(__file__).parent / "results"

@@ -54,10 +54,10 @@ from bench.common import (
     stop_dped,
     store_deployable,
 )
-from dpe.keyfiles import key_paths
-from dpe.model import Deployable, parse
-from dpe.paths import Paths, resolve
-from dpe.store import Store
+from foundation.keyfiles import key_paths
+from foundation.model import Deployable, parse
+from foundation.paths import Paths, resolve
+from foundation.store import Store
 
 NAME = "bench"
 CANDIDATES = ("a1", "a2")

@@ -10,7 +10,7 @@ assembly's last resource: chains and a fan), three decisions:
   7) -- restart it and everything ordered after it;
 - ``start``: every resource probed stopped -- start them all in order.
 
-Each decision is timed as the built-in planner (``dpe.planner.plan``), as the
+Each decision is timed as the built-in planner (``dpe.policy.plan``), as the
 CIB export (``dpe.cib.build_cib``), as ``crm_simulate -R`` on that CIB with its
 graph read back (``dpe.pacemaker.run_scheduler``; process start-up included,
 as the engine would pay it), as the whole ``PacemakerPlanner``, and -- up to
@@ -40,10 +40,11 @@ if __package__ in (None, ""):  # run as a script: bench/planner.py
 
 from bench.common import RESULTS_DIR, machine, stats
 from dpe.cib import build_cib
-from dpe.model import Deployable, ResourceId, parse
 from dpe.pacemaker import PacemakerPlanner, compare, run_scheduler
-from dpe.planner import Applied, AssemblyStatus, Goal, Observed, ResourceStatus, plan, resolve
+from dpe.planner import Applied, AssemblyStatus, Goal, Observed, ResourceStatus, resolve
+from dpe.policy import plan
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, ResourceId, parse
 
 PER_ASSEMBLY = 10
 LONG = 600.0  # seconds: crm_simulate on 1,000 resources is slow, not stuck

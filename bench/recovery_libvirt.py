@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from dpe.drivers.libvirt import LibvirtDriver
-from dpe.errors import PcloudError
-from dpe.interfaces import AssemblyKeys, Instance, InstanceState
-from dpe.model import Assembly
-from dpe.paths import Paths
+from dpe.interfaces import Instance, InstanceState
 from dpe.transport import SshTransport
+from foundation.errors import PcloudError
+from foundation.keyfiles import AssemblyKeys
+from foundation.kvm import kvm_usable
+from foundation.model import Assembly
+from foundation.paths import Paths
 from images import customize, jeos, keys
-from images.kvm import kvm_usable
 
 URI = "qemu:///system"
 

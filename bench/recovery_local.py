@@ -46,10 +46,10 @@ if __package__ in (None, ""):  # run as a script: bench/recovery_local.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import EventBench, destroy_all, start_dped, stop_dped, store_deployable
-from dpe.keyfiles import key_paths
-from dpe.model import Deployable, parse
-from dpe.paths import Paths, resolve
-from dpe.store import Store
+from foundation.keyfiles import key_paths
+from foundation.model import Deployable, parse
+from foundation.paths import Paths, resolve
+from foundation.store import Store
 
 DAEMON = "#!/bin/sh\nwhile :; do sleep 1; done\n"
 RESULTS = Path(__file__).parent / "results" / "recovery_local.json"

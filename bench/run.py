@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: bench/run.py
 
 from bench import api, monitor, resource_failure, scale
 from bench.common import RESULTS_DIR, machine, stats
-from dpe.model import Heartbeat
+from foundation.model import Heartbeat
 
 BENCH_DIR = Path(__file__).resolve().parent
 

@@ -25,9 +25,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpe.config import CpedSettings
-from dpe.errors import Forbidden, Unauthorized
-from dpe.model import Problems
+from foundation.config import CpedSettings
+from foundation.errors import Forbidden, Unauthorized
+from foundation.model import Problems
 
 MIN_TOKEN_LENGTH = 16
 BEARER = "bearer "

@@ -41,13 +41,13 @@ from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_docum
 from cpe.retention import prune_forever
 from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
 from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
-from dpe import __version__
-from dpe.config import Config
-from dpe.errors import Code, Conflict, InvalidInput, PcloudError, Unavailable
-from dpe.events import Event
-from dpe.interfaces import Clock, SystemClock
-from dpe.model import parse_duration
-from dpe.store import Store
+from foundation import __version__
+from foundation.clock import Clock, SystemClock
+from foundation.config import Config
+from foundation.errors import Code, Conflict, InvalidInput, PcloudError, Unavailable
+from foundation.events import Event
+from foundation.model import parse_duration
+from foundation.store import Store
 
 log = logging.getLogger("cped.api")
 

@@ -2,7 +2,7 @@
 
 JEOS images, assemblies and their resources, resource templates, deployables,
 their membership, order constraints and escalation, and event queries.  Every
-method validates first (through ``dpe.model``, every problem listed with its
+method validates first (through ``foundation.model``, every problem listed with its
 path), then changes the store inside one transaction, so a rejected request
 changes nothing.
 
@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cpe.resource_templates import builtin_templates, parse_user_template
-from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError
-from dpe.keyfiles import key_paths
-from dpe.model import (
+from foundation.errors import Conflict, InvalidInput, NotFound, PcloudError
+from foundation.keyfiles import key_paths
+from foundation.model import (
     NAME_RE,
     Deployable,
     Problems,
@@ -42,7 +42,7 @@ from dpe.model import (
     parse_resource,
     validate_name,
 )
-from dpe.store import HOST_JEOS, Store
+from foundation.store import HOST_JEOS, Store
 
 JEOS_KEYS = {"name", "kind", "path", "arch", "release", "size", "checksum", "created"}
 NEW_DEPLOYABLE_KEYS = {"name", "uuid", "infrastructure", "settings", "heartbeat", "escalation"}
@@ -529,7 +529,7 @@ class Catalog:
 
 
 def parse_catalog_document(data: dict[str, Any]) -> Deployable:
-    """``dpe.model.parse``, except that a reference parameter may name an assembly
+    """``foundation.model.parse``, except that a reference parameter may name an assembly
     that is not in the deployable yet (see the module's docstring).
 
     Such assemblies stand in as empty placeholders during validation, then are

@@ -3,7 +3,7 @@
 Standard library only (``http.client`` over an ``AF_UNIX`` socket), so a
 one-shot command that imports it starts fast.  One method per route of
 ``cpe.openapi.ROUTES`` (method name = operationId); every call has a timeout,
-returns the decoded JSON (None for 204), and raises the ``dpe.errors`` class
+returns the decoded JSON (None for 204), and raises the ``foundation.errors`` class
 matching the error code; ``Unavailable`` when cped cannot be reached.
 
 A client can also reach cped's optional TCP listener: ``Remote`` is its
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from dpe.errors import (
+from foundation.errors import (
     Forbidden,
     InvalidInput,
     OperationTimeout,

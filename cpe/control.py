@@ -20,8 +20,8 @@ from typing import Any
 import cpe
 from cpe.client import Client
 from cpe.pidfile import is_locked, read_pid
-from dpe.errors import Conflict, InvalidInput, OperationTimeout, PcloudError
-from dpe.paths import Paths, resolve
+from foundation.errors import Conflict, InvalidInput, OperationTimeout, PcloudError
+from foundation.paths import Paths, resolve
 
 POLL_INTERVAL = 0.05
 LOG_TAIL_LINES = 20

@@ -49,11 +49,11 @@ from cpe.access import Access, load_access, tls_context
 from cpe.api import DaemonInfo, make_app
 from cpe.dpe_process import DpedLauncher
 from cpe.pidfile import PidFile
-from dpe import __version__
-from dpe.config import Config, load_config
-from dpe.errors import Conflict, InvalidInput, PcloudError
-from dpe.paths import MAX_SOCKET_PATH, Paths
-from dpe.store import Store
+from foundation import __version__
+from foundation.config import Config, load_config
+from foundation.errors import Conflict, InvalidInput, PcloudError
+from foundation.paths import MAX_SOCKET_PATH, Paths
+from foundation.store import Store
 
 log = logging.getLogger("cped")
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cpe.control import cped_environment
-from dpe.paths import Paths
+from foundation.paths import Paths
 
 log = logging.getLogger("cped.dpe")
 

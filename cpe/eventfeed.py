@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from dpe.errors import StoreError
+from foundation.errors import StoreError
 
 log = logging.getLogger(__name__)
 

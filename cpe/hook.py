@@ -21,9 +21,9 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from cpe.eventfeed import EventFeed
-from dpe.config import CpedSettings
-from dpe.errors import StoreError
-from dpe.events import Event
+from foundation.config import CpedSettings
+from foundation.errors import StoreError
+from foundation.events import Event
 
 log = logging.getLogger("cped.hook")
 

@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 from cpe.catalog import Catalog
 from cpe.status import StatusRecord, compose_status, read_status
 from cpe.supervisor import StoreCall, Supervisor
-from dpe.errors import Conflict, Unavailable
-from dpe.model import Deployable
+from foundation.errors import Conflict, Unavailable
+from foundation.model import Deployable
 
 T = TypeVar("T")
 START_WAIT = 5.0  # a start answers once the DPE is spawned (or adopted, or kept)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dpe.warning_policy import quiet_third_party_warnings
+from foundation.warning_policy import quiet_third_party_warnings
 
 # before anything else is imported: a third-party import may warn
 quiet_third_party_warnings()
@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from cpe.daemon import Options, run
-from dpe import __version__
-from dpe.paths import resolve
+from foundation import __version__
+from foundation.paths import resolve
 
 
 def parse_args(argv: list[str] | None = None) -> Options:

@@ -4,7 +4,7 @@ as the OpenAPI 3.0 document at ``GET /v1/openapi.json``.
 Each ``Operation`` names its handler (``operation_id``), its query parameters,
 its request body schema and its success response.  Path parameters come from
 the ``{name}`` parts of the path.  Every error is the ``Error`` schema:
-``{code, message, details}`` with the codes of ``dpe.errors.Code``.
+``{code, message, details}`` with the codes of ``foundation.errors.Code``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from dpe import __version__
-from dpe.errors import Code
-from dpe.model import INFRASTRUCTURES, NAME_RE, OPERATIONS, RESOURCE_CLASSES
+from foundation import __version__
+from foundation.errors import Code
+from foundation.model import INFRASTRUCTURES, NAME_RE, OPERATIONS, RESOURCE_CLASSES
 
 PREFIX = "/v1"
 JSON = "application/json"

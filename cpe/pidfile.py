@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from dpe.errors import Conflict
+from foundation.errors import Conflict
 
 
 class PidFile:

@@ -17,8 +17,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from dpe.errors import InvalidInput
-from dpe.model import Problems, check_name, parse_resource
+from foundation.errors import InvalidInput
+from foundation.model import Problems, check_name, parse_resource
 
 TEMPLATE_KEYS = {"name", "description", "resource", "parameters_help"}
 _META_KEYS = ("description", "parameters_help")

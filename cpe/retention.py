@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 
 log = logging.getLogger(__name__)
 

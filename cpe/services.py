@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from cpe.catalog import Catalog, _relative, _unknown
-from dpe.errors import Conflict, InvalidInput, NotFound
-from dpe.model import Problems, check_name, validate_name
-from dpe.service_runtime import MOVE
+from foundation.errors import Conflict, InvalidInput, NotFound
+from foundation.model import Problems, check_name, validate_name
+from foundation.runtime_kinds import MOVE
 
 
 def add_service(catalog: Catalog, deployable: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """A deployable's status, composed from what its DPE recorded in the store.
 
-The DPE writes runtime documents as things change (``dpe.runtime``): kind
+The DPE writes runtime documents as things change (``foundation.runtime_kinds``): kind
 ``deployable`` (key ""), ``assembly`` and ``instance`` (key: the assembly) and
 ``resource`` (key: ``assembly/resource``).  ``read_status`` takes them, the
 document, the desired state, the lease and the latest events in one consistent
@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dpe.store import Store
+from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE, Docs
+from foundation.store import Store
 
 LAST_EVENTS = 10
-Docs = dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def read_status(store: Store, name: str, events: int = LAST_EVENTS) -> StatusRec
 
 def compose_status(record: StatusRecord, dpe: dict[str, Any], now: float) -> dict[str, Any]:
     """The status answer; ``dpe`` is the supervisor's view of the process."""
-    deployable = record.runtime.get("deployable", {}).get("", {})
+    deployable = record.runtime.get(DEPLOYABLE, {}).get("", {})
     return {
         "name": record.document["name"],
         "state": deployable.get("state", "stopped"),
@@ -81,8 +81,8 @@ def _assembly(
     assembly: dict[str, Any], runtime: Docs, now: float, services: list[dict[str, Any]]
 ) -> dict[str, Any]:
     name = assembly["name"]
-    recorded = runtime.get("assembly", {}).get(name, {})
-    instance = runtime.get("instance", {}).get(name)
+    recorded = runtime.get(ASSEMBLY, {}).get(name, {})
+    instance = runtime.get(INSTANCE, {}).get(name)
     row: dict[str, Any] = {
         "name": name,
         "state": recorded.get("state", "stopped"),
@@ -114,7 +114,7 @@ def _candidates(service: dict[str, Any]) -> list[str]:
 
 def _service(service: dict[str, Any], runtime: Docs) -> dict[str, Any]:
     """A service: where it may run (with scores) and where it runs now."""
-    records = runtime.get("resource", {})
+    records = runtime.get(RESOURCE, {})
     return {
         "name": service["name"],
         "agent": _agent(service),
@@ -128,7 +128,7 @@ def _service(service: dict[str, Any], runtime: Docs) -> dict[str, Any]:
 
 
 def _resource(assembly: str, resource: dict[str, Any], runtime: Docs) -> dict[str, Any]:
-    recorded = runtime.get("resource", {}).get(f"{assembly}/{resource['name']}", {})
+    recorded = runtime.get(RESOURCE, {}).get(f"{assembly}/{resource['name']}", {})
     return {
         "name": resource["name"],
         "agent": _agent(resource),

@@ -49,11 +49,12 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from dpe.config import Config
-from dpe.errors import Conflict, PcloudError
-from dpe.events import Event
-from dpe.interfaces import Clock, SystemClock
-from dpe.store import Store
+from foundation.clock import Clock, SystemClock
+from foundation.config import Config
+from foundation.errors import Conflict, PcloudError
+from foundation.events import Event
+from foundation.runtime_kinds import INSTANCE
+from foundation.store import Store
 
 log = logging.getLogger("cped.supervisor")
 
@@ -664,7 +665,7 @@ def _desired_states(store: Store) -> dict[str, str]:
 
 def _instances_left(store: Store, name: str) -> list[str]:
     """Assemblies whose instance a DPE recorded and did not destroy."""
-    return sorted(store.get_runtime(name).get("instance", {}))
+    return sorted(store.get_runtime(name).get(INSTANCE, {}))
 
 
 def _recorded_state(store: Store, name: str) -> str | None:

@@ -17,14 +17,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dpe.cib import export_cib
-from dpe.config import POLICY_ENGINES
-from dpe.errors import InvalidInput
-from dpe.model import Deployable
-from dpe.planner import Action, Observed, Plan, plan
+from dpe.planner import Action, Observed, Plan
+from dpe.policy import plan
 from dpe.simulate import Windows, observed_from_runtime, plan_to_dot, steady_state, what_if
-from dpe.store import Store
+from foundation.config import POLICY_ENGINES
+from foundation.errors import InvalidInput
+from foundation.model import Deployable
+from foundation.runtime_kinds import ASSEMBLY, INSTANCE, RESOURCE, Docs
+from foundation.store import Store
 
-Docs = dict[str, dict[str, dict[str, Any]]]
 RUNTIME = "runtime"  # planned from what the DPE recorded
 STEADY_STATE = "steady_state"  # not running: planned from everything up
 MAX_FAILURES = 100
@@ -46,7 +47,7 @@ class Recorded:
     def running(self) -> bool:
         """Whether there is an observed state: a DPE recorded one and has not stopped."""
         return self.state != "stopped" and any(
-            self.runtime.get(kind) for kind in ("instance", "assembly", "resource")
+            self.runtime.get(kind) for kind in (INSTANCE, ASSEMBLY, RESOURCE)
         )
 
     def observed(self, now: float) -> tuple[Observed, Windows] | None:

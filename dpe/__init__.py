@@ -1,3 +1,1 @@
-"""The deployable policy engine: model, planner, agents, transport, drivers and dped."""
-
-__version__ = "0.7.0"
+"""The deployable policy engine: planner, agents, transport, drivers and dped."""

@@ -34,9 +34,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
-from dpe.errors import InvalidInput
 from dpe.interfaces import CommandResult, Connection
-from dpe.model import PARAM_NAME_RE, Reference, Resource
+from foundation.errors import InvalidInput
+from foundation.model import PARAM_NAME_RE, Reference, Resource
 
 OCF_ROOT = "/usr/lib/ocf"
 INIT_D = "/etc/init.d"

@@ -63,7 +63,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from dpe.model import Constraint, Deployable, Resource, ResourceId, Service, score_text, service_id
 from dpe.planner import (
     AssemblyStatus,
     Goal,
@@ -74,6 +73,15 @@ from dpe.planner import (
     unresolved,
 )
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import (
+    Constraint,
+    Deployable,
+    Resource,
+    ResourceId,
+    Service,
+    score_text,
+    service_id,
+)
 
 FEATURE_SET = "3.16.1"  # the newest Pacemaker 2.1.5 accepts
 SCHEMA = "pacemaker-3.9"

@@ -48,35 +48,29 @@ from functools import partial
 from typing import Any
 
 from dpe import planner
-from dpe.drivers import InstanceWatcher, Watch
 from dpe.engine_assembly import AssemblyRunner, Services
 from dpe.engine_exec import Outcome, execute
 from dpe.engine_log import Context
 from dpe.engine_resource import ResourceRunner
 from dpe.engine_timing import Backoff, EngineOptions, bounded
-from dpe.errors import Conflict, InvalidInput, PcloudError, Unavailable
 from dpe.escalation import FailureWindow, Verdict
-from dpe.events import Event
-from dpe.interfaces import (
-    AssemblyKeys,
-    Clock,
-    Driver,
-    Instance,
-    InstanceState,
-    SystemClock,
-    Transport,
-)
-from dpe.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId
+from dpe.interfaces import Driver, Instance, InstanceState, InstanceWatcher, Transport, Watch
 from dpe.planner import ActionKind, Goal, Move, Observed, Plan
-from dpe.planner import plan as builtin_plan
-from dpe.runtime import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE, Docs, Runtime
-from dpe.service_runtime import MOVE, SERVICE, ServiceRecords
+from dpe.policy import plan as builtin_plan
+from dpe.runtime import Runtime
+from dpe.service_runtime import ServiceRecords
 from dpe.states import AssemblyState, DeployableState, ResourceState, Subject, deployable_cell
+from foundation.clock import Clock, SystemClock
+from foundation.errors import Conflict, InvalidInput, PcloudError, Unavailable
+from foundation.events import Event
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId
+from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, MOVE, RESOURCE, SERVICE, Docs
 
 log = logging.getLogger("dpe.engine")
 
 Listener = Callable[[Event], None]
-Planner = Callable[[Deployable, Observed], Plan]  # the shape of ``dpe.planner.plan``
+Planner = Callable[[Deployable, Observed], Plan]  # the shape of ``dpe.policy.plan``
 PLANNER_RETRY = 60.0  # after a planner failure, the built-in planner plans this long
 _DEAD = (InstanceState.GONE, InstanceState.STOPPED)
 

@@ -21,21 +21,15 @@ from typing import Any, Protocol
 from dpe import agents
 from dpe.engine_log import Context
 from dpe.engine_timing import Backoff, EngineOptions, bounded
-from dpe.errors import Forbidden, OperationTimeout, PcloudError, Unavailable
 from dpe.escalation import FailureWindow
-from dpe.events import Event
-from dpe.interfaces import (
-    AssemblyKeys,
-    Clock,
-    Connection,
-    Driver,
-    Instance,
-    InstanceState,
-    Transport,
-)
-from dpe.model import Assembly, Heartbeat, Resource
+from dpe.interfaces import Connection, Driver, Instance, InstanceState, Transport
 from dpe.planner import AssemblyStatus
 from dpe.states import AssemblyState, StateCell, Subject, assembly_cell, no_heartbeat
+from foundation.clock import Clock
+from foundation.errors import Forbidden, OperationTimeout, PcloudError, Unavailable
+from foundation.events import Event
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly, Heartbeat, Resource
 
 log = logging.getLogger("dpe.engine")
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dpe import agents
 from dpe.agents import OcfRc
 from dpe.engine_timing import Backoff
-from dpe.errors import OperationTimeout, Unavailable
 from dpe.escalation import FailureWindow
-from dpe.model import Resource, ResourceId
 from dpe.planner import Applied, ResourceStatus
 from dpe.states import ResourceState, StateCell, Subject, resource_cell
+from foundation.errors import OperationTimeout, Unavailable
+from foundation.model import Resource, ResourceId
 
 if TYPE_CHECKING:
     from dpe.engine_assembly import AssemblyRunner, Services

@@ -21,20 +21,20 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TextIO
 
-from dpe.config import Config
-from dpe.document import load_document
-from dpe.drivers import make_driver
+from dpe.drivers.registry import make_driver
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
-from dpe.errors import InvalidInput, PcloudError
-from dpe.events import Event
-from dpe.interfaces import AssemblyKeys, SystemClock
-from dpe.keyfiles import load_assembly_keys
-from dpe.model import Deployable, parse, validate_name
-from dpe.paths import Paths
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
-from dpe.store import Store
 from dpe.transport import SshTransport
+from foundation.clock import SystemClock
+from foundation.config import Config
+from foundation.document import load_document
+from foundation.errors import InvalidInput, PcloudError
+from foundation.events import Event
+from foundation.keyfiles import AssemblyKeys, load_assembly_keys
+from foundation.model import Deployable, parse, validate_name
+from foundation.paths import Paths
+from foundation.store import Store
 
 log = logging.getLogger("dpe.service")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)

@@ -12,8 +12,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dpe.errors import OperationTimeout
-from dpe.interfaces import Clock
+from foundation.clock import Clock
+from foundation.errors import OperationTimeout
 
 T = TypeVar("T")
 

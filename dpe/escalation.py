@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from dpe.model import Escalation
 from dpe.states import escalating, giving_up
+from foundation.model import Escalation
 
 
 class Verdict(StrEnum):

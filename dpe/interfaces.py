@@ -1,4 +1,4 @@
-"""The engine's seams: clock, infrastructure driver and transport.
+"""The engine's seams: infrastructure driver and transport (the clock is ``foundation.clock``).
 
 Real implementations live in ``dpe.drivers`` and ``dpe.transport``; tests use
 hand-written fakes with the same shape.
@@ -6,33 +6,13 @@ hand-written fakes with the same shape.
 
 from __future__ import annotations
 
-import asyncio
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from dpe.model import Assembly
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def time(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def time(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly
 
 
 class InstanceState(StrEnum):
@@ -40,16 +20,6 @@ class InstanceState(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"  # exists but not running (crashed, powered off)
     GONE = "gone"  # does not exist (never did, or destroyed)
-
-
-@dataclass(frozen=True)
-class AssemblyKeys:
-    """What it takes to reach an assembly's instance as root, and to trust it."""
-
-    private_key: Path  # root's login key (PEM)
-    public_key: str  # its OpenSSH public line, for authorized_keys
-    host_private_key: Path  # the instance's SSH host key (PEM), for drivers that start sshd
-    host_public_key: str  # the pinned host key, as an OpenSSH public line
 
 
 @dataclass(frozen=True)
@@ -114,3 +84,22 @@ class Transport(Protocol):
     async def connect(self, instance: Instance, keys: AssemblyKeys, timeout: float) -> Connection:
         """Connect with the pinned host key; raises Unavailable, OperationTimeout or Forbidden."""
         ...
+
+
+# Optional extension of the driver seam: a driver that can report instance
+# deaths as they happen (libvirt's lifecycle events) is also an
+# ``InstanceWatcher``.  The engine subscribes once per driver; the callback
+# ``(instance_id, state)`` runs in the engine's loop when an instance stopped or
+# crashed (``STOPPED``) or was undefined (``GONE``) by someone else than the
+# driver's own ``destroy``.  It is a hint, not a replacement for the heartbeat:
+# events can be lost (a libvirtd restart), repeated, or name instances the
+# engine no longer uses, so the callback checks the id.
+
+
+class Watch(Protocol):
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class InstanceWatcher(Protocol):
+    async def watch(self, callback: Callable[[str, InstanceState], None]) -> Watch: ...

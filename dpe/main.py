@@ -14,7 +14,7 @@ lost, store or driver unreachable...), 2 bad usage or an invalid document.
 
 from __future__ import annotations
 
-from dpe.warning_policy import quiet_third_party_warnings
+from foundation.warning_policy import quiet_third_party_warnings
 
 # before anything else is imported: a third-party import may warn
 quiet_third_party_warnings()
@@ -25,11 +25,11 @@ import logging
 import sys
 from pathlib import Path
 
-from dpe.config import load_config
 from dpe.engine_service import ExitCode, Service, read_document_file, serve
-from dpe.errors import InvalidInput, NotFound, PcloudError, Unavailable
-from dpe.model import validate_name
-from dpe.paths import Paths, resolve
+from foundation.config import load_config
+from foundation.errors import InvalidInput, NotFound, PcloudError, Unavailable
+from foundation.model import validate_name
+from foundation.paths import Paths, resolve
 
 LOG_FORMAT = "%(asctime)s dped[%(process)d] %(levelname)s %(name)s: %(message)s"
 

@@ -4,7 +4,7 @@
 --save-graph GRAPH`` (Debian ``pacemaker-cli-utils``; ``-S`` when asked to
 simulate carrying it out too) with a timeout and reads back its transition
 graph as our ``Action``s and ordering edges, plus its Transition Summary.  ``verify(xml)`` runs ``crm_verify``.
-``PacemakerPlanner`` has the call shape of ``dpe.planner.plan``
+``PacemakerPlanner`` has the call shape of ``dpe.policy.plan``
 (``planner(document, observed) -> Plan``): it is the ``policy_engine =
 pacemaker`` option of dped.
 
@@ -100,8 +100,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from dpe.cib import Cib, build_cib
-from dpe.errors import Code, OperationTimeout, PcloudError, Unavailable
-from dpe.model import Deployable, Resource, ResourceId
 from dpe.placement import handover_edges
 from dpe.planner import (
     Action,
@@ -113,7 +111,9 @@ from dpe.planner import (
     literal_params,
     resolve,
 )
-from dpe.planner import plan as builtin_plan
+from dpe.policy import plan as builtin_plan
+from foundation.errors import Code, OperationTimeout, PcloudError, Unavailable
+from foundation.model import Deployable, Resource, ResourceId
 
 CRM_SIMULATE = "crm_simulate"
 CRM_VERIFY = "crm_verify"
@@ -391,7 +391,7 @@ Scheduler = Callable[[Cib], Transition]
 class PacemakerPlanner:
     """``policy_engine = pacemaker``: Pacemaker decides the resource actions.
 
-    ``planner(document, observed) -> Plan``, like ``dpe.planner.plan``.  Each
+    ``planner(document, observed) -> Plan``, like ``dpe.policy.plan``.  Each
     call runs ``crm_simulate -R`` once: about 30 ms (mostly process start-up)
     for a few resources, about a second for 1,000 (``bench/planner.py``).
     """

@@ -31,18 +31,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from dpe import planner
-from dpe.model import (
-    INFINITY,
-    Assembly,
-    Constraint,
-    Deployable,
-    Reference,
-    Resource,
-    ResourceId,
-    Service,
-    colocation_order,
-    score_text,
-)
 from dpe.planner import (
     Action,
     ActionKind,
@@ -56,6 +44,18 @@ from dpe.planner import (
     ResourceStatus,
 )
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import (
+    INFINITY,
+    Assembly,
+    Constraint,
+    Deployable,
+    Reference,
+    Resource,
+    ResourceId,
+    Service,
+    colocation_order,
+    score_text,
+)
 
 NOWHERE = ""  # the pseudo-assembly of services that cannot run anywhere now
 _ACTIVE = (

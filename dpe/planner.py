@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from dpe.model import Constraint, Deployable, Reference, Resource, ResourceId
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Constraint, Deployable, Reference, Resource, ResourceId
 
 
 class Goal(StrEnum):
@@ -178,19 +178,6 @@ class Plan:
             after = ", ".join(sorted(map(str, before[action])))
             lines.append(f"{action} (after {after})" if after else str(action))
         return lines
-
-
-def plan(document: Deployable, observed: Observed) -> Plan:
-    """The actions that bring the deployable from ``observed`` towards its goal.
-
-    Services are placed first (``dpe.placement``), then planned as resources
-    pinned where they were placed.
-    """
-    if document.services:
-        from dpe import placement  # placement builds on this module
-
-        return placement.plan(document, observed)
-    return plan_pinned(document, observed)
 
 
 def plan_pinned(document: Deployable, observed: Observed) -> Plan:

@@ -15,16 +15,9 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from dpe.events import Event
-from dpe.store import Store
-
-# runtime kinds (keys: assembly name, ``assembly/resource``, or "" for the deployable)
-INSTANCE = "instance"
-ASSEMBLY = "assembly"
-RESOURCE = "resource"
-DEPLOYABLE = "deployable"
-
-Docs = dict[str, dict[str, dict[str, Any]]]  # kind -> key -> document
+from foundation.events import Event
+from foundation.runtime_kinds import Docs
+from foundation.store import Store
 
 
 class Runtime(Protocol):

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpe.model import Deployable, ResourceId, Service
+from foundation.model import Deployable, ResourceId, Service
+from foundation.runtime_kinds import MOVE, SERVICE
 
-SERVICE = "service"
-MOVE = "move"
 KEPT_FAILURES = 20  # more than any sensible migration threshold
 
 

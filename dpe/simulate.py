@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dpe.escalation import FailureWindow, Verdict
-from dpe.model import Deployable, Escalation, Problems, ResourceId, check_name
 from dpe.placement import steady_services
 from dpe.planner import (
     ActionKind,
@@ -34,11 +33,13 @@ from dpe.planner import (
     Observed,
     Plan,
     ResourceStatus,
-    plan,
     resolve,
 )
+from dpe.policy import plan
 from dpe.service_runtime import ServiceRecords
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, Escalation, Problems, ResourceId, check_name
+from foundation.runtime_kinds import ASSEMBLY, INSTANCE, RESOURCE
 
 Planner = Callable[[Deployable, Observed], Plan]
 NOT_RUNNING = 7  # what a failed recurring monitor reports
@@ -274,12 +275,12 @@ def observed_from_runtime(
     document: Deployable, docs: Mapping[str, Mapping[str, Mapping[str, Any]]], now: float
 ) -> tuple[Observed, Windows]:
     """The state and failure windows a DPE recorded (``Store.get_runtime``)."""
-    instances, assemblies = docs.get("instance", {}), docs.get("assembly", {})
+    instances, assemblies = docs.get(INSTANCE, {}), docs.get(ASSEMBLY, {})
     statuses = {
         a.name: _assembly_status(instances.get(a.name), assemblies.get(a.name))
         for a in document.assemblies
     }
-    records = docs.get("resource", {})
+    records = docs.get(RESOURCE, {})
     resources = {
         rid: _resource_status(records.get(str(rid), {}))
         for rid in (*document.resource_ids(), *document.service_placements())

@@ -3,7 +3,7 @@
 Each supervised object (the deployable, each assembly, each resource) holds a
 ``StateCell``: setting the state it already has does nothing; every real change
 is checked against the object's transition table and emitted as an
-``dpe.events.Event`` with a reason a person can act on.
+``foundation.events.Event`` with a reason a person can act on.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from dpe.events import Event
+from foundation.events import Event
 
 
 class AssemblyState(StrEnum):

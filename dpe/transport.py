@@ -23,9 +23,11 @@ from typing import Any
 
 import asyncssh
 
-from dpe.errors import Forbidden, OperationTimeout, Unavailable
-from dpe.interfaces import AssemblyKeys, Clock, CommandResult, Connection, Instance, SystemClock
+from dpe.interfaces import CommandResult, Connection, Instance
 from dpe.interfaces import Transport as TransportProtocol
+from foundation.clock import Clock, SystemClock
+from foundation.errors import Forbidden, OperationTimeout, Unavailable
+from foundation.keyfiles import AssemblyKeys
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError
-from dpe.interfaces import AssemblyKeys
-from dpe.model import validate_name
+from foundation.errors import Conflict, InvalidInput, NotFound, PcloudError
+from foundation.keyfiles import AssemblyKeys
+from foundation.kvm import kvm_usable
+from foundation.model import validate_name
 from images import qemu, rootfs
 from images.jeos import JeosRecord
-from images.kvm import kvm_usable
 
 Progress = Callable[[str, float], None]
 
@@ -403,11 +403,6 @@ def _record(jeos: JeosRecord, assembly: str, out_dir: Path, overlay: bool) -> As
         cmdline=jeos.cmdline,
         created=time.time(),
     )
-
-
-def delete_assembly_image(out_dir: Path, assembly: str) -> None:
-    validate_name(assembly, "assembly name")
-    image_path(out_dir, assembly).unlink(missing_ok=True)
 
 
 def _no_progress(_phase: str, _fraction: float) -> None:

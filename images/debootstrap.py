@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from dpe.errors import InvalidInput, OperationTimeout, PcloudError, Unavailable
+from foundation.errors import InvalidInput, OperationTimeout, PcloudError, Unavailable
 from images.mirror import Mirror
 
 Progress = Callable[[str, float], None]
@@ -148,9 +148,9 @@ def stop_process_group(proc: subprocess.Popen[str], grace: float = 10.0) -> None
             os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=grace)
-            return
         except subprocess.TimeoutExpired:
             continue
+        return
 
 
 _ERROR_PATTERNS: tuple[tuple[str, type[PcloudError]], ...] = (

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import Conflict, InvalidInput, NotFound, Unavailable
-from dpe.model import validate_name
+from foundation.errors import Conflict, InvalidInput, NotFound, Unavailable
+from foundation.model import validate_name
 from images import debootstrap, qemu, rootfs
 from images.mirror import APT_DIR, Mirror, host_mirror
 

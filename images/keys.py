@@ -18,10 +18,9 @@ from pathlib import Path
 
 from M2Crypto import BIO, RSA
 
-from dpe.errors import Forbidden, InvalidInput
-from dpe.interfaces import AssemblyKeys
-from dpe.keyfiles import key_paths, load_assembly_keys
-from dpe.model import validate_name
+from foundation.errors import Forbidden, InvalidInput
+from foundation.keyfiles import AssemblyKeys, key_paths, load_assembly_keys
+from foundation.model import validate_name
 
 DEFAULT_BITS = 2048
 PUBLIC_EXPONENT = 65537

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpe.errors import InvalidInput
+from foundation.errors import InvalidInput
 
 APT_DIR = Path("/etc/apt")
 SCHEMES = ("http://", "https://", "ftp://", "file:/")

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import InvalidInput, OperationTimeout, PcloudError, Unavailable
-from images.kvm import qemu_accel
+from foundation.errors import InvalidInput, OperationTimeout, PcloudError, Unavailable
+from foundation.kvm import qemu_accel
 
 QEMU_IMG = "qemu-img"
 QEMU_SYSTEM = "qemu-system-x86_64"

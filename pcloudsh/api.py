@@ -16,8 +16,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, cast
 
-from dpe.errors import PcloudError, Unavailable
-from dpe.paths import Paths
+from foundation.errors import PcloudError, Unavailable
+from foundation.paths import Paths
 
 JsonDict = dict[str, Any]
 PROBE_TIMEOUT = 2.0  # asking cped for its health after an Unavailable

@@ -6,8 +6,8 @@ import argparse
 import shlex
 from typing import Any
 
-from dpe import model
-from dpe.errors import Conflict, NotFound
+from foundation import model
+from foundation.errors import Conflict, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Outcome, Program, Result, Table, Text, columns, done
 from pcloudsh.values import check_name

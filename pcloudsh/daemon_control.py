@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpe.paths import Paths
+from foundation.paths import Paths
 
 
 class CpedControl:

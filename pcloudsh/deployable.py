@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dpe import model
-from dpe.errors import Conflict, InvalidInput
+from foundation import model
+from foundation.errors import Conflict, InvalidInput
 from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done

@@ -7,25 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dpe import model
-from dpe.errors import InvalidInput
+from foundation import model
+from foundation.errors import InvalidInput
 from pcloudsh.environment import Environment
 from pcloudsh.output import Raw, Result, done
 from pcloudsh.values import check_name
-
-
-class DpeCodec:
-    """The document formats of ``dpe.document`` (json, yaml, and the original XML)."""
-
-    def load(self, text: str, fmt: str | None) -> dict[str, Any]:
-        from dpe.document import load_document
-
-        return load_document(text, fmt)
-
-    def dump(self, doc: dict[str, Any], fmt: str) -> str:
-        from dpe.document import dump_document
-
-        return dump_document(doc, fmt)
 
 
 def export_document(env: Environment, args: argparse.Namespace) -> Result:

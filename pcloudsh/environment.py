@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
-from dpe import paths as pathsmod
+from foundation import paths as pathsmod
 
 if TYPE_CHECKING:
     from pcloudsh.api import Api
@@ -110,7 +110,7 @@ def _daemon(paths: pathsmod.Paths) -> DaemonControl:
 
 
 def _codec() -> DocumentCodec:
-    from pcloudsh.documents import DpeCodec
+    from pcloudsh.codec import DpeCodec  # YAML and XML parsers: only when a file is read
 
     return DpeCodec()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dpe import model
-from dpe.errors import NotFound
+from foundation import model
+from foundation.errors import NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, done
 from pcloudsh.values import check_name, parse_escalation

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterator
 from typing import Any
 
-from dpe.errors import InvalidInput
+from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.eventline import event_line
 from pcloudsh.follow import EventFollower

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from dpe.errors import Code, PcloudError
+from foundation.errors import Code, PcloudError
 from pcloudsh.api import CpedUnreachable
 
 

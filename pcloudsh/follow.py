@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 from pcloudsh.output import Notice
 
 JsonDict = dict[str, Any]

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import NotFound, PcloudError
-from dpe.paths import Paths
+from foundation.errors import NotFound, PcloudError
+from foundation.paths import Paths
 
 Report = Callable[[str, float], None]
 
@@ -80,7 +80,7 @@ class AssemblyDisks:
         self, assembly: str, assembly_uuid: str, jeos: str, overlay: bool, progress: Report
     ) -> dict[str, Any]:
         """The disk of a new assembly, from ``jeos`` (an overlay of it, or a full copy)."""
-        from dpe.keyfiles import load_assembly_keys
+        from foundation.keyfiles import load_assembly_keys
         from images.customize import create_assembly_image
         from images.jeos import load_jeos
 
@@ -109,6 +109,6 @@ class AssemblyDisks:
         return True
 
     def path(self, assembly: str) -> Path:
-        from dpe.model import validate_name
+        from foundation.model import validate_name
 
         return self.out_dir / f"{validate_name(assembly, 'assembly name')}.qcow2"

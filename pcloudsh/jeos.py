@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import Conflict, InvalidInput, NotFound
+from foundation.errors import Conflict, InvalidInput, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.timetext import duration
@@ -133,8 +133,8 @@ class JeosCommands(Noun):
                 registered = self.env.api().get_jeos(str(record["name"]))
             except NotFound:
                 registered = None
-            except BaseException:
-                return  # cannot tell: keeping the files is the safe side
+            except BaseException:  # even ^C: cannot tell, and keeping the files is the safe side
+                return
             if registered is None or registered.get("path") != record.get("path"):
                 self.env.images.delete(str(record["name"]))
 

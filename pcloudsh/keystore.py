@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dpe.keyfiles import key_paths
+from foundation.keyfiles import key_paths
 
 
 class FileKeyStore:

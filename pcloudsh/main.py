@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dpe.warning_policy import quiet_third_party_warnings
+from foundation.warning_policy import quiet_third_party_warnings
 
 # before anything else is imported: a third-party import may warn
 quiet_third_party_warnings()

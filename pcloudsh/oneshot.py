@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import difflib
 
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 from pcloudsh import commands
 from pcloudsh.definition import CommandParser, CommandSpec, Noun, ParserDone, UsageError
 from pcloudsh.environment import Environment
@@ -161,6 +161,6 @@ def _report(env: Environment, error: BaseException) -> None:
 
 
 def version() -> str:
-    from dpe import __version__  # the package version (importlib.metadata is slow to load)
+    from foundation import __version__  # the package version (importlib.metadata is slow to load)
 
     return __version__

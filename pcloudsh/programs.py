@@ -6,7 +6,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from dpe.errors import Unavailable
+from foundation.errors import Unavailable
 
 
 def exec_program(argv: Sequence[str]) -> None:

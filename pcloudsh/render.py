@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import IO, TYPE_CHECKING, Any
 
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 from pcloudsh.output import (
     Fields,
     Group,

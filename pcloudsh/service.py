@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dpe import model
-from dpe.errors import InvalidInput
+from foundation import model
+from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.resource import agent_spec

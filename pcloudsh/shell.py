@@ -13,7 +13,7 @@ from typing import Any
 
 import cmd2
 
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 from pcloudsh import commands
 from pcloudsh.definition import CommandSpec, Names, Noun
 from pcloudsh.environment import Environment

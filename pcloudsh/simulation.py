@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import InvalidInput
+from foundation.errors import InvalidInput
 from pcloudsh.environment import Environment
 from pcloudsh.output import Result, Text
 from pcloudsh.values import check_name

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import NotFound
-from dpe.keyfiles import key_paths
-from dpe.paths import Paths
+from foundation.errors import NotFound
+from foundation.keyfiles import key_paths
+from foundation.paths import Paths
 from pcloudsh.api import OperationFailed
 from pcloudsh.status import named_items
 
@@ -142,7 +142,7 @@ def _local_instance(paths: Paths, deployable: str, instance_id: str) -> Endpoint
         return None
     import asyncio
 
-    from dpe.drivers import make_driver
+    from dpe.drivers.registry import make_driver
 
     instances = asyncio.run(make_driver("local", paths).list(deployable))
     found = next((i for i in instances if i.instance_id == instance_id), None)

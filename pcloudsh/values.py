@@ -10,8 +10,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from dpe import model
-from dpe.errors import InvalidInput
+from foundation import model
+from foundation.errors import InvalidInput
 
 NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
 

@@ -3,7 +3,9 @@
 - ``pcloud_home``: a fresh ``Paths`` under a short temporary ``PCLOUD_HOME``
   (UNIX socket paths must stay under 107 bytes, so not pytest's long tmp_path);
   the directory is removed afterwards.
-- ``store``: a ``dpe.store.Store`` opened on a real SQLite file in that home.
+- ``store``: a ``foundation.store.Store`` opened on a real SQLite file in that home.
+- every test runs with the same terminal settings, whatever the terminal of the
+  person or machine running it (``TERM``, ``NO_COLOR``, ``COLUMNS``...).
 
 The fixture that runs a real cped lives in ``tests/integration/conftest.py``.
 """
@@ -18,13 +20,27 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from dpe.paths import Paths, resolve
-from dpe.store import Store
+from foundation.paths import Paths, resolve
+from foundation.store import Store
 
 # Properties are checked, not timed: a loaded CI machine must not turn a slow
 # example into a failure (timing belongs in bench/).
 settings.register_profile("pcloud", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("pcloud")
+
+
+# What rich and the shell read of the terminal: pinned, so a test that checks
+# colours or widths behaves the same under TERM=dumb, NO_COLOR or a narrow window.
+TERMINAL = {"TERM": "xterm-256color"}
+TERMINAL_UNSET = ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "CLICOLOR_FORCE")
+
+
+@pytest.fixture(autouse=True)
+def same_terminal_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in TERMINAL.items():
+        monkeypatch.setenv(name, value)
+    for name in TERMINAL_UNSET:
+        monkeypatch.delenv(name, raising=False)
 
 
 def make_home() -> Path:

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpe.model import Heartbeat, Problems, duration_setting
-from dpe.paths import Paths
+from foundation.model import Heartbeat, Problems, duration_setting
+from foundation.paths import Paths
 
 START_TIMEOUT = 240.0
 DEFAULT_MEMORY_MB = 1024

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from dpe.errors import Conflict, Unavailable
+from foundation.errors import Conflict, Unavailable
 
 NETNS_DIR = Path("/run/netns")
 IP = "ip"

@@ -20,7 +20,7 @@ instances after a restart of the engine with nothing else stored.  ``destroy``
 is the fence: a hard power-off, then undefine, then the overlay is removed.
 
 Lifecycle events (an extension of the ``Driver`` seam, see
-``dpe.drivers.InstanceWatcher``): ``await driver.watch(callback)`` calls
+``dpe.interfaces.InstanceWatcher``): ``await driver.watch(callback)`` calls
 ``callback(instance_id, state)`` in the caller's asyncio loop as soon as libvirt
 reports one of the driver's domains stopped or crashed (``STOPPED``) or
 undefined (``GONE``) by anyone but the driver itself; ``.close()`` on the
@@ -64,10 +64,11 @@ from dpe.drivers._libvirt_xml import (
     domain_name,
     domain_xml,
 )
-from dpe.errors import InvalidInput, NotFound, OperationTimeout, PcloudError, Unavailable
-from dpe.interfaces import AssemblyKeys, Instance, InstanceState
-from dpe.model import Assembly, validate_name
-from dpe.paths import Paths
+from dpe.interfaces import Instance, InstanceState
+from foundation.errors import InvalidInput, NotFound, OperationTimeout, PcloudError, Unavailable
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly, validate_name
+from foundation.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class BootFiles:
 
 class LibvirtDriver:
     """Instances as libvirt domains (implements ``dpe.interfaces.Driver`` and
-    ``dpe.drivers.InstanceWatcher``)."""
+    ``dpe.interfaces.InstanceWatcher``)."""
 
     name = "libvirt"
     heartbeat_defaults = HEARTBEAT  # suits emulated guests; a document may override it
@@ -556,7 +557,7 @@ class SystemHost:
             return port
 
     def kvm_usable(self) -> bool:
-        from images.kvm import kvm_usable
+        from foundation.kvm import kvm_usable
 
         return kvm_usable()
 

@@ -51,10 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from dpe.drivers import _netns, _procfs
-from dpe.errors import InvalidInput, NotFound, OperationTimeout, Unavailable
-from dpe.interfaces import AssemblyKeys, Instance, InstanceState
-from dpe.model import Assembly, Problems, duration_setting, validate_name
-from dpe.paths import Paths
+from dpe.interfaces import Instance, InstanceState
+from foundation.errors import InvalidInput, NotFound, OperationTimeout, Unavailable
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly, Problems, duration_setting, validate_name
+from foundation.paths import Paths
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.interfaces import AssemblyKeys
+from foundation.keyfiles import AssemblyKeys
 from images import customize, jeos, keys
 
 JEOS_NAME = "base"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict, InvalidInput
-from dpe.interfaces import AssemblyKeys
+from foundation.errors import Conflict, InvalidInput
+from foundation.keyfiles import AssemblyKeys
 from images import customize, jeos, qemu
 from tests.e2e.conftest import Made, require_guestfs
 

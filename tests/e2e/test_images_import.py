@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict, InvalidInput
+from foundation.errors import Conflict, InvalidInput
 from images import jeos, qemu
 
 pytestmark = [

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from dpe.drivers.libvirt import LibvirtDriver
-from dpe.model import parse
-from dpe.paths import Paths
+from foundation.model import parse
+from foundation.paths import Paths
 from images import customize, jeos, keys
 from tests.conftest import make_home
 from tests.e2e.conftest import require_guestfs, require_vm_tools

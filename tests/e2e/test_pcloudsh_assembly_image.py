@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dpe.keyfiles import load_assembly_keys
-from dpe.paths import Paths, resolve
+from foundation.keyfiles import load_assembly_keys
+from foundation.paths import Paths, resolve
 from images import customize, jeos
 from tests.conftest import make_home
 from tests.e2e.conftest import require_guestfs

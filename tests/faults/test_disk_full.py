@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from dpe.errors import StoreError
-from dpe.paths import Paths
+from foundation.errors import StoreError
+from foundation.paths import Paths
 from tests.faults.soaking import Tally, long_or_short
 from tests.faults.test_kills import event_ids, guest_inits
 from tests.integration.conftest import CpedProcess

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dpe.errors import InvalidInput, NotFound
+from foundation.errors import InvalidInput, NotFound
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_lifecycle import Rig, dummy, shop
 

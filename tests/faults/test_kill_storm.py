@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 from tests.faults.soaking import SOAK, Tally
 from tests.faults.test_kills import SEED, event_ids, guest_inits, lease_epoch
 from tests.integration.test_lifecycle import Rig, dummy, shop

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 from tests.integration.test_lifecycle import Rig, shop
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from cpe.client import Client
-from dpe.errors import PcloudError, StoreError
-from dpe.store import DEFAULT_BUSY_TIMEOUT
+from foundation.errors import PcloudError, StoreError
+from foundation.store import DEFAULT_BUSY_TIMEOUT
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_lifecycle import Rig, shop
 

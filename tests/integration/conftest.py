@@ -29,8 +29,8 @@ import pytest
 
 from cpe.client import Client
 from cpe.control import cped_command, cped_environment
-from dpe.errors import PcloudError
-from dpe.paths import Paths
+from foundation.errors import PcloudError
+from foundation.paths import Paths
 
 START_TIMEOUT = 10.0
 

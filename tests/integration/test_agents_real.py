@@ -10,10 +10,10 @@ import pytest
 
 from dpe import agents
 from dpe.agents import OcfRc
-from dpe.errors import OperationTimeout
-from dpe.interfaces import AssemblyKeys
-from dpe.model import Resource
 from dpe.transport import SshConnection, SshTransport
+from foundation.errors import OperationTimeout
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Resource
 from tests.integration import test_local_driver_support as support
 from tests.integration.test_local_driver_support import (
     CONNECT_TIMEOUT,

@@ -36,8 +36,8 @@ from cryptography.x509.oid import NameOID
 
 from cpe.client import Client, Remote
 from cpe.control import cped_command, cped_environment
-from dpe.errors import InvalidInput, Unauthorized, Unavailable
-from dpe.paths import Paths
+from foundation.errors import InvalidInput, Unauthorized, Unavailable
+from foundation.paths import Paths
 from tests.conftest import make_home
 from tests.integration.conftest import CpedFactory, CpedProcess
 from tests.integration.test_pcloudsh_session import pcloudsh_command

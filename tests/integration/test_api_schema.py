@@ -42,8 +42,8 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
 from cpe.openapi import PREFIX, ROUTES
-from dpe.errors import PcloudError
-from dpe.paths import Paths, resolve
+from foundation.errors import PcloudError
+from foundation.paths import Paths, resolve
 from tests.conftest import make_home
 from tests.integration.conftest import CpedProcess
 

@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dpe.cib import build_cib, export_cib
-from dpe.model import ResourceId, parse
 from dpe.pacemaker import available, run_scheduler, verify
 from dpe.planner import Applied, AssemblyStatus, Goal, Observed, ResourceStatus
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import ResourceId, parse
 from tests.integration.test_planner_differential import Case, cases
 
 pytestmark = [

@@ -17,10 +17,10 @@ import pytest
 from cpe import control
 from cpe.client import Client
 from cpe.pidfile import is_locked
-from dpe.errors import Conflict, InvalidInput, NotFound, PcloudError, Unavailable
-from dpe.events import Event
-from dpe.paths import Paths
-from dpe.store import Store
+from foundation.errors import Conflict, InvalidInput, NotFound, PcloudError, Unavailable
+from foundation.events import Event
+from foundation.paths import Paths
+from foundation.store import Store
 from tests.integration.conftest import CpedFactory, CpedProcess
 
 pytestmark = pytest.mark.integration

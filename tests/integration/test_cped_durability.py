@@ -14,8 +14,8 @@ import pytest
 
 from cpe.client import Client
 from cpe.control import cped_environment
-from dpe.errors import PcloudError
-from dpe.paths import Paths
+from foundation.errors import PcloudError
+from foundation.paths import Paths
 from tests.integration.conftest import CpedProcess
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ PROCESSES = 2
 API_WRITER = """
 import sys
 from cpe.client import Client
-from dpe.errors import PcloudError
+from foundation.errors import PcloudError
 client = Client(sys.argv[1], timeout=5)
 n = 0
 while True:
@@ -45,8 +45,8 @@ while True:
 # id once append_event has returned.
 STORE_WRITER = """
 import sys, time
-from dpe.events import Event
-from dpe.store import Store
+from foundation.events import Event
+from foundation.store import Store
 store = Store.open(__import__("pathlib").Path(sys.argv[1]))
 while True:
     event = store.append_event(Event(time.time(), "d", "running", "durability test"))

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from dpe.drivers.local import LocalDriver
-from dpe.events import Event
-from dpe.model import parse
-from dpe.paths import Paths
-from dpe.store import Store
+from foundation.events import Event
+from foundation.model import parse
+from foundation.paths import Paths
+from foundation.store import Store
 from tests.integration.test_engine_local import (
     daemons,
     destroy_everything,

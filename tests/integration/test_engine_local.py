@@ -30,14 +30,14 @@ import pytest
 from dpe.drivers.local import LocalDriver
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
-from dpe.events import Event
 from dpe.interfaces import Instance
-from dpe.keyfiles import key_paths, load_assembly_keys
-from dpe.model import Deployable, parse
-from dpe.paths import Paths
 from dpe.runtime import StoreRuntime
-from dpe.store import Store
 from dpe.transport import SshTransport
+from foundation.events import Event
+from foundation.keyfiles import key_paths, load_assembly_keys
+from foundation.model import Deployable, parse
+from foundation.paths import Paths
+from foundation.store import Store
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from dpe.drivers.local import LocalDriver
-from dpe.model import ResourceId
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import ResourceId
 from tests.integration.test_engine_local import Local, key_cache, kill_instance, local, until
 
 pytestmark = pytest.mark.integration

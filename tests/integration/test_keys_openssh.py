@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.interfaces import AssemblyKeys
+from foundation.keyfiles import AssemblyKeys
 from images import keys
 
 SSHD = Path("/usr/sbin/sshd")

@@ -30,8 +30,8 @@ from cpe import control
 from cpe.client import Client
 from cpe.control import process_alive
 from cpe.dpe_process import DPED_MARKERS, command_line, looks_like_dped
-from dpe.errors import Conflict, PcloudError
-from dpe.paths import Paths
+from foundation.errors import Conflict, PcloudError
+from foundation.paths import Paths
 from images.keys import write_assembly_keys
 from tests.integration.conftest import CpedFactory, CpedProcess
 

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from dpe.drivers import _procfs, make_driver
+from dpe.drivers import _procfs
 from dpe.drivers.local import LocalDriver
-from dpe.errors import NotFound, Unavailable
-from dpe.interfaces import AssemblyKeys, Instance, InstanceState
-from dpe.paths import Paths
+from dpe.drivers.registry import make_driver
+from dpe.interfaces import Instance, InstanceState
 from dpe.transport import SshTransport
+from foundation.errors import NotFound, Unavailable
+from foundation.keyfiles import AssemblyKeys
+from foundation.paths import Paths
 from tests.integration import test_local_driver_support as support
 from tests.integration.test_local_driver_support import (
     CONNECT_TIMEOUT,
@@ -161,9 +163,9 @@ CREATE_AND_EXIT = textwrap.dedent(
     import asyncio, json, sys
     from pathlib import Path
     from dpe.drivers.local import LocalDriver
-    from dpe.interfaces import AssemblyKeys
-    from dpe.model import Assembly
-    from dpe.paths import resolve
+    from foundation.keyfiles import AssemblyKeys
+    from foundation.model import Assembly
+    from foundation.paths import resolve
 
     home, private, public, host_private, host_public, pidns = sys.argv[1:]
     keys = AssemblyKeys(Path(private), public, Path(host_private), host_public)

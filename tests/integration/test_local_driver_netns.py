@@ -15,10 +15,10 @@ import pytest
 
 from dpe.drivers import _netns
 from dpe.drivers.local import LocalDriver
-from dpe.errors import Conflict, OperationTimeout
-from dpe.interfaces import AssemblyKeys
-from dpe.paths import Paths
 from dpe.transport import SshTransport
+from foundation.errors import Conflict, OperationTimeout
+from foundation.keyfiles import AssemblyKeys
+from foundation.paths import Paths
 from tests.integration import test_local_driver_support as support
 from tests.integration.test_local_driver_support import (
     CONNECT_TIMEOUT,

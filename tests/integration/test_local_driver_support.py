@@ -21,10 +21,11 @@ import pytest
 
 from dpe.drivers import _procfs
 from dpe.drivers.local import LocalDriver
-from dpe.interfaces import AssemblyKeys, Instance
-from dpe.model import Assembly
-from dpe.paths import Paths
+from dpe.interfaces import Instance
 from dpe.transport import SshConnection, SshTransport
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly
+from foundation.paths import Paths
 
 CONNECT_TIMEOUT = 10.0
 

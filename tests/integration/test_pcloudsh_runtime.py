@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from dpe.drivers import make_driver
-from dpe.keyfiles import key_paths, load_assembly_keys
-from dpe.model import Assembly
-from dpe.paths import Paths
-from dpe.store import Store
+from dpe.drivers.registry import make_driver
+from foundation.keyfiles import key_paths, load_assembly_keys
+from foundation.model import Assembly
+from foundation.paths import Paths
+from foundation.store import Store
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_pcloudsh_events import Shell, ShellHome
 from tests.integration.test_pcloudsh_session import COMMAND_TIMEOUT, Terminal, alive, wait_gone

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.paths import Paths, resolve
+from foundation.paths import Paths, resolve
 
 pytestmark = pytest.mark.integration
 

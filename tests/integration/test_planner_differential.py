@@ -7,7 +7,7 @@ created or failed; resources unknown, starting, running with or without their
 monitor and with the parameters they run with unchanged or stale, stopped,
 failed with soft rc codes or timeouts, hard errors, backing off; removed
 resources still running; the goal to run or to stop).  Each case is planned
-by ``dpe.planner.plan`` and, exported with ``dpe.cib``, by ``crm_simulate -S``
+by ``dpe.policy.plan`` and, exported with ``dpe.cib``, by ``crm_simulate -S``
 (its saved transition graph);
 the two must agree on which resources are probed, started, stopped,
 restarted, monitored or left alone, on which assembly, and in what order.
@@ -43,7 +43,6 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from dpe.cib import build_cib
-from dpe.model import Constraint, Deployable, ResourceId, parse
 from dpe.pacemaker import (
     DIFFERENCES,
     Comparison,
@@ -60,11 +59,12 @@ from dpe.planner import (
     Observed,
     Plan,
     ResourceStatus,
-    plan,
     resolve,
 )
+from dpe.policy import plan
 from dpe.simulate import Windows, what_if
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Constraint, Deployable, ResourceId, parse
 
 pytestmark = [
     pytest.mark.integration,

@@ -17,9 +17,9 @@ import signal
 
 import pytest
 
-from dpe.model import Deployable
 from dpe.pacemaker import PacemakerPlanner, available
 from dpe.planner import Observed, Plan
+from foundation.model import Deployable
 from tests.integration.test_engine_local import (  # noqa: F401  (fixtures)
     Local,
     daemons,

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from dpe.cib import build_cib
-from dpe.model import Deployable, ResourceId, parse
 from dpe.pacemaker import available, compare, run_scheduler
 from dpe.placement import place
 from dpe.planner import Applied, AssemblyStatus, Goal, Observed, Plan, ResourceStatus
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, ResourceId, parse
 from tests.integration.test_planner_differential import Case, our_answer, summary_mismatches
 
 pytestmark = [

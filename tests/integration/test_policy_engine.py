@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from dpe.model import parse
 from dpe.pacemaker import available
-from dpe.paths import Paths
-from dpe.store import Store
+from foundation.model import parse
+from foundation.paths import Paths
+from foundation.store import Store
 from tests.integration.test_dped import (  # noqa: F401  (fixtures)
     Dped,
     events_after,

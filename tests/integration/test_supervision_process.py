@@ -20,7 +20,7 @@ import pytest
 
 from cpe.control import process_alive
 from cpe.dpe_process import DpedLauncher, command_line, dped_log_file, looks_like_dped
-from dpe.paths import Paths
+from foundation.paths import Paths
 
 pytestmark = pytest.mark.integration
 

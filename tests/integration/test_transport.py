@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from dpe.drivers.local import LocalDriver
-from dpe.errors import Forbidden, OperationTimeout, Unavailable
-from dpe.interfaces import AssemblyKeys, Instance
+from dpe.interfaces import Instance
 from dpe.transport import SshConnection, SshTransport, connect_with_backoff
+from foundation.errors import Forbidden, OperationTimeout, Unavailable
+from foundation.keyfiles import AssemblyKeys
 from tests.integration import test_local_driver_support as support
 from tests.integration.test_local_driver_support import (
     CONNECT_TIMEOUT,

@@ -25,11 +25,12 @@ from typing import Any
 
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
-from dpe.errors import OperationTimeout, Unavailable
-from dpe.events import Event
-from dpe.interfaces import AssemblyKeys, CommandResult, Instance, InstanceState
-from dpe.model import Assembly, Constraint, Deployable, Heartbeat
+from dpe.interfaces import CommandResult, Instance, InstanceState
 from dpe.runtime import MemoryRuntime
+from foundation.errors import OperationTimeout, Unavailable
+from foundation.events import Event
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly, Constraint, Deployable, Heartbeat
 
 HANG = "hang"  # a scripted answer: the agent never returns
 

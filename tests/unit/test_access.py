@@ -11,8 +11,8 @@ import pytest
 
 from cpe.access import Access, Peer, load_access, tls_context
 from cpe.client import Remote, remote_from_environment
-from dpe.config import CpedSettings, load_config
-from dpe.errors import Forbidden, InvalidInput, Unauthorized
+from foundation.config import CpedSettings, load_config
+from foundation.errors import Forbidden, InvalidInput, Unauthorized
 
 TOKEN = "s3cret-token-0123456789abcdef"
 

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from dpe import agents
 from dpe.agents import OcfRc
-from dpe.errors import InvalidInput, OperationTimeout
 from dpe.interfaces import CommandResult
-from dpe.model import Reference, Resource
+from foundation.errors import InvalidInput, OperationTimeout
+from foundation.model import Reference, Resource
 
 
 def words(line: str) -> list[str]:

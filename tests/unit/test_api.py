@@ -18,10 +18,10 @@ from aiohttp import test_utils, web
 from cpe.api import DaemonInfo, StreamSettings, make_app
 from cpe.openapi import PREFIX, ROUTES, openapi_document
 from cpe.resource_templates import builtin_templates
-from dpe.config import Config, CpedSettings
-from dpe.errors import InvalidInput
-from dpe.events import Event
-from dpe.store import Store
+from foundation.config import Config, CpedSettings
+from foundation.errors import InvalidInput
+from foundation.events import Event
+from foundation.store import Store
 
 Client = test_utils.TestClient[web.Request, web.Application]
 

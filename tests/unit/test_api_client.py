@@ -15,7 +15,7 @@ import pytest
 
 from cpe.client import Client
 from cpe.openapi import ROUTES
-from dpe.errors import (
+from foundation.errors import (
     Conflict,
     InvalidInput,
     NotFound,
@@ -23,7 +23,7 @@ from dpe.errors import (
     PcloudError,
     Unavailable,
 )
-from dpe.paths import Paths
+from foundation.paths import Paths
 
 
 class Canned:

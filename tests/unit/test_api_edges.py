@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dpe.store import Store
+from foundation.store import Store
 from tests.unit.test_api import Client, api, call, refused
 
 __all__ = ["api"]

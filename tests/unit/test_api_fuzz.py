@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cpe.catalog import Catalog
-from dpe.errors import PcloudError
-from dpe.store import Store
+from foundation.errors import PcloudError
+from foundation.store import Store
 
 NAMES = st.sampled_from(["db", "web", "shop", "pg", "x", "a/b", "..", "", "db/pg", "web/www"])
 SCALARS = st.one_of(

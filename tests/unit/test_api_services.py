@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpe.store import Store
+from foundation.store import Store
 from tests.unit.test_api import Client, api, call, make_assembly, make_deployable, refused
 
 __all__ = ["api"]  # the fixture

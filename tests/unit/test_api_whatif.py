@@ -7,7 +7,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from dpe.store import Store
+from foundation.store import Store
 from tests.unit.test_api import Client, api, call, make_assembly, make_deployable, refused
 
 __all__ = ["api"]  # the fixture

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dpe.cib import FEATURE_SET, build_cib, export_cib, make_id, op_digest, primitive_id
-from dpe.model import NAME_RE, Deployable, ResourceId, parse
 from dpe.planner import Applied, AssemblyStatus, Goal, Observed, ResourceStatus
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import NAME_RE, Deployable, ResourceId, parse
 
 A = AssemblyState
 R = ResourceState

@@ -7,7 +7,6 @@ No crm_simulate here: the graphs are written by hand in Pacemaker's format
 from __future__ import annotations
 
 from dpe.cib import Cib, build_cib
-from dpe.model import Deployable, ResourceId, parse
 from dpe.pacemaker import (
     DIFFERENCES,
     PacemakerPlanner,
@@ -27,6 +26,7 @@ from dpe.planner import (
     ResourceStatus,
 )
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, ResourceId, parse
 
 K = ActionKind
 A = AssemblyState

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from dpe.errors import InvalidInput
-from dpe.model import Deployable, ResourceId, parse
 from dpe.planner import ActionKind, AssemblyStatus, Goal, Observed, Plan
 from dpe.simulate import (
     Failure,
@@ -18,6 +16,8 @@ from dpe.simulate import (
     what_if,
 )
 from dpe.states import AssemblyState, ResourceState
+from foundation.errors import InvalidInput
+from foundation.model import Deployable, ResourceId, parse
 
 K = ActionKind
 NOW = 1000.0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dpe.config import Config, CpedSettings, DpedSettings, load_config
-from dpe.errors import InvalidInput
+from foundation.config import Config, CpedSettings, DpedSettings, load_config
+from foundation.errors import InvalidInput
 
 
 def write(tmp_path: Path, text: str) -> Path:

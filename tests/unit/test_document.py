@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from dpe import document, model
-from dpe.errors import InvalidInput
+from foundation import document, model
+from foundation.errors import InvalidInput
 from tests.unit.test_model import sample
 
 ORIGINAL_XML = """<?xml version="1.0"?>

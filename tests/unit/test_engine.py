@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from dpe.errors import Conflict
 from dpe.interfaces import InstanceState
-from dpe.model import Deployable, parse
 from dpe.runtime import MemoryRuntime
+from foundation.errors import Conflict
+from foundation.model import Deployable, parse
 from tests.unit.fakes import HANG, Harness, Slow, settle
 
 HEARTBEAT = {"interval": 1, "timeout": 3, "health_interval": 5}

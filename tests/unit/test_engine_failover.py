@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dpe.model import Deployable, parse
+from foundation.model import Deployable, parse
 from tests.unit.fakes import Harness
 
 HEARTBEAT = {"interval": 1, "timeout": 3, "health_interval": 10}

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from dpe.engine import Engine
-from dpe.model import parse
 from dpe.placement import place
+from foundation.model import parse
 from tests.unit.fakes import Harness
 
 T = TypeVar("T")

@@ -4,9 +4,10 @@ period."""
 
 from __future__ import annotations
 
-from dpe.errors import Unavailable
-from dpe.model import Deployable
-from dpe.planner import Observed, Plan, plan
+from dpe.planner import Observed, Plan
+from dpe.policy import plan
+from foundation.errors import Unavailable
+from foundation.model import Deployable
 from tests.unit.fakes import Harness, settle
 from tests.unit.test_engine import TWO
 

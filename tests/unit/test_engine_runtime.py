@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from dpe.events import Event
-from dpe.paths import Paths
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
-from dpe.store import Store
+from foundation.events import Event
+from foundation.paths import Paths
+from foundation.store import Store
 
 
 @pytest.fixture(params=["memory", "store"])

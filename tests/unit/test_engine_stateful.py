@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from dpe.engine import Engine
-from dpe.model import Deployable, parse
+from foundation.model import Deployable, parse
 from tests.unit.fakes import Harness
 
 T = TypeVar("T")

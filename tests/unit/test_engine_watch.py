@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from dpe.interfaces import InstanceState
-from dpe.model import Deployable, Heartbeat, parse
+from foundation.model import Deployable, Heartbeat, parse
 from tests.unit.fakes import FakeDriver, Harness, WatchingFakeDriver, settle
 
 # so long that only an event can explain a failure while a test looks

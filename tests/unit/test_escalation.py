@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dpe.escalation import FailureWindow, Verdict
-from dpe.model import Escalation
+from foundation.model import Escalation
 
 R, E = Verdict.RESTART, Verdict.ESCALATE
 

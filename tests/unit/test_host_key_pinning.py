@@ -4,8 +4,9 @@ deployable keeps running, and the reason names the host key."""
 
 from __future__ import annotations
 
-from dpe.errors import Forbidden
-from dpe.interfaces import AssemblyKeys, Instance
+from dpe.interfaces import Instance
+from foundation.errors import Forbidden
+from foundation.keyfiles import AssemblyKeys
 from tests.unit.fakes import FakeConnection, FakeTransport, FakeWorld, Harness
 from tests.unit.test_engine import TWO
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict, InvalidInput, NotFound
-from dpe.interfaces import AssemblyKeys
+from foundation.errors import Conflict, InvalidInput, NotFound
+from foundation.keyfiles import AssemblyKeys
 from images import customize, keys
 from images.jeos import JeosRecord
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import InvalidInput, PcloudError, Unavailable
+from foundation.errors import InvalidInput, PcloudError, Unavailable
 from images import debootstrap
 from images.mirror import Mirror
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict, InvalidInput, NotFound
+from foundation.errors import Conflict, InvalidInput, NotFound
 from images import jeos
 
 SOURCES = "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm\nComponents: main\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import InvalidInput
+from foundation.errors import InvalidInput
 from images import mirror
 
 DEB822 = """\

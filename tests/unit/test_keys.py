@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from dpe.errors import InvalidInput
-from dpe.keyfiles import key_paths, load_assembly_keys
+from foundation.errors import InvalidInput
+from foundation.keyfiles import key_paths, load_assembly_keys
 from images import keys
 
 

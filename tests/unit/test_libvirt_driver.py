@@ -15,7 +15,6 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt")
 
-from dpe.drivers import InstanceWatcher, make_driver  # noqa: E402
 from dpe.drivers._libvirt_settings import LibvirtSettings  # noqa: E402
 from dpe.drivers._libvirt_xml import (  # noqa: E402
     METADATA_NS,
@@ -25,10 +24,12 @@ from dpe.drivers._libvirt_xml import (  # noqa: E402
     domain_xml,
 )
 from dpe.drivers.libvirt import LibvirtDriver  # noqa: E402
-from dpe.errors import InvalidInput, NotFound, OperationTimeout, Unavailable  # noqa: E402
-from dpe.interfaces import AssemblyKeys, InstanceState  # noqa: E402
-from dpe.model import Assembly  # noqa: E402
-from dpe.paths import Paths  # noqa: E402
+from dpe.drivers.registry import make_driver  # noqa: E402
+from dpe.interfaces import InstanceState, InstanceWatcher  # noqa: E402
+from foundation.errors import InvalidInput, NotFound, OperationTimeout, Unavailable  # noqa: E402
+from foundation.keyfiles import AssemblyKeys  # noqa: E402
+from foundation.model import Assembly  # noqa: E402
+from foundation.paths import Paths  # noqa: E402
 
 URI = "test:///default"
 UUID = "5b3f0d4c-1f59-4a55-9d0a-4f5d8a1b2c3d"

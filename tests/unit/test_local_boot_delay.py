@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dpe.drivers.local import LocalSettings
-from dpe.errors import InvalidInput
+from foundation.errors import InvalidInput
 
 
 def test_boot_delay_is_a_duration_and_none_by_default() -> None:

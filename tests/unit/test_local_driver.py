@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.drivers import _netns, _procfs, make_driver
+from dpe.drivers import _netns, _procfs
 from dpe.drivers.local import (
     INIT_RECORD,
     METADATA,
@@ -20,9 +20,11 @@ from dpe.drivers.local import (
     LocalDriver,
     LocalSettings,
 )
-from dpe.errors import Conflict, InvalidInput
-from dpe.interfaces import AssemblyKeys, InstanceState
-from dpe.paths import Paths
+from dpe.drivers.registry import make_driver
+from dpe.interfaces import InstanceState
+from foundation.errors import Conflict, InvalidInput
+from foundation.keyfiles import AssemblyKeys
+from foundation.paths import Paths
 
 # ---------------------------------------------------------------------------
 # settings

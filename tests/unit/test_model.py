@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpe import model
-from dpe.errors import InvalidInput
+from foundation import model
+from foundation.errors import InvalidInput
 
 
 def sample() -> dict[str, Any]:

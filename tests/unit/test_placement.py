@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from dpe import simulate
-from dpe.model import Deployable, ResourceId, parse
 from dpe.pacemaker import Transition, combine
 from dpe.placement import Decision, add_scores, place
 from dpe.planner import (
@@ -18,9 +17,10 @@ from dpe.planner import (
     Observed,
     Plan,
     ResourceStatus,
-    plan,
 )
+from dpe.policy import plan
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, ResourceId, parse
 
 A = AssemblyState
 R = ResourceState

@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from dpe.model import Deployable, ResourceId, parse
 from dpe.placement import place
 from dpe.planner import (
     Action,
@@ -31,9 +30,10 @@ from dpe.planner import (
     Observed,
     Plan,
     ResourceStatus,
-    plan,
 )
+from dpe.policy import plan
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, ResourceId, parse
 
 K = ActionKind
 A = AssemblyState

@@ -6,7 +6,6 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from dpe.model import Deployable, ResourceId, parse, parse_resource
 from dpe.planner import (
     Action,
     ActionKind,
@@ -16,11 +15,12 @@ from dpe.planner import (
     Observed,
     Plan,
     ResourceStatus,
-    plan,
     resolve,
     start_order,
 )
+from dpe.policy import plan
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, ResourceId, parse, parse_resource
 
 A = AssemblyState
 R = ResourceState

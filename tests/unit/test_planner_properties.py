@@ -11,7 +11,6 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpe.model import Deployable, ResourceId, parse
 from dpe.planner import (
     Action,
     ActionKind,
@@ -21,10 +20,11 @@ from dpe.planner import (
     Observed,
     Plan,
     ResourceStatus,
-    plan,
     resolve,
 )
+from dpe.policy import plan
 from dpe.states import AssemblyState, ResourceState
+from foundation.model import Deployable, ResourceId, parse
 
 K = ActionKind
 ASSEMBLIES = ("a", "b", "c")

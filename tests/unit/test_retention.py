@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from cpe.retention import prune_forever, prune_once
-from dpe.errors import StoreError
+from foundation.errors import StoreError
 
 
 class Prunes:

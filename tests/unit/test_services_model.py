@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dpe import document, model
-from dpe.errors import InvalidInput
-from dpe.model import INFINITY, Colocation, Location, ResourceId, service_id
+from foundation import document, model
+from foundation.errors import InvalidInput
+from foundation.model import INFINITY, Colocation, Location, ResourceId, service_id
 
 
 def doc(**extra: Any) -> dict[str, Any]:

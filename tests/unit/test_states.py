@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from dpe.events import Event
 from dpe.states import (
     ASSEMBLY_TRANSITIONS,
     DEPLOYABLE_TRANSITIONS,
@@ -26,6 +25,7 @@ from dpe.states import (
     resource_cell,
     seconds,
 )
+from foundation.events import Event
 
 
 class Recorder:

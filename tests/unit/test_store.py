@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from dpe.errors import Conflict, NotFound, StoreError
-from dpe.events import Event
-from dpe.model import Assembly, Resource, new_uuid
-from dpe.paths import Paths
-from dpe.store import HOST_JEOS, MIGRATIONS, Store
+from foundation.errors import Conflict, NotFound, StoreError
+from foundation.events import Event
+from foundation.model import Assembly, Resource, new_uuid
+from foundation.paths import Paths
+from foundation.store import HOST_JEOS, MIGRATIONS, Store
 
 
 def assembly_doc(name: str, image: str = HOST_JEOS) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import pytest
 
 from cpe.catalog import Catalog
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions, describe_exit
-from dpe.errors import Conflict, StoreError
-from dpe.store import Store
+from foundation.errors import Conflict, StoreError
+from foundation.store import Store
 
 HOST = "testhost"
 OPTIONS = SupervisorOptions(

@@ -21,10 +21,10 @@ from aiohttp import test_utils, web
 
 from cpe.api import DaemonInfo, StreamSettings, make_app
 from cpe.openapi import PREFIX
-from dpe.config import Config, CpedSettings, DpedSettings
-from dpe.interfaces import SystemClock
-from dpe.keyfiles import key_paths
-from dpe.store import Store
+from foundation.clock import SystemClock
+from foundation.config import Config, CpedSettings, DpedSettings
+from foundation.keyfiles import key_paths
+from foundation.store import Store
 from tests.unit.test_supervisor import FakeLauncher, FakeProcess
 
 Client = test_utils.TestClient[web.Request, web.Application]

@@ -30,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from cpe.catalog import Catalog
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions
-from dpe.store import Store
+from foundation.store import Store
 from tests.unit.test_supervisor import FakeClock
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from dpe.warning_policy import quiet_third_party_warnings
+from foundation.warning_policy import quiet_third_party_warnings
 
 
 def shown(module: str, category: type[Warning] = DeprecationWarning) -> list[str]:

@@ -1,7 +1,7 @@
 """Hand-written fakes for pcloudsh's seams: cped's API, the daemon control, the key store.
 
 ``FakeCped`` keeps the catalog in memory with the API's rules (names, membership,
-constraints, whole-document validation through ``dpe.model``) and changes
+constraints, whole-document validation through ``foundation.model``) and changes
 nothing when it refuses a request, like the real store.
 """
 
@@ -11,9 +11,9 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dpe import model
-from dpe.errors import Conflict, InvalidInput, NotFound, Unavailable
-from dpe.paths import Paths
+from foundation import model
+from foundation.errors import Conflict, InvalidInput, NotFound, Unavailable
+from foundation.paths import Paths
 from pcloudsh.api import CpedUnreachable
 
 JsonDict = dict[str, Any]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dpe.errors import NotFound, Unavailable
+from foundation.errors import NotFound, Unavailable
 from pcloudsh.api import CpedUnreachable, ReachabilityCheck
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run

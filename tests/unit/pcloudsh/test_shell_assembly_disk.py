@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict, InvalidInput, NotFound
-from dpe.paths import Paths
+from foundation.errors import Conflict, InvalidInput, NotFound
+from foundation.paths import Paths
 from pcloudsh.environment import Environment
 from pcloudsh.imagestore import AssemblyDisks
 from pcloudsh.testing import run

@@ -151,7 +151,7 @@ def test_invalid_document_lists_every_problem_with_its_path(
 
 
 def test_server_problems_are_listed_one_per_line(env: Environment, shop: FakeCped) -> None:
-    from dpe.errors import InvalidInput
+    from foundation.errors import InvalidInput
 
     def refuse(name: str, doc: dict[str, object]) -> None:
         raise InvalidInput(

@@ -254,7 +254,7 @@ def test_lifecycle_commands_report_the_answer(env: Environment, shop: FakeCped) 
 
 
 def test_lifecycle_passes_the_server_error_through(env: Environment, shop: FakeCped) -> None:
-    from dpe.errors import Conflict, PcloudError
+    from foundation.errors import Conflict, PcloudError
 
     for error in (
         Conflict("start is not available yet"),

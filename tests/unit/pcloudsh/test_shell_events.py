@@ -119,7 +119,7 @@ def test_follow_with_a_timeout_ends_with_status_0(
 def test_follow_reconnects_when_the_stream_is_lost(
     env: Environment, logged: FakeCped, timers: FakeTimers
 ) -> None:
-    from dpe.errors import Unavailable
+    from foundation.errors import Unavailable
 
     class FlakySource(FakeStream):
         streams = 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict, InvalidInput, Unavailable
+from foundation.errors import Conflict, InvalidInput, Unavailable
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
 from tests.unit.pcloudsh.fakes import FakeCped, FakeImages

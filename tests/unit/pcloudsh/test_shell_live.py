@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dpe.errors import OperationTimeout, Unavailable
+from foundation.errors import OperationTimeout, Unavailable
 from pcloudsh.environment import Environment
 from pcloudsh.follow import EventFollower
 from pcloudsh.live import LiveEvents

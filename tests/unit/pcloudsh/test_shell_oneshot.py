@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from dpe.errors import AgentError, Conflict, InvalidInput, NotFound, OperationTimeout, Unavailable
+from foundation.errors import (
+    AgentError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OperationTimeout,
+    Unavailable,
+)
 from pcloudsh import commands
 from pcloudsh.api import CpedUnreachable
 from pcloudsh.environment import Environment

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dpe.errors import Conflict
-from dpe.paths import Paths
+from foundation.errors import Conflict
+from foundation.paths import Paths
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run, shell_for
 from tests.unit.pcloudsh.fakes import FakeCped

@@ -187,7 +187,7 @@ def test_unknown_deployable_and_bad_name(env: Environment, shop: FakeCped) -> No
 
 
 def test_a_refused_status_is_a_failure(env: Environment, shop: FakeCped) -> None:
-    from dpe.errors import Conflict
+    from foundation.errors import Conflict
 
     shop.lifecycle_error = Conflict("deployable 'shop' has never been started")
     ran = run(env, "deployable_status shop")

@@ -36,9 +36,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dpe.errors import Conflict, NotFound, StoreError
-from dpe.events import Event
-from dpe.model import Deployable, parse
+from foundation.errors import Conflict, NotFound, StoreError
+from foundation.events import Event
+from foundation.model import Deployable, parse
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 HOST_JEOS = "host"  # the built-in JEOS: assemblies that run on this machine (local driver)

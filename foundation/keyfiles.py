@@ -8,10 +8,20 @@ Keys are made by ``images.keys``; the engine only reads them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from dpe.errors import NotFound
-from dpe.interfaces import AssemblyKeys
+from foundation.errors import NotFound
+
+
+@dataclass(frozen=True)
+class AssemblyKeys:
+    """What it takes to reach an assembly's instance as root, and to trust it."""
+
+    private_key: Path  # root's login key (PEM)
+    public_key: str  # its OpenSSH public line, for authorized_keys
+    host_private_key: Path  # the instance's SSH host key (PEM), for drivers that start sshd
+    host_public_key: str  # the pinned host key, as an OpenSSH public line
 
 
 def key_paths(keys_dir: Path, assembly: str) -> tuple[Path, Path, Path, Path]:

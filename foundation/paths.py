@@ -56,14 +56,6 @@ class Paths:
     def pidfile(self) -> Path:
         return self.runtime_dir / "cped.pid"
 
-    def key_file(self, assembly: str) -> Path:
-        """The private key root logs in with on the assembly's instances."""
-        return self.keys_dir / assembly
-
-    def host_key_file(self, assembly: str) -> Path:
-        """The assembly's SSH host key (private); the engine pins its public half."""
-        return self.keys_dir / f"{assembly}.host"
-
     def ensure(self) -> None:
         """Create the directories.  The runtime directory stays 0755: access to
         cped is decided by the socket's own mode (0660) and group."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 
-OWN_MODULES = r"(pcloudsh|cpe|dpe|images)(\.|$)"
+OWN_MODULES = r"(pcloudsh|cpe|dpe|images|foundation)(\.|$)"
 
 
 def quiet_third_party_warnings() -> None:

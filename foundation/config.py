@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from dpe.model import Problems, parse_duration
+from foundation.model import Problems, parse_duration
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLICY_ENGINES = ("builtin", "pacemaker")

@@ -7,7 +7,7 @@ accepted on import and produced on export; its misspellings (``paramaters``,
 timeouts, heartbeat, deployable escalation) ride along as extra attributes so
 an XML export imports back into the same document.
 
-These functions only change the spelling: ``dpe.model.parse`` validates.
+These functions only change the spelling: ``foundation.model.parse`` validates.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from dpe.errors import InvalidInput
+from foundation.errors import InvalidInput
 
 FORMATS = ("json", "yaml", "xml")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from images import kvm
+from foundation import kvm
 
 CPUINFO = "processor\t: 0\nflags\t\t: fpu vme {extra} hypervisor\n\nprocessor\t: 1\n"
 

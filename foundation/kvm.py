@@ -52,9 +52,10 @@ def kvm_creates_vm(device: Path) -> bool:
         if fcntl.ioctl(fd, KVM_GET_API_VERSION) != KVM_API_VERSION:
             return False
         os.close(fcntl.ioctl(fd, KVM_CREATE_VM, 0))
-        return True
     except OSError:
         return False
+    else:
+        return True
     finally:
         os.close(fd)
 
