@@ -26,7 +26,7 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev sw
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps lock test lint typecheck pytest demo clean libvirt-up bench bench-quick soak
+.PHONY: all deps lock install install-program install-data test lint typecheck pytest demo clean libvirt-up bench bench-quick soak
 
 all: test
 
@@ -64,13 +64,7 @@ lock: $(STAMPS)/venv
 	@tools/lock
 
 $(STAMPS)/guestfs: $(STAMPS)/venv
-	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	ext=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
-	for f in guestfs.py libguestfsmod$$ext; do \
-		test -e $(GUESTFS_DIST)/$$f || { echo "no $(GUESTFS_DIST)/$$f: install python3-guestfs" >&2; exit 1; }; \
-		ln -sf $(GUESTFS_DIST)/$$f $$site/$$f; \
-	done; \
-	$(BIN)/python -c 'import guestfs'
+	@tools/link-guestfs $(BIN)/python $(GUESTFS_DIST)
 	@touch $@
 
 lint: deps
@@ -110,6 +104,43 @@ bench: deps $(STAMPS)/bench
 
 bench-quick: deps $(STAMPS)/bench
 	$(BIN)/python -m bench.run --quick
+
+# Installation (as root): the programs in a venv of their own under
+# $(PREFIX)/lib/pacemaker-cloud, made from the runtime lock, with pcloudsh, cped
+# and dped linked into $(PREFIX)/bin; man pages, bash completion, the systemd
+# unit and the sample configuration. DESTDIR stages the data files (the venv
+# holds absolute paths: install the programs in place).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DATADIR := $(DESTDIR)$(PREFIX)/share
+APP := $(PREFIX)/lib/pacemaker-cloud
+
+install: install-program install-data
+
+install-program: $(STAMPS)/deb
+	@test -z "$(DESTDIR)" || { echo "install-program installs in place: unset DESTDIR" >&2; exit 2; }
+	$(PYTHON) -m venv $(APP)
+	$(APP)/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements-build.txt
+	$(APP)/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+		--no-build-isolation -r requirements.txt
+	$(APP)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation .
+	@tools/link-guestfs $(APP)/bin/python $(GUESTFS_DIST)
+	install -d $(PREFIX)/bin
+	for program in pcloudsh cped dped; do ln -sf $(APP)/bin/$$program $(PREFIX)/bin/$$program; done
+
+install-data:
+	install -D -m 0644 man/pcloudsh.1 $(DATADIR)/man/man1/pcloudsh.1
+	install -D -m 0644 man/cped.8 $(DATADIR)/man/man8/cped.8
+	install -D -m 0644 man/dped.8 $(DATADIR)/man/man8/dped.8
+	install -D -m 0644 contrib/bash-completion/pcloudsh $(DATADIR)/bash-completion/completions/pcloudsh
+	install -D -m 0644 contrib/pacemaker-cloud.conf $(DATADIR)/doc/pacemaker-cloud/pacemaker-cloud.conf
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' contrib/systemd/pacemaker-cloud.service \
+		>$(DESTDIR)$(PREFIX)/lib/systemd/system/pacemaker-cloud.service
+	@conf=$(DESTDIR)$(SYSCONFDIR)/pacemaker-cloud/pacemaker-cloud.conf; \
+	if [ -e $$conf ]; then echo "kept $$conf"; \
+	else install -D -m 0644 contrib/pacemaker-cloud.conf $$conf; fi
 
 clean:
 	rm -rf $(VENV) $(STAMPS) demo-home *.egg-info

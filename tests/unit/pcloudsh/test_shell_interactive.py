@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,14 @@ def test_ctrl_c_ends_a_command_not_the_shell(shell: PcloudShell, cped: FakeCped)
     assert run(shell, "deployable_list") == ("", "pcloudsh: interrupted\n", 130)
     del cped.list_deployables
     assert run(shell, "deployable_list").status == 0
+
+
+def test_output_redirected_to_a_file_goes_there(
+    shell: PcloudShell, shop: FakeCped, tmp_path: Path
+) -> None:
+    target = tmp_path / "list.txt"
+    ran = run(shell, f"deployable_list > {target}")
+    assert (ran.out, ran.err, ran.status) == ("", "", 0)
+    assert "shop" in target.read_text()
+    run(shell, f"assembly_list >> {target}")
+    assert "web" in target.read_text() and "shop" in target.read_text()

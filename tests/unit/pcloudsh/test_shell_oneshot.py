@@ -17,7 +17,7 @@ from foundation.errors import (
 )
 from pcloudsh import commands
 from pcloudsh.api import CpedUnreachable
-from pcloudsh.environment import Environment
+from pcloudsh.environment import Environment, color_wanted
 from pcloudsh.exitcodes import ExitCode, exit_code_for
 from pcloudsh.testing import run
 from tests.unit.pcloudsh.fakes import DownCped, FakeCped, FakeDaemon
@@ -137,3 +137,9 @@ def test_server_side_unavailable_is_a_failure_not_unreachable(
     shop.lifecycle_error = Unavailable("no DPE for deployable 'shop'")
     ran = run(env, "deployable_start shop")
     assert (ran.status, ran.err) == (1, "pcloudsh: error: no DPE for deployable 'shop'\n")
+
+
+def test_no_color_in_the_environment_turns_colour_off() -> None:
+    assert color_wanted({"NO_COLOR": "1"}) is False
+    assert color_wanted({"NO_COLOR": ""}) is None  # set but empty: no effect (no-color.org)
+    assert color_wanted({}) is None  # colour when stdout is a terminal
