@@ -105,13 +105,16 @@ class PipeConnection:
 
     def __init__(self, root: Path) -> None:
         self.env = guest_environment(root)
-        self.started: list[asyncio.subprocess.Process] = []
+        self.started: list[tuple[asyncio.subprocess.Process, asyncio.SubprocessTransport]] = []
         self.closed = False
 
     async def _spawn(self, command: str) -> asyncio.subprocess.Process:
         if self.closed:
             raise Unavailable("connection closed")
-        proc = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        # as create_subprocess_exec does, keeping the transport to close it at the end
+        transport, protocol = await loop.subprocess_exec(
+            lambda: asyncio.subprocess.SubprocessStreamProtocol(2**16, loop),
             sys.executable,
             "-I",
             str(SUBREAPER),
@@ -124,7 +127,8 @@ class PipeConnection:
             env=self.env,
             start_new_session=True,
         )
-        self.started.append(proc)
+        proc = asyncio.subprocess.Process(transport, protocol, loop)
+        self.started.append((proc, transport))
         return proc
 
     async def run(self, command: str, timeout: float) -> CommandResult:
@@ -146,11 +150,12 @@ class PipeConnection:
 
     async def close(self) -> None:
         self.closed = True
-        for proc in self.started:
+        for proc, _ in self.started:
             _kill_group(proc)
-        for proc in self.started:
+        for proc, transport in self.started:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 5)
+            transport.close()
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
