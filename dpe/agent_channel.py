@@ -8,12 +8,13 @@ pinned SSH connection running the guest's copy of the agent
    where ``<dir>`` is ``${XDG_CACHE_HOME:-$HOME/.cache}/pacemaker-cloud`` by
    default (per SSH user; nothing is written elsewhere);
 2. when that file is missing (exit ``EXIT_NO_FILE``), or the agent's ``hello``
-   names another protocol or hash (a stale or damaged copy), the file is
-   uploaded on a second channel (older ``agent-*.py`` are removed) and the
-   agent started again, once;
+   names another protocol or hash, or it ends without one (a stale or
+   damaged copy), the file is uploaded on a second channel (older
+   ``agent-*.py`` are removed) and the agent started again, once;
 3. a guest where it cannot run (no such python: exit 127; Python older than
-   3.9; an upload refused; a second mismatch) raises ``AgentUnsupported``,
-   so that the engine monitors that guest passively and says why.
+   3.9; an upload refused; an agent that still does not greet as it should
+   after an upload) raises ``AgentUnsupported``, so that the engine monitors
+   that guest passively and says why.
 
 The ``AgentChannel`` then schedules and cancels recurring monitors, runs
 one-shot operations, and yields what the agent reports (``MonitorChange``,
@@ -233,7 +234,8 @@ def _start_failure(status: int, stderr: str, settings: AgentSettings) -> Excepti
         return AgentUnsupported(f"no {settings.python} on the guest")
     if status == EXIT_TOO_OLD:
         return AgentUnsupported(f"{settings.python} on the guest is older than 3.9")
-    return AgentUnsupported(f"the agent exited with status {status}: {_last_line(stderr)}")
+    # a damaged copy, or a guest where it cannot run: one upload tells which
+    return _Replace(f"ended before greeting (status {status}: {_last_line(stderr)})")
 
 
 def _hello(line: bytes) -> Hello | None:
