@@ -318,6 +318,7 @@ class AgentChannel:
         self.label = label
         self.lost: str | None = None
         self.heartbeats = 0
+        self.agent_runs = 0  # operations the agent started, as of its last heartbeat
         self._channel = channel
         self._lines = lines
         self._clock = clock
@@ -409,6 +410,7 @@ class AgentChannel:
             kind = message["type"]
             if kind == "heartbeat":
                 self.heartbeats += 1
+                self.agent_runs = int(message.get("runs", 0))
             elif kind in ("ok", "result", "error"):
                 self._answer(kind, message)
             elif kind == "change":
@@ -431,13 +433,15 @@ class AgentChannel:
     # -- loss
 
     async def _watch_heartbeat(self) -> None:
-        period = self._timeout / 3
+        """Wake when the silence would reach the timeout (not on a fixed period:
+        with a heartbeat a second this wakes about once in two seconds)."""
+        grace = self._timeout / 3
         excused = False
         while self.lost is None:
-            before = self._clock.monotonic()
-            await self._clock.sleep(period)
-            late = self._clock.monotonic() - before - period > period
-            if late and not excused:
+            wait = max(self._timeout - self.silence(), grace if excused else 0.0)
+            planned = self._clock.monotonic() + wait
+            await self._clock.sleep(wait)
+            if self._clock.monotonic() - planned > grace and not excused:
                 excused = True  # our own loop was late: the reader gets its turn first
                 continue
             excused = False

@@ -61,7 +61,8 @@ reaped), it is asked again after 20, 40, 80 ... ms.
 agent -> dped
 -------------
 ``{"type": "hello", "protocol": 1, "sha256": HEX, "pid": N, "python": "3.11.2", "watch": "pidfd"|"poll"}``
-``{"type": "heartbeat", "seq": N}``  every ``HEARTBEAT_INTERVAL`` seconds
+``{"type": "heartbeat", "seq": N, "runs": N}``  every ``HEARTBEAT_INTERVAL`` seconds
+(``runs``: operations started so far)
 ``{"type": "ok", "id": ID}``
 ``{"type": "result", "id": ID, ...OUTCOME}``
 ``{"type": "change", "key": KEY, "cause": "monitor"|"watch", ...OUTCOME}``
@@ -456,6 +457,7 @@ class Agent:
         self.monotonic = monotonic
         self.digest = digest
         self.serializer = Serializer()
+        self.runs = 0
         self.recurring: dict[str, Recurring] = {}
         self._one_shots: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -479,7 +481,7 @@ class Agent:
         seq = 0
         while True:
             seq += 1
-            self.send({"type": "heartbeat", "seq": seq})
+            self.send({"type": "heartbeat", "seq": seq, "runs": self.runs})
             await self.sleep(HEARTBEAT_INTERVAL)
 
     async def stop(self) -> None:
@@ -559,6 +561,7 @@ class Agent:
 
     async def execute(self, op: OpSpec) -> Outcome:
         async with self.serializer.hold(op.resource):
+            self.runs += 1
             return await self.runner.run(op)
 
     def error(self, ident: str | None, code: str, message: str, **extra: str) -> None:

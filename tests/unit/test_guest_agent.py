@@ -222,6 +222,13 @@ async def test_a_one_shot_result_echoes_its_id(rig: Rig) -> None:
     assert (result["id"], result["exit_status"], result["timed_out"]) == ("op-7", 1, False)
 
 
+async def test_the_heartbeat_counts_the_operations_run(rig: Rig) -> None:
+    for n in range(3):
+        rig.send({"type": "run", "id": str(n), "op": DUMMY_OP})
+    await rig.clock.advance(1.0)
+    assert rig.of("heartbeat")[-1]["runs"] == 3
+
+
 async def test_a_failing_runner_is_an_error_reply_not_a_dead_agent(rig: Rig) -> None:
     rig.runner.fail_with = RuntimeError("bug")
     rig.send({"type": "run", "id": "1", "op": DUMMY_OP})
