@@ -100,7 +100,6 @@ import math
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -692,14 +691,13 @@ class Recurring:
 class _Collector:
     """Reads one output pipe of a child without blocking; keeps the tail."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pipe: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self.loop = loop
-        self.pipe = pipe
-        self.fd: int = pipe.fileno()
+        self.fd = fd
         self.data = bytearray()
         self.open = True
-        os.set_blocking(self.fd, False)
-        loop.add_reader(self.fd, self.read)
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self.read)
 
     def read(self) -> bool:
         """One read; False when nothing more is there now."""
@@ -727,7 +725,7 @@ class _Collector:
         if self.open:
             self.open = False
             self.loop.remove_reader(self.fd)
-            self.pipe.close()
+            os.close(self.fd)
 
     def text(self) -> str:
         return self.data.decode("utf-8", "replace")[-OUTPUT_LIMIT:]
@@ -736,13 +734,14 @@ class _Collector:
 class _Child:
     """A running operation: its process group, output and end."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pid: int, stdout: int, stderr: int):
         self.loop = loop
-        self.proc = proc
+        self.pid = pid
         self.exited: asyncio.Future[None] = loop.create_future()
+        self.returncode: int | None = None
         self.timed_out = False
-        self.stdout = _Collector(loop, proc.stdout)
-        self.stderr = _Collector(loop, proc.stderr)
+        self.stdout = _Collector(loop, stdout)
+        self.stderr = _Collector(loop, stderr)
 
     def expire(self) -> None:
         self.timed_out = True
@@ -751,10 +750,11 @@ class _Child:
     def kill(self) -> None:
         """SIGKILL to the whole group; give up waiting after ``KILL_WAIT``."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
         self.loop.call_later(KILL_WAIT, self._give_up)
 
-    def finish(self) -> None:
+    def finish(self, status: int) -> None:
+        self.returncode = os.waitstatus_to_exitcode(status)
         self.stdout.drain()
         self.stderr.drain()
         if not self.exited.done():
@@ -765,7 +765,7 @@ class _Child:
             self.exited.set_result(None)
 
     def exit_status(self) -> int | None:
-        code = self.proc.returncode
+        code = self.returncode
         if self.timed_out or code is None:
             return None
         return _SIGNALLED - code if code < 0 else code
@@ -774,15 +774,18 @@ class _Child:
 class ProcessRunner:
     """Runs operations as children, each in its own session (its process group).
 
-    Children are reaped on SIGCHLD; output is read as it comes."""
+    ``posix_spawn`` (no Python between fork and exec, no shell); children are
+    reaped on SIGCHLD (every child of the agent is one of these); output is
+    read as it comes."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.children: dict[int, _Child] = {}
+        self.environment = dict(os.environ)  # the session's: it does not change
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
 
     async def run(self, spec: OpSpec) -> Outcome:
-        return await self.run_argv(spec.argv(), {**os.environ, **spec.env}, spec.timeout)
+        return await self.run_argv(spec.argv(), {**self.environment, **spec.env}, spec.timeout)
 
     async def run_argv(self, argv: list[str], env: dict[str, str], timeout: float) -> Outcome:
         started = time.monotonic()
@@ -807,25 +810,44 @@ class ProcessRunner:
         )
 
     def _spawn(self, argv: list[str], env: dict[str, str]) -> _Child:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-        )
-        child = _Child(self.loop, proc)
-        self.children[proc.pid] = child
+        out_read, out_write = os.pipe()  # close-on-exec; dup2 makes the child's copies plain
+        err_read, err_write = os.pipe()
+        try:
+            pid = os.posix_spawnp(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out_write, 1),
+                    (os.POSIX_SPAWN_DUP2, err_write, 2),
+                ],
+                setsid=True,
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores them; agents must not
+            )
+        except OSError:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        child = _Child(self.loop, pid, out_read, err_read)
+        self.children[pid] = child
         self.loop.call_soon(self.reap)  # in case it ended before the handler was there
         return child
 
     def reap(self) -> None:
-        for pid, child in list(self.children.items()):
-            if child.proc.poll() is not None:
-                del self.children[pid]
-                child.finish()
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is not None:
+                child.finish(status)
 
     async def settle(self, seconds: float) -> None:
         """Wait (a little) for killed children to be reaped."""
