@@ -615,13 +615,20 @@ class Recurring:
     async def _loop(self) -> None:
         while True:
             started = self.agent.monotonic()
-            outcome = await self.agent.execute(self.op)
-            cause, self._cause = self._cause, "monitor"
-            self._report(outcome, cause)
-            delay = await self._follow_up(outcome)
+            try:
+                delay = await self._run_once()
+            except Exception as exc:  # a bug here: say so, and keep the schedule
+                self.agent.error(None, "internal", f"{type(exc).__name__}: {exc}", key=self.key)
+                delay = None
             if delay is None:
                 delay = self.interval - (self.agent.monotonic() - started)
             await self.agent.sleep_or_wake(self._wake, delay)
+
+    async def _run_once(self) -> float | None:
+        outcome = await self.agent.execute(self.op)
+        cause, self._cause = self._cause, "monitor"
+        self._report(outcome, cause)
+        return await self._follow_up(outcome)
 
     def _report(self, outcome: Outcome, cause: str) -> None:
         if outcome.state == self.last:

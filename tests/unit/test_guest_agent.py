@@ -238,6 +238,16 @@ async def test_a_failing_runner_is_an_error_reply_not_a_dead_agent(rig: Rig) -> 
     assert len(rig.of("heartbeat")) == 3
 
 
+async def test_a_failing_recurring_run_is_reported_and_the_schedule_goes_on(rig: Rig) -> None:
+    rig.runner.fail_with = RuntimeError("bug")
+    rig.schedule(interval=1.0)
+    await rig.clock.advance(0.5)
+    rig.runner.fail_with = None
+    await rig.clock.advance(1.0)
+    assert [(m["code"], m["key"]) for m in rig.of("error")] == [("internal", "k")]
+    assert rig.changes() == [(0, "monitor")]
+
+
 async def test_a_recurring_result_is_reported_only_when_it_changes(rig: Rig) -> None:
     rig.runner.script[("www", "monitor")].extend([0, 0, 7, 7, 7, 0])
     rig.schedule(interval=10.0)
