@@ -165,9 +165,7 @@ async def test_a_stopped_agent_misses_its_heartbeat_and_is_replaced(
     os.kill(stuck, signal.SIGSTOP)
     try:
         lost = await next_event(agent.events())
-        assert lost == AgentGone("no heartbeat from the agent for 3.0 s") or (
-            isinstance(lost, AgentGone) and lost.reason.startswith("no heartbeat")
-        )
+        assert isinstance(lost, AgentGone) and lost.reason.startswith("no heartbeat")
         successor = await start_agent(guest.connection)
         assert await until_gone(guest.instance, stuck)  # the lock's holder is killed
         await successor.close()
