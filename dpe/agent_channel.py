@@ -277,7 +277,7 @@ class _Lines:
         if not self.ready:
             return None
         line = self.ready.pop(0)
-        if line == LineFramer.TOO_LONG:
+        if line is LineFramer.TOO_LONG:
             raise AgentLost(f"the agent sent a line over {MAX_REPLY_LINE} bytes")
         return line
 

@@ -334,7 +334,8 @@ def _only_keys(value: dict[str, Any], known: tuple[str, ...], what: str) -> None
 class LineFramer:
     """Splits a byte stream into lines of at most ``limit`` bytes.
 
-    A longer line is discarded (to its end) and stands as ``TOO_LONG``."""
+    A longer line is discarded (to its end) and stands as ``TOO_LONG`` (this very
+    object: compare with ``is``; no line read is ever it)."""
 
     TOO_LONG = b"\0too long"
 
@@ -460,6 +461,11 @@ class Agent:
         self.recurring: dict[str, Recurring] = {}
         self._one_shots: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "schedule": self._schedule,
+            "cancel": self._cancel,
+            "run": self._run,
+        }
 
     def start(self) -> None:
         self.send(self.hello())
@@ -501,7 +507,7 @@ class Agent:
         """Handle one line; never raises (a refusal is an ``error`` reply)."""
         message: dict[str, Any] = {}
         try:
-            if line == LineFramer.TOO_LONG:
+            if line is LineFramer.TOO_LONG:
                 raise BadMessage("too_long", f"line longer than {MAX_LINE} bytes, discarded")
             message = parse_line(line)
             self._dispatch(message)
@@ -512,13 +518,10 @@ class Agent:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        handler = self._handlers().get(kind) if isinstance(kind, str) else None
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             raise BadMessage("unknown_type", f"unknown message type {str(kind)[:40]!r}")
         handler(message)
-
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
-        return {"schedule": self._schedule, "cancel": self._cancel, "run": self._run}
 
     def _schedule(self, message: dict[str, Any]) -> None:
         _only_keys(message, ("type", "id", "key", "interval", "op", "watch"), "schedule")
@@ -555,7 +558,11 @@ class Agent:
         task.add_done_callback(self._one_shots.discard)
 
     async def _run_once(self, ident: str, op: OpSpec) -> None:
-        outcome = await self.execute(op)
+        try:
+            outcome = await self.execute(op)
+        except Exception as exc:  # a bug here: the request still gets its answer
+            self.error(ident, "internal", f"{type(exc).__name__}: {exc}")
+            return
         self.send({"type": "result", "id": ident, **outcome.fields()})
 
     async def execute(self, op: OpSpec) -> Outcome:

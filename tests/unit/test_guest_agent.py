@@ -233,7 +233,7 @@ async def test_a_failing_runner_is_an_error_reply_not_a_dead_agent(rig: Rig) -> 
     rig.runner.fail_with = RuntimeError("bug")
     rig.send({"type": "run", "id": "1", "op": DUMMY_OP})
     await settle()
-    assert [m["code"] for m in rig.of("error")] == ["internal"]
+    assert [(m["id"], m["code"]) for m in rig.of("error")] == [("1", "internal")]
     await rig.clock.advance(2.0)
     assert len(rig.of("heartbeat")) == 3
 
