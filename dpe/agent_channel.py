@@ -42,7 +42,7 @@ from dpe.guest_agent import AgentSource, agent_source
 from dpe.guest_agent.pcloud_agent import EXIT_TOO_OLD, MAX_REPLY_LINE, PROTOCOL, LineFramer
 from dpe.interfaces import Channel, Connection
 from foundation.clock import Clock, SystemClock
-from foundation.errors import InvalidInput, OperationTimeout, Unavailable
+from foundation.errors import AgentError, InvalidInput, OperationTimeout, PcloudError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ REQUEST_TIMEOUT = 10.0  # schedule and cancel are answered at once
 REPLY_MARGIN = 5.0  # beyond an operation's timeout: the agent's own kill and answer
 END_TIMEOUT = 2.0  # for the exit status of an agent whose output ended
 _PYTHON_RE = re.compile(r"[A-Za-z0-9_./+-]{1,200}\Z")
+# what an agent's error reply means here; any other code is a bad request (InvalidInput)
+_REFUSALS: dict[str, type[PcloudError]] = {"busy": Unavailable, "internal": AgentError}
 _T = TypeVar("_T")
 
 
@@ -367,9 +369,11 @@ class AgentChannel:
         finally:
             self._pending.pop(ident, None)
         if answer.get("type") == "error":
-            raise InvalidInput(
+            code = str(answer.get("code"))
+            refusal = _REFUSALS.get(code, InvalidInput)
+            raise refusal(
                 f"{self.label}: the agent refused {message['type']}: "
-                f"{answer.get('code')}: {answer.get('message')}"
+                f"{code}: {answer.get('message')}"
             )
         return answer
 

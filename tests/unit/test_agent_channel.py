@@ -30,7 +30,8 @@ from dpe.agent_channel import (
 )
 from dpe.agents import OcfRc
 from dpe.guest_agent import agent_source
-from foundation.errors import InvalidInput, OperationTimeout
+from dpe.guest_agent.pcloud_agent import MAX_RUNNING
+from foundation.errors import InvalidInput, OperationTimeout, Unavailable
 from foundation.model import Assembly, Resource
 from tests.unit.fakes import (
     FakeClock,
@@ -197,6 +198,19 @@ async def test_a_refused_request_is_invalid_input(rig: Rig) -> None:
     with pytest.raises(InvalidInput, match=r"refused schedule: invalid: op\.action"):
         await channel.schedule("k", agent_ops.op_message(DUMMY, "start"), 10.0)
     assert channel.lost is None
+
+
+async def test_a_busy_agent_is_unavailable_for_now(rig: Rig) -> None:
+    channel = await rig.start()
+    hung = []
+    for n in range(MAX_RUNNING):
+        rig.world.script("web", f"r{n}", "start", "hang")
+        op = agent_ops.op_message(Resource(name=f"r{n}"), "start")
+        hung.append(asyncio.ensure_future(channel.run(op)))
+    await settle()
+    with pytest.raises(Unavailable, match="refused run: busy"):
+        await channel.run(agent_ops.op_message(DUMMY, "monitor"))
+    await rig.clock.run_until(lambda: all(task.done() for task in hung), within=30.0)
 
 
 async def test_a_frozen_agent_is_lost_once_its_heartbeat_is_missed(rig: Rig) -> None:
