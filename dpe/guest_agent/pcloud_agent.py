@@ -56,8 +56,8 @@ While the monitor still sees a dead process as running (a zombie not yet
 reaped), it is asked again after 20, 40, 80 ... ms.  A systemd unit's main pid
 is read once per success (``systemctl show --property=MainPID --value``) and
 watched like any other: no D-Bus subscription, no process kept beside the
-agent, and a unit restarted by systemd itself only re-arms the watch (its
-monitor still succeeds).  A unit without a main pid (``Type=oneshot``) is left
+agent, and a main process replaced while the unit stays active only re-arms
+the watch (``is-active`` still succeeds).  A unit without a main pid (``Type=oneshot``) is left
 to its recurring monitor, as are agents without a pidfile.
 
 ``ID``: a string of at most 64 characters, echoed in the answer.
