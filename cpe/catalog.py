@@ -597,9 +597,10 @@ def parse_event_query(query: Mapping[str, str]) -> dict[str, Any]:
 
 
 def parse_flag(value: str | None, name: str) -> bool:
-    if value is None or value.lower() in ("", "0", "false", "no"):
+    """A query flag as the API document has it: ``true`` or ``false`` (absent: false)."""
+    if value is None or value == "false":
         return False
-    if value.lower() in ("1", "true", "yes"):
+    if value == "true":
         return True
     raise InvalidInput(
         f"invalid {name}: {value!r} (true or false)",

@@ -15,7 +15,13 @@ from typing import Any
 
 from foundation import __version__
 from foundation.errors import Code
-from foundation.model import INFRASTRUCTURES, NAME_RE, OPERATIONS, RESOURCE_CLASSES
+from foundation.model import (
+    INFRASTRUCTURES,
+    MONITORING_WORDS,
+    NAME_RE,
+    OPERATIONS,
+    RESOURCE_CLASSES,
+)
 
 PREFIX = "/v1"
 JSON = "application/json"
@@ -515,6 +521,11 @@ _DEPLOYABLE = _object(
         "settings": {"type": "object", "additionalProperties": {"type": "string"}},
         "heartbeat": _ref("Heartbeat"),
         "escalation": _ref("DocumentEscalation"),
+        "monitoring": {
+            "type": "string",
+            "enum": list(MONITORING_WORDS),
+            "description": "active (an agent in each guest; default) or passive; am, pm as in the original",
+        },
         "assemblies": {"type": "array", "items": _ref("Assembly")},
         "constraints": {"type": "array", "items": _ref("Constraint")},
         "services": {"type": "array", "items": _ref("Service")},

@@ -23,6 +23,10 @@ INFRASTRUCTURES = ("local", "libvirt", "openstack")
 REFERENCE_ATTRIBUTES = ("ipaddress", "hostname")
 OPERATIONS = ("start", "stop", "monitor")
 DISABLED_WORDS = ("INFINITY", "-INFINITY", "-1", "")
+MONITORING_MODES = ("active", "passive")
+# active: an agent in each guest runs the monitors; passive: each one over its own
+# SSH channel.  The original's words (deployable_create ... am|pm) mean the same.
+MONITORING_WORDS = {"active": "active", "am": "active", "passive": "passive", "pm": "passive"}
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 DEFAULT_OP_TIMEOUT = 20.0
@@ -272,6 +276,7 @@ class Deployable:
     settings: Mapping[str, str] = field(default_factory=dict)
     heartbeat: Heartbeat = Heartbeat()
     escalation: Escalation = Escalation()
+    monitoring: str = "active"  # one of MONITORING_MODES
     assemblies: tuple[Assembly, ...] = ()
     constraints: tuple[Constraint, ...] = ()
     services: tuple[Service, ...] = ()
@@ -316,6 +321,7 @@ class Deployable:
             "settings": dict(sorted(self.settings.items())),
             "heartbeat": self.heartbeat.to_dict(),
             "escalation": self.escalation.to_dict(),
+            "monitoring": self.monitoring,
             "assemblies": [a.to_dict() for a in self.assemblies],
             "constraints": [c.to_dict() for c in self.constraints],
         } | self._services_dict()
@@ -478,6 +484,7 @@ def _deployable(data: object, problems: Problems) -> Deployable | None:
         settings=_settings(data.get("settings", {}), problems),
         heartbeat=_heartbeat(data.get("heartbeat", {}), problems),
         escalation=_escalation(data.get("escalation", {}), "escalation", problems),
+        monitoring=_monitoring(data.get("monitoring", "active"), problems),
         assemblies=assemblies,
         constraints=_constraints(data.get("constraints", []), problems),
         services=_services(data.get("services", []), problems),
@@ -495,6 +502,7 @@ _DEPLOYABLE_KEYS = {
     "settings",
     "heartbeat",
     "escalation",
+    "monitoring",
     "assemblies",
     "constraints",
     "services",
@@ -654,6 +662,14 @@ def _heartbeat(data: object, problems: Problems) -> Heartbeat:
     if heartbeat.timeout <= heartbeat.interval:
         problems.add("heartbeat.timeout", "must be longer than heartbeat.interval")
     return heartbeat
+
+
+def _monitoring(value: object, problems: Problems) -> str:
+    mode = MONITORING_WORDS.get(value) if isinstance(value, str) else None
+    if mode is None:
+        problems.add("monitoring", f"must be active or passive (or am, pm): {value!r}")
+        return "active"
+    return mode
 
 
 def _settings(data: object, problems: Problems) -> dict[str, str]:

@@ -6,7 +6,8 @@ the engine logs in as the current user (root here).  Its private directory
 ``Paths.instances_dir/<deployable>/<assembly>/<instance_id>/`` holds the config,
 the keys, ``sshd.log``, the metadata and the agents' own state directories,
 which sshd puts in every session's environment (``HA_RSCTMP``, ``HA_VARRUN``,
-``HA_VARLIB``, ``TMPDIR``), so two instances never share agent state.  It also
+``HA_VARLIB``, ``TMPDIR``, and ``XDG_CACHE_HOME`` for the guest agent's file), so
+two instances never share agent state.  It also
 sets ``SHLVL=1`` so that bash does not source ``~/.bashrc`` for each command.
 
 Processes: a small init (``_guest_init.py``) starts sshd and reaps orphans at
@@ -265,6 +266,8 @@ class Layout:
             "HA_VARRUN": str(self.root / "run"),
             "HA_VARLIB": str(self.root / "lib" / "heartbeat"),
             "TMPDIR": str(self.root / "tmp"),
+            # the guest agent's copy (dpe.agent_channel): per instance, as on a VM
+            "XDG_CACHE_HOME": str(self.root / "cache"),
         }
 
     def create(self, keys: AssemblyKeys) -> None:

@@ -150,3 +150,25 @@ def test_find_cycle_agrees_with_a_topological_sort(edges: list[tuple[int, int]])
             order.extend(free)
             nodes -= set(free)
             remaining = {(f, t) for f, t in remaining if f not in free}
+
+
+@pytest.mark.parametrize(
+    ("word", "mode"),
+    [("active", "active"), ("am", "active"), ("passive", "passive"), ("pm", "passive")],
+)
+def test_monitoring_takes_the_originals_words_too(word: str, mode: str) -> None:
+    parsed = model.parse(sample() | {"monitoring": word})
+    assert parsed.monitoring == mode
+    assert model.parse(parsed.to_dict()).monitoring == mode
+
+
+def test_monitoring_is_active_unless_said_otherwise() -> None:
+    parsed = model.parse(sample())
+    assert (parsed.monitoring, parsed.to_dict()["monitoring"]) == ("active", "active")
+
+
+@pytest.mark.parametrize("word", ["ACTIVE", "poll", "", 1, None])
+def test_monitoring_is_one_of_two_modes(word: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        model.parse(sample() | {"monitoring": word})
+    assert "monitoring: must be active or passive (or am, pm)" in str(caught.value)
