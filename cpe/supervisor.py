@@ -49,6 +49,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from foundation.backoff import Backoff
 from foundation.clock import Clock, SystemClock
 from foundation.config import Config
 from foundation.errors import Conflict, PcloudError
@@ -62,7 +63,6 @@ T = TypeVar("T")
 StoreCall = Callable[..., Awaitable[Any]]  # runs a store method off the loop
 ExitCallback = Callable[[int | None], None]
 STARTED = "started"
-MAX_EXPONENT = 60  # 2**60 times any sane initial delay is past any cap
 
 
 class DpeProcess(Protocol):
@@ -131,10 +131,10 @@ class SupervisorOptions:
         """How long a new DPE may take to hold its lease (dped waits ttl + 2 renewals)."""
         return self.lease_ttl + 2 * self.lease_renew + self.python_start
 
-    def backoff(self, attempt: int) -> float:
-        """The delay before restart number ``attempt`` (1, 2, ...)."""
-        exponent = min(max(attempt - 1, 0), MAX_EXPONENT)
-        return float(min(self.backoff_max, self.backoff_initial * 2**exponent))
+    @property
+    def backoff(self) -> Backoff:
+        """The delay before restart number ``attempt`` (1, 2, ...): ``backoff.delay(attempt)``."""
+        return Backoff(self.backoff_initial, self.backoff_max)
 
 
 @dataclass
@@ -478,9 +478,8 @@ class Supervisor:
                 on_exit=partial(self._record_exit, slot.name, generation),
             )
         except OSError as error:
-            slot.attempts += 1
-            delay = self.options.backoff(slot.attempts)
-            slot.state, slot.retry_at = DpeState.BACKOFF, self.clock.monotonic() + delay
+            delay = self._count_failed_run(slot)
+            self._retry_in(slot, delay)
             reason = f"cannot start dped: {error}; trying again in {delay:.1f} s"
             await self._event(slot, "dpe-restarting", f"{reason} (attempt {slot.attempts})")
             self._settle(slot.starts, {"pid": None, "note": reason})
@@ -562,9 +561,8 @@ class Supervisor:
         if slot.replace or slot.state is DpeState.STOPPING:
             delay = 0.0  # replaced on purpose, or started again while it stopped
         else:
-            slot.attempts = 1 if ran >= self.options.healthy_after else slot.attempts + 1
-            delay = self.options.backoff(slot.attempts)
-        slot.state, slot.retry_at = DpeState.BACKOFF, self.clock.monotonic() + delay
+            delay = self._count_failed_run(slot, after_healthy=ran >= self.options.healthy_after)
+        self._retry_in(slot, delay)
         reason = f"dpe (pid {pid}) exited with {slot.last['exit']}; restarting in {delay:.1f} s"
         await self._event(slot, "dpe-restarting", f"{reason} (attempt {slot.attempts})")
 
@@ -574,8 +572,14 @@ class Supervisor:
         if not failed:
             slot.state = DpeState.STOPPED
             return
-        slot.attempts += 1
-        delay = self.options.backoff(slot.attempts)
+        self._retry_in(slot, self._count_failed_run(slot))
+
+    def _count_failed_run(self, slot: Slot, *, after_healthy: bool = False) -> float:
+        """One more failed run in a row (the first, after a healthy one); the delay it earns."""
+        slot.attempts = 1 if after_healthy else slot.attempts + 1
+        return self.options.backoff.delay(slot.attempts)
+
+    def _retry_in(self, slot: Slot, delay: float) -> None:
         slot.state, slot.retry_at = DpeState.BACKOFF, self.clock.monotonic() + delay
 
     async def _release_lease(self, name: str, pid: int) -> None:

@@ -21,12 +21,13 @@ from dpe import agents
 from dpe.engine_deps import EngineDeps
 from dpe.engine_log import Context
 from dpe.engine_tasks import Tasks
-from dpe.engine_timing import bounded
+from dpe.engine_timing import EngineOptions, bounded
 from dpe.escalation import FailureWindow
-from dpe.interfaces import DEAD_STATES, Connection, Instance
+from dpe.interfaces import DEAD_STATES, Connection, Instance, Transport
 from dpe.planner import AssemblyStatus
 from dpe.states import AssemblyState, StateCell, Subject, assembly_cell, no_heartbeat
 from foundation.backoff import Retries
+from foundation.clock import Clock
 from foundation.errors import Forbidden, OperationTimeout, PcloudError, Unavailable
 from foundation.keyfiles import AssemblyKeys
 from foundation.model import Assembly, Heartbeat, Resource
@@ -105,7 +106,9 @@ class AssemblyRunner:
             await self.deps.clock.sleep(delay)
             keys = self.deps.keys(self.name)
             instance = adopted or await self._create(keys)
-            self.connection = await self._connect(instance, keys)
+            self.connection = await connect_with_retries(
+                self.deps.transport, instance, keys, self.deps.options, self.deps.clock
+            )
         except Exception as error:  # a driver bug must not leave it creating forever
             if not isinstance(error, PcloudError | OSError):
                 self.log.exception("bringing up the instance")
@@ -135,29 +138,6 @@ class AssemblyRunner:
             f"instance {instance.instance_id} created: address {instance.address}",
         )
         return instance
-
-    async def _connect(self, instance: Instance, keys: AssemblyKeys) -> Connection:
-        options = self.deps.options
-        retries = Retries(options.backoff())
-        error: Exception | None = None
-        for _ in range(options.connect_attempts):
-            await retries.pause(self.deps.clock)
-            try:
-                return await bounded(
-                    self.deps.clock,
-                    options.connect_timeout + 1.0,
-                    self.deps.transport.connect(instance, keys, options.connect_timeout),
-                    "connecting",
-                )
-            except Forbidden:
-                raise  # a wrong host key does not get better by retrying
-            except (Unavailable, OperationTimeout, OSError) as failure:
-                error = failure
-                retries.failed()
-        raise Unavailable(
-            f"cannot connect to {instance.ssh_host}:{instance.ssh_port}: {error}",
-            assembly=self.name,
-        )
 
     # -- watching it --------------------------------------------------------------
 
@@ -329,3 +309,37 @@ class AssemblyRunner:
         self.halt()
         pending = self.tasks.running | self._ops | self._closing
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def connect_with_retries(
+    transport: Transport,
+    instance: Instance,
+    keys: AssemblyKeys,
+    options: EngineOptions,
+    clock: Clock,
+) -> Connection:
+    """Up to ``connect_attempts`` connections, with back-off between them.
+
+    A wrong host key or a refused login (``Forbidden``) is never retried: it
+    does not get better.  Raises ``Unavailable`` with the last error when every
+    attempt failed."""
+    retries = Retries(options.backoff())
+    error: Exception | None = None
+    for _ in range(options.connect_attempts):
+        await retries.pause(clock)
+        try:
+            return await bounded(
+                clock,
+                options.connect_timeout + 1.0,
+                transport.connect(instance, keys, options.connect_timeout),
+                "connecting",
+            )
+        except Forbidden:
+            raise
+        except (Unavailable, OperationTimeout, OSError) as failure:
+            error = failure
+            retries.failed()
+    raise Unavailable(
+        f"cannot connect to {instance.ssh_host}:{instance.ssh_port}: {error}",
+        assembly=instance.assembly,
+    )
