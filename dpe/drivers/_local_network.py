@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from dpe.drivers import _netns
 from dpe.drivers._local_instance import InstanceRecord
-
-LOOPBACK = "127.0.0.1"
+from dpe.drivers._sockets import LOOPBACK, free_port
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Loopback(Network):
     """sshd on 127.0.0.1, a free port each."""
 
     def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
-        return Endpoint(LOOPBACK, _free_port())
+        return Endpoint(LOOPBACK, free_port())
 
 
 class NetnsNetwork(Network):
@@ -61,10 +59,3 @@ class NetnsNetwork(Network):
         await _netns.add_namespace(
             record.netns, record.veth, self.bridge, address, self.subnet.prefixlen
         )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port

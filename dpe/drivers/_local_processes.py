@@ -17,10 +17,12 @@ from pathlib import Path
 
 from dpe.drivers import _procfs
 from dpe.drivers._local_instance import InitRecord, InstanceRecord, Layout
+from dpe.drivers._sockets import answers_ssh
 from foundation.errors import OperationTimeout, Unavailable
 
 KILL_TIMEOUT = 5.0
 _POLL = 0.01
+SSH_BANNER_TIMEOUT = 1.0
 
 
 class PortTaken(Exception):
@@ -37,26 +39,11 @@ async def wait_ready(
             if "Address already in use" in failure:
                 raise PortTaken()
             raise Unavailable(f"{record.assembly}: sshd exited: {failure}")
-        if await _answers_ssh(record.address, record.port):
+        if await answers_ssh(record.address, record.port, SSH_BANNER_TIMEOUT):
             return _sshd_pid(init)
         await asyncio.sleep(_POLL)
     await kill_all(init, record.instance_id)
     raise OperationTimeout(f"{record.assembly}: sshd did not answer within the start timeout")
-
-
-async def _answers_ssh(address: str, port: int) -> bool:
-    try:
-        async with asyncio.timeout(1.0):
-            reader, writer = await asyncio.open_connection(address, port)
-            try:
-                banner = await reader.readline()
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError):
-        return False
-    return banner.startswith(b"SSH-")
 
 
 def _sshd_pid(init: InitRecord) -> int:
