@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -28,28 +29,19 @@ StoreCall = Callable[..., Awaitable[Any]]  # runs a store method off the loop
 RecordExit = Callable[[str, int, int | None], None]  # deployable, generation, status
 
 
+@dataclass(eq=False)
 class Reconciler:
-    def __init__(
-        self,
-        store: Store,
-        launcher: Launcher,
-        in_store: StoreCall,
-        options: Callable[[], SupervisorOptions],
-        clock: Clock,
-        host: str,
-        record_exit: RecordExit,
-    ) -> None:
-        self.store = store
-        self.launcher = launcher
-        self._in_store = in_store
-        self._options = options
-        self.clock = clock
-        self.host = host
-        self.record_exit = record_exit  # only records; the supervisor's tick acts
+    store: Store
+    launcher: Launcher
+    in_store: StoreCall
+    current_options: Callable[[], SupervisorOptions]  # read each time: cped's config may change
+    clock: Clock
+    host: str
+    record_exit: RecordExit  # only records; the supervisor's tick acts
 
     @property
     def options(self) -> SupervisorOptions:
-        return self._options()
+        return self.current_options()
 
     async def reconcile(self, slot: Slot, desired: str | None) -> None:
         """One step of ``slot`` towards ``desired`` (``started``, ``stopped`` or None: deleted)."""
@@ -347,7 +339,7 @@ class Reconciler:
             log.error("deployable=%s: cannot record an event: %s", slot.name, error)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
-        result: T = await self._in_store(fn, *args)
+        result: T = await self.in_store(fn, *args)
         return result
 
 

@@ -14,6 +14,7 @@ in the document.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dpe.engine_deps import EngineDeps
@@ -28,14 +29,12 @@ from foundation.model import Resource, ResourceId
 from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, RESOURCE, Docs
 
 
+@dataclass(eq=False)
 class Adoption:
-    def __init__(
-        self, deps: EngineDeps, level: DeployableLevel, runners: Runners, log: Context
-    ) -> None:
-        self.deps = deps
-        self.level = level
-        self.runners = runners
-        self.log = log
+    deps: EngineDeps
+    level: DeployableLevel
+    runners: Runners
+    log: Context
 
     def restore(self, docs: Docs, *, clear_failed: bool, epoch: int | None) -> None:
         deployable = docs.get(DEPLOYABLE, {}).get("", {})

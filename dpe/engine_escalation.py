@@ -12,6 +12,7 @@ failure makes the control loop plan again at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from dpe.engine_assembly import AssemblyRunner
 from dpe.engine_moves import ServiceMoves
@@ -26,22 +27,14 @@ from foundation.clock import Clock
 Replan = Callable[[], None]  # plan again now, abandoning the current transition
 
 
+@dataclass(eq=False)
 class Escalation:
-    def __init__(
-        self,
-        clock: Clock,
-        level: DeployableLevel,
-        runners: Runners,
-        recorder: Recorder,
-        moves: ServiceMoves,
-        replan: Replan,
-    ) -> None:
-        self.clock = clock
-        self.level = level
-        self.runners = runners
-        self.recorder = recorder
-        self.moves = moves
-        self.replan = replan
+    clock: Clock
+    level: DeployableLevel
+    runners: Runners
+    recorder: Recorder
+    moves: ServiceMoves
+    replan: Replan
 
     def assembly_lost(self, runner: AssemblyRunner, reason: str) -> None:
         if not runner.mark_failed(reason):

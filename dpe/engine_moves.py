@@ -9,6 +9,8 @@ there), and an event, once, for each move the planner decides.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from dpe.engine_log import Context
 from dpe.engine_recorder import Recorder
 from dpe.engine_runners import DeployableLevel, Runners
@@ -22,24 +24,18 @@ from foundation.model import ResourceId
 from foundation.runtime_kinds import MOVE, SERVICE, Docs
 
 
+@dataclass(eq=False)
 class ServiceMoves:
-    def __init__(
-        self,
-        runtime: Runtime,
-        clock: Clock,
-        level: DeployableLevel,
-        runners: Runners,
-        recorder: Recorder,
-        log: Context,
-    ) -> None:
-        self.runtime = runtime
-        self.clock = clock
-        self.level = level
-        self.runners = runners
-        self.recorder = recorder
-        self.log = log
-        self.records = ServiceRecords()  # fail counts per assembly, requested moves
-        self._noted: dict[str, tuple[str | None, str | None]] = {}
+    runtime: Runtime
+    clock: Clock
+    level: DeployableLevel
+    runners: Runners
+    recorder: Recorder
+    log: Context
+    records: ServiceRecords = field(
+        default_factory=ServiceRecords, init=False
+    )  # fail counts, moves asked
+    _noted: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, init=False)
 
     def restore(self, docs: Docs) -> None:
         self.records = ServiceRecords.restore(docs)

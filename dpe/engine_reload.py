@@ -8,6 +8,8 @@ forgotten; a removed assembly is fenced, then forgotten.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dpe.engine_recorder import Recorder
 from dpe.engine_resource import ResourceRunner
 from dpe.engine_runners import DeployableLevel, Runners
@@ -18,11 +20,11 @@ from foundation.runtime_kinds import ASSEMBLY, INSTANCE, RESOURCE
 _ORPHAN_DONE = (ResourceState.STOPPED, ResourceState.UNRECOVERABLE)
 
 
+@dataclass(eq=False)
 class Reloader:
-    def __init__(self, level: DeployableLevel, runners: Runners, recorder: Recorder) -> None:
-        self.level = level
-        self.runners = runners
-        self.recorder = recorder
+    level: DeployableLevel
+    runners: Runners
+    recorder: Recorder
 
     def apply(self, document: Deployable) -> str:
         """Make ``document`` the one kept; what changed, in a few words."""

@@ -10,6 +10,7 @@ the safety net for events that never come.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from dpe.engine_assembly import AssemblyRunner
 from dpe.engine_deps import EngineDeps
@@ -21,21 +22,14 @@ from dpe.interfaces import DEAD_STATES, InstanceState, InstanceWatcher, Watch
 from foundation.errors import PcloudError
 
 
+@dataclass(eq=False)
 class InstanceWatch:
-    def __init__(
-        self,
-        deps: EngineDeps,
-        lease: LeaseKeeper,
-        runners: Runners,
-        on_lost: Callable[[AssemblyRunner, str], None],
-        log: Context,
-    ) -> None:
-        self.deps = deps
-        self.lease = lease
-        self.runners = runners
-        self.on_lost = on_lost
-        self.log = log
-        self._watch: Watch | None = None
+    deps: EngineDeps
+    lease: LeaseKeeper
+    runners: Runners
+    on_lost: Callable[[AssemblyRunner, str], None]
+    log: Context
+    _watch: Watch | None = field(default=None, init=False)
 
     async def subscribe(self) -> None:
         """Watch the driver's instance events, if it has them (the heartbeat stays)."""
