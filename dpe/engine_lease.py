@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from dpe.engine_log import Context
 from dpe.engine_timing import EngineOptions
@@ -21,27 +22,19 @@ from foundation.clock import Clock
 from foundation.errors import Conflict, PcloudError
 
 
+@dataclass(eq=False)
 class LeaseKeeper:
-    def __init__(
-        self,
-        runtime: Runtime,
-        clock: Clock,
-        options: EngineOptions,
-        holder: str,
-        log: Context,
-        on_lost: Callable[[], None],
-    ) -> None:
-        self.runtime = runtime
-        self.clock = clock
-        self.options = options
-        self.holder = holder
-        self.log = log
-        self.on_lost = on_lost
-        self.epoch: int | None = None
-        self.held = False
-        self.halted = asyncio.Event()  # the lease is lost: the engine acts no more
-        self.lost_reason = ""
-        self._renewed_at = 0.0
+    runtime: Runtime
+    clock: Clock
+    options: EngineOptions
+    holder: str
+    log: Context
+    on_lost: Callable[[], None]  # makes the engine act no more
+    epoch: int | None = field(default=None, init=False)
+    held: bool = field(default=False, init=False)
+    halted: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # lost: no more acts
+    lost_reason: str = field(default="", init=False)
+    _renewed_at: float = field(default=0.0, init=False)
 
     async def acquire(self, deployable: str) -> None:
         """Hold the lease, or raise ``Conflict`` once ``lease_wait`` has passed."""
