@@ -142,20 +142,21 @@ class ResourceRunner:
             self.applied = Applied.of(self.definition, params)
             self.cell.set(ResourceState.RUNNING, "started")
             return True
-        if result.hard_error:
-            self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
-            return False
-        return self._failed("start", result.reason)
+        return self._missed("start", result)
 
     def _stopped(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
         if result.ok or result.rc == OcfRc.NOT_RUNNING:
             self.applied = None
             self.cell.set(ResourceState.STOPPED, "stopped")
             return True
+        return self._missed("stop", result)
+
+    def _missed(self, kind: str, result: agents.AgentResult) -> bool:
+        """A start or stop that did not reach its target: a hard error is for good."""
         if result.hard_error:
             self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
             return False
-        return self._failed("stop", result.reason)
+        return self._failed(kind, result.reason)
 
     def _monitored(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
         if self.state is not ResourceState.RUNNING:
