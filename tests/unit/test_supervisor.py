@@ -573,7 +573,15 @@ async def test_a_deleted_deployable_is_forgotten(world: World) -> None:
 
 def test_backoff_doubles_from_the_initial_delay_up_to_the_cap() -> None:
     options = SupervisorOptions(backoff_initial=1.0, backoff_max=60.0)
-    assert [options.backoff(n) for n in (1, 2, 3, 6, 7, 8, 10_000)] == [1, 2, 4, 32, 60, 60, 60]
+    assert [options.backoff.delay(n) for n in (1, 2, 3, 6, 7, 8, 10_000)] == [
+        1,
+        2,
+        4,
+        32,
+        60,
+        60,
+        60,
+    ]
 
 
 @pytest.mark.parametrize(

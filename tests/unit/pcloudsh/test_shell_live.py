@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from foundation.backoff import Backoff
 from foundation.errors import OperationTimeout, Unavailable
 from pcloudsh.environment import Environment
 from pcloudsh.follow import EventFollower
@@ -96,7 +97,7 @@ def test_back_off_doubles_up_to_its_cap_and_is_reset_by_a_connection() -> None:
             source.down = 6  # cped goes away for a while
         return len(waits) >= 10
 
-    follower = EventFollower(source, after_id=0, wait=wait, backoff_first=0.5, backoff_cap=4)
+    follower = EventFollower(source, after_id=0, wait=wait, backoff=Backoff(0.5, 4))
     items = list(follower)
     assert waits == [0.5, 0.5, 0.5, 1, 2, 4, 4, 4, 4, 0.5]
     notices = [i.text for i in items if isinstance(i, Notice)]
