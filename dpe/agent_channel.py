@@ -4,7 +4,8 @@
 pinned SSH connection running the guest's copy of the agent
 (``dpe/guest_agent/pcloud_agent.py``, whose docstring is the protocol):
 
-1. the channel runs ``<python> -I -S <dir>/agent-<hash>.py --lock <dir>/agent.lock``
+1. the channel runs ``<python> -I -S <dir>/agent-<hash>.py --lock <dir>/agent.lock
+   --heartbeat <interval>``
    where ``<dir>`` is ``${XDG_CACHE_HOME:-$HOME/.cache}/pacemaker-cloud`` by
    default (per SSH user; nothing is written elsewhere);
 2. when that file is missing (exit ``EXIT_NO_FILE``), or the agent's ``hello``
@@ -39,7 +40,13 @@ from typing import Any, TypeVar
 
 from dpe.agent_ops import AgentOutcome
 from dpe.guest_agent import AgentSource, agent_source
-from dpe.guest_agent.pcloud_agent import EXIT_TOO_OLD, MAX_REPLY_LINE, PROTOCOL, LineFramer
+from dpe.guest_agent.pcloud_agent import (
+    EXIT_TOO_OLD,
+    HEARTBEAT_RANGE,
+    MAX_REPLY_LINE,
+    PROTOCOL,
+    LineFramer,
+)
 from dpe.interfaces import Channel, Connection
 from foundation.clock import Clock, SystemClock
 from foundation.errors import AgentError, InvalidInput, OperationTimeout, PcloudError, Unavailable
@@ -71,9 +78,15 @@ class AgentLost(Unavailable):
 class AgentSettings:
     python: str = "python3"
     directory: str | None = None  # an absolute path on the guest; None: the per-user cache
+    heartbeat_interval: float = 1.0  # how often the agent says it is alive
     heartbeat_timeout: float = 3.0
     start_timeout: float = 10.0
     upload_timeout: float = 30.0
+
+    def heartbeat_word(self) -> str:
+        """The agent's ``--heartbeat`` value (within what the agent accepts)."""
+        low, high = HEARTBEAT_RANGE
+        return f"{min(max(self.heartbeat_interval, low), high):g}"
 
     def directory_word(self) -> str:
         """The directory as the start command's shell word."""
@@ -128,7 +141,7 @@ def start_command(settings: AgentSettings, source: AgentSource) -> str:
         f"d={settings.directory_word()}; "
         f"command -v {python} >/dev/null 2>&1 || exit {EXIT_NO_PYTHON}; "
         f"[ -r {path} ] || exit {EXIT_NO_FILE}; "
-        f'exec {python} -I -S {path} --lock "$d/agent.lock"'
+        f'exec {python} -I -S {path} --lock "$d/agent.lock" --heartbeat {settings.heartbeat_word()}'
     )
 
 

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import heapq
 import itertools
+import re
 import shlex
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -189,6 +190,7 @@ class FakeGuest:
         self.agent_files: dict[str, bytes] = {}  # the guest's copies of the agent, by name
         self.corrupt_uploads = False  # an upload stores something else (a broken disk)
         self.agent: FakeAgentProgram | None = None
+        self.agents_started = 0
 
     @property
     def assembly(self) -> str:
@@ -229,19 +231,20 @@ class FakeGuest:
         return status
 
     async def open_channel(self, command: str, timeout: float) -> FakeChannel:
-        """The guest agent's start and upload commands (default settings), as a guest runs them."""
+        """The guest agent's start and upload commands (default settings but the
+        heartbeat interval), as a guest runs them."""
         await self.answer(timeout)
         channel = FakeChannel()
-        settings, source = AgentSettings(), agent_source()
+        settings, source = _agent_settings(command), agent_source()
         if command == start_command(settings, source):
-            self._start_agent(channel, source.file_name)
+            self._start_agent(channel, source.file_name, settings.heartbeat_interval)
         elif command == upload_command(settings, source):
             channel.on_eof = lambda: self._store_upload(channel, source.file_name)
         else:
             raise AssertionError(f"not a guest agent command: {command!r}")
         return channel
 
-    def _start_agent(self, channel: FakeChannel, file_name: str) -> None:
+    def _start_agent(self, channel: FakeChannel, file_name: str, heartbeat: float) -> None:
         if not self.python:
             channel.exit(127, "sh: 1: python3: not found\n")
             return
@@ -251,7 +254,9 @@ class FakeGuest:
             return
         if self.agent is not None:
             self.agent.kill()  # the lock: a new agent kills the one before
-        self.agent = FakeAgentProgram(self, channel, hashlib.sha256(text).hexdigest())
+        digest = hashlib.sha256(text).hexdigest()
+        self.agent = FakeAgentProgram(self, channel, digest, heartbeat)
+        self.agents_started += 1
 
     def _store_upload(self, channel: FakeChannel, file_name: str) -> None:
         text = b"# damaged\n" if self.corrupt_uploads else bytes(channel.received)
@@ -278,6 +283,13 @@ class FakeGuest:
 
 
 _NOT_RUNNING = {"ocf": 7, "lsb": 3, "systemd": 3}
+_HEARTBEAT_RE = re.compile(r"--heartbeat ([0-9.]+)\Z")
+
+
+def _agent_settings(command: str) -> AgentSettings:
+    """The settings a start command was made with (only its heartbeat interval varies)."""
+    found = _HEARTBEAT_RE.search(command)
+    return AgentSettings(heartbeat_interval=float(found.group(1)) if found else 1.0)
 
 
 def parse_agent_command(command: str) -> Parsed:
@@ -388,7 +400,9 @@ class FakeChannel:
 class FakeAgentProgram:
     """The real agent's protocol code, run in process against a fake guest."""
 
-    def __init__(self, guest: FakeGuest, channel: FakeChannel, digest: str) -> None:
+    def __init__(
+        self, guest: FakeGuest, channel: FakeChannel, digest: str, heartbeat: float = 1.0
+    ) -> None:
         self.guest = guest
         self.channel = channel
         self.frozen = False  # SIGSTOP: it says nothing and reads nothing
@@ -404,6 +418,7 @@ class FakeAgentProgram:
             sleep=clock.sleep,
             monotonic=clock.monotonic,
             digest=digest,
+            heartbeat=heartbeat,
         )
         channel.on_input = self._input
         channel.on_eof = lambda: self._end(0)
