@@ -400,6 +400,11 @@ class AgentChannel:
             if isinstance(event, AgentGone):
                 return
 
+    @property
+    def last_heard(self) -> float:
+        """When the agent last said anything (the clock's ``monotonic``)."""
+        return self._last_heard
+
     def silence(self) -> float:
         """Seconds since the agent last said anything."""
         return self._clock.monotonic() - self._last_heard

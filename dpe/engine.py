@@ -206,6 +206,10 @@ class Engine:
         """The document's heartbeat; the driver's defaults if the document has the model's."""
         return effective_heartbeat(self.document.heartbeat, self.deps.driver)
 
+    def monitoring(self) -> str:
+        """The document's monitoring (active or passive), for instances connected from now."""
+        return self.document.monitoring
+
     def assembly_up(self, runner: AssemblyRunner) -> None:
         self._replan_now()
 

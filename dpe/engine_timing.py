@@ -39,6 +39,8 @@ async def bounded(clock: Clock, seconds: float, awaitable: Awaitable[T], what: s
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
+        elif not work.cancelled():
+            work.exception()  # seen, even when this wait itself was cancelled
     if work.cancelled():
         raise OperationTimeout(f"{what} timed out after {seconds:g} s")
     return work.result()
@@ -80,6 +82,8 @@ class EngineOptions:
     lease_wait: float = 10.0  # how long start waits for a previous holder's lease to expire
     retry_initial: float = 0.5  # back-off after failures in a row
     retry_max: float = 30.0
+    agent_python: str = "python3"  # the guest agent's interpreter, on the guests
+    agent_restart_window: float = 60.0  # a guest agent lost again this soon fails its assembly
 
     def backoff(self, free: int = 0) -> Backoff:
         """The engine's back-off; ``free`` failures in a row are retried at once."""

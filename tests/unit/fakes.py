@@ -22,13 +22,15 @@ stand for SIGKILL and SIGSTOP of the agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import heapq
 import itertools
 import re
 import shlex
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +258,7 @@ class FakeGuest:
             self.agent.kill()  # the lock: a new agent kills the one before
         digest = hashlib.sha256(text).hexdigest()
         self.agent = FakeAgentProgram(self, channel, digest, heartbeat)
+        self.world.agents.append(self.agent)
         self.agents_started += 1
 
     def _store_upload(self, channel: FakeChannel, file_name: str) -> None:
@@ -408,6 +411,7 @@ class FakeAgentProgram:
         self.frozen = False  # SIGSTOP: it says nothing and reads nothing
         self.alive = True
         self.stopped: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()  # a test may kill it from outside the loop
         self._framer = LineFramer(MAX_LINE)
         self._held: list[bytes] = []
         clock = guest.world.clock
@@ -449,7 +453,7 @@ class FakeAgentProgram:
     def _end(self, status: int) -> None:
         if self.alive:
             self.alive = False
-            self.stopped = asyncio.ensure_future(self.agent.stop())
+            self.stopped = self._loop.create_task(self.agent.stop())
             self.channel.exit(status)
 
 
@@ -520,6 +524,7 @@ class FakeWorld:
         self.overrides: dict[tuple[str, str, str], int | str] = {}
         self.constraints: Callable[[], Iterable[Constraint]] = tuple
         self.pids = itertools.count(1000)
+        self.agents: list[FakeAgentProgram] = []  # every guest agent ever started
         self._believed: dict[tuple[str, str], bool] = {}  # what the engine's ops made true
 
     def live(self, assembly: str) -> list[FakeGuest]:
@@ -594,6 +599,12 @@ class FakeWorld:
 
     def freeze_instance(self, assembly: str) -> None:
         self.guest(assembly).frozen = True
+
+    async def end_agents(self) -> None:
+        """Every guest agent ends (a test with a loop of its own, before closing it)."""
+        for agent in self.agents:
+            agent.kill()
+        await asyncio.gather(*(a.stopped for a in self.agents if a.stopped is not None))
 
 
 class FakeDriver:
@@ -764,14 +775,32 @@ def fake_keys(assembly: str) -> AssemblyKeys:
 FAST = EngineOptions(lease_ttl=5.0, lease_renew=1.0, lease_wait=10.0)
 
 
+MONITORING: list[str] = []  # a test module's mode for every harness (``monitoring_mode``)
+
+
+@contextlib.contextmanager
+def monitoring_mode(mode: str) -> Iterator[None]:
+    """Every document a harness is given runs with ``mode`` (active or passive)."""
+    MONITORING.append(mode)
+    try:
+        yield
+    finally:
+        MONITORING.pop()
+
+
 class Harness:
-    """A fake world, a runtime, and engines over them."""
+    """A fake world, a runtime, and engines over them.
+
+    ``monitoring`` (or the mode of ``monitoring_mode``) replaces the
+    documents' own: give reloads through ``Harness.reload`` to keep it."""
 
     def __init__(
         self,
         runtime: MemoryRuntime | None = None,
         driver: Callable[[FakeWorld], FakeDriver] = FakeDriver,
+        monitoring: str | None = None,
     ) -> None:
+        self.monitoring = monitoring or (MONITORING[-1] if MONITORING else None)
         self.clock = FakeClock()
         self.world = FakeWorld(self.clock)
         self.driver = driver(self.world)
@@ -785,7 +814,7 @@ class Harness:
         if self.runtime is None:
             self.runtime = MemoryRuntime(document.name)
         engine = Engine(
-            document,
+            self.document(document),
             driver=self.driver,
             transport=self.transport,
             runtime=self.runtime,
@@ -805,6 +834,16 @@ class Harness:
         await engine.start(**kwargs)
         await settle()
         return engine
+
+    def document(self, document: Deployable) -> Deployable:
+        """``document`` in this harness's monitoring mode."""
+        if self.monitoring is None:
+            return document
+        return dataclasses.replace(document, monitoring=self.monitoring)
+
+    async def reload(self, document: Deployable) -> None:
+        assert self.engine is not None
+        await self.engine.reload(self.document(document))
 
     @property
     def events(self) -> list[Event]:
@@ -835,6 +874,11 @@ class Harness:
     async def until_event(self, line: str, within: float = 120.0) -> None:
         """Until the story has ``line`` (``"a1 failed: no heartbeat for 3.0 s"``)."""
         await self.until(lambda: line in self.story(), within)
+
+    async def until_event_starting(self, prefix: str, within: float = 120.0) -> str:
+        """Until a line of the story starts with ``prefix``; that line."""
+        await self.until(lambda: any(line.startswith(prefix) for line in self.story()), within)
+        return next(line for line in self.story() if line.startswith(prefix))
 
     async def until_state(self, subject: str, state: str, within: float = 120.0) -> None:
         await self.until(lambda: self.state(subject) == state, within)
