@@ -23,7 +23,9 @@ one-shot operations, and yields what the agent reports (``MonitorChange``,
 Every line from the agent counts as a sign of life; when none came for
 ``heartbeat_timeout`` the agent is lost ("no heartbeat from the agent for
 3.0 s"), unless dped's own loop was late (then the reader gets its turn
-first: overload is not failure).  Time goes through an injectable clock.
+first, and on the engine's ``dpe.loop_lag.LagClock`` the time the loop was
+stalled does not count: overload is not failure).  Time goes through an
+injectable clock.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from dpe.guest_agent.pcloud_agent import (
     LineFramer,
 )
 from dpe.interfaces import Channel, Connection
+from dpe.loop_lag import LagClock
 from foundation.clock import Clock, SystemClock
 from foundation.errors import AgentError, InvalidInput, OperationTimeout, PcloudError, Unavailable
 
@@ -456,20 +459,30 @@ class AgentChannel:
 
     async def _watch_heartbeat(self) -> None:
         """Wake when the silence would reach the timeout (not on a fixed period:
-        with a heartbeat a second this wakes about once in two seconds)."""
+        with a heartbeat a second this wakes about once in two seconds).
+
+        Only the silence dped could have heard counts: on a ``LagClock`` the
+        time its own loop was stalled is left out (``dpe.loop_lag``), and after
+        a late wake-up the reader first gets its turn to read what waited."""
         grace = self._timeout / 3
         excused = False
         while self.lost is None:
-            wait = max(self._timeout - self.silence(), grace if excused else 0.0)
+            wait = max(self._timeout - self.heard_silence(), grace if excused else 0.0)
             planned = self._clock.monotonic() + wait
             await self._clock.sleep(wait)
             if self._clock.monotonic() - planned > grace and not excused:
                 excused = True  # our own loop was late: the reader gets its turn first
                 continue
             excused = False
-            silent = self.silence()
-            if silent >= self._timeout:
-                self._lose(f"no heartbeat from the agent for {silent:.1f} s")
+            if self.heard_silence() >= self._timeout:
+                self._lose(f"no heartbeat from the agent for {self.silence():.1f} s")
+
+    def heard_silence(self) -> float:
+        """The silence but the time dped's own loop was stalled meanwhile."""
+        stalled = (
+            self._clock.lag_since(self._last_heard) if isinstance(self._clock, LagClock) else 0
+        )
+        return self.silence() - stalled
 
     def _lose(self, reason: str) -> None:
         if self.lost is not None:

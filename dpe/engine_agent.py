@@ -257,7 +257,7 @@ class AgentLink:
         if self._restarted_at is not None and clock.monotonic() - self._restarted_at < window:
             self._fail(f"guest agent lost again within {window:g} s of its restart: {reason}")
             return
-        await self._restart(self._connection, f"{reason}; {evidence.details()}")
+        await self._restart(self._connection, f"{reason}; {evidence.measures()}")
 
     async def _restart(self, connection: Connection, why: str) -> None:
         self.hooks.agent_note(f"guest agent lost ({why}): starting it again")

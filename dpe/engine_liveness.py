@@ -45,7 +45,11 @@ class Evidence:
 
     def details(self) -> str:
         cause = f"{self.cause}; " if self.cause else ""
-        return f"{cause}loop lag {self.lag:.1f} s; fresh keepalive: {self.probe}"
+        return cause + self.measures()
+
+    def measures(self) -> str:
+        """What dped measured: its loop's lag, and the fresh keepalive's answer."""
+        return f"loop lag {self.lag:.1f} s; fresh keepalive: {self.probe}"
 
 
 async def probe_silence(

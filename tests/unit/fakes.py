@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import heapq
 import itertools
+import json
 import re
 import shlex
 from collections import deque
@@ -186,10 +187,11 @@ class FakeGuest:
         self.frozen = False  # sshd stopped (SIGSTOP): nothing answers, nothing refuses
         self.destroyed = False
         self.health_status = 0
+        self.health_delay = 0.0  # how long the health command takes (over its timeout: hangs)
         self.latency = 0.0  # how long sshd takes to answer
         self.services: dict[str, Service] = {}
-        self.python = True  # python3 on the guest (the guest agent can run)
-        self.agent_files: dict[str, bytes] = {}  # the guest's copies of the agent, by name
+        self.python = world.python  # python3 on the guest (the guest agent can run)
+        self.agent_files: dict[str, bytes] = dict(world.agent_files)  # its copies, by name
         self.corrupt_uploads = False  # an upload stores something else (a broken disk)
         self.agent: FakeAgentProgram | None = None
         self.agents_started = 0
@@ -213,6 +215,10 @@ class FakeGuest:
     async def run(self, command: str, timeout: float) -> CommandResult:
         await self.answer(timeout)
         if command == "uptime":
+            if self.health_delay > timeout:
+                await self.world.clock.sleep(timeout)
+                raise OperationTimeout(f"command timed out after {timeout:g} s")
+            await self.world.clock.sleep(self.health_delay)
             return CommandResult(self.health_status, " 10:00:00 up 1 day", "")
         status = await self.perform(parse_agent_command(command), timeout)
         if status is None:
@@ -409,6 +415,7 @@ class FakeAgentProgram:
         self.guest = guest
         self.channel = channel
         self.frozen = False  # SIGSTOP: it says nothing and reads nothing
+        self.refuse_runs: str | None = None  # an error code for every one-shot operation
         self.alive = True
         self.stopped: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()  # a test may kill it from outside the loop
@@ -437,6 +444,10 @@ class FakeAgentProgram:
         if not self.frozen:
             self.thaw()
 
+    def messages(self) -> list[dict[str, Any]]:
+        """What dped sent this agent, in order."""
+        return [json.loads(line) for line in bytes(self.channel.received).splitlines()]
+
     def freeze(self) -> None:
         self.frozen = True
 
@@ -444,7 +455,18 @@ class FakeAgentProgram:
         self.frozen = False
         lines, self._held = self._held, []
         for line in lines:
-            self.agent.receive(line)
+            if not self._refused(line):
+                self.agent.receive(line)
+
+    def _refused(self, line: bytes) -> bool:
+        """``refuse_runs``: a one-shot operation is refused with that error code."""
+        if self.refuse_runs is None:
+            return False
+        message = json.loads(line)
+        if message.get("type") != "run":
+            return False
+        self.agent.error(message["id"], self.refuse_runs, "refused by the test")
+        return True
 
     def kill(self) -> None:
         """SIGKILL: it ends at once, exit status 137."""
@@ -525,6 +547,9 @@ class FakeWorld:
         self.constraints: Callable[[], Iterable[Constraint]] = tuple
         self.pids = itertools.count(1000)
         self.agents: list[FakeAgentProgram] = []  # every guest agent ever started
+        self.python = True  # new guests have python3
+        self.agent_files: dict[str, bytes] = {}  # and these copies of the agent
+        self.keepalives = 0  # SSH keepalives answered or not, every guest
         self._believed: dict[tuple[str, str], bool] = {}  # what the engine's ops made true
 
     def live(self, assembly: str) -> list[FakeGuest]:
@@ -728,6 +753,7 @@ class FakeConnection:
 
     async def keepalive(self, timeout: float) -> None:
         self._check()
+        self.guest.world.keepalives += 1
         await self.guest.answer(timeout)
 
     async def open_channel(self, command: str, timeout: float) -> FakeChannel:
