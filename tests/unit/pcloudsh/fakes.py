@@ -432,12 +432,10 @@ class FakeCped:
 
     @staticmethod
     def _escalation(failures: Any, period: Any) -> JsonDict:
-        problems = model.Problems()
-        escalation = model._escalation(
-            {"failures": failures, "period": period}, "escalation", problems
-        )
-        problems.raise_if_any("invalid escalation")
-        return escalation.to_dict()
+        from foundation.schema import Escalation, validated
+
+        body = {"failures": failures, "period": period}
+        return validated(Escalation, body, "invalid escalation").to_domain().to_dict()
 
 
 def _matches(event: JsonDict, filters: dict[str, Any]) -> bool:

@@ -1,0 +1,527 @@
+"""The deployable document's shape, defined once: pydantic models.
+
+They validate a document and report every problem at once, each with its path
+(``assemblies[1].resources[0].monitor_interval: not a duration: '10x'``), and
+cped's OpenAPI components are generated from them (``cpe.openapi``): the
+document cped serves and the checks it applies are the same definitions.
+Values are read as ``foundation.spelling`` reads them; a valid model becomes the
+engine's objects (``foundation.domain``) with ``to_domain``, and what a shape
+cannot say (references, order constraints, cycles) is checked on those
+(``foundation.checks``).
+
+Importing pydantic takes about 100 ms: the shell's one-shot commands and the
+API's route table never import this module; ``foundation.model.parse`` imports
+it when first called.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from foundation import domain
+from foundation.checks import check_assembly, check_document
+from foundation.domain import (
+    DEFAULT_MONITOR_INTERVAL,
+    INFINITY,
+    INFRASTRUCTURES,
+    OPERATIONS,
+    RESOURCE_CLASSES,
+    Reference,
+    ResourceId,
+    new_uuid,
+    number_text,
+    service_id,
+)
+from foundation.problems import Problems, kind, refusal
+from foundation.schema_errors import LENIENT, is_lenient, problems_of, repaired
+from foundation.spelling import (
+    MAX_PARAMETER,
+    NAME_PATTERN,
+    PARAM_NAME_RE,
+    name_problem,
+    parse_duration,
+    parse_escalation_count,
+    parse_escalation_period,
+    parse_positive_duration,
+    parse_reference,
+    parse_score,
+)
+
+T = TypeVar("T")
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def refused(message: str) -> PydanticCustomError:
+    """A problem in the project's words (the message is not a format string)."""
+    return PydanticCustomError("invalid", "{message}", {"message": message})
+
+
+def spelled(parser: Callable[[Any], T]) -> Callable[[Any], T]:
+    """A ``foundation.spelling`` parser as a validator: its ValueError is the problem."""
+
+    def validate(value: Any) -> T:
+        try:
+            return parser(value)
+        except ValueError as error:
+            raise refused(str(error)) from None
+
+    return validate
+
+
+def member_of(values: tuple[str, ...]) -> PlainValidator:
+    """A string among ``values``."""
+
+    def validate(value: Any) -> str:
+        if value not in values:
+            raise refused(f"must be one of {', '.join(values)}: {value!r}")
+        return str(value)
+
+    return PlainValidator(validate)
+
+
+def enum_schema(values: tuple[str, ...]) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+# ---------------------------------------------------------------------------
+# values
+
+
+def _name(value: Any) -> str:
+    problem = name_problem(value)
+    if problem is not None:
+        raise refused(problem)
+    return str(value)
+
+
+def _name_field(value: Any, info: ValidationInfo) -> str:
+    if is_lenient(info.context) and name_problem(value) is not None:
+        return value if isinstance(value, str) else ""  # kept, so what names it is found
+    return _name(value)
+
+
+NAME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": NAME_PATTERN}
+Name = Annotated[str, PlainValidator(_name_field), WithJsonSchema(NAME_SCHEMA)]
+_DURATION_TEXT = "seconds, or a duration such as '10s', '500ms', '2m', '1h'"
+Duration = Annotated[
+    float,
+    PlainValidator(spelled(parse_duration)),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]},
+    ),
+    Field(description=_DURATION_TEXT),
+]
+PositiveDuration = Annotated[
+    float,
+    PlainValidator(spelled(parse_positive_duration)),
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}),
+    Field(description=_DURATION_TEXT + "; more than zero"),
+]
+Score = Annotated[
+    int,
+    PlainValidator(spelled(parse_score)),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]}),
+    Field(description="a whole number, INFINITY or -INFINITY"),
+]
+_DISABLED_TEXT = "INFINITY or -1 (or null, or empty) to disable"
+_ESCALATION_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]}
+FailureCount = Annotated[
+    int,
+    PlainValidator(spelled(parse_escalation_count)),
+    WithJsonSchema(_ESCALATION_VALUE),
+    Field(description=f"a number of failures; {_DISABLED_TEXT}"),
+]
+Period = Annotated[
+    float,
+    PlainValidator(spelled(parse_escalation_period)),
+    WithJsonSchema(_ESCALATION_VALUE),
+    Field(description=f"{_DURATION_TEXT}; {_DISABLED_TEXT}"),
+]
+
+
+ResourceClass = Annotated[str, member_of(RESOURCE_CLASSES), enum_schema(RESOURCE_CLASSES)]
+Infrastructure = Annotated[str, member_of(INFRASTRUCTURES), enum_schema(INFRASTRUCTURES)]
+
+
+def _uuid(value: Any) -> str | None:
+    """None when absent (the catalog keeps a stored one, or a new one is made)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise refused(f"must be a string, not {kind(value)}")
+    try:
+        return uuidlib.UUID(value).hex
+    except ValueError:
+        raise refused(f"not a uuid: {value!r}") from None
+
+
+Uuid = Annotated[
+    str | None,
+    PlainValidator(_uuid),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+    Field(description="uuid (32 hex digits); generated when absent"),
+]
+
+
+def _operation(value: Any) -> str:
+    if value not in OPERATIONS:
+        raise refused(f"unknown operation (one of {', '.join(OPERATIONS)})")
+    return str(value)
+
+
+Timeouts = Annotated[
+    dict[Annotated[str, PlainValidator(_operation)], PositiveDuration],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                op: {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}
+                for op in OPERATIONS
+            },
+            "additionalProperties": False,
+        }
+    ),
+    Field(description="seconds (or a duration) for start, stop and monitor; default 20"),
+]
+
+
+def _parameter_name(value: Any) -> str:
+    if not isinstance(value, str) or not PARAM_NAME_RE.match(value):
+        raise refused(f"not a valid parameter name: {value!r}")
+    return value
+
+
+def _parameter(value: Any) -> str | Reference:
+    """A value (numbers and booleans become text), or a reference to an assembly."""
+    if isinstance(value, dict):
+        ref = value.get("ref")
+        reference = parse_reference(ref) if isinstance(ref, str) and len(value) == 1 else None
+        if reference is None:
+            raise refused('a reference must be {"ref": "ASSEMBLY:ipaddress|hostname"}')
+        return reference
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return number_text(value)
+    if not isinstance(value, str):
+        raise refused(f"must be a string or a reference, not {kind(value)}")
+    if "\0" in value or len(value) > MAX_PARAMETER:
+        raise refused(f"must not contain NUL bytes or exceed {MAX_PARAMETER} characters")
+    return value
+
+
+_REFERENCE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "ref": {"type": "string", "description": "ASSEMBLY:ipaddress or ASSEMBLY:hostname"}
+    },
+    "required": ["ref"],
+    "additionalProperties": False,
+}
+Parameters = dict[
+    Annotated[
+        str,
+        PlainValidator(_parameter_name),
+        WithJsonSchema({"type": "string", "pattern": "^" + PARAM_NAME_RE.pattern[:-2] + "$"}),
+    ],
+    Annotated[
+        str | Reference,
+        PlainValidator(_parameter),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "maxLength": MAX_PARAMETER},
+                    {"type": "number"},
+                    {"type": "boolean"},
+                    _REFERENCE_SCHEMA,
+                ]
+            }
+        ),
+    ],
+]
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise refused(f"must be a string or number, not {kind(value)}")
+    return value if isinstance(value, str) else number_text(value)
+
+
+Settings = dict[
+    str,
+    Annotated[
+        str,
+        PlainValidator(_setting),
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]}),
+    ],
+]
+
+
+def _resource_end(value: Any) -> ResourceId:
+    if isinstance(value, str) and "/" not in value:
+        return service_id(_name(value))
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise refused(f"must be ASSEMBLY/RESOURCE or SERVICE: {value!r}")
+    assembly, resource = value.split("/")
+    return ResourceId(_name(assembly), _name(resource))
+
+
+ResourceEnd = Annotated[
+    ResourceId,
+    PlainValidator(_resource_end),
+    WithJsonSchema({"type": "string", "description": "ASSEMBLY/RESOURCE or SERVICE"}),
+]
+
+
+# ---------------------------------------------------------------------------
+# the document
+
+
+class Closed(BaseModel):
+    """A JSON object with these fields and no other."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Escalation(Closed):
+    """``failures`` failures within ``period`` escalate to the level above.
+
+    Disabled with INFINITY or -1; set by half, it is disabled too.
+    """
+
+    failures: FailureCount = 0
+    period: Period = 0.0
+
+    def to_domain(self) -> domain.Escalation:
+        if (self.failures > 0) != (self.period > 0):
+            return domain.Escalation()  # half-set means disabled, as in the original
+        return domain.Escalation(self.failures, self.period)
+
+
+class Resource(Closed):
+    """A service in an assembly, driven by a resource agent."""
+
+    name: Name
+    rclass: ResourceClass = Field(default="ocf", alias="class")
+    provider: str | None = Field(
+        default=None, validate_default=True, description="OCF only (default heartbeat)"
+    )
+    type: Name
+    monitor_interval: PositiveDuration = DEFAULT_MONITOR_INTERVAL
+    timeouts: Timeouts = Field(default_factory=dict)
+    parameters: Parameters = Field(default_factory=dict)
+    escalation: Escalation = Escalation()
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str | None, info: ValidationInfo) -> str:
+        """OCF agents have a provider (a name); lsb and systemd none: one given is ignored."""
+        if info.data.get("rclass") != "ocf":
+            return ""
+        return _name("heartbeat" if value is None else value)
+
+    def to_domain(self) -> domain.Resource:
+        return domain.Resource(
+            name=self.name,
+            rclass=self.rclass,
+            type=self.type,
+            provider=self.provider or "",
+            monitor_interval=self.monitor_interval,
+            timeouts=dict(self.timeouts),
+            parameters=dict(self.parameters),
+            escalation=self.escalation.to_domain(),
+        )
+
+
+class Assembly(Closed):
+    """A guest built from a JEOS image, and the resources it runs."""
+
+    name: Name
+    uuid: Uuid = None
+    image: Name = Field(default="host", description="the JEOS image (default: host)")
+    escalation: Escalation = Escalation()
+    resources: tuple[Resource, ...] = ()
+
+    def to_domain(self) -> domain.Assembly:
+        return domain.Assembly(
+            name=self.name,
+            uuid=self.uuid or new_uuid(),
+            image=self.image,
+            escalation=self.escalation.to_domain(),
+            resources=tuple(r.to_domain() for r in self.resources),
+        )
+
+
+class Constraint(Closed):
+    """Mandatory order: ``first`` starts before ``then``, and stops after it."""
+
+    first: ResourceEnd
+    then: ResourceEnd
+
+    def to_domain(self) -> domain.Constraint:
+        return domain.Constraint(self.first, self.then)
+
+
+class Location(Closed):
+    """An assembly a service may run on, and its location score there."""
+
+    assembly: Name
+    score: Score = 0
+
+    def to_domain(self) -> domain.Location:
+        return domain.Location(self.assembly, self.score)
+
+
+class Service(Resource):
+    """A resource not bound to one assembly: a resource's fields, and where it may run."""
+
+    locations: tuple[Location, ...] = Field(description="the assemblies it may run on")
+    stickiness: Score = 0
+    migration_threshold: FailureCount = 0
+    failure_timeout: Duration = 0.0
+
+    def to_domain(self) -> domain.Service:  # type: ignore[override]
+        return domain.Service(
+            resource=super().to_domain(),
+            locations=tuple(loc.to_domain() for loc in self.locations),
+            stickiness=self.stickiness,
+            migration_threshold=self.migration_threshold,
+            failure_timeout=self.failure_timeout,
+        )
+
+
+class Colocation(Closed):
+    """``service`` runs where ``with`` runs (INFINITY), never there (-INFINITY), or
+    prefers (positive) or avoids (negative) it by ``score``."""
+
+    service: Name
+    with_: Name = Field(alias="with")
+    score: Score = INFINITY
+
+    def to_domain(self) -> domain.Colocation:
+        return domain.Colocation(self.service, self.with_, self.score)
+
+
+class Heartbeat(Closed):
+    """How often the DPE checks each instance, and when it gives up on one."""
+
+    interval: PositiveDuration = 1.0
+    timeout: PositiveDuration = Field(default=3.0, validate_default=True)
+    health_interval: PositiveDuration = 10.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _longer_than_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and value <= interval and not is_lenient(info.context):
+            raise refused("must be longer than heartbeat.interval")
+        return value
+
+    def to_domain(self) -> domain.Heartbeat:
+        return domain.Heartbeat(self.interval, self.timeout, self.health_interval)
+
+
+class Deployable(Closed):
+    """A named set of assemblies, their order constraints, services and escalation."""
+
+    name: Name
+    uuid: Uuid = None
+    infrastructure: Infrastructure = "local"
+    settings: Settings = Field(default_factory=dict, description="the driver's settings")
+    heartbeat: Heartbeat = Heartbeat()
+    escalation: Escalation = Escalation()
+    assemblies: tuple[Assembly, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
+    services: tuple[Service, ...] = ()
+    colocations: tuple[Colocation, ...] = ()
+
+    def to_domain(self) -> domain.Deployable:
+        return domain.Deployable(
+            name=self.name,
+            uuid=self.uuid or new_uuid(),
+            infrastructure=self.infrastructure,
+            settings=dict(self.settings),
+            heartbeat=self.heartbeat.to_domain(),
+            escalation=self.escalation.to_domain(),
+            assemblies=tuple(a.to_domain() for a in self.assemblies),
+            constraints=tuple(c.to_domain() for c in self.constraints),
+            services=tuple(s.to_domain() for s in self.services),
+            colocations=tuple(c.to_domain() for c in self.colocations),
+        )
+
+
+DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
+    Escalation,
+    Resource,
+    Assembly,
+    Constraint,
+    Location,
+    Service,
+    Colocation,
+    Heartbeat,
+    Deployable,
+)
+
+
+# ---------------------------------------------------------------------------
+# entry points
+
+
+def parse_deployable(data: object) -> domain.Deployable:
+    try:
+        document = Deployable.model_validate(data).to_domain()
+    except ValidationError as error:
+        problems = problems_of(error, Deployable)
+        raise refusal("invalid deployable document", problems + _across(data, error)) from None
+    across = Problems()
+    check_document(document, across)
+    across.raise_if_any()
+    return document
+
+
+def _across(data: object, error: ValidationError) -> list[dict[str, str]]:
+    """The problems across the document, in what is left without its shape's problems."""
+    repair = repaired(data, error, Deployable)
+    if repair is None:
+        return []
+    try:
+        rest = Deployable.model_validate(repair.data, context=LENIENT).to_domain()
+    except ValidationError:
+        return []
+    problems = Problems()
+    check_document(rest, problems)
+    return [{**p, "path": repair.original_path(p["path"])} for p in problems.items]
+
+
+def parse_assembly(data: object, path: str = "") -> domain.Assembly:
+    assembly = validated(Assembly, data, "invalid assembly", path).to_domain()
+    problems = Problems()
+    check_assembly(assembly, path, problems)
+    problems.raise_if_any("invalid assembly")
+    return assembly
+
+
+def parse_resource(data: object, path: str = "") -> domain.Resource:
+    return validated(Resource, data, "invalid resource", path).to_domain()
+
+
+def validated(model: type[Model], data: object, what: str, path: str = "") -> Model:
+    """``data`` as ``model``, or InvalidInput titled ``what`` listing every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise refusal(what, problems_of(error, model, path)) from None
