@@ -57,11 +57,12 @@ from foundation.spelling import (
 )
 
 
-def parse(data: object) -> Deployable:
-    """Validate a whole deployable document (a decoded JSON object)."""
+def parse(data: object, *, references_may_wait: bool = False) -> Deployable:
+    """Validate a whole deployable document (a decoded JSON object); with
+    ``references_may_wait``, a reference may name an assembly not in it yet."""
     from foundation.schema import parse_deployable
 
-    return parse_deployable(data)
+    return parse_deployable(data, references_may_wait=references_may_wait)
 
 
 def parse_assembly(data: object, path: str = "") -> Assembly:

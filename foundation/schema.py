@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -51,6 +51,7 @@ from foundation.schema_errors import LENIENT, is_lenient, problems_of, repaired
 from foundation.spelling import (
     MAX_PARAMETER,
     NAME_PATTERN,
+    NAME_RE,
     PARAM_NAME_RE,
     name_problem,
     parse_duration,
@@ -116,43 +117,45 @@ def _name_field(value: Any, info: ValidationInfo) -> str:
 
 NAME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": NAME_PATTERN}
 Name = Annotated[str, PlainValidator(_name_field), WithJsonSchema(NAME_SCHEMA)]
+# a name a request may leave out (the URL's), given as null no more than a name
+OptionalName = Annotated[str | None, PlainValidator(_name_field), WithJsonSchema(NAME_SCHEMA)]
 _DURATION_TEXT = "seconds, or a duration such as '10s', '500ms', '2m', '1h'"
+_DISABLED_TEXT = "INFINITY or -1 (or null, or empty) to disable"
+_SCORE_TEXT = "a whole number, INFINITY or -INFINITY"
+
+
+def _described(schema: dict[str, Any], description: str) -> WithJsonSchema:
+    return WithJsonSchema({**schema, "description": description})
+
+
+_NUMBER_OR_TEXT = [{"type": "number", "minimum": 0}, {"type": "string"}]
+_POSITIVE_OR_TEXT = [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]
+_ESCALATION_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]}
 Duration = Annotated[
     float,
     PlainValidator(spelled(parse_duration)),
-    WithJsonSchema(
-        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]},
-    ),
-    Field(description=_DURATION_TEXT),
+    _described({"anyOf": _NUMBER_OR_TEXT}, _DURATION_TEXT),
 ]
 PositiveDuration = Annotated[
     float,
     PlainValidator(spelled(parse_positive_duration)),
-    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}),
-    Field(description=_DURATION_TEXT + "; more than zero"),
+    _described({"anyOf": _POSITIVE_OR_TEXT}, _DURATION_TEXT + "; more than zero"),
 ]
 Score = Annotated[
     int,
     PlainValidator(spelled(parse_score)),
-    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]}),
-    Field(description="a whole number, INFINITY or -INFINITY"),
+    _described({"anyOf": [{"type": "integer"}, {"type": "string"}]}, _SCORE_TEXT),
 ]
-_DISABLED_TEXT = "INFINITY or -1 (or null, or empty) to disable"
-_ESCALATION_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]}
 FailureCount = Annotated[
     int,
     PlainValidator(spelled(parse_escalation_count)),
-    WithJsonSchema(_ESCALATION_VALUE),
-    Field(description=f"a number of failures; {_DISABLED_TEXT}"),
+    _described(_ESCALATION_VALUE, f"a number of failures; {_DISABLED_TEXT}"),
 ]
 Period = Annotated[
     float,
     PlainValidator(spelled(parse_escalation_period)),
-    WithJsonSchema(_ESCALATION_VALUE),
-    Field(description=f"{_DURATION_TEXT}; {_DISABLED_TEXT}"),
+    _described(_ESCALATION_VALUE, f"{_DURATION_TEXT}; {_DISABLED_TEXT}"),
 ]
-
-
 ResourceClass = Annotated[str, member_of(RESOURCE_CLASSES), enum_schema(RESOURCE_CLASSES)]
 Infrastructure = Annotated[str, member_of(INFRASTRUCTURES), enum_schema(INFRASTRUCTURES)]
 
@@ -172,8 +175,10 @@ def _uuid(value: Any) -> str | None:
 Uuid = Annotated[
     str | None,
     PlainValidator(_uuid),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
-    Field(description="uuid (32 hex digits); generated when absent"),
+    _described(
+        {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "uuid (32 hex digits); generated when absent",
+    ),
 ]
 
 
@@ -185,17 +190,14 @@ def _operation(value: Any) -> str:
 
 Timeouts = Annotated[
     dict[Annotated[str, PlainValidator(_operation)], PositiveDuration],
-    WithJsonSchema(
+    _described(
         {
             "type": "object",
-            "properties": {
-                op: {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}
-                for op in OPERATIONS
-            },
+            "properties": {op: {"anyOf": _POSITIVE_OR_TEXT} for op in OPERATIONS},
             "additionalProperties": False,
-        }
+        },
+        "seconds (or a duration) for start, stop and monitor; default 20",
     ),
-    Field(description="seconds (or a duration) for start, stop and monitor; default 20"),
 ]
 
 
@@ -292,9 +294,16 @@ ResourceEnd = Annotated[
 
 
 class Closed(BaseModel):
-    """A JSON object with these fields and no other."""
+    """A JSON object with these fields and no other.
+
+    ``what`` titles the refusal of one that is not valid (``invalid assembly``);
+    ``unknown_field`` and ``required`` word the problems of its own fields.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    what: ClassVar[str] = "invalid request"
+    unknown_field: ClassVar[str] = "unknown field"
+    required: ClassVar[str] = "required"
 
 
 class Escalation(Closed):
@@ -302,6 +311,8 @@ class Escalation(Closed):
 
     Disabled with INFINITY or -1; set by half, it is disabled too.
     """
+
+    what: ClassVar[str] = "invalid escalation"
 
     failures: FailureCount = 0
     period: Period = 0.0
@@ -314,6 +325,8 @@ class Escalation(Closed):
 
 class Resource(Closed):
     """A service in an assembly, driven by a resource agent."""
+
+    what: ClassVar[str] = "invalid resource"
 
     name: Name
     rclass: ResourceClass = Field(default="ocf", alias="class")
@@ -350,6 +363,8 @@ class Resource(Closed):
 class Assembly(Closed):
     """A guest built from a JEOS image, and the resources it runs."""
 
+    what: ClassVar[str] = "invalid assembly"
+
     name: Name
     uuid: Uuid = None
     image: Name = Field(default="host", description="the JEOS image (default: host)")
@@ -368,6 +383,8 @@ class Assembly(Closed):
 
 class Constraint(Closed):
     """Mandatory order: ``first`` starts before ``then``, and stops after it."""
+
+    what: ClassVar[str] = "invalid constraint"
 
     first: ResourceEnd
     then: ResourceEnd
@@ -389,6 +406,8 @@ class Location(Closed):
 class Service(Resource):
     """A resource not bound to one assembly: a resource's fields, and where it may run."""
 
+    what: ClassVar[str] = "invalid service"
+
     locations: tuple[Location, ...] = Field(description="the assemblies it may run on")
     stickiness: Score = 0
     migration_threshold: FailureCount = 0
@@ -407,6 +426,8 @@ class Service(Resource):
 class Colocation(Closed):
     """``service`` runs where ``with`` runs (INFINITY), never there (-INFINITY), or
     prefers (positive) or avoids (negative) it by ``score``."""
+
+    what: ClassVar[str] = "invalid colocation"
 
     service: Name
     with_: Name = Field(alias="with")
@@ -435,8 +456,10 @@ class Heartbeat(Closed):
         return domain.Heartbeat(self.interval, self.timeout, self.health_interval)
 
 
-class Deployable(Closed):
-    """A named set of assemblies, their order constraints, services and escalation."""
+class DeployableBase(Closed):
+    """A deployable's own fields, without its parts."""
+
+    what: ClassVar[str] = "invalid deployable document"
 
     name: Name
     uuid: Uuid = None
@@ -444,12 +467,20 @@ class Deployable(Closed):
     settings: Settings = Field(default_factory=dict, description="the driver's settings")
     heartbeat: Heartbeat = Heartbeat()
     escalation: Escalation = Escalation()
+
+
+class Deployable(DeployableBase):
+    """A named set of assemblies, their order constraints, services and escalation."""
+
+    references_may_wait: ClassVar[bool] = False  # see parse_deployable
+
     assemblies: tuple[Assembly, ...] = ()
     constraints: tuple[Constraint, ...] = ()
     services: tuple[Service, ...] = ()
     colocations: tuple[Colocation, ...] = ()
 
     def to_domain(self) -> domain.Deployable:
+        assert self.name is not None  # an import's name comes from its URL
         return domain.Deployable(
             name=self.name,
             uuid=self.uuid or new_uuid(),
@@ -481,34 +512,65 @@ DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
 # entry points
 
 
-def parse_deployable(data: object) -> domain.Deployable:
+def parse_deployable(data: object, *, references_may_wait: bool = False) -> domain.Deployable:
+    """A whole document: its shape, then what it says across (``foundation.checks``).
+
+    With ``references_may_wait`` a reference parameter may name an assembly that
+    is not in the deployable (yet): the catalog is built one command at a time.
+    """
     try:
         document = Deployable.model_validate(data).to_domain()
     except ValidationError as error:
-        problems = problems_of(error, Deployable)
-        raise refusal("invalid deployable document", problems + _across(data, error)) from None
-    across = Problems()
-    check_document(document, across)
-    across.raise_if_any()
+        shape = problems_of(error, Deployable)
+        across = problems_across(data, error, references_may_wait)
+        raise refusal(Deployable.what, shape + across) from None
+    problems = Problems()
+    check_across(document, problems, references_may_wait)
+    problems.raise_if_any()
     return document
 
 
-def _across(data: object, error: ValidationError) -> list[dict[str, str]]:
+def check_across(
+    document: domain.Deployable, problems: Problems, references_may_wait: bool
+) -> None:
+    if references_may_wait:
+        document = with_waited_for(document)
+    check_document(document, problems)
+
+
+def with_waited_for(document: domain.Deployable) -> domain.Deployable:
+    """The document with an empty stand-in for each assembly a reference waits for."""
+    known = {a.name for a in document.assemblies} | {s.name for s in document.services}
+    referenced = {
+        ref.assembly
+        for assembly in document.assemblies
+        for resource in assembly.resources
+        for ref in resource.references()
+        if NAME_RE.match(ref.assembly)
+    }
+    waited = tuple(domain.Assembly(name, "") for name in sorted(referenced - known))
+    return document.with_assemblies(document.assemblies + waited)
+
+
+def problems_across(
+    data: object, error: ValidationError, references_may_wait: bool = False
+) -> list[dict[str, str]]:
     """The problems across the document, in what is left without its shape's problems."""
     repair = repaired(data, error, Deployable)
     if repair is None:
         return []
+    repair.data.setdefault("name", "")  # an import's name is its URL's
     try:
         rest = Deployable.model_validate(repair.data, context=LENIENT).to_domain()
     except ValidationError:
         return []
     problems = Problems()
-    check_document(rest, problems)
+    check_across(rest, problems, references_may_wait)
     return [{**p, "path": repair.original_path(p["path"])} for p in problems.items]
 
 
 def parse_assembly(data: object, path: str = "") -> domain.Assembly:
-    assembly = validated(Assembly, data, "invalid assembly", path).to_domain()
+    assembly = validated(Assembly, data, path=path).to_domain()
     problems = Problems()
     check_assembly(assembly, path, problems)
     problems.raise_if_any("invalid assembly")
@@ -516,12 +578,19 @@ def parse_assembly(data: object, path: str = "") -> domain.Assembly:
 
 
 def parse_resource(data: object, path: str = "") -> domain.Resource:
-    return validated(Resource, data, "invalid resource", path).to_domain()
+    return validated(Resource, data, path=path).to_domain()
 
 
-def validated(model: type[Model], data: object, what: str, path: str = "") -> Model:
-    """``data`` as ``model``, or InvalidInput titled ``what`` listing every problem."""
+def validated(model: type[Model], data: object, *, path: str = "") -> Model:
+    """``data`` as ``model``, or InvalidInput listing every problem (paths under ``path``).
+
+    A whole document's refusal also lists the problems across it (references,
+    order constraints...) in what is left without its shape's problems.
+    """
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise refusal(what, problems_of(error, model, path)) from None
+        problems = problems_of(error, model, path)
+        if issubclass(model, Deployable):
+            problems += problems_across(data, error, model.references_may_wait)
+        raise refusal(getattr(model, "what", "invalid request"), problems) from None

@@ -56,13 +56,15 @@ def _path(prefix: str, loc: Loc) -> str:
 
 def _message(item: Any, model: type[BaseModel]) -> str:
     kind_of_input = kind(item.get("input"))
+    own = len(item["loc"]) == 1  # a field of the model itself, worded by the model
     match item["type"]:
         case "missing":
             field = field_at(model, item["loc"])
             hint = field.description if field is not None else None
-            return f"required: {hint}" if hint else "required"
+            required = getattr(model, "required", "required") if own else "required"
+            return f"{required}: {hint}" if hint else required
         case "extra_forbidden":
-            return "unknown field"
+            return getattr(model, "unknown_field", "unknown field") if own else "unknown field"
         case error if error in _OBJECT_ERRORS:
             return f"must be an object, not {kind_of_input}"
         case error if error in _LIST_ERRORS:
