@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from foundation.errors import Code
-from foundation.schema import Assembly, Closed, Location, Name
+from foundation.schema import Assembly, Closed, Location
+from foundation.schema_values import Name
 
 States = Literal["stopped", "started"]
 Seconds = float

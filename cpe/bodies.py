@@ -16,13 +16,9 @@ from pydantic import BaseModel, Field, PlainValidator, StrictFloat, WithJsonSche
 
 from foundation.config import POLICY_ENGINES
 from foundation.problems import Problems
-from foundation.schema import (
-    DOCUMENT_MODELS,
+from foundation.schema import DOCUMENT_MODELS, Assembly, Closed, Deployable, DeployableBase
+from foundation.schema_values import (
     NAME_SCHEMA,
-    Assembly,
-    Closed,
-    Deployable,
-    DeployableBase,
     FailureCount,
     Name,
     OptionalName,
@@ -155,7 +151,7 @@ def _flag(value: Any) -> bool:
 
 def _at_most(maximum: float) -> PlainValidator:
     def seconds(value: Any) -> float:
-        seconds = spelled(parse_duration)(value)
+        seconds: float = spelled(parse_duration)(value)
         if seconds > maximum:
             raise refused(f"at most {maximum:g} s: {value!r}")
         return seconds

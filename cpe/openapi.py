@@ -21,7 +21,7 @@ from cpe import answers, bodies
 from cpe.route_table import ROUTES
 from cpe.routes import EVENT_STREAM, EVERY_ROUTE_ERRORS, JSON, PREFIX, Route
 from foundation import __version__
-from foundation.schema import NAME_SCHEMA
+from foundation.schema_values import NAME_SCHEMA
 
 REF = "#/components/schemas/{model}"
 EVENT_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": bodies.MAX_EVENT_ID}
