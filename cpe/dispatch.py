@@ -43,10 +43,7 @@ Arguments = tuple[list[Any], dict[str, Any]]
 class Target:
     function: Callable[..., Any]
     owner: type | None  # a method's class
-
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+    is_async: bool
 
     def bound(self, context: Context) -> Callable[..., Any]:
         if self.owner is not None:
@@ -63,7 +60,7 @@ def target_of(route: Route) -> Target:
     for part in name.split("."):
         owner = found if inspect.isclass(found) else None
         found = getattr(found, part)
-    return Target(found, owner)
+    return Target(found, owner, inspect.iscoroutinefunction(found))
 
 
 def model_named(name: str) -> type[BaseModel]:
