@@ -25,9 +25,7 @@ Standard library only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from foundation.errors import Code
@@ -55,8 +53,7 @@ STATUS_OF_CODE: dict[Code, int] = {
 EVERY_ROUTE_ERRORS = (400, 401, 403, 500)
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """A target's answer with a status other than its route's (201 when an import
     created the deployable, 202 while a stop goes on)."""
 
@@ -64,8 +61,10 @@ class Answer:
     status: int
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
+    """One route (a named tuple, not a dataclass: a one-shot command makes the
+    table at start, and named tuples are the cheapest classes to make)."""
+
     method: str
     path: str  # under PREFIX; its {name} parts are the path parameters, in order
     operation_id: str
@@ -79,7 +78,7 @@ class Route:
     media: str = JSON
     also: tuple[int, ...] = ()  # other success statuses, with the same body
 
-    @cached_property
+    @property
     def path_params(self) -> tuple[str, ...]:
         return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
 
@@ -102,8 +101,7 @@ class Route:
         return Call(self, names, body, present)
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     route: Route
     names: tuple[str, ...]  # the path parameters' values, in order
     body: Any

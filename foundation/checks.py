@@ -3,20 +3,19 @@ constraints naming what exists, no cycles.
 
 ``check_document`` adds each problem with its path in the document to
 ``problems``; it runs on a document whose every value is already valid
-(``foundation.schema``).  The graph functions are the engine's too: placement
-orders services by their colocations.
+(``foundation.schema``).  The graphs it looks for cycles in are the domain's
+(``foundation.domain.find_cycle``).
 """
 
 from __future__ import annotations
 
 from foundation.domain import (
     Assembly,
-    Colocation,
-    Constraint,
     Deployable,
     ParamValue,
     Reference,
-    ResourceId,
+    find_colocation_cycle,
+    find_cycle,
     service_id,
 )
 from foundation.problems import Problems
@@ -125,54 +124,6 @@ def _check_colocations(deployable: Deployable, problems: Problems) -> None:
     cycle = find_colocation_cycle(deployable.colocations)
     if cycle:
         problems.add("colocations", "colocations form a cycle: " + " -> ".join(cycle))
-
-
-def find_cycle(constraints: tuple[Constraint, ...]) -> list[ResourceId] | None:
-    """A cycle in the order constraints, as a closed path, or None."""
-    edges: dict[ResourceId, list[ResourceId]] = {}
-    for c in constraints:
-        if c.first != c.then:
-            edges.setdefault(c.first, []).append(c.then)
-    state: dict[ResourceId, int] = {}  # 1 = on the stack, 2 = done
-    stack: list[ResourceId] = []
-
-    def visit(node: ResourceId) -> list[ResourceId] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for start in list(edges):
-        if start not in state and (found := visit(start)):
-            return found
-    return None
-
-
-def colocation_order(services: list[str], colocations: tuple[Colocation, ...]) -> list[str]:
-    """Services in placement order: each after the services it is colocated with."""
-    leaders = {n: [c.with_ for c in colocations if c.service == n] for n in services}
-    order: list[str] = []
-    while len(order) < len(services):
-        waiting = [n for n in services if n not in order]
-        ready = [n for n in waiting if all(w in order or w not in leaders for w in leaders[n])]
-        order.append((ready or waiting)[0])  # a cycle (refused by validation): stay total
-    return order
-
-
-def find_colocation_cycle(colocations: tuple[Colocation, ...]) -> list[str] | None:
-    constraints = tuple(
-        Constraint(service_id(c.with_), service_id(c.service))
-        for c in colocations
-        if c.service != c.with_
-    )
-    cycle = find_cycle(constraints)
-    return [rid.resource for rid in cycle] if cycle else None
 
 
 def _at(path: str, key: str) -> str:

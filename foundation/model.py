@@ -8,14 +8,13 @@ Objects are frozen: a change is a new document.
 This module is the model's one door.  Behind it: the objects
 (``foundation.domain``), how values are spelled (``foundation.spelling``), the
 document's shape as pydantic models (``foundation.schema``) and the rules a
-shape cannot say (``foundation.checks``).  The schema is imported when a
-document is first parsed, so importing this module stays cheap: the shell's
-one-shot commands do.
+shape cannot say (``foundation.checks``).  The schema and the checks are
+imported when a document is first parsed, so importing this module stays
+cheap: the shell's one-shot commands do.
 """
 
 from __future__ import annotations
 
-from foundation.checks import colocation_order, find_colocation_cycle, find_cycle
 from foundation.domain import (
     DEFAULT_MONITOR_INTERVAL,
     DEFAULT_OP_TIMEOUT,
@@ -36,6 +35,9 @@ from foundation.domain import (
     Resource,
     ResourceId,
     Service,
+    colocation_order,
+    find_colocation_cycle,
+    find_cycle,
     new_uuid,
     score_text,
     service_id,
