@@ -87,7 +87,7 @@ class InProcessCped:
         self.store = store
         self.supervisor = FakeSupervisor()
         catalog = Catalog(store, clock=clock)
-        lifecycle = Lifecycle(catalog, self.supervisor, _direct, clock)  # type: ignore[arg-type]
+        lifecycle = Lifecycle(catalog, self.supervisor, _direct, clock)  # type: ignore[arg-type]  # the fake supervisor
         self.context = Context(catalog, lifecycle, DaemonInfo(Config()), _direct)
         self.calls: list[str] = []  # each call: its operation, its query when it has one
         self.answers: dict[tuple[str, ...], Any] = {}  # (operation, *names) -> answer or error
