@@ -222,7 +222,7 @@ async def test_every_page_forbids_inline_scripts_and_has_none(console: Console, 
     assert policy == CSP and "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert "frame-ancestors 'none'" in policy
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Referrer-Policy"] == "same-origin"
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []  # no inline script
     assert re.findall(r"\s(style|on[a-z]+)=", page) == []  # no inline style or handler
 
