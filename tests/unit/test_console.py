@@ -22,6 +22,7 @@ from aiohttp import test_utils, web
 from cpe.access import Access
 from cpe.api import DaemonInfo, StreamSettings, make_app
 from cpe.console import mount
+from cpe.console.actions import ACTIONS
 from cpe.console.chart import recovery_chart
 from cpe.console.guard import COOKIE, CSP
 from cpe.console.sessions import Sessions
@@ -99,7 +100,17 @@ async def console(store: Store) -> AsyncIterator[Console]:
 async def put_shop(console: Console) -> None:
     document = {
         "name": "shop",
-        "assemblies": [{"name": "web", "resources": [{"name": "www", "type": "Dummy"}]}],
+        "assemblies": [
+            {"name": "web", "resources": [{"name": "www", "type": "Dummy"}]},
+            {"name": "web2"},
+        ],
+        "services": [
+            {
+                "name": "db",
+                "type": "Dummy",
+                "locations": [{"assembly": "web", "score": 100}, {"assembly": "web2"}],
+            }
+        ],
     }
     async with console.client.put(
         "/v1/deployables/shop", json=document, headers={"Authorization": f"Bearer {TOKEN}"}
@@ -258,7 +269,7 @@ async def test_the_overview_lists_each_deployable_with_its_health(console: Conso
     assert row is not None
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row[0], re.S)
     assert [re.sub(r"<[^>]+>", "", c).strip() for c in cells[1:]] == [
-        "stopped", "stopped", "0/1", "1", "not running", "none",
+        "stopped", "stopped", "0/2", "1", "not running", "none",
     ]  # fmt: skip
 
 
@@ -283,6 +294,43 @@ async def test_the_confirmation_asks_before_acting(console: Console) -> None:
     status, page, _ = await console.get("/console/deployables/shop/confirm/stop")
     assert status == 200 and "Stop shop?" in page and console.csrf in page
     assert (await console.get("/console/deployables/shop/confirm/explode"))[0] == 404
+
+
+async def test_a_service_move_goes_through_the_api_and_is_an_event_with_its_user(
+    console: Console,
+) -> None:
+    await console.login("bob")
+    _, page, _ = await console.get("/console/deployables/shop")
+    assert 'action="/console/deployables/shop/confirm/move"' in page
+    _, page, _ = await console.get(
+        "/console/deployables/shop/confirm/move?service=db&assembly=web2"
+    )
+    assert 'name="service" value="db"' in page and 'name="assembly" value="web2"' in page
+    form = {"csrf": console.csrf, "service": "db", "assembly": "web2"}
+    status, _, headers = await console.post("/console/deployables/shop/actions/move", form)
+    assert (status, headers["Location"]) == (303, "/console/deployables/shop")
+    [event] = console.store.query_events(deployable="shop", newest_first=True, limit=1)
+    assert event.state == "move-requested" and event.reason.startswith("by bob from the web")
+
+
+async def test_a_move_to_an_assembly_the_service_may_not_use_is_refused(console: Console) -> None:
+    await console.login()
+    before = dump(console.store)
+    form = {"csrf": console.csrf, "service": "db", "assembly": "nowhere"}
+    status, page, _ = await console.post("/console/deployables/shop/actions/move", form)
+    assert status in (400, 409) and "nowhere" in page
+    assert dump(console.store) == before
+
+
+async def test_cleanup_is_offered_only_when_cped_has_its_route(console: Console) -> None:
+    await console.login()
+    _, page, _ = await console.get("/console/deployables/shop")
+    if ACTIONS["cleanup"].operation_id is None:
+        assert 'class="button disabled"' in page and "Clean up" in page
+        status, page, _ = await console.get("/console/deployables/shop/confirm/cleanup")
+        assert status == 404 and "no route" in page
+    else:
+        assert 'id="action-cleanup"' in page
 
 
 # -- the recoveries ------------------------------------------------------------------------
