@@ -13,6 +13,7 @@ and the route table never import it (import-linter contracts).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -59,6 +60,5 @@ async def _to_overview(request: web.Request) -> web.StreamResponse:
 
 
 def _clock(when: float) -> str:
-    import time
-
+    """An event's time as the timeline shows it (UTC, as the script's rows)."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))

@@ -11,7 +11,8 @@ browser is told to refuse.
   login must carry the session's CSRF token.
 - Every console answer carries a Content-Security-Policy that allows scripts,
   styles and images from cped only (no inline script or style), and forbids
-  framing; plus ``nosniff``, no referrer and no caching of pages.
+  framing; plus ``nosniff``, a same-origin referrer policy and no caching of
+  pages.
 """
 
 from __future__ import annotations
