@@ -875,30 +875,6 @@ def _check_services(deployable: Deployable, problems: Problems) -> None:
         problems,
         "colocation",
     )
-    cycle = find_colocation_cycle(deployable.colocations)
-    if cycle:
-        problems.add("colocations", "colocations form a cycle: " + " -> ".join(cycle))
-
-
-def colocation_order(services: list[str], colocations: tuple[Colocation, ...]) -> list[str]:
-    """Services in placement order: each after the services it is colocated with."""
-    leaders = {n: [c.with_ for c in colocations if c.service == n] for n in services}
-    order: list[str] = []
-    while len(order) < len(services):
-        waiting = [n for n in services if n not in order]
-        ready = [n for n in waiting if all(w in order or w not in leaders for w in leaders[n])]
-        order.append((ready or waiting)[0])  # a cycle (refused by validation): stay total
-    return order
-
-
-def find_colocation_cycle(colocations: tuple[Colocation, ...]) -> list[str] | None:
-    constraints = tuple(
-        Constraint(service_id(c.with_), service_id(c.service))
-        for c in colocations
-        if c.service != c.with_
-    )
-    cycle = find_cycle(constraints)
-    return [rid.resource for rid in cycle] if cycle else None
 
 
 # ---------------------------------------------------------------------------

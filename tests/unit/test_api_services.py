@@ -59,12 +59,14 @@ async def test_colocations(api: Client, store: Store) -> None:
     status, answer = await call(api, "POST", colocations, body)
     assert (status, answer) == (201, body)
     await refused(api, store, 409, "POST", colocations, body)
-    await refused(api, store, 400, "POST", colocations, {"service": "db", "with": "replica"})
     await refused(api, store, 400, "POST", colocations, {"service": "db", "with": "ghost"})
     await refused(api, store, 409, "DELETE", path + "/db")
     await refused(api, store, 404, "DELETE", colocations + "?service=db&with=replica")
-    status, _ = await call(api, "DELETE", colocations + "?service=replica&with=db")
-    assert status == 204
+    cycle = {"service": "db", "with": "replica", "score": 50}  # accepted, as in Pacemaker
+    assert await call(api, "POST", colocations, cycle) == (201, cycle)
+    for query in ("?service=replica&with=db", "?service=db&with=replica"):
+        status, _ = await call(api, "DELETE", colocations + query)
+        assert status == 204
 
 
 async def test_a_move_request_is_recorded_for_the_dpe(api: Client, store: Store) -> None:
