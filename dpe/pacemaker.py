@@ -89,6 +89,7 @@ harness requires the two plans to agree on every resource outside it.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -96,6 +97,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -201,7 +203,7 @@ def run_scheduler(
         cib_file, graph_file = Path(work) / "cib.xml", Path(work) / "graph.xml"
         cib_file.write_text(cib.xml, encoding="utf-8")
         mode = "-S" if execute else "-R"
-        argv = [CRM_SIMULATE, "-x", str(cib_file), mode, "--output-as=xml"]
+        argv = [CRM_SIMULATE, "-x", str(cib_file), mode, "--output-as=xml", *_datetime(cib)]
         result = _run([*argv, "--save-graph", str(graph_file)], work, timeout)
         # exit status 1 (-S): the simulated run could not finish the graph, as
         # some of its actions wait for actions that cannot run; the graph stands
@@ -212,6 +214,14 @@ def run_scheduler(
     _check_read(output, cib)
     transition = read_graph(graph, cib)
     return replace(transition, summary=tuple(_summary(output, cib)))
+
+
+def _datetime(cib: Cib) -> list[str]:
+    """The CIB's own time as crm_simulate's now: fail counts expire against it."""
+    if cib.now is None:
+        return []
+    moment = datetime.fromtimestamp(math.floor(cib.now), tz=UTC)
+    return [f"--set-datetime={moment.strftime('%Y-%m-%dT%H:%M:%SZ')}"]
 
 
 def available() -> bool:
