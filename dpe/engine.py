@@ -66,7 +66,7 @@ from dpe.interfaces import (
     SystemClock,
     Transport,
 )
-from dpe.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId
+from dpe.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId, Service
 from dpe.planner import ActionKind, Goal, Move, Observed, Plan
 from dpe.planner import plan as builtin_plan
 from dpe.runtime import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE, Docs, Runtime
@@ -625,8 +625,13 @@ class Engine:
         self._replan(abort=True)
 
     def stop_failed(self, runner: ResourceRunner, reason: str) -> None:
+        """A stop failed: the resource may still run, and only a fence makes sure.
+        After a hard error a pinned resource is left alone (unrecoverable); a
+        service's copy is fenced all the same, or it could run twice."""
+        if runner.state is ResourceState.UNRECOVERABLE and self._service_of(runner.rid) is None:
+            return
         runner.cancel_monitor()
-        if self.goal is Goal.RUN:  # only fencing cleans up a resource that will not stop
+        if self.goal is Goal.RUN:
             assembly = self.assemblies[runner.rid.assembly]
             self.assembly_lost(assembly, f"stop of {runner.rid.resource} failed ({reason})")
         self._replan(abort=True)
@@ -670,10 +675,17 @@ class Engine:
             self.resources[rid] = runner
         return added
 
-    def _count_service_failure(self, rid: ResourceId) -> None:
+    def _service_of(self, rid: ResourceId) -> Service | None:
+        """The service ``rid`` is a copy of (None: a pinned resource)."""
         service = self.document.service(rid.resource)
         assembly = self.document.assembly(rid.assembly)
         if service is None or (assembly is not None and assembly.resource(rid.resource)):
+            return None
+        return service
+
+    def _count_service_failure(self, rid: ResourceId) -> None:
+        service = self._service_of(rid)
+        if service is None:
             return  # a pinned resource: its failure window is all there is
         doc = self.services.failed(service, rid.assembly, self.clock.time())
         self._put(SERVICE, service.name, doc)

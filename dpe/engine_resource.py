@@ -155,6 +155,7 @@ class ResourceRunner:
             return True
         if result.hard_error:
             self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
+            self.hooks.stop_failed(self, result.reason)  # it may still run
             return False
         return self._failed("stop", result.reason)
 
