@@ -268,6 +268,7 @@ def assign(document: Deployable, observed: Observed) -> dict[str, Assignment]:
     assigner = _Assigner(document, observed)
     for service in document.services:
         assigner.assign(service.name)
+    assigner.keep_with_leaders()
     return {s.name: assigner.result(s.name) for s in document.services}
 
 
@@ -328,7 +329,9 @@ class _Assigner:
         }
         running = self.running_on(service)
         if service.stickiness >= 1 and len(running) == 1 and running[0] in table:
-            table[running[0]] = table[running[0]].plus(service.stickiness, "stickiness (runs here)")
+            table[running[0]] = table[running[0]].plus(
+                service.stickiness, "stickiness (it runs here)"
+            )
         for assembly in table:
             for amount, why in self._bans(service, assembly):
                 table[assembly] = table[assembly].plus(amount, why)
@@ -382,8 +385,9 @@ class _Assigner:
             return  # met again in a cycle: it has no assembly yet
         self._apply_colocation(name, colocation)
         if archive is not None and not self._available(self.tables[name]):
+            if self._available(archive):
+                self._left_out(name, f"its colocation with {colocation.with_}")
             self.tables[name] = archive
-            self._left_out(name, f"its colocation with {colocation.with_}")
 
     def _apply_colocation(self, name: str, colocation: Colocation) -> None:
         where = self.assigned[colocation.with_]
@@ -397,7 +401,7 @@ class _Assigner:
                 work[assembly] = current.plus(*term)
         if abs(score) >= INFINITY or self._available(work):
             self.tables[name] = work
-        else:
+        elif self._available(self.tables[name]):
             self._left_out(name, f"its colocation with {leader}")
 
     def _left_out(self, name: str, what: str) -> None:
@@ -406,7 +410,7 @@ class _Assigner:
     def _lend_scores(self, name: str, colocation: Colocation) -> None:
         """A follower's scores (and its own followers') count for this service."""
         factor = colocation_factor(colocation.score)
-        via = f"{colocation.service} (colocated with {name}, {score_text(colocation.score)})"
+        via = _follower_text(colocation)
         self.tables[name] = self._merge(name, colocation.service, self.tables[name], factor, via)
 
     def _merge(self, name: str, follower: str, table: Table, factor: float, via: str) -> Table:
@@ -416,14 +420,12 @@ class _Assigner:
         try:
             work = self._add_follower(table, follower, factor, via)
             if not self._available(work):
-                self._left_out(name, f"the preference of {follower}")
+                if self._available(table):
+                    self._left_out(name, f"the preference of {follower}")
                 return table
             for colocation in self.followers.get(follower, ()):
                 next_factor = colocation_factor(colocation.score, negative=factor < 0)
-                next_via = (
-                    f"{colocation.service} (colocated with {follower},"
-                    f" {score_text(colocation.score)})"
-                )
+                next_via = _follower_text(colocation)
                 work = self._merge(name, colocation.service, work, next_factor, next_via)
             return work
         finally:
@@ -438,8 +440,34 @@ class _Assigner:
             if factor < 0 and score < 0:
                 continue  # avoiding where it may not run is no preference for it
             amount = attenuated(score, factor)
-            work[assembly] = current.plus(amount, f"from {via}: {score_text(score)} there")
+            there = (
+                f"scores {score_text(score)} there" if score > -INFINITY else "may not run there"
+            )
+            work[assembly] = current.plus(amount, f"from {via}: it {there}")
         return work
+
+    def keep_with_leaders(self) -> None:
+        """In a colocation cycle a service can be assigned before the leader it must
+        run with, which may then run nowhere: it does not run either (ours; see
+        ``colocation-cycle`` in ``dpe.pacemaker``)."""
+        changed = True
+        while changed:
+            changed = False
+            for name, leader in self._stranded():
+                self.assigned[name] = None
+                self.held[name] = f"must run with {leader}, which runs nowhere"
+                self.ties.pop(name, None)
+                changed = True
+
+    def _stranded(self) -> list[tuple[str, str]]:
+        return [
+            (name, c.with_)
+            for name, leaders in self.leaders.items()
+            for c in leaders
+            if c.score >= INFINITY
+            and self.assigned.get(name) is not None
+            and self.assigned.get(c.with_) is None
+        ][:1]
 
     # -- choosing -------------------------------------------------------------------
 
@@ -506,6 +534,12 @@ class _Assigner:
         else:
             tie += f"{chosen} comes first by name"
         self.ties[name] = tie
+
+
+def _follower_text(colocation: Colocation) -> str:
+    return (
+        f"{colocation.service}, colocated with {colocation.with_} at {score_text(colocation.score)}"
+    )
 
 
 def _colocation_term(

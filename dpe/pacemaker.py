@@ -84,7 +84,17 @@ harness requires the two plans to agree on every resource outside it.
     resource, and with it the stops of what it is ordered after; the planner
     tries the stop again while the deployable runs -- though the engine never
     lets it come to that, since a failed stop makes it fence the assembly.
-    When the deployable stops, both leave it alone (to the fence).
+    When the deployable stops, both leave it alone (to the fence).  A service
+    whose stop failed stays where it is in both (Pacemaker blocks it there),
+    and the engine fences that assembly before the service starts anywhere
+    else, whatever the scores say.
+``colocation-cycle``
+    In a cycle of colocations a service can be assigned before the service it
+    must run with (at INFINITY), which can then run nowhere.  We keep it
+    stopped as well: it must run with that service.  Pacemaker, which breaks
+    the cycle the same way, starts it alone -- unless that service's start was
+    scheduled (it is ordered before something), in which case its unrunnable
+    start blocks the first one's as ours does.
 """
 
 from __future__ import annotations
@@ -132,6 +142,7 @@ DIFFERENCES: Mapping[str, str] = {
     "failed-stop": "a failed stop: Pacemaker blocks the resource, we stop again or fence",
     "hard-error-stop": "a stop's hard error: Pacemaker blocks it and what it follows; we go on",
     "unresolved-reference": "a running resource waiting for an address: we hold, Pacemaker restarts",
+    "colocation-cycle": "in a cycle, a service whose leader runs nowhere: we stop it, Pacemaker may not",
 }
 
 _RESOURCE_OPS = {"start": ActionKind.START, "stop": ActionKind.STOP}
