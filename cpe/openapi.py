@@ -820,6 +820,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "description": "escalations that happen first, failures that change nothing",
             },
             "given_up": {"type": "boolean", "description": "the deployable would be failed"},
+            "placements": {
+                "type": "array",
+                "items": _ref("Placement"),
+                "description": "where each service would go, and why",
+            },
             "actions": {"type": "array", "items": _ref("SimulatedAction")},
             "blocked": {
                 "type": "array",
@@ -828,6 +833,54 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "dot": {"type": "string", "description": "the plan as a Graphviz digraph"},
         },
         ("deployable", "source", "policy_engine", "failures", "notes", "actions", "dot"),
+    ),
+    "Placement": _object(
+        {
+            "service": _NAME,
+            "current": {**_NAME, "nullable": True, "description": "where it runs now"},
+            "target": {**_NAME, "nullable": True, "description": "where it goes (null: nowhere)"},
+            "moves": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "tie": {
+                "type": "string",
+                "nullable": True,
+                "description": "how equal scores were told apart",
+            },
+            "until": {
+                "type": "number",
+                "nullable": True,
+                "description": "a fail count ban ends then (seconds since the epoch)",
+            },
+            "candidates": {"type": "array", "items": _ref("PlacementCandidate")},
+            "notes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "preferences left out: with them it could run nowhere",
+            },
+            "explanation": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the same, as lines for people",
+            },
+        },
+        ("service", "current", "target", "moves", "reason", "candidates", "explanation"),
+    ),
+    "PlacementCandidate": _object(
+        {
+            "assembly": _NAME,
+            "score": {"$ref": "#/components/schemas/Score"},
+            "allowed": {"type": "boolean"},
+            "why_not": {"type": "string", "nullable": True},
+            "terms": {
+                "type": "array",
+                "items": _object(
+                    {"score": {"$ref": "#/components/schemas/Score"}, "why": {"type": "string"}},
+                    ("score", "why"),
+                ),
+                "description": "the parts of the score: location, stickiness, bans, colocations",
+            },
+        },
+        ("assembly", "score", "allowed", "terms"),
     ),
     "SimulatedAction": _object(
         {

@@ -241,7 +241,7 @@ def _reason(
         return f"{score} against {score_text(allowed[current])} on {current}" + (
             f" (stickiness {score_text(service.stickiness)} included)" if service.stickiness else ""
         )
-    return f"stays ({score})"
+    return f"the best allowed ({score})"
 
 
 def steady_services(

@@ -381,7 +381,10 @@ def test_a_colocated_followers_failure_ban_keeps_the_group_off_that_assembly() -
     decisions = place(doc, observed(doc, failures={"a1/cache": [990.0]}))
     assert (target(decisions, "db"), target(decisions, "cache")) == ("a2", "a2")
     terms = [t.why for t in decisions["db"].candidates["a1"].terms]
-    assert terms == ["location score", "from cache (colocated with db, INFINITY): -INFINITY there"]
+    assert terms == [
+        "location score",
+        "from cache, colocated with db at INFINITY: it may not run there",
+    ]
     assert decisions["db"].banned["a1"].startswith("from cache")
 
 
@@ -493,9 +496,19 @@ def test_simulating_an_assembly_failure_shows_where_its_services_move() -> None:
         constraints=[("db", "a3/app")],
     )
     steady = simulate.steady_state(doc)
-    assert simulate.what_if(doc, steady, []).describe() == ["no actions"]
+    assert simulate.what_if(doc, steady, []).describe() == [
+        "db stays on a1: the best allowed (score 160 on a1)",
+        "  a1: 160 = 100 location score + 60 stickiness (it runs here)",
+        "  a2: 50 = 50 location score",
+        "no actions",
+    ]
     lines = simulate.what_if(doc, steady, ["a1"]).describe()
-    assert lines[0] == "move db: a1 -> a2 (assembly a1 is failed (score 50 on a2))"
+    assert lines[:4] == [
+        "move db: a1 -> a2 (assembly a1 is failed (score 50 on a2))",
+        "db moves from a1 to a2: assembly a1 is failed (score 50 on a2)",
+        "  a1: 100 = 100 location score; not allowed: assembly a1 is failed",
+        "  a2: 50 = 50 location score",
+    ]
     assert "4. start a2/db (after fence a1)" in lines
     restart = simulate.what_if(doc, steady, ["a1/db"]).plan
     assert kinds(restart, K.START) == {"a1/db", "a3/app"}  # recovered in place
