@@ -129,10 +129,16 @@ def copies_of(service: Service, observed: Observed) -> list[str]:
 
 
 def possibly_active(status: ResourceStatus) -> bool:
-    """It may run: an active state, or not probed yet but running when last known."""
-    if status.state in _ACTIVE:
+    """It may run: an active state (or its stop failed), or not probed yet but
+    running when last known."""
+    if may_run(status):
         return True
     return status.state is ResourceState.UNKNOWN and status.applied is not None
+
+
+def may_run(status: ResourceStatus) -> bool:
+    """Active, or its stop failed."""
+    return status.state in _ACTIVE or stop_failed(status)
 
 
 def current_location(service: Service, observed: Observed) -> str | None:
@@ -140,7 +146,7 @@ def current_location(service: Service, observed: Observed) -> str | None:
     active = [
         a
         for a in service.assemblies
-        if observed.resource(ResourceId(a, service.name)).state in _ACTIVE
+        if may_run(observed.resource(ResourceId(a, service.name)))
         and observed.assembly(a).state is not AssemblyState.STOPPED
     ]
     up = [a for a in active if observed.assembly(a).state is AssemblyState.RUNNING]

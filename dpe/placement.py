@@ -33,6 +33,7 @@ from dpe.assignment import (
     copies_of,
     current_location,
     fail_count,
+    may_run,
     possibly_active,
 )
 from dpe.model import (
@@ -63,12 +64,6 @@ from dpe.states import AssemblyState, ResourceState
 __all__ = ["Decision", "add_scores", "copies_of", "place", "plan", "possibly_active"]
 
 NOWHERE = ""  # the pseudo-assembly of services that cannot run anywhere now
-_ACTIVE = (
-    ResourceState.RUNNING,
-    ResourceState.STARTING,
-    ResourceState.STOPPING,
-    ResourceState.FAILED,
-)
 
 
 @dataclass(frozen=True)
@@ -191,7 +186,7 @@ def _up(observed: Observed, assembly: str) -> bool:
 def _former(service: Service, observed: Observed) -> str | None:
     """An assembly that is no longer a candidate but still runs a copy."""
     former = [a for a in copies_of(service, observed) if service.location(a) is None]
-    active = [a for a in former if observed.resource(ResourceId(a, service.name)).state in _ACTIVE]
+    active = [a for a in former if may_run(observed.resource(ResourceId(a, service.name)))]
     return active[0] if active else None
 
 

@@ -324,6 +324,33 @@ def test_a_fail_count_starts_again_only_after_it_expired() -> None:
     assert target(place(doc, restarted), "db") == "a1"
 
 
+def test_a_service_whose_stop_failed_never_starts_elsewhere_before_the_fence() -> None:
+    """Whatever the scores say (a2 at INFINITY), a copy whose stop failed, softly or
+    with a hard error, may still run on a1: the service stays there until a1 is
+    fenced, and starts on a2 only after the fence."""
+    doc = document([svc("db", ("a1", 0), ("a2", INF))], assemblies=("a1", "a2"))
+    ran = Applied("ocf:heartbeat:Dummy", ())
+    for status in (
+        ResourceStatus(R.FAILED, "stop", 1, ran),
+        ResourceStatus(R.UNRECOVERABLE, "stop", 5, ran),
+    ):
+        obs = observed(doc)
+        obs = Observed(
+            obs.goal, obs.assemblies, {**obs.resources, ResourceId("a1", "db"): status}, now=obs.now
+        )
+        decision = place(doc, obs)["db"]
+        assert (decision.target, decision.reason) == (
+            "a1",
+            "its stop failed on a1: it stays until it is fenced",
+        )
+        assert "a2/db" not in kinds(plan(doc, obs), K.START)
+        lost = Observed(
+            obs.goal, {**obs.assemblies, "a1": AssemblyStatus(A.FAILED)}, obs.resources, now=obs.now
+        )
+        p = plan(doc, lost)
+        assert before(p, action(K.FENCE, "a1"), action(K.START, "a2", "db"))
+
+
 # -- colocation -----------------------------------------------------------------
 
 
