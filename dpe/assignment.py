@@ -28,10 +28,12 @@ Among equal scores Pacemaker prefers, in turn, the assembly with fewer
 resources placed so far, the one it already runs on, and the lower name;
 above 0 it also keeps it where it runs whenever that assembly ties for best.
 
-Two rules are ours: a service whose stop failed stays where it is (it may
+Three rules are ours: a service whose stop failed stays where it is (it may
 still run there; Pacemaker, with fencing off, blocks it there too) until that
-assembly is fenced, and a service that may still run on an assembly whose state
-is not known yet (being connected to, or fenced) starts nowhere new.
+assembly is fenced; a service that may still run on an assembly whose state is
+not known yet (being connected to, or fenced) starts nowhere new; and a service
+assigned, in a colocation cycle, before a service it must run with that then
+runs nowhere does not run either (``colocation-cycle`` in ``dpe.pacemaker``).
 
 Scores are kept with the terms they are made of, so that each decision can be
 explained (``dpe.placement``).
@@ -453,27 +455,27 @@ class _Assigner:
         return work
 
     def keep_with_leaders(self) -> None:
-        """In a colocation cycle a service can be assigned before the leader it must
-        run with, which may then run nowhere: it does not run either (ours; see
-        ``colocation-cycle`` in ``dpe.pacemaker``)."""
-        changed = True
-        while changed:
-            changed = False
-            for name, leader in self._stranded():
-                self.assigned[name] = None
-                self.held[name] = f"must run with {leader}, which runs nowhere"
-                self.ties.pop(name, None)
-                changed = True
+        """In a colocation cycle a service can be assigned before a service it must
+        run with, which may then run nowhere: it does not run either (ours)."""
+        stranded = self._stranded()
+        while stranded is not None:
+            name, leader = stranded
+            self.assigned[name] = None
+            self.held[name] = f"must run with {leader}, which runs nowhere"
+            self.ties.pop(name, None)
+            stranded = self._stranded()
 
-    def _stranded(self) -> list[tuple[str, str]]:
-        return [
-            (name, c.with_)
-            for name, leaders in self.leaders.items()
-            for c in leaders
-            if c.score >= INFINITY
-            and self.assigned.get(name) is not None
-            and self.assigned.get(c.with_) is None
-        ][:1]
+    def _stranded(self) -> tuple[str, str] | None:
+        """A service placed while a service it must run with is placed nowhere."""
+        for name, leaders in self.leaders.items():
+            for colocation in leaders:
+                if (
+                    colocation.score >= INFINITY
+                    and self.assigned.get(name) is not None
+                    and self.assigned.get(colocation.with_) is None
+                ):
+                    return name, colocation.with_
+        return None
 
     # -- choosing -------------------------------------------------------------------
 
