@@ -43,8 +43,9 @@ only), ``resource-stickiness``, ``migration-threshold`` and ``failure-timeout``
 ``rsc_colocation``, the op history of their copy on each candidate, and their
 fail count on each running assembly as Pacemaker's transient node attributes
 (``fail-count-svc_NAME#monitor_MS`` and ``last-failure-...``, the failures
-that still count, as ``dpe.assignment.fail_count`` counts them); requested
-moves are not exported.  The CIB's time (``Cib.now``, the time of the observed
+that still count, as ``dpe.assignment.fail_count`` counts them), and a move an
+administrator asked for as a location of INFINITY on that assembly (what
+``crm_resource --move`` adds).  The CIB's time (``Cib.now``, the time of the observed
 state) is what ``crm_simulate`` must take for now (``--set-datetime``): fail
 counts expire against it.
 
@@ -559,6 +560,17 @@ class _Writer:
                     rsc=self.ids[sid],
                     node=location.assembly,
                     score=str(score_text(location.score)),
+                )
+            moved_to = self.obs.move_requests.get(service.name)
+            if moved_to is not None and service.location(moved_to) is not None:
+                ET.SubElement(
+                    constraints,
+                    "rsc_location",
+                    {"resource-discovery": "exclusive"},  # as its other locations: probed there
+                    id=make_id("move", service.name),
+                    rsc=self.ids[sid],
+                    node=moved_to,
+                    score="INFINITY",
                 )
         for colocation in self.doc.colocations:
             ET.SubElement(

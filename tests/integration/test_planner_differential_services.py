@@ -13,7 +13,8 @@ Then generated cases, made to be hard rather than easy: few distinct scores
 same assemblies with pinned resources already there, services running on tied
 assemblies, colocation chains, stars, pairs both ways and cycles at INFINITY,
 -INFINITY or finite scores, fail counts below, at and over the migration
-threshold (expired or not), assemblies lost under colocated groups.  Every
+threshold (expired or not), assemblies lost under colocated groups, moves an
+administrator asked for, copies whose start or stop failed.  Every
 generated CIB is checked by ``crm_verify`` too.  The plans must agree exactly,
 but where a pinned resource is in one of the documented differences
 (``dpe.pacemaker.DIFFERENCES``; scoped as in ``test_planner_differential``).
@@ -109,6 +110,7 @@ def case(
     failed: Mapping[str, str] | None = None,
     failures: Mapping[str, Sequence[float]] | None = None,
     copies: Mapping[str, ResourceStatus] | None = None,
+    moves: Mapping[str, str] | None = None,
 ) -> Case:
     """Pinned resources running; service copies stopped (probed) but where ``running``
     (or ``failed``: its monitor), or as ``copies`` says (``"a/db"``)."""
@@ -130,7 +132,14 @@ def case(
     service_failures = {
         ResourceId(*key.split("/")): tuple(times) for key, times in (failures or {}).items()
     }
-    observed = Observed(Goal.RUN, statuses, resources, now=NOW, service_failures=service_failures)
+    observed = Observed(
+        Goal.RUN,
+        statuses,
+        resources,
+        now=NOW,
+        service_failures=service_failures,
+        move_requests=dict(moves or {}),
+    )
     return Case(doc, observed)
 
 
@@ -238,6 +247,7 @@ def describe(c: Case) -> str:
         )
     lines += [f"  colocation {x.service} with {x.with_} {x.score}" for x in c.document.colocations]
     lines += [f"  failures {rid}: {times}" for rid, times in c.observed.service_failures.items()]
+    lines += [f"  move {name} to {where}" for name, where in c.observed.move_requests.items()]
     return "\n".join(lines)
 
 
@@ -514,7 +524,10 @@ def cases(draw: st.DrawFn) -> Case:
     for rid in doc.resource_ids():
         copies[str(rid)] = draw(st.sampled_from(PINNED))
     failures: dict[str, list[float]] = {}
+    moves: dict[str, str] = {}
     for entry in doc.services:
+        if draw(st.integers(0, 19)) == 0:  # an administrator asked for a move
+            moves[entry.name] = draw(st.sampled_from(entry.assemblies))
         for assembly in entry.assemblies:
             ago = draw(st.lists(st.sampled_from(AGO), max_size=entry.migration_threshold + 1))
             if ago:
@@ -526,7 +539,7 @@ def cases(draw: st.DrawFn) -> Case:
         copies[copy] = draw(st.sampled_from(COPIES))
         if copies[copy].state is R.FAILED and copies[copy].last_op != "stop":
             failures.setdefault(copy, []).append(NOW)  # the failure is counted
-    return case(doc, assemblies=states, failures=failures, copies=copies)
+    return case(doc, assemblies=states, failures=failures, copies=copies, moves=moves)
 
 
 def tally(stats: Counter[str], verdict: Verdict) -> None:
@@ -549,6 +562,7 @@ def tally(stats: Counter[str], verdict: Verdict) -> None:
     )
     stats["preference left out"] += any(d.notes for d in decisions)
     stats["moves"] += any(d.moves and d.current and d.target for d in decisions)
+    stats["move asked"] += bool(c.observed.move_requests)
     stats["cycle"] += _has_cycle(c.document)
     stats["-INFINITY colocation"] += any(x.score <= -1_000_000 for x in c.document.colocations)
     stats["lost assembly under a group"] += bool(c.document.colocations) and any(
