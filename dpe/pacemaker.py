@@ -85,9 +85,9 @@ harness requires the two plans to agree on every resource outside it.
     tries the stop again while the deployable runs -- though the engine never
     lets it come to that, since a failed stop makes it fence the assembly.
     When the deployable stops, both leave it alone (to the fence).  A service
-    whose stop failed stays where it is in both (Pacemaker blocks it there),
-    and the engine fences that assembly before the service starts anywhere
-    else, whatever the scores say.
+    whose stop failed stays where it is in both (Pacemaker blocks it there,
+    and stops the services that must run with it), and the engine fences that
+    assembly before the service starts anywhere else, whatever the scores say.
 ``colocation-cycle``
     In a cycle of colocations a service can be assigned before the service it
     must run with (at INFINITY), which can then run nowhere.  We keep it
