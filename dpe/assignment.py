@@ -8,8 +8,10 @@ score on each of its candidate assemblies, built from
 
 - its location score there;
 - its stickiness where it runs (only if it runs on exactly one assembly);
-- -INFINITY where its fail count reached ``migration_threshold``, or where a
-  hard error made it unrecoverable; +INFINITY where an administrator moved it.
+- -INFINITY where its fail count reached ``migration_threshold``, where an
+  agent answered with a hard error (OCF 2-5) or its stop failed, and everywhere once
+  the agent said it is not configured (OCF 6); +INFINITY where an
+  administrator moved it.
 
 Services are assigned in document order, after the pinned resources (which
 Pacemaker assigns first, and which count as resources placed on their
@@ -52,6 +54,7 @@ from dpe.planner import Observed, ResourceStatus, resolve
 from dpe.states import AssemblyState, ResourceState
 
 HARD_ERRORS = range(2, 7)  # OCF rc codes Pacemaker treats as hard errors
+NOT_CONFIGURED = 6  # the fatal one: banned everywhere
 _ACTIVE = (
     ResourceState.RUNNING,
     ResourceState.STARTING,
@@ -355,11 +358,28 @@ class _Assigner:
             why = f"{failed} failure{plural} on {assembly} (migration threshold {threshold})"
             terms.append((-INFINITY, why))
         status = self._status(assembly, service.name)
-        if status.state is ResourceState.UNRECOVERABLE and not stop_failed(status):
-            terms.append((-INFINITY, f"unrecoverable on {assembly}"))
+        if self._up(assembly) and stop_failed(status):
+            terms.append((-INFINITY, f"its stop failed on {assembly}"))
+        elif self._up(assembly) and (
+            status.state is ResourceState.UNRECOVERABLE or _banned_by_hard_error(status)
+        ):
+            rc = f" (OCF {status.last_rc})" if status.last_rc else ""
+            terms.append((-INFINITY, f"a hard error on {assembly}{rc}"))
+        misconfigured = self._misconfigured(service)
+        if misconfigured is not None:  # its parameters are wrong: no assembly will do
+            terms.append((-INFINITY, f"not configured on {misconfigured} (OCF 6)"))
         if self.obs.move_requests.get(service.name) == assembly:
             terms.append((INFINITY, "moved here by the administrator"))
         return terms
+
+    def _misconfigured(self, service: Service) -> str | None:
+        """An assembly where the agent said its configuration is wrong (a fatal error:
+        Pacemaker bans it from every assembly)."""
+        for assembly in copies_of(service, self.obs):
+            status = self._status(assembly, service.name)
+            if self._up(assembly) and status.last_rc == NOT_CONFIGURED:
+                return assembly
+        return None
 
     # -- assigning ------------------------------------------------------------------
 

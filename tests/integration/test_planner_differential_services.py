@@ -458,7 +458,10 @@ COPIES = (  # a service's copy where it runs, or ran
     ResourceStatus(R.FAILED, "start", 1, RAN),
     ResourceStatus(R.FAILED, "stop", 1, RAN),  # held there (failed-stop)
     ResourceStatus(R.UNRECOVERABLE, "start", 5),  # banned there (hard-error-start)
+    ResourceStatus(R.FAILED, "monitor", 5, RAN),  # banned there (hard-error-monitor)
+    ResourceStatus(R.UNRECOVERABLE, "start", 6),  # not configured: banned everywhere
 )
+HARD_PROBE = ResourceStatus(R.STOPPED, "probe", 5)  # not installed there: banned
 
 
 @st.composite
@@ -536,8 +539,10 @@ def cases(draw: st.DrawFn) -> Case:
     failures: dict[str, list[float]] = {}
     moves: dict[str, str] = {}
     for entry in doc.services:
-        if draw(st.integers(0, 19)) == 0:  # an administrator asked for a move
+        if draw(st.integers(0, 19)) == 7:  # an administrator asked for a move (rare)
             moves[entry.name] = draw(st.sampled_from(entry.assemblies))
+        if draw(st.integers(0, 19)) == 7:  # its probe found the agent missing there
+            copies[f"{draw(st.sampled_from(entry.assemblies))}/{entry.name}"] = HARD_PROBE
         for assembly in entry.assemblies:
             ago = draw(st.lists(st.sampled_from(AGO), max_size=entry.migration_threshold + 1))
             if ago:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from dpe import simulate
@@ -349,6 +350,22 @@ def test_a_service_whose_stop_failed_never_starts_elsewhere_before_the_fence() -
         )
         p = plan(doc, lost)
         assert before(p, action(K.FENCE, "a1"), action(K.START, "a2", "db"))
+
+
+def test_hard_errors_ban_an_assembly_and_a_wrong_configuration_bans_them_all() -> None:
+    """As Pacemaker: an agent missing where it was probed (OCF 5) keeps the service
+    off that assembly; "not configured" (OCF 6) keeps it off every one."""
+    doc = document([svc("db", ("a1", 100), ("a2", 50))], assemblies=("a1", "a2"))
+    base = observed(doc)
+    for status, expected in (
+        (ResourceStatus(R.STOPPED, "probe", 5), {"a1": "a hard error on a1 (OCF 5)"}),
+        (
+            ResourceStatus(R.UNRECOVERABLE, "start", 6),
+            {"a1": "a hard error on a1 (OCF 6)", "a2": "not configured on a1 (OCF 6)"},
+        ),
+    ):
+        obs = replace(base, resources={**base.resources, ResourceId("a1", "db"): status})
+        assert place(doc, obs)["db"].banned == expected
 
 
 # -- colocation -----------------------------------------------------------------
