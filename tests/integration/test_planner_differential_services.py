@@ -16,11 +16,15 @@ assemblies, colocation chains, stars, pairs both ways and cycles at INFINITY,
 threshold (expired or not), assemblies lost under colocated groups, moves an
 administrator asked for, copies whose start or stop failed.  Every
 generated CIB is checked by ``crm_verify`` too.  The plans must agree exactly,
-but where a pinned resource is in one of the documented differences
-(``dpe.pacemaker.DIFFERENCES``; scoped as in ``test_planner_differential``).
+but within the scope of a documented difference (``dpe.pacemaker.DIFFERENCES``):
+a resource or a service's copy with a hard error (scoped as in
+``test_planner_differential``), a service whose stop failed and what must run
+or is ordered with it (``failed-stop``), a service kept stopped in a
+colocation cycle (``colocation-cycle``); how often each was met is printed.
 
-The default is 400 cases (about a minute on two cores);
-``PCLOUD_DIFF_SERVICE_CASES`` (or ``PCLOUD_DIFF_CASES``) asks for more.
+The default is 400 cases (two minutes on two cores busy with other work, most of
+it crm_simulate starting up); ``PCLOUD_DIFF_SERVICE_CASES`` (or
+``PCLOUD_DIFF_CASES``) asks for more.
 """
 
 from __future__ import annotations
