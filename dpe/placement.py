@@ -136,7 +136,7 @@ class Decision:
 
 
 def _sum_text(score: Score) -> str:
-    """``160 = 50 location score + 60 stickiness (runs here)``."""
+    """``160 = 50 location score + 60 stickiness (it runs here)``."""
     parts = []
     for i, term in enumerate(score.terms):
         amount = score_text(term.amount)
