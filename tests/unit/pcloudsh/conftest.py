@@ -70,6 +70,7 @@ def env(
         width=CONSOLE_WIDTH,
         color=False,
         clock=lambda: 1_700_000_000.0,
+        sleep=lambda _seconds: None,  # polls (--wait) go on at once
         connect=lambda _paths: cped,
         connect_events=lambda _paths: StoreStream(cped),
         timer=timers.start,

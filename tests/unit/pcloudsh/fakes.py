@@ -149,6 +149,8 @@ class FakeKeys:
     def __init__(self) -> None:
         self.made: set[str] = set()
         self.fail_on: str | None = None
+        self.interrupt_after: int | None = None  # Ctrl-C once this many are made
+        self.written: list[str] = []  # by write_many, in order
 
     def exists(self, assembly: str) -> bool:
         return assembly in self.made
@@ -157,6 +159,20 @@ class FakeKeys:
         if assembly == self.fail_on:
             raise Unavailable("cannot write keys")
         self.made.add(assembly)
+
+    def write_many(self, assemblies: Any, on_made: Callable[[int], None]) -> None:
+        written: list[str] = []
+        try:
+            for assembly in assemblies:
+                if len(written) == self.interrupt_after:
+                    raise KeyboardInterrupt
+                self.write(assembly)
+                written.append(assembly)
+                self.written.append(assembly)
+                on_made(len(written))
+        except BaseException:
+            self.made.difference_update(written)
+            raise
 
     def delete(self, assembly: str) -> None:
         self.made.discard(assembly)
