@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ KEY_TYPE = "ssh-rsa"
 ECDSA_KEY_TYPE = "ecdsa-sha2-nistp256"
 ECDSA_CURVE = "nistp256"
 EC_PEM_HEADER = b"-----BEGIN EC PRIVATE KEY-----"
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}")  # a key file being written (tempfile's suffix)
 
 
 @dataclass(frozen=True)
@@ -168,16 +170,34 @@ def write_many_assembly_keys(
         # more than making the keys; the caller commits what refers to them after this
         os.sync()
     except BaseException:
-        for assembly in written:
-            delete_assembly_keys(keys_dir, assembly)
+        delete_many_assembly_keys(keys_dir, written)
         raise
 
 
 def delete_assembly_keys(keys_dir: Path, assembly: str) -> None:
-    """Remove an assembly's key files; nothing to remove is fine."""
-    validate_name(assembly, "assembly name")
-    for path in key_paths(keys_dir, assembly):
-        path.unlink(missing_ok=True)
+    """Remove an assembly's key files, and temporary ones an interrupted write left;
+    nothing to remove is fine."""
+    delete_many_assembly_keys(keys_dir, [assembly])
+
+
+def delete_many_assembly_keys(keys_dir: Path, assemblies: Sequence[str]) -> None:
+    """The same for several assemblies, with one look at the directory."""
+    for assembly in assemblies:
+        validate_name(assembly, "assembly name")
+    names = {path.name for a in assemblies for path in key_paths(keys_dir, a)}
+    for name in names:
+        (keys_dir / name).unlink(missing_ok=True)
+    for temporary in _temporaries(keys_dir):
+        if temporary.name[1:-9] in names:
+            temporary.unlink(missing_ok=True)
+
+
+def _temporaries(keys_dir: Path) -> list[Path]:
+    """``.NAME.XXXXXXXX``: what ``_atomic_write`` writes before renaming it to NAME."""
+    try:
+        return [p for p in keys_dir.iterdir() if TEMPORARY.fullmatch(p.name)]
+    except OSError:
+        return []
 
 
 def _ensure_keys_dir(keys_dir: Path) -> None:

@@ -43,13 +43,12 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
     deployable = model.parse(doc)  # every problem at once, with its path
     new_keys = _assemblies_without_keys(env, [a.name for a in deployable.assemblies])
     try:
-        _make_keys(env, deployable.name, new_keys)
+        _make_keys(env, deployable.name, new_keys)  # all or none, Ctrl-C included
         with interrupts_held() as late:  # the commit completes, or never starts
             # as written: cped keeps the stored uuids the document leaves out
             env.api().put_deployable(deployable.name, doc)
-    except BaseException:  # Ctrl-C included: no keys without the rows they belong to
-        for assembly in new_keys:
-            env.keys.delete(assembly)
+    except BaseException:  # no keys without the rows they belong to
+        env.keys.delete_many(new_keys)
         raise
     note = " (the interrupt came after the commit: the import is complete)" if late else ""
     return done(

@@ -27,6 +27,11 @@ class FileKeyStore:
 
         write_many_assembly_keys(self.keys_dir, assemblies, on_made)
 
+    def delete_many(self, assemblies: Sequence[str]) -> None:
+        from images.keys import delete_many_assembly_keys
+
+        delete_many_assembly_keys(self.keys_dir, assemblies)
+
     def delete(self, assembly: str) -> None:
         from images.keys import delete_assembly_keys
 

@@ -82,6 +82,21 @@ def test_many_assemblies_get_their_keys_and_left_overs_are_replaced(tmp_path: Pa
         assert {stat.S_IMODE(p.stat().st_mode) for p in (private, host_private)} == {0o600}
 
 
+def test_deleting_keys_removes_temporaries_of_theirs_only(tmp_path: Path) -> None:
+    keys.write_assembly_keys(tmp_path, "web")
+    keys.write_assembly_keys(tmp_path, "web.1")
+    (tmp_path / ".web.pub.ab_12xyz").write_bytes(b"")  # an interrupted write of web's
+    (tmp_path / ".web.1.ab_12xyz").write_bytes(b"")  # of web.1's
+    keys.delete_assembly_keys(tmp_path, "web")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".web.1.ab_12xyz",
+        "web.1",
+        "web.1.host",
+        "web.1.host.pub",
+        "web.1.pub",
+    ]
+
+
 def test_many_assemblies_interrupted_leave_no_key_files(tmp_path: Path) -> None:
     keys_dir = tmp_path / "keys"
 

@@ -174,6 +174,9 @@ class FakeKeys:
             self.made.difference_update(written)
             raise
 
+    def delete_many(self, assemblies: Any) -> None:
+        self.made.difference_update(assemblies)
+
     def delete(self, assembly: str) -> None:
         self.made.discard(assembly)
 
