@@ -5,6 +5,7 @@ so ^C typed there is turned into SIGINT by the terminal driver, as for a person.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,10 +54,8 @@ class PtyCommand:
         while time.monotonic() < end:
             with_output = select.select([self.master], [], [], 0.1)[0]
             if with_output:
-                try:
+                with contextlib.suppress(OSError):  # the terminal closed with the process
                     self.output += os.read(self.master, 65536)
-                except OSError:  # the terminal closed with the process
-                    pass
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 os.close(self.master)
