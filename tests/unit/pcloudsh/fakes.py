@@ -164,8 +164,7 @@ class FakeKeys:
         written: list[str] = []
         try:
             for assembly in assemblies:
-                if len(written) == self.interrupt_after:
-                    raise KeyboardInterrupt
+                self._interrupt_if_due(len(written))
                 self.write(assembly)
                 written.append(assembly)
                 self.written.append(assembly)
@@ -173,6 +172,10 @@ class FakeKeys:
         except BaseException:
             self.made.difference_update(written)
             raise
+
+    def _interrupt_if_due(self, made: int) -> None:
+        if made == self.interrupt_after:
+            raise KeyboardInterrupt
 
     def delete_many(self, assemblies: Any) -> None:
         self.made.difference_update(assemblies)
