@@ -163,6 +163,7 @@ class Environment:
     color: bool | None = field(default_factory=lambda: color_wanted(os.environ))
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep  # between polls (--wait, --watch)
+    monotonic: Callable[[], float] = time.monotonic  # deadlines (--wait --timeout)
     connect: Callable[[pathsmod.Paths], Api] = _connect
     connect_events: Callable[[pathsmod.Paths], EventSource] = _connect_events  # one per stream
     timer: Callable[[float, Callable[[], None]], Timer] = _timer

@@ -7,7 +7,6 @@ wanted one, it failed, or the timeout passed.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pcloudsh.api import OperationFailed
@@ -23,21 +22,20 @@ def wait_for(env: Environment, name: str, desired: str, timeout: float) -> dict[
     failed, was asked otherwise meanwhile, or is not there within ``timeout`` seconds."""
     wanted = SETTLED[desired]
     api = env.api()
-    polls = max(1, math.ceil(timeout / POLL_INTERVAL))
-    for _ in range(polls):
+    deadline = env.monotonic() + timeout
+    while True:
         status: dict[str, Any] = api.deployable_status(name)
         if _settled(status, wanted):
             return status
         _check_not_failed(name, status, desired)
-        env.sleep(POLL_INTERVAL)
-    status = api.deployable_status(name)
-    if _settled(status, wanted):
-        return status
-    raise OperationFailed(
-        f"deployable {name} is still {status.get('state')} after {timeout:g} s"
-        f" (waiting until it is {wanted}){_last_event(status)}",
-        deployable=name,
-    )
+        left = deadline - env.monotonic()
+        if left <= 0:
+            raise OperationFailed(
+                f"deployable {name} is still {status.get('state')} after {timeout:g} s"
+                f" (waiting until it is {wanted}){_last_event(status)}",
+                deployable=name,
+            )
+        env.sleep(min(POLL_INTERVAL, left))
 
 
 def _settled(status: dict[str, Any], wanted: str) -> bool:

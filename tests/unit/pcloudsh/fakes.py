@@ -42,6 +42,21 @@ class FakeTimers:
                 self.timers.pending.remove(self.entry)
 
 
+class FakeTime:
+    """``Environment.monotonic`` and ``sleep``: time passes only by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class FakeImages:
     """JEOS image files (``Environment.make_images``): records in memory, each step reported."""
 

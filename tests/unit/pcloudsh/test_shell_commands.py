@@ -12,7 +12,7 @@ from foundation.runtime_kinds import DEPLOYABLE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
 from tests.unit.inprocess import InProcessCped
-from tests.unit.pcloudsh.fakes import FakeKeys
+from tests.unit.pcloudsh.fakes import FakeKeys, FakeTime
 
 
 def test_assembly_create_makes_keys_and_a_new_uuid(
@@ -322,17 +322,15 @@ def test_start_wait_returns_once_the_deployable_runs(env: Environment, shop: InP
 
 
 def test_start_wait_fails_when_the_deployable_does_not_run_in_time(
-    env: Environment, shop: InProcessCped
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
 ) -> None:
-    polls: list[float] = []
-    env = dataclasses.replace(env, sleep=polls.append)
-    ran = run(env, "deployable_start shop --wait --timeout 2s")
+    ran = run(env, "deployable_start shop --wait --timeout 1.2s")
     assert ran.status == 1
     assert ran.err == (
-        "pcloudsh: error: deployable shop is still stopped after 2 s (waiting until it is"
+        "pcloudsh: error: deployable shop is still stopped after 1.2 s (waiting until it is"
         " running)\n"
     )
-    assert len(polls) == 4
+    assert fake_time.slept == pytest.approx([0.5, 0.5, 0.2])  # the last poll at the deadline
 
 
 def test_start_wait_fails_at_once_when_the_deployable_fails(
