@@ -38,7 +38,8 @@ assigned, in a colocation cycle, before a service it must run with that then
 runs nowhere does not run either (``colocation-cycle`` in ``dpe.pacemaker``).
 
 Scores are kept with the terms they are made of, so that each decision can be
-explained (``dpe.placement``).
+explained (``dpe.placement``).  One module of this size on purpose: it follows
+Pacemaker's assignment functions one for one, and reads best beside them.
 """
 
 from __future__ import annotations

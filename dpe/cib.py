@@ -7,6 +7,9 @@ Pacemaker 2.1 (``crm_verify`` passes): ``crm_feature_set`` is ``3.16.1`` on the
 ``<cib>`` and on every op record, since 2.1.5's scheduler aborts on anything
 newer.
 
+Its length is the CIB's: one writer for each section, kept in one module so
+that the whole mapping reads in one place.
+
 What the CIB says, and why:
 
 - options: ``stonith-enabled=false`` (the engine fences through the

@@ -23,6 +23,9 @@ to plan again after a back-off (``Plan.wake_at``).  The engine's probe rule
 holds too: when Pacemaker probes, only the probes are kept (the rest of its
 graph assumes what the probes will say; the next plan knows it).
 
+Much of this module's length is the list of intended differences below, kept
+beside the code that reads Pacemaker's answers so that both change together.
+
 Intentional differences from Pacemaker
 --------------------------------------
 
