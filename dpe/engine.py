@@ -54,7 +54,15 @@ from dpe.engine_log import Context
 from dpe.engine_resource import ResourceRunner
 from dpe.engine_timing import Backoff, EngineOptions, bounded
 from dpe.escalation import FailureWindow, Verdict
-from dpe.interfaces import Driver, Instance, InstanceState, InstanceWatcher, Transport, Watch
+from dpe.interfaces import (
+    Driver,
+    Instance,
+    InstanceState,
+    InstanceWatcher,
+    Notifying,
+    Transport,
+    Watch,
+)
 from dpe.planner import ActionKind, Goal, Move, Observed, Plan
 from dpe.policy import plan as builtin_plan
 from dpe.runtime import Runtime
@@ -366,6 +374,8 @@ class Engine:
     async def _subscribe(self) -> None:
         """Watch the driver's instance events, if it has them (the heartbeat stays)."""
         driver = self.s.driver
+        if isinstance(driver, Notifying):  # what it has to say becomes events
+            driver.set_notice(self.cell.note)
         if not isinstance(driver, InstanceWatcher) or self._watch is not None:
             return
         try:

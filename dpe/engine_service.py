@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -87,14 +88,15 @@ class Service:
 
     def engine(self) -> Engine:
         document = self.read_document()
+        driver = make_driver(document.infrastructure, self.paths, document.settings)
         engine = Engine(
             document,
-            driver=make_driver(document.infrastructure, self.paths, document.settings),
+            driver=driver,
             transport=SshTransport(),
             runtime=self.runtime,
             keys=self.keys,
             clock=SystemClock(),
-            options=self.options,
+            options=driver_options(self.options, driver),
             planner=planner_for(self.policy_engine),
         )
         if self.print_events is not None:
@@ -131,6 +133,14 @@ def planner_for(policy_engine: str) -> Planner | None:
         log.warning("policy_engine = pacemaker, but crm_simulate is not installed")
     log.info("policy engine: pacemaker (crm_simulate)")
     return PacemakerPlanner(timeout=PACEMAKER_TIMEOUT)
+
+
+def driver_options(options: EngineOptions, driver: object) -> EngineOptions:
+    """A driver whose creation takes longer (an image upload first) says how long."""
+    create_timeout = getattr(driver, "create_timeout", None)
+    if isinstance(create_timeout, float) and create_timeout > options.create_timeout:
+        return dataclasses.replace(options, create_timeout=create_timeout)
+    return options
 
 
 def options_from(config: Config) -> EngineOptions:

@@ -1,13 +1,18 @@
 """Infrastructure drivers, chosen by the deployable's ``infrastructure`` name.
 
 ``make_driver(name, paths, settings)`` returns a ``dpe.interfaces.Driver``.
-The libvirt driver is imported only when asked for: it needs libvirt-python,
-which a host running only local deployables may not have.  Bad settings raise
-``InvalidInput`` naming the key.
+The libvirt and openstack drivers are imported only when asked for: they need
+libvirt-python and openstacksdk, which a host running only local deployables
+may not have.  Bad settings raise ``InvalidInput`` naming the key.
+
+``check_settings(name, paths, settings)`` is what cped asks before it stores a
+deployable's settings: for openstack, that the cloud has the flavor, network,
+security group and availability zone named (blocking: run it in a thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from dpe.drivers.local import LocalDriver
@@ -15,7 +20,7 @@ from dpe.interfaces import Driver
 from foundation.errors import InvalidInput, Unavailable
 from foundation.paths import Paths
 
-AVAILABLE = ("local", "libvirt")
+AVAILABLE = ("local", "libvirt", "openstack")
 
 
 def make_driver(name: str, paths: Paths, settings: Mapping[str, str] | None = None) -> Driver:
@@ -24,6 +29,8 @@ def make_driver(name: str, paths: Paths, settings: Mapping[str, str] | None = No
         return LocalDriver(paths, settings or {})
     if name == "libvirt":
         return _libvirt_driver(paths, settings or {})
+    if name == "openstack":
+        return _openstack_driver(paths, settings or {})
     raise InvalidInput(
         f"infrastructure {name!r} has no driver here (available: {', '.join(AVAILABLE)})"
     )
@@ -37,3 +44,37 @@ def _libvirt_driver(paths: Paths, settings: Mapping[str, str]) -> Driver:
             f"the libvirt infrastructure needs libvirt-python, which is not importable: {exc}"
         ) from None
     return LibvirtDriver(paths, settings)
+
+
+def _openstack_driver(paths: Paths, settings: Mapping[str, str]) -> Driver:
+    from dpe.drivers._openstack_settings import OpenStackSettings
+
+    parsed = OpenStackSettings.parse(settings, paths)  # bad input first, without the SDK
+    try:
+        from dpe.drivers.openstack_sdk import SdkCloud
+    except ImportError as exc:
+        raise Unavailable(
+            "the openstack infrastructure needs openstacksdk (the 'openstack' extra), "
+            f"which is not importable: {exc}"
+        ) from None
+    from dpe.drivers.openstack import OpenStackDriver
+
+    return OpenStackDriver(paths, parsed, SdkCloud.connect)
+
+
+def check_settings(name: str, paths: Paths, settings: Mapping[str, str]) -> None:
+    """InvalidInput naming what the infrastructure does not have (blocking)."""
+    if name != "openstack":
+        return
+    driver = _openstack_driver(paths, settings)
+    from dpe.drivers.openstack import OpenStackDriver, check_settings
+
+    assert isinstance(driver, OpenStackDriver)
+
+    async def check() -> None:
+        try:
+            await check_settings(driver)
+        finally:
+            await driver.close()
+
+    asyncio.run(check())
