@@ -36,6 +36,7 @@ from cpe.access import Access, Peer
 from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
 from cpe.eventfeed import EventFeed
 from cpe.hook import EventHook
+from cpe.infrastructure import check_infrastructure
 from cpe.lifecycle import STOP_WAIT, Lifecycle
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
 from cpe.retention import prune_forever
@@ -430,7 +431,9 @@ async def list_deployables(request: web.Request) -> web.Response:
 
 
 async def create_deployable(request: web.Request) -> web.Response:
-    return _json(await _do(request, Catalog.create_deployable, await json_body(request)), 201)
+    body = await json_body(request)
+    await check_infrastructure(body)  # the cloud has what the settings name
+    return _json(await _do(request, Catalog.create_deployable, body), 201)
 
 
 async def get_deployable(request: web.Request) -> web.Response:
@@ -439,6 +442,7 @@ async def get_deployable(request: web.Request) -> web.Response:
 
 async def put_deployable(request: web.Request) -> web.Response:
     body = await json_body(request)
+    await check_infrastructure(body)
     document, created = await _do(request, Catalog.put_deployable, _name(request), body)
     return _json(document, 201 if created else 200)
 
