@@ -52,6 +52,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from dpe.drivers._openstack_cloud import (
@@ -97,6 +98,7 @@ SSH_PORT = 22
 BOOT_POLL = 1.0
 DELETE_POLL = 1.0
 MAX_POLL_BACKOFF = 60.0
+SLOW_POLL = 30.0  # the servers list as a safety net while notifications arrive
 UPLOAD_STEP = 0.25  # a notice at every quarter uploaded
 WORKERS = 4
 USER_DATA_MARK = "pacemaker_cloud"
@@ -249,6 +251,8 @@ class OpenStackDriver:
     async def watch(self, callback: StateCallback) -> Watch:
         """Report servers of ours that died (gone, shut off, ERROR) to ``callback``."""
         poller = ServerPoller(self, callback)
+        if self.settings.notifications is not None:
+            poller.listen(self.settings.notifications)
         return poller.start()
 
     def set_notice(self, notice: Notice) -> None:
@@ -517,8 +521,11 @@ class OpenStackDriver:
             state = InstanceState.GONE if server is None else server_state(server)
             if state in (InstanceState.GONE, InstanceState.STOPPED):
                 dead[server_id] = state
-        self._known -= {i for i, s in dead.items() if s is InstanceState.GONE}
         return dead
+
+    def watches(self, server_id: str) -> bool:
+        """A server of ours the watch reports about (not one fenced here)."""
+        return server_id in self._known and server_id not in self._fenced
 
     def forget(self, server_id: str) -> None:
         self._known.discard(server_id)
@@ -528,15 +535,18 @@ class OpenStackDriver:
 
 
 class Watch:
-    def __init__(self, task: asyncio.Task[None]) -> None:
+    def __init__(self, task: asyncio.Task[None], stop: Callable[[], None]) -> None:
         self.task = task
+        self.stop = stop
 
     def close(self) -> None:
         self.task.cancel()
+        self.stop()
 
 
 class ServerPoller:
-    """Reads the servers list every ``poll_interval``; reports each death once."""
+    """Reads the servers list every ``poll_interval`` (every ``SLOW_POLL`` while nova's
+    notifications arrive); reports each death once, whichever path saw it first."""
 
     def __init__(self, driver: OpenStackDriver, callback: StateCallback) -> None:
         self.driver = driver
@@ -544,14 +554,46 @@ class ServerPoller:
         self.reported: dict[str, InstanceState] = {}
         self.down_since: float | None = None
         self.failures = 0
+        self.listener: Any = None  # openstack_notify.NotificationListener
+
+    def listen(self, broker_file: Path) -> None:
+        """Also take nova's notifications from the broker the file names."""
+        from dpe.drivers.openstack_notify import Broker, NotificationListener
+
+        loop = asyncio.get_running_loop()
+
+        def deliver(server_id: str, state: InstanceState, event: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                loop.call_soon_threadsafe(self.report, server_id, state, event)
+
+        def notice(text: str) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.driver.notice, text)
+
+        self.listener = NotificationListener(Broker.from_file(broker_file), deliver, notice)
+        self.listener.start()
 
     def start(self) -> Watch:
-        return Watch(asyncio.create_task(self.run(), name="openstack-poller"))
+        task = asyncio.create_task(self.run(), name="openstack-poller")
+        return Watch(task, self.listener.stop if self.listener is not None else lambda: None)
 
     async def run(self) -> None:
-        interval = self.driver.settings.poll_interval
         while True:
-            await asyncio.sleep(self.once_delay(await self.once(), interval))
+            answered = await self.once()
+            interval = self.driver.settings.poll_interval
+            if self.listener is not None and self.listener.connected.is_set():
+                interval = max(interval, SLOW_POLL)
+            await asyncio.sleep(self.once_delay(answered, interval))
+
+    def report(self, server_id: str, state: InstanceState, source: str) -> None:
+        """A death seen by either path: once per server and state, for servers of ours."""
+        if not self.driver.watches(server_id) or self.reported.get(server_id) is state:
+            return
+        self.reported[server_id] = state
+        log.info("server %s %s (%s)", server_id, state, source)
+        if state is InstanceState.GONE:
+            self.driver.forget(server_id)
+        self.callback(server_id, state)
 
     def once_delay(self, answered: bool, interval: float) -> float:
         if answered:
@@ -567,10 +609,7 @@ class ServerPoller:
             return False
         self.reachable()
         for server_id, state in self.driver.deaths(servers).items():
-            if self.reported.get(server_id) is not state:
-                self.reported[server_id] = state
-                log.info("server %s %s (servers list)", server_id, state)
-                self.callback(server_id, state)
+            self.report(server_id, state, "servers list")
         return True
 
     def unreachable(self, error: PcloudError) -> None:

@@ -435,3 +435,69 @@ async def test_watch_runs_until_closed(driver: OpenStackDriver) -> None:
 
 def _sha(upload: object) -> str:
     return str(upload.properties["pcloud_sha256"])  # type: ignore[attr-defined]
+
+
+# -- nova's notifications -------------------------------------------------------------
+
+
+def _notification(event_type: str, server_id: str, state: str = "active") -> bytes:
+    message = {
+        "event_type": event_type,
+        "publisher_id": "nova-compute:host",
+        "payload": {"nova_object.data": {"uuid": server_id, "state": state}},
+    }
+    return json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)}).encode()
+
+
+@pytest.mark.parametrize(
+    ("event_type", "state", "expected"),
+    [
+        ("instance.delete.start", "active", InstanceState.GONE),
+        ("instance.power_off.start", "active", InstanceState.STOPPED),
+        ("instance.shutdown.end", "active", InstanceState.STOPPED),
+        ("instance.update", "error", InstanceState.STOPPED),
+        ("instance.update", "active", None),
+        ("instance.create.end", "active", None),
+    ],
+)
+def test_notifications_that_end_a_server_become_states(
+    event_type: str, state: str, expected: InstanceState | None
+) -> None:
+    pytest.importorskip("pika")
+    from dpe.drivers.openstack_notify import server_event
+
+    event = server_event(_notification(event_type, "abc", state))
+    assert (event[1] if event else None) is expected
+    assert server_event(b"not json") is None
+    assert server_event(b'{"oslo.message": "{}"}') is None
+
+
+def test_the_broker_url_is_oslo_s_first_host_as_amqp(tmp_path: Path) -> None:
+    pytest.importorskip("pika")
+    from dpe.drivers.openstack_notify import Broker
+
+    path = tmp_path / "rabbitmq.json"
+    path.write_text(json.dumps({"url": "rabbit://u:secret@10.1.2.3:5672,u:secret@h2:5672/"}))
+    broker = Broker.from_file(path)
+    assert broker.url.startswith("amqp://u:secret@10.1.2.3:5672/?")
+    assert (broker.host, broker.exchange, broker.topic) == (
+        "10.1.2.3",
+        "nova",
+        "versioned_notifications",
+    )
+    path.write_text("{}")
+    with pytest.raises(InvalidInput, match="no broker url"):
+        Broker.from_file(path)
+
+
+async def test_a_death_seen_by_both_paths_is_reported_once(
+    driver: OpenStackDriver, cloud: FakeCloud, keys: AssemblyKeys
+) -> None:
+    reports: list[tuple[str, InstanceState]] = []
+    poller = ServerPoller(driver, lambda i, s: reports.append((i, s)))
+    instance = await driver.create("shop", web(), keys)
+    poller.report(instance.instance_id, InstanceState.GONE, "instance.delete.start")
+    cloud.remove(instance.instance_id)
+    await poller.once()
+    poller.report("someone-else-s", InstanceState.GONE, "instance.delete.start")
+    assert reports == [(instance.instance_id, InstanceState.GONE)]
