@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from cpe.dpe_process import dped_command
 from foundation import model
-from foundation.errors import Conflict, InvalidInput
+from foundation.errors import Conflict, InvalidInput, PcloudError, Unavailable
 from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
@@ -15,6 +20,7 @@ from pcloudsh.values import check_name, describe_escalation, parse_resource_id
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
+PURGE_TIMEOUT = 600.0  # a few deletions, each bounded by the driver's call timeout
 
 
 class DeployableCommands(Noun):
@@ -35,7 +41,8 @@ class DeployableCommands(Noun):
             metavar="KEY=VALUE",
             action="append",
             default=[],
-            help="an infrastructure setting (for example network=netns); may be repeated",
+            help="an infrastructure setting (for example network=netns; openstack: cloud=, "
+            "flavor=, network=); may be repeated",
         ),
     )
     def deployable_create(self, args: argparse.Namespace) -> Result:
@@ -58,12 +65,34 @@ class DeployableCommands(Noun):
             uuid=created.get("uuid") if isinstance(created, dict) else None,
         )
 
-    @command(NAME, Arg("--force", action="store_true", help="delete it even while it runs"))
+    @command(
+        NAME,
+        Arg("--force", action="store_true", help="delete it even while it runs"),
+        Arg(
+            "--purge",
+            action="store_true",
+            help="openstack: also remove the images uploaded and the key pairs made for it",
+        ),
+    )
     def deployable_delete(self, args: argparse.Namespace) -> Result:
-        """Delete a deployable; its assemblies stay in the catalog."""
+        """Delete a deployable; its assemblies stay in the catalog.
+
+        With --purge, what its infrastructure keeps for its assemblies goes too (on
+        openstack: their images in glance, the kernels and initrds no other image of
+        ours boots, their key pairs), removed by dped after the deletion.
+        """
         name = check_name(args.name, "deployable")
+        document = self.env.api().get_deployable(name) if args.purge else None
         self.env.api().delete_deployable(name, force=args.force)
-        return done(f"deployable {name} deleted", deployable=name)
+        if document is None:
+            return done(f"deployable {name} deleted", deployable=name)
+        removed = purge_images(document)
+        count = sum(len(v) for v in removed.values())
+        return done(
+            f"deployable {name} deleted, {count} kept objects purged",
+            deployable=name,
+            purged=removed,
+        )
 
     @command()
     def deployable_list(self, args: argparse.Namespace) -> Result:
@@ -332,3 +361,21 @@ def _settings(pairs: list[str]) -> dict[str, str]:
             raise InvalidInput(f"not a KEY=VALUE setting: {pair!r}")
         settings[key] = value
     return settings
+
+
+def purge_images(document: dict[str, object]) -> dict[str, list[str]]:
+    """``dped --purge-images`` on the deleted deployable's document (openstacksdk runs there)."""
+    with tempfile.TemporaryDirectory(prefix="pcloud-purge-") as work:
+        path = Path(work) / "deployable.json"
+        path.write_text(json.dumps(document))
+        try:
+            ran = subprocess.run(
+                [*dped_command(), "--purge-images", "--document", str(path)],
+                capture_output=True, text=True, timeout=PURGE_TIMEOUT, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise Unavailable(f"purging the images failed: {error}") from None
+    if ran.returncode != 0:
+        raise PcloudError(f"purging the images failed: {ran.stderr.strip()}")
+    removed: dict[str, list[str]] = json.loads(ran.stdout or "{}")
+    return removed

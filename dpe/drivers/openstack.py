@@ -421,6 +421,23 @@ class OpenStackDriver:
 
         return progress
 
+    async def purge(
+        self, assemblies: builtins.list[str], public_keys: builtins.list[str]
+    ) -> dict[str, builtins.list[str]]:
+        """Remove what was uploaded for these assemblies: their disk images, the kernels
+        and initrds no other disk image of ours boots, and their key pairs."""
+        images = await self._call("listing images", Cloud.our_images)
+        doomed = [i for i in images if _is_disk(i) and i.properties.get(ASSEMBLY_KEY) in assemblies]
+        kept = [i for i in images if _is_disk(i) and i not in doomed]
+        used = {i.properties.get(k) for i in kept for k in ("kernel_id", "ramdisk_id")}
+        doomed += [i for i in images if not _is_disk(i) and i.id not in used]
+        for image in doomed:
+            await self._call(f"deleting image {image.name}", Cloud.delete_image, image.id)
+        pairs = sorted({keypair_name(key) for key in public_keys})
+        for name in pairs:
+            await self._call(f"deleting key pair {name}", Cloud.delete_keypair, name)
+        return {"images": sorted(i.name for i in doomed), "keypairs": pairs}
+
     # -- booting ---------------------------------------------------------------
 
     async def _wait_ready(self, server: Server, network_id: str, deadline: float) -> Instance:
@@ -694,6 +711,10 @@ def host_key_type(public_line: str) -> str:
 def _owned_by(server: Server, deployable: str) -> bool:
     meta = server.metadata
     return meta.get(OWNER_KEY) == OWNER and meta.get(DEPLOYABLE_KEY) == deployable
+
+
+def _is_disk(image: Image) -> bool:
+    return image.name.startswith("pcloud-disk-")
 
 
 def _created(server: Server) -> float:

@@ -124,6 +124,10 @@ class SdkCloud:
             if self.conn.compute.find_keypair(name, ignore_missing=True) is None:
                 self.conn.compute.create_keypair(name=name, public_key=public_key)
 
+    def delete_keypair(self, name: str) -> None:
+        with _errors(f"deleting key pair {name}"):
+            self.conn.compute.delete_keypair(name, ignore_missing=True)
+
     # -- servers ----------------------------------------------------------------
 
     def create_server(self, spec: ServerSpec) -> Server:

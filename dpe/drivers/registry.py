@@ -78,3 +78,28 @@ def check_settings(name: str, paths: Paths, settings: Mapping[str, str]) -> None
             await driver.close()
 
     asyncio.run(check())
+
+
+def purge_images(
+    name: str,
+    paths: Paths,
+    settings: Mapping[str, str],
+    assemblies: list[str],
+    public_keys: list[str],
+) -> dict[str, list[str]]:
+    """Remove what the infrastructure keeps for these assemblies (openstack: the
+    images uploaded and the key pairs); what was removed, by kind (blocking)."""
+    if name != "openstack":
+        return {}
+    driver = _openstack_driver(paths, settings)
+    from dpe.drivers.openstack import OpenStackDriver
+
+    assert isinstance(driver, OpenStackDriver)
+
+    async def purge() -> dict[str, list[str]]:
+        try:
+            return await driver.purge(assemblies, public_keys)
+        finally:
+            await driver.close()
+
+    return asyncio.run(purge())

@@ -206,13 +206,13 @@ def world(openstack_rig: Rig, jeos_record: jeos.JeosRecord) -> Iterator[World]:
             jeos_record, name, uuids[name], made[name], paths.images_dir / "assemblies"
         )
         print(f"\nassembly image {name}: {time.monotonic() - began:.0f} s")
-    cped = CpedProcess(paths).start()
     conn = openstack.connect(
         cloud=openstack_rig.cloud,
         config=openstack.config.OpenStackConfig(
             config_files=[str(openstack_rig.clouds_yaml)], load_envvars=False
         ).get_one(cloud=openstack_rig.cloud, api_timeout=60),
     )
+    cped = CpedProcess(paths).start()
     jeos_dir = jeos_record.path.parent.parent
     cped.client.create_jeos({"name": "base", "kind": "image", "path": str(jeos_record.path)})
     world = World(

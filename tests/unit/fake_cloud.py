@@ -108,6 +108,10 @@ class FakeCloud:
         self._answer("ensure_keypair")
         self.keypairs.setdefault(name, public_key)
 
+    def delete_keypair(self, name: str) -> None:
+        self._answer("delete_keypair")
+        self.keypairs.pop(name, None)
+
     # -- servers
     def create_server(self, spec: ServerSpec) -> Server:
         self._answer("create_server")

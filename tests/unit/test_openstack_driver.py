@@ -501,3 +501,22 @@ async def test_a_death_seen_by_both_paths_is_reported_once(
     await poller.once()
     poller.report("someone-else-s", InstanceState.GONE, "instance.delete.start")
     assert reports == [(instance.instance_id, InstanceState.GONE)]
+
+
+# -- purging what was uploaded --------------------------------------------------------
+
+
+async def test_purge_removes_an_assembly_s_images_but_kernels_others_boot(
+    driver: OpenStackDriver, cloud: FakeCloud, keys: AssemblyKeys
+) -> None:
+    await driver.create("shop", web(), keys)
+    await driver.create("shop", db(), keys)
+    removed = await driver.purge(["web"], [keys.public_key])
+    names = sorted(i.name for i in cloud.images.values())
+    assert [n.split("-")[1] for n in names] == ["disk", "kernel", "ramdisk"]  # db's stay
+    assert [n.split("-")[1] for n in removed["images"]] == ["disk"]
+    assert removed["keypairs"] == [keypair_name(ROOT_PUBLIC)]
+    assert cloud.keypairs == {}
+    removed = await driver.purge(["db"], [])
+    assert sorted(n.split("-")[1] for n in removed["images"]) == ["disk", "kernel", "ramdisk"]
+    assert cloud.images == {}
