@@ -10,7 +10,8 @@ the host key the engine pins (``pcloud-firstboot`` says what it applied).
 Two assemblies, each with a resource, ``db/app`` ordered before ``web/www``.
 In ``make test`` (short, real): start, a server deleted from outside is seen
 (the path and the time are printed) and replaced with its resources running
-again, stop leaves no server or port of ours.  With ``PCLOUD_E2E_OPENSTACK_LONG=1``
+again, stop leaves no server or port of ours, and ``deployable_delete --purge``
+removes the images uploaded.  With ``PCLOUD_E2E_OPENSTACK_LONG=1``
 also: a resource killed inside a server is restarted, nova-api stopped for
 60 s fences nothing (an event says the API does not answer) and recovery goes
 on after it (a server stopped from outside is replaced), and cped and dped
@@ -381,6 +382,16 @@ def test_stop_leaves_no_server_port_or_volume_of_ours(world: World) -> None:
     assert ports == []
     volumes = list(world.conn.block_storage.volumes()) if _has_volumes(world) else []
     assert volumes == []
+
+
+def test_delete_with_purge_removes_the_images_uploaded(world: World) -> None:
+    assert any(i.name.startswith("pcloud-disk-") for i in world.conn.image.images())
+    done = world.pcloudsh("--json", "deployable_delete", "shop", "--purge")
+    assert done.returncode == 0, done.stdout + done.stderr
+    purged = json.loads(done.stdout)["purged"]
+    assert len(purged["images"]) == 4, purged  # two disks, one kernel, one initrd
+    left = [i.name for i in world.conn.image.images() if i.name in purged["images"]]
+    assert left == []
 
 
 def _has_volumes(world: World) -> bool:

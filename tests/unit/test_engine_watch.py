@@ -198,3 +198,25 @@ async def test_a_reload_that_sets_a_heartbeat_replaces_the_drivers_defaults() ->
     assert h.engine.heartbeat() == Heartbeat(1.0, 4.0, 10.0)
     await h.engine.reload(deployable())
     assert h.engine.heartbeat() == SLOW
+
+
+# ---------------------------------------------------------------------------
+# notices: what a driver has to say that is no instance's death
+
+
+class NotifyingFakeDriver(WatchingFakeDriver):
+    """Also a ``Notifying`` driver (as openstack's is: its API unreachable, uploads)."""
+
+    def set_notice(self, notice: Any) -> None:
+        self.notice = notice
+
+
+async def test_a_driver_s_notice_is_an_event_of_the_deployable_and_fails_nothing() -> None:
+    h = Harness(driver=NotifyingFakeDriver)
+    await running(h, deployable(PATIENT))
+    driver = h.driver
+    assert isinstance(driver, NotifyingFakeDriver)
+    mark = len(h.events)
+    driver.notice("the cloud's API does not answer")
+    assert h.story(since=mark) == ["dep running: the cloud's API does not answer"]
+    assert h.state("dep") == "running"
