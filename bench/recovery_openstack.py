@@ -184,7 +184,9 @@ def main() -> int:
     args = parser.parse_args()
     status = rig()
     config = openstack.config.OpenStackConfig(config_files=[status["clouds_yaml"]])
-    conn = openstack.connect(config=config.get_one(cloud=status["cloud"], api_timeout=60))
+    conn = openstack.connection.Connection(
+        config=config.get_one(cloud=status["cloud"], api_timeout=60)
+    )
     home = Path(tempfile.mkdtemp(prefix="pc-bench-", dir="/tmp"))
     paths = Paths(home / "etc", home, home / "run")
     paths.ensure()

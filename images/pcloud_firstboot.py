@@ -111,8 +111,9 @@ def set_host_key(root: Path, kind: str, private: str, public: str) -> None:
     key = ssh / f"ssh_host_{kind}_key"
     write(key, private if private.endswith("\n") else private + "\n", 0o600)
     write(Path(str(key) + ".pub"), public.strip() + "\n", 0o644)
-    dropin = ssh / "sshd_config.d/pacemaker-cloud-hostkey.conf"
-    write(dropin, f"HostKey /etc/ssh/ssh_host_{kind}_key\n", 0o644)
+    if kind != "rsa":  # the JEOS's own sshd drop-in names the RSA key already
+        dropin = ssh / "sshd_config.d/pacemaker-cloud-hostkey.conf"
+        write(dropin, f"HostKey /etc/ssh/ssh_host_{kind}_key\n", 0o644)
 
 
 def hosts_with(hosts: str, hostname: str) -> str:

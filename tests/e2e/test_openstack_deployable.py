@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,8 +74,8 @@ class World:
         return self.cped.client
 
     def pcloudsh(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = os.environ | {"PCLOUD_HOME": str(self.paths.state_dir)}
-        argv = [shutil.which("pcloudsh") or "pcloudsh", *args]
+        env = os.environ | {"PCLOUD_HOME": str(self.paths.state_dir.parent)}
+        argv = [str(Path(sys.executable).parent / "pcloudsh"), *args]
         return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
     def events(self) -> list[dict[str, Any]]:
@@ -207,11 +208,11 @@ def world(openstack_rig: Rig, jeos_record: jeos.JeosRecord) -> Iterator[World]:
             jeos_record, name, uuids[name], made[name], paths.images_dir / "assemblies"
         )
         print(f"\nassembly image {name}: {time.monotonic() - began:.0f} s")
-    conn = openstack.connect(
-        cloud=openstack_rig.cloud,
-        config=openstack.config.OpenStackConfig(
-            config_files=[str(openstack_rig.clouds_yaml)], load_envvars=False
-        ).get_one(cloud=openstack_rig.cloud, api_timeout=60),
+    config = openstack.config.OpenStackConfig(
+        config_files=[str(openstack_rig.clouds_yaml)], load_envvars=False
+    )
+    conn = openstack.connection.Connection(
+        config=config.get_one(cloud=openstack_rig.cloud, api_timeout=60)
     )
     cped = CpedProcess(paths).start()
     jeos_dir = jeos_record.path.parent.parent
