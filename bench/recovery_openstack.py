@@ -52,6 +52,7 @@ RIG = Path(__file__).resolve().parents[1] / "tools" / "openstack-aio"
 START_WAIT = 900.0
 RECOVERY_WAIT = 600.0
 DETECT_WAIT = 120.0
+FLAVOR = "pcloud-e2e"  # as the e2e test's: 512 MB, a 5 GB disk that holds the JEOS
 PATHS: dict[str, dict[str, str]] = {
     "notification": {"poll_interval": "3600"},  # + notifications
     "heartbeat": {"poll_interval": "3600"},
@@ -84,7 +85,7 @@ def document(status: dict[str, Any], paths: Paths, args: argparse.Namespace, pat
     settings = {
         "cloud": status["cloud"],
         "clouds_file": status["clouds_yaml"],
-        "flavor": "pcloud.small",
+        "flavor": FLAVOR,
         "network": status["network"]["provider_network"],
         "security_group": status["network"]["security_group"],
         "images": str(paths.images_dir / "assemblies"),
@@ -187,6 +188,8 @@ def main() -> int:
     conn = openstack.connection.Connection(
         config=config.get_one(cloud=status["cloud"], api_timeout=60)
     )
+    if conn.compute.find_flavor(FLAVOR, ignore_missing=True) is None:
+        conn.compute.create_flavor(name=FLAVOR, ram=512, vcpus=1, disk=5)
     home = Path(tempfile.mkdtemp(prefix="pc-bench-", dir="/tmp"))
     paths = Paths(home / "etc", home, home / "run")
     paths.ensure()
@@ -203,7 +206,7 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "load_average": [round(x, 1) for x in os.getloadavg()],
-        "flavor": "pcloud.small, emulated (TCG)",
+        "flavor": f"{FLAVOR} (512 MB, 1 vCPU), emulated (TCG)",
         "heartbeat": "driver defaults: every 2 s, failed after 15 s",
         "paths": results,
     }

@@ -51,7 +51,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 LONG = os.environ.get("PCLOUD_E2E_OPENSTACK_LONG") == "1"
 ASSEMBLIES = ("web", "db")
-FLAVOR = "pcloud.small"
+FLAVOR = "pcloud-e2e"  # the rig's flavors have smaller disks than the session JEOS's 4 GB
 BOOT_WAIT = 900.0  # first start: flatten and upload two disks, boot two servers under TCG
 REPLACE_WAIT = 600.0
 OUTAGE = 60.0
@@ -214,6 +214,7 @@ def world(openstack_rig: Rig, jeos_record: jeos.JeosRecord) -> Iterator[World]:
     conn = openstack.connection.Connection(
         config=config.get_one(cloud=openstack_rig.cloud, api_timeout=60)
     )
+    made_flavor = _ensure_flavor(conn)
     cped = CpedProcess(paths).start()
     jeos_dir = jeos_record.path.parent.parent
     cped.client.create_jeos({"name": "base", "kind": "image", "path": str(jeos_record.path)})
@@ -230,8 +231,17 @@ def world(openstack_rig: Rig, jeos_record: jeos.JeosRecord) -> Iterator[World]:
         yield world
     finally:
         _clean_up(world)
+        if made_flavor:
+            conn.compute.delete_flavor(made_flavor, ignore_missing=True)
         shutil.rmtree(home, ignore_errors=True)
         print(f"\nopenstack e2e timings: {json.dumps(world.timings)}")
+
+
+def _ensure_flavor(conn: Any) -> str | None:
+    """A flavor whose disk holds the JEOS (the rig's cloud is an admin's); the id if made."""
+    if conn.compute.find_flavor(FLAVOR, ignore_missing=True) is not None:
+        return None
+    return str(conn.compute.create_flavor(name=FLAVOR, ram=512, vcpus=1, disk=5).id)
 
 
 def _clean_up(world: World) -> None:
@@ -264,7 +274,8 @@ def test_settings_the_cloud_does_not_have_are_refused(world: World) -> None:
 
 def test_start_two_assemblies_on_nova(world: World) -> None:
     path = world.paths.state_dir / "shop.json"
-    path.write_text(json.dumps(world.document))
+    uuid_of_created = world.client.get_deployable("shop")["uuid"]  # the one just created
+    path.write_text(json.dumps(world.document | {"uuid": uuid_of_created}))
     done = world.pcloudsh("deployable_import", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     world.new_scenario()
