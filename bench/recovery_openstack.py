@@ -188,7 +188,7 @@ def main() -> int:
     conn = openstack.connection.Connection(
         config=config.get_one(cloud=status["cloud"], api_timeout=60)
     )
-    if conn.compute.find_flavor(FLAVOR, ignore_missing=True) is None:
+    if not any(f.name == FLAVOR for f in conn.compute.flavors()):
         conn.compute.create_flavor(name=FLAVOR, ram=512, vcpus=1, disk=5)
     home = Path(tempfile.mkdtemp(prefix="pc-bench-", dir="/tmp"))
     paths = Paths(home / "etc", home, home / "run")

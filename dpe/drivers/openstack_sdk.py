@@ -15,7 +15,7 @@ import base64
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, cast
 
 import openstack
@@ -67,17 +67,17 @@ class SdkCloud:
 
     def flavor_id(self, name: str) -> str | None:
         with _errors(f"finding flavor {name!r}"):
-            flavor = self.conn.compute.find_flavor(name, ignore_missing=True)
+            flavor = _found(self.conn.compute.find_flavor, name)
             return str(flavor.id) if flavor is not None else None
 
     def network_id(self, name: str) -> str | None:
         with _errors(f"finding network {name!r}"):
-            network = self.conn.network.find_network(name, ignore_missing=True)
+            network = _found(self.conn.network.find_network, name)
             return str(network.id) if network is not None else None
 
     def security_group_id(self, name: str) -> str | None:
         with _errors(f"finding security group {name!r}"):
-            group = self.conn.network.find_security_group(name, ignore_missing=True)
+            group = _found(self.conn.network.find_security_group, name)
             return str(group.id) if group is not None else None
 
     def availability_zones(self) -> list[str]:
@@ -121,7 +121,7 @@ class SdkCloud:
 
     def ensure_keypair(self, name: str, public_key: str) -> None:
         with _errors(f"creating key pair {name}"):
-            if self.conn.compute.find_keypair(name, ignore_missing=True) is None:
+            if _found(self.conn.compute.find_keypair, name) is None:
                 self.conn.compute.create_keypair(name=name, public_key=public_key)
 
     def delete_keypair(self, name: str) -> None:
@@ -215,6 +215,14 @@ def _errors(what: str) -> Iterator[None]:
         raise CloudUnreachable(f"{what}: the cloud does not answer: {error}") from None
     except openstack.exceptions.SDKException as error:
         raise CloudRefused(f"{what}: {error}") from None
+
+
+def _found(find: Callable[..., Any], name: str) -> Any:
+    """What ``find`` finds, or None (openstacksdk 4 deprecates ``ignore_missing=True``)."""
+    try:
+        return find(name, ignore_missing=False)
+    except openstack.exceptions.NotFoundException:
+        return None
 
 
 def _refusal(status: int | None, said: str) -> str:
