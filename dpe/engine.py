@@ -144,13 +144,14 @@ class Engine:
     async def start(self, *, clear_failed: bool = False) -> None:
         """Take the lease, restore, adopt, and begin keeping the deployable available."""
         await self._acquire_lease()
+        # held from now on: listing a cloud's instances can outlast the lease's ttl
+        self._spawn(self._hold_lease())
         docs = self.runtime.load()
         self._restore(docs, clear_failed)
         listed = await self._discover()
         await self._adopt(listed, docs.get(INSTANCE, {}))
         await self._subscribe()
         self._spawn(self._control())
-        self._spawn(self._hold_lease())
         self._replan()
 
     async def stop(self) -> None:

@@ -220,3 +220,21 @@ async def test_a_driver_s_notice_is_an_event_of_the_deployable_and_fails_nothing
     driver.notice("the cloud's API does not answer")
     assert h.story(since=mark) == ["dep running: the cloud's API does not answer"]
     assert h.state("dep") == "running"
+
+
+class SlowListingFakeDriver(WatchingFakeDriver):
+    """Lists its instances in 20 s, four times the lease's ttl (a cloud under load)."""
+
+    async def list(self, deployable: str) -> list[Any]:
+        await self.world.clock.sleep(20.0)
+        return await super().list(deployable)
+
+
+async def test_the_lease_is_held_while_a_slow_driver_lists_the_instances() -> None:
+    h = Harness(driver=SlowListingFakeDriver)
+    engine = h.new_engine(deployable(PATIENT))
+    starting = asyncio.ensure_future(engine.start())
+    await h.until(starting.done, within=60)
+    await starting
+    assert not engine.halted.is_set(), engine.halt_reason
+    await h.until_state("dep", "running", within=60)
