@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from dpe.drivers.registry import make_driver
 from dpe.engine import Engine, Planner
@@ -135,12 +135,18 @@ def planner_for(policy_engine: str) -> Planner | None:
     return PacemakerPlanner(timeout=PACEMAKER_TIMEOUT)
 
 
+DRIVER_TIMEOUTS = ("create_timeout", "destroy_timeout", "driver_timeout")
+
+
 def driver_options(options: EngineOptions, driver: object) -> EngineOptions:
-    """A driver whose creation takes longer (an image upload first) says how long."""
-    create_timeout = getattr(driver, "create_timeout", None)
-    if isinstance(create_timeout, float) and create_timeout > options.create_timeout:
-        return dataclasses.replace(options, create_timeout=create_timeout)
-    return options
+    """A driver whose calls take longer (a cloud's API; an image upload before a
+    create) says how long, in attributes named as the engine's options."""
+    longer: dict[str, Any] = {}
+    for name in DRIVER_TIMEOUTS:
+        value = getattr(driver, name, None)
+        if isinstance(value, float) and value > getattr(options, name):
+            longer[name] = value
+    return dataclasses.replace(options, **longer) if longer else options
 
 
 def options_from(config: Config) -> EngineOptions:

@@ -19,7 +19,7 @@
                       ``<state>/images/jeos``)
 ``start_timeout``     from the create request until the server's sshd answers (default 280 s)
 ``delete_timeout``    until the API confirms a deleted server is gone (default 50 s)
-``call_timeout``      one call to the cloud's API (default 30 s)
+``call_timeout``      one call to the cloud's API (default 60 s)
 ``upload_timeout``    one image upload (default 900 s)
 ``poll_interval``     how often the servers list is read for servers that died (default 3 s)
 """
@@ -36,7 +36,7 @@ from foundation.paths import Paths
 
 START_TIMEOUT = 280.0  # under the engine's 300 s create timeout; emulated guests boot slowly
 DELETE_TIMEOUT = 50.0  # under the engine's 60 s destroy timeout
-CALL_TIMEOUT = 30.0
+CALL_TIMEOUT = 60.0  # a first call authenticates; a loaded all-in-one cloud took 30 s and more
 UPLOAD_TIMEOUT = 900.0
 POLL_INTERVAL = 3.0
 # The servers list and nova's notifications report a dead server within seconds; the SSH

@@ -141,8 +141,12 @@ class OpenStackDriver:
         self.settings = settings
         self.paths = paths
         self.uploads_dir = paths.state_dir / "openstack-uploads"
-        # the engine bounds create: the upload, then the boot
+        # how long the engine lets each call of the driver take (``engine_service``):
+        # a create uploads, then boots; a destroy waits until the server is gone; a
+        # list reads the servers, then their ports, each call up to call_timeout
         self.create_timeout = settings.upload_timeout + settings.start_timeout + 30.0
+        self.destroy_timeout = settings.delete_timeout + 2 * settings.call_timeout
+        self.driver_timeout = 4 * settings.call_timeout
         self._factory = cloud_factory
         self._tools = tools or QemuImg()
         self._probe = probe or TcpProbe()

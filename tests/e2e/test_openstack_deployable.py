@@ -198,6 +198,13 @@ def world(openstack_rig: Rig, jeos_record: jeos.JeosRecord) -> Iterator[World]:
     require_vm_tools()
     require_guestfs()
     home = make_home()
+    try:
+        yield from _world(openstack_rig, jeos_record, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _world(openstack_rig: Rig, jeos_record: jeos.JeosRecord, home: Path) -> Iterator[World]:
     paths = resolve({"PCLOUD_HOME": str(home)})
     paths.ensure()
     made = {name: keys.write_assembly_keys(paths.keys_dir, name) for name in ASSEMBLIES}
@@ -217,7 +224,6 @@ def world(openstack_rig: Rig, jeos_record: jeos.JeosRecord) -> Iterator[World]:
     made_flavor = _ensure_flavor(conn)
     cped = CpedProcess(paths).start()
     jeos_dir = jeos_record.path.parent.parent
-    cped.client.create_jeos({"name": "base", "kind": "image", "path": str(jeos_record.path)})
     world = World(
         openstack_rig,
         paths,
@@ -228,12 +234,12 @@ def world(openstack_rig: Rig, jeos_record: jeos.JeosRecord) -> Iterator[World]:
         document(paths, openstack_rig, jeos_dir, uuids),
     )
     try:
+        cped.client.create_jeos({"name": "base", "kind": "image", "path": str(jeos_record.path)})
         yield world
     finally:
         _clean_up(world)
         if made_flavor:
             conn.compute.delete_flavor(made_flavor, ignore_missing=True)
-        shutil.rmtree(home, ignore_errors=True)
         print(f"\nopenstack e2e timings: {json.dumps(world.timings)}")
 
 

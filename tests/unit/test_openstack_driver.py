@@ -520,3 +520,14 @@ async def test_purge_removes_an_assembly_s_images_but_kernels_others_boot(
     removed = await driver.purge(["db"], [])
     assert sorted(n.split("-")[1] for n in removed["images"]) == ["disk", "kernel", "ramdisk"]
     assert cloud.images == {}
+
+
+def test_the_engine_waits_as_long_as_the_cloud_s_calls_may_take(driver: OpenStackDriver) -> None:
+    from dpe.engine_service import driver_options
+    from dpe.engine_timing import EngineOptions
+
+    options = driver_options(EngineOptions(), driver)
+    assert options.create_timeout > driver.settings.upload_timeout + driver.settings.start_timeout
+    assert options.destroy_timeout > driver.settings.delete_timeout
+    assert options.driver_timeout > driver.settings.call_timeout
+    assert options.connect_timeout == EngineOptions().connect_timeout
