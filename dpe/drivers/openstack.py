@@ -392,7 +392,11 @@ class OpenStackDriver:
                 properties={OWNER_KEY: OWNER, HASH_KEY: part.sha256, ASSEMBLY_KEY: assembly}
                 | properties,
             )
-            self._notice(f"assembly {assembly}: uploading the {part.kind} image {part.name}")
+            size = source.stat().st_size
+            self._notice(
+                f"assembly {assembly}: uploading the {part.kind} image {part.name} "
+                f"({size / 2**20:.0f} MiB)"
+            )
             began = time.monotonic()
             image = await self._call(
                 f"uploading {part.name}",
@@ -403,7 +407,6 @@ class OpenStackDriver:
             )
         finally:
             flattened.unlink(missing_ok=True)
-        size = source.stat().st_size if source.exists() else 0
         self._notice(
             f"assembly {assembly}: {part.kind} image {part.name} uploaded "
             f"({size / 2**20:.0f} MiB in {time.monotonic() - began:.0f} s)"
