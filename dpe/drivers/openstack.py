@@ -100,7 +100,8 @@ DELETE_POLL = 1.0
 MAX_POLL_BACKOFF = 60.0
 SLOW_POLL = 30.0  # the servers list as a safety net while notifications arrive
 UPLOAD_STEP = 0.25  # a notice at every quarter uploaded
-WORKERS = 4
+WORKERS = 6  # the watch, and each assembly's create, state or destroy
+UPLOADERS = 2
 USER_DATA_MARK = "pacemaker_cloud"
 _UUID_RE = re.compile(r"[0-9a-fA-F-]{32,36}\Z")
 # nova's statuses -> what they mean for an instance (others: still coming up)
@@ -152,6 +153,8 @@ class OpenStackDriver:
         self._probe = probe or TcpProbe()
         self._hashes = ContentHashes()
         self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="openstack")
+        # uploads take minutes: never in the way of the calls that watch and fence
+        self._uploads = ThreadPoolExecutor(UPLOADERS, thread_name_prefix="openstack-upload")
         self._local = threading.local()
         self._clouds: list[Cloud] = []
         self._clouds_lock = threading.Lock()
@@ -269,6 +272,7 @@ class OpenStackDriver:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(cloud.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._uploads.shutdown(wait=False, cancel_futures=True)
 
     # -- calls to the cloud ----------------------------------------------------
 
@@ -278,11 +282,13 @@ class OpenStackDriver:
         method: Callable[..., T],
         *args: Any,
         timeout: float | None = None,
+        upload: bool = False,
     ) -> T:
         """``cloud.method(*args)`` in a worker thread, bounded; no answer is CloudUnreachable."""
         seconds = timeout or self.settings.call_timeout
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, partial(self._in_thread, method, *args))
+        executor = self._uploads if upload else self._executor
+        work = loop.run_in_executor(executor, partial(self._in_thread, method, *args))
         try:
             async with asyncio.timeout(seconds):
                 return await work
@@ -404,6 +410,7 @@ class OpenStackDriver:
                 upload,
                 self._progress(assembly, part),
                 timeout=self.settings.upload_timeout,
+                upload=True,
             )
         finally:
             flattened.unlink(missing_ok=True)
