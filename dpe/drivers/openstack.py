@@ -160,6 +160,7 @@ class OpenStackDriver:
         self._clouds_lock = threading.Lock()
         self._ids: dict[str, str] = {}  # flavor, network -> id
         self._image_locks: dict[str, asyncio.Lock] = {}
+        self._check_lock = asyncio.Lock()
         self._fenced: set[str] = set()  # deleted here: their disappearance is no news
         self._known: set[str] = set()  # servers of ours the watch reports about
         self._notice: Notice = _log_notice
@@ -309,10 +310,11 @@ class OpenStackDriver:
         return bound(*args)
 
     async def _flavor_and_network(self) -> tuple[str, str]:
-        if "network" not in self._ids:
-            problems = await self.check()
-            if problems:
-                raise NotFound("; ".join(problems))
+        async with self._check_lock:  # assemblies created at once ask the cloud once
+            if "network" not in self._ids:
+                problems = await self.check()
+                if problems:
+                    raise NotFound("; ".join(problems))
         return self._ids["flavor"], self._ids["network"]
 
     async def check(self) -> builtins.list[str]:
