@@ -460,20 +460,20 @@ class OpenStackDriver:
         """ACTIVE, an address on the network, then an SSH banner there."""
         address = ""
         while time.monotonic() < deadline:
-            current = await self._call(f"reading server {server.name}", Cloud.get_server, server.id)
+            try:
+                current = await self._call(
+                    f"reading server {server.name}", Cloud.get_server, server.id
+                )
+            except CloudUnreachable as error:  # a slow answer is not a failed boot
+                log.info("server %s: %s; still waiting for it", server.name, error)
+                continue
             if current is None:
                 raise CloudRefused(f"server {server.name} disappeared while it was booting")
             if current.status == "ERROR":
                 raise CloudRefused(f"server {server.name} failed: {current.fault or 'ERROR'}")
             if current.status == "ACTIVE":
                 if not address:
-                    found: str | None = await self._call(
-                        f"reading the port of {server.name}",
-                        Cloud.server_address,
-                        server.id,
-                        network_id,
-                    )
-                    address = found or ""
+                    address = await self._address(server, network_id)
                 if address and await self._probe.answers_ssh(address, SSH_PORT):
                     return self._instance(current, address)
             await asyncio.sleep(BOOT_POLL)
@@ -482,6 +482,18 @@ class OpenStackDriver:
             f"server {server.name}: sshd did not answer at {address or 'its address'} within "
             f"{self.settings.start_timeout:g} s (console: {console})"
         )
+
+    async def _address(self, server: Server, network_id: str) -> str:
+        """The server's address on the network; empty while its port is not there or the
+        API is slow."""
+        try:
+            found: str | None = await self._call(
+                f"reading the port of {server.name}", Cloud.server_address, server.id, network_id
+            )
+        except CloudUnreachable as error:
+            log.info("server %s: %s; still waiting for it", server.name, error)
+            return ""
+        return found or ""
 
     async def _console_tail(self, server_id: str) -> str:
         try:

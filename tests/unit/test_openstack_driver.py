@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -531,3 +532,19 @@ def test_the_engine_waits_as_long_as_the_cloud_s_calls_may_take(driver: OpenStac
     assert options.destroy_timeout > driver.settings.delete_timeout
     assert options.driver_timeout > driver.settings.call_timeout
     assert options.connect_timeout == EngineOptions().connect_timeout
+
+
+async def test_a_slow_api_while_a_server_boots_does_not_fail_the_boot(
+    driver: OpenStackDriver, cloud: FakeCloud, keys: AssemblyKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter([False, False, True])  # two reads time out, then the server is ACTIVE
+    get_server = cloud.get_server
+
+    def slow_then_fine(server_id: str) -> Any:
+        if not next(answers, True):
+            raise CloudUnreachable("reading server: the cloud did not answer within 60 s")
+        return get_server(server_id)
+
+    monkeypatch.setattr(cloud, "get_server", slow_then_fine)
+    instance = await driver.create("shop", web(), keys)
+    assert instance.instance_id in cloud.servers_by_id
