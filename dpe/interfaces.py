@@ -22,6 +22,9 @@ class InstanceState(StrEnum):
     GONE = "gone"  # does not exist (never did, or destroyed)
 
 
+DEAD_STATES = (InstanceState.GONE, InstanceState.STOPPED)  # runs nothing, and will not by itself
+
+
 @dataclass(frozen=True)
 class Instance:
     """One running incarnation of an assembly, as the driver reports it."""

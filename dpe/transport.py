@@ -24,9 +24,7 @@ from typing import Any
 
 import asyncssh
 
-from dpe.interfaces import CommandResult, Connection, Instance
-from dpe.interfaces import Transport as TransportProtocol
-from foundation.clock import Clock, SystemClock
+from dpe.interfaces import CommandResult, Instance
 from foundation.errors import Forbidden, OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
 
@@ -301,44 +299,3 @@ def _set_nodelay(conn: asyncssh.SSHClientConnection) -> None:
     sock = conn.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-async def connect_with_backoff(
-    transport: TransportProtocol,
-    instance: Instance,
-    keys: AssemblyKeys,
-    timeout: float,
-    *,
-    attempt_timeout: float = 5.0,
-    initial_delay: float = 0.1,
-    max_delay: float = 2.0,
-    clock: Clock | None = None,
-) -> Connection:
-    """Connect, retrying with capped exponential back-off until ``timeout``.
-
-    Each attempt gets at most ``attempt_timeout`` (and no more than what is
-    left).  ``Forbidden`` is never retried (a wrong host key stays wrong).
-    Raises the last ``Unavailable``/``OperationTimeout`` when time runs out."""
-    clock = clock or SystemClock()
-    deadline = clock.monotonic() + timeout
-    delay = initial_delay
-    while True:
-        left = deadline - clock.monotonic()
-        try:
-            return await transport.connect(instance, keys, max(0.001, min(attempt_timeout, left)))
-        except (Unavailable, OperationTimeout) as exc:
-            left = deadline - clock.monotonic()
-            if left <= delay:
-                raise _gave_up(exc, instance, timeout) from exc
-            log.debug(
-                "assembly=%s connect failed (%s); retrying in %.2f s", instance.assembly, exc, delay
-            )
-        await clock.sleep(delay)
-        delay = min(delay * 2, max_delay)
-
-
-def _gave_up(exc: Unavailable | OperationTimeout, instance: Instance, timeout: float) -> Exception:
-    message = f"{instance.assembly}: no SSH connection within {timeout:g} s: {exc}"
-    if isinstance(exc, OperationTimeout):
-        return OperationTimeout(message)
-    return Unavailable(message)

@@ -781,7 +781,7 @@ class Harness:
             planner=planner,
         )
         # a start is checked against the document its transition was planned with
-        self.world.constraints = lambda: engine.planned.constraints
+        self.world.constraints = lambda: engine.level.planned.constraints
         self.engine = engine
         return engine
 

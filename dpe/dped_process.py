@@ -1,10 +1,10 @@
-"""An engine as a process: what ``dped`` runs.
+"""The ``dped`` process: an engine put together, then served until asked to stop.
 
-``Service`` puts an ``Engine`` together from the store (``dped DEPLOYABLE``:
-the document, runtime state, events and lease in the shared store) or from a
-document file (``dped --document FILE``: in-memory runtime, events printed),
-then serves it: signal handlers only record what was asked (SIGTERM/SIGINT:
-stop; SIGHUP: reload) and the loop acts on it.
+``DpedSetup`` says where this process's engine comes from: the store
+(``dped DEPLOYABLE``: the document, runtime state, events and lease in the
+shared store) or a document file (``dped --document FILE``: in-memory runtime,
+events printed).  ``serve`` runs the engine: signal handlers only record what
+was asked (SIGTERM/SIGINT: stop; SIGHUP: reload) and the loop acts on it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
 from foundation.store import Store
 
-log = logging.getLogger("dpe.service")
+log = logging.getLogger("dpe.dped")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
 
 
@@ -48,7 +48,9 @@ class ExitCode(IntEnum):
 
 
 @dataclass
-class Service:
+class DpedSetup:
+    """What one dped runs with: its document's source, runtime, options."""
+
     name: str
     paths: Paths
     read_document: Callable[[], Deployable]  # again on every reload
@@ -59,7 +61,7 @@ class Service:
     policy_engine: str = "builtin"  # [dped] policy_engine
 
     @classmethod
-    def from_store(cls, name: str, paths: Paths, config: Config) -> Service:
+    def from_store(cls, name: str, paths: Paths, config: Config) -> DpedSetup:
         validate_name(name, "deployable name")
         store = Store.open(paths.store_file)
         try:
@@ -78,7 +80,7 @@ class Service:
         )
 
     @classmethod
-    def from_file(cls, path: Path, paths: Paths, events: TextIO) -> Service:
+    def from_file(cls, path: Path, paths: Paths, events: TextIO) -> DpedSetup:
         def read() -> Deployable:
             return read_document_file(path)
 
@@ -194,26 +196,26 @@ class Requests:
 
 
 async def serve(
-    service: Service, *, leave_running: bool = False, clear_failed: bool = False
+    setup: DpedSetup, *, leave_running: bool = False, clear_failed: bool = False
 ) -> ExitCode:
     """Run the deployable until asked to stop; the exit code says how it ended."""
     requests = Requests()
     requests.install(asyncio.get_running_loop())
-    engine = service.engine()
+    engine = setup.engine()
     try:
         await engine.start(clear_failed=clear_failed)
     except BaseException:
         await engine.shutdown()
         raise
-    log.info("deployable=%s: running (pid %d)", service.name, os.getpid())
+    log.info("deployable=%s: running (pid %d)", setup.name, os.getpid())
     while True:
         request = await _next_request(requests, engine)
         if request is None:
-            log.error("deployable=%s: %s: exiting", service.name, engine.halt_reason)
+            log.error("deployable=%s: %s: exiting", setup.name, engine.halt_reason)
             await engine.shutdown(release_lease=False)
             return ExitCode.FAILURE
         if request == Requests.RELOAD:
-            await _reload(service, engine)
+            await _reload(setup, engine)
             continue
         return await _stop(engine, requests, leave_running)
 
@@ -232,16 +234,16 @@ async def _next_request(requests: Requests, engine: Engine) -> str | None:
     return None
 
 
-async def _reload(service: Service, engine: Engine) -> None:
+async def _reload(setup: DpedSetup, engine: Engine) -> None:
     try:
-        document = service.read_document()
+        document = setup.read_document()
         await engine.reload(document)
     except PcloudError as error:
         log.error(
-            "deployable=%s: reload refused, keeping the current document: %s", service.name, error
+            "deployable=%s: reload refused, keeping the current document: %s", setup.name, error
         )
     else:
-        log.info("deployable=%s: document reloaded", service.name)
+        log.info("deployable=%s: document reloaded", setup.name)
 
 
 async def _stop(engine: Engine, requests: Requests, leave_running: bool) -> ExitCode:
