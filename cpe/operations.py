@@ -41,13 +41,15 @@ async def openapi(api: Context) -> dict[str, Any]:
 async def create_deployable(api: Context, body: dict[str, Any]) -> dict[str, Any]:
     """An empty deployable, once its infrastructure has what the settings name."""
     await check_infrastructure(body)
-    return await api.in_store(deployables.create, api.catalog, body)
+    created: dict[str, Any] = await api.in_store(deployables.create, api.catalog, body)
+    return created
 
 
 async def put_deployable(api: Context, name: str, body: dict[str, Any]) -> Answer:
     """The whole document, once its infrastructure has what the settings name."""
     await check_infrastructure(body)
-    return await api.in_store(imports.put, api.catalog, name, body)
+    stored: Answer = await api.in_store(imports.put, api.catalog, name, body)
+    return stored
 
 
 async def move_service(api: Context, deployable: str, service: str, body: dict[str, Any]) -> Answer:

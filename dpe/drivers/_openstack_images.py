@@ -97,7 +97,7 @@ async def assembly_images(
     disk: Path, jeos_record: Path | None, tools: DiskTools, hashes: ContentHashes
 ) -> AssemblyImages:
     """The images an assembly's servers boot from, each named by its content."""
-    if not disk.is_file():
+    if not await asyncio.to_thread(disk.is_file):
         raise NotFound(f"no disk image {disk} (settings.images)")
     chain = await tools.backing_chain(disk)
     chain_hash = combined(*[await asyncio.to_thread(hashes.of, p) for p in chain])

@@ -142,7 +142,7 @@ class OpenStackDriver:
         self.settings = settings
         self.paths = paths
         self.uploads_dir = paths.state_dir / "openstack-uploads"
-        # how long the engine lets each call of the driver take (``engine_service``):
+        # how long the engine lets each call of the driver take (``dpe.dped_process``):
         # a create uploads, then boots; a destroy waits until the server is gone; a
         # list reads the servers, then their ports, each call up to call_timeout
         self.create_timeout = settings.upload_timeout + settings.start_timeout + 30.0

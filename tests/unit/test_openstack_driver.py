@@ -524,7 +524,7 @@ async def test_purge_removes_an_assembly_s_images_but_kernels_others_boot(
 
 
 def test_the_engine_waits_as_long_as_the_cloud_s_calls_may_take(driver: OpenStackDriver) -> None:
-    from dpe.engine_service import driver_options
+    from dpe.dped_process import driver_options
     from dpe.engine_timing import EngineOptions
 
     options = driver_options(EngineOptions(), driver)
