@@ -55,6 +55,12 @@ BAD_LINES = [
     ("deployable_create new cloudy", "invalid infrastructure 'cloudy'"),
     ("deployable_create new local --uri qemu:///system", "--uri applies to the libvirt"),
     ("deployable_create new libvirt --set novalue", "not a KEY=VALUE setting: 'novalue'"),
+    # openstack settings, checked by the driver's rules before the cloud is asked
+    ("deployable_create new openstack --set cloud=c --set network=n", "settings.flavor: required"),
+    (
+        "deployable_create new openstack --set cloud=c --set flavor=f --set network=n --set hue=1",
+        "settings.hue: unknown setting",
+    ),
     ("assembly_resource_add r dummy web noequals", "invalid parameter 'noequals'"),
     ("assembly_resource_add r dummy web 9x=1", "invalid parameter '9x=1'"),
     ("assembly_resource_add r dummy web x=@db:mac", "invalid reference '@db:mac'"),
