@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cpe.dpe_process import dped_command
 from foundation import model
 from foundation.errors import Conflict, InvalidInput, PcloudError, Unavailable
 from pcloudsh.api import OperationFailed
@@ -366,6 +365,8 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 def purge_images(document: dict[str, object]) -> dict[str, list[str]]:
     """``dped --purge-images`` on the deleted deployable's document (openstacksdk runs there)."""
+    from cpe.dpe_process import dped_command  # asyncio: only a purge pays for it
+
     with tempfile.TemporaryDirectory(prefix="pcloud-purge-") as work:
         path = Path(work) / "deployable.json"
         path.write_text(json.dumps(document))
