@@ -14,9 +14,10 @@ the server's id.
 - **Identity**: a config drive carries the hostname, root's authorized key and
   the SSH host key the engine pins, as user data that is both cloud-init's
   ``#cloud-config`` and what the JEOS's own first-boot step
-  (``pcloud-firstboot``, see ``images.rootfs``) reads.  The key pair named
-  after root's key is also the server's nova key pair.  A server presenting
-  another host key is refused by the transport, failed and fenced.
+  (``pcloud-firstboot``, see ``images.rootfs``) reads (``_openstack_identity``).
+  The key pair named after root's key is also the server's nova key pair.  A
+  server presenting another host key is refused by the transport, failed and
+  fenced.
 - **Address**: the first IPv4 address of the server's port on the configured
   network; the engine connects there, port 22.
 - **Fencing** (``destroy``): delete (force-delete once soft-deleted), then wait
@@ -25,10 +26,16 @@ the server's id.
   replacement is created meanwhile.
 - **Watching** (``InstanceWatcher``): the servers list is read every
   ``poll_interval``, or, with ``notifications``, nova's versioned notifications
-  are consumed (``openstack_notify``) and the list is read only as a slow check;
-  a server of ours that is gone, shut off or in ERROR is reported at once.  When
-  the API does not answer, that is a notice, the reading backs off, and nothing
-  is reported about the servers: an unreachable cloud is never a reason to fence.
+  are consumed (``openstack_notify``) and the list is read only as a slow check
+  (``_openstack_watch``); a server of ours that is gone, shut off or in ERROR is
+  reported at once.  When the API does not answer, that is a notice, the
+  reading backs off, and nothing is reported about the servers: an unreachable
+  cloud is never a reason to fence.
+
+Its length is the driver's interface on a cloud: create (images, then the
+server, then its address and sshd), destroy, list and purge share the worker
+threads and the bounded call, so they stay in one class; names, user data and
+the watch are modules of their own.
 
 openstacksdk is synchronous: every call to the cloud runs in one of the
 driver's worker threads, each thread with its own connection, and is bounded
@@ -41,18 +48,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import hashlib
-import json
 import logging
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from dpe.drivers._openstack_cloud import (
@@ -71,6 +74,14 @@ from dpe.drivers._openstack_cloud import (
     Server,
     ServerSpec,
 )
+from dpe.drivers._openstack_identity import (
+    host_key_type,
+    hostname_for,
+    keypair_name,
+    server_name,
+    server_state,
+    user_data,
+)
 from dpe.drivers._openstack_images import (
     JEOS_RECORD,
     AssemblyImages,
@@ -81,6 +92,7 @@ from dpe.drivers._openstack_images import (
     assembly_images,
 )
 from dpe.drivers._openstack_settings import HEARTBEAT, OpenStackSettings
+from dpe.drivers._openstack_watch import MAX_POLL_BACKOFF, ServerPoller, StateCallback, Watch
 from dpe.interfaces import Instance, InstanceState
 from foundation.errors import InvalidInput, NotFound, OperationTimeout, PcloudError
 from foundation.keyfiles import AssemblyKeys
@@ -91,32 +103,15 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CloudFactory = Callable[[OpenStackSettings], Cloud]
-StateCallback = Callable[[str, InstanceState], None]
 Notice = Callable[[str], None]
 
 SSH_PORT = 22
 BOOT_POLL = 1.0
 DELETE_POLL = 1.0
-MAX_POLL_BACKOFF = 60.0
-SLOW_POLL = 30.0  # the servers list as a safety net while notifications arrive
 UPLOAD_STEP = 0.25  # a notice at every quarter uploaded
 WORKERS = 6  # the watch, and each assembly's create, state or destroy
 UPLOADERS = 2
-USER_DATA_MARK = "pacemaker_cloud"
 _UUID_RE = re.compile(r"[0-9a-fA-F-]{32,36}\Z")
-# nova's statuses -> what they mean for an instance (others: still coming up)
-_STATES = {
-    "ACTIVE": InstanceState.RUNNING,
-    "PAUSED": InstanceState.RUNNING,  # frozen, not dead: the heartbeat decides
-    "SHUTOFF": InstanceState.STOPPED,
-    "STOPPED": InstanceState.STOPPED,
-    "SUSPENDED": InstanceState.STOPPED,
-    "SHELVED": InstanceState.STOPPED,
-    "SHELVED_OFFLOADED": InstanceState.STOPPED,
-    "ERROR": InstanceState.STOPPED,
-    "DELETED": InstanceState.GONE,
-    "SOFT_DELETED": InstanceState.GONE,
-}
 _UPLOADING = ("queued", "saving", "importing", "uploading")
 
 
@@ -556,6 +551,9 @@ class OpenStackDriver:
 
     # -- the watch's view --------------------------------------------------------
 
+    async def servers_listed(self) -> builtins.list[Server]:
+        return await self._call("listing the servers", Cloud.servers, SERVER_PREFIX)
+
     def deaths(self, servers: builtins.list[Server]) -> dict[str, InstanceState]:
         """Of the servers this driver knows, those dead in this listing (not fenced here)."""
         listed = {s.id: s for s in servers if s.metadata.get(OWNER_KEY) == OWNER}
@@ -577,163 +575,6 @@ class OpenStackDriver:
 
     def notice(self, text: str) -> None:
         self._notice(text)
-
-
-class Watch:
-    def __init__(self, task: asyncio.Task[None], stop: Callable[[], None]) -> None:
-        self.task = task
-        self.stop = stop
-
-    def close(self) -> None:
-        self.task.cancel()
-        self.stop()
-
-
-class ServerPoller:
-    """Reads the servers list every ``poll_interval`` (every ``SLOW_POLL`` while nova's
-    notifications arrive); reports each death once, whichever path saw it first."""
-
-    def __init__(self, driver: OpenStackDriver, callback: StateCallback) -> None:
-        self.driver = driver
-        self.callback = callback
-        self.reported: dict[str, InstanceState] = {}
-        self.down_since: float | None = None
-        self.failures = 0
-        self.listener: Any = None  # openstack_notify.NotificationListener
-
-    def listen(self, broker_file: Path) -> None:
-        """Also take nova's notifications from the broker the file names."""
-        from dpe.drivers.openstack_notify import Broker, NotificationListener
-
-        loop = asyncio.get_running_loop()
-
-        def deliver(server_id: str, state: InstanceState, event: str) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                loop.call_soon_threadsafe(self.report, server_id, state, event)
-
-        def notice(text: str) -> None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.driver.notice, text)
-
-        self.listener = NotificationListener(Broker.from_file(broker_file), deliver, notice)
-        self.listener.start()
-
-    def start(self) -> Watch:
-        task = asyncio.create_task(self.run(), name="openstack-poller")
-        return Watch(task, self.listener.stop if self.listener is not None else lambda: None)
-
-    async def run(self) -> None:
-        while True:
-            answered = await self.once()
-            interval = self.driver.settings.poll_interval
-            if self.listener is not None and self.listener.connected.is_set():
-                interval = max(interval, SLOW_POLL)
-            await asyncio.sleep(self.once_delay(answered, interval))
-
-    def report(self, server_id: str, state: InstanceState, source: str) -> None:
-        """A death seen by either path: once per server and state, for servers of ours."""
-        if not self.driver.watches(server_id) or self.reported.get(server_id) is state:
-            return
-        self.reported[server_id] = state
-        log.info("server %s %s (%s)", server_id, state, source)
-        if state is InstanceState.GONE:
-            self.driver.forget(server_id)
-        self.callback(server_id, state)
-
-    def once_delay(self, answered: bool, interval: float) -> float:
-        if answered:
-            return interval
-        return float(min(interval * 2.0**self.failures, MAX_POLL_BACKOFF))
-
-    async def once(self) -> bool:
-        """One reading; False when the cloud did not answer."""
-        try:
-            servers = await self.driver._call("listing the servers", Cloud.servers, SERVER_PREFIX)
-        except PcloudError as error:
-            self.unreachable(error)
-            return False
-        self.reachable()
-        for server_id, state in self.driver.deaths(servers).items():
-            self.report(server_id, state, "servers list")
-        return True
-
-    def unreachable(self, error: PcloudError) -> None:
-        self.failures += 1
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            self.driver.notice(
-                f"the cloud's API does not answer ({error}): its servers are not watched "
-                "through it meanwhile (the heartbeat still runs; no server is fenced for this)"
-            )
-
-    def reachable(self) -> None:
-        if self.down_since is not None:
-            silent = time.monotonic() - self.down_since
-            self.driver.notice(f"the cloud's API answers again, after {silent:.0f} s")
-        self.down_since = None
-        self.failures = 0
-
-
-# ---------------------------------------------------------------------------
-# names, states, user data
-
-
-def server_name(deployable: str, assembly: str) -> str:
-    return f"{SERVER_PREFIX}{deployable}-{assembly}-{secrets.token_hex(4)}"
-
-
-def hostname_for(assembly: str) -> str:
-    """The guest's host name: the assembly name, with '_' (which systemd refuses) as '-'."""
-    return assembly.replace("_", "-").rstrip("-.")
-
-
-def keypair_name(public_key: str) -> str:
-    """One nova key pair per root key, named by it."""
-    return "pcloud-" + hashlib.sha256(public_key.strip().encode()).hexdigest()[:20]
-
-
-def server_state(server: Server) -> InstanceState:
-    return _STATES.get(server.status.upper(), InstanceState.PENDING)
-
-
-def user_data(assembly: str, keys: AssemblyKeys) -> str:
-    """``#cloud-config`` in JSON (a YAML subset): hostname, root's key and the host key.
-
-    cloud-init reads it as is; the JEOS's ``pcloud-firstboot`` reads the same
-    document (it is marked ``pacemaker_cloud``)."""
-    key_type = host_key_type(keys.host_public_key)
-    try:
-        host_private = keys.host_private_key.read_text()
-    except OSError as error:
-        raise NotFound(
-            f"host key of assembly {assembly!r} cannot be read: {error.strerror}",
-            assembly=assembly,
-        ) from None
-    document = {
-        USER_DATA_MARK: 1,
-        "hostname": hostname_for(assembly),
-        "preserve_hostname": False,
-        "disable_root": False,
-        "ssh_authorized_keys": [keys.public_key.strip()],
-        "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
-        "ssh_keys": {
-            f"{key_type}_private": host_private,
-            f"{key_type}_public": keys.host_public_key.strip(),
-        },
-    }
-    return "#cloud-config\n" + json.dumps(document, indent=1) + "\n"
-
-
-def host_key_type(public_line: str) -> str:
-    algorithm = public_line.split(" ", 1)[0]
-    if algorithm == "ssh-rsa":
-        return "rsa"
-    if algorithm == "ssh-ed25519":
-        return "ed25519"
-    if algorithm.startswith("ecdsa-sha2-"):
-        return "ecdsa"
-    raise InvalidInput(f"unsupported SSH host key type {algorithm!r}")
 
 
 def _owned_by(server: Server, deployable: str) -> bool:
@@ -795,11 +636,13 @@ async def check_settings(driver: OpenStackDriver) -> None:
 
 
 __all__ = [
+    "MAX_POLL_BACKOFF",
     "CloudFactory",
     "OpenStackDriver",
     "ServerPoller",
     "TcpProbe",
     "check_settings",
+    "host_key_type",
     "hostname_for",
     "keypair_name",
     "server_state",
