@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from cpe.client import Client
+from dpe.drivers.openstack import host_key_type
 from foundation.paths import Paths, resolve
 from images import customize, jeos, keys
 from tests.conftest import make_home
@@ -304,7 +305,8 @@ def test_start_two_assemblies_on_nova(world: World) -> None:
         firstboot = world.ssh(assembly, "cat /run/pcloud-firstboot; hostname")
         assert firstboot.returncode == 0, firstboot.stderr
         report = json.loads(firstboot.stdout.splitlines()[0])
-        assert report["host_key"] == "rsa" and report["authorized_keys"] == 1, report
+        kind = host_key_type(world.keys[assembly].host_public_key)  # ECDSA keys by default
+        assert report["host_key"] == kind and report["authorized_keys"] == 1, report
         assert report["config_drive"], report
         assert firstboot.stdout.splitlines()[1] == assembly
     assert "sleep 86401" in world.ssh("db", "ps -eo args").stdout

@@ -237,6 +237,22 @@ async def test_the_config_drive_carries_the_identity_the_first_boot_step_applies
     ]
 
 
+def test_an_ecdsa_host_key_is_applied_and_named_to_sshd(keys: AssemblyKeys, tmp_path: Path) -> None:
+    """Assembly keys are ECDSA P-256 by default: the first boot step writes the key
+    under its own type and tells sshd to offer it (the JEOS names only the RSA path)."""
+    ecdsa = "ecdsa-sha2-nistp256 AAAAecdsa pinned"
+    document = pcloud_firstboot.parse(
+        user_data("web", AssemblyKeys(keys.private_key, ROOT_PUBLIC, keys.host_private_key, ecdsa))
+    )
+    assert document is not None
+    root = tmp_path / "guest"
+    done = pcloud_firstboot.apply(root, document)
+    assert done["host_key"] == "ecdsa"
+    assert (root / "etc/ssh/ssh_host_ecdsa_key.pub").read_text() == ecdsa + "\n"
+    dropin = root / "etc/ssh/sshd_config.d/pacemaker-cloud-hostkey.conf"
+    assert dropin.read_text() == "HostKey /etc/ssh/ssh_host_ecdsa_key\n"
+
+
 def test_the_first_boot_step_ignores_user_data_that_is_not_ours() -> None:
     assert pcloud_firstboot.parse(None) is None
     assert pcloud_firstboot.parse("#!/bin/sh\necho hi\n") is None
