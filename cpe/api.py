@@ -40,6 +40,7 @@ from cpe.lifecycle import STOP_WAIT, Lifecycle
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
 from cpe.retention import prune_forever
 from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
+from cpe.wakeups import listen_for_wakeups, stop_listening
 from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
 from foundation import __version__
 from foundation.clock import Clock, SystemClock
@@ -48,6 +49,7 @@ from foundation.errors import Code, Conflict, InvalidInput, PcloudError, Unavail
 from foundation.events import Event
 from foundation.model import parse_duration
 from foundation.store import Store
+from foundation.wakeup import EVENT, Wake
 
 log = logging.getLogger("cped.api")
 
@@ -68,12 +70,15 @@ class DaemonInfo:
     config: Config
     started: float = field(default_factory=time.monotonic)
     access: Access | None = None  # None: no access check (in-process tests)
+    on_reload: list[Callable[[], None]] = field(default_factory=list)  # after SIGHUP
 
 
 @dataclass(frozen=True)
 class StreamSettings:
     keepalive: float = 5.0  # seconds between keepalive comments on an idle stream
-    poll_interval: float = 0.1  # how often the event log is checked for new events
+    # while a stream is open, how often the event log is looked at besides the
+    # wake-ups that say an event was stored (a fallback for a wake-up lost)
+    poll_interval: float = 1.0
 
 
 CATALOG = web.AppKey("catalog", Catalog)
@@ -83,6 +88,7 @@ FEED = web.AppKey("feed", EventFeed)
 INFO = web.AppKey("info", DaemonInfo)
 STREAMS = web.AppKey("streams", StreamSettings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+WAKE_SOCKET = web.AppKey("wake_socket", Path)
 
 
 def make_app(
@@ -93,11 +99,13 @@ def make_app(
     launcher: Launcher | None = None,
     keys_dir: Path | None = None,
     clock: Clock | None = None,
+    wake_socket: Path | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the store.
 
     With a ``launcher`` the application supervises DPEs (``cpe.supervisor``)
     for as long as it runs; without one, start, stop and reload answer 503.
+    With a ``wake_socket`` it hears the DPEs' wake-ups there (``cpe.wakeups``).
     """
     app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE] = store
@@ -114,9 +122,12 @@ def make_app(
             in_store=partial(_in_store, app),
             options=lambda: SupervisorOptions.from_config(app[INFO].config),
             clock=clock,
+            on_event=app[FEED].poke,
         )
     wall = (clock or SystemClock()).time
     app[LIFECYCLE] = Lifecycle(app[CATALOG], supervisor, partial(_in_store, app), wall)
+    if wake_socket is not None:
+        app[WAKE_SOCKET] = wake_socket
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     for op in ROUTES:
@@ -132,7 +143,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         partial(_in_store, app, _events_after, store),
         lambda: app[INFO].config.cped,
     )
+    app[INFO].on_reload.append(hook.reconfigured)
     newest = await _in_store(app, store.last_event_id)
+    wakeups = await _listen_for_wakeups(app)
     tasks = [
         asyncio.create_task(app[FEED].run(), name="event-feed"),
         asyncio.create_task(hook.run(newest), name="event-hook"),
@@ -142,6 +155,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         tasks.append(asyncio.create_task(supervisor.run(), name="dpe-supervisor"))
     yield
+    if wakeups is not None:
+        stop_listening(wakeups, app[WAKE_SOCKET])
     await app[FEED].close()
     for task in tasks:
         task.cancel()
@@ -149,6 +164,22 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         supervisor.close()  # DPEs keep running: the next cped adopts them
     app[STORE_THREAD].shutdown(wait=True)
+
+
+async def _listen_for_wakeups(app: web.Application) -> asyncio.DatagramTransport | None:
+    if WAKE_SOCKET not in app:
+        return None
+    transport, _ = await listen_for_wakeups(app[WAKE_SOCKET], partial(_on_wake, app))
+    return transport
+
+
+def _on_wake(app: web.Application, wake: Wake) -> None:
+    """A DPE stored something: the event feed and the supervisor decide whether to look."""
+    if wake.kind == EVENT:
+        app[FEED].poke()
+    supervisor = app[LIFECYCLE].supervisor
+    if supervisor is not None:
+        supervisor.notice(wake)
 
 
 async def _prune_events(app: web.Application) -> None:

@@ -232,6 +232,7 @@ class Cped:
             self.info,
             launcher=DpedLauncher(self.paths, config_file=self.options.config_file),
             keys_dir=self.paths.keys_dir,
+            wake_socket=self.paths.wake_socket,
         )
         runner = web.AppRunner(
             app,
@@ -290,6 +291,8 @@ class Cped:
         self._warn_listener_change(config)
         self.info.config, self.info.access = config, access
         logging.getLogger().setLevel(_log_level(config, self.options))
+        for reloaded in self.info.on_reload:
+            reloaded()
         try:
             secure_socket(self.paths.socket, config.cped.socket_group)
         except OSError as error:

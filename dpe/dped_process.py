@@ -35,6 +35,7 @@ from foundation.keyfiles import AssemblyKeys, load_assembly_keys
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
 from foundation.store import Store
+from foundation.wakeup import WakeSender
 
 log = logging.getLogger("dpe.dped")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
@@ -68,13 +69,19 @@ class DpedSetup:
         except PcloudError:
             store.close()
             raise
+        wake = WakeSender(paths.wake_socket)
+
+        def close() -> None:
+            wake.close()
+            store.close()
+
         return cls(
             name,
             paths,
             lambda: store.get_document(name),
-            StoreRuntime(store, name),
+            StoreRuntime(store, name, wake.send),
             options_from(config),
-            close=store.close,
+            close=close,
             policy_engine=config.dped.policy_engine,
         )
 

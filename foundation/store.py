@@ -43,6 +43,7 @@ from foundation.model import Deployable, parse
 DEFAULT_BUSY_TIMEOUT = 10.0
 HOST_JEOS = "host"  # the built-in JEOS: assemblies that run on this machine (local driver)
 DESIRED_STATES = ("stopped", "started")
+LEASE_KEYS = ("holder", "pid", "epoch", "expires_at", "renewed_at")
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -377,6 +378,10 @@ class Store:
             if not self._db.execute("DELETE FROM deployables WHERE name = ?", (name,)).rowcount:
                 raise NotFound(f"no such deployable: {name!r}", deployable=name)
 
+    def desired_states(self) -> dict[str, str]:
+        """name -> desired state of every deployable (no documents read)."""
+        return dict(self._all("SELECT name, desired_state FROM deployables ORDER BY name"))
+
     def get_desired_state(self, name: str) -> str:
         row = self._one("SELECT desired_state FROM deployables WHERE name = ?", (name,))
         if row is None:
@@ -575,6 +580,13 @@ class Store:
             (deployable, holder, epoch),
         )
 
+    def list_leases(self) -> dict[str, dict[str, Any]]:
+        """deployable -> its lease (as ``get_lease``), for every lease ever held."""
+        rows = self._all(
+            "SELECT deployable, holder, pid, epoch, expires_at, renewed_at FROM leases"
+        )
+        return {row[0]: dict(zip(LEASE_KEYS, row[1:], strict=True)) for row in rows}
+
     def get_lease(self, deployable: str) -> dict[str, Any] | None:
         """{holder, pid, epoch, expires_at, renewed_at}; None if never held.
 
@@ -586,8 +598,7 @@ class Store:
         )
         if row is None:
             return None
-        keys = ("holder", "pid", "epoch", "expires_at", "renewed_at")
-        return dict(zip(keys, row, strict=True))
+        return dict(zip(LEASE_KEYS, row, strict=True))
 
 
 # ---------------------------------------------------------------------------
