@@ -42,6 +42,7 @@ from foundation.model import (
     parse_resource,
     validate_name,
 )
+from foundation.runtime_kinds import DEPLOYABLE
 from foundation.store import HOST_JEOS, Store
 
 JEOS_KEYS = {"name", "kind", "path", "arch", "release", "size", "checksum", "created"}
@@ -270,7 +271,8 @@ class Catalog:
             return [self._summary(doc, desired) for doc, desired in rows]
 
     def _summary(self, doc: dict[str, Any], desired: str) -> dict[str, Any]:
-        runtime = self.store.get_runtime(doc["name"]).get("deployable", {}).get("", {})
+        recorded = self.store.get_runtime(doc["name"], DEPLOYABLE)  # not every resource's
+        runtime = recorded.get(DEPLOYABLE, {}).get("", {})
         return {
             "name": doc["name"],
             "uuid": doc["uuid"],

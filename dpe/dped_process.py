@@ -24,10 +24,11 @@ from typing import TextIO
 from dpe.drivers.registry import make_driver
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
+from dpe.handshake_slots import HandshakeSlots, SlottedTransport
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
 from dpe.transport import SshTransport
 from foundation.clock import SystemClock
-from foundation.config import Config
+from foundation.config import Config, DpedSettings
 from foundation.document import load_document
 from foundation.errors import InvalidInput, PcloudError
 from foundation.events import Event
@@ -59,6 +60,7 @@ class DpedSetup:
     close: Callable[[], None] = lambda: None
     print_events: TextIO | None = None
     policy_engine: str = "builtin"  # [dped] policy_engine
+    handshakes_at_once: int = DpedSettings.ssh_handshakes_at_once
 
     @classmethod
     def from_store(cls, name: str, paths: Paths, config: Config) -> DpedSetup:
@@ -83,6 +85,7 @@ class DpedSetup:
             options_from(config),
             close=close,
             policy_engine=config.dped.policy_engine,
+            handshakes_at_once=config.dped.ssh_handshakes_at_once,
         )
 
     @classmethod
@@ -99,7 +102,9 @@ class DpedSetup:
         engine = Engine(
             document,
             driver=make_driver(document.infrastructure, self.paths, document.settings),
-            transport=SshTransport(),
+            transport=SlottedTransport(
+                SshTransport(), HandshakeSlots(self.paths.handshake_dir, self.handshakes_at_once)
+            ),
             runtime=self.runtime,
             keys=self.keys,
             clock=SystemClock(),

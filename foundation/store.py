@@ -429,12 +429,14 @@ class Store:
             sql, args = sql + " AND key = ?", [*args, key]
         self._write(sql, args)
 
-    def get_runtime(self, deployable: str) -> dict[str, dict[str, dict[str, Any]]]:
-        """kind -> key -> document."""
-        rows = self._all(
-            "SELECT kind, key, doc FROM runtime WHERE deployable = ? ORDER BY kind, key",
-            (deployable,),
-        )
+    def get_runtime(
+        self, deployable: str, kind: str | None = None
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """kind -> key -> document (of one ``kind`` only, if given)."""
+        sql, args = "SELECT kind, key, doc FROM runtime WHERE deployable = ?", [deployable]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        rows = self._all(sql + " ORDER BY kind, key", args)
         state: dict[str, dict[str, dict[str, Any]]] = {}
         for kind, key, doc in rows:
             state.setdefault(kind, {})[key] = _load(doc)

@@ -10,8 +10,11 @@ from foundation import model
 from foundation.errors import Conflict, InvalidInput
 from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
-from pcloudsh.output import Result, Table, columns, done
-from pcloudsh.values import check_name, describe_escalation, parse_resource_id
+from pcloudsh.exitcodes import ExitCode
+from pcloudsh.output import Result, Table, Text, columns, done
+from pcloudsh.progress import show_counts
+from pcloudsh.starting import Started, Waiting, failed_before, start_each, wait_until_settled
+from pcloudsh.values import check_name, describe_escalation, parse_duration, parse_resource_id
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
@@ -186,13 +189,53 @@ class DeployableCommands(Noun):
 
     # -- lifecycle ------------------------------------------------------------
 
-    @command(NAME)
+    @command(
+        Arg("name", nargs="*", help="the deployables to start", complete=Names.DEPLOYABLE),
+        Arg("--all", action="store_true", help="start every deployable"),
+        Arg(
+            "--wait",
+            action="store_true",
+            help="wait until each is running (or has failed), showing how many run",
+        ),
+        Arg(
+            "--timeout",
+            default="10m",
+            help="with --wait: give up after this long (default 10m)",
+        ),
+    )
     def deployable_start(self, args: argparse.Namespace) -> Result:
-        """Start a deployable: cped runs a DPE that keeps it available (clears "failed")."""
-        name = check_name(args.name, "deployable")
-        with lifecycle_request():
-            answer = self.env.api().start_deployable(name)
-        return done(f"deployable {name} starting", deployable=name, answer=answer)
+        """Start deployables: cped runs a DPE for each that keeps it available (clears "failed").
+
+        cped lets a few deployables start at a time (``[cped] dpe_starts_at_once``)
+        and queues the others, so starting hundreds with --all does not starve
+        them.  With --wait the command returns once every one is running or has
+        failed (exit 1 if any failed, was refused, or --timeout passed first).
+        """
+        names = self._names_to_start(args)
+        timeout = parse_duration(args.timeout, "--timeout") if args.wait else 0.0
+        if len(names) == 1 and not args.all and not args.wait:
+            with lifecycle_request():
+                answer = self.env.api().start_deployable(names[0])
+            return done(f"deployable {names[0]} starting", deployable=names[0], answer=answer)
+        api = self.env.api()
+        waiting = Waiting(names, failed_before(api, names) if args.wait else set())
+        started = start_each(api, names)
+        if not args.wait:
+            return _started_result(names, started)
+        asked = [n for n in names if n not in started.refused]
+        waiting.names = asked
+        with show_counts(self.env.stderr, "deployable_start", len(asked)) as progress:
+            waited = wait_until_settled(
+                api, waiting, timeout, self.env.clock, self.env.sleep, progress
+            )
+        return _settled_result(names, started, waiting, waited)
+
+    def _names_to_start(self, args: argparse.Namespace) -> list[str]:
+        if args.all == bool(args.name):
+            raise InvalidInput("name the deployables to start, or give --all (not both)")
+        if args.all:
+            return [row["name"] for row in self.env.api().list_deployables()]
+        return [check_name(name, "deployable") for name in args.name]
 
     @command(NAME)
     def deployable_stop(self, args: argparse.Namespace) -> Result:
@@ -314,6 +357,36 @@ def lifecycle_request() -> Iterator[None]:
         yield
     except Conflict as error:
         raise OperationFailed(error.message, details=error.details) from None
+
+
+def _started_result(names: list[str], started: Started) -> Result:
+    """Start requests sent (no --wait): which were accepted, which refused."""
+    text = f"{len(started.answers)} of {len(names)} deployables starting"
+    lines = [text] + [f"{n}: refused: {m}" for n, m in started.refused.items()]
+    data = {"message": text, "answers": started.answers, "refused": started.refused}
+    status = ExitCode.FAILURE if started.refused else ExitCode.OK
+    return Result(data, Text("\n".join(lines)), status)
+
+
+def _settled_result(names: list[str], started: Started, waiting: Waiting, waited: float) -> Result:
+    """After --wait: how many run, which failed, were refused, or did not settle in time."""
+    running, failed = waiting.running, waiting.failed
+    unsettled = [n for n in waiting.names if n not in running and n not in failed]
+    text = f"{len(running)} of {len(names)} deployables running after {waited:.0f} s"
+    lines = [text]
+    lines += [f"{n}: failed" for n in failed]
+    lines += [f"{n}: refused: {m}" for n, m in started.refused.items()]
+    lines += [f"{n}: still {waiting.states.get(n) or 'not running'}" for n in unsettled]
+    data = {
+        "message": text,
+        "seconds": round(waited, 1),
+        "running": running,
+        "failed": failed,
+        "refused": started.refused,
+        "not_settled": {n: waiting.states.get(n) for n in unsettled},
+    }
+    trouble = failed or started.refused or unsettled
+    return Result(data, Text("\n".join(lines)), ExitCode.FAILURE if trouble else ExitCode.OK)
 
 
 def _constraint_args(args: argparse.Namespace) -> tuple[str, str, str]:

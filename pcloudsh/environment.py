@@ -160,6 +160,7 @@ class Environment:
     width: int | None = None  # console width; None: the terminal's
     color: bool | None = field(default_factory=lambda: color_wanted(os.environ))
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep  # waiting for cped (deployable_start --wait)
     connect: Callable[[pathsmod.Paths], Api] = _connect
     connect_events: Callable[[pathsmod.Paths], EventSource] = _connect_events  # one per stream
     timer: Callable[[float, Callable[[], None]], Timer] = _timer

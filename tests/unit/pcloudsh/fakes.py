@@ -63,6 +63,9 @@ class FakeCped:
         self.statuses: dict[str, JsonDict] = {}  # status documents to answer, by deployable
         self.runtimes: dict[str, JsonDict] = {}  # what a DPE recorded, by deployable
         self.on_idle: Callable[[], None] | None = None  # called when a stream has sent all
+        self.states: dict[str, str] = {}  # the state a DPE recorded, by deployable
+        self.refusals: dict[str, Exception] = {}  # what start_deployable raises, by deployable
+        self.started: list[str] = []  # start requests, in order
 
     def snapshot(self) -> JsonDict:
         return copy.deepcopy({"assemblies": self.assemblies, "deployables": self.deployables})
@@ -123,7 +126,7 @@ class FakeCped:
                 "uuid": d["uuid"],
                 "infrastructure": d["infrastructure"],
                 "assemblies": len(d["assemblies"]),
-                "state": "stopped",
+                "state": self.states.get(d["name"], "stopped"),
             }
             for _, d in sorted(self.deployables.items())
         ]
@@ -318,7 +321,11 @@ class FakeCped:
 
     # -- lifecycle and events -------------------------------------------------
     def start_deployable(self, name: str) -> JsonDict:
-        return self._lifecycle(name, "starting")
+        if name in self.refusals:
+            raise self.refusals[name]
+        answer = self._lifecycle(name, "starting")
+        self.started.append(name)
+        return answer
 
     def stop_deployable(self, name: str) -> JsonDict:
         return self._lifecycle(name, "stopping")
