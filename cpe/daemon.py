@@ -227,10 +227,12 @@ class Cped:
 
     async def _serve(self, store: Store) -> int:
         config = self.info.config.cped
+        launcher = DpedLauncher(self.paths, config_file=self.options.config_file)
+        launcher.use_template()  # dpeds share the interpreter's and libraries' pages
         app = make_app(
             store,
             self.info,
-            launcher=DpedLauncher(self.paths, config_file=self.options.config_file),
+            launcher=launcher,
             keys_dir=self.paths.keys_dir,
             wake_socket=self.paths.wake_socket,
         )
@@ -259,6 +261,7 @@ class Cped:
             return EXIT_FAILURE
         finally:
             await runner.cleanup()  # closes the listener, finishes requests in flight
+            launcher.close()  # the template exits; the DPEs run on
             with contextlib.suppress(FileNotFoundError):
                 self.paths.socket.unlink()
         return EXIT_OK
