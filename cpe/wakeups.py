@@ -44,6 +44,15 @@ async def listen_for_wakeups(
     path: Path, on_wake: OnWake
 ) -> tuple[asyncio.DatagramTransport, WakeListener]:
     """Bind ``path`` (replacing a socket a killed cped left) and hand on every wake-up."""
+    loop = asyncio.get_running_loop()
+    transport, listener = await loop.create_datagram_endpoint(
+        lambda: WakeListener(on_wake), sock=bound_socket(path)
+    )
+    return transport, listener
+
+
+def bound_socket(path: Path) -> socket.socket:
+    """A datagram socket bound at ``path`` (local calls only: it never blocks for long)."""
     path.unlink(missing_ok=True)  # cped holds the pidfile lock: no other cped uses it
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
@@ -54,11 +63,7 @@ async def listen_for_wakeups(
     except OSError:
         sock.close()
         raise
-    loop = asyncio.get_running_loop()
-    transport, listener = await loop.create_datagram_endpoint(
-        lambda: WakeListener(on_wake), sock=sock
-    )
-    return transport, listener
+    return sock
 
 
 def stop_listening(transport: asyncio.DatagramTransport, path: Path) -> None:

@@ -155,7 +155,7 @@ class Template:
             status = dped_main(args)
         except SystemExit as leaving:
             status = leaving.code if isinstance(leaving.code, int) else 1
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the child's last word, then it exits
             traceback.print_exc()
         finally:
             with contextlib.suppress(Exception):

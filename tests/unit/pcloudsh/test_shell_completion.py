@@ -7,7 +7,8 @@ import shlex
 
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import DownCped, FakeCped
+from tests.unit.inprocess import InProcessCped
+from tests.unit.pcloudsh.fakes import DownCped
 
 
 def offered(env: Environment, line: str) -> list[str]:
@@ -32,17 +33,17 @@ def test_global_options_then_a_command(env: Environment) -> None:
     assert offered(env, "--json assembly_l") == ["assembly_list"]
 
 
-def test_existing_names_for_an_argument(env: Environment, shop: FakeCped) -> None:
+def test_existing_names_for_an_argument(env: Environment, shop: InProcessCped) -> None:
     assert offered(env, "deployable_status ") == ["shop"]
     assert offered(env, "assembly_delete w") == ["web"]
 
 
-def test_names_that_depend_on_an_earlier_argument(env: Environment, shop: FakeCped) -> None:
+def test_names_that_depend_on_an_earlier_argument(env: Environment, shop: InProcessCped) -> None:
     assert offered(env, "deployable_constraint_add shop db/") == ["db/pg"]
     assert offered(env, "deployable_simulate shop --fail w") == ["web", "web/www"]
 
 
-def test_an_options_choices_and_the_commands_options(env: Environment, shop: FakeCped) -> None:
+def test_an_options_choices_and_the_commands_options(env: Environment, shop: InProcessCped) -> None:
     assert offered(env, "deployable_export shop --format ") == ["cib", "json", "xml"]
     assert "--format" in offered(env, "deployable_export shop --")
 

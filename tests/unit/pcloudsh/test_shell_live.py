@@ -17,7 +17,7 @@ from pcloudsh.live import LiveEvents
 from pcloudsh.output import Notice
 from pcloudsh.shell import PcloudShell
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped, FakeStream
+from tests.unit.inprocess import InProcessCped, StoreStream
 
 WAIT = 10.0  # generous: how long a test waits for another thread before failing
 
@@ -225,10 +225,10 @@ def test_a_stopped_shell_leaves_no_thread(
 
 
 def test_events_followed_by_a_command_are_not_shown_again_as_alerts(
-    live_shell: tuple[PcloudShell, BlockingSource, queue.Queue[Any]], cped: FakeCped
+    live_shell: tuple[PcloudShell, BlockingSource, queue.Queue[Any]], cped: InProcessCped
 ) -> None:
     shell, source, alerts = live_shell
-    shell.env.connect_events = lambda _paths: FakeStream(cped)  # the command's own stream
+    shell.env.connect_events = lambda _paths: StoreStream(cped)  # the command's own stream
     seen_while_following: list[bool] = []
     cped.on_idle = lambda: seen_while_following.append(shell.live.muted)
     assert run(shell, "events --follow").status == 130

@@ -1,8 +1,9 @@
 """``deployable_start`` of many deployables (``--all``) and ``--wait``.
 
-The fake cped's list answers the states a test sets; the environment's
-``sleep`` is where time passes: it advances a fake clock and lets the test
-move deployables on, so nothing here waits.
+cped's own rules answer in-process; a test records each deployable's state as
+its DPE would (in the store); the environment's ``sleep`` is where time
+passes: it advances a fake clock and lets the test move deployables on, so
+nothing here waits.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable
 import pytest
 
 from foundation.errors import Conflict
+from foundation.runtime_kinds import DEPLOYABLE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped
+from tests.unit.inprocess import InProcessCped
 
 NAMES = ["blog", "shop", "wiki"]
 
@@ -38,8 +40,19 @@ class Time:
         self.each_sleep(len(self.sleeps))
 
 
+def set_state(cped: InProcessCped, **states: str) -> None:
+    """Each deployable's state as its DPE records it."""
+    for name, state in states.items():
+        cped.store.put_runtime(name, DEPLOYABLE, "", {"state": state})
+
+
+def started(cped: InProcessCped) -> list[str]:
+    """The deployables cped was asked to start, in order."""
+    return [call.split()[1] for call in cped.supervisor.calls if call.startswith("start ")]
+
+
 @pytest.fixture
-def deployables(env: Environment, cped: FakeCped) -> FakeCped:
+def deployables(env: Environment, cped: InProcessCped) -> InProcessCped:
     for name in NAMES:
         assert run(env, f"deployable_create {name}").status == 0
     return cped
@@ -51,36 +64,39 @@ def time_env(env: Environment) -> tuple[Environment, Time]:
     return dataclasses.replace(env, clock=time.clock, sleep=time.sleep), time
 
 
-def test_all_sends_one_start_per_deployable(env: Environment, deployables: FakeCped) -> None:
+def test_all_sends_one_start_per_deployable(env: Environment, deployables: InProcessCped) -> None:
     ran = run(env, "deployable_start --all")
     assert ran.status == 0 and ran.out == "3 of 3 deployables starting\n"
-    assert deployables.started == NAMES
+    assert started(deployables) == NAMES
 
 
-def test_names_or_all_but_not_both_nor_neither(env: Environment, deployables: FakeCped) -> None:
+def test_names_or_all_but_not_both_nor_neither(
+    env: Environment, deployables: InProcessCped
+) -> None:
     for line in ("deployable_start", "deployable_start --all blog"):
         ran = run(env, line)
         assert ran.status == 2 and "or give --all" in ran.err
-    assert deployables.started == []
+    assert started(deployables) == []
 
 
 def test_one_refusal_does_not_stop_the_others_and_fails_the_command(
-    env: Environment, deployables: FakeCped
+    env: Environment, deployables: InProcessCped
 ) -> None:
-    deployables.refusals["shop"] = Conflict("no key pair for assembly web")
+    refusal = Conflict("no key pair for assembly web")
+    deployables.answer("start_deployable", "shop", answer=refusal)
     ran = run(env, "--json deployable_start --all")
     assert ran.status == 1
-    assert deployables.started == ["blog", "wiki"]
+    assert started(deployables) == ["blog", "wiki"]
     assert json.loads(ran.out)["refused"] == {"shop": "no key pair for assembly web"}
 
 
 def test_wait_returns_once_every_deployable_runs(
-    time_env: tuple[Environment, Time], deployables: FakeCped
+    time_env: tuple[Environment, Time], deployables: InProcessCped
 ) -> None:
     env, time = time_env
 
     def one_more_runs(sleeps: int) -> None:
-        deployables.states[NAMES[sleeps - 1]] = "running"
+        set_state(deployables, **{NAMES[sleeps - 1]: "running"})
 
     time.each_sleep = one_more_runs
     ran = run(env, "--json deployable_start --all --wait")
@@ -93,12 +109,12 @@ def test_wait_returns_once_every_deployable_runs(
 
 
 def test_wait_reports_a_deployable_that_failed(
-    time_env: tuple[Environment, Time], deployables: FakeCped
+    time_env: tuple[Environment, Time], deployables: InProcessCped
 ) -> None:
     env, time = time_env
 
     def settle(_sleeps: int) -> None:
-        deployables.states.update(blog="running", shop="failed", wiki="running")
+        set_state(deployables, blog="running", shop="failed", wiki="running")
 
     time.each_sleep = settle
     ran = run(env, "deployable_start blog shop wiki --wait")
@@ -107,14 +123,14 @@ def test_wait_reports_a_deployable_that_failed(
 
 
 def test_a_deployable_failed_before_the_start_is_not_taken_as_failed_again(
-    time_env: tuple[Environment, Time], deployables: FakeCped
+    time_env: tuple[Environment, Time], deployables: InProcessCped
 ) -> None:
     env, time = time_env
-    deployables.states.update(blog="running", shop="failed", wiki="running")
+    set_state(deployables, blog="running", shop="failed", wiki="running")
     steps = ["failed", "starting", "running"]  # its new DPE records anew
 
     def shop_restarts(sleeps: int) -> None:
-        deployables.states["shop"] = steps[min(sleeps, len(steps) - 1)]
+        set_state(deployables, shop=steps[min(sleeps, len(steps) - 1)])
 
     time.each_sleep = shop_restarts
     ran = run(env, "--json deployable_start --all --wait")
@@ -123,10 +139,10 @@ def test_a_deployable_failed_before_the_start_is_not_taken_as_failed_again(
 
 
 def test_wait_gives_up_after_the_timeout(
-    time_env: tuple[Environment, Time], deployables: FakeCped
+    time_env: tuple[Environment, Time], deployables: InProcessCped
 ) -> None:
     env, time = time_env
-    deployables.states.update(blog="running", shop="starting")
+    set_state(deployables, blog="running", shop="starting")
     ran = run(env, "--json deployable_start --all --wait --timeout 5s")
     assert ran.status == 1
     answer = json.loads(ran.out)
@@ -135,6 +151,6 @@ def test_wait_gives_up_after_the_timeout(
 
 
 def test_one_deployable_without_wait_is_answered_as_before(
-    env: Environment, deployables: FakeCped
+    env: Environment, deployables: InProcessCped
 ) -> None:
     assert run(env, "deployable_start shop").out == "deployable shop starting\n"
