@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from foundation import model
-from foundation.errors import Conflict, InvalidInput
+from foundation.errors import Conflict, InvalidInput, PcloudError
 from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
-from pcloudsh.exitcodes import ExitCode
-from pcloudsh.output import Result, Table, Text, columns, done
-from pcloudsh.progress import show_counts
-from pcloudsh.starting import Started, Waiting, failed_before, start_each, wait_until_settled
+from pcloudsh.environment import Environment
+from pcloudsh.exitcodes import ExitCode, exit_code_for
+from pcloudsh.output import Group, Result, Stream, Table, Text, columns, done
 from pcloudsh.values import check_name, describe_escalation, parse_duration, parse_resource_id
+from pcloudsh.waiting import DEFAULT_TIMEOUT, wait_for
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
+NAMES = Arg("names", nargs="*", metavar="NAME", help="the deployables", complete=Names.DEPLOYABLE)
+ALL = Arg("--all", action="store_true", help="every deployable (instead of NAMEs)")
+WAIT = Arg(
+    "--wait",
+    action="store_true",
+    help="return once it is done (exit 1 if it fails or --timeout passes)",
+)
+TIMEOUT = Arg(
+    "--timeout",
+    metavar="DURATION",
+    help=f"how long --wait waits (default {DEFAULT_TIMEOUT / 60:g}m)",
+)
+WATCH_INTERVAL = 2.0
+CHANGING_BY_ITSELF = ("uptime", "lease_expires_in")
+Lifecycle = Callable[[str, float | None], Result]
 
 
 class DeployableCommands(Noun):
@@ -190,61 +206,69 @@ class DeployableCommands(Noun):
 
     # -- lifecycle ------------------------------------------------------------
 
-    @command(
-        Arg("name", nargs="*", help="the deployables to start", complete=Names.DEPLOYABLE),
-        Arg("--all", action="store_true", help="start every deployable"),
-        Arg(
-            "--wait",
-            action="store_true",
-            help="wait until each is running (or has failed), showing how many run",
-        ),
-        Arg(
-            "--timeout",
-            default="10m",
-            help="with --wait: give up after this long (default 10m)",
-        ),
-    )
+    @command(NAMES, ALL, WAIT, TIMEOUT)
     def deployable_start(self, args: argparse.Namespace) -> Result:
-        """Start deployables: cped runs a DPE for each that keeps it available (clears "failed").
+        """Start deployables: cped runs a DPE that keeps each available (clears "failed").
 
-        cped lets a few deployables start at a time (``[cped] dpe_starts_at_once``)
-        and queues the others, so starting hundreds with --all does not starve
-        them.  With --wait the command returns once every one is running or has
-        failed (exit 1 if any failed, was refused, or --timeout passed first).
+        Without --wait it returns once the DPE is spawned; with --wait, once the
+        deployable runs (exit 1 if it fails, or is not running within --timeout).
         """
-        names = self._names_to_start(args)
-        timeout = parse_duration(args.timeout, "--timeout") if args.wait else 0.0
-        if len(names) == 1 and not args.all and not args.wait:
-            with lifecycle_request():
-                answer = self.env.api().start_deployable(names[0])
-            return done(f"deployable {names[0]} starting", deployable=names[0], answer=answer)
-        api = self.env.api()
-        waiting = Waiting(names, failed_before(api, names) if args.wait else set())
-        started = start_each(api, names)
-        if not args.wait:
-            return _started_result(names, started)
-        asked = [n for n in names if n not in started.refused]
-        waiting.names = asked
-        with show_counts(self.env.stderr, "deployable_start", len(asked)) as progress:
-            waited = wait_until_settled(
-                api, waiting, timeout, self.env.clock, self.env.sleep, progress
-            )
-        return _settled_result(names, started, waiting, waited)
+        return self._each(args, self._start)
 
-    def _names_to_start(self, args: argparse.Namespace) -> list[str]:
-        if args.all == bool(args.name):
-            raise InvalidInput("name the deployables to start, or give --all (not both)")
-        if args.all:
-            return [row["name"] for row in self.env.api().list_deployables()]
-        return [check_name(name, "deployable") for name in args.name]
-
-    @command(NAME)
+    @command(NAMES, ALL, WAIT, TIMEOUT)
     def deployable_stop(self, args: argparse.Namespace) -> Result:
-        """Stop a deployable: resources stop in reverse order, instances are destroyed."""
-        name = check_name(args.name, "deployable")
+        """Stop deployables: resources stop in reverse order, instances are destroyed.
+
+        cped waits up to 20 s for the stop; with --wait the command waits until it
+        is complete (exit 1 if it is not within --timeout).
+        """
+        return self._each(args, self._stop)
+
+    def _each(self, args: argparse.Namespace, act: Lifecycle) -> Result:
+        """The action on each chosen deployable; the others still go on when one fails."""
+        names = _chosen(self.env, args.names, args.all)
+        timeout = _wait_timeout(args.wait, args.timeout)
+        if len(names) == 1:
+            return act(names[0], timeout)
+        results: list[Result] = []
+        for name in names:
+            try:
+                results.append(act(name, timeout))
+            except PcloudError as error:
+                results.append(_failed(name, error))
+        worst = max((r.status for r in results), default=ExitCode.OK)
+        return Result([r.data for r in results], Group([r.view for r in results]), worst)
+
+    def _start(self, name: str, timeout: float | None) -> Result:
         with lifecycle_request():
-            answer = self.env.api().stop_deployable(name)
-        return done(f"deployable {name} stopping", deployable=name, answer=answer)
+            answer = self.env.api().start_deployable(name)
+        if timeout is not None:
+            wait_for(self.env, name, "started", timeout)
+            message = f"deployable {name} running"
+        elif answer.get("note") == "already running":
+            message = f"deployable {name} already running"
+        else:
+            message = f"deployable {name} starting (deployable_status {name} shows how it goes)"
+        return done(message, deployable=name, answer=answer)
+
+    def _stop(self, name: str, timeout: float | None) -> Result:
+        api = self.env.api()
+        with lifecycle_request():
+            was_stopped = _is_stopped(api.deployable_status(name))
+            answer = api.stop_deployable(name)
+        if was_stopped:
+            message = f"deployable {name} already stopped"
+        elif answer.get("state") == "stopped":
+            message = f"deployable {name} stopped"
+        elif timeout is not None:
+            wait_for(self.env, name, "stopped", timeout)
+            message = f"deployable {name} stopped"
+        else:
+            message = (
+                f"deployable {name} still stopping ({answer.get('note', '')};"
+                f" deployable_stop {name} --wait waits until it is done)"
+            )
+        return done(message, deployable=name, answer=answer)
 
     @command(NAME)
     def deployable_reload(self, args: argparse.Namespace) -> Result:
@@ -254,22 +278,53 @@ class DeployableCommands(Noun):
             answer = self.env.api().reload_deployable(name)
         return done(f"deployable {name} reloading", deployable=name, answer=answer)
 
-    @command(NAME)
-    def deployable_status(self, args: argparse.Namespace) -> Result:
+    @command(
+        NAME,
+        Arg("--watch", action="store_true", help="show it again whenever it changes (Ctrl-C ends)"),
+        Arg(
+            "--interval",
+            metavar="DURATION",
+            help=f"with --watch: how often to look (default {WATCH_INTERVAL:g}s)",
+        ),
+    )
+    def deployable_status(self, args: argparse.Namespace) -> Result | Stream:
         """Show a deployable's state as a tree: assemblies, instances, resources, last events.
 
         The deployable's state (and the desired one when they differ), its DPE's
         pid and lease epoch; each assembly's state, instance, address and uptime;
         each resource's state, failures in its escalation window and last return
         code; then the last events.  States are coloured on a terminal.  --json
-        prints cped's status document as it is.
+        prints cped's status document as it is.  --watch shows it again, under
+        the time, each time it changes, until Ctrl-C (like crm_mon); with --json,
+        one status document per line.
         """
+        name = check_name(args.name, "deployable")
+        if args.interval is not None and not args.watch:
+            raise InvalidInput("--interval goes with --watch")
+        if args.watch:
+            interval = parse_duration(args.interval or str(WATCH_INTERVAL), "--interval")
+            return Stream(self._watched(name, interval), quiet_interrupt=True)
+        return self._status(name)
+
+    def _status(self, name: str) -> Result:
         from pcloudsh.status import status_view
 
-        name = check_name(args.name, "deployable")
         with lifecycle_request():
             status = self.env.api().deployable_status(name)
         return Result(status, status_view(name, status, self.env.clock()))
+
+    def _watched(self, name: str, interval: float) -> Iterator[Result]:
+        """The status each time it changed (uptimes and lease countdowns aside)."""
+        from pcloudsh.timetext import format_time
+
+        seen: object = None
+        while True:
+            result = self._status(name)
+            if (changed := _lasting(result.data)) != seen:
+                seen = changed
+                when = Text(f"--- {format_time(self.env.clock())} ---")
+                yield Result(result.data, Group([when, result.view]))
+            self.env.sleep(interval)
 
     # -- documents ------------------------------------------------------------
 
@@ -360,34 +415,49 @@ def lifecycle_request() -> Iterator[None]:
         raise OperationFailed(error.message, details=error.details) from None
 
 
-def _started_result(names: list[str], started: Started) -> Result:
-    """Start requests sent (no --wait): which were accepted, which refused."""
-    text = f"{len(started.answers)} of {len(names)} deployables starting"
-    lines = [text] + [f"{n}: refused: {m}" for n, m in started.refused.items()]
-    data = {"message": text, "answers": started.answers, "refused": started.refused}
-    status = ExitCode.FAILURE if started.refused else ExitCode.OK
-    return Result(data, Text("\n".join(lines)), status)
+def _lasting(status: Any) -> Any:
+    """The status without what changes by itself as time passes."""
+    if isinstance(status, list):
+        return [_lasting(item) for item in status]
+    if isinstance(status, dict):
+        return {k: _lasting(v) for k, v in status.items() if k not in CHANGING_BY_ITSELF}
+    return status
 
 
-def _settled_result(names: list[str], started: Started, waiting: Waiting, waited: float) -> Result:
-    """After --wait: how many run, which failed, were refused, or did not settle in time."""
-    running, failed = waiting.running, waiting.failed
-    unsettled = [n for n in waiting.names if n not in running and n not in failed]
-    text = f"{len(running)} of {len(names)} deployables running after {waited:.0f} s"
-    lines = [text]
-    lines += [f"{n}: failed" for n in failed]
-    lines += [f"{n}: refused: {m}" for n, m in started.refused.items()]
-    lines += [f"{n}: still {waiting.states.get(n) or 'not running'}" for n in unsettled]
-    data = {
-        "message": text,
-        "seconds": round(waited, 1),
-        "running": running,
-        "failed": failed,
-        "refused": started.refused,
-        "not_settled": {n: waiting.states.get(n) for n in unsettled},
-    }
-    trouble = failed or started.refused or unsettled
-    return Result(data, Text("\n".join(lines)), ExitCode.FAILURE if trouble else ExitCode.OK)
+def _failed(name: str, error: PcloudError) -> Result:
+    """One deployable of several could not be started or stopped: said, and the others go on."""
+    data = {"deployable": name, "error": error.to_dict()}
+    return Result(data, Text(f"deployable {name}: {error.message}"), exit_code_for(error))
+
+
+def _chosen(env: Environment, names: list[str], every: bool) -> list[str]:
+    """NAMEs, or with --all every deployable (in the order cped lists them)."""
+    if every and names:
+        raise InvalidInput("give NAMEs or --all, not both")
+    if every:
+        return [row["name"] for row in env.api().list_deployables()]
+    if not names:
+        raise InvalidInput("give the deployable's NAME (several are fine), or --all")
+    return [check_name(name, "deployable") for name in dict.fromkeys(names)]
+
+
+def _wait_timeout(wait: bool, timeout: str | None) -> float | None:
+    """Seconds --wait waits, or None without --wait."""
+    if timeout is not None and not wait:
+        raise InvalidInput("--timeout goes with --wait")
+    if not wait:
+        return None
+    return DEFAULT_TIMEOUT if timeout is None else parse_duration(timeout, "--timeout")
+
+
+def _is_stopped(status: dict[str, Any]) -> bool:
+    """Nothing to stop: wanted stopped, recorded stopped, and no DPE alive."""
+    dpe = status.get("dpe") or {}
+    return (
+        status.get("desired") == "stopped"
+        and status.get("state") == "stopped"
+        and not dpe.get("alive")
+    )
 
 
 def _constraint_args(args: argparse.Namespace) -> tuple[str, str, str]:
