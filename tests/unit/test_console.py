@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import test_utils, web
+from markupsafe import escape
 
 from cpe.access import Access
 from cpe.api import DaemonInfo, StreamSettings, make_app
@@ -366,4 +367,22 @@ def test_the_timeline_filter_by_level_assembly_and_resource() -> None:
     assert TimelineFilter("resource").keeps(resource)
     assert not TimelineFilter("assembly").keeps(resource)
     assert not TimelineFilter(assembly="b").keeps(resource)
-    assert TimelineFilter.from_query({"level": "<b>"}) == TimelineFilter()
+    chosen = TimelineFilter.from_query({"level": "resource", "assembly": " a ", "resource": ""})
+    assert chosen == TimelineFilter("resource", "a")
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("level=<b>", "level: one of deployable, assembly, resource, not '<b>'"),
+        ("assembly=a b", "assembly: not a name: 'a b'"),
+        ("resource=..%2F", "resource: not a name: '../'"),
+    ],
+)
+async def test_a_filter_the_form_cannot_send_is_refused_by_its_field(
+    console: Console, query: str, named: str
+) -> None:
+    await console.login()
+    status, page, _ = await console.get(f"/console/deployables/shop?{query}")
+    assert status == 400 and escape(named) in page  # as the page shows text
+    assert "<b>" not in page
