@@ -9,6 +9,7 @@ a real browser on the TLS listener).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -298,8 +299,9 @@ async def test_the_confirmation_asks_before_acting(console: Console) -> None:
 
 
 async def test_a_service_move_goes_through_the_api_and_is_an_event_with_its_user(
-    console: Console,
+    console: Console, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "cped")
     await console.login("bob")
     _, page, _ = await console.get("/console/deployables/shop")
     assert 'action="/console/deployables/shop/confirm/move"' in page
@@ -312,6 +314,9 @@ async def test_a_service_move_goes_through_the_api_and_is_an_event_with_its_user
     assert (status, headers["Location"]) == (303, "/console/deployables/shop")
     [event] = console.store.query_events(deployable="shop", newest_first=True, limit=1)
     assert event.state == "move-requested" and event.reason.startswith("by bob from the web")
+    logged = [r.getMessage() for r in caplog.records if r.name == "cped.console"]
+    peer, note = event.reason.removeprefix("by bob from the web console (").split("): ", 1)
+    assert logged == [f"console action by bob from {peer}: move shop: {note}"]
 
 
 async def test_a_move_to_an_assembly_the_service_may_not_use_is_refused(console: Console) -> None:
