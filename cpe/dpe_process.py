@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cpe.control import cped_environment
-from foundation.paths import Paths
+from foundation.paths import LOG_MODE, Paths
 
 log = logging.getLogger("cped.dpe")
 
@@ -222,6 +222,6 @@ def _file_actions(log_file: Path) -> list[tuple[int, ...] | tuple[int, int, str,
     append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o640),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, LOG_MODE),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
