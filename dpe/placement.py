@@ -70,6 +70,7 @@ _UNCERTAIN = (
     AssemblyState.CREATING,
     AssemblyState.CONNECTING,
     AssemblyState.FENCING,
+    AssemblyState.STOPPING,
 )
 
 
