@@ -49,7 +49,7 @@ class FallbackPlanner:
             if getattr(self.planner, "blocking", False):
                 return await asyncio.to_thread(self.planner, document, observed)
             return self.planner(document, observed)
-        except Exception as error:  # any failure: the built-in planner still works
+        except Exception as error:  # noqa: BLE001 - any failure: the built-in planner still works
             self._failed(error)
             return builtin_plan(document, observed)
 

@@ -154,7 +154,7 @@ async def ip(*args: str, check: bool = True) -> str:
 async def ensure_bridge(subnet: ipaddress.IPv4Network) -> str:
     """Create the subnet's bridge with the host's address, unless it exists."""
     bridge = bridge_name(subnet)
-    if not Path("/sys/class/net", bridge).exists():
+    if not Path("/sys/class/net", bridge).exists():  # noqa: ASYNC240 - sysfs never blocks
         await ip("link", "add", bridge, "type", "bridge", check=False)
     host = f"{gateway(subnet)}/{subnet.prefixlen}"
     if host.split("/")[0] not in await ip("-4", "-o", "addr", "show", "dev", bridge):
@@ -182,7 +182,7 @@ async def _fix_mac(bridge: str, mac: str) -> None:
     """A bridge without an address of its own takes its ports' lowest, so it
     would change as instances come and go, and every namespace's neighbour
     entry for the host would go stale (their answers lost for seconds)."""
-    current = Path("/sys/class/net", bridge, "address").read_text().strip()
+    current = Path("/sys/class/net", bridge, "address").read_text().strip()  # noqa: ASYNC240
     if current != mac:
         await ip("link", "set", bridge, "address", mac)
 
@@ -205,5 +205,5 @@ async def delete_namespace(netns: str, veth: str) -> None:
     """Delete the namespace (and so its veth pair); nothing if already gone."""
     if (NETNS_DIR / netns).exists():
         await ip("netns", "delete", netns)
-    if veth and Path("/sys/class/net", veth).exists():
+    if veth and Path("/sys/class/net", veth).exists():  # noqa: ASYNC240 - sysfs
         await ip("link", "delete", veth, check=False)

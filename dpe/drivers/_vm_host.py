@@ -27,7 +27,8 @@ class SystemHost:
     """qemu-img for overlays, TCP for the SSH banner, /dev/kvm for the domain type."""
 
     async def create_overlay(self, backing: Path, dest: Path) -> None:
-        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing.absolute())]
+        backing_file = str(backing.absolute())  # noqa: ASYNC240 - no I/O but getcwd
+        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing_file]
         argv += ["-F", "qcow2", str(dest)]
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -248,11 +248,12 @@ class LibvirtDriver:
             xml = domain_xml(self._spec(meta, boot))
             try:
                 await asyncio.to_thread(self._define_and_start, meta.instance_id, xml)
-                return meta
             except Unavailable as exc:
                 if "forwarding" not in str(exc) or attempt == _PORT_ATTEMPTS:
                     raise
                 log.info("instance %s: port %d taken, again", meta.instance_id, meta.ssh_port)
+            else:
+                return meta
         raise AssertionError("unreachable")
 
     def _spec(self, meta: InstanceMeta, boot: BootFiles) -> DomainSpec:

@@ -232,7 +232,7 @@ class LocalDriver:
 
     async def _prepare_host(self) -> None:
         if self.root:
-            SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+            SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)  # noqa: ASYNC240 - once, tmpfs
         await self._network.prepare()
 
     async def _start(

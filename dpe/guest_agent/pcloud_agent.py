@@ -510,15 +510,16 @@ class Agent:
 
     def receive(self, line: bytes) -> None:
         """Handle one line; never raises (a refusal is an ``error`` reply)."""
+        if line is LineFramer.TOO_LONG:
+            self.error(None, "too_long", f"line longer than {MAX_LINE} bytes, discarded")
+            return
         message: dict[str, Any] = {}
         try:
-            if line is LineFramer.TOO_LONG:
-                raise BadMessage("too_long", f"line longer than {MAX_LINE} bytes, discarded")
             message = parse_line(line)
             self._dispatch(message)
         except BadMessage as exc:
             self.error(message_id(message), exc.code, exc.message)
-        except Exception as exc:  # a bug here must not stop the agent
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the agent
             self.error(message_id(message), "internal", f"{type(exc).__name__}: {exc}")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
@@ -565,7 +566,7 @@ class Agent:
     async def _run_once(self, ident: str, op: OpSpec) -> None:
         try:
             outcome = await self.execute(op)
-        except Exception as exc:  # a bug here: the request still gets its answer
+        except Exception as exc:  # noqa: BLE001 - a bug here: the request still gets its answer
             self.error(ident, "internal", f"{type(exc).__name__}: {exc}")
             return
         self.send({"type": "result", "id": ident, **outcome.fields()})
@@ -629,7 +630,7 @@ class Recurring:
             started = self.agent.monotonic()
             try:
                 delay = await self._run_once()
-            except Exception as exc:  # a bug here: say so, and keep the schedule
+            except Exception as exc:  # noqa: BLE001 - a bug here: say so, keep the schedule
                 self.agent.error(None, "internal", f"{type(exc).__name__}: {exc}", key=self.key)
                 delay = None
             if delay is None:
