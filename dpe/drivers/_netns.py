@@ -169,13 +169,18 @@ async def remove_bridge_if_unused(subnet: ipaddress.IPv4Network) -> bool:
     is on it nor about to be: True if it went.  Under ``host_lock``: a reservation
     comes before a namespace is attached, and attaching makes the bridge again."""
     bridge = bridge_name(subnet)
-    ports = Path("/sys/class/net", bridge, "brif")
-    if not ports.exists() or any(ports.iterdir()):
+    if not _bridge_is_empty(bridge):
         return False
     if any(ipaddress.IPv4Address(a) in subnet for a in reserved()):
         return False
     await ip("link", "delete", bridge, "type", "bridge", check=False)
     return True
+
+
+def _bridge_is_empty(bridge: str) -> bool:
+    """True if the bridge exists with no port on it (sysfs reads never block)."""
+    ports = Path("/sys/class/net", bridge, "brif")
+    return ports.exists() and not any(ports.iterdir())
 
 
 async def _fix_mac(bridge: str, mac: str) -> None:
