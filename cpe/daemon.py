@@ -234,6 +234,8 @@ class Cped:
             launcher=DpedLauncher(self.paths, config_file=self.options.config_file),
             keys_dir=self.paths.keys_dir,
         )
+        if config.listen is not None:
+            _mount_console(app)
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -302,6 +304,13 @@ class Cped:
         fixed = ("listen", "tls_certificate", "tls_key")
         if any(getattr(old, name) != getattr(new, name) for name in fixed):
             log.warning("SIGHUP: listen, tls_certificate and tls_key take effect at restart")
+
+
+def _mount_console(app: web.Application) -> None:
+    """The web console, on the TLS listener only (it refuses UNIX peers itself)."""
+    from cpe.console import mount  # only a cped with a TCP listener pays for it
+
+    mount(app)
 
 
 def secure_socket(path: Path, group: str | None) -> None:
