@@ -8,7 +8,7 @@ handful of tables holding JSON documents; transactions must start with
 ``BEGIN IMMEDIATE`` (so two processes never deadlock upgrading a read lock), which
 ``sqlite3`` states directly and SQLAlchemy's pysqlite dialect only through event
 hooks; and it adds no dependency or import cost to dped.  All SQL lives in this
-module and stays portable (``INSERT ... ON CONFLICT``, savepoints, no SQLite
+module (hence its size) and stays portable (``INSERT ... ON CONFLICT``, savepoints, no SQLite
 functions), so the PostgreSQL step for scale-out replaces the connection factory,
 the ``?`` paramstyle and the two ``AUTOINCREMENT`` / ``PRAGMA`` lines, not the
 callers.
