@@ -24,10 +24,11 @@ from typing import TextIO
 from dpe.drivers.registry import check_settings, make_driver
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
+from dpe.handshake_slots import HandshakeSlots, SlottedTransport
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
 from dpe.transport import SshTransport
 from foundation.clock import SystemClock
-from foundation.config import Config
+from foundation.config import Config, DpedSettings
 from foundation.document import load_document
 from foundation.errors import InvalidInput, PcloudError
 from foundation.events import Event
@@ -35,6 +36,7 @@ from foundation.keyfiles import AssemblyKeys, load_assembly_keys
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
 from foundation.store import Store
+from foundation.wakeup import WakeSender
 
 log = logging.getLogger("dpe.dped")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
@@ -58,6 +60,7 @@ class DpedSetup:
     close: Callable[[], None] = lambda: None
     print_events: TextIO | None = None
     policy_engine: str = "builtin"  # [dped] policy_engine
+    handshakes_at_once: int = DpedSettings.ssh_handshakes_at_once
 
     @classmethod
     def from_store(cls, name: str, paths: Paths, config: Config) -> DpedSetup:
@@ -69,14 +72,21 @@ class DpedSetup:
         except PcloudError:
             store.close()
             raise
+        wake = WakeSender(paths.wake_socket)
+
+        def close() -> None:
+            wake.close()
+            store.close()
+
         return cls(
             name,
             paths,
             lambda: store.get_document(name),
-            StoreRuntime(store, name),
+            StoreRuntime(store, name, wake.send),
             options_from(config),
-            close=store.close,
+            close=close,
             policy_engine=config.dped.policy_engine,
+            handshakes_at_once=config.dped.ssh_handshakes_at_once,
         )
 
     @classmethod
@@ -93,7 +103,9 @@ class DpedSetup:
         engine = Engine(
             document,
             driver=make_driver(document.infrastructure, self.paths, document.settings),
-            transport=SshTransport(),
+            transport=SlottedTransport(
+                SshTransport(), HandshakeSlots(self.paths.handshake_dir, self.handshakes_at_once)
+            ),
             runtime=self.runtime,
             keys=self.keys,
             clock=SystemClock(),

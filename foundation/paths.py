@@ -56,6 +56,18 @@ class Paths:
     def pidfile(self) -> Path:
         return self.runtime_dir / "cped.pid"
 
+    @property
+    def wake_socket(self) -> Path:
+        """Where cped hears that a DPE stored something (``foundation.wakeup``).
+
+        As long as ``socket``: a home whose API socket fits fits this one too."""
+        return self.runtime_dir / "wake.sock"
+
+    @property
+    def handshake_dir(self) -> Path:
+        """The host-wide slots of SSH handshakes (``dpe.handshake_slots``)."""
+        return self.runtime_dir / "handshakes"
+
     def ensure(self) -> None:
         """Create the directories.  The runtime directory stays 0755: access to
         cped is decided by the socket's own mode (0660) and group."""

@@ -22,6 +22,7 @@ from cpe.catalog.documents import (
 from cpe.catalog.runstate import lease_live
 from foundation.errors import Conflict, InvalidInput, NotFound
 from foundation.model import Deployable, parse, validate_name
+from foundation.runtime_kinds import DEPLOYABLE
 from foundation.schema import validated
 
 
@@ -32,7 +33,8 @@ def rows(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 def _row(catalog: Catalog, doc: dict[str, Any], desired: str) -> dict[str, Any]:
-    runtime = catalog.store.get_runtime(doc["name"]).get("deployable", {}).get("", {})
+    recorded = catalog.store.get_runtime(doc["name"], DEPLOYABLE)  # not every resource's
+    runtime = recorded.get(DEPLOYABLE, {}).get("", {})
     return {
         "name": doc["name"],
         "uuid": doc["uuid"],
