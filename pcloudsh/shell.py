@@ -100,9 +100,7 @@ class PcloudShell(cmd2.Cmd):
 
     def default(self, statement: cmd2.Statement) -> bool | None:
         self.last_status = ExitCode.USAGE
-        self.env.stderr.write(
-            f"pcloudsh: error: unknown command {statement.command!r} (try help)\n"
-        )
+        self.env.stderr.write(commands.unknown_command(statement.command, "try help") + "\n")
         return None
 
     def emptyline(self) -> bool:
