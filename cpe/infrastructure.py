@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dpe.drivers.registry import check_settings
+from dpe.drivers.registry import check_with_cloud
 from foundation.errors import Unavailable
 from foundation.paths import resolve
 
@@ -32,7 +32,7 @@ async def check_infrastructure(body: Any) -> None:
     text = {str(key): str(value) for key, value in settings.items()}
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            await asyncio.to_thread(check_settings, body["infrastructure"], resolve(), text)
+            await asyncio.to_thread(check_with_cloud, body["infrastructure"], resolve(), text)
     except TimeoutError:
         raise Unavailable(
             f"the {body['infrastructure']} settings could not be checked within "

@@ -68,6 +68,7 @@ _UNCERTAIN = (
     AssemblyState.CREATING,
     AssemblyState.CONNECTING,
     AssemblyState.FENCING,
+    AssemblyState.STOPPING,
 )
 
 

@@ -3,19 +3,22 @@
 ``make_driver(name, paths, settings)`` returns a ``dpe.interfaces.Driver``.
 The libvirt and openstack drivers are imported only when asked for: they need
 libvirt-python and openstacksdk, which a host running only local deployables
-may not have.  Bad settings raise ``InvalidInput`` naming the key.
-
-``check_settings(name, paths, settings)`` is what cped asks before it stores a
-deployable's settings: for openstack, that the cloud has the flavor, network,
-security group and availability zone named (blocking: run it in a thread).
+may not have.  Bad settings raise ``InvalidInput`` naming the key;
+``check_settings`` raises the same before anything runs, so that cped refuses
+bad settings when they are written.  ``check_with_cloud`` is what cped asks
+next: for openstack, that the cloud has the flavor, network, security group
+and availability zone named (blocking: run it in a thread).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
-from dpe.drivers.local import LocalDriver
+from dpe.drivers._libvirt_settings import LibvirtSettings
+from dpe.drivers.local import LocalDriver, LocalSettings
 from dpe.interfaces import Driver
 from foundation.errors import InvalidInput, Unavailable
 from foundation.paths import Paths
@@ -46,6 +49,25 @@ def _libvirt_driver(paths: Paths, settings: Mapping[str, str]) -> Driver:
     return LibvirtDriver(paths, settings)
 
 
+# Only the defaults of the libvirt image directories derive from the paths: a
+# placeholder checks the settings as well as the real ones.
+_ANY_PATHS = Paths(config_dir=Path("."), state_dir=Path("."), runtime_dir=Path("."))
+
+
+def check_settings(name: str, settings: Mapping[str, str]) -> None:
+    """Refuse ``settings`` the driver of ``name`` would refuse (InvalidInput, every
+    problem named ``settings.KEY``); a driver not on this host is not checked here."""
+    root = os.geteuid() == 0
+    if name == "local":
+        LocalSettings.parse(settings, root=root)
+    elif name == "libvirt":
+        LibvirtSettings.parse(settings, _ANY_PATHS, root=root)
+    elif name == "openstack":
+        from dpe.drivers._openstack_settings import OpenStackSettings
+
+        OpenStackSettings.parse(settings, _ANY_PATHS)
+
+
 def _openstack_driver(paths: Paths, settings: Mapping[str, str]) -> Driver:
     from dpe.drivers._openstack_settings import OpenStackSettings
 
@@ -62,7 +84,7 @@ def _openstack_driver(paths: Paths, settings: Mapping[str, str]) -> Driver:
     return OpenStackDriver(paths, parsed, SdkCloud.connect)
 
 
-def check_settings(name: str, paths: Paths, settings: Mapping[str, str]) -> None:
+def check_with_cloud(name: str, paths: Paths, settings: Mapping[str, str]) -> None:
     """InvalidInput naming what the infrastructure does not have (blocking)."""
     if name != "openstack":
         return
