@@ -53,7 +53,7 @@ from cpe.pidfile import PidFile
 from foundation import __version__
 from foundation.config import Config, load_config
 from foundation.errors import Conflict, InvalidInput, PcloudError
-from foundation.paths import MAX_SOCKET_PATH, Paths
+from foundation.paths import LOG_MODE, MAX_SOCKET_PATH, Paths, private_file
 from foundation.store import Store
 
 log = logging.getLogger("cped")
@@ -334,7 +334,7 @@ def _log_handler(options: Options, paths: Paths) -> logging.Handler:
     if options.foreground:
         return logging.StreamHandler(sys.stderr)
     # Watched: follows logrotate moving the file away.
-    return logging.handlers.WatchedFileHandler(paths.log_dir / "cped.log")
+    return logging.handlers.WatchedFileHandler(private_file(paths.log_dir / "cped.log", LOG_MODE))
 
 
 def _configure_logging(handler: logging.Handler, level: int) -> None:

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from cpe.control import cped_environment
 from cpe.dpe_template import DpedTemplate, template_argv
-from foundation.paths import Paths
+from foundation.paths import LOG_MODE, Paths
 
 log = logging.getLogger("cped.dpe")
 
@@ -303,6 +303,6 @@ def _file_actions(log_file: Path) -> list[tuple[int, ...] | tuple[int, int, str,
     append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o640),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, LOG_MODE),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]

@@ -22,11 +22,20 @@ from functools import partial
 from typing import Any, TypeVar
 
 from cpe.dpe_admission import Turns
-from cpe.dpe_slot import STARTED, DpeProcess, DpeState, Launcher, Slot, SupervisorOptions, settle
+from cpe.dpe_slot import (
+    REFUSED_CONFIGURATION,
+    STARTED,
+    DpeProcess,
+    DpeState,
+    Launcher,
+    Slot,
+    SupervisorOptions,
+    settle,
+)
 from foundation.clock import Clock
 from foundation.errors import PcloudError
 from foundation.events import Event
-from foundation.runtime_kinds import INSTANCE
+from foundation.runtime_kinds import DEPLOYABLE, INSTANCE
 from foundation.store import Store
 
 log = logging.getLogger("cped.supervisor")
@@ -79,6 +88,8 @@ class Reconciler:
     async def _when_stopped(self, slot: Slot, desired: str | None) -> None:
         if desired != STARTED:
             slot.state = DpeState.STOPPED  # a start still queued is called off
+        elif slot.gave_up:
+            return  # failed for its configuration: until a start request
         if desired == STARTED:
             await self._launch(slot)
         elif slot.check_left:
@@ -101,6 +112,7 @@ class Reconciler:
         if self._holds(lease, slot.process):
             assert lease is not None
             slot.state, slot.epoch = DpeState.RUNNING, int(lease["epoch"])
+            slot.refusals = 0  # it took its configuration
             pid = slot.process.pid
             await self._event(
                 slot, "dpe-running", f"dpe (pid {pid}) holds the lease (epoch {slot.epoch})"
@@ -308,6 +320,9 @@ class Reconciler:
         if desired != STARTED:
             await self._exited_unwanted(slot, pid, failed)
             return
+        if self._refused_too_often(slot, status):
+            await self._give_up(slot, pid)
+            return
         if slot.replace or slot.state is DpeState.STOPPING:
             delay = 0.0  # replaced on purpose, or started again while it stopped
         else:
@@ -315,6 +330,24 @@ class Reconciler:
         self._retry_in(slot, delay)
         reason = f"dpe (pid {pid}) exited with {slot.last['exit']}; restarting in {delay:.1f} s"
         await self._event(slot, "dpe-restarting", f"{reason} (attempt {slot.attempts})")
+
+    def _refused_too_often(self, slot: Slot, status: int | None) -> bool:
+        """One more DPE in a row refused its configuration: was it one too many?"""
+        refused = status == REFUSED_CONFIGURATION and not slot.killed
+        slot.refusals = slot.refusals + 1 if refused else 0
+        return slot.refusals >= self.options.refusal_attempts
+
+    async def _give_up(self, slot: Slot, pid: int) -> None:
+        """Mark the deployable failed with the DPE's reason; no DPE until started again."""
+        slot.state, slot.gave_up = DpeState.STOPPED, True
+        reason = (
+            f"dpe (pid {pid}) exited with {slot.last['exit']}: {slot.refusals} DPEs in a row"
+            " refused the configuration; fix it, then start the deployable again"
+        )
+        failed = {"state": "failed", "reason": reason, "failures": []}
+        await self.db(self.store.put_runtime, slot.name, DEPLOYABLE, "", failed)
+        await self._event(slot, "failed", reason)
+        settle(slot.starts, {"pid": None, "note": reason})
 
     async def _exited_unwanted(self, slot: Slot, pid: int, failed: bool) -> None:
         slot.check_left = True

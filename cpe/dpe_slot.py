@@ -47,6 +47,11 @@ class Launcher(Protocol):
         ...
 
 
+# dped's exit code for bad usage or an invalid document (``dpe.dped_process.ExitCode.USAGE``):
+# a new DPE would refuse the same configuration again.
+REFUSED_CONFIGURATION = 2
+
+
 class DpeState(StrEnum):
     STOPPED = "stopped"  # no DPE
     QUEUED = "queued"  # no DPE yet: waiting for its turn to start one (``cpe.dpe_admission``)
@@ -65,6 +70,7 @@ class SupervisorOptions:
     lease_renew: float = 1.0
     stop_timeout: float = 60.0  # how long a DPE may take to stop before SIGKILL
     stop_attempts: int = 3  # DPEs run to stop instances left behind, before giving up
+    refusal_attempts: int = 3  # DPEs in a row that refuse their configuration, before giving up
     python_start: float = 10.0  # allowance for a DPE's start before it can take a lease
     starts_at_once: int = 8  # deployables starting at once; the others wait their turn
     start_turn: float = 120.0  # the longest one start keeps its turn
@@ -109,6 +115,8 @@ class Slot:
     since: float = 0.0  # monotonic time the process was spawned or adopted
     epoch: int | None = None  # its lease epoch, once it holds the lease
     attempts: int = 0  # consecutive failed runs
+    refusals: int = 0  # consecutive DPEs that exited refusing their configuration
+    gave_up: bool = False  # marked failed for its configuration: no DPE until started again
     retry_at: float = 0.0
     since_stop: float = 0.0  # when SIGTERM was sent
     kill_at: float = 0.0

@@ -133,7 +133,8 @@ class Supervisor:
         slot = self._slot(name)
         slot.clear_failed = True
         slot.spawned_clearing = False  # a DPE spawned before this request: check it again
-        slot.attempts = 0
+        slot.attempts = slot.refusals = 0
+        slot.gave_up = False
         slot.retry_at = min(slot.retry_at, self.clock.monotonic())
         slot.waiting_note = ""
         settle(slot.stops, {"pid": None, "left": [], "note": "started again"})

@@ -69,6 +69,7 @@ _UNCERTAIN = (
     AssemblyState.CREATING,
     AssemblyState.CONNECTING,
     AssemblyState.FENCING,
+    AssemblyState.STOPPING,
 )
 
 

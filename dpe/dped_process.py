@@ -21,7 +21,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TextIO
 
-from dpe.drivers.registry import make_driver
+from dpe.drivers.registry import check_settings, make_driver
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
 from dpe.handshake_slots import HandshakeSlots, SlottedTransport
@@ -67,7 +67,8 @@ class DpedSetup:
         validate_name(name, "deployable name")
         store = Store.open(paths.store_file)
         try:
-            store.get_document(name)  # exists and is valid, or refuse now
+            document = store.get_document(name)  # exists and is valid, or refuse now
+            check_settings(document.infrastructure, document.settings)  # exit 2, not 1
         except PcloudError:
             store.close()
             raise

@@ -29,7 +29,7 @@ from dpe.dped_process import DpedSetup, ExitCode, read_document_file, serve
 from foundation.config import load_config
 from foundation.errors import InvalidInput, NotFound, PcloudError, Unavailable
 from foundation.model import validate_name
-from foundation.paths import Paths, resolve
+from foundation.paths import LOG_MODE, Paths, private_file, resolve
 
 LOG_FORMAT = "%(asctime)s dped[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -108,7 +108,7 @@ def _log_to_file(paths: Paths, deployable: str) -> None:
     path = paths.log_dir / f"dped-{deployable}.log"
     try:
         paths.log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path)
+        handler = logging.FileHandler(private_file(path, LOG_MODE))
     except OSError as error:
         raise Unavailable(f"cannot write the log {path}: {error.strerror}") from error
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

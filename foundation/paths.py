@@ -76,6 +76,24 @@ class Paths:
         self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+STORE_MODE = 0o600  # resource parameters may hold passwords
+LOG_MODE = 0o640
+HISTORY_MODE = 0o600  # what the admin typed, parameters included
+
+
+def private_file(path: Path, mode: int) -> Path:
+    """``path``, created empty with ``mode`` when missing; an existing file loses the
+    permissions ``mode`` does not give (it is never opened wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+    try:
+        current = os.fstat(fd).st_mode & 0o777
+        if current & ~mode:
+            os.fchmod(fd, current & mode)
+    finally:
+        os.close(fd)
+    return path
+
+
 def resolve(environ: Mapping[str, str] | None = None, uid: int | None = None) -> Paths:
     """The paths for this process: PCLOUD_HOME, else root's, else the user's XDG ones."""
     env = os.environ if environ is None else environ

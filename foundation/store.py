@@ -39,6 +39,7 @@ from typing import Any
 from foundation.errors import Conflict, NotFound, StoreError
 from foundation.events import Event
 from foundation.model import Deployable, parse
+from foundation.paths import STORE_MODE, private_file
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 HOST_JEOS = "host"  # the built-in JEOS: assemblies that run on this machine (local driver)
@@ -128,6 +129,7 @@ class Store:
         """Open (creating and migrating the schema as needed)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path, STORE_MODE)  # SQLite gives its -wal and -shm files the same mode
             connection = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )

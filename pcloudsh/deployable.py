@@ -212,8 +212,38 @@ class DeployableCommands(Noun):
 
         Without --wait it returns once the DPE is spawned; with --wait, once the
         deployable runs (exit 1 if it fails, or is not running within --timeout).
+        Several deployables are all asked to start first (cped starts them a few
+        at a time), then waited for together, within one --timeout.
         """
-        return self._each(args, self._start)
+        names = _chosen(self.env, args.names, args.all)
+        timeout = _wait_timeout(args.wait, args.timeout)
+        if len(names) > 1 and timeout is not None:
+            return self._start_all_then_wait(names, timeout)
+        return self._each(names, timeout, self._start)
+
+    def _start_all_then_wait(self, names: list[str], timeout: float) -> Result:
+        """Every start sent, then each waited for until one deadline, with progress."""
+        results = {name: self._attempt(self._start, name, None) for name in names}
+        deadline = self.env.monotonic() + timeout
+        waiting = [name for name in names if results[name].status == ExitCode.OK]
+        with self.env.show_progress(self.env.stderr, "deployable_start") as progress:
+            for done_so_far, name in enumerate(waiting):
+                progress("running", done_so_far / len(waiting))
+                left = max(0.0, deadline - self.env.monotonic())
+                results[name] = self._attempt(self._running, name, left)
+            progress("running", 1.0)
+        return _together([results[name] for name in names])
+
+    def _running(self, name: str, timeout: float | None) -> Result:
+        status = wait_for(self.env, name, "started", timeout or 0.0)
+        return done(f"deployable {name} running", deployable=name, state=status.get("state"))
+
+    @staticmethod
+    def _attempt(act: Lifecycle, name: str, timeout: float | None) -> Result:
+        try:
+            return act(name, timeout)
+        except PcloudError as error:
+            return _failed(name, error)
 
     @command(NAMES, ALL, WAIT, TIMEOUT)
     def deployable_stop(self, args: argparse.Namespace) -> Result:
@@ -222,22 +252,14 @@ class DeployableCommands(Noun):
         cped waits up to 20 s for the stop; with --wait the command waits until it
         is complete (exit 1 if it is not within --timeout).
         """
-        return self._each(args, self._stop)
-
-    def _each(self, args: argparse.Namespace, act: Lifecycle) -> Result:
-        """The action on each chosen deployable; the others still go on when one fails."""
         names = _chosen(self.env, args.names, args.all)
-        timeout = _wait_timeout(args.wait, args.timeout)
+        return self._each(names, _wait_timeout(args.wait, args.timeout), self._stop)
+
+    def _each(self, names: list[str], timeout: float | None, act: Lifecycle) -> Result:
+        """The action on each chosen deployable; the others still go on when one fails."""
         if len(names) == 1:
             return act(names[0], timeout)
-        results: list[Result] = []
-        for name in names:
-            try:
-                results.append(act(name, timeout))
-            except PcloudError as error:
-                results.append(_failed(name, error))
-        worst = max((r.status for r in results), default=ExitCode.OK)
-        return Result([r.data for r in results], Group([r.view for r in results]), worst)
+        return _together([self._attempt(act, name, timeout) for name in names])
 
     def _start(self, name: str, timeout: float | None) -> Result:
         with lifecycle_request():
@@ -428,6 +450,12 @@ def _failed(name: str, error: PcloudError) -> Result:
     """One deployable of several could not be started or stopped: said, and the others go on."""
     data = {"deployable": name, "error": error.to_dict()}
     return Result(data, Text(f"deployable {name}: {error.message}"), exit_code_for(error))
+
+
+def _together(results: list[Result]) -> Result:
+    """One result of several deployables: each one's, and the worst status."""
+    worst = max((r.status for r in results), default=ExitCode.OK)
+    return Result([r.data for r in results], Group([r.view for r in results]), worst)
 
 
 def _chosen(env: Environment, names: list[str], every: bool) -> list[str]:

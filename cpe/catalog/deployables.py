@@ -11,6 +11,7 @@ from typing import Any
 from cpe.bodies import DeployableNew, EscalationSetting, Membership
 from cpe.catalog import Catalog
 from cpe.catalog.documents import (
+    checked_settings,
     exists,
     level_doc,
     maybe,
@@ -52,7 +53,7 @@ def get(catalog: Catalog, name: str) -> dict[str, Any]:
 def create(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]:
     """An empty deployable: its settings (assemblies are added, or a document imported)."""
     validated(DeployableNew, body)
-    document = parse(body)
+    document = checked_settings(parse(body))
     store = catalog.store
     with store.transaction():
         if exists(store.get_deployable, document.name):

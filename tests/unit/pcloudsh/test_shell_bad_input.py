@@ -68,6 +68,7 @@ BAD_LINES = [
     ("deployable_import /nonexistent/shop.json", "cannot read /nonexistent/shop.json"),
     ("events --since yesterday", "invalid time 'yesterday'"),
     ("deployable_export shop --format xml --json", "--json prints JSON"),
+    ("escalation_assembly_set web 3 -1s", "invalid PERIOD '-1s'"),  # a value, not an option
 ]
 
 USAGE_LINES = [
