@@ -165,7 +165,13 @@ def rig_status() -> dict[str, object]:
 
 @pytest.fixture(scope="session")
 def openstack_rig() -> Iterator[Rig]:
-    """The rig, started once for the session (stopped again only if this session started it)."""
+    """The rig, started once for the session (stopped again only if this session started it).
+
+    Its own tier (``make test-openstack``, ``PCLOUD_E2E_OPENSTACK=1``): on these
+    2-core machines the rig and two servers under TCG add 20 to 40 minutes,
+    which ``make test``'s budget does not hold."""
+    if os.environ.get("PCLOUD_E2E_OPENSTACK") != "1":
+        pytest.skip("the OpenStack tier: make test-openstack (PCLOUD_E2E_OPENSTACK=1)")
     if os.geteuid() != 0:
         pytest.skip("the OpenStack rig (tools/openstack-aio) runs as root only")
     was_up = rig_status().get("state") == "up"
