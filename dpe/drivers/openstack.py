@@ -93,6 +93,7 @@ from dpe.drivers._openstack_images import (
 )
 from dpe.drivers._openstack_settings import HEARTBEAT, OpenStackSettings
 from dpe.drivers._openstack_watch import MAX_POLL_BACKOFF, ServerPoller, StateCallback, Watch
+from dpe.drivers._sockets import answers_ssh
 from dpe.interfaces import Instance, InstanceState
 from foundation.errors import InvalidInput, NotFound, OperationTimeout, PcloudError
 from foundation.keyfiles import AssemblyKeys
@@ -608,18 +609,7 @@ class TcpProbe:
     timeout: float = 3.0
 
     async def answers_ssh(self, host: str, port: int) -> bool:
-        try:
-            async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(host, port)
-                try:
-                    banner = await reader.readline()
-                finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-        except (OSError, TimeoutError):
-            return False
-        return banner.startswith(b"SSH-")
+        return await answers_ssh(host, port, self.timeout)
 
 
 # ---------------------------------------------------------------------------
