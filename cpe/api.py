@@ -40,10 +40,12 @@ from cpe.retention import prune_forever
 from cpe.route_table import ROUTES
 from cpe.routes import EVENT_STREAM, PREFIX, STATUS_OF_CODE, Answer, Route
 from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
+from cpe.wakeups import listen_for_wakeups, stop_listening
 from foundation.clock import Clock, SystemClock
 from foundation.errors import Code, InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.store import Store
+from foundation.wakeup import EVENT, Wake
 
 log = logging.getLogger("cped.api")
 
@@ -55,6 +57,7 @@ CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 
 CONTEXT = web.AppKey("context", Context)
 STORE_THREAD = web.AppKey("store_thread", ThreadPoolExecutor)
+WAKE_SOCKET = web.AppKey("wake_socket", Path)
 # Path prefixes whose handlers check TCP peers themselves (the web console's session);
 # empty unless something is mounted (cpe.console).
 SELF_CHECKED = web.AppKey("self_checked", tuple[str, ...])
@@ -70,17 +73,20 @@ def make_app(
     launcher: Launcher | None = None,
     keys_dir: Path | None = None,
     clock: Clock | None = None,
+    wake_socket: Path | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the store.
 
     With a ``launcher`` the application supervises DPEs (``cpe.supervisor``)
     for as long as it runs; without one, start, stop and reload answer 503.
+    With a ``wake_socket`` it hears the DPEs' wake-ups there (``cpe.wakeups``).
     """
     app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
     app[SELF_CHECKED] = ()
     in_store = partial(_in_store, app)
     streams = streams or StreamSettings()
+    feed = EventFeed(partial(in_store, store.last_event_id), streams.poll_interval)
     supervisor = None
     if launcher is not None:
         supervisor = Supervisor(
@@ -89,11 +95,13 @@ def make_app(
             in_store=in_store,
             options=lambda: SupervisorOptions.from_config(app[CONTEXT].info.config),
             clock=clock,
+            on_event=feed.poke,
         )
     catalog = Catalog(store, keys_dir=keys_dir)
     lifecycle = Lifecycle(catalog, supervisor, in_store, (clock or SystemClock()).time)
-    feed = EventFeed(partial(in_store, store.last_event_id), streams.poll_interval)
     app[CONTEXT] = Context(catalog, lifecycle, info, in_store, feed, streams)
+    if wake_socket is not None:
+        app[WAKE_SOCKET] = wake_socket
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     for route in ROUTES:
@@ -110,7 +118,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         partial(context.in_store, _events_after, context.store),
         lambda: context.info.config.cped,
     )
+    context.info.on_reload.append(hook.reconfigured)
     newest = await context.in_store(context.store.last_event_id)
+    wakeups = await _listen_for_wakeups(app)
     tasks = [
         asyncio.create_task(feed.run(), name="event-feed"),
         asyncio.create_task(hook.run(newest), name="event-hook"),
@@ -120,6 +130,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         tasks.append(asyncio.create_task(supervisor.run(), name="dpe-supervisor"))
     yield
+    if wakeups is not None:
+        stop_listening(wakeups, app[WAKE_SOCKET])
     await feed.close()
     for task in tasks:
         task.cancel()
@@ -127,6 +139,22 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         supervisor.close()  # DPEs keep running: the next cped adopts them
     app[STORE_THREAD].shutdown(wait=True)
+
+
+async def _listen_for_wakeups(app: web.Application) -> asyncio.DatagramTransport | None:
+    if WAKE_SOCKET not in app:
+        return None
+    transport, _ = await listen_for_wakeups(app[WAKE_SOCKET], partial(_on_wake, app[CONTEXT]))
+    return transport
+
+
+def _on_wake(context: Context, wake: Wake) -> None:
+    """A DPE stored something: the event feed and the supervisor decide whether to look."""
+    if wake.kind == EVENT:
+        _feed(context).poke()
+    supervisor = context.lifecycle.supervisor
+    if supervisor is not None:
+        supervisor.notice(wake)
 
 
 def _feed(context: Context) -> EventFeed:

@@ -1,14 +1,20 @@
 """Notices new events and wakes whoever waits for them (event streams, the hook).
 
-dped processes append events straight into the store, so cped cannot be told
-about them: it polls the last event id (an indexed ``max(id)``, cheap) every
-``interval`` seconds.  SQLite commits one writer at a time, so ids become
-visible in order and "everything after the last id seen" never skips one.
+dped processes append events straight into the store; cped looks at the last
+event id (an indexed ``max(id)``, cheap).  SQLite commits one writer at a
+time, so ids become visible in order and "everything after the last id seen"
+never skips one.
+
+It looks only while someone waits (``wait_after``): at once when a waiter
+arrives, whenever ``poke`` says an event was stored (a DPE's wake-up, or cped's
+own event), and every ``interval`` as a fallback for a wake-up lost.  With
+nobody waiting it does nothing at all: an idle cped does not read its store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -18,40 +24,83 @@ log = logging.getLogger(__name__)
 
 
 class EventFeed:
-    def __init__(self, last_id: Callable[[], Awaitable[int]], interval: float = 0.1) -> None:
+    def __init__(self, last_id: Callable[[], Awaitable[int]], interval: float = 1.0) -> None:
         self._last_id = last_id
-        self.interval = interval
-        self.last = 0  # the newest event id seen in the store
+        self.interval = interval  # the fallback look while someone waits
+        self.last = 0  # the newest event id seen in the store (as of the last look)
         self.closed = False
+        self.looks = 0  # how often the store was read (tests and the benchmark)
         self._changed = asyncio.Condition()
+        self._waiting = 0
+        self._wanted = asyncio.Event()  # someone waits
+        self._poked = asyncio.Event()  # an event may have been stored
+        self._closing = asyncio.Event()
+
+    def poke(self) -> None:
+        """An event was stored: look now if anyone waits (else nothing)."""
+        self._poked.set()
 
     async def run(self) -> None:
-        """Poll until closed (run it as a task)."""
-        while not self.closed:
-            try:
-                latest = await self._last_id()
-            except StoreError as error:
-                log.warning("cannot read the event log: %s", error)
-            else:
-                if latest != self.last:
-                    self.last = latest
-                    await self._notify()
-            await asyncio.sleep(self.interval)
+        """Look while someone waits, until closed (run it as a task)."""
+        while True:
+            await self._wanted.wait()
+            if self.closed:
+                return
+            self._poked.clear()
+            await self.look()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.interval)
+
+    async def look(self) -> int:
+        """Read the newest event id now; waiters are woken if it moved."""
+        try:
+            latest = await self._last_id()
+        except StoreError as error:
+            log.warning("cannot read the event log: %s", error)
+            return self.last
+        self.looks += 1
+        if latest != self.last:
+            self.last = latest
+            await self._notify()
+        return latest
 
     async def wait_after(self, seen_id: int, timeout: float) -> bool:
         """Wait until an event newer than ``seen_id`` exists; False on timeout or close."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.last > seen_id or self.closed), timeout
-                )
-            except TimeoutError:
-                return False
+        self._subscribe()
+        try:
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self.last > seen_id or self.closed),
+                        timeout,
+                    )
+                except TimeoutError:
+                    return False
+        finally:
+            self._unsubscribe()
         return not self.closed
+
+    async def closing(self) -> None:
+        """Return once the feed is closed."""
+        await self._closing.wait()
 
     async def close(self) -> None:
         self.closed = True
+        self._closing.set()
+        self._wanted.set()  # let run() see it
+        self._poked.set()
         await self._notify()
+
+    def _subscribe(self) -> None:
+        self._waiting += 1
+        if not self._wanted.is_set():
+            self._wanted.set()
+            self._poked.set()  # a subscriber's arrival: look at once
+
+    def _unsubscribe(self) -> None:
+        self._waiting -= 1
+        if not self._waiting and not self.closed:
+            self._wanted.clear()
 
     async def _notify(self) -> None:
         async with self._changed:

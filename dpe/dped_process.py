@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -19,15 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from dpe.drivers.registry import make_driver
+from dpe.drivers.registry import check_settings, make_driver
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
+from dpe.handshake_slots import HandshakeSlots, SlottedTransport
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
 from dpe.transport import SshTransport
 from foundation.clock import SystemClock
-from foundation.config import Config
+from foundation.config import Config, DpedSettings
 from foundation.document import load_document
 from foundation.errors import InvalidInput, PcloudError
 from foundation.events import Event
@@ -35,6 +37,7 @@ from foundation.keyfiles import AssemblyKeys, load_assembly_keys
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
 from foundation.store import Store
+from foundation.wakeup import WakeSender
 
 log = logging.getLogger("dpe.dped")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
@@ -58,24 +61,33 @@ class DpedSetup:
     close: Callable[[], None] = lambda: None
     print_events: TextIO | None = None
     policy_engine: str = "builtin"  # [dped] policy_engine
+    handshakes_at_once: int = DpedSettings.ssh_handshakes_at_once
 
     @classmethod
     def from_store(cls, name: str, paths: Paths, config: Config) -> DpedSetup:
         validate_name(name, "deployable name")
         store = Store.open(paths.store_file)
         try:
-            store.get_document(name)  # exists and is valid, or refuse now
+            document = store.get_document(name)  # exists and is valid, or refuse now
+            check_settings(document.infrastructure, document.settings)  # exit 2, not 1
         except PcloudError:
             store.close()
             raise
+        wake = WakeSender(paths.wake_socket)
+
+        def close() -> None:
+            wake.close()
+            store.close()
+
         return cls(
             name,
             paths,
             lambda: store.get_document(name),
-            StoreRuntime(store, name),
+            StoreRuntime(store, name, wake.send),
             options_from(config),
-            close=store.close,
+            close=close,
             policy_engine=config.dped.policy_engine,
+            handshakes_at_once=config.dped.ssh_handshakes_at_once,
         )
 
     @classmethod
@@ -89,14 +101,17 @@ class DpedSetup:
 
     def engine(self) -> Engine:
         document = self.read_document()
+        driver = make_driver(document.infrastructure, self.paths, document.settings)
         engine = Engine(
             document,
-            driver=make_driver(document.infrastructure, self.paths, document.settings),
-            transport=SshTransport(),
+            driver=driver,
+            transport=SlottedTransport(
+                SshTransport(), HandshakeSlots(self.paths.handshake_dir, self.handshakes_at_once)
+            ),
             runtime=self.runtime,
             keys=self.keys,
             clock=SystemClock(),
-            options=self.options,
+            options=driver_options(self.options, driver),
             planner=planner_for(self.policy_engine),
         )
         if self.print_events is not None:
@@ -133,6 +148,20 @@ def planner_for(policy_engine: str) -> Planner | None:
         log.warning("policy_engine = pacemaker, but crm_simulate is not installed")
     log.info("policy engine: pacemaker (crm_simulate)")
     return PacemakerPlanner(timeout=PACEMAKER_TIMEOUT)
+
+
+DRIVER_TIMEOUTS = ("create_timeout", "destroy_timeout", "driver_timeout")
+
+
+def driver_options(options: EngineOptions, driver: object) -> EngineOptions:
+    """A driver whose calls take longer (a cloud's API; an image upload before a
+    create) says how long, in attributes named as the engine's options."""
+    longer: dict[str, Any] = {}
+    for name in DRIVER_TIMEOUTS:
+        value = getattr(driver, name, None)
+        if isinstance(value, float) and value > getattr(options, name):
+            longer[name] = value
+    return dataclasses.replace(options, **longer) if longer else options
 
 
 def options_from(config: Config) -> EngineOptions:

@@ -7,17 +7,29 @@ deployable's state -- appends events, and holds the deployable's lease.
 and windows continue); ``MemoryRuntime`` keeps them in a dict (tests, and
 ``dped --document``).  Both are synchronous: a write is one small SQLite
 transaction, and keeping it on the loop keeps events in order.
+
+``StoreRuntime`` also tells cped, by a wake-up (``foundation.wakeup``), when it
+has committed an event or taken or given up the lease, so that cped need not
+poll the store for them.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from foundation.events import Event
 from foundation.runtime_kinds import Docs
 from foundation.store import Store
+from foundation.wakeup import EVENT, LEASE
+
+Wake = Callable[[str, str], None]  # (kind, deployable): tell cped, never block
+
+
+def _no_wake(kind: str, deployable: str) -> None:
+    return None
 
 
 class Runtime(Protocol):
@@ -45,9 +57,10 @@ class Runtime(Protocol):
 class StoreRuntime:
     """The runtime of one deployable in the shared store."""
 
-    def __init__(self, store: Store, deployable: str) -> None:
+    def __init__(self, store: Store, deployable: str, wake: Wake = _no_wake) -> None:
         self.store = store
         self.deployable = deployable
+        self.wake = wake
 
     def load(self) -> Docs:
         return self.store.get_runtime(self.deployable)
@@ -59,16 +72,22 @@ class StoreRuntime:
         self.store.delete_runtime(self.deployable, kind, key)
 
     def append_event(self, event: Event) -> Event:
-        return self.store.append_event(event)
+        stored = self.store.append_event(event)
+        self.wake(EVENT, self.deployable)
+        return stored
 
     def acquire_lease(self, holder: str, pid: int, ttl: float, now: float) -> int | None:
-        return self.store.acquire_lease(self.deployable, holder, pid, ttl, now)
+        epoch = self.store.acquire_lease(self.deployable, holder, pid, ttl, now)
+        if epoch is not None:
+            self.wake(LEASE, self.deployable)
+        return epoch
 
     def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
         return self.store.renew_lease(self.deployable, holder, epoch, ttl, now)
 
     def release_lease(self, holder: str, epoch: int) -> None:
         self.store.release_lease(self.deployable, holder, epoch)
+        self.wake(LEASE, self.deployable)
 
 
 @dataclass

@@ -39,10 +39,12 @@ from typing import Any
 from foundation.errors import Conflict, NotFound, StoreError
 from foundation.events import Event
 from foundation.model import Deployable, parse
+from foundation.paths import STORE_MODE, private_file
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 HOST_JEOS = "host"  # the built-in JEOS: assemblies that run on this machine (local driver)
 DESIRED_STATES = ("stopped", "started")
+LEASE_KEYS = ("holder", "pid", "epoch", "expires_at", "renewed_at")
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -127,6 +129,7 @@ class Store:
         """Open (creating and migrating the schema as needed)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path, STORE_MODE)  # SQLite gives its -wal and -shm files the same mode
             connection = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
@@ -377,6 +380,10 @@ class Store:
             if not self._db.execute("DELETE FROM deployables WHERE name = ?", (name,)).rowcount:
                 raise NotFound(f"no such deployable: {name!r}", deployable=name)
 
+    def desired_states(self) -> dict[str, str]:
+        """name -> desired state of every deployable (no documents read)."""
+        return dict(self._all("SELECT name, desired_state FROM deployables ORDER BY name"))
+
     def get_desired_state(self, name: str) -> str:
         row = self._one("SELECT desired_state FROM deployables WHERE name = ?", (name,))
         if row is None:
@@ -424,12 +431,14 @@ class Store:
             sql, args = sql + " AND key = ?", [*args, key]
         self._write(sql, args)
 
-    def get_runtime(self, deployable: str) -> dict[str, dict[str, dict[str, Any]]]:
-        """kind -> key -> document."""
-        rows = self._all(
-            "SELECT kind, key, doc FROM runtime WHERE deployable = ? ORDER BY kind, key",
-            (deployable,),
-        )
+    def get_runtime(
+        self, deployable: str, kind: str | None = None
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """kind -> key -> document (of one ``kind`` only, if given)."""
+        sql, args = "SELECT kind, key, doc FROM runtime WHERE deployable = ?", [deployable]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        rows = self._all(sql + " ORDER BY kind, key", args)
         state: dict[str, dict[str, dict[str, Any]]] = {}
         for kind, key, doc in rows:
             state.setdefault(kind, {})[key] = _load(doc)
@@ -575,6 +584,13 @@ class Store:
             (deployable, holder, epoch),
         )
 
+    def list_leases(self) -> dict[str, dict[str, Any]]:
+        """deployable -> its lease (as ``get_lease``), for every lease ever held."""
+        rows = self._all(
+            "SELECT deployable, holder, pid, epoch, expires_at, renewed_at FROM leases"
+        )
+        return {row[0]: dict(zip(LEASE_KEYS, row[1:], strict=True)) for row in rows}
+
     def get_lease(self, deployable: str) -> dict[str, Any] | None:
         """{holder, pid, epoch, expires_at, renewed_at}; None if never held.
 
@@ -586,8 +602,7 @@ class Store:
         )
         if row is None:
             return None
-        keys = ("holder", "pid", "epoch", "expires_at", "renewed_at")
-        return dict(zip(keys, row, strict=True))
+        return dict(zip(LEASE_KEYS, row, strict=True))
 
 
 # ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,14 @@ def test_old_events_are_pruned_in_batches_and_ids_are_never_reused(store: Store)
     assert store.prune_events(older_than=1000.0) == 2
     assert store.last_event_id() == 0
     assert store.append_event(Event(200.0, "d", "running", "after")).id == 8
+
+
+def test_the_store_file_is_its_owners_only_even_when_it_was_not(tmp_path: Path) -> None:
+    made = tmp_path / "new.sqlite"
+    Store.open(made).close()
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    older = tmp_path / "older.sqlite"
+    Store.open(older).close()
+    older.chmod(0o644)  # as an older version left it
+    Store.open(older).close()
+    assert stat.S_IMODE(older.stat().st_mode) == 0o600
