@@ -11,6 +11,12 @@ A FAILED resource is reported to the engine, which counts it in the failure
 window and restarts it or escalates.  A failed stop leaves the resource in an
 unknown condition: only fencing its assembly cleans that up.
 
+A start is recorded (state ``starting``, with what it is started with) before
+it is sent: once sent it may take effect whatever becomes of its answer, of the
+assembly's connection or of this DPE.  Until a probe or a fence says otherwise,
+the resource may run there (Pacemaker's rule for a pending operation), for this
+engine and for the next one, which restores the record.
+
 The recurring monitor runs here, an operation every interval (passive
 monitoring), or in the guest (active: scheduled at the guest agent, which
 reports a result only when it changes, and at once when a watched process
@@ -96,6 +102,8 @@ class ResourceRunner:
     ) -> bool:
         """Run ``op`` (``monitor`` with interval 0 is the probe); True if it reached its target."""
         kind = "probe" if op == "monitor" and not interval else op
+        if kind == "start":
+            self.applied = Applied.of(self.definition, params)  # recorded before it is sent
         self._begin(kind)
         try:
             result = await self._run(assembly, op, interval, params)
@@ -304,10 +312,13 @@ class ResourceRunner:
         }
 
     def restore(self, doc: Mapping[str, Any]) -> None:
-        """What a previous DPE recorded; the state itself is probed again."""
+        """What a previous DPE recorded; the state itself is probed again.  What it
+        was started with (a start in flight included) says it may still run."""
         self.window = FailureWindow.restore(self.definition.escalation, doc.get("failures", []))
         self.last_op, self.last_rc = doc.get("last_op"), doc.get("last_rc")
         applied = doc.get("applied")
         self.applied = Applied.from_dict(applied) if applied else None
         if doc.get("state") == str(ResourceState.UNRECOVERABLE):
             self.cell.set(ResourceState.UNRECOVERABLE, "unrecoverable (recorded before a restart)")
+        elif doc.get("state") == str(ResourceState.STARTING):
+            self.cell.note("a start was in flight when the previous DPE ended: it may run")
