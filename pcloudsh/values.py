@@ -82,14 +82,14 @@ def parse_escalation(failures: str, period: str) -> model.Escalation:
         count = model.parse_escalation_count(failures)
     except ValueError:
         raise InvalidInput(
-            f"invalid failures {failures!r}: expected a whole number from 1 to"
+            f"invalid FAILURES {failures!r}: expected a whole number from 1 to"
             f" {model.MAX_FAILURES}, or 0, INFINITY or -1 to turn escalation off"
         ) from None
     try:
         seconds = model.parse_escalation_period(period)
     except ValueError:
         raise InvalidInput(
-            f"invalid period {period!r}: expected a duration (60, 60s, 5m) of at most"
+            f"invalid PERIOD {period!r}: expected a duration (60, 60s, 5m) of at most"
             f" {model.duration_text(model.MAX_DURATION)}, or INFINITY or -1 to turn escalation"
             " off"
         ) from None

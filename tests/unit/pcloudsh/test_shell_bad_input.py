@@ -49,11 +49,11 @@ BAD_LINES = [
     ("deployable_assembly_add shop web", "assembly 'web' is already in this deployable"),
     ("deployable_constraint_add shop db/pg web/www", "already has the constraint db/pg -> web/www"),
     # values
-    ("escalation_resource_set www web x 60", "invalid failures 'x'"),
-    ("escalation_resource_set www web 3 soon", "invalid period 'soon'"),
-    ("escalation_assembly_set web 3.5 60", "invalid failures '3.5'"),
-    ("escalation_deployable_set shop -3 60", "invalid failures '-3'"),
-    ("escalation_deployable_set shop 3 -60", "invalid period '-60'"),
+    ("escalation_resource_set www web x 60", "invalid FAILURES 'x'"),
+    ("escalation_resource_set www web 3 soon", "invalid PERIOD 'soon'"),
+    ("escalation_assembly_set web 3.5 60", "invalid FAILURES '3.5'"),
+    ("escalation_deployable_set shop -3 60", "invalid FAILURES '-3'"),
+    ("escalation_deployable_set shop 3 -60", "invalid PERIOD '-60'"),
     ("deployable_create new cloudy", "invalid infrastructure 'cloudy'"),
     ("deployable_create new local --uri qemu:///system", "--uri applies to the libvirt"),
     ("deployable_create new libvirt --set novalue", "not a KEY=VALUE setting: 'novalue'"),
@@ -76,7 +76,7 @@ BAD_LINES = [
     ("deployable_import /nonexistent/shop.json", "cannot read /nonexistent/shop.json"),
     ("events --since yesterday", "invalid time 'yesterday'"),
     ("deployable_export shop --format xml --json", "--json prints JSON"),
-    ("escalation_assembly_set web 3 -1s", "invalid period '-1s'"),  # a value, not an option
+    ("escalation_assembly_set web 3 -1s", "invalid PERIOD '-1s'"),  # a value, not an option
 ]
 
 USAGE_LINES = [

@@ -18,9 +18,9 @@ from tests.unit.inprocess import InProcessCped
     [
         (
             "escalation_resource_set web/www 99999999999999999999999 60",
-            "invalid failures '99999999999999999999999': expected a whole number from 1 to 1000000",
+            "invalid FAILURES '99999999999999999999999': expected a whole number from 1 to 1000000",
         ),
-        ("escalation_assembly_set web 3 400d", "invalid period '400d': expected a duration"),
+        ("escalation_assembly_set web 3 400d", "invalid PERIOD '400d': expected a duration"),
         ("escalation_assembly_set web 3 400d", "of at most 365 days"),
         (
             "assembly_resource_add web/x dummy --monitor-interval 99999999999999",
