@@ -72,11 +72,11 @@ for assembly in db app web; do run assembly_create "$assembly" host; done
 api_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 say "Resources: real OCF agents from Debian's resource-agents"
-run assembly_resource_add pg dummy db --monitor-interval 2s
-run assembly_resource_add api anything app binfile=/usr/bin/python3 \
+run assembly_resource_add db/pg dummy --monitor-interval 2s
+run assembly_resource_add app/api anything binfile=/usr/bin/python3 \
 	"cmdline_options=-m http.server $api_port --bind 127.0.0.1" --monitor-interval 2s
-run assembly_resource_add www dummy web backend=@app:ipaddress --monitor-interval 2s
-run escalation_resource_set api app 3 60
+run assembly_resource_add web/www dummy backend=@app:ipaddress --monitor-interval 2s
+run escalation_resource_set app/api 3 60
 run escalation_assembly_set db 3 300
 
 say "A deployable: db/pg starts before app/api, which starts before web/www"
