@@ -8,7 +8,7 @@ every server boots with a config drive carrying its hostname, root's key and
 the host key the engine pins (``pcloud-firstboot`` says what it applied).
 
 Two assemblies, each with a resource, ``db/app`` ordered before ``web/www``.
-In ``make test`` (short, real): start, a server deleted from outside is seen
+In ``make test-openstack`` (short, real): start, a server deleted from outside is seen
 (the path and the time are printed) and replaced with its resources running
 again, stop leaves no server or port of ours, and ``deployable_delete --purge``
 removes the images uploaded.  With ``PCLOUD_E2E_OPENSTACK_LONG=1``
