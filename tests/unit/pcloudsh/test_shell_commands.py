@@ -141,11 +141,14 @@ def test_escalation_at_three_levels(env: Environment, shop: InProcessCped) -> No
     assert web["resources"][0]["escalation"] == {"failures": 3, "period": 60}
 
 
+OFF = "off (never escalates: each failure is recovered at its own level)"
+
+
 @pytest.mark.parametrize("off", ["INFINITY", "-1", "infinity"])
 def test_escalation_can_be_turned_off(env: Environment, shop: InProcessCped, off: str) -> None:
     ran = run(env, f"escalation_assembly_set web {off} {off}")
-    assert (ran.status, ran.out) == (0, "escalation of assembly web: off\n")
-    off_both = {"failures": "INFINITY", "period": "INFINITY"}
+    assert (ran.status, ran.out) == (0, f"escalation of assembly web: {OFF}\n")
+    off_both = {"failures": 0, "period": 0}
     assert shop.get_assembly("web")["escalation"] == off_both
 
 
@@ -164,6 +167,45 @@ def test_deployable_create_default_and_named_infrastructure(
     assert run(env, "deployable_create a").out == "deployable a created (local)\n"
     assert run(env, "deployable_create b libvirt").status == 0
     assert cped.get_deployable("b")["infrastructure"] == "libvirt"
+
+
+@pytest.mark.parametrize(
+    ("line", "mode"),
+    [
+        ("deployable_create a", "active"),
+        ("deployable_create a local pm", "passive"),
+        ("deployable_create a local am", "active"),
+        ("deployable_create a local passive", "passive"),
+        ("deployable_create a --monitoring passive", "passive"),
+        ("deployable_create a libvirt --monitoring active", "active"),
+    ],
+)
+def test_deployable_create_takes_the_monitoring_mode(
+    env: Environment, cped: InProcessCped, line: str, mode: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 0, ran
+    assert cped.get_deployable("a")["monitoring"] == mode
+    assert ran.out.endswith("monitoring)\n") == (line != "deployable_create a")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "deployable_create a local xm",
+            "invalid monitoring 'xm': use am (active) or pm (passive)",
+        ),
+        ("deployable_create a local pm --monitoring active", "give the monitoring mode once"),
+        ("deployable_create a --monitoring am", "invalid choice: 'am'"),
+    ],
+)
+def test_deployable_create_refuses_a_bad_monitoring_mode(
+    env: Environment, cped: InProcessCped, line: str, message: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 2 and message in ran.err, ran
+    assert cped.list_deployables() == []
 
 
 def test_deployable_membership_and_delete(env: Environment, shop: InProcessCped) -> None:
