@@ -2,8 +2,10 @@
 
 One deployable for the whole module, its scenarios in sequence (each VM boots
 in 20-50 s under emulation): ``web`` runs ``ocf:heartbeat:Dummy``, ``db`` runs
-Dummy and ``ocf:heartbeat:anything``.  Start, all running; a resource killed
-inside a VM is restarted; ``dped`` killed and started again adopts the VMs (no
+Dummy and ``ocf:heartbeat:anything``, monitored actively (the guest agent runs
+in each VM on the JEOS's python3).  Start, all running, a guest agent in each
+VM; a resource killed inside a VM is restarted; the guest agent killed inside
+a VM is started again; ``dped`` killed and started again adopts the VMs (no
 new domain); ``virsh destroy`` of a VM: a new VM is booted and its resources
 started; stopping leaves no domain, overlay or qemu process.
 
@@ -35,10 +37,11 @@ from images import customize, jeos, keys
 from tests.conftest import make_home
 from tests.e2e.conftest import require_guestfs, require_vm_tools
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2000)]
 
 URI = "qemu:///system"
-BOOT_WAIT = 400.0  # two VMs booting at once under TCG, other tests running
+BOOT_WAIT = 900.0  # two VMs booting at once under TCG, other tests running
+START_TIMEOUT = "600s"  # the driver's wait for a booting VM's sshd, on a busy host
 ASSEMBLIES = ("web", "db")
 
 
@@ -80,8 +83,10 @@ def document(paths: Paths, jeos_dir: Path, uuids: dict[str, str]) -> dict[str, A
             "uri": URI,
             "images": str(paths.images_dir / "assemblies"),
             "jeos_images": str(jeos_dir),
+            "start_timeout": START_TIMEOUT,
         },
         "heartbeat": {"interval": 1, "timeout": 8, "health_interval": 10},
+        "monitoring": "active",
         "assemblies": [
             {"name": "web", "uuid": uuids["web"], "image": "base", "resources": [dummy("d1")]},
             {"name": "db", "uuid": uuids["db"], "image": "base", "resources": [dummy("d2"), app]},
@@ -198,17 +203,45 @@ def test_start_all_running(world: World) -> None:
     assert sorted(listed) == ["db", "web"]
     assert our_domains() == {i.instance_id for i in listed.values()}
     assert "sleep 86401" in ssh(world, "db", "ps -eo args").stdout
+    for assembly in ASSEMBLIES:
+        assert guest_agents(world, assembly), f"no guest agent in {assembly}"
+    assert "monitoring passively" not in world.dped.text()
+
+
+def guest_agents(world: World, assembly: str) -> list[str]:
+    """The guest agent processes running in the assembly's VM."""
+    listed = ssh(world, assembly, "ps -eo args").stdout.splitlines()
+    return [line for line in listed if "--heartbeat" in line and "/agent-" in line]
 
 
 def test_a_resource_killed_inside_a_vm_is_restarted(world: World) -> None:
     world.dped.mark()
+    killed_at = time.monotonic()
     killed = ssh(world, "db", "pkill -KILL -f 'slee[p] 86401'")
     assert killed.returncode == 0, killed.stderr
     wait_for(lambda: "shop/db/app failed:" in world.dped.text(), 60, "app failure seen", world)
+    world.timings["watched_kill_seen"] = time.monotonic() - killed_at  # ssh's own time included
     wait_for(
         lambda: "shop/db/app running: started" in world.dped.text(), 90, "app restarted", world
     )
     assert "sleep 86401" in ssh(world, "db", "ps -eo args").stdout
+
+
+def test_a_guest_agent_killed_inside_a_vm_is_started_again(world: World) -> None:
+    old = guest_agents(world, "web")
+    world.dped.mark()
+    killed = ssh(world, "web", "pkill -KILL -f 'agent-.*--heartbea[t]'")
+    assert killed.returncode == 0, killed.stderr
+    wait_for(
+        lambda: "shop/web running: guest agent started again" in world.dped.text(),
+        60,
+        "guest agent started again",
+        world,
+    )
+    new = guest_agents(world, "web")
+    assert len(new) == 1 and new != old, (old, new)
+    assert "shop/web failed:" not in world.dped.text()
+    assert "shop/web/d1 failed:" not in world.dped.text()
 
 
 def test_a_restarted_dped_adopts_the_running_vms(world: World) -> None:
