@@ -337,7 +337,7 @@ async def health(request: web.Request) -> web.Response:
             "pid": os.getpid(),
             "uptime": round(time.monotonic() - info.started, 3),
             "config": str(info.config.source) if info.config.source else None,
-            "store": str(request.app[STORE].path),
+            "store": request.app[STORE].location,
         }
     )
 

@@ -53,7 +53,7 @@ from foundation import __version__
 from foundation.config import Config, load_config
 from foundation.errors import Conflict, InvalidInput, PcloudError
 from foundation.paths import MAX_SOCKET_PATH, Paths
-from foundation.store import Store
+from foundation.store import Store, open_store
 
 log = logging.getLogger("cped")
 
@@ -120,7 +120,7 @@ def _run_locked(options: Options, paths: Paths, loaded: Loaded, pidfile: PidFile
         claim_socket_path(paths.socket)
         # Open (and migrate) the store once before detaching, so that a broken
         # store is reported here; the daemon reopens it (detaching closes files).
-        Store.open(paths.store_file).close()
+        open_cped_store(loaded.config, paths).close()
     except PcloudError as error:
         print(f"cped: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -134,6 +134,11 @@ def _run_locked(options: Options, paths: Paths, loaded: Loaded, pidfile: PidFile
     pidfile.write_pid(os.getpid())
     daemon = Cped(paths, options, loaded, recorder)
     return asyncio.run(daemon.serve())
+
+
+def open_cped_store(config: Config, paths: Paths) -> Store:
+    """The store of ``[cped] store`` (PostgreSQL, shared by members) or the SQLite file."""
+    return open_store(config.cped.store, paths.store_file, application="cped")
 
 
 def check_socket_path(path: Path) -> None:
@@ -215,7 +220,7 @@ class Cped:
 
     async def serve(self) -> int:
         try:
-            store = Store.open(self.paths.store_file)
+            store = open_cped_store(self.info.config, self.paths)
         except PcloudError as error:
             log.error("cannot start: %s", error)
             return EXIT_FAILURE
@@ -250,7 +255,7 @@ class Cped:
                 __version__,
                 self.paths.socket,
                 os.getpid(),
-                store.path,
+                store.location,
             )
             await self._until_stopped()
         except (OSError, PcloudError) as error:

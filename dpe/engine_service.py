@@ -34,7 +34,7 @@ from foundation.events import Event
 from foundation.keyfiles import AssemblyKeys, load_assembly_keys
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
-from foundation.store import Store
+from foundation.store import open_store
 
 log = logging.getLogger("dpe.service")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
@@ -60,7 +60,7 @@ class Service:
     @classmethod
     def from_store(cls, name: str, paths: Paths, config: Config) -> Service:
         validate_name(name, "deployable name")
-        store = Store.open(paths.store_file)
+        store = open_store(config.cped.store, paths.store_file, application=f"dped:{name}")
         try:
             store.get_document(name)  # exists and is valid, or refuse now
         except PcloudError:

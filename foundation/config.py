@@ -13,6 +13,9 @@ problems too (a misspelt key silently ignored is a setting that never applies)::
     dpe_backoff_max = 60s
     lease_ttl = 5s
 
+    # store = postgresql://pcloud@db.example/pcloud?passfile=/etc/pacemaker-cloud/pgpass
+    # (several cped members sharing one PostgreSQL database; default: SQLite)
+
     [dped]
     policy_engine = builtin
     # policy_engine = pacemaker: plan with crm_simulate (dpe.pacemaker); see man dped
@@ -33,6 +36,7 @@ import grp
 import pwd
 import shlex
 import shutil
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -60,6 +64,7 @@ class CpedSettings:
     lease_ttl: float = 5.0  # a DPE lease not renewed for this long is expired
     shutdown_timeout: float = 10.0  # how long a stop waits for requests in flight
     event_retention: float | None = 90 * 86400.0  # events older are deleted; None: kept forever
+    store: str | None = None  # a postgresql:// URL shared by members; None: SQLite in the state dir
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,18 @@ def _file(text: str) -> Path | None:
     return path
 
 
+def _store_url(text: str) -> str | None:
+    """``postgresql://...`` (libpq's URL; a password only in a passfile); empty: SQLite."""
+    if not text:
+        return None
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL (or empty for the SQLite store)")
+    if parts.password or "password=" in parts.query:
+        raise ValueError("must not hold a password: name a passfile (?passfile=FILE)")
+    return text
+
+
 def _command(text: str) -> tuple[str, ...]:
     if not text:
         return ()
@@ -273,6 +290,7 @@ _SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
         "lease_ttl": _positive_duration,
         "shutdown_timeout": _positive_duration,
         "event_retention": _duration_or_forever,
+        "store": _store_url,
     },
     "dped": {
         "policy_engine": _choice(POLICY_ENGINES),

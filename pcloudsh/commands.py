@@ -11,6 +11,7 @@ from pcloudsh.events import EventCommands
 from pcloudsh.jeos import JeosCommands
 from pcloudsh.resource import ResourceCommands
 from pcloudsh.service import ServiceCommands
+from pcloudsh.store import StoreCommands
 from pcloudsh.template import TemplateCommands
 
 NOUNS: tuple[type[Noun], ...] = (
@@ -23,6 +24,7 @@ NOUNS: tuple[type[Noun], ...] = (
     DeployableCommands,
     ServiceCommands,
     EventCommands,
+    StoreCommands,
 )
 
 

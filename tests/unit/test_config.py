@@ -148,3 +148,18 @@ def test_event_retention_refuses_zero_and_nonsense(tmp_path: Path) -> None:
         for p in problems_of(write(tmp_path, "[cped]\nevent_retention = always\n"))
     }
     assert "not a duration" in found["[cped] event_retention"]
+
+
+def test_the_store_is_sqlite_unless_a_postgresql_url_is_given(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "absent.conf").cped.store is None
+    url = "postgresql://pcloud@db.example:5433/pcloud?passfile=/etc/pgpass"
+    assert load_config(write(tmp_path, f"[cped]\nstore = {url}\n")).cped.store == url
+
+
+def test_a_bad_store_url_is_a_problem_that_never_shows_a_password(tmp_path: Path) -> None:
+    path = write(tmp_path, "[cped]\nstore = mysql://db/x\n")
+    assert "postgresql://" in problems_of(path)[0]["message"]
+    path = write(tmp_path, "[cped]\nstore = postgresql://pcloud:hunter2@db/x\n")
+    with pytest.raises(InvalidInput) as caught:
+        load_config(path)
+    assert "passfile" in str(caught.value) and "hunter2" not in str(caught.value)
