@@ -133,6 +133,24 @@ def _engine_tables(db: Schema) -> None:
     db.execute("CREATE INDEX events_time ON events(time)")
 
 
+def _cluster_tables(db: Schema) -> None:
+    """Members, the assemblies' keys every member may need, requests between members."""
+    db.execute(
+        "CREATE TABLE members (name TEXT PRIMARY KEY, url TEXT, host TEXT NOT NULL,"
+        " pid INTEGER NOT NULL, started REAL NOT NULL, heartbeat REAL NOT NULL,"
+        " state TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE assembly_keys (assembly TEXT PRIMARY KEY, public_key TEXT NOT NULL,"
+        " host_public_key TEXT NOT NULL, private_key TEXT NOT NULL,"
+        " host_private_key TEXT NOT NULL, updated REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE requests (deployable TEXT NOT NULL, kind TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, PRIMARY KEY (deployable, kind))"
+    )
+
+
 # What an export holds: table -> columns, parents before children (foundation.store_transfer).
 EXPORTED: dict[str, tuple[str, ...]] = {
     "jeos": ("name", "doc"),
@@ -142,10 +160,20 @@ EXPORTED: dict[str, tuple[str, ...]] = {
     "runtime": ("deployable", "kind", "key", "doc", "updated"),
     "leases": ("deployable", "holder", "pid", "epoch", "expires_at", "renewed_at"),
     "events": ("id", "time", "deployable", "assembly", "resource", "state", "reason"),
+    "assembly_keys": (
+        "assembly",
+        "public_key",
+        "host_public_key",
+        "private_key",
+        "host_private_key",
+        "updated",
+    ),
 }
 
 # Append only: version N is reached by applying MIGRATIONS[:N] in order.
-MIGRATIONS: tuple[Migration, ...] = (_catalog_tables, _engine_tables)
+MIGRATIONS: tuple[Migration, ...] = (_catalog_tables, _engine_tables, _cluster_tables)
+KEY_FIELDS = ("public_key", "host_public_key", "private_key", "host_private_key")
+MEMBER_STATES = ("up", "left")
 
 
 def _host_jeos() -> dict[str, Any]:
@@ -445,8 +473,31 @@ class Store:
             raise NotFound(f"no such assembly: {name!r}", assembly=name)
 
     def delete_assembly(self, name: str) -> None:
-        if not self._write("DELETE FROM assemblies WHERE name = ?", (name,)):
-            raise NotFound(f"no such assembly: {name!r}", assembly=name)
+        with self.transaction():
+            if not self._exec("DELETE FROM assemblies WHERE name = ?", (name,)).rowcount:
+                raise NotFound(f"no such assembly: {name!r}", assembly=name)
+            self._exec("DELETE FROM assembly_keys WHERE assembly = ?", (name,))
+
+    # -- assembly keys (shared by members; private keys sealed by foundation.keyshare)
+
+    def put_assembly_keys(self, assembly: str, keys: dict[str, str]) -> None:
+        values = [keys[field] for field in KEY_FIELDS]
+        with self.transaction(None):
+            now = self.dialect.now(self._conn())
+            self._exec(
+                f"INSERT INTO assembly_keys (assembly, {', '.join(KEY_FIELDS)}, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (assembly) DO UPDATE SET"
+                " public_key = excluded.public_key, host_public_key = excluded.host_public_key,"
+                " private_key = excluded.private_key,"
+                " host_private_key = excluded.host_private_key, updated = excluded.updated",
+                (assembly, *values, now),
+            )
+
+    def get_assembly_keys(self, assembly: str) -> dict[str, str] | None:
+        row = self._one(
+            f"SELECT {', '.join(KEY_FIELDS)} FROM assembly_keys WHERE assembly = ?", (assembly,)
+        )
+        return dict(zip(KEY_FIELDS, row, strict=True)) if row else None
 
     # -- user resource templates ---------------------------------------------
 
@@ -511,6 +562,7 @@ class Store:
             self._exec("UPDATE assemblies SET deployable = NULL WHERE deployable = ?", (name,))
             self._exec("DELETE FROM runtime WHERE deployable = ?", (name,))
             self._exec("DELETE FROM leases WHERE deployable = ?", (name,))
+            self._exec("DELETE FROM requests WHERE deployable = ?", (name,))
             if not self._exec("DELETE FROM deployables WHERE name = ?", (name,)).rowcount:
                 raise NotFound(f"no such deployable: {name!r}", deployable=name)
 
@@ -707,6 +759,86 @@ class Store:
             deleted += count
             if count < batch:
                 return deleted
+
+    # -- members (cped processes sharing this store) -----------------------------
+    # Heartbeats and ages are the store's clock: members never compare their own.
+
+    def join_member(self, name: str, host: str, pid: int, url: str | None, ttl: float) -> None:
+        """Register this cped as member ``name``; Conflict if a live other process has it."""
+        with self.transaction():
+            now = self.dialect.now(self._conn())
+            row = self._one(
+                "SELECT host, pid, heartbeat, state FROM members WHERE name = ?", (name,)
+            )
+            if row and row[3] == "up" and now - row[2] < ttl and (row[0], row[1]) != (host, pid):
+                raise Conflict(
+                    f"member name {name!r} is in use by pid {row[1]} on {row[0]} (heartbeat"
+                    f" {now - row[2]:.1f} s ago): give this cped another [cped] member"
+                )
+            self._exec(
+                "INSERT INTO members (name, url, host, pid, started, heartbeat, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'up') ON CONFLICT (name) DO UPDATE SET"
+                " url = excluded.url, host = excluded.host, pid = excluded.pid,"
+                " started = excluded.started, heartbeat = excluded.heartbeat, state = 'up'",
+                (name, url, host, pid, now, now),
+            )
+
+    def heartbeat_member(self, name: str, host: str, pid: int) -> float:
+        """Renew this member's heartbeat; the store's time.  Conflict if the name was
+        taken over (another cped with the same name while this one was silent)."""
+        with self.transaction(None):
+            now = self.dialect.now(self._conn())
+            changed = self._exec(
+                "UPDATE members SET heartbeat = ?, state = 'up'"
+                " WHERE name = ? AND host = ? AND pid = ?",
+                (now, name, host, pid),
+            ).rowcount
+        if not changed:
+            raise Conflict(f"member {name!r} is now registered by another cped")
+        return now
+
+    def leave_member(self, name: str, host: str, pid: int) -> None:
+        self._write(
+            "UPDATE members SET state = 'left' WHERE name = ? AND host = ? AND pid = ?",
+            (name, host, pid),
+            lock=None,
+        )
+
+    def list_members(self) -> tuple[float, list[dict[str, Any]]]:
+        """(the store's time, every member with its heartbeat's age), by name."""
+        with self.snapshot():
+            now = self.dialect.now(self._conn())
+            rows = self._all(
+                "SELECT name, url, host, pid, started, heartbeat, state FROM members ORDER BY name"
+            )
+        keys = ("name", "url", "host", "pid", "started", "heartbeat", "state")
+        members = [dict(zip(keys, row, strict=True)) for row in rows]
+        for member in members:
+            member["age"] = max(0.0, now - float(member["heartbeat"]))
+        return now, members
+
+    def list_leases(self) -> list[dict[str, Any]]:
+        """Every lease: deployable, holder, pid, epoch, expires_at, renewed_at."""
+        keys = ("deployable", "holder", "pid", "epoch", "expires_at", "renewed_at")
+        rows = self._all(f"SELECT {', '.join(keys)} FROM leases ORDER BY deployable")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # -- requests to whichever member runs a deployable -----------------------------
+
+    def add_request(self, deployable: str, kind: str) -> int:
+        """Count one more ``kind`` request (start, reload) for ``deployable``; its number."""
+        with self.transaction(None):
+            row = self._exec(
+                "INSERT INTO requests (deployable, kind, seq) VALUES (?, ?, 1)"
+                " ON CONFLICT (deployable, kind) DO UPDATE SET seq = requests.seq + 1"
+                " RETURNING seq",
+                (deployable, kind),
+            ).fetchone()
+        return int(row[0])
+
+    def list_requests(self) -> dict[tuple[str, str], int]:
+        rows = self._all("SELECT deployable, kind, seq FROM requests")
+        return {(row[0], row[1]): int(row[2]) for row in rows}
 
     # -- whole tables (export and import) ----------------------------------------
 
