@@ -34,9 +34,11 @@ from aiohttp import web
 from cpe import services
 from cpe.access import Access, Peer
 from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
+from cpe.cluster import Cluster
 from cpe.eventfeed import EventFeed
 from cpe.hook import EventHook
 from cpe.lifecycle import STOP_WAIT, Lifecycle
+from cpe.membership import MemberOptions, Membership, StoreClock
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
 from cpe.retention import prune_forever
 from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
@@ -46,6 +48,7 @@ from foundation.clock import Clock, SystemClock
 from foundation.config import Config
 from foundation.errors import Code, Conflict, InvalidInput, PcloudError, Unavailable
 from foundation.events import Event
+from foundation.keyshare import KeyShare
 from foundation.model import parse_duration
 from foundation.store import Store
 
@@ -83,6 +86,7 @@ FEED = web.AppKey("feed", EventFeed)
 INFO = web.AppKey("info", DaemonInfo)
 STREAMS = web.AppKey("streams", StreamSettings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+CLUSTER = web.AppKey("cluster", Cluster)
 
 
 def make_app(
@@ -93,11 +97,15 @@ def make_app(
     launcher: Launcher | None = None,
     keys_dir: Path | None = None,
     clock: Clock | None = None,
+    member: MemberOptions | None = None,
+    key_share: KeyShare | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the store.
 
     With a ``launcher`` the application supervises DPEs (``cpe.supervisor``)
     for as long as it runs; without one, start, stop and reload answer 503.
+    With ``member`` it is one member among those sharing the store
+    (``cpe.cluster``): it runs only the deployables placed on it.
     """
     app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE] = store
@@ -106,6 +114,11 @@ def make_app(
     app[INFO] = info
     app[STREAMS] = streams or StreamSettings()
     app[FEED] = EventFeed(partial(_in_store, app, store.last_event_id), app[STREAMS].poll_interval)
+    cluster = None
+    if member is not None:
+        membership = Membership(store, partial(_in_store, app), member, clock=clock)
+        cluster = app[CLUSTER] = Cluster(store, membership, partial(_in_store, app), key_share)
+        clock = clock or StoreClock(membership)
     supervisor = None
     if launcher is not None:
         supervisor = Supervisor(
@@ -114,9 +127,13 @@ def make_app(
             in_store=partial(_in_store, app),
             options=lambda: SupervisorOptions.from_config(app[INFO].config),
             clock=clock,
+            host=cluster.membership.name if cluster else None,
+            owns=cluster.membership.owns if cluster else None,
         )
     wall = (clock or SystemClock()).time
-    app[LIFECYCLE] = Lifecycle(app[CATALOG], supervisor, partial(_in_store, app), wall)
+    app[LIFECYCLE] = Lifecycle(
+        app[CATALOG], supervisor, partial(_in_store, app), wall, cluster=cluster
+    )
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     for op in ROUTES:
@@ -127,6 +144,9 @@ def make_app(
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The event feed and the event hook run for the application's lifetime."""
     store = app[STORE]
+    cluster = app.get(CLUSTER)
+    if cluster is not None:
+        await cluster.membership.join()  # a member name in use: cped does not start
     hook = EventHook(
         app[FEED],
         partial(_in_store, app, _events_after, store),
@@ -141,7 +161,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     supervisor = app[LIFECYCLE].supervisor
     if supervisor is not None:
         tasks.append(asyncio.create_task(supervisor.run(), name="dpe-supervisor"))
+    if cluster is not None:
+        tasks += cluster_tasks(cluster, supervisor)
     yield
+    if cluster is not None:
+        await cluster.leave(supervisor, app[INFO].config.cped.shutdown_timeout)
     await app[FEED].close()
     for task in tasks:
         task.cancel()
@@ -149,6 +173,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         supervisor.close()  # DPEs keep running: the next cped adopts them
     app[STORE_THREAD].shutdown(wait=True)
+
+
+def cluster_tasks(cluster: Cluster, supervisor: Supervisor | None) -> list[asyncio.Task[None]]:
+    """The heartbeat (and requests from other members), and keys published once."""
+    on_request = cluster.on_request(supervisor) if supervisor is not None else None
+    return [
+        asyncio.create_task(cluster.membership.run(on_request), name="member-heartbeat"),
+        asyncio.create_task(cluster.publish_all_keys(), name="keys-published"),
+    ]
 
 
 async def _prune_events(app: web.Application) -> None:
@@ -344,6 +377,13 @@ async def health(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
+
+
+async def cluster_status(request: web.Request) -> web.Response:
+    cluster = request.app.get(CLUSTER)
+    if cluster is None:
+        raise Unavailable("this API runs without membership (no cluster to show)")
+    return _json(await cluster.status())
 
 
 async def list_jeos(request: web.Request) -> web.Response:
@@ -628,6 +668,7 @@ def sse_message(event: Event) -> bytes:
 HANDLERS: dict[str, Handler] = {
     "health": health,
     "openapi": openapi,
+    "cluster_status": cluster_status,
     "list_jeos": list_jeos,
     "create_jeos": create_jeos,
     "get_jeos": get_jeos,

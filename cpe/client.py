@@ -142,6 +142,10 @@ class Client:
     def openapi(self) -> Json:
         return self._object("GET", "/openapi.json")
 
+    def cluster_status(self) -> Json:
+        """The members sharing the store, their health and what each runs."""
+        return self._object("GET", "/cluster")
+
     # -- JEOS images ------------------------------------------------------------
 
     def list_jeos(self) -> list[Json]:

@@ -48,10 +48,12 @@ from aiohttp import web
 from cpe.access import Access, load_access, tls_context
 from cpe.api import DaemonInfo, make_app
 from cpe.dpe_process import DpedLauncher
+from cpe.membership import MemberOptions
 from cpe.pidfile import PidFile
 from foundation import __version__
 from foundation.config import Config, load_config
 from foundation.errors import Conflict, InvalidInput, PcloudError
+from foundation.keyshare import KeyShare, load_cluster_key
 from foundation.paths import MAX_SOCKET_PATH, Paths
 from foundation.store import Store, open_store
 
@@ -87,6 +89,8 @@ def run(options: Options, paths: Paths) -> int:
         config = load_config(config_path, required=options.config_file is not None)
         access = load_access(config.cped, config_path)
         tls = tls_context(config.cped, config_path)
+        if config.cped.key_file is not None:
+            load_cluster_key(config.cped.key_file)  # refused now, not once detached
         check_socket_path(paths.socket)
     except InvalidInput as error:
         print(f"cped: {error}", file=sys.stderr)
@@ -237,6 +241,8 @@ class Cped:
             self.info,
             launcher=DpedLauncher(self.paths, config_file=self.options.config_file),
             keys_dir=self.paths.keys_dir,
+            member=MemberOptions.from_config(self.info.config),
+            key_share=self._key_share(store),
         )
         runner = web.AppRunner(
             app,
@@ -266,6 +272,13 @@ class Cped:
             with contextlib.suppress(FileNotFoundError):
                 self.paths.socket.unlink()
         return EXIT_OK
+
+    def _key_share(self, store: Store) -> KeyShare | None:
+        """The assemblies' keys through the store, sealed with the cluster key (if set)."""
+        key_file = self.info.config.cped.key_file
+        if key_file is None:
+            return None
+        return KeyShare(store, self.paths.keys_dir, load_cluster_key(key_file))
 
     async def _listen_tcp(self, runner: web.AppRunner, listen: tuple[str, int] | None) -> None:
         """The TLS listener, when configured (the access check requires the token)."""

@@ -143,6 +143,14 @@ _COLOCATION_QUERY = (
 ROUTES: tuple[Operation, ...] = (
     Operation("GET", "/health", "health", "Daemon health and version", "Health", errors=()),
     Operation("GET", "/openapi.json", "openapi", "This document", "Object", errors=()),
+    Operation(
+        "GET",
+        "/cluster",
+        "cluster_status",
+        "The members sharing the store: their health and the deployables each runs",
+        "ClusterStatus",
+        errors=(503,),
+    ),
     Operation("GET", "/jeos", "list_jeos", "List JEOS images", "[Jeos]", errors=()),
     Operation("POST", "/jeos", "create_jeos", "Register a JEOS image", "Jeos", 201, "JeosNew"),
     Operation("GET", "/jeos/{name}", "get_jeos", "Show a JEOS image", "Jeos"),
@@ -549,6 +557,36 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ("status", "version", "pid", "uptime"),
     ),
+    "ClusterStatus": _object(
+        {
+            "member": {"type": "string", "description": "the member that answered"},
+            "store": {"type": "string"},
+            "members": {"type": "array", "items": _ref("Member")},
+            "unowned": {
+                "type": "array",
+                "items": _NAME,
+                "description": "deployables whose lease nobody holds now",
+            },
+        },
+        ("member", "store", "members", "unowned"),
+    ),
+    "Member": _object(
+        {
+            "name": _NAME,
+            "url": {"type": "string", "nullable": True},
+            "host": {"type": "string"},
+            "pid": {"type": "integer"},
+            "health": {"type": "string", "enum": ["alive", "gone", "left"]},
+            "heartbeat_age": {"type": "number", "description": "seconds, by the store's clock"},
+            "deployables": {
+                "type": "array",
+                "items": _NAME,
+                "description": "those whose lease one of its DPEs holds",
+            },
+            "self": {"type": "boolean", "description": "the member that answered"},
+        },
+        ("name", "health", "heartbeat_age", "deployables"),
+    ),
     "JeosNew": _object(
         {
             "name": _NAME,
@@ -737,6 +775,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "uptime": {"type": "number"},
                     "restart_in": {"type": "number"},
                     "note": {"type": "string"},
+                    "member": {"type": "string", "description": "the cped member that runs it"},
                 },
                 ("pid", "alive", "lease_epoch"),
             ),

@@ -28,6 +28,13 @@ seconds).  The lease of a DPE known to be dead is released at once (holder
 and epoch must match), so its replacement takes it without waiting for it to
 expire, with a higher epoch.
 
+With several members (``cpe.membership``), ``owns`` says which deployables
+this member runs; the others are ``elsewhere``: nothing is started for them
+and a DPE of this member that still runs one is handed over (SIGUSR1: it
+releases its lease and exits, leaving everything running; ``dpe-handover``),
+and the member that owns it adopts.  A deployable that comes to this member
+is checked for instances left behind, as on a first tick.
+
 cped restarting does not stop DPEs (they run in sessions of their own, and
 ``close`` only stops watching them).  The first ``tick`` of a new cped adopts
 every DPE whose lease holder is alive and is a dped of that deployable, and
@@ -62,6 +69,7 @@ T = TypeVar("T")
 StoreCall = Callable[..., Awaitable[Any]]  # runs a store method off the loop
 ExitCallback = Callable[[int | None], None]
 STARTED = "started"
+ELSEWHERE = "elsewhere"  # run by another member: nothing to do here
 MAX_EXPONENT = 60  # 2**60 times any sane initial delay is past any cap
 
 
@@ -111,6 +119,7 @@ class SupervisorOptions:
     stop_timeout: float = 60.0  # how long a DPE may take to stop before SIGKILL
     stop_attempts: int = 3  # DPEs run to stop instances left behind, before giving up
     python_start: float = 10.0  # allowance for a DPE's start before it can take a lease
+    handover_timeout: float = 15.0  # how long a DPE may take to hand over before SIGKILL
 
     @classmethod
     def from_config(cls, config: Config) -> SupervisorOptions:
@@ -158,6 +167,8 @@ class Slot:
     reload_pending: bool = False  # SIGHUP once the starting DPE holds its lease
     check_left: bool = False  # look for instances left behind when no DPE runs
     stop_timeout: float | None = None  # this stop request's own SIGKILL deadline
+    here: bool = True  # this member runs the deployable (else: elsewhere)
+    handing_over: bool = False  # told to hand over (SIGUSR1)
     last: dict[str, Any] = field(default_factory=dict)  # the last DPE: pid, exit, killed
     waiting_note: str = ""  # why no DPE is started (logged once)
     starts: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
@@ -174,13 +185,15 @@ class Supervisor:
         options: Callable[[], SupervisorOptions] | None = None,
         clock: Clock | None = None,
         host: str | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
+        self._owns = owns or (lambda _name: True)
         self.launcher = launcher
         self._in_store = in_store or _direct
         self._options = options or SupervisorOptions
         self.clock: Clock = clock or SystemClock()
-        self.host = host or socket.gethostname()
+        self.host = host or socket.gethostname()  # the member name: lease holders' prefix
         self.slots: dict[str, Slot] = {}
         self._exits: list[tuple[str, int, int | None]] = []
         self._wake = asyncio.Event()
@@ -288,6 +301,10 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._next_wait())
 
+    def wake(self) -> None:
+        """Tick again soon (membership changed)."""
+        self._wake.set()
+
     def close(self) -> None:
         """cped is stopping: stop watching; every DPE keeps running."""
         for slot in self.slots.values():
@@ -311,7 +328,7 @@ class Supervisor:
 
     async def tick(self) -> None:
         """Handle the exits recorded, then drive every slot towards its desired state."""
-        desired = await self._db(_desired_states, self.store)
+        desired = self._placed(await self._db(_desired_states, self.store))
         first, self._ticked = not self._ticked, True
         for name in desired:
             if name not in self.slots:
@@ -329,6 +346,19 @@ class Supervisor:
                 await self._reconcile(slot, desired.get(slot.name))
             except PcloudError as error:  # one deployable's trouble does not stall the others
                 log.error("deployable=%s: supervision: %s (trying again)", slot.name, error)
+
+    def _placed(self, desired: dict[str, str]) -> dict[str, str]:
+        """The desired states, ``elsewhere`` for deployables another member runs."""
+        placed = {}
+        for name, want in desired.items():
+            here = self._owns(name)
+            slot = self.slots.get(name)
+            if slot is not None and here and not slot.here:
+                slot.check_left = True  # it comes here: look for what it left behind
+            if slot is not None:
+                slot.here = here
+            placed[name] = want if here else ELSEWHERE
+        return placed
 
     def _record_exit(self, name: str, generation: int, status: int | None) -> None:
         """Called by the launcher when a DPE exits: only record; ``tick`` acts."""
@@ -355,7 +385,12 @@ class Supervisor:
     # each state
 
     async def _when_stopped(self, slot: Slot, desired: str | None) -> None:
-        if desired == STARTED:
+        if desired == ELSEWHERE:
+            slot.check_left = False  # the member that runs it cleans up
+            note = {"pid": None, "elsewhere": True, "note": "another member runs it"}
+            self._settle(slot.starts, note)
+            self._settle(slot.stops, note | {"left": []})
+        elif desired == STARTED:
             await self._launch(slot)
         elif slot.check_left:
             await self._clean_up(slot)
@@ -373,6 +408,9 @@ class Supervisor:
 
     async def _when_starting(self, slot: Slot, desired: str | None) -> None:
         assert slot.process is not None
+        if desired == ELSEWHERE and not slot.killed:
+            await self._hand_over(slot)
+            return
         lease = await self._lease(slot.name)
         if self._holds(lease, slot.process):
             assert lease is not None
@@ -399,6 +437,8 @@ class Supervisor:
             return  # its exit is on the way
         if self._lease_lost(lease, slot.process):
             await self._kill(slot, self._lost_reason(slot, lease))
+        elif desired == ELSEWHERE:
+            await self._hand_over(slot)
         elif desired != STARTED:
             await self._terminate(slot)
         elif slot.clear_failed:
@@ -497,7 +537,7 @@ class Supervisor:
         slot.process, slot.generation, slot.state = process, generation, state
         slot.since = self.clock.monotonic()
         slot.epoch = None
-        slot.killed = slot.replace = slot.spawned_clearing = False
+        slot.killed = slot.replace = slot.spawned_clearing = slot.handing_over = False
 
     async def _terminate(self, slot: Slot) -> None:
         assert slot.process is not None
@@ -507,6 +547,17 @@ class Supervisor:
         slot.process.signal(signal.SIGTERM)
         reason = f"dpe (pid {slot.process.pid}) is stopping the deployable (SIGTERM)"
         await self._event(slot, "dpe-stopping", reason)
+
+    async def _hand_over(self, slot: Slot) -> None:
+        """Another member runs it now: the DPE releases its lease and exits (SIGUSR1),
+        leaving instances and resources running for that member to adopt."""
+        assert slot.process is not None
+        slot.state, slot.handing_over = DpeState.STOPPING, True
+        slot.since_stop = self.clock.monotonic()
+        slot.kill_at = slot.since_stop + self.options.handover_timeout
+        slot.process.signal(signal.SIGUSR1)
+        reason = f"dpe (pid {slot.process.pid}) hands over to the member that runs it now"
+        await self._event(slot, "dpe-handover", reason)
 
     async def _kill(self, slot: Slot, reason: str) -> None:
         assert slot.process is not None
@@ -556,6 +607,10 @@ class Supervisor:
             how += f" ({words})" if words else ""
         slot.last = {"pid": pid, "exit": how, "killed": slot.killed}
         slot.process = None
+        if slot.handing_over or desired == ELSEWHERE:
+            slot.state, slot.handing_over, slot.check_left = DpeState.STOPPED, False, False
+            await self._event(slot, "dpe-exited", f"dpe (pid {pid}) exited with {how}")
+            return
         if desired != STARTED:
             await self._exited_unwanted(slot, pid, failed)
             return
@@ -623,6 +678,7 @@ class Supervisor:
         return f"dpe (pid {pid}) lost its lease (now held by {holder})"
 
     def _on_this_host(self, holder: str) -> bool:
+        """Held by a DPE of this member (holders are ``MEMBER:PID``)."""
         return holder.rsplit(":", 1)[0] == self.host
 
     def _stopped_answer(self, slot: Slot, left: list[str]) -> dict[str, Any]:

@@ -32,7 +32,12 @@ sets exactly those values) and the driver offers ``heartbeat_defaults``: then
 the driver's defaults are used (slow emulated guests need longer timeouts).
 
 Every state change is an event, recorded through the runtime; the lease is
-renewed every second and a DPE that cannot renew it stops acting.
+renewed every second and a DPE that cannot renew it stops acting
+``fence_margin`` before the lease can expire (counted from when it sent its
+last successful renewal, on its own monotonic clock), or at once when the
+store refuses a write of its epoch (``LeaseLost``).  A ``watchdog``
+(``dpe.fencing``), when given, ends the process should the loop be too stuck
+to fence itself.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from dpe import planner
 from dpe.engine_assembly import AssemblyRunner, Services
@@ -61,7 +66,7 @@ from dpe.runtime import Runtime
 from dpe.service_runtime import ServiceRecords
 from dpe.states import AssemblyState, DeployableState, ResourceState, Subject, deployable_cell
 from foundation.clock import Clock, SystemClock
-from foundation.errors import Conflict, InvalidInput, PcloudError, Unavailable
+from foundation.errors import Conflict, InvalidInput, LeaseLost, PcloudError, Unavailable
 from foundation.events import Event
 from foundation.keyfiles import AssemblyKeys
 from foundation.model import Assembly, Constraint, Deployable, Heartbeat, Resource, ResourceId
@@ -70,6 +75,16 @@ from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, MOVE, RESOU
 log = logging.getLogger("dpe.engine")
 
 Listener = Callable[[Event], None]
+
+
+class Watchdog(Protocol):
+    """Ends the process at a deadline the loop failed to meet (``dpe.fencing``)."""
+
+    def arm(self, deadline: float) -> None: ...
+
+    def disarm(self) -> None: ...
+
+
 Planner = Callable[[Deployable, Observed], Plan]  # the shape of ``dpe.policy.plan``
 PLANNER_RETRY = 60.0  # after a planner failure, the built-in planner plans this long
 _DEAD = (InstanceState.GONE, InstanceState.STOPPED)
@@ -88,6 +103,7 @@ class Engine:
         options: EngineOptions | None = None,
         holder: str | None = None,
         planner: Planner | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.document = document
         # the policy engine: the built-in planner, or one of the same shape (Pacemaker's)
@@ -113,7 +129,8 @@ class Engine:
         self.halted = asyncio.Event()  # the lease is lost: this engine acts no more
         self.halt_reason = ""
         self._lease_ok = False
-        self._renewed_at = 0.0
+        self._valid_until = 0.0  # monotonic: act until then unless renewed meanwhile
+        self.watchdog = watchdog
         self._restart_pending = False
         self._wake = asyncio.Event()
         self._interrupt = asyncio.Event()
@@ -172,6 +189,8 @@ class Engine:
             with contextlib.suppress(PcloudError):
                 self.runtime.release_lease(self.holder, self.epoch)
         self._lease_ok = False
+        if self.watchdog is not None:
+            self.watchdog.disarm()
         await self._close_driver()
 
     async def _close_driver(self) -> None:
@@ -215,12 +234,13 @@ class Engine:
     async def _acquire_lease(self) -> None:
         deadline = self.clock.monotonic() + self.options.lease_wait
         while True:
+            sent = self.clock.monotonic()
             epoch = self.runtime.acquire_lease(
                 self.holder, os.getpid(), self.options.lease_ttl, self.clock.time()
             )
             if epoch is not None:
                 self.epoch, self._lease_ok = epoch, True
-                self._renewed_at = self.clock.monotonic()
+                self._renewed(sent)
                 return
             if self.clock.monotonic() >= deadline:
                 raise Conflict(
@@ -231,17 +251,34 @@ class Engine:
 
     async def _hold_lease(self) -> None:
         while True:
-            await self.clock.sleep(self.options.lease_renew)
+            now = self.clock.monotonic()
+            await self.clock.sleep(max(0.0, min(self.options.lease_renew, self._valid_until - now)))
+            if self.clock.monotonic() >= self._valid_until:
+                self._lose_lease(self._fence_reason())
+                return
+            sent = self.clock.monotonic()
             renewed = self._renew_lease()
             if renewed:
-                self._renewed_at = self.clock.monotonic()
-                continue
-            silent = self.clock.monotonic() - self._renewed_at
-            if renewed is False or silent >= self.options.lease_ttl:
-                self._lose_lease(
-                    "the lease was taken over" if renewed is False else "cannot renew the lease"
-                )
+                self._renewed(sent)
+            elif renewed is False:
+                self._lose_lease("the lease was taken over")
                 return
+
+    def _renewed(self, sent: float) -> None:
+        """The lease runs ttl from when the store ran the renewal, which was after
+        ``sent``: acting stops a margin before that (the watchdog half a margin)."""
+        ttl, margin = self.options.lease_ttl, self.options.fence_margin
+        self._valid_until = sent + ttl - margin
+        if self.watchdog is not None:
+            self.watchdog.arm(sent + ttl - margin / 2)
+
+    def _fence_reason(self) -> str:
+        margin = self.options.fence_margin
+        silent = self.options.lease_ttl - margin
+        return (
+            f"cannot renew the lease: self-fenced {silent:g} s after the last renewal,"
+            f" {margin:g} s before it can expire"
+        )
 
     def _renew_lease(self) -> bool | None:
         """True renewed, False lost to another DPE, None the store did not answer."""
@@ -259,8 +296,12 @@ class Engine:
 
     def _lose_lease(self, reason: str) -> None:
         """Fence ourselves: no more actions, no more writes; the instances stay."""
+        if not self._lease_ok:
+            return
         self.log.error("%s (epoch %s): acting no more", reason, self.epoch)
         self._lease_ok = False
+        if self.watchdog is not None:
+            self.watchdog.disarm()
         self.halt_reason = reason
         self._abort = True
         for runner in [*self.resources.values(), *self.orphans.values()]:
@@ -837,6 +878,9 @@ class Engine:
             return
         try:
             event = self.runtime.append_event(event)
+        except LeaseLost as error:
+            self._lose_lease(f"the store refused a write: {error}")
+            return
         except PcloudError as error:
             self.log.error("cannot record an event: %s", error)
         self._persist_subject(event)
@@ -882,6 +926,8 @@ class Engine:
             return  # a DPE without the lease must not overwrite its successor's state
         try:
             self.runtime.put(kind, key, doc)
+        except LeaseLost as error:
+            self._lose_lease(f"the store refused a write: {error}")
         except PcloudError as error:
             self.log.error("cannot record %s %s: %s", kind, key, error)
 
@@ -890,6 +936,8 @@ class Engine:
             return
         try:
             self.runtime.delete(kind, key)
+        except LeaseLost as error:
+            self._lose_lease(f"the store refused a write: {error}")
         except PcloudError as error:
             self.log.error("cannot forget %s %s: %s", kind, key, error)
 

@@ -4,7 +4,15 @@
 the document, runtime state, events and lease in the shared store) or from a
 document file (``dped --document FILE``: in-memory runtime, events printed),
 then serves it: signal handlers only record what was asked (SIGTERM/SIGINT:
-stop; SIGHUP: reload) and the loop acts on it.
+stop; SIGHUP: reload; SIGUSR1: hand over -- release the lease and exit,
+leaving everything running for the member that takes the deployable over)
+and the loop acts on it.
+
+From the store, the DPE's lease holder is ``MEMBER:PID`` (``[cped] member``),
+the store's clock judges its lease, a watchdog (``dpe.fencing``) backs its
+self-fencing, and with a cluster key (``[cped] key_file``) the assemblies'
+keys are fetched from the store when this member does not have them
+(``foundation.keyshare``).
 """
 
 from __future__ import annotations
@@ -21,17 +29,19 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TextIO
 
-from dpe.drivers.registry import make_driver
-from dpe.engine import Engine, Planner
+from dpe.drivers.registry import LocalHost, make_driver
+from dpe.engine import Engine, Planner, Watchdog
 from dpe.engine_timing import EngineOptions
+from dpe.fencing import FenceWatchdog
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
 from dpe.transport import SshTransport
 from foundation.clock import SystemClock
-from foundation.config import Config
+from foundation.config import Config, fence_margin
 from foundation.document import load_document
 from foundation.errors import InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.keyfiles import AssemblyKeys, load_assembly_keys
+from foundation.keyshare import KeyShare, load_cluster_key
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
 from foundation.store import open_store
@@ -56,6 +66,10 @@ class Service:
     close: Callable[[], None] = lambda: None
     print_events: TextIO | None = None
     policy_engine: str = "builtin"  # [dped] policy_engine
+    member: str | None = None  # the cped member this DPE runs under (its lease holder's prefix)
+    key_share: KeyShare | None = None  # keys from the store, when this member lacks them
+    watchdog: Watchdog | None = None
+    local: LocalHost | None = None  # [dped] local_instances_dir, local_bridge_netns
 
     @classmethod
     def from_store(cls, name: str, paths: Paths, config: Config) -> Service:
@@ -63,6 +77,10 @@ class Service:
         store = open_store(config.cped.store, paths.store_file, application=f"dped:{name}")
         try:
             store.get_document(name)  # exists and is valid, or refuse now
+            key_file = config.cped.key_file
+            share = (
+                KeyShare(store, paths.keys_dir, load_cluster_key(key_file)) if key_file else None
+            )
         except PcloudError:
             store.close()
             raise
@@ -70,10 +88,14 @@ class Service:
             name,
             paths,
             lambda: store.get_document(name),
-            StoreRuntime(store, name),
+            StoreRuntime(store, name, store_clock=True),
             options_from(config),
             close=store.close,
             policy_engine=config.dped.policy_engine,
+            member=config.cped.member_name,
+            key_share=share,
+            watchdog=FenceWatchdog(),
+            local=LocalHost(config.dped.local_instances_dir, config.dped.local_bridge_netns),
         )
 
     @classmethod
@@ -85,17 +107,27 @@ class Service:
         runtime = MemoryRuntime(document.name)
         return cls(document.name, paths, read, runtime, EngineOptions(), print_events=events)
 
+    def fetch_keys(self, document: Deployable) -> None:
+        """The assemblies' keys from the store, where this member's differ or are missing."""
+        if self.key_share is not None:
+            fetched = self.key_share.fetch(a.name for a in document.assemblies)
+            if fetched:
+                log.info("deployable=%s: keys of %s fetched", self.name, ", ".join(fetched))
+
     def engine(self) -> Engine:
         document = self.read_document()
+        self.fetch_keys(document)
         engine = Engine(
             document,
-            driver=make_driver(document.infrastructure, self.paths, document.settings),
+            driver=make_driver(document.infrastructure, self.paths, document.settings, self.local),
             transport=SshTransport(),
             runtime=self.runtime,
             keys=self.keys,
             clock=SystemClock(),
             options=self.options,
             planner=planner_for(self.policy_engine),
+            holder=f"{self.member}:{os.getpid()}" if self.member else None,
+            watchdog=self.watchdog,
         )
         if self.print_events is not None:
             engine.listeners.append(event_printer(self.print_events))
@@ -135,7 +167,12 @@ def planner_for(policy_engine: str) -> Planner | None:
 
 def options_from(config: Config) -> EngineOptions:
     ttl, renew = config.cped.lease_ttl, config.dped.lease_renew_interval
-    return EngineOptions(lease_ttl=ttl, lease_renew=renew, lease_wait=ttl + 2 * renew)
+    return EngineOptions(
+        lease_ttl=ttl,
+        lease_renew=renew,
+        lease_wait=ttl + 2 * renew,
+        fence_margin=fence_margin(config.cped, config.dped),
+    )
 
 
 def event_printer(stream: TextIO) -> Callable[[Event], None]:
@@ -153,22 +190,27 @@ class Requests:
 
     STOP = "stop"
     RELOAD = "reload"
+    HANDOVER = "handover"
 
     def __init__(self) -> None:
         self.pending: list[str] = []
         self.arrived = asyncio.Event()
+        self.handover = asyncio.Event()  # also seen while the engine is still starting
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum, request in (
             (signal.SIGTERM, self.STOP),
             (signal.SIGINT, self.STOP),
             (signal.SIGHUP, self.RELOAD),
+            (signal.SIGUSR1, self.HANDOVER),
         ):
             loop.add_signal_handler(signum, self.record, request)
 
     def record(self, request: str) -> None:
         self.pending.append(request)
         self.arrived.set()
+        if request == self.HANDOVER:
+            self.handover.set()
 
     async def next(self) -> str:
         while not self.pending:
@@ -184,11 +226,9 @@ async def serve(
     requests = Requests()
     requests.install(asyncio.get_running_loop())
     engine = service.engine()
-    try:
-        await engine.start(clear_failed=clear_failed)
-    except BaseException:
-        await engine.shutdown()
-        raise
+    if not await _start(engine, requests, clear_failed):
+        log.info("deployable=%s: handed over before it started", service.name)
+        return ExitCode.OK
     log.info("deployable=%s: running (pid %d)", service.name, os.getpid())
     while True:
         request = await _next_request(requests, engine)
@@ -199,7 +239,33 @@ async def serve(
         if request == Requests.RELOAD:
             await _reload(service, engine)
             continue
+        if request == Requests.HANDOVER:
+            await engine.shutdown()  # the lease is released: the next member adopts at once
+            log.info("deployable=%s: handed over, instances left running", service.name)
+            return ExitCode.OK
         return await _stop(engine, requests, leave_running)
+
+
+async def _start(engine: Engine, requests: Requests, clear_failed: bool) -> bool:
+    """Start the engine; False if a handover was asked first (nothing was done)."""
+    starting = asyncio.ensure_future(engine.start(clear_failed=clear_failed))
+    handover = asyncio.ensure_future(requests.handover.wait())
+    try:
+        await asyncio.wait({starting, handover}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        handover.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, PcloudError):
+            await starting
+        await engine.shutdown()
+        return False
+    try:
+        starting.result()
+    except BaseException:
+        await engine.shutdown()
+        raise
+    return True
 
 
 async def _next_request(requests: Requests, engine: Engine) -> str | None:
@@ -219,6 +285,7 @@ async def _next_request(requests: Requests, engine: Engine) -> str | None:
 async def _reload(service: Service, engine: Engine) -> None:
     try:
         document = service.read_document()
+        service.fetch_keys(document)
         await engine.reload(document)
     except PcloudError as error:
         log.error(

@@ -5,8 +5,14 @@ change -- instances, resource states and last rc, failure windows, the
 deployable's state -- appends events, and holds the deployable's lease.
 ``StoreRuntime`` keeps them in the shared store (so a replacement DPE adopts
 and windows continue); ``MemoryRuntime`` keeps them in a dict (tests, and
-``dped --document``).  Both are synchronous: a write is one small SQLite
+``dped --document``).  Both are synchronous: a write is one small
 transaction, and keeping it on the loop keeps events in order.
+
+Once it holds the lease, every write names it (``Fence``: holder and epoch):
+the store refuses it with ``LeaseLost`` when the epoch has moved on, so a DPE
+that lost its lease changes nothing even before it notices.  With
+``store_clock`` the store's clock judges the lease (several members: one
+clock), not the ``now`` the engine passes.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from foundation.errors import LeaseLost
 from foundation.events import Event
 from foundation.runtime_kinds import Docs
-from foundation.store import Store
+from foundation.store import Fence, Store
 
 
 class Runtime(Protocol):
@@ -45,30 +52,40 @@ class Runtime(Protocol):
 class StoreRuntime:
     """The runtime of one deployable in the shared store."""
 
-    def __init__(self, store: Store, deployable: str) -> None:
+    def __init__(self, store: Store, deployable: str, *, store_clock: bool = False) -> None:
         self.store = store
         self.deployable = deployable
+        self.store_clock = store_clock
+        self.fence: Fence | None = None  # the lease held, once acquired
 
     def load(self) -> Docs:
         return self.store.get_runtime(self.deployable)
 
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
-        self.store.put_runtime(self.deployable, kind, key, doc)
+        self.store.put_runtime(self.deployable, kind, key, doc, fence=self.fence)
 
     def delete(self, kind: str | None = None, key: str | None = None) -> None:
-        self.store.delete_runtime(self.deployable, kind, key)
+        self.store.delete_runtime(self.deployable, kind, key, fence=self.fence)
 
     def append_event(self, event: Event) -> Event:
-        return self.store.append_event(event)
+        return self.store.append_event(event, fence=self.fence)
 
     def acquire_lease(self, holder: str, pid: int, ttl: float, now: float) -> int | None:
-        return self.store.acquire_lease(self.deployable, holder, pid, ttl, now)
+        epoch = self.store.acquire_lease(self.deployable, holder, pid, ttl, self._now(now))
+        if epoch is not None:
+            self.fence = Fence(holder, epoch)
+        return epoch
 
     def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
-        return self.store.renew_lease(self.deployable, holder, epoch, ttl, now)
+        return self.store.renew_lease(self.deployable, holder, epoch, ttl, self._now(now))
 
     def release_lease(self, holder: str, epoch: int) -> None:
         self.store.release_lease(self.deployable, holder, epoch)
+        if self.fence == Fence(holder, epoch):
+            self.fence = None
+
+    def _now(self, now: float) -> float | None:
+        return None if self.store_clock else now
 
 
 @dataclass
@@ -87,14 +104,22 @@ class MemoryRuntime:
         self.docs: Docs = {}
         self.events: list[Event] = []
         self.lease: Lease | None = None
+        self.fence: Fence | None = None  # the lease the writer holds, as the store checks it
 
     def load(self) -> Docs:
         return copy.deepcopy(self.docs)
 
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        self._check_fence()
         self.docs.setdefault(kind, {})[key] = copy.deepcopy(doc)
 
+    def _check_fence(self) -> None:
+        lease, fence = self.lease, self.fence
+        if fence is not None and (lease is None or (lease.holder, lease.epoch) != fence_key(fence)):
+            raise LeaseLost(f"the lease of {self.deployable} (epoch {fence.epoch}) is lost")
+
     def delete(self, kind: str | None = None, key: str | None = None) -> None:
+        self._check_fence()
         if kind is None:
             self.docs.clear()
         elif key is None:
@@ -103,6 +128,7 @@ class MemoryRuntime:
             self.docs.get(kind, {}).pop(key, None)
 
     def append_event(self, event: Event) -> Event:
+        self._check_fence()
         stored = replace(event, id=len(self.events) + 1)
         self.events.append(stored)
         return stored
@@ -111,11 +137,13 @@ class MemoryRuntime:
         lease = self.lease
         if lease is not None and lease.holder == holder:
             lease.expires_at = now + ttl
+            self.fence = Fence(holder, lease.epoch)
             return lease.epoch
         if lease is not None and lease.holder is not None and lease.expires_at > now:
             return None
         epoch = lease.epoch + 1 if lease else 1
         self.lease = Lease(holder, pid, epoch, now + ttl)
+        self.fence = Fence(holder, epoch)
         return epoch
 
     def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
@@ -133,3 +161,8 @@ class MemoryRuntime:
         lease = self.lease
         if lease is not None and (lease.holder, lease.epoch) == (holder, epoch):
             self.lease = Lease(None, None, lease.epoch, 0.0)
+            self.fence = None
+
+
+def fence_key(fence: Fence) -> tuple[str | None, int]:
+    return fence.holder, fence.epoch

@@ -763,14 +763,24 @@ class Store:
     # -- members (cped processes sharing this store) -----------------------------
     # Heartbeats and ages are the store's clock: members never compare their own.
 
-    def join_member(self, name: str, host: str, pid: int, url: str | None, ttl: float) -> None:
-        """Register this cped as member ``name``; Conflict if a live other process has it."""
+    def join_member(
+        self,
+        name: str,
+        host: str,
+        pid: int,
+        url: str | None,
+        ttl: float,
+        gone: Callable[[str, int], bool] = lambda _host, _pid: False,
+    ) -> None:
+        """Register this cped as member ``name``; Conflict if a live other process has it
+        (``gone(host, pid)``: that process is known to be dead, its name free at once)."""
         with self.transaction():
             now = self.dialect.now(self._conn())
             row = self._one(
                 "SELECT host, pid, heartbeat, state FROM members WHERE name = ?", (name,)
             )
-            if row and row[3] == "up" and now - row[2] < ttl and (row[0], row[1]) != (host, pid):
+            live = bool(row) and row[3] == "up" and now - row[2] < ttl
+            if live and (row[0], row[1]) != (host, pid) and not gone(row[0], row[1]):
                 raise Conflict(
                     f"member name {name!r} is in use by pid {row[1]} on {row[0]} (heartbeat"
                     f" {now - row[2]:.1f} s ago): give this cped another [cped] member"

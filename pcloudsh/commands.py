@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pcloudsh.assembly import AssemblyCommands
+from pcloudsh.cluster import ClusterCommands
 from pcloudsh.daemon import DaemonCommands
 from pcloudsh.definition import CommandSpec, Noun
 from pcloudsh.deployable import DeployableCommands
@@ -24,6 +25,7 @@ NOUNS: tuple[type[Noun], ...] = (
     DeployableCommands,
     ServiceCommands,
     EventCommands,
+    ClusterCommands,
     StoreCommands,
 )
 

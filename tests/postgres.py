@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -175,3 +176,11 @@ class PgServer:
         name = url.split("/", 3)[3].split("?", 1)[0]
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as db:
             db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def write_cluster_key(path: Path) -> Path:
+    """A new cluster key file (``[cped] key_file``): 64 hex digits, mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32) + "\n")
+    return path

@@ -21,6 +21,12 @@ Network: ``loopback`` (default) binds sshd to 127.0.0.1 on a free port.  As
 root, ``network = netns`` gives each instance its own network namespace with
 an address from ``subnet`` on a bridge the driver creates (see ``_netns``).
 
+Members of one cluster on one machine (tests, demonstrations) share the
+instances: ``instances_dir`` (``[dped] local_instances_dir``) puts them in a
+directory every member's DPEs read, and ``bridge_netns`` (``[dped]
+local_bridge_netns``) puts the netns guests' bridge in that named network
+namespace instead of the DPE's own, so every member reaches them.
+
 Settings (the deployable's ``settings``): ``network`` (loopback | netns),
 ``subnet`` (default 10.236.0.0/24), ``pid_namespace`` (yes | no; default yes
 when root), ``start_timeout`` (a duration, default 10 s), ``boot_delay`` (a
@@ -330,15 +336,18 @@ class LocalDriver:
         settings: Mapping[str, str] | None = None,
         *,
         sshd: Path = SSHD,
+        instances_dir: Path | None = None,
+        bridge_netns: str = "",
     ) -> None:
         self.root = os.geteuid() == 0
         self.settings = LocalSettings.parse(settings or {}, root=self.root)
         self.paths = paths
+        self.instances_dir = instances_dir or paths.instances_dir
         self.sshd = sshd
         self.username = pwd.getpwuid(os.geteuid()).pw_name
         self._network: _Network = _Loopback()
         if self.settings.network == "netns":
-            self._network = _Netns(self.settings.subnet)
+            self._network = _Netns(self.settings.subnet, bridge_netns)
 
     # -- Driver ------------------------------------------------------------
 
@@ -350,7 +359,7 @@ class LocalDriver:
         validate_name(deployable, "deployable name")
         validate_name(assembly.name, "assembly name")
         instance_id = f"{assembly.name}-{secrets.token_hex(4)}"
-        layout = Layout(self.paths.instances_dir / deployable / assembly.name / instance_id)
+        layout = Layout(self.instances_dir / deployable / assembly.name / instance_id)
         await self._prepare_host()
         try:
             layout.create(keys)
@@ -389,7 +398,7 @@ class LocalDriver:
         (destroy them to clean up); oldest first."""
         validate_name(deployable, "deployable name")
         found = []
-        for directory in sorted((self.paths.instances_dir / deployable).glob("*/*")):
+        for directory in sorted((self.instances_dir / deployable).glob("*/*")):
             record = _read_record(directory)
             if record is not None:
                 found.append(
@@ -427,8 +436,8 @@ class LocalDriver:
     ) -> InstanceRecord:
         """Choose the address and port, and record them, under a lock shared by
         every process using these instance directories."""
-        with _locked(self.paths.instances_dir / ".lock"):
-            endpoint = self._network.allocate(self.paths.instances_dir, instance_id)
+        with _locked(self.instances_dir / ".lock"):
+            endpoint = self._network.allocate(self.instances_dir, instance_id)
             record = InstanceRecord(
                 instance_id=instance_id,
                 deployable=deployable,
@@ -482,7 +491,7 @@ class LocalDriver:
             await _kill_all(init, directory.name)
         record = _read_record(directory)
         if record is not None and record.netns:
-            await _netns.delete_namespace(record.netns, record.veth)
+            await _netns.delete_namespace(record.netns, record.veth, self._network.host_netns)
         shutil.rmtree(directory, ignore_errors=True)
         for parent in (directory.parent, directory.parent.parent):
             with contextlib.suppress(OSError):
@@ -491,7 +500,7 @@ class LocalDriver:
     def _find(self, instance_id: str) -> Path | None:
         if not _INSTANCE_ID_RE.match(instance_id):
             return None
-        return next(self.paths.instances_dir.glob(f"*/*/{instance_id}"), None)
+        return next(self.instances_dir.glob(f"*/*/{instance_id}"), None)
 
 
 @contextlib.contextmanager
@@ -639,6 +648,8 @@ class Endpoint:
 
 
 class _Network:
+    host_netns = ""  # where the host side of guests' links lives ("": here)
+
     async def prepare(self) -> None:
         return None
 
@@ -659,12 +670,13 @@ class _Loopback(_Network):
 class _Netns(_Network):
     """A network namespace each, port 22 on its own address (see ``_netns``)."""
 
-    def __init__(self, subnet: ipaddress.IPv4Network) -> None:
+    def __init__(self, subnet: ipaddress.IPv4Network, host_netns: str = "") -> None:
         self.subnet = subnet
         self.bridge = _netns.bridge_name(subnet)
+        self.host_netns = host_netns
 
     async def prepare(self) -> None:
-        await _netns.ensure_bridge(self.subnet)
+        await _netns.ensure_bridge(self.subnet, self.host_netns)
 
     def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
         used = _netns.used_addresses(instances_dir, self.subnet)
@@ -673,10 +685,10 @@ class _Netns(_Network):
         return Endpoint(str(address), 22, netns, veth)
 
     async def attach(self, record: InstanceRecord) -> None:
-        await _netns.delete_namespace(record.netns, record.veth)  # a retry's leftover
+        await _netns.delete_namespace(record.netns, record.veth, self.host_netns)  # a retry's
         address = ipaddress.IPv4Address(record.address)
         await _netns.add_namespace(
-            record.netns, record.veth, self.bridge, address, self.subnet.prefixlen
+            record.netns, record.veth, self.bridge, address, self.subnet.prefixlen, self.host_netns
         )
 
 

@@ -15,6 +15,7 @@ import pytest
 from foundation.paths import Paths
 from tests.integration.conftest import CpedFactory
 from tests.integration.test_lifecycle import CONFIG, Rig, dummy, instance_ids, key_cache, shop
+from tests.postgres import write_cluster_key
 
 __all__ = ["key_cache"]
 
@@ -26,7 +27,8 @@ def pg_rig(
     cped_factory: CpedFactory, pcloud_home: Paths, key_cache: Path, pg_url: str
 ) -> Iterator[Rig]:
     shutil.copytree(key_cache, pcloud_home.keys_dir, dirs_exist_ok=True)
-    config = CONFIG.replace("[cped]\n", f"[cped]\nstore = {pg_url}\n")
+    key = write_cluster_key(pcloud_home.config_dir / "cluster.key")
+    config = CONFIG.replace("[cped]\n", f"[cped]\nstore = {pg_url}\nkey_file = {key}\n")
     made = Rig(pcloud_home, cped_factory, cped_factory(config))
     try:
         yield made

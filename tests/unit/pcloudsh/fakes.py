@@ -63,6 +63,7 @@ class FakeCped:
         self.statuses: dict[str, JsonDict] = {}  # status documents to answer, by deployable
         self.runtimes: dict[str, JsonDict] = {}  # what a DPE recorded, by deployable
         self.on_idle: Callable[[], None] | None = None  # called when a stream has sent all
+        self.cluster: JsonDict = {"member": "m1", "store": "s", "members": [], "unowned": []}
 
     def snapshot(self) -> JsonDict:
         return copy.deepcopy({"assemblies": self.assemblies, "deployables": self.deployables})
@@ -70,6 +71,10 @@ class FakeCped:
     # -- reads ------------------------------------------------------------
     def health(self) -> JsonDict:
         return {"status": "ok", "version": "0.7.0", "pid": 4242, "uptime": 75.0}
+
+    def cluster_status(self) -> JsonDict:
+        self.calls.append("cluster_status")
+        return copy.deepcopy(self.cluster)
 
     def list_jeos(self) -> list[JsonDict]:
         return [dict(HOST_JEOS), *(copy.deepcopy(j) for _, j in sorted(self.jeos.items()))]

@@ -1,0 +1,106 @@
+"""Self-fencing: a DPE that cannot renew its lease stops acting a margin before the
+lease can expire; a write the store refuses fences it at once; the watchdog is
+armed half a margin later and disarmed when the engine halts (fake clock)."""
+
+from __future__ import annotations
+
+from dpe.fencing import FenceWatchdog
+from dpe.runtime import MemoryRuntime
+from foundation.errors import StoreError
+from foundation.store import Fence
+from tests.unit.fakes import FAST, Harness
+from tests.unit.test_engine import TWO, running
+
+TTL, MARGIN, RENEW = FAST.lease_ttl, FAST.fence_margin, FAST.lease_renew
+
+
+class SilentStore(MemoryRuntime):
+    """Renewals fail as if the store were unreachable, once ``silent`` is set."""
+
+    silent = False
+
+    def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
+        if self.silent:
+            raise StoreError("the store is unreachable")
+        return super().renew_lease(holder, epoch, ttl, now)
+
+
+class RecordingWatchdog:
+    def __init__(self) -> None:
+        self.armed: list[float] = []
+        self.disarmed = 0
+
+    def arm(self, deadline: float) -> None:
+        self.armed.append(deadline)
+
+    def disarm(self) -> None:
+        self.disarmed += 1
+
+
+async def test_a_dpe_that_cannot_renew_stops_acting_before_its_lease_can_expire() -> None:
+    runtime = SilentStore("dep")
+    h = Harness(runtime)
+    await running(h)
+    engine = h.engine
+    assert engine is not None and runtime.lease is not None
+    await h.clock.advance(RENEW)  # a renewal went through: the lease runs ttl from it
+    renewed_at, expires_at = h.clock.monotonic(), runtime.lease.expires_at
+    runtime.silent = True
+    await h.until(lambda: engine.halted.is_set(), within=TTL)
+    assert h.clock.monotonic() <= renewed_at + TTL - MARGIN + 1e-6
+    assert h.clock.time() <= expires_at - MARGIN + 1e-6, "acting too close to the expiry"
+    assert engine.halt_reason.startswith("cannot renew the lease: self-fenced")
+    h.world.kill_resource("a1", "x")
+    mark = len(h.world.ops)
+    await h.clock.advance(30)
+    assert h.world.ops[mark:] == [], "a fenced DPE acted"
+    await engine.shutdown()
+
+
+async def test_a_write_refused_by_the_store_fences_at_once() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None and h.runtime is not None and h.runtime.lease is not None
+    # the store sees another epoch than the one this DPE writes under (renewals
+    # still pass here, so only the refused write can be what fences it)
+    h.runtime.fence = Fence("test:1", h.runtime.lease.epoch - 1)
+    h.world.kill_resource("a1", "x")  # the failure is an event: its write is refused
+    await h.until(lambda: engine.halted.is_set(), within=2 * RENEW)
+    assert engine.halt_reason.startswith("the store refused a write")
+    assert "x failed" not in " ".join(h.story()[-3:])
+    await engine.shutdown()
+
+
+async def test_the_watchdog_follows_renewals_and_is_disarmed_on_halt() -> None:
+    h = Harness(SilentStore("dep"))
+    dog = RecordingWatchdog()
+    engine = h.new_engine(TWO)
+    engine.watchdog = dog
+    await engine.start()
+    sent = h.clock.monotonic()
+    assert dog.armed == [sent + TTL - MARGIN / 2]
+    await h.clock.advance(RENEW)
+    assert dog.armed[-1] == h.clock.monotonic() + TTL - MARGIN / 2
+    assert isinstance(h.runtime, SilentStore)
+    h.runtime.silent = True
+    await h.until(lambda: engine.halted.is_set(), within=TTL)
+    assert dog.disarmed >= 1
+    assert h.clock.monotonic() < dog.armed[-1], "the loop fenced itself before the watchdog"
+    await engine.shutdown()
+
+
+def test_the_watchdog_fires_once_past_its_deadline_unless_disarmed() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 105.0  # armed without its thread: checked by hand here
+    assert not dog.check()
+    now[0] = 105.5
+    dog.disarm()
+    assert not dog.check() and fired == []
+    dog._deadline = 106.0
+    now[0] = 106.0
+    assert dog.check() and fired == [106.0]
+    now[0] = 200.0
+    assert not dog.check() and fired == [106.0]
