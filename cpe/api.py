@@ -129,6 +129,7 @@ def make_app(
             clock=clock,
             host=cluster.membership.name if cluster else None,
             owns=cluster.membership.owns if cluster else None,
+            holder_gone=cluster.membership.holder_gone if cluster else None,
         )
     wall = (clock or SystemClock()).time
     app[LIFECYCLE] = Lifecycle(

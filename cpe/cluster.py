@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from cpe.membership import Membership, member_of
 from cpe.supervisor import Supervisor
 from foundation.errors import Conflict, PcloudError
+from foundation.events import Event
 from foundation.keyshare import KeyShare
 from foundation.runtime_kinds import INSTANCE
 from foundation.store import Store
@@ -67,19 +68,28 @@ class Cluster:
         return {"pid": None, "member": owner, "note": f"member {owner} re-reads the document"}
 
     async def stop(self, name: str, wait: float) -> dict[str, Any] | None:
-        """Wait until the member that runs it has stopped it; None after ``wait``."""
+        """Wait until the member that runs it has stopped it; None after ``wait``.
+
+        Stopped: no instance left, the lease released, and the DPE that held it
+        seen to exit (its member's ``dpe-exited`` event)."""
         deadline = time.monotonic() + wait
-        last_pid = None
+        mark = await self._db(self.store.last_event_id)
+        lease, _ = await self._db(_lease_and_instances, self.store, name)
+        last_pid = lease["pid"] if lease and lease["holder"] else None
         while True:
             lease, left = await self._db(_lease_and_instances, self.store, name)
             if lease and lease["holder"]:
                 last_pid = lease["pid"]
-            elif not left:
+            elif not left and (last_pid is None or await self._exited(name, mark)):
                 owner = self.membership.owner(name)
                 return {"pid": last_pid, "left": [], "member": owner}
             if time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(STOP_POLL)
+
+    async def _exited(self, name: str, mark: int) -> bool:
+        events = await self._db(_events_after, self.store, name, mark)
+        return any(e.state == "dpe-exited" for e in events)
 
     def member_running(self, lease_holder: str | None, name: str) -> str:
         return member_of(lease_holder) or self.membership.owner(name)
@@ -148,6 +158,10 @@ class Cluster:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         result: T = await self.in_store(fn, *args)
         return result
+
+
+def _events_after(store: Store, name: str, mark: int) -> list[Event]:
+    return store.query_events(deployable=name, after_id=mark, limit=1000)
 
 
 def _lease_and_instances(store: Store, name: str) -> tuple[dict[str, Any] | None, list[str]]:

@@ -145,10 +145,12 @@ class Membership:
                 log.warning("member %s: heartbeat failed: %s", self.name, error)
 
     async def beat(self, on_request: RequestHandler | None = None) -> None:
-        """One heartbeat: write ours, read everyone's, pass on new requests."""
-        sent = self.clock.time()
-        store_now = await self._db(self.store.heartbeat_member, self.name, self.host, self.pid)
-        self.offset = store_now - (sent + self.clock.time()) / 2
+        """One heartbeat: write ours (not once leaving), read everyone's, pass on new
+        requests."""
+        if not self.leaving:
+            sent = self.clock.time()
+            store_now = await self._db(self.store.heartbeat_member, self.name, self.host, self.pid)
+            self.offset = store_now - (sent + self.clock.time()) / 2
         _, members = await self._db(self.store.list_members)
         self.members = members
         self.live = self._alive(members)
@@ -182,6 +184,11 @@ class Membership:
 
     def is_alive(self, member: str | None) -> bool:
         return member in self.live
+
+    def holder_gone(self, holder: str) -> bool:
+        """The lease holder ``MEMBER:PID`` belongs to a member that is gone (not this one)."""
+        member = member_of(holder)
+        return member is not None and member != self.name and member not in self.live
 
     # -- requests between members ----------------------------------------------------
 

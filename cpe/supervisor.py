@@ -186,9 +186,13 @@ class Supervisor:
         clock: Clock | None = None,
         host: str | None = None,
         owns: Callable[[str], bool] | None = None,
+        holder_gone: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self._owns = owns or (lambda _name: True)
+        # a lease holder whose member is gone: its DPE is spawned at once and waits
+        # for the expiry itself, so that it is ready the moment the lease is free
+        self._holder_gone = holder_gone or (lambda _holder: False)
         self.launcher = launcher
         self._in_store = in_store or _direct
         self._options = options or SupervisorOptions
@@ -328,13 +332,14 @@ class Supervisor:
 
     async def tick(self) -> None:
         """Handle the exits recorded, then drive every slot towards its desired state."""
-        desired = self._placed(await self._db(_desired_states, self.store))
+        desired = await self._db(_desired_states, self.store)
         first, self._ticked = not self._ticked, True
         for name in desired:
             if name not in self.slots:
                 self.slots[name] = Slot(name, check_left=first)
             elif first:
                 self.slots[name].check_left = True
+        desired = self._placed(desired)
         while self._exits:  # one at a time: one the store failed on is handled next tick
             name, generation, status = self._exits[0]
             slot = self.slots.get(name)
@@ -351,12 +356,10 @@ class Supervisor:
         """The desired states, ``elsewhere`` for deployables another member runs."""
         placed = {}
         for name, want in desired.items():
-            here = self._owns(name)
-            slot = self.slots.get(name)
-            if slot is not None and here and not slot.here:
+            here, slot = self._owns(name), self.slots[name]
+            if here and not slot.here:
                 slot.check_left = True  # it comes here: look for what it left behind
-            if slot is not None:
-                slot.here = here
+            slot.here = here
             placed[name] = want if here else ELSEWHERE
         return placed
 
@@ -467,7 +470,8 @@ class Supervisor:
         if await self._adopt(slot):
             return
         lease = await self._lease(slot.name)
-        if lease and lease["holder"] and lease["expires_at"] > self.clock.time():
+        held = lease and lease["holder"] and lease["expires_at"] > self.clock.time()
+        if held and lease and not self._holder_gone(lease["holder"]):
             note = f"its lease is held by {lease['holder']}: waiting for it to expire"
             if slot.waiting_note != note:
                 slot.waiting_note = note
@@ -475,6 +479,8 @@ class Supervisor:
             self._settle(slot.starts, {"pid": None, "note": note})
             return
         slot.waiting_note = ""
+        if held and lease:
+            why = why or f"its lease holder {lease['holder']} is gone: the DPE takes it at expiry"
         await self._spawn(slot, why)
 
     async def _adopt(self, slot: Slot) -> bool:

@@ -86,7 +86,8 @@ class Watchdog(Protocol):
 
 
 Planner = Callable[[Deployable, Observed], Plan]  # the shape of ``dpe.policy.plan``
-PLANNER_RETRY = 60.0  # after a planner failure, the built-in planner plans this long
+PLANNER_RETRY = 60.0
+LEASE_POLL = 0.2  # how often a held lease is tried while waiting for it  # after a planner failure, the built-in planner plans this long
 _DEAD = (InstanceState.GONE, InstanceState.STOPPED)
 
 
@@ -247,7 +248,8 @@ class Engine:
                     f"deployable {self.name} is kept by another DPE (its lease is held)",
                     deployable=self.name,
                 )
-            await self.clock.sleep(self.options.lease_renew)
+            # often: a DPE started early (its holder's member is gone) takes it at expiry
+            await self.clock.sleep(min(self.options.lease_renew, LEASE_POLL))
 
     async def _hold_lease(self) -> None:
         while True:

@@ -799,8 +799,7 @@ class Store:
         with self.transaction(None):
             now = self.dialect.now(self._conn())
             changed = self._exec(
-                "UPDATE members SET heartbeat = ?, state = 'up'"
-                " WHERE name = ? AND host = ? AND pid = ?",
+                "UPDATE members SET heartbeat = ? WHERE name = ? AND host = ? AND pid = ?",
                 (now, name, host, pid),
             ).rowcount
         if not changed:
