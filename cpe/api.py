@@ -35,7 +35,7 @@ from cpe import services
 from cpe.access import Access, Peer
 from cpe.catalog import EVENT_FILTERS, Catalog, parse_event_query, parse_flag
 from cpe.cluster import Cluster
-from cpe.eventfeed import EventFeed
+from cpe.eventfeed import EventFeed, PgNotifications, notifications_for
 from cpe.hook import EventHook
 from cpe.lifecycle import STOP_WAIT, Lifecycle
 from cpe.membership import MemberOptions, Membership, StoreClock
@@ -113,7 +113,11 @@ def make_app(
     app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
     app[INFO] = info
     app[STREAMS] = streams or StreamSettings()
-    app[FEED] = EventFeed(partial(_in_store, app, store.last_event_id), app[STREAMS].poll_interval)
+    app[FEED] = EventFeed(
+        partial(_in_store, app, store.last_event_id),
+        app[STREAMS].poll_interval,
+        notifications_for(store),
+    )
     cluster = None
     if member is not None:
         membership = Membership(store, partial(_in_store, app), member, clock=clock)
@@ -154,11 +158,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         lambda: app[INFO].config.cped,
     )
     newest = await _in_store(app, store.last_event_id)
+    waker = app[FEED].waker
     tasks = [
         asyncio.create_task(app[FEED].run(), name="event-feed"),
         asyncio.create_task(hook.run(newest), name="event-hook"),
         asyncio.create_task(_prune_events(app), name="event-retention"),
     ]
+    if isinstance(waker, PgNotifications):
+        tasks.append(asyncio.create_task(waker.run(), name="event-notifications"))
     supervisor = app[LIFECYCLE].supervisor
     if supervisor is not None:
         tasks.append(asyncio.create_task(supervisor.run(), name="dpe-supervisor"))

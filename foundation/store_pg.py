@@ -107,6 +107,9 @@ class PostgresDialect:
             ) from error
         return cast(Connection, db)
 
+    def conninfo(self) -> str:
+        return self._conninfo()
+
     def _conninfo(self) -> str:
         """The URL with this project's bounds on every call (the URL's own win)."""
         given = conninfo_to_dict(self.url)

@@ -8,9 +8,11 @@ them."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from cpe.membership import rendezvous_owner
+from foundation.errors import PcloudError
 from foundation.keyfiles import key_paths
 from images.keys import write_assembly_keys
 from tests.cluster import ClusterRig
@@ -212,3 +215,38 @@ def test_a_member_that_stops_hands_its_work_over(cluster: ClusterRig) -> None:
         assert restarts(cluster, name, mark) == []
     health = {m["name"]: m["health"] for m in m2.client.cluster_status()["members"]}
     assert health == {"m1": "left", "m2": "alive"}
+
+
+def test_any_members_stream_has_every_members_events_in_one_order(cluster: ClusterRig) -> None:
+    from pcloudsh.streamclient import InterruptibleClient
+
+    m1, _ = cluster.start("m1"), cluster.start("m2")
+    cluster.until(lambda: members_alive(cluster, {"m1", "m2"}), 10, "both members alive")
+    on_m1 = next(n for n in DEPLOYABLES if rendezvous_owner(n, ["m1", "m2"]) == "m1")
+    on_m2 = next(n for n in DEPLOYABLES if rendezvous_owner(n, ["m1", "m2"]) == "m2")
+    mark = cluster.events()[-1]["id"] if cluster.events() else 0
+    follower = InterruptibleClient(m1.paths.socket)
+    seen: list[dict[str, Any]] = []
+
+    def follow() -> None:
+        with contextlib.suppress(PcloudError):
+            for event in follower.stream_events(after_id=mark):
+                seen.append(event)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        for name in (on_m1, on_m2):
+            m1.client.put_deployable(name, document(name))
+            m1.client.start_deployable(name)
+        for name in (on_m1, on_m2):
+            cluster.running(name)
+        stored = [e["id"] for e in cluster.events(after=mark)]
+        cluster.until(lambda: len(seen) >= len(stored), 10, "the stream caught up")
+    finally:
+        follower.interrupt()
+        thread.join(10)
+    assert [e["id"] for e in seen][: len(stored)] == stored, "a gap or another order"
+    by_member = {where(cluster.status(n)): n for n in (on_m1, on_m2)}
+    assert set(by_member) == {"m1", "m2"}
+    assert {e["deployable"] for e in seen} >= {on_m1, on_m2}
