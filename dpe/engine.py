@@ -50,7 +50,7 @@ import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dpe import planner
 from dpe.engine_assembly import AssemblyRunner, Services
@@ -60,6 +60,7 @@ from dpe.engine_resource import ResourceRunner
 from dpe.engine_timing import Backoff, EngineOptions, bounded
 from dpe.escalation import FailureWindow, Verdict
 from dpe.interfaces import Driver, Instance, InstanceState, InstanceWatcher, Transport, Watch
+from dpe.outbox import Outbox
 from dpe.planner import ActionKind, Goal, Move, Observed, Plan
 from dpe.policy import plan as builtin_plan
 from dpe.runtime import Runtime
@@ -73,6 +74,7 @@ from foundation.model import Assembly, Constraint, Deployable, Heartbeat, Resour
 from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, MOVE, RESOURCE, SERVICE, Docs
 
 log = logging.getLogger("dpe.engine")
+T = TypeVar("T")
 
 Listener = Callable[[Event], None]
 
@@ -132,6 +134,7 @@ class Engine:
         self._lease_ok = False
         self._valid_until = 0.0  # monotonic: act until then unless renewed meanwhile
         self.watchdog = watchdog
+        self.outbox = Outbox(self.log)  # writes waiting for the store to answer again
         self._restart_pending = False
         self._wake = asyncio.Event()
         self._interrupt = asyncio.Event()
@@ -262,6 +265,7 @@ class Engine:
             renewed = self._renew_lease()
             if renewed:
                 self._renewed(sent)
+                self._flush_outbox()
             elif renewed is False:
                 self._lose_lease("the lease was taken over")
                 return
@@ -878,13 +882,12 @@ class Engine:
                 "not recorded (no lease): %s %s: %s", event.subject, event.state, event.reason
             )
             return
-        try:
-            event = self.runtime.append_event(event)
-        except LeaseLost as error:
-            self._lose_lease(f"the store refused a write: {error}")
-            return
-        except PcloudError as error:
-            self.log.error("cannot record an event: %s", error)
+        recorded = self._write(
+            partial(self.runtime.append_event, event), f"event {event.subject} {event.state}"
+        )
+        if not self._lease_ok:
+            return  # refused: this DPE acts no more
+        event = recorded or event
         self._persist_subject(event)
         Context(
             log, deployable=event.deployable, assembly=event.assembly, resource=event.resource
@@ -926,22 +929,27 @@ class Engine:
     def _put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         if not self._lease_ok:
             return  # a DPE without the lease must not overwrite its successor's state
-        try:
-            self.runtime.put(kind, key, doc)
-        except LeaseLost as error:
-            self._lose_lease(f"the store refused a write: {error}")
-        except PcloudError as error:
-            self.log.error("cannot record %s %s: %s", kind, key, error)
+        self._write(partial(self.runtime.put, kind, key, doc), f"{kind} {key}")
 
     def _delete(self, kind: str, key: str) -> None:
         if not self._lease_ok:
             return
+        self._write(partial(self.runtime.delete, kind, key), f"the end of {kind} {key}")
+
+    def _write(self, op: Callable[[], T], what: str) -> T | None:
+        """Write to the store now, or later in order if it does not answer (``Outbox``);
+        a write refused for the lease's sake fences this DPE."""
         try:
-            self.runtime.delete(kind, key)
+            return self.outbox.write(op, what)
         except LeaseLost as error:
             self._lose_lease(f"the store refused a write: {error}")
-        except PcloudError as error:
-            self.log.error("cannot forget %s %s: %s", kind, key, error)
+            return None
+
+    def _flush_outbox(self) -> None:
+        try:
+            self.outbox.flush()
+        except LeaseLost as error:
+            self._lose_lease(f"the store refused a write: {error}")
 
     # =========================================================================
     # status rows

@@ -4,9 +4,13 @@ armed half a margin later and disarmed when the engine halts (fake clock)."""
 
 from __future__ import annotations
 
+from collections import deque
+from typing import Any
+
 from dpe.fencing import FenceWatchdog
 from dpe.runtime import MemoryRuntime
 from foundation.errors import StoreError
+from foundation.events import Event
 from foundation.store import Fence
 from tests.unit.fakes import FAST, Harness
 from tests.unit.test_engine import TWO, running
@@ -104,3 +108,37 @@ def test_the_watchdog_fires_once_past_its_deadline_unless_disarmed() -> None:
     assert dog.check() and fired == [106.0]
     now[0] = 200.0
     assert not dog.check() and fired == [106.0]
+
+
+class FlakyStore(SilentStore):
+    """Writes fail too while ``silent``, as when the store restarts."""
+
+    def append_event(self, event: Event) -> Event:
+        if self.silent:
+            raise StoreError("the store is unreachable")
+        return super().append_event(event)
+
+    def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        if self.silent:
+            raise StoreError("the store is unreachable")
+        super().put(kind, key, doc)
+
+
+async def test_what_happens_while_the_store_is_away_is_recorded_in_order_after() -> None:
+    runtime = FlakyStore("dep")
+    h = Harness(runtime)
+    await running(h)
+    engine = h.engine
+    assert engine is not None
+    runtime.silent = True
+    h.world.kill_resource("a1", "x")  # fails and is restarted while nothing can be written
+    await h.until(lambda: h.world.ops_of("a1/x").count("start") == 2, within=TTL - MARGIN - 1)
+    missing = len(engine.outbox.pending)
+    assert missing > 0 and not engine.halted.is_set()
+    runtime.silent = False
+    await h.clock.advance(RENEW)  # the next renewal goes through, then what waited
+    assert engine.outbox.pending == deque()
+    story = h.story("a1/x")
+    assert story.index("a1/x failed: monitor returned 7 (not running)") < len(story) - 1
+    assert runtime.docs["resource"]["a1/x"]["state"] == "running"
+    await engine.shutdown()
