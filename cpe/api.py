@@ -38,10 +38,10 @@ from cpe.cluster import Cluster
 from cpe.eventfeed import EventFeed, PgNotifications, notifications_for
 from cpe.hook import EventHook
 from cpe.lifecycle import STOP_WAIT, Lifecycle
-from cpe.membership import MemberOptions, Membership, StoreClock
+from cpe.membership import MemberOptions, Membership, StoreClock, in_thread
 from cpe.openapi import PREFIX, ROUTES, STATUS_OF_CODE, Operation, openapi_document
 from cpe.retention import prune_forever
-from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
+from cpe.supervisor import Launcher, StoreCall, Supervisor, SupervisorOptions
 from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
 from foundation import __version__
 from foundation.clock import Clock, SystemClock
@@ -87,6 +87,7 @@ INFO = web.AppKey("info", DaemonInfo)
 STREAMS = web.AppKey("streams", StreamSettings)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 CLUSTER = web.AppKey("cluster", Cluster)
+MEMBER_THREAD = web.AppKey("member_thread", ThreadPoolExecutor)
 
 
 def make_app(
@@ -99,13 +100,16 @@ def make_app(
     clock: Clock | None = None,
     member: MemberOptions | None = None,
     key_share: KeyShare | None = None,
+    member_store: Store | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the store.
 
     With a ``launcher`` the application supervises DPEs (``cpe.supervisor``)
     for as long as it runs; without one, start, stop and reload answer 503.
     With ``member`` it is one member among those sharing the store
-    (``cpe.cluster``): it runs only the deployables placed on it.
+    (``cpe.cluster``): it runs only the deployables placed on it; its
+    heartbeats go through ``member_store`` (a connection of their own, on a
+    thread of their own), else the API's.
     """
     app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE] = store
@@ -120,7 +124,11 @@ def make_app(
     )
     cluster = None
     if member is not None:
-        membership = Membership(store, partial(_in_store, app), member, clock=clock)
+        beats: StoreCall = partial(_in_store, app)
+        if member_store is not None:
+            app[MEMBER_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="member")
+            beats = in_thread(app[MEMBER_THREAD])
+        membership = Membership(member_store or store, beats, member, clock=clock)
         cluster = app[CLUSTER] = Cluster(store, membership, partial(_in_store, app), key_share)
         clock = clock or StoreClock(membership)
     supervisor = None
@@ -181,6 +189,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         supervisor.close()  # DPEs keep running: the next cped adopts them
     app[STORE_THREAD].shutdown(wait=True)
+    if MEMBER_THREAD in app:
+        app[MEMBER_THREAD].shutdown(wait=True)
 
 
 def cluster_tasks(cluster: Cluster, supervisor: Supervisor | None) -> list[asyncio.Task[None]]:

@@ -229,12 +229,19 @@ class Cped:
             log.error("cannot start: %s", error)
             return EXIT_FAILURE
         try:
-            return await self._serve(store)
+            member_store = open_cped_store(self.info.config, self.paths)
+        except PcloudError as error:
+            store.close()
+            log.error("cannot start: %s", error)
+            return EXIT_FAILURE
+        try:
+            return await self._serve(store, member_store)
         finally:
             store.close()
+            member_store.close()
             log.info("cped stopped")
 
-    async def _serve(self, store: Store) -> int:
+    async def _serve(self, store: Store, member_store: Store) -> int:
         config = self.info.config.cped
         app = make_app(
             store,
@@ -243,6 +250,7 @@ class Cped:
             keys_dir=self.paths.keys_dir,
             member=MemberOptions.from_config(self.info.config),
             key_share=self._key_share(store),
+            member_store=member_store,
         )
         runner = web.AppRunner(
             app,

@@ -33,16 +33,23 @@ sees the count grow (at its next heartbeat).
 ``offset`` is the store's clock minus this host's, measured at each heartbeat:
 ``StoreClock`` reads the store's time without asking it, for the supervisor's
 judgement of leases.
+
+Heartbeats have a store connection and a thread of their own (``in_thread``):
+a slow API request on the member's main store connection never delays them,
+so a busy member is not mistaken for a gone one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from cpe.control import process_alive
@@ -64,7 +71,7 @@ REQUEST_KINDS = ("start", "reload")
 class MemberOptions:
     name: str
     url: str | None = None
-    ttl: float = 3.0
+    ttl: float = 2.0
 
     @classmethod
     def from_config(cls, config: Config) -> MemberOptions:
@@ -89,6 +96,15 @@ def _weight(member: str, deployable: str) -> int:
 def member_of(holder: str | None) -> str | None:
     """The member part of a lease holder ``MEMBER:PID``."""
     return holder.rsplit(":", 1)[0] if holder else None
+
+
+def in_thread(executor: ThreadPoolExecutor) -> StoreCall:
+    """Run store calls on ``executor`` (a thread of the membership's own)."""
+
+    async def call(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(executor, partial(fn, *args))
+
+    return call
 
 
 class Membership:

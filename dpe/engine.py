@@ -189,6 +189,8 @@ class Engine:
         runners = [*self.resources.values(), *self.orphans.values()]
         await asyncio.gather(*(r.shutdown() for r in runners))
         await asyncio.gather(*(a.shutdown() for a in self.assemblies.values()))
+        if self._lease_ok:  # before the release: a successor acts only after this line
+            self.log.info("stopped acting (lease epoch %s)", self.epoch)
         if release_lease and self._lease_ok and self.epoch is not None:
             with contextlib.suppress(PcloudError):
                 self.runtime.release_lease(self.holder, self.epoch)

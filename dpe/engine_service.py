@@ -44,10 +44,11 @@ from foundation.keyfiles import AssemblyKeys, load_assembly_keys
 from foundation.keyshare import KeyShare, load_cluster_key
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
-from foundation.store import open_store
+from foundation.store import DEFAULT_BUSY_TIMEOUT, open_store
 
 log = logging.getLogger("dpe.service")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
+MIN_STORE_TIMEOUT = 0.5
 
 
 class ExitCode(IntEnum):
@@ -74,7 +75,12 @@ class Service:
     @classmethod
     def from_store(cls, name: str, paths: Paths, config: Config) -> Service:
         validate_name(name, "deployable name")
-        store = open_store(config.cped.store, paths.store_file, application=f"dped:{name}")
+        store = open_store(
+            config.cped.store,
+            paths.store_file,
+            application=f"dped:{name}",
+            busy_timeout=store_timeout(config),
+        )
         try:
             store.get_document(name)  # exists and is valid, or refuse now
             key_file = config.cped.key_file
@@ -163,6 +169,20 @@ def planner_for(policy_engine: str) -> Planner | None:
         log.warning("policy_engine = pacemaker, but crm_simulate is not installed")
     log.info("policy engine: pacemaker (crm_simulate)")
     return PacemakerPlanner(timeout=PACEMAKER_TIMEOUT)
+
+
+def store_timeout(config: Config) -> float:
+    """How long one store call of a DPE may take.
+
+    On PostgreSQL, short enough that a call stuck on a lost network returns
+    before the DPE must fence itself (the lease's life minus the margin and a
+    renewal), so the loop fences itself and the watchdog is left for the worst.
+    SQLite's busy wait keeps its default (one host: no network to lose).
+    """
+    if config.cped.store is None:
+        return DEFAULT_BUSY_TIMEOUT
+    window = config.cped.lease_ttl - fence_margin(config.cped, config.dped)
+    return max(MIN_STORE_TIMEOUT, window - config.dped.lease_renew_interval)
 
 
 def options_from(config: Config) -> EngineOptions:

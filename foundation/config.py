@@ -71,7 +71,7 @@ class CpedSettings:
     store: str | None = None  # a postgresql:// URL shared by members; None: SQLite in the state dir
     member: str = ""  # this cped's name among the members; "" = the host name
     member_url: str | None = None  # where clients reach this member (cluster_status shows it)
-    member_ttl: float = 3.0  # a member whose heartbeat is older is gone: others adopt its work
+    member_ttl: float = 2.0  # a member whose heartbeat is older is gone: others adopt its work
     key_file: Path | None = None  # the cluster key sealing private keys in a shared store
 
     @property

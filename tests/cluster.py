@@ -79,10 +79,14 @@ class Member:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
+    partitioned: bool = False
+
     def spawn(self) -> None:
         log_file = self.paths.state_dir / f"cped-test-{len(self.logs)}.log"
         self.logs.append(log_file)
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        # nsenter joins the network namespace only (ip netns exec would give cped a
+        # mount namespace of its own, hiding the guests' namespace names it creates)
+        prefix = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
         with log_file.open("wb") as out:
             self.proc = subprocess.Popen(
                 [*prefix, *cped_command(), "--foreground"],
@@ -149,10 +153,12 @@ class ClusterRig:
         store_url: str,
         key_cache: Path,
         settings: dict[str, dict[str, str]] | None = None,
+        per_member: Callable[[str, Paths], dict[str, dict[str, str]]] | None = None,
     ) -> None:
         self.store_url = store_url
         self.key_cache = key_cache
         self.settings = settings or {}
+        self.per_member = per_member  # settings of one member (its listener, its URL)
         self.root = Path(tempfile.mkdtemp(prefix="pc-cl-", dir="/tmp"))
         self.instances = self.root / "instances"
         self.instances.mkdir()
@@ -168,8 +174,11 @@ class ClusterRig:
         paths.ensure()
         if keys if keys is not None else not self.members:
             shutil.copytree(self.key_cache, paths.keys_dir, dirs_exist_ok=True)
+        settings = {section: dict(values) for section, values in self.settings.items()}
+        for section, values in (self.per_member(name, paths) if self.per_member else {}).items():
+            settings.setdefault(section, {}).update(values)
         paths.config_file.write_text(
-            member_config(self.store_url, self.key_file, name, self.instances, self.settings)
+            member_config(self.store_url, self.key_file, name, self.instances, settings)
         )
         member = Member(name, paths, netns)
         self.members[name] = member
@@ -182,7 +191,8 @@ class ClusterRig:
         return member
 
     def alive(self) -> list[Member]:
-        return [m for m in self.members.values() if m.pid is not None]
+        """Members whose cped runs and reaches the store (not partitioned)."""
+        return [m for m in self.members.values() if m.pid is not None and not m.partitioned]
 
     def any(self) -> Member:
         return self.alive()[0]
@@ -223,20 +233,23 @@ class ClusterRig:
     ) -> dict[str, Any]:
         """Until every part of ``deployable`` runs under the DPE that holds its lease now
         (a lease epoch above ``after_epoch``: a new DPE's)."""
+        return dict(
+            self.until(lambda: self.is_running(deployable, after_epoch), within, deployable)
+        )
 
-        def up() -> dict[str, Any] | None:
-            status = self.status(deployable)
-            resources = [r for a in status["assemblies"] for r in a["resources"]]
-            states = {status["state"], *(a["state"] for a in status["assemblies"])}
-            states |= {r["state"] for r in resources}
-            dpe = status["dpe"]
-            if states != {"running"} or not dpe["alive"] or dpe["lease_holder"] is None:
-                return None
-            if dpe["lease_epoch"] <= after_epoch:
-                return None
-            return status if self.recorded_by(deployable, dpe["lease_epoch"]) else None
-
-        return dict(self.until(up, within, f"{deployable} running"))
+    def is_running(self, deployable: str, after_epoch: int = 0) -> dict[str, Any] | None:
+        """The status, if every part runs under a DPE of epoch above ``after_epoch`` that
+        recorded it so itself; else None."""
+        status = self.status(deployable)
+        resources = [r for a in status["assemblies"] for r in a["resources"]]
+        states = {status["state"], *(a["state"] for a in status["assemblies"])}
+        states |= {r["state"] for r in resources}
+        dpe = status["dpe"]
+        if states != {"running"} or not dpe["alive"] or dpe["lease_holder"] is None:
+            return None
+        if dpe["lease_epoch"] <= after_epoch:
+            return None
+        return status if self.recorded_by(deployable, dpe["lease_epoch"]) else None
 
     def recorded_by(self, deployable: str, epoch: int) -> bool:
         events = self.events(deployable)

@@ -164,13 +164,13 @@ class PgServer:
         where = host or str(self.directory)
         return f"postgresql://{ROLE}@/{database}?host={where}&port={self.port}"
 
-    def database(self, prefix: str = "t") -> str:
-        """A new empty database; its URL."""
+    def database(self, prefix: str = "t", host: str | None = None) -> str:
+        """A new empty database; its URL (over TCP to ``host``, else the UNIX socket)."""
         self._count += 1
         name = f"{prefix}{os.getpid()}_{self._count}"
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as db:
             db.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+        return self.url(name, host)
 
     def drop(self, url: str) -> None:
         name = url.split("/", 3)[3].split("?", 1)[0]

@@ -41,6 +41,14 @@ def bridge_mac(subnet: ipaddress.IPv4Network) -> str:
     return ":".join(f"{byte:02x}" for byte in (0x02, 0x70, *digest))
 
 
+def guest_mac(address: ipaddress.IPv4Address) -> str:
+    """A fixed, locally administered MAC address for a guest's address: an address
+    used again by a new instance keeps its MAC, so the neighbour entries other
+    namespaces (cluster members) still hold for it stay right, instead of
+    pointing at a MAC that is gone for the seconds they take to expire."""
+    return ":".join(f"{byte:02x}" for byte in (0x02, 0x71, *address.packed))
+
+
 def veth_name(instance_id: str) -> str:
     return f"pcv{zlib.crc32(instance_id.encode()):08x}"
 
@@ -142,7 +150,8 @@ async def add_namespace(
     """A namespace with ``eth0`` at ``address``, its peer ``veth`` on ``bridge``."""
     on = _on(host_netns)
     await ip("netns", "add", netns)
-    await ip(*on, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    peer = ("name", "eth0", "address", guest_mac(address), "netns", netns)
+    await ip(*on, "link", "add", veth, "type", "veth", "peer", *peer)
     await ip(*on, "link", "set", veth, "master", bridge, "up")
     await ip("-n", netns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0")
     await ip("-n", netns, "link", "set", "eth0", "up")
