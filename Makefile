@@ -28,7 +28,8 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev sw
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps lock test lint typecheck pytest demo clean libvirt-up bench bench-quick soak
+.PHONY: all deps lock test lint typecheck pytest demo clean libvirt-up bench bench-quick soak \
+	soak-cluster bench-cluster
 
 all: test
 
@@ -97,6 +98,12 @@ test: lint typecheck pytest
 soak: deps
 	$(BIN)/python -m soak.run
 
+# Three cped members on PostgreSQL in network namespaces: 50 member kills and 10
+# partitions, with a sampler of acting DPEs and instances (about 20 minutes, root);
+# report in soak/results/cluster/.
+soak-cluster: deps
+	$(BIN)/python -m soak.run --cluster --only "random or partitioned" --out soak/results/cluster
+
 demo: deps
 	@bash examples/demo.sh
 
@@ -112,6 +119,11 @@ bench: deps $(STAMPS)/bench
 
 bench-quick: deps $(STAMPS)/bench
 	$(BIN)/python -m bench.run --quick
+
+# Several members on PostgreSQL: adoption after a member kill, the API on PostgreSQL
+# and on SQLite (root; bench/results/cluster.json and cluster.md).
+bench-cluster: deps
+	$(BIN)/python -m bench.cluster
 
 clean:
 	rm -rf $(VENV) $(STAMPS) demo-home *.egg-info

@@ -462,7 +462,9 @@ def test_members_killed_and_partitioned_at_random(trio: ClusterRig, net: NetnsRi
             "adoption_s": {
                 "median": adoption[len(adoption) // 2] if adoption else None,
                 "p95": adoption[int(len(adoption) * 0.95)] if adoption else None,
+                "max": adoption[-1] if adoption else None,
                 "count": len(adoption),
+                "all": adoption,
             },
         }
     finally:

@@ -54,3 +54,10 @@ def test_cluster_status_json_is_the_answer(env: Environment, cped: FakeCped) -> 
     cped.cluster = CLUSTER
     out, _, status = run(env, "--json cluster_status")
     assert status == ExitCode.OK and json.loads(out) == CLUSTER
+
+
+def test_status_names_the_member_that_runs_the_deployable(env: Environment, cped: FakeCped) -> None:
+    from pcloudsh.status import _dpe
+
+    line = _dpe({"dpe": {"pid": 42, "alive": True, "lease_epoch": 3, "member": "m2"}})
+    assert line == "DPE pid 42 on member m2, lease epoch 3"
