@@ -239,6 +239,7 @@ class Engine:
 
     async def _acquire_lease(self) -> None:
         deadline = self.clock.monotonic() + self.options.lease_wait
+        waiting = False
         while True:
             sent = self.clock.monotonic()
             epoch = self.runtime.acquire_lease(
@@ -253,6 +254,9 @@ class Engine:
                     f"deployable {self.name} is kept by another DPE (its lease is held)",
                     deployable=self.name,
                 )
+            if not waiting:
+                waiting = True
+                self.log.info("the lease is held: waiting up to %g s", self.options.lease_wait)
             # often: a DPE started early (its holder's member is gone) takes it at expiry
             await self.clock.sleep(min(self.options.lease_renew, LEASE_POLL))
 

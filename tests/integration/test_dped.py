@@ -310,7 +310,7 @@ def test_a_handover_releases_the_lease_and_leaves_everything_running(
         wait_for(lambda: len(instances(paths)) == 3, what="instances")
         kept = instances(paths)
         waiting = start(world, "--foreground", "trio")  # the lease is held: it waits
-        time.sleep(0.5)
+        wait_for(lambda: "the lease is held: waiting" in waiting.stderr(), what="waiting")
         waiting.signal(signal.SIGUSR1)
         assert waiting.wait(15) == 0 and "handed over before it started" in waiting.stderr()
         first.signal(signal.SIGUSR1)
