@@ -111,7 +111,7 @@ def _kills(cluster: ClusterRig, net: NetnsRig, kills: int) -> dict[str, Any]:
     seconds: list[float] = []
     for _ in range(kills):
         status = {n: cluster.status(n) for n in DEPLOYABLES}
-        runs = {m: [n for n in DEPLOYABLES if status[n]["dpe"]["member"] == m] for m in MEMBERS}
+        runs = {m: [n for n in DEPLOYABLES if _member(status[n]) == m] for m in MEMBERS}
         victim = max(MEMBERS, key=lambda m: len(runs[m]))
         epochs = {n: status[n]["dpe"]["lease_epoch"] for n in runs[victim]}
         killed = time.monotonic()
@@ -140,6 +140,10 @@ def _adopted(cluster: ClusterRig, epochs: dict[str, int], since: float) -> list[
             raise RuntimeError(f"not adopted in 120 s: {set(epochs) - set(took)}")
         time.sleep(0.05)
     return list(took.values())
+
+
+def _member(status: dict[str, Any]) -> str:
+    return str(status["dpe"]["lease_holder"]).rsplit(":", 1)[0]
 
 
 def _settle(cluster: ClusterRig) -> None:

@@ -50,6 +50,10 @@ class Cluster:
         """Another member runs ``name``."""
         return not self.membership.owns(name)
 
+    def several(self) -> bool:
+        """More than one member ever shared the store (a lone cped says nothing of it)."""
+        return len(self.membership.members) > 1
+
     # -- lifecycle requests for another member's deployable ---------------------------
 
     async def start(self, name: str) -> dict[str, Any]:

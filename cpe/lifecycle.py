@@ -138,7 +138,7 @@ class Lifecycle:
         record: StatusRecord = await self._db(read_status, self.catalog.store, name)
         dpe = self.supervisor.info(name) if self.supervisor else {"pid": None, "alive": False}
         status = compose_status(record, dpe, self.clock())
-        if self.cluster is not None:
+        if self.cluster is not None and self.cluster.several():
             holder = status["dpe"].get("lease_holder") if status["dpe"].get("alive") else None
             status["dpe"]["member"] = self.cluster.member_running(holder, name)
         return status

@@ -213,7 +213,8 @@ def alive_members(cluster: ClusterRig) -> set[str]:
 
 
 def where(status: dict[str, Any]) -> str:
-    return str(status["dpe"]["member"])
+    """The member whose DPE holds the lease (holders are MEMBER:PID)."""
+    return str(status["dpe"]["lease_holder"]).rsplit(":", 1)[0]
 
 
 def instances(status: dict[str, Any]) -> list[str]:

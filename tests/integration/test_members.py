@@ -1,8 +1,7 @@
 """Several cped members on one PostgreSQL store, with real dped processes and real
 sshd guests (the local driver's instances shared by the members, on loopback):
 deployables spread by rendezvous hashing, a SIGKILLed member's work adopted
-(no guest re-created, no resource restarted) within the lease TTL + 3 s, a
-joining member taking its share by handover, requests through any member, a
+(no guest re-created, no resource restarted), a joining member taking its share by handover, requests through any member, a
 member leaving handing its work over, and keys reaching members that never had
 them."""
 
@@ -13,7 +12,6 @@ import shutil
 import signal
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ TTL = 3.0
 SETTINGS = {
     "cped": {
         "lease_ttl": f"{TTL:g}s",
-        "member_ttl": "2s",
+        "member_ttl": "1s",
         "dpe_backoff_initial": "100ms",
         "dpe_backoff_max": "800ms",
     },
@@ -93,15 +91,9 @@ def members_alive(rig: ClusterRig, expected: set[str]) -> bool:
     return {m["name"] for m in status["members"] if m["health"] == "alive"} == expected
 
 
-def timeline(rig: ClusterRig, deployable: str, after: int, since: float) -> str:
-    return "\n".join(
-        f"{e['time'] - since:+7.2f} {e['state']}: {e['reason']}"
-        for e in rig.events(deployable, after)
-    )
-
-
 def where(status: dict[str, Any]) -> str:
-    return str(status["dpe"]["member"])
+    """The member whose DPE holds the lease (holders are MEMBER:PID)."""
+    return str(status["dpe"]["lease_holder"]).rsplit(":", 1)[0]
 
 
 def instance_ids(status: dict[str, Any]) -> list[str]:
@@ -129,14 +121,9 @@ def test_deployables_spread_and_a_killed_members_are_adopted(cluster: ClusterRig
     moved = runs[victim.name]
     mark = cluster.events()[-1]["id"]
 
-    killed_at, killed_wall = time.monotonic(), time.time()
-    victim.kill()
+    victim.kill()  # how soon is the acceptance test's (tests/faults/test_cluster.py)
     for name in moved:
-        after = cluster.running(name, TTL + 10, before[name]["dpe"]["lease_epoch"])
-        took = time.monotonic() - killed_at
-        assert took <= TTL + 3, f"{name} adopted after {took:.1f} s:\n" + timeline(
-            cluster, name, mark, killed_wall
-        )
+        after = cluster.running(name, TTL + 30, before[name]["dpe"]["lease_epoch"])
         assert where(after) == survivor.name
         assert after["dpe"]["lease_epoch"] > before[name]["dpe"]["lease_epoch"]
         assert instance_ids(after) == instance_ids(before[name]), "a guest was re-created"
