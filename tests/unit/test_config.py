@@ -190,3 +190,19 @@ def test_a_bad_store_url_is_a_problem_that_never_shows_a_password(tmp_path: Path
     with pytest.raises(InvalidInput) as caught:
         load_config(path)
     assert "passfile" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_dped_store_call_on_postgresql_ends_before_the_dped_must_fence(tmp_path: Path) -> None:
+    from dpe.engine_service import options_from, store_timeout
+    from foundation.store import DEFAULT_BUSY_TIMEOUT
+
+    assert store_timeout(load_config(tmp_path / "absent.conf")) == DEFAULT_BUSY_TIMEOUT  # SQLite
+    key = tmp_path / "cluster.key"
+    key.write_text("00" * 32)
+    config = load_config(
+        write(tmp_path, f"[cped]\nstore = postgresql://p@db/p\nkey_file = {key}\n")
+    )
+    options = options_from(config)
+    assert options.fence_margin == 1.25
+    # the call returns before the DPE's acting window (5 - 1.25 s) minus a renewal is over
+    assert store_timeout(config) == 5.0 - 1.25 - 1.0
