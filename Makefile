@@ -3,7 +3,7 @@
 #   make demo   install what is needed, start cped under ./demo-home and show
 #               a deployable recovering from failures
 #   make test   install what is needed, then ruff, mypy and the whole test suite
-#   make lock   refresh the locks in requirements/ from setup.cfg's ranges (see README)
+#   make lock   refresh the locks (requirements*.txt) from setup.cfg's ranges (see README)
 #   make soak   the fault tests' long forms (about 30 minutes, root); report in
 #               soak/results/soak.json and soak.md
 #
@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 PYTEST_ARGS ?=
 # The venv is built from this lock, hash-checked (tools/lock writes it).
-LOCK := requirements/dev.txt
+LOCK := requirements-dev.txt
 
 # Debian packages the project runs on (see README: dependencies).
 DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev swig libssl-dev \
@@ -28,8 +28,8 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev sw
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps lock test lint typecheck pytest demo clean libvirt-up bench bench-quick soak \
-	soak-cluster bench-cluster
+.PHONY: all deps lock install install-program install-data test lint typecheck pytest demo clean \
+	libvirt-up bench bench-quick soak soak-cluster bench-cluster
 
 all: test
 
@@ -53,7 +53,7 @@ $(STAMPS)/deb: Makefile
 	@touch $@
 
 # A changed lock rebuilds the venv from scratch: nothing of the old one lingers.
-$(STAMPS)/venv: $(LOCK) requirements/build.txt | $(STAMPS)/deb
+$(STAMPS)/venv: $(LOCK) requirements-build.txt | $(STAMPS)/deb
 	@echo "building $(VENV) from $(LOCK)"
 	@tools/venv-build $(PYTHON) $(LOCK)
 	@touch $@
@@ -67,13 +67,7 @@ lock: $(STAMPS)/venv
 	@tools/lock
 
 $(STAMPS)/guestfs: $(STAMPS)/venv
-	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	ext=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
-	for f in guestfs.py libguestfsmod$$ext; do \
-		test -e $(GUESTFS_DIST)/$$f || { echo "no $(GUESTFS_DIST)/$$f: install python3-guestfs" >&2; exit 1; }; \
-		ln -sf $(GUESTFS_DIST)/$$f $$site/$$f; \
-	done; \
-	$(BIN)/python -c 'import guestfs'
+	@tools/link-guestfs $(BIN)/python $(GUESTFS_DIST)
 	@touch $@
 
 lint: deps
@@ -107,10 +101,10 @@ soak-cluster: deps
 demo: deps
 	@bash examples/demo.sh
 
-$(STAMPS)/bench: requirements/bench.txt $(STAMPS)/venv
+$(STAMPS)/bench: requirements-bench.txt $(STAMPS)/venv
 	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
-		--no-build-isolation -r requirements/bench.txt
-	@echo requirements/bench.txt >$(VENV)/pcloud-lock
+		--no-build-isolation -r requirements-bench.txt
+	@echo requirements-bench.txt >$(VENV)/pcloud-lock
 	@touch $@
 
 # Benchmarks are never part of `make test`: they measure, they do not assert.
@@ -124,6 +118,43 @@ bench-quick: deps $(STAMPS)/bench
 # and on SQLite (root; bench/results/cluster.json and cluster.md).
 bench-cluster: deps
 	$(BIN)/python -m bench.cluster
+
+# Installation (as root): the programs in a venv of their own under
+# $(PREFIX)/lib/pacemaker-cloud, made from the runtime lock, with pcloudsh, cped
+# and dped linked into $(PREFIX)/bin; man pages, bash completion, the systemd
+# unit and the sample configuration. DESTDIR stages the data files (the venv
+# holds absolute paths: install the programs in place).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DATADIR := $(DESTDIR)$(PREFIX)/share
+APP := $(PREFIX)/lib/pacemaker-cloud
+
+install: install-program install-data
+
+install-program: $(STAMPS)/deb
+	@test -z "$(DESTDIR)" || { echo "install-program installs in place: unset DESTDIR" >&2; exit 2; }
+	$(PYTHON) -m venv $(APP)
+	$(APP)/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements-build.txt
+	$(APP)/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+		--no-build-isolation -r requirements.txt
+	$(APP)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation .
+	@tools/link-guestfs $(APP)/bin/python $(GUESTFS_DIST)
+	install -d $(PREFIX)/bin
+	for program in pcloudsh cped dped; do ln -sf $(APP)/bin/$$program $(PREFIX)/bin/$$program; done
+
+install-data:
+	install -D -m 0644 man/pcloudsh.1 $(DATADIR)/man/man1/pcloudsh.1
+	install -D -m 0644 man/cped.8 $(DATADIR)/man/man8/cped.8
+	install -D -m 0644 man/dped.8 $(DATADIR)/man/man8/dped.8
+	install -D -m 0644 contrib/bash-completion/pcloudsh $(DATADIR)/bash-completion/completions/pcloudsh
+	install -D -m 0644 contrib/pacemaker-cloud.conf $(DATADIR)/doc/pacemaker-cloud/pacemaker-cloud.conf
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' contrib/systemd/pacemaker-cloud.service \
+		>$(DESTDIR)$(PREFIX)/lib/systemd/system/pacemaker-cloud.service
+	@conf=$(DESTDIR)$(SYSCONFDIR)/pacemaker-cloud/pacemaker-cloud.conf; \
+	if [ -e $$conf ]; then echo "kept $$conf"; \
+	else install -D -m 0644 contrib/pacemaker-cloud.conf $$conf; fi
 
 clean:
 	rm -rf $(VENV) $(STAMPS) demo-home *.egg-info

@@ -72,7 +72,7 @@ def _run_parts(quick: bool) -> dict[str, Any]:
         print(f"bench: {name}...", file=sys.stderr, flush=True)
         try:
             parts[name] = step()
-        except Exception as error:  # one broken figure must not lose the others
+        except Exception as error:  # noqa: BLE001 - one broken figure must not lose the others
             parts[name] = {"error": f"{type(error).__name__}: {error}"}
             print(f"bench: {name} failed: {error}", file=sys.stderr)
     return parts

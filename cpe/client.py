@@ -2,8 +2,10 @@
 
 Standard library only (``http.client`` over an ``AF_UNIX`` socket), so a
 one-shot command that imports it starts fast.  One method per route of
-``cpe.openapi.ROUTES`` (method name = operationId); every call has a timeout,
-returns the decoded JSON (None for 204), and raises the ``foundation.errors`` class
+``cpe.route_table.ROUTES``, made from its declaration (method name =
+operationId, arguments as ``cpe.routes`` shapes them: the path's names, then
+the body, then the query by keyword); every call has a timeout, returns the
+decoded JSON (None for 204), and raises the ``foundation.errors`` class
 matching the error code; ``Unavailable`` when cped cannot be reached.
 
 A client can also reach cped's optional TCP listener: ``Remote`` is its
@@ -26,12 +28,15 @@ import http.client
 import json
 import socket
 import ssl
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
+from cpe.route_table import ROUTES
+from cpe.routes import PREFIX, Route
 from foundation.errors import (
     Forbidden,
     InvalidInput,
@@ -41,11 +46,12 @@ from foundation.errors import (
     from_dict,
 )
 
-PREFIX = "/v1"
 DEFAULT_TIMEOUT = 10.0
 STREAM_IDLE_TIMEOUT = 30.0  # cped sends a keepalive every few seconds on an idle stream
 CONNECT_TRY = 3.0  # with several members: how long to try one before the next
 Json = dict[str, Any]
+RouteCall = Callable[..., Any]
+ROUTE_BY_OPERATION = {route.operation_id: route for route in ROUTES}
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -158,194 +164,24 @@ class Client:
     def endpoint(self) -> str:
         return self.remote.url if self.remote is not None else self.socket_path
 
-    # -- daemon ----------------------------------------------------------------
+    def __getattr__(self, operation: str) -> RouteCall:
+        """The method of a route: ``client.get_deployable("shop")`` (see ``cpe.routes``)."""
+        route = ROUTE_BY_OPERATION.get(operation)
+        if route is None:
+            raise AttributeError(f"cped's API has no operation {operation!r}")
+        return partial(self.call, route)
 
-    def health(self) -> Json:
-        return self._object("GET", "/health")
-
-    def openapi(self) -> Json:
-        return self._object("GET", "/openapi.json")
-
-    def cluster_status(self) -> Json:
-        """The members sharing the store, their health and what each runs."""
-        return self._object("GET", "/cluster")
-
-    # -- JEOS images ------------------------------------------------------------
-
-    def list_jeos(self) -> list[Json]:
-        return self._rows("GET", "/jeos")
-
-    def create_jeos(self, doc: Json) -> Json:
-        return self._object("POST", "/jeos", doc)
-
-    def get_jeos(self, name: str) -> Json:
-        return self._object("GET", _path("jeos", name))
-
-    def delete_jeos(self, name: str) -> None:
-        self._call("DELETE", _path("jeos", name))
-
-    # -- assemblies and resources -----------------------------------------------
-
-    def list_assemblies(self) -> list[Json]:
-        return self._rows("GET", "/assemblies")
-
-    def create_assembly(self, doc: Json) -> Json:
-        return self._object("POST", "/assemblies", doc)
-
-    def get_assembly(self, name: str) -> Json:
-        return self._object("GET", _path("assemblies", name))
-
-    def put_assembly(self, name: str, doc: Json) -> Json:
-        return self._object("PUT", _path("assemblies", name), doc)
-
-    def delete_assembly(self, name: str) -> None:
-        self._call("DELETE", _path("assemblies", name))
-
-    def add_resource(self, assembly: str, doc: Json) -> Json:
-        path = _path("assemblies", assembly, "resources")
-        return self._object("POST", path, doc)
-
-    def update_resource(self, assembly: str, resource: str, doc: Json) -> Json:
-        path = _path("assemblies", assembly, "resources", resource)
-        return self._object("PUT", path, doc)
-
-    def remove_resource(self, assembly: str, resource: str) -> None:
-        self._call("DELETE", _path("assemblies", assembly, "resources", resource))
-
-    def set_assembly_escalation(self, assembly: str, failures: Any, period: Any) -> Json:
-        path = _path("assemblies", assembly, "escalation")
-        body = {"failures": failures, "period": period}
-        return self._object("PUT", path, body)
-
-    # -- resource templates -------------------------------------------------------
-
-    def list_templates(self) -> list[Json]:
-        return self._rows("GET", "/templates")
-
-    def create_template(self, doc: Json) -> Json:
-        return self._object("POST", "/templates", doc)
-
-    def get_template(self, name: str) -> Json:
-        return self._object("GET", _path("templates", name))
-
-    def delete_template(self, name: str) -> None:
-        self._call("DELETE", _path("templates", name))
-
-    # -- deployables ----------------------------------------------------------------
-
-    def list_deployables(self) -> list[Json]:
-        return self._rows("GET", "/deployables")
-
-    def create_deployable(
-        self,
-        name: str,
-        infrastructure: str | None = None,
-        settings: dict[str, str] | None = None,
-        **fields: Any,
-    ) -> Json:
-        """Create an empty deployable (other fields: uuid, heartbeat, escalation)."""
-        body = {"name": name, **fields}
-        if infrastructure is not None:
-            body["infrastructure"] = infrastructure
-        if settings is not None:
-            body["settings"] = settings
-        return self._object("POST", "/deployables", body)
-
-    def get_deployable(self, name: str) -> Json:
-        return self._object("GET", _path("deployables", name))
-
-    def put_deployable(self, name: str, doc: Json) -> Json:
-        """Import (create or replace) the whole document."""
-        return self._object("PUT", _path("deployables", name), doc)
-
-    def delete_deployable(self, name: str, force: bool = False) -> None:
-        query = {"force": "true"} if force else None
-        self._call("DELETE", _path("deployables", name), query=query)
-
-    def add_deployable_assembly(self, deployable: str, assembly: str) -> Json:
-        path = _path("deployables", deployable, "assemblies")
-        return self._object("POST", path, {"assembly": assembly})
-
-    def remove_deployable_assembly(self, deployable: str, assembly: str) -> Json:
-        path = _path("deployables", deployable, "assemblies", assembly)
-        return self._object("DELETE", path)
-
-    def add_constraint(self, deployable: str, first: str, then: str) -> Json:
-        path = _path("deployables", deployable, "constraints")
-        body = {"first": first, "then": then}
-        return self._object("POST", path, body)
-
-    def remove_constraint(self, deployable: str, first: str, then: str) -> None:
-        path = _path("deployables", deployable, "constraints")
-        self._call("DELETE", path, query={"first": first, "then": then})
-
-    def add_service(self, deployable: str, service: Json) -> Json:
-        return self._object("POST", _path("deployables", deployable, "services"), service)
-
-    def update_service(self, deployable: str, name: str, service: Json) -> Json:
-        path = _path("deployables", deployable, "services", name)
-        return self._object("PUT", path, service)
-
-    def remove_service(self, deployable: str, name: str) -> None:
-        self._call("DELETE", _path("deployables", deployable, "services", name))
-
-    def move_service(self, deployable: str, name: str, assembly: str) -> Json:
-        path = _path("deployables", deployable, "services", name, "move")
-        return self._object("POST", path, {"assembly": assembly})
-
-    def add_colocation(self, deployable: str, service: str, with_: str, score: Any) -> Json:
-        body = {"service": service, "with": with_, "score": score}
-        return self._object("POST", _path("deployables", deployable, "colocations"), body)
-
-    def remove_colocation(self, deployable: str, service: str, with_: str) -> None:
-        path = _path("deployables", deployable, "colocations")
-        self._call("DELETE", path, query={"service": service, "with": with_})
-
-    def set_deployable_escalation(self, deployable: str, failures: Any, period: Any) -> Json:
-        path = _path("deployables", deployable, "escalation")
-        body = {"failures": failures, "period": period}
-        return self._object("PUT", path, body)
-
-    # -- lifecycle --------------------------------------------------------------------
-
-    def start_deployable(self, name: str) -> Any:
-        return self._call("POST", _path("deployables", name, "start"))
-
-    def stop_deployable(
-        self, name: str, wait: float | None = None, kill_after: float | None = None
-    ) -> Any:
-        """Stop; ``state`` is ``stopped`` once done, ``stopping`` if that takes
-        longer than ``wait`` seconds (cped's default: 20).  A DPE still stopping
-        after ``kill_after`` seconds is killed."""
-        query = {"wait": wait, "kill_after": kill_after}
-        return self._call("POST", _path("deployables", name, "stop"), query=query)
-
-    def reload_deployable(self, name: str) -> Any:
-        return self._call("POST", _path("deployables", name, "reload"))
-
-    def deployable_status(self, name: str) -> Json:
-        return self._object("GET", _path("deployables", name, "status"))
-
-    def deployable_cib(self, name: str) -> Json:
-        """The deployable as a Pacemaker CIB: ``{deployable, state, source, cib}``."""
-        return self._object("GET", _path("deployables", name, "cib"))
-
-    def simulate_deployable(
-        self, name: str, fail: list[str] | None = None, policy_engine: str | None = None
-    ) -> Json:
-        """What-if ``fail`` (``ASSEMBLY`` or ``ASSEMBLY/RESOURCE`` each) happened now."""
-        query = {"fail": ",".join(fail) if fail else None, "policy_engine": policy_engine}
-        answer = self._call("GET", _path("deployables", name, "simulate"), query=query)
-        if not isinstance(answer, dict):
-            raise PcloudError(f"cped answered the simulation with {type(answer).__name__}")
+    def call(self, route: Route, *args: Any, **query: Any) -> Any:
+        """Make the route's request; its JSON answer (None for 204) checked for its kind."""
+        call = route.shape(args, query)
+        answer = self._call(route.method, call.url, call.body)
+        if route.response is not None and route.status != 204:
+            kind = list if route.answers_a_list else dict
+            if not isinstance(answer, kind):
+                raise PcloudError(
+                    f"cped answered {route.method} {call.url} with {type(answer).__name__}"
+                )
         return answer
-
-    # -- events -----------------------------------------------------------------------
-
-    def query_events(self, **filters: Any) -> list[Json]:
-        """Events: deployable, assembly, resource, since, until, after_id, before_id,
-        limit, order ("asc": oldest first, the default; "desc": newest first)."""
-        return self._rows("GET", "/events", query=filters)
 
     def stream_events(
         self, idle_timeout: float = STREAM_IDLE_TIMEOUT, **filters: Any
@@ -356,9 +192,10 @@ class Client:
         whole log first.  Ends with ``Unavailable`` when cped closes the stream
         (it stops); resume with ``after_id`` = the last event's id.
         """
+        url = ROUTE_BY_OPERATION["stream_events"].shape((), filters).url
         connection = self._connection(idle_timeout)
         try:
-            response = self._send(connection, "GET", _url("/events/stream", filters), None)
+            response = self._send(connection, "GET", url, None)
             if response.status != 200:
                 _raise_for(response.status, response.read())
             yield from _server_sent_events(response)
@@ -376,24 +213,11 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _object(self, method: str, path: str, body: Json | None = None) -> Json:
-        answer = self._call(method, path, body)
-        if not isinstance(answer, dict):
-            raise PcloudError(f"cped answered {method} {path} with {type(answer).__name__}")
-        return answer
-
-    def _rows(self, method: str, path: str, query: Json | None = None) -> list[Json]:
-        answer = self._call(method, path, query=query)
-        if not isinstance(answer, list):
-            raise PcloudError(f"cped answered {method} {path} with {type(answer).__name__}")
-        return answer
-
-    def _call(
-        self, method: str, path: str, body: Json | None = None, query: Json | None = None
-    ) -> Any:
+    def _call(self, method: str, url: str, body: Json | None) -> Any:
         connection = self._connection(self.timeout)
+        path = url.split("?", 1)[0].removeprefix(PREFIX)
         try:
-            response = self._send(connection, method, _url(path, query), body)
+            response = self._send(connection, method, url, body)
             data = response.read()
         except PcloudError:
             raise
@@ -480,25 +304,6 @@ class Client:
             if isinstance(error, TimeoutError):
                 raise
             raise Unavailable(f"cannot connect to cped on {where}: {error}") from None
-
-
-def _path(*parts: str) -> str:
-    return "/" + "/".join(quote(part, safe="") for part in parts)
-
-
-def _url(path: str, query: Json | None) -> str:
-    url = PREFIX + path
-    if query:
-        present = {k: _query_value(v) for k, v in query.items() if v is not None}
-        if present:
-            url += "?" + urlencode(present)
-    return url
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _decode(status: int, data: bytes) -> Any:

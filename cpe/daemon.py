@@ -46,7 +46,8 @@ from types import FrameType
 from aiohttp import web
 
 from cpe.access import Access, load_access, tls_context
-from cpe.api import DaemonInfo, make_app
+from cpe.api import make_app
+from cpe.context import DaemonInfo
 from cpe.dpe_process import DpedLauncher
 from cpe.membership import MemberOptions
 from cpe.pidfile import PidFile

@@ -31,8 +31,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cpe.catalog import Catalog
+from cpe.catalog import Catalog, deployables, documents, runstate
 from cpe.cluster import Cluster
+from cpe.routes import Answer
 from cpe.status import StatusRecord, compose_status, read_status
 from cpe.supervisor import StoreCall, Supervisor
 from foundation.errors import Conflict, Unavailable
@@ -64,9 +65,9 @@ class Lifecycle:
     async def start(self, name: str) -> dict[str, Any]:
         supervisor = await self._supervisor("start", name)
         if self.cluster is not None:
-            document = await self._db(self.catalog.stored_document, name)
+            document = await self._db(documents.stored_document, self.catalog, name)
             await self.cluster.share_keys([a.name for a in document.assemblies])
-        await self._db(self.catalog.prepare_start, name)
+        await self._db(runstate.prepare_start, self.catalog, name)
         if self.cluster is not None and self.cluster.elsewhere(name):
             return {"deployable": name, "desired": "started", **await self.cluster.start(name)}
         answer = await _within(supervisor.start(name), START_WAIT)
@@ -74,13 +75,20 @@ class Lifecycle:
             answer = {"pid": None, "note": "the DPE is being started: see status"}
         return {"deployable": name, "desired": "started", **answer}
 
+    async def stop_request(
+        self, name: str, wait: float | None = None, kill_after: float | None = None
+    ) -> Answer:
+        """``POST .../stop``: 200 once stopped, 202 while it goes on after ``wait``."""
+        answer, done = await self.stop(name, STOP_WAIT if wait is None else wait, kill_after)
+        return Answer(answer, 200 if done else 202)
+
     async def stop(
         self, name: str, wait: float = STOP_WAIT, kill_after: float | None = None
     ) -> tuple[dict[str, Any], bool]:
         """The answer, and whether the stop is complete."""
         supervisor = await self._supervisor("stop", name)
-        document = await self._db(self.catalog.stored_document, name)
-        await self._db(self.catalog.want_stopped, name)
+        document = await self._db(documents.stored_document, self.catalog, name)
+        await self._db(runstate.want_stopped, self.catalog, name)
         deadline = kill_after if kill_after is not None else default_kill_after(document)
         base = {"deployable": name, "desired": "stopped"}
         if self.cluster is not None and self.cluster.elsewhere(name):
@@ -103,8 +111,8 @@ class Lifecycle:
 
     async def reload(self, name: str) -> dict[str, Any]:
         supervisor = await self._supervisor("reload", name)
-        await self._db(self.catalog.runnable_document, name)
-        if await self._db(self.catalog.desired_state, name) != "started":
+        await self._db(runstate.runnable_document, self.catalog, name)
+        if await self._db(runstate.desired_state, self.catalog, name) != "started":
             raise Conflict(
                 f"deployable {name!r} is not started: nothing to reload", deployable=name
             )
@@ -112,11 +120,11 @@ class Lifecycle:
             return {"deployable": name, **await self.cluster.reload(name)}
         return {"deployable": name, **supervisor.reload(name)}
 
-    async def delete(self, name: str, force: bool) -> None:
+    async def delete(self, name: str, force: bool = False) -> None:
         running = force and self.supervisor is not None
-        if running and await self._db(self.catalog.is_running, name):
+        if running and await self._db(runstate.is_running, self.catalog, name):
             await self._stop_before_delete(name)
-        await self._db(self.catalog.delete_deployable, name, force)
+        await self._db(deployables.delete, self.catalog, name, force)
 
     async def _stop_before_delete(self, name: str) -> None:
         answer, stopped = await self.stop(name, FORCE_WAIT, FORCE_KILL_AFTER)
@@ -145,7 +153,7 @@ class Lifecycle:
 
     async def _supervisor(self, action: str, name: str) -> Supervisor:
         """The supervisor, once the deployable is known to exist (404 first)."""
-        await self._db(self.catalog.desired_state, name)
+        await self._db(runstate.desired_state, self.catalog, name)
         if self.supervisor is None:
             raise Unavailable(f"{action}: this API runs without a DPE supervisor")
         return self.supervisor

@@ -3,7 +3,8 @@
 Built-in templates ship as package data (``cpe/templates/<name>.json``, the
 template's name is the file stem): a resource document without ``name``, plus a
 ``description`` and optionally ``parameters_help`` (what each agent parameter
-means).  Users add their own through the API; those live in the store.
+means).  Users add their own through the API (``cpe.catalog.templates``); those
+live in the store.
 
 The API shows a template as ``{name, description, builtin, resource,
 parameters_help}`` where ``resource`` is the normalised resource document
@@ -18,9 +19,8 @@ from importlib import resources
 from typing import Any
 
 from foundation.errors import InvalidInput
-from foundation.model import Problems, check_name, parse_resource
+from foundation.model import parse_resource
 
-TEMPLATE_KEYS = {"name", "description", "resource", "parameters_help"}
 _META_KEYS = ("description", "parameters_help")
 
 
@@ -66,28 +66,6 @@ def normalised_resource(fields: dict[str, Any], template: str, path: str = "") -
     resource = parse_resource({**fields, "name": template}, path).to_dict()
     del resource["name"]
     return resource
-
-
-def parse_user_template(body: dict[str, Any]) -> dict[str, Any]:
-    """A template posted to the API, validated and normalised (not yet stored)."""
-    problems = Problems()
-    for key in body:
-        if key not in TEMPLATE_KEYS:
-            problems.add(str(key), "unknown field")
-    name = check_name(body.get("name"), "name", problems)
-    description = body.get("description", "")
-    if not isinstance(description, str):
-        problems.add("description", "must be a string")
-    help_ = body.get("parameters_help", {})
-    if not isinstance(help_, dict) or not all(isinstance(v, str) for v in help_.values()):
-        problems.add("parameters_help", "must be an object of parameter: text")
-    resource = body.get("resource")
-    if not isinstance(resource, dict):
-        problems.add("resource", "must be a resource document (an object) without name")
-    problems.raise_if_any("invalid resource template")
-    assert isinstance(resource, dict)
-    normalised = normalised_resource(resource, name, "resource")
-    return template_view(name, description, normalised, help_, False)
 
 
 def _at(path: str, key: str) -> str:

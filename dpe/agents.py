@@ -119,7 +119,7 @@ def command(
     killer = _kill_after(seconds)
     if resource.rclass == "ocf":
         values = resolve_params(resource) if params is None else params
-        prefix += _ocf_environment(resource, values, interval, seconds)
+        prefix += _assignments(ocf_environment(resource, values, interval, seconds))
         return _join(prefix, killer + _ocf_argv(resource, op))
     if resource.rclass == "lsb":
         return _join(prefix, [*killer, f"{INIT_D}/{resource.type}", _LSB_ACTIONS[op]])
@@ -161,9 +161,11 @@ def _check_operation(op: str) -> None:
         raise InvalidInput(f"unknown operation {op!r} (one of {', '.join(OPERATIONS)})")
 
 
-def _ocf_environment(
+def ocf_environment(
     resource: Resource, params: Mapping[str, str], interval: float, timeout: float
-) -> list[str]:
+) -> dict[str, str]:
+    """An OCF operation's variables: ``OCF_ROOT``, ``OCF_RESKEY_<param>``, meta timeout
+    and interval (in milliseconds).  Raises ``InvalidInput`` for a bad parameter name."""
     env = {
         "OCF_ROOT": OCF_ROOT,
         "OCF_RA_VERSION_MAJOR": "1",
@@ -175,7 +177,7 @@ def _ocf_environment(
     env |= {f"OCF_RESKEY_{_param_name(name)}": value for name, value in params.items()}
     env["OCF_RESKEY_CRM_meta_timeout"] = str(_milliseconds(timeout))
     env["OCF_RESKEY_CRM_meta_interval"] = str(_milliseconds(interval))
-    return _assignments(env)
+    return env
 
 
 def _kill_after(timeout: float) -> list[str]:

@@ -30,7 +30,7 @@ What the CIB says, and why:
 - status: each assembly's membership (online when RUNNING, cleanly down
   otherwise: Pacemaker schedules nothing there, like the planner) and, on
   online assemblies, each resource's op history as ``lrm_rsc_op`` records with
-  rc codes (``rsc_op_records``), the agent it was started with, and the digest
+  rc codes (``dpe.cib_history``), the agent it was started with, and the digest
   of the parameters it was started with, so that changed parameters (a
   referenced assembly came back with a new address) restart it as they do in
   the planner.  A resource the planner does not know the state of (unknown,
@@ -52,22 +52,30 @@ doubled, so a single ``_`` only ever separates the parts of an id:
 ``rsc_web_db`` is resource ``db`` of assembly ``web``, ``rsc_my__app_db``
 resource ``db`` of ``my_app``; ``order_a_x_b_y`` orders ``a/x`` before
 ``b/y``.  Ids made of different kinds or numbers of parts never collide.
+
+(About 500 lines: this text is the export's specification, and the writer is
+one pass over the CIB, element by element; the op history is apart.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from dpe.cib_history import (
+    OpRecord,
+    interval_ms,
+    op_digest,
+    rsc_op_records,
+    timeout_ms,
+    xml_text,
+)
 from dpe.planner import (
     AssemblyStatus,
     Goal,
     Observed,
-    ResourceStatus,
     literal_params,
     resolve,
     unresolved,
@@ -89,33 +97,12 @@ ORIGIN = "pacemaker-cloud"
 _NIL_UUID = "00000000-0000-0000-0000-000000000000"
 STOPPED_ROLE = "Stopped"
 
-# lrm_rsc_op execution statuses (Pacemaker's PCMK_EXEC_*)
-EXEC_DONE = 0
-EXEC_TIMEOUT = 2
-
 OPTIONS = (
     ("stonith-enabled", "false"),
     ("symmetric-cluster", "false"),
     ("no-quorum-policy", "ignore"),
     ("start-failure-is-fatal", "false"),
 )
-
-_OK = 0
-_UNKNOWN_ERROR = 1
-_NOT_INSTALLED = 5
-_NOT_RUNNING = 7
-_RUNNING_MASTER = 8
-# the rc codes that are not a failure of each op (as the engine reads them)
-_SUCCESS = {
-    "probe": (_OK, _NOT_RUNNING, _RUNNING_MASTER),
-    "start": (_OK,),
-    "stop": (_OK, _NOT_RUNNING),
-    "monitor": (_OK, _RUNNING_MASTER),
-}
-_HARD_ERRORS = range(2, 7)
-_NEEDS_PROBE = (ResourceState.UNKNOWN, ResourceState.STARTING, ResourceState.STOPPING)
-# characters XML 1.0 cannot carry, not even as character references
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 # ---------------------------------------------------------------------------
@@ -144,76 +131,6 @@ def node_id(assembly: str, uuid: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------
-# digests, as Pacemaker computes them
-
-
-def op_digest(params: Mapping[str, str], timeout_ms: int | None = None) -> str:
-    """Pacemaker's ``op-digest`` of an op run with ``params``.
-
-    The md5 of the sorted parameters as Pacemaker writes them; a recurring
-    op's digest also covers its timeout (``CRM_meta_timeout`` in ms).
-    """
-    values = {k: _xml_text(v) for k, v in params.items()}
-    if timeout_ms is not None:
-        values["CRM_meta_timeout"] = str(timeout_ms)
-    attributes = "".join(f' {k}="{_pcmk_escape(values[k])}"' for k in sorted(values))
-    return hashlib.md5(f" <parameters{attributes}/>\n".encode()).hexdigest()
-
-
-def _pcmk_escape(text: str) -> str:
-    """Attribute values escaped as Pacemaker 2.1 does before hashing them.
-
-    Byte for byte like its ``crm_xml_escape``, which stops escaping at the
-    first multi-byte UTF-8 character.
-    """
-    data = text.encode()
-    out = bytearray()
-    for i, byte in enumerate(data):
-        if byte & 0x80 and i + 1 < len(data) and data[i + 1] & 0x80:
-            return bytes(out + data[i:]).decode()
-        out += _PCMK_ESCAPES.get(byte) or _octal(byte)
-    return bytes(out).decode()
-
-
-_PCMK_ESCAPES = {
-    ord("<"): b"&lt;",
-    ord(">"): b"&gt;",
-    ord('"'): b"&quot;",
-    ord("'"): b"&apos;",
-    ord("&"): b"&amp;",
-    ord("\t"): b"    ",
-    ord("\n"): b"\\n",
-    ord("\r"): b"\\r",
-}
-
-
-def _octal(byte: int) -> bytes:
-    if ord(" ") <= byte <= ord("~"):
-        return bytes([byte])
-    signed = byte - 256 if byte & 0x80 else byte  # a C char is signed
-    return f"\\{signed & 0xFFFFFFFF:03o}".encode()
-
-
-def _xml_text(value: str) -> str:
-    """A parameter value as it survives Pacemaker 2.1.5 unchanged.
-
-    Characters XML cannot carry become U+FFFD.  Pacemaker writes its copy of
-    the CIB with the escaping of ``_pcmk_escape``, which stops at the first
-    non-ASCII character: after it, characters that would break its XML
-    (``"``, ``<``, ``&``) become U+FFFD, and tabs and line breaks (which it
-    would read back as spaces) become spaces.
-    """
-    value = _NOT_XML.sub("\ufffd", value)
-    first = next((i for i, char in enumerate(value) if ord(char) > 0x7F), len(value))
-    return value[:first] + value[first:].translate(_AFTER_NON_ASCII)
-
-
-_AFTER_NON_ASCII = str.maketrans(
-    {'"': "\ufffd", "<": "\ufffd", "&": "\ufffd"} | dict.fromkeys("\t\n\r", " ")
-)
-
-
-# ---------------------------------------------------------------------------
 # the result
 
 
@@ -238,112 +155,6 @@ def export_cib(document: Deployable, observed: Observed | None = None) -> str:
 
 def build_cib(document: Deployable, observed: Observed | None = None) -> Cib:
     return _Writer(document, observed).write()
-
-
-@dataclass(frozen=True)
-class OpRecord:
-    """One ``lrm_rsc_op``: an operation that ran and its outcome."""
-
-    operation: str  # start, stop, monitor
-    interval_ms: int
-    rc: int
-    status: int = EXEC_DONE
-    digest_params: Mapping[str, str] | None = None  # the parameters it ran with
-
-    @property
-    def probe(self) -> bool:
-        return self.operation == "monitor" and self.interval_ms == 0
-
-    @property
-    def target_rc(self) -> int:
-        return _NOT_RUNNING if self.probe else _OK
-
-
-def rsc_op_records(
-    definition: Resource, status: ResourceStatus, params: Mapping[str, str]
-) -> list[OpRecord]:
-    """The op history that tells Pacemaker what the planner knows of a resource.
-
-    ``params`` are the parameters it runs with (when nothing recorded them).
-    """
-    state = status.state
-    if state in _NEEDS_PROBE:
-        return []
-    ran_with = dict(status.applied.params) if status.applied else dict(params)
-    monitor_ms = interval_ms(definition.monitor_interval)
-    if state is ResourceState.STOPPED:
-        return [_stopped_record(status)]
-    if state is ResourceState.RUNNING:
-        return _running_records(status, ran_with, monitor_ms)
-    if state is ResourceState.UNRECOVERABLE:
-        return _unrecoverable_records(status, ran_with)
-    return _failed_records(status, ran_with, monitor_ms)
-
-
-def _stopped_record(status: ResourceStatus) -> OpRecord:
-    if status.last_op == "stop":
-        return OpRecord("stop", 0, _OK)
-    rc = status.last_rc
-    if status.last_op == "probe" and rc is not None and _hard(rc):
-        return OpRecord("monitor", 0, rc)  # as the engine reads it: not running
-    return OpRecord("monitor", 0, _NOT_RUNNING)
-
-
-def _running_records(
-    status: ResourceStatus, ran_with: Mapping[str, str], monitor_ms: int
-) -> list[OpRecord]:
-    found = "monitor" if status.last_op == "probe" else "start"  # probed running, or started
-    records = [OpRecord(found, 0, _OK, digest_params=ran_with)]
-    if status.monitoring:
-        records.append(OpRecord("monitor", monitor_ms, _OK, digest_params=ran_with))
-    return records
-
-
-def _unrecoverable_records(status: ResourceStatus, ran_with: Mapping[str, str]) -> list[OpRecord]:
-    rc = status.last_rc
-    if rc is None or not _hard(rc):
-        rc = _NOT_INSTALLED  # recorded without its rc (restored): a hard error all the same
-    if status.last_op == "stop":
-        return [OpRecord("start", 0, _OK, digest_params=ran_with), OpRecord("stop", 0, rc)]
-    return [OpRecord("start", 0, rc, digest_params=ran_with)]
-
-
-def _failed_records(
-    status: ResourceStatus, ran_with: Mapping[str, str], monitor_ms: int
-) -> list[OpRecord]:
-    """A soft failure: the op that failed, with its rc.
-
-    A timeout records no rc (the last op is still the last success), so it
-    shows as the op that came next, timed out.
-    """
-    op, rc = status.last_op, status.last_rc
-    started = OpRecord("start", 0, _OK, digest_params=ran_with)
-    if rc is not None and op in _SUCCESS and rc not in _SUCCESS[op]:
-        if op == "probe":
-            return [OpRecord("monitor", 0, rc, digest_params=ran_with)]
-        if op == "start":
-            return [OpRecord("start", 0, rc, digest_params=ran_with)]
-        if op == "stop":
-            return [started, OpRecord("stop", 0, rc)]
-        return [started, OpRecord("monitor", monitor_ms, rc, digest_params=ran_with)]
-    if op == "stop" or (op == "probe" and rc == _NOT_RUNNING):
-        timed_out = OpRecord("start", 0, _UNKNOWN_ERROR, EXEC_TIMEOUT, ran_with)
-        return [OpRecord("monitor", 0, _NOT_RUNNING), timed_out]
-    timed_out = OpRecord("monitor", monitor_ms, _UNKNOWN_ERROR, EXEC_TIMEOUT, ran_with)
-    return [started, timed_out]
-
-
-def _hard(rc: int) -> bool:
-    return rc in _HARD_ERRORS
-
-
-def interval_ms(seconds: float) -> int:
-    """A recurring interval in whole milliseconds (at least 1: 0 is a probe)."""
-    return max(1, round(seconds * 1000))
-
-
-def timeout_ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 # ---------------------------------------------------------------------------
@@ -449,21 +260,13 @@ class _Writer:
         definition = service.resource
         primitive = ET.Element("primitive", _agent_attributes(definition.agent), id=pid)
         params = resolve(definition, self.obs.assemblies) or literal_params(definition)
-        if params:
-            attributes = ET.SubElement(primitive, "instance_attributes", id=make_id(pid, "params"))
-            for name, value in sorted(params.items()):
-                nvpair_id = make_id(pid, "param", name)
-                ET.SubElement(attributes, "nvpair", id=nvpair_id, name=name, value=_xml_text(value))
+        _add_params(primitive, (pid,), params)
         meta = {"resource-stickiness": str(score_text(service.stickiness))}
         if service.migration_threshold:
             meta["migration-threshold"] = str(service.migration_threshold)
         if service.failure_timeout:
             meta["failure-timeout"] = f"{timeout_ms(service.failure_timeout)}ms"
-        attributes = ET.SubElement(primitive, "meta_attributes", id=make_id(pid, "meta"))
-        for name, value in meta.items():
-            ET.SubElement(
-                attributes, "nvpair", id=make_id(pid, "meta", name), name=name, value=value
-            )
+        _add_meta(primitive, (pid,), meta)
         primitive.append(self._operations(sid, definition))
         return primitive
 
@@ -472,22 +275,8 @@ class _Writer:
         primitive = ET.Element("primitive", _agent_attributes(definition.agent), id=pid)
         if rid in self.stopped:
             primitive.set("description", self.stopped[rid])
-        params = self._params(rid)
-        if params:
-            attributes = ET.SubElement(
-                primitive, "instance_attributes", id=make_id("rsc", *_parts(rid), "params")
-            )
-            for name, value in sorted(params.items()):
-                nvpair_id = make_id("rsc", *_parts(rid), "param", name)
-                ET.SubElement(attributes, "nvpair", id=nvpair_id, name=name, value=_xml_text(value))
-        meta = self._meta(rid)
-        if meta:
-            attributes = ET.SubElement(
-                primitive, "meta_attributes", id=make_id("rsc", *_parts(rid), "meta")
-            )
-            for name, value in meta.items():
-                nvpair_id = make_id("rsc", *_parts(rid), "meta", name)
-                ET.SubElement(attributes, "nvpair", id=nvpair_id, name=name, value=value)
+        _add_params(primitive, ("rsc", *_parts(rid)), self._params(rid))
+        _add_meta(primitive, ("rsc", *_parts(rid)), self._meta(rid))
         primitive.append(self._operations(rid, definition))
         return primitive
 
@@ -681,6 +470,31 @@ class _Writer:
             timeout = timeout_ms(definition.timeout(record.operation)) if recurring else None
             op.set("op-digest", op_digest(record.digest_params, timeout))
         return op
+
+
+def _add_params(primitive: ET.Element, owner: tuple[str, ...], params: Mapping[str, str]) -> None:
+    """Its parameters (``instance_attributes``), if it has any, sorted by name."""
+    values = {name: xml_text(value) for name, value in sorted(params.items())}
+    _add_nvpairs(primitive, "instance_attributes", (*owner, "params"), (*owner, "param"), values)
+
+
+def _add_meta(primitive: ET.Element, owner: tuple[str, ...], meta: Mapping[str, str]) -> None:
+    """Its meta attributes, if it has any, in the order given."""
+    _add_nvpairs(primitive, "meta_attributes", (*owner, "meta"), (*owner, "meta"), meta)
+
+
+def _add_nvpairs(
+    parent: ET.Element,
+    tag: str,
+    set_id: tuple[str, ...],
+    pair_id: tuple[str, ...],
+    values: Mapping[str, str],
+) -> None:
+    if not values:
+        return
+    attributes = ET.SubElement(parent, tag, id=make_id(*set_id))
+    for name, value in values.items():
+        ET.SubElement(attributes, "nvpair", id=make_id(*pair_id, name), name=name, value=value)
 
 
 def _parts(rid: ResourceId) -> tuple[str, ...]:

@@ -14,41 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from dpe import agents
+from dpe.engine_deps import EngineDeps
 from dpe.engine_log import Context
-from dpe.engine_timing import Backoff, EngineOptions, bounded
+from dpe.engine_tasks import Tasks
+from dpe.engine_timing import EngineOptions, bounded
 from dpe.escalation import FailureWindow
-from dpe.interfaces import Connection, Driver, Instance, InstanceState, Transport
+from dpe.interfaces import DEAD_STATES, Connection, Instance, Transport
 from dpe.planner import AssemblyStatus
 from dpe.states import AssemblyState, StateCell, Subject, assembly_cell, no_heartbeat
+from foundation.backoff import Retries
 from foundation.clock import Clock
 from foundation.errors import Forbidden, OperationTimeout, PcloudError, Unavailable
-from foundation.events import Event
 from foundation.keyfiles import AssemblyKeys
 from foundation.model import Assembly, Heartbeat, Resource
 
 log = logging.getLogger("dpe.engine")
 
 HEALTH_COMMAND = "uptime"
-_GONE = (InstanceState.GONE, InstanceState.STOPPED)
 _GRACE = 1.0  # beyond a timeout the transport enforces, before the engine gives up
-
-
-@dataclass(frozen=True)
-class Services:
-    """What every runner of one engine shares."""
-
-    deployable: str
-    driver: Driver
-    transport: Transport
-    clock: Clock
-    keys: Callable[[str], AssemblyKeys]
-    options: EngineOptions
-    emit: Callable[[Event], None]
 
 
 class AssemblyHooks(Protocol):
@@ -62,21 +49,19 @@ class AssemblyHooks(Protocol):
 
 
 class AssemblyRunner:
-    def __init__(self, services: Services, definition: Assembly, hooks: AssemblyHooks) -> None:
-        self.s = services
+    def __init__(self, deps: EngineDeps, definition: Assembly, hooks: AssemblyHooks) -> None:
+        self.deps = deps
         self.definition = definition
         self.name = definition.name
         self.hooks = hooks
-        subject = Subject(services.deployable, definition.name)
-        self.cell: StateCell[AssemblyState] = assembly_cell(
-            subject, services.emit, services.clock.time
-        )
+        subject = Subject(deps.deployable, definition.name)
+        self.cell: StateCell[AssemblyState] = assembly_cell(subject, deps.emit, deps.clock.time)
         self.window = FailureWindow(definition.escalation)
         self.instance: Instance | None = None
         self.connection: Connection | None = None
-        self.backoff = Backoff(services.options.retry_initial, services.options.retry_max)
-        self.log = Context(log, deployable=services.deployable, assembly=definition.name)
-        self._tasks: set[asyncio.Task[Any]] = set()  # bring-up, heartbeat, health
+        self.retries = Retries(deps.options.backoff(free=1))  # creating an instance
+        self.log = Context(log, deployable=deps.deployable, assembly=definition.name)
+        self.tasks = Tasks(self.log)  # bring-up, heartbeat, health
         self._ops: set[asyncio.Task[Any]] = set()  # resource operations in flight
         self._closing: set[asyncio.Task[Any]] = set()
 
@@ -94,12 +79,12 @@ class AssemblyRunner:
 
     def begin_create(self) -> None:
         """CREATING at once (so nobody asks twice), the instance when the back-off allows."""
-        delay = self.backoff.delay
-        reason = f"creating an instance ({self.s.driver.name})"
+        delay = self.retries.delay
+        reason = f"creating an instance ({self.deps.driver.name})"
         if delay:
             reason += f" in {delay:g} s, after failures in a row"
         self.cell.set(AssemblyState.CREATING, reason)
-        self._spawn(self._bring_up(None, delay))
+        self.tasks.spawn(self._bring_up(None, delay))
 
     def begin_adopt(self, instance: Instance) -> None:
         self.instance = instance
@@ -110,7 +95,7 @@ class AssemblyRunner:
             AssemblyState.CONNECTING,
             f"adopting instance {instance.instance_id} at {instance.ssh_host}:{instance.ssh_port}",
         )
-        self._spawn(self._bring_up(instance, 0.0))
+        self.tasks.spawn(self._bring_up(instance, 0.0))
 
     def mark_absent(self, reason: str) -> None:
         """Nothing runs for this assembly: the planner will create an instance."""
@@ -118,30 +103,32 @@ class AssemblyRunner:
 
     async def _bring_up(self, adopted: Instance | None, delay: float) -> None:
         try:
-            await self.s.clock.sleep(delay)
-            keys = self.s.keys(self.name)
+            await self.deps.clock.sleep(delay)
+            keys = self.deps.keys(self.name)
             instance = adopted or await self._create(keys)
-            self.connection = await self._connect(instance, keys)
+            self.connection = await connect_with_retries(
+                self.deps.transport, instance, keys, self.deps.options, self.deps.clock
+            )
         except Exception as error:  # a driver bug must not leave it creating forever
             if not isinstance(error, PcloudError | OSError):
                 self.log.exception("bringing up the instance")
-            self.backoff.failed()
+            self.retries.failed()
             what = "adopting the instance" if adopted else "bringing up an instance"
             self.hooks.assembly_lost(self, f"{what} failed: {error}")
             return
-        self.backoff.reset()
+        self.retries.reset()
         self.cell.set(
             AssemblyState.RUNNING, f"connected to {instance.ssh_host}:{instance.ssh_port}"
         )
-        self._spawn(self._heartbeat(self.connection))
-        self._spawn(self._health(self.connection, instance))
+        self.tasks.spawn(self._heartbeat(self.connection))
+        self.tasks.spawn(self._health(self.connection, instance))
         self.hooks.assembly_up(self)
 
     async def _create(self, keys: AssemblyKeys) -> Instance:
         instance = await bounded(
-            self.s.clock,
-            self.s.options.create_timeout,
-            self.s.driver.create(self.s.deployable, self.definition, keys),
+            self.deps.clock,
+            self.deps.options.create_timeout,
+            self.deps.driver.create(self.deps.deployable, self.definition, keys),
             "creating the instance",
         )
         self.instance = instance
@@ -152,32 +139,10 @@ class AssemblyRunner:
         )
         return instance
 
-    async def _connect(self, instance: Instance, keys: AssemblyKeys) -> Connection:
-        options = self.s.options
-        error: Exception | None = None
-        for attempt in range(options.connect_attempts):
-            if attempt:
-                await self.s.clock.sleep(options.retry_initial * 2.0 ** (attempt - 1))
-            try:
-                return await bounded(
-                    self.s.clock,
-                    options.connect_timeout + 1.0,
-                    self.s.transport.connect(instance, keys, options.connect_timeout),
-                    "connecting",
-                )
-            except Forbidden:
-                raise  # a wrong host key does not get better by retrying
-            except (Unavailable, OperationTimeout, OSError) as failure:
-                error = failure
-        raise Unavailable(
-            f"cannot connect to {instance.ssh_host}:{instance.ssh_port}: {error}",
-            assembly=self.name,
-        )
-
     # -- watching it --------------------------------------------------------------
 
     async def _heartbeat(self, connection: Connection) -> None:
-        clock = self.s.clock
+        clock = self.deps.clock
         last_answer = clock.monotonic()
         while True:
             await clock.sleep(self.hooks.heartbeat().interval)
@@ -198,17 +163,17 @@ class AssemblyRunner:
 
     async def _health(self, connection: Connection, instance: Instance) -> None:
         while True:
-            await self.s.clock.sleep(self.hooks.heartbeat().health_interval)
+            await self.deps.clock.sleep(self.hooks.heartbeat().health_interval)
             problem = await self._health_problem(connection, instance)
             if problem:
                 self.hooks.assembly_lost(self, problem)
                 return
 
     async def _health_problem(self, connection: Connection, instance: Instance) -> str | None:
-        timeout = self.s.options.health_timeout
+        timeout = self.deps.options.health_timeout
         try:
             result = await bounded(
-                self.s.clock, timeout + _GRACE, connection.run(HEALTH_COMMAND, timeout), "health"
+                self.deps.clock, timeout + _GRACE, connection.run(HEALTH_COMMAND, timeout), "health"
             )
         except OperationTimeout:
             return f"health command timed out after {timeout:g} s"
@@ -221,16 +186,16 @@ class AssemblyRunner:
     async def _driver_problem(self, instance: Instance) -> str | None:
         try:
             state = await bounded(
-                self.s.clock,
-                self.s.options.driver_timeout,
-                self.s.driver.state(instance.instance_id),
+                self.deps.clock,
+                self.deps.options.driver_timeout,
+                self.deps.driver.state(instance.instance_id),
                 "asking the driver",
             )
         except (PcloudError, OSError) as error:
             self.log.warning("cannot ask the driver about the instance: %s", error)
             return None  # the driver's trouble is not the instance's
-        if state in _GONE:
-            return f"the {self.s.driver.name} driver reports the instance {state}"
+        if state in DEAD_STATES:
+            return f"the {self.deps.driver.name} driver reports the instance {state}"
         return None
 
     # -- running operations -----------------------------------------------------
@@ -264,7 +229,7 @@ class AssemblyRunner:
         # created inside the task: a task cancelled before it runs leaves nothing unawaited
         limit = resource.timeout(op) + agents.KILL_GRACE + _GRACE  # the transport's, and ours
         return await bounded(
-            self.s.clock,
+            self.deps.clock,
             limit,
             agents.execute(connection, resource, op, interval=interval, params=params),
             f"{op} of {resource.name}",
@@ -303,9 +268,9 @@ class AssemblyRunner:
     async def _destroy_all(self) -> list[str]:
         ids = [self.instance.instance_id] if self.instance else []
         listed = await bounded(
-            self.s.clock,
-            self.s.options.driver_timeout,
-            self.s.driver.list(self.s.deployable),
+            self.deps.clock,
+            self.deps.options.driver_timeout,
+            self.deps.driver.list(self.deps.deployable),
             "listing the instances",
         )
         ids += [
@@ -313,17 +278,18 @@ class AssemblyRunner:
         ]
         for instance_id in ids:
             await bounded(
-                self.s.clock,
-                self.s.options.destroy_timeout,
-                self.s.driver.destroy(instance_id),
+                self.deps.clock,
+                self.deps.options.destroy_timeout,
+                self.deps.driver.destroy(instance_id),
                 f"destroying instance {instance_id}",
             )
         return ids
 
     def halt(self) -> None:
         """Cancel its tasks and operations, close its connection (not the instance)."""
+        self.tasks.cancel()
         current = asyncio.current_task()
-        for task in self._tasks | self._ops:
+        for task in self._ops:
             if task is not current:
                 task.cancel()
         connection, self.connection = self.connection, None
@@ -334,20 +300,46 @@ class AssemblyRunner:
 
     async def _close(self, connection: Connection) -> None:
         with contextlib.suppress(PcloudError, OSError):
-            await bounded(self.s.clock, self.s.options.close_timeout, connection.close(), "closing")
+            await bounded(
+                self.deps.clock, self.deps.options.close_timeout, connection.close(), "closing"
+            )
 
     async def shutdown(self) -> None:
         """Leave the instance running; wait until every task of ours has ended."""
         self.halt()
-        pending = self._tasks | self._ops | self._closing
+        pending = self.tasks.running | self._ops | self._closing
         await asyncio.gather(*pending, return_exceptions=True)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("task failed: %r", task.exception(), exc_info=task.exception())
+async def connect_with_retries(
+    transport: Transport,
+    instance: Instance,
+    keys: AssemblyKeys,
+    options: EngineOptions,
+    clock: Clock,
+) -> Connection:
+    """Up to ``connect_attempts`` connections, with back-off between them.
+
+    A wrong host key or a refused login (``Forbidden``) is never retried: it
+    does not get better.  Raises ``Unavailable`` with the last error when every
+    attempt failed."""
+    retries = Retries(options.backoff())
+    error: Exception | None = None
+    for _ in range(options.connect_attempts):
+        await retries.pause(clock)
+        try:
+            return await bounded(
+                clock,
+                options.connect_timeout + 1.0,
+                transport.connect(instance, keys, options.connect_timeout),
+                "connecting",
+            )
+        except Forbidden:
+            raise
+        except (Unavailable, OperationTimeout, OSError) as failure:
+            error = failure
+            retries.failed()
+    raise Unavailable(
+        f"cannot connect to {instance.ssh_host}:{instance.ssh_port}: {error}",
+        assembly=instance.assembly,
+    )

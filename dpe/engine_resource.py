@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dpe import agents
 from dpe.agents import OcfRc
-from dpe.engine_timing import Backoff
 from dpe.escalation import FailureWindow
 from dpe.planner import Applied, ResourceStatus
 from dpe.states import ResourceState, StateCell, Subject, resource_cell
+from foundation.backoff import Retries
 from foundation.errors import OperationTimeout, Unavailable
 from foundation.model import Resource, ResourceId
 
 if TYPE_CHECKING:
-    from dpe.engine_assembly import AssemblyRunner, Services
+    from dpe.engine_assembly import AssemblyRunner
+    from dpe.engine_deps import EngineDeps
 
 _RUNNING_CODES = (OcfRc.OK, OcfRc.RUNNING_MASTER)
 
@@ -45,18 +46,16 @@ class ResourceHooks(Protocol):
 
 class ResourceRunner:
     def __init__(
-        self, services: Services, rid: ResourceId, definition: Resource, hooks: ResourceHooks
+        self, deps: EngineDeps, rid: ResourceId, definition: Resource, hooks: ResourceHooks
     ) -> None:
-        self.s = services
+        self.deps = deps
         self.rid = rid
         self.definition = definition
         self.hooks = hooks
-        subject = Subject(services.deployable, rid.assembly, rid.resource)
-        self.cell: StateCell[ResourceState] = resource_cell(
-            subject, services.emit, services.clock.time
-        )
+        subject = Subject(deps.deployable, rid.assembly, rid.resource)
+        self.cell: StateCell[ResourceState] = resource_cell(subject, deps.emit, deps.clock.time)
         self.window = FailureWindow(definition.escalation)
-        self.backoff = Backoff(services.options.retry_initial, services.options.retry_max)
+        self.retries = Retries(deps.options.backoff(free=1))  # restarts in a row
         self.last_op: str | None = None
         self.last_rc: int | None = None
         self.applied: Applied | None = None
@@ -143,26 +142,27 @@ class ResourceRunner:
             self.applied = Applied.of(self.definition, params)
             self.cell.set(ResourceState.RUNNING, "started")
             return True
-        if result.hard_error:
-            self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
-            return False
-        return self._failed("start", result.reason)
+        return self._missed("start", result)
 
     def _stopped(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
         if result.ok or result.rc == OcfRc.NOT_RUNNING:
             self.applied = None
             self.cell.set(ResourceState.STOPPED, "stopped")
             return True
+        return self._missed("stop", result)
+
+    def _missed(self, kind: str, result: agents.AgentResult) -> bool:
+        """A start or stop that did not reach its target: a hard error is for good."""
         if result.hard_error:
             self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
             return False
-        return self._failed("stop", result.reason)
+        return self._failed(kind, result.reason)
 
     def _monitored(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
         if self.state is not ResourceState.RUNNING:
             return False  # answered after something else changed it: not its to judge
         if result.ok:
-            self.backoff.reset()  # up for a whole interval: failures are no longer in a row
+            self.retries.reset()  # up for a whole interval: failures are no longer in a row
             self.retry_at = None
             return True
         return self._failed("monitor", result.reason)
@@ -173,9 +173,8 @@ class ResourceRunner:
             self.hooks.stop_failed(self, reason)
             return False
         self.cell.set(ResourceState.FAILED, reason)
-        self.backoff.failed()
-        delay = self.backoff.delay
-        self.retry_at = self.s.clock.time() + delay if delay else None
+        delay = self.retries.failed()
+        self.retry_at = self.deps.clock.time() + delay if delay else None
         self.hooks.resource_failed(self, reason)
         return False
 
@@ -191,7 +190,7 @@ class ResourceRunner:
         self, assembly: AssemblyRunner, params: dict[str, str], interval: float
     ) -> None:
         while self.state is ResourceState.RUNNING:
-            await self.s.clock.sleep(interval)
+            await self.deps.clock.sleep(interval)
             if not await self.operate(assembly, "monitor", params, interval):
                 return
 
@@ -213,7 +212,7 @@ class ResourceRunner:
         self.cancel_monitor()
         self.last_op = self.last_rc = None
         self.applied = None
-        self.backoff.reset()  # a new instance: its failures are not in a row with these
+        self.retries.reset()  # a new instance: its failures are not in a row with these
         self.retry_at = None
         if self.state is not ResourceState.UNRECOVERABLE:
             self.cell.set(ResourceState.UNKNOWN, reason)

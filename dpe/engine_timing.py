@@ -1,17 +1,19 @@
-"""Time in the engine: deadlines and back-off, all on the injected clock.
+"""Time in the engine: deadlines and timings, all on the injected clock.
 
 ``asyncio.wait_for`` would use the loop's own clock; the engine's timeouts go
-through ``dpe.interfaces.Clock`` so tests drive them with a fake one.
+through ``foundation.clock.Clock`` so tests drive them with a fake one.  Back-off
+is ``foundation.backoff``'s, with ``retry_initial`` and ``retry_max``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from foundation.backoff import Backoff
 from foundation.clock import Clock
 from foundation.errors import OperationTimeout
 
@@ -35,6 +37,17 @@ async def bounded(clock: Clock, seconds: float, awaitable: Awaitable[T], what: s
     return work.result()
 
 
+async def first_of(*awaitables: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of them is done; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """The engine's own timings (the document carries heartbeat and monitors)."""
@@ -53,25 +66,6 @@ class EngineOptions:
     retry_initial: float = 0.5  # back-off after failures in a row
     retry_max: float = 30.0
 
-
-class Backoff:
-    """Capped exponential delays: none for the first ``free`` failures, then
-    initial, 2x, 4x... up to maximum."""
-
-    def __init__(self, initial: float, maximum: float, free: int = 1) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.free = free
-        self.failures = 0
-
-    @property
-    def delay(self) -> float:
-        if self.failures <= self.free:
-            return 0.0
-        return min(self.initial * 2.0 ** (self.failures - self.free - 1), self.maximum)
-
-    def failed(self) -> None:
-        self.failures += 1
-
-    def reset(self) -> None:
-        self.failures = 0
+    def backoff(self, free: int = 0) -> Backoff:
+        """The engine's back-off; ``free`` failures in a row are retried at once."""
+        return Backoff(self.retry_initial, self.retry_max, free)

@@ -22,6 +22,9 @@ class InstanceState(StrEnum):
     GONE = "gone"  # does not exist (never did, or destroyed)
 
 
+DEAD_STATES = (InstanceState.GONE, InstanceState.STOPPED)  # runs nothing, and will not by itself
+
+
 @dataclass(frozen=True)
 class Instance:
     """One running incarnation of an assembly, as the driver reports it."""
@@ -66,11 +69,40 @@ class CommandResult:
     stderr: str
 
 
+class Channel(Protocol):
+    """A long-lived command on its own channel: bytes in, bytes out (the guest agent)."""
+
+    async def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of its output; ``b""`` at the end; raises Unavailable."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Write to its input, waiting while the other side is not reading."""
+        ...
+
+    def write_eof(self) -> None: ...
+
+    async def wait(self, timeout: float) -> int:
+        """Its exit status (128 + N after signal N); raises OperationTimeout or Unavailable."""
+        ...
+
+    def stderr_tail(self) -> str:
+        """The last few kilobytes of its standard error (read all along)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Connection(Protocol):
     """A persistent SSH connection to one instance."""
 
     async def run(self, command: str, timeout: float) -> CommandResult:
         """Run a command; raises OperationTimeout or Unavailable."""
+        ...
+
+    async def open_channel(self, command: str, timeout: float) -> Channel:
+        """Start a command that keeps running, on its own channel; raises
+        OperationTimeout or Unavailable."""
         ...
 
     async def keepalive(self, timeout: float) -> None:

@@ -25,7 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
-from dpe.engine_service import ExitCode, Service, read_document_file, serve
+from dpe.dped_process import DpedSetup, ExitCode, read_document_file, serve
 from foundation.config import load_config
 from foundation.errors import InvalidInput, NotFound, PcloudError, Unavailable
 from foundation.model import validate_name
@@ -46,19 +46,19 @@ def main(argv: list[str] | None = None) -> int:
         print("dped: --state-dir goes with --document", file=sys.stderr)
         return ExitCode.USAGE
     try:
-        service = _service(args)
+        setup = _setup(args)
     except (InvalidInput, NotFound) as error:
         return _fail(error, ExitCode.USAGE)
     except PcloudError as error:
         return _fail(error, ExitCode.FAILURE)
     try:
         return asyncio.run(
-            serve(service, leave_running=args.leave_running, clear_failed=args.clear_failed)
+            serve(setup, leave_running=args.leave_running, clear_failed=args.clear_failed)
         )
     except PcloudError as error:
         return _fail(error, ExitCode.FAILURE)
     finally:
-        service.close()
+        setup.close()
 
 
 def _export_cib(args: argparse.Namespace) -> int:
@@ -76,17 +76,17 @@ def _export_cib(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _service(args: argparse.Namespace) -> Service:
+def _setup(args: argparse.Namespace) -> DpedSetup:
     if args.document is not None:
         _logging(args.verbose, logging.WARNING)
-        return Service.from_file(args.document, _paths(args.state_dir), sys.stderr)
+        return DpedSetup.from_file(args.document, _paths(args.state_dir), sys.stderr)
     validate_name(args.deployable, "deployable name")  # it becomes a file name
     paths = resolve()
     config = load_config(args.config or paths.config_file, required=args.config is not None)
     _logging(args.verbose, logging.getLevelName(config.dped.log_level.upper()))
     if not args.foreground:
         _log_to_file(paths, args.deployable)
-    return Service.from_store(args.deployable, paths, config)
+    return DpedSetup.from_store(args.deployable, paths, config)
 
 
 def _paths(state_dir: Path | None) -> Paths:

@@ -9,7 +9,8 @@ On a connection, ``run`` executes commands on their own channels, several in
 flight (at most ``max_sessions`` at once, below OpenSSH's default
 ``MaxSessions 10``), each under a hard timeout; ``keepalive`` sends a
 ``keepalive@openssh.com`` global request, which sshd answers itself without
-starting a process.
+starting a process; ``open_channel`` starts a command that stays (the guest
+agent) and gives its standard input and output as bytes.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from typing import Any
 
 import asyncssh
 
-from dpe.interfaces import CommandResult, Connection, Instance
-from dpe.interfaces import Transport as TransportProtocol
-from foundation.clock import Clock, SystemClock
+from dpe.interfaces import CommandResult, Instance
 from foundation.errors import Forbidden, OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
 
@@ -34,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_SESSIONS = 8
 OUTPUT_LIMIT = 64 * 1024  # characters kept of each of stdout and stderr
 _KEEPALIVE_REQUEST = b"keepalive@openssh.com"
+_STDERR_TAIL = 8 * 1024  # bytes of a long-lived channel's standard error kept
 
 
 class _Client(asyncssh.SSHClient):
@@ -109,6 +109,23 @@ class SshConnection:
             raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
         self._check_open()
 
+    async def open_channel(self, command: str, timeout: float) -> SshChannel:
+        """Start ``command`` on a channel of its own that stays open (bytes in and out).
+
+        It takes no place among ``max_sessions`` (those are for short commands).
+        Raises ``OperationTimeout`` or ``Unavailable``."""
+        self._check_open()
+        try:
+            async with asyncio.timeout(timeout):
+                process = await self._conn.create_process(command, encoding=None)
+        except TimeoutError:
+            raise OperationTimeout(
+                f"{self._label}: no channel within {timeout:g} s", details=command
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+        return SshChannel(process, self._label)
+
     async def close(self) -> None:
         self._conn.close()
         try:
@@ -119,6 +136,65 @@ class SshConnection:
     def _check_open(self) -> None:
         if self._client.lost:
             raise Unavailable(f"{self._label}: connection lost")
+
+
+class SshChannel:
+    """A long-lived command on its own channel (implements ``dpe.interfaces.Channel``).
+
+    Its standard error is read all along (an unread stream would stall the
+    channel) and its tail kept for diagnostics."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes], label: str) -> None:
+        self._process = process
+        self._label = label
+        self._stderr = bytearray()
+        self._stderr_reader = asyncio.ensure_future(self._read_stderr())
+
+    async def read(self, size: int) -> bytes:
+        try:
+            return await self._process.stdout.read(size)
+        except (asyncssh.Error, OSError) as exc:
+            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+
+    async def write(self, data: bytes) -> None:
+        try:
+            self._process.stdin.write(data)
+            await self._process.stdin.drain()
+        except (asyncssh.Error, OSError) as exc:
+            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+
+    def write_eof(self) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            self._process.stdin.write_eof()
+
+    async def wait(self, timeout: float) -> int:
+        try:
+            async with asyncio.timeout(timeout):
+                completed = await self._process.wait(check=False)
+        except TimeoutError:
+            raise OperationTimeout(
+                f"{self._label}: channel still open after {timeout:g} s"
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+        if completed.exit_signal is not None:
+            return 128 + _signal_number(completed.exit_signal[0])
+        if completed.exit_status is None or completed.exit_status < 0:
+            raise Unavailable(f"{self._label}: channel closed without an exit status")
+        return completed.exit_status
+
+    def stderr_tail(self) -> str:
+        return self._stderr.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._stderr_reader.cancel()
+        self._process.close()
+
+    async def _read_stderr(self) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            while chunk := await self._process.stderr.read(4096):
+                self._stderr += chunk
+                del self._stderr[:-_STDERR_TAIL]
 
 
 def _abandon(process: asyncssh.SSHClientProcess[str] | None) -> None:
@@ -223,44 +299,3 @@ def _set_nodelay(conn: asyncssh.SSHClientConnection) -> None:
     sock = conn.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-async def connect_with_backoff(
-    transport: TransportProtocol,
-    instance: Instance,
-    keys: AssemblyKeys,
-    timeout: float,
-    *,
-    attempt_timeout: float = 5.0,
-    initial_delay: float = 0.1,
-    max_delay: float = 2.0,
-    clock: Clock | None = None,
-) -> Connection:
-    """Connect, retrying with capped exponential back-off until ``timeout``.
-
-    Each attempt gets at most ``attempt_timeout`` (and no more than what is
-    left).  ``Forbidden`` is never retried (a wrong host key stays wrong).
-    Raises the last ``Unavailable``/``OperationTimeout`` when time runs out."""
-    clock = clock or SystemClock()
-    deadline = clock.monotonic() + timeout
-    delay = initial_delay
-    while True:
-        left = deadline - clock.monotonic()
-        try:
-            return await transport.connect(instance, keys, max(0.001, min(attempt_timeout, left)))
-        except (Unavailable, OperationTimeout) as exc:
-            left = deadline - clock.monotonic()
-            if left <= delay:
-                raise _gave_up(exc, instance, timeout) from exc
-            log.debug(
-                "assembly=%s connect failed (%s); retrying in %.2f s", instance.assembly, exc, delay
-            )
-        await clock.sleep(delay)
-        delay = min(delay * 2, max_delay)
-
-
-def _gave_up(exc: Unavailable | OperationTimeout, instance: Instance, timeout: float) -> Exception:
-    message = f"{instance.assembly}: no SSH connection within {timeout:g} s: {exc}"
-    if isinstance(exc, OperationTimeout):
-        return OperationTimeout(message)
-    return Unavailable(message)

@@ -102,6 +102,8 @@ def _expat_message(error: ET.ParseError) -> str:
 def _dict_deployable(root: ET.Element) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": root.get("name")}
     _copy_attrs(root, doc, ("uuid", "infrastructure"))
+    if root.get("monitor") is not None:  # the original's active|passive
+        doc["monitoring"] = root.get("monitor")
     settings = {s.get("name", ""): s.get("value", "") for s in root.iterfind("settings/setting")}
     if settings:
         doc["settings"] = settings
@@ -206,7 +208,7 @@ def _copy_escalation(element: ET.Element, doc: dict[str, Any]) -> None:
 
 def _xml_deployable(doc: Mapping[str, Any]) -> ET.Element:
     root = ET.Element("deployable", _attrs(doc, ("name", "uuid", "infrastructure")))
-    root.set("monitor", "active")
+    root.set("monitor", str(doc.get("monitoring", "active")))
     root.set("username", "root")
     _set_escalation(root, doc)
     settings = doc.get("settings") or {}

@@ -51,7 +51,8 @@ class DeployableCommands(Noun):
             if args.infrastructure != "libvirt":
                 raise InvalidInput("--uri applies to the libvirt infrastructure only")
             settings["uri"] = args.uri
-        created = self.env.api().create_deployable(name, args.infrastructure, settings)
+        body = {"name": name, "infrastructure": args.infrastructure, "settings": settings}
+        created = self.env.api().create_deployable(body)
         return done(
             f"deployable {name} created ({args.infrastructure})",
             deployable=name,
@@ -87,7 +88,7 @@ class DeployableCommands(Noun):
         """Add an assembly to a deployable (an assembly belongs to one deployable at most)."""
         deployable = check_name(args.deployable, "deployable")
         assembly = check_name(args.assembly, "assembly")
-        self.env.api().add_deployable_assembly(deployable, assembly)
+        self.env.api().add_deployable_assembly(deployable, {"assembly": assembly})
         return done(
             f"assembly {assembly} added to deployable {deployable}",
             deployable=deployable,
@@ -150,7 +151,7 @@ class DeployableCommands(Noun):
     def deployable_constraint_add(self, args: argparse.Namespace) -> Result:
         """Order two resources or services: THEN starts after FIRST and stops before it."""
         deployable, first, then = _constraint_args(args)
-        self.env.api().add_constraint(deployable, first, then)
+        self.env.api().add_constraint(deployable, {"first": first, "then": then})
         return done(
             f"order constraint {first} -> {then} added to deployable {deployable}",
             deployable=deployable,
@@ -166,7 +167,7 @@ class DeployableCommands(Noun):
     def deployable_constraint_remove(self, args: argparse.Namespace) -> Result:
         """Remove an order constraint."""
         deployable, first, then = _constraint_args(args)
-        self.env.api().remove_constraint(deployable, first, then)
+        self.env.api().remove_constraint(deployable, first=first, then=then)
         return done(
             f"order constraint {first} -> {then} removed from deployable {deployable}",
             deployable=deployable,

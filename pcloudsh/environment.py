@@ -7,9 +7,10 @@ the key store.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,11 @@ class DocumentCodec(Protocol):
 
     def load(self, text: str, fmt: str | None) -> dict[str, Any]: ...
     def dump(self, doc: dict[str, Any], fmt: str) -> str: ...
+
+
+def color_wanted(environ: Mapping[str, str]) -> bool | None:
+    """False when NO_COLOR is set and not empty (no-color.org); None: colour at a terminal."""
+    return False if environ.get("NO_COLOR") else None
 
 
 def _connect(paths: pathsmod.Paths) -> Api:
@@ -172,7 +178,7 @@ class Environment:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     paths: pathsmod.Paths = field(default_factory=pathsmod.resolve)
     width: int | None = None  # console width; None: the terminal's
-    color: bool | None = None  # None: when stdout is a terminal
+    color: bool | None = field(default_factory=lambda: color_wanted(os.environ))
     clock: Callable[[], float] = time.time
     connect: Callable[[pathsmod.Paths], Api] = _connect
     connect_events: Callable[[pathsmod.Paths], EventSource] = _connect_events  # one per stream

@@ -43,8 +43,7 @@ class EscalationCommands(Noun):
         """Set when an assembly's failures restart its whole deployable."""
         assembly = check_name(args.assembly, "assembly")
         escalation = parse_escalation(args.failures, args.period)
-        data = escalation.to_dict()
-        self.env.api().set_assembly_escalation(assembly, data["failures"], data["period"])
+        self.env.api().set_assembly_escalation(assembly, escalation.to_dict())
         return _changed(f"assembly {assembly}", escalation)
 
     @command(Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE), FAILURES, PERIOD)
@@ -52,8 +51,7 @@ class EscalationCommands(Noun):
         """Set when a deployable's failures mark it failed (no more recovery)."""
         deployable = check_name(args.deployable, "deployable")
         escalation = parse_escalation(args.failures, args.period)
-        data = escalation.to_dict()
-        self.env.api().set_deployable_escalation(deployable, data["failures"], data["period"])
+        self.env.api().set_deployable_escalation(deployable, escalation.to_dict())
         return _changed(f"deployable {deployable}", escalation)
 
 

@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from foundation.backoff import Backoff, Retries
 from foundation.errors import PcloudError
 from pcloudsh.output import Notice
 
 JsonDict = dict[str, Any]
-BACKOFF_FIRST = 0.5
-BACKOFF_CAP = 10.0
+RECONNECT_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 
 
 class EventSource(Protocol):
@@ -33,15 +33,13 @@ class EventFollower:
         filters: dict[str, Any] | None = None,
         *,
         after_id: int | None = None,
-        backoff_first: float = BACKOFF_FIRST,
-        backoff_cap: float = BACKOFF_CAP,
+        backoff: Backoff = RECONNECT_BACKOFF,
         wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.source = source
         self.filters = dict(filters or {})
         self.after_id = after_id  # None: start after the newest event when connected
-        self.backoff_first = backoff_first
-        self.backoff_cap = backoff_cap
+        self.backoff = backoff
         self._stopped = threading.Event()
         self._wait = wait or self._stopped.wait  # True: stopped while waiting
 
@@ -57,13 +55,14 @@ class EventFollower:
             interrupt()  # unblocks a read in progress
 
     def __iter__(self) -> Iterator[JsonDict | Notice]:
-        delay, lost = self.backoff_first, False
+        retries, lost = Retries(self.backoff), False
         while not self.stopped:
             try:
                 self._connect()
                 if lost:
                     yield Notice("event stream back")
-                delay, lost = self.backoff_first, False
+                retries.reset()
+                lost = False
                 yield from self._stream()
             except PcloudError as error:
                 if self.stopped:
@@ -71,9 +70,8 @@ class EventFollower:
                 if not lost:
                     yield Notice(f"lost the event stream: {error.message}; reconnecting")
                 lost = True
-            if self._pause(delay):
+            if self._pause(retries.failed()):
                 return
-            delay = min(delay * 2, self.backoff_cap)
 
     def _pause(self, delay: float) -> bool:
         """Wait before reconnecting; True when stopped (before or meanwhile)."""

@@ -133,7 +133,7 @@ class JeosCommands(Noun):
                 registered = self.env.api().get_jeos(str(record["name"]))
             except NotFound:
                 registered = None
-            except BaseException:  # even ^C: cannot tell, and keeping the files is the safe side
+            except BaseException:  # noqa: BLE001 - even ^C: cannot tell; keeping the files is safe
                 return
             if registered is None or registered.get("path") != record.get("path"):
                 self.env.images.delete(str(record["name"]))

@@ -55,5 +55,5 @@ class LiveEvents:
             for item in follower:
                 if not (self.muted and isinstance(item, dict)):
                     self.show(item)
-        except Exception as error:  # a thread has no caller: say it, then end
+        except Exception as error:  # noqa: BLE001 - a thread has no caller: say it, then end
             self.show(Notice(f"live events stopped: {error}"))

@@ -10,6 +10,7 @@ import difflib
 
 from foundation.errors import PcloudError
 from pcloudsh import commands
+from pcloudsh.completion import complete_words
 from pcloudsh.definition import CommandParser, CommandSpec, Noun, ParserDone, UsageError
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode, exit_code_for
@@ -41,6 +42,8 @@ def run(argv: list[str], env: Environment) -> int:
 
 
 def _run(argv: list[str], env: Environment) -> int:
+    if argv[:1] == ["--complete"]:
+        return _complete(env, argv[1:])
     as_json, rest = _global_options(argv, env)
     if not rest or rest[0] == "help":
         return show_help(env, rest[1:])
@@ -141,6 +144,16 @@ def _global_options(argv: list[str], env: Environment) -> tuple[bool, list[str]]
         else:
             return as_json, argv[index:]
     return as_json, []
+
+
+def _complete(env: Environment, rest: list[str]) -> int:
+    """``--complete INDEX WORD...``: one candidate per line for bash (see completion)."""
+    if not rest or not rest[0].isdigit():
+        raise UsageError("pcloudsh: error: --complete takes INDEX and the words", USAGE)
+    words = rest[1:]
+    for candidate in complete_words(env, words, int(rest[0])):
+        env.stdout.write(candidate + "\n")
+    return ExitCode.OK
 
 
 def _lookup(name: str) -> tuple[type[Noun], CommandSpec]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from foundation import model
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.values import (
@@ -54,8 +53,7 @@ class ResourceCommands(Noun):
             interval = parse_duration(args.monitor_interval, "monitor interval")
             overrides["monitor_interval"] = interval
         doc = _resource_doc(name, self.env.api().get_template(template), params, overrides)
-        resource = model.parse_resource(doc).to_dict()
-        self.env.api().add_resource(assembly, resource)
+        resource = self.env.api().add_resource(assembly, doc)  # cped validates, normalises
         return done(
             f"resource {name} ({agent_spec(resource)}) added to assembly {assembly}",
             assembly=assembly,

@@ -150,7 +150,7 @@ class ServiceCommands(Noun):
         deployable = check_name(args.deployable, "deployable")
         name = check_name(args.name, "service")
         assembly = check_name(args.assembly, "assembly")
-        answer = self.env.api().move_service(deployable, name, assembly)
+        answer = self.env.api().move_service(deployable, name, {"assembly": assembly})
         note = answer.get("note") if isinstance(answer, dict) else None
         text = f"service {name} of deployable {deployable}: move to {assembly} requested"
         return done(text + (f" ({note})" if note else ""), answer=answer)
@@ -172,7 +172,8 @@ class ServiceCommands(Noun):
         service = check_name(args.service, "service")
         with_ = check_name(args.with_, "service")
         score = _score(args.score, "--score")
-        colocation = self.env.api().add_colocation(deployable, service, with_, score)
+        body = {"service": service, "with": with_, "score": score}
+        colocation = self.env.api().add_colocation(deployable, body)
         return done(
             f"colocation {service} with {with_} ({model.score_text(score)}) added to"
             f" deployable {deployable}",
@@ -185,7 +186,7 @@ class ServiceCommands(Noun):
         deployable = check_name(args.deployable, "deployable")
         service = check_name(args.service, "service")
         with_ = check_name(args.with_, "service")
-        self.env.api().remove_colocation(deployable, service, with_)
+        self.env.api().remove_colocation(deployable, service=service, with_=with_)
         return done(f"colocation {service} with {with_} removed", deployable=deployable)
 
 

@@ -15,6 +15,7 @@ import cmd2
 
 from foundation.errors import PcloudError
 from pcloudsh import commands
+from pcloudsh.completion import list_names
 from pcloudsh.definition import CommandSpec, Names, Noun
 from pcloudsh.environment import Environment
 from pcloudsh.eventline import event_line
@@ -82,9 +83,12 @@ class PcloudShell(cmd2.Cmd):
     def run(self, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace) -> None:
         following = spec.name == "events" and args.follow
         self.live.muted = following  # what it prints would come again after it as alerts
+        terminal = self.env.stdout
+        self.env.stdout = self.stdout  # cmd2 points it at the file or pipe of `>` and `|`
         try:
             self.last_status = run_command(self.env, noun, spec, args, interactive=True)
         finally:
+            self.env.stdout = terminal
             self.live.muted = False
 
     def _assume_usage_error(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
@@ -199,54 +203,6 @@ def _attach_completion(action: argparse.Action, kind: Names) -> None:
 
 def _complete(app: PcloudShell, arg_tokens: dict[str, list[str]], *, kind: Names) -> list[Any]:
     return [cmd2.CompletionItem(name) for name in app.names(kind, arg_tokens)]
-
-
-def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) -> list[str]:
-    api = env.api()
-    if kind is Names.JEOS:
-        rows = api.list_jeos()
-    elif kind is Names.ASSEMBLY:
-        rows = api.list_assemblies()
-    elif kind is Names.DEPLOYABLE:
-        rows = api.list_deployables()
-    elif kind is Names.TEMPLATE:
-        rows = api.list_templates()
-    elif kind is Names.RESOURCE:
-        return _resources_of(env, arg_tokens.get("assembly", [""])[0])
-    elif kind is Names.PART:
-        return _parts_of(env, arg_tokens.get("deployable", [""])[0])
-    else:
-        return _resource_ids_of(env, arg_tokens.get("deployable", [""])[0])
-    return sorted(str(row.get("name")) for row in rows)
-
-
-def _resources_of(env: Environment, assembly: str) -> list[str]:
-    """The assembly's resources; before ASSEMBLY is typed, those of every assembly."""
-    api = env.api()
-    assemblies = [api.get_assembly(assembly)] if assembly else api.list_assemblies()
-    names = {r["name"] for a in assemblies for r in a.get("resources") or [] if isinstance(r, dict)}
-    return sorted(names)
-
-
-def _resource_ids_of(env: Environment, deployable: str) -> list[str]:
-    if not deployable:
-        return []
-    doc = env.api().get_deployable(deployable)
-    return sorted(
-        f"{a['name']}/{r['name']}"
-        for a in doc.get("assemblies", [])
-        for r in a.get("resources", [])
-    )
-
-
-def _parts_of(env: Environment, deployable: str) -> list[str]:
-    """What can fail: the deployable's assemblies and their resources."""
-    if not deployable:
-        return []
-    assemblies = env.api().get_deployable(deployable).get("assemblies", [])
-    names = [str(a["name"]) for a in assemblies]
-    names += [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
-    return sorted(names)
 
 
 def run_shell(env: Environment) -> int:

@@ -31,7 +31,8 @@ def simulate(env: Environment, args: argparse.Namespace) -> Result:
     dot = Path(args.dot) if args.dot else None
     if dot is not None and not dot.parent.is_dir():
         raise InvalidInput(f"cannot write {dot}: no such directory {dot.parent}")
-    answer = env.api().simulate_deployable(name, list(args.fail), args.policy_engine)
+    fail = list(args.fail) or None
+    answer = env.api().simulate_deployable(name, fail=fail, policy_engine=args.policy_engine)
     if dot is not None:
         _write(dot, str(answer.get("dot", "")))
     return Result(answer, Text("\n".join(describe(answer, dot))))

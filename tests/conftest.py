@@ -8,6 +8,8 @@
   whole session, started on first use (initdb into a temporary directory, on a
   UNIX socket) and stopped by pid at the end; ``pg_url``: the URL of a new,
   empty database on it for one test (dropped afterwards).
+- every test runs with the same terminal settings, whatever the terminal of the
+  person or machine running it (``TERM``, ``NO_COLOR``, ``COLUMNS``...).
 
 The fixture that runs a real cped lives in ``tests/integration/conftest.py``.
 """
@@ -30,6 +32,20 @@ from tests.postgres import PgServer, binaries
 # example into a failure (timing belongs in bench/).
 settings.register_profile("pcloud", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("pcloud")
+
+
+# What rich and the shell read of the terminal: pinned, so a test that checks
+# colours or widths behaves the same under TERM=dumb, NO_COLOR or a narrow window.
+TERMINAL = {"TERM": "xterm-256color"}
+TERMINAL_UNSET = ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "CLICOLOR_FORCE")
+
+
+@pytest.fixture(autouse=True)
+def same_terminal_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in TERMINAL.items():
+        monkeypatch.setenv(name, value)
+    for name in TERMINAL_UNSET:
+        monkeypatch.delenv(name, raising=False)
 
 
 def make_home() -> Path:

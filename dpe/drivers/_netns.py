@@ -111,7 +111,7 @@ def _on(host_netns: str) -> tuple[str, ...]:
 
 async def _link_exists(name: str, host_netns: str) -> bool:
     if not host_netns:
-        return Path("/sys/class/net", name).exists()
+        return Path("/sys/class/net", name).exists()  # noqa: ASYNC240 - sysfs never blocks
     return bool(
         (await ip(*_on(host_netns), "-o", "link", "show", "dev", name, check=False)).strip()
     )

@@ -26,9 +26,10 @@ reports one of the driver's domains stopped or crashed (``STOPPED``) or
 undefined (``GONE``) by anyone but the driver itself; ``.close()`` on the
 returned subscription stops it.
 
-libvirt calls block, so each runs in a worker thread; libvirt's own event loop
-runs in one daemon thread (``_libvirt_events``).  Settings: see
-``_libvirt_settings``.
+libvirt calls block, so each runs in a worker thread (the calls on one domain:
+``_libvirt_domains``); libvirt's own event loop runs in one daemon thread
+(``_libvirt_events``).  What it needs of the host besides libvirt (qemu-img,
+ports, KVM) is ``_vm_host``.  Settings: see ``_libvirt_settings``.
 """
 
 from __future__ import annotations
@@ -41,16 +42,31 @@ import logging
 import re
 import secrets
 import shutil
-import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import libvirt  # type: ignore[import-untyped]
 
+from dpe.drivers._libvirt_domains import (
+    CONSOLE,
+    LIVE_AND_CONFIG,
+    METADATA_ELEMENT,
+    RUNNING_STATES,
+    connection_alive,
+    domain_state,
+    leased_address,
+    libvirt_errors,
+    lookup,
+    power_off,
+    random_mac,
+    read_meta,
+    to_instance,
+    undefine,
+)
 from dpe.drivers._libvirt_events import StateCallback, Subscription, ensure_event_thread
 from dpe.drivers._libvirt_settings import HEARTBEAT, LibvirtSettings
 from dpe.drivers._libvirt_xml import (
@@ -64,41 +80,21 @@ from dpe.drivers._libvirt_xml import (
     domain_name,
     domain_xml,
 )
+from dpe.drivers._sockets import LOOPBACK
+from dpe.drivers._vm_host import SystemHost, VmHost
 from dpe.interfaces import Instance, InstanceState
-from foundation.errors import InvalidInput, NotFound, OperationTimeout, PcloudError, Unavailable
+from foundation.errors import InvalidInput, NotFound, OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
 from foundation.model import Assembly, validate_name
 from foundation.paths import Paths
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 OVERLAY = "disk.qcow2"
-CONSOLE = "console.log"
 JEOS_RECORD = "jeos.json"
-QEMU_IMG_TIMEOUT = 60.0
 POLL = 0.5
 _PORT_ATTEMPTS = 3
 _INSTANCE_ID_RE = re.compile(r"pc-[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\Z")
-_RUNNING = (
-    libvirt.VIR_DOMAIN_RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED,
-    libvirt.VIR_DOMAIN_PAUSED,  # frozen, not dead: the heartbeat decides
-)
-_METADATA = libvirt.VIR_DOMAIN_METADATA_ELEMENT
-_BOTH = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
-
-
-class VmHost(Protocol):
-    """What the driver needs from the host besides libvirt (a seam for unit tests)."""
-
-    async def create_overlay(self, backing: Path, dest: Path) -> None: ...
-
-    async def answers_ssh(self, host: str, port: int) -> bool: ...
-
-    def free_port(self) -> int: ...
-
-    def kvm_usable(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -240,7 +236,7 @@ class LibvirtDriver:
             ssh_host=LOOPBACK if user else "",
             ssh_port=0 if user else 22,
             address=USER_GUEST_ADDRESS if user else "",
-            mac="" if user else _random_mac(),
+            mac="" if user else random_mac(),
             created_at=time.time(),
         )
 
@@ -252,11 +248,12 @@ class LibvirtDriver:
             xml = domain_xml(self._spec(meta, boot))
             try:
                 await asyncio.to_thread(self._define_and_start, meta.instance_id, xml)
-                return meta
             except Unavailable as exc:
                 if "forwarding" not in str(exc) or attempt == _PORT_ATTEMPTS:
                     raise
                 log.info("instance %s: port %d taken, again", meta.instance_id, meta.ssh_port)
+            else:
+                return meta
         raise AssertionError("unreachable")
 
     def _spec(self, meta: InstanceMeta, boot: BootFiles) -> DomainSpec:
@@ -280,12 +277,12 @@ class LibvirtDriver:
         return "kvm" if self.host.kvm_usable() else "qemu"
 
     def _define_and_start(self, instance_id: str, xml: str) -> None:
-        with _libvirt_errors(f"instance {instance_id}"):
+        with libvirt_errors(f"instance {instance_id}"):
             domain = self._connection().defineXML(xml)
             try:
                 domain.create()
             except libvirt.libvirtError:
-                _undefine(domain)
+                undefine(domain)
                 raise
 
     async def _wait_ready(self, meta: InstanceMeta, deadline: float) -> Instance:
@@ -295,7 +292,7 @@ class LibvirtDriver:
             if meta.ssh_host and await self.host.answers_ssh(meta.ssh_host, meta.ssh_port):
                 ready = replace(meta, ready=True)
                 await asyncio.to_thread(self._write_meta, ready)
-                return _instance(ready, InstanceState.RUNNING, self.settings.uri)
+                return to_instance(ready, InstanceState.RUNNING, self.settings.uri)
             await asyncio.sleep(POLL)
         raise OperationTimeout(
             f"instance {meta.instance_id}: sshd did not answer within "
@@ -305,33 +302,35 @@ class LibvirtDriver:
 
     def _check_booting(self, meta: InstanceMeta) -> InstanceMeta:
         """Raises when the VM stopped; learns a libvirt network's DHCP address."""
-        with _libvirt_errors(f"instance {meta.instance_id}"):
+        with libvirt_errors(f"instance {meta.instance_id}"):
             domain = self._connection().lookupByName(meta.instance_id)
-            if domain.state()[0] not in _RUNNING:
+            if domain.state()[0] not in RUNNING_STATES:
                 raise Unavailable(
                     f"instance {meta.instance_id}: the VM stopped while booting (console: "
                     f"{console_tail(Path(meta.directory) / CONSOLE)})"
                 )
             if meta.ssh_host:
                 return meta
-            address = _leased_address(domain)
+            address = leased_address(domain)
             return replace(meta, ssh_host=address, address=address) if address else meta
 
     def _write_meta(self, meta: InstanceMeta) -> None:
-        with _libvirt_errors(f"instance {meta.instance_id}"):
+        with libvirt_errors(f"instance {meta.instance_id}"):
             domain = self._connection().lookupByName(meta.instance_id)
-            domain.setMetadata(_METADATA, meta.to_xml(), METADATA_PREFIX, METADATA_NS, _BOTH)
+            domain.setMetadata(
+                METADATA_ELEMENT, meta.to_xml(), METADATA_PREFIX, METADATA_NS, LIVE_AND_CONFIG
+            )
 
     # -- destroying, state, list ----------------------------------------------
 
     def _remove(self, instance_id: str, directory: Path | None) -> None:
         """Hard power-off, undefine, remove the overlay directory (all idempotent)."""
-        with _libvirt_errors(f"instance {instance_id}"):
-            domain = _lookup(self._connection(), instance_id)
+        with libvirt_errors(f"instance {instance_id}"):
+            domain = lookup(self._connection(), instance_id)
             if domain is not None:
-                meta = _read_meta(domain)
-                _power_off(domain)
-                _undefine(domain)
+                meta = read_meta(domain)
+                power_off(domain)
+                undefine(domain)
                 if directory is None and meta is not None:
                     directory = Path(meta.directory)
         for candidate in [directory] if directory else self.vms_dir.glob(f"*/{instance_id}"):
@@ -346,24 +345,24 @@ class LibvirtDriver:
             directory.parent.rmdir()
 
     def _state(self, instance_id: str) -> InstanceState:
-        with _libvirt_errors(f"instance {instance_id}"):
-            domain = _lookup(self._connection(), instance_id)
+        with libvirt_errors(f"instance {instance_id}"):
+            domain = lookup(self._connection(), instance_id)
             if domain is None:
                 return InstanceState.GONE
-            meta = _read_meta(domain)
-            return _domain_state(domain, meta is not None and meta.ready)
+            meta = read_meta(domain)
+            return domain_state(domain, meta is not None and meta.ready)
 
     def _list(self, deployable: str) -> builtins.list[Instance]:
         found = []
-        with _libvirt_errors(f"deployable {deployable}"):
+        with libvirt_errors(f"deployable {deployable}"):
             for domain in self._connection().listAllDomains(0):
                 if not domain.name().startswith(DOMAIN_PREFIX):
                     continue
-                meta = _read_meta(domain)
+                meta = read_meta(domain)
                 if meta is None or meta.deployable != deployable:
                     continue
-                state = _domain_state(domain, meta.ready)
-                found.append(_instance(meta, state, self.settings.uri))
+                state = domain_state(domain, meta.ready)
+                found.append(to_instance(meta, state, self.settings.uri))
         return found
 
     # -- the connection ------------------------------------------------------
@@ -371,7 +370,7 @@ class LibvirtDriver:
     def _connection(self) -> Any:
         """The open connection (reopened after libvirtd restarts); blocking."""
         with self._lock:
-            if self._conn is None or not _alive(self._conn):
+            if self._conn is None or not connection_alive(self._conn):
                 self._conn = self._open()
             for subscription in self._subscriptions:
                 if subscription.callback_id is None and not subscription.closed:
@@ -401,165 +400,6 @@ class LibvirtDriver:
                 with contextlib.suppress(libvirt.libvirtError):
                     self._conn.close()
                 self._conn = None
-
-
-# ---------------------------------------------------------------------------
-# libvirt helpers (blocking)
-
-
-@contextlib.contextmanager
-def _libvirt_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except libvirt.libvirtError as exc:
-        raise Unavailable(f"{what}: libvirt: {exc.get_error_message()}") from None
-
-
-def _alive(conn: Any) -> bool:
-    try:
-        return bool(conn.isAlive())
-    except libvirt.libvirtError:
-        return False
-
-
-def _lookup(conn: Any, name: str) -> Any:
-    try:
-        return conn.lookupByName(name)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
-
-
-def _read_meta(domain: Any) -> InstanceMeta | None:
-    try:
-        return InstanceMeta.from_xml(domain.metadata(_METADATA, METADATA_NS))
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN_METADATA, libvirt.VIR_ERR_NO_DOMAIN):
-            return None
-        raise
-
-
-def _power_off(domain: Any) -> None:
-    try:
-        domain.destroy()  # qemu is killed (SIGTERM, then SIGKILL) before this returns
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() not in (
-            libvirt.VIR_ERR_OPERATION_INVALID,
-            libvirt.VIR_ERR_NO_DOMAIN,
-        ):
-            raise
-
-
-def _undefine(domain: Any) -> None:
-    try:
-        domain.undefine()
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-            raise
-
-
-def _domain_state(domain: Any, ready: bool) -> InstanceState:
-    try:
-        code = domain.state()[0]
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return InstanceState.GONE
-        raise
-    if code in _RUNNING:
-        return InstanceState.RUNNING if ready else InstanceState.PENDING
-    return InstanceState.STOPPED
-
-
-def _leased_address(domain: Any) -> str:
-    try:
-        interfaces = domain.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
-    except libvirt.libvirtError:
-        return ""
-    for interface in (interfaces or {}).values():
-        for entry in interface.get("addrs") or []:
-            if entry.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                return str(entry["addr"])
-    return ""
-
-
-def _instance(meta: InstanceMeta, state: InstanceState, uri: str) -> Instance:
-    return Instance(
-        instance_id=meta.instance_id,
-        deployable=meta.deployable,
-        assembly=meta.assembly,
-        address=meta.address,
-        hostname=meta.assembly.replace("_", "-").rstrip("-."),
-        ssh_host=meta.ssh_host,
-        ssh_port=meta.ssh_port,
-        state=state,
-        created_at=meta.created_at,
-        extra={
-            "domain": meta.instance_id,
-            "uri": uri,
-            "network": meta.network,
-            "dir": meta.directory,
-            "console": str(Path(meta.directory) / CONSOLE),
-        },
-    )
-
-
-def _random_mac() -> str:
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
-
-
-# ---------------------------------------------------------------------------
-# the host
-
-
-class SystemHost:
-    """qemu-img for overlays, TCP for the SSH banner, /dev/kvm for the domain type."""
-
-    async def create_overlay(self, backing: Path, dest: Path) -> None:
-        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing.absolute())]
-        argv += ["-F", "qcow2", str(dest)]
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-        except FileNotFoundError:
-            raise Unavailable("qemu-img is not installed (Debian: qemu-utils)") from None
-        try:
-            async with asyncio.timeout(QEMU_IMG_TIMEOUT):
-                _, stderr = await proc.communicate()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise OperationTimeout(f"qemu-img create {dest} did not finish in time") from None
-        if proc.returncode != 0:
-            raise PcloudError(f"qemu-img create {dest} failed: {stderr.decode().strip()}")
-
-    async def answers_ssh(self, host: str, port: int) -> bool:
-        """An SSH banner (user-mode networking accepts TCP before the guest listens)."""
-        try:
-            async with asyncio.timeout(2.0):
-                reader, writer = await asyncio.open_connection(host, port)
-                try:
-                    banner = await reader.readline()
-                finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-        except (OSError, TimeoutError):
-            return False
-        return banner.startswith(b"SSH-")
-
-    def free_port(self) -> int:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((LOOPBACK, 0))
-            port: int = probe.getsockname()[1]
-            return port
-
-    def kvm_usable(self) -> bool:
-        from foundation.kvm import kvm_usable
-
-        return kvm_usable()
 
 
 __all__ = ["BootFiles", "LibvirtDriver", "StateCallback", "Subscription", "SystemHost", "VmHost"]

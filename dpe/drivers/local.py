@@ -6,7 +6,8 @@ the engine logs in as the current user (root here).  Its private directory
 ``Paths.instances_dir/<deployable>/<assembly>/<instance_id>/`` holds the config,
 the keys, ``sshd.log``, the metadata and the agents' own state directories,
 which sshd puts in every session's environment (``HA_RSCTMP``, ``HA_VARRUN``,
-``HA_VARLIB``, ``TMPDIR``), so two instances never share agent state.  It also
+``HA_VARLIB``, ``TMPDIR``, and ``XDG_CACHE_HOME`` for the guest agent's file), so
+two instances never share agent state.  It also
 sets ``SHLVL=1`` so that bash does not source ``~/.bashrc`` for each command.
 
 Processes: a small init (``_guest_init.py``) starts sshd and reaps orphans at
@@ -32,6 +33,10 @@ Settings (the deployable's ``settings``): ``network`` (loopback | netns),
 when root), ``start_timeout`` (a duration, default 10 s), ``boot_delay`` (a
 duration, default none: how long a new instance takes before it is returned, to
 stand for a virtual machine's boot in failover tests and benchmarks).
+
+Here: the settings and the driver.  An instance's files and records are in
+``_local_instance``, its processes (waiting for sshd, killing them all) in
+``_local_processes``, its network in ``_local_network``.
 """
 
 from __future__ import annotations
@@ -40,25 +45,34 @@ import asyncio
 import contextlib
 import fcntl
 import ipaddress
-import json
 import logging
 import os
 import pwd
 import re
 import secrets
 import shutil
-import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from dpe.drivers import _netns, _procfs
+from dpe.drivers import _netns
+from dpe.drivers._local_instance import (
+    INIT_RECORD,
+    METADATA,
+    InitRecord,
+    InstanceRecord,
+    Layout,
+    instance_state,
+    read_init,
+    read_record,
+    write_json,
+)
+from dpe.drivers._local_network import Endpoint, Loopback, NetnsNetwork, Network
+from dpe.drivers._local_processes import PortTaken, kill_all, wait_ready
 from dpe.interfaces import Instance, InstanceState
-from foundation.errors import InvalidInput, NotFound, OperationTimeout, Unavailable
+from foundation.errors import OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
 from foundation.model import Assembly, Problems, duration_setting, validate_name
 from foundation.paths import Paths
@@ -69,17 +83,11 @@ SSHD = Path("/usr/sbin/sshd")
 SSHD_PRIVSEP_DIR = Path("/run/sshd")
 DEFAULT_SUBNET = "10.236.0.0/24"
 START_TIMEOUT = 10.0
-KILL_TIMEOUT = 5.0
 _DEFAULT_NETWORK = ipaddress.IPv4Network(DEFAULT_SUBNET)
-LOOPBACK = "127.0.0.1"
-METADATA = "instance.json"
-INIT_RECORD = "init.json"
 _INIT_SCRIPT = Path(__file__).with_name("_guest_init.py")
 _INSTANCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\Z")
-_POLL = 0.01
 _PORT_ATTEMPTS = 3
 _SETTING_NAMES = ("network", "subnet", "pid_namespace", "start_timeout", "boot_delay")
-_SAFE_PATH_RE = re.compile(r'[^"\\\n\r\t\0]+\Z')
 
 
 # ---------------------------------------------------------------------------
@@ -148,183 +156,6 @@ def _yes_no_setting(value: str, problems: Problems) -> bool:
     return False
 
 
-# ---------------------------------------------------------------------------
-# what is stored about an instance
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    """``instance.json``: written by the driver before sshd starts, updated when ready."""
-
-    instance_id: str
-    deployable: str
-    assembly: str
-    address: str
-    port: int
-    username: str
-    created_at: float
-    network: str = "loopback"
-    netns: str = ""
-    veth: str = ""
-    ready: bool = False
-    sshd_pid: int = 0
-
-    def to_instance(
-        self, directory: Path, init: InitRecord | None, state: InstanceState
-    ) -> Instance:
-        extra = {"dir": str(directory), "network": self.network}
-        if init is not None:
-            extra |= {
-                "init_pid": str(init.init_pid),
-                "pid_namespace": "yes" if init.pidns else "no",
-            }
-        if self.sshd_pid:
-            extra["sshd_pid"] = str(self.sshd_pid)
-        if self.netns:
-            extra |= {"netns": self.netns, "veth": self.veth}
-        return Instance(
-            instance_id=self.instance_id,
-            deployable=self.deployable,
-            assembly=self.assembly,
-            address=self.address,
-            hostname=self.assembly,
-            ssh_host=self.address,
-            ssh_port=self.port,
-            username=self.username,
-            state=state,
-            created_at=self.created_at,
-            extra=extra,
-        )
-
-
-@dataclass(frozen=True)
-class InitRecord:
-    """``init.json``: written by the launcher, before anything else can fail."""
-
-    init_pid: int
-    pidns: bool
-    start_time: int
-    namespace: str = ""  # the PID namespace (``pid:[...]``) when pidns
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomically: a reader sees the old file or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _read_record(directory: Path) -> InstanceRecord | None:
-    data = _read_json(directory / METADATA)
-    try:
-        return InstanceRecord(**data) if data is not None else None
-    except TypeError:
-        return None
-
-
-def _read_init(directory: Path) -> InitRecord | None:
-    data = _read_json(directory / INIT_RECORD)
-    try:
-        return InitRecord(**data) if data is not None else None
-    except TypeError:
-        return None
-
-
-# ---------------------------------------------------------------------------
-# an instance's directory and sshd configuration
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The files of one instance."""
-
-    root: Path
-
-    @property
-    def host_key(self) -> Path:
-        return self.root / "ssh_host_key"
-
-    @property
-    def authorized_keys(self) -> Path:
-        return self.root / "authorized_keys"
-
-    @property
-    def sshd_config(self) -> Path:
-        return self.root / "sshd_config"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "sshd.log"
-
-    def agent_environment(self) -> dict[str, str]:
-        """The private directories agents see (sshd sets them in each session)."""
-        return {
-            "HA_RSCTMP": str(self.root / "run" / "resource-agents"),
-            "HA_VARRUN": str(self.root / "run"),
-            "HA_VARLIB": str(self.root / "lib" / "heartbeat"),
-            "TMPDIR": str(self.root / "tmp"),
-        }
-
-    def create(self, keys: AssemblyKeys) -> None:
-        if not _SAFE_PATH_RE.match(str(self.root)):
-            raise InvalidInput(f"unusable instance directory for sshd: {str(self.root)!r}")
-        self.root.mkdir(mode=0o755, parents=True)
-        for directory in self.agent_environment().values():
-            Path(directory).mkdir(mode=0o755, parents=True, exist_ok=True)
-        try:
-            host_key = keys.host_private_key.read_bytes()
-        except OSError as exc:
-            raise NotFound(f"host key {keys.host_private_key}: {exc.strerror}") from exc
-        _write_private(self.host_key, host_key)
-        _write_private(self.authorized_keys, (keys.public_key.strip() + "\n").encode())
-
-    def write_sshd_config(self, address: str, port: int, username: str) -> None:
-        env = {"SHLVL": "1", **self.agent_environment()}
-        lines = [
-            f"ListenAddress {address}:{port}",
-            f'HostKey "{self.host_key}"',
-            f'AuthorizedKeysFile "{self.authorized_keys}"',
-            f"AllowUsers {username}",
-            "PidFile none",
-            "UsePAM no",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password",
-            "StrictModes no",
-            "UseDNS no",
-            "PrintMotd no",
-            "PrintLastLog no",
-            "X11Forwarding no",
-            "AllowTcpForwarding no",
-            "AllowAgentForwarding no",
-            "PermitTunnel no",
-            "MaxSessions 64",
-            "MaxStartups 100:30:200",
-            "LoginGraceTime 30",
-            "SetEnv " + " ".join(f'"{k}={v}"' for k, v in env.items()),
-        ]
-        self.sshd_config.write_text("\n".join(lines) + "\n")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-
-
-# ---------------------------------------------------------------------------
-# the driver
-
-
 class LocalDriver:
     """Instances as private sshd processes (implements ``dpe.interfaces.Driver``)."""
 
@@ -345,9 +176,9 @@ class LocalDriver:
         self.instances_dir = instances_dir or paths.instances_dir
         self.sshd = sshd
         self.username = pwd.getpwuid(os.geteuid()).pw_name
-        self._network: _Network = _Loopback()
+        self._network: Network = Loopback()
         if self.settings.network == "netns":
-            self._network = _Netns(self.settings.subnet, bridge_netns)
+            self._network = NetnsNetwork(self.settings.subnet, bridge_netns)
 
     # -- Driver ------------------------------------------------------------
 
@@ -391,7 +222,7 @@ class LocalDriver:
         directory = self._find(instance_id)
         if directory is None:
             return InstanceState.GONE
-        return _state(directory)
+        return instance_state(directory)
 
     async def list(self, deployable: str) -> list[Instance]:
         """The deployable's instances with their state, stopped ones included
@@ -399,10 +230,10 @@ class LocalDriver:
         validate_name(deployable, "deployable name")
         found = []
         for directory in sorted((self.instances_dir / deployable).glob("*/*")):
-            record = _read_record(directory)
+            record = read_record(directory)
             if record is not None:
                 found.append(
-                    record.to_instance(directory, _read_init(directory), _state(directory))
+                    record.to_instance(directory, read_init(directory), instance_state(directory))
                 )
         return sorted(found, key=lambda i: i.created_at)
 
@@ -410,7 +241,7 @@ class LocalDriver:
 
     async def _prepare_host(self) -> None:
         if self.root:
-            SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+            SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)  # noqa: ASYNC240 - once, tmpfs
         await self._network.prepare()
 
     async def _start(
@@ -423,11 +254,11 @@ class LocalDriver:
             layout.write_sshd_config(record.address, record.port, self.username)
             init = await self._launch(layout, assembly, record.netns, deadline)
             try:
-                sshd_pid = await _wait_ready(layout, record, init, deadline)
-            except _PortTaken:
+                sshd_pid = await wait_ready(layout, record, init, deadline)
+            except PortTaken:
                 continue
             ready = replace(record, ready=True, sshd_pid=sshd_pid)
-            _write_json(layout.root / METADATA, asdict(ready))
+            write_json(layout.root / METADATA, asdict(ready))
             return ready.to_instance(layout.root, init, InstanceState.RUNNING)
         raise Unavailable(f"{assembly}: no free port for sshd")
 
@@ -450,7 +281,7 @@ class LocalDriver:
                 netns=endpoint.netns,
                 veth=endpoint.veth,
             )
-            _write_json(layout.root / METADATA, asdict(record))
+            write_json(layout.root / METADATA, asdict(record))
         return record
 
     async def _launch(
@@ -476,7 +307,7 @@ class LocalDriver:
             launcher.kill()
             await launcher.wait()
             raise OperationTimeout(f"{hostname}: the guest init did not start in time") from None
-        init = _read_init(layout.root)
+        init = read_init(layout.root)
         if launcher.returncode != 0 or init is None:
             raise Unavailable(
                 f"{hostname}: the guest init failed: {stderr.decode(errors='replace').strip()}"
@@ -486,10 +317,10 @@ class LocalDriver:
     # -- destroying --------------------------------------------------------
 
     async def _remove(self, directory: Path) -> None:
-        init = _read_init(directory)
+        init = read_init(directory)
         if init is not None:
-            await _kill_all(init, directory.name)
-        record = _read_record(directory)
+            await kill_all(init, directory.name)
+        record = read_record(directory)
         if record is not None and record.netns:
             await _netns.delete_namespace(record.netns, record.veth, self._network.host_netns)
         shutil.rmtree(directory, ignore_errors=True)
@@ -520,183 +351,13 @@ def _clean_environment() -> dict[str, str]:
     }
 
 
-def _state(directory: Path) -> InstanceState:
-    init = _read_init(directory)
-    record = _read_record(directory)
-    if init is None or record is None:
-        return InstanceState.PENDING if record is not None else InstanceState.GONE
-    if not _procfs.is_alive(init.init_pid, init.start_time):
-        return InstanceState.STOPPED
-    return InstanceState.RUNNING if record.ready else InstanceState.PENDING
-
-
-class _PortTaken(Exception):
-    """sshd could not bind its port (taken between choosing and binding): retry."""
-
-
-async def _wait_ready(
-    layout: Layout, record: InstanceRecord, init: InitRecord, deadline: float
-) -> int:
-    """Wait for sshd's banner on its port; returns sshd's pid."""
-    while time.monotonic() < deadline:
-        if not _procfs.is_alive(init.init_pid, init.start_time):
-            failure = _log_tail(layout.log)
-            if "Address already in use" in failure:
-                raise _PortTaken()
-            raise Unavailable(f"{record.assembly}: sshd exited: {failure}")
-        if await _answers_ssh(record.address, record.port):
-            return _sshd_pid(init)
-        await asyncio.sleep(_POLL)
-    await _kill_all(init, record.instance_id)
-    raise OperationTimeout(f"{record.assembly}: sshd did not answer within the start timeout")
-
-
-async def _answers_ssh(address: str, port: int) -> bool:
-    try:
-        async with asyncio.timeout(1.0):
-            reader, writer = await asyncio.open_connection(address, port)
-            try:
-                banner = await reader.readline()
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError):
-        return False
-    return banner.startswith(b"SSH-")
-
-
-def _sshd_pid(init: InitRecord) -> int:
-    stats = _procfs.all_stats()
-    children = [s for s in _procfs.descendants(init.init_pid, stats) if s.ppid == init.init_pid]
-    return children[0].pid if children else 0
-
-
-def _log_tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
-
-
-async def _kill_all(init: InitRecord, label: str) -> None:
-    """SIGKILL the instance's processes and wait (bounded) until none is left.
-
-    In a PID namespace, killing its init kills the rest (the kernel does it).
-    Without one, every process is stopped first, so that none can fork a
-    child that escapes the kill; then all are killed."""
-    if not init.pidns:
-        _freeze(init)
-    deadline = time.monotonic() + KILL_TIMEOUT
-    while True:
-        victims = _members(init)
-        if not victims:
-            return
-        _signal_all(victims, signal.SIGKILL)
-        if time.monotonic() > deadline:
-            pids = ", ".join(str(s.pid) for s in victims)
-            raise Unavailable(f"instance {label}: processes still alive after SIGKILL: {pids}")
-        await asyncio.sleep(_POLL)
-
-
-def _freeze(init: InitRecord) -> None:
-    """SIGSTOP the instance's processes until no new one appears."""
-    stopped: set[int] = set()
-    for _ in range(100):
-        fresh = [s for s in _members(init) if s.pid not in stopped]
-        if not fresh:
-            return
-        _signal_all(fresh, signal.SIGSTOP)
-        stopped |= {s.pid for s in fresh}
-
-
-def _signal_all(processes: list[_procfs.ProcStat], signum: int) -> None:
-    for stat in processes:
-        with contextlib.suppress(OSError):
-            os.kill(stat.pid, signum)
-
-
-def _members(init: InitRecord) -> list[_procfs.ProcStat]:
-    """The instance's live processes: its init and everything under it."""
-    if init.pidns and init.namespace:
-        # the namespace dies with its init (the kernel kills and reaps the rest first)
-        if not _procfs.is_alive(init.init_pid, init.start_time):
-            return []
-        return _procfs.in_pid_namespace(init.namespace)
-    current = _procfs.read_stat(init.init_pid)
-    if current is not None and current.start_time != init.start_time:
-        return []  # the pid was reused: the kernel never does so while our group lives
-    stats = [s for s in _procfs.all_stats() if s.alive]
-    members = {s.pid: s for s in stats if init.init_pid in (s.session, s.pgrp)}
-    if current is not None and current.alive:
-        members[current.pid] = current
-        members |= {s.pid: s for s in _procfs.descendants(init.init_pid, stats)}
-    return list(members.values())
-
-
-# ---------------------------------------------------------------------------
-# networks
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    address: str
-    port: int
-    netns: str = ""
-    veth: str = ""
-
-
-class _Network:
-    host_netns = ""  # where the host side of guests' links lives ("": here)
-
-    async def prepare(self) -> None:
-        return None
-
-    def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
-        raise NotImplementedError
-
-    async def attach(self, record: InstanceRecord) -> None:
-        return None
-
-
-class _Loopback(_Network):
-    """sshd on 127.0.0.1, a free port each."""
-
-    def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
-        return Endpoint(LOOPBACK, _free_port())
-
-
-class _Netns(_Network):
-    """A network namespace each, port 22 on its own address (see ``_netns``)."""
-
-    def __init__(self, subnet: ipaddress.IPv4Network, host_netns: str = "") -> None:
-        self.subnet = subnet
-        self.bridge = _netns.bridge_name(subnet)
-        self.host_netns = host_netns
-
-    async def prepare(self) -> None:
-        await _netns.ensure_bridge(self.subnet, self.host_netns)
-
-    def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
-        used = _netns.used_addresses(instances_dir, self.subnet)
-        address = _netns.free_address(self.subnet, used)
-        netns, veth = _netns.netns_name(instance_id), _netns.veth_name(instance_id)
-        return Endpoint(str(address), 22, netns, veth)
-
-    async def attach(self, record: InstanceRecord) -> None:
-        await _netns.delete_namespace(record.netns, record.veth, self.host_netns)  # a retry's
-        address = ipaddress.IPv4Address(record.address)
-        await _netns.add_namespace(
-            record.netns, record.veth, self.bridge, address, self.subnet.prefixlen, self.host_netns
-        )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-__all__ = ["Endpoint", "InitRecord", "InstanceRecord", "Layout", "LocalDriver", "LocalSettings"]
+__all__ = [
+    "INIT_RECORD",
+    "METADATA",
+    "Endpoint",
+    "InitRecord",
+    "InstanceRecord",
+    "Layout",
+    "LocalDriver",
+    "LocalSettings",
+]

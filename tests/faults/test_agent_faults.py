@@ -99,13 +99,20 @@ def test_a_misbehaving_monitor_fails_escalates_and_does_not_spin(
     rig.client.put_deployable("shop", document(ocf_provider.name, behaviour))
     rig.client.start_deployable("shop")
     dpe = rig.until(lambda: rig.status()["dpe"]["pid"], what="a DPE")
+    # The window opens at the first failure: dped's own start (imports, the
+    # guest's launch, the first key exchange) is not the fault's cost.
+    rig.until(
+        lambda: any(r.startswith("app failed: ") for r in app_reasons(rig)),
+        within=20,
+        what=f"{behaviour}: the first failure",
+    )
     cpu_before, started = cpu_seconds(dpe), time.monotonic()
     rig.until(
         lambda: any("escalating to assembly" in r for r in app_reasons(rig)),
         within=20,
         what=f"{behaviour}: escalation to the assembly",
     )
-    time.sleep(1.0)
+    time.sleep(2.0)
     used = cpu_seconds(dpe) - cpu_before
     elapsed = time.monotonic() - started
     reasons = app_reasons(rig)

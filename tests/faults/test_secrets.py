@@ -6,7 +6,7 @@ DPE logs, the guests' sshd logs, the event log or an API error message; every
 private key file (the key directory and each instance's copy) is mode 0600.
 The wrong-host-key case is covered by
 ``tests/integration/test_transport.py::test_a_guest_presenting_another_host_key_is_refused``
-and ``test_backoff_does_not_retry_a_wrong_host_key``.
+and ``test_connecting_does_not_retry_a_wrong_host_key``.
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ from schemathesis.checks import (
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
-from cpe.openapi import PREFIX, ROUTES
+from cpe.route_table import ROUTES
+from cpe.routes import PREFIX
 from foundation.errors import PcloudError
 from foundation.paths import Paths, resolve
 from tests.conftest import make_home

@@ -196,12 +196,12 @@ def test_client_crud_and_errors(cped: CpedProcess) -> None:
     client.create_assembly({"name": "db", "resources": [{"name": "pgsql", "type": "Dummy"}]})
     client.create_assembly({"name": "web"})
     client.add_resource("web", {"name": "httpd", "type": "Dummy"})
-    client.create_deployable("shop", infrastructure="local")
-    client.add_deployable_assembly("shop", "db")
-    client.add_deployable_assembly("shop", "web")
-    client.add_constraint("shop", "db/pgsql", "web/httpd")
-    client.set_deployable_escalation("shop", 3, "1m")
-    client.set_assembly_escalation("web", 2, 30)
+    client.create_deployable({"name": "shop", "infrastructure": "local"})
+    client.add_deployable_assembly("shop", {"assembly": "db"})
+    client.add_deployable_assembly("shop", {"assembly": "web"})
+    client.add_constraint("shop", {"first": "db/pgsql", "then": "web/httpd"})
+    client.set_deployable_escalation("shop", {"failures": 3, "period": "1m"})
+    client.set_assembly_escalation("web", {"failures": 2, "period": 30})
     document = client.get_deployable("shop")
     assert client.put_deployable("shop", document) == document
     assert [row["name"] for row in client.list_deployables()] == ["shop"]
@@ -210,12 +210,12 @@ def test_client_crud_and_errors(cped: CpedProcess) -> None:
     with pytest.raises(Conflict):
         client.delete_assembly("db")
     with pytest.raises(InvalidInput) as caught:
-        client.add_constraint("shop", "web/httpd", "db/pgsql")
+        client.add_constraint("shop", {"first": "web/httpd", "then": "db/pgsql"})
     assert "cycle" in caught.value.message
     with pytest.raises(Conflict, match="no key pair for assembly db, web"):
         client.start_deployable("shop")
     assert client.deployable_status("shop")["desired"] == "stopped"
-    client.remove_constraint("shop", "db/pgsql", "web/httpd")
+    client.remove_constraint("shop", first="db/pgsql", then="web/httpd")
     client.remove_deployable_assembly("shop", "web")
     client.remove_resource("web", "httpd")
     client.delete_assembly("web")

@@ -262,12 +262,12 @@ class Local:
         return engine
 
     def instance(self, engine: Engine, assembly: str) -> Instance:
-        instance = engine.assemblies[assembly].instance
+        instance = engine.runners.assemblies[assembly].instance
         assert instance is not None
         return instance
 
     def instance_id(self, engine: Engine, assembly: str) -> str | None:
-        instance = engine.assemblies[assembly].instance
+        instance = engine.runners.assemblies[assembly].instance
         return instance.instance_id if instance else None
 
     def story(self, subject: str | None = None) -> list[str]:

@@ -46,7 +46,7 @@ def failover_document(stickiness: int) -> dict[str, Any]:
 
 def runs_on(local: Local, assembly: str) -> bool:
     engine = local.engines[-1]
-    return engine.resources[ResourceId(assembly, "svc")].state is ResourceState.RUNNING
+    return engine.runners.resources[ResourceId(assembly, "svc")].state is ResourceState.RUNNING
 
 
 async def test_the_service_runs_elsewhere_before_its_assembly_is_recreated(local: Local) -> None:
@@ -56,7 +56,7 @@ async def test_the_service_runs_elsewhere_before_its_assembly_is_recreated(local
     mark = len(local.events)
     kill_instance(local.instance(engine, "a1"))
     await local.until_line("trio/a2/svc running: started", since=mark)
-    assert engine.assemblies["a1"].state is not AssemblyState.RUNNING  # still booting
+    assert engine.runners.assemblies["a1"].state is not AssemblyState.RUNNING  # still booting
     await until(lambda: engine.cell.state == "running", 20, "a1 back, everything running")
     lines = local.story()[mark:]
     assert any("svc moves from a1 to a2: assembly a1 is failed" in line for line in lines)

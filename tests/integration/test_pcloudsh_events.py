@@ -42,13 +42,13 @@ class Shell:
         )
         self.env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*pcloudsh_command(), *args],
             capture_output=True,
             text=True,
             env=self.env,
-            timeout=COMMAND_TIMEOUT,
+            timeout=timeout,
         )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:

@@ -15,6 +15,8 @@ import pytest
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_pcloudsh_events import Shell
 
+APPLIANCE_TIMEOUT = 300.0
+
 pytestmark = pytest.mark.integration
 
 
@@ -54,7 +56,8 @@ def test_import_list_refuse_and_delete(shell: Shell, cped: CpedProcess, disk: Pa
     assert again.returncode == 2 and "'small' already exists" in again.stderr
 
     # an image with no operating system cannot be customized: nothing is left behind
-    failed = shell.run("assembly_create", "web", "small")
+    # (libguestfs starts an appliance VM under TCG: tens of seconds on a loaded machine)
+    failed = shell.run("assembly_create", "web", "small", timeout=APPLIANCE_TIMEOUT)
     assert failed.returncode == 2 and "no operating system found" in failed.stderr
     assert not list((cped.paths.images_dir / "assemblies").glob("*web*"))
     assert not list(cped.paths.keys_dir.glob("web*"))

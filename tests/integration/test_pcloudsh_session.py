@@ -292,7 +292,7 @@ ONE_SHOT_PROBE = (
     "import sys\n"
     "from pcloudsh.main import main\n"
     "status = main(sys.argv[1:])\n"
-    "heavy = ('cmd2', 'prompt_toolkit', 'aiohttp', 'rich')\n"
+    "heavy = ('cmd2', 'prompt_toolkit', 'aiohttp', 'rich', 'pydantic')\n"
     "print(status, sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
 )
 
@@ -310,9 +310,11 @@ def heavy_modules_loaded(argv: list[str], env: dict[str, str]) -> tuple[str, str
     return status, heavy
 
 
-def test_one_shot_path_loads_neither_cmd2_nor_aiohttp(home: Home) -> None:
+def test_one_shot_path_loads_neither_cmd2_nor_aiohttp_nor_pydantic(home: Home) -> None:
     for line in (
         ["--json", "deployable_list"],
+        ["deployable_create", "probe"],
+        ["deployable_constraint_list", "probe"],
         ["--json", "status"],
         ["help"],
         ["events", "--limit", "5"],

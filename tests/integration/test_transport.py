@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from dpe.drivers.local import LocalDriver
-from dpe.interfaces import Instance
-from dpe.transport import SshConnection, SshTransport, connect_with_backoff
+from dpe.engine_assembly import connect_with_retries
+from dpe.engine_timing import EngineOptions
+from dpe.interfaces import Connection, Instance
+from dpe.transport import SshConnection, SshTransport
+from foundation.clock import SystemClock
 from foundation.errors import Forbidden, OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
 from tests.integration import test_local_driver_support as support
@@ -141,31 +144,35 @@ async def test_connect_to_a_silent_port_times_out(ssh_keys: AssemblyKeys) -> Non
             await SshTransport().connect(instance, ssh_keys, 0.5)
 
 
-async def test_backoff_gives_up_after_the_overall_timeout(ssh_keys: AssemblyKeys) -> None:
+# The engine connects with ``connect_with_retries``: a few attempts with back-off.
+RETRYING = EngineOptions(connect_timeout=2.0, connect_attempts=3, retry_initial=0.05)
+
+
+async def connect(transport: SshTransport, instance: Instance, keys: AssemblyKeys) -> Connection:
+    return await connect_with_retries(transport, instance, keys, RETRYING, SystemClock())
+
+
+async def test_connecting_gives_up_after_its_attempts(ssh_keys: AssemblyKeys) -> None:
     transport = CountingTransport()
-    started = time.monotonic()
-    with pytest.raises(Unavailable, match="within 1 s"):
-        await connect_with_backoff(transport, _nowhere(), ssh_keys, 1.0, initial_delay=0.05)
-    assert 0.5 < time.monotonic() - started < 3
-    assert 3 <= transport.attempts < 20  # retried, with growing delays
+    with pytest.raises(Unavailable, match=r"cannot connect to 127\.0\.0\.1"):
+        await connect(transport, _nowhere(), ssh_keys)
+    assert transport.attempts == RETRYING.connect_attempts
 
 
-async def test_backoff_connects_once_the_guest_answers(
-    guest: Guest,
-) -> None:
+async def test_connecting_succeeds_once_the_guest_answers(guest: Guest) -> None:
     transport = CountingTransport(fail_first=2)
-    connection = await connect_with_backoff(
-        transport, guest.instance, guest.keys, 10, initial_delay=0.01
-    )
+    connection = await connect(transport, guest.instance, guest.keys)
     assert transport.attempts == 3
     await connection.close()
 
 
-async def test_backoff_does_not_retry_a_wrong_host_key(guest: Guest, other_host_key: str) -> None:
+async def test_connecting_does_not_retry_a_wrong_host_key(
+    guest: Guest, other_host_key: str
+) -> None:
     transport = CountingTransport()
     keys = replace(guest.keys, host_public_key=other_host_key)
     with pytest.raises(Forbidden):
-        await connect_with_backoff(transport, guest.instance, keys, 10)
+        await connect(transport, guest.instance, keys)
     assert transport.attempts == 1
 
 

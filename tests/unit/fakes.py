@@ -9,11 +9,20 @@ or freeze an instance, script return codes or make an agent hang; every
 operation is logged, and the world checks two invariants as they happen:
 never two live instances of one assembly, never a start before what it is
 ordered after is running.
+
+A guest also runs the guest agent in process when dped starts it over
+``open_channel``: the real protocol code (``dpe.guest_agent.pcloud_agent.Agent``)
+over a ``FakeChannel``, with its operations run against the guest's fake
+services and its watches fired by ``kill_resource``.  A guest without python3
+(``python = False``), without the agent's file, or with a stale copy answers
+the start command as a real one would; ``FakeAgentProgram.kill`` and ``freeze``
+stand for SIGKILL and SIGSTOP of the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import itertools
 import shlex
@@ -23,8 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dpe.agent_channel import AgentSettings, start_command, upload_command
 from dpe.engine import Engine, Planner
 from dpe.engine_timing import EngineOptions
+from dpe.guest_agent import agent_source
+from dpe.guest_agent.pcloud_agent import MAX_LINE, Agent, LineFramer, OpSpec, Outcome, WatchSpec
+from dpe.guest_agent.pcloud_agent import encode as encode_message
 from dpe.interfaces import CommandResult, Instance, InstanceState
 from dpe.runtime import MemoryRuntime
 from foundation.errors import OperationTimeout, Unavailable
@@ -140,6 +153,17 @@ class Op:
 class Service:
     running: bool = False
     script: dict[str, deque[Answer]] = field(default_factory=dict)
+    pid: int = 0  # of the running process, for the guest agent's watches
+    watchers: dict[int, Callable[[], None]] = field(default_factory=dict)
+
+    def die(self) -> None:
+        """Stop running; the agent's watches on its process fire (soon, as a pidfd's)."""
+        self.running = False
+        if self.watchers:
+            loop = asyncio.get_running_loop()
+            for on_death in self.watchers.values():
+                loop.call_soon(on_death)
+            self.watchers.clear()
 
 
 @dataclass
@@ -161,6 +185,10 @@ class FakeGuest:
         self.health_status = 0
         self.latency = 0.0  # how long sshd takes to answer
         self.services: dict[str, Service] = {}
+        self.python = True  # python3 on the guest (the guest agent can run)
+        self.agent_files: dict[str, bytes] = {}  # the guest's copies of the agent, by name
+        self.corrupt_uploads = False  # an upload stores something else (a broken disk)
+        self.agent: FakeAgentProgram | None = None
 
     @property
     def assembly(self) -> str:
@@ -182,7 +210,13 @@ class FakeGuest:
         await self.answer(timeout)
         if command == "uptime":
             return CommandResult(self.health_status, " 10:00:00 up 1 day", "")
-        parsed = parse_agent_command(command)
+        status = await self.perform(parse_agent_command(command), timeout)
+        if status is None:
+            raise OperationTimeout(f"command timed out after {timeout:g} s")
+        return CommandResult(status, "", "")
+
+    async def perform(self, parsed: Parsed, timeout: float) -> int | None:
+        """An agent operation's exit status; None when it hung past ``timeout``."""
         status = self._behave(parsed)
         if isinstance(status, Slow):
             await self.world.clock.sleep(status.seconds)
@@ -190,9 +224,39 @@ class FakeGuest:
         self.world.record(self, parsed, status)
         if status == HANG:
             await self.world.clock.sleep(timeout)
-            raise OperationTimeout(f"command timed out after {timeout:g} s")
+            return None
         assert isinstance(status, int)
-        return CommandResult(status, "", "")
+        return status
+
+    async def open_channel(self, command: str, timeout: float) -> FakeChannel:
+        """The guest agent's start and upload commands (default settings), as a guest runs them."""
+        await self.answer(timeout)
+        channel = FakeChannel()
+        settings, source = AgentSettings(), agent_source()
+        if command == start_command(settings, source):
+            self._start_agent(channel, source.file_name)
+        elif command == upload_command(settings, source):
+            channel.on_eof = lambda: self._store_upload(channel, source.file_name)
+        else:
+            raise AssertionError(f"not a guest agent command: {command!r}")
+        return channel
+
+    def _start_agent(self, channel: FakeChannel, file_name: str) -> None:
+        if not self.python:
+            channel.exit(127, "sh: 1: python3: not found\n")
+            return
+        text = self.agent_files.get(file_name)
+        if text is None:
+            channel.exit(100)
+            return
+        if self.agent is not None:
+            self.agent.kill()  # the lock: a new agent kills the one before
+        self.agent = FakeAgentProgram(self, channel, hashlib.sha256(text).hexdigest())
+
+    def _store_upload(self, channel: FakeChannel, file_name: str) -> None:
+        text = b"# damaged\n" if self.corrupt_uploads else bytes(channel.received)
+        self.agent_files = {file_name: text}
+        channel.exit(0)
 
     def _behave(self, parsed: Parsed) -> Answer:
         service = self.service(parsed.name)
@@ -204,8 +268,10 @@ class FakeGuest:
             return override
         if parsed.op == "start":
             service.running = True
+            service.pid = next(self.world.pids)
         elif parsed.op == "stop":
             service.running = False
+            service.watchers.clear()  # a process stopped on purpose: no death to report
         elif not service.running:
             return _NOT_RUNNING[parsed.rclass]
         return 0
@@ -245,6 +311,188 @@ def parse_agent_command(command: str) -> Parsed:
     raise AssertionError(f"not an agent command: {command!r}")
 
 
+# ---------------------------------------------------------------------------
+# the guest agent, in process
+
+
+class FakeChannel:
+    """An in-memory ``dpe.interfaces.Channel``; the guest side pushes and exits."""
+
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.received = bytearray()
+        self.status: int | None = None
+        self.stderr = ""
+        self.closed = False
+        self.input_ended = False
+        self.held = False
+        self.on_input: Callable[[bytes], None] = lambda data: None
+        self.on_eof: Callable[[], None] = lambda: None
+        self._changed = asyncio.Event()
+
+    # the guest's side
+    def push(self, data: bytes) -> None:
+        if self.status is None:
+            self.output += data
+            if not self.held:
+                self._changed.set()
+
+    def hold(self) -> None:
+        """dped's loop is blocked: what the guest sends waits unread."""
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+        self._changed.set()
+
+    def exit(self, status: int, stderr: str = "") -> None:
+        if self.status is None:
+            self.status, self.stderr = status, self.stderr + stderr
+            self._changed.set()
+
+    # dped's side
+    async def read(self, size: int) -> bytes:
+        while (self.held or not self.output) and self.status is None and not self.closed:
+            self._changed.clear()
+            await self._changed.wait()
+        chunk = bytes(self.output[:size])
+        del self.output[:size]
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        if self.closed or self.input_ended or self.status is not None:
+            raise Unavailable("channel closed")
+        self.received += data
+        self.on_input(data)
+
+    def write_eof(self) -> None:
+        if not self.input_ended:
+            self.input_ended = True
+            self.on_eof()
+
+    async def wait(self, timeout: float) -> int:
+        while self.status is None:
+            self._changed.clear()
+            await self._changed.wait()
+        return self.status
+
+    def stderr_tail(self) -> str:
+        return self.stderr
+
+    def close(self) -> None:
+        self.closed = True
+        self._changed.set()
+        self.write_eof()
+
+
+class FakeAgentProgram:
+    """The real agent's protocol code, run in process against a fake guest."""
+
+    def __init__(self, guest: FakeGuest, channel: FakeChannel, digest: str) -> None:
+        self.guest = guest
+        self.channel = channel
+        self.frozen = False  # SIGSTOP: it says nothing and reads nothing
+        self.alive = True
+        self.stopped: asyncio.Future[None] | None = None
+        self._framer = LineFramer(MAX_LINE)
+        self._held: list[bytes] = []
+        clock = guest.world.clock
+        self.agent = Agent(
+            self._send,
+            FakeAgentRunner(guest),
+            FakeAgentWatcher(guest),
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+            digest=digest,
+        )
+        channel.on_input = self._input
+        channel.on_eof = lambda: self._end(0)
+        self.agent.start()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.alive and not self.frozen and not self.guest.frozen:
+            self.channel.push(encode_message(message))
+
+    def _input(self, data: bytes) -> None:
+        self._held += self._framer.feed(data)
+        if not self.frozen:
+            self.thaw()
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
+        lines, self._held = self._held, []
+        for line in lines:
+            self.agent.receive(line)
+
+    def kill(self) -> None:
+        """SIGKILL: it ends at once, exit status 137."""
+        self._end(137)
+
+    def _end(self, status: int) -> None:
+        if self.alive:
+            self.alive = False
+            self.stopped = asyncio.ensure_future(self.agent.stop())
+            self.channel.exit(status)
+
+
+def op_as_parsed(spec: OpSpec) -> Parsed:
+    """An agent ``OP`` as ``parse_agent_command`` reads the passive command line."""
+    if spec.rclass == "ocf":
+        interval = int(spec.env.get("OCF_RESKEY_CRM_meta_interval", "0")) / 1000
+        params = {
+            k.removeprefix("OCF_RESKEY_"): v
+            for k, v in spec.env.items()
+            if k.startswith("OCF_RESKEY_") and not k.startswith("OCF_RESKEY_CRM_meta")
+        }
+        op = "probe" if spec.action == "monitor" and not interval else spec.action
+        return Parsed("ocf", spec.env["OCF_RESOURCE_INSTANCE"], op, interval, params)
+    return Parsed(spec.rclass, spec.type.removesuffix(".service"), spec.action, 0.0, {})
+
+
+class FakeAgentRunner:
+    def __init__(self, guest: FakeGuest) -> None:
+        self.guest = guest
+
+    async def run(self, spec: OpSpec) -> Outcome:
+        status = await self.guest.perform(op_as_parsed(spec), spec.timeout)
+        return Outcome(None, timed_out=True) if status is None else Outcome(status)
+
+
+class FakeAgentWatcher:
+    """A running service's fake pid; its death (``Service.die``) fires the watch."""
+
+    mode = "pidfd"
+
+    def __init__(self, guest: FakeGuest) -> None:
+        self.guest = guest
+
+    async def find_pid(self, watch: WatchSpec, op: OpSpec) -> int | None:
+        service = self.guest.services.get(op_as_parsed(op).name)
+        return service.pid if service is not None and service.running else None
+
+    def watch(self, pid: int, on_death: Callable[[], None]) -> FakeWatchHandle:
+        for service in self.guest.services.values():
+            if service.running and service.pid == pid:
+                key = next(self.guest.world.pids)
+                service.watchers[key] = on_death
+                return FakeWatchHandle(service, key)
+        asyncio.get_running_loop().call_soon(on_death)  # gone already
+        return FakeWatchHandle(None, 0)
+
+
+class FakeWatchHandle:
+    def __init__(self, service: Service | None, key: int) -> None:
+        self.service = service
+        self.key = key
+
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.watchers.pop(self.key, None)
+
+
 class FakeWorld:
     """Every guest ever created, the op log, and the invariants."""
 
@@ -256,6 +504,7 @@ class FakeWorld:
         # (assembly, resource, op) -> exit status on every instance of the assembly
         self.overrides: dict[tuple[str, str, str], int | str] = {}
         self.constraints: Callable[[], Iterable[Constraint]] = tuple
+        self.pids = itertools.count(1000)
         self._believed: dict[tuple[str, str], bool] = {}  # what the engine's ops made true
 
     def live(self, assembly: str) -> list[FakeGuest]:
@@ -314,7 +563,7 @@ class FakeWorld:
     # -- what tests do to the world -------------------------------------------
 
     def kill_resource(self, assembly: str, resource: str) -> None:
-        self.guest(assembly).service(resource).running = False
+        self.guest(assembly).service(resource).die()
 
     def script(self, assembly: str, resource: str, op: str, *answers: Answer) -> None:
         self.guest(assembly).service(resource).script.setdefault(op, deque()).extend(answers)
@@ -325,6 +574,8 @@ class FakeWorld:
         guest.alive = False
         for service in guest.services.values():
             service.running = False
+        if guest.agent is not None:
+            guest.agent.kill()
 
     def freeze_instance(self, assembly: str) -> None:
         self.guest(assembly).frozen = True
@@ -453,6 +704,10 @@ class FakeConnection:
         self._check()
         await self.guest.answer(timeout)
 
+    async def open_channel(self, command: str, timeout: float) -> FakeChannel:
+        self._check()
+        return await self.guest.open_channel(command, timeout)
+
     async def close(self) -> None:
         self.closed = True
 
@@ -526,7 +781,7 @@ class Harness:
             planner=planner,
         )
         # a start is checked against the document its transition was planned with
-        self.world.constraints = lambda: engine.planned.constraints
+        self.world.constraints = lambda: engine.level.planned.constraints
         self.engine = engine
         return engine
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import socket
 import socketserver
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from cpe.client import Client
-from cpe.openapi import ROUTES
+from cpe.route_table import ROUTES
 from foundation.errors import (
     Conflict,
     InvalidInput,
@@ -79,9 +78,17 @@ def answer(canned: Canned, status: int, body: Any) -> None:
     canned.body = body if isinstance(body, bytes) else json.dumps(body).encode()
 
 
-def test_there_is_one_client_method_per_route() -> None:
-    methods = {name for name, _ in inspect.getmembers(Client, inspect.isfunction)}
-    assert {op.operation_id for op in ROUTES} <= methods
+def test_there_is_one_client_method_per_route(tmp_path: Path) -> None:
+    client = Client(tmp_path / "cped.sock")
+    assert all(callable(getattr(client, route.operation_id)) for route in ROUTES)
+    with pytest.raises(AttributeError, match="no operation 'get_nothing'"):
+        client.get_nothing  # noqa: B018 (the attribute is the test)
+
+
+def test_a_call_takes_the_names_then_the_body(tmp_path: Path) -> None:
+    client = Client(tmp_path / "cped.sock")
+    with pytest.raises(TypeError, match=r"takes assembly, resource and a body \(3 arguments\)"):
+        client.update_resource("web", {"name": "www"})
 
 
 def test_requests_carry_json_and_quoted_names(fake: tuple[Client, Canned]) -> None:
@@ -92,7 +99,7 @@ def test_requests_carry_json_and_quoted_names(fake: tuple[Client, Canned]) -> No
     assert (method, target) == ("POST", "/v1/assemblies/web/resources")
     assert headers["content-type"] == "application/json" and json.loads(body) == {"name": "r1"}
     answer(canned, 204, b"")
-    client.remove_constraint("shop", "a/r", "b/s")
+    client.remove_constraint("shop", first="a/r", then="b/s")
     assert canned.requests[-1][1] == "/v1/deployables/shop/constraints?first=a%2Fr&then=b%2Fs"
     client.delete_assembly("a b")
     assert canned.requests[-1][1] == "/v1/assemblies/a%20b"

@@ -40,3 +40,12 @@ async def test_a_provider_that_is_not_text_is_invalid_for_every_class(
         body["resources"][0]["provider"] = False
         error = await refused(api, store, 400, "POST", "/assemblies", body)
         assert error["details"][0]["path"] == "resources[0].provider"
+
+
+@pytest.mark.parametrize("force", ["", "1", "yes", "TRUE"])
+async def test_a_flag_is_true_or_false_as_the_document_says(
+    api: Client, store: Store, force: str
+) -> None:
+    await call(api, "POST", "/deployables", {"name": "shop"})
+    error = await refused(api, store, 400, "DELETE", f"/deployables/shop?force={force}")
+    assert error["details"][0]["path"] == "force"

@@ -1,20 +1,21 @@
-"""Any JSON body: the catalog answers or refuses with a PcloudError, and a refusal
-changes nothing."""
+"""Any JSON body, any name, through the route table as cped takes them: each is
+answered or refused with a PcloudError, and a refusal changes nothing."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cpe.catalog import Catalog
+from cpe.catalog import Catalog, runstate
+from cpe.route_table import ROUTES
+from cpe.routes import Route
 from foundation.errors import PcloudError
 from foundation.store import Store
+from tests.unit.inprocess import InProcessCped
 
 NAMES = st.sampled_from(["db", "web", "shop", "pg", "x", "a/b", "..", "", "db/pg", "web/www"])
 SCALARS = st.one_of(
@@ -62,86 +63,99 @@ JSON = st.recursive(
 )
 BODIES = st.dictionaries(KEYS, JSON, max_size=6)
 
-OPERATIONS: dict[str, Callable[[Catalog, dict[str, Any]], Any]] = {
-    "create_jeos": lambda c, b: c.create_jeos(b),
-    "create_assembly": lambda c, b: c.create_assembly(b),
-    "put_assembly": lambda c, b: c.put_assembly("web", b),
-    "add_resource": lambda c, b: c.add_resource("web", b),
-    "update_resource": lambda c, b: c.update_resource("web", "www", b),
-    "set_assembly_escalation": lambda c, b: c.set_assembly_escalation("web", b),
-    "create_template": lambda c, b: c.create_template(b),
-    "create_deployable": lambda c, b: c.create_deployable(b),
-    "put_deployable": lambda c, b: c.put_deployable("shop", b),
-    "add_deployable_assembly": lambda c, b: c.add_deployable_assembly("shop", b),
-    "add_constraint": lambda c, b: c.add_constraint("shop", b),
-    "set_deployable_escalation": lambda c, b: c.set_deployable_escalation("shop", b),
-    "query_events": lambda c, b: c.query_events({k: str(v) for k, v in b.items()}),
-}
+
+# The routes that take a body, each with the names of its path (an existing object).
+BODY_ROUTES = [route for route in ROUTES if route.request is not None]
+EXISTING = {"assembly": "web", "resource": "www", "service": "cache"}
 
 
-def dump(path: Path) -> dict[str, list[str]]:
-    with sqlite3.connect(path) as db:
-        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {n: sorted(map(repr, db.execute(f"SELECT * FROM {n}"))) for n in names}
+def names_of(route: Route) -> tuple[str, ...]:
+    default = "web" if route.path.startswith("/assemblies") else "shop"
+    return tuple(EXISTING.get(name, default) for name in route.path_params)
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
-    store = Store.open(tmp_path_factory.mktemp("fuzz") / "store.sqlite")
-    catalog = Catalog(store)
-    catalog.create_assembly({"name": "db", "resources": [{"name": "pg", "type": "Dummy"}]})
-    catalog.create_assembly({"name": "web", "resources": [{"name": "www", "type": "Dummy"}]})
-    catalog.create_deployable({"name": "shop"})
-    catalog.add_deployable_assembly("shop", {"assembly": "db"})
-    catalog.add_deployable_assembly("shop", {"assembly": "web"})
-    return catalog
+def cped(tmp_path_factory: pytest.TempPathFactory) -> InProcessCped:
+    cped = InProcessCped(Store.open(tmp_path_factory.mktemp("fuzz") / "store.sqlite"))
+    cped.create_assembly({"name": "db", "resources": [{"name": "pg", "type": "Dummy"}]})
+    cped.create_assembly({"name": "web", "resources": [{"name": "www", "type": "Dummy"}]})
+    cped.create_deployable({"name": "shop"})
+    cped.add_deployable_assembly("shop", {"assembly": "db"})
+    cped.add_deployable_assembly("shop", {"assembly": "web"})
+    service = {"name": "cache", "type": "Dummy", "locations": [{"assembly": "db"}]}
+    cped.add_service("shop", service)
+    return cped
 
 
-@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("route", BODY_ROUTES, ids=lambda route: route.operation_id)
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(body=BODIES)
 def test_any_body_is_answered_or_refused_cleanly(
-    catalog: Catalog, operation: str, body: dict[str, Any]
+    cped: InProcessCped, route: Route, body: dict[str, Any]
 ) -> None:
-    before = dump(catalog.store.path)
+    before = cped.tables()
     try:
-        OPERATIONS[operation](catalog, body)
+        cped.call(route, *names_of(route), body)
     except PcloudError as error:
         assert error.message
-        assert dump(catalog.store.path) == before
-    catalog.get_deployable("shop")  # whatever happened, the stored deployable still validates
+        assert cped.tables() == before
+    cped.get_deployable("shop")  # whatever happened, the stored deployable still validates
 
 
-NAMED_OPERATIONS: dict[str, Callable[[Catalog, str, str], Any]] = {
-    "get_jeos": lambda c, a, b: c.get_jeos(a),
-    "delete_jeos": lambda c, a, b: c.delete_jeos(a),
-    "get_assembly": lambda c, a, b: c.get_assembly(a),
-    "delete_assembly": lambda c, a, b: c.delete_assembly(a),
-    "remove_resource": lambda c, a, b: c.remove_resource(a, b),
-    "get_template": lambda c, a, b: c.get_template(a),
-    "delete_template": lambda c, a, b: c.delete_template(a),
-    "get_deployable": lambda c, a, b: c.get_deployable(a),
-    "delete_deployable": lambda c, a, b: c.delete_deployable(a),
-    "remove_deployable_assembly": lambda c, a, b: c.remove_deployable_assembly(a, b),
-    "remove_constraint": lambda c, a, b: c.remove_constraint("shop", a, b),
-    "prepare_start": lambda c, a, b: c.prepare_start(a),
-    "runnable_document": lambda c, a, b: c.runnable_document(a),
-    "want_stopped": lambda c, a, b: c.want_stopped(a),
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(query=st.dictionaries(KEYS | st.sampled_from(["limit", "order", "since"]), SCALARS))
+def test_any_event_query_is_answered_or_refused_cleanly(
+    cped: InProcessCped, query: dict[str, Any]
+) -> None:
+    try:
+        cped.query_events(**{key: str(value) for key, value in query.items()})
+    except PcloudError as error:
+        assert error.message
+
+
+# The routes that take names only, and what the lifecycle asks of the catalog.
+NAMED_ROUTES = [
+    route
+    for route in ROUTES
+    if route.path_params and route.request is None and route.query is None
+    if route.target.startswith("cpe.catalog")
+]
+RUN_STATE: dict[str, Callable[[Catalog, str], Any]] = {
+    "prepare_start": runstate.prepare_start,
+    "runnable_document": runstate.runnable_document,
+    "want_stopped": runstate.want_stopped,
 }
 
 
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(operation=st.sampled_from(sorted(NAMED_OPERATIONS)), first=NAMES, second=NAMES)
+@given(route=st.sampled_from(NAMED_ROUTES), first=NAMES, second=NAMES)
 def test_any_name_is_answered_or_refused_cleanly(
-    catalog: Catalog, operation: str, first: str, second: str
+    cped: InProcessCped, route: Route, first: str, second: str
 ) -> None:
-    before = dump(catalog.store.path)
+    before = cped.tables()
     try:
-        NAMED_OPERATIONS[operation](catalog, first, second)
+        cped.call(route, *(first, second)[: len(route.path_params)])
     except PcloudError as error:
         assert error.message
-        assert dump(catalog.store.path) == before
+        assert cped.tables() == before
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operation=st.sampled_from(sorted(RUN_STATE)), name=NAMES)
+def test_the_run_state_of_any_name_is_answered_or_refused_cleanly(
+    cped: InProcessCped, operation: str, name: str
+) -> None:
+    before = cped.tables()
+    try:
+        RUN_STATE[operation](cped.context.catalog, name)
+    except PcloudError as error:
+        assert error.message
+        assert cped.tables() == before

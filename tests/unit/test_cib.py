@@ -14,7 +14,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpe.cib import FEATURE_SET, build_cib, export_cib, make_id, op_digest, primitive_id
+from dpe.cib import FEATURE_SET, build_cib, export_cib, make_id, primitive_id
+from dpe.cib_history import op_digest
 from dpe.planner import Applied, AssemblyStatus, Goal, Observed, ResourceStatus
 from dpe.states import AssemblyState, ResourceState
 from foundation.model import NAME_RE, Deployable, ResourceId, parse

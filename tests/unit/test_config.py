@@ -193,7 +193,7 @@ def test_a_bad_store_url_is_a_problem_that_never_shows_a_password(tmp_path: Path
 
 
 def test_a_dped_store_call_on_postgresql_ends_before_the_dped_must_fence(tmp_path: Path) -> None:
-    from dpe.engine_service import options_from, store_timeout
+    from dpe.dped_process import options_from, store_timeout
     from foundation.store import DEFAULT_BUSY_TIMEOUT
 
     assert store_timeout(load_config(tmp_path / "absent.conf")) == DEFAULT_BUSY_TIMEOUT  # SQLite

@@ -94,3 +94,12 @@ def test_malformed_documents_are_named(text: str, fmt: str | None, expected: str
 def test_yaml_and_json_agree() -> None:
     doc = canonical(sample())
     assert document.load_document(yaml.safe_dump(doc)) == json.loads(json.dumps(doc))
+
+
+def test_the_original_monitor_attribute_carries_the_monitoring_mode() -> None:
+    doc = model.parse(sample() | {"monitoring": "pm"}).to_dict()
+    xml = document.dump_document(doc, "xml")
+    assert 'monitor="passive"' in xml
+    assert model.parse(document.load_document(xml)).monitoring == "passive"
+    original = document.load_document(ORIGINAL_XML.replace('monitor="active"', 'monitor="pm"'))
+    assert model.parse(original).monitoring == "passive"

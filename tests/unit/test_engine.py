@@ -270,7 +270,7 @@ async def test_reload_applies_only_the_difference() -> None:
     removed = deployable({"a1": [resource("x")], "a2": [resource("z")]})
     mark = len(h.world.ops)
     await engine.reload(removed)
-    await h.until(lambda: "a2/y" not in engine.status()["resources"] and not engine.orphans)
+    await h.until(lambda: "a2/y" not in engine.status()["resources"] and not engine.runners.orphans)
     await h.until_state("dep", "running")
     touched = sorted(str(o) for o in h.world.ops[mark:] if o.op != "monitor")
     assert touched == ["stop a1/new", "stop a2/y"]
@@ -284,7 +284,7 @@ async def test_reload_adds_and_removes_assemblies() -> None:
     assert engine is not None
     old_a2 = h.world.guest("a2").instance.instance_id
     await engine.reload(deployable({"a1": [resource("x")], "a3": [resource("w")]}))
-    await h.until(lambda: h.state("a3/w") == "running" and "a2" not in engine.assemblies)
+    await h.until(lambda: h.state("a3/w") == "running" and "a2" not in engine.runners.assemblies)
     assert old_a2 in h.driver.destroyed
     assert sorted(str(o) for o in h.world.ops if o.op == "stop") == ["stop a2/y", "stop a2/z"]
     assert h.runtime is not None and "a2" not in h.runtime.docs.get("instance", {})

@@ -142,7 +142,7 @@ class FailoverMachine(RuleBasedStateMachine):
     def check_converged(self) -> None:
         status = self.engine.status()
         assert status["state"] == "running", self.h.story()[-30:]
-        decisions = place(DOC, self.engine._observe())
+        decisions = place(DOC, self.engine.control.observe())
         for service in SERVICES:
             target = decisions[service].target
             assert target is not None, decisions[service].reason

@@ -80,7 +80,7 @@ async def test_the_watchdog_follows_renewals_and_is_disarmed_on_halt() -> None:
     h = Harness(SilentStore("dep"))
     dog = RecordingWatchdog()
     engine = h.new_engine(TWO)
-    engine.watchdog = dog
+    engine.lease.watchdog = dog
     await engine.start()
     sent = h.clock.monotonic()
     assert dog.armed == [sent + TTL - MARGIN / 2]
@@ -133,11 +133,11 @@ async def test_what_happens_while_the_store_is_away_is_recorded_in_order_after()
     runtime.silent = True
     h.world.kill_resource("a1", "x")  # fails and is restarted while nothing can be written
     await h.until(lambda: h.world.ops_of("a1/x").count("start") == 2, within=TTL - MARGIN - 1)
-    missing = len(engine.outbox.pending)
+    missing = len(engine.recorder.outbox.pending)
     assert missing > 0 and not engine.halted.is_set()
     runtime.silent = False
     await h.clock.advance(RENEW)  # the next renewal goes through, then what waited
-    assert engine.outbox.pending == deque()
+    assert engine.recorder.outbox.pending == deque()
     story = h.story("a1/x")
     assert story.index("a1/x failed: monitor returned 7 (not running)") < len(story) - 1
     assert runtime.docs["resource"]["a1/x"]["state"] == "running"

@@ -150,3 +150,62 @@ def test_find_cycle_agrees_with_a_topological_sort(edges: list[tuple[int, int]])
             order.extend(free)
             nodes -= set(free)
             remaining = {(f, t) for f, t in remaining if f not in free}
+
+
+def test_shape_and_cross_problems_come_together_at_the_document_own_places() -> None:
+    """A constraint left out for its shape does not move the paths of those after it,
+    and a misspelt assembly name is reported once, not also where it is referred to."""
+    doc = sample()
+    doc["constraints"] = [
+        {"first": "web/www", "then": 7},
+        {"first": "web/www", "then": "web/nosuch"},
+    ]
+    doc["assemblies"][1]["name"] = "d b"
+    doc["assemblies"][0]["resources"][0]["parameters"]["db"] = {"ref": "d b:ipaddress"}
+    problems = {(p["path"], p["message"]) for p in problems_of(doc)}
+    assert ("constraints[0].then", "must be ASSEMBLY/RESOURCE or SERVICE: 7") in problems
+    assert ("constraints[1].then", "no such resource in the deployable: web/nosuch") in problems
+    assert {path for path, _ in problems} == {
+        "assemblies[1].name",
+        "constraints[0].then",
+        "constraints[1].then",
+    }
+
+
+def test_a_reference_may_wait_for_its_assembly_when_asked() -> None:
+    doc = sample()
+    doc["assemblies"][0]["resources"][0]["parameters"]["x"] = {"ref": "later:hostname"}
+    assert "assemblies[0].resources[0].parameters.x" in {p["path"] for p in problems_of(doc)}
+    waiting = model.parse(doc, references_may_wait=True)
+    assert [a.name for a in waiting.assemblies] == ["web", "db"]
+
+
+def test_missing_fields_are_named_with_what_they_are_for() -> None:
+    doc = sample()
+    doc["services"] = [{"name": "cache", "type": "Dummy"}]
+    del doc["assemblies"][1]["name"]
+    messages = {p["path"]: p["message"] for p in problems_of(doc)}
+    assert messages["services[0].locations"] == "required: the assemblies it may run on"
+    assert messages["assemblies[1].name"] == "required"
+
+
+@pytest.mark.parametrize(
+    ("word", "mode"),
+    [("active", "active"), ("am", "active"), ("passive", "passive"), ("pm", "passive")],
+)
+def test_monitoring_takes_the_originals_words_too(word: str, mode: str) -> None:
+    parsed = model.parse(sample() | {"monitoring": word})
+    assert parsed.monitoring == mode
+    assert model.parse(parsed.to_dict()).monitoring == mode
+
+
+def test_monitoring_is_active_unless_said_otherwise() -> None:
+    parsed = model.parse(sample())
+    assert (parsed.monitoring, parsed.to_dict()["monitoring"]) == ("active", "active")
+
+
+@pytest.mark.parametrize("word", ["ACTIVE", "poll", "", 1, None])
+def test_monitoring_is_one_of_two_modes(word: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        model.parse(sample() | {"monitoring": word})
+    assert "monitoring: must be active or passive (or am, pm)" in str(caught.value)

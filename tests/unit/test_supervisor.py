@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cpe.catalog import Catalog
+from cpe.catalog import Catalog, deployables
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions, describe_exit
 from foundation.errors import Conflict, StoreError
 from foundation.store import Store
@@ -157,7 +157,7 @@ class World:
 def make_world(store: Store, *names: str, options: SupervisorOptions = OPTIONS) -> World:
     catalog = Catalog(store)
     for name in names or ("shop",):
-        catalog.create_deployable({"name": name})
+        deployables.create(catalog, {"name": name})
     clock = FakeClock()
     launcher = FakeLauncher(store, clock)
     supervisor = Supervisor(store, launcher, options=lambda: options, clock=clock, host=HOST)
@@ -563,7 +563,7 @@ async def test_closing_leaves_every_dpe_running(world: World) -> None:
 
 async def test_a_deleted_deployable_is_forgotten(world: World) -> None:
     await world.tick()
-    Catalog(world.store).delete_deployable("shop")
+    deployables.delete(Catalog(world.store), "shop")
     await world.tick()
     assert "shop" not in world.supervisor.slots
 
@@ -573,7 +573,15 @@ async def test_a_deleted_deployable_is_forgotten(world: World) -> None:
 
 def test_backoff_doubles_from_the_initial_delay_up_to_the_cap() -> None:
     options = SupervisorOptions(backoff_initial=1.0, backoff_max=60.0)
-    assert [options.backoff(n) for n in (1, 2, 3, 6, 7, 8, 10_000)] == [1, 2, 4, 32, 60, 60, 60]
+    assert [options.backoff.delay(n) for n in (1, 2, 3, 6, 7, 8, 10_000)] == [
+        1,
+        2,
+        4,
+        32,
+        60,
+        60,
+        60,
+    ]
 
 
 @pytest.mark.parametrize(

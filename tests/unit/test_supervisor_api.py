@@ -20,7 +20,7 @@ import pytest
 from aiohttp import test_utils, web
 
 from cpe.api import DaemonInfo, StreamSettings, make_app
-from cpe.openapi import PREFIX
+from cpe.routes import PREFIX
 from foundation.clock import SystemClock
 from foundation.config import Config, CpedSettings, DpedSettings
 from foundation.keyfiles import key_paths
@@ -102,9 +102,9 @@ async def started(api: Client, launcher: FakeLauncher) -> FakeProcess:
 
 
 def _supervision(api: Client) -> str:
-    from cpe.api import LIFECYCLE
+    from cpe.api import CONTEXT
 
-    supervisor = api.app[LIFECYCLE].supervisor
+    supervisor = api.app[CONTEXT].lifecycle.supervisor
     assert supervisor is not None
     return str(supervisor.info("shop")["supervision"])
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from cpe.catalog import Catalog
+from cpe.catalog import Catalog, deployables
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions
 from foundation.store import Store
 from tests.unit.test_supervisor import FakeClock
@@ -166,7 +166,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="pc-sup-", dir="/tmp"))
         self.store = Store.open(self.dir / "store.sqlite")
         for name in NAMES:
-            Catalog(self.store).create_deployable({"name": name})
+            deployables.create(Catalog(self.store), {"name": name})
         self.clock = FakeClock()
         self.world = World(self.store, self.clock)
         self.supervisor = self._supervisor()

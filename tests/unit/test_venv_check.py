@@ -66,7 +66,7 @@ def test_every_kind_of_drift_is_named() -> None:
 
 
 def test_a_requirement_of_setup_cfg_missing_from_the_lock_is_stale() -> None:
-    lock = tool.read_lock(REPO / "requirements/dev.txt")
+    lock = tool.read_lock(REPO / "requirements-dev.txt")
     assert tool.stale_lock_problems(lock, {"bench"}) == []
     del lock["asyncssh"]
     lock["aiohttp"] = "2.0.0"
@@ -77,16 +77,16 @@ def test_a_requirement_of_setup_cfg_missing_from_the_lock_is_stale() -> None:
 
 def test_every_lock_covers_what_setup_cfg_asks_of_it() -> None:
     for name, left_out in (
-        ("requirements/dev.txt", {"bench"}),
-        ("requirements/bench.txt", set()),
-        ("requirements/runtime.txt", {"dev", "bench"}),
+        ("requirements-dev.txt", {"bench"}),
+        ("requirements-bench.txt", set()),
+        ("requirements.txt", {"dev", "bench"}),
     ):
         assert tool.stale_lock_problems(tool.read_lock(REPO / name), left_out) == [], name
 
 
 def test_the_locks_agree_on_every_version() -> None:
-    dev = tool.read_lock(REPO / "requirements/dev.txt")
-    for name in ("requirements/bench.txt", "requirements/runtime.txt", "requirements/build.txt"):
+    dev = tool.read_lock(REPO / "requirements-dev.txt")
+    for name in ("requirements-bench.txt", "requirements.txt", "requirements-build.txt"):
         other = tool.read_lock(REPO / name)
         assert {k: v for k, v in other.items() if k in dev} == {
             k: dev[k] for k in other if k in dev

@@ -1,26 +1,34 @@
-"""Fixtures for pcloudsh's in-process tests: an environment wired to hand-written fakes."""
+"""Fixtures for pcloudsh's in-process tests: an environment wired to cped's own rules
+on a temporary store (``tests.unit.inprocess``) and hand-written fakes for the rest."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from foundation.store import Store
 from pcloudsh.environment import Environment
 from pcloudsh.testing import CONSOLE_WIDTH
+from tests.unit.inprocess import InProcessCped, StoreStream
 from tests.unit.pcloudsh.fakes import (
-    FakeCped,
     FakeDaemon,
     FakeDisks,
     FakeImages,
     FakeKeys,
-    FakeStream,
     FakeTimers,
     fake_paths,
 )
 
 
 @pytest.fixture
-def cped() -> FakeCped:
-    return FakeCped()
+def cped(tmp_path: Path) -> Iterator[InProcessCped]:
+    store = Store.open(tmp_path / "store.sqlite")
+    try:
+        yield InProcessCped(store)
+    finally:
+        store.close()
 
 
 @pytest.fixture
@@ -50,7 +58,7 @@ def timers() -> FakeTimers:
 
 @pytest.fixture
 def env(
-    cped: FakeCped,
+    cped: InProcessCped,
     keys: FakeKeys,
     daemon: FakeDaemon,
     timers: FakeTimers,
@@ -63,7 +71,7 @@ def env(
         color=False,
         clock=lambda: 1_700_000_000.0,
         connect=lambda _paths: cped,
-        connect_events=lambda _paths: FakeStream(cped),
+        connect_events=lambda _paths: StoreStream(cped),
         timer=timers.start,
         make_keys=lambda _paths: keys,
         make_daemon=lambda _paths: daemon,
@@ -88,7 +96,7 @@ SCENARIO = [
 
 
 @pytest.fixture
-def shop(env: Environment, cped: FakeCped) -> FakeCped:
+def shop(env: Environment, cped: InProcessCped) -> InProcessCped:
     """The catalog of the acceptance scenario, built with pcloudsh commands."""
     from pcloudsh.testing import run
 

@@ -6,7 +6,8 @@ import pytest
 
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped, FakeKeys
+from tests.unit.inprocess import InProcessCped
+from tests.unit.pcloudsh.fakes import FakeKeys
 
 BAD_LINES = [
     # names that cannot be names
@@ -19,32 +20,32 @@ BAD_LINES = [
     ("assembly_resource_add 'r/x' dummy web", "invalid resource name 'r/x'"),
     ("deployable_assembly_add shop ..", "invalid assembly name '..'"),
     # unknown names
-    ("assembly_create new nosuch", "no JEOS image named 'nosuch'"),
-    ("assembly_clone nosuch copy", "no assembly named 'nosuch'"),
-    ("assembly_delete nosuch", "no assembly named 'nosuch'"),
-    ("assembly_resource_add r nosuch web", "no resource template named 'nosuch'"),
-    ("assembly_resource_add r dummy nosuch", "no assembly named 'nosuch'"),
-    ("assembly_resource_remove nosuch web", "resource 'nosuch' is not in assembly 'web'"),
-    ("assembly_resource_list nosuch", "no assembly named 'nosuch'"),
+    ("assembly_create new nosuch", "no such JEOS image: 'nosuch'"),
+    ("assembly_clone nosuch copy", "no such assembly: 'nosuch'"),
+    ("assembly_delete nosuch", "no such assembly: 'nosuch'"),
+    ("assembly_resource_add r nosuch web", "no such resource template: 'nosuch'"),
+    ("assembly_resource_add r dummy nosuch", "no such assembly: 'nosuch'"),
+    ("assembly_resource_remove nosuch web", "assembly 'web' has no resource 'nosuch'"),
+    ("assembly_resource_list nosuch", "no such assembly: 'nosuch'"),
     ("escalation_resource_set nosuch web 3 60", "resource 'nosuch' is not in assembly 'web'"),
-    ("escalation_assembly_set nosuch 3 60", "no assembly named 'nosuch'"),
-    ("escalation_deployable_set nosuch 3 60", "no deployable named 'nosuch'"),
-    ("deployable_delete nosuch", "no deployable named 'nosuch'"),
-    ("deployable_assembly_add shop nosuch", "no assembly named 'nosuch'"),
-    ("deployable_assembly_add nosuch web", "no deployable named 'nosuch'"),
+    ("escalation_assembly_set nosuch 3 60", "no such assembly: 'nosuch'"),
+    ("escalation_deployable_set nosuch 3 60", "no such deployable: 'nosuch'"),
+    ("deployable_delete nosuch", "no such deployable: 'nosuch'"),
+    ("deployable_assembly_add shop nosuch", "no such assembly: 'nosuch'"),
+    ("deployable_assembly_add nosuch web", "no such deployable: 'nosuch'"),
     ("deployable_assembly_remove shop nosuch", "'nosuch' is not in deployable 'shop'"),
-    ("deployable_export nosuch", "no deployable named 'nosuch'"),
+    ("deployable_export nosuch", "no such deployable: 'nosuch'"),
     ("deployable_constraint_add shop web/nosuch db/pg", "no such resource in the deployable"),
     ("deployable_constraint_remove shop web/www db/pg", "has no constraint"),
-    ("resource_template_show nosuch", "no resource template named 'nosuch'"),
-    ("deployable_start nosuch", "no deployable named 'nosuch'"),
+    ("resource_template_show nosuch", "no such resource template: 'nosuch'"),
+    ("deployable_start nosuch", "no such deployable: 'nosuch'"),
     # duplicates
     ("assembly_create web host", "assembly 'web' already exists"),
     ("assembly_clone web db", "assembly 'db' already exists"),
-    ("assembly_resource_add www dummy web", "resource 'www' is already in assembly 'web'"),
+    ("assembly_resource_add www dummy web", "assembly 'web' already has a resource 'www'"),
     ("deployable_create shop", "deployable 'shop' already exists"),
-    ("deployable_assembly_add shop web", "already belongs to deployable 'shop'"),
-    ("deployable_constraint_add shop db/pg web/www", "already orders db/pg before web/www"),
+    ("deployable_assembly_add shop web", "assembly 'web' is already in this deployable"),
+    ("deployable_constraint_add shop db/pg web/www", "already has the constraint db/pg -> web/www"),
     # values
     ("escalation_resource_set www web x 60", "invalid FAILURES 'x'"),
     ("escalation_resource_set www web 3 soon", "invalid PERIOD 'soon'"),
@@ -82,30 +83,30 @@ USAGE_LINES = [
 
 @pytest.mark.parametrize(("line", "message"), BAD_LINES, ids=[line for line, _ in BAD_LINES])
 def test_bad_input_is_refused_with_a_clear_line(
-    env: Environment, shop: FakeCped, keys: FakeKeys, line: str, message: str
+    env: Environment, shop: InProcessCped, keys: FakeKeys, line: str, message: str
 ) -> None:
-    before, keys_before = shop.snapshot(), set(keys.made)
+    before, keys_before = shop.tables(), set(keys.made)
     ran = run(env, line)
     assert ran.status == 2, ran
     assert ran.out == ""
     assert ran.err.startswith("pcloudsh: error: ")
     assert message in ran.err
     assert "Traceback" not in ran.err
-    assert shop.snapshot() == before
+    assert shop.tables() == before
     assert keys.made == keys_before
 
 
 @pytest.mark.parametrize(("line", "message"), USAGE_LINES, ids=[line for line, _ in USAGE_LINES])
 def test_bad_usage_shows_usage_and_exits_2(
-    env: Environment, shop: FakeCped, line: str, message: str
+    env: Environment, shop: InProcessCped, line: str, message: str
 ) -> None:
-    before = shop.snapshot()
+    before = shop.tables()
     ran = run(env, line)
     assert ran.status == 2, ran
     assert ran.out == ""
     assert ran.err.startswith("usage: pcloudsh")
     assert message in ran.err
-    assert shop.snapshot() == before
+    assert shop.tables() == before
 
 
 MALFORMED = [
@@ -119,18 +120,18 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("text", "message"), MALFORMED)
 def test_malformed_import_file(
-    env: Environment, shop: FakeCped, keys: FakeKeys, text: str, message: str
+    env: Environment, shop: InProcessCped, keys: FakeKeys, text: str, message: str
 ) -> None:
-    before, keys_before = shop.snapshot(), set(keys.made)
+    before, keys_before = shop.tables(), set(keys.made)
     ran = run(env, "deployable_import -", stdin=text)
     assert ran.status == 2, ran
     assert ran.err.startswith("pcloudsh: error: standard input: ")
     assert message in ran.err
-    assert shop.snapshot() == before and keys.made == keys_before
+    assert shop.tables() == before and keys.made == keys_before
 
 
 def test_invalid_document_lists_every_problem_with_its_path(
-    env: Environment, shop: FakeCped, keys: FakeKeys, tmp_path
+    env: Environment, shop: InProcessCped, keys: FakeKeys, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     document = tmp_path / "bad.json"
     document.write_text(
@@ -138,7 +139,7 @@ def test_invalid_document_lists_every_problem_with_its_path(
         '[{"name": "www", "type": "Dummy", "monitor_interval": "10x"}]}, {"name": "a b"}], '
         '"constraints": [{"first": "web/www", "then": "db/none"}]}'
     )
-    before = shop.snapshot()
+    before = shop.tables()
     ran = run(env, f"deployable_import {document}")
     assert ran.status == 2
     lines = ran.err.splitlines()
@@ -147,22 +148,20 @@ def test_invalid_document_lists_every_problem_with_its_path(
     assert "assemblies[0].resources[0].monitor_interval: not a duration: '10x'" in problems
     assert any(p.startswith("assemblies[1].name: not a valid name: 'a b'") for p in problems)
     assert "constraints[0].then: no such resource in the deployable: db/none" in problems
-    assert shop.snapshot() == before and keys.made == {"web", "db"}
+    assert shop.tables() == before and keys.made == {"web", "db"}
 
 
-def test_server_problems_are_listed_one_per_line(env: Environment, shop: FakeCped) -> None:
+def test_server_problems_are_listed_one_per_line(env: Environment, shop: InProcessCped) -> None:
     from foundation.errors import InvalidInput
 
-    def refuse(name: str, doc: dict[str, object]) -> None:
-        raise InvalidInput(
-            "invalid deployable document",
-            details=[
-                {"path": "assemblies[0].image", "message": "no JEOS image named 'f16'"},
-                {"path": "", "message": "something else"},
-            ],
-        )
-
-    shop.put_deployable = refuse  # type: ignore[method-assign,assignment]
+    refusal = InvalidInput(
+        "invalid deployable document",
+        details=[
+            {"path": "assemblies[0].image", "message": "no JEOS image named 'f16'"},
+            {"path": "", "message": "something else"},
+        ],
+    )
+    shop.answer("put_deployable", "shop", answer=refusal)
     ran = run(env, "deployable_import -", stdin='{"name": "shop"}')
     assert ran.status == 2
     assert ran.err.splitlines() == [

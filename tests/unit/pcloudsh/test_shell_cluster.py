@@ -1,13 +1,15 @@
-"""cluster_status in-process: the members table, JSON as cped answered it."""
+"""cluster_status in-process: the members table, JSON as cped answered it (an answer
+of the shape cped's document declares), and cped without membership refusing it."""
 
 from __future__ import annotations
 
 import json
 
+from cpe.answers import ClusterStatus
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped
+from tests.unit.inprocess import InProcessCped
 
 CLUSTER = {
     "member": "m2",
@@ -38,10 +40,14 @@ CLUSTER = {
 }
 
 
+def test_the_answer_shown_here_is_one_cped_declares() -> None:
+    ClusterStatus.model_validate(CLUSTER)
+
+
 def test_cluster_status_lists_members_health_and_what_each_runs(
-    env: Environment, cped: FakeCped
+    env: Environment, cped: InProcessCped
 ) -> None:
-    cped.cluster = CLUSTER
+    cped.answer("cluster_status", answer=CLUSTER)
     out, err, status = run(env, "cluster_status")
     assert status == ExitCode.OK, err
     lines = out.splitlines()
@@ -50,13 +56,19 @@ def test_cluster_status_lists_members_health_and_what_each_runs(
     assert "not running anywhere: blog" in out and "postgresql://pcloud@db" in out
 
 
-def test_cluster_status_json_is_the_answer(env: Environment, cped: FakeCped) -> None:
-    cped.cluster = CLUSTER
+def test_cluster_status_json_is_the_answer(env: Environment, cped: InProcessCped) -> None:
+    cped.answer("cluster_status", answer=CLUSTER)
     out, _, status = run(env, "--json cluster_status")
     assert status == ExitCode.OK and json.loads(out) == CLUSTER
 
 
-def test_status_names_the_member_that_runs_the_deployable(env: Environment, cped: FakeCped) -> None:
+def test_a_lone_cped_says_it_has_no_cluster(env: Environment, cped: InProcessCped) -> None:
+    _, err, status = run(env, "cluster_status")
+    assert status == ExitCode.FAILURE
+    assert "without membership" in err and "Traceback" not in err
+
+
+def test_status_names_the_member_that_runs_the_deployable() -> None:
     from pcloudsh.status import _dpe
 
     line = _dpe({"dpe": {"pid": 42, "alive": True, "lease_epoch": 3, "member": "m2"}})

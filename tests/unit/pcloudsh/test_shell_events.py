@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from foundation.events import Event
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped, FakeStream, FakeTimers
+from tests.unit.inprocess import InProcessCped, StoreStream
+from tests.unit.pcloudsh.fakes import FakeTimers
 
 NOW = 1_700_000_000.0
 
@@ -22,32 +24,17 @@ def stamp(when: float) -> str:
 
 
 @pytest.fixture
-def logged(cped: FakeCped) -> FakeCped:
-    cped.events = [
-        {
-            "id": 1,
-            "time": NOW - 1000,
-            "deployable": "shop",
-            "assembly": "web",
-            "resource": "www",
-            "state": "failed",
-            "reason": "monitor returned 7 (not running)",
-        },
-        {
-            "id": 2,
-            "time": NOW - 100,
-            "deployable": "shop",
-            "assembly": None,
-            "resource": None,
-            "state": "running",
-            "reason": "all assemblies running",
-        },
-        {"id": 3, "time": NOW - 50, "deployable": "blog", "assembly": "db", "state": "fencing"},
-    ]
+def logged(cped: InProcessCped) -> InProcessCped:
+    """Three events in the log (ids 1, 2, 3), as DPEs record them."""
+    cped.record_event(
+        Event(NOW - 1000, "shop", "failed", "monitor returned 7 (not running)", "web", "www")
+    )
+    cped.record_event(Event(NOW - 100, "shop", "running", "all assemblies running"))
+    cped.record_event(Event(NOW - 50, "blog", "fencing", "", "db"))
     return cped
 
 
-def test_one_line_per_event_in_the_original_words(env: Environment, logged: FakeCped) -> None:
+def test_one_line_per_event_in_the_original_words(env: Environment, logged: InProcessCped) -> None:
     ran = run(env, "events")
     assert ran.status == 0 and ran.err == ""
     assert ran.out.splitlines() == [
@@ -58,7 +45,7 @@ def test_one_line_per_event_in_the_original_words(env: Environment, logged: Fake
     ]
 
 
-def test_filters_since_and_limit(env: Environment, logged: FakeCped) -> None:
+def test_filters_since_and_limit(env: Environment, logged: InProcessCped) -> None:
     assert len(run(env, "events --deployable shop").out.splitlines()) == 2
     assert "deployable [blog]" in run(env, "events --assembly db").out
     data = json.loads(run(env, "events --json --since 10m").out)
@@ -68,7 +55,7 @@ def test_filters_since_and_limit(env: Environment, logged: FakeCped) -> None:
     assert json.loads(run(env, "events --json --deployable nosuch").out) == []
 
 
-def test_the_state_word_is_coloured_on_a_terminal(env: Environment, logged: FakeCped) -> None:
+def test_the_state_word_is_coloured_on_a_terminal(env: Environment, logged: InProcessCped) -> None:
     out = run(dataclasses.replace(env, color=True), "events").out
     assert "is \x1b[1;31mFAILED\x1b[0m: monitor returned 7 (not running)\n" in out
     assert "is \x1b[1;32mRUNNING\x1b[0m" in out
@@ -76,7 +63,7 @@ def test_the_state_word_is_coloured_on_a_terminal(env: Environment, logged: Fake
 
 
 def test_follow_prints_the_past_then_new_events_as_json_lines(
-    env: Environment, logged: FakeCped
+    env: Environment, logged: InProcessCped
 ) -> None:
     followed = run(env, "events --follow --json --deployable blog")
     assert followed.status == 130
@@ -86,11 +73,9 @@ def test_follow_prints_the_past_then_new_events_as_json_lines(
 
 
 def test_follow_starts_after_the_newest_event_of_the_whole_log(
-    env: Environment, logged: FakeCped
+    env: Environment, logged: InProcessCped
 ) -> None:
-    logged.on_idle = lambda: logged.events.append(
-        {"id": 4, "time": NOW, "deployable": "shop", "state": "recovering", "reason": "x"}
-    )
+    logged.on_idle = lambda: logged.record_event(Event(NOW, "shop", "recovering", "x"))
     shown = run(env, "events --follow --deployable shop --limit 1")
     assert shown.status == 130
     assert "stream_events [('after_id', 3), ('deployable', 'shop')]" in logged.calls
@@ -100,7 +85,7 @@ def test_follow_starts_after_the_newest_event_of_the_whole_log(
 
 
 def test_follow_with_a_timeout_ends_with_status_0(
-    env: Environment, logged: FakeCped, timers: FakeTimers
+    env: Environment, logged: InProcessCped, timers: FakeTimers
 ) -> None:
     asked: list[float] = []
 
@@ -117,11 +102,11 @@ def test_follow_with_a_timeout_ends_with_status_0(
 
 
 def test_follow_reconnects_when_the_stream_is_lost(
-    env: Environment, logged: FakeCped, timers: FakeTimers
+    env: Environment, logged: InProcessCped, timers: FakeTimers
 ) -> None:
     from foundation.errors import Unavailable
 
-    class FlakySource(FakeStream):
+    class FlakySource(StoreStream):
         streams = 0
 
         def stream_events(self, **filters: Any) -> Iterator[dict[str, Any]]:
@@ -154,7 +139,7 @@ def test_follow_reconnects_when_the_stream_is_lost(
     ],
 )
 def test_bad_options_are_refused_before_cped_is_asked(
-    env: Environment, logged: FakeCped, line: str, message: str
+    env: Environment, logged: InProcessCped, line: str, message: str
 ) -> None:
     ran = run(env, line)
     assert ran.status == 2 and ran.out == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,8 @@ from pcloudsh import commands
 from pcloudsh.environment import Environment
 from pcloudsh.shell import PROMPT, PcloudShell
 from pcloudsh.testing import run, shell_for
-from tests.unit.pcloudsh.fakes import DownCped, FakeCped
+from tests.unit.inprocess import InProcessCped
+from tests.unit.pcloudsh.fakes import DownCped
 
 
 @pytest.fixture
@@ -35,7 +37,9 @@ def test_prompt_and_every_command_registered(shell: PcloudShell) -> None:
     assert not {"shell", "edit", "run_pyscript"} & visible
 
 
-def test_commands_print_like_one_shot(env: Environment, shell: PcloudShell, cped: FakeCped) -> None:
+def test_commands_print_like_one_shot(
+    env: Environment, shell: PcloudShell, cped: InProcessCped
+) -> None:
     ran = run(shell, "assembly_create web host")
     assert ran == ("assembly web created from host\n", "", 0)
     listed = run(shell, "assembly_list --json")
@@ -44,7 +48,7 @@ def test_commands_print_like_one_shot(env: Environment, shell: PcloudShell, cped
     assert run(shell, "assembly_list") == run(env, "assembly_list")
 
 
-def test_errors_and_statuses(shell: PcloudShell, shop: FakeCped) -> None:
+def test_errors_and_statuses(shell: PcloudShell, shop: InProcessCped) -> None:
     ran = run(shell, "assembly_create web host")
     assert ran.status == 2 and ran.err == "pcloudsh: error: assembly 'web' already exists\n"
     ran = run(shell, "assembly_create 'we b' host")
@@ -56,11 +60,11 @@ def test_errors_and_statuses(shell: PcloudShell, shop: FakeCped) -> None:
     assert run(shell, "deployable_list").status == 0
 
 
-def test_empty_line_does_nothing(shell: PcloudShell, shop: FakeCped) -> None:
+def test_empty_line_does_nothing(shell: PcloudShell, shop: InProcessCped) -> None:
     run(shell, "assembly_create web host")  # fails: status 2
-    before = shop.snapshot()
+    before = shop.tables()
     assert run(shell, "") == ("", "", 0)
-    assert shop.snapshot() == before
+    assert shop.tables() == before
 
 
 def test_help(shell: PcloudShell) -> None:
@@ -85,19 +89,21 @@ def test_quit_exit_and_end_of_input(env: Environment) -> None:
         )
 
 
-def test_completion_of_existing_names(shell: PcloudShell, shop: FakeCped) -> None:
+def test_completion_of_existing_names(shell: PcloudShell, shop: InProcessCped) -> None:
     assert completions(shell, "assembly_delete ") == ["db", "web"]
     assert completions(shell, "assembly_delete w") == ["web"]
     assert completions(shell, "assembly_create new ") == ["host"]
     assert completions(shell, "deployable_start ") == ["shop"]
-    assert completions(shell, "assembly_resource_add r ") == ["dummy", "httpd"]
+    shipped = ["deltacloud-core", "deltacloud-ec2-us-east-1", "deltacloud-ec2-us-west-1"]
+    shipped += ["deltacloud-mock", "dummy"]  # the resource templates cped ships
+    assert completions(shell, "assembly_resource_add r d") == shipped
     assert completions(shell, "assembly_resource_add r dummy ") == ["db", "web"]
     assert completions(shell, "deployable_constraint_add shop ") == ["db/pg", "web/www"]
     assert completions(shell, "events --deployable ") == ["shop"]
 
 
 def test_completion_of_a_resource_uses_the_assembly_on_the_line(
-    shell: PcloudShell, shop: FakeCped
+    shell: PcloudShell, shop: InProcessCped
 ) -> None:
     # RESOURCE comes before ASSEMBLY in the original argument order: all resources are offered
     assert completions(shell, "assembly_resource_remove ") == ["pg", "www"]
@@ -120,7 +126,7 @@ def test_command_names_complete(shell: PcloudShell) -> None:
     ]
 
 
-def test_ctrl_c_ends_a_command_not_the_shell(shell: PcloudShell, cped: FakeCped) -> None:
+def test_ctrl_c_ends_a_command_not_the_shell(shell: PcloudShell, cped: InProcessCped) -> None:
     ran = run(shell, "events --follow")  # the fake stream ends with KeyboardInterrupt
     assert (ran.status, ran.err) == (130, "")  # the normal end of --follow: no message
 
@@ -131,3 +137,14 @@ def test_ctrl_c_ends_a_command_not_the_shell(shell: PcloudShell, cped: FakeCped)
     assert run(shell, "deployable_list") == ("", "pcloudsh: interrupted\n", 130)
     del cped.list_deployables
     assert run(shell, "deployable_list").status == 0
+
+
+def test_output_redirected_to_a_file_goes_there(
+    shell: PcloudShell, shop: InProcessCped, tmp_path: Path
+) -> None:
+    target = tmp_path / "list.txt"
+    ran = run(shell, f"deployable_list > {target}")
+    assert (ran.out, ran.err, ran.status) == ("", "", 0)
+    assert "shop" in target.read_text()
+    run(shell, f"assembly_list >> {target}")
+    assert "web" in target.read_text() and "shop" in target.read_text()

@@ -10,17 +10,22 @@ import pytest
 from foundation.errors import Conflict, InvalidInput, Unavailable
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped, FakeImages
+from tests.unit.inprocess import InProcessCped
+from tests.unit.pcloudsh.fakes import FakeImages
+
+
+def jeos_names(cped: InProcessCped) -> list[str]:
+    return [jeos["name"] for jeos in cped.list_jeos()]
 
 
 def test_create_builds_shows_progress_and_registers(
-    env: Environment, cped: FakeCped, images: FakeImages
+    env: Environment, cped: InProcessCped, images: FakeImages
 ) -> None:
     ran = run(env, "jeos_create base --release trixie --packages nginx,curl")
     assert ran.status == 0, ran
     assert ran.out == "JEOS base built (trixie, x86_64, 300.0 MiB): /images/base/disk.qcow2\n"
     assert images.calls == ["build base trixie x86_64 ['nginx', 'curl']"]
-    assert cped.jeos["base"] == {
+    assert cped.get_jeos("base") == {
         "name": "base",
         "kind": "image",
         "path": "/images/base/disk.qcow2",
@@ -45,7 +50,7 @@ def test_create_json_prints_the_record(env: Environment, images: FakeImages) -> 
 
 
 def test_an_existing_name_is_refused_before_building(
-    env: Environment, cped: FakeCped, images: FakeImages
+    env: Environment, cped: InProcessCped, images: FakeImages
 ) -> None:
     assert run(env, "jeos_create base").status == 0
     for line in ("jeos_create base", "jeos_create host", "jeos_import host /etc/hostname"):
@@ -58,13 +63,13 @@ def test_an_existing_name_is_refused_before_building(
     "error", [KeyboardInterrupt(), InvalidInput("unknown Debian release 'sid'"), OSError("disk")]
 )
 def test_a_failed_or_interrupted_build_registers_nothing(
-    env: Environment, cped: FakeCped, images: FakeImages, error: BaseException
+    env: Environment, cped: InProcessCped, images: FakeImages, error: BaseException
 ) -> None:
     images.fail = error if not isinstance(error, OSError) else Unavailable("disk full")
     ran = run(env, "jeos_create base")
     assert ran.status in (130, 2, 1)
     assert "create_jeos" not in cped.calls
-    assert cped.jeos == {} and images.files == {}
+    assert jeos_names(cped) == ["host"] and images.files == {}
 
 
 @pytest.mark.parametrize(
@@ -76,9 +81,9 @@ def test_a_failed_or_interrupted_build_registers_nothing(
     ],
 )
 def test_an_image_cped_does_not_register_is_removed(
-    env: Environment, cped: FakeCped, images: FakeImages, error: BaseException, status: int
+    env: Environment, cped: InProcessCped, images: FakeImages, error: BaseException, status: int
 ) -> None:
-    cped.jeos_error = error
+    cped.answer("create_jeos", answer=error)
     ran = run(env, "jeos_create base")
     assert ran.status == status
     assert images.files == {} and images.calls[-1] == "delete base"
@@ -86,7 +91,7 @@ def test_an_image_cped_does_not_register_is_removed(
 
 
 def test_an_image_registered_despite_a_lost_answer_is_kept(
-    env: Environment, cped: FakeCped, images: FakeImages
+    env: Environment, cped: InProcessCped, images: FakeImages
 ) -> None:
     real_create = cped.create_jeos
 
@@ -96,11 +101,11 @@ def test_an_image_registered_despite_a_lost_answer_is_kept(
 
     cped.create_jeos = registered_then_lost  # type: ignore[method-assign]
     assert run(env, "jeos_create base").status == 1
-    assert "base" in images.files and "base" in cped.jeos
+    assert "base" in images.files and "base" in jeos_names(cped)
 
 
 def test_import_passes_its_options(
-    env: Environment, cped: FakeCped, images: FakeImages, tmp_path: Path
+    env: Environment, cped: InProcessCped, images: FakeImages, tmp_path: Path
 ) -> None:
     disk, kernel = tmp_path / "disk.qcow2", tmp_path / "vmlinuz"
     disk.write_bytes(b"QFI")
@@ -112,7 +117,7 @@ def test_import_passes_its_options(
         f"import cloud {disk} [('arch', 'x86_64'), ('cmdline', 'quiet'), "
         f"('kernel', PosixPath('{kernel}')), ('release', '12')]"
     ]
-    assert cped.jeos["cloud"]["release"] == "12"
+    assert cped.get_jeos("cloud")["release"] == "12"
 
 
 def test_import_of_a_missing_file(env: Environment, images: FakeImages) -> None:
@@ -122,19 +127,19 @@ def test_import_of_a_missing_file(env: Environment, images: FakeImages) -> None:
 
 
 def test_delete_removes_the_record_then_the_files(
-    env: Environment, cped: FakeCped, images: FakeImages
+    env: Environment, cped: InProcessCped, images: FakeImages
 ) -> None:
     run(env, "jeos_create base")
     ran = run(env, "jeos_delete base")
     assert (ran.status, ran.out) == (0, "JEOS base deleted (its files removed)\n")
-    assert cped.jeos == {} and images.files == {}
-    cped.jeos["elsewhere"] = {"name": "elsewhere", "kind": "image", "path": "/x.qcow2"}
+    assert jeos_names(cped) == ["host"] and images.files == {}
+    cped.create_jeos({"name": "elsewhere", "path": "/x.qcow2"})
     ran = run(env, "--json jeos_delete elsewhere")
     assert json.loads(ran.out)["files_removed"] is False
 
 
 def test_delete_is_refused_while_assemblies_use_the_image(
-    env: Environment, cped: FakeCped, images: FakeImages
+    env: Environment, cped: InProcessCped, images: FakeImages
 ) -> None:
     run(env, "jeos_create base")
     assert run(env, "assembly_create web base").status == 0
@@ -143,21 +148,23 @@ def test_delete_is_refused_while_assemblies_use_the_image(
     assert ran.err == (
         "pcloudsh: error: JEOS image 'base' is used by assemblies web: delete them first\n"
     )
-    assert "base" in images.files and "base" in cped.jeos
+    assert "base" in images.files and "base" in jeos_names(cped)
     ran = run(env, "jeos_delete host")
     assert ran.status == 2 and "cannot be deleted" in ran.err
     assert run(env, "jeos_delete nosuch").status == 2
 
 
-def test_list_shows_sizes_and_ages(env: Environment, cped: FakeCped) -> None:
-    cped.jeos["base"] = {
-        "name": "base",
-        "kind": "image",
-        "arch": "x86_64",
-        "release": "bookworm",
-        "size": 734_003_200,
-        "created": 1_700_000_000.0 - 3 * 86400 - 7200,
-    }
+def test_list_shows_sizes_and_ages(env: Environment, cped: InProcessCped) -> None:
+    cped.create_jeos(
+        {
+            "name": "base",
+            "path": "/images/base/disk.qcow2",
+            "arch": "x86_64",
+            "release": "bookworm",
+            "size": 734_003_200,
+            "created": 1_700_000_000.0 - 3 * 86400 - 7200,
+        }
+    )
     lines = run(env, "jeos_list").out.splitlines()
     assert lines[0].split() == ["Name", "Kind", "Arch", "Release", "Size", "Age"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}

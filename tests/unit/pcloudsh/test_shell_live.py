@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from foundation.backoff import Backoff
 from foundation.errors import OperationTimeout, Unavailable
 from pcloudsh.environment import Environment
 from pcloudsh.follow import EventFollower
@@ -16,7 +17,7 @@ from pcloudsh.live import LiveEvents
 from pcloudsh.output import Notice
 from pcloudsh.shell import PcloudShell
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped, FakeStream
+from tests.unit.inprocess import InProcessCped, StoreStream
 
 WAIT = 10.0  # generous: how long a test waits for another thread before failing
 
@@ -96,7 +97,7 @@ def test_back_off_doubles_up_to_its_cap_and_is_reset_by_a_connection() -> None:
             source.down = 6  # cped goes away for a while
         return len(waits) >= 10
 
-    follower = EventFollower(source, after_id=0, wait=wait, backoff_first=0.5, backoff_cap=4)
+    follower = EventFollower(source, after_id=0, wait=wait, backoff=Backoff(0.5, 4))
     items = list(follower)
     assert waits == [0.5, 0.5, 0.5, 1, 2, 4, 4, 4, 4, 0.5]
     notices = [i.text for i in items if isinstance(i, Notice)]
@@ -224,10 +225,10 @@ def test_a_stopped_shell_leaves_no_thread(
 
 
 def test_events_followed_by_a_command_are_not_shown_again_as_alerts(
-    live_shell: tuple[PcloudShell, BlockingSource, queue.Queue[Any]], cped: FakeCped
+    live_shell: tuple[PcloudShell, BlockingSource, queue.Queue[Any]], cped: InProcessCped
 ) -> None:
     shell, source, alerts = live_shell
-    shell.env.connect_events = lambda _paths: FakeStream(cped)  # the command's own stream
+    shell.env.connect_events = lambda _paths: StoreStream(cped)  # the command's own stream
     seen_while_following: list[bool] = []
     cped.on_idle = lambda: seen_while_following.append(shell.live.muted)
     assert run(shell, "events --follow").status == 130

@@ -17,13 +17,14 @@ from foundation.errors import (
 )
 from pcloudsh import commands
 from pcloudsh.api import CpedUnreachable
-from pcloudsh.environment import Environment
+from pcloudsh.environment import Environment, color_wanted
 from pcloudsh.exitcodes import ExitCode, exit_code_for
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import DownCped, FakeCped, FakeDaemon
+from tests.unit.inprocess import InProcessCped
+from tests.unit.pcloudsh.fakes import DownCped, FakeDaemon
 
 
-def test_json_before_or_after_the_command(env: Environment, shop: FakeCped) -> None:
+def test_json_before_or_after_the_command(env: Environment, shop: InProcessCped) -> None:
     before, after = run(env, "--json deployable_list"), run(env, "deployable_list --json")
     assert before == after
     assert json.loads(before.out)[0]["name"] == "shop"
@@ -104,7 +105,7 @@ def test_bad_names_are_refused_before_cped_is_asked(env: Environment) -> None:
     assert run(down, "assembly_delete ../x").status == 2
 
 
-def test_interrupt_exits_130(env: Environment, cped: FakeCped) -> None:
+def test_interrupt_exits_130(env: Environment, cped: InProcessCped) -> None:
     def interrupted() -> list[dict[str, object]]:
         raise KeyboardInterrupt
 
@@ -132,8 +133,14 @@ def test_exit_code_mapping(error: BaseException, status: ExitCode) -> None:
 
 
 def test_server_side_unavailable_is_a_failure_not_unreachable(
-    env: Environment, shop: FakeCped
+    env: Environment, shop: InProcessCped
 ) -> None:
-    shop.lifecycle_error = Unavailable("no DPE for deployable 'shop'")
+    shop.supervisor.error = Unavailable("no DPE for deployable 'shop'")
     ran = run(env, "deployable_start shop")
     assert (ran.status, ran.err) == (1, "pcloudsh: error: no DPE for deployable 'shop'\n")
+
+
+def test_no_color_in_the_environment_turns_colour_off() -> None:
+    assert color_wanted({"NO_COLOR": "1"}) is False
+    assert color_wanted({"NO_COLOR": ""}) is None  # set but empty: no effect (no-color.org)
+    assert color_wanted({}) is None  # colour when stdout is a terminal

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
+from foundation.runtime_kinds import MOVE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped
+from tests.unit.inprocess import InProcessCped
+
+
+def services_of(cped: InProcessCped) -> list[dict[str, Any]]:
+    return list(cped.get_deployable("shop").get("services", []))
 
 
 @pytest.fixture
-def pair(env: Environment, shop: FakeCped) -> FakeCped:
+def pair(env: Environment, shop: InProcessCped) -> InProcessCped:
     """The shop with two more assemblies a service may run on."""
     for line in (
         "assembly_create n1 host",
@@ -25,7 +31,7 @@ def pair(env: Environment, shop: FakeCped) -> FakeCped:
 
 
 def test_a_service_is_made_from_a_template_with_scored_assemblies(
-    env: Environment, pair: FakeCped
+    env: Environment, pair: InProcessCped
 ) -> None:
     ran = run(
         env,
@@ -36,7 +42,7 @@ def test_a_service_is_made_from_a_template_with_scored_assemblies(
     assert ran.out == (
         "service cache (ocf:heartbeat:Dummy) added to deployable shop: on n1:100, n2:0\n"
     )
-    (service,) = pair.deployables["shop"]["services"]
+    (service,) = services_of(pair)
     assert service["locations"] == [
         {"assembly": "n1", "score": 100},
         {"assembly": "n2", "score": 0},
@@ -50,28 +56,29 @@ def test_a_service_is_made_from_a_template_with_scored_assemblies(
     assert [s["name"] for s in data] == ["cache"]
 
 
-def test_order_colocation_move_and_removal(env: Environment, pair: FakeCped) -> None:
+def test_order_colocation_move_and_removal(env: Environment, pair: InProcessCped) -> None:
     run(env, "deployable_service_add shop cache dummy --on n1:100,n2:50")
     run(env, "deployable_service_add shop queue dummy --on n1,n2")
     assert run(env, "deployable_constraint_add shop cache web/www").status == 0
     ran = run(env, "deployable_colocation_add shop queue cache --score=-INFINITY")
     assert ran.out == "colocation queue with cache (-INFINITY) added to deployable shop\n"
-    assert pair.deployables["shop"]["colocations"] == [
+    assert pair.get_deployable("shop")["colocations"] == [
         {"service": "queue", "with": "cache", "score": "-INFINITY"}
     ]
     ran = run(env, "deployable_service_move shop cache n2")
     assert ran.status == 0 and "move to n2 requested" in ran.out
-    assert pair.moves == {("shop", "cache"): "n2"}
+    moves = pair.store.get_runtime("shop")[MOVE]  # what the DPE acts on
+    assert {service: move["to"] for service, move in moves.items()} == {"cache": "n2"}
     ran = run(env, "deployable_service_set shop cache --stickiness INFINITY")
     assert ran.status == 0
-    assert pair.deployables["shop"]["services"][0]["stickiness"] == "INFINITY"
+    assert services_of(pair)[0]["stickiness"] == "INFINITY"
     refused = run(env, "deployable_service_remove shop cache")  # still ordered and colocated
     assert refused.status != 0
     assert "no such service in the deployable: cache" in refused.err
     run(env, "deployable_constraint_remove shop cache web/www")
     run(env, "deployable_colocation_remove shop queue cache")
     assert run(env, "deployable_service_remove shop cache").status == 0
-    assert [s["name"] for s in pair.deployables["shop"]["services"]] == ["queue"]
+    assert [s["name"] for s in services_of(pair)] == ["queue"]
 
 
 @pytest.mark.parametrize(
@@ -86,17 +93,19 @@ def test_order_colocation_move_and_removal(env: Environment, pair: FakeCped) -> 
     ],
 )
 def test_bad_input_is_named_and_changes_nothing(
-    env: Environment, pair: FakeCped, line: str, message: str
+    env: Environment, pair: InProcessCped, line: str, message: str
 ) -> None:
     ran = run(env, line)
     assert ran.status != 0
     assert message in ran.err, ran.err
     assert "Traceback" not in ran.err
-    assert not pair.deployables["shop"].get("services")
+    assert not services_of(pair)
 
 
 @pytest.mark.parametrize("fmt", ["xml", "json"])
-def test_services_survive_export_and_import(env: Environment, pair: FakeCped, fmt: str) -> None:
+def test_services_survive_export_and_import(
+    env: Environment, pair: InProcessCped, fmt: str
+) -> None:
     run(env, "deployable_service_add shop cache dummy --on n1:100,n2:50 --stickiness 60")
     run(env, "deployable_service_add shop queue dummy --on n1,n2 peer=@cache:ipaddress")
     run(env, "deployable_colocation_add shop queue cache --score=-INFINITY")

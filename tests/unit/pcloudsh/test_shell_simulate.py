@@ -1,5 +1,5 @@
-"""``deployable_simulate`` and ``deployable_export --format cib`` against a fake
-cped that answers as cped does (``cpe.whatif`` over the fake's catalog)."""
+"""``deployable_simulate`` and ``deployable_export --format cib`` against cped's own
+answers (``cpe.whatif`` over the catalog and what a DPE recorded in the store)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 from pcloudsh.environment import Environment
 from pcloudsh.shell import PcloudShell
 from pcloudsh.testing import run, shell_for
-from tests.unit.pcloudsh.fakes import FakeCped
+from tests.unit.inprocess import InProcessCped
 from tests.unit.pcloudsh.test_shell_interactive import completions
 
 NOW = 1_700_000_000.0
 
 
-def record_running(cped: FakeCped) -> None:
+def record_running(cped: InProcessCped) -> None:
     """What shop's DPE records once everything runs (www's two recent failures too)."""
     runtime: dict[str, dict[str, dict[str, object]]] = {
         "instance": {},
@@ -35,10 +35,14 @@ def record_running(cped: FakeCped) -> None:
             "failures": failures,
             "applied": None,
         }
-    cped.runtimes["shop"] = runtime
+    for kind, entries in runtime.items():
+        for key, doc in entries.items():
+            cped.store.put_runtime("shop", kind, key, doc)
 
 
-def test_a_failure_reads_as_numbered_actions_in_order(env: Environment, shop: FakeCped) -> None:
+def test_a_failure_reads_as_numbered_actions_in_order(
+    env: Environment, shop: InProcessCped
+) -> None:
     ran = run(env, "deployable_simulate shop --fail db/pg")
     assert ran.status == 0, ran
     lines = ran.out.splitlines()
@@ -54,7 +58,9 @@ def test_a_failure_reads_as_numbered_actions_in_order(env: Environment, shop: Fa
     )
 
 
-def test_escalations_come_first_from_the_recorded_windows(env: Environment, shop: FakeCped) -> None:
+def test_escalations_come_first_from_the_recorded_windows(
+    env: Environment, shop: InProcessCped
+) -> None:
     record_running(shop)
     ran = run(env, "deployable_simulate shop --fail web/www")
     assert ran.status == 0, ran
@@ -65,7 +71,7 @@ def test_escalations_come_first_from_the_recorded_windows(env: Environment, shop
 
 
 def test_json_is_the_whole_answer_and_dot_writes_a_graph(
-    env: Environment, shop: FakeCped, tmp_path: Path
+    env: Environment, shop: InProcessCped, tmp_path: Path
 ) -> None:
     dot = tmp_path / "plan.dot"
     ran = run(env, f"--json deployable_simulate shop --fail web --dot {dot}")
@@ -93,15 +99,15 @@ def test_json_is_the_whole_answer_and_dot_writes_a_graph(
 
 
 def test_bad_parts_are_refused_by_name_and_change_nothing(
-    env: Environment, shop: FakeCped, tmp_path: Path
+    env: Environment, shop: InProcessCped, tmp_path: Path
 ) -> None:
-    before = shop.snapshot()
+    before = shop.tables()
     dot = tmp_path / "plan.dot"
     ran = run(env, f"deployable_simulate shop --fail db/nope --fail cache --dot {dot}")
     assert ran.status == 2
     assert "no resource 'nope' in assembly 'db'" in ran.err
     assert "no assembly 'cache' in deployable shop" in ran.err
-    assert not dot.exists() and shop.snapshot() == before
+    assert not dot.exists() and shop.tables() == before
     ran = run(env, "deployable_simulate shop --fail db,web")
     assert ran.status == 2 and "invalid --fail 'db,web': one ASSEMBLY" in ran.err
     ran = run(env, "deployable_simulate shop --fail a/b/c")
@@ -114,7 +120,9 @@ def test_bad_parts_are_refused_by_name_and_change_nothing(
     assert ran.status == 2 and "nosuch" in ran.err
 
 
-def test_the_parts_of_the_deployable_on_the_line_complete(env: Environment, shop: FakeCped) -> None:
+def test_the_parts_of_the_deployable_on_the_line_complete(
+    env: Environment, shop: InProcessCped
+) -> None:
     shell: PcloudShell = shell_for(env)
     assert completions(shell, "deployable_simulate ") == ["shop"]
     assert completions(shell, "deployable_simulate shop --fail ") == [
@@ -127,7 +135,7 @@ def test_the_parts_of_the_deployable_on_the_line_complete(env: Environment, shop
 
 
 def test_export_as_cib_without_and_with_a_recorded_state(
-    env: Environment, shop: FakeCped, tmp_path: Path
+    env: Environment, shop: InProcessCped, tmp_path: Path
 ) -> None:
     ran = run(env, "deployable_export shop --format cib")
     assert ran.status == 0, ran

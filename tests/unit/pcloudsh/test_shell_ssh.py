@@ -11,10 +11,12 @@ import pytest
 
 from foundation.errors import Conflict
 from foundation.paths import Paths
+from foundation.runtime_kinds import ASSEMBLY, INSTANCE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run, shell_for
-from tests.unit.pcloudsh.fakes import FakeCped
+from tests.unit.inprocess import InProcessCped
 
+NOW = 1_700_000_000.0
 HOST_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDpinned root@pcmk-cloud"
 
 
@@ -37,8 +39,26 @@ def programs() -> Programs:
     return Programs(status=3)
 
 
+def record_running(cped: InProcessCped) -> None:
+    """What shop's DPE records once its instances run: where SSH reaches each."""
+    for port, assembly in enumerate(("db", "web"), start=2200):
+        cped.store.put_runtime("shop", ASSEMBLY, assembly, {"state": "running"})
+        instance = {
+            "instance_id": f"{assembly}-0001",
+            "address": "127.0.0.1",
+            "ssh_host": "127.0.0.1",
+            "ssh_port": port,
+            "username": "root",
+            "created_at": NOW - 330,
+        }
+        cped.store.put_runtime("shop", INSTANCE, assembly, instance)
+
+
 @pytest.fixture
-def ssh_env(env: Environment, shop: FakeCped, programs: Programs, tmp_path: Path) -> Environment:
+def ssh_env(
+    env: Environment, shop: InProcessCped, programs: Programs, tmp_path: Path
+) -> Environment:
+    record_running(shop)
     paths = Paths(tmp_path / "etc", tmp_path / "state", tmp_path / "run")
     paths.keys_dir.mkdir(parents=True)
     for assembly in ("web", "db"):
@@ -107,15 +127,16 @@ def test_json_tells_how_to_reach_the_instance(ssh_env: Environment, programs: Pr
 
 
 def test_port_22_of_the_address_when_cped_gives_no_ssh_port(
-    ssh_env: Environment, shop: FakeCped, programs: Programs
+    ssh_env: Environment, shop: InProcessCped, programs: Programs
 ) -> None:
-    shop.statuses["shop"] = {
+    status = {
         "name": "shop",
         "state": "running",
         "assemblies": [
             {"name": "web", "state": "running", "instance": "i-9", "address": "10.1.2.3"}
         ],
     }
+    shop.answer("deployable_status", "shop", answer=status)
     run(ssh_env, "assembly_ssh shop web")
     argv = programs.execed[0]
     assert argv[argv.index("-p") + 1] == "22" and argv[-1] == "10.1.2.3"
@@ -125,7 +146,7 @@ def test_port_22_of_the_address_when_cped_gives_no_ssh_port(
 @pytest.mark.parametrize(
     ("line", "status", "message"),
     [
-        ("assembly_ssh nosuch web", 2, "no deployable named 'nosuch'"),
+        ("assembly_ssh nosuch web", 2, "no such deployable: 'nosuch'"),
         ("assembly_ssh shop nosuch", 2, "deployable 'shop' has no assembly 'nosuch'"),
         ("assembly_ssh shop ../web", 2, "invalid assembly name '../web'"),
         ("assembly_ssh 'sh op' web", 2, "invalid deployable name 'sh op'"),
@@ -143,9 +164,9 @@ def test_bad_names_and_unknown_ones(
 
 
 def test_an_assembly_without_a_running_instance(
-    ssh_env: Environment, shop: FakeCped, programs: Programs
+    ssh_env: Environment, shop: InProcessCped, programs: Programs
 ) -> None:
-    shop.statuses["shop"] = {
+    status = {
         "name": "shop",
         "state": "recovering",
         "assemblies": [
@@ -153,6 +174,7 @@ def test_an_assembly_without_a_running_instance(
             {"name": "db", "state": "stopped", "instance": None},
         ],
     }
+    shop.answer("deployable_status", "shop", answer=status)
     ran = run(ssh_env, "assembly_ssh shop web")
     assert ran.status == 1
     assert ran.err == (
@@ -160,7 +182,7 @@ def test_an_assembly_without_a_running_instance(
         "(it is fencing)\n"
     )
     assert "(it is stopped)" in run(ssh_env, "assembly_ssh shop db").err
-    shop.lifecycle_error = Conflict("deployable 'shop' is not started")
+    shop.answer("deployable_status", "shop", answer=Conflict("deployable 'shop' is not started"))
     ran = run(ssh_env, "assembly_ssh shop web")
     assert (ran.status, ran.err) == (1, "pcloudsh: error: deployable 'shop' is not started\n")
     assert programs.execed == []

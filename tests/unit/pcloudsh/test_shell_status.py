@@ -1,4 +1,8 @@
-"""deployable_status: the tree of a deployable's runtime state, coloured, and --json as is."""
+"""deployable_status: the tree of a deployable's runtime state, coloured, and --json as is.
+
+The first test reads what a DPE recorded through cped's own status; the others
+show status documents as cped may send them, set as its answer.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from foundation.events import Event
+from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.pcloudsh.fakes import FakeCped
+from tests.unit.inprocess import InProcessCped
 
 NOW = 1_700_000_000.0
 
@@ -64,8 +70,24 @@ def failing_shop() -> dict[str, Any]:
     }
 
 
-def test_the_tree_names_every_level_with_its_details(env: Environment, shop: FakeCped) -> None:
-    shop.statuses["shop"] = failing_shop()
+def test_what_the_dpe_recorded_is_the_tree(env: Environment, shop: InProcessCped) -> None:
+    shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "recovering", "reason": "www"})
+    shop.store.put_runtime("shop", ASSEMBLY, "web", {"state": "running"})
+    instance = {"instance_id": "web-99", "address": "10.0.0.3", "created_at": NOW - 42}
+    shop.store.put_runtime("shop", INSTANCE, "web", instance)
+    failed = {"state": "failed", "failures": [NOW - 20, NOW - 5], "last_op": "monitor"}
+    shop.store.put_runtime("shop", RESOURCE, "web/www", failed | {"last_rc": 7})
+    shop.record_event(Event(NOW - 5, "shop", "failed", "monitor returned 7", "web", "www"))
+    lines = run(env, "deployable_status shop").out.splitlines()
+    assert lines[0] == "deployable shop: recovering (desired stopped, no DPE, reason www)"
+    assert "assembly db: stopped" in lines[1] and "resource pg: stopped" in lines[2]
+    assert "assembly web: running (instance web-99, address 10.0.0.3, up 42 s)" in lines[3]
+    assert "resource www: failed (2 failures, last rc 7 (not running))" in lines[4]
+    assert lines[-1].endswith("is FAILED: monitor returned 7")
+
+
+def test_the_tree_names_every_level_with_its_details(env: Environment, shop: InProcessCped) -> None:
+    shop.answer("deployable_status", "shop", answer=failing_shop())
     ran = run(env, "deployable_status shop")
     assert ran.status == 0 and ran.err == ""
     lines = ran.out.splitlines()
@@ -80,8 +102,8 @@ def test_the_tree_names_every_level_with_its_details(env: Environment, shop: Fak
     assert all(line.startswith(("├", "└", "│", " ")) for line in lines[1:5])
 
 
-def test_the_last_five_events_follow_the_tree(env: Environment, shop: FakeCped) -> None:
-    shop.statuses["shop"] = failing_shop()
+def test_the_last_five_events_follow_the_tree(env: Environment, shop: InProcessCped) -> None:
+    shop.answer("deployable_status", "shop", answer=failing_shop())
     out = run(env, "deployable_status shop").out
     tree, _, events = out.partition("\nlast events:\n")
     assert "resource www" in tree
@@ -94,15 +116,15 @@ def test_the_last_five_events_follow_the_tree(env: Environment, shop: FakeCped) 
     )
 
 
-def test_json_is_the_status_document_as_cped_sent_it(env: Environment, shop: FakeCped) -> None:
-    shop.statuses["shop"] = failing_shop()
+def test_json_is_the_status_document_as_cped_sent_it(env: Environment, shop: InProcessCped) -> None:
+    shop.answer("deployable_status", "shop", answer=failing_shop())
     ran = run(env, "deployable_status shop --json")
     assert json.loads(ran.out) == failing_shop()
     assert run(env, "--json deployable_status shop").out == ran.out
 
 
-def test_states_are_coloured_on_a_terminal(env: Environment, shop: FakeCped) -> None:
-    shop.statuses["shop"] = failing_shop()
+def test_states_are_coloured_on_a_terminal(env: Environment, shop: InProcessCped) -> None:
+    shop.answer("deployable_status", "shop", answer=failing_shop())
     out = run(dataclasses.replace(env, color=True), "deployable_status shop").out
     assert "\x1b[1;31mfailed\x1b[0m" in out  # red
     assert "\x1b[1;32mrunning\x1b[0m" in out  # green
@@ -122,9 +144,13 @@ def test_states_are_coloured_on_a_terminal(env: Environment, shop: FakeCped) -> 
     ],
 )
 def test_the_desired_state_when_it_is_news(
-    env: Environment, shop: FakeCped, state: str, desired: str, shown: str
+    env: Environment, shop: InProcessCped, state: str, desired: str, shown: str
 ) -> None:
-    shop.statuses["shop"] = {"name": "shop", "state": state, "desired": desired, "reason": "x"}
+    shop.answer(
+        "deployable_status",
+        "shop",
+        answer={"name": "shop", "state": state, "desired": desired, "reason": "x"},
+    )
     assert run(env, "deployable_status shop").out == shown + "\n"
 
 
@@ -136,14 +162,20 @@ def test_the_desired_state_when_it_is_news(
         ({"pid": None, "lease_epoch": None, "alive": False}, "(no DPE)"),
     ],
 )
-def test_the_dpe_as_cped_reports_it(env: Environment, shop: FakeCped, dpe: Any, shown: str) -> None:
-    shop.statuses["shop"] = {"name": "shop", "state": "stopped", "desired": "stopped", "dpe": dpe}
+def test_the_dpe_as_cped_reports_it(
+    env: Environment, shop: InProcessCped, dpe: Any, shown: str
+) -> None:
+    shop.answer(
+        "deployable_status",
+        "shop",
+        answer={"name": "shop", "state": "stopped", "desired": "stopped", "dpe": dpe},
+    )
     ran = run(env, "deployable_status shop")
     assert ran.out == f"deployable shop: stopped {shown}\n"
 
 
-def test_missing_optional_fields_are_left_out(env: Environment, shop: FakeCped) -> None:
-    shop.statuses["shop"] = {
+def test_missing_optional_fields_are_left_out(env: Environment, shop: InProcessCped) -> None:
+    status = {
         "name": "shop",
         "state": "starting",
         "assemblies": [
@@ -151,6 +183,7 @@ def test_missing_optional_fields_are_left_out(env: Environment, shop: FakeCped) 
             {"name": "web", "instance": None, "address": None},
         ],
     }
+    shop.answer("deployable_status", "shop", answer=status)
     lines = run(env, "deployable_status shop").out.splitlines()
     assert lines[0] == "deployable shop: starting"
     assert lines[1].endswith("assembly db: creating")
@@ -158,8 +191,10 @@ def test_missing_optional_fields_are_left_out(env: Environment, shop: FakeCped) 
     assert lines[3].endswith("assembly web: unknown")
 
 
-def test_an_instance_object_and_assemblies_keyed_by_name(env: Environment, shop: FakeCped) -> None:
-    shop.statuses["shop"] = {
+def test_an_instance_object_and_assemblies_keyed_by_name(
+    env: Environment, shop: InProcessCped
+) -> None:
+    status = {
         "name": "shop",
         "state": "running",
         "assemblies": {
@@ -174,22 +209,24 @@ def test_an_instance_object_and_assemblies_keyed_by_name(env: Environment, shop:
             }
         },
     }
+    shop.answer("deployable_status", "shop", answer=status)
     lines = run(env, "deployable_status shop").out.splitlines()
     assert "assembly web: running (instance web-7, address 127.0.0.1, up 1 min 30 s)" in lines[1]
     assert "resource www: running (1 failure)" in lines[2]
 
 
-def test_unknown_deployable_and_bad_name(env: Environment, shop: FakeCped) -> None:
+def test_unknown_deployable_and_bad_name(env: Environment, shop: InProcessCped) -> None:
     ran = run(env, "deployable_status nosuch")
     assert (ran.status, ran.out) == (2, "")
-    assert ran.err == "pcloudsh: error: no deployable named 'nosuch'\n"
+    assert ran.err == "pcloudsh: error: no such deployable: 'nosuch'\n"
     assert run(env, "deployable_status ../x").status == 2
 
 
-def test_a_refused_status_is_a_failure(env: Environment, shop: FakeCped) -> None:
+def test_a_refused_status_is_a_failure(env: Environment, shop: InProcessCped) -> None:
     from foundation.errors import Conflict
 
-    shop.lifecycle_error = Conflict("deployable 'shop' has never been started")
+    refusal = Conflict("deployable 'shop' has never been started")
+    shop.answer("deployable_status", "shop", answer=refusal)
     ran = run(env, "deployable_status shop")
     assert (ran.status, ran.err) == (
         1,
@@ -197,11 +234,13 @@ def test_a_refused_status_is_a_failure(env: Environment, shop: FakeCped) -> None
     )
 
 
-def test_a_service_shows_under_the_assembly_it_runs_on(env: Environment, shop: FakeCped) -> None:
+def test_a_service_shows_under_the_assembly_it_runs_on(
+    env: Environment, shop: InProcessCped
+) -> None:
     status = failing_shop()
     status["assemblies"][0]["resources"].append(
         {"name": "cache", "state": "running", "failures": [], "last_rc": 0, "service": True}
     )
-    shop.statuses["shop"] = status
+    shop.answer("deployable_status", "shop", answer=status)
     lines = run(env, "deployable_status shop").out.splitlines()
     assert "service cache: running (0 failures, last rc 0 (ok))" in lines[3]

@@ -1,12 +1,12 @@
-"""An engine as a process: what ``dped`` runs.
+"""The ``dped`` process: an engine put together, then served until asked to stop.
 
-``Service`` puts an ``Engine`` together from the store (``dped DEPLOYABLE``:
-the document, runtime state, events and lease in the shared store) or from a
-document file (``dped --document FILE``: in-memory runtime, events printed),
-then serves it: signal handlers only record what was asked (SIGTERM/SIGINT:
-stop; SIGHUP: reload; SIGUSR1: hand over -- release the lease and exit,
-leaving everything running for the member that takes the deployable over)
-and the loop acts on it.
+``DpedSetup`` says where this process's engine comes from: the store
+(``dped DEPLOYABLE``: the document, runtime state, events and lease in the
+shared store) or a document file (``dped --document FILE``: in-memory runtime,
+events printed).  ``serve`` runs the engine: signal handlers only record what
+was asked (SIGTERM/SIGINT: stop; SIGHUP: reload; SIGUSR1: hand over -- release
+the lease and exit, leaving everything running for the member that takes the
+deployable over) and the loop acts on it.
 
 From the store, the DPE's lease holder is ``MEMBER:PID`` (``[cped] member``),
 the store's clock judges its lease, a watchdog (``dpe.fencing``) backs its
@@ -46,7 +46,7 @@ from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
 from foundation.store import DEFAULT_BUSY_TIMEOUT, open_store
 
-log = logging.getLogger("dpe.service")
+log = logging.getLogger("dpe.dped")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
 MIN_STORE_TIMEOUT = 0.5
 
@@ -58,7 +58,9 @@ class ExitCode(IntEnum):
 
 
 @dataclass
-class Service:
+class DpedSetup:
+    """What one dped runs with: its document's source, runtime, options."""
+
     name: str
     paths: Paths
     read_document: Callable[[], Deployable]  # again on every reload
@@ -73,7 +75,7 @@ class Service:
     local: LocalHost | None = None  # [dped] local_instances_dir, local_bridge_netns
 
     @classmethod
-    def from_store(cls, name: str, paths: Paths, config: Config) -> Service:
+    def from_store(cls, name: str, paths: Paths, config: Config) -> DpedSetup:
         validate_name(name, "deployable name")
         store = open_store(
             config.cped.store,
@@ -105,7 +107,7 @@ class Service:
         )
 
     @classmethod
-    def from_file(cls, path: Path, paths: Paths, events: TextIO) -> Service:
+    def from_file(cls, path: Path, paths: Paths, events: TextIO) -> DpedSetup:
         def read() -> Deployable:
             return read_document_file(path)
 
@@ -240,28 +242,28 @@ class Requests:
 
 
 async def serve(
-    service: Service, *, leave_running: bool = False, clear_failed: bool = False
+    setup: DpedSetup, *, leave_running: bool = False, clear_failed: bool = False
 ) -> ExitCode:
     """Run the deployable until asked to stop; the exit code says how it ended."""
     requests = Requests()
     requests.install(asyncio.get_running_loop())
-    engine = service.engine()
+    engine = setup.engine()
     if not await _start(engine, requests, clear_failed):
-        log.info("deployable=%s: handed over before it started", service.name)
+        log.info("deployable=%s: handed over before it started", setup.name)
         return ExitCode.OK
-    log.info("deployable=%s: running (pid %d)", service.name, os.getpid())
+    log.info("deployable=%s: running (pid %d)", setup.name, os.getpid())
     while True:
         request = await _next_request(requests, engine)
         if request is None:
-            log.error("deployable=%s: %s: exiting", service.name, engine.halt_reason)
+            log.error("deployable=%s: %s: exiting", setup.name, engine.halt_reason)
             await engine.shutdown(release_lease=False)
             return ExitCode.FAILURE
         if request == Requests.RELOAD:
-            await _reload(service, engine)
+            await _reload(setup, engine)
             continue
         if request == Requests.HANDOVER:
             await engine.shutdown()  # the lease is released: the next member adopts at once
-            log.info("deployable=%s: handed over, instances left running", service.name)
+            log.info("deployable=%s: handed over, instances left running", setup.name)
             return ExitCode.OK
         return await _stop(engine, requests, leave_running)
 
@@ -302,17 +304,17 @@ async def _next_request(requests: Requests, engine: Engine) -> str | None:
     return None
 
 
-async def _reload(service: Service, engine: Engine) -> None:
+async def _reload(setup: DpedSetup, engine: Engine) -> None:
     try:
-        document = service.read_document()
-        service.fetch_keys(document)
+        document = setup.read_document()
+        setup.fetch_keys(document)
         await engine.reload(document)
     except PcloudError as error:
         log.error(
-            "deployable=%s: reload refused, keeping the current document: %s", service.name, error
+            "deployable=%s: reload refused, keeping the current document: %s", setup.name, error
         )
     else:
-        log.info("deployable=%s: document reloaded", service.name)
+        log.info("deployable=%s: document reloaded", setup.name)
 
 
 async def _stop(engine: Engine, requests: Requests, leave_running: bool) -> ExitCode:

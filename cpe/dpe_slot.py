@@ -1,0 +1,134 @@
+"""One deployable's DPE as cped's supervisor keeps it: its ``Slot`` and states.
+
+Also the seams the supervisor drives DPEs through (``Launcher`` starts or
+watches a ``DpeProcess``) and its options (``[cped]`` and ``[dped]`` settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from foundation.backoff import Backoff
+from foundation.config import Config
+
+ExitCallback = Callable[[int | None], None]
+STARTED = "started"  # the desired state of a deployable that should run
+ELSEWHERE = "elsewhere"  # run by another member: nothing to do here
+
+
+class DpeProcess(Protocol):
+    pid: int
+    child: bool  # a child of this cped (its exit status is known)
+
+    def signal(self, signum: int) -> bool:
+        """Send ``signum``; False if the process has already exited."""
+        ...
+
+    def detach(self) -> None:
+        """Stop watching it; it keeps running."""
+        ...
+
+
+class Launcher(Protocol):
+    def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> DpeProcess:
+        """Start a DPE in a session of its own (OSError if it cannot start)."""
+        ...
+
+    def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> DpeProcess | None:
+        """Watch a running DPE of ``deployable``; None if ``pid`` is not one
+        (OSError if it is one but cannot be watched)."""
+        ...
+
+    def last_words(self, deployable: str) -> str:
+        """The last line a DPE of ``deployable`` wrote to its log ("" if none)."""
+        ...
+
+
+class DpeState(StrEnum):
+    STOPPED = "stopped"  # no DPE
+    STARTING = "starting"  # a DPE runs but does not hold the lease yet
+    RUNNING = "running"  # a DPE holds the lease
+    STOPPING = "stopping"  # told to stop the deployable (SIGTERM); SIGKILL at kill_at
+    BACKOFF = "backoff"  # the DPE died; the next one is due at retry_at
+
+
+@dataclass(frozen=True)
+class SupervisorOptions:
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    healthy_after: float = 10.0  # a DPE that ran this long resets the back-off
+    lease_ttl: float = 5.0
+    lease_renew: float = 1.0
+    stop_timeout: float = 60.0  # how long a DPE may take to stop before SIGKILL
+    stop_attempts: int = 3  # DPEs run to stop instances left behind, before giving up
+    python_start: float = 10.0  # allowance for a DPE's start before it can take a lease
+    handover_timeout: float = 15.0  # how long a DPE may take to hand over before SIGKILL
+
+    @classmethod
+    def from_config(cls, config: Config) -> SupervisorOptions:
+        return cls(
+            backoff_initial=config.cped.dpe_backoff_initial,
+            backoff_max=config.cped.dpe_backoff_max,
+            lease_ttl=config.cped.lease_ttl,
+            lease_renew=config.dped.lease_renew_interval,
+        )
+
+    @property
+    def check_interval(self) -> float:
+        """How often leases are looked at (exits are noticed at once anyway)."""
+        return min(0.5, self.lease_ttl / 4)
+
+    @property
+    def start_grace(self) -> float:
+        """How long a new DPE may take to hold its lease (dped waits ttl + 2 renewals)."""
+        return self.lease_ttl + 2 * self.lease_renew + self.python_start
+
+    @property
+    def backoff(self) -> Backoff:
+        """The delay before restart number ``attempt`` (1, 2, ...): ``backoff.delay(attempt)``."""
+        return Backoff(self.backoff_initial, self.backoff_max)
+
+
+@dataclass
+class Slot:
+    """One deployable's DPE, as the supervisor keeps it."""
+
+    name: str
+    state: DpeState = DpeState.STOPPED
+    process: DpeProcess | None = None
+    generation: int = 0  # which process an exit report is about
+    since: float = 0.0  # monotonic time the process was spawned or adopted
+    epoch: int | None = None  # its lease epoch, once it holds the lease
+    attempts: int = 0  # consecutive failed runs
+    retry_at: float = 0.0
+    since_stop: float = 0.0  # when SIGTERM was sent
+    kill_at: float = 0.0
+    killed: bool = False  # SIGKILL sent to the current process
+    replace: bool = False  # killed on purpose: the replacement starts at once
+    clear_failed: bool = False  # a start request: the next DPE clears "failed"
+    spawned_clearing: bool = False  # the current process was started with --clear-failed
+    reload_pending: bool = False  # SIGHUP once the starting DPE holds its lease
+    check_left: bool = False  # look for instances left behind when no DPE runs
+    stop_timeout: float | None = None  # this stop request's own SIGKILL deadline
+    here: bool = True  # this member runs the deployable (else: elsewhere)
+    handing_over: bool = False  # told to hand over (SIGUSR1)
+    last: dict[str, Any] = field(default_factory=dict)  # the last DPE: pid, exit, killed
+    waiting_note: str = ""  # why no DPE is started (logged once)
+    starts: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
+    stops: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
+
+    def stopped_answer(self, left: list[str]) -> dict[str, Any]:
+        """What a stop request is told: the last DPE, and what is left running."""
+        return {**self.last, "left": left} if self.last else {"pid": None, "left": left}
+
+
+def settle(waiters: list[asyncio.Future[dict[str, Any]]], answer: dict[str, Any]) -> None:
+    """Answer every request still waiting."""
+    for future in waiters:
+        if not future.done():
+            future.set_result(dict(answer))
+    waiters.clear()

@@ -1,0 +1,68 @@
+"""Requests answered with more than one part of cped: its health, the members
+sharing its store and this API's document, a service move (the catalog, then the DPE), and the CIB and what-if
+(the store, then the planner).  Each takes the ``Context`` first
+(``cpe.dispatch``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from cpe.catalog import services
+from cpe.context import Context
+from cpe.routes import Answer
+from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
+from foundation import __version__
+from foundation.errors import Conflict, Unavailable
+
+
+async def health(api: Context) -> dict[str, Any]:
+    config = api.info.config
+    return {
+        "status": "ok",
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime": round(time.monotonic() - api.info.started, 3),
+        "config": str(config.source) if config.source else None,
+        "store": api.store.location,
+    }
+
+
+async def cluster_status(api: Context) -> dict[str, Any]:
+    if api.cluster is None:
+        raise Unavailable("this API runs without membership (no cluster to show)")
+    return await api.cluster.status()
+
+
+async def openapi(api: Context) -> dict[str, Any]:
+    from cpe.openapi import openapi_document
+
+    return openapi_document()
+
+
+async def move_service(api: Context, deployable: str, service: str, body: dict[str, Any]) -> Answer:
+    """Record the move, then have a running DPE read it (a stopped one will on start)."""
+    answer = await api.in_store(services.request_move, api.catalog, deployable, service, body)
+    try:
+        await api.lifecycle.reload(deployable)
+    except (Conflict, Unavailable):
+        return Answer(answer | {"note": "the deployable is not running: moved when started"}, 202)
+    return Answer(answer | {"note": "the DPE is moving it"}, 202)
+
+
+async def deployable_cib(api: Context, name: str) -> dict[str, Any]:
+    recorded = await api.in_store(read_recorded, api.store, name)
+    return cib_answer(recorded, api.lifecycle.clock())
+
+
+async def simulate_deployable(
+    api: Context, name: str, fail: str | None = None, policy_engine: str | None = None
+) -> dict[str, Any]:
+    """What-if; crm_simulate (policy_engine=pacemaker) runs in a thread of its own."""
+    failures = parse_fail_query(fail)
+    engine = policy_engine or api.info.config.dped.policy_engine
+    recorded = await api.in_store(read_recorded, api.store, name)
+    now = api.lifecycle.clock()
+    return await asyncio.to_thread(simulate_answer, recorded, failures, engine, now)

@@ -1,0 +1,147 @@
+"""Completion of command lines: existing names for the shell, whole words for bash.
+
+The interactive shell asks ``list_names`` for the names an argument takes
+(cmd2 does the rest).  Bash's completion (``contrib/bash-completion/pcloudsh``)
+runs ``pcloudsh --complete INDEX WORD...`` and gets one candidate per line:
+command names, a command's options, an argument's choices, or the existing
+names it takes (asked of cped; none when cped does not answer).  Neither path
+imports cmd2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from foundation.errors import PcloudError
+from pcloudsh import commands
+from pcloudsh.definition import Arg, CommandSpec, Names
+from pcloudsh.environment import Environment
+
+GLOBAL_OPTIONS = ("--json", "--help", "--version")
+
+
+def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) -> list[str]:
+    """Existing names of ``kind``; ``arg_tokens`` holds the arguments already typed."""
+    api = env.api()
+    if kind is Names.JEOS:
+        rows = api.list_jeos()
+    elif kind is Names.ASSEMBLY:
+        rows = api.list_assemblies()
+    elif kind is Names.DEPLOYABLE:
+        rows = api.list_deployables()
+    elif kind is Names.TEMPLATE:
+        rows = api.list_templates()
+    elif kind is Names.RESOURCE:
+        return _resources_of(env, arg_tokens.get("assembly", [""])[0])
+    elif kind is Names.PART:
+        return _parts_of(env, arg_tokens.get("deployable", [""])[0])
+    else:
+        return _resource_ids_of(env, arg_tokens.get("deployable", [""])[0])
+    return sorted(str(row.get("name")) for row in rows)
+
+
+def _resources_of(env: Environment, assembly: str) -> list[str]:
+    """The assembly's resources; before ASSEMBLY is typed, those of every assembly."""
+    api = env.api()
+    assemblies = [api.get_assembly(assembly)] if assembly else api.list_assemblies()
+    names = {r["name"] for a in assemblies for r in a.get("resources") or [] if isinstance(r, dict)}
+    return sorted(names)
+
+
+def _resource_ids_of(env: Environment, deployable: str) -> list[str]:
+    if not deployable:
+        return []
+    doc = env.api().get_deployable(deployable)
+    return sorted(
+        f"{a['name']}/{r['name']}"
+        for a in doc.get("assemblies", [])
+        for r in a.get("resources", [])
+    )
+
+
+def _parts_of(env: Environment, deployable: str) -> list[str]:
+    """What can fail: the deployable's assemblies and their resources."""
+    if not deployable:
+        return []
+    assemblies = env.api().get_deployable(deployable).get("assemblies", [])
+    names = [str(a["name"]) for a in assemblies]
+    names += [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------------
+# whole command lines (bash)
+
+
+def complete_words(env: Environment, words: list[str], index: int) -> list[str]:
+    """Candidates for ``words[index]`` (``words`` follow ``pcloudsh``; 0 is the first)."""
+    typed = words[:index]
+    current = words[index] if index < len(words) else ""
+    while typed and typed[0] in GLOBAL_OPTIONS:
+        typed = typed[1:]
+    if not typed:
+        names = [spec.name for _noun, spec in commands.all_commands()] + ["help"]
+        options = list(GLOBAL_OPTIONS) if current.startswith("-") else []
+        return _matching(names + options, current)
+    if typed[0] == "help":
+        return _matching([spec.name for _noun, spec in commands.all_commands()], current)
+    found = commands.find(typed[0])
+    if found is None:
+        return []
+    return _matching(_argument_candidates(env, found[1], typed[1:], current), current)
+
+
+def _argument_candidates(
+    env: Environment, spec: CommandSpec, typed: list[str], current: str
+) -> list[str]:
+    options = {flag: arg for arg in spec.args for flag in arg.flags if flag.startswith("-")}
+    if current.startswith("-"):
+        return [*options, "--json", "--help"]
+    positional = [arg for arg in spec.args if not arg.flags[0].startswith("-")]
+    words = _positional_words(typed, options)
+    given = {arg.flags[0]: [word] for arg, word in zip(positional, words, strict=False)}
+    if typed and typed[-1] in options and _takes_value(options[typed[-1]]):
+        return _values(env, options[typed[-1]], given)
+    arg = _next_positional(positional, len(words))
+    return _values(env, arg, given) if arg else []
+
+
+def _next_positional(positional: list[Arg], count: int) -> Arg | None:
+    """The argument the next positional word fills (the last one, if it repeats)."""
+    if count < len(positional):
+        return positional[count]
+    last = positional[-1] if positional else None
+    return last if last is not None and last.options.get("nargs") in ("*", "+") else None
+
+
+def _positional_words(typed: list[str], options: dict[str, Arg]) -> list[str]:
+    """The words that are neither options nor an option's value."""
+    words, skip = [], False
+    for word in typed:
+        if skip:
+            skip = False
+        elif word in options:
+            skip = _takes_value(options[word])
+        elif not word.startswith("-"):
+            words.append(word)
+    return words
+
+
+def _takes_value(arg: Arg) -> bool:
+    return arg.options.get("action") not in ("store_true", "store_false", "count")
+
+
+def _values(env: Environment, arg: Arg, typed: dict[str, list[str]]) -> list[str]:
+    choices = arg.options.get("choices")
+    if choices:
+        return [str(choice) for choice in choices]
+    if arg.complete is None:
+        return []
+    try:
+        return list_names(env, arg.complete, typed)
+    except PcloudError:
+        return []  # cped not running: nothing to offer, and nothing to say
+
+
+def _matching(candidates: Iterable[str], prefix: str) -> list[str]:
+    return sorted({c for c in candidates if c.startswith(prefix)})
