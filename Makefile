@@ -21,7 +21,8 @@ LOCK := requirements-dev.txt
 DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev swig libssl-dev \
 	pacemaker-cli-utils iproute2 procps util-linux python3-venv \
 	debootstrap qemu-utils qemu-system-x86 libguestfs-tools python3-guestfs kmod e2fsprogs \
-	libvirt-daemon-system libvirt-clients libvirt-dev pkg-config postgresql
+	libvirt-daemon-system libvirt-clients libvirt-dev pkg-config \
+	chromium chromium-driver postgresql
 # postgresql: the server the tests start (initdb, pg_ctl-free) for the shared store of
 # several cped members; cped itself needs only the psycopg client (the postgresql extra).
 # gcc, python3-dev, swig, libssl-dev, libvirt-dev, pkg-config: M2Crypto and libvirt-python build from source.

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from foundation.errors import Code
 from foundation.schema import Assembly, Closed, Location
-from foundation.schema_values import Name
+from foundation.schema_values import Name, Score
 
 States = Literal["stopped", "started"]
 Seconds = float
@@ -233,6 +233,38 @@ class Blocked(Closed):
     reason: str | None = None
 
 
+class ScoreTerm(Closed):
+    score: Score
+    why: str
+
+
+class PlacementCandidate(Closed):
+    assembly: Name
+    score: Score
+    allowed: bool
+    why_not: str | None = None
+    terms: list[ScoreTerm] = Field(
+        description="the parts of the score: location, stickiness, bans, colocations"
+    )
+
+
+class Placement(Closed):
+    service: Name
+    current: Name | None = Field(description="where it runs now")
+    target: Name | None = Field(description="where it goes (null: nowhere)")
+    moves: bool
+    reason: str
+    tie: str | None = Field(default=None, description="how equal scores were told apart")
+    until: float | None = Field(
+        default=None, description="a fail count ban ends then (seconds since the epoch)"
+    )
+    candidates: list[PlacementCandidate]
+    notes: list[str] | None = Field(
+        default=None, description="preferences left out: with them it could run nowhere"
+    )
+    explanation: list[str] = Field(description="the same, as lines for people")
+
+
 class Simulation(Closed):
     deployable: Name
     state: str | None = None
@@ -246,6 +278,9 @@ class Simulation(Closed):
         description="escalations that happen first, failures that change nothing"
     )
     given_up: bool | None = Field(default=None, description="the deployable would be failed")
+    placements: list[Placement] | None = Field(
+        default=None, description="where each service would go, and why"
+    )
     actions: list[SimulatedAction]
     blocked: list[Blocked] | None = None
     dot: str = Field(description="the plan as a Graphviz digraph")
@@ -268,6 +303,8 @@ MODELS: dict[str, type[BaseModel]] = {
         ClusterStatus,
         DeployableCib,
         Simulation,
+        Placement,
+        PlacementCandidate,
         Event,
     )
 }

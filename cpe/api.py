@@ -59,6 +59,9 @@ CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 CONTEXT = web.AppKey("context", Context)
 STORE_THREAD = web.AppKey("store_thread", ThreadPoolExecutor)
 MEMBER_THREAD = web.AppKey("member_thread", ThreadPoolExecutor)
+# Path prefixes whose handlers check TCP peers themselves (the web console's session);
+# empty unless something is mounted (cpe.console).
+SELF_CHECKED = web.AppKey("self_checked", tuple[str, ...])
 
 __all__ = ["CONTEXT", "DaemonInfo", "StreamSettings", "error_response", "make_app", "peer_of"]
 
@@ -86,6 +89,7 @@ def make_app(
     """
     app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
+    app[SELF_CHECKED] = ()
     in_store = partial(_in_store, app)
     streams = streams or StreamSettings()
     cluster = None
@@ -303,6 +307,8 @@ async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
     if access is None:
         return await handler(request)
     peer = peer_of(request)
+    if peer.address is not None and request.path.startswith(request.app[SELF_CHECKED]):
+        return await handler(request)  # its own check (a session), not the bearer token
     try:
         if peer.address is None:
             access.check_peer(peer)

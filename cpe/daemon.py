@@ -253,6 +253,8 @@ class Cped:
             key_share=self._key_share(store),
             member_store=member_store,
         )
+        if config.listen is not None:
+            _mount_console(app)
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -328,6 +330,13 @@ class Cped:
         fixed = ("listen", "tls_certificate", "tls_key")
         if any(getattr(old, name) != getattr(new, name) for name in fixed):
             log.warning("SIGHUP: listen, tls_certificate and tls_key take effect at restart")
+
+
+def _mount_console(app: web.Application) -> None:
+    """The web console, on the TLS listener only (it refuses UNIX peers itself)."""
+    from cpe.console import mount  # only a cped with a TCP listener pays for it
+
+    mount(app)
 
 
 def secure_socket(path: Path, group: str | None) -> None:

@@ -127,6 +127,7 @@ def simulate_answer(
         "failures": [str(f) for f in result.failures],
         "notes": list(result.notes),
         "given_up": result.given_up,
+        "placements": [decision.to_dict() for decision in result.placements],
         "actions": _actions(result.plan, steps),
         "blocked": [
             {"resource": str(rid), "reason": why}

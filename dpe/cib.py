@@ -7,6 +7,9 @@ Pacemaker 2.1 (``crm_verify`` passes): ``crm_feature_set`` is ``3.16.1`` on the
 ``<cib>`` and on every op record, since 2.1.5's scheduler aborts on anything
 newer.
 
+Its length is the CIB's: one writer for each section, kept in one module so
+that the whole mapping reads in one place.
+
 What the CIB says, and why:
 
 - options: ``stonith-enabled=false`` (the engine fences through the
@@ -39,9 +42,15 @@ What the CIB says, and why:
 Services (resources not bound to one assembly) are primitives ``svc_NAME``
 with a location constraint of their score on each candidate (probed there
 only), ``resource-stickiness``, ``migration-threshold`` and ``failure-timeout``
-as meta attributes, colocations as ``rsc_colocation``, and the op history of
-their copy on each candidate; fail counts are not exported (the engine keeps
-them), nor requested moves.
+(in whole seconds, as Pacemaker keeps it) as meta attributes, colocations as
+``rsc_colocation``, the op history of their copy on each candidate, and their
+fail count on each running assembly as Pacemaker's transient node attributes
+(``fail-count-svc_NAME#monitor_MS`` and ``last-failure-...``, the failures
+that still count, as ``dpe.assignment.fail_count`` counts them), and a move an
+administrator asked for as a location of INFINITY on that assembly (what
+``crm_resource --move`` adds).  The CIB's time (``Cib.now``, the time of the observed
+state) is what ``crm_simulate`` must take for now (``--set-datetime``): fail
+counts expire against it.
 
 Escalation, failure windows and back-off timers are the engine's: the CIB
 shows their effect (a failed assembly, a resource held stopped), not the
@@ -59,11 +68,13 @@ one pass over the CIB, element by element; the op history is apart.)
 
 from __future__ import annotations
 
+import math
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from dpe.assignment import fail_count, whole_seconds
 from dpe.cib_history import (
     OpRecord,
     interval_ms,
@@ -143,6 +154,7 @@ class Cib:
     nodes: Mapping[str, str]  # uname -> assembly (the same name)
     monitor_intervals: Mapping[ResourceId, float] = field(default_factory=dict)  # seconds
     stopped: Mapping[ResourceId, str] = field(default_factory=dict)  # held stopped: why
+    now: float | None = None  # the time of its status section (None: it has none)
 
     def resource(self, primitive: str) -> ResourceId | None:
         return self.resources.get(primitive)
@@ -209,6 +221,7 @@ class _Writer:
                 },
             },
             stopped=dict(self.stopped),
+            now=self.obs.now if self.known else None,
         )
 
     def _cib_attributes(self) -> dict[str, str]:
@@ -265,7 +278,7 @@ class _Writer:
         if service.migration_threshold:
             meta["migration-threshold"] = str(service.migration_threshold)
         if service.failure_timeout:
-            meta["failure-timeout"] = f"{timeout_ms(service.failure_timeout)}ms"
+            meta["failure-timeout"] = f"{whole_seconds(service.failure_timeout)}s"
         _add_meta(primitive, (pid,), meta)
         primitive.append(self._operations(sid, definition))
         return primitive
@@ -348,6 +361,17 @@ class _Writer:
                     node=location.assembly,
                     score=str(score_text(location.score)),
                 )
+            moved_to = self.obs.move_requests.get(service.name)
+            if moved_to is not None and service.location(moved_to) is not None:
+                ET.SubElement(
+                    constraints,
+                    "rsc_location",
+                    {"resource-discovery": "exclusive"},  # as its other locations: probed there
+                    id=make_id("move", service.name),
+                    rsc=self.ids[sid],
+                    node=moved_to,
+                    score="INFINITY",
+                )
         for colocation in self.doc.colocations:
             ET.SubElement(
                 constraints,
@@ -397,6 +421,9 @@ class _Writer:
             expected="member" if online else "down",
         )
         if online:
+            attributes = self._fail_counts(name)
+            if attributes:
+                node_state.append(attributes)
             lrm = ET.SubElement(node_state, "lrm", id=nid)
             lrm_resources = ET.SubElement(lrm, "lrm_resources")
             for rid in self.definitions:
@@ -410,6 +437,26 @@ class _Writer:
                     if entry is not None:
                         lrm_resources.append(entry)
         return node_state
+
+    def _fail_counts(self, assembly: str) -> ET.Element | None:
+        """The services' fail counts on an assembly, as transient node attributes."""
+        nid = self._node_id(assembly)
+        values: dict[str, str] = {}
+        for sid, service in self.services.items():
+            times = self.obs.service_failures.get(ResourceId(assembly, service.name), ())
+            count, _ = fail_count(times, service, self.obs.now)
+            if count:
+                op = f"{self.ids[sid]}#monitor_{interval_ms(service.resource.monitor_interval)}"
+                values[f"fail-count-{op}"] = str(count)
+                values[f"last-failure-{op}"] = str(math.floor(max(times)))
+        if not values:
+            return None
+        transient = ET.Element("transient_attributes", id=nid)
+        attributes = ET.SubElement(transient, "instance_attributes", id=make_id("status", nid))
+        for i, (name, value) in enumerate(values.items()):
+            nvpair_id = make_id("status", nid, str(i))
+            ET.SubElement(attributes, "nvpair", id=nvpair_id, name=name, value=value)
+        return transient
 
     def _lrm_service(self, sid: ResourceId, service: Service, assembly: str) -> ET.Element | None:
         """The op history of a service's copy on one of its assemblies."""

@@ -21,7 +21,7 @@ from dpe.engine_resource import ResourceRunner
 from dpe.engine_runners import DeployableLevel, Runners
 from dpe.escalation import Verdict
 from dpe.planner import Goal
-from dpe.states import DeployableState
+from dpe.states import DeployableState, ResourceState
 from foundation.clock import Clock
 
 Replan = Callable[[], None]  # plan again now, abandoning the current transition
@@ -66,8 +66,16 @@ class Escalation:
         self.replan()
 
     def stop_failed(self, runner: ResourceRunner, reason: str) -> None:
+        """A stop failed: the resource may still run, and only a fence makes sure.
+        After a hard error a pinned resource is left alone (unrecoverable); a
+        service's copy is fenced all the same, or it could run twice."""
+        if (
+            runner.state is ResourceState.UNRECOVERABLE
+            and self.level.document.service_copy(runner.rid) is None
+        ):
+            return
         runner.cancel_monitor()
-        if self.level.goal is Goal.RUN:  # only fencing cleans up a resource that will not stop
+        if self.level.goal is Goal.RUN:
             assembly = self.runners.assemblies[runner.rid.assembly]
             self.assembly_lost(assembly, f"stop of {runner.rid.resource} failed ({reason})")
         self.replan()

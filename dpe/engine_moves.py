@@ -42,10 +42,8 @@ class ServiceMoves:
 
     def count_failure(self, rid: ResourceId) -> None:
         """A service failed on an assembly (a pinned resource's window is all there is)."""
-        document = self.level.document
-        service = document.service(rid.resource)
-        assembly = document.assembly(rid.assembly)
-        if service is None or (assembly is not None and assembly.resource(rid.resource)):
+        service = self.level.document.service_copy(rid)
+        if service is None:
             return
         doc = self.records.failed(service, rid.assembly, self.clock.time())
         self.recorder.put(SERVICE, service.name, doc)

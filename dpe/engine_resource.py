@@ -155,6 +155,7 @@ class ResourceRunner:
         """A start or stop that did not reach its target: a hard error is for good."""
         if result.hard_error:
             self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
+            self.hooks.stop_failed(self, result.reason)  # it may still run
             return False
         return self._failed(kind, result.reason)
 

@@ -23,6 +23,9 @@ to plan again after a back-off (``Plan.wake_at``).  The engine's probe rule
 holds too: when Pacemaker probes, only the probes are kept (the rest of its
 graph assumes what the probes will say; the next plan knows it).
 
+Much of this module's length is the list of intended differences below, kept
+beside the code that reads Pacemaker's answers so that both change together.
+
 Intentional differences from Pacemaker
 --------------------------------------
 
@@ -84,11 +87,22 @@ harness requires the two plans to agree on every resource outside it.
     resource, and with it the stops of what it is ordered after; the planner
     tries the stop again while the deployable runs -- though the engine never
     lets it come to that, since a failed stop makes it fence the assembly.
-    When the deployable stops, both leave it alone (to the fence).
+    When the deployable stops, both leave it alone (to the fence).  A service
+    whose stop failed stays where it is in both (Pacemaker blocks it there,
+    and stops the services that must run with it), and the engine fences that
+    assembly before the service starts anywhere else, whatever the scores say.
+``colocation-cycle``
+    In a cycle of colocations a service can be assigned before the service it
+    must run with (at INFINITY), which can then run nowhere.  We keep it
+    stopped as well: it must run with that service.  Pacemaker, which breaks
+    the cycle the same way, starts it alone -- unless that service's start was
+    scheduled (it is ordered before something), in which case its unrunnable
+    start blocks the first one's as ours does.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -96,6 +110,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -130,6 +145,7 @@ DIFFERENCES: Mapping[str, str] = {
     "failed-stop": "a failed stop: Pacemaker blocks the resource, we stop again or fence",
     "hard-error-stop": "a stop's hard error: Pacemaker blocks it and what it follows; we go on",
     "unresolved-reference": "a running resource waiting for an address: we hold, Pacemaker restarts",
+    "colocation-cycle": "in a cycle, a service whose leader runs nowhere: we stop it, Pacemaker may not",
 }
 
 _RESOURCE_OPS = {"start": ActionKind.START, "stop": ActionKind.STOP}
@@ -201,7 +217,7 @@ def run_scheduler(
         cib_file, graph_file = Path(work) / "cib.xml", Path(work) / "graph.xml"
         cib_file.write_text(cib.xml, encoding="utf-8")
         mode = "-S" if execute else "-R"
-        argv = [CRM_SIMULATE, "-x", str(cib_file), mode, "--output-as=xml"]
+        argv = [CRM_SIMULATE, "-x", str(cib_file), mode, "--output-as=xml", *_datetime(cib)]
         result = _run([*argv, "--save-graph", str(graph_file)], work, timeout)
         # exit status 1 (-S): the simulated run could not finish the graph, as
         # some of its actions wait for actions that cannot run; the graph stands
@@ -212,6 +228,14 @@ def run_scheduler(
     _check_read(output, cib)
     transition = read_graph(graph, cib)
     return replace(transition, summary=tuple(_summary(output, cib)))
+
+
+def _datetime(cib: Cib) -> list[str]:
+    """The CIB's own time as crm_simulate's now: fail counts expire against it."""
+    if cib.now is None:
+        return []
+    moment = datetime.fromtimestamp(math.floor(cib.now), tz=UTC)
+    return [f"--set-datetime={moment.strftime('%Y-%m-%dT%H:%M:%SZ')}"]
 
 
 def available() -> bool:

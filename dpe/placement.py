@@ -1,21 +1,14 @@
 """Placement: on which assembly each service runs, as Pacemaker's scheduler decides.
 
-``place(document, observed)`` is pure.  For each service, in colocation order
-(a service after those it is colocated with), every candidate assembly gets
-the service's location score for it, plus
-
-- the service's stickiness where it runs now;
-- +INFINITY where an administrator asked it to move (until it is there);
-- each colocation's score where the service it is colocated with was placed
-  (INFINITY: only there; -INFINITY: never there);
-
-and is not allowed when it is not running (failed, being fenced or
-re-created), when its score is negative (as in Pacemaker, where a negative
-score keeps a resource off a node; -INFINITY always), or while the service has failed
-there ``migration_threshold`` times, each less than ``failure_timeout`` ago
-(Pacemaker's fail count).  The highest score wins; ties go to the candidate
-listed first.  A service that may still run on an assembly whose state is not
-known yet (one being connected to or fenced) is started nowhere new until it is.
+``place(document, observed)`` is pure.  ``dpe.assignment`` assigns each service
+an assembly exactly as Pacemaker would (location scores, stickiness, fail counts
+against ``migration_threshold`` and ``failure_timeout``, colocation, the order in
+which ties are broken), plus two rules of ours: a service whose stop failed
+stays where it is until that assembly is fenced, and a service that may still
+run on an assembly whose state is not known yet (one being connected to or
+fenced) is started nowhere new until it is.  Each ``Decision`` says where the
+service runs, where it goes, and why, with each candidate's score term by term
+(``Decision.explain``).
 
 ``plan(document, observed)`` then plans the placed document with
 ``dpe.planner``: each service is a resource pinned where it was placed, and its
@@ -27,10 +20,22 @@ fenced; order constraints and references to a service's address follow it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from dpe import planner
+from dpe.assignment import (
+    Assignment,
+    Score,
+    add_scores,
+    assign,
+    copies_of,
+    current_location,
+    fail_count,
+    may_run,
+    possibly_active,
+)
 from dpe.planner import (
     Action,
     ActionKind,
@@ -53,24 +58,12 @@ from foundation.model import (
     Resource,
     ResourceId,
     Service,
-    colocation_order,
     score_text,
 )
 
+__all__ = ["Decision", "add_scores", "copies_of", "place", "plan", "possibly_active"]
+
 NOWHERE = ""  # the pseudo-assembly of services that cannot run anywhere now
-_ACTIVE = (
-    ResourceState.RUNNING,
-    ResourceState.STARTING,
-    ResourceState.STOPPING,
-    ResourceState.FAILED,
-)
-# states in which an assembly's instance may exist but what runs there is not known
-_UNCERTAIN = (
-    AssemblyState.UNKNOWN,
-    AssemblyState.CREATING,
-    AssemblyState.CONNECTING,
-    AssemblyState.FENCING,
-)
 
 
 @dataclass(frozen=True)
@@ -84,231 +77,166 @@ class Decision:
     scores: Mapping[str, int] = field(default_factory=dict)  # allowed candidates only
     banned: Mapping[str, str] = field(default_factory=dict)  # candidate -> why not
     until: float | None = None  # a failure ban ends then: place again
+    candidates: Mapping[str, Score] = field(default_factory=dict)  # each score, term by term
+    tie: str = ""  # how equal scores were told apart
+    notes: tuple[str, ...] = ()  # preferences left out
 
     @property
     def moves(self) -> bool:
         return self.current != self.target
 
+    def headline(self) -> str:
+        """What happens to the service, in a few words, and why."""
+        if self.target is None:
+            where = f"stops on {self.current}" if self.current else "runs nowhere"
+        elif self.current is None:
+            where = f"starts on {self.target}"
+        elif self.moves:
+            where = f"moves from {self.current} to {self.target}"
+        else:
+            where = f"stays on {self.target}"
+        return f"{self.service} {where}: {self.reason}"
 
-def add_scores(a: int, b: int) -> int:
-    """Pacemaker's score addition: -INFINITY wins over INFINITY; clamped."""
-    if a <= -INFINITY or b <= -INFINITY:
-        return -INFINITY
-    if a >= INFINITY or b >= INFINITY:
-        return INFINITY
-    return max(-INFINITY, min(INFINITY, a + b))
+    def explain(self) -> list[str]:
+        """The headline, then each candidate's score term by term, then what was left out."""
+        lines = [self.headline()]
+        for assembly, score in self.candidates.items():
+            lines.append(f"  {assembly}: {self._candidate(assembly, score)}")
+        lines += [f"  note: {note}" for note in self.notes]
+        return lines
+
+    def _candidate(self, assembly: str, score: Score) -> str:
+        terms = _sum_text(score)
+        if assembly in self.banned:
+            return f"{terms}; not allowed: {self.banned[assembly]}"
+        return terms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "current": self.current,
+            "target": self.target,
+            "moves": self.moves,
+            "reason": self.reason,
+            "tie": self.tie or None,
+            "until": self.until,
+            "candidates": [
+                {
+                    "assembly": assembly,
+                    "score": score_text(score.value),
+                    "allowed": assembly not in self.banned,
+                    "why_not": self.banned.get(assembly),
+                    "terms": [{"score": score_text(t.amount), "why": t.why} for t in score.terms],
+                }
+                for assembly, score in self.candidates.items()
+            ],
+            "notes": list(self.notes),
+            "explanation": self.explain(),
+        }
+
+
+def _sum_text(score: Score) -> str:
+    """``160 = 50 location score + 60 stickiness (it runs here)``."""
+    parts = []
+    for i, term in enumerate(score.terms):
+        amount = score_text(term.amount)
+        if i == 0:
+            parts.append(f"{amount} {term.why}")
+        elif term.amount < 0:
+            parts.append(f"- {str(amount).lstrip('-')} {term.why}")
+        else:
+            parts.append(f"+ {amount} {term.why}")
+    return f"{score_text(score.value)} = {' '.join(parts)}" if parts else "no score"
 
 
 def place(document: Deployable, observed: Observed) -> dict[str, Decision]:
-    """Every service's decision, in colocation order."""
-    decisions: dict[str, Decision] = {}
-    names = [s.name for s in document.services]
-    for name in colocation_order(names, document.colocations):
-        service = document.service(name)
-        assert service is not None
-        decisions[name] = _Placer(document, observed, service, decisions).decide()
-    return decisions
+    """Every service's decision, in document order."""
+    return {
+        name: _decision(document, observed, assignment)
+        for name, assignment in assign(document, observed).items()
+    }
 
 
-def possibly_active(status: ResourceStatus) -> bool:
-    """It may run: an active state, or not probed yet but running when last known."""
-    if status.state in _ACTIVE:
-        return True
-    return status.state is ResourceState.UNKNOWN and status.applied is not None
-
-
-def current_location(service: Service, observed: Observed) -> str | None:
-    """Where it runs: on a running assembly if it can be (best score), else any."""
-    active = [
-        a
-        for a in service.assemblies
-        if observed.resource(ResourceId(a, service.name)).state in _ACTIVE
-        and observed.assembly(a).state is not AssemblyState.STOPPED
-    ]
-    up = [a for a in active if observed.assembly(a).state is AssemblyState.RUNNING]
-    location_score = {loc.assembly: loc.score for loc in service.locations}
-    return max(up or active, key=location_score.__getitem__, default=None)
-
-
-def _weight(service: Service, assembly: str, current: str | None) -> int:
-    """A service's own score for an assembly (-INFINITY where it may not run)."""
-    location = service.location(assembly)
-    if location is None:
-        return -INFINITY
-    sticky = service.stickiness if assembly == current else 0
-    return add_scores(location.score, sticky)
-
-
-def _scaled(weight: int, factor: float) -> int:
-    """``weight * factor`` rounded half away from zero, as Pacemaker does (INFINITY
-    is a number there too: INFINITY times 40 / INFINITY is 40)."""
-    value = weight * factor
-    return int(value - 0.5) if value < 0 else int(value + 0.5)
-
-
-def failures_within(
-    times: Iterable[float], service: Service, now: float
-) -> tuple[int, float | None]:
-    """The failures that still count (not older than failure_timeout), and when the
-    oldest of them stops counting (None: never)."""
-    counted = sorted(
-        t for t in times if not service.failure_timeout or now - t < service.failure_timeout
+def _decision(document: Deployable, observed: Observed, assignment: Assignment) -> Decision:
+    service = document.service(assignment.service)
+    assert service is not None
+    current = current_location(service, observed) or _former(service, observed)
+    up = {a for a in assignment.scores if _up(observed, a)}
+    allowed = {a: s.value for a, s in assignment.scores.items() if a in up and s.value >= 0}
+    banned = {a: _why_not(observed, a, s) for a, s in assignment.scores.items() if a not in allowed}
+    reason = assignment.held or _reason(service, observed, current, assignment, allowed, banned)
+    return Decision(
+        service.name,
+        current,
+        assignment.target,
+        reason,
+        allowed,
+        banned,
+        _ban_ends(service, observed),
+        assignment.scores,
+        assignment.tie,
+        assignment.notes,
     )
-    if not counted or not service.failure_timeout:
-        return len(counted), None
-    return len(counted), counted[0] + service.failure_timeout
 
 
-class _Placer:
-    """The placement of one service, given the ones placed before it."""
+def _up(observed: Observed, assembly: str) -> bool:
+    return observed.assembly(assembly).state is AssemblyState.RUNNING
 
-    def __init__(
-        self,
-        document: Deployable,
-        observed: Observed,
-        service: Service,
-        decisions: Mapping[str, Decision],
-    ) -> None:
-        self.doc = document
-        self.obs = observed
-        self.service = service
-        self.decisions = decisions
-        self.banned: dict[str, str] = {}
-        self.until: float | None = None
 
-    def decide(self) -> Decision:
-        current = current_location(self.service, self.obs) or self._former()
-        uncertain = self._uncertain()
-        scores = self._followers({a: self._score(a, current) for a in self.service.assemblies})
-        for assembly, score in scores.items():
-            if score < 0:
-                self.banned.setdefault(assembly, f"score {score_text(score)} on {assembly}")
-        allowed = {a: s for a, s in scores.items() if a not in self.banned}
-        target = max(allowed, key=allowed.__getitem__, default=None)  # ties: listed first
-        if uncertain and target != current:
-            reason = uncertain
-            target = current if current in allowed else None
-        else:
-            reason = self._reason(current, target, allowed)
-        return Decision(
-            self.service.name, current, target, reason, allowed, dict(self.banned), self.until
+def _former(service: Service, observed: Observed) -> str | None:
+    """An assembly that is no longer a candidate but still runs a copy."""
+    former = [a for a in copies_of(service, observed) if service.location(a) is None]
+    active = [a for a in former if may_run(observed.resource(ResourceId(a, service.name)))]
+    return active[0] if active else None
+
+
+def _why_not(observed: Observed, assembly: str, score: Score) -> str:
+    if not _up(observed, assembly):
+        return f"assembly {assembly} is {observed.assembly(assembly).state}"
+    ban = next((t for t in score.terms[1:] if t.amount <= -INFINITY), None)
+    return ban.why if ban is not None else f"score {score_text(score.value)} on {assembly}"
+
+
+def _ban_ends(service: Service, observed: Observed) -> float | None:
+    """When the first failure ban in force ends (the service is placed again then)."""
+    ends = []
+    for assembly in service.assemblies:
+        times = observed.service_failures.get(ResourceId(assembly, service.name), ())
+        failed, until = fail_count(times, service, observed.now)
+        threshold = service.migration_threshold
+        if _up(observed, assembly) and threshold and failed >= threshold and until is not None:
+            ends.append(until)
+    return min(ends, default=None)
+
+
+def _reason(
+    service: Service,
+    observed: Observed,
+    current: str | None,
+    assignment: Assignment,
+    allowed: Mapping[str, int],
+    banned: Mapping[str, str],
+) -> str:
+    target = assignment.target
+    if target is None:
+        why = "; ".join(banned[a] for a in service.assemblies if a in banned)
+        return f"no assembly may run it: {why}" if why else "no candidate assembly"
+    if observed.move_requests.get(service.name) == target:
+        return "moved by the administrator"
+    score = f"score {score_text(allowed[target])} on {target}"
+    if assignment.tie:
+        score += f"; {assignment.tie}"
+    if current is None:
+        return f"best allowed assembly ({score})"
+    if current in banned:
+        return f"{banned[current]} ({score})"
+    if service.location(current) is None:
+        return f"{current} is no longer one of its assemblies ({score})"
+    if current != target:
+        return f"{score} against {score_text(allowed[current])} on {current}" + (
+            f" (stickiness {score_text(service.stickiness)} included)" if service.stickiness else ""
         )
-
-    # -- where it runs --------------------------------------------------------
-
-    def _status(self, assembly: str) -> ResourceStatus:
-        return self.obs.resource(ResourceId(assembly, self.service.name))
-
-    def _running(self, assembly: str) -> bool:
-        return self.obs.assembly(assembly).state is AssemblyState.RUNNING
-
-    def _former(self) -> str | None:
-        """An assembly that is no longer a candidate but still runs a copy."""
-        former = [a for a in copies_of(self.service, self.obs) if self.service.location(a) is None]
-        active = [a for a in former if self._status(a).state in _ACTIVE]
-        return active[0] if active else None
-
-    def _uncertain(self) -> str:
-        """Why it must not start anywhere new yet (empty: it may)."""
-        for assembly in copies_of(self.service, self.obs):
-            state = self.obs.assembly(assembly).state
-            if state in _UNCERTAIN and possibly_active(self._status(assembly)):
-                return f"it may still run on {assembly} (assembly {assembly} is {state})"
-        return ""
-
-    # -- scores ---------------------------------------------------------------
-
-    def _score(self, assembly: str, current: str | None) -> int:
-        location = self.service.location(assembly)
-        assert location is not None
-        score = location.score
-        if assembly == current:
-            score = add_scores(score, self.service.stickiness)
-        if self.obs.move_requests.get(self.service.name) == assembly:
-            score = add_scores(score, INFINITY)
-        score = self._colocated(assembly, score)
-        self._ban(assembly, score)
-        return score
-
-    def _followers(self, scores: dict[str, int]) -> dict[str, int]:
-        """Pacemaker's colocation influence: a service placed with (or apart from)
-        this one adds its own preferences here, times score / INFINITY (taken
-        away for a negative score) -- unless that would leave this one nowhere."""
-        influenced = dict(scores)
-        for colocation in self.doc.colocations:
-            follower = self.doc.service(colocation.service)
-            if colocation.with_ != self.service.name or follower is None:
-                continue
-            factor = colocation.score / INFINITY
-            where = current_location(follower, self.obs)
-            for assembly in influenced:
-                weight = _weight(follower, assembly, where)
-                if factor < 0 and weight < 0:
-                    continue  # avoiding an assembly it avoids is no preference for it
-                influenced[assembly] = add_scores(influenced[assembly], _scaled(weight, factor))
-        allowed = [a for a, v in influenced.items() if a not in self.banned and v >= 0]
-        return influenced if allowed else scores
-
-    def _colocated(self, assembly: str, score: int) -> int:
-        for colocation in self.doc.colocations:
-            if colocation.service != self.service.name:
-                continue
-            leader = self.decisions.get(colocation.with_)
-            where = leader.target if leader else None
-            if colocation.score >= INFINITY and where != assembly:
-                self.banned.setdefault(
-                    assembly,
-                    f"must run with {colocation.with_}"
-                    + (f", which runs on {where}" if where else ", which runs nowhere"),
-                )
-            elif colocation.score <= -INFINITY and where == assembly:
-                self.banned.setdefault(assembly, f"must not run with {colocation.with_}")
-            elif where == assembly and abs(colocation.score) < INFINITY:
-                score = add_scores(score, colocation.score)
-        return score
-
-    def _ban(self, assembly: str, score: int) -> None:
-        state = self.obs.assembly(assembly).state
-        if state is not AssemblyState.RUNNING:
-            self.banned.setdefault(assembly, f"assembly {assembly} is {state}")
-            return
-        failed, until = failures_within(
-            self.obs.service_failures.get(ResourceId(assembly, self.service.name), ()),
-            self.service,
-            self.obs.now,
-        )
-        threshold = self.service.migration_threshold
-        if threshold and failed >= threshold:
-            self.banned.setdefault(
-                assembly,
-                f"{failed} failure{'s' if failed > 1 else ''} on {assembly}"
-                f" (migration threshold {threshold})",
-            )
-            if until is not None:
-                self.until = until if self.until is None else min(self.until, until)
-        if self._status(assembly).state is ResourceState.UNRECOVERABLE:
-            self.banned.setdefault(assembly, f"unrecoverable on {assembly}")
-
-    def _reason(self, current: str | None, target: str | None, allowed: Mapping[str, int]) -> str:
-        if target is None:
-            why = "; ".join(self.banned[a] for a in self.service.assemblies if a in self.banned)
-            return f"no assembly may run it: {why}" if why else "no candidate assembly"
-        if self.obs.move_requests.get(self.service.name) == target:
-            return "moved by the administrator"
-        score = f"score {score_text(allowed[target])} on {target}"
-        if current is None:
-            return f"best allowed assembly ({score})"
-        if current in self.banned:
-            return f"{self.banned[current]} ({score})"
-        if self.service.location(current) is None:
-            return f"{current} is no longer one of its assemblies ({score})"
-        if current != target:
-            return f"{score} against {score_text(allowed[current])} on {current}" + (
-                f" (stickiness {self.service.stickiness} included)"
-                if self.service.stickiness
-                else ""
-            )
-        return f"stays ({score})"
+    return f"the best allowed ({score})"
 
 
 def steady_services(
@@ -481,13 +409,6 @@ def handover_edges(document: Deployable, observed: Observed, pinned: Plan) -> li
                 if stop is not None:  # it leaves before this one comes
                     edges.append((stop, start))
     return edges
-
-
-def copies_of(service: Service, observed: Observed) -> list[str]:
-    """Where copies of the service may be: its candidates, and the assemblies it was
-    on before they stopped being candidates (an orphan copy still to stop)."""
-    former = [r.assembly for r in observed.orphans if r.resource == service.name]
-    return [*service.assemblies, *sorted(set(former) - set(service.assemblies))]
 
 
 def _kept_apart(document: Deployable, name: str) -> set[str]:

@@ -107,6 +107,11 @@ class AssemblyStatus:
     hostname: str | None = None
 
 
+# what is known of what was never seen (shared: frozen, and asked for thousands of times)
+_NO_ASSEMBLY = AssemblyStatus()
+_NO_RESOURCE = ResourceStatus()
+
+
 @dataclass(frozen=True)
 class Observed:
     goal: Goal
@@ -122,10 +127,10 @@ class Observed:
     move_requests: Mapping[str, str] = field(default_factory=dict)
 
     def assembly(self, name: str) -> AssemblyStatus:
-        return self.assemblies.get(name, AssemblyStatus())
+        return self.assemblies.get(name, _NO_ASSEMBLY)
 
     def resource(self, rid: ResourceId) -> ResourceStatus:
-        return self.resources.get(rid, ResourceStatus())
+        return self.resources.get(rid, _NO_RESOURCE)
 
 
 Edge = tuple[Action, Action]  # (before, after)

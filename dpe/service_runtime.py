@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dpe.assignment import current_failures
 from foundation.model import Deployable, ResourceId, Service
 from foundation.runtime_kinds import MOVE, SERVICE
 
@@ -39,8 +40,7 @@ class ServiceRecords:
         """Count a failure of ``service`` on ``assembly``; the record to store."""
         times = self.failures.setdefault(service.name, {}).setdefault(assembly, [])
         times.append(now)
-        if service.failure_timeout:
-            times[:] = [t for t in times if now - t < service.failure_timeout]
+        times[:] = current_failures(times, service)  # an expired count starts again
         del times[:-KEPT_FAILURES]
         return {"failures": self.failures[service.name]}
 

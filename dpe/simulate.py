@@ -10,6 +10,10 @@ make first (a resource that keeps failing fails its assembly; an assembly
 that keeps failing restarts the deployable, whose plan is then to stop
 everything before starting again; a deployable that keeps failing is given up).
 
+``what_if`` also says where each service would go and why (``placements``:
+``dpe.placement.Decision``, each candidate's score term by term: location
+score, stickiness, fail count bans, colocations; how a tie was broken).
+
 ``plan_to_dot(plan)`` draws a plan as a Graphviz digraph.  The state to start
 from is the engine's recorded runtime (``observed_from_runtime``) or, for a
 deployable not running, everything up as the document asks
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dpe.escalation import FailureWindow, Verdict
-from dpe.placement import steady_services
+from dpe.placement import Decision, place, steady_services
 from dpe.planner import (
     ActionKind,
     Applied,
@@ -83,14 +87,16 @@ class WhatIf:
     plan: Plan
     notes: tuple[str, ...] = ()  # escalations, and failures that change nothing
     given_up: bool = False  # the deployable escalated past its last level
+    placements: tuple[Decision, ...] = ()  # where each service goes, and why
 
     def describe(self) -> list[str]:
-        """A readable account: what happens first, then each action."""
+        """A readable account: what happens first, where services go, each action."""
         lines = [f"note: {n}" for n in self.notes]
         if self.given_up:
             return [*lines, "no actions: the deployable is failed until started again"]
         moves = [str(move) for move in self.plan.moves]  # where services go, and why
         lines += moves
+        lines += [line for decision in self.placements for line in decision.explain()]
         if self.plan.empty:
             return [*lines, "no actions"]
         actions = self.plan.describe()[len(moves) :]
@@ -163,7 +169,22 @@ def what_if(
         state.fail(failure)
     if state.given_up:
         return WhatIf(chosen, state.observed, Plan(), tuple(state.notes), given_up=True)
-    return WhatIf(chosen, state.observed, planner(document, state.observed), tuple(state.notes))
+    planned = planner(document, state.observed)
+    return WhatIf(
+        chosen,
+        state.observed,
+        planned,
+        tuple(state.notes),
+        False,
+        _placements(document, state.observed),
+    )
+
+
+def _placements(document: Deployable, observed: Observed) -> tuple[Decision, ...]:
+    """Where each service goes and why (while running: a stop moves nothing)."""
+    if observed.goal is Goal.STOP:
+        return ()
+    return tuple(place(document, observed).values())
 
 
 class _Outcome:

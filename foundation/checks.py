@@ -1,5 +1,6 @@
 """The rules a document's shape cannot say: names unique, references and order
-constraints naming what exists, no cycles.
+constraints naming what exists, no order cycles (colocation cycles are
+accepted, as Pacemaker accepts them).
 
 ``check_document`` adds each problem with its path in the document to
 ``problems``; it runs on a document whose every value is already valid
@@ -14,7 +15,6 @@ from foundation.domain import (
     Deployable,
     ParamValue,
     Reference,
-    find_colocation_cycle,
     find_cycle,
     service_id,
 )
@@ -121,9 +121,6 @@ def _check_colocations(deployable: Deployable, problems: Problems) -> None:
         problems,
         "colocation",
     )
-    cycle = find_colocation_cycle(deployable.colocations)
-    if cycle:
-        problems.add("colocations", "colocations form a cycle: " + " -> ".join(cycle))
 
 
 def _at(path: str, key: str) -> str:

@@ -273,6 +273,14 @@ class Deployable:
             return service.resource
         return None
 
+    def service_copy(self, rid: ResourceId) -> Service | None:
+        """The service ``rid`` is a copy of (None: a pinned resource of that name)."""
+        service = self.service(rid.resource)
+        assembly = self.assembly(rid.assembly)
+        if service is None or (assembly is not None and assembly.resource(rid.resource)):
+            return None
+        return service
+
     def service_placements(self) -> Iterator[ResourceId]:
         """Every place a service may run: ``ASSEMBLY/SERVICE`` for each candidate."""
         for service in self.services:
@@ -344,27 +352,6 @@ def find_cycle(constraints: tuple[Constraint, ...]) -> list[ResourceId] | None:
         if start not in state and (found := visit(start)):
             return found
     return None
-
-
-def colocation_order(services: list[str], colocations: tuple[Colocation, ...]) -> list[str]:
-    """Services in placement order: each after the services it is colocated with."""
-    leaders = {n: [c.with_ for c in colocations if c.service == n] for n in services}
-    order: list[str] = []
-    while len(order) < len(services):
-        waiting = [n for n in services if n not in order]
-        ready = [n for n in waiting if all(w in order or w not in leaders for w in leaders[n])]
-        order.append((ready or waiting)[0])  # a cycle (refused by validation): stay total
-    return order
-
-
-def find_colocation_cycle(colocations: tuple[Colocation, ...]) -> list[str] | None:
-    constraints = tuple(
-        Constraint(service_id(c.with_), service_id(c.service))
-        for c in colocations
-        if c.service != c.with_
-    )
-    cycle = find_cycle(constraints)
-    return [rid.resource for rid in cycle] if cycle else None
 
 
 def number(value: float) -> int | float:

@@ -15,8 +15,8 @@ clock judges a lease, how event ids become visible in order, how a lost
 connection is noticed.  A dialect of a dozen small methods says exactly that;
 SQLAlchemy would add a dependency and its import cost to every dped, and
 still need those hooks (its pysqlite dialect reaches ``BEGIN IMMEDIATE`` only
-through event listeners).  All SQL lives in this module, written once; the
-schema and its migrations are the same for both databases.
+through event listeners).  All SQL lives in this module (hence its size),
+written once; the schema and its migrations are the same for both databases.
 
 Durability: SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit is in
 the WAL before ``COMMIT`` returns, so once a request is acknowledged a crash or

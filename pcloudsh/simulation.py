@@ -46,11 +46,19 @@ def describe(answer: dict[str, Any], dot: Path | None = None) -> list[str]:
     lines = [f"deployable {answer.get('deployable')}: if {failures} failed now ({engine} planner)"]
     lines.append(f"planned {source}")
     lines += [f"note: {note}" for note in answer.get("notes") or []]
+    lines += _placements(answer)
     lines += _actions(answer)
     lines += [f"cannot start {b['resource']}: {b['reason']}" for b in answer.get("blocked") or []]
     if dot is not None:
         lines.append(f"graph written to {dot}")
     return lines
+
+
+def _placements(answer: dict[str, Any]) -> list[str]:
+    """Where each service goes and why: each candidate's score, term by term."""
+    if answer.get("given_up"):
+        return []
+    return [line for p in answer.get("placements") or [] for line in p.get("explanation", [])]
 
 
 def _actions(answer: dict[str, Any]) -> list[str]:

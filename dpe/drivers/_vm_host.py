@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dpe.drivers._sockets import answers_ssh, free_port
+from foundation import kvm
 from foundation.errors import OperationTimeout, PcloudError, Unavailable
 
 QEMU_IMG_TIMEOUT = 60.0
@@ -54,6 +55,4 @@ class SystemHost:
         return free_port()
 
     def kvm_usable(self) -> bool:
-        from foundation.kvm import kvm_usable
-
-        return kvm_usable()
+        return kvm.kvm_usable()

@@ -3,7 +3,9 @@
 dped starts this file over its pinned SSH connection as one long-lived session
 (``python3 -I -S agent-<hash>.py --lock <dir>/agent.lock``) and speaks to it on
 that session's standard input and output.  Nothing listens, no port is opened,
-it runs as the SSH user.  Standard library only; Python 3.9 or newer.
+it runs as the SSH user.  Standard library only; Python 3.9 or newer.  One file
+of this size on purpose: dped copies it into the guest whole and checks its
+hash, so it can import nothing of its own.
 
 It runs recurring monitors where the resource lives and reports a result only
 when it changes; it runs one-shot operations (probe, start, stop); it watches

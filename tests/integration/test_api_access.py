@@ -212,7 +212,11 @@ class Tls:
 
 @pytest.fixture
 def tls(pcloud_home: Paths) -> Tls:
-    directory = pcloud_home.config_dir / "tls"
+    return make_tls(pcloud_home.config_dir / "tls")
+
+
+def make_tls(directory: Path) -> Tls:
+    """A CA, a certificate for 127.0.0.1 signed by it, its key and a token, 0600 each."""
     directory.mkdir()
     ca_key, ca_cert = _certificate("pcloud test CA", None, None)
     key, cert = _certificate("127.0.0.1", ca_key, ca_cert)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cpe.openapi import openapi_document
 from foundation.store import Store
 from tests.unit.test_api import Client, api, call, make_assembly, make_deployable, refused
 
@@ -59,12 +60,14 @@ async def test_colocations(api: Client, store: Store) -> None:
     status, answer = await call(api, "POST", colocations, body)
     assert (status, answer) == (201, body)
     await refused(api, store, 409, "POST", colocations, body)
-    await refused(api, store, 400, "POST", colocations, {"service": "db", "with": "replica"})
     await refused(api, store, 400, "POST", colocations, {"service": "db", "with": "ghost"})
     await refused(api, store, 409, "DELETE", path + "/db")
     await refused(api, store, 404, "DELETE", colocations + "?service=db&with=replica")
-    status, _ = await call(api, "DELETE", colocations + "?service=replica&with=db")
-    assert status == 204
+    cycle = {"service": "db", "with": "replica", "score": 50}  # accepted, as in Pacemaker
+    assert await call(api, "POST", colocations, cycle) == (201, cycle)
+    for query in ("?service=replica&with=db", "?service=db&with=replica"):
+        status, _ = await call(api, "DELETE", colocations + query)
+        assert status == 204
 
 
 async def test_a_move_request_is_recorded_for_the_dpe(api: Client, store: Store) -> None:
@@ -90,3 +93,21 @@ async def test_a_resource_may_refer_to_a_service_s_address(api: Client, store: S
     status, doc = await call(api, "GET", "/deployables/shop")
     assert status == 200, doc
     assert doc["assemblies"][2]["resources"][1]["parameters"]["db"] == {"ref": "db:ipaddress"}
+
+
+async def test_the_simulation_explains_each_placement_as_its_schema_says(api: Client) -> None:
+    await shop(api)
+    path = "/deployables/shop/services"
+    await call(api, "POST", path, service("db", ("n1", 100), ("n2", 50), stickiness=20))
+    status, answer = await call(api, "GET", "/deployables/shop/simulate?fail=n1")
+    assert status == 200, answer
+    (placement,) = answer["placements"]
+    assert (placement["current"], placement["target"], placement["moves"]) == ("n1", "n2", True)
+    assert placement["reason"] == "assembly n1 is failed (score 50 on n2)"
+    n1, n2 = placement["candidates"]
+    assert (n1["allowed"], n1["why_not"]) == (False, "assembly n1 is failed")
+    assert n2["terms"] == [{"score": 50, "why": "location score"}]
+    assert placement["explanation"][0] == "db moves from n1 to n2: " + placement["reason"]
+    schemas = openapi_document()["components"]["schemas"]
+    for name, value in (("Placement", placement), ("PlacementCandidate", n1)):
+        assert set(schemas[name]["required"]) <= set(value) <= set(schemas[name]["properties"])

@@ -321,3 +321,54 @@ def test_digests_escape_as_pacemaker_does() -> None:
     assert op_digest({"p": "a\tb\nc"}) == md5(' <parameters p="a    b\\nc"/>\n')
     # Pacemaker stops escaping at its first multi-byte character
     assert op_digest({"p": "é<"}) == md5(' <parameters p="é\ufffd"/>\n')
+
+
+def test_services_carry_their_fail_counts_moves_and_failure_timeout_as_pacemaker_keeps_them() -> (
+    None
+):
+    doc = parse(
+        {
+            "name": "dep",
+            "assemblies": [{"name": "a"}, {"name": "b"}],
+            "services": [
+                {
+                    "name": "db",
+                    "type": "Dummy",
+                    "locations": [{"assembly": "a", "score": 10}, {"assembly": "b"}],
+                    "migration_threshold": 3,
+                    "failure_timeout": "1500ms",
+                }
+            ],
+        }
+    )
+    stopped = ResourceStatus(R.STOPPED, "probe", 7)
+    observed = Observed(
+        Goal.RUN,
+        up(doc),
+        {ResourceId("a", "db"): stopped, ResourceId("b", "db"): stopped},
+        now=1000.5,
+        # a: the count still holds (999.9 + 2 s); b: expired before its last failure
+        service_failures={ResourceId("a", "db"): (997.0, 999.9), ResourceId("b", "db"): (900.0,)},
+        move_requests={"db": "b"},
+    )
+    cib = build_cib(doc, observed)
+    root = tree(cib.xml)
+    meta = {
+        n.get("name"): n.get("value") for n in root.iterfind(".//primitive/meta_attributes/nvpair")
+    }
+    assert meta["failure-timeout"] == "2s"  # whole seconds, as Pacemaker keeps it
+    attributes = {
+        state.get("uname"): {n.get("name"): n.get("value") for n in state.iterfind(".//nvpair")}
+        for state in root.iterfind("status/node_state")
+    }
+    assert attributes == {
+        "a": {"fail-count-svc_db#monitor_10000": "2", "last-failure-svc_db#monitor_10000": "999"},
+        "b": {},
+    }
+    (move,) = [
+        c
+        for c in root.iterfind("configuration/constraints/rsc_location")
+        if c.get("id") == "move_db"
+    ]
+    assert (move.get("rsc"), move.get("node"), move.get("score")) == ("svc_db", "b", "INFINITY")
+    assert cib.now == 1000.5

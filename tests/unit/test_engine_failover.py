@@ -161,3 +161,35 @@ async def test_a_candidate_removed_by_a_reload_hands_the_service_over_in_order()
         "a2/db starting: starting (ocf:heartbeat:Dummy)"
     )
     assert h.world.violations == []
+
+
+async def moved_with_a_failing_stop(stop_answer: int) -> tuple[Harness, list[str], str]:
+    """db runs on a1; an administrator moves it to a2; its stop on a1 fails."""
+    h = Harness()
+    engine = await h.start(failover_document(stickiness=100))
+    await running_everywhere(h)
+    old = h.world.guest("a1").instance.instance_id
+    h.world.script("a1", "db", "stop", stop_answer)
+    assert h.runtime is not None
+    h.runtime.put("move", "db", {"to": "a2", "requested_at": h.clock.time()})
+    mark = len(h.events)
+    await engine.reload(engine.document)
+    await h.until_event("a2/db running: db moved to a2 as requested")
+    return h, h.story(since=mark), old
+
+
+async def test_a_service_whose_stop_failed_starts_elsewhere_only_after_the_fence() -> None:
+    """Whatever the scores say (a move asks for a2 at +INFINITY), a copy that may
+    still run on a1 is fenced before the service starts anywhere else."""
+    for stop_answer in (1, 5):  # a soft error, then a hard one
+        h, story, old = await moved_with_a_failing_stop(stop_answer)
+        assert old in h.driver.destroyed, stop_answer
+        failed = next(
+            i
+            for i, s in enumerate(story)
+            if s.startswith("a1/db failed:") or s.startswith("a1/db unrecoverable:")
+        )
+        fenced = next(i for i, s in enumerate(story) if s.startswith("a1 fencing:"))
+        started = story.index("a2/db running: db moved to a2 as requested")
+        assert failed < fenced < started, story
+        assert h.world.violations == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from dpe import simulate
@@ -144,9 +145,56 @@ def test_a_service_goes_to_its_best_scored_running_candidate() -> None:
     ]
 
 
-def test_ties_go_to_the_candidate_listed_first() -> None:
-    doc = document([svc("db", ("a2", 5), ("a1", 5))])
-    assert target(place(doc, observed(doc)), "db") == "a2"
+# -- ties, as Pacemaker breaks them (each checked with crm_simulate in
+# tests/integration/test_planner_differential_services.py) -------------------------
+
+
+def test_a_running_service_stays_where_it_runs_when_scores_tie() -> None:
+    """Issue 14, defect 1: equal scores, stickiness 0, running on the second listed."""
+    doc = document([svc("db", ("a1", 50), ("a2", 50))], assemblies=("a1", "a2"))
+    obs = observed(doc, running={"db": "a2"})
+    decision = place(doc, obs)["db"]
+    assert (decision.current, decision.target) == ("a2", "a2")
+    assert decision.tie == "tied at 50 with a1: it already runs on a2"
+    assert plan(doc, obs).empty
+
+
+def test_tied_services_spread_over_the_assemblies_with_fewer_resources() -> None:
+    """Issue 14, defect 2: two services with equal scores on two assemblies."""
+    doc = document(
+        [svc("s0", ("a1", 10), ("a2", 10)), svc("s1", ("a1", 10), ("a2", 10))],
+        assemblies=("a1", "a2"),
+    )
+    decisions = place(doc, observed(doc))
+    assert (target(decisions, "s0"), target(decisions, "s1")) == ("a1", "a2")
+    assert decisions["s1"].tie == "tied at 10 with a1: fewer resources placed on a2 (0 against 1)"
+    assert kinds(plan(doc, observed(doc)), K.START) == {"a1/s0", "a2/s1"}
+
+
+def test_an_unplaced_tie_goes_to_the_lower_name_not_the_first_listed() -> None:
+    doc = document([svc("db", ("a2", 5), ("a1", 5))], assemblies=("a2", "a1"))
+    decision = place(doc, observed(doc))["db"]
+    assert decision.target == "a1"
+    assert decision.tie == "tied at 5 with a2: a1 comes first by name"
+
+
+def test_pinned_resources_count_as_placed_and_at_zero_outweigh_where_it_runs() -> None:
+    """Pacemaker prefers where a tied service runs only above 0; at 0 the assembly
+    with fewer resources wins first, pinned resources included."""
+    doc = document(
+        [svc("db", ("a1", 0), ("a2", 0))],
+        assemblies=("a1", "a2"),
+        pinned={"a2": [{"name": "app", "type": "Dummy"}]},
+    )
+    decision = place(doc, observed(doc, running={"db": "a2"}))["db"]
+    assert decision.target == "a1"
+    assert decision.tie == "tied at 0 with a2: fewer resources placed on a1 (0 against 1)"
+    above = document(
+        [svc("db", ("a1", 1), ("a2", 1))],
+        assemblies=("a1", "a2"),
+        pinned={"a2": [{"name": "app", "type": "Dummy"}]},
+    )
+    assert place(above, observed(above, running={"db": "a2"}))["db"].target == "a2"
 
 
 def test_a_running_service_stays_when_stickiness_outweighs_the_preference() -> None:
@@ -256,11 +304,68 @@ def test_a_service_that_failed_too_often_moves_away_until_the_failures_expire() 
     obs = observed(doc, failed={"db": "a1"}, failures={"a1/db": [980.0, 999.0]})
     p = plan(doc, obs)
     assert before(p, action(K.STOP, "a1", "db"), action(K.START, "a2", "db"))
-    assert p.wake_at == 1040.0  # the older failure stops counting then
+    # the count expires as a whole, 60 s after the last failure, in whole seconds
+    assert p.wake_at == 1060.0
     (move,) = p.moves
     assert move.reason.startswith("2 failures on a1 (migration threshold 2)")
-    later = observed(doc, running={"db": "a2"}, failures={"a1/db": [980.0, 999.0]}, now=1041.0)
+    failures = {"a1/db": [980.0, 999.0]}
+    still = observed(doc, running={"db": "a2"}, failures=failures, now=1059.9)
+    assert target(place(doc, still), "db") == "a2"  # at 999 + 60 it still counts
+    later = observed(doc, running={"db": "a2"}, failures=failures, now=1060.0)
     assert target(place(doc, later), "db") == "a1"  # expired: the scores decide again
+
+
+def test_a_fail_count_starts_again_only_after_it_expired() -> None:
+    """Failures each within failure_timeout of the one before all count (Pacemaker
+    clears a fail count only once its last failure is that old)."""
+    doc = document([svc("db", ("a1", 100), ("a2", 50), migration_threshold=3, failure_timeout=50)])
+    chained = observed(doc, failures={"a1/db": [900.0, 940.0, 990.0]})
+    assert target(place(doc, chained), "db") == "a2"
+    restarted = observed(doc, failures={"a1/db": [900.0, 960.0, 990.0]})  # 900 expired at 951
+    assert target(place(doc, restarted), "db") == "a1"
+
+
+def test_a_service_whose_stop_failed_never_starts_elsewhere_before_the_fence() -> None:
+    """Whatever the scores say (a2 at INFINITY), a copy whose stop failed, softly or
+    with a hard error, may still run on a1: the service stays there until a1 is
+    fenced, and starts on a2 only after the fence."""
+    doc = document([svc("db", ("a1", 0), ("a2", INF))], assemblies=("a1", "a2"))
+    ran = Applied("ocf:heartbeat:Dummy", ())
+    for status in (
+        ResourceStatus(R.FAILED, "stop", 1, ran),
+        ResourceStatus(R.UNRECOVERABLE, "stop", 5, ran),
+    ):
+        obs = observed(doc)
+        obs = Observed(
+            obs.goal, obs.assemblies, {**obs.resources, ResourceId("a1", "db"): status}, now=obs.now
+        )
+        decision = place(doc, obs)["db"]
+        assert (decision.target, decision.reason) == (
+            "a1",
+            "its stop failed on a1: it stays until it is fenced",
+        )
+        assert "a2/db" not in kinds(plan(doc, obs), K.START)
+        lost = Observed(
+            obs.goal, {**obs.assemblies, "a1": AssemblyStatus(A.FAILED)}, obs.resources, now=obs.now
+        )
+        p = plan(doc, lost)
+        assert before(p, action(K.FENCE, "a1"), action(K.START, "a2", "db"))
+
+
+def test_hard_errors_ban_an_assembly_and_a_wrong_configuration_bans_them_all() -> None:
+    """As Pacemaker: an agent missing where it was probed (OCF 5) keeps the service
+    off that assembly; "not configured" (OCF 6) keeps it off every one."""
+    doc = document([svc("db", ("a1", 100), ("a2", 50))], assemblies=("a1", "a2"))
+    base = observed(doc)
+    for status, expected in (
+        (ResourceStatus(R.STOPPED, "probe", 5), {"a1": "a hard error on a1 (OCF 5)"}),
+        (
+            ResourceStatus(R.UNRECOVERABLE, "start", 6),
+            {"a1": "a hard error on a1 (OCF 6)", "a2": "not configured on a1 (OCF 6)"},
+        ),
+    ):
+        obs = replace(base, resources={**base.resources, ResourceId("a1", "db"): status})
+        assert place(doc, obs)["db"].banned == expected
 
 
 # -- colocation -----------------------------------------------------------------
@@ -305,6 +410,67 @@ def test_an_anti_colocated_service_never_shares_an_assembly() -> None:
     )
     decisions = place(pushed, observed(pushed))
     assert (target(decisions, "db"), target(decisions, "replica")) == ("a1", "a2")
+
+
+def test_a_colocated_followers_failure_ban_keeps_the_group_off_that_assembly() -> None:
+    """Issue 14, defect 3: cache must run with db and has failed too often on a1."""
+    doc = document(
+        [
+            svc("db", ("a1", 100), ("a2", 50)),
+            svc("cache", ("a1", 0), ("a2", 0), migration_threshold=1),
+        ],
+        assemblies=("a1", "a2"),
+        colocations=[{"service": "cache", "with": "db"}],
+    )
+    decisions = place(doc, observed(doc, failures={"a1/cache": [990.0]}))
+    assert (target(decisions, "db"), target(decisions, "cache")) == ("a2", "a2")
+    terms = [t.why for t in decisions["db"].candidates["a1"].terms]
+    assert terms == [
+        "location score",
+        "from cache, colocated with db at INFINITY: it may not run there",
+    ]
+    assert decisions["db"].banned["a1"].startswith("from cache")
+
+
+def test_a_follower_whose_preference_leaves_no_assembly_is_left_out_alone() -> None:
+    """Issue 14, defect 4: cache can only run on a1, web only on a2; with both, db
+    could run nowhere.  Pacemaker merges cache's preference (first by id), then
+    leaves web's out: db and cache run on a1, web alone stays stopped."""
+    doc = document(
+        [svc("db", ("a1", 50), ("a2", 60)), svc("cache", ("a1", 100)), svc("web", ("a2", 0))],
+        assemblies=("a1", "a2"),
+        colocations=[{"service": "cache", "with": "db"}, {"service": "web", "with": "db"}],
+    )
+    decisions = place(doc, observed(doc))
+    assert {n: d.target for n, d in decisions.items()} == {"db": "a1", "cache": "a1", "web": None}
+    assert decisions["db"].notes == (
+        "the preference of web was left out: with it no assembly could run db",
+    )
+    assert decisions["web"].banned["a2"] == "must run with db, which runs on a1"
+
+
+def test_a_colocation_cycle_of_three_services_is_placed_as_pacemaker_places_it() -> None:
+    """x with y, y with z, z with x: assigning x assigns y first, which assigns z
+    first, which does not wait for x (already being assigned); each takes its
+    followers' scores, so all three go where together they score best."""
+    doc = document(
+        [
+            svc("x", ("a1", 10), ("a2", 20)),
+            svc("y", ("a1", 30), ("a2", 0)),
+            svc("z", ("a1", 0), ("a2", 15)),
+        ],
+        assemblies=("a1", "a2"),
+        colocations=[
+            {"service": "x", "with": "y"},
+            {"service": "y", "with": "z"},
+            {"service": "z", "with": "x"},
+        ],
+    )
+    decisions = place(doc, observed(doc))
+    assert {n: d.target for n, d in decisions.items()} == {"x": "a2", "y": "a2", "z": "a2"}
+    assert decisions["z"].scores == {"a1": 40, "a2": 50}  # as crm_simulate shows them
+    assert decisions["y"].scores == {"a2": 70}
+    assert decisions["x"].scores == {"a2": 160}
 
 
 def test_a_finite_colocation_score_is_a_preference() -> None:
@@ -374,9 +540,19 @@ def test_simulating_an_assembly_failure_shows_where_its_services_move() -> None:
         constraints=[("db", "a3/app")],
     )
     steady = simulate.steady_state(doc)
-    assert simulate.what_if(doc, steady, []).describe() == ["no actions"]
+    assert simulate.what_if(doc, steady, []).describe() == [
+        "db stays on a1: the best allowed (score 160 on a1)",
+        "  a1: 160 = 100 location score + 60 stickiness (it runs here)",
+        "  a2: 50 = 50 location score",
+        "no actions",
+    ]
     lines = simulate.what_if(doc, steady, ["a1"]).describe()
-    assert lines[0] == "move db: a1 -> a2 (assembly a1 is failed (score 50 on a2))"
+    assert lines[:4] == [
+        "move db: a1 -> a2 (assembly a1 is failed (score 50 on a2))",
+        "db moves from a1 to a2: assembly a1 is failed (score 50 on a2)",
+        "  a1: 100 = 100 location score; not allowed: assembly a1 is failed",
+        "  a2: 50 = 50 location score",
+    ]
     assert "4. start a2/db (after fence a1)" in lines
     restart = simulate.what_if(doc, steady, ["a1/db"]).plan
     assert kinds(restart, K.START) == {"a1/db", "a3/app"}  # recovered in place

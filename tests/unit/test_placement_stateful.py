@@ -3,7 +3,9 @@
 The world holds what really runs where.  Plans are carried out action by
 action in an order their edges allow, sometimes only in part (a transition
 aborted by a new failure); assemblies fail (what ran there may still run until
-the fence), service copies fail, and time passes.  After every single action:
+the fence), service copies fail, stops fail softly or with a hard error (the
+copy goes on running; the engine takes its assembly for failed, to be fenced,
+but a whole plan may come first), and time passes.  After every single action:
 never two copies of a service running, never a start on an assembly that is
 not running, never an anti-colocated pair on one assembly, and what is
 colocated starts only where its leader is placed.  When the faults stop,
@@ -95,6 +97,9 @@ class World:
         self.running: set[ResourceId] = set()  # really running
         self.known: dict[ResourceId, ResourceStatus] = {}
         self.failures: dict[ResourceId, list[float]] = {}
+        self.stubborn: dict[ResourceId, int] = {}  # its next stop fails with this rc
+        self.unsure: set[str] = set()  # a stop failed there: to be fenced
+        self.noticed: set[str] = set()  # the same, noticed one plan later
 
     def observed(self) -> Observed:
         statuses = {
@@ -120,12 +125,16 @@ class World:
             ready = [a for a in pending if before[a] <= done]
             action = rng.choice(ready) if rng else ready[0]
             pending.remove(action)
-            self.perform(action, p)
+            if not self.perform(action, p):
+                return  # the engine aborts the transition and plans again
             done.add(action)
             self.check()
 
-    def perform(self, action: Action, p: Plan) -> None:
+    def perform(self, action: Action, p: Plan) -> bool:
+        """Carry out one action; False: it failed."""
         rid = action.rid
+        if action.kind is K.STOP and rid in self.stubborn:
+            return self.stop_fails(rid)
         if action.kind is K.FENCE:
             self.assemblies[action.assembly] = A.STOPPED
             self.running = {r for r in self.running if r.assembly != action.assembly}
@@ -157,6 +166,24 @@ class World:
         elif action.kind is K.MONITOR:
             assert rid is not None
             self.known[rid] = replace(self.known[rid], monitoring=True)
+        return True
+
+    def stop_fails(self, rid: ResourceId) -> bool:
+        """It goes on running; its assembly is to be fenced."""
+        rc = self.stubborn.pop(rid)
+        state = R.UNRECOVERABLE if rc == 5 else R.FAILED
+        status = self.known.get(rid, ResourceStatus())
+        self.known[rid] = replace(status, state=state, last_op="stop", last_rc=rc)
+        self.unsure.add(rid.assembly)
+        return False
+
+    def fence_where_stops_failed(self, now: bool = False) -> None:
+        """The engine takes an assembly where a stop failed for failed (to fence), at
+        the latest after one more plan (or ``now``)."""
+        for assembly in self.noticed | (self.unsure if now else set()):
+            if self.assemblies[assembly] is A.RUNNING:
+                self.assemblies[assembly] = A.FAILED
+        self.noticed, self.unsure = (set(), set()) if now else (self.unsure, set())
 
     def check(self) -> None:
         for name in SERVICES:
@@ -178,6 +205,7 @@ class Failover(RuleBasedStateMachine):
     def step(self, limit: int | None, rng: random.Random) -> None:
         self.world.now += 7.0
         self.world.carry_out(plan(DOC, self.world.observed()), limit, rng)
+        self.world.fence_where_stops_failed()
 
     @rule(assembly=st.sampled_from(ASSEMBLIES))
     def instance_up(self, assembly: str) -> None:
@@ -199,6 +227,13 @@ class Failover(RuleBasedStateMachine):
         if self.world.assemblies[assembly] is A.RUNNING:
             self.world.assemblies[assembly] = A.FAILED  # what ran there may still run
 
+    @rule(name=st.sampled_from(SERVICES), rc=st.sampled_from([1, 5]))
+    def its_next_stop_fails(self, name: str, rc: int) -> None:
+        """Soft (1) or hard (5, not installed): either way it may still run."""
+        for rid in self.world.running:
+            if rid.resource == name:
+                self.world.stubborn[rid] = rc
+
     @rule(name=st.sampled_from(SERVICES))
     def service_fails(self, name: str) -> None:
         for rid in [r for r in self.world.running if r.resource == name]:
@@ -217,6 +252,8 @@ class Failover(RuleBasedStateMachine):
     def teardown(self) -> None:
         """No more faults: everything converges to one running copy of each service."""
         world = self.world
+        world.stubborn.clear()
+        world.fence_where_stops_failed(now=True)
         for _ in range(12):
             world.now += 100.0  # failures expire
             for assembly, state in world.assemblies.items():

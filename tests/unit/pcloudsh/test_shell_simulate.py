@@ -85,6 +85,7 @@ def test_json_is_the_whole_answer_and_dot_writes_a_graph(
         "failures",
         "notes",
         "given_up",
+        "placements",
         "actions",
         "blocked",
         "dot",
@@ -151,3 +152,44 @@ def test_export_as_cib_without_and_with_a_recorded_state(
     ran = run(env, f"--json deployable_export shop --format cib -o {out}")
     assert ran.status == 0 and json.loads(ran.out)["format"] == "cib"
     assert ET.fromstring(out.read_text()).tag == "cib"
+
+
+def test_each_placement_is_explained_in_text_and_in_json(
+    env: Environment, shop: InProcessCped
+) -> None:
+    for line in (
+        "assembly_create n1 host",
+        "assembly_create n2 host",
+        "deployable_assembly_add shop n1",
+        "deployable_assembly_add shop n2",
+        "deployable_service_add shop queue dummy --on n1:50,n2:50",
+        "deployable_service_add shop cache dummy --on n1:0,n2:0",
+        "deployable_colocation_add shop cache queue",
+    ):
+        assert run(env, line).status == 0, line
+    lines = run(env, "deployable_simulate shop").out.splitlines()
+    assert lines[2:8] == [
+        "queue stays on n1: the best allowed (score 50 on n1; tied at 50 with n2:"
+        " it already runs on n1)",
+        "  n1: 50 = 50 location score + 0 from cache, colocated with queue at INFINITY:"
+        " it scores 0 there",
+        "  n2: 50 = 50 location score + 0 from cache, colocated with queue at INFINITY:"
+        " it scores 0 there",
+        "cache stays on n1: the best allowed (score 0 on n1)",
+        "  n1: 0 = 0 location score",
+        "  n2: -INFINITY = 0 location score - INFINITY must run with queue, which runs on n1;"
+        " not allowed: must run with queue, which runs on n1",
+    ]
+    failed = run(env, "deployable_simulate shop --fail n1").out
+    assert "queue moves from n1 to n2: assembly n1 is failed (score 50 on n2)" in failed
+    answer = json.loads(run(env, "--json deployable_simulate shop").out)
+    queue, cache = answer["placements"]
+    assert (queue["current"], queue["target"], queue["moves"]) == ("n1", "n1", False)
+    assert queue["tie"] == "tied at 50 with n2: it already runs on n1"
+    assert queue["explanation"] == lines[2:5]
+    n2 = cache["candidates"][1]
+    assert (n2["assembly"], n2["score"], n2["allowed"]) == ("n2", "-INFINITY", False)
+    assert n2["terms"] == [
+        {"score": 0, "why": "location score"},
+        {"score": "-INFINITY", "why": "must run with queue, which runs on n1"},
+    ]
