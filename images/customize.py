@@ -32,7 +32,10 @@ from images.jeos import JeosRecord
 
 Progress = Callable[[str, float], None]
 
+# The one host key file sshd is told to use (JEOS images pin this path).  sshd reads
+# the key's type from the file, so it holds an ECDSA key as well as an RSA one.
 HOST_KEY = "/etc/ssh/ssh_host_rsa_key"
+PUBLIC_KEY_TYPES = ("ssh-", "ecdsa-sha2-")  # ssh-rsa, ssh-ed25519; ecdsa-sha2-nistp256
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/pacemaker-cloud.conf"
 CLOUD_INIT_DROPIN = "/etc/cloud/cloud.cfg.d/90-pacemaker-cloud.cfg"
 NET_RULES = (
@@ -109,7 +112,7 @@ def machine_id_for(assembly_uuid: str) -> str:
 
 def _one_line(text: str, what: str) -> str:
     line = text.strip()
-    if not line.startswith("ssh-") or "\n" in line:
+    if not line.startswith(PUBLIC_KEY_TYPES) or "\n" in line:
         raise InvalidInput(f"{what} is not one OpenSSH public key line")
     return line
 

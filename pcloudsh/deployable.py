@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from foundation import model
-from foundation.errors import Conflict, InvalidInput
+from foundation.errors import Conflict, InvalidInput, PcloudError
 from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
-from pcloudsh.output import Result, Table, columns, done
-from pcloudsh.values import check_name, describe_escalation, parse_resource_id
+from pcloudsh.environment import Environment
+from pcloudsh.exitcodes import ExitCode, exit_code_for
+from pcloudsh.output import Group, Result, Stream, Table, Text, columns, done
+from pcloudsh.values import check_name, describe_escalation, parse_duration, parse_resource_id
+from pcloudsh.waiting import DEFAULT_TIMEOUT, wait_for
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
+NAMES = Arg("names", nargs="*", metavar="NAME", help="the deployables", complete=Names.DEPLOYABLE)
+ALL = Arg("--all", action="store_true", help="every deployable (instead of NAMEs)")
+WAIT = Arg(
+    "--wait",
+    action="store_true",
+    help="return once it is done (exit 1 if it fails or --timeout passes)",
+)
+TIMEOUT = Arg(
+    "--timeout",
+    metavar="DURATION",
+    help=f"how long --wait waits (default {DEFAULT_TIMEOUT / 60:g}m)",
+)
+WATCH_INTERVAL = 2.0
+CHANGING_BY_ITSELF = ("uptime", "lease_expires_in")
+Lifecycle = Callable[[str, float | None], Result]
 
 
 class DeployableCommands(Noun):
@@ -187,21 +206,69 @@ class DeployableCommands(Noun):
 
     # -- lifecycle ------------------------------------------------------------
 
-    @command(NAME)
+    @command(NAMES, ALL, WAIT, TIMEOUT)
     def deployable_start(self, args: argparse.Namespace) -> Result:
-        """Start a deployable: cped runs a DPE that keeps it available (clears "failed")."""
-        name = check_name(args.name, "deployable")
+        """Start deployables: cped runs a DPE that keeps each available (clears "failed").
+
+        Without --wait it returns once the DPE is spawned; with --wait, once the
+        deployable runs (exit 1 if it fails, or is not running within --timeout).
+        """
+        return self._each(args, self._start)
+
+    @command(NAMES, ALL, WAIT, TIMEOUT)
+    def deployable_stop(self, args: argparse.Namespace) -> Result:
+        """Stop deployables: resources stop in reverse order, instances are destroyed.
+
+        cped waits up to 20 s for the stop; with --wait the command waits until it
+        is complete (exit 1 if it is not within --timeout).
+        """
+        return self._each(args, self._stop)
+
+    def _each(self, args: argparse.Namespace, act: Lifecycle) -> Result:
+        """The action on each chosen deployable; the others still go on when one fails."""
+        names = _chosen(self.env, args.names, args.all)
+        timeout = _wait_timeout(args.wait, args.timeout)
+        if len(names) == 1:
+            return act(names[0], timeout)
+        results: list[Result] = []
+        for name in names:
+            try:
+                results.append(act(name, timeout))
+            except PcloudError as error:
+                results.append(_failed(name, error))
+        worst = max((r.status for r in results), default=ExitCode.OK)
+        return Result([r.data for r in results], Group([r.view for r in results]), worst)
+
+    def _start(self, name: str, timeout: float | None) -> Result:
         with lifecycle_request():
             answer = self.env.api().start_deployable(name)
-        return done(f"deployable {name} starting", deployable=name, answer=answer)
+        if timeout is not None:
+            wait_for(self.env, name, "started", timeout)
+            message = f"deployable {name} running"
+        elif answer.get("note") == "already running":
+            message = f"deployable {name} already running"
+        else:
+            message = f"deployable {name} starting (deployable_status {name} shows how it goes)"
+        return done(message, deployable=name, answer=answer)
 
-    @command(NAME)
-    def deployable_stop(self, args: argparse.Namespace) -> Result:
-        """Stop a deployable: resources stop in reverse order, instances are destroyed."""
-        name = check_name(args.name, "deployable")
+    def _stop(self, name: str, timeout: float | None) -> Result:
+        api = self.env.api()
         with lifecycle_request():
-            answer = self.env.api().stop_deployable(name)
-        return done(f"deployable {name} stopping", deployable=name, answer=answer)
+            was_stopped = _is_stopped(api.deployable_status(name))
+            answer = api.stop_deployable(name)
+        if was_stopped:
+            message = f"deployable {name} already stopped"
+        elif answer.get("state") == "stopped":
+            message = f"deployable {name} stopped"
+        elif timeout is not None:
+            wait_for(self.env, name, "stopped", timeout)
+            message = f"deployable {name} stopped"
+        else:
+            message = (
+                f"deployable {name} still stopping ({answer.get('note', '')};"
+                f" deployable_stop {name} --wait waits until it is done)"
+            )
+        return done(message, deployable=name, answer=answer)
 
     @command(NAME)
     def deployable_reload(self, args: argparse.Namespace) -> Result:
@@ -211,22 +278,53 @@ class DeployableCommands(Noun):
             answer = self.env.api().reload_deployable(name)
         return done(f"deployable {name} reloading", deployable=name, answer=answer)
 
-    @command(NAME)
-    def deployable_status(self, args: argparse.Namespace) -> Result:
+    @command(
+        NAME,
+        Arg("--watch", action="store_true", help="show it again whenever it changes (Ctrl-C ends)"),
+        Arg(
+            "--interval",
+            metavar="DURATION",
+            help=f"with --watch: how often to look (default {WATCH_INTERVAL:g}s)",
+        ),
+    )
+    def deployable_status(self, args: argparse.Namespace) -> Result | Stream:
         """Show a deployable's state as a tree: assemblies, instances, resources, last events.
 
         The deployable's state (and the desired one when they differ), its DPE's
         pid and lease epoch; each assembly's state, instance, address and uptime;
         each resource's state, failures in its escalation window and last return
         code; then the last events.  States are coloured on a terminal.  --json
-        prints cped's status document as it is.
+        prints cped's status document as it is.  --watch shows it again, under
+        the time, each time it changes, until Ctrl-C (like crm_mon); with --json,
+        one status document per line.
         """
+        name = check_name(args.name, "deployable")
+        if args.interval is not None and not args.watch:
+            raise InvalidInput("--interval goes with --watch")
+        if args.watch:
+            interval = parse_duration(args.interval or str(WATCH_INTERVAL), "--interval")
+            return Stream(self._watched(name, interval), quiet_interrupt=True)
+        return self._status(name)
+
+    def _status(self, name: str) -> Result:
         from pcloudsh.status import status_view
 
-        name = check_name(args.name, "deployable")
         with lifecycle_request():
             status = self.env.api().deployable_status(name)
         return Result(status, status_view(name, status, self.env.clock()))
+
+    def _watched(self, name: str, interval: float) -> Iterator[Result]:
+        """The status each time it changed (uptimes and lease countdowns aside)."""
+        from pcloudsh.timetext import format_time
+
+        seen: object = None
+        while True:
+            result = self._status(name)
+            if (changed := _lasting(result.data)) != seen:
+                seen = changed
+                when = Text(f"--- {format_time(self.env.clock())} ---")
+                yield Result(result.data, Group([when, result.view]))
+            self.env.sleep(interval)
 
     # -- documents ------------------------------------------------------------
 
@@ -315,6 +413,51 @@ def lifecycle_request() -> Iterator[None]:
         yield
     except Conflict as error:
         raise OperationFailed(error.message, details=error.details) from None
+
+
+def _lasting(status: Any) -> Any:
+    """The status without what changes by itself as time passes."""
+    if isinstance(status, list):
+        return [_lasting(item) for item in status]
+    if isinstance(status, dict):
+        return {k: _lasting(v) for k, v in status.items() if k not in CHANGING_BY_ITSELF}
+    return status
+
+
+def _failed(name: str, error: PcloudError) -> Result:
+    """One deployable of several could not be started or stopped: said, and the others go on."""
+    data = {"deployable": name, "error": error.to_dict()}
+    return Result(data, Text(f"deployable {name}: {error.message}"), exit_code_for(error))
+
+
+def _chosen(env: Environment, names: list[str], every: bool) -> list[str]:
+    """NAMEs, or with --all every deployable (in the order cped lists them)."""
+    if every and names:
+        raise InvalidInput("give NAMEs or --all, not both")
+    if every:
+        return [row["name"] for row in env.api().list_deployables()]
+    if not names:
+        raise InvalidInput("give the deployable's NAME (several are fine), or --all")
+    return [check_name(name, "deployable") for name in dict.fromkeys(names)]
+
+
+def _wait_timeout(wait: bool, timeout: str | None) -> float | None:
+    """Seconds --wait waits, or None without --wait."""
+    if timeout is not None and not wait:
+        raise InvalidInput("--timeout goes with --wait")
+    if not wait:
+        return None
+    return DEFAULT_TIMEOUT if timeout is None else parse_duration(timeout, "--timeout")
+
+
+def _is_stopped(status: dict[str, Any]) -> bool:
+    """Nothing to stop: wanted stopped, recorded stopped, and no DPE alive."""
+    dpe = status.get("dpe") or {}
+    return (
+        status.get("desired") == "stopped"
+        and status.get("state") == "stopped"
+        and not dpe.get("alive")
+    )
 
 
 def _constraint_args(args: argparse.Namespace) -> tuple[str, str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 from foundation import model
 from foundation.errors import InvalidInput
 from pcloudsh.environment import Environment
+from pcloudsh.interrupts import interrupts_held
 from pcloudsh.output import Raw, Result, done
 from pcloudsh.values import check_name
 
@@ -40,36 +41,41 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
     text = _read(env, args.file)
     doc = _load(env, text, args.format, args.file)
     deployable = model.parse(doc)  # every problem at once, with its path
-    normalized = deployable.to_dict()
-    made = _make_missing_keys(env, [a.name for a in deployable.assemblies])
+    new_keys = _assemblies_without_keys(env, [a.name for a in deployable.assemblies])
     try:
-        env.api().put_deployable(deployable.name, normalized)
-    except BaseException:
-        for assembly in made:
-            env.keys.delete(assembly)
+        _make_keys(env, deployable.name, new_keys)  # all or none, Ctrl-C included
+        with interrupts_held() as late:  # the commit completes, or never starts
+            # as written: cped keeps the stored uuids the document leaves out
+            env.api().put_deployable(deployable.name, doc)
+    except BaseException:  # no keys without the rows they belong to
+        env.keys.delete_many(new_keys)
         raise
+    note = " (the interrupt came after the commit: the import is complete)" if late else ""
     return done(
         f"deployable {deployable.name} imported ({len(deployable.assemblies)} assemblies, "
-        f"{len(made)} new key pairs)",
+        f"{len(new_keys)} new key pairs){note}",
         deployable=deployable.name,
         assemblies=[a.name for a in deployable.assemblies],
-        new_keys=made,
+        new_keys=new_keys,
     )
 
 
-def _make_missing_keys(env: Environment, assemblies: list[str]) -> list[str]:
+def _assemblies_without_keys(env: Environment, assemblies: list[str]) -> list[str]:
+    """Those that need new keys: the ones cped does not know yet (key files of theirs are
+    left-overs of an import that never committed: not trusted) and those without keys."""
+    known = {row["name"] for row in env.api().list_assemblies()}
     keys = env.keys
-    made: list[str] = []
-    try:
-        for assembly in assemblies:
-            if not keys.exists(assembly):
-                keys.write(assembly)
-                made.append(assembly)
-    except BaseException:
-        for assembly in made:
-            keys.delete(assembly)
-        raise
-    return made
+    return [a for a in assemblies if a not in known or not keys.exists(a)]
+
+
+def _make_keys(env: Environment, deployable: str, assemblies: list[str]) -> None:
+    if not assemblies:
+        return
+    total = len(assemblies)
+    with env.show_progress(env.stderr, f"import {deployable}") as report:
+        report("key pairs", 0.0)
+        env.keys.write_many(assemblies, lambda made: report("key pairs", made / total))
+        report("key pairs", 1.0)
 
 
 def _dump(env: Environment, doc: dict[str, Any], fmt: str) -> str:

@@ -31,6 +31,8 @@ class KeyStore(Protocol):
 
     def exists(self, assembly: str) -> bool: ...
     def write(self, assembly: str) -> None: ...
+    def write_many(self, assemblies: Sequence[str], on_made: Callable[[int], None]) -> None: ...
+    def delete_many(self, assemblies: Sequence[str]) -> None: ...
     def delete(self, assembly: str) -> None: ...
 
 
@@ -180,6 +182,8 @@ class Environment:
     width: int | None = None  # console width; None: the terminal's
     color: bool | None = field(default_factory=lambda: color_wanted(os.environ))
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep  # between polls (--wait, --watch)
+    monotonic: Callable[[], float] = time.monotonic  # deadlines (--wait --timeout)
     connect: Callable[[pathsmod.Paths], Api] = _connect
     connect_events: Callable[[pathsmod.Paths], EventSource] = _connect_events  # one per stream
     timer: Callable[[float, Callable[[], None]], Timer] = _timer

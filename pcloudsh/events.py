@@ -46,6 +46,8 @@ class EventCommands(Noun):
         newest = self._newest_id() if args.follow else 0
         # the last LIMIT events, printed oldest first
         past = list(reversed(api.query_events(**filters, order="desc", limit=limit)))
+        if not past:
+            self._check_named_exist(filters)
         if not args.follow:
             return Result(past, _lines_view(past))
         after = max([newest, *(e.get("id") or 0 for e in past)])
@@ -71,6 +73,15 @@ class EventCommands(Noun):
         """The id of the newest event of the whole log: following starts after it."""
         newest = self.env.api().query_events(order="desc", limit=1)
         return int(newest[0].get("id") or 0) if newest else 0
+
+    def _check_named_exist(self, filters: dict[str, Any]) -> None:
+        """No events of a name cped does not know: a typo (exit 2), not a quiet log.
+        A deleted deployable's events stay in the log, so the check comes only then."""
+        api = self.env.api()
+        if "deployable" in filters:
+            api.get_deployable(filters["deployable"])
+        if "assembly" in filters:
+            api.get_assembly(filters["assembly"])
 
     def _filters(self, args: argparse.Namespace) -> dict[str, Any]:
         filters: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from foundation.keyfiles import key_paths
@@ -19,6 +20,17 @@ class FileKeyStore:
         from images.keys import write_assembly_keys  # M2Crypto: only when keys are made
 
         write_assembly_keys(self.keys_dir, assembly, overwrite=True)
+
+    def write_many(self, assemblies: Sequence[str], on_made: Callable[[int], None]) -> None:
+        """New key pairs for each assembly; all written, or none (Ctrl-C included)."""
+        from images.keys import write_many_assembly_keys
+
+        write_many_assembly_keys(self.keys_dir, assemblies, on_made)
+
+    def delete_many(self, assemblies: Sequence[str]) -> None:
+        from images.keys import delete_many_assembly_keys
+
+        delete_many_assembly_keys(self.keys_dir, assemblies)
 
     def delete(self, assembly: str) -> None:
         from images.keys import delete_assembly_keys

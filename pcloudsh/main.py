@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         from pcloudsh.shell import run_shell
 
         return run_shell(env)
+    from pcloudsh.interrupts import raise_on_terminate
     from pcloudsh.oneshot import run
 
+    raise_on_terminate()  # a killed command cleans up as an interrupted one does
     return run(args, env)

@@ -81,7 +81,7 @@ def delete(catalog: Catalog, name: str, force: bool = False) -> None:
         running = store.get_desired_state(name) == "started" or lease_live(catalog, name)
         if running and not force:
             raise Conflict(
-                f"deployable {name!r} is running: stop it first (or delete with force)",
+                f"deployable {name!r} is running: stop it first, or delete it with --force",
                 deployable=name,
             )
         store.delete_deployable(name)

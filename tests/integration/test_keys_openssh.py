@@ -29,6 +29,14 @@ def _run(*argv: str | Path) -> str:
     return done.stdout
 
 
+def test_an_rsa_pair_is_read_by_ssh_keygen_too(tmp_path: Path) -> None:
+    pair = keys.generate_rsa_keypair(comment="root@old")
+    private = tmp_path / "old"
+    private.write_bytes(pair.private_pem)
+    private.chmod(0o600)
+    assert _run("ssh-keygen", "-y", "-f", private).split()[:2] == pair.public_line.split()[:2]
+
+
 def test_ssh_keygen_reads_public_line_and_derives_the_same_key(tmp_path: Path) -> None:
     made = keys.write_assembly_keys(tmp_path, "web")
     for private, public in (
@@ -36,7 +44,7 @@ def test_ssh_keygen_reads_public_line_and_derives_the_same_key(tmp_path: Path) -
         (made.host_private_key, made.host_public_key),
     ):
         fingerprint = _run("ssh-keygen", "-l", "-f", private.with_name(private.name + ".pub"))
-        assert fingerprint.startswith("2048 SHA256:") and fingerprint.rstrip().endswith("(RSA)")
+        assert fingerprint.startswith("256 SHA256:") and fingerprint.rstrip().endswith("(ECDSA)")
         derived = _run("ssh-keygen", "-y", "-f", private).split()
         assert derived[:2] == public.split()[:2]
 
@@ -91,7 +99,7 @@ def test_sshd_presents_the_host_key_and_accepts_the_login_key(
     out = _run(
         "ssh", "-i", made.private_key, "-p", str(port), "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "HostKeyAlgorithms=rsa-sha2-512,rsa-sha2-256", "-o", "IdentitiesOnly=yes",
+        "-o", "HostKeyAlgorithms=ecdsa-sha2-nistp256", "-o", "IdentitiesOnly=yes",
         "root@127.0.0.1", "echo", "in",
     )  # fmt: skip
     assert out.strip() == "in"

@@ -121,6 +121,16 @@ def test_the_log_in_the_original_words(shell: Shell, store: Store) -> None:
     assert [e["deployable"] for e in data] == ["blog"]
 
 
+def test_events_of_a_name_cped_does_not_know_are_a_usage_error(shell: Shell, store: Store) -> None:
+    store.append_event(failed(1, deployable="gone"))  # a deleted deployable's events stay
+    kept = shell.run("events", "--deployable", "gone")
+    assert (kept.returncode, len(kept.stdout.splitlines())) == (0, 1), kept.stderr
+    for option in ("--deployable", "--assembly"):
+        typo = shell.run("events", option, "nosuch")
+        assert (typo.returncode, typo.stdout) == (2, ""), typo
+        assert "'nosuch'" in typo.stderr and "Traceback" not in typo.stderr
+
+
 def test_follow_misses_nothing_across_a_restart_of_cped(
     cped: CpedProcess, shell: Shell, store: Store
 ) -> None:

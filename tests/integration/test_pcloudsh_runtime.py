@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,7 +34,7 @@ from foundation.model import Assembly
 from foundation.paths import Paths
 from foundation.store import Store
 from tests.integration.conftest import CpedProcess
-from tests.integration.test_pcloudsh_events import Shell, ShellHome
+from tests.integration.test_pcloudsh_events import Shell, ShellHome, started
 from tests.integration.test_pcloudsh_session import COMMAND_TIMEOUT, Terminal, alive, wait_gone
 
 pytestmark = pytest.mark.integration
@@ -48,6 +50,12 @@ CATALOG = [
     "deployable_assembly_add shop web",
     "deployable_constraint_add shop db/pg web/www",
 ]
+BLOG = [
+    "assembly_create cache host",
+    "assembly_resource_add c dummy cache",
+    "deployable_create blog",
+    "deployable_assembly_add blog cache",
+]
 
 
 class Runtime(Shell):
@@ -56,8 +64,8 @@ class Runtime(Shell):
         assert done.returncode == 0, (line, done.stdout, done.stderr)
         return done.stdout
 
-    def status(self) -> dict[str, Any]:
-        return json.loads(self.ok("--json deployable_status shop"))  # type: ignore[no-any-return]
+    def status(self, deployable: str = "shop") -> dict[str, Any]:
+        return json.loads(self.ok(f"--json deployable_status {deployable}"))  # type: ignore[no-any-return]
 
     def wait_state(self, state: str) -> dict[str, Any]:
         deadline = time.monotonic() + STATE_TIMEOUT
@@ -83,23 +91,26 @@ def shell(cped: CpedProcess) -> Iterator[Runtime]:
         _leave_nothing_running(runtime, cped.paths)
 
 
-def _leave_nothing_running(runtime: Runtime, paths: Paths) -> None:
+def _leave_nothing_running(runtime: Runtime, paths: Paths, deployable: str = "shop") -> None:
     try:
-        pid = runtime.status()["dpe"].get("pid")
+        pid = runtime.status(deployable)["dpe"].get("pid")
     except (AssertionError, ValueError, KeyError):
         pid = None
-    runtime.run("deployable_stop", "shop")
+    runtime.run("deployable_stop", deployable)
     if pid and not wait_gone(pid, STATE_TIMEOUT) and alive(pid):
         os.kill(pid, signal.SIGKILL)
     driver = make_driver("local", paths)
-    for instance in asyncio.run(driver.list("shop")):
+    for instance in asyncio.run(driver.list(deployable)):
         asyncio.run(driver.destroy(instance.instance_id))
 
 
 def test_a_started_deployable_through_pcloudsh(shell: Runtime) -> None:
-    assert shell.ok("deployable_start shop") == "deployable shop starting\n"
+    assert shell.ok("deployable_start shop") == (
+        "deployable shop starting (deployable_status shop shows how it goes)\n"
+    )
     status = shell.wait_state("running")
     dpe_pid = status["dpe"]["pid"]
+    assert shell.ok("deployable_start shop") == "deployable shop already running\n"
 
     lines = shell.ok("deployable_status shop").splitlines()
     assert lines[0].startswith(f"deployable shop: running (DPE pid {dpe_pid}, lease epoch ")
@@ -123,14 +134,94 @@ def test_a_started_deployable_through_pcloudsh(shell: Runtime) -> None:
     reached = json.loads(shell.ok("--json assembly_ssh shop web"))
     assert reached["instance"] == web["instance"] and reached["host"] == "127.0.0.1"
 
-    assert shell.ok("deployable_stop shop") == "deployable shop stopping\n"
-    shell.wait_state("stopped")
+    assert shell.ok("deployable_stop shop --wait") == "deployable shop stopped\n"
+    stopped = shell.status()  # done when the command returns, not some time later
+    assert (stopped["state"], stopped["dpe"].get("alive")) == ("stopped", False)
+    assert all(a["state"] == "stopped" for a in stopped["assemblies"])
     assert wait_gone(dpe_pid, STATE_TIMEOUT)
+    assert shell.ok("deployable_stop shop") == "deployable shop already stopped\n"
     gone = shell.run("assembly_ssh", "shop", "web", "--", "true")
     assert gone.returncode == 1
     assert "assembly 'web' of deployable 'shop' has no running instance (it is stopped)" in (
         gone.stderr
     )
+
+
+class JsonLines:
+    """The JSON lines a process prints, read from its pipe as they come."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.fd = proc.stdout.fileno()  # read unbuffered: select sees every byte still unread
+        self.pending = b""
+
+    def until(self, last: Callable[[Any], bool]) -> list[Any]:
+        """The documents up to the first one ``last`` accepts."""
+        documents: list[Any] = []
+        deadline = time.monotonic() + STATE_TIMEOUT
+        while not documents or not last(documents[-1]):
+            if b"\n" not in self.pending:
+                left = deadline - time.monotonic()
+                assert left > 0 and select.select([self.fd], [], [], left)[0], documents
+                chunk = os.read(self.fd, 65536)
+                assert chunk, f"the output ended: {documents}"
+                self.pending += chunk
+                continue
+            line, self.pending = self.pending.split(b"\n", 1)
+            documents.append(json.loads(line))
+        return documents
+
+
+@pytest.fixture
+def blog(shell: Runtime, cped: CpedProcess) -> Iterator[str]:
+    """A second deployable, of one assembly."""
+    for line in BLOG:
+        shell.ok(line)
+    try:
+        yield "blog"
+    finally:
+        _leave_nothing_running(shell, cped.paths, "blog")
+
+
+def test_lifecycle_of_several_deployables_waits_and_is_watched(shell: Runtime, blog: str) -> None:
+    late = shell.run("deployable_start", "shop", "--wait", "--timeout", "1ms")
+    assert late.returncode == 1, late
+    assert re.fullmatch(
+        r"pcloudsh: error: deployable shop is still \w+ after 0\.001 s "
+        r"\(waiting until it is running\)(; last event: .*)?\n",
+        late.stderr,
+    ), late.stderr
+
+    with started(
+        shell.popen("--json", "deployable_status", blog, "--watch", "--interval", "100ms")
+    ) as watch:
+        watched = JsonLines(watch)
+        assert watched.until(lambda _status: True)[0]["state"] == "stopped"
+        assert shell.ok("deployable_start --all --wait").splitlines() == [
+            "deployable blog running",
+            "deployable shop running",
+        ]
+        for name in ("blog", "shop"):  # running when the command returns
+            status = shell.status(name)
+            assert status["state"] == "running", status
+            assert all(a["state"] == "running" for a in status["assemblies"]), status
+        seen = watched.until(lambda status: status["state"] == "running")
+        assert all(before != after for before, after in itertools.pairwise(seen))  # changes only
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(COMMAND_TIMEOUT) == 130
+        assert watch.stderr is not None and watch.stderr.read() == ""
+
+    assert shell.ok(f"deployable_stop --wait shop {blog}").splitlines() == [
+        "deployable shop stopped",
+        "deployable blog stopped",
+    ]
+    for name in ("blog", "shop"):
+        status = shell.status(name)
+        assert (status["state"], status["dpe"].get("alive")) == ("stopped", False), status
+    assert shell.ok("deployable_stop --all").splitlines() == [
+        "deployable blog already stopped",
+        "deployable shop already stopped",
+    ]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,23 @@ def test_bad_public_key_line(web_keys: AssemblyKeys) -> None:
     )
     with pytest.raises(InvalidInput, match="public key is not one OpenSSH"):
         customize.Identity.for_assembly("web", UUID, broken)
+
+
+@pytest.mark.parametrize("make", [keys.generate_keypair, keys.generate_rsa_keypair])
+def test_ecdsa_keys_and_rsa_keys_of_older_assemblies_are_written(
+    make: Callable[[], keys.KeyPair], guest: DirGuest, tmp_path: Path
+) -> None:
+    login, host = make(), make()
+    files = {}
+    for name, pair in (("login", login), ("host", host)):
+        files[name] = tmp_path / name
+        files[name].write_bytes(pair.private_pem)
+    made = AssemblyKeys(files["login"], login.public_line, files["host"], host.public_line)
+    customize.apply_identity(guest, customize.Identity.for_assembly("web", UUID, made))
+    ssh = guest.root / "etc/ssh"
+    assert (ssh / "ssh_host_rsa_key").read_bytes() == host.private_pem  # the path sshd pins
+    assert (ssh / "ssh_host_rsa_key.pub").read_text() == host.public_line + "\n"
+    assert (guest.root / "root/.ssh/authorized_keys").read_text() == login.public_line + "\n"
 
 
 def test_missing_host_key_file(web_keys: AssemblyKeys, tmp_path: Path) -> None:

@@ -53,6 +53,62 @@ def test_private_and_public_halves_match(pair: keys.KeyPair) -> None:
     assert keys.public_line_from_pem(pair.private_pem, "root@test") == pair.public_line
 
 
+def test_new_keys_are_ecdsa_p256_with_the_openssh_public_line() -> None:
+    made = keys.generate_keypair("host@web")
+    kind, blob, comment = made.public_line.split(" ")
+    assert (kind, comment) == ("ecdsa-sha2-nistp256", "host@web")
+    name, curve, point = _fields(base64.b64decode(blob))
+    assert (name, curve, len(point), point[0]) == (b"ecdsa-sha2-nistp256", b"nistp256", 65, 4)
+    private = asyncssh.import_private_key(made.private_pem)
+    assert private.export_public_key("openssh").decode().split()[:2] == [kind, blob]
+    assert keys.public_line_from_pem(made.private_pem, "host@web") == made.public_line
+    assert made.private_pem.startswith(b"-----BEGIN EC PRIVATE KEY-----\n")
+    assert keys.generate_keypair().public_line != made.public_line
+
+
+def test_many_assemblies_get_their_keys_and_left_overs_are_replaced(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "keys"
+    stale = keys.write_assembly_keys(keys_dir, "b")
+    counts: list[int] = []
+    keys.write_many_assembly_keys(keys_dir, ["a", "b", "c"], counts.append)
+    assert counts == [1, 2, 3]
+    made = {name: load_assembly_keys(keys_dir, name) for name in "abc"}
+    assert made["b"].public_key != stale.public_key
+    assert (
+        len({k.public_key for k in made.values()} | {k.host_public_key for k in made.values()}) == 6
+    )
+    for name in "abc":
+        private, _public, host_private, _host_public = key_paths(keys_dir, name)
+        assert {stat.S_IMODE(p.stat().st_mode) for p in (private, host_private)} == {0o600}
+
+
+def test_deleting_keys_removes_temporaries_of_theirs_only(tmp_path: Path) -> None:
+    keys.write_assembly_keys(tmp_path, "web")
+    keys.write_assembly_keys(tmp_path, "web.1")
+    (tmp_path / ".web.pub.ab_12xyz").write_bytes(b"")  # an interrupted write of web's
+    (tmp_path / ".web.1.ab_12xyz").write_bytes(b"")  # of web.1's
+    keys.delete_assembly_keys(tmp_path, "web")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".web.1.ab_12xyz",
+        "web.1",
+        "web.1.host",
+        "web.1.host.pub",
+        "web.1.pub",
+    ]
+
+
+def test_many_assemblies_interrupted_leave_no_key_files(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "keys"
+
+    def interrupt_at_the_third(count: int) -> None:
+        if count == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        keys.write_many_assembly_keys(keys_dir, ["a", "b", "c", "d"], interrupt_at_the_third)
+    assert list(keys_dir.iterdir()) == []
+
+
 def test_private_key_is_unencrypted_traditional_pem(pair: keys.KeyPair) -> None:
     assert pair.private_pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----\n")
     assert b"ENCRYPTED" not in pair.private_pem

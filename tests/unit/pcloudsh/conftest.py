@@ -17,6 +17,7 @@ from tests.unit.pcloudsh.fakes import (
     FakeDisks,
     FakeImages,
     FakeKeys,
+    FakeTime,
     FakeTimers,
     fake_paths,
 )
@@ -57,8 +58,14 @@ def timers() -> FakeTimers:
 
 
 @pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
 def env(
     cped: InProcessCped,
+    fake_time: FakeTime,
     keys: FakeKeys,
     daemon: FakeDaemon,
     timers: FakeTimers,
@@ -70,6 +77,8 @@ def env(
         width=CONSOLE_WIDTH,
         color=False,
         clock=lambda: 1_700_000_000.0,
+        sleep=fake_time.sleep,  # polls (--wait, --watch) go on at once
+        monotonic=fake_time.monotonic,
         connect=lambda _paths: cped,
         connect_events=lambda _paths: StoreStream(cped),
         timer=timers.start,

@@ -42,6 +42,21 @@ class FakeTimers:
                 self.timers.pending.remove(self.entry)
 
 
+class FakeTime:
+    """``Environment.monotonic`` and ``sleep``: time passes only by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class FakeImages:
     """JEOS image files (``Environment.make_images``): records in memory, each step reported."""
 
@@ -149,6 +164,8 @@ class FakeKeys:
     def __init__(self) -> None:
         self.made: set[str] = set()
         self.fail_on: str | None = None
+        self.interrupt_after: int | None = None  # Ctrl-C once this many are made
+        self.written: list[str] = []  # by write_many, in order
 
     def exists(self, assembly: str) -> bool:
         return assembly in self.made
@@ -157,6 +174,26 @@ class FakeKeys:
         if assembly == self.fail_on:
             raise Unavailable("cannot write keys")
         self.made.add(assembly)
+
+    def write_many(self, assemblies: Any, on_made: Callable[[int], None]) -> None:
+        written: list[str] = []
+        try:
+            for assembly in assemblies:
+                self._interrupt_if_due(len(written))
+                self.write(assembly)
+                written.append(assembly)
+                self.written.append(assembly)
+                on_made(len(written))
+        except BaseException:
+            self.made.difference_update(written)
+            raise
+
+    def _interrupt_if_due(self, made: int) -> None:
+        if made == self.interrupt_after:
+            raise KeyboardInterrupt
+
+    def delete_many(self, assemblies: Any) -> None:
+        self.made.difference_update(assemblies)
 
     def delete(self, assembly: str) -> None:
         self.made.discard(assembly)

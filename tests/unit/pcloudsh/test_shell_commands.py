@@ -3,14 +3,16 @@ as JSON, and what it changed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from foundation.runtime_kinds import DEPLOYABLE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
 from tests.unit.inprocess import InProcessCped
-from tests.unit.pcloudsh.fakes import FakeKeys
+from tests.unit.pcloudsh.fakes import FakeKeys, FakeTime
 
 
 def test_assembly_create_makes_keys_and_a_new_uuid(
@@ -225,7 +227,7 @@ def test_export_to_a_file_and_import_it(env: Environment, shop: InProcessCped, t
 def test_import_yaml_makes_keys_for_assemblies_without_them(
     env: Environment, cped: InProcessCped, keys: FakeKeys
 ) -> None:
-    keys.made.add("old")
+    assert run(env, "assembly_create old host").status == 0
     document = """
 name: blog
 assemblies:
@@ -241,6 +243,38 @@ constraints: []
     assert {a["name"] for a in cped.list_assemblies()} == {"old", "fresh"}
 
 
+def test_import_does_not_trust_key_files_of_assemblies_cped_does_not_know(
+    env: Environment, cped: InProcessCped, keys: FakeKeys
+) -> None:
+    keys.made.add("stray")  # left by an import that was killed before its commit
+    document = '{"name": "blog", "assemblies": [{"name": "stray"}]}'
+    ran = run(env, "--json deployable_import -", stdin=document)
+    assert ran.status == 0, ran
+    assert json.loads(ran.out)["new_keys"] == ["stray"] and keys.written == ["stray"]
+
+
+def test_import_interrupted_while_making_keys_leaves_no_keys_and_no_rows(
+    env: Environment, cped: InProcessCped, keys: FakeKeys
+) -> None:
+    keys.interrupt_after = 2
+    names = [f"a{n}" for n in range(5)]
+    document = json.dumps({"name": "big", "assemblies": [{"name": n} for n in names]})
+    ran = run(env, "deployable_import -", stdin=document)
+    assert (ran.status, ran.out) == (130, "")
+    assert ran.err.endswith("pcloudsh: interrupted\n")
+    assert keys.made == set()
+    assert cped.list_deployables() == [] and cped.list_assemblies() == []
+
+
+def test_import_shows_the_progress_of_its_key_pairs(env: Environment, cped: InProcessCped) -> None:
+    document = json.dumps({"name": "big", "assemblies": [{"name": f"a{n}"} for n in range(3)]})
+    ran = run(env, "deployable_import -", stdin=document)
+    assert ran.status == 0
+    first, last = ran.err.splitlines()
+    assert first == "pcloudsh: import big: key pairs..."
+    assert last.startswith("pcloudsh: import big: key pairs done (")
+
+
 def test_import_refused_by_cped_removes_the_keys_it_made(
     env: Environment, shop: InProcessCped, keys: FakeKeys
 ) -> None:
@@ -254,10 +288,95 @@ def test_import_refused_by_cped_removes_the_keys_it_made(
 
 
 def test_lifecycle_commands_report_the_answer(env: Environment, shop: InProcessCped) -> None:
-    assert run(env, "deployable_start shop").out == "deployable shop starting\n"
+    assert run(env, "deployable_start shop").out == (
+        "deployable shop starting (deployable_status shop shows how it goes)\n"
+    )
     assert run(env, "deployable_reload shop").out == "deployable shop reloading\n"
-    assert run(env, "deployable_stop shop").out == "deployable shop stopping\n"
+    assert run(env, "deployable_stop shop").out == "deployable shop stopped\n"
     assert shop.supervisor.calls == ["start shop", "reload shop", "stop shop"]
+
+
+def test_lifecycle_messages_say_what_happened(env: Environment, shop: InProcessCped) -> None:
+    assert run(env, "deployable_stop shop").out == "deployable shop already stopped\n"
+    run(env, "deployable_start shop")
+    assert run(env, "deployable_start shop").out == "deployable shop already running\n"
+    answer = {"deployable": "shop", "desired": "stopped", "state": "stopping", "note": "late"}
+    shop.answer("stop_deployable", "shop", answer=answer)
+    assert run(env, "deployable_stop shop").out == (
+        "deployable shop still stopping (late; deployable_stop shop --wait waits until it"
+        " is done)\n"
+    )
+
+
+def test_start_wait_returns_once_the_deployable_runs(env: Environment, shop: InProcessCped) -> None:
+    polls: list[float] = []
+
+    def dpe_records_running(seconds: float) -> None:
+        polls.append(seconds)
+        shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "running"})
+
+    env = dataclasses.replace(env, sleep=dpe_records_running)
+    ran = run(env, "deployable_start shop --wait --timeout 1m")
+    assert (ran.status, ran.out) == (0, "deployable shop running\n")
+    assert polls == [0.5]
+
+
+def test_start_wait_fails_when_the_deployable_does_not_run_in_time(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    ran = run(env, "deployable_start shop --wait --timeout 1.2s")
+    assert ran.status == 1
+    assert ran.err == (
+        "pcloudsh: error: deployable shop is still stopped after 1.2 s (waiting until it is"
+        " running)\n"
+    )
+    assert fake_time.slept == pytest.approx([0.5, 0.5, 0.2])  # the last poll at the deadline
+
+
+def test_start_wait_fails_at_once_when_the_deployable_fails(
+    env: Environment, shop: InProcessCped
+) -> None:
+    shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "failed", "reason": "www failed"})
+    ran = run(env, "deployable_start shop --wait")
+    assert (ran.status, ran.err) == (1, "pcloudsh: error: deployable shop failed: www failed\n")
+
+
+def test_lifecycle_on_several_deployables_goes_on_past_a_failure(
+    env: Environment, shop: InProcessCped
+) -> None:
+    from foundation.errors import Conflict
+
+    run(env, "deployable_create other")
+    shop.answer("start_deployable", "other", answer=Conflict("other cannot start now"))
+    ran = run(env, "deployable_start --all")
+    assert ran.status == 1
+    assert ran.out.splitlines() == [
+        "deployable other: other cannot start now",
+        "deployable shop starting (deployable_status shop shows how it goes)",
+    ]
+    assert shop.supervisor.calls == ["start shop"]
+    stopped = run(env, "--json deployable_stop shop other")
+    assert [row["message"] for row in json.loads(stopped.out)] == [
+        "deployable shop stopped",
+        "deployable other already stopped",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("deployable_start", "give the deployable's NAME (several are fine), or --all"),
+        ("deployable_stop shop --all", "give NAMEs or --all, not both"),
+        ("deployable_start shop --timeout 5s", "--timeout goes with --wait"),
+        ("deployable_stop shop --wait --timeout soon", "invalid --timeout 'soon'"),
+    ],
+)
+def test_lifecycle_bad_usage_changes_nothing(
+    env: Environment, shop: InProcessCped, line: str, message: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 2 and message in ran.err
+    assert shop.supervisor.calls == []
 
 
 def test_reloading_a_stopped_deployable_has_failed(env: Environment, shop: InProcessCped) -> None:
@@ -293,7 +412,7 @@ def test_key_failure_leaves_no_keys_and_no_assembly(
         "deployable_import -",
         stdin='{"name": "d", "assemblies": [{"name": "a"}, {"name": "b"}]}',
     )
-    assert (ran.status, ran.err) == (1, "pcloudsh: error: cannot write keys\n")
+    assert ran.status == 1 and ran.err.endswith("\npcloudsh: error: cannot write keys\n")
     ran = run(env, "assembly_create b host")
     assert ran.status == 1
     assert keys.made == set()

@@ -51,8 +51,6 @@ def test_filters_since_and_limit(env: Environment, logged: InProcessCped) -> Non
     data = json.loads(run(env, "events --json --since 10m").out)
     assert [e["id"] for e in data] == [2, 3]  # 10 minutes before the fake clock
     assert [e["id"] for e in json.loads(run(env, "events --json --limit 2").out)] == [2, 3]
-    assert run(env, "events --deployable nosuch").out == "no events\n"
-    assert json.loads(run(env, "events --json --deployable nosuch").out) == []
 
 
 def test_the_state_word_is_coloured_on_a_terminal(env: Environment, logged: InProcessCped) -> None:
@@ -145,3 +143,24 @@ def test_bad_options_are_refused_before_cped_is_asked(
     assert ran.status == 2 and ran.out == ""
     assert ran.err.startswith("pcloudsh: error: ") and message in ran.err
     assert logged.calls == []
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("events --deployable nosuch", "no such deployable: 'nosuch'"),
+        ("events --assembly nosuch", "no such assembly: 'nosuch'"),
+    ],
+)
+def test_events_of_an_unknown_name_is_invalid_input(
+    env: Environment, cped: InProcessCped, line: str, message: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 2 and message in ran.err
+
+
+def test_events_of_a_known_deployable_without_events_is_empty(
+    env: Environment, cped: InProcessCped
+) -> None:
+    run(env, "deployable_create quiet")
+    assert run(env, "events --deployable quiet") == ("no events\n", "", 0)

@@ -244,3 +244,49 @@ def test_a_service_shows_under_the_assembly_it_runs_on(
     shop.answer("deployable_status", "shop", answer=status)
     lines = run(env, "deployable_status shop").out.splitlines()
     assert "service cache: running (0 failures, last rc 0 (ok))" in lines[3]
+
+
+def test_watch_shows_the_status_each_time_it_changes_until_ctrl_c(
+    env: Environment, shop: InProcessCped
+) -> None:
+    states = iter(["starting", "starting", "running"])
+
+    def next_poll(seconds: float) -> None:
+        assert seconds == 2.0
+        state = next(states, None)
+        if state is None:
+            raise KeyboardInterrupt
+        shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": state})
+
+    watching = dataclasses.replace(env, sleep=next_poll)
+    ran = run(watching, "deployable_status shop --watch")
+    assert (ran.status, ran.err) == (130, "")
+    heads = [line for line in ran.out.splitlines() if line.startswith("deployable shop:")]
+    assert [head.split(":")[1].split()[0] for head in heads] == ["stopped", "starting", "running"]
+    assert ran.out.count("--- ") == 3
+
+
+def test_watch_with_json_prints_one_document_per_change(
+    env: Environment, shop: InProcessCped
+) -> None:
+    polls = iter([None])
+
+    def next_poll(_seconds: float) -> None:
+        if next(polls, KeyboardInterrupt) is KeyboardInterrupt:
+            raise KeyboardInterrupt
+
+    ran = run(dataclasses.replace(env, sleep=next_poll), "--json deployable_status shop --watch")
+    documents = [json.loads(line) for line in ran.out.splitlines()]
+    assert ran.status == 130 and [d["state"] for d in documents] == ["stopped"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("deployable_status shop --interval 5s", "--interval goes with --watch"),
+        ("deployable_status shop --watch --interval 0", "invalid --interval '0'"),
+    ],
+)
+def test_watch_bad_usage(env: Environment, shop: InProcessCped, line: str, message: str) -> None:
+    ran = run(env, line)
+    assert ran.status == 2 and message in ran.err
