@@ -9,7 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from foundation.errors import InvalidInput
 from foundation.events import Event
+from foundation.spelling import NAME_RE
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -75,13 +77,11 @@ class TimelineFilter:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> TimelineFilter:
-        """Unknown values select nothing more: an unknown level is no filter."""
+        """The page's filter form; a value it cannot send is refused by its field."""
         level = query.get("level", "")
-        return cls(
-            level=level if level in LEVELS else "",
-            assembly=query.get("assembly", "").strip(),
-            resource=query.get("resource", "").strip(),
-        )
+        if level and level not in LEVELS:
+            raise InvalidInput(f"level: one of {', '.join(LEVELS)}, not {level!r}")
+        return cls(level, _name_in(query, "assembly"), _name_in(query, "resource"))
 
     def keeps(self, event: Mapping[str, Any]) -> bool:
         if self.level and level_of(event) != self.level:
@@ -89,6 +89,13 @@ class TimelineFilter:
         if self.assembly and event.get("assembly") != self.assembly:
             return False
         return not (self.resource and event.get("resource") != self.resource)
+
+
+def _name_in(query: Mapping[str, str], field: str) -> str:
+    value = query.get(field, "").strip()
+    if value and not NAME_RE.match(value):
+        raise InvalidInput(f"{field}: not a name: {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ the API's message and status."""
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from foundation.events import Event
 from foundation.spelling import NAME_RE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("cped.console")
 TIMELINE_EVENTS = 200
 CHART_EVENTS = 20_000
 
@@ -228,6 +230,15 @@ async def act(request: web.Request) -> web.StreamResponse:
     note = describe(answer)
     event = action_event(context.lifecycle.clock(), action, name, session.user, session.peer, note)
     await context.in_store(context.store.append_event, event)
+    # the audit log's line for this POST names the address; this one names the user
+    log.info(
+        "console action by %s from %s: %s %s: %s",
+        session.user,
+        session.peer,
+        action.name,
+        name,
+        note,
+    )
     return guard.see_other(f"{PREFIX}/deployables/{name}")
 
 

@@ -8,6 +8,9 @@ Fixtures:
 - ``cped_factory``: ``cped_factory(config=None, *args, start=True)`` makes more
   (on the same ``pcloud_home``), for tests that need a configuration file,
   several starts or a process that must fail.
+- ``chromium``: one headless chromium (through chromium-driver and Selenium,
+  ``tests/integration/browser.py``) for the whole session: it takes seconds to
+  start, so every browser test shares it and starts from an empty cookie jar.
 
 A ``CpedProcess`` is the test's own child: ``stop()`` sends SIGTERM by pid and
 waits, ``kill()`` sends SIGKILL, ``restart()`` starts it again on the same home.
@@ -24,6 +27,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -31,6 +35,9 @@ from cpe.client import Client
 from cpe.control import cped_command, cped_environment
 from foundation.errors import PcloudError
 from foundation.paths import Paths
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 START_TIMEOUT = 10.0
 
@@ -132,3 +139,17 @@ def cped_factory(pcloud_home: Paths) -> Iterator[CpedFactory]:
 @pytest.fixture
 def cped(cped_factory: CpedFactory) -> CpedProcess:
     return cped_factory()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[WebDriver]:
+    # imported here: only the browser tests need Selenium
+    from tests.integration.browser import Browser, available
+
+    if (missing := available()) is not None:
+        pytest.skip(missing)
+    started = Browser.start()
+    try:
+        yield started.driver
+    finally:
+        started.close()

@@ -2,10 +2,11 @@
 listener (loopback, a self-signed certificate made here) and running a real
 local deployable.
 
-One cped, one deployable and one browser serve the whole module (they take a
-few seconds to come up); the tests run in order, as an operator would: log in,
-look at the overview and the deployable, kill a service and watch its failure
-and recovery arrive without reloading, then stop and start it from the page.
+One cped and one deployable serve the whole module, and the browser the
+whole session (they take seconds to come up); the tests run in order, as an
+operator would: log in, look at the overview and the deployable, kill a
+service and watch its failure and recovery arrive without reloading, then
+stop and start it from the page.
 Screenshots (PNG) go to ``PCLOUD_CONSOLE_SCREENSHOTS`` when it names a
 directory (``docs/`` keeps the README's), else to the module's temporary
 directory.
@@ -32,7 +33,7 @@ from foundation.errors import PcloudError
 from foundation.paths import Paths, resolve
 from images.keys import write_assembly_keys
 from tests.conftest import make_home
-from tests.integration.browser import Browser, available
+from tests.integration.browser import available
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_api_access import Tls, make_tls
 from tests.integration.test_lifecycle import CONFIG
@@ -137,12 +138,11 @@ def running(site: Site) -> bool:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    started = Browser.start()
-    try:
-        yield started.driver
-    finally:
-        started.close()
+def browser(chromium: WebDriver, site: Site) -> WebDriver:
+    """The session's browser without a cookie for this host (cookies ignore ports)."""
+    chromium.get(f"{site.url}/login")
+    chromium.delete_all_cookies()
+    return chromium
 
 
 @pytest.fixture(scope="module")

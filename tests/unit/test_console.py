@@ -9,6 +9,7 @@ a real browser on the TLS listener).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import test_utils, web
+from markupsafe import escape
 
 from cpe.access import Access
 from cpe.api import DaemonInfo, StreamSettings, make_app
@@ -297,8 +299,9 @@ async def test_the_confirmation_asks_before_acting(console: Console) -> None:
 
 
 async def test_a_service_move_goes_through_the_api_and_is_an_event_with_its_user(
-    console: Console,
+    console: Console, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "cped")
     await console.login("bob")
     _, page, _ = await console.get("/console/deployables/shop")
     assert 'action="/console/deployables/shop/confirm/move"' in page
@@ -311,6 +314,9 @@ async def test_a_service_move_goes_through_the_api_and_is_an_event_with_its_user
     assert (status, headers["Location"]) == (303, "/console/deployables/shop")
     [event] = console.store.query_events(deployable="shop", newest_first=True, limit=1)
     assert event.state == "move-requested" and event.reason.startswith("by bob from the web")
+    logged = [r.getMessage() for r in caplog.records if r.name == "cped.console"]
+    peer, note = event.reason.removeprefix("by bob from the web console (").split("): ", 1)
+    assert logged == [f"console action by bob from {peer}: move shop: {note}"]
 
 
 async def test_a_move_to_an_assembly_the_service_may_not_use_is_refused(console: Console) -> None:
@@ -366,4 +372,22 @@ def test_the_timeline_filter_by_level_assembly_and_resource() -> None:
     assert TimelineFilter("resource").keeps(resource)
     assert not TimelineFilter("assembly").keeps(resource)
     assert not TimelineFilter(assembly="b").keeps(resource)
-    assert TimelineFilter.from_query({"level": "<b>"}) == TimelineFilter()
+    chosen = TimelineFilter.from_query({"level": "resource", "assembly": " a ", "resource": ""})
+    assert chosen == TimelineFilter("resource", "a")
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("level=<b>", "level: one of deployable, assembly, resource, not '<b>'"),
+        ("assembly=a b", "assembly: not a name: 'a b'"),
+        ("resource=..%2F", "resource: not a name: '../'"),
+    ],
+)
+async def test_a_filter_the_form_cannot_send_is_refused_by_its_field(
+    console: Console, query: str, named: str
+) -> None:
+    await console.login()
+    status, page, _ = await console.get(f"/console/deployables/shop?{query}")
+    assert status == 400 and escape(named) in page  # as the page shows text
+    assert "<b>" not in page

@@ -177,6 +177,10 @@ class World:
         self.unsure.add(rid.assembly)
         return False
 
+    def stop_failed(self, rid: ResourceId) -> bool:
+        status = self.known.get(rid, ResourceStatus())
+        return status.last_op == "stop" and status.state in (R.FAILED, R.UNRECOVERABLE)
+
     def fence_where_stops_failed(self, now: bool = False) -> None:
         """The engine takes an assembly where a stop failed for failed (to fence), at
         the latest after one more plan (or ``now``)."""
@@ -247,6 +251,8 @@ class Failover(RuleBasedStateMachine):
         decisions = place(DOC, self.world.observed())
         for follower, leader in TOGETHER:
             where = decisions[follower].target
+            if where is not None and self.world.stop_failed(ResourceId(where, follower)):
+                continue  # not a start: it stays where its stop failed until that is fenced
             assert where is None or where == decisions[leader].target
 
     def teardown(self) -> None:
