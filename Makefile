@@ -29,7 +29,7 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev sw
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps lock install install-program install-data test lint typecheck pytest demo clean \
+.PHONY: all deps lock install install-program install-data test test-openstack lint typecheck pytest demo clean \
 	libvirt-up bench bench-quick soak soak-cluster bench-cluster
 
 all: test
@@ -87,6 +87,11 @@ pytest: deps libvirt-up
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The OpenStack tier: the all-in-one cloud (tools/openstack-aio, root) and nova
+# servers under TCG; 20-40 minutes on 2 cores, so not part of `make test`.
+test-openstack: deps libvirt-up
+	PCLOUD_E2E_OPENSTACK=1 $(BIN)/pytest tests/e2e/test_openstack_deployable.py $(PYTEST_ARGS)
 
 # The fault tests' long forms (PCLOUD_SOAK=1): 50+ kills each of dped and cped,
 # 10 minutes of failing monitors; they assert their invariants and write a report.

@@ -127,7 +127,8 @@ def dummy_deployable(name: str, assemblies: list[str], resources: int, monitor: 
 class Cped:
     """A cped of the benchmark's own on a temporary home."""
 
-    def __init__(self, config: str = "") -> None:
+    def __init__(self, config: str = "", *, stop_deployables: bool = True) -> None:
+        self.stop_deployables = stop_deployables  # False: everything is killed by pid
         self.home = Path(tempfile.mkdtemp(prefix="pc-b-", dir="/tmp"))
         self.paths: Paths = resolve({"PCLOUD_HOME": str(self.home)})
         self.paths.ensure()
@@ -192,7 +193,7 @@ class Cped:
 
     def close(self) -> None:
         with contextlib.suppress(PcloudError):
-            for row in self.client.list_deployables():
+            for row in self.client.list_deployables() if self.stop_deployables else []:
                 with contextlib.suppress(PcloudError):
                     self.client.stop_deployable(row["name"])
         self._stop_cped()

@@ -75,3 +75,40 @@ def _panels(parts: dict[str, Any]) -> list[Panel]:
         walls = [v * 1000 for v in api["oneshot_deployable_list"]["samples"]]
         panels.append(("pcloudsh --json deployable_list", "ms", walls, 150.0))
     return panels
+
+
+def draw_scale(result: dict[str, Any], path: Path) -> None:
+    """CPU, memory per dped and time to settle against the number of deployables."""
+    runs = result["runs"]
+    counts = [r["deployables"] for r in runs]
+    figure, (cpu, memory, settle) = plt.subplots(1, 3, figsize=(13.5, 3.6))
+    for key, label in (
+        ("cpu_cped_and_dpeds", "cped + all dpeds"),
+        ("cpu_guests", "guests (sshd, agents)"),
+        ("cpu_machine", "whole machine"),
+    ):
+        cpu.plot(counts, [100 * r[key]["median"] for r in runs], marker="o", label=label)
+    cpu.axhline(25, color="#cc3311", linestyle="--", label="target at 200 (25 %)")
+    cpu.set_ylabel("% of one core (steady)", fontsize=8)
+    for key, label in (("uss", "USS"), ("pss", "PSS"), ("rss", "RSS")):
+        values = [r["memory_per_dped_mb"][key]["median"] for r in runs]
+        memory.plot(counts, values, marker="o", label=label)
+    memory.axhline(12, color="#cc3311", linestyle="--", label="PSS target (12 MB)")
+    memory.set_ylabel("MB per dped", fontsize=8)
+    settle.plot(counts, [r["seconds_to_settle"] for r in runs], marker="o", color="#228833")
+    settle.set_ylabel("s from one start command to all running", fontsize=8)
+    for axis, title in ((cpu, "CPU"), (memory, "memory per dped"), (settle, "time to settle")):
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("deployables (3 assemblies x 2 resources)", fontsize=8)
+        axis.tick_params(labelsize=7)
+        if axis is not settle:
+            axis.legend(fontsize=7)
+    loads = ", ".join(f"{r['machine_before']['load_average_1min']:g}" for r in runs)
+    m = result["machine"]
+    figure.suptitle(
+        f"pacemaker-cloud at scale ({m['cpus']} cores; load average before each run: {loads})",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

@@ -1,137 +1,351 @@
-"""Steady state at scale: many deployables on one cped (local driver, Dummy).
+"""Scale on one host: N deployables started by one command, settled, then steady.
 
-Starts ``--deployables`` deployables of 3 assemblies x 2 Dummy resources each
-(monitors every 10 s, default heartbeat settings) through cped's API, ten at
-a time (each wave running before the next), waits until every resource runs,
-lets it settle, then samples from ``/proc`` over several windows: the CPU time of cped and of every dped (as a share of one
-core), the RSS of each dped, and the CPU of the guests' long-lived processes
-(sshd).  PSS is reported beside RSS (shared library pages divided among the
-dpeds).  The agents' own short-lived processes are not attributed; the whole
-machine's busy CPU is reported beside it.
+For each N of the sweep (10, 50, 100, 200, 500; ``--quick``: 10 and 50), on a
+cped of its own with the default configuration: N deployables of 3 assemblies
+x 2 Dummy resources (monitors every 10 s, default heartbeat, local driver),
+then **one** start command, ``pcloudsh --json deployable_start --all`` run as a
+process, timed until every deployable runs (read through the API).  Then:
 
-    .venv/bin/python -m bench.scale [--deployables 200] [--quick]
+- every resource's state is read back through the API (all must run);
+- the events since the start command: fencings (an assembly ``fencing``),
+  DPEs killed by cped, ``no heartbeat`` failures (each must be 0);
+- after a pause, CPU over several windows, from ``/proc``: cped, all dpeds,
+  the dped template, and apart the guests (their sshd with the sessions and
+  agent scripts they reaped), and the whole machine;
+- memory per dped from ``/proc/PID/smaps_rollup``: USS (private pages), PSS
+  (shared pages divided among their users) and RSS.
+
+Apart, cped's idle CPU: one deployable running, cped's threads' CPU time
+(``/proc/PID/task/*/schedstat``, nanoseconds) over a long window.
+
+The load average is recorded before and after each N: the figures move with
+it on a shared machine.  Results: ``bench/results/scale.json`` (or
+``scale-quick.json``) and a plot of CPU and memory against N, ``scale.png``.
+
+    .venv/bin/python -m bench.scale [--quick] [--counts 10,50,200]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    RESULTS_DIR,
     Cped,
     cpu_seconds,
     dummy_deployable,
     machine,
-    pss_bytes,
-    rss_bytes,
     stats,
     until,
 )
 from bench.monitor import _machine_cpu
+from dpe.template import TITLE as TEMPLATE_TITLE
 
-CONFIG = "[cped]\nlease_ttl = 10s\n"
-# Deployables started at once.  Starting all of them together on a small
-# machine starves heartbeats and health commands, and the recoveries that
-# follow keep the load up: the start-up is not what this figure measures.
-WAVE = 10
+COUNTS = (10, 50, 100, 200, 500)
+QUICK_COUNTS = (10, 50)
+ASSEMBLIES, RESOURCES, MONITOR = 3, 2, 10.0
+START_TIMEOUT = 2400.0  # seconds
+PAUSE, QUICK_PAUSE = 20.0, 5.0  # after settling, before measuring
+WINDOWS, QUICK_WINDOWS = (6, 20.0), (3, 10.0)  # how many, seconds each
+IDLE_WINDOW, QUICK_IDLE_WINDOW = 120.0, 30.0
+PCLOUDSH = Path(sys.executable).parent / "pcloudsh"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--deployables", type=int, default=None)
+    parser.add_argument("--counts", help="deployable counts, comma-separated")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.deployables), indent=2))
+    counts = tuple(int(c) for c in args.counts.split(",")) if args.counts else None
+    result = run(args.quick, counts)
+    print(json.dumps(result["table"], indent=2))
     return 0
 
 
-def run(quick: bool, deployables: int | None = None) -> dict[str, Any]:
-    count = deployables or (10 if quick else 200)
+def run(quick: bool, counts: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The sweep, cped's idle CPU, the table; written to bench/results as well."""
+    counts = counts or (QUICK_COUNTS if quick else COUNTS)
+    result: dict[str, Any] = {"machine": machine(), "quick": quick}
+    result["cped_idle"] = idle(quick)
+    result["runs"] = [one(count, quick) for count in counts]
+    result["machine_after"] = machine()
+    result["table"] = table(result)
+    write(result)
+    return result
+
+
+# -- one N ------------------------------------------------------------------------------
+
+
+def one(count: int, quick: bool) -> dict[str, Any]:
     names = [f"s{i:03d}" for i in range(count)]
-    with Cped(CONFIG) as cped:
-        cped.keys([f"{n}a{j}" for n in names for j in range(3)])
+    with Cped(stop_deployables=False) as cped:
+        cped.keys([f"{n}a{j}" for n in names for j in range(ASSEMBLIES)])
+        for name in names:
+            assemblies = [f"{name}a{j}" for j in range(ASSEMBLIES)]
+            document = dummy_deployable(name, assemblies, RESOURCES, MONITOR)
+            cped.client.put_deployable(name, document)
+        first_event = _newest_event(cped)
+        before = machine()
         started = time.monotonic()
-        for first in range(0, count, WAVE):
-            wave = names[first : first + WAVE]
-            for name in wave:
-                document = dummy_deployable(name, [f"{name}a{j}" for j in range(3)], 2, 10.0)
-                cped.client.put_deployable(name, document)
-                cped.client.start_deployable(name)
-            until(lambda w=wave: _all_running(cped, w), 120.0, "a wave running", 0.5)  # type: ignore[misc]
-        until(lambda: _all_running(cped, names), 120.0, "all running", 1.0)
-        up = time.monotonic() - started
-        time.sleep(3.0 if quick else 20.0)  # past the start-up work
-        windows = _windows(cped, 3 if quick else 6, 5.0 if quick else 20.0)
+        answer = _start_all(cped, names)
+        settled = time.monotonic() - started
+        after_start = machine()
+        not_running = _not_running(cped, names)
+        time.sleep(QUICK_PAUSE if quick else PAUSE)
+        runs, seconds = QUICK_WINDOWS if quick else WINDOWS
+        windows = [_window(cped, seconds) for _ in range(runs)]
+        memory = _memory(cped)
+        trouble = _trouble(cped, first_event)
     return {
-        "machine": machine(),
-        "configured": {
-            "deployables": count,
-            "assemblies_per_deployable": 3,
-            "resources_per_assembly": 2,
-            "monitor_interval": 10.0,
-            "reduced_for_quick": quick and deployables is None,
-        },
-        "seconds_until_all_running": round(up, 1),
-        "cpu_share_cped_and_dpeds": stats([w["daemons"] for w in windows], 4),
-        "cpu_share_cped": stats([w["cped"] for w in windows], 4),
-        "cpu_share_guest_sshd": stats([w["guests"] for w in windows], 4),
-        "cpu_share_machine": stats([w["machine"] for w in windows], 4),
-        "rss_per_dped_mb": stats([r for w in windows for r in w["dped_rss_mb"]], 1),
-        "pss_per_dped_mb": stats([r for w in windows for r in w["dped_pss_mb"]], 1),
+        "deployables": count,
+        "machine_before": before,
+        "machine_after_start": after_start,
+        "machine_after": machine(),
+        "seconds_to_settle": round(settled, 1),
+        "start_command": answer,
+        "resources_not_running": not_running,
+        **trouble,
+        "cpu_cped_and_dpeds": stats([w["cped"] + w["dpeds"] for w in windows], 4),
+        "cpu_cped": stats([w["cped"] for w in windows], 4),
+        "cpu_dpeds": stats([w["dpeds"] for w in windows], 4),
+        "cpu_template": stats([w["template"] for w in windows], 4),
+        "cpu_guests": stats([w["guests"] for w in windows], 4),
+        "cpu_machine": stats([w["machine"] for w in windows], 4),
+        "memory_per_dped_mb": memory,
         "windows": windows,
     }
 
 
-def _all_running(cped: Cped, names: list[str]) -> bool:
-    for row in cped.client.list_deployables():
-        if row["name"] in names and row["state"] != "running":
-            return False
-    return all(_running(cped, name) for name in names)
+def _start_all(cped: Cped, names: list[str]) -> dict[str, Any]:
+    """The one start command, as an administrator types it, then every deployable
+    watched through the API until it runs (or failed, or START_TIMEOUT passed)."""
+    command = [str(PCLOUDSH), "--json", "deployable_start", "--all"]
+    log = cped.paths.state_dir / "start-all.log"
+    with log.open("wb") as errors:
+        done = subprocess.run(
+            command,
+            env={**os.environ, "PCLOUD_HOME": str(cped.home)},
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            check=False,
+        )
+    answers = json.loads(done.stdout or b"[]")
+    refused = [row for row in answers if "error" in row] if isinstance(answers, list) else []
+    states = until(lambda: _settled(cped, names), START_TIMEOUT, "all settled", 1.0)
+    return {
+        "exit_status": done.returncode,
+        "refused": refused,
+        "not_running": {name: state for name, state in states.items() if state != "running"},
+    }
 
 
-def _running(cped: Cped, name: str) -> bool:
-    status = cped.client.deployable_status(name)
-    states = {r["state"] for a in status["assemblies"] for r in a["resources"]}
-    return states == {"running"}
+def _settled(cped: Cped, names: list[str]) -> dict[str, str] | None:
+    """Each deployable's state once none is still on its way; None until then."""
+    states = {row["name"]: row["state"] for row in cped.client.list_deployables()}
+    chosen = {name: states.get(name, "missing") for name in names}
+    return chosen if all(state in ("running", "failed") for state in chosen.values()) else None
 
 
-def _windows(cped: Cped, runs: int, seconds: float) -> list[dict[str, Any]]:
-    windows = []
-    for _ in range(runs):
-        processes = cped.processes()
-        dpeds = set(cped.dpeds())
-        before = _cpu(processes) | {cped.pid: cpu_seconds(cped.pid)}
-        machine0, t0 = _machine_cpu(), time.monotonic()
-        time.sleep(seconds)
-        after = _cpu(processes) | {cped.pid: cpu_seconds(cped.pid)}
+def _not_running(cped: Cped, names: list[str]) -> list[str]:
+    """Every resource not running, as ``deployable/assembly/resource: state``."""
+    found = []
+    for name in names:
+        status = cped.client.deployable_status(name)
+        for assembly in status["assemblies"]:
+            for resource in assembly["resources"]:
+                if resource["state"] != "running":
+                    found.append(
+                        f"{name}/{assembly['name']}/{resource['name']}: {resource['state']}"
+                    )
+    return found
+
+
+def _newest_event(cped: Cped) -> int:
+    newest = cped.client.query_events(limit=1, order="desc")
+    return int(newest[0]["id"]) if newest else 0
+
+
+def _trouble(cped: Cped, after: int) -> dict[str, Any]:
+    """What must not happen while starting and running: fencing, DPE kills, lost heartbeats."""
+    fencings = kills = heartbeats = 0
+    examples: list[str] = []
+    while page := cped.client.query_events(after_id=after, limit=1000):
+        after = int(page[-1]["id"])
+        for event in page:
+            fenced = event["state"] == "fencing"
+            killed = event["state"] == "dpe-killed"
+            lost = "no heartbeat" in event["reason"]
+            fencings, kills, heartbeats = fencings + fenced, kills + killed, heartbeats + lost
+            if (fenced or killed or lost) and len(examples) < 10:
+                examples.append(f"{event['deployable']}/{event['assembly']}: {event['reason']}")
+    return {
+        "fencings": fencings,
+        "dpes_killed": kills,
+        "heartbeats_lost": heartbeats,
+        "trouble_examples": examples,
+    }
+
+
+# -- CPU and memory -------------------------------------------------------------------------
+
+
+def _window(cped: Cped, seconds: float) -> dict[str, Any]:
+    groups = _groups(cped)
+    before = {name: _cpu(pids, name == "guests") for name, pids in groups.items()}
+    machine0, t0 = _machine_cpu(), time.monotonic()
+    time.sleep(seconds)
+    after = {name: _cpu(pids, name == "guests") for name, pids in groups.items()}
+    elapsed = time.monotonic() - t0
+    shares = {name: _used(before[name], after[name]) / elapsed for name in groups}
+    return {
+        "seconds": round(elapsed, 2),
+        **{name: round(share, 5) for name, share in shares.items()},
+        "machine": round((_machine_cpu() - machine0) / elapsed, 5),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def _groups(cped: Cped) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {"cped": [cped.pid], "dpeds": [], "template": [], "guests": []}
+    for pid, argv in cped.processes().items():
+        if argv == [TEMPLATE_TITLE]:
+            groups["template"].append(pid)
+        elif Path(argv[0]).name == "dped" or "dpe.main" in argv[:3]:
+            groups["dpeds"].append(pid)
+        else:
+            groups["guests"].append(pid)
+    return groups
+
+
+def _cpu(pids: list[int], with_reaped: bool) -> dict[int, float]:
+    """CPU seconds so far of each process (with what it reaped, for guests' sshd)."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone
+        ticks = sum(int(f) for f in fields[11 : 15 if with_reaped else 13])
+        found[pid] = ticks / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def _used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
+
+
+def _memory(cped: Cped) -> dict[str, Any]:
+    rollups = [r for r in (_rollup(pid) for pid in cped.dpeds()) if r]
+    mb = 1024.0
+    return {
+        "dpeds": len(rollups),
+        "uss": stats([(r["Private_Clean"] + r["Private_Dirty"]) / mb for r in rollups], 1),
+        "pss": stats([r["Pss"] / mb for r in rollups], 1),
+        "rss": stats([r["Rss"] / mb for r in rollups], 1),
+    }
+
+
+def _rollup(pid: int) -> dict[str, int]:
+    """``smaps_rollup`` in kB ({} if the process is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+    except OSError:
+        return {}
+    return {key: int(value.split()[0]) for key, value in (line.split(":", 1) for line in lines)}
+
+
+# -- cped at rest ---------------------------------------------------------------------------
+
+
+def idle(quick: bool) -> dict[str, Any]:
+    """cped's CPU with one deployable running and nobody asking anything."""
+    with Cped() as cped:
+        assemblies = [f"ia{j}" for j in range(ASSEMBLIES)]
+        cped.keys(assemblies)
+        cped.client.put_deployable("idle", dummy_deployable("idle", assemblies, RESOURCES, MONITOR))
+        cped.client.start_deployable("idle")
+        until(lambda: not _not_running(cped, ["idle"]), 120.0, "the deployable running", 0.5)
+        time.sleep(QUICK_PAUSE if quick else PAUSE)
+        before, load = machine(), os.getloadavg()[0]
+        window = QUICK_IDLE_WINDOW if quick else IDLE_WINDOW
+        cpu0, ticks0, t0 = _thread_cpu_ns(cped.pid), cpu_seconds(cped.pid), time.monotonic()
+        time.sleep(window)
+        used = (_thread_cpu_ns(cped.pid) - cpu0) / 1e9
         elapsed = time.monotonic() - t0
-        used = {pid: after[pid] - before[pid] for pid in after if pid in before}
-        windows.append(
+        ticks = cpu_seconds(cped.pid) - ticks0
+    return {
+        "window_seconds": round(elapsed, 1),
+        "cpu_seconds": round(used, 4),
+        "percent_of_a_core": round(100 * used / elapsed, 4),
+        "cpu_seconds_per_minute": round(60 * used / elapsed, 4),
+        "cpu_seconds_by_ticks": round(ticks, 2),
+        "machine_before": before,
+        "load_average_1min_during": round((load + os.getloadavg()[0]) / 2, 2),
+    }
+
+
+def _thread_cpu_ns(pid: int) -> int:
+    """Nanoseconds on a CPU of every live thread of ``pid`` (schedstat's first field)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            continue
+    return total
+
+
+# -- the table and the files -------------------------------------------------------------
+
+
+def table(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for run_ in result["runs"]:
+        memory = run_["memory_per_dped_mb"]
+        rows.append(
             {
-                "seconds": round(elapsed, 2),
-                "dpeds": len(dpeds),
-                "cped": used[cped.pid] / elapsed,
-                "daemons": sum(used[p] for p in used if p in dpeds or p == cped.pid) / elapsed,
-                "guests": sum(used[p] for p in used if p not in dpeds and p != cped.pid) / elapsed,
-                "machine": (_machine_cpu() - machine0) / elapsed,
-                "dped_rss_mb": [round(rss_bytes(p) / 2**20, 1) for p in dpeds],
-                "dped_pss_mb": [round(pss_bytes(p) / 2**20, 1) for p in dpeds],
+                "deployables": run_["deployables"],
+                "seconds_to_settle": run_["seconds_to_settle"],
+                "all_resources_running": not run_["resources_not_running"],
+                "fencings": run_["fencings"],
+                "dpes_killed": run_["dpes_killed"],
+                "heartbeats_lost": run_["heartbeats_lost"],
+                "cpu_cped_and_dpeds_percent": _percent(run_["cpu_cped_and_dpeds"]),
+                "cpu_cped_percent": _percent(run_["cpu_cped"]),
+                "cpu_guests_percent": _percent(run_["cpu_guests"]),
+                "uss_mb": memory["uss"].get("median"),
+                "pss_mb": memory["pss"].get("median"),
+                "rss_mb": memory["rss"].get("median"),
+                "load_before": run_["machine_before"]["load_average_1min"],
+                "load_after": run_["machine_after"]["load_average_1min"],
             }
         )
-    return windows
+    return rows
 
 
-def _cpu(processes: dict[int, list[str]]) -> dict[int, float]:
-    found = {}
-    for pid in processes:
-        try:
-            found[pid] = cpu_seconds(pid)
-        except OSError:
-            continue  # gone between the listing and now
-    return found
+def _percent(figure: dict[str, Any]) -> float | None:
+    median = figure.get("median")
+    return round(100 * median, 2) if median is not None else None
+
+
+def write(result: dict[str, Any], out: Path = RESULTS_DIR) -> None:
+    stem = "scale-quick" if result["quick"] else "scale"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        from bench.plot import draw_scale
+    except ImportError as error:  # matplotlib is the bench extra
+        print(f"bench: no {stem}.png ({error})", file=sys.stderr)
+        return
+    draw_scale(result, out / f"{stem}.png")
 
 
 if __name__ == "__main__":

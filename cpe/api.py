@@ -34,7 +34,7 @@ from cpe.access import Peer
 from cpe.catalog import Catalog
 from cpe.cluster import Cluster
 from cpe.context import Context, DaemonInfo, StreamSettings
-from cpe.eventfeed import EventFeed, PgNotifications, notifications_for
+from cpe.eventfeed import EventFeed
 from cpe.hook import EventHook
 from cpe.lifecycle import Lifecycle
 from cpe.membership import MemberOptions, Membership, StoreClock, in_thread
@@ -42,11 +42,13 @@ from cpe.retention import prune_forever
 from cpe.route_table import ROUTES
 from cpe.routes import EVENT_STREAM, PREFIX, STATUS_OF_CODE, Answer, Route
 from cpe.supervisor import Launcher, StoreCall, Supervisor, SupervisorOptions
+from cpe.wakeups import listen_for_wakeups, stop_listening, store_wakeups
 from foundation.clock import Clock, SystemClock
 from foundation.errors import Code, InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.keyshare import KeyShare
 from foundation.store import Store
+from foundation.wakeup import EVENT, Wake
 
 log = logging.getLogger("cped.api")
 
@@ -59,6 +61,7 @@ CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 CONTEXT = web.AppKey("context", Context)
 STORE_THREAD = web.AppKey("store_thread", ThreadPoolExecutor)
 MEMBER_THREAD = web.AppKey("member_thread", ThreadPoolExecutor)
+WAKE_SOCKET = web.AppKey("wake_socket", Path)
 # Path prefixes whose handlers check TCP peers themselves (the web console's session);
 # empty unless something is mounted (cpe.console).
 SELF_CHECKED = web.AppKey("self_checked", tuple[str, ...])
@@ -77,6 +80,7 @@ def make_app(
     member: MemberOptions | None = None,
     key_share: KeyShare | None = None,
     member_store: Store | None = None,
+    wake_socket: Path | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the store.
 
@@ -86,6 +90,8 @@ def make_app(
     (``cpe.cluster``): it runs only the deployables placed on it; its
     heartbeats go through ``member_store`` (a connection of their own, on a
     thread of their own), else the API's.
+    With a ``wake_socket`` it hears its own DPEs' wake-ups there, and on
+    PostgreSQL every member's, from the store (``cpe.wakeups``).
     """
     app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
@@ -96,6 +102,7 @@ def make_app(
     if member is not None:
         cluster = _cluster(app, store, member, key_share, member_store, clock)
         clock = clock or StoreClock(cluster.membership)
+    feed = EventFeed(partial(in_store, store.last_event_id), streams.poll_interval)
     supervisor = None
     if launcher is not None:
         supervisor = Supervisor(
@@ -105,16 +112,18 @@ def make_app(
             options=lambda: SupervisorOptions.from_config(app[CONTEXT].info.config),
             clock=clock,
             host=cluster.membership.name if cluster else None,
+            on_event=feed.poke,
             owns=cluster.membership.owns if cluster else None,
             holder_gone=cluster.membership.holder_gone if cluster else None,
         )
+        if cluster is not None:
+            cluster.membership.on_change = supervisor.wake  # placement may have moved
     catalog = Catalog(store, keys_dir=keys_dir)
     wall = (clock or SystemClock()).time
     lifecycle = Lifecycle(catalog, supervisor, in_store, wall, cluster=cluster)
-    feed = EventFeed(
-        partial(in_store, store.last_event_id), streams.poll_interval, notifications_for(store)
-    )
     app[CONTEXT] = Context(catalog, lifecycle, info, in_store, feed, streams, cluster)
+    if wake_socket is not None:
+        app[WAKE_SOCKET] = wake_socket
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     for route in ROUTES:
@@ -150,14 +159,17 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         partial(context.in_store, _events_after, context.store),
         lambda: context.info.config.cped,
     )
+    context.info.on_reload.append(hook.reconfigured)
     newest = await context.in_store(context.store.last_event_id)
+    wakeups = await _listen_for_wakeups(app)
     tasks = [
         asyncio.create_task(feed.run(), name="event-feed"),
         asyncio.create_task(hook.run(newest), name="event-hook"),
         asyncio.create_task(_prune_events(context), name="event-retention"),
     ]
-    if isinstance(feed.waker, PgNotifications):
-        tasks.append(asyncio.create_task(feed.waker.run(), name="event-notifications"))
+    from_store = store_wakeups(context.store, partial(_on_wake, context), partial(_look, context))
+    if from_store is not None:
+        tasks.append(asyncio.create_task(from_store.run(), name="store-wakeups"))
     supervisor = context.lifecycle.supervisor
     if supervisor is not None:
         tasks.append(asyncio.create_task(supervisor.run(), name="dpe-supervisor"))
@@ -166,6 +178,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     yield
     if cluster is not None:
         await cluster.leave(supervisor, context.info.config.cped.shutdown_timeout)
+    if wakeups is not None:
+        stop_listening(wakeups, app[WAKE_SOCKET])
     await feed.close()
     for task in tasks:
         task.cancel()
@@ -184,6 +198,31 @@ def cluster_tasks(cluster: Cluster, supervisor: Supervisor | None) -> list[async
         asyncio.create_task(cluster.membership.run(on_request), name="member-heartbeat"),
         asyncio.create_task(cluster.publish_all_keys(), name="keys-published"),
     ]
+
+
+async def _listen_for_wakeups(app: web.Application) -> asyncio.DatagramTransport | None:
+    if WAKE_SOCKET not in app:
+        return None
+    transport, _ = await listen_for_wakeups(app[WAKE_SOCKET], partial(_on_wake, app[CONTEXT]))
+    return transport
+
+
+def _on_wake(context: Context, wake: Wake) -> None:
+    """Something was stored (a DPE's datagram, or on PostgreSQL the store's notification,
+    whichever member wrote it): the event feed and the supervisor decide whether to look."""
+    if wake.kind == EVENT:
+        _feed(context).poke()
+    supervisor = context.lifecycle.supervisor
+    if supervisor is not None:
+        supervisor.notice(wake)
+
+
+def _look(context: Context) -> None:
+    """Wake-ups may have been lost (the store's listening connection was): look anyway."""
+    _feed(context).poke()
+    supervisor = context.lifecycle.supervisor
+    if supervisor is not None:
+        supervisor.wake()
 
 
 def _feed(context: Context) -> EventFeed:

@@ -30,12 +30,15 @@ class DaemonInfo:
     config: Config
     started: float = field(default_factory=time.monotonic)
     access: Access | None = None  # None: no access check (in-process tests)
+    on_reload: list[Callable[[], None]] = field(default_factory=list)  # after SIGHUP
 
 
 @dataclass(frozen=True)
 class StreamSettings:
     keepalive: float = 5.0  # seconds between keepalive comments on an idle stream
-    poll_interval: float = 0.1  # how often the event log is checked for new events
+    # while a stream is open, how often the event log is looked at besides the
+    # wake-ups that say an event was stored (a fallback for a wake-up lost)
+    poll_interval: float = 1.0
 
 
 @dataclass

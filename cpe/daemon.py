@@ -55,10 +55,11 @@ from foundation import __version__
 from foundation.config import Config, load_config
 from foundation.errors import Conflict, InvalidInput, PcloudError
 from foundation.keyshare import KeyShare, load_cluster_key
-from foundation.paths import MAX_SOCKET_PATH, Paths
+from foundation.paths import LOG_MODE, MAX_SOCKET_PATH, Paths, private_file
 from foundation.store import Store, open_store
 
 log = logging.getLogger("cped")
+STORE_MODULES = ("foundation.store_pg",)  # what dpeds import on PostgreSQL (psycopg)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -244,14 +245,19 @@ class Cped:
 
     async def _serve(self, store: Store, member_store: Store) -> int:
         config = self.info.config.cped
+        launcher = DpedLauncher(
+            self.paths, config_file=self.options.config_file, member=config.member_name
+        )
+        launcher.use_template(STORE_MODULES if config.store else ())  # pages shared by dpeds
         app = make_app(
             store,
             self.info,
-            launcher=DpedLauncher(self.paths, config_file=self.options.config_file),
+            launcher=launcher,
             keys_dir=self.paths.keys_dir,
             member=MemberOptions.from_config(self.info.config),
             key_share=self._key_share(store),
             member_store=member_store,
+            wake_socket=self.paths.wake_socket,
         )
         if config.listen is not None:
             _mount_console(app)
@@ -280,6 +286,7 @@ class Cped:
             return EXIT_FAILURE
         finally:
             await runner.cleanup()  # closes the listener, finishes requests in flight
+            launcher.close()  # the template exits; the DPEs run on
             with contextlib.suppress(FileNotFoundError):
                 self.paths.socket.unlink()
         return EXIT_OK
@@ -319,6 +326,8 @@ class Cped:
         self._warn_listener_change(config)
         self.info.config, self.info.access = config, access
         logging.getLogger().setLevel(_log_level(config, self.options))
+        for reloaded in self.info.on_reload:
+            reloaded()
         try:
             secure_socket(self.paths.socket, config.cped.socket_group)
         except OSError as error:
@@ -354,7 +363,7 @@ def _log_handler(options: Options, paths: Paths) -> logging.Handler:
     if options.foreground:
         return logging.StreamHandler(sys.stderr)
     # Watched: follows logrotate moving the file away.
-    return logging.handlers.WatchedFileHandler(paths.log_dir / "cped.log")
+    return logging.handlers.WatchedFileHandler(private_file(paths.log_dir / "cped.log", LOG_MODE))
 
 
 def _configure_logging(handler: logging.Handler, level: int) -> None:

@@ -1,19 +1,23 @@
 """DPE processes as the supervisor sees them: spawned, adopted, watched, signalled.
 
-``DpedLauncher.spawn`` starts ``dped --foreground DEPLOYABLE`` with
-``posix_spawn`` in a session of its own (``setsid``), standard input from
-``/dev/null`` and standard output and error appended to
-``STATE/log/dped-DEPLOYABLE.log``, under the environment that resolves cped's
-own paths.  Not ``subprocess`` or asyncio's subprocess transport: those kill or
-reap a child behind our back (asyncio kills a still running child when its
-transport is closed or collected, and ``subprocess`` reaps abandoned children
-from a global list), and a DPE must outlive cped.
+``DpedLauncher.spawn`` starts ``dped --foreground DEPLOYABLE`` in a session of
+its own (``setsid``), standard input from ``/dev/null`` and standard output
+and error appended to ``STATE/log/dped-DEPLOYABLE.log``, under the environment
+that resolves cped's own paths.  With a template (``cpe.dpe_template``, the
+daemon's way) the dped is forked from a process that has imported dped once,
+so the interpreter's and the libraries' pages are shared by every dped;
+without one, or while the template is unusable, it is started with
+``posix_spawn``.  Not ``subprocess`` or asyncio's subprocess transport: those
+kill or reap a child behind our back (asyncio kills a still running child when
+its transport is closed or collected, and ``subprocess`` reaps abandoned
+children from a global list), and a DPE must outlive cped.
 
 Every process is watched through a pidfd, which becomes readable the moment
 the process exits, whether it is our child or not: a child is reaped at once
 (on these machines PID 1 reaps late and a zombie looks alive), an adopted DPE
-left by a previous cped is noticed at once too.  Signals go through the pidfd
-as well, so a recycled pid is never signalled.
+left by a previous cped is noticed at once too, and the exit status of a dped
+the template forked comes from the template, which reaps it.  Signals go
+through the pidfd as well, so a recycled pid is never signalled.
 
 ``attach`` adopts a running DPE only if ``/proc/PID/cmdline`` shows a dped of
 that deployable (checked again once the pidfd pins the process).
@@ -28,9 +32,11 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from cpe.control import cped_environment
-from foundation.paths import Paths
+from cpe.dpe_template import DpedTemplate, template_argv
+from foundation.paths import LOG_MODE, Paths
 
 log = logging.getLogger("cped.dpe")
 
@@ -48,7 +54,9 @@ RESET_SIGNALS = (
     signal.SIGTTOU,
 )
 REAP_RETRY = 0.01
+REPORT_TRIES = 200  # REAP_RETRY apart: how long a template's exit report is waited for
 LOG_TAIL_BYTES = 4096
+TITLE_SLACK = 64  # room for a dped's command line beyond the longest expected
 
 
 def dped_command() -> list[str]:
@@ -61,6 +69,15 @@ def dped_command() -> list[str]:
 
 def dped_log_file(paths: Paths, deployable: str) -> Path:
     return paths.log_dir / f"dped-{deployable}.log"
+
+
+class ExitReports(Protocol):
+    """Exit statuses another process reaped (the template, for the dpeds it forked)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def exit_status(self, pid: int) -> tuple[bool, int | None]: ...
 
 
 def command_line(pid: int) -> list[str] | None:
@@ -91,12 +108,15 @@ class PidfdProcess:
         child: bool,
         on_exit: ExitCallback,
         loop: asyncio.AbstractEventLoop,
+        reports: ExitReports | None = None,
     ) -> None:
         self.pid = pid
-        self.child = child
+        self.child = child  # its exit status is known: our child, or reported
         self._pidfd: int | None = pidfd
         self._on_exit = on_exit
         self._loop = loop
+        self._reports = reports  # who reaps it, when not this cped
+        self._tries = 0
         loop.add_reader(pidfd, self._readable)
 
     @property
@@ -118,6 +138,9 @@ class PidfdProcess:
         self._close()
 
     def _readable(self) -> None:
+        if self._reports is not None:
+            self._reported()
+            return
         status: int | None = None
         if self.child:
             try:
@@ -130,6 +153,19 @@ class PidfdProcess:
                 self._loop.call_later(REAP_RETRY, self._retry)
                 return
             status = os.waitstatus_to_exitcode(raw) if self.child else None
+        self._close()
+        self._on_exit(status)
+
+    def _reported(self) -> None:
+        """Its exit as the template reports it (it reaps it, a moment after the exit)."""
+        assert self._reports is not None
+        known, status = self._reports.exit_status(self.pid)
+        waiting = self._reports.alive and self._tries < REPORT_TRIES
+        if not known and waiting:
+            self._tries += 1
+            self._loop.remove_reader(self._pidfd or -1)
+            self._loop.call_later(REAP_RETRY, self._retry)
+            return
         self._close()
         self._on_exit(status)
 
@@ -154,21 +190,44 @@ class DpedLauncher:
         command: Sequence[str] | None = None,
         markers: frozenset[str] = DPED_MARKERS,
         config_file: Path | None = None,
+        member: str | None = None,
     ) -> None:
         self.paths = paths
+        # several members share the store: each dped is told the member it runs under
+        # (its lease holder's prefix), as this cped knows it, on its own command line
+        self.member_args = ["--member", member] if member else []
         self.command = list(command) if command is not None else dped_command()
         # the file cped was started with (--config), so its DPEs read the same one
         self.config_args = ["--config", str(config_file)] if config_file is not None else []
         self.markers = markers
         self.environment = cped_environment(paths)  # the DPE resolves exactly these paths
+        self.template: DpedTemplate | None = None
+
+    def use_template(self, preload: Sequence[str] = ()) -> None:
+        """Fork dpeds from a template process from now on (started here, in the loop);
+        ``preload``: modules this cped's dpeds import beyond the usual ones."""
+        room = len(" ".join(["dped", *self._args("x" * 63, clear_failed=True)])) + TITLE_SLACK
+        self.template = DpedTemplate(
+            template_argv(sys.executable, room, preload),
+            self.environment,
+            self.paths.log_dir / "dped-template.log",
+        )
+        self.template.start()
+
+    def close(self) -> None:
+        if self.template is not None:
+            self.template.close()
 
     def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> PidfdProcess:
         """Start a DPE (OSError if it cannot be started)."""
-        argv = [*self.command, "--foreground", *self.config_args]
-        argv += ["--clear-failed"] if clear_failed else []
-        argv.append(deployable)
+        args = self._args(deployable, clear_failed=clear_failed)
         log_file = dped_log_file(self.paths, deployable)
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        forked = self._fork(args, log_file, on_exit, loop)
+        if forked is not None:
+            return forked
+        argv = [*self.command, *args]
         pid = os.posix_spawn(
             argv[0],
             argv,
@@ -184,8 +243,35 @@ class DpedLauncher:
             os.kill(pid, signal.SIGKILL)  # cannot watch it: do not leave it unsupervised
             os.waitpid(pid, 0)
             raise
-        loop = asyncio.get_running_loop()
         return PidfdProcess(pid, pidfd, child=True, on_exit=on_exit, loop=loop)
+
+    def _fork(
+        self,
+        args: list[str],
+        log_file: Path,
+        on_exit: ExitCallback,
+        loop: asyncio.AbstractEventLoop,
+    ) -> PidfdProcess | None:
+        """A dped forked by the template; None when it is not ready (still
+        starting, or gone): the caller starts one itself."""
+        template = self.template
+        if template is None:
+            return None
+        template.look_after()
+        if not template.ready:
+            return None
+        try:
+            pid, pidfd = template.fork(args, log_file)
+        except OSError as error:
+            log.warning("the dped template did not fork a dped (%s): starting it directly", error)
+            return None
+        return PidfdProcess(pid, pidfd, child=True, on_exit=on_exit, loop=loop, reports=template)
+
+    def _args(self, deployable: str, *, clear_failed: bool) -> list[str]:
+        """dped's arguments (after the program): the same from a template or not."""
+        args = ["--foreground", *self.config_args, *self.member_args]
+        args += ["--clear-failed"] if clear_failed else []
+        return [*args, deployable]
 
     def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> PidfdProcess | None:
         """Watch a DPE another cped started; None unless ``pid`` runs dped for
@@ -222,6 +308,6 @@ def _file_actions(log_file: Path) -> list[tuple[int, ...] | tuple[int, int, str,
     append = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, 0o640),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_file), append, LOG_MODE),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]

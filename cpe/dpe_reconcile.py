@@ -4,9 +4,16 @@
 desired state; ``exited`` handles a DPE's exit.  The supervisor calls both from
 its loop (``cpe.supervisor``), which is where the slots and requests are.
 
+Spawning a DPE takes a turn (``cpe.dpe_admission``); without one free, the slot
+is ``QUEUED``.  Leases are read once per tick for every deployable
+(``leases``, kept up to date with this cped's own releases); a DPE's lease is
+judged only while ``judging`` (not in a tick of a cped that was itself not
+scheduled on time: its DPEs probably were not either).
+
 A deployable another member runs is desired ``elsewhere``: nothing is
-started for it, and a DPE of this member that still runs it hands over
-(SIGUSR1: it releases its lease and exits, leaving everything running).
+started for it (a start queued here is called off: turns are this member's
+own), and a DPE of this member that still runs it hands over (SIGUSR1: it
+releases its lease and exits, leaving everything running).
 """
 
 from __future__ import annotations
@@ -15,12 +22,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from cpe.dpe_admission import Turns
 from cpe.dpe_slot import (
     ELSEWHERE,
+    REFUSED_CONFIGURATION,
     STARTED,
     DpeProcess,
     DpeState,
@@ -32,7 +41,7 @@ from cpe.dpe_slot import (
 from foundation.clock import Clock
 from foundation.errors import PcloudError
 from foundation.events import Event
-from foundation.runtime_kinds import INSTANCE
+from foundation.runtime_kinds import DEPLOYABLE, INSTANCE
 from foundation.store import Store
 
 log = logging.getLogger("cped.supervisor")
@@ -40,6 +49,12 @@ log = logging.getLogger("cped.supervisor")
 T = TypeVar("T")
 StoreCall = Callable[..., Awaitable[Any]]  # runs a store method off the loop
 RecordExit = Callable[[str, int, int | None], None]  # deployable, generation, status
+Lease = dict[str, Any]
+LEASE_SLACK = 0.05  # a look this long after another's lease expires finds it expired
+
+
+def _nothing() -> None:
+    return None
 
 
 @dataclass(eq=False)
@@ -51,6 +66,10 @@ class Reconciler:
     clock: Clock
     host: str
     record_exit: RecordExit  # only records; the supervisor's tick acts
+    turns: Turns = field(default_factory=Turns)
+    on_event: Callable[[], None] = _nothing  # an event was stored (the event feed looks)
+    leases: dict[str, Lease] | None = None  # this tick's leases (None: read each one)
+    judging: bool = True  # False: no DPE is killed for its lease or grace in this tick
     # a lease holder whose member is gone: its DPE is spawned at once and waits
     # for the expiry itself, so that it is ready the moment the lease is free
     holder_gone: Callable[[str], bool] = lambda _holder: False
@@ -59,9 +78,13 @@ class Reconciler:
     def options(self) -> SupervisorOptions:
         return self.current_options()
 
+    async def read_leases(self) -> None:
+        """Every deployable's lease, once for this tick."""
+        self.leases = await self.db(self.store.list_leases)
+
     async def reconcile(self, slot: Slot, desired: str | None) -> None:
         """One step of ``slot`` towards ``desired`` (``started``, ``stopped`` or None: deleted)."""
-        if slot.state is DpeState.STOPPED:
+        if slot.state in (DpeState.STOPPED, DpeState.QUEUED):
             await self._when_stopped(slot, desired)
         elif slot.state is DpeState.BACKOFF:
             await self._when_backing_off(slot, desired)
@@ -73,6 +96,10 @@ class Reconciler:
             await self._when_stopping(slot)
 
     async def _when_stopped(self, slot: Slot, desired: str | None) -> None:
+        if desired != STARTED:
+            slot.state = DpeState.STOPPED  # a start still queued is called off
+        elif slot.gave_up:
+            return  # failed for its configuration: until a start request
         if desired == ELSEWHERE:
             slot.check_left = False  # the member that runs it cleans up
             note = {"pid": None, "elsewhere": True, "note": "another member runs it"}
@@ -103,6 +130,7 @@ class Reconciler:
         if self._holds(lease, slot.process):
             assert lease is not None
             slot.state, slot.epoch = DpeState.RUNNING, int(lease["epoch"])
+            slot.refusals = 0  # it took its configuration
             pid = slot.process.pid
             await self._event(
                 slot, "dpe-running", f"dpe (pid {pid}) holds the lease (epoch {slot.epoch})"
@@ -113,7 +141,8 @@ class Reconciler:
             await self._when_running(slot, desired, lease)
             return
         grace = self.options.start_grace
-        if not slot.killed and self.clock.monotonic() - slot.since > grace:
+        late = self.clock.monotonic() - slot.since > grace
+        if self.judging and not slot.killed and late:
             reason = f"dpe (pid {slot.process.pid}) did not take its lease within {grace:g} s"
             await self._kill(slot, reason)
 
@@ -123,8 +152,10 @@ class Reconciler:
         assert slot.process is not None
         if slot.killed:
             return  # its exit is on the way
+        self._note_due(slot, lease)
         if self._lease_lost(lease, slot.process):
-            await self._kill(slot, self._lost_reason(slot, lease))
+            if self.judging:
+                await self._kill(slot, self._lost_reason(slot, lease))
         elif desired == ELSEWHERE:
             await self._hand_over(slot)
         elif desired != STARTED:
@@ -136,7 +167,7 @@ class Reconciler:
             slot.process.signal(signal.SIGHUP)
 
     async def _when_stopping(self, slot: Slot) -> None:
-        if slot.killed or slot.process is None:
+        if slot.killed or slot.process is None or not self.judging:
             return
         if self.clock.monotonic() >= slot.kill_at:
             waited = slot.kill_at - slot.since_stop
@@ -144,8 +175,14 @@ class Reconciler:
             await self._kill(slot, f"dpe (pid {pid}) did not stop within {waited:g} s")
             return
         lease = await self._lease(slot.name)
+        self._note_due(slot, lease)
         if self._holds_stale(lease, slot.process):  # hung: it is not stopping anything
             await self._kill(slot, self._lost_reason(slot, lease))
+
+    def _note_due(self, slot: Slot, lease: Lease | None) -> None:
+        """When to look at this DPE's lease again: just past its expiry."""
+        expires = float(lease["expires_at"]) if lease and lease["holder"] else 0.0
+        slot.lease_due = expires + self.options.check_interval if expires else 0.0
 
     # -- actions ---------------------------------------------------------------------
 
@@ -160,9 +197,10 @@ class Reconciler:
             if slot.waiting_note != note:
                 slot.waiting_note = note
                 log.warning("deployable=%s: %s", slot.name, note)
+            slot.held_until = float(lease["expires_at"]) + LEASE_SLACK  # its release wakes sooner
             settle(slot.starts, {"pid": None, "note": note})
             return
-        slot.waiting_note = ""
+        slot.waiting_note, slot.held_until = "", 0.0
         if held and lease:
             why = why or f"its lease holder {lease['holder']} is gone: the DPE takes it at expiry"
         await self._spawn(slot, why)
@@ -188,6 +226,7 @@ class Reconciler:
             return True
         if process is None:  # its holder is dead: free the lease for the next one
             await self.db(self.store.release_lease, slot.name, lease["holder"], lease["epoch"])
+            await self._reread_lease(slot.name)
             log.info("deployable=%s: released the lease of %s (gone)", slot.name, lease["holder"])
             return False
         self._watch(slot, process, generation, DpeState.RUNNING)
@@ -199,6 +238,9 @@ class Reconciler:
         return True
 
     async def _spawn(self, slot: Slot, why: str = "") -> None:
+        if slot.name not in self.turns and not self.turns.has_room(self.options.starts_at_once):
+            self._queue(slot)
+            return
         generation = slot.generation + 1
         clearing = slot.clear_failed
         try:
@@ -216,11 +258,23 @@ class Reconciler:
             return
         self._watch(slot, process, generation, DpeState.STARTING)
         slot.spawned_clearing = clearing
+        slot.waiting_note = ""
         text = f"dpe started (pid {process.pid})"
         if clearing:
             text += " on a start request"
-        await self._event(slot, "dpe-started", f"{text}{': ' + why if why else ''}")
+        started = await self._event(slot, "dpe-started", f"{text}{': ' + why if why else ''}")
+        self.turns.take(slot.name, self.clock.monotonic(), started)
         settle(slot.starts, {"pid": process.pid, "note": "a DPE was started"})
+
+    def _queue(self, slot: Slot) -> None:
+        """No turn free: the slot waits for one (its requests are answered now)."""
+        slot.state = DpeState.QUEUED
+        limit = self.options.starts_at_once
+        note = f"waiting for its turn: {limit} deployables are starting (at most {limit} at once)"
+        if slot.waiting_note != note:
+            slot.waiting_note = note
+            log.info("deployable=%s: %s", slot.name, note)
+        settle(slot.starts, {"pid": None, "note": note})
 
     def _watch(self, slot: Slot, process: DpeProcess, generation: int, state: DpeState) -> None:
         slot.process, slot.generation, slot.state = process, generation, state
@@ -289,6 +343,7 @@ class Reconciler:
         """The slot's DPE exited with ``status``: restart it after a back-off, or not."""
         assert slot.process is not None
         pid, ran = slot.process.pid, self.clock.monotonic() - slot.since
+        self.turns.give_back(slot.name)
         await self._release_lease(slot.name, pid)
         failed = slot.killed or status not in (0, None)
         how = describe_exit(status)
@@ -304,6 +359,9 @@ class Reconciler:
         if desired != STARTED:
             await self._exited_unwanted(slot, pid, failed)
             return
+        if self._refused_too_often(slot, status):
+            await self._give_up(slot, pid)
+            return
         if slot.replace or slot.state is DpeState.STOPPING:
             delay = 0.0  # replaced on purpose, or started again while it stopped
         else:
@@ -311,6 +369,24 @@ class Reconciler:
         self._retry_in(slot, delay)
         reason = f"dpe (pid {pid}) exited with {slot.last['exit']}; restarting in {delay:.1f} s"
         await self._event(slot, "dpe-restarting", f"{reason} (attempt {slot.attempts})")
+
+    def _refused_too_often(self, slot: Slot, status: int | None) -> bool:
+        """One more DPE in a row refused its configuration: was it one too many?"""
+        refused = status == REFUSED_CONFIGURATION and not slot.killed
+        slot.refusals = slot.refusals + 1 if refused else 0
+        return slot.refusals >= self.options.refusal_attempts
+
+    async def _give_up(self, slot: Slot, pid: int) -> None:
+        """Mark the deployable failed with the DPE's reason; no DPE until started again."""
+        slot.state, slot.gave_up = DpeState.STOPPED, True
+        reason = (
+            f"dpe (pid {pid}) exited with {slot.last['exit']}: {slot.refusals} DPEs in a row"
+            " refused the configuration; fix it, then start the deployable again"
+        )
+        failed = {"state": "failed", "reason": reason, "failures": []}
+        await self.db(self.store.put_runtime, slot.name, DEPLOYABLE, "", failed)
+        await self._event(slot, "failed", reason)
+        settle(slot.starts, {"pid": None, "note": reason})
 
     async def _exited_unwanted(self, slot: Slot, pid: int, failed: bool) -> None:
         slot.check_left = True
@@ -333,12 +409,25 @@ class Reconciler:
         lease = await self._lease(name)
         if lease and lease["holder"] and lease["pid"] == pid:
             await self.db(self.store.release_lease, name, lease["holder"], lease["epoch"])
+            await self._reread_lease(name)
 
     # -- the store: leases and events ------------------------------------------------
 
-    async def _lease(self, name: str) -> dict[str, Any] | None:
-        lease: dict[str, Any] | None = await self.db(self.store.get_lease, name)
+    async def _lease(self, name: str) -> Lease | None:
+        if self.leases is not None:
+            return self.leases.get(name)
+        lease: Lease | None = await self.db(self.store.get_lease, name)
         return lease
+
+    async def _reread_lease(self, name: str) -> None:
+        """After this cped changed it: this tick sees the lease as it is now."""
+        if self.leases is None:
+            return
+        lease = await self.db(self.store.get_lease, name)
+        if lease is None:
+            self.leases.pop(name, None)
+        else:
+            self.leases[name] = lease
 
     def _holds(self, lease: dict[str, Any] | None, process: DpeProcess) -> bool:
         return bool(
@@ -375,13 +464,17 @@ class Reconciler:
         """Held by a DPE of this member (holders are ``MEMBER:PID``)."""
         return holder.rsplit(":", 1)[0] == self.host
 
-    async def _event(self, slot: Slot, state: str, reason: str) -> None:
+    async def _event(self, slot: Slot, state: str, reason: str) -> int:
+        """Record it; its id (0 if the store refused it)."""
         log.info("deployable=%s: %s: %s", slot.name, state, reason)
         event = Event(self.clock.time(), slot.name, state, reason)
         try:
-            await self.db(self.store.append_event, event)
+            stored = await self.db(self.store.append_event, event)
         except PcloudError as error:
             log.error("deployable=%s: cannot record an event: %s", slot.name, error)
+            return 0
+        self.on_event()
+        return stored.id or 0
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         result: T = await self.in_store(fn, *args)

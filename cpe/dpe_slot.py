@@ -48,8 +48,14 @@ class Launcher(Protocol):
         ...
 
 
+# dped's exit code for bad usage or an invalid document (``dpe.dped_process.ExitCode.USAGE``):
+# a new DPE would refuse the same configuration again.
+REFUSED_CONFIGURATION = 2
+
+
 class DpeState(StrEnum):
     STOPPED = "stopped"  # no DPE
+    QUEUED = "queued"  # no DPE yet: waiting for its turn to start one (``cpe.dpe_admission``)
     STARTING = "starting"  # a DPE runs but does not hold the lease yet
     RUNNING = "running"  # a DPE holds the lease
     STOPPING = "stopping"  # told to stop the deployable (SIGTERM); SIGKILL at kill_at
@@ -65,7 +71,11 @@ class SupervisorOptions:
     lease_renew: float = 1.0
     stop_timeout: float = 60.0  # how long a DPE may take to stop before SIGKILL
     stop_attempts: int = 3  # DPEs run to stop instances left behind, before giving up
+    refusal_attempts: int = 3  # DPEs in a row that refuse their configuration, before giving up
     python_start: float = 10.0  # allowance for a DPE's start before it can take a lease
+    starts_at_once: int = 8  # deployables starting at once; the others wait their turn
+    start_turn: float = 120.0  # the longest one start keeps its turn
+    idle_look: float = 60.0  # with nothing due, the supervisor still looks this often
     handover_timeout: float = 15.0  # how long a DPE may take to hand over before SIGKILL
 
     @classmethod
@@ -75,11 +85,14 @@ class SupervisorOptions:
             backoff_max=config.cped.dpe_backoff_max,
             lease_ttl=config.cped.lease_ttl,
             lease_renew=config.dped.lease_renew_interval,
+            starts_at_once=config.cped.dpe_starts_at_once,
+            start_turn=config.cped.dpe_start_turn,
         )
 
     @property
     def check_interval(self) -> float:
-        """How often leases are looked at (exits are noticed at once anyway)."""
+        """The slack given a lease past its expiry, and how often a starting DPE's
+        lease is looked at when no wake-up said it was taken."""
         return min(0.5, self.lease_ttl / 4)
 
     @property
@@ -104,6 +117,8 @@ class Slot:
     since: float = 0.0  # monotonic time the process was spawned or adopted
     epoch: int | None = None  # its lease epoch, once it holds the lease
     attempts: int = 0  # consecutive failed runs
+    refusals: int = 0  # consecutive DPEs that exited refusing their configuration
+    gave_up: bool = False  # marked failed for its configuration: no DPE until started again
     retry_at: float = 0.0
     since_stop: float = 0.0  # when SIGTERM was sent
     kill_at: float = 0.0
@@ -118,6 +133,8 @@ class Slot:
     handing_over: bool = False  # told to hand over (SIGUSR1)
     last: dict[str, Any] = field(default_factory=dict)  # the last DPE: pid, exit, killed
     waiting_note: str = ""  # why no DPE is started (logged once)
+    lease_due: float = 0.0  # wall time by which its DPE must have renewed the lease again
+    held_until: float = 0.0  # wall time another's lease, which a start waits for, expires
     starts: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
     stops: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
 

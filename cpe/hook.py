@@ -27,6 +27,8 @@ from foundation.events import Event
 
 log = logging.getLogger("cped.hook")
 
+HOOK_FALLBACK = 60.0  # a configured hook also looks this often (the feed wakes it sooner)
+
 
 class EventHook:
     def __init__(
@@ -38,15 +40,36 @@ class EventHook:
         self.feed = feed
         self.fetch_after = fetch_after
         self.settings = settings
+        self._reconfigured = asyncio.Event()
+
+    async def _reload(self) -> None:
+        """Until the configuration is read again or the feed closes."""
+        self._reconfigured.clear()
+        closing = asyncio.ensure_future(self.feed.closing())
+        reloaded = asyncio.ensure_future(self._reconfigured.wait())
+        try:
+            await asyncio.wait({closing, reloaded}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            reloaded.cancel()
+
+    def reconfigured(self) -> None:
+        """The configuration was read again (SIGHUP): the hook may be set or unset."""
+        self._reconfigured.set()
 
     async def run(self, start_after: int) -> None:
-        """Handle events newer than ``start_after`` until the feed closes."""
+        """Handle events newer than ``start_after`` until the feed closes.
+
+        Without a hook configured it waits for a reload, not for events: an
+        idle cped with no hook does not wake for them.  A hook set by SIGHUP
+        starts with the events after the reload."""
         last = start_after
         while not self.feed.closed:
-            await self.feed.wait_after(last, 1.0)
             if not self.settings().event_hook:
-                last = max(last, self.feed.last)  # nothing to run: do not build a backlog
+                await self._reload()
+                last = await self.feed.look()  # nothing ran before: no backlog
                 continue
+            await self.feed.wait_after(last, HOOK_FALLBACK)
             try:
                 events = await self.fetch_after(last)
             except StoreError as error:

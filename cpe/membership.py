@@ -28,7 +28,9 @@ tells its DPE to release the lease and exit leaving everything running
 
 Requests to another member's deployable (start clearing a failure, reload)
 travel through the store: ``request`` counts one, and the owner acts when it
-sees the count grow (at its next heartbeat).
+sees the count grow (at its next heartbeat).  A heartbeat that finds a member
+come or gone calls ``on_change`` (cped's supervisor looks at once: placement
+may have moved).
 
 ``offset`` is the store's clock minus this host's, measured at each heartbeat:
 ``StoreClock`` reads the store's time without asking it, for the supervisor's
@@ -131,6 +133,7 @@ class Membership:
         self.leaving = False
         self.beats = 0
         self._seen: dict[tuple[str, str], int] | None = None
+        self.on_change: Callable[[], None] = _nothing  # who is alive changed (placement moves)
 
     # -- joining, beating, leaving ------------------------------------------------
 
@@ -169,8 +172,10 @@ class Membership:
             self.offset = store_now - (sent + self.clock.time()) / 2
         _, members = await self._db(self.store.list_members)
         self.members = members
-        self.live = self._alive(members)
+        live, self.live = self.live, self._alive(members)
         self.beats += 1
+        if live != self.live:
+            self.on_change()
         self._dispatch(await self._db(self.store.list_requests), on_request)
 
     def _alive(self, members: list[dict[str, Any]]) -> frozenset[str]:
@@ -227,21 +232,21 @@ class Membership:
 
     # -- cluster status ------------------------------------------------------------------
 
-    def status(self, leases: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    def status(self, leases: dict[str, dict[str, Any]], now: float) -> dict[str, Any]:
         """Every member, its health and the deployables it runs (by lease) and should run."""
         running: dict[str, list[str]] = {}
-        for lease in leases:
+        for deployable, lease in leases.items():
             holder = member_of(lease["holder"])
             if holder is not None and float(lease["expires_at"]) > now:
-                running.setdefault(holder, []).append(str(lease["deployable"]))
+                running.setdefault(holder, []).append(deployable)
         rows = [self._member_row(m, running) for m in self.members]
         return {
             "member": self.name,
             "store": self.store.location,
             "members": rows,
             "unowned": sorted(
-                str(lease["deployable"])
-                for lease in leases
+                deployable
+                for deployable, lease in leases.items()
                 if not lease["holder"] or float(lease["expires_at"]) <= now
             ),
         }
@@ -268,6 +273,10 @@ class Membership:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         result: T = await self._in_store(fn, *args)
         return result
+
+
+def _nothing() -> None:
+    return None
 
 
 class StoreClock:

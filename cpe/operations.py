@@ -1,7 +1,8 @@
 """Requests answered with more than one part of cped: its health, the members
-sharing its store and this API's document, a service move (the catalog, then the DPE), and the CIB and what-if
-(the store, then the planner).  Each takes the ``Context`` first
-(``cpe.dispatch``)."""
+sharing its store and this API's document, a deployable's settings (checked
+against its infrastructure, then stored), a service move (the catalog, then the
+DPE), and the CIB and what-if (the store, then the planner).  Each takes the
+``Context`` first (``cpe.dispatch``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import os
 import time
 from typing import Any
 
-from cpe.catalog import services
+from cpe.catalog import deployables, imports, services
 from cpe.context import Context
+from cpe.infrastructure import check_infrastructure
 from cpe.routes import Answer
 from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
 from foundation import __version__
@@ -40,6 +42,20 @@ async def openapi(api: Context) -> dict[str, Any]:
     from cpe.openapi import openapi_document
 
     return openapi_document()
+
+
+async def create_deployable(api: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """An empty deployable, once its infrastructure has what the settings name."""
+    await check_infrastructure(body)
+    created: dict[str, Any] = await api.in_store(deployables.create, api.catalog, body)
+    return created
+
+
+async def put_deployable(api: Context, name: str, body: dict[str, Any]) -> Answer:
+    """The whole document, once its infrastructure has what the settings name."""
+    await check_infrastructure(body)
+    stored: Answer = await api.in_store(imports.put, api.catalog, name, body)
+    return stored
 
 
 async def move_service(api: Context, deployable: str, service: str, body: dict[str, Any]) -> Answer:

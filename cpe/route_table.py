@@ -18,7 +18,6 @@ JEOS = "cpe.catalog.jeos"
 ASSEMBLIES = "cpe.catalog.assemblies"
 TEMPLATES = "cpe.catalog.templates"
 DEPLOYABLES = "cpe.catalog.deployables"
-IMPORTS = "cpe.catalog.imports"
 CONSTRAINTS = "cpe.catalog.constraints"
 SERVICES = "cpe.catalog.services"
 LIFECYCLE = "cpe.lifecycle:Lifecycle"
@@ -115,7 +114,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST", "/deployables", "create_deployable", "Create an empty deployable",
-        f"{DEPLOYABLES}:create", "Deployable", 201, request="DeployableNew",
+        f"{OPERATIONS}:create_deployable", "Deployable", 201, request="DeployableNew",
     ),
     Route(
         "GET", "/deployables/{name}", "get_deployable",
@@ -125,7 +124,7 @@ ROUTES: tuple[Route, ...] = (
         "PUT", "/deployables/{name}", "put_deployable",
         "Import (create or replace) the whole document; creates or updates the assemblies it"
         " names; 201 when created",
-        f"{IMPORTS}:put", "Deployable", request="DeployableImport", also=(201,),
+        f"{OPERATIONS}:put_deployable", "Deployable", request="DeployableImport", also=(201,),
     ),
     Route(
         "DELETE", "/deployables/{name}", "delete_deployable",

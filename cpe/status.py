@@ -7,7 +7,8 @@ document, the desired state, the lease and the latest events in one consistent
 read; ``compose_status`` turns them, with the supervisor's view of the DPE
 process, into the answer of ``GET /deployables/{name}/status``.  Assemblies and
 resources come in document order; what the DPE has not recorded (yet, or any
-more) shows as stopped.
+more) shows as stopped.  Failures are those within the escalation period of their
+object (the window that counts); all the recorded ones when escalation is off.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def compose_status(record: StatusRecord, dpe: dict[str, Any], now: float) -> dic
         "state": deployable.get("state", "stopped"),
         "reason": deployable.get("reason", ""),
         "desired": record.desired,
-        "failures": deployable.get("failures", []),
+        "failures": in_window(deployable.get("failures", []), record.document, now),
         "dpe": _dpe(record.lease, dpe, now),
         "assemblies": [
             _assembly(a, record.runtime, now, record.document.get("services", []))
@@ -87,7 +88,7 @@ def _assembly(
         "name": name,
         "state": recorded.get("state", "stopped"),
         "reason": recorded.get("reason", ""),
-        "failures": recorded.get("failures", []),
+        "failures": in_window(recorded.get("failures", []), assembly, now),
         "instance": instance.get("instance_id") if instance else None,
         "address": instance.get("address") if instance else None,
         "hostname": instance.get("hostname") if instance else None,
@@ -97,9 +98,9 @@ def _assembly(
     created = float(instance.get("created_at") or 0) if instance else 0.0
     if created > 0:
         row["uptime"] = round(max(0.0, now - created), 1)
-    row["resources"] = [_resource(name, r, runtime) for r in assembly.get("resources", [])]
+    row["resources"] = [_resource(name, r, runtime, now) for r in assembly.get("resources", [])]
     for service in services:  # a service shows under the assembly it is on now
-        copy = _resource(name, service, runtime)
+        copy = _resource(name, service, runtime, now)
         if copy["state"] not in _ABSENT and name in _candidates(service):
             row["resources"].append(copy | {"service": True})
     return row
@@ -127,13 +128,13 @@ def _service(service: dict[str, Any], runtime: Docs) -> dict[str, Any]:
     }
 
 
-def _resource(assembly: str, resource: dict[str, Any], runtime: Docs) -> dict[str, Any]:
+def _resource(assembly: str, resource: dict[str, Any], runtime: Docs, now: float) -> dict[str, Any]:
     recorded = runtime.get(RESOURCE, {}).get(f"{assembly}/{resource['name']}", {})
     return {
         "name": resource["name"],
         "agent": _agent(resource),
         "state": recorded.get("state", "stopped"),
-        "failures": recorded.get("failures", []),
+        "failures": in_window(recorded.get("failures", []), resource, now),
         "last_op": recorded.get("last_op"),
         "last_rc": recorded.get("last_rc"),
     }
@@ -144,3 +145,12 @@ def _agent(resource: dict[str, Any]) -> str:
     if rclass == "ocf":
         return f"ocf:{resource.get('provider', 'heartbeat')}:{resource.get('type')}"
     return f"{rclass}:{resource.get('type')}"
+
+
+def in_window(times: list[float], owner: dict[str, Any], now: float) -> list[float]:
+    """The failure ``times`` within ``owner``'s escalation period before ``now`` (those
+    that count towards escalating); all of them when its escalation is off."""
+    period = owner.get("escalation", {}).get("period")
+    if not isinstance(period, int | float) or isinstance(period, bool) or period <= 0:
+        return times
+    return [t for t in times if t > now - period]

@@ -3,18 +3,28 @@
 Every deployable has a ``Slot``, an explicit state machine (``DpeState``)::
 
     STOPPED --spawn or adopt--> STARTING --holds its lease--> RUNNING
+    STOPPED --no turn to start free--> QUEUED --a turn--> STARTING
     RUNNING --desired stopped: SIGTERM--> STOPPING --exits--> STOPPED
     STARTING, RUNNING --exits while wanted--> BACKOFF --delay--> STARTING
 
-The loop (``run``) calls ``tick`` when something happened (a DPE exited, a
-request came) and at least every ``check_interval``; ``tick`` reads the
-desired states and drives each slot towards its deployable's (the slot and
+The loop (``run``) calls ``tick`` when something happened and sleeps
+otherwise: a DPE exited, a request came, a DPE's wake-up (``notice``: it took
+its lease, or a deployable whose turn it is stored an event), or the next
+deadline came (a back-off, a stop's SIGKILL, a starting DPE's grace, a start's
+turn, the earliest lease expiry).  It does not poll: with every DPE running, it
+looks at the leases once per ``lease_ttl`` or so, in one read.  ``tick`` reads
+the desired states and drives each slot towards its deployable's (the slot and
 the seams are in ``cpe.dpe_slot``, what each state does in
-``cpe.dpe_reconcile``).  All time logic is in these three, on one injectable
-clock (monotonic time for delays, wall time for leases, as the DPEs write
-them); every change is an event in the store's event log (``dpe-started``,
-``dpe-running``, ``dpe-restarting``, ``dpe-adopted``, ``dpe-stopping``,
-``dpe-killed``, ``dpe-exited``, ``dpe-left``).
+``cpe.dpe_reconcile``, turns in ``cpe.dpe_admission``).  All time logic is in
+these, on one injectable clock (monotonic time for delays, wall time for
+leases, as the DPEs write them); every change is an event in the store's event
+log (``dpe-started``, ``dpe-running``, ``dpe-restarting``, ``dpe-adopted``,
+``dpe-stopping``, ``dpe-killed``, ``dpe-exited``, ``dpe-left``).
+
+A supervisor whose own loop was late (the host did not schedule cped, or it was
+stopped) does not blame its DPEs for it: in the tick that follows, no DPE is
+killed for its lease or its grace; they are judged again once they have had a
+lease renewal's time to run.
 
 How a dead DPE is noticed:
 
@@ -47,13 +57,13 @@ runtime documents) get a DPE that is told to stop them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from cpe.dpe_admission import Turns
 from cpe.dpe_reconcile import Reconciler, StoreCall, describe_exit
 from cpe.dpe_slot import (
     ELSEWHERE,
@@ -68,6 +78,7 @@ from cpe.dpe_slot import (
 from foundation.clock import Clock, SystemClock
 from foundation.errors import Conflict, PcloudError
 from foundation.store import Store
+from foundation.wakeup import DESIRED, LEASE, Wake
 
 __all__ = [
     "DpeProcess",
@@ -84,6 +95,7 @@ __all__ = [
 log = logging.getLogger("cped.supervisor")
 
 T = TypeVar("T")
+LATE = 1.0  # the loop woke this much later than it meant to: cped was not scheduled
 
 
 class Supervisor:
@@ -96,6 +108,7 @@ class Supervisor:
         options: Callable[[], SupervisorOptions] | None = None,
         clock: Clock | None = None,
         host: str | None = None,
+        on_event: Callable[[], None] | None = None,
         owns: Callable[[str], bool] | None = None,
         holder_gone: Callable[[str], bool] | None = None,
     ) -> None:
@@ -104,13 +117,19 @@ class Supervisor:
         self._options = options or SupervisorOptions
         self.clock: Clock = clock or SystemClock()
         self.slots: dict[str, Slot] = {}
+        self.turns = Turns()
+        self.ticks = 0  # how often it looked (tests and the benchmark)
         self._exits: list[tuple[str, int, int | None]] = []
         self._wake = asyncio.Event()
         self._ticked = False
+        self._judge_from = 0.0  # monotonic time from which DPEs are judged again
         host = host or socket.gethostname()  # the member name: lease holders' prefix
         self._reconciler = Reconciler(
             store, launcher, in_store or _direct, self._options, self.clock, host, self._record_exit
         )
+        self._reconciler.turns = self.turns
+        if on_event is not None:
+            self._reconciler.on_event = on_event
         if holder_gone is not None:
             self._reconciler.holder_gone = holder_gone
 
@@ -127,7 +146,8 @@ class Supervisor:
         slot = self._slot(name)
         slot.clear_failed = True
         slot.spawned_clearing = False  # a DPE spawned before this request: check it again
-        slot.attempts = 0
+        slot.attempts = slot.refusals = 0
+        slot.gave_up = False
         slot.retry_at = min(slot.retry_at, self.clock.monotonic())
         slot.waiting_note = ""
         settle(slot.stops, {"pid": None, "left": [], "note": "started again"})
@@ -189,6 +209,14 @@ class Supervisor:
             data["note"] = slot.waiting_note
         return data
 
+    def notice(self, wake: Wake) -> None:
+        """A DPE's wake-up: tick if it may change what the supervisor does."""
+        slot = self.slots.get(wake.deployable)
+        if slot is None:
+            return
+        if wake.kind in (LEASE, DESIRED) or self.turns.woken(wake.deployable):
+            self._wake.set()
+
     def _slot(self, name: str) -> Slot:
         slot = self.slots.setdefault(name, Slot(name))
         self._wake.set()
@@ -213,8 +241,26 @@ class Supervisor:
                 log.error("supervision: %s (trying again)", error)
             except Exception:
                 log.exception("supervision failed (trying again)")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._next_wait())
+            wait = self._next_wait()
+            meant = self.clock.monotonic() + wait
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                self._check_late(self.clock.monotonic() - meant)
+
+    def _check_late(self, late: float) -> None:
+        """Woken ``late`` seconds after it meant to: if cped was not scheduled, its
+        DPEs probably were not either; give them a renewal's time before judging."""
+        if late < LATE:
+            return
+        options = self.options
+        self._judge_from = self.clock.monotonic() + options.lease_renew + options.check_interval
+        log.warning(
+            "supervision ran %.1f s late (cped was not scheduled): DPEs are judged"
+            " on their leases again in %.1f s",
+            late,
+            options.lease_renew + options.check_interval,
+        )
 
     def wake(self) -> None:
         """Tick again soon (membership changed)."""
@@ -232,18 +278,27 @@ class Supervisor:
             log.info("leaving %d DPE(s) running (a new cped adopts them)", running)
 
     def _next_wait(self) -> float:
-        wait = self.options.check_interval
-        now = self.clock.monotonic()
+        """Seconds until the next deadline of any slot or turn (a DPE's wake-up,
+        an exit or a request may come sooner)."""
+        options = self.options
+        now, wall = self.clock.monotonic(), self.clock.time()
+        waits = [options.idle_look]
         for slot in self.slots.values():
-            if slot.state is DpeState.BACKOFF:
-                wait = min(wait, slot.retry_at - now)
-            elif slot.state is DpeState.STOPPING and not slot.killed:
-                wait = min(wait, slot.kill_at - now)
+            waits += _deadlines(slot, options, now, wall)
+        turns = self.turns.next_look(now, options.check_interval, options.start_turn)
+        if turns is not None:
+            waits.append(turns)
+        wait = min(waits)
+        if now < self._judge_from:  # nothing is judged before then: no need to look
+            wait = max(wait, self._judge_from - now)
         return max(wait, 0.01)
 
     async def tick(self) -> None:
         """Handle the exits recorded, then drive every slot towards its desired state."""
-        desired = await self._reconciler.db(_desired_states, self.store)
+        self.ticks += 1
+        desired = await self._reconciler.db(self.store.desired_states)
+        await self._reconciler.read_leases()
+        self._reconciler.judging = self.clock.monotonic() >= self._judge_from
         first, self._ticked = not self._ticked, True
         for name in desired:
             if name not in self.slots:
@@ -257,6 +312,7 @@ class Supervisor:
             if slot is not None and slot.generation == generation and slot.process is not None:
                 await self._reconciler.exited(slot, status, desired.get(name))
             self._exits.pop(0)
+        await self._settle_turns()
         for slot in list(self.slots.values()):
             try:
                 await self._reconcile(slot, desired.get(slot.name))
@@ -274,6 +330,29 @@ class Supervisor:
             placed[name] = want if here else ELSEWHERE
         return placed
 
+    async def _settle_turns(self) -> None:
+        """Give back the turns of starts that have settled, are over, or took too long."""
+        options, now = self.options, self.clock.monotonic()
+        for name in self.turns.overdue(now, options.start_turn):
+            self.turns.give_back(name)
+            log.warning(
+                "deployable=%s: not settled after %g s of starting: the next one gets its turn",
+                name,
+                options.start_turn,
+            )
+        for name in self.turns.due(now, options.check_interval):
+            slot = self.slots.get(name)
+            if slot is None or slot.state not in (DpeState.STARTING, DpeState.RUNNING):
+                self.turns.give_back(name)
+                continue
+            after = self.turns.turns[name].after_id
+            events = await self._reconciler.db(self._events_after, name, after)
+            if self.turns.read(name, events, now):
+                self.turns.give_back(name)
+
+    def _events_after(self, name: str, after_id: int) -> list[Any]:
+        return self.store.query_events(deployable=name, after_id=after_id, limit=1000)
+
     def _record_exit(self, name: str, generation: int, status: int | None) -> None:
         """Called by the launcher when a DPE exits: only record; ``tick`` acts."""
         self._exits.append((name, generation, status))
@@ -285,10 +364,23 @@ class Supervisor:
             settle(slot.stops, slot.stopped_answer([]))
             settle(slot.starts, {"pid": None, "note": "the deployable was deleted"})
             self.slots.pop(slot.name, None)
+            self.turns.give_back(slot.name)
 
 
-def _desired_states(store: Store) -> dict[str, str]:
-    return {doc["name"]: desired for doc, desired in store.list_deployables()}
+def _deadlines(slot: Slot, options: SupervisorOptions, now: float, wall: float) -> list[float]:
+    """Seconds until each time this slot needs a look (monotonic and wall deadlines)."""
+    if slot.state is DpeState.BACKOFF:
+        return [slot.retry_at - now]
+    if slot.state in (DpeState.STOPPED, DpeState.QUEUED) and slot.held_until > wall:
+        return [slot.held_until - wall]  # another's lease: a look once it has expired
+    if slot.state is DpeState.STARTING and not slot.killed:
+        # its wake-up says when it holds the lease; this looks in case one was lost
+        return [options.check_interval, slot.since + options.start_grace - now]
+    if slot.state is DpeState.STOPPING and not slot.killed:
+        return [slot.kill_at - now] + ([slot.lease_due - wall] if slot.lease_due else [])
+    if slot.state is DpeState.RUNNING and not slot.killed and slot.lease_due:
+        return [slot.lease_due - wall]
+    return []
 
 
 async def _direct(fn: Callable[..., T], *args: Any) -> T:

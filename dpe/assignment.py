@@ -30,9 +30,10 @@ Among equal scores Pacemaker prefers, in turn, the assembly with fewer
 resources placed so far, the one it already runs on, and the lower name;
 above 0 it also keeps it where it runs whenever that assembly ties for best.
 
-Three rules are ours: a service whose stop failed stays where it is (it may
+Four rules are ours: a service whose stop failed stays where it is (it may
 still run there; Pacemaker, with fencing off, blocks it there too) until that
-assembly is fenced; a service that may still run on an assembly whose state is
+assembly is fenced; nothing that must not run with it (-INFINITY, either way)
+starts there meanwhile (Pacemaker keeps only the dependent away); a service that may still run on an assembly whose state is
 not known yet (being connected to, or fenced) starts nowhere new; and a service
 assigned, in a colocation cycle, before a service it must run with that then
 runs nowhere does not run either (``colocation-cycle`` in ``dpe.pacemaker``).
@@ -68,6 +69,7 @@ _UNCERTAIN = (
     AssemblyState.CREATING,
     AssemblyState.CONNECTING,
     AssemblyState.FENCING,
+    AssemblyState.STOPPING,
 )
 
 
@@ -317,6 +319,21 @@ class _Assigner:
     def _up(self, assembly: str) -> bool:
         return self.obs.assembly(assembly).state is AssemblyState.RUNNING
 
+    def _held_apart(self, name: str, assembly: str) -> list[str]:
+        """The services that must not run with ``name`` (-INFINITY, either way) whose
+        stop failed on ``assembly``: blocked there until it is fenced (ours,
+        ``failed-stop`` in ``dpe.pacemaker``: Pacemaker only keeps the dependent away)."""
+        apart = {
+            c.with_ if c.service == name else c.service
+            for c in self.doc.colocations
+            if c.score <= -INFINITY and name in (c.service, c.with_)
+        }
+        return sorted(
+            other
+            for other in apart - {name}
+            if self._up(assembly) and stop_failed(self._status(assembly, other))
+        )
+
     def _status(self, assembly: str, name: str) -> ResourceStatus:
         return self.obs.resource(ResourceId(assembly, name))
 
@@ -366,6 +383,9 @@ class _Assigner:
         ):
             rc = f" (OCF {status.last_rc})" if status.last_rc else ""
             terms.append((-INFINITY, f"a hard error on {assembly}{rc}"))
+        for other in self._held_apart(service.name, assembly):
+            why = f"{other} must not run with it and may still run on {assembly} (its stop failed)"
+            terms.append((-INFINITY, why))
         misconfigured = self._misconfigured(service)
         if misconfigured is not None:  # its parameters are wrong: no assembly will do
             terms.append((-INFINITY, f"not configured on {misconfigured} (OCF 6)"))

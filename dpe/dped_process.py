@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -27,16 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from dpe.drivers.registry import LocalHost, make_driver
+from dpe.drivers.registry import LocalHost, check_settings, make_driver
 from dpe.engine import Engine, Planner, Watchdog
 from dpe.engine_timing import EngineOptions
 from dpe.fencing import FenceWatchdog
+from dpe.handshake_slots import HandshakeSlots, SlottedTransport
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
 from dpe.transport import SshTransport
 from foundation.clock import SystemClock
-from foundation.config import Config, fence_margin
+from foundation.config import Config, DpedSettings, fence_margin
 from foundation.document import load_document
 from foundation.errors import InvalidInput, PcloudError
 from foundation.events import Event
@@ -45,6 +47,7 @@ from foundation.keyshare import KeyShare, load_cluster_key
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
 from foundation.store import DEFAULT_BUSY_TIMEOUT, open_store
+from foundation.wakeup import WakeSender
 
 log = logging.getLogger("dpe.dped")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
@@ -69,14 +72,20 @@ class DpedSetup:
     close: Callable[[], None] = lambda: None
     print_events: TextIO | None = None
     policy_engine: str = "builtin"  # [dped] policy_engine
+    handshakes_at_once: int = DpedSettings.ssh_handshakes_at_once
     member: str | None = None  # the cped member this DPE runs under (its lease holder's prefix)
     key_share: KeyShare | None = None  # keys from the store, when this member lacks them
     watchdog: Watchdog | None = None
     local: LocalHost | None = None  # [dped] local_instances_dir, local_bridge_netns
 
     @classmethod
-    def from_store(cls, name: str, paths: Paths, config: Config) -> DpedSetup:
+    def from_store(
+        cls, name: str, paths: Paths, config: Config, *, member: str | None = None
+    ) -> DpedSetup:
+        """From the store of ``config``; ``member``: the one cped names (else the config's)."""
         validate_name(name, "deployable name")
+        if member is not None:
+            validate_name(member, "member name")
         store = open_store(
             config.cped.store,
             paths.store_file,
@@ -84,7 +93,8 @@ class DpedSetup:
             busy_timeout=store_timeout(config),
         )
         try:
-            store.get_document(name)  # exists and is valid, or refuse now
+            document = store.get_document(name)  # exists and is valid, or refuse now
+            check_settings(document.infrastructure, document.settings)  # exit 2, not 1
             key_file = config.cped.key_file
             share = (
                 KeyShare(store, paths.keys_dir, load_cluster_key(key_file)) if key_file else None
@@ -92,15 +102,22 @@ class DpedSetup:
         except PcloudError:
             store.close()
             raise
+        wake = WakeSender(paths.wake_socket)
+
+        def close() -> None:
+            wake.close()
+            store.close()
+
         return cls(
             name,
             paths,
             lambda: store.get_document(name),
-            StoreRuntime(store, name, store_clock=True),
+            StoreRuntime(store, name, wake.send, store_clock=True),
             options_from(config),
-            close=store.close,
+            close=close,
             policy_engine=config.dped.policy_engine,
-            member=config.cped.member_name,
+            handshakes_at_once=config.dped.ssh_handshakes_at_once,
+            member=member or config.cped.member_name,
             key_share=share,
             watchdog=FenceWatchdog(),
             local=LocalHost(config.dped.local_instances_dir, config.dped.local_bridge_netns),
@@ -125,14 +142,17 @@ class DpedSetup:
     def engine(self) -> Engine:
         document = self.read_document()
         self.fetch_keys(document)
+        driver = make_driver(document.infrastructure, self.paths, document.settings, self.local)
         engine = Engine(
             document,
-            driver=make_driver(document.infrastructure, self.paths, document.settings, self.local),
-            transport=SshTransport(),
+            driver=driver,
+            transport=SlottedTransport(
+                SshTransport(), HandshakeSlots(self.paths.handshake_dir, self.handshakes_at_once)
+            ),
             runtime=self.runtime,
             keys=self.keys,
             clock=SystemClock(),
-            options=self.options,
+            options=driver_options(self.options, driver),
             planner=planner_for(self.policy_engine),
             holder=f"{self.member}:{os.getpid()}" if self.member else None,
             watchdog=self.watchdog,
@@ -185,6 +205,20 @@ def store_timeout(config: Config) -> float:
         return DEFAULT_BUSY_TIMEOUT
     window = config.cped.lease_ttl - fence_margin(config.cped, config.dped)
     return max(MIN_STORE_TIMEOUT, window - config.dped.lease_renew_interval)
+
+
+DRIVER_TIMEOUTS = ("create_timeout", "destroy_timeout", "driver_timeout")
+
+
+def driver_options(options: EngineOptions, driver: object) -> EngineOptions:
+    """A driver whose calls take longer (a cloud's API; an image upload before a
+    create) says how long, in attributes named as the engine's options."""
+    longer: dict[str, Any] = {}
+    for name in DRIVER_TIMEOUTS:
+        value = getattr(driver, name, None)
+        if isinstance(value, float) and value > getattr(options, name):
+            longer[name] = value
+    return dataclasses.replace(options, **longer) if longer else options
 
 
 def options_from(config: Config) -> EngineOptions:

@@ -60,7 +60,7 @@ from dpe.engine_status import engine_status
 from dpe.engine_tasks import Tasks
 from dpe.engine_timing import EngineOptions, first_of
 from dpe.engine_watch import InstanceWatch
-from dpe.interfaces import Driver, Transport
+from dpe.interfaces import Driver, Notifying, Transport
 from dpe.planner import Goal
 from dpe.runtime import Runtime
 from dpe.states import DeployableState, StateCell, Subject, deployable_cell
@@ -160,14 +160,16 @@ class Engine:
     async def start(self, *, clear_failed: bool = False) -> None:
         """Take the lease, restore, adopt, and begin keeping the deployable available."""
         await self.lease.acquire(self.name)
+        # held from now on: listing a cloud's instances can outlast the lease's ttl
+        self.tasks.spawn(self.lease.hold())
         docs = self.runtime.load()
         self.moves.restore(docs)
         adoption = Adoption(self.deps, self.level, self.runners, self.log)
         adoption.restore(docs, clear_failed=clear_failed, epoch=self.lease.epoch)
         await adoption.adopt(docs.get(INSTANCE, {}))
+        self._hear_driver_notices()
         await self.watch.subscribe()
         self.tasks.spawn(self.control.run())
-        self.tasks.spawn(self.lease.hold())
         self.control.replan()
 
     async def stop(self) -> None:
@@ -243,6 +245,13 @@ class Engine:
         """The lease is lost: start nothing more, end every runner's work."""
         self.control.abort()
         self.runners.halt()
+
+    def _hear_driver_notices(self) -> None:
+        """What a driver has to say about no one instance (its cloud's API not
+        answering, an image upload) becomes an event of the deployable."""
+        driver = self.deps.driver
+        if isinstance(driver, Notifying):
+            driver.set_notice(self.cell.note)
 
     async def _close_driver(self) -> None:
         """Drop the driver's connection (libvirt's); the instances keep running."""

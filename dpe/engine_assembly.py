@@ -250,14 +250,16 @@ class AssemblyRunner:
         self.cell.set(AssemblyState.FAILED, reason)
         return True
 
-    async def fence(self, reason: str) -> bool:
-        """Destroy every instance of this assembly the driver knows; True once done."""
+    async def fence(self, reason: str, *, stopping: bool = False) -> bool:
+        """Destroy every instance of this assembly the driver knows; True once done.
+        ``stopping``: on a stop, which is not a failure, and says so (state stopping)."""
         self.halt()
-        self.cell.set(AssemblyState.FENCING, reason)
+        self.cell.set(AssemblyState.STOPPING if stopping else AssemblyState.FENCING, reason)
         try:
             destroyed = await self._destroy_all()
         except (PcloudError, OSError) as error:
-            self.cell.set(AssemblyState.FAILED, f"fencing failed: {error}")
+            what = "destroying its instance" if stopping else "fencing"
+            self.cell.set(AssemblyState.FAILED, f"{what} failed: {error}")
             return False
         self.instance = None
         self.hooks.instance_changed(self)

@@ -166,16 +166,17 @@ class ControlLoop:
         return await runner.operate(assembly, str(action.kind), params)
 
     async def _fence(self, assembly: AssemblyRunner) -> bool:
-        if self.level.goal is Goal.STOP:
-            reason = "stopping the deployable"
+        stopping = self.level.goal is Goal.STOP
+        if stopping:
+            reason = "the deployable is stopping: destroying its instance"
         elif self.level.document.assembly(assembly.name) is None:
             reason = "removed from the deployable"
         else:
             reason = "fencing the failed instance"
-        if not await assembly.fence(reason):
+        if not await assembly.fence(reason, stopping=stopping):
             return False
         for runner in self.runners.on(assembly.name):
-            runner.forget("its instance was destroyed")
+            runner.forget("its instance was destroyed", quietly=stopping)
         return True
 
     # -- converged: nothing left to do --------------------------------------------

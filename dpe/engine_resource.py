@@ -208,14 +208,17 @@ class ResourceRunner:
 
     # -- forgetting and remembering ---------------------------------------------
 
-    def forget(self, reason: str) -> None:
-        """Its instance is gone: nothing is known (but a hard error stays)."""
+    def forget(self, reason: str, *, quietly: bool = False) -> None:
+        """Its instance is gone: nothing is known (but a hard error stays).  ``quietly``
+        (a stop): a resource already stopped has nothing to report, no event."""
         self.cancel_monitor()
         self.last_op = self.last_rc = None
         self.applied = None
         self.retries.reset()  # a new instance: its failures are not in a row with these
         self.retry_at = None
-        if self.state is not ResourceState.UNRECOVERABLE:
+        if quietly and self.state is ResourceState.STOPPED:
+            self.cell.reset(ResourceState.UNKNOWN, reason)
+        elif self.state is not ResourceState.UNRECOVERABLE:
             self.cell.set(ResourceState.UNKNOWN, reason)
         self.hooks.resource_changed(self)
 

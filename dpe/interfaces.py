@@ -135,3 +135,14 @@ class Watch(Protocol):
 @runtime_checkable
 class InstanceWatcher(Protocol):
     async def watch(self, callback: Callable[[str, InstanceState], None]) -> Watch: ...
+
+
+# Optional too: a driver with something to tell the operator that is about
+# neither one instance nor an error of a call (its cloud's API stopped
+# answering, an image upload's progress) is a ``Notifying``; the engine gives
+# it a callback that records the text as an event of the deployable.
+
+
+@runtime_checkable
+class Notifying(Protocol):
+    def set_notice(self, notice: Callable[[str], None]) -> None: ...

@@ -3,10 +3,15 @@
     dped [-v] [--foreground] [--leave-running] [--clear-failed] DEPLOYABLE
     dped [-v] --document FILE [--state-dir DIR] [--leave-running]
     dped --document FILE --export-cib
+    dped --document FILE --purge-images
 
 ``--export-cib`` prints the document as a Pacemaker CIB (``dpe.cib``) and
 exits: its configuration only, with an empty status section, since nothing of
-the deployable has been observed.
+the deployable has been observed.  ``--purge-images`` removes what the
+infrastructure keeps for the document's assemblies (openstack: the images
+uploaded to glance and the key pairs) and prints what it removed as JSON
+(``pcloudsh deployable_delete --purge`` runs it, so openstacksdk stays out of
+the shell's process).
 
 Exit codes: 0 stopped cleanly (or left running when asked), 1 failure (lease
 lost, store or driver unreachable...), 2 bad usage or an invalid document.
@@ -21,6 +26,7 @@ quiet_third_party_warnings()
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -29,7 +35,7 @@ from dpe.dped_process import DpedSetup, ExitCode, read_document_file, serve
 from foundation.config import load_config
 from foundation.errors import InvalidInput, NotFound, PcloudError, Unavailable
 from foundation.model import validate_name
-from foundation.paths import Paths, resolve
+from foundation.paths import LOG_MODE, Paths, private_file, resolve
 
 LOG_FORMAT = "%(asctime)s dped[%(process)d] %(levelname)s %(name)s: %(message)s"
 
@@ -42,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE
     if args.export_cib:
         return _export_cib(args)
+    if args.purge_images:
+        return _purge_images(args)
     if args.state_dir is not None and args.document is None:
         print("dped: --state-dir goes with --document", file=sys.stderr)
         return ExitCode.USAGE
@@ -76,6 +84,35 @@ def _export_cib(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _purge_images(args: argparse.Namespace) -> int:
+    """Remove the infrastructure's copies of the document's assemblies; print them as JSON."""
+    if args.document is None or args.leave_running or args.clear_failed or args.export_cib:
+        print("dped: --purge-images goes with --document FILE only", file=sys.stderr)
+        return ExitCode.USAGE
+    import json
+
+    from dpe.drivers.registry import purge_images
+    from foundation.keyfiles import load_assembly_keys
+
+    try:
+        document = read_document_file(args.document)
+        paths = _paths(args.state_dir)
+        names = [a.name for a in document.assemblies]
+        public_keys = []
+        for name in names:
+            with contextlib.suppress(NotFound):  # an assembly deleted with its keys
+                public_keys.append(load_assembly_keys(paths.keys_dir, name).public_key)
+        removed = purge_images(
+            document.infrastructure, paths, document.settings, names, public_keys
+        )
+    except (InvalidInput, NotFound) as error:
+        return _fail(error, ExitCode.USAGE)
+    except PcloudError as error:
+        return _fail(error, ExitCode.FAILURE)
+    print(json.dumps(removed))
+    return ExitCode.OK
+
+
 def _setup(args: argparse.Namespace) -> DpedSetup:
     if args.document is not None:
         _logging(args.verbose, logging.WARNING)
@@ -86,7 +123,7 @@ def _setup(args: argparse.Namespace) -> DpedSetup:
     _logging(args.verbose, logging.getLevelName(config.dped.log_level.upper()))
     if not args.foreground:
         _log_to_file(paths, args.deployable)
-    return DpedSetup.from_store(args.deployable, paths, config)
+    return DpedSetup.from_store(args.deployable, paths, config, member=args.member)
 
 
 def _paths(state_dir: Path | None) -> Paths:
@@ -108,7 +145,7 @@ def _log_to_file(paths: Paths, deployable: str) -> None:
     path = paths.log_dir / f"dped-{deployable}.log"
     try:
         paths.log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path)
+        handler = logging.FileHandler(private_file(path, LOG_MODE))
     except OSError as error:
         raise Unavailable(f"cannot write the log {path}: {error.strerror}") from error
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -147,6 +184,11 @@ def _parser() -> argparse.ArgumentParser:
         help="with --document: print it as a Pacemaker CIB and exit",
     )
     parser.add_argument(
+        "--purge-images",
+        action="store_true",
+        help="with --document: remove the images and key pairs kept for its assemblies",
+    )
+    parser.add_argument(
         "--foreground", action="store_true", help="log to standard error (as under cped or systemd)"
     )
     parser.add_argument(
@@ -156,6 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--clear-failed", action="store_true", help="start again a deployable that had failed"
+    )
+    parser.add_argument(
+        "--member",
+        metavar="NAME",
+        help="the cped member this DPE runs under (default: [cped] member)",
     )
     parser.add_argument(
         "-c",

@@ -91,6 +91,10 @@ harness requires the two plans to agree on every resource outside it.
     whose stop failed stays where it is in both (Pacemaker blocks it there,
     and stops the services that must run with it), and the engine fences that
     assembly before the service starts anywhere else, whatever the scores say.
+    Nothing that must not run with it (a -INFINITY colocation, either way)
+    starts on that assembly before the fence; Pacemaker keeps only the
+    dependent of such a colocation away, and may start the other service
+    beside the blocked copy.
 ``colocation-cycle``
     In a cycle of colocations a service can be assigned before the service it
     must run with (at INFINITY), which can then run nowhere.  We keep it

@@ -313,7 +313,7 @@ class _Builder:
         return names + sorted(set(self.obs.assemblies) - set(names))
 
     def _fence_wanted(self, name: str, state: AssemblyState, probing: bool) -> bool:
-        if state in (AssemblyState.STOPPED, AssemblyState.FENCING):
+        if state in (AssemblyState.STOPPED, AssemblyState.FENCING, AssemblyState.STOPPING):
             return False
         if self.obs.goal is Goal.STOP or self.doc.assembly(name) is None:
             # stopping, or an assembly removed from the document: a running

@@ -13,11 +13,17 @@ the store refuses it with ``LeaseLost`` when the epoch has moved on, so a DPE
 that lost its lease changes nothing even before it notices.  With
 ``store_clock`` the store's clock judges the lease (several members: one
 clock), not the ``now`` the engine passes.
+
+``StoreRuntime`` also tells cped, by a wake-up (``foundation.wakeup``), when it
+has committed an event or taken or given up the lease, so that cped need not
+poll the store for them (on PostgreSQL the store also tells every member, by a
+notification at commit: ``foundation.store_pg``).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -25,6 +31,13 @@ from foundation.errors import LeaseLost
 from foundation.events import Event
 from foundation.runtime_kinds import Docs
 from foundation.store import Fence, Store
+from foundation.wakeup import EVENT, LEASE
+
+Wake = Callable[[str, str], None]  # (kind, deployable): tell cped, never block
+
+
+def _no_wake(kind: str, deployable: str) -> None:
+    return None
 
 
 class Runtime(Protocol):
@@ -52,9 +65,12 @@ class Runtime(Protocol):
 class StoreRuntime:
     """The runtime of one deployable in the shared store."""
 
-    def __init__(self, store: Store, deployable: str, *, store_clock: bool = False) -> None:
+    def __init__(
+        self, store: Store, deployable: str, wake: Wake = _no_wake, *, store_clock: bool = False
+    ) -> None:
         self.store = store
         self.deployable = deployable
+        self.wake = wake
         self.store_clock = store_clock
         self.fence: Fence | None = None  # the lease held, once acquired
 
@@ -68,12 +84,15 @@ class StoreRuntime:
         self.store.delete_runtime(self.deployable, kind, key, fence=self.fence)
 
     def append_event(self, event: Event) -> Event:
-        return self.store.append_event(event, fence=self.fence)
+        stored = self.store.append_event(event, fence=self.fence)
+        self.wake(EVENT, self.deployable)
+        return stored
 
     def acquire_lease(self, holder: str, pid: int, ttl: float, now: float) -> int | None:
         epoch = self.store.acquire_lease(self.deployable, holder, pid, ttl, self._now(now))
         if epoch is not None:
             self.fence = Fence(holder, epoch)
+            self.wake(LEASE, self.deployable)
         return epoch
 
     def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
@@ -83,6 +102,7 @@ class StoreRuntime:
         self.store.release_lease(self.deployable, holder, epoch)
         if self.fence == Fence(holder, epoch):
             self.fence = None
+        self.wake(LEASE, self.deployable)
 
     def _now(self, now: float) -> float | None:
         return None if self.store_clock else now

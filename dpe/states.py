@@ -23,6 +23,7 @@ class AssemblyState(StrEnum):
     RUNNING = "running"  # connected, heartbeat answered
     FAILED = "failed"  # lost: to be fenced
     FENCING = "fencing"  # the instance is being destroyed
+    STOPPING = "stopping"  # the instance is being destroyed: the deployable stops
     STOPPED = "stopped"  # no instance
 
 
@@ -50,13 +51,16 @@ _R = ResourceState
 _D = DeployableState
 
 ASSEMBLY_TRANSITIONS: Mapping[AssemblyState, frozenset[AssemblyState]] = {
-    _A.UNKNOWN: frozenset({_A.CREATING, _A.CONNECTING, _A.FAILED, _A.FENCING, _A.STOPPED}),
-    _A.STOPPED: frozenset({_A.CREATING, _A.FENCING}),
-    _A.CREATING: frozenset({_A.CONNECTING, _A.FAILED, _A.FENCING}),
-    _A.CONNECTING: frozenset({_A.RUNNING, _A.FAILED, _A.FENCING}),
-    _A.RUNNING: frozenset({_A.FAILED, _A.FENCING}),
-    _A.FAILED: frozenset({_A.FENCING}),
+    _A.UNKNOWN: frozenset(
+        {_A.CREATING, _A.CONNECTING, _A.FAILED, _A.FENCING, _A.STOPPING, _A.STOPPED}
+    ),
+    _A.STOPPED: frozenset({_A.CREATING, _A.FENCING, _A.STOPPING}),
+    _A.CREATING: frozenset({_A.CONNECTING, _A.FAILED, _A.FENCING, _A.STOPPING}),
+    _A.CONNECTING: frozenset({_A.RUNNING, _A.FAILED, _A.FENCING, _A.STOPPING}),
+    _A.RUNNING: frozenset({_A.FAILED, _A.FENCING, _A.STOPPING}),
+    _A.FAILED: frozenset({_A.FENCING, _A.STOPPING}),
     _A.FENCING: frozenset({_A.STOPPED, _A.FAILED}),
+    _A.STOPPING: frozenset({_A.STOPPED, _A.FAILED}),
 }
 
 RESOURCE_TRANSITIONS: Mapping[ResourceState, frozenset[ResourceState]] = {
@@ -135,6 +139,13 @@ class StateCell(Generic[S]):
         """Set ``state``; if it already is, still tell why (a note)."""
         if not self.set(state, reason):
             self.note(reason)
+
+    def reset(self, state: S, reason: str) -> None:
+        """Change the state without an event: what it was is gone and nobody needs
+        telling (a stopped resource whose instance a stop destroyed)."""
+        if state != self.state and state not in self._transitions.get(self.state, frozenset()):
+            raise InvalidTransition(f"{self.subject}: {self.state} -> {state} ({reason})")
+        self.state, self.reason = state, reason
 
     def note(self, reason: str) -> None:
         """An event that changes no state (for example why a resource cannot start)."""

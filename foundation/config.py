@@ -66,6 +66,8 @@ class CpedSettings:
     dpe_backoff_initial: float = 1.0  # first delay before restarting a dead DPE
     dpe_backoff_max: float = 60.0  # cap of the exponential back-off
     lease_ttl: float = 5.0  # a DPE lease not renewed for this long is expired
+    dpe_starts_at_once: int = 8  # deployables whose DPE is starting at once; others queue
+    dpe_start_turn: float = 120.0  # the longest one start keeps its turn
     shutdown_timeout: float = 10.0  # how long a stop waits for requests in flight
     event_retention: float | None = 90 * 86400.0  # events older are deleted; None: kept forever
     store: str | None = None  # a postgresql:// URL shared by members; None: SQLite in the state dir
@@ -84,6 +86,7 @@ class DpedSettings:
     policy_engine: str = "builtin"
     log_level: str = "info"
     lease_renew_interval: float = 1.0
+    ssh_handshakes_at_once: int = 4  # SSH key exchanges at once on this host, all DPEs together
     fence_margin: float | None = None  # stop acting this long before the lease can expire
     local_instances_dir: Path | None = None  # the local driver's instances, shared by members
     local_bridge_netns: str = ""  # named network namespace of the local driver's guest bridge
@@ -246,6 +249,16 @@ def _positive_duration(text: str) -> float:
     return seconds
 
 
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+    if number <= 0:
+        raise ValueError(f"must be greater than zero: {text!r}")
+    return number
+
+
 def _duration_or_forever(text: str) -> float | None:
     if text.strip() == "forever":
         return None
@@ -369,6 +382,8 @@ _SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
         "dpe_backoff_initial": _positive_duration,
         "dpe_backoff_max": _positive_duration,
         "lease_ttl": _positive_duration,
+        "dpe_starts_at_once": _positive_int,
+        "dpe_start_turn": _positive_duration,
         "shutdown_timeout": _positive_duration,
         "event_retention": _duration_or_forever,
         "store": _store_url,
@@ -381,6 +396,7 @@ _SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
         "policy_engine": _choice(POLICY_ENGINES),
         "log_level": _choice(LOG_LEVELS),
         "lease_renew_interval": _positive_duration,
+        "ssh_handshakes_at_once": _positive_int,
         "fence_margin": _positive_duration,
         "local_instances_dir": _directory,
         "local_bridge_netns": _netns_name,

@@ -56,12 +56,42 @@ class Paths:
     def pidfile(self) -> Path:
         return self.runtime_dir / "cped.pid"
 
+    @property
+    def wake_socket(self) -> Path:
+        """Where cped hears that a DPE stored something (``foundation.wakeup``).
+
+        As long as ``socket``: a home whose API socket fits fits this one too."""
+        return self.runtime_dir / "wake.sock"
+
+    @property
+    def handshake_dir(self) -> Path:
+        """The host-wide slots of SSH handshakes (``dpe.handshake_slots``)."""
+        return self.runtime_dir / "handshakes"
+
     def ensure(self) -> None:
         """Create the directories.  The runtime directory stays 0755: access to
         cped is decided by the socket's own mode (0660) and group."""
         for directory in (self.config_dir, self.state_dir, self.runtime_dir):
             directory.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+STORE_MODE = 0o600  # resource parameters may hold passwords
+LOG_MODE = 0o640
+HISTORY_MODE = 0o600  # what the admin typed, parameters included
+
+
+def private_file(path: Path, mode: int) -> Path:
+    """``path``, created empty with ``mode`` when missing; an existing file loses the
+    permissions ``mode`` does not give (it is never opened wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+    try:
+        current = os.fstat(fd).st_mode & 0o777
+        if current & ~mode:
+            os.fchmod(fd, current & mode)
+    finally:
+        os.close(fd)
+    return path
 
 
 def resolve(environ: Mapping[str, str] | None = None, uid: int | None = None) -> Paths:

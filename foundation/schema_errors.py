@@ -28,6 +28,8 @@ from foundation.problems import join, kind
 LENIENT = {"lenient": True}  # validation context: any string passes as a name
 KEY = "[key]"  # pydantic's mark of a mapping's key in an error's location
 Loc = tuple[int | str, ...]
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}")  # what an unknown field may echo
+UNSHOWN_KEY = "unknown field whose name is not a field name (not shown)"
 
 _OBJECT_ERRORS = {"model_type", "dict_type", "model_attributes_type", "dataclass_type"}
 _LIST_ERRORS = {"tuple_type", "list_type", "iterable_type"}
@@ -36,10 +38,20 @@ _LIST_ERRORS = {"tuple_type", "list_type", "iterable_type"}
 def problems_of(
     error: ValidationError, model: type[BaseModel], path: str = ""
 ) -> list[dict[str, str]]:
-    return [
-        {"path": _path(path, item["loc"]), "message": _message(item, model)}
-        for item in error.errors(include_url=False)
-    ]
+    return [_problem(path, item, model) for item in error.errors(include_url=False)]
+
+
+def _problem(prefix: str, item: Any, model: type[BaseModel]) -> dict[str, str]:
+    loc: Loc = item["loc"]
+    if item["type"] == "extra_forbidden" and not _shown_as_key(loc[-1]):
+        # never echoed: a file that is no document (/etc/shadow read as YAML, say)
+        # would have its lines, secrets included, printed back as unknown fields
+        return {"path": _path(prefix, loc[:-1]), "message": UNSHOWN_KEY}
+    return {"path": _path(prefix, loc), "message": _message(item, model)}
+
+
+def _shown_as_key(key: int | str) -> bool:
+    return isinstance(key, int) or FIELD_NAME.fullmatch(key) is not None
 
 
 def is_lenient(context: Any) -> bool:

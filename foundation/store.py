@@ -55,6 +55,7 @@ from foundation.store_dialect import (
     SqliteDialect,
     WriteLock,
 )
+from foundation.wakeup import DESIRED, EVENT, LEASE
 
 HOST_JEOS = "host"  # the built-in JEOS: assemblies that run on this machine (local driver)
 DESIRED_STATES = ("stopped", "started")
@@ -67,6 +68,7 @@ __all__ = [
     "WriteLock",
     "open_store",
 ]
+LEASE_KEYS = ("holder", "pid", "epoch", "expires_at", "renewed_at")
 
 
 class Schema:
@@ -565,6 +567,11 @@ class Store:
             self._exec("DELETE FROM requests WHERE deployable = ?", (name,))
             if not self._exec("DELETE FROM deployables WHERE name = ?", (name,)).rowcount:
                 raise NotFound(f"no such deployable: {name!r}", deployable=name)
+            self.dialect.wake(self._conn(), DESIRED, name)
+
+    def desired_states(self) -> dict[str, str]:
+        """name -> desired state of every deployable (no documents read)."""
+        return dict(self._all("SELECT name, desired_state FROM deployables ORDER BY name"))
 
     def get_desired_state(self, name: str) -> str:
         row = self._one("SELECT desired_state FROM deployables WHERE name = ?", (name,))
@@ -576,8 +583,10 @@ class Store:
         if state not in DESIRED_STATES:
             raise ValueError(f"not a desired state: {state!r}")
         sql = "UPDATE deployables SET desired_state = ? WHERE name = ?"
-        if not self._write(sql, (state, name)):
-            raise NotFound(f"no such deployable: {name!r}", deployable=name)
+        with self.transaction():
+            if not self._exec(sql, (state, name)).rowcount:
+                raise NotFound(f"no such deployable: {name!r}", deployable=name)
+            self.dialect.wake(self._conn(), DESIRED, name)
 
     def document_dict(self, name: str) -> dict[str, Any]:
         """The whole document as stored, assemblies expanded (not validated)."""
@@ -631,12 +640,14 @@ class Store:
             self._fenced(deployable, fence)
             self._exec(sql, args)
 
-    def get_runtime(self, deployable: str) -> dict[str, dict[str, dict[str, Any]]]:
-        """kind -> key -> document."""
-        rows = self._all(
-            "SELECT kind, key, doc FROM runtime WHERE deployable = ? ORDER BY kind, key",
-            (deployable,),
-        )
+    def get_runtime(
+        self, deployable: str, kind: str | None = None
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """kind -> key -> document (of one ``kind`` only, if given)."""
+        sql, args = "SELECT kind, key, doc FROM runtime WHERE deployable = ?", [deployable]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        rows = self._all(sql + " ORDER BY kind, key", args)
         state: dict[str, dict[str, dict[str, Any]]] = {}
         for kind, key, doc in rows:
             state.setdefault(kind, {})[key] = _load(doc)
@@ -687,7 +698,7 @@ class Store:
                 ),
             ).fetchone()
             event_id = int(row[0])
-            self.dialect.notify_event(self._conn(), event_id)
+            self.dialect.wake(self._conn(), EVENT, event.deployable)
         return Event(
             event.time,
             event.deployable,
@@ -826,12 +837,6 @@ class Store:
             member["age"] = max(0.0, now - float(member["heartbeat"]))
         return now, members
 
-    def list_leases(self) -> list[dict[str, Any]]:
-        """Every lease: deployable, holder, pid, epoch, expires_at, renewed_at."""
-        keys = ("deployable", "holder", "pid", "epoch", "expires_at", "renewed_at")
-        rows = self._all(f"SELECT {', '.join(keys)} FROM leases ORDER BY deployable")
-        return [dict(zip(keys, row, strict=True)) for row in rows]
-
     # -- requests to whichever member runs a deployable -----------------------------
 
     def add_request(self, deployable: str, kind: str) -> int:
@@ -911,6 +916,8 @@ class Store:
                     " RETURNING epoch",
                     (pid, at + ttl, at, holder, holder, deployable, holder, at),
                 ).fetchone()
+            if row is not None:
+                self.dialect.wake(self._conn(), LEASE, deployable)
         return int(row[0]) if row is not None else None
 
     def renew_lease(
@@ -928,12 +935,21 @@ class Store:
 
     def release_lease(self, deployable: str, holder: str, epoch: int) -> None:
         """Give the lease up (if still ours); the epoch is kept."""
-        self._write(
-            "UPDATE leases SET holder = NULL, pid = NULL, expires_at = 0"
-            " WHERE deployable = ? AND holder = ? AND epoch = ?",
-            (deployable, holder, epoch),
-            lock=None,
+        with self.transaction(None):
+            released = self._exec(
+                "UPDATE leases SET holder = NULL, pid = NULL, expires_at = 0"
+                " WHERE deployable = ? AND holder = ? AND epoch = ?",
+                (deployable, holder, epoch),
+            ).rowcount
+            if released:
+                self.dialect.wake(self._conn(), LEASE, deployable)
+
+    def list_leases(self) -> dict[str, dict[str, Any]]:
+        """deployable -> its lease (as ``get_lease``), for every lease ever held."""
+        rows = self._all(
+            "SELECT deployable, holder, pid, epoch, expires_at, renewed_at FROM leases"
         )
+        return {row[0]: dict(zip(LEASE_KEYS, row[1:], strict=True)) for row in rows}
 
     def get_lease(self, deployable: str) -> dict[str, Any] | None:
         """{holder, pid, epoch, expires_at, renewed_at}; None if never held.
@@ -946,8 +962,7 @@ class Store:
         )
         if row is None:
             return None
-        keys = ("holder", "pid", "epoch", "expires_at", "renewed_at")
-        return dict(zip(keys, row, strict=True))
+        return dict(zip(LEASE_KEYS, row, strict=True))
 
 
 def open_store(

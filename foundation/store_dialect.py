@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from foundation.errors import Conflict, StoreError
+from foundation.paths import STORE_MODE, private_file
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 
@@ -107,8 +108,8 @@ class Dialect(Protocol):
         """Make the next event id ``value + 1`` (import)."""
         ...
 
-    def notify_event(self, db: Connection, event_id: int) -> None:
-        """Tell listeners, at commit, that event ``event_id`` exists."""
+    def wake(self, db: Connection, kind: str, deployable: str) -> None:
+        """Tell every member, at commit, what changed (``foundation.wakeup``)."""
         ...
 
 
@@ -127,6 +128,7 @@ class SqliteDialect:
     def connect(self) -> Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path, STORE_MODE)  # SQLite gives its -wal and -shm files this mode
             db = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
@@ -202,5 +204,5 @@ class SqliteDialect:
         db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'", ())
         db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (value,))
 
-    def notify_event(self, db: Connection, event_id: int) -> None:
-        return None  # readers poll the last id (cpe.eventfeed)
+    def wake(self, db: Connection, kind: str, deployable: str) -> None:
+        return None  # one host: its DPEs' datagrams wake cped (foundation.wakeup)

@@ -13,8 +13,10 @@ on them:
   writes do not take it (they are single guarded statements, or hold the lease
   row), so a member stuck in a catalog write never delays a lease renewal;
 - event ids are given under an advisory lock of their own and become visible
-  in order, so "every event after the last id seen" never skips one; each
-  commit also sends ``NOTIFY pcloud_events`` (``cpe.eventfeed`` listens);
+  in order, so "every event after the last id seen" never skips one;
+- the commit of an event, a lease taken or given up, or a desired state also
+  sends the wake-up a DPE sends its own cped (``foundation.wakeup``) with
+  ``NOTIFY pcloud_wake``, to every member (``cpe.wakeups`` listens);
 - time is the server's (``clock_timestamp()``): leases and heartbeats are
   judged by one clock whatever the members' clocks say.
 
@@ -39,9 +41,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from foundation.errors import Conflict, InvalidInput, StoreError
 from foundation.store_dialect import DEFAULT_BUSY_TIMEOUT, Connection, WriteLock
+from foundation.wakeup import encode
 
 SCHEMES = ("postgresql", "postgres")
-EVENT_CHANNEL = "pcloud_events"
+WAKE_CHANNEL = "pcloud_wake"
 LOCK_CLASS = 0x70636C64  # "pcld": the advisory lock space of this project
 LOCK_IDS = {WriteLock.CATALOG: 1, WriteLock.EVENTS: 2}
 KEEPALIVE = {"keepalives": "1", "keepalives_idle": "2", "keepalives_interval": "1"}
@@ -203,8 +206,8 @@ class PostgresDialect:
             (max(value, 1), value > 0),
         )
 
-    def notify_event(self, db: Connection, event_id: int) -> None:
-        db.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, str(event_id)))
+    def wake(self, db: Connection, kind: str, deployable: str) -> None:
+        db.execute("SELECT pg_notify(%s, %s)", (WAKE_CHANNEL, encode(kind, deployable).decode()))
 
 
 def _pg(db: Connection) -> psycopg.Connection[Any]:

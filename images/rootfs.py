@@ -18,12 +18,16 @@ import os
 import shutil
 from pathlib import Path
 
+from images import pcloud_firstboot
+
 ROOT_LABEL = "pcloud-root"
 KERNEL_CMDLINE = f"root=LABEL={ROOT_LABEL} ro console=ttyS0 net.ifnames=0 panic=10"
 PLACEHOLDER_HOSTNAME = "jeos"
 FALLBACK_ADDRESS = "10.0.2.15/24"
 FALLBACK_GATEWAY = "10.0.2.2"
 FALLBACK_WAIT_SECONDS = 60  # generous: a wrong fallback on a DHCP network would be worse
+# The OpenStack config drive's identity (see images.pcloud_firstboot): its own source.
+FIRSTBOOT = Path(pcloud_firstboot.__file__).read_text()
 
 # (path in the guest, mode, content)
 FILES: tuple[tuple[str, int, str], ...] = (
@@ -81,6 +85,17 @@ FILES: tuple[tuple[str, int, str], ...] = (
         "ExecStart=/usr/bin/ssh-keygen -q -t rsa -b 2048 -N '' -f /etc/ssh/ssh_host_rsa_key\n\n"
         "[Install]\nWantedBy=ssh.service\n",
     ),
+    ("usr/local/sbin/pcloud-firstboot", 0o755, FIRSTBOOT),
+    (
+        "etc/systemd/system/pcloud-firstboot.service",
+        0o644,
+        "[Unit]\nDescription=Identity from an OpenStack config drive (pacemaker-cloud)\n"
+        "After=local-fs.target systemd-udevd.service\n"
+        "Before=ssh.service pcloud-ssh-hostkey.service\n\n"
+        "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/pcloud-firstboot\n"
+        "StandardOutput=journal+console\n\n"
+        "[Install]\nWantedBy=ssh.service\n",
+    ),
     (
         "etc/ssh/sshd_config.d/pacemaker-cloud.conf",
         0o644,
@@ -102,6 +117,7 @@ ENABLE = (
     ("systemd-networkd.socket", "sockets.target.wants"),
     ("pcloud-net-fallback.service", "multi-user.target.wants"),
     ("pcloud-ssh-hostkey.service", "ssh.service.wants"),
+    ("pcloud-firstboot.service", "ssh.service.wants"),
 )
 MASK = (
     "apt-daily.timer",

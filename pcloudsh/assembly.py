@@ -159,8 +159,10 @@ class AssemblyCommands(Noun):
         ssh uses the assembly's own key and accepts only the host key pinned for
         it; the exit status is the remote command's (255 when ssh cannot connect
         or the host key is not the pinned one).  Options of pcloudsh come before
-        the --: "assembly_ssh shop web -- ls -l /etc".  With --json, print how to
-        reach the instance (and the ssh command line) instead of connecting.
+        the --: "assembly_ssh shop web -- ls -l /etc".  One word is a command line
+        for the remote shell ("-- 'ps -ef | grep http'"); several words reach the
+        command as given, each quoted.  With --json, print how to reach the
+        instance (and the ssh command line) instead of connecting.
         """
         from pcloudsh.deployable import lifecycle_request
         from pcloudsh.sshaccess import endpoint_of, login_for, running_assembly

@@ -36,3 +36,13 @@ def all_commands() -> list[tuple[type[Noun], CommandSpec]]:
 
 def find(name: str) -> tuple[type[Noun], CommandSpec] | None:
     return next(((n, s) for n, s in all_commands() if s.name == name), None)
+
+
+def unknown_command(name: str, fallback: str) -> str:
+    """The error for a command that does not exist, with the closest one when there is one."""
+    import difflib
+
+    names = [spec.name for _noun, spec in all_commands()]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else f" ({fallback})"
+    return f"pcloudsh: error: unknown command {name!r}{hint}"

@@ -11,6 +11,7 @@ never print and never exit.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from collections.abc import Callable
@@ -55,6 +56,7 @@ class Arg:
 
 
 Attach = Callable[[argparse.Action, Names], None]
+NEGATIVE_VALUE = re.compile(r"^-\d+(\.\d+)?[A-Za-z]*$")  # -1, -0.5, -1s, -10m
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class CommandSpec:
     ) -> argparse.ArgumentParser:
         """A parser for this command; ``attach`` hooks completion onto its actions."""
         parser = parser_class(prog=prog, description=self.description, **options)
+        # argparse takes only plain negative numbers for values; "-1s" would be an
+        # unknown option and the error a missing argument: a value, checked as such
+        parser._negative_number_matcher = NEGATIVE_VALUE
         for arg in self.args:
             action = arg.add_to(parser)
             if attach is not None and arg.complete is not None:

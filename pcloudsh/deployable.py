@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from foundation import model
-from foundation.errors import Conflict, InvalidInput, PcloudError
+from foundation.errors import Conflict, InvalidInput, PcloudError, Unavailable
 from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.environment import Environment
@@ -34,6 +38,7 @@ TIMEOUT = Arg(
 WATCH_INTERVAL = 2.0
 CHANGING_BY_ITSELF = ("uptime", "lease_expires_in")
 Lifecycle = Callable[[str, float | None], Result]
+PURGE_TIMEOUT = 600.0  # a few deletions, each bounded by the driver's call timeout
 
 
 class DeployableCommands(Noun):
@@ -54,7 +59,8 @@ class DeployableCommands(Noun):
             metavar="KEY=VALUE",
             action="append",
             default=[],
-            help="an infrastructure setting (for example network=netns); may be repeated",
+            help="an infrastructure setting (for example network=netns; openstack: cloud=, "
+            "flavor=, network=); may be repeated",
         ),
     )
     def deployable_create(self, args: argparse.Namespace) -> Result:
@@ -78,12 +84,34 @@ class DeployableCommands(Noun):
             uuid=created.get("uuid") if isinstance(created, dict) else None,
         )
 
-    @command(NAME, Arg("--force", action="store_true", help="delete it even while it runs"))
+    @command(
+        NAME,
+        Arg("--force", action="store_true", help="delete it even while it runs"),
+        Arg(
+            "--purge",
+            action="store_true",
+            help="openstack: also remove the images uploaded and the key pairs made for it",
+        ),
+    )
     def deployable_delete(self, args: argparse.Namespace) -> Result:
-        """Delete a deployable; its assemblies stay in the catalog."""
+        """Delete a deployable; its assemblies stay in the catalog.
+
+        With --purge, what its infrastructure keeps for its assemblies goes too (on
+        openstack: their images in glance, the kernels and initrds no other image of
+        ours boots, their key pairs), removed by dped after the deletion.
+        """
         name = check_name(args.name, "deployable")
+        document = self.env.api().get_deployable(name) if args.purge else None
         self.env.api().delete_deployable(name, force=args.force)
-        return done(f"deployable {name} deleted", deployable=name)
+        if document is None:
+            return done(f"deployable {name} deleted", deployable=name)
+        removed = purge_images(document)
+        count = sum(len(v) for v in removed.values())
+        return done(
+            f"deployable {name} deleted, {count} kept objects purged",
+            deployable=name,
+            purged=removed,
+        )
 
     @command()
     def deployable_list(self, args: argparse.Namespace) -> Result:
@@ -212,8 +240,38 @@ class DeployableCommands(Noun):
 
         Without --wait it returns once the DPE is spawned; with --wait, once the
         deployable runs (exit 1 if it fails, or is not running within --timeout).
+        Several deployables are all asked to start first (cped starts them a few
+        at a time), then waited for together, within one --timeout.
         """
-        return self._each(args, self._start)
+        names = _chosen(self.env, args.names, args.all)
+        timeout = _wait_timeout(args.wait, args.timeout)
+        if len(names) > 1 and timeout is not None:
+            return self._start_all_then_wait(names, timeout)
+        return self._each(names, timeout, self._start)
+
+    def _start_all_then_wait(self, names: list[str], timeout: float) -> Result:
+        """Every start sent, then each waited for until one deadline, with progress."""
+        results = {name: self._attempt(self._start, name, None) for name in names}
+        deadline = self.env.monotonic() + timeout
+        waiting = [name for name in names if results[name].status == ExitCode.OK]
+        with self.env.show_progress(self.env.stderr, "deployable_start") as progress:
+            for done_so_far, name in enumerate(waiting):
+                progress("running", done_so_far / len(waiting))
+                left = max(0.0, deadline - self.env.monotonic())
+                results[name] = self._attempt(self._running, name, left)
+            progress("running", 1.0)
+        return _together([results[name] for name in names])
+
+    def _running(self, name: str, timeout: float | None) -> Result:
+        status = wait_for(self.env, name, "started", timeout or 0.0)
+        return done(f"deployable {name} running", deployable=name, state=status.get("state"))
+
+    @staticmethod
+    def _attempt(act: Lifecycle, name: str, timeout: float | None) -> Result:
+        try:
+            return act(name, timeout)
+        except PcloudError as error:
+            return _failed(name, error)
 
     @command(NAMES, ALL, WAIT, TIMEOUT)
     def deployable_stop(self, args: argparse.Namespace) -> Result:
@@ -222,22 +280,14 @@ class DeployableCommands(Noun):
         cped waits up to 20 s for the stop; with --wait the command waits until it
         is complete (exit 1 if it is not within --timeout).
         """
-        return self._each(args, self._stop)
-
-    def _each(self, args: argparse.Namespace, act: Lifecycle) -> Result:
-        """The action on each chosen deployable; the others still go on when one fails."""
         names = _chosen(self.env, args.names, args.all)
-        timeout = _wait_timeout(args.wait, args.timeout)
+        return self._each(names, _wait_timeout(args.wait, args.timeout), self._stop)
+
+    def _each(self, names: list[str], timeout: float | None, act: Lifecycle) -> Result:
+        """The action on each chosen deployable; the others still go on when one fails."""
         if len(names) == 1:
             return act(names[0], timeout)
-        results: list[Result] = []
-        for name in names:
-            try:
-                results.append(act(name, timeout))
-            except PcloudError as error:
-                results.append(_failed(name, error))
-        worst = max((r.status for r in results), default=ExitCode.OK)
-        return Result([r.data for r in results], Group([r.view for r in results]), worst)
+        return _together([self._attempt(act, name, timeout) for name in names])
 
     def _start(self, name: str, timeout: float | None) -> Result:
         with lifecycle_request():
@@ -430,6 +480,12 @@ def _failed(name: str, error: PcloudError) -> Result:
     return Result(data, Text(f"deployable {name}: {error.message}"), exit_code_for(error))
 
 
+def _together(results: list[Result]) -> Result:
+    """One result of several deployables: each one's, and the worst status."""
+    worst = max((r.status for r in results), default=ExitCode.OK)
+    return Result([r.data for r in results], Group([r.view for r in results]), worst)
+
+
 def _chosen(env: Environment, names: list[str], every: bool) -> list[str]:
     """NAMEs, or with --all every deployable (in the order cped lists them)."""
     if every and names:
@@ -476,3 +532,23 @@ def _settings(pairs: list[str]) -> dict[str, str]:
             raise InvalidInput(f"not a KEY=VALUE setting: {pair!r}")
         settings[key] = value
     return settings
+
+
+def purge_images(document: dict[str, object]) -> dict[str, list[str]]:
+    """``dped --purge-images`` on the deleted deployable's document (openstacksdk runs there)."""
+    from cpe.dpe_process import dped_command  # asyncio: only a purge pays for it
+
+    with tempfile.TemporaryDirectory(prefix="pcloud-purge-") as work:
+        path = Path(work) / "deployable.json"
+        path.write_text(json.dumps(document))
+        try:
+            ran = subprocess.run(
+                [*dped_command(), "--purge-images", "--document", str(path)],
+                capture_output=True, text=True, timeout=PURGE_TIMEOUT, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise Unavailable(f"purging the images failed: {error}") from None
+    if ran.returncode != 0:
+        raise PcloudError(f"purging the images failed: {ran.stderr.strip()}")
+    removed: dict[str, list[str]] = json.loads(ran.stdout or "{}")
+    return removed

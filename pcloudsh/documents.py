@@ -85,6 +85,10 @@ def _dump(env: Environment, doc: dict[str, Any], fmt: str) -> str:
 
 
 def _load(env: Environment, text: str, fmt: str | None, source: str) -> dict[str, Any]:
+    if not text.strip():
+        raise InvalidInput(
+            f"{_source(source)}: empty: expected a deployable document (JSON, YAML or XML)"
+        )
     try:
         return env.codec.load(text, fmt)
     except InvalidInput as error:

@@ -6,7 +6,6 @@ This path imports neither cmd2 nor aiohttp: a one-shot command starts fast.
 from __future__ import annotations
 
 import argparse
-import difflib
 
 from foundation.errors import PcloudError
 from pcloudsh import commands
@@ -159,10 +158,7 @@ def _complete(env: Environment, rest: list[str]) -> int:
 def _lookup(name: str) -> tuple[type[Noun], CommandSpec]:
     found = commands.find(name)
     if found is None:
-        names = [spec.name for _noun, spec in commands.all_commands()]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else " (pcloudsh help lists them)"
-        raise UsageError(f"pcloudsh: error: unknown command {name!r}{hint}", USAGE)
+        raise UsageError(commands.unknown_command(name, "pcloudsh help lists them"), USAGE)
     return found
 
 

@@ -8,12 +8,14 @@ the prompt.  Only this module imports cmd2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 from typing import Any
 
 import cmd2
 
 from foundation.errors import PcloudError
+from foundation.paths import HISTORY_MODE, private_file
 from pcloudsh import commands
 from pcloudsh.completion import list_names
 from pcloudsh.definition import CommandSpec, Names, Noun
@@ -62,7 +64,7 @@ class PcloudShell(cmd2.Cmd):
             auto_load_commands=False,
             command_sets=[command_set(noun)() for noun in commands.NOUNS],
             intro=banner(),
-            persistent_history_file=str(env.history_file) if history else "",
+            persistent_history_file=private_history(env) if history else "",
             shortcuts={},
             terminators=[],
         )
@@ -100,9 +102,7 @@ class PcloudShell(cmd2.Cmd):
 
     def default(self, statement: cmd2.Statement) -> bool | None:
         self.last_status = ExitCode.USAGE
-        self.env.stderr.write(
-            f"pcloudsh: error: unknown command {statement.command!r} (try help)\n"
-        )
+        self.env.stderr.write(commands.unknown_command(statement.command, "try help") + "\n")
         return None
 
     def emptyline(self) -> bool:
@@ -212,3 +212,13 @@ def run_shell(env: Environment) -> int:
         return int(shell.cmdloop())
     finally:
         shell.live.stop()  # also when the loop ends by an exception
+
+
+def private_history(env: Environment) -> str:
+    """The history file, made readable by its owner only before cmd2 writes to it (a
+    file that cannot be made is left to cmd2, which says so)."""
+    path = env.history_file
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path, HISTORY_MODE)
+    return str(path)

@@ -15,6 +15,7 @@ port 22 of its address as root.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class Login:
         argv = ["ssh", "-F", "none", "-p", str(self.endpoint.port), "-l", self.endpoint.username]
         for key, value in options.items():
             argv += ["-o", f"{key}={value}"]
-        return [*argv, "--", self.endpoint.host, *command]
+        return [*argv, "--", self.endpoint.host, *remote_command(command)]
 
     def to_dict(self) -> dict[str, Any]:
         e = self.endpoint
@@ -80,6 +81,15 @@ class Login:
             "identity_file": str(self.identity),
             "known_host": self.known_host,
         }
+
+
+def remote_command(words: Sequence[str]) -> list[str]:
+    """What ssh hands the remote shell: one word as the command line it is (pipes,
+    ``;``, ``$VAR`` work as in ``ssh host 'a | b'``), several words each quoted, so
+    ``-- pkill -f 'http.server 18080'`` reaches pkill as the three words typed."""
+    if len(words) <= 1:
+        return list(words)
+    return [shlex.join(words)]
 
 
 def running_assembly(status: dict[str, Any], deployable: str, assembly: str) -> dict[str, Any]:

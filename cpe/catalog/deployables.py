@@ -11,6 +11,7 @@ from typing import Any
 from cpe.bodies import DeployableNew, EscalationSetting, Membership
 from cpe.catalog import Catalog
 from cpe.catalog.documents import (
+    checked_settings,
     exists,
     level_doc,
     maybe,
@@ -21,6 +22,7 @@ from cpe.catalog.documents import (
 from cpe.catalog.runstate import lease_live
 from foundation.errors import Conflict, InvalidInput, NotFound
 from foundation.model import Deployable, parse, validate_name
+from foundation.runtime_kinds import DEPLOYABLE
 from foundation.schema import validated
 
 
@@ -31,7 +33,8 @@ def rows(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 def _row(catalog: Catalog, doc: dict[str, Any], desired: str) -> dict[str, Any]:
-    runtime = catalog.store.get_runtime(doc["name"]).get("deployable", {}).get("", {})
+    recorded = catalog.store.get_runtime(doc["name"], DEPLOYABLE)  # not every resource's
+    runtime = recorded.get(DEPLOYABLE, {}).get("", {})
     return {
         "name": doc["name"],
         "uuid": doc["uuid"],
@@ -50,7 +53,7 @@ def get(catalog: Catalog, name: str) -> dict[str, Any]:
 def create(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]:
     """An empty deployable: its settings (assemblies are added, or a document imported)."""
     validated(DeployableNew, body)
-    document = parse(body)
+    document = checked_settings(parse(body))
     store = catalog.store
     with store.transaction():
         if exists(store.get_deployable, document.name):

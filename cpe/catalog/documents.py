@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cpe.catalog import Catalog
+from dpe.drivers.registry import check_settings
 from foundation.errors import InvalidInput, NotFound, PcloudError
 from foundation.model import Deployable, parse, validate_name
 
@@ -38,7 +39,15 @@ def revalidate(catalog: Catalog, deployable: str, refusal: Refusal) -> Deployabl
             f"refused: deployable {deployable!r} would become invalid:\n{reasons}",
             details=error.details,
         ) from None
+    checked_settings(document)
     catalog.store.update_deployable(level_doc(document))
+    return document
+
+
+def checked_settings(document: Deployable) -> Deployable:
+    """``document``, its infrastructure settings as its driver would take them: refused
+    when written, not when a DPE first tries them (and then again, and again)."""
+    check_settings(document.infrastructure, document.settings)
     return document
 
 

@@ -14,6 +14,7 @@ from cpe.catalog.assemblies import check_images
 from cpe.catalog.assemblies import check_uuid as check_assembly_uuid
 from cpe.catalog.deployables import check_uuid
 from cpe.catalog.documents import (
+    checked_settings,
     exists,
     level_doc,
     maybe,
@@ -33,7 +34,7 @@ def put(catalog: Catalog, name: str, body: dict[str, Any]) -> Answer:
     with store.transaction():
         existing = maybe(store.get_deployable, name)
         _keep_uuids(catalog, raw, existing)
-        document = parse_catalog_document(raw)
+        document = checked_settings(parse_catalog_document(raw))
         _check(catalog, document)
         _write(catalog, document, existing)
         revalidate(catalog, name, InvalidInput)

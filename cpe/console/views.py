@@ -230,6 +230,8 @@ async def act(request: web.Request) -> web.StreamResponse:
     note = describe(answer)
     event = action_event(context.lifecycle.clock(), action, name, session.user, session.peer, note)
     await context.in_store(context.store.append_event, event)
+    if context.feed is not None:
+        context.feed.poke()  # cped stored it: no DPE's wake-up tells the streams
     # the audit log's line for this POST names the address; this one names the user
     log.info(
         "console action by %s from %s: %s %s: %s",

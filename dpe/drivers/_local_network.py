@@ -31,6 +31,9 @@ class Network:
     async def attach(self, record: InstanceRecord) -> None:
         return None
 
+    async def release(self, record: InstanceRecord) -> None:
+        return None
+
 
 class Loopback(Network):
     """sshd on 127.0.0.1, a free port each."""
@@ -51,14 +54,26 @@ class NetnsNetwork(Network):
         await _netns.ensure_bridge(self.subnet, self.host_netns)
 
     def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
+        """An address no instance of this host has, whichever cped home made it: the
+        bridge is the host's (see ``_netns``)."""
         used = _netns.used_addresses(instances_dir, self.subnet)
-        address = _netns.free_address(self.subnet, used)
         netns, veth = _netns.netns_name(instance_id), _netns.veth_name(instance_id)
+        with _netns.host_lock():
+            address = _netns.reserve(self.subnet, used, netns)
         return Endpoint(str(address), 22, netns, veth)
 
     async def attach(self, record: InstanceRecord) -> None:
         await _netns.delete_namespace(record.netns, record.veth, self.host_netns)  # a retry's
+        await _netns.ensure_bridge(self.subnet, self.host_netns)  # the last instance may have gone
         address = ipaddress.IPv4Address(record.address)
         await _netns.add_namespace(
             record.netns, record.veth, self.bridge, address, self.subnet.prefixlen, self.host_netns
         )
+
+    async def release(self, record: InstanceRecord) -> None:
+        """The instance is gone: its namespace, its address, and the bridge if it was
+        the last one on it."""
+        await _netns.delete_namespace(record.netns, record.veth, self.host_netns)
+        with _netns.host_lock():
+            _netns.release(record.address, record.netns)
+            await _netns.remove_bridge_if_unused(self.subnet, self.host_netns)

@@ -10,6 +10,12 @@ deletes its veth pair.
 The bridge has a fixed MAC address of its own (``bridge_mac``).  A partition
 of an instance is its veth going down (``extra["veth"]``).
 
+The bridge is the host's, whatever ``PCLOUD_HOME`` a cped runs with, so addresses are
+reserved host-wide: a file per address in ``HOST_DIR`` naming the namespace that holds
+it, made under a host-wide lock (``reserve``).  A reservation whose namespace is gone
+is free once it is older than ``RESERVATION_GRACE`` (a creation that died half-way).
+The bridge goes when its last namespace does (``remove_bridge_if_unused``).
+
 ``host_netns``: the named network namespace holding the bridge and the
 host ends of the veth pairs ("" = the caller's own), so DPEs running in
 other namespaces (cluster members) share one guest network.
@@ -18,15 +24,21 @@ other namespaces (cluster members) share one guest network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import ipaddress
 import json
+import os
+import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from foundation.errors import Conflict, Unavailable
 
 NETNS_DIR = Path("/run/netns")
+HOST_DIR = Path("/run/pacemaker-cloud/netns")  # host-wide, like the bridge
+RESERVATION_GRACE = 120.0  # seconds a reservation holds without its namespace
 IP = "ip"
 _IP_TIMEOUT = 10.0
 
@@ -84,6 +96,52 @@ def used_addresses(instances_dir: Path, subnet: ipaddress.IPv4Network) -> list[s
     return used
 
 
+@contextlib.contextmanager
+def host_lock(host_dir: Path = HOST_DIR) -> Iterator[None]:
+    """Held while addresses are reserved or a bridge is removed, by every cped home."""
+    host_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(host_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def reserve(
+    subnet: ipaddress.IPv4Network,
+    used: Iterable[str],
+    netns: str,
+    host_dir: Path = HOST_DIR,
+    netns_dir: Path = NETNS_DIR,
+) -> ipaddress.IPv4Address:
+    """The lowest address of ``subnet`` free on this host (not in ``used`` nor reserved
+    by any cped home), reserved for ``netns``.  Call under ``host_lock``."""
+    address = free_address(subnet, [*used, *reserved(host_dir, netns_dir)])
+    (host_dir / str(address)).write_text(netns)
+    return address
+
+
+def reserved(host_dir: Path = HOST_DIR, netns_dir: Path = NETNS_DIR) -> list[str]:
+    """Addresses held on this host: their namespace exists, or is still being made."""
+    held = []
+    for path in host_dir.glob("*.*.*.*"):
+        with contextlib.suppress(OSError):
+            netns = path.read_text().strip()
+            young = time.time() - path.stat().st_mtime < RESERVATION_GRACE
+            if young or (netns and (netns_dir / netns).exists()):
+                held.append(path.name)
+    return held
+
+
+def release(address: str, netns: str, host_dir: Path = HOST_DIR) -> None:
+    """Free ``address`` if ``netns`` still holds it (another may hold it by now)."""
+    path = host_dir / address
+    with contextlib.suppress(OSError):
+        if path.read_text().strip() == netns:
+            path.unlink()
+
+
 async def ip(*args: str, check: bool = True) -> str:
     """Run ``ip ARGS``; raises ``Unavailable`` with its message when it fails."""
     process = await asyncio.create_subprocess_exec(
@@ -128,6 +186,35 @@ async def ensure_bridge(subnet: ipaddress.IPv4Network, host_netns: str = "") -> 
     await _fix_mac(bridge, bridge_mac(subnet), host_netns)
     await ip(*on, "link", "set", bridge, "up")
     return bridge
+
+
+async def remove_bridge_if_unused(subnet: ipaddress.IPv4Network, host_netns: str = "") -> bool:
+    """Delete the subnet's bridge (its address and route go with it) once no namespace
+    is on it nor about to be: True if it went.  Under ``host_lock``: a reservation
+    comes before a namespace is attached, and attaching makes the bridge again."""
+    bridge = bridge_name(subnet)
+    if not await _bridge_is_empty(bridge, host_netns):
+        return False
+    if any(ipaddress.IPv4Address(a) in subnet for a in reserved()):
+        return False
+    await ip(*_on(host_netns), "link", "delete", bridge, "type", "bridge", check=False)
+    return True
+
+
+async def _bridge_is_empty(bridge: str, host_netns: str) -> bool:
+    """True if the bridge exists with no port on it."""
+    if not host_netns:
+        return _bridge_here_is_empty(bridge)
+    if not await _link_exists(bridge, host_netns):
+        return False
+    shown = await ip(*_on(host_netns), "-o", "link", "show", "master", bridge, check=False)
+    return not shown.strip()
+
+
+def _bridge_here_is_empty(bridge: str) -> bool:
+    """The same in this network namespace (sysfs reads never block)."""
+    ports = Path("/sys/class/net", bridge, "brif")
+    return ports.exists() and not any(ports.iterdir())
 
 
 async def _fix_mac(bridge: str, mac: str, host_netns: str = "") -> None:

@@ -323,6 +323,7 @@ class LocalDriver:
         record = read_record(directory)
         if record is not None and record.netns:
             await _netns.delete_namespace(record.netns, record.veth, self._network.host_netns)
+            await self._network.release(record)
         shutil.rmtree(directory, ignore_errors=True)
         for parent in (directory.parent, directory.parent.parent):
             with contextlib.suppress(OSError):

@@ -13,44 +13,21 @@
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
+from tests.integration.agent_support import OcfProvider, ocf_provider
 from tests.integration.conftest import cped, cped_factory
 from tests.integration.test_lifecycle import key_cache, rig
 
-__all__ = ["OcfProvider", "cped", "cped_factory", "cpu_seconds", "key_cache", "rig"]
-
-OCF_PROVIDERS = Path("/usr/lib/ocf/resource.d")
-
-
-@dataclass
-class OcfProvider:
-    directory: Path
-
-    @property
-    def name(self) -> str:
-        return self.directory.name
-
-    def install(self, agent: str, script: str) -> None:
-        path = self.directory / agent
-        path.write_text(script)
-        path.chmod(0o755)
-
-
-@pytest.fixture
-def ocf_provider() -> Iterator[OcfProvider]:
-    directory = OCF_PROVIDERS / f"pcloud-test-{secrets.token_hex(4)}"
-    directory.mkdir(parents=True)
-    try:
-        yield OcfProvider(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+__all__ = [
+    "OcfProvider",
+    "cped",
+    "cped_factory",
+    "cpu_seconds",
+    "key_cache",
+    "ocf_provider",
+    "rig",
+]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -64,7 +64,27 @@ def small_state(pcloud_home: Paths) -> Iterator[Paths]:
         pcloud_home.ensure()
         yield pcloud_home
     finally:
-        subprocess.run(["umount", str(state)], check=True, timeout=10)
+        unmount(state)
+
+
+def unmount(directory: Path, within: float = 10.0) -> None:
+    """Unmount once the processes of the test let go: cped's dped template exits
+    only after it sees cped's socket close, with its log still open until then."""
+    deadline = time.monotonic() + within
+    while subprocess.run(["umount", str(directory)], timeout=10, check=False).returncode:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{directory} still busy: held by {holders(directory)}")
+        time.sleep(0.2)
+
+
+def holders(directory: Path) -> list[int]:
+    """The pids with a file open below ``directory``."""
+    found = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).startswith(f"{directory}/"):
+                found.add(int(fd.parts[2]))
+    return sorted(found)
 
 
 @pytest.fixture

@@ -82,8 +82,10 @@ def run_a_story(rig: Rig) -> list[str]:
 
 
 def test_no_private_key_material_in_logs_events_or_errors(rig: Rig) -> None:
-    secrets = fragments(private_keys(rig.paths.keys_dir))
-    assert len(secrets) > 100
+    keys = private_keys(rig.paths.keys_dir)
+    secrets = fragments(keys)
+    # an ECDSA P-256 key (the default) gives 5 chunks, an RSA key far more
+    assert len(keys) >= 3 and len(secrets) >= 5 * len(keys), (len(keys), len(secrets))
     errors = run_a_story(rig)
     texts = {"cped log": rig.cped.log(), "events": all_events(rig), "errors": "\n".join(errors)}
     for log in rig.paths.log_dir.rglob("*"):

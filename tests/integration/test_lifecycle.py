@@ -30,6 +30,7 @@ from cpe import control
 from cpe.client import Client
 from cpe.control import process_alive
 from cpe.dpe_process import DPED_MARKERS, command_line, looks_like_dped
+from dpe.template import TITLE as TEMPLATE_TITLE
 from foundation.errors import Conflict, PcloudError
 from foundation.paths import Paths
 from images.keys import write_assembly_keys
@@ -151,17 +152,26 @@ class Rig:
         ]
 
     def processes(self) -> dict[int, list[str]]:
-        """Every live process of this test's home but cped: DPEs, guests, agents."""
+        """Every live process of this test's home but cped and its dped template:
+        DPEs, guests, agents."""
         cpeds = {p.proc.pid for p in [self.cped] if p.proc is not None}
         found = {}
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in cpeds:
+            if not entry.name.isdigit() or int(entry.name) in cpeds | self.templates():
                 continue
             pid = int(entry.name)
             argv = command_line(pid)
             if argv and process_alive(pid) and self._belongs(pid, argv):
                 found[pid] = argv
         return found
+
+    def templates(self) -> set[int]:
+        """The dped templates of this test's cpeds (they live as long as their cped)."""
+        children: set[int] = set()
+        for cped in [self.cped]:
+            if cped.proc is not None and cped.proc.poll() is None:
+                children |= child_pids(cped.proc.pid)
+        return {pid for pid in children if command_line(pid) == [TEMPLATE_TITLE]}
 
     def _belongs(self, pid: int, argv: list[str]) -> bool:
         if any(self.home in word for word in argv):
@@ -186,6 +196,18 @@ class Rig:
                     os.kill(pid, signal.SIGCONT)
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
+
+
+def child_pids(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found |= {int(word) for word in task.read_text().split()}
+    return found
+
+
+def is_dped(argv: list[str]) -> bool:
+    return any(Path(word).name in DPED_MARKERS for word in argv[:4])
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from dpe.drivers.local import LocalDriver
 from dpe.transport import SshTransport
 from foundation.errors import Conflict, OperationTimeout
 from foundation.keyfiles import AssemblyKeys
-from foundation.paths import Paths
+from foundation.paths import Paths, resolve
+from tests.conftest import make_home
 from tests.integration import test_local_driver_support as support
 from tests.integration.test_local_driver_support import (
     CONNECT_TIMEOUT,
@@ -141,3 +142,33 @@ async def test_instances_coming_and_going_do_not_cut_off_the_others(
             await connection.keepalive(1.0)
     finally:
         await connection.close()
+
+
+async def test_two_homes_on_one_subnet_never_share_an_address_and_the_bridge_goes_last(
+    netns_driver: LocalDriver, ssh_keys: AssemblyKeys
+) -> None:
+    """The bridge is the host's: a second cped home's instances get other addresses,
+    and the bridge (with its address and route) goes with the last namespace."""
+    subnet = netns_driver.settings.subnet
+    other_home = make_home()
+    other = LocalDriver(
+        resolve({"PCLOUD_HOME": str(other_home)}), {"network": "netns", "subnet": str(subnet)}
+    )
+    bridge = Path("/sys/class/net", _netns.bridge_name(subnet))
+    try:
+        mine = await netns_driver.create("shop", assembly("web"), ssh_keys)
+        theirs = await other.create("shop", assembly("web"), ssh_keys)
+        assert mine.address != theirs.address
+        connection = await SshTransport().connect(theirs, ssh_keys, CONNECT_TIMEOUT)
+        await connection.close()
+        await netns_driver.destroy(mine.instance_id)
+        assert bridge.exists()  # the other home's instance is still on it
+        await other.destroy(theirs.instance_id)
+        assert not bridge.exists()
+        routes = subprocess.run(
+            ["ip", "-4", "route", "show", str(subnet)], capture_output=True, text=True, timeout=10
+        )
+        assert routes.stdout.strip() == ""
+    finally:
+        await destroy_everything(other)
+        shutil.rmtree(other_home, ignore_errors=True)

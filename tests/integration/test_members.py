@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from cpe.dpe_process import command_line
 from cpe.membership import rendezvous_owner
+from dpe.template import TITLE
 from foundation.errors import PcloudError
 from foundation.keyfiles import key_paths
 from images.keys import write_assembly_keys
@@ -136,6 +138,29 @@ def test_deployables_spread_and_a_killed_members_are_adopted(cluster: ClusterRig
     status = survivor.client.cluster_status()
     health = {m["name"]: m["health"] for m in status["members"]}
     assert health == {victim.name: "gone", survivor.name: "alive"}
+
+
+def test_dpeds_are_forked_from_their_members_template_and_told_the_member(
+    cluster: ClusterRig,
+) -> None:
+    m1 = cluster.start("m1")
+    cluster.until(lambda: "dped template ready" in m1.log(), 60, "m1's dped template ready")
+    name = DEPLOYABLES[0]
+    m1.client.put_deployable(name, document(name))
+    m1.client.start_deployable(name)
+    status = cluster.running(name)
+    pid = status["dpe"]["pid"]
+    argv = command_line(pid)
+    assert argv is not None and argv[argv.index("--member") + 1] == "m1", argv
+    assert status["dpe"]["lease_holder"] == f"m1:{pid}"
+    template = parent_of(pid)
+    assert command_line(template) == [TITLE], "forked from m1's template"
+    maps = Path(f"/proc/{template}/maps").read_text()
+    assert "psycopg" in maps, "the template imported the PostgreSQL store beforehand"
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def test_a_joining_member_takes_its_share_by_handover(cluster: ClusterRig) -> None:

@@ -251,8 +251,10 @@ def test_assembly_ssh_accepts_only_the_pinned_host_key(
 ) -> None:
     tree = shell.ok("deployable_status shop")
     assert f"assembly web: running (instance {recorded_instance['instance_id']}" in tree
-    done = shell.run("assembly_ssh", "shop", "web", "--", "echo", "$((6*7))", "; exit 3")
-    assert (done.returncode, done.stdout) == (3, "42\n")
+    done = shell.run("assembly_ssh", "shop", "web", "--", "echo $((6*7)); exit 3")
+    assert (done.returncode, done.stdout) == (3, "42\n")  # one word: a remote command line
+    words = shell.run("assembly_ssh", "shop", "web", "--", "printf", "[%s]", "a b", "$HOME", ";")
+    assert (words.returncode, words.stdout) == (0, "[a b][$HOME][;]")  # words reach it as typed
 
     # from the interactive shell: a login session on its terminal, then the prompt again
     terminal = Terminal(ShellHome(shell))  # type: ignore[arg-type]

@@ -186,6 +186,14 @@ def test_foundation_scenario_with_one_shot_processes(home: Home) -> None:
         assert "error: " in done.stderr and "Traceback" not in done.stderr, line
     malformed = home.run("deployable_import -", stdin='{"name": "shop", "assemblies": [')
     assert malformed.returncode == 2 and "not valid JSON" in malformed.stderr
+    negative = home.run("escalation_assembly_set web 3 -1s")  # a value, not an unknown option
+    assert negative.returncode == 2 and "invalid PERIOD '-1s'" in negative.stderr
+    empty = home.run("deployable_import -", stdin="\n")
+    assert empty.returncode == 2 and "standard input: empty: expected a deployable" in empty.stderr
+    secret = "$6$c2FsdA$aGFzaGVkIHNlY3JldA"
+    shadow = home.run("deployable_import -", stdin=f"root:{secret}:19000:0:99999:7:::\n")
+    assert shadow.returncode == 2 and "not a field name (not shown)" in shadow.stderr
+    assert secret not in shadow.stderr and "root" not in shadow.stderr  # never echoed
     assert json.loads(home.ok("--json deployable_export shop")) == exported
 
     # lifecycle requests name what they act on (running deployables: test_pcloudsh_runtime)

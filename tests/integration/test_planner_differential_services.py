@@ -41,6 +41,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from dpe.assignment import stop_failed
 from dpe.cib import build_cib
 from dpe.pacemaker import DIFFERENCES, Comparison, available, compare, run_scheduler, verify
 from dpe.placement import Decision, place
@@ -198,12 +199,21 @@ def failed_stop_scope(c: Case) -> set[ResourceId]:
     scope: set[ResourceId] = set()
     for entry in c.document.services:
         failed = [c.observed.resource(ResourceId(a, entry.name)) for a in entry.assemblies]
-        if any(s.last_op == "stop" and s.state is R.FAILED for s in failed):
-            for name in followers(c, entry.name):
+        if any(stop_failed(s) for s in failed):
+            for name in followers(c, entry.name) | kept_apart(c, entry.name):
                 for rid in connected(c, service_id(name)):
                     scope |= {ResourceId(a, rid.resource) for a in _copies(c, rid.resource)}
                     scope.add(rid)
     return scope
+
+
+def kept_apart(c: Case, name: str) -> set[str]:
+    """The services that must not run with ``name`` (-INFINITY, either way)."""
+    return {
+        x.with_ if x.service == name else x.service
+        for x in c.document.colocations
+        if x.score <= -1_000_000 and name in (x.service, x.with_)
+    }
 
 
 def followers(c: Case, name: str) -> set[str]:
@@ -400,6 +410,26 @@ def test_failed_stop_the_service_stays_where_its_stop_failed_in_both() -> None:
     assert theirs == set()
     assert ours == {"stop a/db", "start a/db", "monitor a/db every 10 s"}
     assert "failed-stop" in DIFFERENCES
+    agree(c)
+
+
+def test_failed_stop_what_must_not_run_with_it_does_not_start_beside_it() -> None:
+    """replica must never run with db, and replica's stop failed on b (rc 5): it may
+    still run there.  Pacemaker keeps only the dependent (replica) away from db and
+    starts db on b, its best assembly, beside the blocked copy; we keep db off b
+    until b is fenced (``failed-stop``), and start it on a."""
+    doc = document(
+        [service("db", {"a": 10, "b": 50}), service("replica", {"a": 0, "b": 20})],
+        colocations=[{"service": "replica", "with": "db", "score": "-INFINITY"}],
+        assemblies=TWO,
+    )
+    blocked = ResourceStatus(R.UNRECOVERABLE, "stop", 5, Applied("ocf:heartbeat:Dummy", ()))
+    c = case(doc, copies={"b/replica": blocked})
+    ours, theirs = answers(c)
+    assert "start b/db" in theirs
+    assert "start b/db" not in ours
+    assert "start a/db" in ours
+    assert "failed-stop" in judge(c).differences
     agree(c)
 
 

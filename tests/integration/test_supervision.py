@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cpe import control
-from tests.integration.test_lifecycle import Rig, instance_ids, key_cache, rig, shop
+from tests.integration.test_lifecycle import Rig, instance_ids, is_dped, key_cache, rig, shop
 
 pytestmark = pytest.mark.integration
 __all__ = ["key_cache", "rig"]  # fixtures shared with test_lifecycle.py
@@ -26,7 +26,7 @@ REPLACEMENT_BOUND = 2.0  # seconds from kill -9 to a new DPE holding a higher ep
 
 def guest_pids(rig: Rig) -> set[int]:
     """The instances' processes (everything of the home but DPEs)."""
-    return {pid for pid, argv in rig.processes().items() if "dpe.main" not in argv}
+    return {pid for pid, argv in rig.processes().items() if not is_dped(argv)}
 
 
 def lease_renewed_at(rig: Rig, name: str = "shop") -> float:

@@ -474,6 +474,21 @@ async def test_bad_imports_change_nothing(api: Client, store: Store) -> None:
     await refused(api, store, 400, "PUT", path, cyclic)
 
 
+async def test_infrastructure_settings_are_checked_when_written(api: Client, store: Store) -> None:
+    """A driver's own rules refuse a setting when it is written, not when a DPE starts."""
+    bogus = {"name": "d3", "settings": {"bogus": "1", "network": "bogus"}}
+    error = await refused(api, store, 400, "POST", "/deployables", bogus)
+    assert {p["path"] for p in error["details"]} == {"settings.bogus", "settings.network"}
+    assert "unknown setting" in error["message"]
+    await refused(api, store, 400, "PUT", "/deployables/d3", bogus)
+    libvirt = {"name": "vm", "infrastructure": "libvirt", "settings": {"memory": "lots"}}
+    error = await refused(api, store, 400, "POST", "/deployables", libvirt)
+    assert [p["path"] for p in error["details"]] == ["settings.memory"]
+    good = {"name": "d3", "settings": {"subnet": "10.237.0.0/24", "boot_delay": "1s"}}
+    status, doc = await call(api, "POST", "/deployables", good)
+    assert status == 201, doc
+
+
 async def test_without_a_supervisor_the_lifecycle_is_unavailable(api: Client, store: Store) -> None:
     await make_deployable(api, "shop")
     for action in ("start", "stop", "reload"):

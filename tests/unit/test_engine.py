@@ -411,6 +411,19 @@ async def test_stop_goes_in_reverse_order_and_destroys_every_instance() -> None:
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
 
+async def test_a_normal_stop_reads_as_a_stop_not_as_a_failure() -> None:
+    h = Harness()
+    await running(h)
+    assert h.engine is not None
+    since = len(h.events)
+    await h.engine.stop()
+    story = h.story(since=since)
+    assert not [line for line in story if " fencing:" in line or " unknown:" in line], story
+    assert "a1 stopping: the deployable is stopping: destroying its instance" in story
+    assert any(line.startswith("a1 stopped: instance ") for line in story)
+    assert any(line.startswith("a1/x stopped") for line in story)
+
+
 async def test_shutdown_leaves_instances_running_and_ends_every_task() -> None:
     h = Harness()
     await running(h)

@@ -198,3 +198,53 @@ async def test_a_reload_that_sets_a_heartbeat_replaces_the_drivers_defaults() ->
     assert h.engine.heartbeat() == Heartbeat(1.0, 4.0, 10.0)
     await h.engine.reload(deployable())
     assert h.engine.heartbeat() == SLOW
+
+
+# ---------------------------------------------------------------------------
+# notices: what a driver has to say that is no instance's death
+
+
+class NotifyingFakeDriver(WatchingFakeDriver):
+    """Also a ``Notifying`` driver (as openstack's is: its API unreachable, uploads)."""
+
+    def set_notice(self, notice: Any) -> None:
+        self.notice = notice
+
+
+async def test_a_driver_s_notice_is_an_event_of_the_deployable_and_fails_nothing() -> None:
+    h = Harness(driver=NotifyingFakeDriver)
+    await running(h, deployable(PATIENT))
+    driver = h.driver
+    assert isinstance(driver, NotifyingFakeDriver)
+    mark = len(h.events)
+    driver.notice("the cloud's API does not answer")
+    assert h.story(since=mark) == ["dep running: the cloud's API does not answer"]
+    assert h.state("dep") == "running"
+
+
+class SlowListingFakeDriver(WatchingFakeDriver):
+    """Lists its instances in 20 s, four times the lease's ttl (a cloud under load),
+    noting whether the lease was still unexpired when the listing ended."""
+
+    lease_live_after_list: bool | None = None
+    runtime: Any = None
+
+    async def list(self, deployable: str) -> list[Any]:
+        await self.world.clock.sleep(20.0)
+        lease = self.runtime.lease
+        self.lease_live_after_list = lease.expires_at > self.world.clock.time()
+        return await super().list(deployable)
+
+
+async def test_the_lease_is_renewed_while_a_slow_driver_lists_the_instances() -> None:
+    """cped's supervisor kills a DPE whose lease expires: it must not, during start."""
+    h = Harness(driver=SlowListingFakeDriver)
+    engine = h.new_engine(deployable(PATIENT))
+    driver = h.driver
+    assert isinstance(driver, SlowListingFakeDriver)
+    driver.runtime = h.runtime
+    starting = asyncio.ensure_future(engine.start())
+    await h.until(starting.done, within=60)
+    await starting
+    assert driver.lease_live_after_list is True
+    await h.until_state("dep", "running", within=60)

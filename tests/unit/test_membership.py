@@ -68,6 +68,19 @@ async def test_members_see_each_other_and_a_silent_one_goes(store: Store) -> Non
     assert all(m1.owns(n) for n in NAMES[:20])
 
 
+async def test_a_member_coming_or_going_is_told_once_each_time(store: Store) -> None:
+    m1, m2 = member(store, "m1", 11), member(store, "m2", 12)
+    changes: list[frozenset[str]] = []
+    m1.on_change = lambda: changes.append(m1.live)
+    await m1.join()
+    await m2.join()
+    await m1.beat()
+    await m1.beat()  # nothing new: no call
+    age(store, "m2", 3.5)
+    await m1.beat()
+    assert changes == [{"m1", "m2"}, {"m1"}]
+
+
 async def test_a_member_name_in_use_is_refused_unless_its_process_is_dead(store: Store) -> None:
     await member(store, "m1", 11).join()
     with pytest.raises(Conflict, match="in use by pid 11"):

@@ -352,6 +352,34 @@ def test_a_service_whose_stop_failed_never_starts_elsewhere_before_the_fence() -
         assert before(p, action(K.FENCE, "a1"), action(K.START, "a2", "db"))
 
 
+def test_nothing_kept_apart_from_a_service_starts_where_its_stop_failed() -> None:
+    """replica must never run with db; its stop failed on a2 (softly or not
+    installed), so it may still run there: db, whichever side of the colocation
+    it is on, starts on a1 (its lower score) while a2 is not fenced."""
+    ran = Applied("ocf:heartbeat:Dummy", ())
+    for leader, follower in (("db", "replica"), ("replica", "db")):
+        doc = document(
+            [svc("db", ("a1", 10), ("a2", 50)), svc("replica", ("a1", 0), ("a2", 20))],
+            assemblies=("a1", "a2"),
+            colocations=[{"service": follower, "with": leader, "score": "-INFINITY"}],
+        )
+        for status in (
+            ResourceStatus(R.FAILED, "stop", 1, ran),
+            ResourceStatus(R.UNRECOVERABLE, "stop", 5, ran),
+        ):
+            obs = observed(doc)
+            resources = {**obs.resources, ResourceId("a2", "replica"): status}
+            obs = Observed(obs.goal, obs.assemblies, resources, now=obs.now)
+            decision = place(doc, obs)["db"]
+            assert decision.target == "a1", decision.explain()
+            why = "replica must not run with it and may still run on a2 (its stop failed)"
+            assert decision.banned["a2"] == why
+            assert "a2/db" not in kinds(plan(doc, obs), K.START)
+            fenced = {**obs.assemblies, "a2": AssemblyStatus(A.FAILED)}
+            lost = Observed(obs.goal, fenced, obs.resources, now=obs.now)
+            assert place(doc, lost)["db"].banned["a2"] == "assembly a2 is failed"
+
+
 def test_hard_errors_ban_an_assembly_and_a_wrong_configuration_bans_them_all() -> None:
     """As Pacemaker: an agent missing where it was probed (OCF 5) keeps the service
     off that assembly; "not configured" (OCF 6) keeps it off every one."""

@@ -164,8 +164,10 @@ def settle_assemblies(obs: Observed) -> Observed:
         name: replace(s, state=AssemblyState.RUNNING) if s.state in up else s
         for name, s in obs.assemblies.items()
     }
+    # an instance being destroyed (fenced, or on a stop) is gone once it is done
+    going = (AssemblyState.FENCING, AssemblyState.STOPPING)
     assemblies = {
-        name: replace(s, state=AssemblyState.STOPPED) if s.state is AssemblyState.FENCING else s
+        name: replace(s, state=AssemblyState.STOPPED) if s.state in going else s
         for name, s in assemblies.items()
     }
     return replace(obs, assemblies=assemblies)

@@ -8,6 +8,7 @@ PostgreSQL's catalog lock and lost connections) say so in their names."""
 from __future__ import annotations
 
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -537,3 +538,14 @@ def test_postgres_url_with_a_password_is_refused_and_never_shown(pg_url: str) ->
     assert "s3cret" not in redacted(secret)
     with pytest.raises(InvalidInput, match="postgresql://"):
         check_url("mysql://x/y")
+
+
+def test_the_store_file_is_its_owners_only_even_when_it_was_not(tmp_path: Path) -> None:
+    made = tmp_path / "new.sqlite"
+    Store.open(made).close()
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    older = tmp_path / "older.sqlite"
+    Store.open(older).close()
+    older.chmod(0o644)  # as an older version left it
+    Store.open(older).close()
+    assert stat.S_IMODE(older.stat().st_mode) == 0o600

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from cpe.catalog import Catalog, deployables
+from cpe.dpe_slot import REFUSED_CONFIGURATION
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions, describe_exit
+from dpe.dped_process import ExitCode
 from foundation.errors import Conflict, StoreError
 from foundation.store import Store
 
@@ -273,6 +275,52 @@ async def test_a_failing_dpe_is_reported_with_the_last_line_of_its_log(world: Wo
     ]
 
 
+async def test_dpes_refusing_their_configuration_mark_the_deployable_failed(
+    world: World,
+) -> None:
+    """Not restarted forever: after a few refusals in a row, failed with the reason."""
+    world.launcher.words = "settings.bogus: unknown setting"
+    world.want("started")
+    answer = world.supervisor.start("shop")
+    for _ in range(OPTIONS.refusal_attempts):
+        await world.tick(60.0)
+        (process,) = world.launcher.live()
+        process.exit(REFUSED_CONFIGURATION)
+        await world.tick()
+    assert len(world.launcher.spawned) == OPTIONS.refusal_attempts
+    assert len(world.reasons("dpe-restarting")) == OPTIONS.refusal_attempts - 1
+    (reason,) = world.reasons("failed")
+    assert "settings.bogus: unknown setting" in reason and "3 DPEs in a row" in reason
+    state = world.store.get_runtime("shop")["deployable"][""]
+    assert state["state"] == "failed" and state["reason"] == reason
+    await world.tick(600.0)
+    assert world.launcher.live() == [] and world.slot_state() is DpeState.STOPPED
+    assert answer.done()
+    world.supervisor.start("shop")  # the admin fixed it: try again
+    await world.tick()
+    assert len(world.launcher.live()) == 1
+
+
+async def test_a_dpe_that_took_its_configuration_resets_the_refusals(world: World) -> None:
+    world.want("started")
+    world.supervisor.start("shop")
+    for _ in range(OPTIONS.refusal_attempts - 1):
+        await world.tick(60.0)
+        world.launcher.live()[0].exit(REFUSED_CONFIGURATION)
+        await world.tick()
+    await world.tick(60.0)
+    (process,) = world.launcher.live()
+    process.take_lease()
+    await world.tick()
+    process.exit(REFUSED_CONFIGURATION)
+    await world.tick()
+    assert world.reasons("failed") == [] and world.slot_state() is DpeState.BACKOFF
+
+
+def test_the_refusal_status_is_dpeds_exit_code_for_an_invalid_document() -> None:
+    assert REFUSED_CONFIGURATION == ExitCode.USAGE
+
+
 async def test_a_live_dpe_that_cannot_be_watched_is_not_doubled(store: Store) -> None:
     world = make_world(store)
     world.want("started")
@@ -519,15 +567,15 @@ async def test_trouble_with_one_deployable_does_not_stall_the_others(store: Stor
     world = make_world(store, "blog", "shop")
 
     async def flaky(fn: Callable[..., Any], *args: Any) -> Any:
-        if fn.__name__ == "get_lease" and args == ("blog",):
+        if fn.__name__ == "_instances_left" and "blog" in args:
             raise StoreError("the store is busy")
         return fn(*args)
 
     supervisor = Supervisor(
         store, world.launcher, in_store=flaky, options=lambda: OPTIONS, clock=world.clock, host=HOST
     )
-    world.want("started", "blog")
-    world.want("started", "shop")
+    for name in ("blog", "shop"):  # both left an instance: a first tick looks for them
+        store.put_runtime(name, "instance", "web", {"instance_id": "i-1"})
     await supervisor.tick()
     assert [p.deployable for p in world.launcher.spawned] == ["shop"]
 

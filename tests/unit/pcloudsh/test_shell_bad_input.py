@@ -55,6 +55,12 @@ BAD_LINES = [
     ("deployable_create new cloudy", "invalid infrastructure 'cloudy'"),
     ("deployable_create new local --uri qemu:///system", "--uri applies to the libvirt"),
     ("deployable_create new libvirt --set novalue", "not a KEY=VALUE setting: 'novalue'"),
+    # openstack settings, checked by the driver's rules before the cloud is asked
+    ("deployable_create new openstack --set cloud=c --set network=n", "settings.flavor: required"),
+    (
+        "deployable_create new openstack --set cloud=c --set flavor=f --set network=n --set hue=1",
+        "settings.hue: unknown setting",
+    ),
     ("assembly_resource_add r dummy web noequals", "invalid parameter 'noequals'"),
     ("assembly_resource_add r dummy web 9x=1", "invalid parameter '9x=1'"),
     ("assembly_resource_add r dummy web x=@db:mac", "invalid reference '@db:mac'"),
@@ -68,6 +74,7 @@ BAD_LINES = [
     ("deployable_import /nonexistent/shop.json", "cannot read /nonexistent/shop.json"),
     ("events --since yesterday", "invalid time 'yesterday'"),
     ("deployable_export shop --format xml --json", "--json prints JSON"),
+    ("escalation_assembly_set web 3 -1s", "invalid PERIOD '-1s'"),  # a value, not an option
 ]
 
 USAGE_LINES = [
@@ -114,7 +121,8 @@ MALFORMED = [
     ("<deployable name='x'><assemblies>", "XML"),
     ("name: [unclosed", "not valid YAML"),
     ("[1, 2]", "must be an object"),
-    ("", "must be an object"),
+    ("", "empty: expected a deployable document (JSON, YAML or XML)"),
+    (" \n\t\n", "empty: expected a deployable document (JSON, YAML or XML)"),
 ]
 
 
@@ -128,6 +136,21 @@ def test_malformed_import_file(
     assert ran.err.startswith("pcloudsh: error: standard input: ")
     assert message in ran.err
     assert shop.tables() == before and keys.made == keys_before
+
+
+def test_a_file_that_is_no_document_is_never_echoed(
+    env: Environment, shop: InProcessCped, keys: FakeKeys
+) -> None:
+    secret = "$y$j9T$Zm9vYmFy$c2VjcmV0aGFzaA"
+    shadow = f"root:{secret}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
+    before = shop.tables()
+    ran = run(env, "deployable_import -", stdin=shadow)
+    assert ran.status == 2 and shop.tables() == before
+    assert "root" not in ran.err and secret not in ran.err and "daemon" not in ran.err
+    assert ran.err.count("unknown field whose name is not a field name (not shown)") == 2
+    assert "name: required" in ran.err
+    plain = run(env, "deployable_import -", stdin='{"name": "x", "colour": 1}')
+    assert "colour: unknown field" in plain.err  # a key that is a name is still named
 
 
 def test_invalid_document_lists_every_problem_with_its_path(

@@ -427,3 +427,29 @@ def test_deployable_create_records_infrastructure_settings(
     vms = cped.get_deployable("vms")
     assert vms["infrastructure"] == "libvirt"
     assert vms["settings"] == {"memory": "2048", "uri": "qemu:///session"}
+
+
+def test_start_all_wait_sends_every_start_before_waiting_within_one_timeout(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    run(env, "deployable_create other")
+    starts_when_first_polled: list[list[str]] = []
+
+    def other_runs_shop_does_not(seconds: float) -> None:
+        starts_when_first_polled.append(list(shop.supervisor.calls))
+        fake_time.sleep(seconds)
+        shop.store.put_runtime("other", DEPLOYABLE, "", {"state": "running"})
+
+    env = dataclasses.replace(env, sleep=other_runs_shop_does_not)
+    ran = run(env, "--json deployable_start --all --wait --timeout 2s")
+    assert starts_when_first_polled[0] == ["start other", "start shop"]  # both before a wait
+    assert ran.status == 1
+    rows = json.loads(ran.out)
+    assert rows[0] == {
+        "message": "deployable other running",
+        "deployable": "other",
+        "state": "running",
+    }
+    assert "shop is still stopped after" in rows[1]["error"]["message"]
+    assert sum(fake_time.slept) == pytest.approx(2.0)  # one deadline for all of them
+    assert "deployable_start" in ran.err  # the progress, on standard error

@@ -57,6 +57,12 @@ def test_errors_and_statuses(shell: PcloudShell, shop: InProcessCped) -> None:
     assert ran.status == 2 and "the following arguments are required: NAME, JEOS" in ran.err
     ran = run(shell, "nosuch thing")
     assert ran.status == 2 and ran.err == "pcloudsh: error: unknown command 'nosuch' (try help)\n"
+    ran = run(shell, "deployable_lst")  # as in one-shot use
+    assert ran.status == 2
+    assert (
+        ran.err
+        == "pcloudsh: error: unknown command 'deployable_lst' (did you mean deployable_list?)\n"
+    )
     assert run(shell, "deployable_list").status == 0
 
 

@@ -97,16 +97,25 @@ def test_one_shot_becomes_ssh_with_the_pinned_host_key(
 def test_a_command_runs_in_batch_mode(ssh_env: Environment, programs: Programs) -> None:
     assert run(ssh_env, "assembly_ssh shop db -- ls -l '/etc/a b'").status == 0
     [argv] = programs.execed
-    assert argv[-5:] == ["--", "127.0.0.1", "ls", "-l", "/etc/a b"]
+    assert argv[-3:] == ["--", "127.0.0.1", "ls -l '/etc/a b'"]  # quoted for the remote shell
     assert options(argv)["BatchMode"] == "yes"
     assert argv[argv.index("-p") + 1] == "2200"
+
+
+def test_one_word_is_a_command_line_for_the_remote_shell(
+    ssh_env: Environment, programs: Programs
+) -> None:
+    assert run(ssh_env, "assembly_ssh shop db -- 'pgrep sshd | wc -l; echo $HOME'").status == 0
+    assert programs.execed[0][-1] == "pgrep sshd | wc -l; echo $HOME"
+    run(ssh_env, "assembly_ssh shop db -- pkill -f 'http.server 18080'")
+    assert programs.execed[1][-1] == "pkill -f 'http.server 18080'"
 
 
 def test_the_shell_runs_ssh_and_keeps_its_status(ssh_env: Environment, programs: Programs) -> None:
     shell = shell_for(ssh_env)
     ran = run(shell, "assembly_ssh shop web -- exit 3")
     assert ran.status == 3
-    assert programs.ran[0][-3:] == ["127.0.0.1", "exit", "3"]
+    assert programs.ran[0][-2:] == ["127.0.0.1", "exit 3"]
     assert programs.execed == []
 
 
