@@ -44,7 +44,12 @@ this member runs; the others are ``elsewhere``: nothing is started for them
 and a DPE of this member that still runs one is handed over (SIGUSR1: it
 releases its lease and exits, leaving everything running; ``dpe-handover``),
 and the member that owns it adopts.  A deployable that comes to this member
-is checked for instances left behind, as on a first tick.
+is checked for instances left behind, as on a first tick.  The loop is also
+woken by other members: a member coming or going (``wake``, from the
+heartbeats), and on PostgreSQL every member's wake-ups (a lease taken or
+released, a desired state changed through another member's API).  A start
+that waits for another member's lease looks again when that lease expires.
+Turns to start are this member's own.
 
 cped restarting does not stop DPEs (they run in sessions of their own, and
 ``close`` only stops watching them).  The first ``tick`` of a new cped adopts
