@@ -7,7 +7,11 @@ in time (the store does not answer), the DPE fences itself: ``on_lost`` makes
 it act no more, and ``halted`` is set.  It stops acting ``fence_margin``
 before the lease can expire, counted from when it sent its last successful
 renewal on its own monotonic clock (the store ran it later), or at once when
-the store refuses a write of its epoch (``lose``, on ``LeaseLost``).  A
+the store refuses a write of its epoch (``lose``, on ``LeaseLost``).  When the
+window passed because the loop itself stalled (dped not scheduled, or
+stopped), not because the store was silent, it takes the lease back if it is
+still its own under the same epoch (nobody took it meanwhile, so nobody else
+acted) and goes on; otherwise it fences itself as above.  A
 ``watchdog`` (``dpe.fencing``), when given, ends the process should the loop
 be too stuck to fence itself.
 """
@@ -28,6 +32,7 @@ from foundation.clock import Clock
 from foundation.errors import Conflict, PcloudError
 
 LEASE_POLL = 0.2  # how often a held lease is tried while waiting for it
+STALL = 1.0  # a renewal this late is the loop's own stall, not the store's silence
 
 
 class Watchdog(Protocol):
@@ -86,10 +91,14 @@ class LeaseKeeper:
         """Renew the lease until it is lost."""
         while True:
             now = self.clock.monotonic()
-            await self.clock.sleep(max(0.0, min(self.options.lease_renew, self._valid_until - now)))
+            wait = max(0.0, min(self.options.lease_renew, self._valid_until - now))
+            await self.clock.sleep(wait)
+            late = self.clock.monotonic() - (now + wait)
             if self.clock.monotonic() >= self._valid_until:
-                self.lose(self._fence_reason())
-                return
+                if late < STALL or not self._take_back(late):
+                    self.lose(self._fence_reason())
+                    return
+                continue
             sent = self.clock.monotonic()
             renewed = self._renew()
             if renewed:
@@ -109,6 +118,23 @@ class LeaseKeeper:
         self.held = False
         if self.watchdog is not None:
             self.watchdog.disarm()
+
+    def _take_back(self, late: float) -> bool:
+        """The loop itself stalled past the safe window (the host did not run dped, or it
+        was stopped), not the store: the lease again if it is still ours, under the same
+        epoch, so no other DPE took it (and acted) meanwhile."""
+        sent = self.clock.monotonic()
+        if not self._renew():
+            return False
+        self._renewed(sent)
+        self.log.warning(
+            "the loop stalled %.1f s, past the lease's safe window; the lease was still"
+            " ours (epoch %s): acting again",
+            late,
+            self.epoch,
+        )
+        self.on_renewed()
+        return True
 
     def _renewed(self, sent: float) -> None:
         """The lease runs ttl from when the store ran the renewal, which was after

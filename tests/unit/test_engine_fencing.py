@@ -142,3 +142,41 @@ async def test_what_happens_while_the_store_is_away_is_recorded_in_order_after()
     assert story.index("a1/x failed: monitor returned 7 (not running)") < len(story) - 1
     assert runtime.docs["resource"]["a1/x"]["state"] == "running"
     await engine.shutdown()
+
+
+async def stall(h: Harness, seconds: float) -> None:
+    """dped's loop does not run for ``seconds``; then every timer fires late."""
+    h.clock.now += seconds
+    await h.clock.advance(0)
+
+
+async def test_a_loop_stalled_past_the_window_takes_its_lease_back_if_nobody_took_it() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None and h.runtime is not None and h.runtime.lease is not None
+    epoch = h.runtime.lease.epoch
+    await stall(h, 2 * TTL)  # the lease expired meanwhile, but nobody took it
+    await h.clock.advance(RENEW)
+    assert not engine.halted.is_set()
+    assert h.runtime.lease.epoch == epoch and h.runtime.lease.expires_at > h.clock.time()
+    h.world.kill_resource("a1", "x")
+    await h.until(lambda: h.world.ops_of("a1/x").count("start") == 2, within=10)
+    await engine.shutdown()
+
+
+async def test_a_loop_stalled_while_another_dpe_took_the_lease_acts_no_more() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None and h.runtime is not None and h.runtime.lease is not None
+    h.clock.now += 2 * TTL  # stalled; meanwhile another DPE takes the expired lease
+    assert h.runtime.acquire_lease("other:9", 9, TTL, h.clock.time()) is not None
+    h.runtime.fence = Fence("test:1", h.runtime.lease.epoch - 1)  # ours, as the store sees it
+    await h.clock.advance(0)
+    await h.until(lambda: engine.halted.is_set(), within=RENEW)
+    h.world.kill_resource("a1", "x")
+    mark = len(h.world.ops)
+    await h.clock.advance(30)
+    assert h.world.ops[mark:] == [], "a DPE whose lease was taken over acted"
+    await engine.shutdown()
