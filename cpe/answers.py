@@ -89,7 +89,10 @@ class DeployableRow(Closed):
     infrastructure: str | None = None
     assemblies: int | None = Field(default=None, description="how many")
     state: str | None = None
-    desired_state: States | None = None
+    desired: States | None = Field(default=None, description="started or stopped, as in status")
+    desired_state: States | None = Field(
+        default=None, description="the same as desired: its earlier name, kept for scripts"
+    )
 
 
 class DpeExit(Open):
