@@ -71,7 +71,9 @@ class LibvirtSettings:
         problems = Problems()
         for key in settings:
             if key not in SETTING_NAMES:
-                problems.add(f"settings.{key}", f"unknown setting (known: {', '.join(SETTING_NAMES)})")
+                problems.add(
+                    f"settings.{key}", f"unknown setting (known: {', '.join(SETTING_NAMES)})"
+                )
         parsed = cls(
             uri=_uri(settings.get("uri", default_uri(root)), problems),
             images=_directory(settings, "images", paths.images_dir / "assemblies", problems),

@@ -84,7 +84,9 @@ class OpenStackSettings:
         problems = Problems()
         for key in settings:
             if key not in SETTING_NAMES:
-                problems.add(f"settings.{key}", f"unknown setting (known: {', '.join(SETTING_NAMES)})")
+                problems.add(
+                    f"settings.{key}", f"unknown setting (known: {', '.join(SETTING_NAMES)})"
+                )
         for key in REQUIRED:
             if key not in settings:
                 problems.add(f"settings.{key}", "required (set it with --set KEY=VALUE)")
