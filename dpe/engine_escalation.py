@@ -84,6 +84,7 @@ class Escalation:
         """An assembly escalated: restart the whole deployable, or give up."""
         level = self.level
         if level.window.record(self.clock.time()) is Verdict.ESCALATE:
+            level.cell.note(reason)  # the assembly's step, told before the verdict
             level.cell.set(DeployableState.FAILED, level.window.giving_up())
             return
         level.cell.announce(DeployableState.RECOVERING, f"{reason}: restarting every assembly")
