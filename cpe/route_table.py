@@ -211,6 +211,13 @@ ROUTES: tuple[Route, ...] = (
         f"{LIFECYCLE}.status", "DeployableStatus", errors=(404,),
     ),
     Route(
+        "GET", "/deployables/{name}/diff", "diff_deployable",
+        "What a reload would change: the stored document against the one the running DPE"
+        " runs (assemblies, resources, constraints, services, colocations, settings); all"
+        " empty when nothing is pending or no DPE runs",
+        "cpe.catalog.pending:diff", "DeployableDiff", errors=(400, 404),
+    ),
+    Route(
         "GET", "/deployables/{name}/cib", "deployable_cib",
         "The deployable as a Pacemaker CIB: the stored document and, while it runs, what its"
         " DPE recorded as the status section (not running: an empty status section)",

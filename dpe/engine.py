@@ -162,6 +162,7 @@ class Engine:
         adoption = Adoption(self.deps, self.level, self.runners, self.log)
         adoption.restore(docs, clear_failed=clear_failed, epoch=self.lease.epoch)
         await adoption.adopt(docs.get(INSTANCE, {}))
+        self.recorder.save_document()
         self._hear_driver_notices()
         await self.watch.subscribe()
         self.tasks.spawn(self.control.run())
@@ -193,6 +194,7 @@ class Engine:
         if document.name != self.name:
             raise InvalidInput(f"the document is for {document.name!r}, not {self.name!r}")
         summary = self.reloader.apply(document)
+        self.recorder.save_document()
         self.moves.load_requested()
         self.cell.note(summary)
         self._replan_now()

@@ -117,15 +117,17 @@ class DeployableCommands(Noun):
     def deployable_list(self, args: argparse.Namespace) -> Result:
         """List the deployables."""
         deployables = self.env.api().list_deployables()
+        shown = [row | {"pending": _pending_mark(row)} for row in deployables]
         table = Table(
             columns(
                 ("name", "Name"),
                 ("infrastructure", "Infrastructure"),
                 ("assemblies", "Assemblies"),
                 ("state", "State"),
+                ("pending", "Pending"),
                 ("uuid", "UUID"),
             ),
-            deployables,
+            shown,
             empty="no deployables",
         )
         return Result(deployables, table)
@@ -328,6 +330,20 @@ class DeployableCommands(Noun):
             answer = self.env.api().reload_deployable(name)
         return done(f"deployable {name} reloading", deployable=name, answer=answer)
 
+    @command(NAME)
+    def deployable_diff(self, args: argparse.Namespace) -> Result:
+        """Show what deployable_reload would change in a running deployable.
+
+        The stored document against the one its DPE runs: assemblies,
+        resources, services (+ added, - removed, ~ changed, with the fields
+        that changed), order constraints and colocations, and the deployable's
+        settings with both values.  A change to a running deployable waits for
+        deployable_reload; status and the list say "changes pending reload".
+        """
+        from pcloudsh.pending import diff
+
+        return diff(self.env, args.name)
+
     @command(
         NAME,
         Arg("--watch", action="store_true", help="show it again whenever it changes (Ctrl-C ends)"),
@@ -463,6 +479,11 @@ def lifecycle_request() -> Iterator[None]:
         yield
     except Conflict as error:
         raise OperationFailed(error.message, details=error.details) from None
+
+
+def _pending_mark(row: dict[str, Any]) -> str:
+    """The list's column: a change waits for deployable_reload."""
+    return "reload" if row.get("pending_reload") else ""
 
 
 def _lasting(status: Any) -> Any:

@@ -19,6 +19,7 @@ from cpe.catalog.documents import (
     relative,
     revalidate,
 )
+from cpe.catalog.pending import pending
 from cpe.catalog.runstate import lease_live
 from foundation.errors import Conflict, InvalidInput, NotFound
 from foundation.model import Deployable, parse, validate_name
@@ -42,6 +43,7 @@ def _row(catalog: Catalog, doc: dict[str, Any], desired: str) -> dict[str, Any]:
         "assemblies": len(doc["assemblies"]),
         "state": runtime.get("state", "stopped"),
         "desired_state": desired,
+        "pending_reload": pending(catalog.store, doc["name"]),
     }
 
 

@@ -309,6 +309,7 @@ async def test_deployable_membership_and_listing(api: Client, store: Store) -> N
             "assemblies": 2,
             "state": "stopped",
             "desired_state": "stopped",
+            "pending_reload": "",
         }
     ]
     _, doc = await call(api, "GET", "/deployables/shop")
