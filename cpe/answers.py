@@ -123,6 +123,14 @@ class MoveAnswer(Closed):
     note: str | None = None
 
 
+class CleanupAnswer(Closed):
+    deployable: Name
+    scope: str = Field(
+        description='what is cleaned up: "" (everything), ASSEMBLY or ASSEMBLY/RESOURCE'
+    )
+    note: str = Field(description="who does it, and when")
+
+
 class DpeStatus(Closed):
     pid: int | None
     alive: bool
@@ -326,6 +334,7 @@ MODELS: dict[str, type[BaseModel]] = {
         DeployableRow,
         LifecycleAnswer,
         MoveAnswer,
+        CleanupAnswer,
         DeployableStatus,
         DeployableDiff,
         DeployableCib,

@@ -18,6 +18,8 @@
   a deployable that keeps failing is marked ``failed`` and left alone until
   started again; failover services move (``dpe.engine_moves``);
 - ``reload(document)`` applies only the difference (``dpe.engine_reload``);
+  ``take_requests()`` carries out the clean-ups cped recorded
+  (``dpe.engine_cleanup``);
   ``stop()`` stops every resource in reverse order and destroys every
   instance; ``shutdown()`` leaves them running for the next DPE to adopt.
 
@@ -44,6 +46,7 @@ from typing import Any
 
 from dpe.engine_adoption import Adoption
 from dpe.engine_assembly import AssemblyRunner
+from dpe.engine_cleanup import Cleanup
 from dpe.engine_control import ControlLoop
 from dpe.engine_deps import EngineDeps
 from dpe.engine_escalation import Escalation
@@ -108,6 +111,9 @@ class Engine:
             runtime, self.clock, self.level, self.runners, self.recorder, self.log
         )
         self.reloader = Reloader(self.level, self.runners, self.recorder)
+        self.cleanup = Cleanup(
+            runtime, self.level, self.runners, self.recorder, self.moves, self.log
+        )
         self.control = ControlLoop(
             self.deps,
             self.level,
@@ -163,6 +169,7 @@ class Engine:
         adoption.restore(docs, clear_failed=clear_failed, epoch=self.lease.epoch)
         await adoption.adopt(docs.get(INSTANCE, {}))
         self.recorder.save_document()
+        self.cleanup.take_requested()  # asked for while no DPE ran
         self._hear_driver_notices()
         await self.watch.subscribe()
         self.tasks.spawn(self.control.run())
@@ -198,6 +205,11 @@ class Engine:
         self.moves.load_requested()
         self.cell.note(summary)
         self._replan_now()
+
+    def take_requests(self) -> None:
+        """Clean-ups an administrator asked for since (``dpe.engine_cleanup``)."""
+        if self.cleanup.take_requested():
+            self._replan_now()
 
     def status(self) -> dict[str, Any]:
         """What is running where, in states (for ``status`` and tests)."""
