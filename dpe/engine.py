@@ -227,6 +227,9 @@ class Engine:
     def assembly_lost(self, runner: AssemblyRunner, reason: str) -> None:
         self.escalation.assembly_lost(runner, reason)
 
+    def assembly_refused(self, runner: AssemblyRunner, reason: str) -> None:
+        self.escalation.assembly_refused(runner, reason)
+
     def instance_changed(self, runner: AssemblyRunner) -> None:
         self.recorder.save_instance(runner)
 

@@ -5,7 +5,8 @@ which records the request (runtime kind ``cleanup``, keyed by its scope) and
 tells the DPE.  For the scope, every failure window is emptied (the resources',
 the assemblies', the deployable's own for the whole deployable), a service's
 fail counts on those assemblies too, the restart back-off ends, and a resource
-left unrecoverable is probed again; then the engine plans again.  An event on
+left unrecoverable is probed again, an assembly refused for a host key mismatch
+is fenced and made again; then the engine plans again.  An event on
 the scope's subject says what was cleaned, and the request is deleted.
 """
 
@@ -97,6 +98,9 @@ class Cleanup:
                 continue
             forgotten += len(runner.window.times)
             runner.window.reset()
+            if runner.refused is not None:  # fenced and made again from here on
+                runner.refused = None
+                forgotten += 1
             self.recorder.save_assembly(runner)
         return forgotten
 
