@@ -155,6 +155,16 @@ class ResourceStatus(Closed):
     service: bool | None = Field(default=None, description="a service's copy on this assembly")
 
 
+MonitoringMode = Literal["active", "passive"]
+
+
+class InstanceMonitoring(Closed):
+    """How an instance is monitored, as its DPE found it could be."""
+
+    mode: MonitoringMode
+    reason: str = Field(description="why: its guest agent (pid, python), or why passively")
+
+
 class AssemblyStatus(Closed):
     name: Name
     state: str
@@ -167,6 +177,7 @@ class AssemblyStatus(Closed):
     ssh_port: int | None = None
     username: str | None = Field(default=None, description="the login user")
     uptime: float | None = Field(default=None, description="seconds since the instance was made")
+    monitoring: InstanceMonitoring | None = None
     resources: list[ResourceStatus]
 
 
@@ -196,6 +207,7 @@ class DeployableStatus(Closed):
     reason: str | None = None
     desired: States
     failures: list[float] | None = None
+    monitoring: MonitoringMode | None = Field(default=None, description="the document's")
     dpe: DpeStatus
     assemblies: list[AssemblyStatus]
     services: list[ServiceStatus] | None = None

@@ -56,6 +56,7 @@ def compose_status(record: StatusRecord, dpe: dict[str, Any], now: float) -> dic
         "reason": deployable.get("reason", ""),
         "desired": record.desired,
         "failures": in_window(deployable.get("failures", []), record.document, now),
+        "monitoring": record.document.get("monitoring", "active"),
         "dpe": _dpe(record.lease, dpe, now),
         "assemblies": [
             _assembly(a, record.runtime, now, record.document.get("services", []))
@@ -107,6 +108,8 @@ def _assembly(
     created = float(instance.get("created_at") or 0) if instance else 0.0
     if created > 0:
         row["uptime"] = round(max(0.0, now - created), 1)
+    if instance and recorded.get("monitoring"):  # its mode, as the DPE found it could be
+        row["monitoring"] = recorded["monitoring"]
     row["resources"] = [_resource(name, r, runtime, now) for r in assembly.get("resources", [])]
     for service in services:  # a service shows under the assembly it is on now
         copy = _resource(name, service, runtime, now)

@@ -4,7 +4,8 @@
 pinned SSH connection running the guest's copy of the agent
 (``dpe/guest_agent/pcloud_agent.py``, whose docstring is the protocol):
 
-1. the channel runs ``<python> -I -S <dir>/agent-<hash>.py --lock <dir>/agent.lock``
+1. the channel runs ``<python> -I -S <dir>/agent-<hash>.py --lock <dir>/agent.lock
+   --heartbeat <interval>``
    where ``<dir>`` is ``${XDG_CACHE_HOME:-$HOME/.cache}/pacemaker-cloud`` by
    default (per SSH user; nothing is written elsewhere);
 2. when that file is missing (exit ``EXIT_NO_FILE``), or the agent's ``hello``
@@ -22,7 +23,9 @@ one-shot operations, and yields what the agent reports (``MonitorChange``,
 Every line from the agent counts as a sign of life; when none came for
 ``heartbeat_timeout`` the agent is lost ("no heartbeat from the agent for
 3.0 s"), unless dped's own loop was late (then the reader gets its turn
-first: overload is not failure).  Time goes through an injectable clock.
+first, and on the engine's ``dpe.loop_lag.LagClock`` the time the loop was
+stalled does not count: overload is not failure).  Time goes through an
+injectable clock.
 """
 
 from __future__ import annotations
@@ -39,8 +42,15 @@ from typing import Any, TypeVar
 
 from dpe.agent_ops import AgentOutcome
 from dpe.guest_agent import AgentSource, agent_source
-from dpe.guest_agent.pcloud_agent import EXIT_TOO_OLD, MAX_REPLY_LINE, PROTOCOL, LineFramer
+from dpe.guest_agent.pcloud_agent import (
+    EXIT_TOO_OLD,
+    HEARTBEAT_RANGE,
+    MAX_REPLY_LINE,
+    PROTOCOL,
+    LineFramer,
+)
 from dpe.interfaces import Channel, Connection
+from dpe.loop_lag import LagClock
 from foundation.clock import Clock, SystemClock
 from foundation.errors import AgentError, InvalidInput, OperationTimeout, PcloudError, Unavailable
 
@@ -71,9 +81,15 @@ class AgentLost(Unavailable):
 class AgentSettings:
     python: str = "python3"
     directory: str | None = None  # an absolute path on the guest; None: the per-user cache
+    heartbeat_interval: float = 1.0  # how often the agent says it is alive
     heartbeat_timeout: float = 3.0
     start_timeout: float = 10.0
     upload_timeout: float = 30.0
+
+    def heartbeat_word(self) -> str:
+        """The agent's ``--heartbeat`` value (within what the agent accepts)."""
+        low, high = HEARTBEAT_RANGE
+        return f"{min(max(self.heartbeat_interval, low), high):g}"
 
     def directory_word(self) -> str:
         """The directory as the start command's shell word."""
@@ -128,7 +144,7 @@ def start_command(settings: AgentSettings, source: AgentSource) -> str:
         f"d={settings.directory_word()}; "
         f"command -v {python} >/dev/null 2>&1 || exit {EXIT_NO_PYTHON}; "
         f"[ -r {path} ] || exit {EXIT_NO_FILE}; "
-        f'exec {python} -I -S {path} --lock "$d/agent.lock"'
+        f'exec {python} -I -S {path} --lock "$d/agent.lock" --heartbeat {settings.heartbeat_word()}'
     )
 
 
@@ -387,6 +403,11 @@ class AgentChannel:
             if isinstance(event, AgentGone):
                 return
 
+    @property
+    def last_heard(self) -> float:
+        """When the agent last said anything (the clock's ``monotonic``)."""
+        return self._last_heard
+
     def silence(self) -> float:
         """Seconds since the agent last said anything."""
         return self._clock.monotonic() - self._last_heard
@@ -438,20 +459,30 @@ class AgentChannel:
 
     async def _watch_heartbeat(self) -> None:
         """Wake when the silence would reach the timeout (not on a fixed period:
-        with a heartbeat a second this wakes about once in two seconds)."""
+        with a heartbeat a second this wakes about once in two seconds).
+
+        Only the silence dped could have heard counts: on a ``LagClock`` the
+        time its own loop was stalled is left out (``dpe.loop_lag``), and after
+        a late wake-up the reader first gets its turn to read what waited."""
         grace = self._timeout / 3
         excused = False
         while self.lost is None:
-            wait = max(self._timeout - self.silence(), grace if excused else 0.0)
+            wait = max(self._timeout - self.heard_silence(), grace if excused else 0.0)
             planned = self._clock.monotonic() + wait
             await self._clock.sleep(wait)
             if self._clock.monotonic() - planned > grace and not excused:
                 excused = True  # our own loop was late: the reader gets its turn first
                 continue
             excused = False
-            silent = self.silence()
-            if silent >= self._timeout:
-                self._lose(f"no heartbeat from the agent for {silent:.1f} s")
+            if self.heard_silence() >= self._timeout:
+                self._lose(f"no heartbeat from the agent for {self.silence():.1f} s")
+
+    def heard_silence(self) -> float:
+        """The silence but the time dped's own loop was stalled meanwhile."""
+        stalled = (
+            self._clock.lag_since(self._last_heard) if isinstance(self._clock, LagClock) else 0
+        )
+        return self.silence() - stalled
 
     def _lose(self, reason: str) -> None:
         if self.lost is not None:

@@ -63,6 +63,7 @@ from dpe.engine_tasks import Tasks
 from dpe.engine_timing import EngineOptions, first_of
 from dpe.engine_watch import InstanceWatch
 from dpe.interfaces import Driver, Notifying, Transport
+from dpe.loop_lag import lag_clock
 from dpe.planner import Goal
 from dpe.runtime import Runtime
 from dpe.states import DeployableState, StateCell, Subject, deployable_cell
@@ -94,7 +95,7 @@ class Engine:
     ) -> None:
         self.name = document.name
         self.runtime = runtime
-        self.clock: Clock = clock or SystemClock()
+        self.clock = lag_clock(clock or SystemClock())
         self.options = options or EngineOptions()
         self.log = Context(log, deployable=self.name)
         self.tasks = Tasks(self.log)
@@ -220,6 +221,10 @@ class Engine:
     def heartbeat(self) -> Heartbeat:
         """The document's heartbeat; the driver's defaults if the document has the model's."""
         return effective_heartbeat(self.document.heartbeat, self.deps.driver)
+
+    def monitoring(self) -> str:
+        """The document's monitoring (active or passive), for instances connected from now."""
+        return self.document.monitoring
 
     def assembly_up(self, runner: AssemblyRunner) -> None:
         self._replan_now()

@@ -1,12 +1,16 @@
 """One assembly's life: create or adopt its instance, connect, watch it, fence it.
 
 Each assembly runs in its own tasks, so one dead guest never stalls the
-others: the bring-up (create → connect), the heartbeat (an SSH keepalive every
-``heartbeat.interval``; failed after ``heartbeat.timeout`` without an answer)
-and the health check (a real command, and the driver's view of the instance,
-every ``heartbeat.health_interval``).  Resource operations run over the same
-connection and are cancelled when the assembly is lost.  What a loss means
-(restart or escalate) is the engine's decision: the runner reports it.
+others: the bring-up (create → connect → start the guest agent, or monitor
+passively: ``dpe.engine_agent``), the heartbeat and the health check (a real
+command, and the driver's view of the instance, every
+``heartbeat.health_interval``).  The heartbeat is the guest agent's own while
+it runs, else an SSH keepalive every ``heartbeat.interval``; either way a
+guest silent for ``heartbeat.timeout`` is failed only once a fresh keepalive
+confirms it, with the evidence in the event (``dpe.engine_liveness``).
+Resource operations run through the agent or over SSH on the same connection
+and are cancelled when the assembly is lost.  What a loss means (restart or
+escalate) is the engine's decision: the runner reports it.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from dpe import agents
+from dpe.engine_agent import AgentLink
 from dpe.engine_deps import EngineDeps
+from dpe.engine_liveness import probe_silence
 from dpe.engine_log import Context
 from dpe.engine_tasks import Tasks
 from dpe.engine_timing import EngineOptions, bounded
 from dpe.escalation import FailureWindow
 from dpe.interfaces import DEAD_STATES, Connection, Instance, Transport
+from dpe.loop_lag import NOTICED
 from dpe.planner import AssemblyStatus
-from dpe.states import AssemblyState, StateCell, Subject, assembly_cell, no_heartbeat
+from dpe.states import AssemblyState, StateCell, Subject, assembly_cell
 from foundation.backoff import Retries
 from foundation.clock import Clock
 from foundation.errors import Forbidden, OperationTimeout, PcloudError, Unavailable
@@ -40,6 +47,9 @@ _GRACE = 1.0  # beyond a timeout the transport enforces, before the engine gives
 
 class AssemblyHooks(Protocol):
     def heartbeat(self) -> Heartbeat: ...
+
+    def monitoring(self) -> str:
+        """The deployable's monitoring: active or passive."""
 
     def assembly_up(self, runner: AssemblyRunner) -> None: ...
 
@@ -66,13 +76,18 @@ class AssemblyRunner:
         # alone, failed, until a clean-up; a new instance would only meet it again
         self.refused: str | None = None
         self.log = Context(log, deployable=deps.deployable, assembly=definition.name)
-        self.tasks = Tasks(self.log)  # bring-up, heartbeat, health
+        self.tasks = Tasks(self.log)  # bring-up, heartbeat, health, the agent's reports
+        self.link = self._new_link()  # the instance's guest agent (a new one per instance)
         self._ops: set[asyncio.Task[Any]] = set()  # resource operations in flight
         self._closing: set[asyncio.Task[Any]] = set()
 
     @property
     def state(self) -> AssemblyState:
         return self.cell.state
+
+    def monitoring_doc(self) -> dict[str, str] | None:
+        """How the current instance is monitored, and why; None without one."""
+        return self.link.to_doc() if self.connection is not None else None
 
     def status(self) -> AssemblyStatus:
         instance = self.instance
@@ -115,6 +130,8 @@ class AssemblyRunner:
             self.connection = await connect_with_retries(
                 self.deps.transport, instance, keys, self.deps.options, self.deps.clock
             )
+            self.link = self._new_link()
+            await self.link.start(self.connection, self.hooks.monitoring())
         except Forbidden as error:  # not a lost guest: someone else's, or not as made
             self.hooks.assembly_refused(self, str(error))
             return
@@ -129,7 +146,8 @@ class AssemblyRunner:
         self.cell.set(
             AssemblyState.RUNNING, f"connected to {instance.ssh_host}:{instance.ssh_port}"
         )
-        self.tasks.spawn(self._heartbeat(self.connection))
+        if not self.link.active:  # else the agent's heartbeat is the heartbeat
+            self.tasks.spawn(self._heartbeat(self.connection))
         self.tasks.spawn(self._health(self.connection, instance))
         self.hooks.assembly_up(self)
 
@@ -148,9 +166,25 @@ class AssemblyRunner:
         )
         return instance
 
+    def _new_link(self) -> AgentLink:
+        label = f"{self.deps.deployable}/{self.name}"
+        return AgentLink(self.deps, label, self, self.tasks, self.log)
+
+    # what the guest agent's link reports (``dpe.engine_agent.LinkHooks``)
+
+    def heartbeat(self) -> Heartbeat:
+        return self.hooks.heartbeat()
+
+    def agent_note(self, reason: str) -> None:
+        self.cell.note(reason)
+
+    def agent_failed(self, reason: str) -> None:
+        self.hooks.assembly_lost(self, reason)
+
     # -- watching it --------------------------------------------------------------
 
     async def _heartbeat(self, connection: Connection) -> None:
+        """Passive monitoring's heartbeat: an SSH keepalive every interval."""
         clock = self.deps.clock
         last_answer = clock.monotonic()
         while True:
@@ -163,8 +197,11 @@ class AssemblyRunner:
             try:
                 await bounded(clock, remaining + 1.0, connection.keepalive(remaining), "keepalive")
             except OperationTimeout:
-                self.hooks.assembly_lost(self, no_heartbeat(clock.monotonic() - last_answer))
-                return
+                evidence = await probe_silence(clock, connection, heartbeat, last_answer)
+                if not evidence.answered:
+                    self.hooks.assembly_lost(self, evidence.reason())
+                    return
+                self.log.warning("a late heartbeat, not a lost guest: %s", evidence.details())
             except Unavailable as error:
                 self.hooks.assembly_lost(self, f"connection lost: {error}")
                 return
@@ -179,13 +216,21 @@ class AssemblyRunner:
                 return
 
     async def _health_problem(self, connection: Connection, instance: Instance) -> str | None:
-        timeout = self.deps.options.health_timeout
+        clock, timeout = self.deps.clock, self.deps.options.health_timeout
+        sent = clock.monotonic()
         try:
             result = await bounded(
-                self.deps.clock, timeout + _GRACE, connection.run(HEALTH_COMMAND, timeout), "health"
+                clock, timeout + _GRACE, connection.run(HEALTH_COMMAND, timeout), "health"
             )
         except OperationTimeout:
-            return f"health command timed out after {timeout:g} s"
+            if clock.lag_since(sent) < NOTICED:
+                return f"health command timed out after {timeout:g} s"
+            # its answer may have waited, unread, while this loop was stalled
+            evidence = await probe_silence(clock, connection, self.hooks.heartbeat(), sent)
+            if evidence.answered:
+                self.log.warning("health command late, the guest answers: %s", evidence.details())
+                return None
+            return f"health command timed out after {timeout:g} s ({evidence.details()})"
         except Unavailable as error:
             return f"connection lost: {error}"
         if result.exit_status != 0:
@@ -237,12 +282,11 @@ class AssemblyRunner:
     ) -> agents.AgentResult:
         # created inside the task: a task cancelled before it runs leaves nothing unawaited
         limit = resource.timeout(op) + agents.KILL_GRACE + _GRACE  # the transport's, and ours
-        return await bounded(
-            self.deps.clock,
-            limit,
-            agents.execute(connection, resource, op, interval=interval, params=params),
-            f"{op} of {resource.name}",
-        )
+        if self.link.active:
+            work = self.link.run(resource, op, interval, params)
+        else:
+            work = agents.execute(connection, resource, op, interval=interval, params=params)
+        return await bounded(self.deps.clock, limit, work, f"{op} of {resource.name}")
 
     # -- losing it ----------------------------------------------------------------
 
@@ -311,15 +355,17 @@ class AssemblyRunner:
                 task.cancel()
         connection, self.connection = self.connection, None
         if connection is not None:
-            closing = asyncio.create_task(self._close(connection))
+            closing = asyncio.create_task(self._close(self.link, connection))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
 
-    async def _close(self, connection: Connection) -> None:
+    async def _close(self, link: AgentLink, connection: Connection) -> None:
+        """The agent first (its input ends: it exits), then the connection."""
+        timeout = self.deps.options.close_timeout
         with contextlib.suppress(PcloudError, OSError):
-            await bounded(
-                self.deps.clock, self.deps.options.close_timeout, connection.close(), "closing"
-            )
+            await bounded(self.deps.clock, timeout, link.close(), "closing the guest agent")
+        with contextlib.suppress(PcloudError, OSError):
+            await bounded(self.deps.clock, timeout, connection.close(), "closing")
 
     async def shutdown(self) -> None:
         """Leave the instance running; wait until every task of ours has ended."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from dpe.engine_timing import EngineOptions
 from dpe.interfaces import Driver, Transport
-from foundation.clock import Clock
+from dpe.loop_lag import LagClock
 from foundation.events import Event
 from foundation.keyfiles import AssemblyKeys
 
@@ -17,7 +17,7 @@ class EngineDeps:
     deployable: str
     driver: Driver
     transport: Transport
-    clock: Clock
+    clock: LagClock  # every wait reports how late the loop was (``dpe.loop_lag``)
     keys: Callable[[str], AssemblyKeys]
     options: EngineOptions
     emit: Callable[[Event], None]  # every state change goes here (``dpe.engine_recorder``)

@@ -85,8 +85,9 @@ class Recorder:
         self.put(RESOURCE, str(runner.rid), runner.to_doc())
 
     def save_assembly(self, runner: AssemblyRunner) -> None:
-        doc = {"state": str(runner.state), "reason": runner.cell.reason}
-        self.put(ASSEMBLY, runner.name, doc | {"failures": list(runner.window.times)})
+        doc: dict[str, Any] = {"state": str(runner.state), "reason": runner.cell.reason}
+        doc |= {"failures": list(runner.window.times), "monitoring": runner.monitoring_doc()}
+        self.put(ASSEMBLY, runner.name, doc)
 
     def save_instance(self, runner: AssemblyRunner) -> None:
         instance = runner.instance

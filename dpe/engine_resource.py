@@ -10,6 +10,21 @@
 A FAILED resource is reported to the engine, which counts it in the failure
 window and restarts it or escalates.  A failed stop leaves the resource in an
 unknown condition: only fencing its assembly cleans that up.
+
+A start is recorded (state ``starting``, with what it is started with) before
+it is sent: once sent it may take effect whatever becomes of its answer, of the
+assembly's connection or of this DPE.  Until a probe or a fence says otherwise,
+the resource may run there (Pacemaker's rule for a pending operation), for this
+engine and for the next one, which restores the record.
+
+The recurring monitor runs here, an operation every interval (passive
+monitoring), or in the guest (active: scheduled at the guest agent, which
+reports a result only when it changes, and at once when a watched process
+dies).  Either way a result is judged as above; failures are "in a row" (for
+the restart back-off) unless the resource ran for a whole interval between
+them.  An operation that timed out while dped's own loop was stalled
+(``dpe.loop_lag``) is run once more before it counts: its answer may have
+waited, unread.
 """
 
 from __future__ import annotations
@@ -19,8 +34,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dpe import agents
+from dpe.agent_ops import AgentOutcome, agent_result, monitor_key
 from dpe.agents import OcfRc
+from dpe.engine_agent import Schedule
 from dpe.escalation import FailureWindow
+from dpe.loop_lag import NOTICED
 from dpe.planner import Applied, ResourceStatus
 from dpe.states import ResourceState, StateCell, Subject, resource_cell
 from foundation.backoff import Retries
@@ -87,9 +105,11 @@ class ResourceRunner:
     ) -> bool:
         """Run ``op`` (``monitor`` with interval 0 is the probe); True if it reached its target."""
         kind = "probe" if op == "monitor" and not interval else op
+        if kind == "start":
+            self.applied = Applied.of(self.definition, params)  # recorded before it is sent
         self._begin(kind)
         try:
-            result = await assembly.run_op(self.definition, op, interval, params)
+            result = await self._run(assembly, op, interval, params)
         except OperationTimeout:
             return self._failed(kind, agents.timeout_reason(kind, self.definition.timeout(op)))
         except Unavailable as error:
@@ -100,6 +120,26 @@ class ResourceRunner:
             return False
         self.last_op, self.last_rc = kind, int(result.rc)
         return self._apply(kind, result, params, resolved)
+
+    async def _run(
+        self, assembly: AssemblyRunner, op: str, interval: float, params: Mapping[str, str]
+    ) -> agents.AgentResult:
+        """The operation's result; once more if it timed out while the loop was stalled."""
+        clock = self.deps.clock
+        sent = clock.monotonic()
+        try:
+            return await assembly.run_op(self.definition, op, interval, params)
+        except OperationTimeout:
+            stalled = clock.lag_since(sent)
+            if stalled < NOTICED:
+                raise
+        assembly.log.warning(
+            "%s of %s timed out while this loop was stalled for %.1f s: once more",
+            op,
+            self.rid.resource,
+            stalled,
+        )
+        return await assembly.run_op(self.definition, op, interval, params)
 
     def _begin(self, kind: str) -> None:
         if kind in ("start", "stop"):
@@ -191,7 +231,8 @@ class ResourceRunner:
         self, assembly: AssemblyRunner, params: Mapping[str, str], interval: float
     ) -> None:
         self.cancel_monitor()
-        self.monitor = asyncio.create_task(self._monitor(assembly, dict(params), interval))
+        recurring = self._agent_monitor if assembly.link.active else self._monitor
+        self.monitor = asyncio.create_task(recurring(assembly, dict(params), interval))
 
     async def _monitor(
         self, assembly: AssemblyRunner, params: dict[str, str], interval: float
@@ -200,6 +241,45 @@ class ResourceRunner:
             await self.deps.clock.sleep(interval)
             if not await self.operate(assembly, "monitor", params, interval):
                 return
+
+    async def _agent_monitor(
+        self, assembly: AssemblyRunner, params: dict[str, str], interval: float
+    ) -> None:
+        """The monitor runs in the guest; its changes are judged here as they come."""
+        key = monitor_key(self.rid.resource, interval)
+        changes: asyncio.Queue[AgentOutcome] = asyncio.Queue()
+        scheduled = self.deps.clock.monotonic()
+        link = assembly.link
+        try:
+            await link.schedule(
+                key, Schedule(self.definition, params, interval, changes.put_nowait)
+            )
+            while self.state is ResourceState.RUNNING:
+                outcome = await changes.get()
+                if not self._changed(outcome, interval, scheduled):
+                    return
+        finally:
+            link.unschedule(key)  # answered before this resource's next operation runs
+
+    def _changed(self, outcome: AgentOutcome, interval: float, scheduled: float) -> bool:
+        """A reported monitor result: False once it failed the resource."""
+        if self.state is not ResourceState.RUNNING:
+            return False
+        try:
+            result = agent_result(self.definition, "monitor", outcome)
+        except OperationTimeout as timeout:
+            self._ran_an_interval(interval, scheduled)
+            return self._failed("monitor", str(timeout))
+        self.last_op, self.last_rc = "monitor", int(result.rc)
+        if not result.ok:
+            self._ran_an_interval(interval, scheduled)
+        return self._monitored(result, {}, False)
+
+    def _ran_an_interval(self, interval: float, scheduled: float) -> None:
+        """Up a whole interval before failing: not a failure in a row."""
+        if self.deps.clock.monotonic() - scheduled >= interval:
+            self.retries.reset()
+            self.retry_at = None
 
     def cancel_monitor(self) -> None:
         monitor, self.monitor = self.monitor, None
@@ -239,10 +319,13 @@ class ResourceRunner:
         }
 
     def restore(self, doc: Mapping[str, Any]) -> None:
-        """What a previous DPE recorded; the state itself is probed again."""
+        """What a previous DPE recorded; the state itself is probed again.  What it
+        was started with (a start in flight included) says it may still run."""
         self.window = FailureWindow.restore(self.definition.escalation, doc.get("failures", []))
         self.last_op, self.last_rc = doc.get("last_op"), doc.get("last_rc")
         applied = doc.get("applied")
         self.applied = Applied.from_dict(applied) if applied else None
         if doc.get("state") == str(ResourceState.UNRECOVERABLE):
             self.cell.set(ResourceState.UNRECOVERABLE, "unrecoverable (recorded before a restart)")
+        elif doc.get("state") == str(ResourceState.STARTING):
+            self.cell.note("a start was in flight when the previous DPE ended: it may run")

@@ -15,6 +15,7 @@ def engine_status(level: DeployableLevel, runners: Runners, epoch: int | None) -
         "state": str(level.state),
         "reason": level.cell.reason,
         "epoch": epoch,
+        "monitoring": level.document.monitoring,
         "failures": list(level.window.times),
         "assemblies": {n: _assembly_row(a) for n, a in runners.assemblies.items()},
         "resources": {
@@ -30,4 +31,5 @@ def _assembly_row(runner: AssemblyRunner) -> dict[str, Any]:
         "reason": runner.cell.reason,
         "instance": instance_doc(instance) if instance else None,
         "failures": list(runner.window.times),
+        "monitoring": runner.monitoring_doc(),
     }

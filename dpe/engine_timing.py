@@ -1,8 +1,11 @@
 """Time in the engine: deadlines and timings, all on the injected clock.
 
 ``asyncio.wait_for`` would use the loop's own clock; the engine's timeouts go
-through ``foundation.clock.Clock`` so tests drive them with a fake one.  Back-off
-is ``foundation.backoff``'s, with ``retry_initial`` and ``retry_max``.
+through ``foundation.clock.Clock`` so tests drive them with a fake one.  On a
+``dpe.loop_lag.LagClock`` (the engine's), a deadline reached while the loop
+was stalled is extended once by the stall (up to the timeout again): what
+was awaited gets the time dped could actually have watched it.  Back-off is
+``foundation.backoff``'s, with ``retry_initial`` and ``retry_max``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from dpe.loop_lag import LagClock
 from foundation.backoff import Backoff
 from foundation.clock import Clock
 from foundation.errors import OperationTimeout
@@ -21,20 +25,34 @@ T = TypeVar("T")
 
 
 async def bounded(clock: Clock, seconds: float, awaitable: Awaitable[T], what: str) -> T:
-    """Await ``awaitable`` for at most ``seconds``; else cancel it and raise OperationTimeout."""
+    """Await ``awaitable`` for at most ``seconds`` (plus the loop's stall meanwhile);
+    else cancel it and raise OperationTimeout."""
     work = asyncio.ensure_future(awaitable)
+    started = clock.monotonic()
+    try:
+        await _race(clock, work, seconds)
+        stalled = clock.lag_since(started) if isinstance(clock, LagClock) else 0.0
+        if not work.done() and stalled:
+            await _race(clock, work, min(stalled, seconds))
+    finally:
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+        elif not work.cancelled():
+            work.exception()  # seen, even when this wait itself was cancelled
+    if work.cancelled():
+        raise OperationTimeout(f"{what} timed out after {seconds:g} s")
+    return work.result()
+
+
+async def _race(clock: Clock, work: asyncio.Future[Any], seconds: float) -> None:
+    """Until ``work`` is done or ``seconds`` have passed."""
     timer = asyncio.ensure_future(clock.sleep(seconds))
     try:
         await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         timer.cancel()
-        if not work.done():
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-    if work.cancelled():
-        raise OperationTimeout(f"{what} timed out after {seconds:g} s")
-    return work.result()
 
 
 async def first_of(*awaitables: Coroutine[Any, Any, Any]) -> None:
@@ -64,6 +82,8 @@ class EngineOptions:
     lease_wait: float = 10.0  # how long start waits for a previous holder's lease to expire
     retry_initial: float = 0.5  # back-off after failures in a row
     retry_max: float = 30.0
+    agent_python: str = "python3"  # the guest agent's interpreter, on the guests
+    agent_restart_window: float = 60.0  # a guest agent lost again this soon fails its assembly
 
     def backoff(self, free: int = 0) -> Backoff:
         """The engine's back-off; ``free`` failures in a row are retried at once."""

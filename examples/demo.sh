@@ -80,8 +80,7 @@ run deployable_constraint_add shop app/api web/www
 run escalation_deployable_set shop 3 3600
 
 say "Start it: cped runs a dped for it, which creates the instances and starts the resources in order"
-run deployable_start shop
-wait_running shop
+run deployable_start shop --wait --timeout 2m
 run deployable_status shop
 
 say "Failure 1: the API server inside assembly app is killed"

@@ -55,6 +55,17 @@ class DeployableCommands(Noun):
             default="local",
             help=f"where its assemblies run: {', '.join(model.INFRASTRUCTURES)} (default: local)",
         ),
+        Arg(
+            "mode",
+            nargs="?",
+            metavar="am|pm",
+            help="active (am, the default: an agent in each guest) or passive (pm) monitoring",
+        ),
+        Arg(
+            "--monitoring",
+            choices=model.MONITORING_MODES,
+            help="the same as am|pm: active or passive monitoring",
+        ),
         Arg("--uri", help="libvirt: the hypervisor URI (default qemu:///system as root)"),
         Arg(
             "--set",
@@ -80,9 +91,13 @@ class DeployableCommands(Noun):
                 raise InvalidInput("--uri applies to the libvirt infrastructure only")
             settings["uri"] = args.uri
         body = {"name": name, "infrastructure": args.infrastructure, "settings": settings}
+        monitoring = _monitoring(args.mode, args.monitoring)
+        if monitoring:  # else cped's default
+            body["monitoring"] = monitoring
         created = self.env.api().create_deployable(body)
+        mode = f", {monitoring} monitoring" if monitoring else ""
         return done(
-            f"deployable {name} created ({args.infrastructure})",
+            f"deployable {name} created ({args.infrastructure}{mode})",
             deployable=name,
             uuid=created.get("uuid") if isinstance(created, dict) else None,
         )
@@ -595,6 +610,18 @@ def _settings(pairs: list[str]) -> dict[str, str]:
             raise InvalidInput(f"not a KEY=VALUE setting: {pair!r}")
         settings[key] = value
     return settings
+
+
+def _monitoring(word: str | None, option: str | None) -> str | None:
+    """The mode asked for by ``am|pm`` (or active, passive) or ``--monitoring``."""
+    if word is not None and option is not None:
+        raise InvalidInput("give the monitoring mode once: am|pm or --monitoring")
+    if word is None:
+        return option
+    mode = model.MONITORING_WORDS.get(word)
+    if mode is None:
+        raise InvalidInput(f"invalid monitoring {word!r}: use am (active) or pm (passive)")
+    return mode
 
 
 def purge_images(document: dict[str, object]) -> dict[str, list[str]]:

@@ -40,23 +40,27 @@ def _pending(name: str, status: dict[str, Any]) -> list[View]:
 
 
 def status_tree(name: str, status: dict[str, Any], now: float) -> Node:
+    mode = status.get("monitoring")
     details = [
         _desired(status),
         _dpe(status),
+        _detail("monitoring", mode),
         _failures(status.get("failures"), shown_when_none=False),
         _reason(status),
     ]
     label = _label(f"deployable {status.get('name') or name}", status.get("state"), details)
-    return Node(label, [_assembly(a, now) for a in named_items(status.get("assemblies"))])
+    assemblies = named_items(status.get("assemblies"))
+    return Node(label, [_assembly(a, now, mode) for a in assemblies])
 
 
-def _assembly(assembly: dict[str, Any], now: float) -> Node:
+def _assembly(assembly: dict[str, Any], now: float, deployable_mode: Any = None) -> Node:
     instance = assembly.get("instance")
     merged = {**instance, **assembly} if isinstance(instance, dict) else assembly
     details = [
         _instance_id(instance),
         _detail("address", merged.get("address")),
         _uptime(merged, now),
+        _monitoring(assembly.get("monitoring"), deployable_mode),
         _failures(assembly.get("failures"), shown_when_none=False),
         _reason(assembly),
     ]
@@ -109,6 +113,16 @@ def _dpe(status: dict[str, Any]) -> str | None:
     if dpe.get("lease_epoch") is not None:
         text += f", lease epoch {dpe['lease_epoch']}"
     return text
+
+
+def _monitoring(monitoring: Any, deployable_mode: Any) -> str | None:
+    """How the instance is monitored, and why: news unless it is simply as asked."""
+    if not isinstance(monitoring, dict) or not monitoring.get("mode"):
+        return None
+    mode, reason = monitoring["mode"], monitoring.get("reason")
+    if mode == "passive" and mode == deployable_mode:
+        return None  # passive by the deployable's own setting
+    return f"{mode}: {reason}" if reason else str(mode)
 
 
 def _instance_id(instance: Any) -> str | None:

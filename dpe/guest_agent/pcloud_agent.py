@@ -11,7 +11,8 @@ It runs recurring monitors where the resource lives and reports a result only
 when it changes; it runs one-shot operations (probe, start, stop); it watches
 the process of a resource where there is one to watch (a pidfile, a systemd
 unit's main process) so that a death is seen at once and confirmed by the
-monitor; and it sends a heartbeat every second.
+monitor; and it sends a heartbeat every second (``--heartbeat SECONDS``: dped
+passes its deployable's heartbeat interval).
 
 Protocol, version 1
 ===================
@@ -68,8 +69,8 @@ to its recurring monitor, as are agents without a pidfile.
 agent -> dped
 -------------
 ``{"type": "hello", "protocol": 1, "sha256": HEX, "pid": N, "python": "3.11.2", "watch": "pidfd"|"poll"}``
-``{"type": "heartbeat", "seq": N, "runs": N}``  every ``HEARTBEAT_INTERVAL`` seconds
-(``runs``: operations started so far)
+``{"type": "heartbeat", "seq": N, "runs": N}``  every ``--heartbeat`` seconds
+(``HEARTBEAT_INTERVAL`` by default; ``runs``: operations started so far)
 ``{"type": "ok", "id": ID}``
 ``{"type": "result", "id": ID, ...OUTCOME}``
 ``{"type": "change", "key": KEY, "cause": "monitor"|"watch", ...OUTCOME}``
@@ -123,6 +124,7 @@ MAX_LINE = 256 * 1024
 MAX_REPLY_LINE = 1024 * 1024
 OUTPUT_LIMIT = 16 * 1024  # characters kept of each output stream
 HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_RANGE = (0.05, 60.0)  # what --heartbeat accepts, in seconds
 POLL_INTERVAL = 0.1  # /proc polling where there are no pidfds
 MAX_KEYS = 1024
 MAX_RUNNING = 64  # one-shot operations at once
@@ -456,6 +458,7 @@ class Agent:
         sleep: Sleep = asyncio.sleep,
         monotonic: Monotonic = time.monotonic,
         digest: str = "",
+        heartbeat: float = HEARTBEAT_INTERVAL,
     ) -> None:
         self.send = send
         self.runner = runner
@@ -463,6 +466,7 @@ class Agent:
         self.sleep = sleep
         self.monotonic = monotonic
         self.digest = digest
+        self.heartbeat = heartbeat
         self.serializer = Serializer()
         self.runs = 0
         self.recurring: dict[str, Recurring] = {}
@@ -494,7 +498,7 @@ class Agent:
         while True:
             seq += 1
             self.send({"type": "heartbeat", "seq": seq, "runs": self.runs})
-            await self.sleep(HEARTBEAT_INTERVAL)
+            await self.sleep(self.heartbeat)
 
     async def stop(self) -> None:
         """Cancel everything (killing what runs) and wait for it to end."""
@@ -1048,7 +1052,7 @@ async def _output(
     return transport
 
 
-async def serve(digest: str) -> int:
+async def serve(digest: str, heartbeat: float = HEARTBEAT_INTERVAL) -> int:
     """Speak the protocol on standard input and output until either ends."""
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[str] = loop.create_future()
@@ -1067,7 +1071,7 @@ async def serve(digest: str) -> int:
             end("dped does not read")
 
     runner = ProcessRunner(loop)
-    agent = Agent(send, runner, ProcessWatcher(loop, runner), digest=digest)
+    agent = Agent(send, runner, ProcessWatcher(loop, runner), digest=digest, heartbeat=heartbeat)
     stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
     await loop.connect_read_pipe(lambda: _Input(agent.receive, end), stdin)
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -1126,9 +1130,27 @@ def own_digest() -> str:
         return hashlib.sha256(source.read()).hexdigest()
 
 
+def heartbeat_seconds(text: str) -> float:
+    """``--heartbeat``'s value: a finite number of seconds within ``HEARTBEAT_RANGE``."""
+    low, high = HEARTBEAT_RANGE
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(seconds) and low <= seconds <= high):
+        raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} s")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pcloud-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--lock", help="one agent per lock file: a new one kills the old")
+    parser.add_argument(
+        "--heartbeat",
+        type=heartbeat_seconds,
+        default=HEARTBEAT_INTERVAL,
+        help="seconds between heartbeats (default 1)",
+    )
     args = parser.parse_args(argv)
     if args.lock:
         try:
@@ -1136,7 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             sys.stderr.write(f"pcloud-agent: {exc}\n")
             return EXIT_LOCKED
-    return asyncio.run(serve(own_digest()))
+    return asyncio.run(serve(own_digest(), args.heartbeat))
 
 
 if __name__ == "__main__":

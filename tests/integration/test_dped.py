@@ -162,7 +162,7 @@ def test_dped_killed_and_started_again_adopts_and_its_windows_continue(
         story = lines(events_after(store, mark))
         assert story[0] == "trio starting: engine started (lease epoch 2)"
         assert instances(paths) == before  # nothing created
-        assert list(daemons(paths.state_dir)) == [daemon]  # nothing restarted
+        assert list(daemons(paths.state_dir)) == [daemon], story  # nothing restarted
         assert sorted(line for line in story if "probe" in line) == [
             "trio/a1/d1 running: probe: running",
             "trio/a2/d2 running: probe: running",

@@ -52,7 +52,7 @@ def runs_on(local: Local, assembly: str) -> bool:
 async def test_the_service_runs_elsewhere_before_its_assembly_is_recreated(local: Local) -> None:
     local.driver = LocalDriver(local.paths, {"boot_delay": "2s"})
     engine = await local.running(failover_document(stickiness=60))
-    assert runs_on(local, "a1") and not runs_on(local, "a2")
+    assert runs_on(local, "a1") and not runs_on(local, "a2"), "\n".join(local.story())
     mark = len(local.events)
     kill_instance(local.instance(engine, "a1"))
     await local.until_line("trio/a2/svc running: started", since=mark)

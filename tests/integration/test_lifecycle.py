@@ -230,7 +230,9 @@ def instance_ids(status: dict[str, Any]) -> dict[str, str]:
 def test_start_status_and_stop_leave_nothing_behind(rig: Rig) -> None:
     rig.client.put_deployable("shop", shop("a1", "a2"))
     answer = rig.client.start_deployable("shop")
-    assert answer["desired"] == "started" and answer["pid"] in rig.dpes()
+    assert answer["desired"] == "started"
+    # cped answers once the template forked the DPE; it names itself a moment later.
+    rig.until(lambda: answer["pid"] in rig.dpes(), 10.0, f"pid {answer['pid']} is a dped")
     status = rig.running()
     assert status["desired"] == "started" and status["dpe"]["pid"] == answer["pid"]
     assert status["dpe"]["lease_epoch"] == 1 and status["dpe"]["supervision"] == "running"

@@ -22,12 +22,16 @@ stand for SIGKILL and SIGSTOP of the agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import heapq
 import itertools
+import json
+import re
 import shlex
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,12 +187,14 @@ class FakeGuest:
         self.frozen = False  # sshd stopped (SIGSTOP): nothing answers, nothing refuses
         self.destroyed = False
         self.health_status = 0
+        self.health_delay = 0.0  # how long the health command takes (over its timeout: hangs)
         self.latency = 0.0  # how long sshd takes to answer
         self.services: dict[str, Service] = {}
-        self.python = True  # python3 on the guest (the guest agent can run)
-        self.agent_files: dict[str, bytes] = {}  # the guest's copies of the agent, by name
+        self.python = world.python  # python3 on the guest (the guest agent can run)
+        self.agent_files: dict[str, bytes] = dict(world.agent_files)  # its copies, by name
         self.corrupt_uploads = False  # an upload stores something else (a broken disk)
         self.agent: FakeAgentProgram | None = None
+        self.agents_started = 0
 
     @property
     def assembly(self) -> str:
@@ -209,6 +215,10 @@ class FakeGuest:
     async def run(self, command: str, timeout: float) -> CommandResult:
         await self.answer(timeout)
         if command == "uptime":
+            if self.health_delay > timeout:
+                await self.world.clock.sleep(timeout)
+                raise OperationTimeout(f"command timed out after {timeout:g} s")
+            await self.world.clock.sleep(self.health_delay)
             return CommandResult(self.health_status, " 10:00:00 up 1 day", "")
         status = await self.perform(parse_agent_command(command), timeout)
         if status is None:
@@ -229,19 +239,20 @@ class FakeGuest:
         return status
 
     async def open_channel(self, command: str, timeout: float) -> FakeChannel:
-        """The guest agent's start and upload commands (default settings), as a guest runs them."""
+        """The guest agent's start and upload commands (default settings but the
+        heartbeat interval), as a guest runs them."""
         await self.answer(timeout)
         channel = FakeChannel()
-        settings, source = AgentSettings(), agent_source()
+        settings, source = _agent_settings(command), agent_source()
         if command == start_command(settings, source):
-            self._start_agent(channel, source.file_name)
+            self._start_agent(channel, source.file_name, settings.heartbeat_interval)
         elif command == upload_command(settings, source):
             channel.on_eof = lambda: self._store_upload(channel, source.file_name)
         else:
             raise AssertionError(f"not a guest agent command: {command!r}")
         return channel
 
-    def _start_agent(self, channel: FakeChannel, file_name: str) -> None:
+    def _start_agent(self, channel: FakeChannel, file_name: str, heartbeat: float) -> None:
         if not self.python:
             channel.exit(127, "sh: 1: python3: not found\n")
             return
@@ -251,7 +262,10 @@ class FakeGuest:
             return
         if self.agent is not None:
             self.agent.kill()  # the lock: a new agent kills the one before
-        self.agent = FakeAgentProgram(self, channel, hashlib.sha256(text).hexdigest())
+        digest = hashlib.sha256(text).hexdigest()
+        self.agent = FakeAgentProgram(self, channel, digest, heartbeat)
+        self.world.agents.append(self.agent)
+        self.agents_started += 1
 
     def _store_upload(self, channel: FakeChannel, file_name: str) -> None:
         text = b"# damaged\n" if self.corrupt_uploads else bytes(channel.received)
@@ -278,6 +292,13 @@ class FakeGuest:
 
 
 _NOT_RUNNING = {"ocf": 7, "lsb": 3, "systemd": 3}
+_HEARTBEAT_RE = re.compile(r"--heartbeat ([0-9.]+)\Z")
+
+
+def _agent_settings(command: str) -> AgentSettings:
+    """The settings a start command was made with (only its heartbeat interval varies)."""
+    found = _HEARTBEAT_RE.search(command)
+    return AgentSettings(heartbeat_interval=float(found.group(1)) if found else 1.0)
 
 
 def parse_agent_command(command: str) -> Parsed:
@@ -388,12 +409,16 @@ class FakeChannel:
 class FakeAgentProgram:
     """The real agent's protocol code, run in process against a fake guest."""
 
-    def __init__(self, guest: FakeGuest, channel: FakeChannel, digest: str) -> None:
+    def __init__(
+        self, guest: FakeGuest, channel: FakeChannel, digest: str, heartbeat: float = 1.0
+    ) -> None:
         self.guest = guest
         self.channel = channel
         self.frozen = False  # SIGSTOP: it says nothing and reads nothing
+        self.refuse_runs: str | None = None  # an error code for every one-shot operation
         self.alive = True
         self.stopped: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()  # a test may kill it from outside the loop
         self._framer = LineFramer(MAX_LINE)
         self._held: list[bytes] = []
         clock = guest.world.clock
@@ -404,6 +429,7 @@ class FakeAgentProgram:
             sleep=clock.sleep,
             monotonic=clock.monotonic,
             digest=digest,
+            heartbeat=heartbeat,
         )
         channel.on_input = self._input
         channel.on_eof = lambda: self._end(0)
@@ -418,6 +444,10 @@ class FakeAgentProgram:
         if not self.frozen:
             self.thaw()
 
+    def messages(self) -> list[dict[str, Any]]:
+        """What dped sent this agent, in order."""
+        return [json.loads(line) for line in bytes(self.channel.received).splitlines()]
+
     def freeze(self) -> None:
         self.frozen = True
 
@@ -425,7 +455,18 @@ class FakeAgentProgram:
         self.frozen = False
         lines, self._held = self._held, []
         for line in lines:
-            self.agent.receive(line)
+            if not self._refused(line):
+                self.agent.receive(line)
+
+    def _refused(self, line: bytes) -> bool:
+        """``refuse_runs``: a one-shot operation is refused with that error code."""
+        if self.refuse_runs is None:
+            return False
+        message = json.loads(line)
+        if message.get("type") != "run":
+            return False
+        self.agent.error(message["id"], self.refuse_runs, "refused by the test")
+        return True
 
     def kill(self) -> None:
         """SIGKILL: it ends at once, exit status 137."""
@@ -434,7 +475,7 @@ class FakeAgentProgram:
     def _end(self, status: int) -> None:
         if self.alive:
             self.alive = False
-            self.stopped = asyncio.ensure_future(self.agent.stop())
+            self.stopped = self._loop.create_task(self.agent.stop())
             self.channel.exit(status)
 
 
@@ -505,6 +546,10 @@ class FakeWorld:
         self.overrides: dict[tuple[str, str, str], int | str] = {}
         self.constraints: Callable[[], Iterable[Constraint]] = tuple
         self.pids = itertools.count(1000)
+        self.agents: list[FakeAgentProgram] = []  # every guest agent ever started
+        self.python = True  # new guests have python3
+        self.agent_files: dict[str, bytes] = {}  # and these copies of the agent
+        self.keepalives = 0  # SSH keepalives answered or not, every guest
         self._believed: dict[tuple[str, str], bool] = {}  # what the engine's ops made true
 
     def live(self, assembly: str) -> list[FakeGuest]:
@@ -579,6 +624,12 @@ class FakeWorld:
 
     def freeze_instance(self, assembly: str) -> None:
         self.guest(assembly).frozen = True
+
+    async def end_agents(self) -> None:
+        """Every guest agent ends (a test with a loop of its own, before closing it)."""
+        for agent in self.agents:
+            agent.kill()
+        await asyncio.gather(*(a.stopped for a in self.agents if a.stopped is not None))
 
 
 class FakeDriver:
@@ -702,6 +753,7 @@ class FakeConnection:
 
     async def keepalive(self, timeout: float) -> None:
         self._check()
+        self.guest.world.keepalives += 1
         await self.guest.answer(timeout)
 
     async def open_channel(self, command: str, timeout: float) -> FakeChannel:
@@ -749,14 +801,32 @@ def fake_keys(assembly: str) -> AssemblyKeys:
 FAST = EngineOptions(lease_ttl=5.0, lease_renew=1.0, lease_wait=10.0)
 
 
+MONITORING: list[str] = []  # a test module's mode for every harness (``monitoring_mode``)
+
+
+@contextlib.contextmanager
+def monitoring_mode(mode: str) -> Iterator[None]:
+    """Every document a harness is given runs with ``mode`` (active or passive)."""
+    MONITORING.append(mode)
+    try:
+        yield
+    finally:
+        MONITORING.pop()
+
+
 class Harness:
-    """A fake world, a runtime, and engines over them."""
+    """A fake world, a runtime, and engines over them.
+
+    ``monitoring`` (or the mode of ``monitoring_mode``) replaces the
+    documents' own: give reloads through ``Harness.reload`` to keep it."""
 
     def __init__(
         self,
         runtime: MemoryRuntime | None = None,
         driver: Callable[[FakeWorld], FakeDriver] = FakeDriver,
+        monitoring: str | None = None,
     ) -> None:
+        self.monitoring = monitoring or (MONITORING[-1] if MONITORING else None)
         self.clock = FakeClock()
         self.world = FakeWorld(self.clock)
         self.driver = driver(self.world)
@@ -770,7 +840,7 @@ class Harness:
         if self.runtime is None:
             self.runtime = MemoryRuntime(document.name)
         engine = Engine(
-            document,
+            self.document(document),
             driver=self.driver,
             transport=self.transport,
             runtime=self.runtime,
@@ -790,6 +860,16 @@ class Harness:
         await engine.start(**kwargs)
         await settle()
         return engine
+
+    def document(self, document: Deployable) -> Deployable:
+        """``document`` in this harness's monitoring mode."""
+        if self.monitoring is None:
+            return document
+        return dataclasses.replace(document, monitoring=self.monitoring)
+
+    async def reload(self, document: Deployable) -> None:
+        assert self.engine is not None
+        await self.engine.reload(self.document(document))
 
     @property
     def events(self) -> list[Event]:
@@ -820,6 +900,11 @@ class Harness:
     async def until_event(self, line: str, within: float = 120.0) -> None:
         """Until the story has ``line`` (``"a1 failed: no heartbeat for 3.0 s"``)."""
         await self.until(lambda: line in self.story(), within)
+
+    async def until_event_starting(self, prefix: str, within: float = 120.0) -> str:
+        """Until a line of the story starts with ``prefix``; that line."""
+        await self.until(lambda: any(line.startswith(prefix) for line in self.story()), within)
+        return next(line for line in self.story() if line.startswith(prefix))
 
     async def until_state(self, subject: str, state: str, within: float = 120.0) -> None:
         await self.until(lambda: self.state(subject) == state, within)

@@ -274,3 +274,19 @@ def test_the_start_command_quotes_a_chosen_directory_and_checks_the_interpreter(
     assert "'/srv/my agents/$(id)'" in upload_command(chosen, source)
     with pytest.raises(InvalidInput, match="not an interpreter"):
         start_command(AgentSettings(python="python3; reboot"), source)
+
+
+@pytest.mark.parametrize(
+    ("interval", "word"), [(0.2, "0.2"), (1.0, "1"), (0.001, "0.05"), (90, "60")]
+)
+def test_the_agent_beats_at_the_deployable_interval_within_its_range(
+    interval: float, word: str
+) -> None:
+    command = start_command(AgentSettings(heartbeat_interval=interval), agent_source())
+    assert shlex.split(command)[-2:] == ["--heartbeat", word]
+
+
+async def test_the_fake_guest_runs_the_agent_at_the_interval_asked(rig: Rig) -> None:
+    channel = await rig.start(AgentSettings(heartbeat_interval=0.5, heartbeat_timeout=1.5))
+    await rig.clock.advance(2.0)
+    assert channel.heartbeats == 5  # at 0, 0.5, 1, 1.5 and 2 s

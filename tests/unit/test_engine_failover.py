@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from foundation.model import Deployable, parse
-from tests.unit.fakes import Harness
+from tests.unit.fakes import Harness, Slow
 
 HEARTBEAT = {"interval": 1, "timeout": 3, "health_interval": 10}
 
@@ -193,3 +193,45 @@ async def test_a_service_whose_stop_failed_starts_elsewhere_only_after_the_fence
         started = story.index("a2/db running: db moved to a2 as requested")
         assert failed < fenced < started, story
         assert h.world.violations == []
+
+
+def with_cache(document: Deployable) -> Deployable:
+    """``document`` and a second service, preferring a1."""
+    cache = {
+        "name": "cache",
+        "type": "Dummy",
+        "monitor_interval": 1,
+        "locations": [{"assembly": "a1", "score": 100}, {"assembly": "a2", "score": 50}],
+    }
+    return parse(document.to_dict() | {"services": [*document.to_dict()["services"], cache]})
+
+
+async def test_a_start_in_flight_when_the_engine_is_replaced_is_possibly_running() -> None:
+    """The start of cache is sent to a1's guest agent; a1 stops answering, but the
+    start takes effect.  The next DPE finds a1 connecting: all it knows of cache
+    there is the start that was sent, so cache may run on a1 and starts elsewhere
+    only once a1 is fenced (Pacemaker: a pending operation means possibly active)."""
+    h = Harness(monitoring="active")
+    await h.start(failover_document(stickiness=0))
+    await running_everywhere(h)
+    old = h.world.guest("a1").instance.instance_id
+    h.world.script("a1", "cache", "start", Slow(2.0, 0))
+    await h.reload(with_cache(failover_document(stickiness=0)))
+    await h.until(lambda: h.state("a1/cache") == "starting")
+    h.world.freeze_instance("a1")  # its sshd stops: the start's answer never leaves it
+    h.world.guest("a1").service("cache").running = True  # but the start takes effect
+    assert h.engine is not None
+    await h.engine.shutdown()
+
+    mark = len(h.events)
+    await h.start(with_cache(failover_document(stickiness=0)))
+    for _ in range(240):  # what really runs, step by step, for two minutes
+        await h.clock.advance(0.5)
+        assert len(where(h, "cache")) <= 1, "\n".join(h.story(since=mark))
+    story = h.story(since=mark)
+    assert len(where(h, "cache")) == 1, story
+    assert old in h.driver.destroyed
+    fenced = next(i for i, s in enumerate(story) if s.startswith("a1 fencing:"))
+    started = next(i for i, s in enumerate(story) if s.startswith("a2/cache starting:"))
+    assert fenced < started, story
+    assert h.world.violations == []

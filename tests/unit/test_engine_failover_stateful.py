@@ -137,6 +137,7 @@ class FailoverMachine(RuleBasedStateMachine):
             self.check_converged()
         finally:
             self.run(self.engine.shutdown())
+            self.run(self.h.world.end_agents())
             self.loop.close()
 
     def check_converged(self) -> None:

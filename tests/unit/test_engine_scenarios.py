@@ -6,12 +6,22 @@ Every interval is 1 s, as in the original's tests.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from foundation.model import Deployable, parse
-from tests.unit.fakes import Harness
+from tests.unit.fakes import Harness, monitoring_mode
 
 HEARTBEAT = {"interval": 1, "timeout": 3, "health_interval": 10}
+
+
+@pytest.fixture(autouse=True, params=["active", "passive"])
+def monitoring(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs in both monitoring modes."""
+    with monitoring_mode(request.param):
+        yield request.param
 
 
 def one_resource(resource: dict[str, Any], **assembly: Any) -> Deployable:

@@ -152,6 +152,7 @@ class EngineMachine(RuleBasedStateMachine):
             self.check_converged()
         finally:
             self.run(self.engine.shutdown())
+            self.run(self.h.world.end_agents())
             self.loop.close()
 
     def check_converged(self) -> None:

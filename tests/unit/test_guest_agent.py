@@ -144,6 +144,22 @@ async def test_hello_comes_first_then_a_heartbeat_every_second(rig: Rig) -> None
     assert [m["seq"] for m in rig.of("heartbeat")] == [1, 2, 3, 4]
 
 
+async def test_the_heartbeat_interval_is_the_one_asked_for() -> None:
+    made = Rig()
+    made.agent.heartbeat = 0.25
+    made.agent.start()
+    await made.clock.advance(1.0)
+    assert [m["seq"] for m in made.of("heartbeat")] == [1, 2, 3, 4, 5]
+    await made.agent.stop()
+
+
+@pytest.mark.parametrize("text", ["0.01", "61", "nan", "inf", "-1", "soon"])
+def test_a_heartbeat_interval_out_of_range_is_refused(text: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        ga.main(["--heartbeat", text])
+    assert exited.value.code == 2
+
+
 @pytest.mark.parametrize(
     ("line", "code"),
     [

@@ -166,6 +166,45 @@ def test_deployable_create_default_and_named_infrastructure(
     assert cped.get_deployable("b")["infrastructure"] == "libvirt"
 
 
+@pytest.mark.parametrize(
+    ("line", "mode"),
+    [
+        ("deployable_create a", "active"),
+        ("deployable_create a local pm", "passive"),
+        ("deployable_create a local am", "active"),
+        ("deployable_create a local passive", "passive"),
+        ("deployable_create a --monitoring passive", "passive"),
+        ("deployable_create a libvirt --monitoring active", "active"),
+    ],
+)
+def test_deployable_create_takes_the_monitoring_mode(
+    env: Environment, cped: InProcessCped, line: str, mode: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 0, ran
+    assert cped.get_deployable("a")["monitoring"] == mode
+    assert ran.out.endswith("monitoring)\n") == (line != "deployable_create a")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "deployable_create a local xm",
+            "invalid monitoring 'xm': use am (active) or pm (passive)",
+        ),
+        ("deployable_create a local pm --monitoring active", "give the monitoring mode once"),
+        ("deployable_create a --monitoring am", "invalid choice: 'am'"),
+    ],
+)
+def test_deployable_create_refuses_a_bad_monitoring_mode(
+    env: Environment, cped: InProcessCped, line: str, message: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 2 and message in ran.err, ran
+    assert cped.list_deployables() == []
+
+
 def test_deployable_membership_and_delete(env: Environment, shop: InProcessCped) -> None:
     run(env, "deployable_constraint_remove shop db/pg web/www")
     ran = run(env, "deployable_assembly_remove shop web")

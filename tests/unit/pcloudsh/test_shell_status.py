@@ -79,7 +79,9 @@ def test_what_the_dpe_recorded_is_the_tree(env: Environment, shop: InProcessCped
     shop.store.put_runtime("shop", RESOURCE, "web/www", failed | {"last_rc": 7})
     shop.record_event(Event(NOW - 5, "shop", "failed", "monitor returned 7", "web", "www"))
     lines = run(env, "deployable_status shop").out.splitlines()
-    assert lines[0] == "deployable shop: recovering (desired stopped, no DPE, reason www)"
+    assert lines[0] == (
+        "deployable shop: recovering (desired stopped, no DPE, monitoring active, reason www)"
+    )
     assert "assembly db: stopped" in lines[1] and "resource pg: stopped" in lines[2]
     assert "assembly web: running (instance web-99, address 10.0.0.3, up 42 s)" in lines[3]
     assert "resource www: failed (2 failures, last rc 7 (not running))" in lines[4]
@@ -290,3 +292,56 @@ def test_watch_with_json_prints_one_document_per_change(
 def test_watch_bad_usage(env: Environment, shop: InProcessCped, line: str, message: str) -> None:
     ran = run(env, line)
     assert ran.status == 2 and message in ran.err
+
+
+def test_the_tree_shows_how_each_instance_is_monitored_and_why(
+    env: Environment, shop: InProcessCped
+) -> None:
+    status = failing_shop()
+    status["monitoring"] = "active"
+    db, web = status["assemblies"]
+    db["monitoring"] = {"mode": "active", "reason": "guest agent pid 4242 (python 3.11.2, pidfd)"}
+    web["monitoring"] = {"mode": "passive", "reason": "no python3 on the guest"}
+    shop.answer("deployable_status", "shop", answer=status)
+    text = _unwrapped(run(env, "deployable_status shop").out)
+    assert "(DPE pid 4711, lease epoch 7, monitoring active, reason" in text
+    assert "up 2 h 5 min, active: guest agent pid 4242 (python 3.11.2, pidfd))" in text
+    assert "up 42 s, passive: no python3 on the guest)" in text
+    data = json.loads(run(env, "--json deployable_status shop").out)
+    assert data["assemblies"][1]["monitoring"]["reason"] == "no python3 on the guest"
+
+
+def test_passive_by_the_deployables_own_setting_is_no_news(
+    env: Environment, shop: InProcessCped
+) -> None:
+    status = failing_shop()
+    status["monitoring"] = "passive"
+    reason = "the deployable's monitoring is passive"
+    for assembly in status["assemblies"]:
+        assembly["monitoring"] = {"mode": "passive", "reason": reason}
+    shop.answer("deployable_status", "shop", answer=status)
+    text = _unwrapped(run(env, "deployable_status shop").out)
+    assert "monitoring passive" in text
+    assert text.count("passive") == 1
+
+
+def test_cped_composes_the_monitoring_the_dpe_recorded(
+    env: Environment, shop: InProcessCped
+) -> None:
+    """The document's mode, and each instance's as its DPE recorded it."""
+    document = shop.get_deployable("shop")
+    shop.put_deployable("shop", {**document, "monitoring": "am"})
+    shop.store.put_runtime("shop", INSTANCE, "web", {"instance_id": "web-99", "created_at": NOW})
+    passive = {"mode": "passive", "reason": "no python3 on the guest"}
+    shop.store.put_runtime("shop", ASSEMBLY, "web", {"state": "running", "monitoring": passive})
+    data = json.loads(run(env, "--json deployable_status shop").out)
+    assert data["monitoring"] == "active"
+    db, web = data["assemblies"]
+    assert "monitoring" not in db and web["monitoring"] == passive
+    text = _unwrapped(run(env, "deployable_status shop").out)
+    assert "monitoring active" in text and "up 0 s, passive: no python3 on the guest" in text
+
+
+def _unwrapped(tree: str) -> str:
+    """The tree's text on one line: long lines wrap, under the tree's own branches."""
+    return " ".join(tree.replace("│", " ").split())
