@@ -89,7 +89,10 @@ class DeployableRow(Closed):
     infrastructure: str | None = None
     assemblies: int | None = Field(default=None, description="how many")
     state: str | None = None
-    desired_state: States | None = None
+    desired: States | None = Field(default=None, description="started or stopped, as in status")
+    desired_state: States | None = Field(
+        default=None, description="the same as desired: its earlier name, kept for scripts"
+    )
     pending_reload: str | None = Field(
         default=None,
         description="changes stored but not yet applied by the running DPE (deployable_reload"

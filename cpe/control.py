@@ -104,7 +104,7 @@ def _started_deployables(paths: Paths) -> list[str]:
         rows = Client(paths.socket, timeout=2.0).list_deployables()
     except PcloudError:
         return []
-    return [row["name"] for row in rows if row.get("desired_state") == "started"]
+    return [row["name"] for row in rows if row.get("desired") == "started"]
 
 
 def status(paths: Paths) -> dict[str, Any] | None:

@@ -21,7 +21,11 @@ from typing import Any
 from foundation.errors import InvalidInput
 from foundation.model import parse_resource
 
-_META_KEYS = ("description", "parameters_help")
+_META_KEYS = ("description", "parameters_help", "parameters_kind")
+# What a template may say a parameter's value must be (``parameters_kind``); the rule
+# holds for every resource of the template's agent, however it was written.
+ABSOLUTE_PATH = "absolute path"
+PARAMETER_KINDS = (ABSOLUTE_PATH,)
 
 
 def template_view(
@@ -54,6 +58,43 @@ def _builtin(name: str, data: dict[str, Any]) -> dict[str, Any]:
     return template_view(
         name, str(data.get("description", "")), resource, data.get("parameters_help", {}), True
     )
+
+
+@cache
+def parameter_kinds() -> dict[str, dict[str, str]]:
+    """``{agent: {parameter: kind}}`` from the shipped templates' ``parameters_kind``."""
+    folder = resources.files("cpe") / "templates"
+    kinds: dict[str, dict[str, str]] = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            data = json.loads(entry.read_text(encoding="utf-8"))
+            for param, kind in data.get("parameters_kind", {}).items():
+                if kind not in PARAMETER_KINDS:
+                    raise ValueError(f"{entry.name}: unknown parameter kind {kind!r}")
+                kinds.setdefault(_agent(data), {})[param] = kind
+    return kinds
+
+
+def parameter_problems(resource: dict[str, Any], path: str) -> list[dict[str, str]]:
+    """Each parameter of ``resource`` (a document) that breaks its agent's rule."""
+    rules = parameter_kinds().get(_agent(resource), {})
+    problems = []
+    for param, value in resource.get("parameters", {}).items():
+        kind = rules.get(param)
+        if kind == ABSOLUTE_PATH and isinstance(value, str) and not value.startswith("/"):
+            problems.append(
+                {
+                    "path": _at(_at(path, "parameters"), param),
+                    "message": f"must be an absolute path (starting with /), not {value!r}",
+                }
+            )
+    return problems
+
+
+def _agent(doc: dict[str, Any]) -> str:
+    rclass = doc.get("class", "ocf")
+    provider = doc.get("provider") or "heartbeat"
+    return f"ocf:{provider}:{doc.get('type')}" if rclass == "ocf" else f"{rclass}:{doc.get('type')}"
 
 
 def normalised_resource(fields: dict[str, Any], template: str, path: str = "") -> dict[str, Any]:

@@ -12,7 +12,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 started=$(date +%s)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ pcloudsh %s\n' "$*"; pcloudsh "$@"; }
+# Each command as it could be pasted into a shell, then run.
+run() {
+	printf '$ pcloudsh %s\n' "$(python3 -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@")"
+	pcloudsh "$@"
+}
 
 # Seconds since the epoch, with a fraction: marks the start of a scene.
 now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
@@ -64,12 +68,15 @@ run start
 say "Three assemblies on the built-in JEOS 'host' (local driver: each instance is a private sshd)"
 for assembly in db app web; do run assembly_create "$assembly" host; done
 
+# A port free now on this host: the local driver's instances share its network.
+api_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
 say "Resources: real OCF agents from Debian's resource-agents"
-run assembly_resource_add pg dummy db --monitor-interval 2s
-run assembly_resource_add api anything app binfile=/usr/bin/python3 \
-	"cmdline_options=-m http.server 8642 --bind 127.0.0.1" --monitor-interval 2s
-run assembly_resource_add www dummy web backend=@app:ipaddress --monitor-interval 2s
-run escalation_resource_set api app 3 60
+run assembly_resource_add db/pg dummy --monitor-interval 2s
+run assembly_resource_add app/api anything binfile=/usr/bin/python3 \
+	"cmdline_options=-m http.server $api_port --bind 127.0.0.1" --monitor-interval 2s
+run assembly_resource_add web/www dummy backend=@app:ipaddress --monitor-interval 2s
+run escalation_resource_set app/api 3 60
 run escalation_assembly_set db 3 300
 
 say "A deployable: db/pg starts before app/api, which starts before web/www"
@@ -85,7 +92,7 @@ run deployable_status shop
 
 say "Failure 1: the API server inside assembly app is killed"
 mark=$(now)
-run assembly_ssh shop app -- pkill -f http.server
+run assembly_ssh shop app -- pkill -f "http.server $api_port"
 wait_event "$mark" app/api failed
 wait_event "$mark" web/www running
 wait_running shop

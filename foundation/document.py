@@ -284,6 +284,10 @@ def _attrs(doc: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
 
 def _set_escalation(element: ET.Element, doc: Mapping[str, Any]) -> None:
     escalation = doc.get("escalation")
-    if escalation:
-        element.set("escalation_failures", str(escalation.get("failures", "INFINITY")))
-        element.set("escalation_period", str(escalation.get("period", "INFINITY")))
+    if escalation:  # off is INFINITY in the original schema
+        element.set("escalation_failures", _escalation_word(escalation.get("failures")))
+        element.set("escalation_period", _escalation_word(escalation.get("period")))
+
+
+def _escalation_word(value: Any) -> str:
+    return "INFINITY" if value in (None, 0, "INFINITY") else str(value)

@@ -32,7 +32,11 @@ DEFAULT_OP_TIMEOUT = 20.0
 
 @dataclass(frozen=True)
 class Escalation:
-    """``failures`` failures within ``period`` seconds escalate; 0 disables."""
+    """``failures`` failures within ``period`` seconds escalate; 0 disables.
+
+    In JSON both are always numbers: off is ``{"failures": 0, "period": 0}`` (0
+    failures as Pacemaker's ``migration-threshold=0``); INFINITY and -1 are read.
+    """
 
     failures: int = 0
     period: float = 0.0
@@ -43,7 +47,7 @@ class Escalation:
 
     def to_dict(self) -> dict[str, Any]:
         if not self.enabled:
-            return {"failures": "INFINITY", "period": "INFINITY"}
+            return {"failures": 0, "period": 0}
         return {"failures": self.failures, "period": number(self.period)}
 
 

@@ -31,6 +31,7 @@ from foundation.schema_values import (
     Infrastructure,
     Monitoring,
     Name,
+    OperationDuration,
     Parameters,
     Period,
     PositiveDuration,
@@ -93,7 +94,7 @@ class Resource(Closed):
         default=None, validate_default=True, description="OCF only (default heartbeat)"
     )
     type: Name
-    monitor_interval: PositiveDuration = DEFAULT_MONITOR_INTERVAL
+    monitor_interval: OperationDuration = DEFAULT_MONITOR_INTERVAL
     timeouts: Timeouts = Field(default_factory=dict)
     parameters: Parameters = Field(default_factory=dict)
     escalation: Escalation = Escalation()

@@ -37,6 +37,7 @@ from foundation.spelling import (
     parse_duration,
     parse_escalation_count,
     parse_escalation_period,
+    parse_operation_duration,
     parse_positive_duration,
     parse_reference,
     parse_score,
@@ -117,6 +118,11 @@ PositiveDuration = Annotated[
     PlainValidator(spelled(parse_positive_duration)),
     _described({"anyOf": _POSITIVE_OR_TEXT}, _DURATION_TEXT + "; more than zero"),
 ]
+OperationDuration = Annotated[
+    float,
+    PlainValidator(spelled(parse_operation_duration)),
+    _described({"anyOf": _POSITIVE_OR_TEXT}, _DURATION_TEXT + "; more than zero, at most 1 day"),
+]
 Score = Annotated[
     int,
     PlainValidator(spelled(parse_score)),
@@ -182,14 +188,14 @@ def _operation(value: Any) -> str:
 
 
 Timeouts = Annotated[
-    dict[Annotated[str, PlainValidator(_operation)], PositiveDuration],
+    dict[Annotated[str, PlainValidator(_operation)], OperationDuration],
     _described(
         {
             "type": "object",
             "properties": {op: {"anyOf": _POSITIVE_OR_TEXT} for op in OPERATIONS},
             "additionalProperties": False,
         },
-        "seconds (or a duration) for start, stop and monitor; default 20",
+        "seconds (or a duration) for start, stop and monitor; default 20, at most 1 day",
     ),
 ]
 

@@ -21,6 +21,11 @@ PARAM_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 REFERENCE_RE = re.compile(r"@?([^:]+):(ipaddress|hostname)")
 DISABLED_WORDS = ("INFINITY", "-INFINITY", "-1", "")
 MAX_PARAMETER = 4096  # characters of one parameter value
+# Sane upper bounds, said in the refusal: past them a value is a typing slip, and
+# a huge one would overflow the store's integers or the event loop's timers.
+MAX_DURATION = 365 * 86400.0  # any duration: a year
+MAX_OPERATION = 86400.0  # a monitor interval or an operation timeout: a day
+MAX_FAILURES = 1_000_000  # Pacemaker's INFINITY: a count beyond it never happens
 
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*\Z")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "sec": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0}
@@ -51,12 +56,17 @@ def validate_name(value: str, what: str = "name") -> str:
     return value
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from ``10``, ``10s``, ``500ms``, ``2m``, ``1h`` or ``7d``; ValueError otherwise."""
+def parse_duration(value: object, maximum: float = MAX_DURATION) -> float:
+    """Seconds from ``10``, ``10s``, ``500ms``, ``2m``, ``1h`` or ``7d``, at most
+    ``maximum``; ValueError otherwise."""
+    return _at_most(_seconds(value), value, maximum)
+
+
+def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
+        if not value >= 0:  # NaN too
             raise ValueError(f"not a duration: {value!r} (negative)")
         return float(value)
     if isinstance(value, str):
@@ -66,11 +76,30 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"not a duration: {value!r}")
 
 
-def parse_positive_duration(value: object) -> float:
-    seconds = parse_duration(value)
+def _at_most(seconds: float, value: object, maximum: float) -> float:
+    if seconds > maximum:
+        raise ValueError(f"too long: {value!r} (at most {duration_text(maximum)})")
+    return seconds
+
+
+def duration_text(seconds: float) -> str:
+    """``1 day``, ``365 days``, ``90 s``: a bound as people say it."""
+    days = seconds / 86400
+    if days >= 1 and days.is_integer():
+        return "1 day" if days == 1 else f"{days:g} days"
+    return f"{seconds:g} s"
+
+
+def parse_positive_duration(value: object, maximum: float = MAX_DURATION) -> float:
+    seconds = parse_duration(value, maximum)
     if seconds <= 0:
         raise ValueError(f"must be greater than zero: {value!r}")
     return seconds
+
+
+def parse_operation_duration(value: object) -> float:
+    """A monitor interval or an operation timeout: more than zero, at most a day."""
+    return parse_positive_duration(value, MAX_OPERATION)
 
 
 def duration_setting(value: object, default: float, path: str, problems: Problems) -> float:
@@ -102,7 +131,8 @@ def parse_score(value: object) -> int:
 
 
 def parse_escalation_count(value: object) -> int:
-    """A failure count; INFINITY, -1 or empty disable escalation (0)."""
+    """A failure count, at most MAX_FAILURES; 0 (as Pacemaker's migration-threshold=0),
+    INFINITY, -1 or empty disable escalation (0)."""
     if value is None or (isinstance(value, str) and value.strip().upper() in DISABLED_WORDS):
         return 0
     if isinstance(value, bool):
@@ -113,6 +143,11 @@ def parse_escalation_count(value: object) -> int:
             return 0
         if count < 0:
             raise ValueError(f"not a number of failures: {value!r}")
+        if count > MAX_FAILURES:
+            raise ValueError(
+                f"too many failures: {value!r} (at most {MAX_FAILURES}; INFINITY or -1 turns"
+                " escalation off)"
+            )
         return count
     raise ValueError(f"not a number of failures: {value!r}")
 

@@ -35,6 +35,10 @@ def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) 
         return _resources_of(env, arg_tokens.get("assembly", [""])[0])
     elif kind is Names.PART:
         return _parts_of(env, arg_tokens.get("deployable", [""])[0])
+    elif kind is Names.ASSEMBLY_RESOURCE:
+        return _all_resource_ids(env)
+    elif kind is Names.ASSEMBLY_SLASH:
+        return sorted(f"{row.get('name')}/" for row in api.list_assemblies())
     else:
         return _resource_ids_of(env, arg_tokens.get("deployable", [""])[0])
     return sorted(str(row.get("name")) for row in rows)
@@ -46,6 +50,15 @@ def _resources_of(env: Environment, assembly: str) -> list[str]:
     assemblies = [api.get_assembly(assembly)] if assembly else api.list_assemblies()
     names = {r["name"] for a in assemblies for r in a.get("resources") or [] if isinstance(r, dict)}
     return sorted(names)
+
+
+def _all_resource_ids(env: Environment) -> list[str]:
+    return sorted(
+        f"{a['name']}/{r['name']}"
+        for a in env.api().list_assemblies()
+        for r in a.get("resources") or []
+        if isinstance(r, dict)
+    )
 
 
 def _resource_ids_of(env: Environment, deployable: str) -> list[str]:

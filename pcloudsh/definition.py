@@ -39,6 +39,8 @@ class Names(StrEnum):
     RESOURCE = "resource"  # a resource of the ASSEMBLY given on the same line
     RESOURCE_ID = "resource_id"  # ASSEMBLY/RESOURCE within the DEPLOYABLE on the line
     PART = "part"  # ASSEMBLY or ASSEMBLY/RESOURCE within the DEPLOYABLE on the line
+    ASSEMBLY_RESOURCE = "assembly_resource"  # ASSEMBLY/RESOURCE of any assembly
+    ASSEMBLY_SLASH = "assembly_slash"  # ASSEMBLY/ (a new resource's name follows)
 
 
 class Arg:
@@ -74,7 +76,10 @@ class CommandSpec:
         **options: Any,
     ) -> argparse.ArgumentParser:
         """A parser for this command; ``attach`` hooks completion onto its actions."""
-        parser = parser_class(prog=prog, description=self.description, **options)
+        if self.intermixed:
+            parser_class = _intermixed(parser_class)
+        usage = "%(prog)s" + self.synopsis.removeprefix(self.name)
+        parser = parser_class(prog=prog, description=self.description, usage=usage, **options)
         # argparse takes only plain negative numbers for values; "-1s" would be an
         # unknown option and the error a missing argument: a value, checked as such
         parser._negative_number_matcher = NEGATIVE_VALUE
@@ -84,6 +89,68 @@ class CommandSpec:
                 attach(action, arg.complete)
         parser.add_argument("--json", action="store_true", help=JSON_HELP)
         return parser
+
+    @property
+    def intermixed(self) -> bool:
+        """Repeated positionals (NAME=VALUE...) that may come after options, as in
+        ``--stickiness 60 ip=@web:ipaddress``; not with an argument that takes the rest."""
+        return any(
+            arg.options.get("nargs") in ("*", "+") and "=" in str(arg.options.get("metavar"))
+            for arg in self.args
+        )
+
+    @property
+    def synopsis(self) -> str:
+        """The usage line, as the man page's synopsis writes it: the command, its
+        arguments, then its options (``--json`` and ``--help``, which every command
+        takes, left out)."""
+        positional = [a for a in self.args if not a.flags[0].startswith("-")]
+        options = [a for a in self.args if a.flags[0].startswith("-")]
+        words = [self.name, *map(_positional_usage, positional), *map(_option_usage, options)]
+        return " ".join(word for word in words if word)
+
+
+def _positional_usage(arg: Arg) -> str:
+    if arg.options.get("help") is argparse.SUPPRESS:
+        return ""  # an alias's extra word (the original argument order)
+    metavar = _metavar(arg)
+    nargs = arg.options.get("nargs")
+    if nargs == "?":
+        return f"[{metavar}]"
+    if nargs == "*":
+        return f"[{metavar} ...]"
+    if nargs == "+":
+        return f"{metavar} ..."
+    return metavar
+
+
+def _option_usage(arg: Arg) -> str:
+    flag = arg.flags[-1] if arg.flags[-1].startswith("--") else arg.flags[0]
+    action = arg.options.get("action")
+    text = flag if action in ("store_true", "store_false", "count") else f"{flag} {_metavar(arg)}"
+    if (arg.options.get("nargs") == "+" or action == "append") and not text.endswith("..."):
+        text += " ..."
+    return text if arg.options.get("required") else f"[{text}]"
+
+
+def _metavar(arg: Arg) -> str:
+    choices = arg.options.get("choices")
+    if "metavar" not in arg.options and choices:
+        return "|".join(str(choice) for choice in choices)
+    return str(arg.options.get("metavar") or arg.flags[-1].lstrip("-").upper())
+
+
+class _IntermixedMixin(argparse.ArgumentParser):
+    def parse_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        parsed: argparse.Namespace = self.parse_intermixed_args(args, namespace)
+        return parsed
+
+
+def _intermixed(parser_class: type[argparse.ArgumentParser]) -> type[argparse.ArgumentParser]:
+    """``parser_class`` whose ``parse_args`` takes positionals between options."""
+    return type(f"Intermixed{parser_class.__name__}", (_IntermixedMixin, parser_class), {})
 
 
 Handler = Callable[..., Outcome]

@@ -13,26 +13,36 @@ from foundation import model
 from foundation.errors import NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, done
-from pcloudsh.values import check_name, parse_escalation
+from pcloudsh.resource import RESOURCE_ID
+from pcloudsh.values import check_name, parse_escalation, split_resource
 
-FAILURES = Arg("failures", help="failures that escalate (INFINITY or -1: never)")
-PERIOD = Arg("period", help="within this many seconds (60, 60s, 5m; INFINITY or -1: never)")
+FAILURES = Arg(
+    "failures",
+    help=f"failures that escalate, 1 to {model.MAX_FAILURES} (0, INFINITY or -1: never)",
+)
+PERIOD = Arg(
+    "period",
+    help="within this many seconds (60, 60s, 5m; at most 365d; INFINITY or -1: never)",
+)
+
+
+# the period when the original order (RESOURCE ASSEMBLY FAILURES PERIOD) is used
+LEGACY_PERIOD = Arg("legacy_period", nargs="?", help=argparse.SUPPRESS)
 
 
 class EscalationCommands(Noun):
     category = "Escalation"
 
-    @command(
-        Arg("resource", help="the resource", complete=Names.RESOURCE),
-        Arg("assembly", help="its assembly", complete=Names.ASSEMBLY),
-        FAILURES,
-        PERIOD,
-    )
+    @command(RESOURCE_ID, FAILURES, PERIOD, LEGACY_PERIOD)
     def escalation_resource_set(self, args: argparse.Namespace) -> Result:
         """Set when a resource's failures restart its whole assembly."""
-        name = check_name(args.resource, "resource")
-        assembly = check_name(args.assembly, "assembly")
-        escalation = parse_escalation(args.failures, args.period)
+        if args.legacy_period is None:
+            assembly, name = split_resource(args.resource)
+            failures, period = args.failures, args.period
+        else:  # RESOURCE ASSEMBLY FAILURES PERIOD: the original order
+            assembly, name = split_resource(args.resource, args.failures)
+            failures, period = args.period, args.legacy_period
+        escalation = parse_escalation(failures, period)
         api = self.env.api()
         resource = _find_resource(api.get_assembly(assembly), name)
         api.update_resource(assembly, name, {**resource, "escalation": escalation.to_dict()})
@@ -66,5 +76,5 @@ def _changed(subject: str, escalation: model.Escalation) -> Result:
     if escalation.enabled:
         rule = f"{escalation.failures} failures in {escalation.period:g} s escalate"
     else:
-        rule = "off"
+        rule = "off (never escalates: each failure is recovered at its own level)"
     return done(f"escalation of {subject}: {rule}", escalation=escalation.to_dict())

@@ -10,19 +10,34 @@ from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.values import (
     check_name,
     describe_escalation,
-    parse_duration,
+    parse_operation_duration,
     parse_params,
     parse_timeouts,
+    split_resource,
 )
+
+RESOURCE_ID = Arg(
+    "resource",
+    metavar="ASSEMBLY/RESOURCE",
+    help="the resource, after its assembly (RESOURCE ASSEMBLY, the original order, too)",
+    complete=Names.ASSEMBLY_RESOURCE,
+)
+# the assembly after the resource, in the original shell's order: taken, not advertised
+LEGACY_ASSEMBLY = Arg("legacy_assembly", nargs="?", help=argparse.SUPPRESS)
 
 
 class ResourceCommands(Noun):
     category = "Resources"
 
     @command(
-        Arg("resource", help="the new resource's name"),
+        Arg(
+            "resource",
+            metavar="ASSEMBLY/RESOURCE",
+            help="the assembly that runs it / the new resource's name (the original order,"
+            " RESOURCE TEMPLATE ASSEMBLY, is accepted too)",
+            complete=Names.ASSEMBLY_SLASH,
+        ),
         Arg("template", help="the resource template it is made from", complete=Names.TEMPLATE),
-        Arg("assembly", help="the assembly that runs it", complete=Names.ASSEMBLY),
         Arg(
             "params",
             nargs="*",
@@ -44,13 +59,12 @@ class ResourceCommands(Noun):
 
         Escalation is off until set with escalation_resource_set.
         """
-        name = check_name(args.resource, "resource")
-        assembly = check_name(args.assembly, "assembly")
+        assembly, name = _target(args.resource, args.params)
         template = check_name(args.template, "template")
         params = parse_params(args.params)
         overrides: dict[str, Any] = {"timeouts": parse_timeouts(args.timeout)}
         if args.monitor_interval is not None:
-            interval = parse_duration(args.monitor_interval, "monitor interval")
+            interval = parse_operation_duration(args.monitor_interval, "monitor interval")
             overrides["monitor_interval"] = interval
         doc = _resource_doc(name, self.env.api().get_template(template), params, overrides)
         resource = self.env.api().add_resource(assembly, doc)  # cped validates, normalises
@@ -60,14 +74,10 @@ class ResourceCommands(Noun):
             resource=resource,
         )
 
-    @command(
-        Arg("resource", help="the resource to remove", complete=Names.RESOURCE),
-        Arg("assembly", help="the assembly it is in", complete=Names.ASSEMBLY),
-    )
+    @command(RESOURCE_ID, LEGACY_ASSEMBLY)
     def assembly_resource_remove(self, args: argparse.Namespace) -> Result:
         """Remove a resource from an assembly."""
-        name = check_name(args.resource, "resource")
-        assembly = check_name(args.assembly, "assembly")
+        assembly, name = split_resource(args.resource, args.legacy_assembly)
         self.env.api().remove_resource(assembly, name)
         return done(f"resource {name} removed from assembly {assembly}", assembly=assembly)
 
@@ -77,6 +87,14 @@ class ResourceCommands(Noun):
         assembly = check_name(args.assembly, "assembly")
         resources = self.env.api().get_assembly(assembly).get("resources", [])
         return Result(resources, resource_table(resources))
+
+
+def _target(first: str, params: list[str]) -> tuple[str, str]:
+    """ASSEMBLY/RESOURCE, or the original ``RESOURCE TEMPLATE ASSEMBLY``: then the
+    assembly is the first of ``params`` (a parameter always has a ``=``)."""
+    if "/" not in first and params and "=" not in params[0]:
+        return split_resource(first, params.pop(0))
+    return split_resource(first)
 
 
 def resource_table(resources: list[dict[str, Any]], title: str | None = None) -> Table:

@@ -10,7 +10,13 @@ from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.resource import agent_spec
-from pcloudsh.values import check_name, parse_duration, parse_params, parse_timeouts
+from pcloudsh.values import (
+    check_name,
+    parse_duration,
+    parse_operation_duration,
+    parse_params,
+    parse_timeouts,
+)
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 SERVICE = Arg("name", help="the service")
@@ -82,7 +88,9 @@ class ServiceCommands(Noun):
         doc["parameters"] = {**doc.get("parameters", {}), **params}
         doc["timeouts"] = {**doc.get("timeouts", {}), **parse_timeouts(args.timeout)}
         if args.monitor_interval is not None:
-            doc["monitor_interval"] = parse_duration(args.monitor_interval, "monitor interval")
+            doc["monitor_interval"] = parse_operation_duration(
+                args.monitor_interval, "monitor interval"
+            )
         doc["locations"] = parse_locations(",".join(on))
         doc |= _policy(args)
         service = self.env.api().add_service(deployable, doc)

@@ -54,34 +54,44 @@ def parse_timeouts(items: list[str]) -> dict[str, float]:
         if not sep or op not in model.OPERATIONS:
             ops = "|".join(model.OPERATIONS)
             raise InvalidInput(f"invalid timeout {item!r}: expected {ops}=DURATION")
-        timeouts[op] = parse_duration(value, f"timeout of {op}")
+        timeouts[op] = parse_operation_duration(value, f"timeout of {op}")
     return timeouts
 
 
-def parse_duration(value: str, what: str) -> float:
+def parse_duration(value: str, what: str, maximum: float = model.MAX_DURATION) -> float:
+    """A duration more than zero and at most ``maximum`` (the bound is said when passed)."""
     try:
-        seconds = model.parse_duration(value)
-    except ValueError:
+        seconds = model.parse_duration(value, maximum)
+    except ValueError as error:
+        if str(error).startswith("too long"):
+            raise InvalidInput(f"invalid {what}: {error}") from None
         seconds = 0.0
     if seconds <= 0:
         raise InvalidInput(f"invalid {what} {value!r}: expected a duration such as 10, 10s or 2m")
     return seconds
 
 
+def parse_operation_duration(value: str, what: str) -> float:
+    """A monitor interval or an operation timeout (at most a day)."""
+    return parse_duration(value, what, model.MAX_OPERATION)
+
+
 def parse_escalation(failures: str, period: str) -> model.Escalation:
-    """FAILURES and PERIOD as typed; INFINITY or -1 disable escalation."""
+    """FAILURES and PERIOD as typed; 0 failures, INFINITY or -1 disable escalation."""
     try:
         count = model.parse_escalation_count(failures)
     except ValueError:
         raise InvalidInput(
-            f"invalid FAILURES {failures!r}: expected a whole number, or INFINITY or -1 to disable"
+            f"invalid FAILURES {failures!r}: expected a whole number from 1 to"
+            f" {model.MAX_FAILURES}, or 0, INFINITY or -1 to turn escalation off"
         ) from None
     try:
         seconds = model.parse_escalation_period(period)
     except ValueError:
         raise InvalidInput(
-            f"invalid PERIOD {period!r}: expected a duration (60, 60s, 5m), or INFINITY or -1 "
-            "to disable"
+            f"invalid PERIOD {period!r}: expected a duration (60, 60s, 5m) of at most"
+            f" {model.duration_text(model.MAX_DURATION)}, or INFINITY or -1 to turn escalation"
+            " off"
         ) from None
     if (count > 0) != (seconds > 0):
         return model.Escalation()
@@ -111,6 +121,20 @@ def parse_resource_id(value: str, what: str) -> str:
     check_name(assembly, "assembly")
     check_name(resource, "resource")
     return value
+
+
+def split_resource(value: str, legacy_assembly: str | None = None) -> tuple[str, str]:
+    """``(assembly, resource)`` from ``ASSEMBLY/RESOURCE``; or, in the original
+    shell's order, ``RESOURCE`` followed by its ``ASSEMBLY`` (``legacy_assembly``)."""
+    assembly, sep, resource = value.partition("/")
+    if sep and legacy_assembly is None and "/" not in resource:
+        return check_name(assembly, "assembly"), check_name(resource, "resource")
+    if not sep and legacy_assembly is not None:
+        return check_name(legacy_assembly, "assembly"), check_name(value, "resource")
+    raise InvalidInput(
+        f"invalid resource {value!r}: expected ASSEMBLY/RESOURCE (or RESOURCE ASSEMBLY, the"
+        " original order)"
+    )
 
 
 def parse_since(value: str, now: float) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 from cpe.bodies import EscalationSetting
 from cpe.catalog import Catalog
 from cpe.catalog.documents import Refusal, exists, named, relative, revalidate
+from cpe.resource_templates import parameter_problems
 from foundation.errors import Conflict, InvalidInput, NotFound
 from foundation.model import Problems, parse_assembly, parse_resource, validate_name
 from foundation.schema import validated
@@ -37,6 +38,7 @@ def create(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]:
             raise Conflict(f"assembly {doc['name']!r} already exists", assembly=doc["name"])
         check_images(catalog, [doc["image"]], ["image"])
         check_uuid(catalog, doc, "uuid")
+        check_references(catalog, doc, None, known={doc["name"]})
         store.insert_assembly(doc)
     return doc
 
@@ -134,8 +136,9 @@ def change(catalog: Catalog, name: str, update: Change, refusal: Refusal) -> dic
                 assembly=name,
             )
         check_images(catalog, [doc["image"]], ["image"])
-        store.update_assembly(doc)
         owner = store.assembly_owner(name)
+        check_references(catalog, doc, owner, known=_targets(current) | {name})
+        store.update_assembly(doc)
         if owner is not None:
             revalidate(catalog, owner, refusal)
     return doc
@@ -148,6 +151,62 @@ def check_images(catalog: Catalog, images: list[str], paths: list[str]) -> None:
         if not exists(catalog.store.get_jeos, image):
             problems.add(path, f"no such JEOS image: {image!r}")
     problems.raise_if_any("unknown JEOS image")
+
+
+def check_references(
+    catalog: Catalog, doc: dict[str, Any], owner: str | None, known: set[str]
+) -> None:
+    """A new reference names an assembly of the catalog, or a service of the deployable
+    the assembly belongs to: refused when written, not first when the deployable starts
+    (it may wait for that assembly to join the deployable).  ``known``: targets the
+    stored assembly already has, left as they are.  And every parameter keeps its
+    agent's rule (an absolute path where the template says so)."""
+    problems = Problems()
+    known |= _service_names(catalog, owner)
+    reference_problems(catalog, indexed(doc["resources"], "resources"), known, problems)
+    problems.raise_if_any("invalid resource parameters")
+
+
+def reference_problems(
+    catalog: Catalog,
+    resources: list[tuple[str, dict[str, Any]]],
+    known: set[str],
+    problems: Problems,
+) -> None:
+    """Add a problem for each reference of ``resources`` (each with its path) to no
+    assembly of the catalog nor name of ``known``, and each parameter its agent's rule
+    refuses."""
+    for at, resource in resources:
+        for item in parameter_problems(resource, at):
+            problems.add(item["path"], item["message"])
+        for key, value in resource["parameters"].items():
+            target = _reference_target(value)
+            if target is None or target in known or exists(catalog.store.get_assembly, target):
+                continue
+            where = f"{at}.parameters.{key}" if at else f"parameters.{key}"
+            problems.add(where, f"refers to {target!r}: no such assembly")
+
+
+def indexed(resources: list[dict[str, Any]], path: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(path[i], resource)`` for each resource."""
+    return [(f"{path}[{i}]", resource) for i, resource in enumerate(resources)]
+
+
+def _targets(doc: dict[str, Any]) -> set[str]:
+    found = (_reference_target(v) for r in doc["resources"] for v in r["parameters"].values())
+    return {target for target in found if target is not None}
+
+
+def _reference_target(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("ref"), str):
+        return str(value["ref"]).partition(":")[0]
+    return None
+
+
+def _service_names(catalog: Catalog, owner: str | None) -> set[str]:
+    if owner is None:
+        return set()
+    return {s["name"] for s in catalog.store.get_deployable(owner).get("services", [])}
 
 
 def check_uuid(catalog: Catalog, doc: dict[str, Any], path: str) -> None:

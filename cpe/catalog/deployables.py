@@ -42,7 +42,8 @@ def _row(catalog: Catalog, doc: dict[str, Any], desired: str) -> dict[str, Any]:
         "infrastructure": doc["infrastructure"],
         "assemblies": len(doc["assemblies"]),
         "state": runtime.get("state", "stopped"),
-        "desired_state": desired,
+        "desired": desired,
+        "desired_state": desired,  # the same, under its earlier name (kept for scripts)
         "pending_reload": pending(catalog.store, doc["name"]),
     }
 

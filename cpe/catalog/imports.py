@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cpe.catalog import Catalog
-from cpe.catalog.assemblies import check_images
+from cpe.catalog.assemblies import check_images, indexed, reference_problems
 from cpe.catalog.assemblies import check_uuid as check_assembly_uuid
 from cpe.catalog.deployables import check_uuid
 from cpe.catalog.documents import (
@@ -24,7 +24,7 @@ from cpe.catalog.documents import (
 )
 from cpe.routes import Answer
 from foundation.errors import Conflict, InvalidInput
-from foundation.model import Deployable, validate_name
+from foundation.model import Deployable, Problems, validate_name
 
 
 def put(catalog: Catalog, name: str, body: dict[str, Any]) -> Answer:
@@ -71,6 +71,20 @@ def _check(catalog: Catalog, document: Deployable) -> None:
                 f" {stored['uuid']}; a uuid cannot change"
             )
         check_assembly_uuid(catalog, assembly.to_dict(), f"assemblies[{i}].uuid")
+    _check_parameters(catalog, document)
+
+
+def _check_parameters(catalog: Catalog, document: Deployable) -> None:
+    """References name an assembly (of the document or the catalog) or a service of the
+    document; parameters keep their agent's rules."""
+    known = {a.name for a in document.assemblies} | {s.name for s in document.services}
+    problems = Problems()
+    for i, assembly in enumerate(document.assemblies):
+        resources = indexed([r.to_dict() for r in assembly.resources], f"assemblies[{i}].resources")
+        reference_problems(catalog, resources, known, problems)
+    services = indexed([s.to_dict() for s in document.services], "services")
+    reference_problems(catalog, services, known, problems)
+    problems.raise_if_any("invalid resource parameters")
 
 
 def _write(catalog: Catalog, document: Deployable, existing: dict[str, Any] | None) -> None:

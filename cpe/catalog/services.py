@@ -14,9 +14,10 @@ from typing import Any
 
 from cpe.bodies import MoveRequest
 from cpe.catalog import Catalog
+from cpe.catalog.assemblies import reference_problems
 from cpe.catalog.documents import relative, revalidate, stored_document
 from foundation.errors import Conflict, InvalidInput, NotFound
-from foundation.model import validate_name
+from foundation.model import Deployable, Problems, validate_name
 from foundation.runtime_kinds import MOVE
 from foundation.schema import Colocation, Service, validated
 
@@ -56,7 +57,15 @@ def _service(catalog: Catalog, deployable: str, name: str, index: int) -> dict[s
     document = relative(lambda: revalidate(catalog, deployable, InvalidInput), where)
     service = document.service(name)
     assert service is not None
+    _check_parameters(catalog, document, service.to_dict())
     return service.to_dict()
+
+
+def _check_parameters(catalog: Catalog, document: Deployable, service: dict[str, Any]) -> None:
+    known = {a.name for a in document.assemblies} | {s.name for s in document.services}
+    problems = Problems()
+    reference_problems(catalog, [("", service)], known, problems)
+    problems.raise_if_any("invalid service parameters")
 
 
 def remove(catalog: Catalog, deployable: str, name: str) -> None:

@@ -116,7 +116,7 @@ def _stop_everything(process: CpedProcess, paths: Paths) -> None:
     """Deployables the fuzzing happened to start are stopped, then cped."""
     try:
         for row in process.client.list_deployables():
-            if row["desired_state"] == "started":
+            if row["desired"] == "started":
                 pid = process.client.deployable_status(row["name"])["dpe"]["pid"]
                 process.client.stop_deployable(row["name"], wait=10, kill_after=5)
                 _kill_if_alive(pid)

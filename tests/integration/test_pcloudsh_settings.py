@@ -84,7 +84,7 @@ def test_a_configuration_its_dpe_refuses_fails_the_deployable_after_a_few_tries(
     assert len(started) == 3, started
     time.sleep(2.0)  # more than the back-off's cap: nothing more is started
     assert [e for e in events(shell, "d3") if e["state"] == "dpe-started"] == started
-    assert row["desired_state"] == "started"
+    assert row["desired"] == "started"
     status = json.loads(ok(shell, "--json", "deployable_status", "d3"))
     assert status["state"] == "failed"
     pids = [int(e["reason"].split("pid ")[1].split(")")[0]) for e in started]

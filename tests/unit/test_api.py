@@ -245,7 +245,7 @@ async def test_assembly_escalation(api: Client, store: Store) -> None:
     status, body = await call(
         api, "PUT", "/assemblies/web/escalation", {"failures": "INFINITY", "period": -1}
     )
-    assert body == {"failures": "INFINITY", "period": "INFINITY"}
+    assert body == {"failures": 0, "period": 0}
 
 
 # -- templates -------------------------------------------------------------------------------------
@@ -308,6 +308,7 @@ async def test_deployable_membership_and_listing(api: Client, store: Store) -> N
             "infrastructure": "local",
             "assemblies": 2,
             "state": "stopped",
+            "desired": "stopped",
             "desired_state": "stopped",
             "pending_reload": "",
         }
@@ -656,3 +657,71 @@ async def test_event_stream_by_default_sends_only_new_events(api: Client, store:
 async def test_bad_stream_queries(api: Client, store: Store) -> None:
     await refused(api, store, 400, "GET", "/events/stream?after_id=x")
     await refused(api, store, 400, "GET", "/events/stream?limit=3")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where", "says"),
+    [
+        (
+            "/assemblies/web/resources",
+            resource("x", monitor_interval=99999999999999),
+            "monitor_interval",
+            "at most 1 day",
+        ),
+        (
+            "/assemblies/web/resources",
+            resource("x", timeouts={"start": "2d"}),
+            "timeouts.start",
+            "at most 1 day",
+        ),
+        (
+            "/assemblies/web/resources",
+            resource("x", escalation={"failures": 99999999999999999999999, "period": 60}),
+            "escalation.failures",
+            "at most 1000000",
+        ),
+        (
+            "/assemblies/web/escalation",
+            {"failures": 3, "period": "400d"},
+            "period",
+            "at most 365 days",
+        ),
+        (
+            "/assemblies/web/resources",
+            {"name": "x", "type": "anything", "parameters": {"binfile": "relative/path"}},
+            "resources[1].parameters.binfile",
+            "must be an absolute path",
+        ),
+        (
+            "/assemblies/web/resources",
+            resource("x", parameters={"peer": {"ref": "nosuch:ipaddress"}}),
+            "resources[1].parameters.peer",
+            "no such assembly",
+        ),
+        (
+            "/deployables/shop",
+            {
+                "name": "shop",
+                "assemblies": [
+                    {"name": "web", "resources": [resource("x", parameters={"p": "@nosuch:ip"})]},
+                    {
+                        "name": "db",
+                        "resources": [
+                            resource("y", parameters={"peer": {"ref": "nosuch:ipaddress"}})
+                        ],
+                    },
+                ],
+            },
+            "assemblies[1].resources[0].parameters.peer",
+            "no such assembly",
+        ),
+    ],
+)
+async def test_values_are_checked_when_written(
+    api: Client, store: Store, path: str, body: dict[str, Any], where: str, says: str
+) -> None:
+    await make_assembly(api, "web", "www")
+    method = "PUT" if path.endswith(("/escalation", "/shop")) else "POST"
+    error = await refused(api, store, 400, method, path, body)
+    problems = {p["path"]: p["message"] for p in error["details"]}
+    assert says in problems.get(where, ""), error

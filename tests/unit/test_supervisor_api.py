@@ -127,6 +127,8 @@ async def test_start_refuses_an_incomplete_document_and_changes_nothing(
     api: Client, launcher: FakeLauncher, keys_dir: Path, store: Store
 ) -> None:
     await make_shop(api, keys_dir, "web")
+    status, body = await call(api, "POST", "/assemblies", {"name": "db"})  # not in shop
+    assert status == 201, body
     resource = {"name": "app", "type": "Dummy", "parameters": {"peer": {"ref": "db:ipaddress"}}}
     status, body = await call(api, "POST", "/assemblies/web/resources", resource)
     assert status == 201, body

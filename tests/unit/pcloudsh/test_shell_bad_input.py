@@ -17,7 +17,9 @@ BAD_LINES = [
     ("assembly_create ../etc host", "invalid assembly name '../etc'"),
     ("assembly_create new ho/st", "invalid JEOS name 'ho/st'"),
     ("deployable_create 'sh op'", "invalid deployable name 'sh op'"),
-    ("assembly_resource_add 'r/x' dummy web", "invalid resource name 'r/x'"),
+    ("assembly_resource_add web/r/x dummy", "invalid resource 'web/r/x': expected ASSEMBLY/"),
+    ("assembly_resource_add r dummy", "invalid resource 'r': expected ASSEMBLY/RESOURCE"),
+    ("assembly_resource_add web/r dummy x=1 db", "invalid parameter 'db'"),
     ("deployable_assembly_add shop ..", "invalid assembly name '..'"),
     # unknown names
     ("assembly_create new nosuch", "no such JEOS image: 'nosuch'"),

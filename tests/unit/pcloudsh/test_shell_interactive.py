@@ -103,7 +103,7 @@ def test_completion_of_existing_names(shell: PcloudShell, shop: InProcessCped) -
     shipped = ["deltacloud-core", "deltacloud-ec2-us-east-1", "deltacloud-ec2-us-west-1"]
     shipped += ["deltacloud-mock", "dummy"]  # the resource templates cped ships
     assert completions(shell, "assembly_resource_add r d") == shipped
-    assert completions(shell, "assembly_resource_add r dummy ") == ["db", "web"]
+    assert completions(shell, "assembly_resource_add ") == ["db/", "web/"]
     assert completions(shell, "deployable_constraint_add shop ") == ["db/pg", "web/www"]
     assert completions(shell, "events --deployable ") == ["shop"]
 
@@ -111,11 +111,10 @@ def test_completion_of_existing_names(shell: PcloudShell, shop: InProcessCped) -
 def test_completion_of_a_resource_uses_the_assembly_on_the_line(
     shell: PcloudShell, shop: InProcessCped
 ) -> None:
-    # RESOURCE comes before ASSEMBLY in the original argument order: all resources are offered
-    assert completions(shell, "assembly_resource_remove ") == ["pg", "www"]
-    assert completions(shell, "escalation_resource_set ") == ["pg", "www"]
-    run(shell, "assembly_resource_add extra dummy db")
-    assert completions(shell, "assembly_resource_remove --json e") == ["extra"]
+    assert completions(shell, "assembly_resource_remove ") == ["db/pg", "web/www"]
+    assert completions(shell, "escalation_resource_set ") == ["db/pg", "web/www"]
+    run(shell, "assembly_resource_add db/extra dummy")
+    assert completions(shell, "assembly_resource_remove --json db/e") == ["db/extra"]
 
 
 def test_completion_without_cped_offers_nothing(env: Environment) -> None:

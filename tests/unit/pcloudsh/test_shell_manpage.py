@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import io
 
 from pcloudsh import commands
+from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode
-
-MAN_PAGE = Path(__file__).resolve().parents[3] / "man" / "pcloudsh.1"
+from pcloudsh.oneshot import command_parser
+from tests.unit.pcloudsh import manpage
+from tests.unit.pcloudsh.manpage import MAN_PAGE
 
 
 def _text() -> str:
@@ -16,7 +17,7 @@ def _text() -> str:
 
 
 def test_every_command_has_an_entry() -> None:
-    entries = set(re.findall(r"^\.(?:B|BI|TQ\n\.BI) ([a-z_]+)", _text(), re.MULTILINE))
+    entries = manpage.synopses()
     for _noun, spec in commands.all_commands():
         assert spec.name in entries, spec.name
 
@@ -35,3 +36,17 @@ def test_exit_statuses_and_environment() -> None:
     for status in ExitCode:
         assert f".B {int(status)}\n" in section, status
     assert "PCLOUD_HOME" in _text()
+
+
+def test_each_commands_usage_line_is_its_synopsis_in_the_man_page() -> None:
+    synopses = manpage.synopses()
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    for _noun, spec in commands.all_commands():
+        usage = " ".join(command_parser(spec, env).format_usage().split())
+        assert usage.removeprefix("usage: pcloudsh ") == synopses.get(spec.name), spec.name
+
+
+def test_the_synopsis_reader_sees_fonts_and_alternation() -> None:
+    assert manpage.plain(r".BI jeos_delete " + '" name"') == "jeos_delete name"
+    line = r".B \fBdeployable_start \fR[\fINAME\fR ...] \fR[\fB\-\-all\fR]"
+    assert manpage.plain(line) == "deployable_start [NAME ...] [--all]"

@@ -1,0 +1,103 @@
+"""Values checked when written (bounds, absolute paths, references), the argument order
+ASSEMBLY/RESOURCE with the original order as an alias, and parameters after options:
+in-process, against cped's own rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pcloudsh.environment import Environment
+from pcloudsh.testing import run
+from tests.unit.inprocess import InProcessCped
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "escalation_resource_set web/www 99999999999999999999999 60",
+            "invalid FAILURES '99999999999999999999999': expected a whole number from 1 to 1000000",
+        ),
+        ("escalation_assembly_set web 3 400d", "invalid PERIOD '400d': expected a duration"),
+        ("escalation_assembly_set web 3 400d", "of at most 365 days"),
+        (
+            "assembly_resource_add web/x dummy --monitor-interval 99999999999999",
+            "invalid monitor interval: too long: '99999999999999' (at most 1 day)",
+        ),
+        ("assembly_resource_add web/x dummy --timeout start=2d", "(at most 1 day)"),
+        (
+            "assembly_resource_add web/x anything binfile=relative/path",
+            "parameters.binfile: must be an absolute path (starting with /), not 'relative/path'",
+        ),
+        (
+            "assembly_resource_add web/x dummy peer=@nosuch:ipaddress",
+            "parameters.peer: refers to 'nosuch': no such assembly",
+        ),
+        ("assembly_resource_add web/x dummy peer=@db:nosuch", "invalid reference"),
+    ],
+)
+def test_a_bad_value_is_refused_when_written_and_changes_nothing(
+    env: Environment, shop: InProcessCped, line: str, message: str
+) -> None:
+    before = shop.tables()
+    ran = run(env, line)
+    assert (ran.status, ran.out) == (2, ""), ran
+    assert message in ran.err and "Traceback" not in ran.err
+    assert shop.tables() == before
+
+
+def test_zero_failures_turn_escalation_off_and_say_so(
+    env: Environment, shop: InProcessCped
+) -> None:
+    ran = run(env, "escalation_resource_set web/www 0 60")
+    assert ran.status == 0 and ran.out.startswith("escalation of resource www in assembly web: off")
+    assert "never escalates" in ran.out
+    (www,) = shop.get_assembly("web")["resources"]
+    assert www["escalation"] == {"failures": 0, "period": 0}  # numbers, whether on or off
+
+
+def test_escalation_failures_are_a_number_in_json_on_or_off(
+    env: Environment, shop: InProcessCped
+) -> None:
+    run(env, "escalation_assembly_set db INFINITY INFINITY")
+    data = json.loads(run(env, "--json deployable_export shop").out)
+    counts = [a["escalation"]["failures"] for a in data["assemblies"]]
+    counts += [r["escalation"]["failures"] for a in data["assemblies"] for r in a["resources"]]
+    assert counts and all(type(count) is int for count in counts), counts
+
+
+def test_assembly_slash_resource_and_the_original_order_are_the_same(
+    env: Environment, shop: InProcessCped
+) -> None:
+    assert run(env, "assembly_resource_add web/new1 dummy x=1").status == 0
+    assert run(env, "assembly_resource_add new2 dummy web x=1").status == 0
+    first, second = shop.get_assembly("web")["resources"][1:]
+    assert {**first, "name": "new2"} == second
+    assert run(env, "escalation_resource_set web/new1 3 60").status == 0
+    assert run(env, "escalation_resource_set new2 web 3 60").status == 0
+    first, second = shop.get_assembly("web")["resources"][1:]
+    assert first["escalation"] == second["escalation"] == {"failures": 3, "period": 60}
+    assert run(env, "assembly_resource_remove web/new1").status == 0
+    assert run(env, "assembly_resource_remove new2 web").status == 0
+    assert [r["name"] for r in shop.get_assembly("web")["resources"]] == ["www"]
+
+
+def test_parameters_may_follow_any_option_of_deployable_service_add(
+    env: Environment, shop: InProcessCped
+) -> None:
+    ran = run(
+        env,
+        "deployable_service_add shop ip dummy --on web:100,db --stickiness 60 a=1 "
+        "--failure-timeout 1m b=@web:ipaddress",
+    )
+    assert ran.status == 0, ran
+    (service,) = shop.get_deployable("shop")["services"]
+    assert service["parameters"].items() >= {"a": "1", "b": {"ref": "web:ipaddress"}}.items()
+    assert (service["stickiness"], service["failure_timeout"]) == (60, 60)
+
+
+def test_the_list_says_desired_as_status_does(env: Environment, shop: InProcessCped) -> None:
+    (row,) = json.loads(run(env, "--json deployable_list").out)
+    assert row["desired"] == row["desired_state"] == "stopped"  # the old name kept, the same
