@@ -210,8 +210,8 @@ def test_changes_wait_visibly_for_a_reload(shell: Operator) -> None:
     assert shell.ok("deployable_diff shop").splitlines() == [
         "deployable shop: changes pending reload (deployable_reload shop applies them)",
         "+ resource web/extra",
-        "~ setting escalation.failures: INFINITY -> 3",  # off, then on
-        "~ setting escalation.period: INFINITY -> 3600",
+        "~ setting escalation.failures: 0 -> 3",  # off, then on
+        "~ setting escalation.period: 0 -> 3600",
     ]
     diff = json.loads(shell.ok("--json deployable_diff shop"))
     assert (diff["pending"], diff["resources"]["added"]) == (True, ["web/extra"])
