@@ -79,7 +79,7 @@ def _panels(parts: dict[str, Any]) -> list[Panel]:
 
 def draw_scale(result: dict[str, Any], path: Path) -> None:
     """CPU, memory per dped and time to settle against the number of deployables."""
-    runs = result["runs"]
+    runs = [r for r in result["runs"] if not r.get("stopped")]  # stopped: short of memory
     counts = [r["deployables"] for r in runs]
     figure, (cpu, memory, settle) = plt.subplots(1, 3, figsize=(13.5, 3.6))
     for key, label in (

@@ -219,7 +219,7 @@ def _monitor_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
 def _scale_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
     """At 200 deployables (or the most of a --quick run), and at every N for settling."""
     part = parts["scale"]
-    runs = {r["deployables"]: r for r in part["runs"]}
+    runs = {r["deployables"]: r for r in part["runs"] if not r.get("stopped")}
     at = 200 if 200 in runs else max(runs)
     run, note = runs[at], f"{at} deployables" + (" (reduced for --quick)" if at < 200 else "")
     cpu, pss = run["cpu_cped_and_dpeds"], run["memory_per_dped_mb"]["pss"]

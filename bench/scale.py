@@ -21,8 +21,13 @@ Apart, cped's idle CPU: one deployable running, cped's threads' CPU time
 The load average is recorded before and after each N: the figures move with
 it on a shared machine.  Results: ``bench/results/scale.json`` (or
 ``scale-quick.json``) and a plot of CPU and memory against N, ``scale.png``.
+A run of some counts (``--counts``) replaces those counts in the file and keeps
+the others, so the heavy counts can be run apart (``--no-idle``: cped's idle
+figure kept from the file).  While deployables start, the machine's available
+memory is watched: below ``MIN_AVAILABLE`` the run of that N stops (everything
+it started is killed) and says so.
 
-    .venv/bin/python -m bench.scale [--quick] [--counts 10,50,200]
+    .venv/bin/python -m bench.scale [--quick] [--counts 10,50,200] [--no-idle]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ COUNTS = (10, 50, 100, 200, 500)
 QUICK_COUNTS = (10, 50)
 ASSEMBLIES, RESOURCES, MONITOR = 3, 2, 10.0
 START_TIMEOUT = 2400.0  # seconds
+MIN_AVAILABLE = 3 * 1024**3  # bytes of available memory below which a run stops
 PAUSE, QUICK_PAUSE = 20.0, 5.0  # after settling, before measuring
 WINDOWS, QUICK_WINDOWS = (6, 20.0), (3, 10.0)  # how many, seconds each
 IDLE_WINDOW, QUICK_IDLE_WINDOW = 120.0, 30.0
@@ -62,23 +68,55 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--counts", help="deployable counts, comma-separated")
+    parser.add_argument(
+        "--no-idle", action="store_true", help="keep cped's idle figure from the results file"
+    )
     args = parser.parse_args()
     counts = tuple(int(c) for c in args.counts.split(",")) if args.counts else None
-    result = run(args.quick, counts)
+    result = run(args.quick, counts, idle_too=not args.no_idle)
     print(json.dumps(result["table"], indent=2))
     return 0
 
 
-def run(quick: bool, counts: tuple[int, ...] | None = None) -> dict[str, Any]:
-    """The sweep, cped's idle CPU, the table; written to bench/results as well."""
+def run(
+    quick: bool, counts: tuple[int, ...] | None = None, *, idle_too: bool = True
+) -> dict[str, Any]:
+    """The sweep, cped's idle CPU, the table; merged into bench/results as well."""
     counts = counts or (QUICK_COUNTS if quick else COUNTS)
     result: dict[str, Any] = {"machine": machine(), "quick": quick}
-    result["cped_idle"] = idle(quick)
-    result["runs"] = [one(count, quick) for count in counts]
+    if idle_too:
+        result["cped_idle"] = idle(quick)
+    result["runs"] = []
+    for count in counts:
+        result["runs"].append(one(count, quick))
+        if result["runs"][-1].get("stopped"):
+            break  # the machine ran short of memory: no larger N
     result["machine_after"] = machine()
+    result = merged(result, _previous(quick))
     result["table"] = table(result)
     write(result)
     return result
+
+
+def merged(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """``new``'s runs replace ``old``'s of the same counts; the others are kept."""
+    if old is None:
+        return new
+    runs = {r["deployables"]: r for r in old.get("runs", [])}
+    runs.update({r["deployables"]: r for r in new["runs"]})
+    result = {**old, **new, "runs": [runs[n] for n in sorted(runs)]}
+    if "cped_idle" not in new and "cped_idle" in old:
+        result["cped_idle"] = old["cped_idle"]
+    return result
+
+
+def _previous(quick: bool, out: Path = RESULTS_DIR) -> dict[str, Any] | None:
+    path = out / f"{_stem(quick)}.json"
+    try:
+        previous: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return previous
 
 
 # -- one N ------------------------------------------------------------------------------
@@ -94,8 +132,11 @@ def one(count: int, quick: bool) -> dict[str, Any]:
             cped.client.put_deployable(name, document)
         first_event = _newest_event(cped)
         before = machine()
-        started = time.monotonic()
-        answer = _start_all(cped, names)
+        started, at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        try:
+            answer = _start_all(cped, names)
+        except MemoryShort as short:
+            return {"deployables": count, "at": at, "machine_before": before, "stopped": str(short)}
         settled = time.monotonic() - started
         after_start = machine()
         not_running = _not_running(cped, names)
@@ -106,7 +147,9 @@ def one(count: int, quick: bool) -> dict[str, Any]:
         trouble = _trouble(cped, first_event)
     return {
         "deployables": count,
+        "at": at,
         "machine_before": before,
+        "available_memory_gb_after": round(available_memory() / 1024**3, 1),
         "machine_after_start": after_start,
         "machine_after": machine(),
         "seconds_to_settle": round(settled, 1),
@@ -147,8 +190,23 @@ def _start_all(cped: Cped, names: list[str]) -> dict[str, Any]:
     }
 
 
+class MemoryShort(RuntimeError):
+    """The machine's available memory fell below ``MIN_AVAILABLE`` while starting."""
+
+
+def available_memory() -> int:
+    """``MemAvailable`` of ``/proc/meminfo``, in bytes."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def _settled(cped: Cped, names: list[str]) -> dict[str, str] | None:
     """Each deployable's state once none is still on its way; None until then."""
+    left = available_memory()
+    if left < MIN_AVAILABLE:
+        raise MemoryShort(f"stopped: {left / 1024**3:.1f} GB of memory left while starting")
     states = {row["name"]: row["state"] for row in cped.client.list_deployables()}
     chosen = {name: states.get(name, "missing") for name in names}
     return chosen if all(state in ("running", "failed") for state in chosen.values()) else None
@@ -309,6 +367,9 @@ def _thread_cpu_ns(pid: int) -> int:
 def table(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for run_ in result["runs"]:
+        if run_.get("stopped"):
+            rows.append({"deployables": run_["deployables"], "stopped": run_["stopped"]})
+            continue
         memory = run_["memory_per_dped_mb"]
         rows.append(
             {
@@ -336,8 +397,12 @@ def _percent(figure: dict[str, Any]) -> float | None:
     return round(100 * median, 2) if median is not None else None
 
 
+def _stem(quick: bool) -> str:
+    return "scale-quick" if quick else "scale"
+
+
 def write(result: dict[str, Any], out: Path = RESULTS_DIR) -> None:
-    stem = "scale-quick" if result["quick"] else "scale"
+    stem = _stem(result["quick"])
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     try:

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from cpe.dpe_admission import Turns
+from cpe.dpe_scheduling import NEWBORN, Doubt
 from cpe.dpe_slot import (
     REFUSED_CONFIGURATION,
     STARTED,
@@ -122,11 +123,14 @@ class Reconciler:
                 settle(slot.starts, {"pid": pid, "note": "the DPE is running"})
             await self._when_running(slot, desired, lease)
             return
-        grace = self.options.start_grace
+        options = self.options
+        grace = options.start_grace
         late = self.clock.monotonic() - slot.since > grace
         if self.judging and not slot.killed and late:
+            if slot.doubt is None:  # accounted from its start: it has waited for nothing before
+                slot.doubt = Doubt(slot.since, slot.since, NEWBORN)
             reason = f"dpe (pid {slot.process.pid}) did not take its lease within {grace:g} s"
-            await self._kill(slot, reason)
+            await self._judge(slot, reason, grace, grace + options.doubt_limit)
 
     async def _when_running(
         self, slot: Slot, desired: str | None, lease: dict[str, Any] | None
@@ -137,8 +141,12 @@ class Reconciler:
         self._note_due(slot, lease)
         if self._lease_lost(lease, slot.process):
             if self.judging:
-                await self._kill(slot, self._lost_reason(slot, lease))
-        elif desired != STARTED:
+                await self._lease_overdue(slot, lease)
+            if slot.killed or desired == STARTED:
+                return  # late with its lease: a stop is still asked for (SIGKILL at its time)
+        else:
+            self._clear_doubt(slot)
+        if desired != STARTED:
             await self._terminate(slot)
         elif slot.clear_failed:
             await self._clear_failed(slot)
@@ -160,7 +168,44 @@ class Reconciler:
         lease = await self._lease(slot.name)
         self._note_due(slot, lease)
         if self._holds_stale(lease, slot.process):  # hung: it is not stopping anything
-            await self._kill(slot, self._lost_reason(slot, lease))
+            await self._lease_overdue(slot, lease)
+        else:
+            self._clear_doubt(slot)
+
+    async def _lease_overdue(self, slot: Slot, lease: Lease | None) -> None:
+        """Not renewed: killed once it could have renewed; taken over: killed now."""
+        assert slot.process is not None
+        reason = self._lost_reason(slot, lease)
+        if not lease or lease["pid"] != slot.process.pid:
+            await self._kill(slot, reason)  # another holds it, or nobody: it must not act
+            return
+        if slot.doubt is None:
+            slot.doubt = Doubt.begin(self.clock.monotonic(), slot.process.scheduling())
+            log.warning("deployable=%s: %s: looking whether it could run", slot.name, reason)
+            return
+        options = self.options
+        await self._judge(slot, reason, options.confirm_after, options.doubt_limit)
+
+    async def _judge(self, slot: Slot, reason: str, could_run: float, limit: float) -> None:
+        """Kill a late DPE once it could run ``could_run`` seconds, or after ``limit``."""
+        assert slot.process is not None and slot.doubt is not None
+        now, doubt = self.clock.monotonic(), slot.doubt
+        doubt.look(now, slot.process.scheduling())
+        if doubt.could_run >= could_run or doubt.lasted(now) >= limit:
+            await self._kill(slot, f"{reason}; {doubt.evidence(now)}")
+
+    def _clear_doubt(self, slot: Slot) -> None:
+        """Its DPE is on time again: say how late it was, if it was."""
+        doubt, slot.doubt = slot.doubt, None
+        if doubt is not None and slot.process is not None:
+            now = self.clock.monotonic()
+            doubt.look(now, slot.process.scheduling())
+            log.warning(
+                "deployable=%s: dpe (pid %d) renewed its lease again, not killed: %s",
+                slot.name,
+                slot.process.pid,
+                doubt.evidence(now),
+            )
 
     def _note_due(self, slot: Slot, lease: Lease | None) -> None:
         """When to look at this DPE's lease again: just past its expiry."""
@@ -258,7 +303,7 @@ class Reconciler:
     def _watch(self, slot: Slot, process: DpeProcess, generation: int, state: DpeState) -> None:
         slot.process, slot.generation, slot.state = process, generation, state
         slot.since = self.clock.monotonic()
-        slot.epoch = None
+        slot.epoch, slot.doubt = None, None
         slot.killed = slot.replace = slot.spawned_clearing = False
 
     async def _terminate(self, slot: Slot) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from cpe.dpe_scheduling import Doubt, Scheduling
 from foundation.backoff import Backoff
 from foundation.config import Config
 
@@ -29,6 +30,10 @@ class DpeProcess(Protocol):
 
     def detach(self) -> None:
         """Stop watching it; it keeps running."""
+        ...
+
+    def scheduling(self) -> Scheduling | None:
+        """The kernel's view of it now (None: gone, or not known)."""
         ...
 
 
@@ -99,6 +104,18 @@ class SupervisorOptions:
         return self.lease_ttl + 2 * self.lease_renew + self.python_start
 
     @property
+    def confirm_after(self) -> float:
+        """The time a DPE late with its lease must have been able to run before it is
+        killed: two renewals and a look."""
+        return 2 * self.lease_renew + self.check_interval
+
+    @property
+    def doubt_limit(self) -> float:
+        """The longest a DPE late with its lease is waited for while it cannot run
+        (stopped, or starved of CPU): then it is killed all the same."""
+        return 6 * self.lease_ttl
+
+    @property
     def backoff(self) -> Backoff:
         """The delay before restart number ``attempt`` (1, 2, ...): ``backoff.delay(attempt)``."""
         return Backoff(self.backoff_initial, self.backoff_max)
@@ -131,6 +148,7 @@ class Slot:
     last: dict[str, Any] = field(default_factory=dict)  # the last DPE: pid, exit, killed
     waiting_note: str = ""  # why no DPE is started (logged once)
     lease_due: float = 0.0  # wall time by which its DPE must have renewed the lease again
+    doubt: Doubt | None = None  # its DPE is late (lease or start): could it run?
     starts: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
     stops: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
 

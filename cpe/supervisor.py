@@ -24,14 +24,18 @@ log (``dpe-started``, ``dpe-running``, ``dpe-restarting``, ``dpe-adopted``,
 A supervisor whose own loop was late (the host did not schedule cped, or it was
 stopped) does not blame its DPEs for it: in the tick that follows, no DPE is
 killed for its lease or its grace; they are judged again once they have had a
-lease renewal's time to run.
+lease renewal's time to run.  Nor does it blame a DPE for its own lateness: a
+DPE late with its lease (or its start) is killed only once the kernel says it
+could have run long enough to renew (``cpe.dpe_scheduling``: not stopped, not
+waiting for a CPU), or once it has been late ``doubt_limit`` seconds.
 
 How a dead DPE is noticed:
 
 - a child of this cped or an adopted one: at once (the launcher watches a
   pidfd and calls back; the callback only records, ``tick`` acts);
-- a hung one by its lease: not renewed (or taken over) -> SIGKILL, and the exit
-  is handled like any other.
+- a hung one by its lease: taken over -> SIGKILL; not renewed although it could
+  run -> SIGKILL, with the evidence in the event; the exit is handled like any
+  other.
 
 A replacement starts after a capped exponential back-off (``backoff_initial``
 doubling up to ``backoff_max``; reset once a DPE has run ``healthy_after``
@@ -355,6 +359,9 @@ def _deadlines(slot: Slot, options: SupervisorOptions, now: float, wall: float) 
     """Seconds until each time this slot needs a look (monotonic and wall deadlines)."""
     if slot.state is DpeState.BACKOFF:
         return [slot.retry_at - now]
+    if slot.doubt is not None and not slot.killed:  # late: looked at again and again
+        again = [slot.doubt.at + options.check_interval - now]
+        return again + ([slot.kill_at - now] if slot.state is DpeState.STOPPING else [])
     if slot.state is DpeState.STARTING and not slot.killed:
         # its wake-up says when it holds the lease; this looks in case one was lost
         return [options.check_interval, slot.since + options.start_grace - now]

@@ -2,11 +2,16 @@
 
 Each dped is an independent process (a session of its own, its own log file,
 adopted by the next cped like any other), but the interpreter, asyncssh,
-cryptography and the engine's code were imported once, here, before the fork,
-so their pages are shared between every dped instead of copied into each
-(copy-on-write).  ``gc.freeze()`` before the first fork moves every object the
-imports made out of the collector's reach: a collection in a dped never
-touches them, so their pages stay shared.
+cryptography, pydantic with the document's models and the engine's code were
+imported once, here, before the fork, so their pages are shared between every
+dped instead of copied into each (copy-on-write).  What a dped would otherwise
+build lazily on its first SSH connection (OpenSSL's algorithm tables, asyncssh's
+state) is built here too, by one SSH handshake with itself on the loopback.
+``gc.freeze()`` before the first fork moves every object this made out of the
+collector's reach: a collection in a dped never touches them, so their pages
+stay shared.  What a dped still copies is the pages whose objects it uses
+(CPython writes an object's reference count when code uses it): see the
+benchmark's memory figures.
 
 cped starts the template (``python -m dpe.template``, a session of its own)
 with a ``SOCK_SEQPACKET`` socket on descriptor 3 (one message per datagram,
@@ -32,6 +37,7 @@ keep running, as DPEs do when cped stops.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import importlib
@@ -62,6 +68,7 @@ PRELOAD = (
     "asyncio.subprocess",
     "asyncio.unix_events",
     "sqlite3",
+    "foundation.schema",  # the stored document is validated at start and on reload
 )
 
 
@@ -69,21 +76,37 @@ def main() -> int:
     quiet_third_party_warnings()
     control = socket.socket(fileno=CONTROL_FD)
     set_title([TITLE])
-    preload(PRELOAD)
+    left = preload(PRELOAD)
+    if left:  # each dped does it itself: more memory, nothing worse
+        sys.stderr.write(f"{TITLE}: not done before forking: {', '.join(left)}\n")
     return Template(control).serve()
 
 
 def preload(modules: tuple[str, ...]) -> list[str]:
-    """Import ``modules`` and freeze what they made; the ones that could not be imported."""
+    """Import ``modules``, rehearse an SSH handshake and freeze what they made;
+    what could not be done (modules not imported, the rehearsal's failure)."""
     missing = []
     for name in modules:
         try:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
+    failed = rehearse()
     gc.collect()
     gc.freeze()
-    return missing
+    return missing + ([failed] if failed else [])
+
+
+def rehearse() -> str:
+    """One SSH handshake on the loopback; "" or why it failed (each dped then
+    builds that state itself: more memory, nothing worse)."""
+    try:
+        from dpe.transport import rehearse_handshake
+
+        asyncio.run(rehearse_handshake())
+    except Exception as error:  # noqa: BLE001 - an optimisation: any failure only costs memory
+        return f"SSH rehearsal: {error!r}"
+    return ""
 
 
 class Template:

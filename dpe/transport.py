@@ -344,3 +344,38 @@ def _set_nodelay(conn: asyncssh.SSHClientConnection) -> None:
     sock = conn.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def rehearse_handshake(timeout: float = 10.0) -> None:
+    """One SSH handshake with itself on the loopback, then closed.
+
+    The dped template runs it before it forks: OpenSSL's and asyncssh's
+    lazily built state (algorithms fetched, curves, ciphers) is then made
+    once there and shared by every dped instead of made again in each."""
+    host_key = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
+    client_key = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
+    authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
+    async with asyncio.timeout(timeout):
+        server = await asyncssh.listen(
+            "127.0.0.1", 0, server_host_keys=[host_key], authorized_client_keys=authorized
+        )
+        try:
+            port = server.sockets[0].getsockname()[1]
+            host_public = host_key.convert_to_public()
+            async with asyncssh.connect(
+                "127.0.0.1",
+                port,
+                username="rehearsal",
+                known_hosts=([host_public], [], []),
+                client_keys=[client_key],
+                agent_path=None,
+                config=[],
+                password_auth=False,
+                kbdint_auth=False,
+                gss_auth=False,
+                gss_kex=False,
+            ):
+                pass
+        finally:
+            server.close()
+            await server.wait_closed()

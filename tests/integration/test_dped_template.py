@@ -8,8 +8,11 @@ dpeds itself (a start right after cped's: test_lifecycle.py).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,34 @@ def test_without_its_template_cped_starts_dpeds_itself(rig: Rig) -> None:
 
 def _alive(pid: int) -> bool:
     return command_line(pid) is not None
+
+
+# What a dped does first, in a process prepared as the template prepares itself:
+# it must import nothing new (each module imported after the fork is private to
+# that dped) and the template's SSH rehearsal must have run.
+FIRST_STEPS = """
+import json, sys
+from dpe import template
+left = template.preload(template.PRELOAD)
+before = set(sys.modules)
+from dpe.main import _parser
+from dpe.dped_process import read_document_file
+_parser().parse_args(["shop", "--foreground"])
+document = read_document_file(template.Path(sys.argv[1]))
+print(json.dumps({"left": left, "new": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_the_template_has_imported_what_a_dped_loads_first(tmp_path: Path) -> None:
+    document = tmp_path / "shop.json"
+    document.write_text(json.dumps(shop("a1")))
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_STEPS, str(document)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answer = json.loads(done.stdout)
+    assert answer["left"] == []  # every module imported, the SSH rehearsal done
+    assert answer["new"] == []

@@ -6,6 +6,7 @@ A real cped, real dped processes, local sshd guests with ``ocf:heartbeat:Dummy``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -159,3 +160,60 @@ def test_a_new_cped_starts_what_should_run_and_stops_what_should_not(rig: Rig) -
         "idle stopped and its DPE gone",
     )
     assert rig.status("idle")["assemblies"][0]["instance"] is None
+
+
+# -- a DPE late because it could not run ---------------------------------------------------
+
+DOUBT_LIMIT = (
+    6.0  # 6 lease times (lease_ttl = 1 s here): the longest a DPE that cannot run is waited for
+)
+
+
+def test_a_dpe_stopped_for_four_lease_times_is_not_killed(rig: Rig) -> None:
+    rig.client.put_deployable("shop", shop("a1", "a2"))
+    rig.client.start_deployable("shop")
+    before = rig.running()["dpe"]
+    os.kill(before["pid"], signal.SIGSTOP)
+    try:
+        time.sleep(4.0)  # its lease expired 3 s ago
+    finally:
+        os.kill(before["pid"], signal.SIGCONT)
+    resumed_at = time.time()
+    rig.until(lambda: lease_renewed_at(rig) > resumed_at, what="the lease renewed again")
+    dpe = rig.status()["dpe"]
+    assert (dpe["pid"], dpe["lease_epoch"]) == (before["pid"], before["lease_epoch"])
+    assert rig.dpes() == [before["pid"]]
+    assert not [why for kind, why in rig.dpe_events() if kind == "dpe-killed"]
+    log = rig.until(
+        lambda: "renewed its lease again, not killed" in (text := rig.cped.log()) and text,
+        what="cped's note of the late DPE",
+    )
+    found = re.search(r"could run [\d.]+ s \(waited [\d.]+ s for a CPU, stopped ([\d.]+) s\)", log)
+    assert found and float(found.group(1)) >= 2.0  # the doubt began once the lease was overdue
+
+
+def test_a_dpe_stopped_beyond_the_limit_is_killed_and_replaced(rig: Rig) -> None:
+    rig.client.put_deployable("shop", shop("a1"))
+    rig.client.start_deployable("shop")
+    before = rig.running()["dpe"]
+    os.kill(before["pid"], signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        dpe = rig.until(
+            lambda: (d := rig.status()["dpe"])["pid"] not in (None, before["pid"]) and d,
+            within=DOUBT_LIMIT + 10.0,
+            what="a new DPE",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(before["pid"], signal.SIGCONT)
+    took = time.monotonic() - stopped_at
+    print(f"stopped DPE replaced after {took:.1f} s")
+    assert took >= DOUBT_LIMIT
+    (killed,) = [why for kind, why in rig.dpe_events() if kind == "dpe-killed"]
+    assert killed.startswith(f"dpe (pid {before['pid']}) has not renewed its lease for")
+    found = re.search(
+        r"could run ([\d.]+) s \(waited [\d.]+ s for a CPU, stopped ([\d.]+) s\)", killed
+    )
+    assert found and float(found.group(1)) < 1.0 and float(found.group(2)) >= DOUBT_LIMIT - 1.0
+    assert rig.running()["dpe"]["pid"] == dpe["pid"]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cpe.catalog import Catalog, deployables
+from cpe.dpe_scheduling import Scheduling
 from cpe.dpe_slot import REFUSED_CONFIGURATION
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions, describe_exit
 from dpe.dped_process import ExitCode
@@ -58,6 +59,8 @@ class FakeProcess:
     signals: list[int] = field(default_factory=list)
     alive: bool = True
     detached: bool = False
+    waited: float = 0.0  # seconds it waited for a CPU (the kernel's count)
+    stopped: bool = False  # SIGSTOPped
 
     @property
     def holder(self) -> str:
@@ -75,6 +78,9 @@ class FakeProcess:
 
     def detach(self) -> None:
         self.detached = True
+
+    def scheduling(self) -> Scheduling | None:
+        return Scheduling(self.waited, self.stopped) if self.alive else None
 
     def take_lease(self) -> int | None:
         clock, store = self.launcher.clock, self.launcher.store
@@ -367,13 +373,85 @@ async def test_a_dpe_that_ran_long_enough_resets_the_back_off(world: World) -> N
     assert world.reasons("dpe-restarting")[-1].endswith("restarting in 0.5 s (attempt 1)")
 
 
-async def test_a_dpe_that_stops_renewing_its_lease_is_killed(world: World) -> None:
+async def test_a_dpe_that_stops_renewing_its_lease_although_it_could_run_is_killed(
+    world: World,
+) -> None:
     process = await world.running()
-    await world.tick(OPTIONS.lease_ttl + 1)  # no renewal: hung (or SIGSTOPped)
+    await world.tick(OPTIONS.lease_ttl + 1)  # no renewal: hung, or not scheduled?
+    assert process.signals == []
+    await world.tick(OPTIONS.confirm_after - 0.5)
+    assert process.signals == []
+    await world.tick(0.5)  # it could run all that time: hung
     assert process.signals == [signal.SIGKILL]
-    assert "has not renewed its lease for 6.0 s" in world.reasons("dpe-killed")[0]
+    (reason,) = world.reasons("dpe-killed")
+    assert reason == (
+        f"dpe (pid {process.pid}) has not renewed its lease for 8.5 s; in the last 2.5 s it"
+        " could run 2.5 s (waited 0.0 s for a CPU, stopped 0.0 s): killed (SIGKILL)"
+    )
     await world.tick()
     assert world.slot_state() is DpeState.BACKOFF
+
+
+async def look_every_check(world: World, seconds: float, during: Callable[[], None]) -> None:
+    """Time passes as the supervisor's loop sees it, ``during`` at each look."""
+    for _ in range(round(seconds / OPTIONS.check_interval)):
+        during()
+        await world.tick(OPTIONS.check_interval)
+
+
+async def test_a_dpe_stopped_for_10_s_is_not_killed(world: World) -> None:
+    process = await world.running()
+    process.stopped = True  # SIGSTOP
+    await look_every_check(world, 10.0, lambda: None)
+    assert process.signals == []
+    assert world.supervisor._next_wait() == pytest.approx(OPTIONS.check_interval)  # no busy loop
+    process.stopped = False  # SIGCONT: it renews at once
+    process.take_lease()
+    await world.tick()
+    assert process.signals == [] and world.slot_state() is DpeState.RUNNING
+    assert world.supervisor.slots["shop"].doubt is None
+    await world.tick(OPTIONS.lease_ttl + 1)
+    await world.tick(OPTIONS.confirm_after)
+    assert process.signals == [signal.SIGKILL]  # a new doubt, from nothing
+
+
+async def test_a_dpe_starved_of_cpu_is_not_killed(world: World) -> None:
+    process = await world.running()
+
+    def starved() -> None:  # it gets a tenth of the time it waits for
+        process.waited += OPTIONS.check_interval * 0.9
+
+    await look_every_check(world, 18.0, starved)
+    assert process.signals == []
+    process.take_lease()
+    await world.tick()
+    assert world.slot_state() is DpeState.RUNNING and process.signals == []
+
+
+async def test_a_dpe_that_cannot_run_is_killed_after_the_limit_with_the_evidence(
+    world: World,
+) -> None:
+    process = await world.running()
+    process.stopped = True
+    await look_every_check(world, OPTIONS.lease_ttl + 1 + OPTIONS.doubt_limit, lambda: None)
+    assert process.signals == [signal.SIGKILL]
+    (reason,) = world.reasons("dpe-killed")
+    assert "could run 0.0 s (waited 0.0 s for a CPU, stopped 30.0 s)" in reason
+
+
+async def test_a_starting_dpe_is_judged_on_the_time_it_could_run(world: World) -> None:
+    world.want("started")
+    await world.tick()
+    (process,) = world.launcher.spawned
+
+    def starved() -> None:
+        process.waited += OPTIONS.check_interval / 2
+
+    await look_every_check(world, 2 * OPTIONS.start_grace - 2, starved)
+    assert process.signals == []  # past its grace, but it could run only half of it
+    await look_every_check(world, 4.0, starved)
+    assert process.signals == [signal.SIGKILL]
+    assert "did not take its lease within 17 s; in the last 3" in world.reasons("dpe-killed")[0]
 
 
 async def test_a_dpe_whose_lease_was_taken_over_is_killed(world: World) -> None:

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from cpe.catalog import Catalog, deployables
+from cpe.dpe_scheduling import NEWBORN, Scheduling
 from cpe.supervisor import DpeState, ExitCallback, Supervisor, SupervisorOptions
 from foundation.store import Store
 from tests.unit.test_supervisor import FakeClock
@@ -114,6 +115,9 @@ class Handle:
 
     def detach(self) -> None:
         self.dpe.watchers.pop(self.key, None)
+
+    def scheduling(self) -> Scheduling | None:
+        return NEWBORN if self.dpe.alive else None  # a hung DPE could run: it is judged
 
 
 class World:

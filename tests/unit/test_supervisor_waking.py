@@ -219,6 +219,8 @@ async def test_after_a_renewal_s_time_a_dpe_that_did_not_renew_is_killed(world: 
     await world.tick()
     assert world.supervisor._next_wait() >= OPTIONS.lease_renew  # no busy looping meanwhile
     await world.tick(OPTIONS.lease_renew + OPTIONS.check_interval)
+    assert process.signals == []  # judged again: it could have run since?
+    await world.tick(OPTIONS.confirm_after)
     assert process.signals == [signal.SIGKILL]
 
 
@@ -226,4 +228,5 @@ async def test_a_supervisor_on_time_judges_as_before(world: World) -> None:
     process = await world.running()
     world.supervisor._check_late(0.2)
     await world.tick(OPTIONS.lease_ttl + 1)
+    await world.tick(OPTIONS.confirm_after)
     assert isinstance(process, FakeProcess) and process.signals == [signal.SIGKILL]
