@@ -146,7 +146,7 @@ def test_a_normal_stop_reads_as_a_stop(shell: Operator) -> None:
 
 
 def test_failures_say_why_count_in_their_window_and_clean_up(shell: Operator) -> None:
-    shell.ok("escalation_resource_set pg db 5 15")  # 5 failures in 15 s: counted for 15 s
+    shell.ok("escalation_resource_set pg db 5 10")  # 5 failures in 10 s: counted for 10 s
     shell.ok("escalation_resource_set www web 5 600")
     start(shell)
 
@@ -167,7 +167,7 @@ def test_failures_say_why_count_in_their_window_and_clean_up(shell: Operator) ->
     )
 
     # status counts what is inside the escalation period; the record keeps the time
-    until(lambda: time.time() > failed_at + 16, "the period to pass", 30)
+    until(lambda: time.time() > failed_at + 11, "the period to pass", 30)
     assert shell.resource("db", "pg")["failures"] == []
     assert "resource pg: running (0 failures" in shell.ok("deployable_status shop")
     assert len(shell.recorded_failures("db/pg")) == 1
