@@ -17,6 +17,7 @@ from cpe.catalog import Catalog
 from cpe.cluster import Cluster
 from cpe.eventfeed import EventFeed
 from cpe.lifecycle import Lifecycle
+from cpe.pending_notice import PendingNotices
 from foundation.config import Config
 from foundation.store import Store
 
@@ -50,6 +51,7 @@ class Context:
     feed: EventFeed | None = None  # None: no event stream (in-process tests)
     streams: StreamSettings = field(default_factory=StreamSettings)
     cluster: Cluster | None = None  # one member among several sharing the store
+    pending: PendingNotices = field(default_factory=PendingNotices)
 
     @property
     def store(self) -> Store:

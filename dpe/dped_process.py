@@ -4,9 +4,9 @@
 (``dped DEPLOYABLE``: the document, runtime state, events and lease in the
 shared store) or a document file (``dped --document FILE``: in-memory runtime,
 events printed).  ``serve`` runs the engine: signal handlers only record what
-was asked (SIGTERM/SIGINT: stop; SIGHUP: reload; SIGUSR1: hand over -- release
-the lease and exit, leaving everything running for the member that takes the
-deployable over) and the loop acts on it.
+was asked (SIGTERM/SIGINT: stop; SIGHUP: reload; SIGUSR2: read cped's requests; SIGUSR1: hand over -- release the lease and
+exit, leaving everything running for the member that takes the deployable over)
+and the loop acts on it.
 
 From the store, the DPE's lease holder is ``MEMBER:PID`` (``[cped] member``),
 the store's clock judges its lease, a watchdog (``dpe.fencing``) backs its
@@ -247,6 +247,7 @@ class Requests:
     STOP = "stop"
     RELOAD = "reload"
     HANDOVER = "handover"
+    REQUESTS = "requests"  # cped recorded a request (a clean-up) for this DPE
 
     def __init__(self) -> None:
         self.pending: list[str] = []
@@ -259,6 +260,7 @@ class Requests:
             (signal.SIGINT, self.STOP),
             (signal.SIGHUP, self.RELOAD),
             (signal.SIGUSR1, self.HANDOVER),
+            (signal.SIGUSR2, self.REQUESTS),
         ):
             loop.add_signal_handler(signum, self.record, request)
 
@@ -299,6 +301,9 @@ async def serve(
             await engine.shutdown()  # the lease is released: the next member adopts at once
             log.info("deployable=%s: handed over, instances left running", setup.name)
             return ExitCode.OK
+        if request == Requests.REQUESTS:
+            engine.take_requests()
+            continue
         return await _stop(engine, requests, leave_running)
 
 

@@ -10,7 +10,8 @@ decisions compared with ``crm_simulate``.  Its output is a set of actions
 
 Rules:
 
-- a FAILED assembly is fenced, then re-created; an assembly without an
+- a FAILED assembly is fenced, then re-created (not one ``refused``: its
+  instance presented another host key; it is left alone); an assembly without an
   instance is created; nothing is scheduled on an assembly that is not RUNNING;
 - resources not probed on their current instance are probed first, and
   nothing else is decided until the probes are in;
@@ -105,6 +106,9 @@ class AssemblyStatus:
     state: AssemblyState = AssemblyState.UNKNOWN
     address: str | None = None  # of the current instance, once known
     hostname: str | None = None
+    # FAILED because its instance is not to be trusted (a host key mismatch): left
+    # alone, neither fenced nor re-created, while the deployable runs
+    refused: bool = False
 
 
 # what is known of what was never seen (shared: frozen, and asked for thousands of times)
@@ -301,7 +305,8 @@ class _Builder:
             state = self.obs.assembly(name).state
             if self._fence_wanted(name, state, probing):
                 fences[name] = self._add(Action(ActionKind.FENCE, name))
-            if self.obs.goal is Goal.RUN and self.doc.assembly(name) is not None:
+            refused = self.obs.assembly(name).refused
+            if self.obs.goal is Goal.RUN and self.doc.assembly(name) is not None and not refused:
                 if state is AssemblyState.FAILED:
                     self._order(fences[name], self._add(Action(ActionKind.CREATE, name)))
                 elif state is AssemblyState.STOPPED:
@@ -319,7 +324,7 @@ class _Builder:
             # stopping, or an assembly removed from the document: a running
             # instance is fenced once what runs on it is known and stopped
             return not (probing and state is AssemblyState.RUNNING)
-        return state is AssemblyState.FAILED
+        return state is AssemblyState.FAILED and not self.obs.assembly(name).refused
 
     def _fence_after_stops(
         self, fences: dict[str, Action], stops: dict[ResourceId, Action]
