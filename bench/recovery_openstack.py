@@ -18,9 +18,13 @@ driver's defaults: every 2 s, failed after 15 s of silence); ``--paths`` can add
 
     .venv/bin/python -m bench.recovery_openstack --jeos-dir DIR [--jeos base]
         [--runs 3] [--paths notification,heartbeat] [--out FILE]
+        [--cloud NAME --clouds-file FILE --security-group NAME]
 
 from the repository root, as root, with the rig up and a built JEOS in
-``DIR/<jeos>/`` (``images.jeos.build_jeos``).  The result goes to
+``DIR/<jeos>/`` (``images.jeos.build_jeos``).  The deployable uses the rig's
+admin cloud unless ``--cloud`` names another entry of ``--clouds-file`` (a
+project member, say: the rights the README lists), with that project's
+``--security-group``.  The result goes to
 ``bench/results/recovery_openstack.json``.
 """
 
@@ -83,11 +87,11 @@ def make_assembly(paths: Paths, args: argparse.Namespace) -> str:
 def document(status: dict[str, Any], paths: Paths, args: argparse.Namespace, path: str,
              assembly_uuid: str) -> dict[str, Any]:  # fmt: skip
     settings = {
-        "cloud": status["cloud"],
-        "clouds_file": status["clouds_yaml"],
+        "cloud": args.cloud or status["cloud"],
+        "clouds_file": str(args.clouds_file or status["clouds_yaml"]),
         "flavor": FLAVOR,
         "network": status["network"]["provider_network"],
-        "security_group": status["network"]["security_group"],
+        "security_group": args.security_group or status["network"]["security_group"],
         "images": str(paths.images_dir / "assemblies"),
         "jeos_images": str(args.jeos_dir),
     } | PATHS[path]
@@ -147,7 +151,7 @@ def one_path(status: dict[str, Any], conn: Any, paths: Paths, args: argparse.Nam
     doc = paths.state_dir / f"bench-{path}.json"
     doc.write_text(json.dumps(document(status, paths, args, path, assembly_uuid)))
     dped = Dped(paths, doc, paths.state_dir / f"dped-{path}.log")
-    runs = []
+    runs: list[dict[str, Any]] = []
     try:
         at, _ = dped.wait(lambda line: " bench running:" in line, 0, START_WAIT)
         for run in range(args.runs):
@@ -175,6 +179,11 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 2), "min": min(values), "max": max(values)}
 
 
+def connect(clouds_file: str, cloud: str) -> Any:
+    config = openstack.config.OpenStackConfig(config_files=[clouds_file], load_envvars=False)
+    return openstack.connection.Connection(config=config.get_one(cloud=cloud, api_timeout=60))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jeos-dir", type=Path, required=True)
@@ -182,14 +191,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--paths", default="notification,heartbeat")
     parser.add_argument("--out", type=Path, default=Path("bench/results/recovery_openstack.json"))
+    parser.add_argument("--cloud", help="an entry of --clouds-file instead of the rig's admin")
+    parser.add_argument("--clouds-file", type=Path)
+    parser.add_argument("--security-group", help="the --cloud project's group letting SSH in")
     args = parser.parse_args()
+    if bool(args.cloud) != bool(args.clouds_file):
+        parser.error("--cloud and --clouds-file go together")
     status = rig()
-    config = openstack.config.OpenStackConfig(config_files=[status["clouds_yaml"]])
-    conn = openstack.connection.Connection(
-        config=config.get_one(cloud=status["cloud"], api_timeout=60)
-    )
-    if not any(f.name == FLAVOR for f in conn.compute.flavors()):
-        conn.compute.create_flavor(name=FLAVOR, ram=512, vcpus=1, disk=5)
+    admin = connect(status["clouds_yaml"], status["cloud"])
+    if not any(f.name == FLAVOR for f in admin.compute.flavors()):
+        admin.compute.create_flavor(name=FLAVOR, ram=512, vcpus=1, disk=5)
+    # "From outside" is the deployable's own project: its servers are the ones listed.
+    conn = connect(str(args.clouds_file), args.cloud) if args.cloud else admin
     home = Path(tempfile.mkdtemp(prefix="pc-bench-", dir="/tmp"))
     paths = Paths(home / "etc", home, home / "run")
     paths.ensure()
@@ -207,6 +220,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "flavor": f"{FLAVOR} (512 MB, 1 vCPU), emulated (TCG)",
+        "cloud": args.cloud or f"{status['cloud']} (admin)",
         "heartbeat": "driver defaults: every 2 s, failed after 15 s",
         "paths": results,
     }

@@ -8,7 +8,7 @@ every server boots with a config drive carrying its hostname, root's key and
 the host key the engine pins (``pcloud-firstboot`` says what it applied).
 
 Two assemblies, each with a resource, ``db/app`` ordered before ``web/www``.
-In ``make test`` (short, real): start, a server deleted from outside is seen
+In ``make test-openstack`` (short, real): start, a server deleted from outside is seen
 (the path and the time are printed) and replaced with its resources running
 again, stop leaves no server or port of ours, and ``deployable_delete --purge``
 removes the images uploaded.  With ``PCLOUD_E2E_OPENSTACK_LONG=1``
@@ -40,6 +40,7 @@ import pytest
 
 from cpe.client import Client
 from dpe.drivers.openstack import host_key_type
+from foundation.keyfiles import AssemblyKeys, load_assembly_keys
 from foundation.paths import Paths, resolve
 from images import customize, jeos, keys
 from tests.conftest import make_home
@@ -66,7 +67,7 @@ class World:
     rig: Rig
     paths: Paths
     cped: CpedProcess
-    keys: dict[str, Any]
+    keys: dict[str, Any]  # as written for the assembly images; cped's import writes its own
     conn: Any  # an openstacksdk connection of the test's own: "from outside"
     settings: dict[str, str]
     document: dict[str, Any]
@@ -126,11 +127,19 @@ class World:
     def address(self, server: Any) -> str:
         return str(server.addresses[self.rig.network][0]["addr"])
 
-    def ssh(self, assembly: str, command: str) -> subprocess.CompletedProcess[str]:
-        address = self.address(self.servers()[assembly])
+    def pinned(self, assembly: str) -> AssemblyKeys:
+        """The keys cped holds for the assembly: the config drive's, the ones the engine pins."""
+        return load_assembly_keys(self.paths.keys_dir, assembly)
+
+    def ssh(
+        self, assembly: str, command: str, address: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``command`` as root on the assembly's server (found through the API unless given)."""
+        address = address or self.address(self.servers()[assembly])
         known = self.paths.state_dir / f"known_hosts.{assembly}"
-        known.write_text(f"{address} {self.keys[assembly].host_public_key}\n")
-        argv = ["ssh", "-i", str(self.keys[assembly].private_key)]
+        pinned = self.pinned(assembly)
+        known.write_text(f"{address} {pinned.host_public_key}\n")
+        argv = ["ssh", "-i", str(pinned.private_key)]
         argv += ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
         argv += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20", f"root@{address}", command]
         return subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
@@ -305,7 +314,7 @@ def test_start_two_assemblies_on_nova(world: World) -> None:
         firstboot = world.ssh(assembly, "cat /run/pcloud-firstboot; hostname")
         assert firstboot.returncode == 0, firstboot.stderr
         report = json.loads(firstboot.stdout.splitlines()[0])
-        kind = host_key_type(world.keys[assembly].host_public_key)  # ECDSA keys by default
+        kind = host_key_type(world.pinned(assembly).host_public_key)  # ECDSA keys by default
         assert report["host_key"] == kind and report["authorized_keys"] == 1, report
         assert report["config_drive"], report
         assert firstboot.stdout.splitlines()[1] == assembly
@@ -344,7 +353,9 @@ def test_a_server_deleted_from_outside_is_replaced(world: World) -> None:
 def test_the_api_away_for_a_minute_fences_nothing_and_recovery_goes_on(world: World) -> None:
     if not LONG:
         pytest.skip("long scenario: set PCLOUD_E2E_OPENSTACK_LONG=1")
-    before = {a: s.id for a, s in world.servers().items()}
+    listed = world.servers()
+    before = {a: s.id for a, s in listed.items()}
+    db_address = world.address(listed["db"])  # the API cannot say while it is away
     world.new_scenario()
     pids = _nova_api_pids()
     for pid in pids:
@@ -354,7 +365,7 @@ def test_the_api_away_for_a_minute_fences_nothing_and_recovery_goes_on(world: Wo
             lambda e: "does not answer" in e["reason"], OUTAGE + 60, "an event: API unreachable"
         )
         time.sleep(OUTAGE)
-        killed = world.ssh("db", "pkill -KILL -f 'slee[p] 86401'")  # recovery without the API
+        killed = world.ssh("db", "pkill -KILL -f 'slee[p] 86401'", db_address)  # without the API
         assert killed.returncode == 0, killed.stderr
         world.wait(running("shop/db/app"), 180, "app restarted while the API is away")
     finally:
