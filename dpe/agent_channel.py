@@ -31,6 +31,7 @@ injectable clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -309,7 +310,9 @@ async def _within(clock: Clock, seconds: float, awaitable: Awaitable[_T]) -> _T:
     finally:
         timer.cancel()
         if not work.done():
-            work.cancel()
+            work.cancel()  # a task is cancelled only once it runs again: wait for that
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
     if work.cancelled():
         raise OperationTimeout(f"the guest agent did not answer within {seconds:g} s")
     return work.result()

@@ -24,6 +24,7 @@ from dpe.agent_channel import (
     AgentUnsupported,
     MonitorChange,
     ProcessDied,
+    _within,
     start_agent,
     start_command,
     upload_command,
@@ -290,3 +291,19 @@ async def test_the_fake_guest_runs_the_agent_at_the_interval_asked(rig: Rig) -> 
     channel = await rig.start(AgentSettings(heartbeat_interval=0.5, heartbeat_timeout=1.5))
     await rig.clock.advance(2.0)
     assert channel.heartbeats == 5  # at 0, 0.5, 1, 1.5 and 2 s
+
+
+async def test_a_handshake_still_running_at_its_bound_is_a_timeout() -> None:
+    """A slow guest (an emulated server on a loaded host) is a timeout, the passive
+    fallback's cue, not an error about a result not yet set."""
+    clock = FakeClock()
+    never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def handshake() -> str:  # a task: cancelled only once it runs again
+        return await never
+
+    task = asyncio.ensure_future(_within(clock, 10.0, handshake()))
+    await clock.run_until(task.done, within=30.0)
+    with pytest.raises(OperationTimeout, match="did not answer within 10 s"):
+        task.result()
+    assert never.cancelled()
