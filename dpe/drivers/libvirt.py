@@ -93,6 +93,7 @@ log = logging.getLogger(__name__)
 OVERLAY = "disk.qcow2"
 JEOS_RECORD = "jeos.json"
 POLL = 0.5
+CREATE_MARGIN = 60.0  # define, overlay and start around the boot (``start_timeout``)
 _PORT_ATTEMPTS = 3
 _INSTANCE_ID_RE = re.compile(r"pc-[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\Z")
 
@@ -115,6 +116,8 @@ class LibvirtDriver:
         self, paths: Paths, settings: Mapping[str, str] | None = None, *, host: VmHost | None = None
     ) -> None:
         self.settings = LibvirtSettings.parse(settings or {}, paths)
+        # the engine waits for a create this long: the boot's own bound, and the overlay
+        self.create_timeout = self.settings.start_timeout + CREATE_MARGIN
         self.paths = paths
         self.host: VmHost = host or SystemHost()
         self.vms_dir = paths.state_dir / "vms"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import OcfProvider, cpu_seconds
-from tests.integration.test_lifecycle import Rig
+from tests.integration.test_lifecycle import Rig, monitored
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("both_modes")]
 
 AGENT = """#!/bin/sh
 state="${{HA_RSCTMP:-/tmp}}/$OCF_RESOURCE_INSTANCE.state"
@@ -60,11 +60,13 @@ def document(provider: str, agent: str) -> dict[str, Any]:
         "timeouts": {"monitor": "1s", "start": "3s", "stop": "3s"},
         "escalation": ESCALATION,
     }
-    return {
-        "name": "shop",
-        "heartbeat": {"interval": 0.2, "timeout": 0.6, "health_interval": 1},
-        "assemblies": [{"name": "a1", "resources": [resource]}],
-    }
+    return monitored(
+        {
+            "name": "shop",
+            "heartbeat": {"interval": 0.2, "timeout": 0.6, "health_interval": 1},
+            "assemblies": [{"name": "a1", "resources": [resource]}],
+        }
+    )
 
 
 def app_reasons(rig: Rig) -> list[str]:

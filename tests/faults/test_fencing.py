@@ -21,7 +21,7 @@ from tests.faults.test_agent_faults import in_order
 from tests.integration.test_lifecycle import Rig, shop
 from tests.integration.test_local_driver_support import signal_the_living
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("both_modes")]
 
 
 def inits_of(rig: Rig, assembly: str) -> set[int]:

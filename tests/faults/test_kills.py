@@ -20,7 +20,7 @@ import pytest
 
 from tests.integration.test_lifecycle import Rig, dummy, shop
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("both_modes")]
 
 SEED = int(os.environ.get("PCLOUD_FAULT_SEED", str(random.SystemRandom().randrange(1 << 30))))
 ASSEMBLIES = ("a1", "a2")

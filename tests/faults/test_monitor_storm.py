@@ -28,9 +28,9 @@ import pytest
 from tests.faults.conftest import OcfProvider
 from tests.faults.soaking import SOAK, Sampler, Tally, long_or_short
 from tests.faults.test_agent_faults import agent_processes
-from tests.integration.test_lifecycle import Rig
+from tests.integration.test_lifecycle import Rig, monitored
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("both_modes")]
 
 STORM_SECONDS = long_or_short(600.0, 20.0)
 SAMPLE_PERIOD = long_or_short(5.0, 2.0)
@@ -85,11 +85,13 @@ def document(provider: str, counting: Path) -> dict[str, Any]:
         {"name": a, "resources": [resource(f"{a}-r{i}") for i in range(RESOURCES)]}
         for a in ASSEMBLIES
     ]
-    return {
-        "name": "shop",
-        "heartbeat": {"interval": 0.2, "timeout": 0.6, "health_interval": 1},
-        "assemblies": assemblies,
-    }
+    return monitored(
+        {
+            "name": "shop",
+            "heartbeat": {"interval": 0.2, "timeout": 0.6, "health_interval": 1},
+            "assemblies": assemblies,
+        }
+    )
 
 
 def failed_monitors(rig: Rig) -> int:

@@ -34,6 +34,7 @@ from tests.integration.test_lifecycle import Rig, shop
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.usefixtures("both_modes"),
     pytest.mark.skipif(
         os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2"
     ),

@@ -317,3 +317,13 @@ async def test_events_report_deaths_not_fences(driver: LibvirtDriver) -> None:
         assert await seen.get() == (killed.instance_id, InstanceState.GONE)
     watch.close()
     watch.close()
+
+
+def test_the_engine_waits_for_a_create_as_long_as_the_boot_may_take(pcloud_home: Paths) -> None:
+    from dpe.dped_process import driver_options
+    from dpe.engine_timing import EngineOptions
+
+    slow = LibvirtDriver(pcloud_home, {"uri": URI, "start_timeout": "600s"}, host=FakeHost())
+    assert driver_options(EngineOptions(), slow).create_timeout > 600.0
+    usual = LibvirtDriver(pcloud_home, {"uri": URI}, host=FakeHost())
+    assert driver_options(EngineOptions(), usual) == EngineOptions()
