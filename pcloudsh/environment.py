@@ -78,6 +78,12 @@ class DocumentCodec(Protocol):
     def dump(self, doc: dict[str, Any], fmt: str) -> str: ...
 
 
+def width_wanted(environ: Mapping[str, str]) -> int | None:
+    """COLUMNS when set to a width (a terminal's own size otherwise; a pipe's: unlimited)."""
+    columns = environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
 def color_wanted(environ: Mapping[str, str]) -> bool | None:
     """False when NO_COLOR is set and not empty (no-color.org); None: colour at a terminal."""
     return False if environ.get("NO_COLOR") else None
@@ -159,7 +165,9 @@ class Environment:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     paths: pathsmod.Paths = field(default_factory=pathsmod.resolve)
-    width: int | None = None  # console width; None: the terminal's
+    width: int | None = field(
+        default_factory=lambda: width_wanted(os.environ)
+    )  # None: the terminal's
     color: bool | None = field(default_factory=lambda: color_wanted(os.environ))
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep  # between polls (--wait, --watch)

@@ -68,8 +68,11 @@ def _label(subject: str, state: Any, details: Iterable[str | None]) -> Styled:
     word = str(state) if state not in (None, "") else "unknown"
     shown = [d for d in details if d]
     parts = [(f"{subject}: ", ""), (word, state_style(word))]
-    if shown:
-        parts.append((f" ({', '.join(shown)})", ""))
+    # one part per detail: a narrow terminal breaks the line between them, not inside one
+    for index, detail in enumerate(shown):
+        opening = " (" if index == 0 else " "
+        closing = ")" if index == len(shown) - 1 else ","
+        parts.append((f"{opening}{detail}{closing}", ""))
     return Styled(parts)
 
 
