@@ -10,7 +10,9 @@ half a margin later than its own fence, pushes it on after every renewal,
 and disarms it when it halts or shuts down.  If the deadline passes while it
 is armed, the watchdog logs why and kills the process (SIGKILL): a dead DPE
 acts no more, and everything it knew is in the store; the supervisor starts
-another, which adopts once it holds the lease.
+another, which adopts once it holds the lease.  Time the whole process did not
+run (SIGSTOP, a starved host) does not count against the loop: the watchdog
+notices its own late wake-ups and moves the deadline on by as much.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import time
 from collections.abc import Callable
 
 log = logging.getLogger("dpe.fencing")
+
+TICK = 0.25  # while armed, the watchdog wakes at least this often ...
+ABSENT_AFTER = 0.5  # ... and a wake-up this much later means the process did not run
 
 
 def kill_this_process() -> None:
@@ -72,10 +77,30 @@ class FenceWatchdog:
         self._on_expiry()
         return True
 
+    def overslept(self, extra: float) -> None:
+        """This thread woke ``extra`` seconds later than it asked.  Beyond
+        ``ABSENT_AFTER`` the whole process did not run (stopped, starved): its loop
+        was not stuck, it was not run either.  The deadline moves on by as much, so
+        the loop gets the time it was promised once it runs again (it looks at its
+        lease before it acts)."""
+        if extra <= ABSENT_AFTER:
+            return
+        with self._changed:
+            if self._deadline is None:
+                return
+            self._deadline += extra
+        log.warning(
+            "this DPE did not run for %.1f s: the watchdog's deadline moves on by as much",
+            extra,
+        )
+
     def _watch(self) -> None:
         while not self._fired:
             with self._changed:
                 deadline = self._deadline
-                wait = None if deadline is None else max(0.0, deadline - self._clock())
+                wait = None if deadline is None else min(TICK, max(0.0, deadline - self._clock()))
+                asked_at = self._clock()
                 self._changed.wait(wait)
+            if wait is not None:
+                self.overslept(self._clock() - asked_at - wait)
             self.check()

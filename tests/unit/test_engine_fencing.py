@@ -110,6 +110,19 @@ def test_the_watchdog_fires_once_past_its_deadline_unless_disarmed() -> None:
     assert not dog.check() and fired == [106.0]
 
 
+def test_time_the_whole_process_did_not_run_moves_the_deadline_on() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 105.0
+    dog.overslept(0.2)  # an ordinary late wake-up: the loop had its time
+    now[0] = 110.0  # stopped for 10 s (SIGSTOP): the loop did not run either
+    dog.overslept(10.0)
+    assert not dog.check() and fired == []
+    now[0] = 115.0
+    assert dog.check() and fired == [115.0], "a loop that runs and does not renew is fenced"
+
+
 class FlakyStore(SilentStore):
     """Writes fail too while ``silent``, as when the store restarts."""
 
