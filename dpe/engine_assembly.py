@@ -75,6 +75,7 @@ class AssemblyRunner:
         # its instance was not ours to trust (another host key, our key refused): left
         # alone, failed, until a clean-up; a new instance would only meet it again
         self.refused: str | None = None
+        self.adopted = False  # the instance came from a previous DPE (until it is connected)
         self.log = Context(log, deployable=deps.deployable, assembly=definition.name)
         self.tasks = Tasks(self.log)  # bring-up, heartbeat, health, the agent's reports
         self.link = self._new_link()  # the instance's guest agent (a new one per instance)
@@ -94,7 +95,8 @@ class AssemblyRunner:
         refused = self.refused is not None
         if instance is None:
             return AssemblyStatus(self.state, refused=refused)
-        return AssemblyStatus(self.state, instance.address, instance.hostname, refused)
+        adopting = self.adopted and self.state is AssemblyState.CONNECTING
+        return AssemblyStatus(self.state, instance.address, instance.hostname, refused, adopting)
 
     # -- bringing it up ---------------------------------------------------------
 
@@ -104,11 +106,13 @@ class AssemblyRunner:
         reason = f"creating an instance ({self.deps.driver.name})"
         if delay:
             reason += f" in {delay:g} s, after failures in a row"
+        self.adopted = False
         self.cell.set(AssemblyState.CREATING, reason)
         self.tasks.spawn(self._bring_up(None, delay))
 
     def begin_adopt(self, instance: Instance) -> None:
         self.instance = instance
+        self.adopted = True
         # A DPE killed between creating an instance and recording it leaves the
         # store without it: the adopter records what it found.
         self.hooks.instance_changed(self)
@@ -143,6 +147,7 @@ class AssemblyRunner:
             self.hooks.assembly_lost(self, f"{what} failed: {error}")
             return
         self.retries.reset()
+        self.adopted = False
         self.cell.set(
             AssemblyState.RUNNING, f"connected to {instance.ssh_host}:{instance.ssh_port}"
         )

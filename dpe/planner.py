@@ -109,6 +109,9 @@ class AssemblyStatus:
     # FAILED because its instance is not to be trusted (a host key mismatch): left
     # alone, neither fenced nor re-created, while the deployable runs
     refused: bool = False
+    # an instance adopted from a previous DPE, not connected yet: what runs on it
+    # is unknown and may be running, like a resource not probed yet
+    adopting: bool = False
 
 
 # what is known of what was never seen (shared: frozen, and asked for thousands of times)
@@ -283,8 +286,9 @@ class _Builder:
 
     def build(self) -> Plan:
         probes = [rid for rid in self.order if self._needs_probe(rid)]
-        fences = self._assemblies(probing=bool(probes))
-        if probes:
+        unknown = probes or self._adopting()
+        fences = self._assemblies(probing=bool(unknown))
+        if unknown:
             self._probe(probes)  # nothing else is decided before they are in
         else:
             stays = self._staying()
@@ -337,6 +341,11 @@ class _Builder:
 
     def _needs_probe(self, rid: ResourceId) -> bool:
         return self._on_running(rid) and self.obs.resource(rid).state in _NEEDS_PROBE
+
+    def _adopting(self) -> bool:
+        """An adopted instance is still connecting: until its resources are probed,
+        a dependent of one of them must neither stop nor start on a guess."""
+        return any(self.obs.assembly(name).adopting for name in self._assembly_names())
 
     def _probe(self, rids: list[ResourceId]) -> None:
         for rid in rids:
