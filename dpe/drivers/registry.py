@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from dpe.drivers._libvirt_settings import LibvirtSettings
@@ -27,26 +26,10 @@ from foundation.paths import Paths
 AVAILABLE = ("local", "libvirt", "openstack")
 
 
-@dataclass(frozen=True)
-class LocalHost:
-    """Where this member's local driver keeps instances and their bridge (``[dped]``)."""
-
-    instances_dir: Path | None = None
-    bridge_netns: str = ""
-
-
-def make_driver(
-    name: str,
-    paths: Paths,
-    settings: Mapping[str, str] | None = None,
-    local: LocalHost | None = None,
-) -> Driver:
+def make_driver(name: str, paths: Paths, settings: Mapping[str, str] | None = None) -> Driver:
     """The driver for infrastructure ``name`` (local, libvirt, openstack)."""
     if name == "local":
-        host = local or LocalHost()
-        return LocalDriver(
-            paths, settings or {}, instances_dir=host.instances_dir, bridge_netns=host.bridge_netns
-        )
+        return LocalDriver(paths, settings or {})
     if name == "libvirt":
         return _libvirt_driver(paths, settings or {})
     if name == "openstack":
