@@ -93,6 +93,11 @@ class DeployableRow(Closed):
     desired_state: States | None = Field(
         default=None, description="the same as desired: its earlier name, kept for scripts"
     )
+    pending_reload: str | None = Field(
+        default=None,
+        description="changes stored but not yet applied by the running DPE (deployable_reload"
+        " applies them); empty when none",
+    )
 
 
 class DpeExit(Open):
@@ -119,6 +124,14 @@ class MoveAnswer(Closed):
     to: Name | None = None
     requested_at: float | None = None
     note: str | None = None
+
+
+class CleanupAnswer(Closed):
+    deployable: Name
+    scope: str = Field(
+        description='what is cleaned up: "" (everything), ASSEMBLY or ASSEMBLY/RESOURCE'
+    )
+    note: str = Field(description="who does it, and when")
 
 
 class DpeStatus(Closed):
@@ -201,6 +214,11 @@ class DeployableStatus(Closed):
     dpe: DpeStatus
     assemblies: list[AssemblyStatus]
     services: list[ServiceStatus] | None = None
+    pending_reload: str | None = Field(
+        default=None,
+        description="changes stored but not yet applied by the running DPE (deployable_reload"
+        " applies them; GET .../diff lists them); empty when none",
+    )
     last_events: list[Event]
 
 
@@ -282,6 +300,42 @@ class Simulation(Closed):
     dot: str = Field(description="the plan as a Graphviz digraph")
 
 
+class ChangedItem(Closed):
+    name: str = Field(description="ASSEMBLY, ASSEMBLY/RESOURCE or SERVICE")
+    fields: list[str] = Field(description="what differs (one level deep: parameters.state)")
+
+
+class DiffPart(Closed):
+    """One part of the document: what a reload would add, remove or change."""
+
+    added: list[str] | None = None
+    removed: list[str] | None = None
+    changed: list[ChangedItem] | None = None
+
+
+class ChangedSetting(Closed):
+    name: str = Field(description="the setting's path: heartbeat.interval, settings.subnet...")
+    running: Any = Field(description="what the DPE runs with")
+    stored: Any = Field(description="what a reload applies")
+
+
+class SettingsDiff(Closed):
+    changed: list[ChangedSetting] | None = None
+
+
+class DeployableDiff(Closed):
+    deployable: Name
+    running: bool = Field(description="a DPE recorded the document it runs")
+    pending: bool = Field(description="a reload would change something")
+    summary: str = Field(description="the same, in one line for people")
+    assemblies: DiffPart
+    resources: DiffPart
+    constraints: DiffPart
+    services: DiffPart
+    colocations: DiffPart
+    settings: SettingsDiff
+
+
 MODELS: dict[str, type[BaseModel]] = {
     model.__name__: model
     for model in (
@@ -295,7 +349,9 @@ MODELS: dict[str, type[BaseModel]] = {
         DeployableRow,
         LifecycleAnswer,
         MoveAnswer,
+        CleanupAnswer,
         DeployableStatus,
+        DeployableDiff,
         DeployableCib,
         Simulation,
         Placement,

@@ -129,6 +129,17 @@ class MoveRequest(Closed):
     assembly: Name = Field(description="one of the service's assemblies")
 
 
+class CleanupRequest(Closed):
+    what: ClassVar[str] = "invalid clean-up"
+
+    assembly: Name | None = Field(
+        default=None, description="only this assembly (and its resources); none: everything"
+    )
+    resource: Name | None = Field(
+        default=None, description="only this resource (or service copy) of the assembly"
+    )
+
+
 # ---------------------------------------------------------------------------
 # query parameters (each a string in the URL)
 
@@ -303,6 +314,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     DeployableImport,
     Membership,
     MoveRequest,
+    CleanupRequest,
     DeleteQuery,
     ConstraintQuery,
     ColocationQuery,

@@ -16,6 +16,7 @@ from cpe.access import Access
 from cpe.catalog import Catalog
 from cpe.eventfeed import EventFeed
 from cpe.lifecycle import Lifecycle
+from cpe.pending_notice import PendingNotices
 from foundation.config import Config
 from foundation.store import Store
 
@@ -48,6 +49,7 @@ class Context:
     in_store: StoreCall
     feed: EventFeed | None = None  # None: no event stream (in-process tests)
     streams: StreamSettings = field(default_factory=StreamSettings)
+    pending: PendingNotices = field(default_factory=PendingNotices)
 
     @property
     def store(self) -> Store:

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from cpe.bodies import MODELS
 from cpe.context import Context
+from cpe.pending_notice import catalog_write
 from cpe.routes import Answer, Route
 from foundation.problems import refusal
 from foundation.schema import validated
@@ -97,4 +98,14 @@ async def answer(
         result = await function(*args, **kwargs)
     else:
         result = await context.in_store(function, *args, **kwargs)
+    await _tell_pending(context, route, names)
     return result if isinstance(result, Answer) else Answer(result, route.status)
+
+
+async def _tell_pending(context: Context, route: Route, names: list[str]) -> None:
+    """A change a running DPE has not applied yet gets an event (``cpe.pending_notice``)."""
+    if not catalog_write(route):
+        return
+    told = await context.in_store(context.pending.after_change, context.store, route, names)
+    if told is not None and context.feed is not None:
+        context.feed.poke()

@@ -153,6 +153,9 @@ class Reconciler:
         if slot.reload_pending and slot.state is DpeState.RUNNING and not slot.killed:
             slot.reload_pending = False
             slot.process.signal(signal.SIGHUP)
+        if slot.requests_pending and slot.state is DpeState.RUNNING and not slot.killed:
+            slot.requests_pending = False
+            slot.process.signal(signal.SIGUSR1)
 
     async def _when_stopping(self, slot: Slot) -> None:
         if slot.killed or slot.process is None or not self.judging:

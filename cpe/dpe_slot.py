@@ -142,6 +142,7 @@ class Slot:
     clear_failed: bool = False  # a start request: the next DPE clears "failed"
     spawned_clearing: bool = False  # the current process was started with --clear-failed
     reload_pending: bool = False  # SIGHUP once the starting DPE holds its lease
+    requests_pending: bool = False  # SIGUSR1 (read cped's requests) once it holds it
     check_left: bool = False  # look for instances left behind when no DPE runs
     stop_timeout: float | None = None  # this stop request's own SIGKILL deadline
     last: dict[str, Any] = field(default_factory=dict)  # the last DPE: pid, exit, killed

@@ -1,6 +1,7 @@
 """Requests answered with more than one part of cped: its health and this API's
 document, a deployable's settings (checked against its infrastructure, then
-stored), a service move (the catalog, then the DPE), and the CIB and what-if
+stored), a service move and a clean-up of failures (the catalog, then the DPE),
+and the CIB and what-if
 (the store, then the planner).  Each takes the ``Context`` first
 (``cpe.dispatch``)."""
 
@@ -11,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from cpe.catalog import deployables, imports, services
+from cpe.catalog import deployables, imports, runstate, services
 from cpe.context import Context
 from cpe.infrastructure import check_infrastructure
 from cpe.routes import Answer
@@ -76,3 +77,20 @@ async def simulate_deployable(
     recorded = await api.in_store(read_recorded, api.store, name)
     now = api.lifecycle.clock()
     return await asyncio.to_thread(simulate_answer, recorded, failures, engine, now)
+
+
+async def cleanup_deployable(api: Context, name: str, body: dict[str, Any]) -> Answer:
+    """Record the clean-up, then have the running DPE carry it out (``dpe.engine_cleanup``)."""
+    scope = await api.in_store(runstate.request_cleanup, api.catalog, name, body)
+    answer: dict[str, Any] = {"deployable": name}
+    if scope is None:
+        note = "not running: a stop forgets every failure, nothing to clean up"
+        return Answer(answer | {"scope": _scope_of(body), "note": note}, 200)
+    supervisor = api.lifecycle.supervisor
+    note = supervisor.tell_requests(name) if supervisor else "the next DPE does it"
+    return Answer(answer | {"scope": scope, "note": f"clean-up requested: {note}"}, 202)
+
+
+def _scope_of(body: dict[str, Any]) -> str:
+    parts = [body.get("assembly"), body.get("resource")]
+    return "/".join(str(p) for p in parts if p)

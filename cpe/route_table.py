@@ -205,10 +205,27 @@ ROUTES: tuple[Route, ...] = (
         f"{LIFECYCLE}.reload", "LifecycleAnswer", errors=(404, 409, 503),
     ),
     Route(
+        "POST", "/deployables/{name}/cleanup", "cleanup_deployable",
+        "Clean up failures, as crm_resource --cleanup: the running DPE forgets the fail counts"
+        " (and the failed-op history) of the deployable, one assembly, or one resource"
+        " (assembly and resource in the body), probes again what was unrecoverable and plans"
+        " again; an event says what was cleaned. 202 once recorded for the DPE; 200 when the"
+        " deployable does not run (a stop forgets every failure)",
+        f"{OPERATIONS}:cleanup_deployable", "CleanupAnswer", 202, request="CleanupRequest",
+        also=(200,), errors=(400, 404),
+    ),
+    Route(
         "GET", "/deployables/{name}/status", "deployable_status",
         "Runtime status: states, DPE and lease, assemblies, instances, addresses, resources,"
         " failures, the latest events",
         f"{LIFECYCLE}.status", "DeployableStatus", errors=(404,),
+    ),
+    Route(
+        "GET", "/deployables/{name}/diff", "diff_deployable",
+        "What a reload would change: the stored document against the one the running DPE"
+        " runs (assemblies, resources, constraints, services, colocations, settings); all"
+        " empty when nothing is pending or no DPE runs",
+        "cpe.catalog.pending:diff", "DeployableDiff", errors=(400, 404),
     ),
     Route(
         "GET", "/deployables/{name}/cib", "deployable_cib",

@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE, Docs
+from cpe.catalog.pending import changes_between
+from cpe.document_diff import summary
+from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, DOCUMENT, INSTANCE, RESOURCE, Docs
 from foundation.store import Store
 
 LAST_EVENTS = 10
@@ -61,8 +63,15 @@ def compose_status(record: StatusRecord, dpe: dict[str, Any], now: float) -> dic
             for a in record.document["assemblies"]
         ],
         "services": [_service(s, record.runtime) for s in record.document.get("services", [])],
+        "pending_reload": _pending(record),
         "last_events": record.events,
     }
+
+
+def _pending(record: StatusRecord) -> str:
+    running = record.runtime.get(DOCUMENT, {}).get("")
+    changes = changes_between(running, record.document)
+    return summary(changes) if changes else ""
 
 
 def _dpe(lease: dict[str, Any] | None, dpe: dict[str, Any], now: float) -> dict[str, Any]:

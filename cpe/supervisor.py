@@ -178,6 +178,19 @@ class Supervisor:
         note = f"no DPE runs right now: the next one (in {wait:.1f} s) reads the new document"
         return {"pid": None, "note": note}
 
+    def tell_requests(self, name: str) -> str:
+        """Have the DPE read the requests recorded for it (SIGUSR1), now or once it can;
+        what will happen, in a few words."""
+        slot = self.slots.get(name)
+        state = slot.state if slot else DpeState.STOPPED
+        if slot is not None and slot.process is not None and state is DpeState.RUNNING:
+            slot.process.signal(signal.SIGUSR1)
+            return f"the DPE (pid {slot.process.pid}) is doing it"
+        if slot is not None and state is DpeState.STARTING:
+            slot.requests_pending = True
+            return "the DPE is starting: it does it once it holds its lease"
+        return "no DPE runs right now: the next one does it"
+
     def info(self, name: str) -> dict[str, Any]:
         """The supervisor's view of a deployable's DPE, for status."""
         slot = self.slots.get(name)

@@ -4,7 +4,7 @@
 (``dped DEPLOYABLE``: the document, runtime state, events and lease in the
 shared store) or a document file (``dped --document FILE``: in-memory runtime,
 events printed).  ``serve`` runs the engine: signal handlers only record what
-was asked (SIGTERM/SIGINT: stop; SIGHUP: reload) and the loop acts on it.
+was asked (SIGTERM/SIGINT: stop; SIGHUP: reload; SIGUSR1: read cped's requests) and the loop acts on it.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ class Requests:
 
     STOP = "stop"
     RELOAD = "reload"
+    REQUESTS = "requests"  # cped recorded a request (a clean-up) for this DPE
 
     def __init__(self) -> None:
         self.pending: list[str] = []
@@ -194,6 +195,7 @@ class Requests:
             (signal.SIGTERM, self.STOP),
             (signal.SIGINT, self.STOP),
             (signal.SIGHUP, self.RELOAD),
+            (signal.SIGUSR1, self.REQUESTS),
         ):
             loop.add_signal_handler(signum, self.record, request)
 
@@ -229,6 +231,9 @@ async def serve(
             return ExitCode.FAILURE
         if request == Requests.RELOAD:
             await _reload(setup, engine)
+            continue
+        if request == Requests.REQUESTS:
+            engine.take_requests()
             continue
         return await _stop(engine, requests, leave_running)
 

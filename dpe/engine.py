@@ -18,6 +18,8 @@
   a deployable that keeps failing is marked ``failed`` and left alone until
   started again; failover services move (``dpe.engine_moves``);
 - ``reload(document)`` applies only the difference (``dpe.engine_reload``);
+  ``take_requests()`` carries out the clean-ups cped recorded
+  (``dpe.engine_cleanup``);
   ``stop()`` stops every resource in reverse order and destroys every
   instance; ``shutdown()`` leaves them running for the next DPE to adopt.
 
@@ -44,6 +46,7 @@ from typing import Any
 
 from dpe.engine_adoption import Adoption
 from dpe.engine_assembly import AssemblyRunner
+from dpe.engine_cleanup import Cleanup
 from dpe.engine_control import ControlLoop
 from dpe.engine_deps import EngineDeps
 from dpe.engine_escalation import Escalation
@@ -109,6 +112,9 @@ class Engine:
             runtime, self.clock, self.level, self.runners, self.recorder, self.log
         )
         self.reloader = Reloader(self.level, self.runners, self.recorder)
+        self.cleanup = Cleanup(
+            runtime, self.level, self.runners, self.recorder, self.moves, self.log
+        )
         self.control = ControlLoop(
             self.deps,
             self.level,
@@ -163,6 +169,8 @@ class Engine:
         adoption = Adoption(self.deps, self.level, self.runners, self.log)
         adoption.restore(docs, clear_failed=clear_failed, epoch=self.lease.epoch)
         await adoption.adopt(docs.get(INSTANCE, {}))
+        self.recorder.save_document()
+        self.cleanup.take_requested()  # asked for while no DPE ran
         self._hear_driver_notices()
         await self.watch.subscribe()
         self.tasks.spawn(self.control.run())
@@ -194,9 +202,15 @@ class Engine:
         if document.name != self.name:
             raise InvalidInput(f"the document is for {document.name!r}, not {self.name!r}")
         summary = self.reloader.apply(document)
+        self.recorder.save_document()
         self.moves.load_requested()
         self.cell.note(summary)
         self._replan_now()
+
+    def take_requests(self) -> None:
+        """Clean-ups an administrator asked for since (``dpe.engine_cleanup``)."""
+        if self.cleanup.take_requested():
+            self._replan_now()
 
     def status(self) -> dict[str, Any]:
         """What is running where, in states (for ``status`` and tests)."""
@@ -217,6 +231,9 @@ class Engine:
 
     def assembly_lost(self, runner: AssemblyRunner, reason: str) -> None:
         self.escalation.assembly_lost(runner, reason)
+
+    def assembly_refused(self, runner: AssemblyRunner, reason: str) -> None:
+        self.escalation.assembly_refused(runner, reason)
 
     def instance_changed(self, runner: AssemblyRunner) -> None:
         self.recorder.save_instance(runner)

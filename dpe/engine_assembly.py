@@ -55,6 +55,8 @@ class AssemblyHooks(Protocol):
 
     def assembly_lost(self, runner: AssemblyRunner, reason: str) -> None: ...
 
+    def assembly_refused(self, runner: AssemblyRunner, reason: str) -> None: ...
+
     def instance_changed(self, runner: AssemblyRunner) -> None: ...
 
 
@@ -70,6 +72,10 @@ class AssemblyRunner:
         self.instance: Instance | None = None
         self.connection: Connection | None = None
         self.retries = Retries(deps.options.backoff(free=1))  # creating an instance
+        # its instance was not ours to trust (another host key, our key refused): left
+        # alone, failed, until a clean-up; a new instance would only meet it again
+        self.refused: str | None = None
+        self.adopted = False  # the instance came from a previous DPE (until it is connected)
         self.log = Context(log, deployable=deps.deployable, assembly=definition.name)
         self.tasks = Tasks(self.log)  # bring-up, heartbeat, health, the agent's reports
         self.link = self._new_link()  # the instance's guest agent (a new one per instance)
@@ -86,9 +92,11 @@ class AssemblyRunner:
 
     def status(self) -> AssemblyStatus:
         instance = self.instance
+        refused = self.refused is not None
         if instance is None:
-            return AssemblyStatus(self.state)
-        return AssemblyStatus(self.state, instance.address, instance.hostname)
+            return AssemblyStatus(self.state, refused=refused)
+        adopting = self.adopted and self.state is AssemblyState.CONNECTING
+        return AssemblyStatus(self.state, instance.address, instance.hostname, refused, adopting)
 
     # -- bringing it up ---------------------------------------------------------
 
@@ -98,11 +106,13 @@ class AssemblyRunner:
         reason = f"creating an instance ({self.deps.driver.name})"
         if delay:
             reason += f" in {delay:g} s, after failures in a row"
+        self.adopted = False
         self.cell.set(AssemblyState.CREATING, reason)
         self.tasks.spawn(self._bring_up(None, delay))
 
     def begin_adopt(self, instance: Instance) -> None:
         self.instance = instance
+        self.adopted = True
         # A DPE killed between creating an instance and recording it leaves the
         # store without it: the adopter records what it found.
         self.hooks.instance_changed(self)
@@ -126,6 +136,9 @@ class AssemblyRunner:
             )
             self.link = self._new_link()
             await self.link.start(self.connection, self.hooks.monitoring())
+        except Forbidden as error:  # not a lost guest: someone else's, or not as made
+            self.hooks.assembly_refused(self, str(error))
+            return
         except Exception as error:  # a driver bug must not leave it creating forever
             if not isinstance(error, PcloudError | OSError):
                 self.log.exception("bringing up the instance")
@@ -134,6 +147,7 @@ class AssemblyRunner:
             self.hooks.assembly_lost(self, f"{what} failed: {error}")
             return
         self.retries.reset()
+        self.adopted = False
         self.cell.set(
             AssemblyState.RUNNING, f"connected to {instance.ssh_host}:{instance.ssh_port}"
         )
@@ -293,6 +307,12 @@ class AssemblyRunner:
         self.halt()
         self.cell.set(AssemblyState.FAILED, reason)
         return True
+
+    def refuse(self, reason: str) -> bool:
+        """Failed for good (until cleaned up): its instance is not the guest it was made
+        as.  Neither fenced nor re-created: that would only meet the same impostor."""
+        self.refused = reason
+        return self.mark_failed(reason)
 
     async def fence(self, reason: str, *, stopping: bool = False) -> bool:
         """Destroy every instance of this assembly the driver knows; True once done.

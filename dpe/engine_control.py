@@ -25,10 +25,12 @@ from dpe.engine_log import Context
 from dpe.engine_moves import ServiceMoves
 from dpe.engine_planning import FallbackPlanner
 from dpe.engine_reload import Reloader
+from dpe.engine_resource import ResourceRunner
 from dpe.engine_runners import DeployableLevel, Runners
 from dpe.engine_tasks import Tasks
 from dpe.engine_timing import first_of
 from dpe.planner import ActionKind, Goal, Observed, Plan
+from dpe.restart_reasons import Seen, restart_cause
 from dpe.states import AssemblyState, DeployableState, ResourceState
 from foundation.backoff import Retries
 from foundation.model import ResourceId
@@ -163,7 +165,24 @@ class ControlLoop:
             statuses = self.runners.assembly_statuses()
             resolved = planner.resolve(runner.definition, statuses) is not None
             return await runner.operate(assembly, "monitor", params, resolved=resolved)
+        if action.kind is ActionKind.STOP:
+            runner.because = self._restart_cause(plan, action, runner)
         return await runner.operate(assembly, str(action.kind), params)
+
+    def _restart_cause(
+        self, plan: Plan, action: planner.Action, runner: ResourceRunner
+    ) -> str | None:
+        """Why a running resource is stopped while the deployable runs on (None: it
+        is not, or nothing says why)."""
+        if self.level.goal is not Goal.RUN or runner.state is not ResourceState.RUNNING:
+            return None
+        seen = Seen(
+            self.level.document,
+            {rid: r.status() for rid, r in self.runners.resources.items()},
+            self.runners.assembly_statuses(),
+        )
+        start = action._replace(kind=ActionKind.START)
+        return restart_cause(seen, runner.rid, runner.definition, plan.params.get(start))
 
     async def _fence(self, assembly: AssemblyRunner) -> bool:
         stopping = self.level.goal is Goal.STOP

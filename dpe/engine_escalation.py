@@ -51,6 +51,22 @@ class Escalation:
                 )
         self.replan()
 
+    def assembly_refused(self, runner: AssemblyRunner, reason: str) -> None:
+        """Its instance is not the guest it was made as (another host key, our key
+        refused): not a lost guest, so no failure is counted and nothing is fenced or
+        re-created (that would only meet the same impostor, again and again)."""
+        name, deployable = runner.name, self.level.document.name
+        told = (
+            f"host key mismatch: {reason}; not trusted, never used: left alone (not fenced,"
+            f" not re-created) until deployable_cleanup {deployable} {name}"
+        )
+        if not runner.refuse(told):
+            return
+        for resource in self.runners.on(name):
+            resource.cancel_monitor()
+        self.level.recovering(f"assembly {name}: host key mismatch")
+        self.replan()
+
     def resource_failed(self, runner: ResourceRunner, reason: str) -> None:
         runner.cancel_monitor()
         self.level.recovering(f"{runner.rid} failed: {reason}")
@@ -84,6 +100,7 @@ class Escalation:
         """An assembly escalated: restart the whole deployable, or give up."""
         level = self.level
         if level.window.record(self.clock.time()) is Verdict.ESCALATE:
+            level.cell.note(reason)  # the assembly's step, told before the verdict
             level.cell.set(DeployableState.FAILED, level.window.giving_up())
             return
         level.cell.announce(DeployableState.RECOVERING, f"{reason}: restarting every assembly")

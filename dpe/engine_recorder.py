@@ -26,7 +26,7 @@ from dpe.states import ResourceState
 from foundation.errors import PcloudError
 from foundation.events import Event
 from foundation.model import ResourceId
-from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE
+from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, DOCUMENT, INSTANCE, RESOURCE
 
 log = logging.getLogger("dpe.engine")
 
@@ -98,6 +98,10 @@ class Recorder:
 
     def save_deployable(self) -> None:
         self.put(DEPLOYABLE, "", self.level.to_doc())
+
+    def save_document(self) -> None:
+        """The document this DPE runs: what a reload would change is measured against it."""
+        self.put(DOCUMENT, "", self.level.document.to_dict())
 
     def forget_runtime(self) -> None:
         """Stopped: nothing left to adopt; only the final state stays."""

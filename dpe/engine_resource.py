@@ -79,6 +79,9 @@ class ResourceRunner:
         self.applied: Applied | None = None
         self.retry_at: float | None = None
         self.monitor: asyncio.Task[None] | None = None
+        # why it is being restarted though it did not fail (events say so); set by
+        # the engine before a stop, cleared once it runs again
+        self.because: str | None = None
 
     @property
     def state(self) -> ResourceState:
@@ -141,10 +144,11 @@ class ResourceRunner:
     def _begin(self, kind: str) -> None:
         if kind in ("start", "stop"):
             self.cancel_monitor()  # a monitor must not judge a resource in mid-change
+        because = f": {self.because}" if self.because else ""
         if kind == "start":
-            self.cell.set(ResourceState.STARTING, f"starting ({self.definition.agent})")
+            self.cell.set(ResourceState.STARTING, f"starting ({self.definition.agent}){because}")
         elif kind == "stop":
-            self.cell.set(ResourceState.STOPPING, "stopping")
+            self.cell.set(ResourceState.STOPPING, f"stopping{because}")
 
     def _interrupted(self, kind: str) -> None:
         if self.state in (ResourceState.STARTING, ResourceState.STOPPING):
@@ -180,6 +184,7 @@ class ResourceRunner:
     def _started(self, result: agents.AgentResult, params: Mapping[str, str], _: bool) -> bool:
         if result.ok:
             self.applied = Applied.of(self.definition, params)
+            self.because = None
             self.cell.set(ResourceState.RUNNING, "started")
             return True
         return self._missed("start", result)
@@ -209,6 +214,7 @@ class ResourceRunner:
         return self._failed("monitor", result.reason)
 
     def _failed(self, kind: str, reason: str) -> bool:
+        self.because = None  # its own failure now
         if kind == "stop":
             self.cell.set(ResourceState.FAILED, reason)
             self.hooks.stop_failed(self, reason)
@@ -292,6 +298,7 @@ class ResourceRunner:
         """Its instance is gone: nothing is known (but a hard error stays).  ``quietly``
         (a stop): a resource already stopped has nothing to report, no event."""
         self.cancel_monitor()
+        self.because = None  # a new instance: everything starts for that reason
         self.last_op = self.last_rc = None
         self.applied = None
         self.retries.reset()  # a new instance: its failures are not in a row with these

@@ -10,7 +10,8 @@ decisions compared with ``crm_simulate``.  Its output is a set of actions
 
 Rules:
 
-- a FAILED assembly is fenced, then re-created; an assembly without an
+- a FAILED assembly is fenced, then re-created (not one ``refused``: its
+  instance presented another host key; it is left alone); an assembly without an
   instance is created; nothing is scheduled on an assembly that is not RUNNING;
 - resources not probed on their current instance are probed first, and
   nothing else is decided until the probes are in;
@@ -105,6 +106,12 @@ class AssemblyStatus:
     state: AssemblyState = AssemblyState.UNKNOWN
     address: str | None = None  # of the current instance, once known
     hostname: str | None = None
+    # FAILED because its instance is not to be trusted (a host key mismatch): left
+    # alone, neither fenced nor re-created, while the deployable runs
+    refused: bool = False
+    # an instance adopted from a previous DPE, not connected yet: what runs on it
+    # is unknown and may be running, like a resource not probed yet
+    adopting: bool = False
 
 
 # what is known of what was never seen (shared: frozen, and asked for thousands of times)
@@ -279,8 +286,9 @@ class _Builder:
 
     def build(self) -> Plan:
         probes = [rid for rid in self.order if self._needs_probe(rid)]
-        fences = self._assemblies(probing=bool(probes))
-        if probes:
+        unknown = probes or self._adopting()
+        fences = self._assemblies(probing=bool(unknown))
+        if unknown:
             self._probe(probes)  # nothing else is decided before they are in
         else:
             stays = self._staying()
@@ -301,7 +309,8 @@ class _Builder:
             state = self.obs.assembly(name).state
             if self._fence_wanted(name, state, probing):
                 fences[name] = self._add(Action(ActionKind.FENCE, name))
-            if self.obs.goal is Goal.RUN and self.doc.assembly(name) is not None:
+            refused = self.obs.assembly(name).refused
+            if self.obs.goal is Goal.RUN and self.doc.assembly(name) is not None and not refused:
                 if state is AssemblyState.FAILED:
                     self._order(fences[name], self._add(Action(ActionKind.CREATE, name)))
                 elif state is AssemblyState.STOPPED:
@@ -319,7 +328,7 @@ class _Builder:
             # stopping, or an assembly removed from the document: a running
             # instance is fenced once what runs on it is known and stopped
             return not (probing and state is AssemblyState.RUNNING)
-        return state is AssemblyState.FAILED
+        return state is AssemblyState.FAILED and not self.obs.assembly(name).refused
 
     def _fence_after_stops(
         self, fences: dict[str, Action], stops: dict[ResourceId, Action]
@@ -332,6 +341,11 @@ class _Builder:
 
     def _needs_probe(self, rid: ResourceId) -> bool:
         return self._on_running(rid) and self.obs.resource(rid).state in _NEEDS_PROBE
+
+    def _adopting(self) -> bool:
+        """An adopted instance is still connecting: until its resources are probed,
+        a dependent of one of them must neither stop nor start on a guess."""
+        return any(self.obs.assembly(name).adopting for name in self._assembly_names())
 
     def _probe(self, rids: list[ResourceId]) -> None:
         for rid in rids:

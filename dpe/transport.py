@@ -2,7 +2,8 @@
 
 The only module that imports asyncssh.  ``SshTransport.connect`` trusts exactly
 the assembly's pinned host key (no known_hosts file, no trust on first use: a
-guest presenting any other key raises ``Forbidden``) and logs in with the
+guest presenting any other key raises ``Forbidden``, also one that hangs up
+because it has no key of the pinned key's type) and logs in with the
 assembly's private key only (no agent, no ``~/.ssh`` files or config).
 
 On a connection, ``run`` executes commands on their own channels, several in
@@ -265,10 +266,54 @@ class SshTransport:
         except asyncssh.PermissionDenied as exc:
             raise Forbidden(f"{label}: login refused: {exc.reason}") from exc
         except (asyncssh.Error, OSError) as exc:
+            foreign = await _foreign_host_key(instance, keys, timeout / 2)
+            if foreign is not None:
+                raise Forbidden(
+                    f"{label}: host key does not match the pinned key: {foreign}"
+                ) from exc
             raise Unavailable(f"{label}: {_describe(exc)}") from exc
         _set_nodelay(conn)
         assert isinstance(client, _Client)
         return SshConnection(conn, client, label, self.max_sessions)
+
+
+async def _foreign_host_key(instance: Instance, keys: AssemblyKeys, timeout: float) -> str | None:
+    """After a handshake that ended early: what the server presents instead of the
+    pinned key, if it is not the pinned guest (None: it is, or it does not answer).
+
+    The client offers only the pinned key's algorithms, so a server without a key of
+    that type just hangs up, which reads like a lost guest.  Asked again for a key of
+    that type, the pinned guest presents the pinned key; a server that has none
+    presents, asked for any type, a key that is not ours."""
+    try:
+        pinned = asyncssh.import_public_key(keys.host_public_key)
+    except asyncssh.KeyImportError:
+        return None
+    algorithms = [a.decode() for a in pinned.sig_algorithms]
+    same_type = await _server_host_key(instance, timeout, algorithms)
+    if same_type is not None:
+        if same_type.public_data == pinned.public_data:
+            return None
+        return f"it presents {same_type.get_algorithm()} {same_type.get_fingerprint()}"
+    other = await _server_host_key(instance, timeout, "default")
+    if other is None:
+        return None
+    return (
+        f"it has no {pinned.get_algorithm()} host key and presents"
+        f" {other.get_algorithm()} {other.get_fingerprint()}"
+    )
+
+
+async def _server_host_key(
+    instance: Instance, timeout: float, algorithms: str | list[str]
+) -> asyncssh.SSHKey | None:
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncssh.get_server_host_key(
+                instance.ssh_host, instance.ssh_port, server_host_key_algs=algorithms, config=[]
+            )
+    except (TimeoutError, asyncssh.Error, OSError):
+        return None
 
 
 def _options(

@@ -8,7 +8,12 @@ Each document is free-form JSON keyed by ``(deployable, kind, key)``:
 - ``deployable`` (key: ""): the deployable's own state;
 - ``service`` (key: service): its fail counts on each assembly;
 - ``move`` (key: service): a move an administrator asked for, written by cped,
-  deleted by the DPE once the service runs there.
+  deleted by the DPE once the service runs there;
+- ``document`` (key: ""): the document the DPE runs (``Deployable.to_dict``),
+  written on start and after each reload: what ``deployable_diff`` compares the
+  stored document with;
+- ``cleanup`` (key: "", ``assembly`` or ``assembly/resource``): a clean-up of
+  failures an administrator asked for, written by cped, deleted by the DPE once done.
 """
 
 from __future__ import annotations
@@ -21,5 +26,7 @@ RESOURCE = "resource"
 DEPLOYABLE = "deployable"
 SERVICE = "service"
 MOVE = "move"
+DOCUMENT = "document"
+CLEANUP = "cleanup"
 
 Docs = dict[str, dict[str, dict[str, Any]]]  # kind -> key -> document

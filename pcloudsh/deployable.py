@@ -23,6 +23,9 @@ from pcloudsh.waiting import DEFAULT_TIMEOUT, wait_for
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
+DEPLOYABLE_NAME = Arg(
+    "deployable", metavar="NAME", help="the deployable", complete=Names.DEPLOYABLE
+)
 NAMES = Arg("names", nargs="*", metavar="NAME", help="the deployables", complete=Names.DEPLOYABLE)
 ALL = Arg("--all", action="store_true", help="every deployable (instead of NAMEs)")
 WAIT = Arg(
@@ -132,15 +135,17 @@ class DeployableCommands(Noun):
     def deployable_list(self, args: argparse.Namespace) -> Result:
         """List the deployables."""
         deployables = self.env.api().list_deployables()
+        shown = [row | {"pending": _pending_mark(row)} for row in deployables]
         table = Table(
             columns(
                 ("name", "Name"),
                 ("infrastructure", "Infrastructure"),
                 ("assemblies", "Assemblies"),
                 ("state", "State"),
+                ("pending", "Pending"),
                 ("uuid", "UUID"),
             ),
-            deployables,
+            shown,
             empty="no deployables",
         )
         return Result(deployables, table)
@@ -344,6 +349,46 @@ class DeployableCommands(Noun):
         return done(f"deployable {name} reloading", deployable=name, answer=answer)
 
     @command(
+        DEPLOYABLE_NAME,
+        Arg(
+            "part",
+            nargs="?",
+            metavar="ASSEMBLY[/RESOURCE]",
+            complete=Names.PART,
+            help="only this assembly (with its resources) or this resource (default: all)",
+        ),
+    )
+    def deployable_cleanup(self, args: argparse.Namespace) -> Result:
+        """Forget failures, as crm_resource --cleanup: fail counts reset, recovery as new.
+
+        The running DPE empties the failure windows of the scope (every resource
+        and assembly, and the deployable's own, without ASSEMBLY; one assembly
+        and its resources; one resource or service copy), ends its restart
+        back-off, probes again a resource left unrecoverable, and plans again;
+        an event says what was cleaned up.  A deployable that is not running
+        has nothing to clean up (a stop forgets every failure).
+        """
+        name = check_name(args.deployable, "deployable")
+        body = _cleanup_scope(args.part)
+        answer = self.env.api().cleanup_deployable(name, body)
+        scope = answer.get("scope") or "every part"
+        return done(f"deployable {name}: {scope}: {answer.get('note')}", **answer)
+
+    @command(NAME)
+    def deployable_diff(self, args: argparse.Namespace) -> Result:
+        """Show what deployable_reload would change in a running deployable.
+
+        The stored document against the one its DPE runs: assemblies,
+        resources, services (+ added, - removed, ~ changed, with the fields
+        that changed), order constraints and colocations, and the deployable's
+        settings with both values.  A change to a running deployable waits for
+        deployable_reload; status and the list say "changes pending reload".
+        """
+        from pcloudsh.pending import diff
+
+        return diff(self.env, args.name)
+
+    @command(
         NAME,
         Arg("--watch", action="store_true", help="show it again whenever it changes (Ctrl-C ends)"),
         Arg(
@@ -478,6 +523,24 @@ def lifecycle_request() -> Iterator[None]:
         yield
     except Conflict as error:
         raise OperationFailed(error.message, details=error.details) from None
+
+
+def _cleanup_scope(part: str | None) -> dict[str, str]:
+    """The request's body: ``ASSEMBLY`` or ``ASSEMBLY/RESOURCE`` (names checked)."""
+    if part is None:
+        return {}
+    assembly, sep, resource = part.partition("/")
+    if sep and (not resource or "/" in resource):
+        raise InvalidInput(f"invalid part {part!r}: expected ASSEMBLY or ASSEMBLY/RESOURCE")
+    body = {"assembly": check_name(assembly, "assembly")}
+    if sep:
+        body["resource"] = check_name(resource, "resource")
+    return body
+
+
+def _pending_mark(row: dict[str, Any]) -> str:
+    """The list's column: a change waits for deployable_reload."""
+    return "reload" if row.get("pending_reload") else ""
 
 
 def _lasting(status: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 from foundation import paths as pathsmod
 
 if TYPE_CHECKING:
+    from dpe.agent_metadata import AgentInfo
     from pcloudsh.api import Api
     from pcloudsh.follow import EventSource
 
@@ -78,9 +79,21 @@ class DocumentCodec(Protocol):
     def dump(self, doc: dict[str, Any], fmt: str) -> str: ...
 
 
+def width_wanted(environ: Mapping[str, str]) -> int | None:
+    """COLUMNS when set to a width (a terminal's own size otherwise; a pipe's: unlimited)."""
+    columns = environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
 def color_wanted(environ: Mapping[str, str]) -> bool | None:
     """False when NO_COLOR is set and not empty (no-color.org); None: colour at a terminal."""
     return False if environ.get("NO_COLOR") else None
+
+
+def _read_agent(spec: str) -> AgentInfo:
+    from dpe.agent_metadata import read_agent
+
+    return read_agent(spec)
 
 
 def _connect(paths: pathsmod.Paths) -> Api:
@@ -159,7 +172,9 @@ class Environment:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     paths: pathsmod.Paths = field(default_factory=pathsmod.resolve)
-    width: int | None = None  # console width; None: the terminal's
+    width: int | None = field(
+        default_factory=lambda: width_wanted(os.environ)
+    )  # None: the terminal's
     color: bool | None = field(default_factory=lambda: color_wanted(os.environ))
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep  # between polls (--wait, --watch)
@@ -170,6 +185,7 @@ class Environment:
     make_keys: Callable[[pathsmod.Paths], KeyStore] = _keys
     make_daemon: Callable[[pathsmod.Paths], DaemonControl] = _daemon
     make_codec: Callable[[], DocumentCodec] = _codec
+    read_agent: Callable[[str], AgentInfo] = _read_agent  # an agent of this host (meta-data)
     make_images: Callable[[pathsmod.Paths], ImageStore] = _images
     make_disks: Callable[[pathsmod.Paths], DiskStore] = _disks
     show_progress: Callable[[TextIO, str], AbstractContextManager[Report]] = _progress

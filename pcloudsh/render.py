@@ -7,6 +7,7 @@ plain messages stay fast.
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, TYPE_CHECKING, Any
 
 from foundation.errors import PcloudError
@@ -27,8 +28,17 @@ from pcloudsh.output import (
 if TYPE_CHECKING:
     from rich.console import Console
 
-# Into a pipe or a file, rows are never folded (grep and awk see one line per row).
+# Into a pipe or a file, rows are never folded (grep and awk see one line per row),
+# unless COLUMNS asks for a width.
 PIPE_WIDTH = 1000
+# A column whose longest cell is prose (has spaces) and longer than this wraps at its
+# words; the others (names, agents, states, uuids) never break: cut with "…" at worst.
+PROSE = 24
+PROSE_MIN = 20  # columns a prose column keeps when the terminal is narrow
+TREE_GUIDE = 4  # columns each level of a rich tree is indented by
+COLUMN_GAP = 3  # between two columns of a table (padding and the rule)
+# spaces at the end of a line, before the colour codes that may close it
+_TRAILING_SPACES = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$", re.MULTILINE)
 
 
 class Printer:
@@ -90,7 +100,10 @@ class Printer:
             for part in view.views:
                 self.view(part)
         else:
-            self._rich(_rich_tree(view))
+            self._rich(_rich_tree(view, self._console().width))
+
+    def _width(self) -> int:
+        return int(self._console().width)
 
     def _styled(self, line: Styled) -> None:
         if self._colored():  # one line, however long: the terminal wraps it
@@ -113,10 +126,14 @@ class Printer:
         if not table.rows:
             self.out.write(f"{table.empty}\n")
             return
-        self._rich(_rich_table(table))
+        self._rich(_rich_table(table, self._width()))
 
     def _rich(self, renderable: Any) -> None:
-        self._console().print(renderable)
+        """Print without the padding rich leaves at the end of lines."""
+        console = self._console()
+        with console.capture() as capture:
+            console.print(renderable)
+        self.out.write(_TRAILING_SPACES.sub(r"\1", capture.get()))
 
     def _console(self) -> Console:
         from rich.console import Console
@@ -137,16 +154,54 @@ def is_terminal(stream: object) -> bool:
     return bool(isatty and isatty())
 
 
-def _rich_table(table: Table) -> Any:
+def _rich_table(table: Table, width: int) -> Any:
     from rich import box
     from rich.table import Table as RichTable
 
     rich_table = RichTable(title=table.title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column in table.columns:
-        rich_table.add_column(column.title, overflow="fold")
-    for row in table.rows:
-        rich_table.add_row(*(_cell(row.get(c.key)) for c in table.columns))
+    cells = [[_cell(row.get(c.key)) for c in table.columns] for row in table.rows]
+    prose = [_is_prose([row[i] for row in cells]) for i in range(len(table.columns))]
+    natural = [
+        max(len(column.title), *(len(row[i]) for row in cells))
+        for i, column in enumerate(table.columns)
+    ]
+    widths = column_widths(natural, prose, width)
+    for column, wraps, fixed in zip(table.columns, prose, widths, strict=True):
+        if wraps:
+            rich_table.add_column(column.title, overflow="fold", width=fixed)
+        else:
+            rich_table.add_column(column.title, no_wrap=True, overflow="ellipsis", width=fixed)
+    for row in cells:
+        rich_table.add_row(*row)
     return rich_table
+
+
+def _is_prose(cells: list[str]) -> bool:
+    return any(len(cell) > PROSE and " " in cell for cell in cells)
+
+
+def column_widths(natural: list[int], prose: list[bool], width: int) -> list[int | None]:
+    """Each column's width when the table would pass ``width``: prose columns share
+    what the others leave, at least PROSE_MIN each; if that is not enough, the widest
+    of the others are cut to it (None: natural widths)."""
+    room = width - COLUMN_GAP * (len(natural) - 1)
+    if sum(natural) <= room:
+        return [None] * len(natural)
+    wraps = prose.count(True)
+    short = [n for n, p in zip(natural, prose, strict=True) if not p]
+    cap = _cap(short, max(room - wraps * PROSE_MIN, len(short)))
+    cut = [n if p else min(n, cap) for n, p in zip(natural, prose, strict=True)]
+    left = room - sum(n for n, p in zip(cut, prose, strict=True) if not p)
+    share = max(left // wraps, 1) if wraps else 0
+    return [min(share, n) if p else n for n, p in zip(cut, prose, strict=True)]
+
+
+def _cap(widths: list[int], budget: int) -> int:
+    """The largest width such that ``widths`` cut to it fit ``budget``."""
+    cap = max(widths, default=0)
+    while cap > 1 and sum(min(w, cap) for w in widths) > budget:
+        cap -= 1
+    return cap
 
 
 def rich_text(line: Styled | str) -> Any:
@@ -161,18 +216,36 @@ def rich_text(line: Styled | str) -> Any:
     return text
 
 
-def _rich_tree(node: Node) -> Any:
+def _rich_tree(node: Node, width: int) -> Any:
+    """A rich tree whose labels break only between their parts, never inside a value."""
     from rich.tree import Tree
 
-    def add(parent: Tree, child: Node) -> None:
-        branch = parent.add(rich_text(child.label))
+    def add(parent: Tree, child: Node, depth: int) -> None:
+        branch = parent.add(rich_text(_wrapped(child.label, width - depth * TREE_GUIDE)))
         for grandchild in child.children:
-            add(branch, grandchild)
+            add(branch, grandchild, depth + 1)
 
-    tree = Tree(rich_text(node.label))
+    tree = Tree(rich_text(_wrapped(node.label, width)))
     for child in node.children:
-        add(tree, child)
+        add(tree, child, 1)
     return tree
+
+
+def _wrapped(label: Styled | str, width: int) -> Styled | str:
+    """``label`` with line breaks between its parts where the next would pass
+    ``width`` (a part longer than the line stays whole: the terminal folds it)."""
+    if isinstance(label, str) or len(label.plain) <= width:
+        return label
+    parts: list[tuple[str, str]] = []
+    used = 0
+    for text, style in label.parts:
+        if used and used + len(text.rstrip()) > width:
+            parts.append(("\n", ""))
+            text = text.lstrip()
+            used = 0
+        parts.append((text, style))
+        used += len(text)
+    return Styled(parts)
 
 
 def _cell(value: Any) -> str:

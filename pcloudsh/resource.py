@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dpe.agent_metadata import check_parameters, is_agent_spec
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.values import (
@@ -26,6 +27,16 @@ RESOURCE_ID = Arg(
 LEGACY_ASSEMBLY = Arg("legacy_assembly", nargs="?", help=argparse.SUPPRESS)
 
 
+AGENT_HELP = "ocf:PROVIDER:TYPE, lsb:NAME or systemd:UNIT"
+TIMEOUT = Arg(
+    "--timeout",
+    action="append",
+    default=[],
+    metavar="OP=DURATION",
+    help="an operation timeout (start, stop or monitor); may be repeated",
+)
+
+
 class ResourceCommands(Noun):
     category = "Resources"
 
@@ -37,7 +48,12 @@ class ResourceCommands(Noun):
             " RESOURCE TEMPLATE ASSEMBLY, is accepted too)",
             complete=Names.ASSEMBLY_SLASH,
         ),
-        Arg("template", help="the resource template it is made from", complete=Names.TEMPLATE),
+        Arg(
+            "template",
+            metavar="TEMPLATE|AGENT",
+            help="the resource template it is made from, or an agent of this host: " + AGENT_HELP,
+            complete=Names.TEMPLATE,
+        ),
         Arg(
             "params",
             nargs="*",
@@ -46,33 +62,41 @@ class ResourceCommands(Noun):
             "or @ASSEMBLY:hostname refers to that assembly's current address or hostname",
         ),
         Arg("--monitor-interval", metavar="DURATION", help="instead of the template's"),
-        Arg(
-            "--timeout",
-            action="append",
-            default=[],
-            metavar="OP=DURATION",
-            help="an operation timeout (start, stop or monitor); may be repeated",
-        ),
+        TIMEOUT,
     )
     def assembly_resource_add(self, args: argparse.Namespace) -> Result:
-        """Add a resource to an assembly, made from a resource template.
+        """Add a resource to an assembly, made from a resource template or an agent.
 
+        An agent (ocf:PROVIDER:TYPE, lsb:NAME, systemd:UNIT) must be on this host:
+        a template of that agent is used when there is one, else what the agent's
+        meta-data advises, and a parameter it does not take is refused.
         Escalation is off until set with escalation_resource_set.
         """
         assembly, name = _target(args.resource, args.params)
-        template = check_name(args.template, "template")
         params = parse_params(args.params)
         overrides: dict[str, Any] = {"timeouts": parse_timeouts(args.timeout)}
         if args.monitor_interval is not None:
             interval = parse_operation_duration(args.monitor_interval, "monitor interval")
             overrides["monitor_interval"] = interval
-        doc = _resource_doc(name, self.env.api().get_template(template), params, overrides)
+        doc = _resource_doc(name, self._template(args.template, list(params)), params, overrides)
         resource = self.env.api().add_resource(assembly, doc)  # cped validates, normalises
         return done(
             f"resource {name} ({agent_spec(resource)}) added to assembly {assembly}",
             assembly=assembly,
             resource=resource,
         )
+
+    def _template(self, name: str, params: list[str]) -> dict[str, Any]:
+        """The template named, or for an agent: its template if one exists, else one
+        made from the agent's meta-data (not stored)."""
+        if not is_agent_spec(name):
+            return dict(self.env.api().get_template(check_name(name, "template")))
+        info = self.env.read_agent(name)
+        check_parameters(info, params)
+        for template in self.env.api().list_templates():
+            if agent_spec(template.get("resource", {})) == str(info.spec):
+                return dict(template)
+        return {"resource": info.resource({})}
 
     @command(RESOURCE_ID, LEGACY_ASSEMBLY)
     def assembly_resource_remove(self, args: argparse.Namespace) -> Result:

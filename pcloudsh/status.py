@@ -19,10 +19,24 @@ LAST_EVENTS = 5  # shown under the tree (--json has them all)
 
 def status_view(name: str, status: dict[str, Any], now: float) -> View:
     tree = status_tree(name, status, now)
+    parts: list[View] = [tree, *_pending(status.get("name") or name, status)]
     events = named_items(status.get("last_events"))[-LAST_EVENTS:]
-    if not events:
-        return tree
-    return Group([tree, Text("\nlast events:"), *(event_line(e) for e in events)])
+    if events:
+        parts += [Text("\nlast events:"), *(event_line(e) for e in events)]
+    return parts[0] if len(parts) == 1 else Group(parts)
+
+
+def _pending(name: str, status: dict[str, Any]) -> list[View]:
+    """Changes stored but not applied by the running DPE yet."""
+    pending = status.get("pending_reload")
+    if not pending:
+        return []
+    return [
+        Text(
+            f"changes pending reload: {pending}\n  (deployable_diff {name} shows them,"
+            f" deployable_reload {name} applies them)"
+        )
+    ]
 
 
 def status_tree(name: str, status: dict[str, Any], now: float) -> Node:
@@ -68,8 +82,11 @@ def _label(subject: str, state: Any, details: Iterable[str | None]) -> Styled:
     word = str(state) if state not in (None, "") else "unknown"
     shown = [d for d in details if d]
     parts = [(f"{subject}: ", ""), (word, state_style(word))]
-    if shown:
-        parts.append((f" ({', '.join(shown)})", ""))
+    # one part per detail: a narrow terminal breaks the line between them, not inside one
+    for index, detail in enumerate(shown):
+        opening = " (" if index == 0 else " "
+        closing = ")" if index == len(shown) - 1 else ","
+        parts.append((f"{opening}{detail}{closing}", ""))
     return Styled(parts)
 
 

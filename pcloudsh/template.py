@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dpe.agent_metadata import check_parameters
 from pcloudsh.definition import Arg, Names, Noun, command
-from pcloudsh.output import Fields, Result, Table, columns
-from pcloudsh.resource import agent_spec
-from pcloudsh.values import check_name
+from pcloudsh.output import Fields, Result, Table, columns, done
+from pcloudsh.resource import AGENT_HELP, TIMEOUT, agent_spec
+from pcloudsh.values import check_name, parse_operation_duration, parse_params, parse_timeouts
 
 
 class TemplateCommands(Noun):
@@ -35,6 +36,56 @@ class TemplateCommands(Noun):
             empty="no resource templates",
         )
         return Result(templates, table)
+
+    @command(
+        Arg("name", help="the new template's name"),
+        Arg("agent", help=AGENT_HELP),
+        Arg(
+            "params",
+            nargs="*",
+            metavar="NAME=VALUE",
+            help="parameters every resource made from it gets (each may be given again there)",
+        ),
+        Arg("--description", metavar="TEXT", help="what it is for (default: the agent's words)"),
+        Arg(
+            "--monitor-interval",
+            metavar="DURATION",
+            help="how often it is monitored (default: what the agent advises, else 10s)",
+        ),
+        TIMEOUT,
+    )
+    def resource_template_add(self, args: argparse.Namespace) -> Result:
+        """Add a resource template for an agent of this host.
+
+        An OCF agent's meta-data gives the template its description, what each
+        parameter means, and the monitor interval and timeouts the agent advises;
+        a parameter the agent does not take is refused.  LSB init scripts and
+        systemd units say nothing of themselves: the template is their name.
+        """
+        name = check_name(args.name, "template")
+        info = self.env.read_agent(args.agent)
+        params = parse_params(args.params)
+        check_parameters(info, list(params))
+        resource = info.resource(params)
+        resource["timeouts"] = {**info.timeouts, **parse_timeouts(args.timeout)}
+        if args.monitor_interval is not None:
+            interval = parse_operation_duration(args.monitor_interval, "monitor interval")
+            resource["monitor_interval"] = interval
+        body = {
+            "name": name,
+            "description": args.description or info.description,
+            "resource": resource,
+            "parameters_help": info.parameters_help(),
+        }
+        template = self.env.api().create_template(body)
+        return done(f"resource template {name} ({info.spec}) added", template=template)
+
+    @command(Arg("name", help="the user template to delete", complete=Names.TEMPLATE))
+    def resource_template_delete(self, args: argparse.Namespace) -> Result:
+        """Delete a resource template of your own (resources made from it stay as they are)."""
+        name = check_name(args.name, "template")
+        self.env.api().delete_template(name)
+        return done(f"resource template {name} deleted", template=name)
 
     @command(Arg("name", help="the template", complete=Names.TEMPLATE))
     def resource_template_show(self, args: argparse.Namespace) -> Result:

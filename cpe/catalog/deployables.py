@@ -19,6 +19,7 @@ from cpe.catalog.documents import (
     relative,
     revalidate,
 )
+from cpe.catalog.pending import pending
 from cpe.catalog.runstate import lease_live
 from foundation.errors import Conflict, InvalidInput, NotFound
 from foundation.model import Deployable, parse, validate_name
@@ -43,6 +44,7 @@ def _row(catalog: Catalog, doc: dict[str, Any], desired: str) -> dict[str, Any]:
         "state": runtime.get("state", "stopped"),
         "desired": desired,
         "desired_state": desired,  # the same, under its earlier name (kept for scripts)
+        "pending_reload": pending(catalog.store, doc["name"]),
     }
 
 

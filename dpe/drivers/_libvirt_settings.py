@@ -35,7 +35,7 @@ DOMAIN_TYPES = ("auto", "kvm", "qemu")
 # (TCG, other VMs booting); the libvirt events report a dead VM at once anyway.
 HEARTBEAT = Heartbeat(interval=2.0, timeout=15.0, health_interval=30.0)
 _NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_KNOWN = (
+SETTING_NAMES = (
     "uri",
     "network",
     "domain_type",
@@ -70,8 +70,10 @@ class LibvirtSettings:
         root = os.geteuid() == 0 if root is None else root
         problems = Problems()
         for key in settings:
-            if key not in _KNOWN:
-                problems.add(f"settings.{key}", f"unknown setting (known: {', '.join(_KNOWN)})")
+            if key not in SETTING_NAMES:
+                problems.add(
+                    f"settings.{key}", f"unknown setting (known: {', '.join(SETTING_NAMES)})"
+                )
         parsed = cls(
             uri=_uri(settings.get("uri", default_uri(root)), problems),
             images=_directory(settings, "images", paths.images_dir / "assemblies", problems),

@@ -43,7 +43,7 @@ POLL_INTERVAL = 3.0
 # heartbeat to an emulated guest on a busy host can stall for seconds without it being dead.
 HEARTBEAT = Heartbeat(interval=2.0, timeout=15.0, health_interval=30.0)
 REQUIRED = ("cloud", "flavor", "network")
-_KNOWN = (
+SETTING_NAMES = (
     *REQUIRED,
     "clouds_file",
     "availability_zone",
@@ -83,8 +83,10 @@ class OpenStackSettings:
         """Typed settings; every problem reported at once, naming the key."""
         problems = Problems()
         for key in settings:
-            if key not in _KNOWN:
-                problems.add(f"settings.{key}", f"unknown setting (known: {', '.join(_KNOWN)})")
+            if key not in SETTING_NAMES:
+                problems.add(
+                    f"settings.{key}", f"unknown setting (known: {', '.join(SETTING_NAMES)})"
+                )
         for key in REQUIRED:
             if key not in settings:
                 problems.add(f"settings.{key}", "required (set it with --set KEY=VALUE)")

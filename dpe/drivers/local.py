@@ -81,7 +81,7 @@ _DEFAULT_NETWORK = ipaddress.IPv4Network(DEFAULT_SUBNET)
 _INIT_SCRIPT = Path(__file__).with_name("_guest_init.py")
 _INSTANCE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\Z")
 _PORT_ATTEMPTS = 3
-_SETTING_NAMES = ("network", "subnet", "pid_namespace", "start_timeout", "boot_delay")
+SETTING_NAMES = ("network", "subnet", "pid_namespace", "start_timeout", "boot_delay")
 
 
 # ---------------------------------------------------------------------------
@@ -101,9 +101,9 @@ class LocalSettings:
         """Typed settings; every problem reported at once, naming the key."""
         problems = Problems()
         for key in settings:
-            if key not in _SETTING_NAMES:
+            if key not in SETTING_NAMES:
                 problems.add(
-                    f"settings.{key}", f"unknown setting (known: {', '.join(_SETTING_NAMES)})"
+                    f"settings.{key}", f"unknown setting (known: {', '.join(SETTING_NAMES)})"
                 )
         parsed = cls(
             network=_network_setting(settings.get("network", "loopback"), root, problems),

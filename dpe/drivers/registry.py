@@ -54,6 +54,18 @@ def _libvirt_driver(paths: Paths, settings: Mapping[str, str]) -> Driver:
 _ANY_PATHS = Paths(config_dir=Path("."), state_dir=Path("."), runtime_dir=Path("."))
 
 
+def setting_names(name: str) -> tuple[str, ...]:
+    """Every setting the driver of infrastructure ``name`` accepts."""
+    from dpe.drivers import _libvirt_settings, _openstack_settings, local
+
+    known = {
+        "local": local.SETTING_NAMES,
+        "libvirt": _libvirt_settings.SETTING_NAMES,
+        "openstack": _openstack_settings.SETTING_NAMES,
+    }
+    return known[name]
+
+
 def check_settings(name: str, settings: Mapping[str, str]) -> None:
     """Refuse ``settings`` the driver of ``name`` would refuse (InvalidInput, every
     problem named ``settings.KEY``); a driver not on this host is not checked here."""

@@ -96,12 +96,21 @@ def monitoring(engine: Engine) -> dict[str, str]:
 
 
 async def new_agent(local: Local, engine: Engine, old: int) -> int:
-    """The pid of the agent that replaced ``old``."""
+    """The pid of the agent that replaced ``old``, once the DPE heard its hello
+    (stopped before that, the new agent fails the handshake, not the heartbeat)."""
     instance = local.instance(engine, "a1")
     await until(lambda: agent_pid(instance) not in (None, old), 15, "another agent")
     pid = agent_pid(instance)
     assert pid is not None
+    await until(lambda: restarted(local.story("solo/a1")), 15, "the new agent's hello")
     return pid
+
+
+def restarted(lines: list[str]) -> bool:
+    """The latest restart of the agent ended with its hello."""
+    marks = [i for i, line in enumerate(lines) if "guest agent started again: " in line]
+    starts = [i for i, line in enumerate(lines) if "): starting it again" in line]
+    return bool(marks) and (not starts or marks[-1] > starts[-1])
 
 
 async def test_a_killed_watched_process_fails_its_resource_at_once(active: Local) -> None:

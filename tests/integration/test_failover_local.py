@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from dpe.drivers.local import LocalDriver
+from dpe.interfaces import Instance
 from dpe.states import AssemblyState, ResourceState
-from foundation.model import ResourceId
+from foundation.keyfiles import AssemblyKeys
+from foundation.model import Assembly, ResourceId
 from tests.integration.test_engine_local import Local, key_cache, kill_instance, local, until
 
 pytestmark = pytest.mark.integration
@@ -44,13 +46,33 @@ def failover_document(stickiness: int) -> dict[str, Any]:
     }
 
 
+class A2AfterA1(LocalDriver):
+    """a2's first instance is created once a1's answers: svc starts on a1, its best
+    place, whichever guest would have booted first (with a2 up alone, svc starts
+    there and stickiness 60 keeps it there, as Pacemaker would)."""
+
+    def __init__(self, local: Local) -> None:
+        super().__init__(local.paths, {"boot_delay": "2s"})
+        self.local, self.waited = local, False
+
+    async def create(self, deployable: str, assembly: Assembly, keys: AssemblyKeys) -> Instance:
+        if assembly.name == "a2" and not self.waited:
+            self.waited = True
+            await until(lambda: self._running("a1"), 30, "a1 running before a2 is created")
+        return await super().create(deployable, assembly, keys)
+
+    def _running(self, assembly: str) -> bool:
+        runner = self.local.engines[-1].runners.assemblies[assembly]
+        return runner.state is AssemblyState.RUNNING
+
+
 def runs_on(local: Local, assembly: str) -> bool:
     engine = local.engines[-1]
     return engine.runners.resources[ResourceId(assembly, "svc")].state is ResourceState.RUNNING
 
 
 async def test_the_service_runs_elsewhere_before_its_assembly_is_recreated(local: Local) -> None:
-    local.driver = LocalDriver(local.paths, {"boot_delay": "2s"})
+    local.driver = A2AfterA1(local)
     engine = await local.running(failover_document(stickiness=60))
     assert runs_on(local, "a1") and not runs_on(local, "a2"), "\n".join(local.story())
     mark = len(local.events)

@@ -269,6 +269,9 @@ def test_start_status_and_stop_leave_nothing_behind(rig: Rig) -> None:
 
 def test_start_refuses_what_cannot_run(rig: Rig) -> None:
     rig.client.put_deployable("shop", shop("a1"))
+    # a9 is an assembly of the catalog (so the reference is accepted when written),
+    # but not of shop: shop's document cannot be resolved when it starts
+    rig.client.put_deployable("elsewhere", shop("a9", name="elsewhere"))
     rig.client.add_resource(
         "a1", {"name": "app", "type": "Dummy", "parameters": {"peer": {"ref": "a9:ipaddress"}}}
     )

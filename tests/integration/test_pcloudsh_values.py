@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import sqlite3
 from typing import Any
@@ -163,3 +164,16 @@ def test_every_commands_help_usage_is_its_man_page_synopsis(shell: Shell) -> Non
         assert done.returncode == 0, (spec.name, done.stderr)
         usage = done.stdout.split("\n\n", 1)[0]
         assert " ".join(usage.split()) == f"usage: pcloudsh {synopses.get(spec.name)}", spec.name
+
+
+def test_cped_knows_exactly_the_local_settings_the_man_page_documents(shell: Shell) -> None:
+    text = manpage.MAN_PAGE.read_text(encoding="utf-8")
+    local = text.split(".SH INFRASTRUCTURE SETTINGS", 1)[1].split(".SS local\n", 1)[1]
+    documented = re.findall(r"^\.TP\n\.B (\w+)$", local.split("\n.SS ", 1)[0], re.MULTILINE)
+    done = shell.run("deployable_create", "d9", "local", "--set", "bogus=1")
+    assert done.returncode == 2, done
+    known = re.search(r"unknown setting \(known: ([^)]*)\)", done.stderr)
+    assert known is not None, done.stderr
+    assert sorted(known.group(1).split(", ")) == sorted(documented)
+    for setting in ("subnet=10.77.0.0/24", "pid_namespace=no", "start_timeout=20s"):
+        ok(shell, "deployable_create", f"d-{setting.split('=')[0]}", "local", "--set", setting)

@@ -26,8 +26,18 @@ REPLACEMENT_BOUND = 2.0  # seconds from kill -9 to a new DPE holding a higher ep
 
 
 def guest_pids(rig: Rig) -> set[int]:
-    """The instances' processes (everything of the home but DPEs)."""
-    return {pid for pid, argv in rig.processes().items() if not is_dped(argv)}
+    """The instances' own processes: everything of the home but DPEs and the guest
+    agents they run (an agent lives as long as its DPE's SSH session; the next DPE
+    starts its own)."""
+    return {
+        pid
+        for pid, argv in rig.processes().items()
+        if not is_dped(argv) and not is_guest_agent(argv)
+    }
+
+
+def is_guest_agent(argv: list[str]) -> bool:
+    return "--lock" in argv and any("/agent-" in word for word in argv)
 
 
 def lease_renewed_at(rig: Rig, name: str = "shop") -> float:

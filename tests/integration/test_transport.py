@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -116,6 +117,24 @@ async def test_a_guest_presenting_another_host_key_is_refused(
 ) -> None:
     keys = replace(guest.keys, host_public_key=other_host_key)
     with pytest.raises(Forbidden, match="host key"):
+        await SshTransport().connect(guest.instance, keys, CONNECT_TIMEOUT)
+
+
+async def test_a_guest_without_a_key_of_the_pinned_type_is_refused_not_lost(
+    guest: Guest, key_dir: Path
+) -> None:
+    """The guest's key is RSA; pinned, an Ed25519 one: offered only Ed25519, its sshd
+    hangs up, and that is a host key mismatch, not a lost connection."""
+    other = key_dir / "other.ed25519"
+    if not other.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+            check=True,
+            timeout=30,
+        )
+    pinned = other.with_name(other.name + ".pub").read_text().strip()
+    keys = replace(guest.keys, host_public_key=pinned)
+    with pytest.raises(Forbidden, match="it has no ssh-ed25519 host key and presents ssh-rsa"):
         await SshTransport().connect(guest.instance, keys, CONNECT_TIMEOUT)
 
 

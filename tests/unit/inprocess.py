@@ -66,6 +66,10 @@ class FakeSupervisor:
         self._asked("reload", name)
         return {"pid": self.PID, "note": "the DPE re-reads the document"}
 
+    def tell_requests(self, name: str) -> str:
+        self._asked("requests", name)
+        return f"the DPE (pid {self.PID}) is doing it"
+
     def info(self, name: str) -> JsonDict:
         alive = name in self.running
         return {"pid": self.PID if alive else None, "alive": alive}

@@ -310,6 +310,7 @@ async def test_deployable_membership_and_listing(api: Client, store: Store) -> N
             "state": "stopped",
             "desired": "stopped",
             "desired_state": "stopped",
+            "pending_reload": "",
         }
     ]
     _, doc = await call(api, "GET", "/deployables/shop")

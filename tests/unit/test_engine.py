@@ -183,6 +183,27 @@ async def test_a_stop_that_fails_gets_its_assembly_fenced() -> None:
     assert h.world.violations == []
 
 
+async def test_resources_restarted_as_a_consequence_say_why() -> None:
+    doc = deployable(
+        {"a1": [resource("x")], "a2": [resource("y"), resource("z")]},
+        [("a1/x", "a2/y"), ("a2/y", "a2/z")],
+    )
+    h = Harness()
+    await running(h, doc)
+    mark = len(h.events)
+    h.world.kill_resource("a1", "x")
+    await h.until(lambda: h.state("dep") == "running" and len(h.story(since=mark)) > 8)
+    await h.until_state("dep", "running")
+    story = h.story(since=mark)
+    because = "restarting because a1/x failed (order a1/x then a2/y"
+    assert f"a2/y stopping: stopping: {because})" in story
+    assert f"a2/z stopping: stopping: {because}, a2/y then a2/z)" in story
+    assert f"a2/y starting: starting (ocf:heartbeat:Dummy): {because})" in story
+    assert f"a2/z starting: starting (ocf:heartbeat:Dummy): {because}, a2/y then a2/z)" in story
+    assert "a1/x stopping: stopping" in story  # the failed one: its own failure, no cause
+    assert "a1/x starting: starting (ocf:heartbeat:Dummy)" in story
+
+
 # ---------------------------------------------------------------------------
 # escalation, level by level
 
@@ -227,9 +248,10 @@ async def test_deployable_escalation_marks_it_failed_and_recovery_stops() -> Non
     await h.until(lambda: len(h.driver.created) == 2 and h.state("dep") == "running")
     h.world.kill_instance("a1")  # escalates again: 2 deployable failures in 600 s
     await h.until_state("dep", "failed")
-    assert h.story()[-1] == (
-        "dep failed: 2 failures in 600 s: no more recovery until it is started again"
-    )
+    assert h.story()[-2:] == [  # the assembly's step is told when it happens
+        "dep recovering: assembly a1: 1 failure in 60 s: escalating to deployable",
+        "dep failed: 2 failures in 600 s: no more recovery until it is started again",
+    ]
     created = len(h.driver.created)
     await h.clock.advance(60)
     assert len(h.driver.created) == created

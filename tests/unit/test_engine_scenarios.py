@@ -218,6 +218,21 @@ async def test_a_new_address_is_propagated_and_dependants_restart_in_order() -> 
     assert restart[0].params["db_address"] == old_address  # stopped as it was started
     assert restart[1].params["db_address"] == new_address
     assert restart[1].params["db_host"] == h.world.guest("victim").instance.hostname
+    # the consequences say why they restart
+    story = h.story()
+    assert (
+        "bar/angus stopping: stopping: restarting because assembly victim failed"
+        " (order victim/andy then bar/angus)" in story
+    )
+    reason = (
+        "restarting because a referenced address changed (db_address: @victim:ipaddress"
+        f" {old_address} -> {new_address}"
+    )
+    assert any(line.startswith(f"bar/cfg stopping: stopping: {reason}") for line in story)
+    assert any(
+        line.startswith(f"bar/cfg starting: starting (ocf:pacemaker-cloud:script_runner): {reason}")
+        for line in story
+    )
     # cfg kept running, and being monitored, while victim was down
     down = [o.op for o in h.world.ops[mark:] if o.resource == "cfg"]
     assert down[: down.index("stop")].count("monitor") >= 3

@@ -140,6 +140,18 @@ def test_unknown_resources_are_probed_first_and_nothing_else_is_decided() -> Non
     assert kinds(p, K.START) == []
 
 
+def test_nothing_is_decided_while_an_adopted_instance_connects() -> None:
+    """A new DPE adopts a and b; b answered first.  b/y follows a/x, which may well
+    run on a: it is neither stopped nor started again until a is connected and probed."""
+    doc = document({"a": ["x"], "b": ["y"]}, ["a/x -> b/y"])
+    obs = observed(doc, assemblies={"a": A.CONNECTING}, default=R.RUNNING, a_x=R.UNKNOWN)
+    adopting = dict(obs.assemblies) | {"a": AssemblyStatus(A.CONNECTING, adopting=True)}
+    p = plan(doc, Observed(obs.goal, adopting, obs.resources))
+    assert kinds(p, K.STOP) == [] and kinds(p, K.START) == []
+    created = plan(doc, obs)  # a new instance connecting: what ran on a is gone
+    assert kinds(created, K.STOP) == ["b/y"]
+
+
 def test_start_in_constraint_order_across_assemblies_with_monitors_after() -> None:
     doc = document({"a": ["x"], "b": ["y"], "c": ["z"]}, ["b/y -> c/z", "a/x -> b/y"])
     p = plan(doc, observed(doc, default=R.STOPPED))

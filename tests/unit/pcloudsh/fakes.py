@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from foundation.errors import Conflict, Unavailable
+from dpe.agent_metadata import AgentInfo, parse_metadata, parse_spec
+from foundation.errors import Conflict, InvalidInput, Unavailable
 from foundation.paths import Paths
 from pcloudsh.api import CpedUnreachable
 
@@ -221,3 +222,41 @@ def fake_paths() -> Paths:
 
     base = Path("/nonexistent/pcloud-test")
     return Paths(base / "etc", base / "state", base / "run")
+
+
+DUMMY_METADATA = """<?xml version="1.0"?>
+<resource-agent name="Dummy" version="1.0">
+<shortdesc lang="en">Example stateless resource agent</shortdesc>
+<parameters>
+<parameter name="state" unique="1"><shortdesc lang="en">State file</shortdesc>
+<content type="string" default="/run/Dummy.state" /></parameter>
+<parameter name="fake" required="1"><shortdesc lang="en">Fake attribute</shortdesc>
+<content type="string" default="dummy" /></parameter>
+</parameters>
+<actions>
+<action name="start" timeout="20s" />
+<action name="stop" timeout="25s" />
+<action name="monitor" timeout="15s" interval="7s" depth="0" />
+<action name="meta-data" timeout="5s" />
+</actions>
+</resource-agent>
+"""
+
+
+class FakeAgents:
+    """The host's agents as the shell reads them: ``ocf:heartbeat:Dummy`` with its
+    meta-data, ``ocf:acme:Quiet`` that gives none, and ``lsb:ssh``."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def __call__(self, text: str) -> AgentInfo:
+        self.read.append(text)
+        spec = parse_spec(text)
+        if str(spec) == "ocf:heartbeat:Dummy":
+            return parse_metadata(spec, DUMMY_METADATA)
+        if str(spec) == "ocf:acme:Quiet":
+            return parse_metadata(spec, "")
+        if str(spec) == "lsb:ssh":
+            return AgentInfo(spec, description=str(spec))
+        raise InvalidInput(f"no such agent on this host: {spec} (a fake host)")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 
+from dpe.drivers.registry import setting_names
+from foundation.model import INFRASTRUCTURES
 from pcloudsh import commands
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode
@@ -50,3 +53,13 @@ def test_the_synopsis_reader_sees_fonts_and_alternation() -> None:
     assert manpage.plain(r".BI jeos_delete " + '" name"') == "jeos_delete name"
     line = r".B \fBdeployable_start \fR[\fINAME\fR ...] \fR[\fB\-\-all\fR]"
     assert manpage.plain(line) == "deployable_start [NAME ...] [--all]"
+
+
+def test_every_setting_each_driver_accepts_is_documented() -> None:
+    section = _text().split(".SH INFRASTRUCTURE SETTINGS", 1)[1].split("\n.SH ", 1)[0]
+    for infrastructure in INFRASTRUCTURES:
+        part = section.split(f".SS {infrastructure}\n", 1)[1].split("\n.SS ", 1)[0]
+        entries = re.findall(r"^\.TP\n\.BR? (.+)$", part, re.MULTILINE)
+        documented = {word.strip('",') for entry in entries for word in entry.split()}
+        for name in setting_names(infrastructure):
+            assert name in documented, (infrastructure, name)
