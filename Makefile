@@ -22,12 +22,15 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev sw
 	pacemaker-cli-utils iproute2 procps util-linux python3-venv \
 	debootstrap qemu-utils qemu-system-x86 libguestfs-tools python3-guestfs kmod e2fsprogs \
 	libvirt-daemon-system libvirt-clients libvirt-dev pkg-config \
-	chromium chromium-driver
+	chromium chromium-driver postgresql
+# postgresql: the server the tests start (initdb, pg_ctl-free) for the shared store of
+# several cped members; cped itself needs only the psycopg client (the postgresql extra).
 # gcc, python3-dev, swig, libssl-dev, libvirt-dev, pkg-config: M2Crypto and libvirt-python build from source.
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps lock install install-program install-data test test-openstack lint typecheck pytest demo clean libvirt-up bench bench-quick soak
+.PHONY: all deps lock install install-program install-data test test-openstack lint typecheck pytest demo clean \
+	libvirt-up bench bench-quick soak soak-cluster bench-cluster
 
 all: test
 
@@ -95,6 +98,12 @@ test-openstack: deps libvirt-up
 soak: deps
 	$(BIN)/python -m soak.run
 
+# Three cped members on PostgreSQL in network namespaces: 50 member kills and 10
+# partitions, with a sampler of acting DPEs and instances (about 20 minutes, root);
+# report in soak/results/cluster/.
+soak-cluster: deps
+	$(BIN)/python -m soak.run --cluster --only "random or partitioned" --out soak/results/cluster
+
 demo: deps
 	@bash examples/demo.sh
 
@@ -110,6 +119,11 @@ bench: deps $(STAMPS)/bench
 
 bench-quick: deps $(STAMPS)/bench
 	$(BIN)/python -m bench.run --quick
+
+# Several members on PostgreSQL: adoption after a member kill, the API on PostgreSQL
+# and on SQLite (root; bench/results/cluster.json and cluster.md).
+bench-cluster: deps
+	$(BIN)/python -m bench.cluster
 
 # Installation (as root): the programs in a venv of their own under
 # $(PREFIX)/lib/pacemaker-cloud, made from the runtime lock, with pcloudsh, cped

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Cped, dummy_deployable, machine, stats
+from bench.common import Cped, dummy_deployable, machine, stats, timed_calls
 from cpe.client import Client
 
 CLIENT_PROCESSES = 2  # the machine's cores; more only queue
@@ -70,12 +70,7 @@ def _throughput(cped: Cped, route: str, runs: int, seconds: float) -> dict[str, 
 def _hammer(socket: str, route: str, seconds: float) -> list[float]:
     client = Client(socket, timeout=10.0)
     call = client.health if route == "health" else lambda: client.deployable_status("dep0")
-    latencies = []
-    deadline = time.perf_counter() + seconds
-    while (start := time.perf_counter()) < deadline:
-        call()
-        latencies.append(time.perf_counter() - start)
-    return latencies
+    return timed_calls(call, seconds)
 
 
 def _oneshot(cped: Cped, runs: int) -> dict[str, Any]:

@@ -53,6 +53,16 @@ def stats(values: list[float], digits: int = 6) -> dict[str, Any]:
     }
 
 
+def timed_calls(call: Callable[[], object], seconds: float) -> list[float]:
+    """``call`` again and again for ``seconds``: each call's latency, in seconds."""
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while (start := time.perf_counter()) < deadline:
+        call()
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
 def machine() -> dict[str, Any]:
     """The facts that change every figure: cores and what else is running."""
     one, five, _ = os.getloadavg()

@@ -146,6 +146,7 @@ class DpeStatus(Closed):
     uptime: float | None = None
     restart_in: float | None = None
     note: str | None = None
+    member: str | None = Field(default=None, description="the cped member that runs it")
 
 
 class ResourceStatus(Closed):
@@ -220,6 +221,24 @@ class DeployableStatus(Closed):
         " applies them; GET .../diff lists them); empty when none",
     )
     last_events: list[Event]
+
+
+class Member(Closed):
+    name: Name
+    url: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    health: Literal["alive", "gone", "left"]
+    heartbeat_age: Seconds = Field(description="seconds, by the store's clock")
+    deployables: list[Name] = Field(description="those whose lease one of its DPEs holds")
+    self: bool | None = Field(default=None, description="the member that answered")
+
+
+class ClusterStatus(Closed):
+    member: Name = Field(description="the member that answered")
+    store: str
+    members: list[Member]
+    unowned: list[Name] = Field(description="deployables whose lease nobody holds now")
 
 
 class DeployableCib(Closed):
@@ -351,6 +370,7 @@ MODELS: dict[str, type[BaseModel]] = {
         MoveAnswer,
         CleanupAnswer,
         DeployableStatus,
+        ClusterStatus,
         DeployableDiff,
         DeployableCib,
         Simulation,

@@ -32,18 +32,21 @@ from aiohttp import web
 from cpe import dispatch
 from cpe.access import Peer
 from cpe.catalog import Catalog
+from cpe.cluster import Cluster
 from cpe.context import Context, DaemonInfo, StreamSettings
 from cpe.eventfeed import EventFeed
 from cpe.hook import EventHook
 from cpe.lifecycle import Lifecycle
+from cpe.membership import MemberOptions, Membership, StoreClock, in_thread
 from cpe.retention import prune_forever
 from cpe.route_table import ROUTES
 from cpe.routes import EVENT_STREAM, PREFIX, STATUS_OF_CODE, Answer, Route
-from cpe.supervisor import Launcher, Supervisor, SupervisorOptions
-from cpe.wakeups import listen_for_wakeups, stop_listening
+from cpe.supervisor import Launcher, StoreCall, Supervisor, SupervisorOptions
+from cpe.wakeups import listen_for_wakeups, stop_listening, store_wakeups
 from foundation.clock import Clock, SystemClock
 from foundation.errors import Code, InvalidInput, PcloudError
 from foundation.events import Event
+from foundation.keyshare import KeyShare
 from foundation.store import Store
 from foundation.wakeup import EVENT, Wake
 
@@ -57,6 +60,7 @@ CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 
 CONTEXT = web.AppKey("context", Context)
 STORE_THREAD = web.AppKey("store_thread", ThreadPoolExecutor)
+MEMBER_THREAD = web.AppKey("member_thread", ThreadPoolExecutor)
 WAKE_SOCKET = web.AppKey("wake_socket", Path)
 # Path prefixes whose handlers check TCP peers themselves (the web console's session);
 # empty unless something is mounted (cpe.console).
@@ -73,19 +77,31 @@ def make_app(
     launcher: Launcher | None = None,
     keys_dir: Path | None = None,
     clock: Clock | None = None,
+    member: MemberOptions | None = None,
+    key_share: KeyShare | None = None,
+    member_store: Store | None = None,
     wake_socket: Path | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the store.
 
     With a ``launcher`` the application supervises DPEs (``cpe.supervisor``)
     for as long as it runs; without one, start, stop and reload answer 503.
-    With a ``wake_socket`` it hears the DPEs' wake-ups there (``cpe.wakeups``).
+    With ``member`` it is one member among those sharing the store
+    (``cpe.cluster``): it runs only the deployables placed on it; its
+    heartbeats go through ``member_store`` (a connection of their own, on a
+    thread of their own), else the API's.
+    With a ``wake_socket`` it hears its own DPEs' wake-ups there, and on
+    PostgreSQL every member's, from the store (``cpe.wakeups``).
     """
     app = web.Application(middlewares=[_audit, _errors, _access], client_max_size=MAX_BODY)
     app[STORE_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="store")
     app[SELF_CHECKED] = ()
     in_store = partial(_in_store, app)
     streams = streams or StreamSettings()
+    cluster = None
+    if member is not None:
+        cluster = _cluster(app, store, member, key_share, member_store, clock)
+        clock = clock or StoreClock(cluster.membership)
     feed = EventFeed(partial(in_store, store.last_event_id), streams.poll_interval)
     supervisor = None
     if launcher is not None:
@@ -95,11 +111,17 @@ def make_app(
             in_store=in_store,
             options=lambda: SupervisorOptions.from_config(app[CONTEXT].info.config),
             clock=clock,
+            host=cluster.membership.name if cluster else None,
             on_event=feed.poke,
+            owns=cluster.membership.owns if cluster else None,
+            holder_gone=cluster.membership.holder_gone if cluster else None,
         )
+        if cluster is not None:
+            cluster.membership.on_change = supervisor.wake  # placement may have moved
     catalog = Catalog(store, keys_dir=keys_dir)
-    lifecycle = Lifecycle(catalog, supervisor, in_store, (clock or SystemClock()).time)
-    app[CONTEXT] = Context(catalog, lifecycle, info, in_store, feed, streams)
+    wall = (clock or SystemClock()).time
+    lifecycle = Lifecycle(catalog, supervisor, in_store, wall, cluster=cluster)
+    app[CONTEXT] = Context(catalog, lifecycle, info, in_store, feed, streams, cluster)
     if wake_socket is not None:
         app[WAKE_SOCKET] = wake_socket
     app.cleanup_ctx.append(_background)
@@ -109,9 +131,28 @@ def make_app(
     return app
 
 
+def _cluster(
+    app: web.Application,
+    store: Store,
+    member: MemberOptions,
+    key_share: KeyShare | None,
+    member_store: Store | None,
+    clock: Clock | None,
+) -> Cluster:
+    beats: StoreCall = partial(_in_store, app)
+    if member_store is not None:
+        app[MEMBER_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="member")
+        beats = in_thread(app[MEMBER_THREAD])
+    membership = Membership(member_store or store, beats, member, clock=clock)
+    return Cluster(store, membership, partial(_in_store, app), key_share)
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The event feed and the event hook run for the application's lifetime."""
     context = app[CONTEXT]
+    cluster = context.cluster
+    if cluster is not None:
+        await cluster.membership.join()  # a member name in use: cped does not start
     feed = _feed(context)
     hook = EventHook(
         feed,
@@ -126,10 +167,17 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(hook.run(newest), name="event-hook"),
         asyncio.create_task(_prune_events(context), name="event-retention"),
     ]
+    from_store = store_wakeups(context.store, partial(_on_wake, context), partial(_look, context))
+    if from_store is not None:
+        tasks.append(asyncio.create_task(from_store.run(), name="store-wakeups"))
     supervisor = context.lifecycle.supervisor
     if supervisor is not None:
         tasks.append(asyncio.create_task(supervisor.run(), name="dpe-supervisor"))
+    if cluster is not None:
+        tasks += cluster_tasks(cluster, supervisor)
     yield
+    if cluster is not None:
+        await cluster.leave(supervisor, context.info.config.cped.shutdown_timeout)
     if wakeups is not None:
         stop_listening(wakeups, app[WAKE_SOCKET])
     await feed.close()
@@ -139,6 +187,17 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if supervisor is not None:
         supervisor.close()  # DPEs keep running: the next cped adopts them
     app[STORE_THREAD].shutdown(wait=True)
+    if MEMBER_THREAD in app:
+        app[MEMBER_THREAD].shutdown(wait=True)
+
+
+def cluster_tasks(cluster: Cluster, supervisor: Supervisor | None) -> list[asyncio.Task[None]]:
+    """The heartbeat (and requests from other members), and keys published once."""
+    on_request = cluster.on_request(supervisor) if supervisor is not None else None
+    return [
+        asyncio.create_task(cluster.membership.run(on_request), name="member-heartbeat"),
+        asyncio.create_task(cluster.publish_all_keys(), name="keys-published"),
+    ]
 
 
 async def _listen_for_wakeups(app: web.Application) -> asyncio.DatagramTransport | None:
@@ -149,12 +208,21 @@ async def _listen_for_wakeups(app: web.Application) -> asyncio.DatagramTransport
 
 
 def _on_wake(context: Context, wake: Wake) -> None:
-    """A DPE stored something: the event feed and the supervisor decide whether to look."""
+    """Something was stored (a DPE's datagram, or on PostgreSQL the store's notification,
+    whichever member wrote it): the event feed and the supervisor decide whether to look."""
     if wake.kind == EVENT:
         _feed(context).poke()
     supervisor = context.lifecycle.supervisor
     if supervisor is not None:
         supervisor.notice(wake)
+
+
+def _look(context: Context) -> None:
+    """Wake-ups may have been lost (the store's listening connection was): look anyway."""
+    _feed(context).poke()
+    supervisor = context.lifecycle.supervisor
+    if supervisor is not None:
+        supervisor.wake()
 
 
 def _feed(context: Context) -> EventFeed:

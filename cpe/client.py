@@ -14,6 +14,12 @@ listener's certificate (``remote_from_environment`` reads them from
 ``PCLOUD_URL``, ``PCLOUD_TOKEN_FILE`` or ``PCLOUD_TOKEN``, and
 ``PCLOUD_CA_FILE``).  Plain ``http://`` is refused: the token never travels
 in clear, and it never appears in an error message.
+
+``PCLOUD_URL`` may list several members (``https://a:8443,https://b:8443``):
+a request goes to the member that answered last, and when it cannot be
+reached (no connection within ``CONNECT_TRY`` seconds) to the next one.
+Only connecting moves on: a request that was sent is never sent again to
+another member.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import socket
 import ssl
 from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,7 @@ from foundation.errors import (
 
 DEFAULT_TIMEOUT = 10.0
 STREAM_IDLE_TIMEOUT = 30.0  # cped sends a keepalive every few seconds on an idle stream
+CONNECT_TRY = 3.0  # with several members: how long to try one before the next
 Json = dict[str, Any]
 RouteCall = Callable[..., Any]
 ROUTE_BY_OPERATION = {route.operation_id: route for route in ROUTES}
@@ -71,22 +78,28 @@ class Remote:
     port: int
     token: str = field(repr=False)
     ca_file: str | None = None  # None: the system's certificate authorities
+    others: tuple[tuple[str, int], ...] = ()  # more members to try, in order
 
     @classmethod
     def from_url(cls, url: str, token: str, ca_file: str | None = None) -> Remote:
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.scheme != "https" or not parts.hostname or port is None:
-            raise InvalidInput(
-                f"cped's URL must be https://HOST:PORT (TLS is required), not {url!r}"
-            )
+        """One ``https://HOST:PORT``, or several separated by commas or spaces."""
+        endpoints = [_endpoint(one) for one in url.replace(",", " ").split()]
+        if not endpoints:
+            raise InvalidInput("cped's URL is empty: give https://HOST:PORT")
         token = token.strip()
         if not token:
             raise InvalidInput("an empty bearer token: cped's TCP listener requires one")
-        return cls(parts.hostname, port, token, ca_file)
+        (host, port), *others = endpoints
+        return cls(host, port, token, ca_file, tuple(others))
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [(self.host, self.port), *self.others]
+
+    def first(self, host: str, port: int) -> Remote:
+        """The same members, ``host:port`` tried first from now on."""
+        rest = tuple(e for e in self.endpoints if e != (host, port))
+        return replace(self, host=host, port=port, others=rest)
 
     @property
     def url(self) -> str:
@@ -98,6 +111,17 @@ class Remote:
             return ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as error:
             raise InvalidInput(f"cannot use the CA file {self.ca_file}: {error}") from None
+
+
+def _endpoint(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "https" or not parts.hostname or port is None:
+        raise InvalidInput(f"cped's URL must be https://HOST:PORT (TLS is required), not {url!r}")
+    return parts.hostname, port
 
 
 def remote_from_environment(environ: Mapping[str, str]) -> Remote | None:
@@ -232,17 +256,43 @@ class Client:
         return connection.getresponse()
 
     def _connect(self, connection: http.client.HTTPConnection) -> None:
+        if self.remote is not None and self.remote.others:
+            self._connect_any(connection, self.remote)
+        else:
+            self._connect_one(connection)
+        self._connected(connection)
+
+    def _connect_any(self, connection: http.client.HTTPConnection, remote: Remote) -> None:
+        """The first member that takes the connection (each tried ``CONNECT_TRY`` s)."""
+        timeout, failure = connection.timeout, None
+        for host, port in remote.endpoints:
+            connection.host, connection.port = host, port
+            connection.timeout = min(CONNECT_TRY, timeout or CONNECT_TRY)
+            try:
+                self._connect_one(connection)
+            except (Unavailable, TimeoutError) as error:
+                connection.close()
+                failure = error
+                continue
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            self.remote = remote.first(host, port)
+            return
+        tried = ", ".join(f"{h}:{p}" for h, p in remote.endpoints)
+        raise Unavailable(f"no member of cped answers ({tried}): {failure}") from None
+
+    def _connect_one(self, connection: http.client.HTTPConnection) -> None:
+        where = self.endpoint if self.remote is None else f"{connection.host}:{connection.port}"
         try:
             connection.connect()
         except ssl.SSLError as error:
             raise Unavailable(
-                f"no TLS session with cped at {self.endpoint}: {error.reason or error}"
+                f"no TLS session with cped at {where}: {error.reason or error}"
             ) from None
         except (FileNotFoundError, ConnectionRefusedError):
             raise Unavailable(
-                f"cped is not running (nothing answers on {self.endpoint});"
-                " `pcloudsh start` starts it",
-                socket=self.endpoint,
+                f"cped is not running (nothing answers on {where}); `pcloudsh start` starts it",
+                socket=where,
             ) from None
         except PermissionError:
             raise Forbidden(
@@ -253,8 +303,7 @@ class Client:
         except OSError as error:
             if isinstance(error, TimeoutError):
                 raise
-            raise Unavailable(f"cannot connect to cped on {self.endpoint}: {error}") from None
-        self._connected(connection)
+            raise Unavailable(f"cannot connect to cped on {where}: {error}") from None
 
 
 def _decode(status: int, data: bytes) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cpe.access import Access
 from cpe.catalog import Catalog
+from cpe.cluster import Cluster
 from cpe.eventfeed import EventFeed
 from cpe.lifecycle import Lifecycle
 from cpe.pending_notice import PendingNotices
@@ -49,6 +50,7 @@ class Context:
     in_store: StoreCall
     feed: EventFeed | None = None  # None: no event stream (in-process tests)
     streams: StreamSettings = field(default_factory=StreamSettings)
+    cluster: Cluster | None = None  # one member among several sharing the store
     pending: PendingNotices = field(default_factory=PendingNotices)
 
     @property

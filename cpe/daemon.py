@@ -49,14 +49,17 @@ from cpe.access import Access, load_access, tls_context
 from cpe.api import make_app
 from cpe.context import DaemonInfo
 from cpe.dpe_process import DpedLauncher
+from cpe.membership import MemberOptions
 from cpe.pidfile import PidFile
 from foundation import __version__
 from foundation.config import Config, load_config
 from foundation.errors import Conflict, InvalidInput, PcloudError
+from foundation.keyshare import KeyShare, load_cluster_key
 from foundation.paths import LOG_MODE, MAX_SOCKET_PATH, Paths, private_file
-from foundation.store import Store
+from foundation.store import Store, open_store
 
 log = logging.getLogger("cped")
+STORE_MODULES = ("foundation.store_pg",)  # what dpeds import on PostgreSQL (psycopg)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -88,6 +91,8 @@ def run(options: Options, paths: Paths) -> int:
         config = load_config(config_path, required=options.config_file is not None)
         access = load_access(config.cped, config_path)
         tls = tls_context(config.cped, config_path)
+        if config.cped.key_file is not None:
+            load_cluster_key(config.cped.key_file)  # refused now, not once detached
         check_socket_path(paths.socket)
     except InvalidInput as error:
         print(f"cped: {error}", file=sys.stderr)
@@ -121,7 +126,7 @@ def _run_locked(options: Options, paths: Paths, loaded: Loaded, pidfile: PidFile
         claim_socket_path(paths.socket)
         # Open (and migrate) the store once before detaching, so that a broken
         # store is reported here; the daemon reopens it (detaching closes files).
-        Store.open(paths.store_file).close()
+        open_cped_store(loaded.config, paths).close()
     except PcloudError as error:
         print(f"cped: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -135,6 +140,11 @@ def _run_locked(options: Options, paths: Paths, loaded: Loaded, pidfile: PidFile
     pidfile.write_pid(os.getpid())
     daemon = Cped(paths, options, loaded, recorder)
     return asyncio.run(daemon.serve())
+
+
+def open_cped_store(config: Config, paths: Paths) -> Store:
+    """The store of ``[cped] store`` (PostgreSQL, shared by members) or the SQLite file."""
+    return open_store(config.cped.store, paths.store_file, application="cped")
 
 
 def check_socket_path(path: Path) -> None:
@@ -216,25 +226,37 @@ class Cped:
 
     async def serve(self) -> int:
         try:
-            store = Store.open(self.paths.store_file)
+            store = open_cped_store(self.info.config, self.paths)
         except PcloudError as error:
             log.error("cannot start: %s", error)
             return EXIT_FAILURE
         try:
-            return await self._serve(store)
+            member_store = open_cped_store(self.info.config, self.paths)
+        except PcloudError as error:
+            store.close()
+            log.error("cannot start: %s", error)
+            return EXIT_FAILURE
+        try:
+            return await self._serve(store, member_store)
         finally:
             store.close()
+            member_store.close()
             log.info("cped stopped")
 
-    async def _serve(self, store: Store) -> int:
+    async def _serve(self, store: Store, member_store: Store) -> int:
         config = self.info.config.cped
-        launcher = DpedLauncher(self.paths, config_file=self.options.config_file)
-        launcher.use_template()  # dpeds share the interpreter's and libraries' pages
+        launcher = DpedLauncher(
+            self.paths, config_file=self.options.config_file, member=config.member_name
+        )
+        launcher.use_template(STORE_MODULES if config.store else ())  # pages shared by dpeds
         app = make_app(
             store,
             self.info,
             launcher=launcher,
             keys_dir=self.paths.keys_dir,
+            member=MemberOptions.from_config(self.info.config),
+            key_share=self._key_share(store),
+            member_store=member_store,
             wake_socket=self.paths.wake_socket,
         )
         if config.listen is not None:
@@ -256,7 +278,7 @@ class Cped:
                 __version__,
                 self.paths.socket,
                 os.getpid(),
-                store.path,
+                store.location,
             )
             await self._until_stopped()
         except (OSError, PcloudError) as error:
@@ -268,6 +290,13 @@ class Cped:
             with contextlib.suppress(FileNotFoundError):
                 self.paths.socket.unlink()
         return EXIT_OK
+
+    def _key_share(self, store: Store) -> KeyShare | None:
+        """The assemblies' keys through the store, sealed with the cluster key (if set)."""
+        key_file = self.info.config.cped.key_file
+        if key_file is None:
+            return None
+        return KeyShare(store, self.paths.keys_dir, load_cluster_key(key_file))
 
     async def _listen_tcp(self, runner: web.AppRunner, listen: tuple[str, int] | None) -> None:
         """The TLS listener, when configured (the access check requires the token)."""

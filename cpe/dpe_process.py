@@ -195,8 +195,12 @@ class DpedLauncher:
         command: Sequence[str] | None = None,
         markers: frozenset[str] = DPED_MARKERS,
         config_file: Path | None = None,
+        member: str | None = None,
     ) -> None:
         self.paths = paths
+        # several members share the store: each dped is told the member it runs under
+        # (its lease holder's prefix), as this cped knows it, on its own command line
+        self.member_args = ["--member", member] if member else []
         self.command = list(command) if command is not None else dped_command()
         # the file cped was started with (--config), so its DPEs read the same one
         self.config_args = ["--config", str(config_file)] if config_file is not None else []
@@ -204,11 +208,12 @@ class DpedLauncher:
         self.environment = cped_environment(paths)  # the DPE resolves exactly these paths
         self.template: DpedTemplate | None = None
 
-    def use_template(self) -> None:
-        """Fork dpeds from a template process from now on (started here, in the loop)."""
+    def use_template(self, preload: Sequence[str] = ()) -> None:
+        """Fork dpeds from a template process from now on (started here, in the loop);
+        ``preload``: modules this cped's dpeds import beyond the usual ones."""
         room = len(" ".join(["dped", *self._args("x" * 63, clear_failed=True)])) + TITLE_SLACK
         self.template = DpedTemplate(
-            template_argv(sys.executable, room),
+            template_argv(sys.executable, room, preload),
             self.environment,
             self.paths.log_dir / "dped-template.log",
         )
@@ -269,7 +274,7 @@ class DpedLauncher:
 
     def _args(self, deployable: str, *, clear_failed: bool) -> list[str]:
         """dped's arguments (after the program): the same from a template or not."""
-        args = ["--foreground", *self.config_args]
+        args = ["--foreground", *self.config_args, *self.member_args]
         args += ["--clear-failed"] if clear_failed else []
         return [*args, deployable]
 

@@ -9,6 +9,11 @@ is ``QUEUED``.  Leases are read once per tick for every deployable
 (``leases``, kept up to date with this cped's own releases); a DPE's lease is
 judged only while ``judging`` (not in a tick of a cped that was itself not
 scheduled on time: its DPEs probably were not either).
+
+A deployable another member runs is desired ``elsewhere``: nothing is
+started for it (a start queued here is called off: turns are this member's
+own), and a DPE of this member that still runs it hands over (SIGUSR1: it
+releases its lease and exits, leaving everything running).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, TypeVar
 from cpe.dpe_admission import Turns
 from cpe.dpe_scheduling import NEWBORN, Doubt
 from cpe.dpe_slot import (
+    ELSEWHERE,
     REFUSED_CONFIGURATION,
     STARTED,
     DpeProcess,
@@ -45,6 +51,7 @@ T = TypeVar("T")
 StoreCall = Callable[..., Awaitable[Any]]  # runs a store method off the loop
 RecordExit = Callable[[str, int, int | None], None]  # deployable, generation, status
 Lease = dict[str, Any]
+LEASE_SLACK = 0.05  # a look this long after another's lease expires finds it expired
 
 
 def _nothing() -> None:
@@ -64,6 +71,9 @@ class Reconciler:
     on_event: Callable[[], None] = _nothing  # an event was stored (the event feed looks)
     leases: dict[str, Lease] | None = None  # this tick's leases (None: read each one)
     judging: bool = True  # False: no DPE is killed for its lease or grace in this tick
+    # a lease holder whose member is gone: its DPE is spawned at once and waits
+    # for the expiry itself, so that it is ready the moment the lease is free
+    holder_gone: Callable[[str], bool] = lambda _holder: False
 
     @property
     def options(self) -> SupervisorOptions:
@@ -91,7 +101,12 @@ class Reconciler:
             slot.state = DpeState.STOPPED  # a start still queued is called off
         elif slot.gave_up:
             return  # failed for its configuration: until a start request
-        if desired == STARTED:
+        if desired == ELSEWHERE:
+            slot.check_left = False  # the member that runs it cleans up
+            note = {"pid": None, "elsewhere": True, "note": "another member runs it"}
+            settle(slot.starts, note)
+            settle(slot.stops, note | {"left": []})
+        elif desired == STARTED:
             await self._launch(slot)
         elif slot.check_left:
             await self._clean_up(slot)
@@ -109,6 +124,9 @@ class Reconciler:
 
     async def _when_starting(self, slot: Slot, desired: str | None) -> None:
         assert slot.process is not None
+        if desired == ELSEWHERE and not slot.killed:
+            await self._hand_over(slot)
+            return
         lease = await self._lease(slot.name)
         if self._holds(lease, slot.process):
             assert lease is not None
@@ -146,7 +164,9 @@ class Reconciler:
                 return  # late with its lease: a stop is still asked for (SIGKILL at its time)
         else:
             self._clear_doubt(slot)
-        if desired != STARTED:
+        if desired == ELSEWHERE:
+            await self._hand_over(slot)
+        elif desired != STARTED:
             await self._terminate(slot)
         elif slot.clear_failed:
             await self._clear_failed(slot)
@@ -155,7 +175,7 @@ class Reconciler:
             slot.process.signal(signal.SIGHUP)
         if slot.requests_pending and slot.state is DpeState.RUNNING and not slot.killed:
             slot.requests_pending = False
-            slot.process.signal(signal.SIGUSR1)
+            slot.process.signal(signal.SIGUSR2)
 
     async def _when_stopping(self, slot: Slot) -> None:
         if slot.killed or slot.process is None or not self.judging:
@@ -219,14 +239,18 @@ class Reconciler:
         if await self._adopt(slot):
             return
         lease = await self._lease(slot.name)
-        if lease and lease["holder"] and lease["expires_at"] > self.clock.time():
+        held = lease and lease["holder"] and lease["expires_at"] > self.clock.time()
+        if held and lease and not self.holder_gone(lease["holder"]):
             note = f"its lease is held by {lease['holder']}: waiting for it to expire"
             if slot.waiting_note != note:
                 slot.waiting_note = note
                 log.warning("deployable=%s: %s", slot.name, note)
+            slot.held_until = float(lease["expires_at"]) + LEASE_SLACK  # its release wakes sooner
             settle(slot.starts, {"pid": None, "note": note})
             return
-        slot.waiting_note = ""
+        slot.waiting_note, slot.held_until = "", 0.0
+        if held and lease:
+            why = why or f"its lease holder {lease['holder']} is gone: the DPE takes it at expiry"
         await self._spawn(slot, why)
 
     async def _adopt(self, slot: Slot) -> bool:
@@ -304,7 +328,7 @@ class Reconciler:
         slot.process, slot.generation, slot.state = process, generation, state
         slot.since = self.clock.monotonic()
         slot.epoch, slot.doubt = None, None
-        slot.killed = slot.replace = slot.spawned_clearing = False
+        slot.killed = slot.replace = slot.spawned_clearing = slot.handing_over = False
 
     async def _terminate(self, slot: Slot) -> None:
         assert slot.process is not None
@@ -314,6 +338,17 @@ class Reconciler:
         slot.process.signal(signal.SIGTERM)
         reason = f"dpe (pid {slot.process.pid}) is stopping the deployable (SIGTERM)"
         await self._event(slot, "dpe-stopping", reason)
+
+    async def _hand_over(self, slot: Slot) -> None:
+        """Another member runs it now: the DPE releases its lease and exits (SIGUSR1),
+        leaving instances and resources running for that member to adopt."""
+        assert slot.process is not None
+        slot.state, slot.handing_over = DpeState.STOPPING, True
+        slot.since_stop = self.clock.monotonic()
+        slot.kill_at = slot.since_stop + self.options.handover_timeout
+        slot.process.signal(signal.SIGUSR1)
+        reason = f"dpe (pid {slot.process.pid}) hands over to the member that runs it now"
+        await self._event(slot, "dpe-handover", reason)
 
     async def _kill(self, slot: Slot, reason: str) -> None:
         assert slot.process is not None
@@ -365,6 +400,10 @@ class Reconciler:
             how += f" ({words})" if words else ""
         slot.last = {"pid": pid, "exit": how, "killed": slot.killed}
         slot.process = None
+        if slot.handing_over or desired == ELSEWHERE:
+            slot.state, slot.handing_over, slot.check_left = DpeState.STOPPED, False, False
+            await self._event(slot, "dpe-exited", f"dpe (pid {pid}) exited with {how}")
+            return
         if desired != STARTED:
             await self._exited_unwanted(slot, pid, failed)
             return
@@ -470,6 +509,7 @@ class Reconciler:
         return f"dpe (pid {pid}) lost its lease (now held by {holder})"
 
     def _on_this_host(self, holder: str) -> bool:
+        """Held by a DPE of this member (holders are ``MEMBER:PID``)."""
         return holder.rsplit(":", 1)[0] == self.host
 
     async def _event(self, slot: Slot, state: str, reason: str) -> int:

@@ -18,6 +18,7 @@ from foundation.config import Config
 
 ExitCallback = Callable[[int | None], None]
 STARTED = "started"  # the desired state of a deployable that should run
+ELSEWHERE = "elsewhere"  # run by another member: nothing to do here
 
 
 class DpeProcess(Protocol):
@@ -80,6 +81,7 @@ class SupervisorOptions:
     starts_at_once: int = 8  # deployables starting at once; the others wait their turn
     start_turn: float = 120.0  # the longest one start keeps its turn
     idle_look: float = 60.0  # with nothing due, the supervisor still looks this often
+    handover_timeout: float = 15.0  # how long a DPE may take to hand over before SIGKILL
 
     @classmethod
     def from_config(cls, config: Config) -> SupervisorOptions:
@@ -142,12 +144,15 @@ class Slot:
     clear_failed: bool = False  # a start request: the next DPE clears "failed"
     spawned_clearing: bool = False  # the current process was started with --clear-failed
     reload_pending: bool = False  # SIGHUP once the starting DPE holds its lease
-    requests_pending: bool = False  # SIGUSR1 (read cped's requests) once it holds it
+    requests_pending: bool = False  # SIGUSR2 (read cped's requests) once it holds it
     check_left: bool = False  # look for instances left behind when no DPE runs
     stop_timeout: float | None = None  # this stop request's own SIGKILL deadline
+    here: bool = True  # this member runs the deployable (else: elsewhere)
+    handing_over: bool = False  # told to hand over (SIGUSR1)
     last: dict[str, Any] = field(default_factory=dict)  # the last DPE: pid, exit, killed
     waiting_note: str = ""  # why no DPE is started (logged once)
     lease_due: float = 0.0  # wall time by which its DPE must have renewed the lease again
+    held_until: float = 0.0  # wall time another's lease, which a start waits for, expires
     doubt: Doubt | None = None  # its DPE is late (lease or start): could it run?
     starts: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
     stops: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)

@@ -37,6 +37,7 @@ RETRY_AFTER = 60.0  # after the template died or never became ready
 FORK_WITHIN = 10.0  # one fork request answered
 MAX_MESSAGE = 64 * 1024
 CONTROL_FD = 3
+PRELOAD_OPTION = "--preload="
 
 
 class TemplateState(StrEnum):
@@ -224,9 +225,11 @@ class DpedTemplate:
         self.state, self.since = state, self.clock()
 
 
-def template_argv(python: str, room: int) -> list[str]:
-    """``python -m dpe.template`` with ``room`` bytes of padding for a dped's title."""
-    return [python, "-m", "dpe.template", " " * room]
+def template_argv(python: str, room: int, preload: Sequence[str] = ()) -> list[str]:
+    """``python -m dpe.template`` with ``room`` bytes of padding for a dped's title,
+    importing ``preload`` too (``--preload=A,B``)."""
+    extra = [f"{PRELOAD_OPTION}{','.join(preload)}"] if preload else []
+    return [python, "-m", "dpe.template", *extra, " " * room]
 
 
 def _file_actions(log_file: Path, control: int) -> list[Any]:

@@ -1,14 +1,16 @@
 """Notices new events and wakes whoever waits for them (event streams, the hook).
 
 dped processes append events straight into the store; cped looks at the last
-event id (an indexed ``max(id)``, cheap).  SQLite commits one writer at a
-time, so ids become visible in order and "everything after the last id seen"
-never skips one.
+event id (an indexed ``max(id)``, cheap).  Event ids become visible in order
+(SQLite commits one writer at a time; on PostgreSQL ids are given under a lock
+of their own), so "everything after the last id seen" never skips one.
 
 It looks only while someone waits (``wait_after``): at once when a waiter
-arrives, whenever ``poke`` says an event was stored (a DPE's wake-up, or cped's
-own event), and every ``interval`` as a fallback for a wake-up lost.  With
-nobody waiting it does nothing at all: an idle cped does not read its store.
+arrives, whenever ``poke`` says an event was stored (a wake-up, ``cpe.wakeups``:
+a DPE's datagram, or on PostgreSQL the store's notification of any member's
+event; or cped's own event), and every ``interval`` as a fallback for a wake-up
+lost.  With nobody waiting it does nothing at all: an idle cped does not read
+its store.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ and waits, bounded and without blocking the loop, for its answer:
 
 Without a supervisor (an API served for tests) start, stop and reload answer
 503; status and delete still work from the store.
+
+As one member among several (``cluster``), a start first shares the
+deployable's keys through the store, and requests for a deployable another
+member runs go to that member through the store (``cpe.cluster``); answers
+then name the ``member``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cpe.catalog import Catalog, deployables, documents, runstate
+from cpe.cluster import Cluster
 from cpe.routes import Answer
 from cpe.status import StatusRecord, compose_status, read_status
 from cpe.supervisor import StoreCall, Supervisor
@@ -48,15 +54,22 @@ class Lifecycle:
         supervisor: Supervisor | None,
         in_store: StoreCall,
         clock: Callable[[], float] = time.time,
+        cluster: Cluster | None = None,
     ) -> None:
         self.catalog = catalog
         self.supervisor = supervisor
         self._in_store = in_store
         self.clock = clock
+        self.cluster = cluster
 
     async def start(self, name: str) -> dict[str, Any]:
         supervisor = await self._supervisor("start", name)
+        if self.cluster is not None:
+            document = await self._db(documents.stored_document, self.catalog, name)
+            await self.cluster.share_keys([a.name for a in document.assemblies])
         await self._db(runstate.prepare_start, self.catalog, name)
+        if self.cluster is not None and self.cluster.elsewhere(name):
+            return {"deployable": name, "desired": "started", **await self.cluster.start(name)}
         answer = await _within(supervisor.start(name), START_WAIT)
         if answer is None:
             answer = {"pid": None, "note": "the DPE is being started: see status"}
@@ -77,10 +90,22 @@ class Lifecycle:
         document = await self._db(documents.stored_document, self.catalog, name)
         await self._db(runstate.want_stopped, self.catalog, name)
         deadline = kill_after if kill_after is not None else default_kill_after(document)
-        answer = await _within(supervisor.stop(name, deadline), wait)
         base = {"deployable": name, "desired": "stopped"}
+        if self.cluster is not None and self.cluster.elsewhere(name):
+            return self._stopped_elsewhere(base, await self.cluster.stop(name, wait), wait)
+        answer = await _within(supervisor.stop(name, deadline), wait)
+        if answer and answer.get("elsewhere") and self.cluster is not None:
+            return self._stopped_elsewhere(base, await self.cluster.stop(name, wait), wait)
         if answer is None:
             note = f"still stopping after {wait:g} s (killed after {deadline:g} s): see status"
+            return {**base, "state": "stopping", "note": note}, False
+        return {**base, "state": "stopped", "dpe": answer}, True
+
+    def _stopped_elsewhere(
+        self, base: dict[str, Any], answer: dict[str, Any] | None, wait: float
+    ) -> tuple[dict[str, Any], bool]:
+        if answer is None:
+            note = f"still stopping after {wait:g} s (another member stops it): see status"
             return {**base, "state": "stopping", "note": note}, False
         return {**base, "state": "stopped", "dpe": answer}, True
 
@@ -91,6 +116,8 @@ class Lifecycle:
             raise Conflict(
                 f"deployable {name!r} is not started: nothing to reload", deployable=name
             )
+        if self.cluster is not None and self.cluster.elsewhere(name):
+            return {"deployable": name, **await self.cluster.reload(name)}
         return {"deployable": name, **supervisor.reload(name)}
 
     async def delete(self, name: str, force: bool = False) -> None:
@@ -118,7 +145,11 @@ class Lifecycle:
     async def status(self, name: str) -> dict[str, Any]:
         record: StatusRecord = await self._db(read_status, self.catalog.store, name)
         dpe = self.supervisor.info(name) if self.supervisor else {"pid": None, "alive": False}
-        return compose_status(record, dpe, self.clock())
+        status = compose_status(record, dpe, self.clock())
+        if self.cluster is not None and self.cluster.several():
+            holder = status["dpe"].get("lease_holder") if status["dpe"].get("alive") else None
+            status["dpe"]["member"] = self.cluster.member_running(holder, name)
+        return status
 
     async def _supervisor(self, action: str, name: str) -> Supervisor:
         """The supervisor, once the deployable is known to exist (404 first)."""

@@ -1,9 +1,8 @@
-"""Requests answered with more than one part of cped: its health and this API's
-document, a deployable's settings (checked against its infrastructure, then
-stored), a service move and a clean-up of failures (the catalog, then the DPE),
-and the CIB and what-if
-(the store, then the planner).  Each takes the ``Context`` first
-(``cpe.dispatch``)."""
+"""Requests answered with more than one part of cped: its health, the members
+sharing its store and this API's document, a deployable's settings (checked
+against its infrastructure, then stored), a service move and a clean-up of
+failures (the catalog, then the DPE), and the CIB and what-if (the store, then
+the planner).  Each takes the ``Context`` first (``cpe.dispatch``)."""
 
 from __future__ import annotations
 
@@ -29,8 +28,14 @@ async def health(api: Context) -> dict[str, Any]:
         "pid": os.getpid(),
         "uptime": round(time.monotonic() - api.info.started, 3),
         "config": str(config.source) if config.source else None,
-        "store": str(api.store.path),
+        "store": api.store.location,
     }
+
+
+async def cluster_status(api: Context) -> dict[str, Any]:
+    if api.cluster is None:
+        raise Unavailable("this API runs without membership (no cluster to show)")
+    return await api.cluster.status()
 
 
 async def openapi(api: Context) -> dict[str, Any]:

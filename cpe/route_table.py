@@ -32,6 +32,11 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/openapi.json", "openapi", "This document", f"{OPERATIONS}:openapi", "Object",
         errors=(),
     ),
+    Route(
+        "GET", "/cluster", "cluster_status",
+        "The members sharing the store: their health and the deployables each runs",
+        f"{OPERATIONS}:cluster_status", "ClusterStatus", errors=(503,),
+    ),
     # -- JEOS images
     Route("GET", "/jeos", "list_jeos", "List JEOS images", f"{JEOS}:rows", "[Jeos]", errors=()),
     Route(

@@ -43,6 +43,18 @@ seconds).  The lease of a DPE known to be dead is released at once (holder
 and epoch must match), so its replacement takes it without waiting for it to
 expire, with a higher epoch.
 
+With several members (``cpe.membership``), ``owns`` says which deployables
+this member runs; the others are ``elsewhere``: nothing is started for them
+and a DPE of this member that still runs one is handed over (SIGUSR1: it
+releases its lease and exits, leaving everything running; ``dpe-handover``),
+and the member that owns it adopts.  A deployable that comes to this member
+is checked for instances left behind, as on a first tick.  The loop is also
+woken by other members: a member coming or going (``wake``, from the
+heartbeats), and on PostgreSQL every member's wake-ups (a lease taken or
+released, a desired state changed through another member's API).  A start
+that waits for another member's lease looks again when that lease expires.
+Turns to start are this member's own.
+
 cped restarting does not stop DPEs (they run in sessions of their own, and
 ``close`` only stops watching them).  The first ``tick`` of a new cped adopts
 every DPE whose lease holder is alive and is a dped of that deployable, and
@@ -63,6 +75,7 @@ from typing import Any, TypeVar
 from cpe.dpe_admission import Turns
 from cpe.dpe_reconcile import Reconciler, StoreCall, describe_exit
 from cpe.dpe_slot import (
+    ELSEWHERE,
     DpeProcess,
     DpeState,
     ExitCallback,
@@ -74,7 +87,7 @@ from cpe.dpe_slot import (
 from foundation.clock import Clock, SystemClock
 from foundation.errors import Conflict, PcloudError
 from foundation.store import Store
-from foundation.wakeup import LEASE, Wake
+from foundation.wakeup import DESIRED, LEASE, Wake
 
 __all__ = [
     "DpeProcess",
@@ -105,8 +118,11 @@ class Supervisor:
         clock: Clock | None = None,
         host: str | None = None,
         on_event: Callable[[], None] | None = None,
+        owns: Callable[[str], bool] | None = None,
+        holder_gone: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
+        self._owns = owns or (lambda _name: True)
         self._options = options or SupervisorOptions
         self.clock: Clock = clock or SystemClock()
         self.slots: dict[str, Slot] = {}
@@ -116,13 +132,15 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._ticked = False
         self._judge_from = 0.0  # monotonic time from which DPEs are judged again
-        host = host or socket.gethostname()
+        host = host or socket.gethostname()  # the member name: lease holders' prefix
         self._reconciler = Reconciler(
             store, launcher, in_store or _direct, self._options, self.clock, host, self._record_exit
         )
         self._reconciler.turns = self.turns
         if on_event is not None:
             self._reconciler.on_event = on_event
+        if holder_gone is not None:
+            self._reconciler.holder_gone = holder_gone
 
     @property
     def options(self) -> SupervisorOptions:
@@ -179,12 +197,12 @@ class Supervisor:
         return {"pid": None, "note": note}
 
     def tell_requests(self, name: str) -> str:
-        """Have the DPE read the requests recorded for it (SIGUSR1), now or once it can;
+        """Have the DPE read the requests recorded for it (SIGUSR2), now or once it can;
         what will happen, in a few words."""
         slot = self.slots.get(name)
         state = slot.state if slot else DpeState.STOPPED
         if slot is not None and slot.process is not None and state is DpeState.RUNNING:
-            slot.process.signal(signal.SIGUSR1)
+            slot.process.signal(signal.SIGUSR2)
             return f"the DPE (pid {slot.process.pid}) is doing it"
         if slot is not None and state is DpeState.STARTING:
             slot.requests_pending = True
@@ -218,7 +236,7 @@ class Supervisor:
         slot = self.slots.get(wake.deployable)
         if slot is None:
             return
-        if wake.kind == LEASE or self.turns.woken(wake.deployable):
+        if wake.kind in (LEASE, DESIRED) or self.turns.woken(wake.deployable):
             self._wake.set()
 
     def _slot(self, name: str) -> Slot:
@@ -266,6 +284,10 @@ class Supervisor:
             options.lease_renew + options.check_interval,
         )
 
+    def wake(self) -> None:
+        """Tick again soon (membership changed)."""
+        self._wake.set()
+
     def close(self) -> None:
         """cped is stopping: stop watching; every DPE keeps running."""
         for slot in self.slots.values():
@@ -305,6 +327,7 @@ class Supervisor:
                 self.slots[name] = Slot(name, check_left=first)
             elif first:
                 self.slots[name].check_left = True
+        desired = self._placed(desired)
         while self._exits:  # one at a time: one the store failed on is handled next tick
             name, generation, status = self._exits[0]
             slot = self.slots.get(name)
@@ -317,6 +340,17 @@ class Supervisor:
                 await self._reconcile(slot, desired.get(slot.name))
             except PcloudError as error:  # one deployable's trouble does not stall the others
                 log.error("deployable=%s: supervision: %s (trying again)", slot.name, error)
+
+    def _placed(self, desired: dict[str, str]) -> dict[str, str]:
+        """The desired states, ``elsewhere`` for deployables another member runs."""
+        placed = {}
+        for name, want in desired.items():
+            here, slot = self._owns(name), self.slots[name]
+            if here and not slot.here:
+                slot.check_left = True  # it comes here: look for what it left behind
+            slot.here = here
+            placed[name] = want if here else ELSEWHERE
+        return placed
 
     async def _settle_turns(self) -> None:
         """Give back the turns of starts that have settled, are over, or took too long."""
@@ -359,6 +393,8 @@ def _deadlines(slot: Slot, options: SupervisorOptions, now: float, wall: float) 
     """Seconds until each time this slot needs a look (monotonic and wall deadlines)."""
     if slot.state is DpeState.BACKOFF:
         return [slot.retry_at - now]
+    if slot.state in (DpeState.STOPPED, DpeState.QUEUED) and slot.held_until > wall:
+        return [slot.held_until - wall]  # another's lease: a look once it has expired
     if slot.doubt is not None and not slot.killed:  # late: looked at again and again
         again = [slot.doubt.at + options.check_interval - now]
         return again + ([slot.kill_at - now] if slot.state is DpeState.STOPPING else [])

@@ -4,7 +4,15 @@
 (``dped DEPLOYABLE``: the document, runtime state, events and lease in the
 shared store) or a document file (``dped --document FILE``: in-memory runtime,
 events printed).  ``serve`` runs the engine: signal handlers only record what
-was asked (SIGTERM/SIGINT: stop; SIGHUP: reload; SIGUSR1: read cped's requests) and the loop acts on it.
+was asked (SIGTERM/SIGINT: stop; SIGHUP: reload; SIGUSR2: read cped's requests; SIGUSR1: hand over -- release the lease and
+exit, leaving everything running for the member that takes the deployable over)
+and the loop acts on it.
+
+From the store, the DPE's lease holder is ``MEMBER:PID`` (``[cped] member``),
+the store's clock judges its lease, a watchdog (``dpe.fencing``) backs its
+self-fencing, and with a cluster key (``[cped] key_file``) the assemblies'
+keys are fetched from the store when this member does not have them
+(``foundation.keyshare``).
 """
 
 from __future__ import annotations
@@ -22,25 +30,28 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, TextIO
 
-from dpe.drivers.registry import check_settings, make_driver
-from dpe.engine import Engine, Planner
+from dpe.drivers.registry import LocalHost, check_settings, make_driver
+from dpe.engine import Engine, Planner, Watchdog
 from dpe.engine_timing import EngineOptions
+from dpe.fencing import FenceWatchdog
 from dpe.handshake_slots import HandshakeSlots, SlottedTransport
 from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
 from dpe.transport import SshTransport
 from foundation.clock import SystemClock
-from foundation.config import Config, DpedSettings
+from foundation.config import Config, DpedSettings, fence_margin
 from foundation.document import load_document
 from foundation.errors import InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.keyfiles import AssemblyKeys, load_assembly_keys
+from foundation.keyshare import KeyShare, load_cluster_key
 from foundation.model import Deployable, parse, validate_name
 from foundation.paths import Paths
-from foundation.store import Store
+from foundation.store import DEFAULT_BUSY_TIMEOUT, open_store
 from foundation.wakeup import WakeSender
 
 log = logging.getLogger("dpe.dped")
 PACEMAKER_TIMEOUT = 10.0  # one crm_simulate run; longer is a failure (the built-in plans)
+MIN_STORE_TIMEOUT = 0.5
 
 
 class ExitCode(IntEnum):
@@ -62,14 +73,32 @@ class DpedSetup:
     print_events: TextIO | None = None
     policy_engine: str = "builtin"  # [dped] policy_engine
     handshakes_at_once: int = DpedSettings.ssh_handshakes_at_once
+    member: str | None = None  # the cped member this DPE runs under (its lease holder's prefix)
+    key_share: KeyShare | None = None  # keys from the store, when this member lacks them
+    watchdog: Watchdog | None = None
+    local: LocalHost | None = None  # [dped] local_instances_dir, local_bridge_netns
 
     @classmethod
-    def from_store(cls, name: str, paths: Paths, config: Config) -> DpedSetup:
+    def from_store(
+        cls, name: str, paths: Paths, config: Config, *, member: str | None = None
+    ) -> DpedSetup:
+        """From the store of ``config``; ``member``: the one cped names (else the config's)."""
         validate_name(name, "deployable name")
-        store = Store.open(paths.store_file)
+        if member is not None:
+            validate_name(member, "member name")
+        store = open_store(
+            config.cped.store,
+            paths.store_file,
+            application=f"dped:{name}",
+            busy_timeout=store_timeout(config),
+        )
         try:
             document = store.get_document(name)  # exists and is valid, or refuse now
             check_settings(document.infrastructure, document.settings)  # exit 2, not 1
+            key_file = config.cped.key_file
+            share = (
+                KeyShare(store, paths.keys_dir, load_cluster_key(key_file)) if key_file else None
+            )
         except PcloudError:
             store.close()
             raise
@@ -83,11 +112,15 @@ class DpedSetup:
             name,
             paths,
             lambda: store.get_document(name),
-            StoreRuntime(store, name, wake.send),
+            StoreRuntime(store, name, wake.send, store_clock=True),
             options_from(config),
             close=close,
             policy_engine=config.dped.policy_engine,
             handshakes_at_once=config.dped.ssh_handshakes_at_once,
+            member=member or config.cped.member_name,
+            key_share=share,
+            watchdog=FenceWatchdog(),
+            local=LocalHost(config.dped.local_instances_dir, config.dped.local_bridge_netns),
         )
 
     @classmethod
@@ -99,9 +132,17 @@ class DpedSetup:
         runtime = MemoryRuntime(document.name)
         return cls(document.name, paths, read, runtime, EngineOptions(), print_events=events)
 
+    def fetch_keys(self, document: Deployable) -> None:
+        """The assemblies' keys from the store, where this member's differ or are missing."""
+        if self.key_share is not None:
+            fetched = self.key_share.fetch(a.name for a in document.assemblies)
+            if fetched:
+                log.info("deployable=%s: keys of %s fetched", self.name, ", ".join(fetched))
+
     def engine(self) -> Engine:
         document = self.read_document()
-        driver = make_driver(document.infrastructure, self.paths, document.settings)
+        self.fetch_keys(document)
+        driver = make_driver(document.infrastructure, self.paths, document.settings, self.local)
         engine = Engine(
             document,
             driver=driver,
@@ -113,6 +154,8 @@ class DpedSetup:
             clock=SystemClock(),
             options=driver_options(self.options, driver),
             planner=planner_for(self.policy_engine),
+            holder=f"{self.member}:{os.getpid()}" if self.member else None,
+            watchdog=self.watchdog,
         )
         if self.print_events is not None:
             engine.listeners.append(event_printer(self.print_events))
@@ -150,6 +193,20 @@ def planner_for(policy_engine: str) -> Planner | None:
     return PacemakerPlanner(timeout=PACEMAKER_TIMEOUT)
 
 
+def store_timeout(config: Config) -> float:
+    """How long one store call of a DPE may take.
+
+    On PostgreSQL, short enough that a call stuck on a lost network returns
+    before the DPE must fence itself (the lease's life minus the margin and a
+    renewal), so the loop fences itself and the watchdog is left for the worst.
+    SQLite's busy wait keeps its default (one host: no network to lose).
+    """
+    if config.cped.store is None:
+        return DEFAULT_BUSY_TIMEOUT
+    window = config.cped.lease_ttl - fence_margin(config.cped, config.dped)
+    return max(MIN_STORE_TIMEOUT, window - config.dped.lease_renew_interval)
+
+
 DRIVER_TIMEOUTS = ("create_timeout", "destroy_timeout", "driver_timeout")
 
 
@@ -166,7 +223,12 @@ def driver_options(options: EngineOptions, driver: object) -> EngineOptions:
 
 def options_from(config: Config) -> EngineOptions:
     ttl, renew = config.cped.lease_ttl, config.dped.lease_renew_interval
-    return EngineOptions(lease_ttl=ttl, lease_renew=renew, lease_wait=ttl + 2 * renew)
+    return EngineOptions(
+        lease_ttl=ttl,
+        lease_renew=renew,
+        lease_wait=ttl + 2 * renew,
+        fence_margin=fence_margin(config.cped, config.dped),
+    )
 
 
 def event_printer(stream: TextIO) -> Callable[[Event], None]:
@@ -184,24 +246,29 @@ class Requests:
 
     STOP = "stop"
     RELOAD = "reload"
+    HANDOVER = "handover"
     REQUESTS = "requests"  # cped recorded a request (a clean-up) for this DPE
 
     def __init__(self) -> None:
         self.pending: list[str] = []
         self.arrived = asyncio.Event()
+        self.handover = asyncio.Event()  # also seen while the engine is still starting
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum, request in (
             (signal.SIGTERM, self.STOP),
             (signal.SIGINT, self.STOP),
             (signal.SIGHUP, self.RELOAD),
-            (signal.SIGUSR1, self.REQUESTS),
+            (signal.SIGUSR1, self.HANDOVER),
+            (signal.SIGUSR2, self.REQUESTS),
         ):
             loop.add_signal_handler(signum, self.record, request)
 
     def record(self, request: str) -> None:
         self.pending.append(request)
         self.arrived.set()
+        if request == self.HANDOVER:
+            self.handover.set()
 
     async def next(self) -> str:
         while not self.pending:
@@ -217,11 +284,9 @@ async def serve(
     requests = Requests()
     requests.install(asyncio.get_running_loop())
     engine = setup.engine()
-    try:
-        await engine.start(clear_failed=clear_failed)
-    except BaseException:
-        await engine.shutdown()
-        raise
+    if not await _start(engine, requests, clear_failed):
+        log.info("deployable=%s: handed over before it started", setup.name)
+        return ExitCode.OK
     log.info("deployable=%s: running (pid %d)", setup.name, os.getpid())
     while True:
         request = await _next_request(requests, engine)
@@ -232,10 +297,36 @@ async def serve(
         if request == Requests.RELOAD:
             await _reload(setup, engine)
             continue
+        if request == Requests.HANDOVER:
+            await engine.shutdown()  # the lease is released: the next member adopts at once
+            log.info("deployable=%s: handed over, instances left running", setup.name)
+            return ExitCode.OK
         if request == Requests.REQUESTS:
             engine.take_requests()
             continue
         return await _stop(engine, requests, leave_running)
+
+
+async def _start(engine: Engine, requests: Requests, clear_failed: bool) -> bool:
+    """Start the engine; False if a handover was asked first (nothing was done)."""
+    starting = asyncio.ensure_future(engine.start(clear_failed=clear_failed))
+    handover = asyncio.ensure_future(requests.handover.wait())
+    try:
+        await asyncio.wait({starting, handover}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        handover.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, PcloudError):
+            await starting
+        await engine.shutdown()
+        return False
+    try:
+        starting.result()
+    except BaseException:
+        await engine.shutdown()
+        raise
+    return True
 
 
 async def _next_request(requests: Requests, engine: Engine) -> str | None:
@@ -255,6 +346,7 @@ async def _next_request(requests: Requests, engine: Engine) -> str | None:
 async def _reload(setup: DpedSetup, engine: Engine) -> None:
     try:
         document = setup.read_document()
+        setup.fetch_keys(document)
         await engine.reload(document)
     except PcloudError as error:
         log.error(

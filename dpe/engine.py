@@ -30,8 +30,9 @@ the driver's defaults are used (slow emulated guests need longer timeouts).
 
 Every state change is an event, recorded with its subject's state
 (``dpe.engine_recorder``); the lease is renewed every second and a DPE that
-cannot renew it stops acting.  The engine itself only builds these parts,
-answers its callers, and routes what the runners report.
+cannot renew it stops acting a margin before it can expire
+(``dpe.engine_lease``, backed by a ``watchdog``).  The engine itself only
+builds these parts, answers its callers, and routes what the runners report.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from dpe.engine_cleanup import Cleanup
 from dpe.engine_control import ControlLoop
 from dpe.engine_deps import EngineDeps
 from dpe.engine_escalation import Escalation
-from dpe.engine_lease import LeaseKeeper
+from dpe.engine_lease import LeaseKeeper, Watchdog
 from dpe.engine_log import Context
 from dpe.engine_moves import ServiceMoves
 from dpe.engine_planning import FallbackPlanner, Planner
@@ -74,7 +75,7 @@ from foundation.keyfiles import AssemblyKeys
 from foundation.model import Deployable, Heartbeat, ResourceId
 from foundation.runtime_kinds import INSTANCE
 
-__all__ = ["Engine", "Listener", "Planner", "effective_heartbeat"]
+__all__ = ["Engine", "Listener", "Planner", "Watchdog", "effective_heartbeat"]
 
 log = logging.getLogger("dpe.engine")
 
@@ -92,6 +93,7 @@ class Engine:
         options: EngineOptions | None = None,
         holder: str | None = None,
         planner: Planner | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.name = document.name
         self.runtime = runtime
@@ -100,7 +102,9 @@ class Engine:
         self.log = Context(log, deployable=self.name)
         self.tasks = Tasks(self.log)
         holder = holder or f"{socket.gethostname()}:{os.getpid()}"
-        self.lease = LeaseKeeper(runtime, self.clock, self.options, holder, self.log, self._halt)
+        self.lease = LeaseKeeper(
+            runtime, self.clock, self.options, holder, self.log, self._halt, watchdog
+        )
         self.deps = EngineDeps(
             self.name, driver, transport, self.clock, keys, self.options, self._emit
         )
@@ -108,6 +112,7 @@ class Engine:
         self.level = DeployableLevel(document, cell)
         self.runners = Runners(self.deps, hooks=self)
         self.recorder = Recorder(runtime, self.lease, self.level, self.runners, self._running)
+        self.lease.on_renewed = self.recorder.flush_outbox
         self.moves = ServiceMoves(
             runtime, self.clock, self.level, self.runners, self.recorder, self.log
         )

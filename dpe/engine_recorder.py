@@ -4,7 +4,9 @@ Every state change reaches ``emit``: it is appended to the event log, the
 record of its subject (resource, assembly or the deployable) is saved, it is
 logged as ``deployable=… assembly=…: state: reason``, and the listeners hear
 of it.  A DPE without the lease writes nothing: the records are its
-successor's now.
+successor's now.  A write the store does not take now waits in order in the
+``Outbox`` for the next renewal; one it refuses for the lease's sake
+(``LeaseLost``) fences this DPE at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from dpe.engine_assembly import AssemblyRunner
 from dpe.engine_lease import LeaseKeeper
@@ -21,14 +24,16 @@ from dpe.engine_log import Context
 from dpe.engine_resource import ResourceRunner
 from dpe.engine_runners import DeployableLevel, Runners
 from dpe.interfaces import Instance
+from dpe.outbox import Outbox
 from dpe.runtime import Runtime
 from dpe.states import ResourceState
-from foundation.errors import PcloudError
+from foundation.errors import LeaseLost, PcloudError
 from foundation.events import Event
 from foundation.model import ResourceId
 from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, DOCUMENT, INSTANCE, RESOURCE
 
 log = logging.getLogger("dpe.engine")
+T = TypeVar("T")
 
 Listener = Callable[[Event], None]
 
@@ -49,6 +54,7 @@ class Recorder:
         self.on_running = on_running  # a resource is running (a requested move may be done)
         self.log = Context(log, deployable=level.document.name)
         self.listeners: list[Listener] = []
+        self.outbox = Outbox(self.log)  # writes waiting for the store to answer again
 
     def emit(self, event: Event) -> None:
         if not self.lease.held:
@@ -56,10 +62,12 @@ class Recorder:
                 "not recorded (no lease): %s %s: %s", event.subject, event.state, event.reason
             )
             return
-        try:
-            event = self.runtime.append_event(event)
-        except PcloudError as error:
-            self.log.error("cannot record an event: %s", error)
+        recorded = self._write(
+            partial(self.runtime.append_event, event), f"event {event.subject} {event.state}"
+        )
+        if not self.lease.held:
+            return  # refused: this DPE acts no more
+        event = recorded or event
         self._save_subject(event)
         Context(
             log, deployable=event.deployable, assembly=event.assembly, resource=event.resource
@@ -112,18 +120,28 @@ class Recorder:
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         if not self.lease.held:
             return  # a DPE without the lease must not overwrite its successor's state
-        try:
-            self.runtime.put(kind, key, doc)
-        except PcloudError as error:
-            self.log.error("cannot record %s %s: %s", kind, key, error)
+        self._write(partial(self.runtime.put, kind, key, doc), f"{kind} {key}")
 
     def delete(self, kind: str, key: str) -> None:
         if not self.lease.held:
             return
+        self._write(partial(self.runtime.delete, kind, key), f"the end of {kind} {key}")
+
+    def flush_outbox(self) -> None:
+        """Write what waited for the store (after a renewal: it answers again)."""
         try:
-            self.runtime.delete(kind, key)
-        except PcloudError as error:
-            self.log.error("cannot forget %s %s: %s", kind, key, error)
+            self.outbox.flush()
+        except LeaseLost as error:
+            self.lease.lose(f"the store refused a write: {error}")
+
+    def _write(self, op: Callable[[], T], what: str) -> T | None:
+        """Write to the store now, or later in order if it does not answer (``Outbox``);
+        a write refused for the lease's sake fences this DPE."""
+        try:
+            return self.outbox.write(op, what)
+        except LeaseLost as error:
+            self.lease.lose(f"the store refused a write: {error}")
+            return None
 
 
 def instance_doc(instance: Instance) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class EngineOptions:
     lease_ttl: float = 5.0
     lease_renew: float = 1.0
     lease_wait: float = 10.0  # how long start waits for a previous holder's lease to expire
+    fence_margin: float = 1.25  # stop acting this long before the lease can expire
     retry_initial: float = 0.5  # back-off after failures in a row
     retry_max: float = 30.0
     agent_python: str = "python3"  # the guest agent's interpreter, on the guests

@@ -123,7 +123,7 @@ def _setup(args: argparse.Namespace) -> DpedSetup:
     _logging(args.verbose, logging.getLevelName(config.dped.log_level.upper()))
     if not args.foreground:
         _log_to_file(paths, args.deployable)
-    return DpedSetup.from_store(args.deployable, paths, config)
+    return DpedSetup.from_store(args.deployable, paths, config, member=args.member)
 
 
 def _paths(state_dir: Path | None) -> Paths:
@@ -198,6 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--clear-failed", action="store_true", help="start again a deployable that had failed"
+    )
+    parser.add_argument(
+        "--member",
+        metavar="NAME",
+        help="the cped member this DPE runs under (default: [cped] member)",
     )
     parser.add_argument(
         "-c",

@@ -24,7 +24,15 @@ descriptors passed along), and they speak JSON messages on it::
                        {"exit": N, "status": S}           a child exited (reaped here)
 
 The template holds no store connection, no socket but that one, and no
-thread when it forks.  A child closes the socket, becomes a session leader
+thread when it forks.  Nor does it hold anything of a member's: it never reads
+the configuration, so no store URL, no cluster key, no member name is baked
+into the pages every dped shares.  Each forked dped gets them per fork, as a
+spawned one does: its member identity on its command line (``--member``, from
+cped), and the store's URL, its timeout and the cluster key file from the
+configuration it reads itself after the fork (``--config``); the cluster key
+is read by the dped that needs it, into its own memory.  What cped may ask the
+template to import beforehand (``--preload=A,B``) is code only: the PostgreSQL
+store's modules when the members share one.  A child closes the socket, becomes a session leader
 with its output appended to ``FILE``, takes the command line ``dped ARGS`` (so
 ``ps`` and cped's adoption, which reads ``/proc/PID/cmdline``, see a dped of
 its deployable) and runs ``dpe.main.main(ARGS)``.  The template was started
@@ -54,6 +62,7 @@ from typing import Any, TypeGuard
 from foundation.warning_policy import quiet_third_party_warnings
 
 CONTROL_FD = 3
+PRELOAD_OPTION = "--preload="
 MAX_MESSAGE = 64 * 1024
 TITLE = "dped-template"
 # What a dped imports as it runs (the engine, SSH, the local driver, the guest
@@ -75,11 +84,20 @@ PRELOAD = (
 def main() -> int:
     quiet_third_party_warnings()
     control = socket.socket(fileno=CONTROL_FD)
+    extra = preload_asked(sys.argv[1:])
     set_title([TITLE])
-    left = preload(PRELOAD)
+    left = preload((*PRELOAD, *extra))
     if left:  # each dped does it itself: more memory, nothing worse
         sys.stderr.write(f"{TITLE}: not done before forking: {', '.join(left)}\n")
     return Template(control).serve()
+
+
+def preload_asked(argv: list[str]) -> tuple[str, ...]:
+    """The modules ``--preload=A,B`` names (code only: psycopg's store on PostgreSQL)."""
+    for word in argv:
+        if word.startswith(PRELOAD_OPTION):
+            return tuple(name for name in word[len(PRELOAD_OPTION) :].split(",") if name)
+    return ()
 
 
 def preload(modules: tuple[str, ...]) -> list[str]:

@@ -13,6 +13,11 @@ problems too (a misspelt key silently ignored is a setting that never applies)::
     dpe_backoff_max = 60s
     lease_ttl = 5s
 
+    # store = postgresql://pcloud@db.example/pcloud?passfile=/etc/pacemaker-cloud/pgpass
+    # (several cped members sharing one PostgreSQL database; default: SQLite)
+    # member = node1              (this cped's name among members; default: the host name)
+    # key_file = /etc/pacemaker-cloud/cluster.key   (required with a PostgreSQL store)
+
     [dped]
     policy_engine = builtin
     # policy_engine = pacemaker: plan with crm_simulate (dpe.pacemaker); see man dped
@@ -31,8 +36,11 @@ from __future__ import annotations
 import configparser
 import grp
 import pwd
+import re
 import shlex
 import shutil
+import socket
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -62,6 +70,15 @@ class CpedSettings:
     dpe_start_turn: float = 120.0  # the longest one start keeps its turn
     shutdown_timeout: float = 10.0  # how long a stop waits for requests in flight
     event_retention: float | None = 90 * 86400.0  # events older are deleted; None: kept forever
+    store: str | None = None  # a postgresql:// URL shared by members; None: SQLite in the state dir
+    member: str = ""  # this cped's name among the members; "" = the host name
+    member_url: str | None = None  # where clients reach this member (cluster_status shows it)
+    member_ttl: float = 2.0  # a member whose heartbeat is older is gone: others adopt its work
+    key_file: Path | None = None  # the cluster key sealing private keys in a shared store
+
+    @property
+    def member_name(self) -> str:
+        return self.member or member_default()
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,9 @@ class DpedSettings:
     log_level: str = "info"
     lease_renew_interval: float = 1.0
     ssh_handshakes_at_once: int = 4  # SSH key exchanges at once on this host, all DPEs together
+    fence_margin: float | None = None  # stop acting this long before the lease can expire
+    local_instances_dir: Path | None = None  # the local driver's instances, shared by members
+    local_bridge_netns: str = ""  # named network namespace of the local driver's guest bridge
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,39 @@ def _check_consistency(cped: CpedSettings, dped: DpedSettings, problems: Problem
             "[dped] lease_renew_interval",
             f"must be shorter than [cped] lease_ttl ({cped.lease_ttl:g} s)",
         )
+    elif fence_margin(cped, dped) >= cped.lease_ttl - dped.lease_renew_interval:
+        problems.add(
+            "[dped] fence_margin",
+            "must leave time for a renewal: shorter than [cped] lease_ttl minus"
+            " [dped] lease_renew_interval",
+        )
+    if cped.store is not None and cped.key_file is None:
+        problems.add(
+            "[cped] key_file",
+            "a shared store needs the cluster key that seals the assemblies' private keys"
+            " (the same file on every member; openssl rand -hex 32 > FILE; chmod 600 FILE)",
+        )
+
+
+def fence_margin(cped: CpedSettings, dped: DpedSettings) -> float:
+    """How long before its lease can expire a DPE stops acting (default: a quarter TTL).
+
+    The holder counts from the moment it sent its last successful renewal, on
+    its own monotonic clock; the store counts the lease's life from when it
+    ran that renewal, on its clock.  The margin covers those clocks' rates
+    drifting apart (parts per million), a store clock stepped forward by less
+    than the margin, and the holder noticing late (a busy loop) -- not the
+    offset between the hosts' clocks, which never enters.
+    """
+    if dped.fence_margin is not None:
+        return dped.fence_margin
+    return cped.lease_ttl / 4
+
+
+def member_default() -> str:
+    """The host name's first label, as a member name."""
+    name = socket.gethostname().split(".", 1)[0]
+    return name if _MEMBER_NAME.fullmatch(name) else "cped"
 
 
 TLS_SETTINGS = ("tls_certificate", "tls_key", "token_file")
@@ -258,6 +311,51 @@ def _file(text: str) -> Path | None:
     return path
 
 
+def _store_url(text: str) -> str | None:
+    """``postgresql://...`` (libpq's URL; a password only in a passfile); empty: SQLite."""
+    if not text:
+        return None
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL (or empty for the SQLite store)")
+    if parts.password or "password=" in parts.query:
+        raise ValueError("must not hold a password: name a passfile (?passfile=FILE)")
+    return text
+
+
+_MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _member(text: str) -> str:
+    if text and not _MEMBER_NAME.fullmatch(text):
+        raise ValueError(f"not a member name (letters, digits, _ . -; 63 at most): {text!r}")
+    return text
+
+
+def _https_url(text: str) -> str | None:
+    if not text:
+        return None
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"must be an https://HOST:PORT URL: {text!r}")
+    return text
+
+
+def _directory(text: str) -> Path | None:
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_absolute():
+        raise ValueError(f"must be an absolute path: {text!r}")
+    return path
+
+
+def _netns_name(text: str) -> str:
+    if text and not _MEMBER_NAME.fullmatch(text):
+        raise ValueError(f"not a network namespace name: {text!r}")
+    return text
+
+
 def _command(text: str) -> tuple[str, ...]:
     if not text:
         return ()
@@ -288,11 +386,19 @@ _SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
         "dpe_start_turn": _positive_duration,
         "shutdown_timeout": _positive_duration,
         "event_retention": _duration_or_forever,
+        "store": _store_url,
+        "member": _member,
+        "member_url": _https_url,
+        "member_ttl": _positive_duration,
+        "key_file": _file,
     },
     "dped": {
         "policy_engine": _choice(POLICY_ENGINES),
         "log_level": _choice(LOG_LEVELS),
         "lease_renew_interval": _positive_duration,
         "ssh_handshakes_at_once": _positive_int,
+        "fence_margin": _positive_duration,
+        "local_instances_dir": _directory,
+        "local_bridge_netns": _netns_name,
     },
 }

@@ -56,6 +56,10 @@ class Conflict(PcloudError):
     code = Code.CONFLICT
 
 
+class LeaseLost(Conflict):
+    """A DPE's write refused: its lease epoch is no longer the deployable's (fenced)."""
+
+
 class OperationTimeout(PcloudError, TimeoutError):
     code = Code.TIMEOUT
 

@@ -7,6 +7,7 @@ state and runtime under one directory (tests and the demo use it).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +84,19 @@ HISTORY_MODE = 0o600  # what the admin typed, parameters included
 
 def private_file(path: Path, mode: int) -> Path:
     """``path``, created empty with ``mode`` when missing; an existing file loses the
-    permissions ``mode`` does not give (it is never opened wider)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+    permissions ``mode`` does not give (it is never opened wider).
+
+    An existing file is never opened: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, and SQLite keeps its store's locks that way
+    (with them gone, another process closing last deletes the WAL under us)."""
     try:
-        current = os.fstat(fd).st_mode & 0o777
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        current = stat.S_IMODE(os.stat(path).st_mode)
         if current & ~mode:
-            os.fchmod(fd, current & mode)
-    finally:
-        os.close(fd)
+            os.chmod(path, current & mode)
+        return path
+    os.close(fd)
     return path
 
 

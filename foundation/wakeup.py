@@ -6,6 +6,12 @@ datagram on a UNIX socket in the runtime directory (``Paths.wake_socket``)
 right after it commits an event (``event NAME``) or takes or gives up its
 lease (``lease NAME``); cped looks at the store then, and otherwise sleeps.
 
+On PostgreSQL the store sends the same wake-ups to every member sharing it
+(``foundation.store_pg``: ``NOTIFY`` at commit), for events and leases
+whichever member's DPE wrote them, and for a desired state changed through any
+member's API (``desired NAME``): members learn of each other's changes as a
+cped learns of its own DPEs'.
+
 A wake-up is a hint, never data: the store stays the only source of truth.
 Sending never blocks a DPE: with no cped listening, or its socket buffer full,
 the datagram is dropped, and cped notices the change later (its fallback
@@ -21,7 +27,8 @@ from typing import NamedTuple
 
 EVENT = "event"  # an event was committed
 LEASE = "lease"  # the DPE took or gave up its lease
-KINDS = frozenset({EVENT, LEASE})
+DESIRED = "desired"  # the deployable's desired state changed, or it was deleted (PostgreSQL)
+KINDS = frozenset({EVENT, LEASE, DESIRED})
 MAX_DATAGRAM = 256  # a kind, a space and a deployable name (at most 63 characters)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pcloudsh.assembly import AssemblyCommands
+from pcloudsh.cluster import ClusterCommands
 from pcloudsh.daemon import DaemonCommands
 from pcloudsh.definition import CommandSpec, Noun
 from pcloudsh.deployable import DeployableCommands
@@ -11,6 +12,7 @@ from pcloudsh.events import EventCommands
 from pcloudsh.jeos import JeosCommands
 from pcloudsh.resource import ResourceCommands
 from pcloudsh.service import ServiceCommands
+from pcloudsh.store import StoreCommands
 from pcloudsh.template import TemplateCommands
 
 NOUNS: tuple[type[Noun], ...] = (
@@ -23,6 +25,8 @@ NOUNS: tuple[type[Noun], ...] = (
     DeployableCommands,
     ServiceCommands,
     EventCommands,
+    ClusterCommands,
+    StoreCommands,
 )
 
 

@@ -20,6 +20,7 @@ from foundation import paths as pathsmod
 
 if TYPE_CHECKING:
     from dpe.agent_metadata import AgentInfo
+    from foundation.store import Store
     from pcloudsh.api import Api
     from pcloudsh.follow import EventSource
 
@@ -154,6 +155,25 @@ def _progress(stream: TextIO, title: str) -> AbstractContextManager[Report]:
     return show_progress(stream, title)
 
 
+def _store(paths: pathsmod.Paths, where: str | None) -> AbstractContextManager[Store]:
+    """The store named by ``where`` (a postgresql:// URL or an SQLite file), else the
+    one cped is configured with; closed on exit."""
+    from contextlib import closing
+
+    from foundation.config import load_config
+    from foundation.store import Store, open_store
+
+    if where and "://" in where:
+        from foundation.store_pg import check_url
+
+        check_url(where)
+        return closing(Store.open_url(where, application="pcloudsh"))
+    if where:
+        return closing(Store.open(Path(where).absolute()))
+    config = load_config(paths.config_file)
+    return closing(open_store(config.cped.store, paths.store_file, application="pcloudsh"))
+
+
 def _exec(argv: Sequence[str]) -> None:
     from pcloudsh.programs import exec_program
 
@@ -189,6 +209,7 @@ class Environment:
     make_images: Callable[[pathsmod.Paths], ImageStore] = _images
     make_disks: Callable[[pathsmod.Paths], DiskStore] = _disks
     show_progress: Callable[[TextIO, str], AbstractContextManager[Report]] = _progress
+    store_at: Callable[[pathsmod.Paths, str | None], AbstractContextManager[Store]] = _store
     exec_program: Callable[[Sequence[str]], None] = _exec  # one-shot: becomes the program
     run_program: Callable[[Sequence[str]], int] = _run  # the shell: runs it, its exit status
     _api: Api | None = field(default=None, init=False, repr=False)
@@ -218,6 +239,10 @@ class Environment:
     @property
     def codec(self) -> DocumentCodec:
         return self.make_codec()
+
+    def open_store(self, where: str | None) -> AbstractContextManager[Store]:
+        """The store itself (store_* commands), not cped's API."""
+        return self.store_at(self.paths, where)
 
     @property
     def history_file(self) -> Path:

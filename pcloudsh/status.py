@@ -111,6 +111,8 @@ def _dpe(status: dict[str, Any]) -> str | None:
     if not isinstance(dpe, dict) or dpe.get("pid") is None:
         return "no DPE"
     text = f"DPE pid {dpe['pid']}"
+    if dpe.get("member"):
+        text += f" on member {dpe['member']}"
     if dpe.get("alive") is False:
         text += " not running"
     if dpe.get("lease_epoch") is not None:

@@ -40,6 +40,8 @@ TESTS = [
     "tests/faults/test_disk_full.py",
     "tests/faults/test_monitor_storm.py",
 ]
+# make soak-cluster: three members on PostgreSQL, 50 member kills and 10 partitions
+CLUSTER_TESTS = ["tests/faults/test_cluster.py"]
 TIMEOUT = 3600  # per test: the long forms run for many minutes
 
 
@@ -47,11 +49,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--only", default="", help="a pytest -k expression")
+    parser.add_argument(
+        "--cluster", action="store_true", help="the cluster's tests (tests/faults/test_cluster.py)"
+    )
     args = parser.parse_args()
     before, started = machine(), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pc-soak-") as scratch:
         record, junit = Path(scratch) / "record.jsonl", Path(scratch) / "junit.xml"
-        status = run_tests(record, junit, args.only)
+        status = run_tests(record, junit, args.only, CLUSTER_TESTS if args.cluster else TESTS)
         tallies = read_record(record)
         outcomes = read_outcomes(junit)
     report: dict[str, Any] = {
@@ -72,11 +77,11 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def run_tests(record: Path, junit: Path, only: str) -> int:
+def run_tests(record: Path, junit: Path, only: str, tests: list[str]) -> int:
     env = dict(os.environ, PCLOUD_SOAK="1", PCLOUD_SOAK_RECORD=str(record))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE"]
-    command += ["-o", f"timeout={TIMEOUT}", f"--junitxml={junit}", *TESTS]
+    command += ["-o", f"timeout={TIMEOUT}", f"--junitxml={junit}", *tests]
     command += ["-k", only] if only else []
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
@@ -152,7 +157,7 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{n.rsplit('::', 1)[-1]} {v}" for n, v in report["outcomes"].items()),
         "",
     ]
-    lines += _resources(report["tests"]) + _violations(report["tests"])
+    lines += _resources(report["tests"]) + _timings(report["tests"]) + _violations(report["tests"])
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +180,26 @@ def _resources(tallies: list[dict[str, Any]]) -> list[str]:
         return []
     head = "| process | samples | RSS range | RSS growth (KiB) | CPU of one core |"
     return [head, "|---|---|---|---|---|", *lines, ""]
+
+
+def _timings(tallies: list[dict[str, Any]]) -> list[str]:
+    """The cluster's figures: adoption after a member kill, fencing ahead of expiry."""
+    lines = []
+    for tally in tallies:
+        adoption = tally["figures"].get("adoption_s")
+        if adoption and adoption.get("count"):
+            lines.append(
+                f"- {tally['test']}: {adoption['count']} deployables adopted after member kills,"
+                f" median {adoption['median']} s, p95 {adoption['p95']} s, max {adoption['max']} s"
+                f" (lease TTL 5 s)"
+            )
+        ahead = tally["figures"].get("fenced_before_expiry_s")
+        if ahead:
+            lines.append(
+                f"- {tally['test']}: {len(ahead)} DPEs of partitioned members stopped acting"
+                f" {min(ahead)} to {max(ahead)} s before their lease could expire"
+            )
+    return [*lines, ""] if lines else []
 
 
 def _violations(tallies: list[dict[str, Any]]) -> list[str]:

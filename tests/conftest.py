@@ -4,6 +4,10 @@
   (UNIX socket paths must stay under 107 bytes, so not pytest's long tmp_path);
   the directory is removed afterwards.
 - ``store``: a ``foundation.store.Store`` opened on a real SQLite file in that home.
+- ``postgres``: a real PostgreSQL server (``tests.postgres.PgServer``) for the
+  whole session, started on first use (initdb into a temporary directory, on a
+  UNIX socket) and stopped by pid at the end; ``pg_url``: the URL of a new,
+  empty database on it for one test (dropped afterwards).
 - every test runs with the same terminal settings, whatever the terminal of the
   person or machine running it (``TERM``, ``NO_COLOR``, ``COLUMNS``...).
 
@@ -22,6 +26,7 @@ from hypothesis import HealthCheck, settings
 
 from foundation.paths import Paths, resolve
 from foundation.store import Store
+from tests.postgres import PgServer, binaries
 
 # Properties are checked, not timed: a loaded CI machine must not turn a slow
 # example into a failure (timing belongs in bench/).
@@ -66,3 +71,23 @@ def store(pcloud_home: Paths) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgServer]:
+    if binaries() is None:
+        pytest.skip("PostgreSQL's server is not installed (make deps installs postgresql)")
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PgServer) -> Iterator[str]:
+    url = postgres.database()
+    try:
+        yield url
+    finally:
+        postgres.drop(url)

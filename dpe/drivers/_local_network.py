@@ -20,6 +20,8 @@ class Endpoint:
 
 
 class Network:
+    host_netns = ""  # where the host side of guests' links lives ("": here)
+
     async def prepare(self) -> None:
         return None
 
@@ -43,12 +45,13 @@ class Loopback(Network):
 class NetnsNetwork(Network):
     """A network namespace each, port 22 on its own address (see ``_netns``)."""
 
-    def __init__(self, subnet: ipaddress.IPv4Network) -> None:
+    def __init__(self, subnet: ipaddress.IPv4Network, host_netns: str = "") -> None:
         self.subnet = subnet
         self.bridge = _netns.bridge_name(subnet)
+        self.host_netns = host_netns
 
     async def prepare(self) -> None:
-        await _netns.ensure_bridge(self.subnet)
+        await _netns.ensure_bridge(self.subnet, self.host_netns)
 
     def allocate(self, instances_dir: Path, instance_id: str) -> Endpoint:
         """An address no instance of this host has, whichever cped home made it: the
@@ -60,17 +63,17 @@ class NetnsNetwork(Network):
         return Endpoint(str(address), 22, netns, veth)
 
     async def attach(self, record: InstanceRecord) -> None:
-        await _netns.delete_namespace(record.netns, record.veth)  # a retry's leftover
-        await _netns.ensure_bridge(self.subnet)  # the last instance elsewhere may have gone
+        await _netns.delete_namespace(record.netns, record.veth, self.host_netns)  # a retry's
+        await _netns.ensure_bridge(self.subnet, self.host_netns)  # the last instance may have gone
         address = ipaddress.IPv4Address(record.address)
         await _netns.add_namespace(
-            record.netns, record.veth, self.bridge, address, self.subnet.prefixlen
+            record.netns, record.veth, self.bridge, address, self.subnet.prefixlen, self.host_netns
         )
 
     async def release(self, record: InstanceRecord) -> None:
         """The instance is gone: its namespace, its address, and the bridge if it was
         the last one on it."""
-        await _netns.delete_namespace(record.netns, record.veth)
+        await _netns.delete_namespace(record.netns, record.veth, self.host_netns)
         with _netns.host_lock():
             _netns.release(record.address, record.netns)
-            await _netns.remove_bridge_if_unused(self.subnet)
+            await _netns.remove_bridge_if_unused(self.subnet, self.host_netns)

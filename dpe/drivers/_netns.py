@@ -15,6 +15,10 @@ reserved host-wide: a file per address in ``HOST_DIR`` naming the namespace that
 it, made under a host-wide lock (``reserve``).  A reservation whose namespace is gone
 is free once it is older than ``RESERVATION_GRACE`` (a creation that died half-way).
 The bridge goes when its last namespace does (``remove_bridge_if_unused``).
+
+``host_netns``: the named network namespace holding the bridge and the
+host ends of the veth pairs ("" = the caller's own), so DPEs running in
+other namespaces (cluster members) share one guest network.
 """
 
 from __future__ import annotations
@@ -47,6 +51,14 @@ def bridge_mac(subnet: ipaddress.IPv4Network) -> str:
     """A fixed, locally administered MAC address for the subnet's bridge."""
     digest = zlib.crc32(str(subnet).encode()).to_bytes(4, "big")
     return ":".join(f"{byte:02x}" for byte in (0x02, 0x70, *digest))
+
+
+def guest_mac(address: ipaddress.IPv4Address) -> str:
+    """A fixed, locally administered MAC address for a guest's address: an address
+    used again by a new instance keeps its MAC, so the neighbour entries other
+    namespaces (cluster members) still hold for it stay right, instead of
+    pointing at a MAC that is gone for the seconds they take to expire."""
+    return ":".join(f"{byte:02x}" for byte in (0x02, 0x71, *address.packed))
 
 
 def veth_name(instance_id: str) -> str:
@@ -151,64 +163,93 @@ async def ip(*args: str, check: bool = True) -> str:
     return out.decode(errors="replace")
 
 
-async def ensure_bridge(subnet: ipaddress.IPv4Network) -> str:
+def _on(host_netns: str) -> tuple[str, ...]:
+    return ("-n", host_netns) if host_netns else ()
+
+
+async def _link_exists(name: str, host_netns: str) -> bool:
+    if not host_netns:
+        return Path("/sys/class/net", name).exists()  # noqa: ASYNC240 - sysfs never blocks
+    return bool(
+        (await ip(*_on(host_netns), "-o", "link", "show", "dev", name, check=False)).strip()
+    )
+
+
+async def ensure_bridge(subnet: ipaddress.IPv4Network, host_netns: str = "") -> str:
     """Create the subnet's bridge with the host's address, unless it exists."""
-    bridge = bridge_name(subnet)
-    if not Path("/sys/class/net", bridge).exists():  # noqa: ASYNC240 - sysfs never blocks
-        await ip("link", "add", bridge, "type", "bridge", check=False)
+    bridge, on = bridge_name(subnet), _on(host_netns)
+    if not await _link_exists(bridge, host_netns):
+        await ip(*on, "link", "add", bridge, "type", "bridge", check=False)
     host = f"{gateway(subnet)}/{subnet.prefixlen}"
-    if host.split("/")[0] not in await ip("-4", "-o", "addr", "show", "dev", bridge):
-        await ip("addr", "add", host, "dev", bridge, check=False)
-    await _fix_mac(bridge, bridge_mac(subnet))
-    await ip("link", "set", bridge, "up")
+    if host.split("/")[0] not in await ip(*on, "-4", "-o", "addr", "show", "dev", bridge):
+        await ip(*on, "addr", "add", host, "dev", bridge, check=False)
+    await _fix_mac(bridge, bridge_mac(subnet), host_netns)
+    await ip(*on, "link", "set", bridge, "up")
     return bridge
 
 
-async def remove_bridge_if_unused(subnet: ipaddress.IPv4Network) -> bool:
+async def remove_bridge_if_unused(subnet: ipaddress.IPv4Network, host_netns: str = "") -> bool:
     """Delete the subnet's bridge (its address and route go with it) once no namespace
     is on it nor about to be: True if it went.  Under ``host_lock``: a reservation
     comes before a namespace is attached, and attaching makes the bridge again."""
     bridge = bridge_name(subnet)
-    if not _bridge_is_empty(bridge):
+    if not await _bridge_is_empty(bridge, host_netns):
         return False
     if any(ipaddress.IPv4Address(a) in subnet for a in reserved()):
         return False
-    await ip("link", "delete", bridge, "type", "bridge", check=False)
+    await ip(*_on(host_netns), "link", "delete", bridge, "type", "bridge", check=False)
     return True
 
 
-def _bridge_is_empty(bridge: str) -> bool:
-    """True if the bridge exists with no port on it (sysfs reads never block)."""
+async def _bridge_is_empty(bridge: str, host_netns: str) -> bool:
+    """True if the bridge exists with no port on it."""
+    if not host_netns:
+        return _bridge_here_is_empty(bridge)
+    if not await _link_exists(bridge, host_netns):
+        return False
+    shown = await ip(*_on(host_netns), "-o", "link", "show", "master", bridge, check=False)
+    return not shown.strip()
+
+
+def _bridge_here_is_empty(bridge: str) -> bool:
+    """The same in this network namespace (sysfs reads never block)."""
     ports = Path("/sys/class/net", bridge, "brif")
     return ports.exists() and not any(ports.iterdir())
 
 
-async def _fix_mac(bridge: str, mac: str) -> None:
+async def _fix_mac(bridge: str, mac: str, host_netns: str = "") -> None:
     """A bridge without an address of its own takes its ports' lowest, so it
     would change as instances come and go, and every namespace's neighbour
     entry for the host would go stale (their answers lost for seconds)."""
-    current = Path("/sys/class/net", bridge, "address").read_text().strip()  # noqa: ASYNC240
-    if current != mac:
-        await ip("link", "set", bridge, "address", mac)
+    shown = await ip(*_on(host_netns), "-o", "link", "show", "dev", bridge)
+    if f"link/ether {mac}" not in shown:
+        await ip(*_on(host_netns), "link", "set", bridge, "address", mac)
 
 
 async def add_namespace(
-    netns: str, veth: str, bridge: str, address: ipaddress.IPv4Address, prefixlen: int
+    netns: str,
+    veth: str,
+    bridge: str,
+    address: ipaddress.IPv4Address,
+    prefixlen: int,
+    host_netns: str = "",
 ) -> None:
     """A namespace with ``eth0`` at ``address``, its peer ``veth`` on ``bridge``."""
+    on = _on(host_netns)
     await ip("netns", "add", netns)
-    await ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
-    await ip("link", "set", veth, "master", bridge, "up")
+    peer = ("name", "eth0", "address", guest_mac(address), "netns", netns)
+    await ip(*on, "link", "add", veth, "type", "veth", "peer", *peer)
+    await ip(*on, "link", "set", veth, "master", bridge, "up")
     await ip("-n", netns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0")
     await ip("-n", netns, "link", "set", "eth0", "up")
     await ip("-n", netns, "link", "set", "lo", "up")
     # the host may still map the address to a former instance's MAC (for seconds)
-    await ip("neigh", "flush", "to", str(address), "dev", bridge, check=False)
+    await ip(*on, "neigh", "flush", "to", str(address), "dev", bridge, check=False)
 
 
-async def delete_namespace(netns: str, veth: str) -> None:
+async def delete_namespace(netns: str, veth: str, host_netns: str = "") -> None:
     """Delete the namespace (and so its veth pair); nothing if already gone."""
     if (NETNS_DIR / netns).exists():
         await ip("netns", "delete", netns)
-    if veth and Path("/sys/class/net", veth).exists():  # noqa: ASYNC240 - sysfs
-        await ip("link", "delete", veth, check=False)
+    if veth and await _link_exists(veth, host_netns):
+        await ip(*_on(host_netns), "link", "delete", veth, check=False)

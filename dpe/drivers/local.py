@@ -22,6 +22,12 @@ Network: ``loopback`` (default) binds sshd to 127.0.0.1 on a free port.  As
 root, ``network = netns`` gives each instance its own network namespace with
 an address from ``subnet`` on a bridge the driver creates (see ``_netns``).
 
+Members of one cluster on one machine (tests, demonstrations) share the
+instances: ``instances_dir`` (``[dped] local_instances_dir``) puts them in a
+directory every member's DPEs read, and ``bridge_netns`` (``[dped]
+local_bridge_netns``) puts the netns guests' bridge in that named network
+namespace instead of the DPE's own, so every member reaches them.
+
 Settings (the deployable's ``settings``): ``network`` (loopback | netns),
 ``subnet`` (default 10.236.0.0/24), ``pid_namespace`` (yes | no; default yes
 when root), ``start_timeout`` (a duration, default 10 s), ``boot_delay`` (a
@@ -161,15 +167,18 @@ class LocalDriver:
         settings: Mapping[str, str] | None = None,
         *,
         sshd: Path = SSHD,
+        instances_dir: Path | None = None,
+        bridge_netns: str = "",
     ) -> None:
         self.root = os.geteuid() == 0
         self.settings = LocalSettings.parse(settings or {}, root=self.root)
         self.paths = paths
+        self.instances_dir = instances_dir or paths.instances_dir
         self.sshd = sshd
         self.username = pwd.getpwuid(os.geteuid()).pw_name
         self._network: Network = Loopback()
         if self.settings.network == "netns":
-            self._network = NetnsNetwork(self.settings.subnet)
+            self._network = NetnsNetwork(self.settings.subnet, bridge_netns)
 
     # -- Driver ------------------------------------------------------------
 
@@ -181,7 +190,7 @@ class LocalDriver:
         validate_name(deployable, "deployable name")
         validate_name(assembly.name, "assembly name")
         instance_id = f"{assembly.name}-{secrets.token_hex(4)}"
-        layout = Layout(self.paths.instances_dir / deployable / assembly.name / instance_id)
+        layout = Layout(self.instances_dir / deployable / assembly.name / instance_id)
         await self._prepare_host()
         try:
             layout.create(keys)
@@ -220,7 +229,7 @@ class LocalDriver:
         (destroy them to clean up); oldest first."""
         validate_name(deployable, "deployable name")
         found = []
-        for directory in sorted((self.paths.instances_dir / deployable).glob("*/*")):
+        for directory in sorted((self.instances_dir / deployable).glob("*/*")):
             record = read_record(directory)
             if record is not None:
                 found.append(
@@ -258,8 +267,8 @@ class LocalDriver:
     ) -> InstanceRecord:
         """Choose the address and port, and record them, under a lock shared by
         every process using these instance directories."""
-        with _locked(self.paths.instances_dir / ".lock"):
-            endpoint = self._network.allocate(self.paths.instances_dir, instance_id)
+        with _locked(self.instances_dir / ".lock"):
+            endpoint = self._network.allocate(self.instances_dir, instance_id)
             record = InstanceRecord(
                 instance_id=instance_id,
                 deployable=deployable,
@@ -313,7 +322,7 @@ class LocalDriver:
             await kill_all(init, directory.name)
         record = read_record(directory)
         if record is not None and record.netns:
-            await _netns.delete_namespace(record.netns, record.veth)
+            await _netns.delete_namespace(record.netns, record.veth, self._network.host_netns)
             await self._network.release(record)
         shutil.rmtree(directory, ignore_errors=True)
         for parent in (directory.parent, directory.parent.parent):
@@ -323,7 +332,7 @@ class LocalDriver:
     def _find(self, instance_id: str) -> Path | None:
         if not _INSTANCE_ID_RE.match(instance_id):
             return None
-        return next(self.paths.instances_dir.glob(f"*/*/{instance_id}"), None)
+        return next(self.instances_dir.glob(f"*/*/{instance_id}"), None)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from dpe.drivers._libvirt_settings import LibvirtSettings
@@ -26,10 +27,26 @@ from foundation.paths import Paths
 AVAILABLE = ("local", "libvirt", "openstack")
 
 
-def make_driver(name: str, paths: Paths, settings: Mapping[str, str] | None = None) -> Driver:
+@dataclass(frozen=True)
+class LocalHost:
+    """Where this member's local driver keeps instances and their bridge (``[dped]``)."""
+
+    instances_dir: Path | None = None
+    bridge_netns: str = ""
+
+
+def make_driver(
+    name: str,
+    paths: Paths,
+    settings: Mapping[str, str] | None = None,
+    local: LocalHost | None = None,
+) -> Driver:
     """The driver for infrastructure ``name`` (local, libvirt, openstack)."""
     if name == "local":
-        return LocalDriver(paths, settings or {})
+        host = local or LocalHost()
+        return LocalDriver(
+            paths, settings or {}, instances_dir=host.instances_dir, bridge_netns=host.bridge_netns
+        )
     if name == "libvirt":
         return _libvirt_driver(paths, settings or {})
     if name == "openstack":

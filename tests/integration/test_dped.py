@@ -295,3 +295,34 @@ def test_an_invalid_document_exits_2_naming_the_field(world: tuple[Paths, list[D
         'assemblies[0].resources[0].monitor_interval: not a duration: "10x"' in dped.stderr()
         or ("assemblies[0].resources[0].monitor_interval: not a duration: '10x'" in dped.stderr())
     )
+
+
+def test_a_handover_releases_the_lease_and_leaves_everything_running(
+    world: tuple[Paths, list[Dped]],
+) -> None:
+    """SIGUSR1: the DPE stops acting, releases its lease and exits 0; the instances stay;
+    a DPE still waiting for a lease held by another hands over without taking it."""
+    paths = world[0]
+    store = Store.open(paths.store_file)
+    try:
+        store_document(store, parse(trio(paths.state_dir)))
+        first = start(world, "--foreground", "trio")
+        wait_for(lambda: len(instances(paths)) == 3, what="instances")
+        kept = instances(paths)
+        waiting = start(world, "--foreground", "trio")  # the lease is held: it waits
+        wait_for(lambda: "the lease is held: waiting" in waiting.stderr(), what="waiting")
+        waiting.signal(signal.SIGUSR1)
+        assert waiting.wait(15) == 0 and "handed over before it started" in waiting.stderr()
+        first.signal(signal.SIGUSR1)
+        assert first.wait(15) == 0
+        lease = store.get_lease("trio")
+        assert lease is not None and lease["holder"] is None and lease["epoch"] == 1
+        assert instances(paths) == kept, "a handover leaves every instance running"
+        assert "stopped acting (lease epoch 1)" in first.stderr()
+        successor = start(world, "--foreground", "trio")  # adopts at once: the lease is free
+        wait_for(lambda: (store.get_lease("trio") or {}).get("epoch") == 2, what="epoch 2")
+        assert instances(paths) == kept
+        successor.signal(signal.SIGTERM)
+        assert successor.wait() == 0
+    finally:
+        store.close()

@@ -35,6 +35,7 @@ from foundation.errors import Conflict, PcloudError
 from foundation.paths import Paths
 from images.keys import write_assembly_keys
 from tests.integration.conftest import CpedFactory, CpedProcess
+from tests.processes import kill_until_gone
 
 pytestmark = pytest.mark.integration
 
@@ -197,15 +198,7 @@ class Rig:
             for row in self.client.list_deployables():
                 with contextlib.suppress(PcloudError):
                     self.client.stop_deployable(row["name"])
-        for _ in range(50):
-            left = self.processes()
-            if not left:
-                return
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
+        kill_until_gone(self.processes)
 
 
 def child_pids(pid: int) -> set[int]:

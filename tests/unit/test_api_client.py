@@ -177,3 +177,58 @@ def test_a_refused_stream_raises_the_error(fake: tuple[Client, Canned]) -> None:
     answer(canned, 400, {"code": "invalid", "message": "bad after_id", "details": None})
     with pytest.raises(InvalidInput, match="bad after_id"):
         next(client.stream_events(after_id="x"))
+
+
+# -- several members in PCLOUD_URL ---------------------------------------------------------
+
+
+def test_several_member_urls_are_parsed_in_order() -> None:
+    from cpe.client import Remote, remote_from_environment
+
+    remote = remote_from_environment(
+        {"PCLOUD_URL": "https://a:1, https://[::1]:2,https://c:3", "PCLOUD_TOKEN": "t"}
+    )
+    assert remote is not None and remote.endpoints == [("a", 1), ("::1", 2), ("c", 3)]
+    assert remote.first("c", 3).endpoints == [("c", 3), ("a", 1), ("::1", 2)]
+    with pytest.raises(InvalidInput, match="https://HOST:PORT"):
+        Remote.from_url("https://a:1,http://b:2", "t")
+    with pytest.raises(InvalidInput, match="empty"):
+        Remote.from_url(" , ", "t")
+
+
+class PlainClient(Client):
+    """The TLS client's member choice, over plain HTTP to a loopback server."""
+
+    def _connection(self, timeout: float) -> Any:
+        import http.client
+
+        assert self.remote is not None
+        return http.client.HTTPConnection(self.remote.host, self.remote.port, timeout=timeout)
+
+
+def test_a_member_that_does_not_answer_is_skipped_and_the_next_remembered() -> None:
+    from cpe.client import Remote
+
+    canned = Canned()
+    answer(canned, 200, {"status": "ok"})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), make_handler(canned))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    with socket.socket() as closed:  # a port nobody listens on (bound, never listening)
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+        try:
+            live = server.server_address[1]
+            remote = Remote("127.0.0.1", dead, "t", others=(("127.0.0.1", live),))
+            client = PlainClient("/nonexistent", timeout=2.0, remote=remote)
+            assert client.health() == {"status": "ok"}
+            assert client.remote is not None and client.remote.port == live
+            assert client.health() == {"status": "ok"} and len(canned.requests) == 2
+            assert canned.requests[0][2]["authorization"] == "Bearer t"
+            nobody = Remote("127.0.0.1", dead, "t", others=(("127.0.0.1", dead),))
+            with pytest.raises(Unavailable, match="no member of cped answers"):
+                PlainClient("/nonexistent", timeout=2.0, remote=nobody).health()
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()

@@ -148,3 +148,61 @@ def test_event_retention_refuses_zero_and_nonsense(tmp_path: Path) -> None:
         for p in problems_of(write(tmp_path, "[cped]\nevent_retention = always\n"))
     }
     assert "not a duration" in found["[cped] event_retention"]
+
+
+def test_the_store_is_sqlite_unless_a_postgresql_url_is_given(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "absent.conf").cped.store is None
+    url = "postgresql://pcloud@db.example:5433/pcloud?passfile=/etc/pgpass"
+    key = tmp_path / "cluster.key"
+    key.write_text("00" * 32)
+    config = load_config(write(tmp_path, f"[cped]\nstore = {url}\nkey_file = {key}\n"))
+    assert config.cped.store == url and config.cped.key_file == key
+
+
+def test_a_shared_store_needs_the_cluster_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[cped]\nstore = postgresql://pcloud@db/pcloud\n")
+    (problem,) = problems_of(path)
+    assert problem["path"] == "[cped] key_file" and "seals" in problem["message"]
+
+
+def test_member_settings(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[cped]\nmember = node-1\nmember_ttl = 2s\n"))
+    assert config.cped.member_name == "node-1" and config.cped.member_ttl == 2.0
+    assert load_config(tmp_path / "absent.conf").cped.member_name  # the host name
+    path = write(tmp_path, "[cped]\nmember = a:b\nmember_url = http://x:1\n")
+    assert {p["path"] for p in problems_of(path)} == {"[cped] member", "[cped] member_url"}
+
+
+def test_the_fence_margin_leaves_time_to_renew(tmp_path: Path) -> None:
+    from foundation.config import fence_margin
+
+    config = load_config(write(tmp_path, "[cped]\nlease_ttl = 4s\n"))
+    assert fence_margin(config.cped, config.dped) == 1.0  # a quarter of the TTL by default
+    path = write(tmp_path, "[cped]\nlease_ttl = 4s\n[dped]\nfence_margin = 3.5s\n")
+    (problem,) = problems_of(path)
+    assert problem["path"] == "[dped] fence_margin"
+
+
+def test_a_bad_store_url_is_a_problem_that_never_shows_a_password(tmp_path: Path) -> None:
+    path = write(tmp_path, "[cped]\nstore = mysql://db/x\n")
+    assert "postgresql://" in problems_of(path)[0]["message"]
+    path = write(tmp_path, "[cped]\nstore = postgresql://pcloud:hunter2@db/x\n")
+    with pytest.raises(InvalidInput) as caught:
+        load_config(path)
+    assert "passfile" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_dped_store_call_on_postgresql_ends_before_the_dped_must_fence(tmp_path: Path) -> None:
+    from dpe.dped_process import options_from, store_timeout
+    from foundation.store import DEFAULT_BUSY_TIMEOUT
+
+    assert store_timeout(load_config(tmp_path / "absent.conf")) == DEFAULT_BUSY_TIMEOUT  # SQLite
+    key = tmp_path / "cluster.key"
+    key.write_text("00" * 32)
+    config = load_config(
+        write(tmp_path, f"[cped]\nstore = postgresql://p@db/p\nkey_file = {key}\n")
+    )
+    options = options_from(config)
+    assert options.fence_margin == 1.25
+    # the call returns before the DPE's acting window (5 - 1.25 s) minus a renewal is over
+    assert store_timeout(config) == 5.0 - 1.25 - 1.0

@@ -77,3 +77,27 @@ def test_the_lease_is_held_renewed_taken_over_after_expiry_and_released(runtime:
     assert runtime.acquire_lease("h:3", 3, 5.0, now=110.0) is None
     runtime.release_lease("h:2", taken)
     assert runtime.acquire_lease("h:3", 3, 5.0, now=110.0) == taken + 1
+
+
+def test_a_store_runtime_writes_under_its_lease_and_is_refused_after_it(
+    pcloud_home: Paths,
+) -> None:
+    from foundation.errors import LeaseLost
+
+    store = Store.open(pcloud_home.store_file)
+    try:
+        mine = StoreRuntime(store, "web", store_clock=True)
+        theirs = StoreRuntime(store, "web", store_clock=True)
+        assert mine.acquire_lease("m1:1", 1, 30.0, now=0.0) == 1  # the store's clock, not 0
+        assert store.get_lease("web")["expires_at"] > 1e9  # type: ignore[index]
+        mine.put("instance", "a1", {"instance_id": "i-1"})
+        assert mine.renew_lease("m1:1", 1, -1.0, now=0.0)  # as if its time ran out: expired
+        assert theirs.acquire_lease("m2:2", 2, 30.0, now=0.0) == 2
+        with pytest.raises(LeaseLost):
+            mine.put("instance", "a1", {"instance_id": "stale"})
+        with pytest.raises(LeaseLost):
+            mine.append_event(Event(1.0, "web", "failed", "stale"))
+        theirs.put("instance", "a1", {"instance_id": "i-2"})
+        assert store.get_runtime("web")["instance"]["a1"] == {"instance_id": "i-2"}
+    finally:
+        store.close()

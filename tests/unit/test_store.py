@@ -1,19 +1,30 @@
-"""The store on a real SQLite file: schema, migrations, transactions, runtime, leases, events."""
+"""The store on a real SQLite file and on a real PostgreSQL database (the session's
+server): schema, migrations, transactions, runtime, leases, fenced writes, events.
+
+Every test that does not name its database runs on both (``backend``); the
+few about one database's own behaviour (SQLite's WAL and busy writer,
+PostgreSQL's catalog lock and lost connections) say so in their names."""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from foundation.errors import Conflict, NotFound, StoreError
+from foundation.errors import Conflict, InvalidInput, LeaseLost, NotFound, StoreError
 from foundation.events import Event
 from foundation.model import Assembly, Resource, new_uuid
 from foundation.paths import Paths
-from foundation.store import HOST_JEOS, MIGRATIONS, Store
+from foundation.store import HOST_JEOS, MIGRATIONS, Fence, Store
 
 
 def assembly_doc(name: str, image: str = HOST_JEOS) -> dict[str, Any]:
@@ -40,15 +51,57 @@ def tables(path: Path) -> set[str]:
     return {row[0] for row in rows}
 
 
+@dataclass
+class Backend:
+    """One database under test: ``open()`` gives another Store on it (as another process would)."""
+
+    name: str
+    open: Callable[..., Store]
+    raw: Callable[[str], None]  # run one SQL statement behind the store's back
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, pcloud_home: Paths) -> Backend:
+    if request.param == "sqlite":
+        path = pcloud_home.store_file
+
+        def raw_sqlite(sql: str) -> None:
+            with sqlite3.connect(path) as db:
+                db.execute(sql)
+
+        return Backend("sqlite", lambda **kw: Store.open(path, **kw), raw_sqlite)
+    url = request.getfixturevalue("pg_url")
+
+    def raw_pg(sql: str) -> None:
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(sql)
+
+    return Backend("postgresql", lambda **kw: Store.open_url(url, **kw), raw_pg)
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[Store]:
+    opened = backend.open()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 # -- schema and migrations ------------------------------------------------------
 
 
-def test_new_store_has_the_whole_schema_in_wal_mode(store: Store) -> None:
+def test_new_store_has_the_whole_schema(store: Store) -> None:
     expected = {"schema_version", "jeos", "templates", "deployables", "assemblies"}
     expected |= {"runtime", "leases", "events"}
-    assert expected <= tables(store.path)
+    assert expected <= store.tables()
     assert store.schema_version() == len(MIGRATIONS)
-    with sqlite3.connect(store.path) as db:
+
+
+def test_sqlite_store_is_in_wal_mode(pcloud_home: Paths) -> None:
+    Store.open(pcloud_home.store_file).close()
+    assert "events" in tables(pcloud_home.store_file)
+    with sqlite3.connect(pcloud_home.store_file) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -56,36 +109,41 @@ def test_the_builtin_host_jeos_exists(store: Store) -> None:
     assert store.get_jeos(HOST_JEOS)["kind"] == "host"
 
 
-def test_reopening_migrates_nothing_and_keeps_data(pcloud_home: Paths) -> None:
-    first = Store.open(pcloud_home.store_file)
+def test_names_sort_in_byte_order_on_every_database(store: Store) -> None:
+    for name in ("b", "B", "a-1", "a_1", "A", "é"):
+        store.insert_template(name, {"class": "ocf"})
+    assert [t["name"] for t in store.list_templates()] == ["A", "B", "a-1", "a_1", "b", "é"]
+
+
+def test_reopening_migrates_nothing_and_keeps_data(backend: Backend) -> None:
+    first = backend.open()
     first.insert_jeos({"name": "deb12", "kind": "image", "path": "/x.qcow2"})
     first.close()
     for _ in range(2):
-        again = Store.open(pcloud_home.store_file)
+        again = backend.open()
         assert again.schema_version() == len(MIGRATIONS)
         assert [j["name"] for j in again.list_jeos()] == ["deb12", HOST_JEOS]
         again.close()
 
 
-def test_an_old_schema_is_migrated_forward(pcloud_home: Paths) -> None:
-    old = Store.open(pcloud_home.store_file, migrations=MIGRATIONS[:1])
+def test_an_old_schema_is_migrated_forward(backend: Backend) -> None:
+    old = backend.open(migrations=MIGRATIONS[:1])
     assert old.schema_version() == 1
-    assert "events" not in tables(pcloud_home.store_file)
+    assert "events" not in old.tables()
     old.insert_assembly(assembly_doc("a1"))
     old.close()
-    new = Store.open(pcloud_home.store_file)
+    new = backend.open()
     assert new.schema_version() == len(MIGRATIONS)
     assert new.get_assembly("a1")["name"] == "a1"
     assert new.append_event(Event(1.0, "d", "started", "test")).id == 1
     new.close()
 
 
-def test_a_newer_schema_is_refused(pcloud_home: Paths) -> None:
-    Store.open(pcloud_home.store_file).close()
-    with sqlite3.connect(pcloud_home.store_file) as db:
-        db.execute("UPDATE schema_version SET version = 99")
+def test_a_newer_schema_is_refused(backend: Backend) -> None:
+    backend.open().close()
+    backend.raw("UPDATE schema_version SET version = 99")
     with pytest.raises(StoreError, match="newer"):
-        Store.open(pcloud_home.store_file)
+        backend.open()
 
 
 def test_an_unopenable_path_is_a_store_error(pcloud_home: Paths) -> None:
@@ -117,8 +175,8 @@ def test_a_failing_nested_step_is_undone_alone(store: Store) -> None:
     assert [doc["name"] for doc, _ in store.list_assemblies()] == ["kept"]
 
 
-def test_a_snapshot_sees_one_state_and_refuses_writes(pcloud_home: Paths, store: Store) -> None:
-    other = Store.open(pcloud_home.store_file)
+def test_a_snapshot_sees_one_state_and_refuses_writes(backend: Backend, store: Store) -> None:
+    other = backend.open()
     try:
         with store.snapshot():
             before = store.list_jeos()
@@ -137,7 +195,7 @@ def test_a_foreign_key_violation_is_a_conflict(store: Store) -> None:
     assert store.list_assemblies() == []
 
 
-def test_a_write_waits_for_another_writer_then_reports_busy(pcloud_home: Paths) -> None:
+def test_sqlite_write_waits_for_another_writer_then_reports_busy(pcloud_home: Paths) -> None:
     holder = Store.open(pcloud_home.store_file)
     other = Store.open(pcloud_home.store_file, busy_timeout=0.05)
     try:
@@ -307,8 +365,8 @@ def test_event_paging_both_ways(store: Store) -> None:
     ]
 
 
-def test_events_written_by_another_process_are_visible(pcloud_home: Paths, store: Store) -> None:
-    writer = Store.open(pcloud_home.store_file)
+def test_events_written_by_another_process_are_visible(backend: Backend, store: Store) -> None:
+    writer = backend.open()
     try:
         written = writer.append_event(Event(1.0, "d", "failed", "monitor returned 7"))
     finally:
@@ -328,6 +386,162 @@ def test_old_events_are_pruned_in_batches_and_ids_are_never_reused(store: Store)
     assert store.append_event(Event(200.0, "d", "running", "after")).id == 8
 
 
+# -- several writers at once (as several members and their DPEs are) -------------------------
+
+
+def test_only_one_of_many_concurrent_takeovers_wins(backend: Backend, store: Store) -> None:
+    store.acquire_lease("d", "old", 1, ttl=5.0, now=100.0)
+    stores = [backend.open() for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    won: list[int | None] = [None] * len(stores)
+
+    def take(i: int) -> None:
+        barrier.wait()
+        won[i] = stores[i].acquire_lease("d", f"m{i}:1", i, ttl=5.0, now=200.0)
+
+    try:
+        threads = [threading.Thread(target=take, args=(i,)) for i in range(len(stores))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for opened in stores:
+            opened.close()
+    assert sorted(w for w in won if w is not None) == [2], won
+    lease = store.get_lease("d")
+    assert lease is not None and lease["epoch"] == 2 and lease["holder"] != "old"
+
+
+def test_events_appended_concurrently_are_read_in_order_without_a_gap(
+    backend: Backend, store: Store
+) -> None:
+    writers, per_writer = 4, 40
+    written: list[int] = []
+    done = threading.Event()
+
+    def write(i: int) -> None:
+        opened = backend.open()
+        try:
+            for n in range(per_writer):
+                event = opened.append_event(Event(float(n), f"d{i}", "running", f"{i}/{n}"))
+                written.append(event.id or 0)
+        finally:
+            opened.close()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    seen: list[int] = []
+    while not done.is_set():  # a follower reading "after the last id seen" as streams do
+        done.set() if not any(t.is_alive() for t in threads) else None
+        after = seen[-1] if seen else 0
+        seen += [e.id or 0 for e in store.query_events(after_id=after, limit=1000)]
+    for thread in threads:
+        thread.join()
+    seen += [e.id or 0 for e in store.query_events(after_id=seen[-1] if seen else 0, limit=1000)]
+    assert len(written) == writers * per_writer
+    assert seen == sorted(written), "the follower skipped or repeated an event"
+
+
+# -- a DPE's writes are fenced by its lease epoch -----------------------------------------------
+
+
+def test_writes_under_a_held_lease_land(store: Store) -> None:
+    epoch = store.acquire_lease("d", "m1:7", 7, ttl=30.0)
+    assert epoch == 1
+    fence = Fence("m1:7", epoch)
+    store.put_runtime("d", "instance", "a1", {"id": "i-1"}, fence=fence)
+    event = store.append_event(Event(1.0, "d", "running", "up"), fence=fence)
+    store.delete_runtime("d", "instance", "a1", fence=fence)
+    assert store.get_runtime("d") == {}
+    assert store.query_events() == [event]
+
+
+def test_writes_of_a_former_holder_are_refused_and_change_nothing(store: Store) -> None:
+    old = Fence("m1:7", store.acquire_lease("d", "m1:7", 7, ttl=30.0) or 0)
+    store.put_runtime("d", "instance", "a1", {"id": "i-1"}, fence=old)
+    store.release_lease("d", old.holder, old.epoch)
+    new = Fence("m2:9", store.acquire_lease("d", "m2:9", 9, ttl=30.0) or 0)
+    assert new.epoch == old.epoch + 1
+    with pytest.raises(LeaseLost):
+        store.put_runtime("d", "instance", "a1", {"id": "stale"}, fence=old)
+    with pytest.raises(LeaseLost):
+        store.delete_runtime("d", fence=old)
+    with pytest.raises(LeaseLost):
+        store.append_event(Event(1.0, "d", "failed", "stale"), fence=old)
+    assert store.get_runtime("d") == {"instance": {"a1": {"id": "i-1"}}}
+    assert store.query_events() == []
+    store.put_runtime("d", "instance", "a1", {"id": "i-2"}, fence=new)
+    assert store.get_runtime("d")["instance"]["a1"] == {"id": "i-2"}
+
+
+def test_an_expired_lease_fences_its_holder_even_before_a_takeover(store: Store) -> None:
+    now = store.now()
+    epoch = store.acquire_lease("d", "m1:7", 7, ttl=0.5, now=now - 10.0)  # long expired
+    with pytest.raises(LeaseLost):
+        store.put_runtime("d", "resource", "a1/r", {}, fence=Fence("m1:7", epoch or 0))
+
+
+def test_leases_are_judged_by_the_store_clock(store: Store) -> None:
+    before = store.now()
+    store.acquire_lease("d", "m1:7", 7, ttl=5.0)
+    lease = store.get_lease("d")
+    assert lease is not None
+    assert before <= lease["renewed_at"] <= store.now()
+    assert lease["expires_at"] == pytest.approx(lease["renewed_at"] + 5.0)
+
+
+# -- PostgreSQL's own behaviour ------------------------------------------------------------------
+
+
+def test_postgres_catalog_writes_wait_for_each_other_but_not_dpe_writes(pg_url: str) -> None:
+    holder = Store.open_url(pg_url)
+    other = Store.open_url(pg_url, busy_timeout=0.3)
+    try:
+        epoch = other.acquire_lease("d", "m1:7", 7, ttl=30.0) or 0
+        with holder.transaction():
+            holder.insert_jeos({"name": "j1", "kind": "image", "path": "/x"})
+            with pytest.raises(StoreError, match="busy"):
+                other.insert_template("t1", {"class": "ocf"})
+            other.put_runtime("d", "instance", "a", {"ok": True}, fence=Fence("m1:7", epoch))
+            assert other.renew_lease("d", "m1:7", epoch, ttl=30.0)
+            other.append_event(Event(1.0, "d", "running", "meanwhile"))
+        other.insert_template("t1", {"class": "ocf"})
+        assert [t["name"] for t in holder.list_templates()] == ["t1"]
+    finally:
+        holder.close()
+        other.close()
+
+
+def test_postgres_a_lost_connection_fails_one_call_and_is_replaced(pg_url: str) -> None:
+    store = Store.open_url(pg_url)
+    try:
+        store.insert_jeos({"name": "j1", "kind": "image", "path": "/x"})
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(StoreError, match=r"unreachable|lost"):
+            store.list_jeos()
+        assert [j["name"] for j in store.list_jeos()] == [HOST_JEOS, "j1"]
+    finally:
+        store.close()
+
+
+def test_postgres_url_with_a_password_is_refused_and_never_shown(pg_url: str) -> None:
+    from foundation.store_pg import check_url, redacted
+
+    secret = pg_url.replace("pcloud@", "pcloud:s3cret@")
+    with pytest.raises(InvalidInput, match="passfile") as refused:
+        check_url(secret)
+    assert "s3cret" not in str(refused.value)
+    assert "s3cret" not in redacted(secret)
+    with pytest.raises(InvalidInput, match="postgresql://"):
+        check_url("mysql://x/y")
+
+
 def test_the_store_file_is_its_owners_only_even_when_it_was_not(tmp_path: Path) -> None:
     made = tmp_path / "new.sqlite"
     Store.open(made).close()
@@ -337,3 +551,29 @@ def test_the_store_file_is_its_owners_only_even_when_it_was_not(tmp_path: Path) 
     older.chmod(0o644)  # as an older version left it
     Store.open(older).close()
     assert stat.S_IMODE(older.stat().st_mode) == 0o600
+
+
+def test_sqlite_opened_twice_in_a_process_still_sees_other_processes_writes(
+    tmp_path: Path,
+) -> None:
+    """Closing any descriptor of a file drops the process's POSIX locks on it, SQLite's
+    included.  Were the store file opened and closed to set its mode while a connection
+    is open, another process closing its own last would believe itself the last one,
+    delete the WAL under this one, and leave it reading a frozen copy for ever."""
+    path = tmp_path / "store.sqlite"
+    first = Store.open(path)
+    second = Store.open(path)  # cped opens the store more than once
+    writer = (
+        "import sys; from pathlib import Path; from foundation.store import Store\n"
+        "s = Store.open(Path(sys.argv[1])); s.acquire_lease('shop', 'other:1', 1, 30.0)\n"
+        "s.close()\n"
+    )
+    try:
+        subprocess.run([sys.executable, "-c", writer, str(path)], check=True, timeout=30)
+        assert Path(f"{path}-wal").exists()  # the first connection still counts
+        for store in (first, second):
+            lease = store.get_lease("shop")
+            assert lease is not None and lease["holder"] == "other:1"
+    finally:
+        first.close()
+        second.close()

@@ -22,12 +22,13 @@ def test_the_store_runtime_wakes_cped_after_what_cped_acts_on(store: Store) -> N
     store.insert_deployable({"name": "shop", "uuid": "u-1", "assemblies": []})
     sent: list[tuple[str, str]] = []
     runtime = StoreRuntime(store, "shop", lambda kind, name: sent.append((kind, name)))
-    epoch = runtime.acquire_lease("h:1", 1, 5.0, 100.0)
+    now = store.now()  # the store judges its writer's lease on its own clock
+    epoch = runtime.acquire_lease("h:1", 1, 5.0, now)
     assert epoch is not None
-    assert runtime.renew_lease("h:1", epoch, 5.0, 101.0)
+    assert runtime.renew_lease("h:1", epoch, 5.0, now + 1)
     runtime.put("resource", "web/www", {"state": "running"})
-    runtime.append_event(Event(101.0, "shop", "running", "up"))
-    assert runtime.acquire_lease("h:2", 2, 5.0, 102.0) is None  # held: not taken, no wake-up
+    runtime.append_event(Event(now + 1, "shop", "running", "up"))
+    assert runtime.acquire_lease("h:2", 2, 5.0, now + 2) is None  # held: not taken, no wake-up
     runtime.release_lease("h:1", epoch)
     # renewals and runtime documents are not worth a wake-up: cped does not act on them
     assert sent == [(LEASE, "shop"), (EVENT, "shop"), (LEASE, "shop")]

@@ -1,0 +1,106 @@
+"""A DPE's last line of self-fencing: a watchdog thread that ends the process.
+
+The engine fences itself on its loop: a DPE that has not renewed its lease
+stops acting ``fence_margin`` before the lease can expire (``dpe.engine``).
+That needs the loop to run.  A loop stuck in a call that does not return (a
+store or driver call hanging on a partitioned network, a blocking bug) would
+go on acting once it returns, after a new owner took over.  The watchdog runs
+beside the loop, in a thread of its own: the engine arms it with a deadline
+half a margin later than its own fence, pushes it on after every renewal,
+and disarms it when it halts or shuts down.  If the deadline passes while it
+is armed, the watchdog logs why and kills the process (SIGKILL): a dead DPE
+acts no more, and everything it knew is in the store; the supervisor starts
+another, which adopts once it holds the lease.  Time the whole process did not
+run (SIGSTOP, a starved host) does not count against the loop: the watchdog
+notices its own late wake-ups and moves the deadline on by as much.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("dpe.fencing")
+
+TICK = 0.25  # while armed, the watchdog wakes at least this often ...
+ABSENT_AFTER = 0.5  # ... and a wake-up this much later means the process did not run
+
+
+def kill_this_process() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FenceWatchdog:
+    def __init__(
+        self,
+        on_expiry: Callable[[], None] = kill_this_process,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._on_expiry = on_expiry
+        self._clock = clock
+        self._deadline: float | None = None
+        self._fired = False
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float) -> None:
+        """Fire at ``deadline`` (monotonic seconds) unless armed again or disarmed first."""
+        with self._changed:
+            self._deadline = deadline
+            self._changed.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="fence-watchdog", daemon=True)
+            self._thread.start()
+
+    def disarm(self) -> None:
+        with self._changed:
+            self._deadline = None
+            self._changed.notify()
+
+    def check(self) -> bool:
+        """Fire if the deadline has passed; whether it fired (once)."""
+        with self._changed:
+            deadline = self._deadline
+            if deadline is None or self._fired or self._clock() < deadline:
+                return False
+            self._fired = True
+        late = self._clock() - deadline
+        log.critical(
+            "the lease was not renewed and the loop did not fence itself (%.2f s past the"
+            " watchdog's deadline): ending the process so that it acts no more",
+            late,
+        )
+        self._on_expiry()
+        return True
+
+    def overslept(self, extra: float) -> None:
+        """This thread woke ``extra`` seconds later than it asked.  Beyond
+        ``ABSENT_AFTER`` the whole process did not run (stopped, starved): its loop
+        was not stuck, it was not run either.  The deadline moves on by as much, so
+        the loop gets the time it was promised once it runs again (it looks at its
+        lease before it acts)."""
+        if extra <= ABSENT_AFTER:
+            return
+        with self._changed:
+            if self._deadline is None:
+                return
+            self._deadline += extra
+        log.warning(
+            "this DPE did not run for %.1f s: the watchdog's deadline moves on by as much",
+            extra,
+        )
+
+    def _watch(self) -> None:
+        while not self._fired:
+            with self._changed:
+                deadline = self._deadline
+                wait = None if deadline is None else min(TICK, max(0.0, deadline - self._clock()))
+                asked_at = self._clock()
+                self._changed.wait(wait)
+            if wait is not None:
+                self.overslept(self._clock() - asked_at - wait)
+            self.check()

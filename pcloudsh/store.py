@@ -1,0 +1,108 @@
+"""The store itself: migrate its schema, export it, import an export.
+
+These act on the database directly, not through cped: a store can be
+migrated before any cped starts on it, and moved from SQLite to PostgreSQL
+(``store_export`` from the old one, ``store = postgresql://...`` in
+``[cped]``, ``store_import`` into the new one, then start the members).
+``--store`` names another store than the configured one: a ``postgresql://``
+URL or an SQLite file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from foundation.errors import InvalidInput
+from pcloudsh.definition import Arg, Noun, command
+from pcloudsh.output import Raw, Result, done
+
+STORE_ARG = Arg(
+    "--store",
+    metavar="URL_OR_FILE",
+    help="a postgresql:// URL or an SQLite file (default: [cped] store of the configuration,"
+    " else the SQLite store in the state directory)",
+)
+
+
+class StoreCommands(Noun):
+    category = "Store"
+
+    @command(STORE_ARG)
+    def store_migrate(self, args: argparse.Namespace) -> Result:
+        """Bring the store's schema up to this version (cped also does on start).
+
+        Safe to repeat and to run while members use the store: a schema that
+        is current is left alone, and migrations run in one transaction.
+        """
+        with self.env.open_store(args.store) as store:
+            version, where = store.schema_version(), store.location
+        return done(
+            f"the store {where} is at schema version {version}",
+            store=where,
+            schema_version=version,
+        )
+
+    @command(Arg("file", help="where to write the export ('-': standard output)"), STORE_ARG)
+    def store_export(self, args: argparse.Namespace) -> Result:
+        """Write the whole store (catalog, runtime state, leases, events) as JSON lines.
+
+        Read in one consistent snapshot; cped may keep running meanwhile.
+        """
+        from foundation.store_transfer import export_store
+
+        with self.env.open_store(args.store) as store:
+            where = store.location
+            if args.file == "-":
+                counts = export_store(store, self.env.stdout)
+                return Result({"store": where, "rows": counts}, Raw(""))
+            counts = _export_to(Path(args.file), lambda out: export_store(store, out))
+        rows = sum(counts.values())
+        return done(f"exported {rows} rows of {where} to {args.file}", store=where, rows=counts)
+
+    @command(Arg("file", help="an export made by store_export ('-': standard input)"), STORE_ARG)
+    def store_import(self, args: argparse.Namespace) -> Result:
+        """Load an export into a new, empty store of the same schema version.
+
+        All or nothing: a bad line, another schema version or a store that
+        already has a catalog is refused and nothing changes.  Event ids are
+        kept; leases keep their epoch, not their holder.
+        """
+        from foundation.store_transfer import import_store
+
+        lines = self.env.stdin if args.file == "-" else _read_lines(Path(args.file))
+        with self.env.open_store(args.store) as store:
+            where = store.location
+            counts = import_store(store, lines)
+        rows = sum(counts.values())
+        return done(f"imported {rows} rows into {where}", store=where, rows=counts)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"cannot read {path}: not UTF-8 text") from None
+
+
+def _export_to(path: Path, write: Callable[[TextIO], dict[str, int]]) -> dict[str, int]:
+    """Write through a temporary file renamed into place: never half an export."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            counts = write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {path}: {error.strerror or error}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return counts

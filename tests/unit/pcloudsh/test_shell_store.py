@@ -1,0 +1,59 @@
+"""store_migrate, store_export and store_import in-process, on a real SQLite file and
+a real PostgreSQL database: the move from one to the other, and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from foundation.events import Event
+from foundation.paths import Paths
+from foundation.store import MIGRATIONS, Store
+from pcloudsh.environment import Environment
+from pcloudsh.exitcodes import ExitCode
+from pcloudsh.testing import run
+
+
+def shell(paths: Paths) -> Environment:
+    return Environment(paths=paths, width=100, color=False)
+
+
+def test_sqlite_moves_to_postgresql(pcloud_home: Paths, pg_url: str, tmp_path: Path) -> None:
+    old = Store.open(pcloud_home.store_file)
+    old.insert_template("web", {"class": "ocf", "type": "apache"})
+    old.append_event(Event(1.0, "shop", "running", "before the move"))
+    old.close()
+    env = shell(pcloud_home)
+    dump = tmp_path / "old.jsonl"
+    out, err, status = run(env, f"--json store_export {dump}")
+    assert status == ExitCode.OK, err
+    assert json.loads(out)["rows"]["templates"] == 1
+    out, err, status = run(env, f"store_import {dump} --store {pg_url}")
+    assert status == ExitCode.OK, err
+    assert "imported" in out and "pcloud@" in out
+    moved = Store.open_url(pg_url)
+    try:
+        assert [t["name"] for t in moved.list_templates()] == ["web"]
+        assert [e.reason for e in moved.query_events()] == ["before the move"]
+    finally:
+        moved.close()
+    _, err, status = run(env, f"store_import {dump} --store {pg_url}")
+    assert status == ExitCode.USAGE and "not empty" in err
+
+
+def test_migrate_reports_the_schema_version(pcloud_home: Paths, pg_url: str) -> None:
+    out, err, status = run(shell(pcloud_home), f"--json store_migrate --store {pg_url}")
+    assert status == ExitCode.OK, err
+    assert json.loads(out)["schema_version"] == len(MIGRATIONS)
+
+
+def test_bad_files_are_refused_with_their_reason(pcloud_home: Paths, tmp_path: Path) -> None:
+    env = shell(pcloud_home)
+    _, err, status = run(env, f"store_import {tmp_path / 'absent.jsonl'}")
+    assert status == ExitCode.USAGE and "cannot read" in err
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("hello\n")
+    _, err, status = run(env, f"store_import {garbage}")
+    assert status == ExitCode.USAGE and "line 1" in err
+    _, err, status = run(env, "store_migrate --store mysql://db/x")
+    assert status == ExitCode.USAGE and "postgresql://" in err

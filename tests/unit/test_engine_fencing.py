@@ -1,0 +1,195 @@
+"""Self-fencing: a DPE that cannot renew its lease stops acting a margin before the
+lease can expire; a write the store refuses fences it at once; the watchdog is
+armed half a margin later and disarmed when the engine halts (fake clock)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from dpe.fencing import FenceWatchdog
+from dpe.runtime import MemoryRuntime
+from foundation.errors import StoreError
+from foundation.events import Event
+from foundation.store import Fence
+from tests.unit.fakes import FAST, Harness
+from tests.unit.test_engine import TWO, running
+
+TTL, MARGIN, RENEW = FAST.lease_ttl, FAST.fence_margin, FAST.lease_renew
+
+
+class SilentStore(MemoryRuntime):
+    """Renewals fail as if the store were unreachable, once ``silent`` is set."""
+
+    silent = False
+
+    def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
+        if self.silent:
+            raise StoreError("the store is unreachable")
+        return super().renew_lease(holder, epoch, ttl, now)
+
+
+class RecordingWatchdog:
+    def __init__(self) -> None:
+        self.armed: list[float] = []
+        self.disarmed = 0
+
+    def arm(self, deadline: float) -> None:
+        self.armed.append(deadline)
+
+    def disarm(self) -> None:
+        self.disarmed += 1
+
+
+async def test_a_dpe_that_cannot_renew_stops_acting_before_its_lease_can_expire() -> None:
+    runtime = SilentStore("dep")
+    h = Harness(runtime)
+    await running(h)
+    engine = h.engine
+    assert engine is not None and runtime.lease is not None
+    await h.clock.advance(RENEW)  # a renewal went through: the lease runs ttl from it
+    renewed_at, expires_at = h.clock.monotonic(), runtime.lease.expires_at
+    runtime.silent = True
+    await h.until(lambda: engine.halted.is_set(), within=TTL)
+    assert h.clock.monotonic() <= renewed_at + TTL - MARGIN + 1e-6
+    assert h.clock.time() <= expires_at - MARGIN + 1e-6, "acting too close to the expiry"
+    assert engine.halt_reason.startswith("cannot renew the lease: self-fenced")
+    h.world.kill_resource("a1", "x")
+    mark = len(h.world.ops)
+    await h.clock.advance(30)
+    assert h.world.ops[mark:] == [], "a fenced DPE acted"
+    await engine.shutdown()
+
+
+async def test_a_write_refused_by_the_store_fences_at_once() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None and h.runtime is not None and h.runtime.lease is not None
+    # the store sees another epoch than the one this DPE writes under (renewals
+    # still pass here, so only the refused write can be what fences it)
+    h.runtime.fence = Fence("test:1", h.runtime.lease.epoch - 1)
+    h.world.kill_resource("a1", "x")  # the failure is an event: its write is refused
+    await h.until(lambda: engine.halted.is_set(), within=2 * RENEW)
+    assert engine.halt_reason.startswith("the store refused a write")
+    assert "x failed" not in " ".join(h.story()[-3:])
+    await engine.shutdown()
+
+
+async def test_the_watchdog_follows_renewals_and_is_disarmed_on_halt() -> None:
+    h = Harness(SilentStore("dep"))
+    dog = RecordingWatchdog()
+    engine = h.new_engine(TWO)
+    engine.lease.watchdog = dog
+    await engine.start()
+    sent = h.clock.monotonic()
+    assert dog.armed == [sent + TTL - MARGIN / 2]
+    await h.clock.advance(RENEW)
+    assert dog.armed[-1] == h.clock.monotonic() + TTL - MARGIN / 2
+    assert isinstance(h.runtime, SilentStore)
+    h.runtime.silent = True
+    await h.until(lambda: engine.halted.is_set(), within=TTL)
+    assert dog.disarmed >= 1
+    assert h.clock.monotonic() < dog.armed[-1], "the loop fenced itself before the watchdog"
+    await engine.shutdown()
+
+
+def test_the_watchdog_fires_once_past_its_deadline_unless_disarmed() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 105.0  # armed without its thread: checked by hand here
+    assert not dog.check()
+    now[0] = 105.5
+    dog.disarm()
+    assert not dog.check() and fired == []
+    dog._deadline = 106.0
+    now[0] = 106.0
+    assert dog.check() and fired == [106.0]
+    now[0] = 200.0
+    assert not dog.check() and fired == [106.0]
+
+
+def test_time_the_whole_process_did_not_run_moves_the_deadline_on() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 105.0
+    dog.overslept(0.2)  # an ordinary late wake-up: the loop had its time
+    now[0] = 110.0  # stopped for 10 s (SIGSTOP): the loop did not run either
+    dog.overslept(10.0)
+    assert not dog.check() and fired == []
+    now[0] = 115.0
+    assert dog.check() and fired == [115.0], "a loop that runs and does not renew is fenced"
+
+
+class FlakyStore(SilentStore):
+    """Writes fail too while ``silent``, as when the store restarts."""
+
+    def append_event(self, event: Event) -> Event:
+        if self.silent:
+            raise StoreError("the store is unreachable")
+        return super().append_event(event)
+
+    def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        if self.silent:
+            raise StoreError("the store is unreachable")
+        super().put(kind, key, doc)
+
+
+async def test_what_happens_while_the_store_is_away_is_recorded_in_order_after() -> None:
+    runtime = FlakyStore("dep")
+    h = Harness(runtime)
+    await running(h)
+    engine = h.engine
+    assert engine is not None
+    runtime.silent = True
+    h.world.kill_resource("a1", "x")  # fails and is restarted while nothing can be written
+    await h.until(lambda: h.world.ops_of("a1/x").count("start") == 2, within=TTL - MARGIN - 1)
+    missing = len(engine.recorder.outbox.pending)
+    assert missing > 0 and not engine.halted.is_set()
+    runtime.silent = False
+    await h.clock.advance(RENEW)  # the next renewal goes through, then what waited
+    assert engine.recorder.outbox.pending == deque()
+    story = h.story("a1/x")
+    assert story.index("a1/x failed: monitor returned 7 (not running)") < len(story) - 1
+    assert runtime.docs["resource"]["a1/x"]["state"] == "running"
+    await engine.shutdown()
+
+
+async def stall(h: Harness, seconds: float) -> None:
+    """dped's loop does not run for ``seconds``; then every timer fires late."""
+    h.clock.now += seconds
+    await h.clock.advance(0)
+
+
+async def test_a_loop_stalled_past_the_window_takes_its_lease_back_if_nobody_took_it() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None and h.runtime is not None and h.runtime.lease is not None
+    epoch = h.runtime.lease.epoch
+    await stall(h, 2 * TTL)  # the lease expired meanwhile, but nobody took it
+    await h.clock.advance(RENEW)
+    assert not engine.halted.is_set()
+    assert h.runtime.lease.epoch == epoch and h.runtime.lease.expires_at > h.clock.time()
+    h.world.kill_resource("a1", "x")
+    await h.until(lambda: h.world.ops_of("a1/x").count("start") == 2, within=10)
+    await engine.shutdown()
+
+
+async def test_a_loop_stalled_while_another_dpe_took_the_lease_acts_no_more() -> None:
+    h = Harness()
+    await running(h)
+    engine = h.engine
+    assert engine is not None and h.runtime is not None and h.runtime.lease is not None
+    h.clock.now += 2 * TTL  # stalled; meanwhile another DPE takes the expired lease
+    assert h.runtime.acquire_lease("other:9", 9, TTL, h.clock.time()) is not None
+    h.runtime.fence = Fence("test:1", h.runtime.lease.epoch - 1)  # ours, as the store sees it
+    await h.clock.advance(0)
+    await h.until(lambda: engine.halted.is_set(), within=RENEW)
+    h.world.kill_resource("a1", "x")
+    mark = len(h.world.ops)
+    await h.clock.advance(30)
+    assert h.world.ops[mark:] == [], "a DPE whose lease was taken over acted"
+    await engine.shutdown()
