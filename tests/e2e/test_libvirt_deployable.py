@@ -209,8 +209,9 @@ def test_start_all_running(world: World) -> None:
 
 
 def guest_agents(world: World, assembly: str) -> list[str]:
-    """The guest agent processes running in the assembly's VM."""
-    listed = ssh(world, assembly, "ps -eo args").stdout.splitlines()
+    """The guest agent processes running in the assembly's VM: "PID ARGS" each (a new
+    agent has the same command line as the one it replaced)."""
+    listed = ssh(world, assembly, "ps -eo pid=,args=").stdout.splitlines()
     return [line for line in listed if "--heartbeat" in line and "/agent-" in line]
 
 
