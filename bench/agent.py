@@ -1,10 +1,9 @@
 """The guest agent, measured: kill -> report latency, CPU per monitor, idle CPU.
 
 Real local guests (sshd as root in their own PID namespaces) and dped's own
-client of the agent (``dpe.agent_channel``); no cped and no dped yet (the
-engine's wiring is the next step), so the "dped" figures are this process's,
-doing what a dped does with the agent: nothing per unchanged monitor,
-reading a heartbeat a second per guest.
+client of the agent (``dpe.agent_channel``), without cped and the engine, so
+the "dped" figures are this process's, doing what a dped does with the agent:
+nothing per unchanged monitor, reading a heartbeat a second per guest.
 
 - **kill -> report**: ``ocf:heartbeat:anything`` (``/bin/sleep``) with its
   monitor every 1 s and every 60 s, watched by the agent; SIGKILL to the
