@@ -7,6 +7,7 @@ from typing import Any
 
 from dpe.agent_metadata import check_parameters, is_agent_spec
 from pcloudsh.definition import Arg, Names, Noun, command
+from pcloudsh.environment import Environment
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.values import (
     check_name,
@@ -78,25 +79,15 @@ class ResourceCommands(Noun):
         if args.monitor_interval is not None:
             interval = parse_operation_duration(args.monitor_interval, "monitor interval")
             overrides["monitor_interval"] = interval
-        doc = _resource_doc(name, self._template(args.template, list(params)), params, overrides)
+        doc = _resource_doc(
+            name, template_or_agent(self.env, args.template, list(params)), params, overrides
+        )
         resource = self.env.api().add_resource(assembly, doc)  # cped validates, normalises
         return done(
             f"resource {name} ({agent_spec(resource)}) added to assembly {assembly}",
             assembly=assembly,
             resource=resource,
         )
-
-    def _template(self, name: str, params: list[str]) -> dict[str, Any]:
-        """The template named, or for an agent: its template if one exists, else one
-        made from the agent's meta-data (not stored)."""
-        if not is_agent_spec(name):
-            return dict(self.env.api().get_template(check_name(name, "template")))
-        info = self.env.read_agent(name)
-        check_parameters(info, params)
-        for template in self.env.api().list_templates():
-            if agent_spec(template.get("resource", {})) == str(info.spec):
-                return dict(template)
-        return {"resource": info.resource({})}
 
     @command(RESOURCE_ID, LEGACY_ASSEMBLY)
     def assembly_resource_remove(self, args: argparse.Namespace) -> Result:
@@ -111,6 +102,20 @@ class ResourceCommands(Noun):
         assembly = check_name(args.assembly, "assembly")
         resources = self.env.api().get_assembly(assembly).get("resources", [])
         return Result(resources, resource_table(resources))
+
+
+def template_or_agent(env: Environment, name: str, params: list[str]) -> dict[str, Any]:
+    """The template named, or for an agent (``AGENT_HELP``): its template if one exists,
+    else one made from the agent's meta-data (not stored); ``params``: the parameter
+    names given, which the agent must take."""
+    if not is_agent_spec(name):
+        return dict(env.api().get_template(check_name(name, "template")))
+    info = env.read_agent(name)
+    check_parameters(info, params)
+    for template in env.api().list_templates():
+        if agent_spec(template.get("resource", {})) == str(info.spec):
+            return dict(template)
+    return {"resource": info.resource({})}
 
 
 def _target(first: str, params: list[str]) -> tuple[str, str]:

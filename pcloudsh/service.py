@@ -9,7 +9,7 @@ from foundation import model
 from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
-from pcloudsh.resource import agent_spec
+from pcloudsh.resource import AGENT_HELP, agent_spec, template_or_agent
 from pcloudsh.values import (
     check_name,
     parse_duration,
@@ -43,7 +43,12 @@ class ServiceCommands(Noun):
     @command(
         DEPLOYABLE,
         Arg("name", help="the new service's name"),
-        Arg("template", help="the resource template it is made from", complete=Names.TEMPLATE),
+        Arg(
+            "template",
+            metavar="TEMPLATE|AGENT",
+            help="the resource template it is made from, or an agent of this host: " + AGENT_HELP,
+            complete=Names.TEMPLATE,
+        ),
         Arg(
             "--on",
             required=True,
@@ -76,15 +81,17 @@ class ServiceCommands(Noun):
 
         It runs on the allowed running assembly with the highest score, and fails
         over to the next one when that assembly fails (before it is re-created).
+        An agent (ocf:PROVIDER:TYPE, lsb:NAME, systemd:UNIT) may be named instead of a
+        template, as for assembly_resource_add.
         """
         deployable = check_name(args.deployable, "deployable")
         name = check_name(args.name, "service")
-        template = self.env.api().get_template(check_name(args.template, "template"))
-        doc = {**template.get("resource", {}), "name": name}
         on = [item for item in args.on if "=" not in item]
         params = parse_params([*args.params, *(item for item in args.on if "=" in item)])
         if not on:
             raise InvalidInput("--on: name at least one assembly (ASSEMBLY[:SCORE],...)")
+        template = template_or_agent(self.env, args.template, list(params))
+        doc = {**template.get("resource", {}), "name": name}
         doc["parameters"] = {**doc.get("parameters", {}), **params}
         doc["timeouts"] = {**doc.get("timeouts", {}), **parse_timeouts(args.timeout)}
         if args.monitor_interval is not None:

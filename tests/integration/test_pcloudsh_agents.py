@@ -97,3 +97,35 @@ def test_a_custom_agent_from_its_meta_data_to_a_running_resource(
         shell.run("deployable_stop", "shop", "--wait", timeout=90)
     ok(shell, "resource_template_delete", "greeter")
     assert "greeter" not in ok(shell, "resource_template_list")
+
+
+def test_a_service_names_its_agent_directly(
+    cped_factory: CpedFactory,
+    ocf_provider: OcfProvider,  # noqa: F811 - the fixture
+) -> None:
+    ocf_provider.install("Greeter", GREETER)
+    agent = f"ocf:{ocf_provider.name}:Greeter"
+    shell = Shell(cped_factory().paths)
+    ok(shell, "deployable_create", "shop")
+    for name in ("a1", "a2"):
+        ok(shell, "assembly_create", name, "host")
+        ok(shell, "deployable_assembly_add", "shop", name)
+
+    assert "unknown parameter 'colour'" in refused(
+        shell, "deployable_service_add", "shop", "svc", agent, "--on", "a1", "colour=red"
+    )
+    missing = f"ocf:{ocf_provider.name}:Nosuch"
+    assert "no such agent on this host" in refused(
+        shell, "deployable_service_add", "shop", "svc", missing, "--on", "a1"
+    )
+    assert json.loads(ok(shell, "--json", "deployable_service_list", "shop")) == []
+
+    said = ok(shell, "deployable_service_add", "shop", "svc", agent, "--on", "a1:100,a2:50")
+    assert f"service svc ({agent}) added to deployable shop" in said
+    (svc,) = json.loads(ok(shell, "--json", "deployable_service_list", "shop"))
+    assert (svc["provider"], svc["type"]) == (ocf_provider.name, "Greeter")
+    assert svc["monitor_interval"] == 3  # the agent's advice: no template was needed
+    assert [(loc["assembly"], loc["score"]) for loc in svc["locations"]] == [
+        ("a1", 100),
+        ("a2", 50),
+    ]
