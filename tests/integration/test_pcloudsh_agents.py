@@ -55,14 +55,21 @@ def refused(shell: Shell, *args: str) -> str:
     return done.stderr
 
 
-def test_a_custom_agent_from_its_meta_data_to_a_running_resource(
+@pytest.fixture
+def greeter(
     cped_factory: CpedFactory,
     ocf_provider: OcfProvider,  # noqa: F811 - the fixture
-) -> None:
+) -> tuple[Shell, str]:
+    """A shell on a fresh cped, and the Greeter agent installed on this host."""
     ocf_provider.install("Greeter", GREETER)
-    agent = f"ocf:{ocf_provider.name}:Greeter"
-    shell = Shell(cped_factory().paths)
+    return Shell(cped_factory().paths), f"ocf:{ocf_provider.name}:Greeter"
 
+
+def test_a_custom_agent_from_its_meta_data_to_a_running_resource(
+    greeter: tuple[Shell, str],
+    ocf_provider: OcfProvider,  # noqa: F811 - the fixture
+) -> None:
+    shell, agent = greeter
     ok(shell, "resource_template_add", "greeter", agent, "greeting=hello")
     template = json.loads(ok(shell, "--json", "resource_template_show", "greeter"))
     assert template["description"] == "Says hello (a test agent)"
@@ -100,12 +107,10 @@ def test_a_custom_agent_from_its_meta_data_to_a_running_resource(
 
 
 def test_a_service_names_its_agent_directly(
-    cped_factory: CpedFactory,
+    greeter: tuple[Shell, str],
     ocf_provider: OcfProvider,  # noqa: F811 - the fixture
 ) -> None:
-    ocf_provider.install("Greeter", GREETER)
-    agent = f"ocf:{ocf_provider.name}:Greeter"
-    shell = Shell(cped_factory().paths)
+    shell, agent = greeter
     ok(shell, "deployable_create", "shop")
     for name in ("a1", "a2"):
         ok(shell, "assembly_create", name, "host")
