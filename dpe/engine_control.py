@@ -80,7 +80,8 @@ class ControlLoop:
             plan = await self.policy.plan(self.level.planned, self.observe())
             if not plan.probing:  # while probing, nothing else is decided
                 self._note_blocked(plan.blocked)
-            self.moves.note(plan)
+            if self.moves.note(plan):  # another service's place may depend on it
+                self._wake.set()
             self._wake_at(plan.wake_at)
             if plan.empty:
                 self._converged()

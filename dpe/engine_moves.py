@@ -48,20 +48,23 @@ class ServiceMoves:
         doc = self.records.failed(service, rid.assembly, self.clock.time())
         self.recorder.put(SERVICE, service.name, doc)
 
-    def note(self, plan: Plan) -> None:
-        """Say once where each service goes and why (not while probing)."""
+    def note(self, plan: Plan) -> bool:
+        """Say once where each service goes and why (not while probing).  True when a
+        requested move ended here: the plan was made with it, so plan again."""
         if plan.probing:
-            return
+            return False
+        ended = False
         for name, assembly in list(self.records.moves.items()):
             runner = self.runners.resources.get(ResourceId(assembly, name))
             if runner is None or runner.state is ResourceState.RUNNING:
-                self.done(ResourceId(assembly, name))  # already there, or impossible
+                ended |= self.done(ResourceId(assembly, name))  # already there, or impossible
         noted = {}
         for move in plan.moves:
             noted[move.service] = (move.source, move.target)
             if self._noted.get(move.service) != noted[move.service]:
                 self._announce(move)
         self._noted = noted
+        return ended
 
     def _announce(self, move: Move) -> None:
         where = move.target or move.source
@@ -86,10 +89,11 @@ class ServiceMoves:
             return
         self.records.moves = ServiceRecords.restore(docs).moves
 
-    def done(self, rid: ResourceId) -> None:
-        """A requested move is done once the service runs there: the request ends."""
+    def done(self, rid: ResourceId) -> bool:
+        """A requested move is done once the service runs there: the request ends
+        (True; False when no such move was asked)."""
         if self.records.moves.get(rid.resource) != rid.assembly:
-            return
+            return False
         del self.records.moves[rid.resource]
         self.recorder.delete(MOVE, rid.resource)
         runner = self.runners.resources.get(rid)
@@ -99,3 +103,4 @@ class ServiceMoves:
             )
         else:
             runner.cell.note(f"{rid.resource} moved to {rid.assembly} as requested")
+        return True
