@@ -20,7 +20,12 @@ nothing per unchanged monitor, reading a heartbeat a second per guest.
 - **idle**: 3 guests x 2 Dummy resources, monitors every 10 s; this process's
   CPU per second with the agents (their heartbeats) and the passive way
   (an SSH keepalive per guest every second, an ``uptime`` health command every
-  10 s, each monitor over SSH).
+  10 s, each monitor over SSH); the agents beat at one phase, as a dped's do.
+  Each idle figure is the median of three windows.
+- **idle dped**: the same deployable run by a real cped and dped, in each
+  monitoring mode; the dped's CPU (every thread's, from ``/proc``) over a
+  window, everything it does included (the lease renewed every second, the
+  driver asked every 10 s).
 
     .venv/bin/python -m bench.agent [--quick] [--json FILE]
 
@@ -39,6 +44,7 @@ import random
 import resource
 import shutil
 import signal
+import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,9 +52,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import CLOCK_TICKS, machine, stats
+from bench.common import (
+    CLOCK_TICKS,
+    Cped,
+    dummy_deployable,
+    machine,
+    resources_not_running,
+    stats,
+    thread_cpu_ns,
+    until,
+)
 from dpe import agent_ops, agents
-from dpe.agent_channel import AgentChannel, AgentEvent, MonitorChange, ProcessDied, start_agent
+from dpe.agent_channel import (
+    AgentChannel,
+    AgentEvent,
+    AgentSettings,
+    MonitorChange,
+    ProcessDied,
+    deployable_phase,
+    start_agent,
+)
 from dpe.drivers import _procfs
 from dpe.drivers.local import LocalDriver
 from dpe.interfaces import Instance
@@ -280,10 +303,16 @@ def _per_monitor(start: tuple[float, float, int], end: tuple[float, float, int])
 
 IDLE = [Resource(name=f"i{n}") for n in range(2)]
 SLOW = 10.0
+SETTLE = 10.0  # after everything runs, before the window (the first monitors, the lease)
+WINDOWS = 3
 
 
 async def idle_active(guests: list[Guest], seconds: float) -> float:
-    channels = [await start_agent(g.connection, label=g.instance.assembly) for g in guests]
+    # as a dped starts them: the guests of one deployable beat at one phase
+    settings = AgentSettings(heartbeat_phase=deployable_phase("bench", 1.0))
+    channels = [
+        await start_agent(g.connection, settings, label=g.instance.assembly) for g in guests
+    ]
     try:
         for agent in channels:
             for dummy in IDLE:
@@ -321,19 +350,43 @@ async def idle_passive(guests: list[Guest], seconds: float) -> float:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def idle_dped(monitoring: str, seconds: float) -> float:
+    """A real dped's CPU running 3 x 2 Dummy resources (10 s monitors), % of a core."""
+    names = [f"a{n}" for n in range(3)]
+    document = dummy_deployable("idle", names, len(IDLE), SLOW) | {"monitoring": monitoring}
+    with Cped() as cped:
+        cped.keys(names)
+        cped.client.put_deployable("idle", document)
+        cped.client.start_deployable("idle")
+        until(lambda: not resources_not_running(cped, ["idle"]), 120.0, "all running", 0.5)
+        time.sleep(SETTLE)
+        [dped] = cped.dpeds()
+        shares = []
+        for _ in range(WINDOWS):
+            cpu, wall = thread_cpu_ns(dped), time.monotonic()
+            time.sleep(seconds / WINDOWS)
+            used = (thread_cpu_ns(dped) - cpu) / 1e9
+            shares.append(used / (time.monotonic() - wall) * 100)
+        return round(statistics.median(shares), 4)
+
+
 async def _own_share(seconds: float) -> float:
-    """This process's CPU over ``seconds`` (after a settling second), in % of a core."""
+    """This process's CPU over ``seconds`` (after a settling second), in % of a core:
+    the median of ``WINDOWS`` windows (one wake-up of the host's own can double one)."""
     await asyncio.sleep(1.0)
-    cpu, wall = own_cpu(), time.monotonic()
-    await asyncio.sleep(seconds)
-    return round((own_cpu() - cpu) / (time.monotonic() - wall) * 100, 4)
+    shares = []
+    for _ in range(WINDOWS):
+        cpu, wall = own_cpu(), time.monotonic()
+        await asyncio.sleep(seconds / WINDOWS)
+        shares.append((own_cpu() - cpu) / (time.monotonic() - wall) * 100)
+    return round(statistics.median(shares), 4)
 
 
 # ---------------------------------------------------------------------------
 
 
 async def run(quick: bool) -> dict[str, Any]:
-    kills, window, idle_window = (10, 10.0, 30.0) if quick else (20, 20.0, 60.0)
+    kills, window, idle_window = (10, 10.0, 30.0) if quick else (20, 20.0, 90.0)
     lab = Lab()
     report: dict[str, Any] = {"machine_before": machine(), "quick": quick}
     try:
@@ -354,6 +407,10 @@ async def run(quick: bool) -> dict[str, Any]:
         }
     finally:
         await lab.close()
+    report["idle_dped_percent_of_a_core"] = {
+        mode: await asyncio.to_thread(idle_dped, mode, idle_window)
+        for mode in ("active", "passive")
+    }
     report["machine_after"] = machine()
     return report
 
@@ -382,6 +439,11 @@ def table(report: dict[str, Any]) -> str:
     lines.append(
         f"| idle (3 x 2 Dummy, 10 s), % of a core: active / passive "
         f"| {idle['active']} / {idle['passive']} | |"
+    )
+    dped = report["idle_dped_percent_of_a_core"]
+    lines.append(
+        f"| idle dped (cped's, same deployable), % of a core: active / passive "
+        f"| {dped['active']} / {dped['passive']} | |"
     )
     return "\n".join(lines)
 

@@ -325,3 +325,28 @@ async def destroy_all(paths: Paths, name: str) -> None:
     driver = LocalDriver(paths, {})
     for instance in await driver.list(name):
         await driver.destroy(instance.instance_id)
+
+
+def resources_not_running(cped: Cped, names: list[str]) -> list[str]:
+    """Every resource not running, as ``deployable/assembly/resource: state``."""
+    found = []
+    for name in names:
+        status = cped.client.deployable_status(name)
+        for assembly in status["assemblies"]:
+            for resource in assembly["resources"]:
+                if resource["state"] != "running":
+                    found.append(
+                        f"{name}/{assembly['name']}/{resource['name']}: {resource['state']}"
+                    )
+    return found
+
+
+def thread_cpu_ns(pid: int) -> int:
+    """Nanoseconds on a CPU of every live thread of ``pid`` (schedstat's first field)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            continue
+    return total

@@ -47,7 +47,9 @@ from bench.common import (
     cpu_seconds,
     dummy_deployable,
     machine,
+    resources_not_running,
     stats,
+    thread_cpu_ns,
     until,
 )
 from bench.monitor import _machine_cpu
@@ -140,7 +142,7 @@ def one(count: int, quick: bool) -> dict[str, Any]:
             return {"deployables": count, "at": at, "machine_before": before, "stopped": str(short)}
         settled = time.monotonic() - started
         after_start = machine()
-        not_running = _not_running(cped, names)
+        not_running = resources_not_running(cped, names)
         time.sleep(QUICK_PAUSE if quick else PAUSE)
         runs, seconds = QUICK_WINDOWS if quick else WINDOWS
         windows = [_window(cped, seconds) for _ in range(runs)]
@@ -223,20 +225,6 @@ def _settled(cped: Cped, names: list[str]) -> dict[str, str] | None:
     states = {row["name"]: row["state"] for row in cped.client.list_deployables()}
     chosen = {name: states.get(name, "missing") for name in names}
     return chosen if all(state in ("running", "failed") for state in chosen.values()) else None
-
-
-def _not_running(cped: Cped, names: list[str]) -> list[str]:
-    """Every resource not running, as ``deployable/assembly/resource: state``."""
-    found = []
-    for name in names:
-        status = cped.client.deployable_status(name)
-        for assembly in status["assemblies"]:
-            for resource in assembly["resources"]:
-                if resource["state"] != "running":
-                    found.append(
-                        f"{name}/{assembly['name']}/{resource['name']}: {resource['state']}"
-                    )
-    return found
 
 
 def _newest_event(cped: Cped) -> int:
@@ -343,13 +331,15 @@ def idle(quick: bool) -> dict[str, Any]:
         cped.keys(assemblies)
         cped.client.put_deployable("idle", dummy_deployable("idle", assemblies, RESOURCES, MONITOR))
         cped.client.start_deployable("idle")
-        until(lambda: not _not_running(cped, ["idle"]), 120.0, "the deployable running", 0.5)
+        until(
+            lambda: not resources_not_running(cped, ["idle"]), 120.0, "the deployable running", 0.5
+        )
         time.sleep(QUICK_PAUSE if quick else PAUSE)
         before, load = machine(), os.getloadavg()[0]
         window = QUICK_IDLE_WINDOW if quick else IDLE_WINDOW
-        cpu0, ticks0, t0 = _thread_cpu_ns(cped.pid), cpu_seconds(cped.pid), time.monotonic()
+        cpu0, ticks0, t0 = thread_cpu_ns(cped.pid), cpu_seconds(cped.pid), time.monotonic()
         time.sleep(window)
-        used = (_thread_cpu_ns(cped.pid) - cpu0) / 1e9
+        used = (thread_cpu_ns(cped.pid) - cpu0) / 1e9
         elapsed = time.monotonic() - t0
         ticks = cpu_seconds(cped.pid) - ticks0
     return {
@@ -361,17 +351,6 @@ def idle(quick: bool) -> dict[str, Any]:
         "machine_before": before,
         "load_average_1min_during": round((load + os.getloadavg()[0]) / 2, 2),
     }
-
-
-def _thread_cpu_ns(pid: int) -> int:
-    """Nanoseconds on a CPU of every live thread of ``pid`` (schedstat's first field)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except OSError:
-            continue
-    return total
 
 
 # -- the table and the files -------------------------------------------------------------

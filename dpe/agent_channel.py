@@ -5,7 +5,7 @@ pinned SSH connection running the guest's copy of the agent
 (``dpe/guest_agent/pcloud_agent.py``, whose docstring is the protocol):
 
 1. the channel runs ``<python> -I -S <dir>/agent-<hash>.py --lock <dir>/agent.lock
-   --heartbeat <interval>``
+   --heartbeat <interval> [--phase <seconds>]``
    where ``<dir>`` is ``${XDG_CACHE_HOME:-$HOME/.cache}/pacemaker-cloud`` by
    default (per SSH user; nothing is written elsewhere);
 2. when that file is missing (exit ``EXIT_NO_FILE``), or the agent's ``hello``
@@ -37,6 +37,7 @@ import json
 import logging
 import re
 import shlex
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -83,6 +84,9 @@ class AgentSettings:
     python: str = "python3"
     directory: str | None = None  # an absolute path on the guest; None: the per-user cache
     heartbeat_interval: float = 1.0  # how often the agent says it is alive
+    # where in the interval (by the guest's wall clock) it says so: one wake-up of
+    # dped for all the guests sharing it (``heartbeat_phase``); None: anywhere
+    heartbeat_phase: float | None = None
     heartbeat_timeout: float = 3.0
     start_timeout: float = 10.0
     upload_timeout: float = 30.0
@@ -91,6 +95,14 @@ class AgentSettings:
         """The agent's ``--heartbeat`` value (within what the agent accepts)."""
         low, high = HEARTBEAT_RANGE
         return f"{min(max(self.heartbeat_interval, low), high):g}"
+
+    def phase_words(self) -> str:
+        """The agent's ``--phase`` option, if any (within the interval it is given)."""
+        if self.heartbeat_phase is None:
+            return ""
+        interval_ms = round(float(self.heartbeat_word()) * 1000)
+        phase_ms = round(self.heartbeat_phase * 1000) % interval_ms  # shorter than the interval
+        return f" --phase {phase_ms / 1000:.3f}"
 
     def directory_word(self) -> str:
         """The directory as the start command's shell word."""
@@ -137,6 +149,13 @@ AgentEvent = MonitorChange | ProcessDied | AgentGone
 # starting
 
 
+def deployable_phase(deployable: str, interval: float) -> float:
+    """Where in ``interval`` the agents of ``deployable`` send their heartbeats:
+    the same for all of its guests (one wake-up of its dped for them all), spread
+    over the interval across deployables (not every dped of a host at once)."""
+    return zlib.crc32(deployable.encode()) / 2**32 * interval
+
+
 def start_command(settings: AgentSettings, source: AgentSource) -> str:
     """The guest shell command: 127 without python, ``EXIT_NO_FILE`` without the file."""
     python = _python_word(settings.python)
@@ -145,7 +164,8 @@ def start_command(settings: AgentSettings, source: AgentSource) -> str:
         f"d={settings.directory_word()}; "
         f"command -v {python} >/dev/null 2>&1 || exit {EXIT_NO_PYTHON}; "
         f"[ -r {path} ] || exit {EXIT_NO_FILE}; "
-        f'exec {python} -I -S {path} --lock "$d/agent.lock" --heartbeat {settings.heartbeat_word()}'
+        f'exec {python} -I -S {path} --lock "$d/agent.lock"'
+        f" --heartbeat {settings.heartbeat_word()}{settings.phase_words()}"
     )
 
 

@@ -49,6 +49,7 @@ from dpe.agent_channel import (
     AgentUnsupported,
     MonitorChange,
     ProcessDied,
+    deployable_phase,
     start_agent,
 )
 from dpe.agent_ops import AgentOutcome, agent_result, op_message, watch_message
@@ -136,6 +137,7 @@ class AgentLink:
         settings = AgentSettings(
             python=self.deps.options.agent_python,
             heartbeat_interval=heartbeat.interval,
+            heartbeat_phase=deployable_phase(self.deps.deployable, heartbeat.interval),
             heartbeat_timeout=heartbeat.timeout,
         )
         starting = start_agent(connection, settings, clock=self.deps.clock, label=self.label)

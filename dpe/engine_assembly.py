@@ -221,6 +221,8 @@ class AssemblyRunner:
                 return
 
     async def _health_problem(self, connection: Connection, instance: Instance) -> str | None:
+        if self.link.active:  # the agent's heartbeat is a process alive in the guest
+            return await self._driver_problem(instance)
         clock, timeout = self.deps.clock, self.deps.options.health_timeout
         sent = clock.monotonic()
         try:

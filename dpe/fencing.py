@@ -26,8 +26,12 @@ from collections.abc import Callable
 
 log = logging.getLogger("dpe.fencing")
 
-TICK = 0.25  # while armed, the watchdog wakes at least this often ...
-ABSENT_AFTER = 0.5  # ... and a wake-up this much later means the process did not run
+# While armed, the watchdog wakes at least this often, and a wake-up ABSENT_AFTER
+# later than asked means the whole process did not run: after a SIGSTOP the loop
+# loses at most a tick of the time left before the deadline (3.4 s or more with
+# the defaults).  Not more often: each wake-up of an idle DPE costs CPU.
+TICK = 1.0
+ABSENT_AFTER = 0.5
 
 
 def kill_this_process() -> None:
@@ -50,8 +54,10 @@ class FenceWatchdog:
     def arm(self, deadline: float) -> None:
         """Fire at ``deadline`` (monotonic seconds) unless armed again or disarmed first."""
         with self._changed:
+            sooner = self._deadline is None or deadline < self._deadline
             self._deadline = deadline
-            self._changed.notify()
+            if sooner:  # a later deadline waits for the next tick: no wake-up per renewal
+                self._changed.notify()
         if self._thread is None:
             self._thread = threading.Thread(target=self._watch, name="fence-watchdog", daemon=True)
             self._thread.start()

@@ -12,7 +12,13 @@ when it changes; it runs one-shot operations (probe, start, stop); it watches
 the process of a resource where there is one to watch (a pidfile, a systemd
 unit's main process) so that a death is seen at once and confirmed by the
 monitor; and it sends a heartbeat every second (``--heartbeat SECONDS``: dped
-passes its deployable's heartbeat interval).
+passes its deployable's heartbeat interval).  With ``--phase SECONDS`` the
+heartbeats fall on the wall clock's multiples of the interval plus the phase:
+dped gives every agent of a deployable the same phase, so the heartbeats of
+all its guests arrive together and dped wakes once an interval for them all,
+not once per guest (waking, not reading, is most of an idle dped's CPU).  A
+step of the wall clock only moves the next heartbeat earlier, never later
+than an interval after the last.
 
 Protocol, version 1
 ===================
@@ -69,7 +75,7 @@ to its recurring monitor, as are agents without a pidfile.
 agent -> dped
 -------------
 ``{"type": "hello", "protocol": 1, "sha256": HEX, "pid": N, "python": "3.11.2", "watch": "pidfd"|"poll"}``
-``{"type": "heartbeat", "seq": N, "runs": N}``  every ``--heartbeat`` seconds
+``{"type": "heartbeat", "seq": N, "runs": N}``  every ``--heartbeat`` seconds (at most)
 (``HEARTBEAT_INTERVAL`` by default; ``runs``: operations started so far)
 ``{"type": "ok", "id": ID}``
 ``{"type": "result", "id": ID, ...OUTCOME}``
@@ -416,6 +422,7 @@ class Watcher(Protocol):
 Send = Callable[[dict[str, Any]], None]
 Sleep = Callable[[float], Awaitable[None]]
 Monotonic = Callable[[], float]
+WallClock = Callable[[], float]
 
 
 # ---------------------------------------------------------------------------
@@ -447,7 +454,8 @@ class Agent:
 
     I/O is injected: ``send`` writes one message, ``runner`` runs operations,
     ``watcher`` watches processes, ``sleep`` and ``monotonic`` are the clock
-    (dped's tests drive them with their own)."""
+    (dped's tests drive them with their own); with ``phase`` set, ``wall``
+    places the heartbeats (``phase`` seconds past the interval's multiples)."""
 
     def __init__(
         self,
@@ -459,6 +467,8 @@ class Agent:
         monotonic: Monotonic = time.monotonic,
         digest: str = "",
         heartbeat: float = HEARTBEAT_INTERVAL,
+        phase: float | None = None,
+        wall: WallClock = time.time,
     ) -> None:
         self.send = send
         self.runner = runner
@@ -467,6 +477,8 @@ class Agent:
         self.monotonic = monotonic
         self.digest = digest
         self.heartbeat = heartbeat
+        self.phase = phase
+        self.wall = wall
         self.serializer = Serializer()
         self.runs = 0
         self.recurring: dict[str, Recurring] = {}
@@ -498,7 +510,14 @@ class Agent:
         while True:
             seq += 1
             self.send({"type": "heartbeat", "seq": seq, "runs": self.runs})
-            await self.sleep(self.heartbeat)
+            await self.sleep(self.until_next_beat())
+
+    def until_next_beat(self) -> float:
+        """Seconds to the next heartbeat: an interval, or less to reach the phase."""
+        if self.phase is None:
+            return self.heartbeat
+        past = (self.wall() - self.phase) % self.heartbeat
+        return self.heartbeat - past
 
     async def stop(self) -> None:
         """Cancel everything (killing what runs) and wait for it to end."""
@@ -1052,7 +1071,9 @@ async def _output(
     return transport
 
 
-async def serve(digest: str, heartbeat: float = HEARTBEAT_INTERVAL) -> int:
+async def serve(
+    digest: str, heartbeat: float = HEARTBEAT_INTERVAL, phase: float | None = None
+) -> int:
     """Speak the protocol on standard input and output until either ends."""
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[str] = loop.create_future()
@@ -1071,7 +1092,8 @@ async def serve(digest: str, heartbeat: float = HEARTBEAT_INTERVAL) -> int:
             end("dped does not read")
 
     runner = ProcessRunner(loop)
-    agent = Agent(send, runner, ProcessWatcher(loop, runner), digest=digest, heartbeat=heartbeat)
+    watcher = ProcessWatcher(loop, runner)
+    agent = Agent(send, runner, watcher, digest=digest, heartbeat=heartbeat, phase=phase)
     stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
     await loop.connect_read_pipe(lambda: _Input(agent.receive, end), stdin)
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -1142,6 +1164,17 @@ def heartbeat_seconds(text: str) -> float:
     return seconds
 
 
+def phase_seconds(text: str) -> float:
+    """``--phase``'s value: a finite, non-negative number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pcloud-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--lock", help="one agent per lock file: a new one kills the old")
@@ -1151,14 +1184,22 @@ def main(argv: list[str] | None = None) -> int:
         default=HEARTBEAT_INTERVAL,
         help="seconds between heartbeats (default 1)",
     )
+    parser.add_argument(
+        "--phase",
+        type=phase_seconds,
+        help="place the heartbeats this many seconds past the wall clock's multiples"
+        " of the interval (default: an interval after the last)",
+    )
     args = parser.parse_args(argv)
+    if args.phase is not None and args.phase >= args.heartbeat:
+        parser.error(f"--phase must be shorter than the interval ({args.heartbeat:g} s)")
     if args.lock:
         try:
             take_lock(args.lock)
         except OSError as exc:
             sys.stderr.write(f"pcloud-agent: {exc}\n")
             return EXIT_LOCKED
-    return asyncio.run(serve(own_digest(), args.heartbeat))
+    return asyncio.run(serve(own_digest(), args.heartbeat, args.phase))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from dpe.drivers.local import LocalDriver
 from dpe.engine_assembly import connect_with_retries
 from dpe.engine_timing import EngineOptions
 from dpe.interfaces import Connection, Instance
-from dpe.transport import SshConnection, SshTransport
+from dpe.transport import SshConnection, SshTransport, encryption_algorithms
 from foundation.clock import SystemClock
 from foundation.errors import Forbidden, OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
@@ -81,6 +81,12 @@ async def test_cancelled_commands_give_back_their_places(guest: Guest) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert (await guest.connection.run("echo alive", 1)).stdout == "alive\n"
+
+
+async def test_the_connection_uses_the_first_cipher_sshd_shares(guest: Guest) -> None:
+    assert isinstance(guest.connection, SshConnection)
+    negotiated = guest.connection._conn.get_extra_info("send_cipher")
+    assert negotiated == encryption_algorithms()[0]  # OpenSSH offers them all
 
 
 async def test_keepalive_is_answered(guest: Guest) -> None:

@@ -188,6 +188,7 @@ class FakeGuest:
         self.destroyed = False
         self.health_status = 0
         self.health_delay = 0.0  # how long the health command takes (over its timeout: hangs)
+        self.health_commands = 0  # health commands run
         self.latency = 0.0  # how long sshd takes to answer
         self.services: dict[str, Service] = {}
         self.python = world.python  # python3 on the guest (the guest agent can run)
@@ -215,6 +216,7 @@ class FakeGuest:
     async def run(self, command: str, timeout: float) -> CommandResult:
         await self.answer(timeout)
         if command == "uptime":
+            self.health_commands += 1
             if self.health_delay > timeout:
                 await self.world.clock.sleep(timeout)
                 raise OperationTimeout(f"command timed out after {timeout:g} s")
@@ -240,19 +242,19 @@ class FakeGuest:
 
     async def open_channel(self, command: str, timeout: float) -> FakeChannel:
         """The guest agent's start and upload commands (default settings but the
-        heartbeat interval), as a guest runs them."""
+        heartbeat's interval and phase), as a guest runs them."""
         await self.answer(timeout)
         channel = FakeChannel()
         settings, source = _agent_settings(command), agent_source()
         if command == start_command(settings, source):
-            self._start_agent(channel, source.file_name, settings.heartbeat_interval)
+            self._start_agent(channel, source.file_name, settings)
         elif command == upload_command(settings, source):
             channel.on_eof = lambda: self._store_upload(channel, source.file_name)
         else:
             raise AssertionError(f"not a guest agent command: {command!r}")
         return channel
 
-    def _start_agent(self, channel: FakeChannel, file_name: str, heartbeat: float) -> None:
+    def _start_agent(self, channel: FakeChannel, file_name: str, settings: AgentSettings) -> None:
         if not self.python:
             channel.exit(127, "sh: 1: python3: not found\n")
             return
@@ -263,7 +265,7 @@ class FakeGuest:
         if self.agent is not None:
             self.agent.kill()  # the lock: a new agent kills the one before
         digest = hashlib.sha256(text).hexdigest()
-        self.agent = FakeAgentProgram(self, channel, digest, heartbeat)
+        self.agent = FakeAgentProgram(self, channel, digest, settings)
         self.world.agents.append(self.agent)
         self.agents_started += 1
 
@@ -292,13 +294,18 @@ class FakeGuest:
 
 
 _NOT_RUNNING = {"ocf": 7, "lsb": 3, "systemd": 3}
-_HEARTBEAT_RE = re.compile(r"--heartbeat ([0-9.]+)\Z")
+_HEARTBEAT_RE = re.compile(r"--heartbeat ([0-9.]+)(?: --phase ([0-9.]+))?\Z")
 
 
 def _agent_settings(command: str) -> AgentSettings:
-    """The settings a start command was made with (only its heartbeat interval varies)."""
+    """The settings a start command was made with (only its heartbeat varies)."""
     found = _HEARTBEAT_RE.search(command)
-    return AgentSettings(heartbeat_interval=float(found.group(1)) if found else 1.0)
+    if not found:
+        return AgentSettings()
+    interval, phase = found.groups()
+    return AgentSettings(
+        heartbeat_interval=float(interval), heartbeat_phase=None if phase is None else float(phase)
+    )
 
 
 def parse_agent_command(command: str) -> Parsed:
@@ -410,7 +417,11 @@ class FakeAgentProgram:
     """The real agent's protocol code, run in process against a fake guest."""
 
     def __init__(
-        self, guest: FakeGuest, channel: FakeChannel, digest: str, heartbeat: float = 1.0
+        self,
+        guest: FakeGuest,
+        channel: FakeChannel,
+        digest: str,
+        settings: AgentSettings = AgentSettings(),  # noqa: B008 - frozen
     ) -> None:
         self.guest = guest
         self.channel = channel
@@ -429,7 +440,9 @@ class FakeAgentProgram:
             sleep=clock.sleep,
             monotonic=clock.monotonic,
             digest=digest,
-            heartbeat=heartbeat,
+            heartbeat=settings.heartbeat_interval,
+            phase=settings.heartbeat_phase,
+            wall=clock.time,
         )
         channel.on_input = self._input
         channel.on_eof = lambda: self._end(0)

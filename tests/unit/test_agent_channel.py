@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dpe import agent_ops
 from dpe.agent_channel import (
@@ -25,12 +27,14 @@ from dpe.agent_channel import (
     MonitorChange,
     ProcessDied,
     _within,
+    deployable_phase,
     start_agent,
     start_command,
     upload_command,
 )
 from dpe.agents import OcfRc
 from dpe.guest_agent import agent_source
+from dpe.guest_agent import pcloud_agent as ga
 from dpe.guest_agent.pcloud_agent import MAX_RUNNING
 from foundation.errors import InvalidInput, OperationTimeout, Unavailable
 from foundation.model import Assembly, Resource
@@ -285,6 +289,29 @@ def test_the_agent_beats_at_the_deployable_interval_within_its_range(
 ) -> None:
     command = start_command(AgentSettings(heartbeat_interval=interval), agent_source())
     assert shlex.split(command)[-2:] == ["--heartbeat", word]
+
+
+@given(
+    interval=st.floats(min_value=0.001, max_value=90, allow_nan=False),
+    phase=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+)
+def test_the_phase_given_to_the_agent_is_always_within_its_interval(
+    interval: float, phase: float
+) -> None:
+    settings = AgentSettings(heartbeat_interval=interval, heartbeat_phase=phase)
+    words = shlex.split(start_command(settings, agent_source()))
+    given_interval = float(words[words.index("--heartbeat") + 1])
+    given_phase = ga.phase_seconds(words[words.index("--phase") + 1])
+    assert 0 <= given_phase < given_interval
+
+
+def test_the_guests_of_a_deployable_share_a_phase_and_deployables_spread() -> None:
+    phases = {name: deployable_phase(name, 1.0) for name in (f"shop{n}" for n in range(200))}
+    assert all(0 <= phase < 1.0 for phase in phases.values())
+    assert deployable_phase("shop7", 1.0) == phases["shop7"]  # every DPE of it, every time
+    tenths = {int(phase * 10) for phase in phases.values()}
+    assert len(tenths) == 10  # spread over the whole second, not bunched
+    assert "--phase" not in start_command(AgentSettings(), agent_source())  # unless asked
 
 
 async def test_the_fake_guest_runs_the_agent_at_the_interval_asked(rig: Rig) -> None:

@@ -110,11 +110,26 @@ async def test_the_driver_reporting_the_instance_gone_fails_the_assembly() -> No
     await h.until_event("a1 failed: the fake driver reports the instance gone", within=10)
 
 
-async def test_a_failing_health_command_fails_the_assembly() -> None:
-    h = Harness()
+@pytest.mark.parametrize("monitoring", ["passive"])  # with the agent, no health command
+async def test_a_failing_health_command_fails_the_assembly(monitoring: str) -> None:
+    h = Harness(monitoring=monitoring)
     await running(h)
     h.world.guest("a2").health_status = 1
     await h.until_event("a2 failed: health command 'uptime' exited with 1", within=10)
+
+
+@pytest.mark.parametrize("monitoring", ["active"])
+async def test_with_the_guest_agent_no_health_command_runs_the_driver_is_still_asked(
+    monitoring: str,
+) -> None:
+    h = Harness(monitoring=monitoring)
+    await running(h)
+    guest = h.world.guest("a2")
+    guest.health_status = 1  # would fail the assembly if it ran
+    await h.clock.advance(30)
+    assert guest.health_commands == 0 and h.state("a2") == "running"
+    guest.destroyed = True
+    await h.until_event("a2 failed: the fake driver reports the instance gone", within=10)
 
 
 async def test_hard_errors_make_a_resource_unrecoverable_and_the_rest_keeps_running() -> None:

@@ -4,6 +4,7 @@ armed half a margin later and disarmed when the engine halts (fake clock)."""
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import Any
 
@@ -193,3 +194,29 @@ async def test_a_loop_stalled_while_another_dpe_took_the_lease_acts_no_more() ->
     await h.clock.advance(30)
     assert h.world.ops[mark:] == [], "a DPE whose lease was taken over acted"
     await engine.shutdown()
+
+
+class CountingCondition(threading.Condition):
+    def __init__(self) -> None:
+        super().__init__()
+        self.notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+def test_only_a_sooner_deadline_wakes_the_watchdog() -> None:
+    now = [100.0]
+    dog = FenceWatchdog(on_expiry=lambda: None, clock=lambda: now[0])
+    dog._changed = changed = CountingCondition()
+    dog._thread = threading.current_thread()  # no thread of its own: counted by hand
+    dog.arm(105.0)
+    assert changed.notified == 1  # armed from nothing
+    for renewal in range(1, 6):  # each renewal pushes it on: the next tick sees it
+        dog.arm(105.0 + renewal)
+    assert changed.notified == 1
+    dog.arm(104.0)
+    assert changed.notified == 2
+    dog.disarm()
+    assert changed.notified == 3

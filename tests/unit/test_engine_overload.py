@@ -87,8 +87,11 @@ async def test_a_guest_that_really_stopped_during_a_stall_is_failed_with_the_sta
     assert h.state("a2") == "running"
 
 
-async def test_a_health_command_late_during_a_stall_is_excused_when_the_guest_answers() -> None:
-    h = Harness()
+@pytest.mark.parametrize("monitoring", ["passive"])  # with the agent, no health command
+async def test_a_health_command_late_during_a_stall_is_excused_when_the_guest_answers(
+    monitoring: str,
+) -> None:
+    h = Harness(monitoring=monitoring)
     await running(h)
     guest = h.world.guest("a1")
     guest.health_delay = 60.0  # the next health command will not answer in time...
@@ -100,8 +103,9 @@ async def test_a_health_command_late_during_a_stall_is_excused_when_the_guest_an
     assert h.driver.destroyed == []
 
 
-async def test_a_health_command_late_without_a_stall_fails_the_assembly() -> None:
-    h = Harness()
+@pytest.mark.parametrize("monitoring", ["passive"])  # with the agent, no health command
+async def test_a_health_command_late_without_a_stall_fails_the_assembly(monitoring: str) -> None:
+    h = Harness(monitoring=monitoring)
     await running(h)
     h.world.guest("a1").health_delay = 60.0
     await h.until_event("a1 failed: health command timed out after 10 s", within=30)

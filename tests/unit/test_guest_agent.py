@@ -8,6 +8,7 @@ clock; what it sends is collected.  The real processes, pidfds and pipes are in
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import shlex
 from collections import defaultdict, deque
@@ -151,6 +152,73 @@ async def test_the_heartbeat_interval_is_the_one_asked_for() -> None:
     await made.clock.advance(1.0)
     assert [m["seq"] for m in made.of("heartbeat")] == [1, 2, 3, 4, 5]
     await made.agent.stop()
+
+
+class SteppedWall:
+    """The guest's wall clock: the fake clock plus an offset a test can step."""
+
+    def __init__(self, clock: FakeClock, offset: float) -> None:
+        self.clock, self.offset = clock, offset
+
+    def __call__(self) -> float:
+        return self.clock.now + self.offset
+
+
+def beat_times(made: Rig, wall: SteppedWall) -> list[float]:
+    """The guest's wall-clock time of each heartbeat sent (recorded as sent)."""
+    times: list[float] = []
+
+    def send(message: dict[str, Any]) -> None:
+        if message["type"] == "heartbeat":
+            times.append(round(wall(), 6))
+        made.sent.append(message)
+
+    made.agent.send = send
+    return times
+
+
+async def test_with_a_phase_heartbeats_fall_on_it_by_the_wall_clock() -> None:
+    made = Rig()
+    wall = SteppedWall(made.clock, offset=0.62 - made.clock.now % 1)  # starts at x.62
+    made.agent.phase, made.agent.wall = 0.25, wall
+    times = beat_times(made, wall)
+    made.agent.start()
+    await made.clock.advance(3.0)
+    assert [t % 1 for t in times[1:]] == pytest.approx([0.25] * 3)  # the first at once
+    assert max(b - a for a, b in itertools.pairwise(times)) <= 1.0
+    await made.agent.stop()
+
+
+@pytest.mark.parametrize("step", [-30.0, -0.4, 0.4, 3600.0])
+async def test_a_step_of_the_wall_clock_never_delays_a_heartbeat(step: float) -> None:
+    made = Rig()
+    wall = SteppedWall(made.clock, offset=0.0)
+    made.agent.phase, made.agent.wall = 0.5, wall
+    sent_at: list[float] = []
+    made.agent.send = lambda m: sent_at.append(made.clock.now) if m["type"] == "heartbeat" else None
+    made.agent.start()
+    await made.clock.advance(2.1)
+    wall.offset += step
+    await made.clock.advance(3.0)
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
+    assert len(sent_at) >= 5 and max(gaps) <= 1.0 + 1e-9
+    await made.agent.stop()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--phase", "1"],
+        ["--phase", "-0.1"],
+        ["--phase", "nan"],
+        ["--heartbeat", "0.5", "--phase", "0.7"],
+        ["--phase", "x"],
+    ],
+)
+def test_a_phase_not_within_the_interval_is_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        ga.main(argv)
+    assert exited.value.code == 2
 
 
 @pytest.mark.parametrize("text", ["0.01", "61", "nan", "inf", "-1", "soon"])
