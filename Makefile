@@ -29,10 +29,12 @@ DEB_PACKAGES := openssh-server openssh-client resource-agents gcc python3-dev sw
 # libguestfs' Python binding is not on PyPI: Debian's python3-guestfs is linked into the venv.
 GUESTFS_DIST := /usr/lib/python3/dist-packages
 
-.PHONY: all deps lock install install-program install-data test test-openstack lint typecheck pytest demo clean \
+.PHONY: FORCE all deps lock install install-program install-data test test-openstack lint typecheck pytest demo clean \
 	libvirt-up bench bench-quick soak soak-cluster bench-cluster
 
 all: test
+
+FORCE:
 
 # Every use of the venv first checks that it holds exactly what its lock says.
 deps: $(STAMPS)/venv $(STAMPS)/project $(STAMPS)/guestfs
@@ -53,8 +55,9 @@ $(STAMPS)/deb: Makefile
 	fi
 	@touch $@
 
-# A changed lock rebuilds the venv from scratch: nothing of the old one lingers.
-$(STAMPS)/venv: $(LOCK) requirements-build.txt | $(STAMPS)/deb
+# A changed lock rebuilds the venv from scratch: nothing of the old one lingers; so
+# does a venv removed by hand (its stamp alone would say it is there).
+$(STAMPS)/venv: $(LOCK) requirements-build.txt $(if $(wildcard $(BIN)/python),,FORCE) | $(STAMPS)/deb
 	@echo "building $(VENV) from $(LOCK)"
 	@tools/venv-build $(PYTHON) $(LOCK)
 	@touch $@
