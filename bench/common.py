@@ -8,8 +8,10 @@ left (DPEs, local guests, agents).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import random
@@ -350,3 +352,16 @@ def thread_cpu_ns(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+def add_jeos_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--jeos-dir`` (where ``images.jeos.build_jeos`` put it) and ``--jeos``."""
+    parser.add_argument("--jeos-dir", type=Path, required=True)
+    parser.add_argument("--jeos", default="base")
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """The result as JSON in ``out`` (its directory made) and on standard output."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import shutil
 import statistics
@@ -35,6 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.common import add_jeos_arguments, write_report
 from dpe.drivers.libvirt import LibvirtDriver
 from dpe.interfaces import Instance, InstanceState
 from dpe.transport import SshTransport
@@ -146,8 +146,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jeos-dir", type=Path, required=True)
-    parser.add_argument("--jeos", default="base")
+    add_jeos_arguments(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--heartbeat-timeout", type=float, default=8.0)
@@ -168,9 +167,7 @@ def main() -> int:
         "destroy to the new VM's sshd answering (fence + define + boot); boot: define "
         "to sshd banner",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 

@@ -49,6 +49,7 @@ from typing import Any
 
 import openstack
 
+from bench.common import add_jeos_arguments, write_report
 from foundation.paths import Paths
 from images import customize, jeos, keys
 
@@ -186,8 +187,7 @@ def connect(clouds_file: str, cloud: str) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jeos-dir", type=Path, required=True)
-    parser.add_argument("--jeos", default="base")
+    add_jeos_arguments(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--paths", default="notification,heartbeat")
     parser.add_argument("--out", type=Path, default=Path("bench/results/recovery_openstack.json"))
@@ -224,9 +224,7 @@ def main() -> int:
         "heartbeat": "driver defaults: every 2 s, failed after 15 s",
         "paths": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 
