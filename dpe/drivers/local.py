@@ -177,6 +177,7 @@ class LocalDriver:
         self.sshd = sshd
         self.username = pwd.getpwuid(os.geteuid()).pw_name
         self._network: Network = Loopback()
+        self._directories: dict[str, Path] = {}  # instance id -> its directory, once found
         if self.settings.network == "netns":
             self._network = NetnsNetwork(self.settings.subnet, bridge_netns)
 
@@ -330,9 +331,20 @@ class LocalDriver:
                 parent.rmdir()
 
     def _find(self, instance_id: str) -> Path | None:
+        """The instance's directory.  Found once by a search of every deployable's
+        assemblies, then remembered: the engine asks about each instance every health
+        interval, and the search grows with the host's instances (about 2 ms at 600)."""
         if not _INSTANCE_ID_RE.match(instance_id):
             return None
-        return next(self.instances_dir.glob(f"*/*/{instance_id}"), None)
+        known = self._directories.get(instance_id)
+        if known is not None and known.is_dir():
+            return known
+        found = next(self.instances_dir.glob(f"*/*/{instance_id}"), None)
+        if found is None:
+            self._directories.pop(instance_id, None)
+        else:
+            self._directories[instance_id] = found
+        return found
 
 
 @contextlib.contextmanager

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -153,6 +155,26 @@ async def test_state_follows_the_init_process_and_its_start_time(driver: LocalDr
     assert await driver.state("web-none") == InstanceState.GONE
     listed = {i.instance_id: i.state for i in await driver.list("shop")}
     assert listed == {"web-live": InstanceState.RUNNING, "web-reused": InstanceState.STOPPED}
+
+
+class NoSearch(type(Path())):  # type: ignore[misc]
+    """An instances directory that may not be searched (the remembered place must do)."""
+
+    def glob(self, pattern: str) -> NoReturn:  # type: ignore[override]
+        raise AssertionError(f"searched for {pattern}")
+
+
+async def test_an_instance_is_searched_for_once_then_remembered(driver: LocalDriver) -> None:
+    me = _procfs.read_stat(os.getpid())
+    assert me is not None
+    directory = fake_instance(driver.paths, "web-live", me.pid, me.start_time)
+    assert await driver.state("web-live") == InstanceState.RUNNING
+    searched_before = driver.instances_dir
+    driver.instances_dir = NoSearch(searched_before)
+    assert await driver.state("web-live") == InstanceState.RUNNING
+    driver.instances_dir = searched_before
+    shutil.rmtree(directory)  # destroyed: the remembered place is not trusted
+    assert await driver.state("web-live") == InstanceState.GONE
 
 
 async def test_an_instance_without_init_record_is_pending(driver: LocalDriver) -> None:
