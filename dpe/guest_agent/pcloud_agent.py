@@ -1155,23 +1155,28 @@ def own_digest() -> str:
 def heartbeat_seconds(text: str) -> float:
     """``--heartbeat``'s value: a finite number of seconds within ``HEARTBEAT_RANGE``."""
     low, high = HEARTBEAT_RANGE
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(seconds) and low <= seconds <= high):
+    seconds = _seconds(text)
+    if not low <= seconds <= high:
         raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} s")
     return seconds
 
 
 def phase_seconds(text: str) -> float:
     """``--phase``'s value: a finite, non-negative number of seconds."""
+    seconds = _seconds(text)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    return seconds
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds, or the option's error."""
     try:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
     return seconds
 
 
