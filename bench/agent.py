@@ -69,11 +69,11 @@ from dpe.agent_channel import (
     AgentSettings,
     MonitorChange,
     ProcessDied,
-    deployable_phase,
     start_agent,
 )
 from dpe.drivers import _procfs
 from dpe.drivers.local import LocalDriver
+from dpe.engine_timing import deployable_phase
 from dpe.interfaces import Instance
 from dpe.transport import SshConnection, SshTransport
 from foundation.keyfiles import AssemblyKeys

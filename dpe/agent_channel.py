@@ -37,7 +37,6 @@ import json
 import logging
 import re
 import shlex
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -147,13 +146,6 @@ AgentEvent = MonitorChange | ProcessDied | AgentGone
 
 # ---------------------------------------------------------------------------
 # starting
-
-
-def deployable_phase(deployable: str, interval: float) -> float:
-    """Where in ``interval`` the agents of ``deployable`` send their heartbeats:
-    the same for all of its guests (one wake-up of its dped for them all), spread
-    over the interval across deployables (not every dped of a host at once)."""
-    return zlib.crc32(deployable.encode()) / 2**32 * interval
 
 
 def start_command(settings: AgentSettings, source: AgentSource) -> str:

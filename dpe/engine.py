@@ -61,7 +61,7 @@ from dpe.engine_resource import ResourceRunner
 from dpe.engine_runners import DeployableLevel, Runners
 from dpe.engine_status import engine_status
 from dpe.engine_tasks import Tasks
-from dpe.engine_timing import EngineOptions, first_of
+from dpe.engine_timing import EngineOptions, deployable_phase, first_of
 from dpe.engine_watch import InstanceWatch
 from dpe.interfaces import Driver, Notifying, Transport
 from dpe.loop_lag import lag_clock
@@ -105,6 +105,7 @@ class Engine:
         self.lease = LeaseKeeper(
             runtime, self.clock, self.options, holder, self.log, self._halt, watchdog
         )
+        self.lease.phase = self._heartbeat_phase
         self.deps = EngineDeps(
             self.name, driver, transport, self.clock, keys, self.options, self._emit
         )
@@ -259,6 +260,10 @@ class Engine:
 
     def _running(self, rid: ResourceId) -> None:
         self.moves.done(rid)  # a requested move of a service ends once it runs there
+
+    def _heartbeat_phase(self) -> float:
+        """Where in each second the guests' agents send their heartbeats."""
+        return deployable_phase(self.name, self.heartbeat().interval)
 
     def _replan_now(self) -> None:
         self.control.replan(abort=True)

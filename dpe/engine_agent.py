@@ -49,7 +49,6 @@ from dpe.agent_channel import (
     AgentUnsupported,
     MonitorChange,
     ProcessDied,
-    deployable_phase,
     start_agent,
 )
 from dpe.agent_ops import AgentOutcome, agent_result, op_message, watch_message
@@ -57,7 +56,7 @@ from dpe.engine_deps import EngineDeps
 from dpe.engine_liveness import probe_silence
 from dpe.engine_log import Context
 from dpe.engine_tasks import Tasks
-from dpe.engine_timing import bounded
+from dpe.engine_timing import bounded, deployable_phase
 from dpe.interfaces import Connection
 from foundation.errors import AgentError, PcloudError, Unavailable
 from foundation.model import Heartbeat, Resource

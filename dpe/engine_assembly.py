@@ -4,7 +4,8 @@ Each assembly runs in its own tasks, so one dead guest never stalls the
 others: the bring-up (create → connect → start the guest agent, or monitor
 passively: ``dpe.engine_agent``), the heartbeat and the health check (a real
 command, and the driver's view of the instance, every
-``heartbeat.health_interval``).  The heartbeat is the guest agent's own while
+``heartbeat.health_interval``).  Their timers fall at the deployable's phase,
+where its agents' heartbeats arrive (``dpe.engine_timing.at_phase``).  The heartbeat is the guest agent's own while
 it runs, else an SSH keepalive every ``heartbeat.interval``; either way a
 guest silent for ``heartbeat.timeout`` is failed only once a fresh keepalive
 confirms it, with the evidence in the event (``dpe.engine_liveness``).
@@ -27,7 +28,7 @@ from dpe.engine_deps import EngineDeps
 from dpe.engine_liveness import probe_silence
 from dpe.engine_log import Context
 from dpe.engine_tasks import Tasks
-from dpe.engine_timing import EngineOptions, bounded
+from dpe.engine_timing import EngineOptions, at_phase, bounded, deployable_phase
 from dpe.escalation import FailureWindow
 from dpe.interfaces import DEAD_STATES, Connection, Instance, Transport
 from dpe.loop_lag import NOTICED
@@ -193,7 +194,7 @@ class AssemblyRunner:
         clock = self.deps.clock
         last_answer = clock.monotonic()
         while True:
-            await clock.sleep(self.hooks.heartbeat().interval)
+            await clock.sleep(self._phased(self.hooks.heartbeat().interval))
             heartbeat = self.hooks.heartbeat()
             silent = clock.monotonic() - last_answer
             # if this loop was held up (a slow store write), the silence is ours:
@@ -214,11 +215,17 @@ class AssemblyRunner:
 
     async def _health(self, connection: Connection, instance: Instance) -> None:
         while True:
-            await self.deps.clock.sleep(self.hooks.heartbeat().health_interval)
+            await self.deps.clock.sleep(self._phased(self.hooks.heartbeat().health_interval))
             problem = await self._health_problem(connection, instance)
             if problem:
                 self.hooks.assembly_lost(self, problem)
                 return
+
+    def _phased(self, seconds: float) -> float:
+        """``seconds``, brought to the deployable's heartbeat phase (``at_phase``)."""
+        interval = self.hooks.heartbeat().interval
+        phase = deployable_phase(self.deps.deployable, interval)
+        return at_phase(self.deps.clock.time(), seconds, phase, interval)
 
     async def _health_problem(self, connection: Connection, instance: Instance) -> str | None:
         if self.link.active:  # the agent's heartbeat is a process alive in the guest

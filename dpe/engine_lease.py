@@ -2,7 +2,9 @@
 
 The lease is a row in the store with a holder and an epoch that grows on every
 takeover.  ``acquire`` waits up to ``lease_wait`` for a previous holder's lease
-to expire; ``hold`` renews it every ``lease_renew``.  Taken over, or not renewed
+to expire; ``hold`` renews it every ``lease_renew``, at ``phase`` of the wall
+clock when given (where the deployable's guests send their heartbeats: dped
+wakes once for both, not twice a second).  Taken over, or not renewed
 in time (the store does not answer), the DPE fences itself: ``on_lost`` makes
 it act no more, and ``halted`` is set.  It stops acting ``fence_margin``
 before the lease can expire, counted from when it sent its last successful
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dpe.engine_log import Context
-from dpe.engine_timing import EngineOptions
+from dpe.engine_timing import EngineOptions, at_phase
 from dpe.runtime import Runtime
 from foundation.clock import Clock
 from foundation.errors import Conflict, PcloudError
@@ -57,6 +59,7 @@ class LeaseKeeper:
     on_lost: Callable[[], None]  # makes the engine act no more
     watchdog: Watchdog | None = None
     on_renewed: Callable[[], None] = _nothing  # writes that waited for the store go now
+    phase: Callable[[], float] | None = None  # seconds into lease_renew, by the wall clock
     epoch: int | None = field(default=None, init=False)
     held: bool = field(default=False, init=False)
     halted: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # lost: no more acts
@@ -91,7 +94,7 @@ class LeaseKeeper:
         """Renew the lease until it is lost."""
         while True:
             now = self.clock.monotonic()
-            wait = max(0.0, min(self.options.lease_renew, self._valid_until - now))
+            wait = max(0.0, min(self._until_renewal(), self._valid_until - now))
             await self.clock.sleep(wait)
             late = self.clock.monotonic() - (now + wait)
             if self.clock.monotonic() >= self._valid_until:
@@ -107,6 +110,14 @@ class LeaseKeeper:
             elif renewed is False:
                 self.lose("the lease was taken over")
                 return
+
+    def _until_renewal(self) -> float:
+        """Seconds to the next renewal: ``lease_renew``, at ``phase`` if given (the
+        first renewal up to half of it sooner or later, to get there)."""
+        every = self.options.lease_renew
+        if self.phase is None:
+            return every
+        return at_phase(self.clock.time(), every, self.phase(), every)
 
     def end(self, *, release: bool) -> None:
         """This engine ends: give the lease up at once (``release``) or let it expire."""

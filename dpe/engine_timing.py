@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +23,22 @@ from foundation.clock import Clock
 from foundation.errors import OperationTimeout
 
 T = TypeVar("T")
+
+
+def deployable_phase(deployable: str, interval: float) -> float:
+    """Where in ``interval`` the agents of ``deployable`` send their heartbeats:
+    the same for all of its guests (one wake-up of its dped for them all), spread
+    over the interval across deployables (not every dped of a host at once)."""
+    return zlib.crc32(deployable.encode()) / 2**32 * interval
+
+
+def at_phase(now: float, seconds: float, phase: float, period: float) -> float:
+    """Seconds from ``now`` (the wall clock) to the moment nearest ``seconds`` away
+    that lies ``phase`` into a ``period``: ``seconds`` once aligned, up to half a
+    period more or less before.  A dped's periodic timers share the phase at which
+    its guests' heartbeats arrive, so it wakes once a period for them all."""
+    half = period / 2
+    return seconds + (phase - now - seconds + half) % period - half
 
 
 async def bounded(clock: Clock, seconds: float, awaitable: Awaitable[T], what: str) -> T:

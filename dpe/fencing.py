@@ -12,7 +12,12 @@ is armed, the watchdog logs why and kills the process (SIGKILL): a dead DPE
 acts no more, and everything it knew is in the store; the supervisor starts
 another, which adopts once it holds the lease.  Time the whole process did not
 run (SIGSTOP, a starved host) does not count against the loop: the watchdog
-notices its own late wake-ups and moves the deadline on by as much.
+notices its own late wake-ups and moves the deadline on by as much, and gives
+the loop at least ``GRACE`` once it runs again.
+
+The thread sleeps until the deadline itself: renewals push the deadline on
+without waking it (it looks again when it wakes), so an idle DPE's watchdog
+wakes every few seconds, not at every renewal.
 """
 
 from __future__ import annotations
@@ -26,12 +31,11 @@ from collections.abc import Callable
 
 log = logging.getLogger("dpe.fencing")
 
-# While armed, the watchdog wakes at least this often, and a wake-up ABSENT_AFTER
-# later than asked means the whole process did not run: after a SIGSTOP the loop
-# loses at most a tick of the time left before the deadline (3.4 s or more with
-# the defaults).  Not more often: each wake-up of an idle DPE costs CPU.
-TICK = 1.0
+# A wake-up ABSENT_AFTER later than asked means the whole process did not run for
+# a while, when within the sleep is not known: the deadline moves on by the lateness,
+# and the loop has at least GRACE after it runs again to renew (or fence itself).
 ABSENT_AFTER = 0.5
+GRACE = 1.0
 
 
 def kill_this_process() -> None:
@@ -86,15 +90,16 @@ class FenceWatchdog:
     def overslept(self, extra: float) -> None:
         """This thread woke ``extra`` seconds later than it asked.  Beyond
         ``ABSENT_AFTER`` the whole process did not run (stopped, starved): its loop
-        was not stuck, it was not run either.  The deadline moves on by as much, so
-        the loop gets the time it was promised once it runs again (it looks at its
-        lease before it acts)."""
+        was not stuck, it was not run either.  The deadline moves on by as much, and
+        to ``GRACE`` from now at least (the stop may have come late in a long sleep),
+        so the loop gets its time once it runs again (it looks at its lease before
+        it acts)."""
         if extra <= ABSENT_AFTER:
             return
         with self._changed:
             if self._deadline is None:
                 return
-            self._deadline += extra
+            self._deadline = max(self._deadline + extra, self._clock() + GRACE)
         log.warning(
             "this DPE did not run for %.1f s: the watchdog's deadline moves on by as much",
             extra,
@@ -104,7 +109,7 @@ class FenceWatchdog:
         while not self._fired:
             with self._changed:
                 deadline = self._deadline
-                wait = None if deadline is None else min(TICK, max(0.0, deadline - self._clock()))
+                wait = None if deadline is None else max(0.0, deadline - self._clock())
                 asked_at = self._clock()
                 self._changed.wait(wait)
             if wait is not None:

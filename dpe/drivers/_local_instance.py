@@ -197,10 +197,46 @@ def read_init(directory: Path) -> InitRecord | None:
 
 
 def instance_state(directory: Path) -> InstanceState:
-    init = read_init(directory)
-    record = read_record(directory)
+    return state_of(read_init(directory), read_record(directory))
+
+
+def state_of(init: InitRecord | None, record: InstanceRecord | None) -> InstanceState:
+    """The instance's state from its records (and whether its init still runs)."""
     if init is None or record is None:
         return InstanceState.PENDING if record is not None else InstanceState.GONE
     if not _procfs.is_alive(init.init_pid, init.start_time):
         return InstanceState.STOPPED
     return InstanceState.RUNNING if record.ready else InstanceState.PENDING
+
+
+FileKey = tuple[int, int, int] | None  # what a replaced file changes (by rename: the inode)
+
+
+def _file_key(path: Path) -> FileKey:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+class RecordCache:
+    """Each instance's two records, read again only once one of them was replaced:
+    the engine asks for every instance's state each health interval, and a stat
+    costs less than reading and parsing a file."""
+
+    def __init__(self) -> None:
+        self._known: dict[
+            Path, tuple[tuple[FileKey, FileKey], InitRecord | None, InstanceRecord | None]
+        ] = {}
+
+    def records(self, directory: Path) -> tuple[InitRecord | None, InstanceRecord | None]:
+        key = (_file_key(directory / INIT_RECORD), _file_key(directory / METADATA))
+        known = self._known.get(directory)
+        if known is None or known[0] != key:
+            known = (key, read_init(directory), read_record(directory))
+            self._known[directory] = known
+        return known[1], known[2]
+
+    def forget(self, directory: Path) -> None:
+        self._known.pop(directory, None)

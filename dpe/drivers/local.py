@@ -64,9 +64,11 @@ from dpe.drivers._local_instance import (
     InitRecord,
     InstanceRecord,
     Layout,
+    RecordCache,
     instance_state,
     read_init,
     read_record,
+    state_of,
     write_json,
 )
 from dpe.drivers._local_network import Endpoint, Loopback, NetnsNetwork, Network
@@ -178,6 +180,7 @@ class LocalDriver:
         self.username = pwd.getpwuid(os.geteuid()).pw_name
         self._network: Network = Loopback()
         self._directories: dict[str, Path] = {}  # instance id -> its directory, once found
+        self._records = RecordCache()  # what the instances' records said, while unchanged
         if self.settings.network == "netns":
             self._network = NetnsNetwork(self.settings.subnet, bridge_netns)
 
@@ -223,7 +226,7 @@ class LocalDriver:
         directory = self._find(instance_id)
         if directory is None:
             return InstanceState.GONE
-        return instance_state(directory)
+        return state_of(*self._records.records(directory))
 
     async def list(self, deployable: str) -> list[Instance]:
         """The deployable's instances with their state, stopped ones included
@@ -337,8 +340,10 @@ class LocalDriver:
         if not _INSTANCE_ID_RE.match(instance_id):
             return None
         known = self._directories.get(instance_id)
-        if known is not None and known.is_dir():
-            return known
+        if known is not None:
+            if known.is_dir():
+                return known
+            self._records.forget(known)
         found = next(self.instances_dir.glob(f"*/*/{instance_id}"), None)
         if found is None:
             self._directories.pop(instance_id, None)

@@ -27,12 +27,12 @@ from dpe.agent_channel import (
     MonitorChange,
     ProcessDied,
     _within,
-    deployable_phase,
     start_agent,
     start_command,
     upload_command,
 )
 from dpe.agents import OcfRc
+from dpe.engine_timing import deployable_phase
 from dpe.guest_agent import agent_source
 from dpe.guest_agent import pcloud_agent as ga
 from dpe.guest_agent.pcloud_agent import MAX_RUNNING

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
-from dpe.fencing import FenceWatchdog
+from dpe.engine_timing import deployable_phase
+from dpe.fencing import GRACE, FenceWatchdog
 from dpe.runtime import MemoryRuntime
 from foundation.errors import StoreError
 from foundation.events import Event
@@ -85,13 +88,29 @@ async def test_the_watchdog_follows_renewals_and_is_disarmed_on_halt() -> None:
     await engine.start()
     sent = h.clock.monotonic()
     assert dog.armed == [sent + TTL - MARGIN / 2]
-    await h.clock.advance(RENEW)
-    assert dog.armed[-1] == h.clock.monotonic() + TTL - MARGIN / 2
+    await h.clock.advance(RENEW)  # a renewal within it, at the deployable's phase
+    assert len(dog.armed) == 2
+    assert sent < dog.armed[-1] - (TTL - MARGIN / 2) <= h.clock.monotonic()
     assert isinstance(h.runtime, SilentStore)
     h.runtime.silent = True
     await h.until(lambda: engine.halted.is_set(), within=TTL)
     assert dog.disarmed >= 1
     assert h.clock.monotonic() < dog.armed[-1], "the loop fenced itself before the watchdog"
+    await engine.shutdown()
+
+
+async def test_the_lease_is_renewed_at_the_phase_of_the_guests_heartbeats() -> None:
+    h = Harness(MemoryRuntime("dep"))
+    dog = RecordingWatchdog()
+    engine = h.new_engine(TWO)
+    engine.lease.watchdog = dog
+    await engine.start()
+    await h.clock.advance(5 * RENEW)
+    phase = deployable_phase("dep", engine.heartbeat().interval) % RENEW
+    renewals = [armed - (TTL - MARGIN / 2) for armed in dog.armed[1:]]  # the clock's time too
+    assert len(renewals) >= 4
+    assert all(abs((at - phase + RENEW / 2) % RENEW - RENEW / 2) < 1e-6 for at in renewals)
+    assert all(RENEW * 0.99 < b - a < RENEW * 1.01 for a, b in pairwise(renewals[1:]))
     await engine.shutdown()
 
 
@@ -122,6 +141,58 @@ def test_time_the_whole_process_did_not_run_moves_the_deadline_on() -> None:
     assert not dog.check() and fired == []
     now[0] = 115.0
     assert dog.check() and fired == [115.0], "a loop that runs and does not renew is fenced"
+
+
+def test_a_stop_late_in_the_sleep_leaves_the_loop_a_grace_once_it_runs_again() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 105.0  # slept for 5 s from 100; stopped at 104.9 until 114.9
+    now[0] = 114.9
+    dog.overslept(9.9)
+    assert not dog.check(), "the loop had no time to renew once it ran again"
+    now[0] = 114.9 + GRACE
+    assert dog.check() and fired == [now[0]]
+
+
+class SleepingCondition:
+    """A condition whose waits pass on a fake clock, each wait recorded, and
+    ``during`` called as the waiter sleeps (a renewal of the loop, say)."""
+
+    def __init__(self, now: list[float], during: Callable[[int], None]) -> None:
+        self.now, self.during = now, during
+        self.waits: list[float | None] = []
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        self.during(len(self.waits))
+        self.now[0] += timeout or 0.0
+        return False
+
+    def notify(self, n: int = 1) -> None:
+        return None
+
+
+def test_the_watchdog_sleeps_until_its_deadline_not_at_every_renewal() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 104.0
+
+    def renew(wait: int) -> None:  # the loop renews every second while the dog sleeps
+        if wait == 1:
+            dog._deadline = 107.0
+
+    dog._changed = SleepingCondition(now, renew)  # type: ignore[assignment]
+    dog._watch()  # returns once it fired: the loop stopped renewing after 103
+    assert dog._changed.waits == [4.0, 3.0]  # type: ignore[attr-defined]
+    assert fired == [107.0]
 
 
 class FlakyStore(SilentStore):
@@ -213,7 +284,7 @@ def test_only_a_sooner_deadline_wakes_the_watchdog() -> None:
     dog._thread = threading.current_thread()  # no thread of its own: counted by hand
     dog.arm(105.0)
     assert changed.notified == 1  # armed from nothing
-    for renewal in range(1, 6):  # each renewal pushes it on: the next tick sees it
+    for renewal in range(1, 6):  # each renewal pushes it on: it looks when it wakes
         dog.arm(105.0 + renewal)
     assert changed.notified == 1
     dog.arm(104.0)

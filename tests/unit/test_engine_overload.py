@@ -77,12 +77,14 @@ async def test_a_guest_that_really_stopped_during_a_stall_is_failed_with_the_sta
     resumed = h.clock.now
     line = await h.until_event_starting("a1 failed: ", within=30)
     cause = "guest agent silent; " if monitoring == "active" else ""
-    # the stall is seen from the first timer due after it began (here 0.5 s in)
+    # the stall is seen from the first timer due after it began (under a second in)
     lag = r"loop lag (9\.\d|10\.0) s"
-    expected = rf"a1 failed: no heartbeat for 1\d\.\d s \({cause}{lag}; fresh keepalive: no answer within 1 s\)"
+    # the probe waits an interval if the guest had had a whole timeout of dped's
+    # attention before it, else a timeout: that depends on where that timer fell
+    probe = r"fresh keepalive: no answer within [13] s"
+    expected = rf"a1 failed: no heartbeat for 1\d\.\d s \({cause}{lag}; {probe}\)"
     assert re.fullmatch(expected, line), line
-    # the guest got a whole timeout of dped's attention, then a fresh probe
-    assert h.clock.now - resumed <= 3 + 1
+    assert h.clock.now - resumed <= 3 + 3 + 1
     await h.until(lambda: h.state("dep") == "running" and len(h.driver.created) == 3)
     assert h.state("a2") == "running"
 

@@ -8,11 +8,12 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
-from dpe.drivers import _netns, _procfs
+from dpe.drivers import _local_instance, _netns, _procfs
+from dpe.drivers._local_instance import write_json
 from dpe.drivers.local import (
     INIT_RECORD,
     METADATA,
@@ -174,6 +175,30 @@ async def test_an_instance_is_searched_for_once_then_remembered(driver: LocalDri
     assert await driver.state("web-live") == InstanceState.RUNNING
     driver.instances_dir = searched_before
     shutil.rmtree(directory)  # destroyed: the remembered place is not trusted
+    assert await driver.state("web-live") == InstanceState.GONE
+
+
+async def test_an_instances_records_are_read_again_only_once_replaced(
+    driver: LocalDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = _procfs.read_stat(os.getpid())
+    assert me is not None
+    directory = fake_instance(driver.paths, "web-live", me.pid, me.start_time)
+    reads: list[str] = []
+    real_read = _local_instance._read_json
+
+    def counted_read(path: Path) -> dict[str, Any] | None:
+        reads.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(_local_instance, "_read_json", counted_read)
+    for _ in range(3):
+        assert await driver.state("web-live") == InstanceState.RUNNING
+    assert sorted(reads) == [INIT_RECORD, METADATA]  # the first look only
+    init = InitRecord(init_pid=me.pid, pidns=False, start_time=me.start_time + 1)
+    write_json(directory / INIT_RECORD, asdict(init))  # a new init (by rename, as the guest's)
+    assert await driver.state("web-live") == InstanceState.STOPPED
+    (directory / METADATA).unlink()
     assert await driver.state("web-live") == InstanceState.GONE
 
 
