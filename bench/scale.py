@@ -236,15 +236,22 @@ def _trouble(cped: Cped, after: int) -> dict[str, Any]:
     """What must not happen while starting and running: fencing, DPE kills, lost heartbeats."""
     fencings = kills = heartbeats = 0
     examples: list[str] = []
+    failed: dict[tuple[str, str], str] = {}  # an assembly's last failure: why it was fenced
     while page := cped.client.query_events(after_id=after, limit=1000):
         after = int(page[-1]["id"])
         for event in page:
+            where = (event["deployable"], event["assembly"])
+            if event["state"] == "failed":
+                failed[where] = event["reason"]
             fenced = event["state"] == "fencing"
             killed = event["state"] == "dpe-killed"
             lost = "no heartbeat" in event["reason"]
             fencings, kills, heartbeats = fencings + fenced, kills + killed, heartbeats + lost
             if (fenced or killed or lost) and len(examples) < 10:
-                examples.append(f"{event['deployable']}/{event['assembly']}: {event['reason']}")
+                why = f" (failed: {failed[where]})" if fenced and where in failed else ""
+                examples.append(
+                    f"{event['deployable']}/{event['assembly']}: {event['reason']}{why}"
+                )
     return {
         "fencings": fencings,
         "dpes_killed": kills,

@@ -70,6 +70,20 @@ def is_alive(pid: int, start_time: int | None = None, proc: Path = PROC) -> bool
     return start_time is None or stat.start_time == start_time
 
 
+def run_delay(pid: int, proc: Path = PROC) -> float:
+    """Seconds ``pid`` (its main thread) was runnable but waiting for a CPU, since it
+    started (the second field of ``/proc/PID/schedstat``); 0 if unknown."""
+    try:
+        return int((proc / str(pid) / "schedstat").read_bytes().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def tree(root: int, proc: Path = PROC) -> list[int]:
+    """``root`` and every process below it."""
+    return [root, *(s.pid for s in descendants(root, all_stats(proc)))]
+
+
 def all_pids(proc: Path = PROC) -> Iterator[int]:
     for entry in os.scandir(proc):
         if entry.name.isdigit():

@@ -30,7 +30,8 @@ namespace instead of the DPE's own, so every member reaches them.
 
 Settings (the deployable's ``settings``): ``network`` (loopback | netns),
 ``subnet`` (default 10.236.0.0/24), ``pid_namespace`` (yes | no; default yes
-when root), ``start_timeout`` (a duration, default 10 s), ``boot_delay`` (a
+when root), ``start_timeout`` (a duration, default 10 s; a busy host's CPU
+waits not counted: ``_local_processes.wait_ready``), ``boot_delay`` (a
 duration, default none: how long a new instance takes before it is returned, to
 stand for a virtual machine's boot in failover tests and benchmarks).
 

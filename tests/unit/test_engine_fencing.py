@@ -10,6 +10,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
+from dpe.engine import Engine
 from dpe.engine_timing import deployable_phase
 from dpe.fencing import GRACE, FenceWatchdog
 from dpe.runtime import MemoryRuntime
@@ -80,12 +81,17 @@ async def test_a_write_refused_by_the_store_fences_at_once() -> None:
     await engine.shutdown()
 
 
-async def test_the_watchdog_follows_renewals_and_is_disarmed_on_halt() -> None:
-    h = Harness(SilentStore("dep"))
+async def started_with_watchdog(h: Harness) -> tuple[Engine, RecordingWatchdog]:
     dog = RecordingWatchdog()
     engine = h.new_engine(TWO)
     engine.lease.watchdog = dog
     await engine.start()
+    return engine, dog
+
+
+async def test_the_watchdog_follows_renewals_and_is_disarmed_on_halt() -> None:
+    h = Harness(SilentStore("dep"))
+    engine, dog = await started_with_watchdog(h)
     sent = h.clock.monotonic()
     assert dog.armed == [sent + TTL - MARGIN / 2]
     await h.clock.advance(RENEW)  # a renewal within it, at the deployable's phase
@@ -101,10 +107,7 @@ async def test_the_watchdog_follows_renewals_and_is_disarmed_on_halt() -> None:
 
 async def test_the_lease_is_renewed_at_the_phase_of_the_guests_heartbeats() -> None:
     h = Harness(MemoryRuntime("dep"))
-    dog = RecordingWatchdog()
-    engine = h.new_engine(TWO)
-    engine.lease.watchdog = dog
-    await engine.start()
+    engine, dog = await started_with_watchdog(h)
     await h.clock.advance(5 * RENEW)
     phase = deployable_phase("dep", engine.heartbeat().interval) % RENEW
     renewals = [armed - (TTL - MARGIN / 2) for armed in dog.armed[1:]]  # the clock's time too
