@@ -113,7 +113,7 @@ class LeaseKeeper:
 
     def _until_renewal(self) -> float:
         """Seconds to the next renewal: ``lease_renew``, at ``phase`` if given (the
-        first renewal up to half of it sooner or later, to get there)."""
+        first renewal sooner, to get there)."""
         every = self.options.lease_renew
         if self.phase is None:
             return every

@@ -33,12 +33,15 @@ def deployable_phase(deployable: str, interval: float) -> float:
 
 
 def at_phase(now: float, seconds: float, phase: float, period: float) -> float:
-    """Seconds from ``now`` (the wall clock) to the moment nearest ``seconds`` away
-    that lies ``phase`` into a ``period``: ``seconds`` once aligned, up to half a
-    period more or less before.  A dped's periodic timers share the phase at which
-    its guests' heartbeats arrive, so it wakes once a period for them all."""
-    half = period / 2
-    return seconds + (phase - now - seconds + half) % period - half
+    """Seconds from ``now`` (the wall clock) to the last moment ``phase`` into a
+    ``period`` that is at most ``seconds`` away (or the one a hundredth of a period
+    beyond, when a timer fired that much before its phase): ``seconds`` once
+    aligned, less before, never much more (a lease renewal must not come later than
+    asked).  A dped's periodic timers share the phase at which its guests'
+    heartbeats arrive, so it wakes once a period for them all."""
+    tolerance = period / 100
+    past = (now + seconds - phase + tolerance) % period - tolerance
+    return seconds - past
 
 
 async def bounded(clock: Clock, seconds: float, awaitable: Awaitable[T], what: str) -> T:
