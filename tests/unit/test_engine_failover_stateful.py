@@ -115,12 +115,24 @@ class FailoverMachine(RuleBasedStateMachine):
         self.run(self.engine.shutdown())
         self.run(self.h.start(DOC))
 
+    def ask(self, *moves: tuple[str, str]) -> None:
+        """Moves requested as ``move_service`` does, then the document reloaded."""
+        assert self.h.runtime is not None
+        for service, assembly in moves:
+            move = {"to": assembly, "requested_at": self.h.clock.time()}
+            self.h.runtime.put("move", service, move)
+        self.run(self.engine.reload(DOC))
+
     @precondition(lambda self: not self.engine.halted.is_set())
     @rule(service=st.sampled_from(SERVICES), assembly=st.sampled_from(ASSEMBLIES))
     def a_move_is_asked(self, service: str, assembly: str) -> None:
-        assert self.h.runtime is not None
-        self.h.runtime.put("move", service, {"to": assembly, "requested_at": self.h.clock.time()})
-        self.run(self.engine.reload(DOC))
+        self.ask((service, assembly))
+
+    @precondition(lambda self: not self.engine.halted.is_set())
+    @rule(db=st.sampled_from(ASSEMBLIES), replica=st.sampled_from(ASSEMBLIES))
+    def both_moves_are_asked_at_once(self, db: str, replica: str) -> None:
+        """No time between them: each may hold the other back (the anti-colocation)."""
+        self.ask(("db", db), ("replica", replica))
 
     @invariant()
     def never_two_copies_never_together(self) -> None:
