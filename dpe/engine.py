@@ -103,9 +103,15 @@ class Engine:
         self.tasks = Tasks(self.log)
         holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.lease = LeaseKeeper(
-            runtime, self.clock, self.options, holder, self.log, self._halt, watchdog
+            runtime,
+            self.clock,
+            self.options,
+            holder,
+            self.log,
+            self._halt,
+            watchdog,
+            phase=self._heartbeat_phase,
         )
-        self.lease.phase = self._heartbeat_phase
         self.deps = EngineDeps(
             self.name, driver, transport, self.clock, keys, self.options, self._emit
         )

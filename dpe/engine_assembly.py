@@ -5,8 +5,9 @@ others: the bring-up (create → connect → start the guest agent, or monitor
 passively: ``dpe.engine_agent``), the heartbeat and the health check (a real
 command, and the driver's view of the instance, every
 ``heartbeat.health_interval``).  Their timers fall at the deployable's phase,
-where its agents' heartbeats arrive (``dpe.engine_timing.at_phase``).  The heartbeat is the guest agent's own while
-it runs, else an SSH keepalive every ``heartbeat.interval``; either way a
+where its agents' heartbeats arrive (``dpe.engine_timing.at_phase``).  The
+heartbeat is the guest agent's own while it runs, else an SSH keepalive every
+``heartbeat.interval``; either way a
 guest silent for ``heartbeat.timeout`` is failed only once a fresh keepalive
 confirms it, with the evidence in the event (``dpe.engine_liveness``).
 Resource operations run through the agent or over SSH on the same connection

@@ -220,6 +220,7 @@ class LocalDriver:
         directory = self._find(instance_id)
         if directory is not None:
             await self._remove(directory)
+            self._forget(instance_id, directory)
             log.info("instance %s destroyed", instance_id)
 
     async def state(self, instance_id: str) -> InstanceState:
@@ -344,13 +345,16 @@ class LocalDriver:
         if known is not None:
             if known.is_dir():
                 return known
-            self._records.forget(known)
+            self._forget(instance_id, known)
         found = next(self.instances_dir.glob(f"*/*/{instance_id}"), None)
-        if found is None:
-            self._directories.pop(instance_id, None)
-        else:
+        if found is not None:
             self._directories[instance_id] = found
         return found
+
+    def _forget(self, instance_id: str, directory: Path) -> None:
+        """An instance gone: nothing kept of it (a dped sees one more at every restart)."""
+        self._directories.pop(instance_id, None)
+        self._records.forget(directory)
 
 
 @contextlib.contextmanager

@@ -110,6 +110,9 @@ async def test_destroy_kills_every_process_and_removes_the_directory(guest: Gues
     await guest.driver.destroy(guest.instance.instance_id)
     assert still_alive(processes) == []
     assert not Path(guest.instance.extra["dir"]).exists()
+    # nothing kept of it (a dped sees a new instance at every restart)
+    assert guest.instance.instance_id not in guest.driver._directories
+    assert Path(guest.instance.extra["dir"]) not in guest.driver._records._known
     assert await guest.driver.state(guest.instance.instance_id) == InstanceState.GONE
     await guest.driver.destroy(guest.instance.instance_id)  # idempotent
 
