@@ -604,17 +604,44 @@ class Agent:
     def error(self, ident: str | None, code: str, message: str, **extra: str) -> None:
         self.send({"type": "error", "id": ident, "code": code, "message": message, **extra})
 
-    async def sleep_or_wake(self, wake: asyncio.Event, seconds: float) -> None:
-        """Sleep ``seconds`` through the injected clock, or until ``wake`` is set."""
-        if not wake.is_set():
-            sleeper = asyncio.ensure_future(self.sleep(max(0.0, seconds)))
-            waiter = asyncio.ensure_future(wake.wait())
+    async def sleep_or_wake(self, alarm: Alarm, seconds: float) -> None:
+        """Sleep ``seconds`` through the injected clock, or until ``alarm`` rings.
+
+        On the real clock the loop's own timer wakes the waiter: no task, so a
+        recurring run costs the loop one wake-up for its sleep, not three."""
+        if not alarm.rung:
+            loop = asyncio.get_running_loop()
+            waiter = alarm.waiter = loop.create_future()
+            sleeper: asyncio.TimerHandle | asyncio.Future[None]
+            if self.sleep is asyncio.sleep:
+                sleeper = loop.call_later(max(0.0, seconds), _resolve, waiter)
+            else:
+                sleeper = asyncio.ensure_future(self.sleep(max(0.0, seconds)))
+                sleeper.add_done_callback(lambda _: _resolve(waiter))
             try:
-                await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                await waiter
             finally:
                 sleeper.cancel()
-                waiter.cancel()
-        wake.clear()
+                alarm.waiter = None
+        alarm.rung = False
+
+
+class Alarm:
+    """Ends the current ``sleep_or_wake`` early, or the next one when none sleeps."""
+
+    def __init__(self) -> None:
+        self.rung = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def ring(self) -> None:
+        self.rung = True
+        if self.waiter is not None:
+            _resolve(self.waiter)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def spawn(coroutine: Awaitable[None], agent: Agent) -> asyncio.Task[None]:
@@ -641,7 +668,7 @@ class Recurring:
         self.interval = interval
         self.watch_spec = watch
         self.last: tuple[int | None, bool] | None = None
-        self._wake = asyncio.Event()
+        self._wake = Alarm()
         self._cause = "monitor"
         self._handle: Handle | None = None
         self._watched_pid: int | None = None
@@ -713,7 +740,7 @@ class Recurring:
         self._dead_pid = self._watched_pid
         self.agent.send({"type": "died", "key": self.key, "pid": self._dead_pid})
         self._cause = "watch"
-        self._wake.set()
+        self._wake.ring()
 
     def _forget_deaths(self) -> None:
         self._close_handle()
@@ -819,15 +846,18 @@ class _Child:
 class ProcessRunner:
     """Runs operations as children, each in its own session (its process group).
 
-    ``posix_spawn`` (no Python between fork and exec, no shell); children are
-    reaped on SIGCHLD (every child of the agent is one of these); output is
-    read as it comes."""
+    ``posix_spawn`` (no Python between fork and exec, no shell); output is read
+    as it comes.  A child's end is seen on its pidfd, which wakes the loop once
+    and names the child; without pidfds every child is reaped on SIGCHLD
+    (every child of the agent is one of these)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, use_pidfds: bool | None = None) -> None:
         self.loop = loop
         self.children: dict[int, _Child] = {}
         self.environment = dict(os.environ)  # the session's: it does not change
-        loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self.pidfds = pidfds_work() if use_pidfds is None else use_pidfds
+        if not self.pidfds:
+            loop.add_signal_handler(signal.SIGCHLD, self.reap)
 
     async def run(self, spec: OpSpec) -> Outcome:
         return await self.run_argv(spec.argv(), {**self.environment, **spec.env}, spec.timeout)
@@ -840,7 +870,7 @@ class ProcessRunner:
             return _spawn_failure(argv[0], exc, time.monotonic() - started)
         timer = self.loop.call_later(timeout, child.expire)
         try:
-            await asyncio.shield(child.exited)
+            await child.exited
         except asyncio.CancelledError:
             child.kill()  # cancelled (the key was, or the agent stops): nothing lingers
             raise
@@ -879,8 +909,44 @@ class ProcessRunner:
             os.close(err_write)
         child = _Child(self.loop, pid, out_read, err_read)
         self.children[pid] = child
-        self.loop.call_soon(self.reap)  # in case it ended before the handler was there
+        if self.pidfds:
+            self._watch_end(pid)
+        else:
+            self.loop.call_soon(self.reap)  # in case it ended before the handler was there
         return child
+
+    def _watch_end(self, pid: int) -> None:
+        try:
+            fd = os.pidfd_open(pid)  # a zombie of ours still has one: no race with its end
+        except OSError:  # out of descriptors: look again until it ended
+            self._reap_later(pid)
+            return
+        self.loop.add_reader(fd, self._ended, pid, fd)
+
+    def _ended(self, pid: int, fd: int) -> None:
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        if not self._reap_one(pid):
+            self._reap_later(pid)
+
+    def _reap_later(self, pid: int) -> None:
+        if pid in self.children:
+            self.loop.call_later(POLL_INTERVAL, self._ended_yet, pid)
+
+    def _ended_yet(self, pid: int) -> None:
+        if not self._reap_one(pid):
+            self._reap_later(pid)
+
+    def _reap_one(self, pid: int) -> bool:
+        """Reap ``pid`` if it ended; False while it runs."""
+        try:
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already (``settle``)
+            return True
+        if reaped == 0:
+            return False
+        self._finish(pid, status)
+        return True
 
     def reap(self) -> None:
         while self.children:
@@ -890,9 +956,12 @@ class ProcessRunner:
                 return
             if pid == 0:
                 return
-            child = self.children.pop(pid, None)
-            if child is not None:
-                child.finish(status)
+            self._finish(pid, status)
+
+    def _finish(self, pid: int, status: int) -> None:
+        child = self.children.pop(pid, None)
+        if child is not None:
+            child.finish(status)
 
     async def settle(self, seconds: float) -> None:
         """Wait (a little) for killed children to be reaped."""
