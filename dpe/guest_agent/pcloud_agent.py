@@ -918,35 +918,28 @@ class ProcessRunner:
     def _watch_end(self, pid: int) -> None:
         try:
             fd = os.pidfd_open(pid)  # a zombie of ours still has one: no race with its end
-        except OSError:  # out of descriptors: look again until it ended
-            self._reap_later(pid)
+        except OSError:  # out of descriptors: look until it ended
+            self._reap_or_look_again(pid)
             return
         self.loop.add_reader(fd, self._ended, pid, fd)
 
     def _ended(self, pid: int, fd: int) -> None:
         self.loop.remove_reader(fd)
         os.close(fd)
-        if not self._reap_one(pid):
-            self._reap_later(pid)
+        self._reap_or_look_again(pid)
 
-    def _reap_later(self, pid: int) -> None:
-        if pid in self.children:
-            self.loop.call_later(POLL_INTERVAL, self._ended_yet, pid)
-
-    def _ended_yet(self, pid: int) -> None:
-        if not self._reap_one(pid):
-            self._reap_later(pid)
-
-    def _reap_one(self, pid: int) -> bool:
-        """Reap ``pid`` if it ended; False while it runs."""
+    def _reap_or_look_again(self, pid: int) -> None:
+        """Reap ``pid`` if it ended, else look again in ``POLL_INTERVAL``."""
+        if pid not in self.children:
+            return  # reaped already (``settle``)
         try:
             reaped, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # reaped already (``settle``)
-            return True
-        if reaped == 0:
-            return False
-        self._finish(pid, status)
-        return True
+        except ChildProcessError:  # not ours to reap: its timeout ends the wait
+            return
+        if reaped:
+            self._finish(pid, status)
+        else:
+            self.loop.call_later(POLL_INTERVAL, self._reap_or_look_again, pid)
 
     def reap(self) -> None:
         while self.children:

@@ -64,9 +64,14 @@ def test_a_renewal_brought_to_the_phase_is_never_asked_later_than_lease_renew(
     clock = FakeClock(now)
     options = EngineOptions(lease_ttl=2.0, lease_renew=renew)
     keeper = LeaseKeeper(
-        MemoryRuntime("dep"), clock, options, "test:1", Context(logging.getLogger()), _no_loss
+        MemoryRuntime("dep"),
+        clock,
+        options,
+        "test:1",
+        Context(logging.getLogger()),
+        _no_loss,
+        phase=lambda: fraction * interval,
     )
-    keeper.phase = lambda: fraction * interval
     assert 0 < keeper._until_renewal() <= renew * 1.01
 
 
