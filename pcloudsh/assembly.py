@@ -9,6 +9,7 @@ from typing import Any
 from foundation import model
 from foundation.errors import Conflict, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
+from pcloudsh.interrupts import interrupts_at_checkpoints
 from pcloudsh.output import Outcome, Program, Result, Table, Text, columns, done
 from pcloudsh.values import check_name
 
@@ -122,8 +123,9 @@ class AssemblyCommands(Noun):
     ) -> dict[str, Any] | None:
         """Make the keys, the disk, then the assembly; a failure removes what was made."""
         keys = self.env.keys
-        keys.write(doc["name"])
         try:
+            with interrupts_at_checkpoints():  # a ^C while the keys are made is not lost
+                keys.write(doc["name"])
             disk = self._make_disk(doc, overlay) if with_disk else None
             self._register(doc, disk is not None)
         except BaseException:  # refused, failed or Ctrl-C: no keys without an assembly

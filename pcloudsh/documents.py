@@ -10,7 +10,7 @@ from typing import Any
 from foundation import model
 from foundation.errors import InvalidInput
 from pcloudsh.environment import Environment
-from pcloudsh.interrupts import interrupts_held
+from pcloudsh.interrupts import interrupts_at_checkpoints, interrupts_held
 from pcloudsh.output import Raw, Result, done
 from pcloudsh.values import check_name
 
@@ -74,7 +74,13 @@ def _make_keys(env: Environment, deployable: str, assemblies: list[str]) -> None
     total = len(assemblies)
     with env.show_progress(env.stderr, f"import {deployable}") as report:
         report("key pairs", 0.0)
-        env.keys.write_many(assemblies, lambda made: report("key pairs", made / total))
+        with interrupts_at_checkpoints() as checkpoint:  # a ^C between two keys
+
+            def made(count: int) -> None:
+                checkpoint()
+                report("key pairs", count / total)
+
+            env.keys.write_many(assemblies, made)
         report("key pairs", 1.0)
 
 

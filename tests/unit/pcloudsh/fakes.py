@@ -7,6 +7,8 @@ temporary store (``tests.unit.inprocess``).
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -161,11 +163,21 @@ class DownCped:
         return unreachable
 
 
+class InterruptedWhileFreed:
+    """Like M2Crypto's buffers, freed in ``__del__``: Ctrl-C comes meanwhile."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs before __del__ returns
+
+
 class FakeKeys:
     def __init__(self) -> None:
         self.made: set[str] = set()
         self.fail_on: str | None = None
         self.interrupt_after: int | None = None  # Ctrl-C once this many are made
+        # Ctrl-C once this many are made, while a finalizer runs (as M2Crypto frees a buffer)
+        self.interrupt_in_finalizer_after: int | None = None
+        self.interrupt_in_finalizer_on: str | None = None  # the same, writing this one's keys
         self.written: list[str] = []  # by write_many, in order
 
     def exists(self, assembly: str) -> bool:
@@ -175,6 +187,8 @@ class FakeKeys:
         if assembly == self.fail_on:
             raise Unavailable("cannot write keys")
         self.made.add(assembly)
+        if assembly == self.interrupt_in_finalizer_on:
+            InterruptedWhileFreed()
 
     def write_many(self, assemblies: Any, on_made: Callable[[int], None]) -> None:
         written: list[str] = []
@@ -192,6 +206,8 @@ class FakeKeys:
     def _interrupt_if_due(self, made: int) -> None:
         if made == self.interrupt_after:
             raise KeyboardInterrupt
+        if made == self.interrupt_in_finalizer_after:
+            InterruptedWhileFreed()  # dropped at once: its __del__ runs here
 
     def delete_many(self, assemblies: Any) -> None:
         self.made.difference_update(assemblies)

@@ -39,6 +39,15 @@ def test_assembly_create_removes_its_keys_when_cped_refuses(
     assert keys.made == set()
 
 
+def test_assembly_create_interrupted_while_its_keys_are_made_leaves_nothing(
+    env: Environment, cped: InProcessCped, keys: FakeKeys
+) -> None:
+    keys.interrupt_in_finalizer_on = "web"  # the ^C comes while a finalizer runs
+    ran = run(env, "assembly_create web host")
+    assert (ran.status, ran.out, ran.err) == (130, "", "pcloudsh: interrupted\n")
+    assert keys.made == set() and cped.list_assemblies() == []
+
+
 def test_assembly_create_keeps_keys_of_an_existing_assembly(
     env: Environment, cped: InProcessCped, keys: FakeKeys
 ) -> None:
@@ -295,10 +304,15 @@ def test_import_does_not_trust_key_files_of_assemblies_cped_does_not_know(
     assert json.loads(ran.out)["new_keys"] == ["stray"] and keys.written == ["stray"]
 
 
+@pytest.mark.parametrize("in_finalizer", [False, True], ids=["raised", "during-a-finalizer"])
 def test_import_interrupted_while_making_keys_leaves_no_keys_and_no_rows(
-    env: Environment, cped: InProcessCped, keys: FakeKeys
+    env: Environment, cped: InProcessCped, keys: FakeKeys, in_finalizer: bool
 ) -> None:
-    keys.interrupt_after = 2
+    """Also when the ^C comes while a finalizer runs, where its exception would be lost."""
+    if in_finalizer:
+        keys.interrupt_in_finalizer_after = 2
+    else:
+        keys.interrupt_after = 2
     names = [f"a{n}" for n in range(5)]
     document = json.dumps({"name": "big", "assemblies": [{"name": n} for n in names]})
     ran = run(env, "deployable_import -", stdin=document)
