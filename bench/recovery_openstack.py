@@ -25,7 +25,8 @@ from the repository root, as root, with the rig up and a built JEOS in
 admin cloud unless ``--cloud`` names another entry of ``--clouds-file`` (a
 project member, say: the rights the README lists), with that project's
 ``--security-group``.  The result goes to
-``bench/results/recovery_openstack.json``.
+``bench/results/recovery_openstack.json``.  At the end it removes what it
+uploaded (``dped --purge-images``): each run's assembly image is a new one.
 """
 
 from __future__ import annotations
@@ -174,6 +175,21 @@ def one_path(status: dict[str, Any], conn: Any, paths: Paths, args: argparse.Nam
             "recover_s": summary([r["recover_s"] for r in runs])}  # fmt: skip
 
 
+def purge_uploads(paths: Paths) -> None:
+    """Remove what the runs left in the cloud: the assembly's disk image (new each
+    run: a fresh uuid inside), the kernel and initrd, the key pair."""
+    documents = sorted(paths.state_dir.glob("bench-*.json"))
+    if not documents:
+        return
+    argv = [sys.executable, "-m", "dpe.main", "--document", str(documents[0])]
+    argv += ["--state-dir", str(paths.state_dir), "--purge-images"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode == 0:
+        print(f"purged: {done.stdout.strip()}", flush=True)
+    else:
+        print(f"purging the uploads failed: {done.stderr.strip()}", file=sys.stderr, flush=True)
+
+
 def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -213,6 +229,7 @@ def main() -> int:
             for path in args.paths.split(",")
         }
     finally:
+        purge_uploads(paths)
         shutil.rmtree(home, ignore_errors=True)
     report = {
         "what": "nova server deleted from outside: detection and recovery by path",
