@@ -1,7 +1,8 @@
 """A deployable of real VMs on libvirt (TCG when KVM is not usable), run by ``dped``.
 
 One deployable for the whole module, its scenarios in sequence (each VM boots
-in 20-50 s under emulation): ``web`` runs ``ocf:heartbeat:Dummy``, ``db`` runs
+in 20-50 s under emulation): ``web`` runs ``ocf:heartbeat:Dummy`` and the
+``systemd-journald`` unit (``systemd`` class), ``db`` runs
 Dummy and ``ocf:heartbeat:anything``, monitored actively (the guest agent runs
 in each VM on the JEOS's python3).  Start, all running, a guest agent in each
 VM; a resource killed inside a VM is restarted; the guest agent killed inside
@@ -76,6 +77,14 @@ def document(paths: Paths, jeos_dir: Path, uuids: dict[str, str]) -> dict[str, A
         "timeouts": {"monitor": "10s", "start": "20s", "stop": "20s"},
         "parameters": {"binfile": "/bin/sleep", "cmdline_options": "86401"},
     }
+    # a unit every systemd guest runs: its monitor and its main pid are asked of
+    # systemd itself by the guest agent (root: systemd's private socket)
+    journal = {
+        "name": "journal",
+        "class": "systemd",
+        "type": "systemd-journald",
+        "monitor_interval": 2,
+    }
     return {
         "name": "shop",
         "infrastructure": "libvirt",
@@ -88,7 +97,12 @@ def document(paths: Paths, jeos_dir: Path, uuids: dict[str, str]) -> dict[str, A
         "heartbeat": {"interval": 1, "timeout": 8, "health_interval": 10},
         "monitoring": "active",
         "assemblies": [
-            {"name": "web", "uuid": uuids["web"], "image": "base", "resources": [dummy("d1")]},
+            {
+                "name": "web",
+                "uuid": uuids["web"],
+                "image": "base",
+                "resources": [dummy("d1"), journal],
+            },
             {"name": "db", "uuid": uuids["db"], "image": "base", "resources": [dummy("d2"), app]},
         ],
     }
@@ -205,6 +219,7 @@ def test_start_all_running(world: World) -> None:
     assert "sleep 86401" in ssh(world, "db", "ps -eo args").stdout
     for assembly in ASSEMBLIES:
         assert guest_agents(world, assembly), f"no guest agent in {assembly}"
+    assert "shop/web/journal running:" in world.dped.text()
     assert "monitoring passively" not in world.dped.text()
 
 

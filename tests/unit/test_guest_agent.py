@@ -520,7 +520,7 @@ def test_the_agent_is_python_3_9_and_standard_library_only() -> None:
     }
     stdlib = {"__future__", "argparse", "asyncio", "collections", "contextlib", "dataclasses"}
     stdlib |= {"fcntl", "hashlib", "json", "math", "os", "re", "signal", "subprocess", "sys"}
-    stdlib |= {"time", "typing"}
+    stdlib |= {"struct", "time", "typing"}
     assert imported <= stdlib
 
 
