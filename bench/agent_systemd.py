@@ -51,8 +51,11 @@ from foundation.paths import Paths
 
 UNIT = "pcloud-bench-sleep"
 SERVICE = Resource(name="svc", rclass="systemd", type=UNIT, provider="")
+# No start limit: the benchmark restarts the unit every few seconds, and systemd's
+# default (5 starts in 10 s) would refuse the sixth start, as it would any unit's.
 INSTALL = (
-    f"printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/{UNIT}.service"
+    f"printf '[Unit]\\nStartLimitIntervalSec=0\\n[Service]\\nExecStart=/bin/sleep infinity\\n'"
+    f" > /etc/systemd/system/{UNIT}.service"
     " && systemctl daemon-reload"
 )
 KILLER = "while read pid; do kill -9 $pid; done"  # kept open: the kill is one packet away
