@@ -1070,7 +1070,7 @@ BUS_TIMEOUT = 2.0  # then systemctl is asked instead
 _ACTIVE_STATES = ("active", "reloading", "refreshing")  # where is-active says 0
 _IS_ACTIVE_NOT = 3  # is-active's status for every other state
 _BUS_MAX_MESSAGE = 1 << 20
-_METHOD_CALL, _METHOD_RETURN, _ERROR = 1, 2, 3
+_METHOD_CALL, _METHOD_RETURN = 1, 2
 _REPLY_SERIAL = 5
 
 
