@@ -53,6 +53,7 @@ $(STAMPS)/deb: Makefile
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@tools/account-files-readable
 	@touch $@
 
 # A changed lock rebuilds the venv from scratch: nothing of the old one lingers; so
