@@ -305,6 +305,14 @@ class Store:
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         return self._conn().execute(self.dialect.sql(sql), args)
 
+    def _statement(self, sql: str, args: Sequence[Any]) -> Cursor:
+        """One write statement that guards itself, atomic on its own (the
+        connection is in autocommit); inside a transaction it joins it."""
+        if self._reading:
+            raise RuntimeError("a store write inside a read snapshot")
+        with self._lock, self._translated():
+            return self._exec(sql, args)
+
     @contextmanager
     def transaction(self, lock: WriteLock | None = WriteLock.CATALOG) -> Iterator[None]:
         """One write transaction; nested use joins it (as a savepoint).
@@ -923,14 +931,21 @@ class Store:
     def renew_lease(
         self, deployable: str, holder: str, epoch: int, ttl: float, now: float | None = None
     ) -> bool:
-        """Extend our lease; False if it expired or was taken over (then stop acting)."""
-        with self.transaction(None):
-            at = self.dialect.now(self._conn()) if now is None else now
-            changed = self._exec(
-                "UPDATE leases SET expires_at = ?, renewed_at = ?"
-                " WHERE deployable = ? AND holder = ? AND epoch = ? AND expires_at > ?",
-                (at + ttl, at, deployable, holder, epoch, at),
-            ).rowcount
+        """Extend our lease; False if it expired or was taken over (then stop acting).
+
+        One statement, its own transaction: every DPE runs this every second,
+        and without BEGIN and COMMIT around it an idle DPE's renewal costs half
+        the CPU on SQLite (a statement that writes takes the write lock before
+        it reads, as ``BEGIN IMMEDIATE``) and two round trips instead of four on
+        PostgreSQL.  The clock is read first: the guard only needs a time no
+        later than the write's.
+        """
+        at = self.now() if now is None else now
+        changed = self._statement(
+            "UPDATE leases SET expires_at = ?, renewed_at = ?"
+            " WHERE deployable = ? AND holder = ? AND epoch = ? AND expires_at > ?",
+            (at + ttl, at, deployable, holder, epoch, at),
+        ).rowcount
         return changed == 1
 
     def release_lease(self, deployable: str, holder: str, epoch: int) -> None:

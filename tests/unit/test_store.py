@@ -321,6 +321,40 @@ def test_release_keeps_the_epoch_for_the_next_holder(store: Store) -> None:
     assert store.acquire_lease("d", "B", 12, ttl=5.0, now=101.0) == 2
 
 
+def test_a_renewal_joins_the_callers_transaction_and_rolls_back_with_it(store: Store) -> None:
+    store.acquire_lease("d", "A", 11, ttl=5.0, now=100.0)
+    with pytest.raises(RuntimeError, match="changed my mind"), store.transaction(None):
+        assert store.renew_lease("d", "A", 1, ttl=5.0, now=103.0)
+        raise RuntimeError("changed my mind")
+    assert store.get_lease("d")["expires_at"] == 105.0  # type: ignore[index]
+    with pytest.raises(RuntimeError, match="read snapshot"), store.snapshot():
+        store.renew_lease("d", "A", 1, ttl=5.0, now=103.0)
+
+
+def test_sqlite_a_renewal_is_one_statement_that_waits_for_another_writer(
+    pcloud_home: Paths,
+) -> None:
+    """Every DPE renews every second: no BEGIN and COMMIT around the UPDATE,
+    yet the write lock is taken and waited for as by any write."""
+    holder = Store.open(pcloud_home.store_file)
+    other = Store.open(pcloud_home.store_file, busy_timeout=0.05)
+    try:
+        epoch = other.acquire_lease("d", "m1:7", 7, ttl=30.0) or 0
+        statements: list[str] = []
+        other._conn().set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        assert other.renew_lease("d", "m1:7", epoch, ttl=30.0)
+        assert [s.split()[0] for s in statements] == ["UPDATE"]
+        with holder.transaction():
+            holder.insert_jeos({"name": "j1", "kind": "image", "path": "/x"})
+            with pytest.raises(StoreError, match="busy"):
+                other.renew_lease("d", "m1:7", epoch, ttl=30.0)
+        assert other.renew_lease("d", "m1:7", epoch, ttl=30.0)
+        assert not other._conn().in_transaction  # type: ignore[attr-defined]
+    finally:
+        holder.close()
+        other.close()
+
+
 # -- events ---------------------------------------------------------------------------------
 
 
