@@ -322,6 +322,10 @@ def make_ext4(root: Path, image: Path, size: int, log_path: Path) -> None:
 # -- import -------------------------------------------------------------
 
 
+# The smallest disk jeos_import takes: a partition table and a kernel need more.
+SMALLEST_DISK = 1 << 20
+
+
 def import_jeos(
     name: str,
     file: Path,
@@ -380,6 +384,13 @@ def _check_import(
     info = qemu.image_info(file)
     if info.virtual_size == 0:
         raise InvalidInput(f"disk image {file} is empty")
+    if info.virtual_size < SMALLEST_DISK:
+        # qemu-img reads any file as a raw disk: a text file would pass
+        raise InvalidInput(
+            f"disk image {file} is too small to hold an operating system"
+            f" ({info.virtual_size} bytes as a disk, at least {SMALLEST_DISK >> 20} MiB):"
+            " is it a disk image?"
+        )
     if info.format == "qcow2":
         qemu.check_image(file)
     check_out_dir(out_dir, name, info.actual_size + GIB // 4)

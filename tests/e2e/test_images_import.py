@@ -78,3 +78,15 @@ def test_other_formats_and_empty_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="is empty"):
         jeos.import_jeos("empty", tmp_path / "empty.img", tmp_path / "jeos")
     assert not (tmp_path / "jeos").exists()
+
+
+def test_a_file_too_small_to_be_a_disk_is_refused(tmp_path: Path) -> None:
+    """qemu-img takes any file for a raw disk: a text file must not become a JEOS."""
+    (tmp_path / "text.img").write_text("hello\n")
+    with pytest.raises(
+        InvalidInput, match=r"text\.img is too small .*, at least 1 MiB\): is it a disk image"
+    ):
+        jeos.import_jeos("text", tmp_path / "text.img", tmp_path / "jeos")
+    assert not (tmp_path / "jeos").exists()
+    record = jeos.import_jeos("mib", _raw(tmp_path / "mib.raw", 1 << 20), tmp_path / "jeos")
+    assert record.virtual_size == 1 << 20
