@@ -52,6 +52,9 @@ class Arg:
         self.options = options
         if not flags[0].startswith("-"):
             self.options.setdefault("metavar", flags[0].upper())
+            if options.get("nargs") == "*":
+                # without a default argparse names it among the missing arguments
+                self.options.setdefault("default", [])
 
     def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
         return parser.add_argument(*self.flags, **self.options)

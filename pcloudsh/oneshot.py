@@ -17,6 +17,7 @@ from pcloudsh.output import Outcome, Program, Stream
 from pcloudsh.render import Printer, error_lines
 
 USAGE = "usage: pcloudsh [--json] [--version] [COMMAND [ARGS...]]\n"
+HELP_USAGE = "usage: pcloudsh help [COMMAND]\n\nList the commands, or show one command's help.\n"
 ABOUT = """\
 pcloudsh: the admin shell of pacemaker-cloud.
 Without a command it starts an interactive shell; with one, it runs it and exits
@@ -113,6 +114,9 @@ def command_parser(spec: CommandSpec, env: Environment) -> CommandParser:
 def show_help(env: Environment, topics: list[str]) -> int:
     if not topics:
         env.stdout.write(USAGE + "\n" + ABOUT + "\n" + command_summary())
+        return ExitCode.OK
+    if topics[0] == "help":
+        env.stdout.write(HELP_USAGE)
         return ExitCode.OK
     _noun, spec = _lookup(topics[0])
     env.stdout.write(command_parser(spec, env).format_help())

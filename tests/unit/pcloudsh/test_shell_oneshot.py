@@ -63,6 +63,28 @@ def test_help_for_an_unknown_command(env: Environment) -> None:
     assert ran.status == 2 and "unknown command 'nosuch'" in ran.err
 
 
+def test_help_about_help(env: Environment) -> None:
+    ran = run(env, "help help")
+    assert ran.status == 0 and ran.out.startswith("usage: pcloudsh help [COMMAND]")
+
+
+@pytest.mark.parametrize(
+    ("line", "missing"),
+    [
+        ("assembly_ssh shop", "ASSEMBLY"),
+        ("resource_template_add t1", "AGENT"),
+        ("assembly_resource_add", "ASSEMBLY/RESOURCE, TEMPLATE|AGENT"),
+    ],
+)
+def test_a_missing_argument_error_names_only_what_is_required(
+    env: Environment, line: str, missing: str
+) -> None:
+    """Trailing ``[X ...]`` arguments may be left out: never named as missing."""
+    ran = run(env, line)
+    assert ran.status == 2
+    assert ran.err.splitlines()[-1].endswith(f"the following arguments are required: {missing}")
+
+
 def test_version(env: Environment) -> None:
     ran = run(env, "--version")
     assert ran.status == 0 and ran.out.startswith("pcloudsh ")
