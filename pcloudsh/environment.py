@@ -174,6 +174,15 @@ def _store(paths: pathsmod.Paths, where: str | None) -> AbstractContextManager[S
     return closing(open_store(config.cped.store, paths.store_file, application="pcloudsh"))
 
 
+def _sqlite_file(paths: pathsmod.Paths, where: str | None) -> Path | None:
+    """The SQLite file ``_store`` would open for ``where``; None for PostgreSQL."""
+    from foundation.config import load_config
+
+    if where:
+        return None if "://" in where else Path(where).absolute()
+    return None if load_config(paths.config_file).cped.store else paths.store_file
+
+
 def _exec(argv: Sequence[str]) -> None:
     from pcloudsh.programs import exec_program
 
@@ -243,6 +252,10 @@ class Environment:
     def open_store(self, where: str | None) -> AbstractContextManager[Store]:
         """The store itself (store_* commands), not cped's API."""
         return self.store_at(self.paths, where)
+
+    def store_file(self, where: str | None) -> Path | None:
+        """The SQLite file ``open_store`` opens (and creates if absent); None for PostgreSQL."""
+        return _sqlite_file(self.paths, where)
 
     @property
     def history_file(self) -> Path:

@@ -19,6 +19,7 @@ from typing import TextIO
 from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Noun, command
 from pcloudsh.output import Raw, Result, done
+from pcloudsh.values import check_file
 
 STORE_ARG = Arg(
     "--store",
@@ -54,6 +55,7 @@ class StoreCommands(Noun):
         """
         from foundation.store_transfer import export_store
 
+        self._refuse_absent(args.store)
         with self.env.open_store(args.store) as store:
             where = store.location
             if args.file == "-":
@@ -79,6 +81,12 @@ class StoreCommands(Noun):
             counts = import_store(store, lines)
         rows = sum(counts.values())
         return done(f"imported {rows} rows into {where}", store=where, rows=counts)
+
+    def _refuse_absent(self, where: str | None) -> None:
+        """Opening an SQLite file creates it: a command that only reads checks first."""
+        file = self.env.store_file(where)
+        if file is not None:
+            check_file(str(file), missing="no such store")
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from foundation import model
@@ -21,6 +22,20 @@ def check_name(value: str, what: str) -> str:
         return model.validate_name(value, what)
     except InvalidInput:
         raise InvalidInput(f"invalid {what} name {value!r}: use {NAME_RULE}") from None
+
+
+def check_file(value: str, missing: str = "no such file") -> Path:
+    """An existing regular file: a directory or a device is named as such, not as absent."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        reason = "is a directory"
+    elif path.exists():
+        reason = "not a regular file"
+    else:
+        reason = missing
+    raise InvalidInput(f"{value}: {reason}")
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

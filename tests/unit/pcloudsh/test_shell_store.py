@@ -57,3 +57,18 @@ def test_bad_files_are_refused_with_their_reason(pcloud_home: Paths, tmp_path: P
     assert status == ExitCode.USAGE and "line 1" in err
     _, err, status = run(env, "store_migrate --store mysql://db/x")
     assert status == ExitCode.USAGE and "postgresql://" in err
+
+
+def test_export_of_an_absent_store_creates_nothing(pcloud_home: Paths, tmp_path: Path) -> None:
+    env = shell(pcloud_home)
+    absent = tmp_path / "no" / "such" / "store.sqlite"
+    _, err, status = run(env, f"store_export - --store {absent}")
+    assert (status, err) == (ExitCode.USAGE, f"pcloudsh: error: {absent}: no such store\n")
+    assert not (tmp_path / "no").exists()
+    _, err, status = run(env, f"store_export {tmp_path} --store {tmp_path / 'x.sqlite'}")
+    assert status == ExitCode.USAGE and "no such store" in err
+    _, err, status = run(env, "store_export -")
+    assert status == ExitCode.USAGE and f"{pcloud_home.store_file}: no such store" in err
+    assert list(tmp_path.iterdir()) == [] and not pcloud_home.store_file.exists()
+    _, err, status = run(env, f"store_export - --store {tmp_path}")
+    assert (status, err) == (ExitCode.USAGE, f"pcloudsh: error: {tmp_path}: is a directory\n")
