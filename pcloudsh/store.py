@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from itertools import takewhile
 from pathlib import Path
 from typing import TextIO
 
@@ -70,13 +72,17 @@ class StoreCommands(Noun):
         """Load an export into a new, empty store of the same schema version.
 
         All or nothing: a bad line, another schema version or a store that
-        already has a catalog is refused and nothing changes.  Event ids are
+        already has a catalog is refused and nothing changes (a store that
+        did not exist is not left behind).  Event ids are
         kept; leases keep their epoch, not their holder.
         """
         from foundation.store_transfer import import_store
 
         lines = self.env.stdin if args.file == "-" else _read_lines(Path(args.file))
-        with self.env.open_store(args.store) as store:
+        with (
+            _removed_if_refused(self.env.store_file(args.store)),
+            self.env.open_store(args.store) as store,
+        ):
             where = store.location
             counts = import_store(store, lines)
         rows = sum(counts.values())
@@ -96,6 +102,30 @@ def _read_lines(path: Path) -> list[str]:
         raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"cannot read {path}: not UTF-8 text") from None
+
+
+@contextmanager
+def _removed_if_refused(file: Path | None) -> Iterator[None]:
+    """A refused import leaves no new store behind (an existing one it leaves unchanged:
+    the import is one transaction)."""
+    created = [] if file is None else _absent(file)
+    try:
+        yield
+    except BaseException:
+        for path in created:
+            with suppress(OSError):
+                if path.is_dir():
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _absent(file: Path) -> list[Path]:
+    """What opening an SQLite file may create that is not there yet, directories last."""
+    companions = [file.with_name(file.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    directories = takewhile(lambda directory: not directory.exists(), file.parents)
+    return [path for path in (file, *companions) if not os.path.lexists(path)] + list(directories)
 
 
 def _export_to(path: Path, write: Callable[[TextIO], dict[str, int]]) -> dict[str, int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from foundation.events import Event
 from foundation.paths import Paths
 from foundation.store import MIGRATIONS, Store
+from foundation.store_transfer import FORMAT
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode
 from pcloudsh.testing import run
@@ -72,3 +73,35 @@ def test_export_of_an_absent_store_creates_nothing(pcloud_home: Paths, tmp_path:
     assert list(tmp_path.iterdir()) == [] and not pcloud_home.store_file.exists()
     _, err, status = run(env, f"store_export - --store {tmp_path}")
     assert (status, err) == (ExitCode.USAGE, f"pcloudsh: error: {tmp_path}: is a directory\n")
+
+
+def test_a_refused_import_leaves_no_new_store(pcloud_home: Paths, tmp_path: Path) -> None:
+    env = shell(pcloud_home)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    header = {"format": FORMAT, "schema_version": len(MIGRATIONS)}
+    refused = {
+        "bad-line.jsonl": "hello\n",
+        "not-an-export.jsonl": '{"format": "something else"}\n',
+        "future.jsonl": json.dumps({**header, "schema_version": 999}) + "\n",
+    }
+    new = tmp_path / "new" / "dir" / "store.sqlite"
+    for name, text in refused.items():
+        (exports / name).write_text(text)
+        _, err, status = run(env, f"store_import {exports / name} --store {new}")
+        assert status == ExitCode.USAGE and "line 1" in err, name
+        assert not (tmp_path / "new").exists(), name
+
+
+def test_a_refused_import_leaves_an_existing_store_as_it_was(
+    pcloud_home: Paths, tmp_path: Path
+) -> None:
+    existing = tmp_path / "store.sqlite"
+    Store.open(existing).close()
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("hello\n")
+    _, err, status = run(shell(pcloud_home), f"store_import {garbage} --store {existing}")
+    assert status == ExitCode.USAGE and "line 1" in err
+    garbage.unlink()
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
