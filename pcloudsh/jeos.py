@@ -17,7 +17,7 @@ from foundation.errors import Conflict, InvalidInput, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, Table, columns, done
 from pcloudsh.timetext import duration
-from pcloudsh.values import check_name
+from pcloudsh.values import check_file, check_name
 
 # what cped keeps of a JEOS (the files keep the rest: kernel, initrd, build log)
 REGISTERED = ("name", "kind", "path", "arch", "release", "size", "checksum", "created")
@@ -69,9 +69,7 @@ class JeosCommands(Noun):
         readable by qemu-img.  Interrupting it leaves nothing behind.
         """
         name = check_name(args.name, "JEOS")
-        file = Path(args.file)
-        if not file.is_file():
-            raise InvalidInput(f"{args.file}: no such file")
+        file = check_file(args.file)
         options = {"release": args.release, "arch": args.arch, "cmdline": args.cmdline}
         options |= {k: Path(v) for k in ("kernel", "initrd") if (v := getattr(args, k))}
         self._refuse_existing(name)

@@ -126,6 +126,15 @@ def test_import_of_a_missing_file(env: Environment, images: FakeImages) -> None:
     assert images.calls == []
 
 
+def test_import_of_what_is_not_a_regular_file(
+    env: Environment, images: FakeImages, tmp_path: Path
+) -> None:
+    for file, reason in ((tmp_path, "is a directory"), ("/dev/null", "not a regular file")):
+        ran = run(env, f"jeos_import cloud {file}")
+        assert (ran.status, ran.err) == (2, f"pcloudsh: error: {file}: {reason}\n")
+    assert images.calls == []
+
+
 def test_delete_removes_the_record_then_the_files(
     env: Environment, cped: InProcessCped, images: FakeImages
 ) -> None:
