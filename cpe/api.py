@@ -44,6 +44,7 @@ from cpe.routes import EVENT_STREAM, PREFIX, STATUS_OF_CODE, Answer, Route
 from cpe.supervisor import Launcher, StoreCall, Supervisor, SupervisorOptions
 from cpe.wakeups import listen_for_wakeups, stop_listening, store_wakeups
 from foundation.clock import Clock, SystemClock
+from foundation.document import check_depth, nested_too_deeply
 from foundation.errors import Code, InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.keyshare import KeyShare
@@ -292,9 +293,10 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     except ValueError as error:
         raise InvalidInput(f"malformed JSON body: {error}") from None
     except RecursionError:
-        raise InvalidInput("malformed JSON body: nested too deeply") from None
+        raise InvalidInput(f"malformed JSON body: {nested_too_deeply()}") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"the JSON body must be an object, not {type(data).__name__}")
+    check_depth(data)  # parsed, it would still be too deep for what walks it next
     return data
 
 

@@ -23,6 +23,10 @@ from foundation.errors import InvalidInput
 
 FORMATS = ("json", "yaml", "xml")
 
+# A deployable document nests a handful of levels; far deeper ones would exhaust
+# the stack of whatever walks them next (validation, json.dumps, the store).
+MAX_DEPTH = 64
+
 
 def sniff_format(text: str) -> str:
     start = text.lstrip()[:1]
@@ -41,7 +45,31 @@ def load_document(text: str, fmt: str | None = None) -> dict[str, Any]:
     data = _DECODERS[fmt](text)
     if not isinstance(data, dict):
         raise InvalidInput(f"a deployable document must be an object, not {type(data).__name__}")
+    check_depth(data)
     return data
+
+
+def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
+    """InvalidInput if lists and objects nest more than ``limit`` levels deep;
+    walked with a stack of its own, so any depth is measured safely."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = _children(item)
+        if children and depth > limit:
+            raise InvalidInput(nested_too_deeply(limit))
+        pending.extend((child, depth + 1) for child in children)
+
+
+def _children(value: object) -> list[object]:
+    """What a list or an object holds; an empty one holds nothing, so nests nothing."""
+    if isinstance(value, dict):
+        return list(value.values())
+    return list(value) if isinstance(value, list) else []
+
+
+def nested_too_deeply(limit: int = MAX_DEPTH) -> str:
+    return f"nested too deeply (lists and objects at most {limit} levels deep)"
 
 
 def dump_document(doc: Mapping[str, Any], fmt: str = "json") -> str:
@@ -63,6 +91,8 @@ def _load_json(text: str) -> Any:
         raise InvalidInput(
             f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except RecursionError:
+        raise InvalidInput(f"not valid JSON: {nested_too_deeply()}") from None
 
 
 def _load_yaml(text: str) -> Any:
@@ -73,6 +103,8 @@ def _load_yaml(text: str) -> Any:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "syntax error"
         raise InvalidInput(f"not valid YAML: {problem}{where}") from None
+    except RecursionError:
+        raise InvalidInput(f"not valid YAML: {nested_too_deeply()}") from None
 
 
 def _load_xml(text: str) -> dict[str, Any]:

@@ -49,3 +49,13 @@ async def test_a_flag_is_true_or_false_as_the_document_says(
     await call(api, "POST", "/deployables", {"name": "shop"})
     error = await refused(api, store, 400, "DELETE", f"/deployables/shop?force={force}")
     assert error["details"][0]["path"] == "force"
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+@pytest.mark.parametrize("path", ["/deployables", "/assemblies"])
+async def test_a_body_nested_too_deeply_is_invalid_at_any_depth(
+    api: Client, store: Store, depth: int, path: str
+) -> None:
+    nested = b'{"name": "x", "resources": ' + b"[" * depth + b"]" * depth + b"}"
+    error = await refused(api, store, 400, "POST", path, data=nested)
+    assert "nested too deeply" in error["message"]

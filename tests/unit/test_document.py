@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import yaml
@@ -103,3 +104,39 @@ def test_the_original_monitor_attribute_carries_the_monitoring_mode() -> None:
     assert model.parse(document.load_document(xml)).monitoring == "passive"
     original = document.load_document(ORIGINAL_XML.replace('monitor="active"', 'monitor="pm"'))
     assert model.parse(original).monitoring == "passive"
+
+
+def _nested_json(depth: int) -> str:
+    return '{"name": "x", "assemblies": ' + "[" * depth + "]" * depth + "}"
+
+
+def _nested_yaml(depth: int) -> str:
+    return "name: x\nassemblies: " + "[" * depth + "]" * depth + "\n"
+
+
+def _nested_xml(depth: int) -> str:
+    return "<deployable name='x'>" + "<a>" * depth + "</a>" * depth + "</deployable>"
+
+
+@pytest.mark.parametrize("depth", [65, 900, 100_000])
+@pytest.mark.parametrize("nested", [_nested_json, _nested_yaml])
+def test_a_document_nested_too_deeply_is_refused_at_any_depth(
+    nested: Callable[[int], str], depth: int
+) -> None:
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        document.load_document(nested(depth))
+
+
+def test_deep_xml_elements_outside_the_schema_are_ignored() -> None:
+    assert document.load_document(_nested_xml(100_000))["assemblies"] == []
+
+
+def test_a_document_as_deep_as_allowed_is_read() -> None:
+    depth = document.MAX_DEPTH - 1  # the document object is the first level
+    assert document.load_document(_nested_json(depth))["name"] == "x"
+
+
+def test_check_depth_walks_objects_and_lists() -> None:
+    document.check_depth({"a": [{"b": [1]}]}, limit=4)
+    with pytest.raises(InvalidInput, match="at most 3 levels"):
+        document.check_depth({"a": [{"b": [1]}]}, limit=3)

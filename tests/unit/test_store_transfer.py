@@ -101,3 +101,14 @@ def test_another_schema_version_is_refused(source: Store, target: Store) -> None
         import_store(target, lines)
     with pytest.raises(InvalidInput, match="empty"):
         import_store(target, [])
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_a_line_nested_too_deeply_is_named_and_nothing_is_imported(
+    source: Store, target: Store, depth: int
+) -> None:
+    lines = exported(source).splitlines()
+    lines.insert(5, '{"table": "events", "row": {"x": ' + "[" * depth + "]" * depth + "}}")
+    with pytest.raises(InvalidInput, match="line 6: nested too deeply"):
+        import_store(target, lines)
+    assert target.list_deployables() == [] and target.query_events() == []

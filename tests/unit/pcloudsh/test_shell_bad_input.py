@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pcloudsh.environment import Environment
-from pcloudsh.testing import run
+from pcloudsh.testing import run, shell_for
 from tests.unit.inprocess import InProcessCped
 from tests.unit.pcloudsh.fakes import FakeKeys
 
@@ -123,6 +125,9 @@ MALFORMED = [
     ("<deployable name='x'><assemblies>", "XML"),
     ("name: [unclosed", "not valid YAML"),
     ("[1, 2]", "must be an object"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON: nested too deeply"),
+    ('{"name": "x", "assemblies": ' + "[" * 900 + "]" * 900 + "}", "nested too deeply"),
+    ("name: " + "[" * 100_000 + "]" * 100_000, "not valid YAML: nested too deeply"),
     ("", "empty: expected a deployable document (JSON, YAML or XML)"),
     (" \n\t\n", "empty: expected a deployable document (JSON, YAML or XML)"),
 ]
@@ -194,3 +199,15 @@ def test_server_problems_are_listed_one_per_line(env: Environment, shop: InProce
         "  assemblies[0].image: no JEOS image named 'f16'",
         "  something else",
     ]
+
+
+def test_a_deeply_nested_file_is_refused_in_the_interactive_shell_too(
+    env: Environment, shop: InProcessCped, tmp_path: Path
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    before = shop.tables()
+    ran = run(shell_for(env), f"deployable_import {deep}")
+    assert ran.status == 2 and ran.out == ""
+    assert ran.err.startswith(f"pcloudsh: error: {deep}: not valid JSON: nested too deeply")
+    assert shop.tables() == before
