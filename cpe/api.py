@@ -44,7 +44,7 @@ from cpe.routes import EVENT_STREAM, PREFIX, STATUS_OF_CODE, Answer, Route
 from cpe.supervisor import Launcher, StoreCall, Supervisor, SupervisorOptions
 from cpe.wakeups import listen_for_wakeups, stop_listening, store_wakeups
 from foundation.clock import Clock, SystemClock
-from foundation.document import check_depth, nested_too_deeply
+from foundation.document import check_depth, kind_of, nested_too_deeply, number_too_long
 from foundation.errors import Code, InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.keyshare import KeyShare
@@ -291,11 +291,11 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidInput("the request body is not UTF-8 text") from None
     except ValueError as error:
-        raise InvalidInput(f"malformed JSON body: {error}") from None
+        raise InvalidInput(f"malformed JSON body: {number_too_long(error) or error}") from None
     except RecursionError:
         raise InvalidInput(f"malformed JSON body: {nested_too_deeply()}") from None
     if not isinstance(data, dict):
-        raise InvalidInput(f"the JSON body must be an object, not {type(data).__name__}")
+        raise InvalidInput(f"the JSON body must be an object, not {kind_of(data)}")
     check_depth(data)  # parsed, it would still be too deep for what walks it next
     return data
 

@@ -13,6 +13,7 @@ These functions only change the spelling: ``foundation.model.parse`` validates.
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
@@ -44,9 +45,24 @@ def load_document(text: str, fmt: str | None = None) -> dict[str, Any]:
         raise InvalidInput(f"unknown document format {fmt!r} (one of {', '.join(FORMATS)})")
     data = _DECODERS[fmt](text)
     if not isinstance(data, dict):
-        raise InvalidInput(f"a deployable document must be an object, not {type(data).__name__}")
+        raise InvalidInput(f"a deployable document must be an object, not {kind_of(data)}")
     check_depth(data)
     return data
+
+
+def kind_of(value: object) -> str:
+    """What a decoded value is, in the document's words (null, a list, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else "a value"
 
 
 def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
@@ -72,6 +88,13 @@ def nested_too_deeply(limit: int = MAX_DEPTH) -> str:
     return f"nested too deeply (lists and objects at most {limit} levels deep)"
 
 
+def number_too_long(error: ValueError) -> str | None:
+    """The words for a number past Python's integer-digits limit, if that is the error."""
+    if "integer string conversion" not in str(error):
+        return None
+    return f"a number is too long (at most {sys.get_int_max_str_digits()} digits)"
+
+
 def dump_document(doc: Mapping[str, Any], fmt: str = "json") -> str:
     if fmt == "json":
         return json.dumps(doc, indent=2) + "\n"
@@ -91,6 +114,8 @@ def _load_json(text: str) -> Any:
         raise InvalidInput(
             f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except ValueError as error:
+        raise InvalidInput(f"not valid JSON: {number_too_long(error) or error}") from None
     except RecursionError:
         raise InvalidInput(f"not valid JSON: {nested_too_deeply()}") from None
 
@@ -103,6 +128,8 @@ def _load_yaml(text: str) -> Any:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "syntax error"
         raise InvalidInput(f"not valid YAML: {problem}{where}") from None
+    except ValueError as error:  # a value the constructors refuse: a huge integer, a bad date
+        raise InvalidInput(f"not valid YAML: {number_too_long(error) or error}") from None
     except RecursionError:
         raise InvalidInput(f"not valid YAML: {nested_too_deeply()}") from None
 

@@ -66,7 +66,9 @@ def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if not value >= 0:  # NaN too
+        if value != value:  # NaN: neither negative nor positive
+            raise ValueError(f"not a duration: {value!r} (not a number)")
+        if value < 0:
             raise ValueError(f"not a duration: {value!r} (negative)")
         return float(value)
     if isinstance(value, str):

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-from foundation.document import check_depth, nested_too_deeply
+from foundation.document import check_depth, nested_too_deeply, number_too_long
 from foundation.errors import Conflict, InvalidInput
 from foundation.store import EXPORTED as TABLES
 from foundation.store import HOST_JEOS, Store
@@ -98,7 +98,7 @@ def _json(number: int, text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as error:
-        raise InvalidInput(f"line {number}: not JSON ({error})") from None
+        raise InvalidInput(f"line {number}: not JSON ({number_too_long(error) or error})") from None
     except RecursionError:
         raise InvalidInput(f"line {number}: {nested_too_deeply()}") from None
     if not isinstance(value, dict):

@@ -10,7 +10,7 @@ from foundation import model
 from foundation.errors import Conflict, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.interrupts import interrupts_at_checkpoints
-from pcloudsh.output import Outcome, Program, Result, Table, Text, columns, done
+from pcloudsh.output import Outcome, Program, Result, Table, Text, columns, counted, done
 from pcloudsh.values import check_name
 
 FULL_COPY = Arg(
@@ -77,7 +77,8 @@ class AssemblyCommands(Noun):
         disk = self._create_with_keys(doc, _has_disk(image), overlay=not args.full_copy)
         count = len(doc.get("resources", []))
         return done(
-            f"assembly {name} cloned from {original} ({count} resources copied){_disk_text(disk)}",
+            f"assembly {name} cloned from {original}"
+            f" ({counted(count, 'resource', 'resources')} copied){_disk_text(disk)}",
             assembly=name,
             uuid=doc["uuid"],
             resources=count,

@@ -11,7 +11,7 @@ from foundation import model
 from foundation.errors import InvalidInput
 from pcloudsh.environment import Environment
 from pcloudsh.interrupts import interrupts_at_checkpoints, interrupts_held
-from pcloudsh.output import Raw, Result, done
+from pcloudsh.output import Raw, Result, counted, done
 from pcloudsh.values import check_name
 
 
@@ -52,8 +52,9 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
         raise
     note = " (the interrupt came after the commit: the import is complete)" if late else ""
     return done(
-        f"deployable {deployable.name} imported ({len(deployable.assemblies)} assemblies, "
-        f"{len(new_keys)} new key pairs){note}",
+        f"deployable {deployable.name} imported"
+        f" ({counted(len(deployable.assemblies), 'assembly', 'assemblies')},"
+        f" {counted(len(new_keys), 'new key pair', 'new key pairs')}){note}",
         deployable=deployable.name,
         assemblies=[a.name for a in deployable.assemblies],
         new_keys=new_keys,

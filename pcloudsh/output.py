@@ -131,5 +131,10 @@ def done(message: str, **data: Any) -> Result:
     return Result({"message": message, **data}, Text(message))
 
 
+def counted(count: int, one: str, many: str) -> str:
+    """``1 assembly``, ``2 assemblies``: the noun agrees with the count."""
+    return f"{count} {one if count == 1 else many}"
+
+
 def columns(*pairs: tuple[str, str]) -> tuple[Column, ...]:
     return tuple(Column(key, title) for key, title in pairs)

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Noun, command
-from pcloudsh.output import Raw, Result, done
+from pcloudsh.output import Raw, Result, counted, done
 from pcloudsh.values import check_file
 
 STORE_ARG = Arg(
@@ -65,7 +65,11 @@ class StoreCommands(Noun):
                 return Result({"store": where, "rows": counts}, Raw(""))
             counts = _export_to(Path(args.file), lambda out: export_store(store, out))
         rows = sum(counts.values())
-        return done(f"exported {rows} rows of {where} to {args.file}", store=where, rows=counts)
+        return done(
+            f"exported {counted(rows, 'row', 'rows')} of {where} to {args.file}",
+            store=where,
+            rows=counts,
+        )
 
     @command(Arg("file", help="an export made by store_export ('-': standard input)"), STORE_ARG)
     def store_import(self, args: argparse.Namespace) -> Result:
@@ -86,7 +90,9 @@ class StoreCommands(Noun):
             where = store.location
             counts = import_store(store, lines)
         rows = sum(counts.values())
-        return done(f"imported {rows} rows into {where}", store=where, rows=counts)
+        return done(
+            f"imported {counted(rows, 'row', 'rows')} into {where}", store=where, rows=counts
+        )
 
     def _refuse_absent(self, where: str | None) -> None:
         """Opening an SQLite file creates it: a command that only reads checks first."""

@@ -59,3 +59,20 @@ async def test_a_body_nested_too_deeply_is_invalid_at_any_depth(
     nested = b'{"name": "x", "resources": ' + b"[" * depth + b"]" * depth + b"}"
     error = await refused(api, store, 400, "POST", path, data=nested)
     assert "nested too deeply" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"null", "not null"),
+        (b'"shop"', "not a string"),
+        (b"7", "not a number"),
+        (b"true", "not true"),
+        (b'{"name": ' + b"9" * 5000 + b"}", "a number is too long"),
+    ],
+)
+async def test_a_body_that_is_no_object_is_named_in_json_words(
+    api: Client, store: Store, raw: bytes, words: str
+) -> None:
+    error = await refused(api, store, 400, "POST", "/deployables", data=raw)
+    assert words in error["message"] and "sys." not in error["message"]

@@ -140,3 +140,21 @@ def test_check_depth_walks_objects_and_lists() -> None:
     document.check_depth({"a": [{"b": [1]}]}, limit=4)
     with pytest.raises(InvalidInput, match="at most 3 levels"):
         document.check_depth({"a": [{"b": [1]}]}, limit=3)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("null", "must be an object, not null"),
+        ("[1, 2]", "must be an object, not a list"),
+        ('"shop"', "must be an object, not a string"),
+        ("7", "must be an object, not a number"),
+        ("true", "must be an object, not true"),
+        ("name: " + "9" * 5000, "not valid YAML: a number is too long (at most 4300 digits)"),
+        ('{"name": ' + "9" * 5000 + "}", "not valid JSON: a number is too long (at most 4300"),
+    ],
+)
+def test_what_is_wrong_is_said_in_the_documents_words(text: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        document.load_document(text, "yaml" if text.startswith("name:") else "json")
+    assert words in str(caught.value) and "sys." not in str(caught.value)

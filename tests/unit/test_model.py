@@ -209,3 +209,13 @@ def test_monitoring_is_one_of_two_modes(word: object) -> None:
     with pytest.raises(InvalidInput) as caught:
         model.parse(sample() | {"monitoring": word})
     assert "monitoring: must be active or passive (or am, pm)" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [(float("nan"), "not a duration: nan (not a number)"), (-1, "not a duration: -1 (negative)")],
+)
+def test_a_numeric_duration_that_is_not_one_says_why(value: float, words: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        model.parse_duration(value)
+    assert str(caught.value) == words

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,9 @@ MALFORMED = [
     ('{"name": "x", ', "not valid JSON"),
     ("<deployable name='x'><assemblies>", "XML"),
     ("name: [unclosed", "not valid YAML"),
-    ("[1, 2]", "must be an object"),
+    ("[1, 2]", "must be an object, not a list"),
+    ("null", "must be an object, not null"),
+    ('{"name": ' + "9" * 5000 + "}", "a number is too long (at most 4300 digits)"),
     ("[" * 100_000 + "]" * 100_000, "not valid JSON: nested too deeply"),
     ('{"name": "x", "assemblies": ' + "[" * 900 + "]" * 900 + "}", "nested too deeply"),
     ("name: " + "[" * 100_000 + "]" * 100_000, "not valid YAML: nested too deeply"),
@@ -211,3 +214,15 @@ def test_a_deeply_nested_file_is_refused_in_the_interactive_shell_too(
     assert ran.status == 2 and ran.out == ""
     assert ran.err.startswith(f"pcloudsh: error: {deep}: not valid JSON: nested too deeply")
     assert shop.tables() == before
+
+
+def test_a_monitor_interval_of_nan_is_not_a_number(
+    env: Environment, shop: InProcessCped, keys: FakeKeys
+) -> None:
+    resource = {"name": "r", "type": "Dummy", "monitor_interval": float("nan")}
+    text = json.dumps({"name": "x", "assemblies": [{"name": "a", "resources": [resource]}]})
+    assert "NaN" in text  # as Python's json writes it, and reads it back
+    before = shop.tables()
+    ran = run(env, "deployable_import -", stdin=text)
+    assert ran.status == 2 and "monitor_interval: not a duration: nan (not a number)" in ran.err
+    assert "negative" not in ran.err and shop.tables() == before

@@ -63,7 +63,7 @@ def test_assembly_clone_copies_resources_with_new_uuid_and_keys(
 ) -> None:
     ran = run(env, "assembly_clone web web2")
     assert ran.status == 0, ran
-    assert "1 resources copied" in ran.out
+    assert "(1 resource copied)" in ran.out
     original, copy = shop.get_assembly("web"), shop.get_assembly("web2")
     assert copy["uuid"] != original["uuid"]
     assert copy["resources"] == original["resources"]
@@ -509,3 +509,12 @@ def test_start_all_wait_sends_every_start_before_waiting_within_one_timeout(
     assert "shop is still stopped after" in rows[1]["error"]["message"]
     assert sum(fake_time.slept) == pytest.approx(2.0)  # one deadline for all of them
     assert "deployable_start" in ran.err  # the progress, on standard error
+
+
+def test_import_counts_in_words_that_agree(env: Environment, cped: InProcessCped) -> None:
+    one = json.dumps({"name": "solo", "assemblies": [{"name": "only"}]})
+    ran = run(env, "deployable_import -", stdin=one)
+    assert ran.out == "deployable solo imported (1 assembly, 1 new key pair)\n"
+    two = json.dumps({"name": "pair", "assemblies": [{"name": "b1"}, {"name": "b2"}]})
+    ran = run(env, "deployable_import -", stdin=two)
+    assert ran.out == "deployable pair imported (2 assemblies, 2 new key pairs)\n"
