@@ -602,12 +602,15 @@ def _constraint_args(args: argparse.Namespace) -> tuple[str, str, str]:
 
 
 def _settings(pairs: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` options as a dict; a pair without ``=`` is invalid input."""
+    """``KEY=VALUE`` options as a dict; a pair without ``=`` is invalid input, and
+    so is a key given twice (which value was meant cannot be known)."""
     settings: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InvalidInput(f"not a KEY=VALUE setting: {pair!r}")
+        if key in settings:
+            raise InvalidInput(f"setting {key!r} given twice: give it once")
         settings[key] = value
     return settings
 

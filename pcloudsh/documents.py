@@ -18,6 +18,8 @@ from pcloudsh.values import check_name
 def export_document(env: Environment, args: argparse.Namespace) -> Result:
     name = check_name(args.name, "deployable")
     fmt = args.format or "json"
+    if args.output == "":  # not the same as no -o: standard output would surprise
+        raise InvalidInput("-o needs a file name: '' names none (leave -o out for standard output)")
     if args.json and fmt != "json" and not args.output:
         raise InvalidInput(f"--json prints JSON: use it without --format {fmt}, or with -o FILE")
     if fmt == "cib":

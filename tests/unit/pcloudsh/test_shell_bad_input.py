@@ -60,6 +60,12 @@ BAD_LINES = [
     ("deployable_create new cloudy", "invalid infrastructure 'cloudy'"),
     ("deployable_create new local --uri qemu:///system", "--uri applies to the libvirt"),
     ("deployable_create new libvirt --set novalue", "not a KEY=VALUE setting: 'novalue'"),
+    (
+        "deployable_create d2 --set start_timeout=5 --set start_timeout=7",
+        "setting 'start_timeout' given twice",
+    ),
+    ("deployable_export shop -o ''", "-o needs a file name: '' names none"),
+    ("deployable_export shop --output= --format xml", "-o needs a file name"),
     # openstack settings, checked by the driver's rules before the cloud is asked
     ("deployable_create new openstack --set cloud=c --set network=n", "settings.flavor: required"),
     (
