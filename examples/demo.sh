@@ -75,7 +75,7 @@ say "Resources: real OCF agents from Debian's resource-agents"
 run assembly_resource_add db/pg dummy --monitor-interval 2s
 run assembly_resource_add app/api anything binfile=/usr/bin/python3 \
 	"cmdline_options=-m http.server $api_port --bind 127.0.0.1" --monitor-interval 2s
-run assembly_resource_add web/www dummy backend=@app:ipaddress --monitor-interval 2s
+run assembly_resource_add web/www dummy fake=@app:ipaddress --monitor-interval 2s
 run escalation_resource_set app/api 3 60
 run escalation_assembly_set db 3 300
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from foundation import model
 from foundation.errors import InvalidInput
+from foundation.problems import Problems
 from pcloudsh.environment import Environment
 from pcloudsh.interrupts import interrupts_at_checkpoints, interrupts_held
 from pcloudsh.output import Raw, Result, counted, done
+from pcloudsh.resource import check_agent_parameters
 from pcloudsh.values import check_name
 
 
@@ -43,6 +47,7 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
     text = _read(env, args.file)
     doc = _load(env, text, args.format, args.file)
     deployable = model.parse(doc)  # every problem at once, with its path
+    _check_agents(env, deployable)
     new_keys = _assemblies_without_keys(env, [a.name for a in deployable.assemblies])
     try:
         _make_keys(env, deployable.name, new_keys)  # all or none, Ctrl-C included
@@ -61,6 +66,28 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
         assemblies=[a.name for a in deployable.assemblies],
         new_keys=new_keys,
     )
+
+
+def _check_agents(env: Environment, deployable: model.Deployable) -> None:
+    """What assembly_resource_add checks of an agent it is given: each parameter one
+    the agent takes.  Every problem at once, with its path."""
+    read_agent = cache(env.read_agent)  # an agent's meta-data is read once
+    problems = Problems()
+    for path, resource in _resources(deployable):
+        try:
+            check_agent_parameters(read_agent, resource, list(resource["parameters"]))
+        except InvalidInput as error:
+            problems.add(f"{path}.parameters", error.message)
+    problems.raise_if_any()
+
+
+def _resources(deployable: model.Deployable) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each resource and service as a document, with its path."""
+    for i, assembly in enumerate(deployable.assemblies):
+        for j, resource in enumerate(assembly.resources):
+            yield f"assemblies[{i}].resources[{j}]", resource.to_dict()
+    for k, service in enumerate(deployable.services):
+        yield f"services[{k}]", service.to_dict()
 
 
 def _assemblies_without_keys(env: Environment, assemblies: list[str]) -> list[str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from dpe.agent_metadata import check_parameters, is_agent_spec
+from dpe.agent_metadata import AgentInfo, check_parameters, is_agent_spec
+from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.environment import Environment
 from pcloudsh.output import Result, Table, columns, done
@@ -70,7 +72,8 @@ class ResourceCommands(Noun):
 
         An agent (ocf:PROVIDER:TYPE, lsb:NAME, systemd:UNIT) must be on this host:
         a template of that agent is used when there is one, else what the agent's
-        meta-data advises, and a parameter it does not take is refused.
+        meta-data advises.  A parameter the agent (named or the template's) does not
+        take is refused when this host's copy says which it takes.
         Escalation is off until set with escalation_resource_set.
         """
         assembly, name = _target(args.resource, args.params)
@@ -109,13 +112,30 @@ def template_or_agent(env: Environment, name: str, params: list[str]) -> dict[st
     else one made from the agent's meta-data (not stored); ``params``: the parameter
     names given, which the agent must take."""
     if not is_agent_spec(name):
-        return dict(env.api().get_template(check_name(name, "template")))
+        template = dict(env.api().get_template(check_name(name, "template")))
+        check_agent_parameters(env.read_agent, template.get("resource", {}), params)
+        return template
     info = env.read_agent(name)
     check_parameters(info, params)
     for template in env.api().list_templates():
         if agent_spec(template.get("resource", {})) == str(info.spec):
             return dict(template)
     return {"resource": info.resource({})}
+
+
+def check_agent_parameters(
+    read_agent: Callable[[str], AgentInfo], resource: dict[str, Any], names: list[str]
+) -> None:
+    """Every one of ``names`` a parameter the agent of ``resource`` (a document) takes,
+    as this host's copy of the agent says; an agent this host has not is not judged
+    (it may be in a guest's image only)."""
+    if not names:
+        return
+    try:
+        info = read_agent(agent_spec(resource))
+    except InvalidInput:
+        return
+    check_parameters(info, names)
 
 
 def _target(first: str, params: list[str]) -> tuple[str, str]:

@@ -35,7 +35,7 @@ SESSION = [
     "assembly_create web host",
     "assembly_create db host",
     "assembly_resource_add pg dummy db",
-    "assembly_resource_add www dummy web db_host=@db:ipaddress",
+    "assembly_resource_add www dummy web fake=@db:ipaddress",
     "deployable_create shop",
     "deployable_assembly_add shop db",
     "deployable_assembly_add shop web",  # after db: web's resource refers to db
@@ -165,7 +165,7 @@ def test_foundation_scenario_with_one_shot_processes(home: Home) -> None:
     web = exported["assemblies"][1]
     assert web["escalation"] == {"failures": 2, "period": 600}
     assert web["resources"][0]["escalation"] == {"failures": 3, "period": 60}
-    assert web["resources"][0]["parameters"]["db_host"] == {"ref": "db:ipaddress"}
+    assert web["resources"][0]["parameters"]["fake"] == {"ref": "db:ipaddress"}
 
     # the export imports back into an identical document
     document = home.dir / "shop.json"

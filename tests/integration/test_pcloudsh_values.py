@@ -85,7 +85,7 @@ BAD = [
     ("escalation_assembly_set web 3 400d", "of at most 365 days"),
     ("assembly_resource_add web/x dummy --monitor-interval 99999999999999", "at most 1 day"),
     ("assembly_resource_add web/x anything binfile=relative/path", "must be an absolute path"),
-    ("assembly_resource_add web/x dummy peer=@nosuch:ipaddress", "'nosuch': no such assembly"),
+    ("assembly_resource_add web/x dummy fake=@nosuch:ipaddress", "'nosuch': no such assembly"),
 ]
 
 
@@ -138,8 +138,8 @@ def test_one_spelling_in_json(shell: Shell) -> None:
 
 
 def test_assembly_slash_resource_and_the_original_order(shell: Shell) -> None:
-    ok(shell, "assembly_resource_add", "db/pg", "dummy", "x=1")
-    ok(shell, "assembly_resource_add", "pg2", "dummy", "db", "x=1")  # the original order
+    ok(shell, "assembly_resource_add", "db/pg", "dummy", "fake=2")
+    ok(shell, "assembly_resource_add", "pg2", "dummy", "db", "fake=2")  # the original order
     ok(shell, "escalation_resource_set", "db/pg", "3", "60")
     ok(shell, "escalation_resource_set", "pg2", "db", "3", "60")
     resources = json.loads(ok(shell, "--json", "assembly_resource_list", "db"))
@@ -151,15 +151,15 @@ def test_assembly_slash_resource_and_the_original_order(shell: Shell) -> None:
 
 
 def test_parameters_may_follow_options(shell: Shell) -> None:
-    service_add = "deployable_service_add shop ip dummy --on web:100,db --stickiness 60 a=1"
-    ok(shell, *service_add.split(), "--monitor-interval", "5s", "b=@web:ipaddress")
-    resource_add = "assembly_resource_add web/late dummy --monitor-interval 5s c=3"
+    service_add = "deployable_service_add shop ip dummy --on web:100,db --stickiness 60 fake=1"
+    ok(shell, *service_add.split(), "--monitor-interval", "5s", "state=@web:ipaddress")
+    resource_add = "assembly_resource_add web/late dummy --monitor-interval 5s fake=3"
     ok(shell, *resource_add.split())
     (service,) = json.loads(ok(shell, "--json", "deployable_service_list", "shop"))
-    assert service["parameters"]["a"] == "1" and service["stickiness"] == 60
-    assert service["parameters"]["b"] == {"ref": "web:ipaddress"}
+    assert service["parameters"]["fake"] == "1" and service["stickiness"] == 60
+    assert service["parameters"]["state"] == {"ref": "web:ipaddress"}
     late = json.loads(ok(shell, "--json", "assembly_resource_list", "web"))[-1]
-    assert (late["parameters"]["c"], late["monitor_interval"]) == ("3", 5)
+    assert (late["parameters"]["fake"], late["monitor_interval"]) == ("3", 5)
 
 
 def test_every_commands_help_usage_is_its_man_page_synopsis(shell: Shell) -> None:

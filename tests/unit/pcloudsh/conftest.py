@@ -92,7 +92,7 @@ def env(
 SCENARIO = [
     "assembly_create web host",
     "assembly_create db host",
-    "assembly_resource_add www dummy web state=/run/www.state peer=@db:ipaddress",
+    "assembly_resource_add www dummy web state=/run/www.state fake=@db:ipaddress",
     "assembly_resource_add pg dummy db --monitor-interval 20s --timeout start=60",
     "deployable_create shop",
     "deployable_assembly_add shop db",

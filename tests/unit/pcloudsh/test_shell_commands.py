@@ -118,11 +118,8 @@ def test_resource_add_merges_template_and_given_parameters(
     www = shop.get_assembly("web")["resources"][0]
     assert www["type"] == "Dummy" and www["provider"] == "heartbeat"
     assert www["monitor_interval"] == 70
-    assert www["parameters"] == {
-        "fake": "1",
-        "state": "/run/www.state",
-        "peer": {"ref": "db:ipaddress"},
-    }
+    # the template's fake=1 given again: the given value wins
+    assert www["parameters"] == {"fake": {"ref": "db:ipaddress"}, "state": "/run/www.state"}
     pg = shop.get_assembly("db")["resources"][0]
     assert pg["monitor_interval"] == 20
     assert pg["timeouts"] == {"start": 60}
@@ -133,7 +130,7 @@ def test_resource_list_and_remove(env: Environment, shop: InProcessCped) -> None
     lines = out.splitlines()
     assert lines[0].split() == ["Name", "Agent", "Monitor", "Parameters", "Escalation"]
     assert lines[2].startswith("www") and "3 failures in 60 s" in lines[2]
-    assert "peer=@db:ipaddress" in out
+    assert "fake=@db:ipaddress" in out
     data = json.loads(run(env, "--json assembly_resource_list db").out)
     assert [r["name"] for r in data] == ["pg"]
     run(env, "deployable_constraint_remove shop db/pg web/www")

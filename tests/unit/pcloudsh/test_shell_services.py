@@ -107,7 +107,7 @@ def test_services_survive_export_and_import(
     env: Environment, pair: InProcessCped, fmt: str
 ) -> None:
     run(env, "deployable_service_add shop cache dummy --on n1:100,n2:50 --stickiness 60")
-    run(env, "deployable_service_add shop queue dummy --on n1,n2 peer=@cache:ipaddress")
+    run(env, "deployable_service_add shop queue dummy --on n1,n2 fake=@cache:ipaddress")
     run(env, "deployable_colocation_add shop queue cache --score=-INFINITY")
     run(env, "deployable_constraint_add shop cache web/www")
     before = pair.get_deployable("shop")
@@ -116,4 +116,4 @@ def test_services_survive_export_and_import(
     ran = run(env, f"deployable_import - --format {fmt}", stdin=text)
     assert ran.status == 0, ran
     assert pair.get_deployable("shop") == before
-    assert before["services"][1]["parameters"]["peer"] == {"ref": "cache:ipaddress"}
+    assert before["services"][1]["parameters"]["fake"] == {"ref": "cache:ipaddress"}

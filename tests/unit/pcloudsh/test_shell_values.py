@@ -32,10 +32,10 @@ from tests.unit.inprocess import InProcessCped
             "parameters.binfile: must be an absolute path (starting with /), not 'relative/path'",
         ),
         (
-            "assembly_resource_add web/x dummy peer=@nosuch:ipaddress",
-            "parameters.peer: refers to 'nosuch': no such assembly",
+            "assembly_resource_add web/x dummy fake=@nosuch:ipaddress",
+            "parameters.fake: refers to 'nosuch': no such assembly",
         ),
-        ("assembly_resource_add web/x dummy peer=@db:nosuch", "invalid reference"),
+        ("assembly_resource_add web/x dummy fake=@db:nosuch", "invalid reference"),
     ],
 )
 def test_a_bad_value_is_refused_when_written_and_changes_nothing(
@@ -71,8 +71,8 @@ def test_escalation_failures_are_a_number_in_json_on_or_off(
 def test_assembly_slash_resource_and_the_original_order_are_the_same(
     env: Environment, shop: InProcessCped
 ) -> None:
-    assert run(env, "assembly_resource_add web/new1 dummy x=1").status == 0
-    assert run(env, "assembly_resource_add new2 dummy web x=1").status == 0
+    assert run(env, "assembly_resource_add web/new1 dummy fake=2").status == 0
+    assert run(env, "assembly_resource_add new2 dummy web fake=2").status == 0
     first, second = shop.get_assembly("web")["resources"][1:]
     assert {**first, "name": "new2"} == second
     assert run(env, "escalation_resource_set web/new1 3 60").status == 0
@@ -89,12 +89,12 @@ def test_parameters_may_follow_any_option_of_deployable_service_add(
 ) -> None:
     ran = run(
         env,
-        "deployable_service_add shop ip dummy --on web:100,db --stickiness 60 a=1 "
-        "--failure-timeout 1m b=@web:ipaddress",
+        "deployable_service_add shop ip dummy --on web:100,db --stickiness 60 fake=1 "
+        "--failure-timeout 1m state=@web:ipaddress",
     )
     assert ran.status == 0, ran
     (service,) = shop.get_deployable("shop")["services"]
-    assert service["parameters"].items() >= {"a": "1", "b": {"ref": "web:ipaddress"}}.items()
+    assert service["parameters"].items() >= {"fake": "1", "state": {"ref": "web:ipaddress"}}.items()
     assert (service["stickiness"], service["failure_timeout"]) == (60, 60)
 
 
