@@ -15,7 +15,7 @@ from foundation.problems import Problems
 from pcloudsh.environment import Environment
 from pcloudsh.interrupts import interrupts_at_checkpoints, interrupts_held
 from pcloudsh.output import Raw, Result, counted, done
-from pcloudsh.resource import check_agent_parameters
+from pcloudsh.resource import agent_spec, check_agent_parameters
 from pcloudsh.values import check_name
 
 
@@ -69,11 +69,20 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
 
 
 def _check_agents(env: Environment, deployable: model.Deployable) -> None:
-    """What assembly_resource_add checks of an agent it is given: each parameter one
-    the agent takes.  Every problem at once, with its path."""
+    """What assembly_resource_add checks of an agent it is given: that this host has
+    it, where the host's agents are the ones run (the local infrastructure; a guest
+    image may have others), and each parameter one the agent takes.  Every problem
+    at once, with its path."""
     read_agent = cache(env.read_agent)  # an agent's meta-data is read once
+    on_this_host = deployable.infrastructure == "local"
     problems = Problems()
     for path, resource in _resources(deployable):
+        try:
+            if on_this_host:
+                read_agent(agent_spec(resource))
+        except InvalidInput as error:
+            problems.add(f"{path}.type", error.message)
+            continue
         try:
             check_agent_parameters(read_agent, resource, list(resource["parameters"]))
         except InvalidInput as error:
