@@ -14,6 +14,7 @@ from foundation.errors import NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, done
 from pcloudsh.resource import RESOURCE_ID
+from pcloudsh.timetext import seconds_text
 from pcloudsh.values import check_name, parse_escalation, split_resource
 
 FAILURES = Arg(
@@ -74,7 +75,7 @@ def _find_resource(assembly: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _changed(subject: str, escalation: model.Escalation) -> Result:
     if escalation.enabled:
-        rule = f"{escalation.failures} failures in {escalation.period:g} s escalate"
+        rule = f"{escalation.failures} failures in {seconds_text(escalation.period)} escalate"
     else:
         rule = "off (never escalates: each failure is recovered at its own level)"
     return done(f"escalation of {subject}: {rule}", escalation=escalation.to_dict())

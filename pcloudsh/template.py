@@ -13,6 +13,7 @@ from dpe.agent_metadata import check_parameters
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Fields, Result, Table, columns, done
 from pcloudsh.resource import AGENT_HELP, TIMEOUT, agent_spec
+from pcloudsh.timetext import seconds_text
 from pcloudsh.values import check_name, parse_operation_duration, parse_params, parse_timeouts
 
 
@@ -130,7 +131,7 @@ def _origin(template: dict[str, Any]) -> str:
 
 
 def _seconds(value: Any) -> str:
-    return f"{value:g} s" if isinstance(value, int | float) else str(value)
+    return seconds_text(value) if isinstance(value, int | float) else str(value)
 
 
 def _pairs(mapping: Any, show: Any = str) -> str:

@@ -24,3 +24,12 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def seconds_text(value: float) -> str:
+    """A configured duration: ``60 s``, ``0.5 s``, ``365 d`` (whole days), never ``3.1e+07 s``."""
+    if value >= 86400 and value % 86400 == 0:
+        return f"{int(value // 86400)} d"
+    if float(value).is_integer():
+        return f"{int(value)} s"
+    return f"{round(value, 3):f}".rstrip("0") + " s"

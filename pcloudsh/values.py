@@ -13,6 +13,7 @@ from typing import Any
 
 from foundation import model
 from foundation.errors import InvalidInput
+from pcloudsh.timetext import seconds_text
 
 NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
 
@@ -123,7 +124,7 @@ def describe_escalation(data: Any) -> str:
         return "?"
     if not escalation.enabled:
         return "off"
-    return f"{escalation.failures} failures in {_seconds(escalation.period)}"
+    return f"{escalation.failures} failures in {seconds_text(escalation.period)}"
 
 
 def parse_resource_id(value: str, what: str) -> str:
@@ -167,7 +168,3 @@ def parse_since(value: str, now: float) -> float:
             f"invalid time {value!r}: expected a duration ago (10m, 2h), epoch seconds or "
             "an ISO 8601 time"
         ) from None
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g} s"

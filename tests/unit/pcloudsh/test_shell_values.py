@@ -101,3 +101,27 @@ def test_parameters_may_follow_any_option_of_deployable_service_add(
 def test_the_list_says_desired_as_status_does(env: Environment, shop: InProcessCped) -> None:
     (row,) = json.loads(run(env, "--json deployable_list").out)
     assert row["desired"] == row["desired_state"] == "stopped"  # the old name kept, the same
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        ("escalation_resource_set web/www 3 365d", "3 failures in 365 d escalate"),
+        ("escalation_assembly_set web 2 100d", "2 failures in 100 d escalate"),
+        ("escalation_assembly_set web 2 90000", "2 failures in 90000 s escalate"),
+        ("escalation_assembly_set web 2 1500ms", "2 failures in 1.5 s escalate"),
+    ],
+)
+def test_a_long_escalation_period_is_shown_plainly(
+    env: Environment, shop: InProcessCped, line: str, rule: str
+) -> None:
+    ran = run(env, line)
+    assert ran.status == 0 and rule in ran.out and "e+" not in ran.out, ran
+
+
+def test_the_resource_listing_shows_a_long_period_plainly(
+    env: Environment, shop: InProcessCped
+) -> None:
+    assert run(env, "escalation_resource_set web/www 3 365d").status == 0
+    listing = run(env, "assembly_resource_list web").out
+    assert "3 failures in 365 d" in listing and "e+" not in listing, listing
