@@ -94,6 +94,24 @@ def parse_operation_duration(value: str, what: str) -> float:
 
 def parse_escalation(failures: str, period: str) -> model.Escalation:
     """FAILURES and PERIOD as typed; 0 failures, INFINITY or -1 disable escalation."""
+    if _is_zero_duration(period):
+        raise InvalidInput(
+            f"invalid PERIOD {period!r}: must be more than zero (0 failures, INFINITY or -1"
+            " turn escalation off)"
+        )
+    return _escalation(failures, period)
+
+
+def _is_zero_duration(period: str) -> bool:
+    """``0`` or ``0s`` typed as a period: a mistake, not a way to say off (which the API's
+    own ``{"failures": 0, "period": 0}`` still is)."""
+    try:
+        return model.parse_duration(period) == 0
+    except ValueError:
+        return False
+
+
+def _escalation(failures: str, period: str) -> model.Escalation:
     try:
         count = model.parse_escalation_count(failures)
     except ValueError:
@@ -119,7 +137,7 @@ def describe_escalation(data: Any) -> str:
     if not isinstance(data, dict):
         return "off"
     try:
-        escalation = parse_escalation(str(data.get("failures")), str(data.get("period")))
+        escalation = _escalation(str(data.get("failures")), str(data.get("period")))
     except InvalidInput:
         return "?"
     if not escalation.enabled:

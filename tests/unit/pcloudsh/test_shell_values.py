@@ -125,3 +125,24 @@ def test_the_resource_listing_shows_a_long_period_plainly(
     assert run(env, "escalation_resource_set web/www 3 365d").status == 0
     listing = run(env, "assembly_resource_list web").out
     assert "3 failures in 365 d" in listing and "e+" not in listing, listing
+
+
+@pytest.mark.parametrize("period", ["0", "0s"])
+def test_a_period_of_zero_is_refused_not_taken_for_off(
+    env: Environment, shop: InProcessCped, period: str
+) -> None:
+    before = shop.tables()
+    ran = run(env, f"escalation_resource_set web/www 3 {period}")
+    assert (ran.status, ran.out) == (2, ""), ran
+    assert f"invalid PERIOD '{period}': must be more than zero" in ran.err
+    assert "INFINITY or -1" in ran.err
+    assert shop.tables() == before
+
+
+def test_infinity_still_turns_escalation_off(env: Environment, shop: InProcessCped) -> None:
+    ran = run(env, "escalation_resource_set web/www 3 INFINITY")
+    assert ran.status == 0 and "escalation of resource www in assembly web: off" in ran.out, ran
+    (row,) = [
+        line for line in run(env, "assembly_resource_list web").out.splitlines() if "www" in line
+    ]
+    assert " off" in row and "?" not in row, row
