@@ -57,13 +57,14 @@ class PcloudShell(cmd2.Cmd):
     def __init__(
         self, env: Environment, *, history: bool = True, live_events: bool | None = None
     ) -> None:
+        live_at_start = is_terminal(env.stdin) if live_events is None else live_events
         super().__init__(
             stdin=env.stdin,
             stdout=env.stdout,
             allow_cli_args=False,
             auto_load_commands=False,
             command_sets=[command_set(noun)() for noun in commands.NOUNS],
-            intro=banner(),
+            intro=banner(live_at_start),
             persistent_history_file=private_history(env) if history else "",
             shortcuts={},
             terminators=[],
@@ -72,7 +73,7 @@ class PcloudShell(cmd2.Cmd):
         self.prompt = PROMPT
         self.last_status: int = ExitCode.OK
         self.live = LiveEvents(lambda: env.connect_events(env.paths), self._show_live)
-        self.live_at_start = is_terminal(env.stdin) if live_events is None else live_events
+        self.live_at_start = live_at_start
         self.register_precmd_hook(self._assume_usage_error)
         for name in REMOVED_BUILTINS:
             if hasattr(cmd2.Cmd, f"do_{name}"):
@@ -159,11 +160,16 @@ class PcloudShell(cmd2.Cmd):
             return []
 
 
-def banner() -> str:
+def banner(live: bool) -> str:
+    """The greeting; it says whether live events are on (off when stdin is no terminal)."""
+    if live:
+        events = 'New events appear above the prompt ("events_live off" hides them).\n'
+    else:
+        events = 'Live events are off ("events_live on" shows new events above the prompt).\n'
     return (
         f"pcloudsh {version()}: the admin shell of pacemaker-cloud.\n"
         'Type "help" for the commands, "help COMMAND" for one of them, "quit" to leave.\n'
-        'New events appear above the prompt ("events_live off" hides them).\n'
+        f"{events}"
     )
 
 

@@ -153,3 +153,19 @@ def test_output_redirected_to_a_file_goes_there(
     assert "shop" in target.read_text()
     run(shell, f"assembly_list >> {target}")
     assert "web" in target.read_text() and "shop" in target.read_text()
+
+
+def test_the_banner_says_live_events_are_off_when_they_are(env: Environment) -> None:
+    out = io.StringIO()
+    shell = PcloudShell(
+        dataclasses.replace(env, stdin=io.StringIO("events_live\n"), stdout=out), history=False
+    )  # stdin is no terminal: live events start off
+    assert shell.cmdloop() == 0
+    assert 'Live events are off ("events_live on" shows' in out.getvalue()
+    assert "appear above the prompt (" not in out.getvalue()
+    assert "live events: off" in out.getvalue()
+
+
+def test_the_banner_says_new_events_appear_when_live_events_start_on(env: Environment) -> None:
+    shell = PcloudShell(env, history=False, live_events=True)
+    assert 'New events appear above the prompt ("events_live off" hides them)' in shell.intro
