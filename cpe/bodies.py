@@ -19,6 +19,7 @@ from foundation.problems import Problems
 from foundation.schema import DOCUMENT_MODELS, Assembly, Closed, Deployable, DeployableBase
 from foundation.schema_values import (
     NAME_SCHEMA,
+    Description,
     FailureCount,
     Name,
     OptionalName,
@@ -96,7 +97,7 @@ class TemplateNew(Closed):
     what: ClassVar[str] = "invalid resource template"
 
     name: Name
-    description: str = ""
+    description: Description = ""
     resource: dict[str, Any] = Field(description="a Resource document without name")
     parameters_help: dict[str, str] = Field(default_factory=dict)
 

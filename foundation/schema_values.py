@@ -30,9 +30,11 @@ from foundation.domain import (
 from foundation.problems import kind
 from foundation.schema_errors import is_lenient
 from foundation.spelling import (
+    MAX_DESCRIPTION,
     MAX_PARAMETER,
     NAME_PATTERN,
     PARAM_NAME_RE,
+    check_description,
     name_problem,
     parse_duration,
     parse_escalation_count,
@@ -132,6 +134,14 @@ FailureCount = Annotated[
     int,
     PlainValidator(spelled(parse_escalation_count)),
     _described(_ESCALATION_VALUE, f"a number of failures; {_DISABLED_TEXT}"),
+]
+Description = Annotated[
+    str,
+    PlainValidator(spelled(check_description)),
+    _described(
+        {"type": "string", "maxLength": MAX_DESCRIPTION},
+        f"one line of text, at most {MAX_DESCRIPTION} characters, no control characters",
+    ),
 ]
 Period = Annotated[
     float,

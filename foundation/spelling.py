@@ -21,6 +21,7 @@ PARAM_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 REFERENCE_RE = re.compile(r"@?([^:]+):(ipaddress|hostname)")
 DISABLED_WORDS = ("INFINITY", "-INFINITY", "-1", "")
 MAX_PARAMETER = 4096  # characters of one parameter value
+MAX_DESCRIPTION = 500  # characters of a description: one line of a listing
 # Sane upper bounds, said in the refusal: past them a value is a typing slip, and
 # a huge one would overflow the store's integers or the event loop's timers.
 MAX_DURATION = 365 * 86400.0  # any duration: a year
@@ -53,6 +54,19 @@ def validate_name(value: str, what: str = "name") -> str:
     problems = Problems()
     check_name(value, what, problems)
     problems.raise_if_any(f"invalid {what}")
+    return value
+
+
+def check_description(value: object) -> str:
+    """Free text shown in tables: one line of printable text, at most MAX_DESCRIPTION
+    characters (a newline would split a row, an escape sequence would drive the terminal)."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a text: {value!r}")
+    control = next((char for char in value if not char.isprintable()), None)
+    if control is not None:
+        raise ValueError(f"control character {control!r} not allowed (one line of text)")
+    if len(value) > MAX_DESCRIPTION:
+        raise ValueError(f"too long: {len(value)} characters (at most {MAX_DESCRIPTION})")
     return value
 
 

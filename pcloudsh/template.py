@@ -14,7 +14,13 @@ from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Fields, Result, Table, columns, done
 from pcloudsh.resource import AGENT_HELP, TIMEOUT, agent_spec
 from pcloudsh.timetext import seconds_text
-from pcloudsh.values import check_name, parse_operation_duration, parse_params, parse_timeouts
+from pcloudsh.values import (
+    check_description,
+    check_name,
+    parse_operation_duration,
+    parse_params,
+    parse_timeouts,
+)
 
 
 class TemplateCommands(Noun):
@@ -64,6 +70,7 @@ class TemplateCommands(Noun):
         systemd units say nothing of themselves: the template is their name.
         """
         name = check_name(args.name, "template")
+        description = check_description(args.description)
         info = self.env.read_agent(args.agent)
         params = parse_params(args.params)
         check_parameters(info, list(params))
@@ -74,7 +81,7 @@ class TemplateCommands(Noun):
             resource["monitor_interval"] = interval
         body = {
             "name": name,
-            "description": args.description or info.description,
+            "description": description or info.description,
             "resource": resource,
             "parameters_help": info.parameters_help(),
         }

@@ -87,6 +87,16 @@ def parse_duration(value: str, what: str, maximum: float = model.MAX_DURATION) -
     return seconds
 
 
+def check_description(value: str | None) -> str | None:
+    """A description as typed: one line, no control characters, of bounded length."""
+    if value is None:
+        return None
+    try:
+        return model.check_description(value)
+    except ValueError as error:
+        raise InvalidInput(f"invalid description: {error}") from None
+
+
 def parse_operation_duration(value: str, what: str) -> float:
     """A monitor interval or an operation timeout (at most a day)."""
     return parse_duration(value, what, model.MAX_OPERATION)

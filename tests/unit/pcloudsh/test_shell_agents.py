@@ -5,6 +5,7 @@ refused when the host has no such agent."""
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -102,3 +103,42 @@ def agents_env(env: Environment) -> Environment:
     import dataclasses
 
     return dataclasses.replace(env, read_agent=FakeAgents())
+
+
+@pytest.mark.parametrize(
+    ("description", "message"),
+    [
+        ("a\nb", r"invalid description: control character '\n' not allowed"),
+        ("a\x1b[31mred", r"invalid description: control character '\x1b' not allowed"),
+        ("x" * 501, "invalid description: too long: 501 characters (at most 500)"),
+    ],
+)
+def test_a_template_description_is_one_line_of_bounded_length(
+    agents_env: Environment, shop: InProcessCped, description: str, message: str
+) -> None:
+    before = shop.tables()
+    ran = run(
+        agents_env,
+        f"resource_template_add t2 ocf:heartbeat:Dummy fake=1 --description {shlex.quote(description)}",
+    )
+    assert (ran.status, ran.out) == (2, ""), ran
+    assert message in ran.err, ran.err
+    assert shop.tables() == before
+
+
+def test_a_plain_description_of_the_limit_is_taken(
+    agents_env: Environment, shop: InProcessCped
+) -> None:
+    ran = run(
+        agents_env, f"resource_template_add t2 ocf:heartbeat:Dummy fake=1 --description {'é' * 500}"
+    )
+    assert ran.status == 0, ran
+    assert "é" * 500 in run(agents_env, "resource_template_show t2").out.replace("\n", "")
+
+
+def test_the_api_refuses_a_description_with_a_control_character(
+    shop: InProcessCped,
+) -> None:
+    body = {"name": "t3", "description": "a\x1b[31m", "resource": {"class": "ocf", "type": "Dummy"}}
+    with pytest.raises(InvalidInput, match="control character"):
+        shop.create_template(body)
