@@ -6,12 +6,12 @@ import argparse
 from collections.abc import Iterator
 from typing import Any
 
-from foundation.errors import InvalidInput
+from foundation.errors import InvalidInput, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.eventline import event_line
 from pcloudsh.follow import EventFollower
 from pcloudsh.output import Group, Notice, Outcome, Result, Stream, Text
-from pcloudsh.values import check_name, parse_duration, parse_since
+from pcloudsh.values import check_name, parse_duration, parse_since, split_resource
 
 MAX_LIMIT = 1000  # cped's limit per query
 
@@ -22,7 +22,10 @@ class EventCommands(Noun):
     @command(
         Arg("--deployable", help="only this deployable's events", complete=Names.DEPLOYABLE),
         Arg("--assembly", help="only this assembly's events", complete=Names.ASSEMBLY),
-        Arg("--resource", help="only this resource's events"),
+        Arg(
+            "--resource",
+            help="only this resource's events: ASSEMBLY/RESOURCE, or a name in any assembly",
+        ),
         Arg("--since", metavar="TIME", help="from TIME: 10m or 2h ago, epoch seconds, or ISO 8601"),
         Arg("--limit", type=int, default=100, help="the last N past events (default 100)"),
         Arg("--follow", "-f", action="store_true", help="keep printing new events (Ctrl-C ends)"),
@@ -81,17 +84,52 @@ class EventCommands(Noun):
         if "deployable" in filters:
             api.get_deployable(filters["deployable"])
         if "assembly" in filters:
-            api.get_assembly(filters["assembly"])
+            assembly = api.get_assembly(filters["assembly"])
+            if "resource" in filters and filters["resource"] not in _resource_names([assembly]):
+                resource = f"{filters['assembly']}/{filters['resource']}"
+                raise NotFound(f"no such resource: {resource!r}", resource=resource)
+        elif "resource" in filters and filters["resource"] not in self._resource_names():
+            raise NotFound(
+                f"no such resource: {filters['resource']!r}", resource=filters["resource"]
+            )
+
+    def _resource_names(self) -> set[str]:
+        """Every resource of every assembly, and every deployable's services (asked only
+        when no event matched, so the cost of a look at each deployable is rare)."""
+        api = self.env.api()
+        services = {
+            service.get("name")
+            for row in api.list_deployables()
+            for service in api.get_deployable(row["name"]).get("services", [])
+        }
+        return _resource_names(api.list_assemblies()) | services
 
     def _filters(self, args: argparse.Namespace) -> dict[str, Any]:
         filters: dict[str, Any] = {}
-        for what in ("deployable", "assembly", "resource"):
+        for what in ("deployable", "assembly"):
             value = getattr(args, what)
             if value is not None:
                 filters[what] = check_name(value, what)
+        if args.resource is not None:
+            filters.update(_resource_filter(args.resource, filters.get("assembly")))
         if args.since is not None:
             filters["since"] = parse_since(args.since, self.env.clock())
         return filters
+
+
+def _resource_filter(value: str, assembly: str | None) -> dict[str, str]:
+    """``--resource ASSEMBLY/RESOURCE`` filters on both; a bare RESOURCE (or a
+    service) on the name in any assembly, or in ``--assembly``'s."""
+    if "/" not in value:
+        return {"resource": check_name(value, "resource")}
+    named, resource = split_resource(value)
+    if assembly is not None and assembly != named:
+        raise InvalidInput(f"--resource {value!r} is not in --assembly {assembly!r}")
+    return {"assembly": named, "resource": resource}
+
+
+def _resource_names(assemblies: list[dict[str, Any]]) -> set[str]:
+    return {resource.get("name") for row in assemblies for resource in row.get("resources", [])}
 
 
 def _limit(limit: int) -> int:

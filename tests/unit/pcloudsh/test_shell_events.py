@@ -164,3 +164,45 @@ def test_events_of_a_known_deployable_without_events_is_empty(
 ) -> None:
     run(env, "deployable_create quiet")
     assert run(env, "events --deployable quiet") == ("no events\n", "", 0)
+
+
+def test_resource_filter_takes_assembly_slash_resource(
+    env: Environment, logged: InProcessCped
+) -> None:
+    run(env, "assembly_create web host")
+    run(env, "assembly_resource_add web/www dummy")
+    for line in ("events --resource web/www", "events --resource www"):
+        ran = run(env, line)
+        assert ran.status == 0 and ran.err == "", (line, ran)
+        assert ran.out.splitlines() == [
+            f"{stamp(NOW - 1000)}  resource [www] in assembly [web] in deployable [shop] is FAILED: "
+            "monitor returned 7 (not running)"
+        ]
+    assert run(env, "events --resource web/www --assembly db").status == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("events --resource nosuch", "no such resource: 'nosuch'"),
+        ("events --resource web/nosuch", "no such resource: 'web/nosuch'"),
+        ("events --resource nosuch/www", "no such assembly: 'nosuch'"),
+    ],
+)
+def test_events_of_an_unknown_resource_is_invalid_input(
+    env: Environment, cped: InProcessCped, line: str, message: str
+) -> None:
+    run(env, "assembly_create web host")
+    run(env, "assembly_resource_add web/www dummy")
+    ran = run(env, line)
+    assert (ran.status, ran.out) == (2, ""), ran
+    assert ran.err.startswith("pcloudsh: error: ") and message in ran.err, ran.err
+
+
+def test_events_of_a_known_resource_without_events_is_empty(
+    env: Environment, cped: InProcessCped
+) -> None:
+    run(env, "assembly_create web host")
+    run(env, "assembly_resource_add web/www dummy")
+    assert run(env, "events --resource web/www") == ("no events\n", "", 0)
+    assert run(env, "events --resource www") == ("no events\n", "", 0)

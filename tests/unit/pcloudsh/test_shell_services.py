@@ -117,3 +117,8 @@ def test_services_survive_export_and_import(
     assert ran.status == 0, ran
     assert pair.get_deployable("shop") == before
     assert before["services"][1]["parameters"]["fake"] == {"ref": "cache:ipaddress"}
+
+
+def test_events_of_a_service_without_events_is_empty(env: Environment, pair: InProcessCped) -> None:
+    assert run(env, "deployable_service_add shop cache dummy --on n1:100,n2").status == 0
+    assert run(env, "events --resource cache") == ("no events\n", "", 0)
