@@ -553,15 +553,21 @@ def _lasting(status: Any) -> Any:
 
 
 def _failed(name: str, error: PcloudError) -> Result:
-    """One deployable of several could not be started or stopped: said, and the others go on."""
+    """One deployable of several could not be started or stopped: said on standard error,
+    and the others go on.  The command then exits 1, as a partial failure (the man page's
+    contract), whatever the error: only not reaching cped keeps its own status."""
     data = {"deployable": name, "error": error.to_dict()}
-    return Result(data, Text(f"deployable {name}: {error.message}"), exit_code_for(error))
+    status = exit_code_for(error)
+    if status != ExitCode.UNREACHABLE:
+        status = ExitCode.FAILURE
+    return Result(data, Group([]), status, errors=(f"deployable {name}: {error.message}",))
 
 
 def _together(results: list[Result]) -> Result:
     """One result of several deployables: each one's, and the worst status."""
     worst = max((r.status for r in results), default=ExitCode.OK)
-    return Result([r.data for r in results], Group([r.view for r in results]), worst)
+    errors = tuple(error for r in results for error in r.errors)
+    return Result([r.data for r in results], Group([r.view for r in results]), worst, errors)
 
 
 def _chosen(env: Environment, names: list[str], every: bool) -> list[str]:

@@ -87,6 +87,9 @@ class Result:
     data: Any  # what --json prints
     view: View
     status: ExitCode = ExitCode.OK
+    # what went wrong with part of it (one of several deployables): standard error,
+    # as ``pcloudsh: error: ...``, while the rest is printed
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

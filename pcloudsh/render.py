@@ -72,6 +72,8 @@ class Printer:
             self.err.flush()
 
     def result(self, result: Result) -> None:
+        for error in result.errors:
+            (self.err or self.out).write(f"pcloudsh: error: {error}\n")
         if self.as_json:
             self.out.write(json.dumps(result.data, indent=2, default=str) + "\n")
         else:

@@ -394,6 +394,29 @@ def test_start_wait_fails_at_once_when_the_deployable_fails(
     assert (ran.status, ran.err) == (1, "pcloudsh: error: deployable shop failed: www failed\n")
 
 
+@pytest.mark.parametrize(
+    ("line", "out"),
+    [
+        ("deployable_stop nosuch shop", "deployable shop already stopped\n"),
+        (
+            "deployable_start shop nosuch",
+            "deployable shop starting (deployable_status shop shows how it goes)\n",
+        ),
+    ],
+)
+def test_an_unknown_name_among_several_is_an_error_on_stderr_and_exit_1(
+    env: Environment, shop: InProcessCped, line: str, out: str
+) -> None:
+    ran = run(env, line)
+    assert ran.err == "pcloudsh: error: deployable nosuch: no such deployable: 'nosuch'\n"
+    assert (ran.out, ran.status) == (out, 1), ran  # the others go on; exit 1 at the end
+    as_json = run(env, f"--json {line}")
+    assert as_json.status == 1 and "no such deployable" in as_json.err
+    assert [row.get("deployable") for row in json.loads(as_json.out)] == (
+        ["nosuch", "shop"] if "stop" in line else ["shop", "nosuch"]
+    )
+
+
 def test_lifecycle_on_several_deployables_goes_on_past_a_failure(
     env: Environment, shop: InProcessCped
 ) -> None:
@@ -404,9 +427,9 @@ def test_lifecycle_on_several_deployables_goes_on_past_a_failure(
     ran = run(env, "deployable_start --all")
     assert ran.status == 1
     assert ran.out.splitlines() == [
-        "deployable other: other cannot start now",
         "deployable shop starting (deployable_status shop shows how it goes)",
     ]
+    assert ran.err == "pcloudsh: error: deployable other: other cannot start now\n"
     assert shop.supervisor.calls == ["start shop"]
     stopped = run(env, "--json deployable_stop shop other")
     assert [row["message"] for row in json.loads(stopped.out)] == [
