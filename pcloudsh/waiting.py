@@ -11,6 +11,7 @@ from typing import Any
 
 from pcloudsh.api import OperationFailed
 from pcloudsh.environment import Environment
+from pcloudsh.timetext import seconds_text
 
 POLL_INTERVAL = 0.5
 DEFAULT_TIMEOUT = 300.0
@@ -31,7 +32,7 @@ def wait_for(env: Environment, name: str, desired: str, timeout: float) -> dict[
         left = deadline - env.monotonic()
         if left <= 0:
             raise OperationFailed(
-                f"deployable {name} is still {status.get('state')} after {timeout:g} s"
+                f"deployable {name} is still {status.get('state')} after {seconds_text(timeout)}"
                 f" (waiting until it is {wanted}){_last_event(status)}",
                 deployable=name,
             )

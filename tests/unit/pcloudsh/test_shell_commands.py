@@ -394,6 +394,18 @@ def test_start_wait_fails_at_once_when_the_deployable_fails(
     assert (ran.status, ran.err) == (1, "pcloudsh: error: deployable shop failed: www failed\n")
 
 
+def test_a_long_wait_that_runs_out_says_its_timeout_plainly(
+    env: Environment, shop: InProcessCped
+) -> None:
+    clock = iter([0.0, 400 * 86400.0])  # the deadline passes on the first look
+    ran = run(
+        dataclasses.replace(env, monotonic=lambda: next(clock)),
+        "deployable_start shop --wait --timeout 365d",
+    )
+    assert ran.status == 1
+    assert "is still stopped after 365 d (waiting" in ran.err and "e+" not in ran.err, ran.err
+
+
 @pytest.mark.parametrize(
     ("line", "out"),
     [
