@@ -11,6 +11,7 @@ library only.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from foundation.domain import INFINITY, Reference
 from foundation.problems import Problems, kind
@@ -62,12 +63,19 @@ def check_description(value: object) -> str:
     characters (a newline would split a row, an escape sequence would drive the terminal)."""
     if not isinstance(value, str):
         raise ValueError(f"not a text: {value!r}")
-    control = next((char for char in value if not char.isprintable()), None)
+    control = next((char for char in value if _unprintable(char)), None)
     if control is not None:
         raise ValueError(f"control character {control!r} not allowed (one line of text)")
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"too long: {len(value)} characters (at most {MAX_DESCRIPTION})")
     return value
+
+
+def _unprintable(char: str) -> bool:
+    """A control, format (a direction override, a zero-width one), private, unassigned
+    or line-separating character; every kind of space is text (a no-break space too)."""
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")
 
 
 def parse_duration(value: object, maximum: float = MAX_DURATION) -> float:

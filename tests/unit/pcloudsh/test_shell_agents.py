@@ -110,6 +110,8 @@ def agents_env(env: Environment) -> Environment:
     [
         ("a\nb", r"invalid description: control character '\n' not allowed"),
         ("a\x1b[31mred", r"invalid description: control character '\x1b' not allowed"),
+        ("abc\u202edcba", r"invalid description: control character '\u202e' not allowed"),
+        ("one\u2028two", r"invalid description: control character '\u2028' not allowed"),
         ("x" * 501, "invalid description: too long: 501 characters (at most 500)"),
     ],
 )
@@ -134,6 +136,18 @@ def test_a_plain_description_of_the_limit_is_taken(
     )
     assert ran.status == 0, ran
     assert "é" * 500 in run(agents_env, "resource_template_show t2").out.replace("\n", "")
+
+
+def test_a_description_may_hold_any_space_and_any_script(
+    agents_env: Environment, shop: InProcessCped
+) -> None:
+    text = "Serveur\u00a0web — 東京 ✓"  # a no-break space, a dash, CJK, a symbol
+    ran = run(
+        agents_env,
+        f"resource_template_add t3 ocf:heartbeat:Dummy fake=1 --description {shlex.quote(text)}",
+    )
+    assert ran.status == 0, ran
+    assert text in run(agents_env, "resource_template_show t3").out
 
 
 def test_the_api_refuses_a_description_with_a_control_character(
