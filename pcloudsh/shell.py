@@ -81,7 +81,7 @@ class PcloudShell(cmd2.Cmd):
 
     def onecmd_plus_hooks(self, line: str, **options: Any) -> bool:
         self.last_status = ExitCode.OK
-        return bool(super().onecmd_plus_hooks(line, **options))
+        return bool(super().onecmd_plus_hooks(_json_after_the_command(line), **options))
 
     def run(self, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace) -> None:
         following = spec.name == "events" and args.follow
@@ -180,6 +180,15 @@ def command_set(noun: type[Noun]) -> type[NounSet]:
     for spec in noun.specs():
         namespace[f"do_{spec.name}"] = _do_method(set_name, noun, spec)
     return type(set_name, (NounSet,), namespace)
+
+
+def _json_after_the_command(line: str) -> str:
+    """``--json COMMAND ...`` as one-shot use takes it: cmd2 reads a line's first word
+    as the command, so the option moves to just after it (before any pipe)."""
+    words = line.lstrip().split(None, 2)
+    if len(words) < 2 or words[0] != "--json":
+        return line
+    return " ".join([words[1], "--json", *words[2:]])
 
 
 def _do_method(set_name: str, noun: type[Noun], spec: CommandSpec) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from pcloudsh import commands
 from pcloudsh.environment import Environment
-from pcloudsh.shell import PROMPT, PcloudShell
+from pcloudsh.shell import PROMPT, PcloudShell, _json_after_the_command
 from pcloudsh.testing import run, shell_for
 from tests.unit.inprocess import InProcessCped
 from tests.unit.pcloudsh.fakes import DownCped
@@ -46,6 +46,19 @@ def test_commands_print_like_one_shot(
     assert listed.status == 0
     assert [a["name"] for a in json.loads(listed.out)] == ["web"]
     assert run(shell, "assembly_list") == run(env, "assembly_list")
+
+
+def test_json_before_the_command_as_in_one_shot_use(
+    env: Environment, shell: PcloudShell, shop: InProcessCped
+) -> None:
+    before = run(shell, "--json deployable_list")
+    assert before == run(shell, "deployable_list --json") == run(env, "--json deployable_list")
+    assert json.loads(before.out)[0]["name"] == "shop"
+    assert _json_after_the_command("--json deployable_list | grep shop") == (
+        "deployable_list --json | grep shop"
+    )
+    ran = run(shell, "--json")
+    assert ran.status == 2 and "unknown command '--json'" in ran.err
 
 
 def test_errors_and_statuses(shell: PcloudShell, shop: InProcessCped) -> None:
