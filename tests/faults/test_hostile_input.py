@@ -7,9 +7,9 @@ data: they are accepted, stored as given, and reach the agent in its
 environment without any shell evaluating them (the agent-level check is
 ``tests/integration/test_agents_real.py``; here the whole path, API to store
 to dped to guest).  Template fields: the name, the resource's type, provider
-and parameter names are refused like the others; the description, the
-parameter help texts and the parameter values are data, stored and served
-back exactly as given.
+and parameter names are refused like the others; the description (one line of
+printable text, at most 500 characters), the parameter help texts and the
+parameter values are data, stored and served back exactly as given.
 """
 
 from __future__ import annotations
@@ -125,16 +125,20 @@ def test_hostile_template_fields_are_refused_and_change_nothing(cped: CpedProces
 def test_template_texts_and_parameter_values_are_inert_data(cped: CpedProcess) -> None:
     hostile = "; rm -rf / $(id) `id` ' \" \\ \n../../etc/passwd " + "long" * 2000
     value = hostile[:4096]  # the longest parameter value accepted
+    one_line = hostile.replace("\n", " ")[:500]  # a description: one line of a listing
     template = {
         "name": "evil",
-        "description": hostile,
+        "description": one_line,
         "resource": {"type": "Dummy", "parameters": {"fake": value}},
         "parameters_help": {"fake": hostile, hostile[:60]: hostile},
     }
+    for refused in (hostile, one_line + "x"):  # a newline would split a row; too long
+        with pytest.raises(InvalidInput, match="description"):
+            cped.client.create_template({**template, "description": refused})
     created = cped.client.create_template(template)
     served = cped.client.get_template("evil")
     for answer in (created, served):
-        assert answer["description"] == hostile
+        assert answer["description"] == one_line
         assert answer["parameters_help"] == template["parameters_help"]
         assert answer["resource"]["parameters"] == {"fake": value}
     cped.client.create_assembly({"name": "a1"})
