@@ -161,21 +161,21 @@ def _store(paths: pathsmod.Paths, where: str | None) -> AbstractContextManager[S
     from contextlib import closing
 
     from foundation.config import load_config
-    from foundation.store import Store, open_store
+    from foundation.store import Store
 
-    if where and "://" in where:
+    file = _sqlite_file(paths, where)
+    if file is not None:
+        return closing(Store.open(file))
+    if where:
         from foundation.store_pg import check_url
 
         check_url(where)
-        return closing(Store.open_url(where, application="pcloudsh"))
-    if where:
-        return closing(Store.open(Path(where).absolute()))
-    config = load_config(paths.config_file)
-    return closing(open_store(config.cped.store, paths.store_file, application="pcloudsh"))
+    url = where or load_config(paths.config_file).cped.store
+    return closing(Store.open_url(str(url), application="pcloudsh"))
 
 
 def _sqlite_file(paths: pathsmod.Paths, where: str | None) -> Path | None:
-    """The SQLite file ``_store`` would open for ``where``; None for PostgreSQL."""
+    """The SQLite file ``_store`` opens for ``where``; None for PostgreSQL."""
     from foundation.config import load_config
 
     if where:
