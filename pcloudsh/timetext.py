@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 
@@ -32,4 +33,7 @@ def seconds_text(value: float) -> str:
         return f"{int(value // 86400)} d"
     if float(value).is_integer():
         return f"{int(value)} s"
-    return f"{round(value, 3):f}".rstrip("0") + " s"
+    if abs(value) >= 0.001:
+        return f"{round(value, 3):f}".rstrip("0") + " s"
+    # below a millisecond rounding would print 0: the shortest exact digits instead
+    return format(Decimal(repr(float(value))), "f") + " s"

@@ -104,12 +104,20 @@ def parse_operation_duration(value: str, what: str) -> float:
 
 def parse_escalation(failures: str, period: str) -> model.Escalation:
     """FAILURES and PERIOD as typed; 0 failures, INFINITY or -1 disable escalation."""
-    if _is_zero_duration(period):
+    if _is_zero_duration(period) and _enables_escalation(failures):
         raise InvalidInput(
             f"invalid PERIOD {period!r}: must be more than zero (0 failures, INFINITY or -1"
             " turn escalation off)"
         )
     return _escalation(failures, period)
+
+
+def _enables_escalation(failures: str) -> bool:
+    """FAILURES that turn escalation on: with them a PERIOD of 0 can only be a mistake."""
+    try:
+        return model.parse_escalation_count(failures) > 0
+    except ValueError:
+        return False  # reported as an invalid FAILURES by the parse that follows
 
 
 def _is_zero_duration(period: str) -> bool:

@@ -146,3 +146,18 @@ def test_infinity_still_turns_escalation_off(env: Environment, shop: InProcessCp
         line for line in run(env, "assembly_resource_list web").out.splitlines() if "www" in line
     ]
     assert " off" in row and "?" not in row, row
+
+
+@pytest.mark.parametrize("failures", ["0", "INFINITY", "-1"])
+def test_a_period_of_zero_beside_failures_that_say_off_is_off(
+    env: Environment, shop: InProcessCped, failures: str
+) -> None:
+    ran = run(env, f"escalation_resource_set web/www {failures} 0")
+    assert ran.status == 0 and "escalation of resource www in assembly web: off" in ran.out, ran
+
+
+def test_invalid_failures_beside_a_zero_period_are_named(
+    env: Environment, shop: InProcessCped
+) -> None:
+    ran = run(env, "escalation_resource_set web/www lots 0")
+    assert ran.status == 2 and "invalid FAILURES 'lots'" in ran.err, ran
