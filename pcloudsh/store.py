@@ -39,8 +39,11 @@ class StoreCommands(Noun):
         """Bring the store's schema up to this version (cped also does on start).
 
         Safe to repeat and to run while members use the store: a schema that
-        is current is left alone, and migrations run in one transaction.
+        is current is left alone, and migrations run in one transaction.  A
+        store that does not exist is refused and not created (cped creates
+        its store when it starts; store_import fills a new one).
         """
+        self._refuse_absent(args.store)
         with self.env.open_store(args.store) as store:
             version, where = store.schema_version(), store.location
         return done(
@@ -95,7 +98,8 @@ class StoreCommands(Noun):
         )
 
     def _refuse_absent(self, where: str | None) -> None:
-        """Opening an SQLite file creates it: a command that only reads checks first."""
+        """Opening an SQLite file creates it: a command that needs an existing store
+        checks first."""
         file = self.env.store_file(where)
         if file is not None:
             check_file(str(file), missing="no such store")

@@ -105,3 +105,21 @@ def test_a_refused_import_leaves_an_existing_store_as_it_was(
     assert status == ExitCode.USAGE and "line 1" in err
     garbage.unlink()
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_migrate_of_an_absent_store_creates_nothing(pcloud_home: Paths, tmp_path: Path) -> None:
+    env = shell(pcloud_home)
+    absent = tmp_path / "no" / "such" / "store.sqlite"
+    _, err, status = run(env, f"store_migrate --store {absent}")
+    assert (status, err) == (ExitCode.USAGE, f"pcloudsh: error: {absent}: no such store\n")
+    assert not (tmp_path / "no").exists()
+    _, err, status = run(env, "store_migrate")
+    assert status == ExitCode.USAGE and f"{pcloud_home.store_file}: no such store" in err
+    assert not pcloud_home.store_file.exists()
+
+
+def test_migrate_of_an_existing_sqlite_store(pcloud_home: Paths) -> None:
+    Store.open(pcloud_home.store_file).close()
+    out, err, status = run(shell(pcloud_home), "--json store_migrate")
+    assert status == ExitCode.OK, err
+    assert json.loads(out)["schema_version"] == len(MIGRATIONS)
