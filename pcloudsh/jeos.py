@@ -71,7 +71,7 @@ class JeosCommands(Noun):
         name = check_name(args.name, "JEOS")
         file = check_file(args.file)
         options = {"release": args.release, "arch": args.arch, "cmdline": args.cmdline}
-        options |= {k: Path(v) for k in ("kernel", "initrd") if (v := getattr(args, k))}
+        options |= _boot_files(args)
         self._refuse_existing(name)
         with self.env.show_progress(self.env.stderr, f"JEOS {name}") as report:
             record = self.env.images.import_image(name, file, report, **options)
@@ -175,3 +175,19 @@ def _age(row: dict[str, Any], now: float) -> str:
     if not isinstance(created, int | float) or created <= 0 or row.get("kind") == "host":
         return "-"
     return duration(now - created)
+
+
+def _boot_files(args: argparse.Namespace) -> dict[str, Path]:
+    """--kernel and --initrd: readable, non-empty files; --cmdline and --initrd need --kernel."""
+    if args.kernel is None:
+        for option in ("initrd", "cmdline"):
+            if getattr(args, option) is not None:
+                raise InvalidInput(f"--{option} needs --kernel")
+    files = {}
+    for option in ("kernel", "initrd"):
+        if (value := getattr(args, option)) is not None:
+            path = check_file(value)
+            if path.stat().st_size == 0:
+                raise InvalidInput(f"--{option} {value}: the file is empty")
+            files[option] = path
+    return files

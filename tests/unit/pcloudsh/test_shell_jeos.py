@@ -135,6 +135,27 @@ def test_import_of_what_is_not_a_regular_file(
     assert images.calls == []
 
 
+def test_import_checks_its_boot_files_before_any_work(
+    env: Environment, images: FakeImages, tmp_path: Path
+) -> None:
+    disk, kernel, empty = tmp_path / "disk.qcow2", tmp_path / "vmlinuz", tmp_path / "empty"
+    disk.write_bytes(b"QFI")
+    kernel.write_bytes(b"k")
+    empty.write_bytes(b"")
+    for options, message in (
+        (f"--kernel {tmp_path}", f"{tmp_path}: is a directory"),
+        ("--kernel /dev/null", "/dev/null: not a regular file"),
+        (f"--kernel {tmp_path / 'absent'}", f"{tmp_path / 'absent'}: no such file"),
+        (f"--kernel {empty}", f"--kernel {empty}: the file is empty"),
+        (f"--kernel {kernel} --initrd {empty}", f"--initrd {empty}: the file is empty"),
+        (f"--initrd {kernel}", "--initrd needs --kernel"),
+        ("--cmdline quiet", "--cmdline needs --kernel"),
+    ):
+        ran = run(env, f"jeos_import cloud {disk} {options}")
+        assert (ran.status, ran.out, ran.err) == (2, "", f"pcloudsh: error: {message}\n"), options
+    assert images.calls == []
+
+
 def test_delete_removes_the_record_then_the_files(
     env: Environment, cped: InProcessCped, images: FakeImages
 ) -> None:
