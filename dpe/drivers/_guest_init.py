@@ -17,18 +17,28 @@ included: the platform's own PID 1 reaps late, and agents that look for a pid in
 ``/proc`` count a zombie as alive), and exits when the command exits: killing
 the whole namespace (or its process group and descendants).
 
+Once the namespace is set up and the command started, the init replaces itself
+(``exec``) with this file's reaping mode, which imports nothing but ``os`` and
+``signal``: every guest keeps its init for as long as it runs, and the set-up's
+modules (``ctypes``, ``argparse``, ``json``) would stay in each one, about half of
+its memory.  The reaper keeps the init's pid and arguments (what identifies a
+guest's init in ``ps``).
+
 Standard library only, and nothing from the package: it runs with ``-I -S``.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import ctypes
-import json
 import os
-import signal
 import sys
+
+TYPE_CHECKING = False  # not typing's: importing typing would cost the reaper memory
+if TYPE_CHECKING:  # the set-up's modules are imported where used: the reaper never has them
+    import argparse
+    import signal
+    from typing import Any
+else:
+    import _signal as signal  # signal.py itself imports enum: memory the reaper would keep
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -40,12 +50,19 @@ MS_NOEXEC = 8
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_CHILD_SUBREAPER = 36
+REAPING = "--reaping"  # the mode the init becomes once its command runs
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
     if result != 0:
+        import ctypes
+
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
@@ -53,7 +70,7 @@ def _check(result: int, what: str) -> None:
 def enter_netns(name: str) -> None:
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:
-        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {name}")
+        _check(_libc().setns(fd, CLONE_NEWNET), f"setns {name}")
     finally:
         os.close(fd)
 
@@ -61,7 +78,7 @@ def enter_netns(name: str) -> None:
 def unshare_pid_namespace() -> bool:
     """True when the next child will be PID 1 of a new PID and mount namespace."""
     try:
-        _check(_libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS), "unshare")
+        _check(_libc().unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS), "unshare")
     except OSError as exc:
         print(f"guest-init: no PID namespace ({exc}); using a process group", file=sys.stderr)
         return False
@@ -69,12 +86,13 @@ def unshare_pid_namespace() -> bool:
 
 
 def mount_private_proc() -> None:
-    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+    _check(_libc().mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
-    _check(_libc.mount(b"proc", b"/proc", b"proc", flags, None), "mount /proc")
+    _check(_libc().mount(b"proc", b"/proc", b"proc", flags, None), "mount /proc")
 
 
-def launch(args: argparse.Namespace) -> int:
+def launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """``argv``: the arguments as given, which the reaper keeps."""
     if args.netns:
         enter_netns(args.netns)
     pidns = args.pidns and unshare_pid_namespace()
@@ -84,7 +102,7 @@ def launch(args: argparse.Namespace) -> int:
     pid = os.fork()
     if pid == 0:
         os.close(go_write)
-        os._exit(run_init(args, pidns, go_read))
+        os._exit(run_init(args, argv, pidns, go_read))
     os.close(go_read)
     write_record(args.record, pid, pidns)
     os.write(go_write, b"1")
@@ -93,6 +111,8 @@ def launch(args: argparse.Namespace) -> int:
 
 def write_record(path: str, pid: int, pidns: bool) -> None:
     """Read while /proc is still the host's (the init mounts its own later)."""
+    import json
+
     with open(f"/proc/{pid}/stat", "rb") as stat:
         start_time = int(stat.read().rsplit(b")", 1)[1].split()[19])
     namespace = os.readlink(f"/proc/{pid}/ns/pid") if pidns else ""
@@ -103,7 +123,7 @@ def write_record(path: str, pid: int, pidns: bool) -> None:
     os.replace(tmp, path)
 
 
-def run_init(args: argparse.Namespace, pidns: bool, go: int) -> int:
+def run_init(args: argparse.Namespace, argv: list[str], pidns: bool, go: int) -> int:
     try:
         go_ahead = os.read(go, 1) == b"1"
         os.close(go)
@@ -115,11 +135,30 @@ def run_init(args: argparse.Namespace, pidns: bool, go: int) -> int:
             mount_private_proc()
             _set_hostname(args.hostname)
         else:
-            _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
+            _check(_libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
         child = _start(args.command)
     except OSError as exc:
         print(f"guest-init: {exc}", file=sys.stderr, flush=True)
         return 1
+    _become_reaper(child, pidns, argv)
+    return reap(child, pidns)  # the exec failed: reap here, with the set-up's modules
+
+
+def _become_reaper(child: int, pidns: bool, argv: list[str]) -> None:
+    """Replace this process with the reaping mode; returns only if that fails.  A
+    child that ends meanwhile stays a zombie for the reaper (still its child)."""
+    mode = "pidns" if pidns else "group"
+    script = os.path.abspath(__file__)
+    try:
+        os.execv(
+            sys.executable, [sys.executable, "-I", "-S", script, REAPING, str(child), mode, *argv]
+        )
+    except OSError as exc:
+        print(f"guest-init: reaping in place ({exc})", file=sys.stderr, flush=True)
+
+
+def reap(child: int, pidns: bool) -> int:
+    """Reap until the command exits; without a namespace, then kill what is left."""
     _forward_termination(child)
     status = _reap_until(child)
     if not pidns:
@@ -130,7 +169,7 @@ def run_init(args: argparse.Namespace, pidns: bool, go: int) -> int:
 def _set_hostname(name: str | None) -> None:
     if name:
         encoded = name.encode()
-        _check(_libc.sethostname(encoded, len(encoded)), "sethostname")
+        _check(_libc().sethostname(encoded, len(encoded)), "sethostname")
 
 
 def _redirect_output(log: str) -> None:
@@ -181,8 +220,7 @@ def _kill_descendants() -> None:
     mine = os.getpid()
     for pid in _descendants(mine):
         _kill(pid)
-    with contextlib.suppress(OSError):
-        os.killpg(mine, signal.SIGKILL)
+    _kill(-mine)  # the group
 
 
 def _descendants(root: int) -> list[int]:
@@ -209,11 +247,18 @@ def _ppid(pid: int) -> int | None:
 
 
 def _kill(pid: int) -> None:
-    with contextlib.suppress(OSError):
+    """SIGKILL a process (a process group for ``-pgid``); one already gone is no error."""
+    try:
         os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == [REAPING]:  # REAPING CHILD MODE, then the init's own arguments
+        return reap(int(argv[1]), pidns=argv[2] == "pidns")
+    import argparse
+
     parser = argparse.ArgumentParser(prog="guest-init")
     parser.add_argument("--pidns", action="store_true", help="own PID and mount namespace")
     parser.add_argument("--netns", help="network namespace to enter (name in /run/netns)")
@@ -221,7 +266,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--record", required=True, help="JSON file to write the init's pid into")
     parser.add_argument("--hostname", help="host name inside the UTS namespace (with --pidns)")
     parser.add_argument("command", nargs="+", help="absolute path of the command, and arguments")
-    return launch(parser.parse_args(argv))
+    return launch(parser.parse_args(argv), argv)
 
 
 if __name__ == "__main__":

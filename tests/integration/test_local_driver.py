@@ -82,6 +82,47 @@ async def test_as_root_the_guest_has_its_own_pid_namespace_and_hostname(guest: G
     assert guest.instance.extra["pid_namespace"] == "yes"
 
 
+@pytest.mark.parametrize("pidns", ["yes", "no"] if ROOT else ["no"])
+async def test_the_guest_init_keeps_only_its_reaper_which_reaps_orphans(
+    pcloud_home: Paths, ssh_keys: AssemblyKeys, pidns: str
+) -> None:
+    """Once sshd runs, the init has become the reaping mode of the same file (same pid and
+    arguments) without its set-up's modules; an orphan that ends is reaped at once."""
+    driver = LocalDriver(pcloud_home, {"pid_namespace": pidns})
+    instance = await driver.create("shop", assembly(), ssh_keys)
+    try:
+        pid = int(instance.extra["init_pid"])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert b"--reaping" in argv and b"--record" in argv, argv
+        assert any(a.endswith(b"_guest_init.py") for a in argv), argv
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "_ctypes" not in maps and "libffi" not in maps
+        connection = await SshTransport().connect(instance, ssh_keys, CONNECT_TIMEOUT)
+        await connection.run("sh -c 'sleep 0.2 &'; true", 5)  # the sleep's parent is gone
+        await connection.close()
+        await asyncio.sleep(0.3)
+        assert await _zombies_gone(instance), "an orphan was left a zombie"
+        assert _procfs.is_alive(pid)  # the init itself runs on
+    finally:
+        await driver.destroy(instance.instance_id)
+
+
+async def _zombies_gone(instance: Instance) -> bool:
+    """True once no process of the instance is a zombie (within 2 s)."""
+    init = int(instance.extra["init_pid"])
+    namespace = _procfs.pid_namespace(init)
+    for _ in range(100):
+        stats = _procfs.all_stats()
+        if instance.extra["pid_namespace"] == "yes":
+            mine = [s for s in stats if _procfs.pid_namespace(s.pid) == namespace]
+        else:
+            mine = _procfs.descendants(init, stats)
+        if not [s for s in mine if s.state == "Z"]:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 async def test_the_guest_environment_points_agents_at_private_directories(guest: Guest) -> None:
     result = await guest.connection.run("echo $HA_RSCTMP; echo $HA_VARRUN; echo $SHLVL", 5)
     rsctmp, varrun, _ = result.stdout.split()
