@@ -4,8 +4,9 @@
 pinned SSH connection running the guest's copy of the agent
 (``dpe/guest_agent/pcloud_agent.py``, whose docstring is the protocol):
 
-1. the channel runs ``<python> -I -S <dir>/agent-<hash>.py --lock <dir>/agent.lock
-   --heartbeat <interval> [--phase <seconds>]``
+1. the channel runs ``<python> -I -S -c LOADER <dir>/agent-<hash>.py --lock
+   <dir>/agent.lock --heartbeat <interval> [--phase <seconds>]`` (``LOADER``,
+   of ``dpe.guest_agent``, runs the file as a module: see there why)
    where ``<dir>`` is ``${XDG_CACHE_HOME:-$HOME/.cache}/pacemaker-cloud`` by
    default (per SSH user; nothing is written elsewhere);
 2. when that file is missing (exit ``EXIT_NO_FILE``), or the agent's ``hello``
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dpe.agent_ops import AgentOutcome
-from dpe.guest_agent import AgentSource, agent_source
+from dpe.guest_agent import LOADER, AgentSource, agent_source
 from dpe.guest_agent.pcloud_agent import (
     EXIT_TOO_OLD,
     HEARTBEAT_RANGE,
@@ -156,18 +157,20 @@ def start_command(settings: AgentSettings, source: AgentSource) -> str:
         f"d={settings.directory_word()}; "
         f"command -v {python} >/dev/null 2>&1 || exit {EXIT_NO_PYTHON}; "
         f"[ -r {path} ] || exit {EXIT_NO_FILE}; "
-        f'exec {python} -I -S {path} --lock "$d/agent.lock"'
+        f'exec {python} -I -S -c {shlex.quote(LOADER)} {path} --lock "$d/agent.lock"'
         f" --heartbeat {settings.heartbeat_word()}{settings.phase_words()}"
     )
 
 
 def upload_command(settings: AgentSettings, source: AgentSource) -> str:
-    """Store standard input as this version's file (private, atomic); drop older ones."""
+    """Store standard input as this version's file (private, atomic); drop older ones
+    and their compiled code."""
     name = source.file_name
     return (
         f'umask 077 && d={settings.directory_word()} && mkdir -p "$d" && '
         f't="$d/.upload-$$" && cat >"$t" && mv -f "$t" "$d/{name}" && '
-        f'for f in "$d"/agent-*.py; do [ "$f" = "$d/{name}" ] || rm -f "$f"; done'
+        f'for f in "$d"/agent-*.py; do [ "$f" = "$d/{name}" ] || rm -f "$f"; done && '
+        f'rm -f "$d"/__pycache__/agent-*.pyc'
     )
 
 

@@ -1,7 +1,8 @@
 """pacemaker-cloud guest agent: runs resource agent operations inside a guest.
 
 dped starts this file over its pinned SSH connection as one long-lived session
-(``python3 -I -S agent-<hash>.py --lock <dir>/agent.lock``) and speaks to it on
+(``python3 -I -S -c LOADER agent-<hash>.py --lock <dir>/agent.lock``: ``LOADER``
+runs the file as a module, see ``dpe/guest_agent/__init__.py``) and speaks to it on
 that session's standard input and output.  Nothing listens, no port is opened,
 it runs as the SSH user.  Standard library only; Python 3.9 or newer.  One file
 of this size on purpose: dped copies it into the guest whole and checks its

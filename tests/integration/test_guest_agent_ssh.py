@@ -135,15 +135,32 @@ async def test_a_killed_process_is_reported_at_once(guest: Guest, agent: AgentCh
         await agent.run(agent_ops.op_message(APP, "stop"))
 
 
+async def test_the_agent_runs_as_a_module_without_ssl_its_code_kept_compiled(
+    guest: Guest, agent: AgentChannel
+) -> None:
+    source = agent_source()
+    argv = Path(f"/proc/{host_pid(guest.instance, agent.hello.pid)}/cmdline").read_bytes()
+    words = argv.split(b"\0")
+    assert words[words.index(b"-c") + 2].endswith(source.file_name.encode()), words
+    maps = Path(f"/proc/{host_pid(guest.instance, agent.hello.pid)}/maps").read_text()
+    assert "libssl" not in maps and "_ssl." not in maps
+    compiled = instance_dir(guest) / "cache" / "pacemaker-cloud" / "__pycache__"
+    assert [p.name.split(".")[0] for p in compiled.glob("*.pyc")] == [source.file_name[:-3]]
+
+
 async def test_a_stale_copy_in_the_guest_is_replaced(guest: Guest) -> None:
     source = agent_source()
     first = await start_agent(guest.connection)
     await first.close()
-    copy = instance_dir(guest) / "cache" / "pacemaker-cloud" / source.file_name
+    directory = instance_dir(guest) / "cache" / "pacemaker-cloud"
+    copy = directory / source.file_name
     copy.write_text("# a copy from another version\n")
+    older = directory / "__pycache__" / "agent-0123456789abcdef.cpython-311.pyc"
+    older.write_bytes(b"compiled code of an older version")
     channel = await start_agent(guest.connection)
     assert copy.read_bytes() == source.text
     assert channel.hello.sha256 == source.sha256
+    assert not older.exists()  # dropped with the upload
     await channel.close()
 
 
