@@ -13,7 +13,8 @@ process, timed until every deployable runs (read through the API).  Then:
   the dped template, and apart the guests (their sshd with the sessions and
   agent scripts they reaped), and the whole machine;
 - memory per dped from ``/proc/PID/smaps_rollup``: USS (private pages), PSS
-  (shared pages divided among their users) and RSS.
+  (shared pages divided among their users) and RSS; and the PSS of all a
+  deployable runs (its dped, its guests' inits, sshd and agents), per deployable.
 
 Apart, cped's idle CPU: one deployable running, cped's threads' CPU time
 (``/proc/PID/task/*/schedstat``, nanoseconds) over a long window.
@@ -44,6 +45,7 @@ from typing import Any
 from bench.common import (
     RESULTS_DIR,
     Cped,
+    command_line,
     cpu_seconds,
     dummy_deployable,
     machine,
@@ -53,6 +55,7 @@ from bench.common import (
     until,
 )
 from bench.monitor import _machine_cpu
+from dpe.drivers import _procfs
 from dpe.template import TITLE as TEMPLATE_TITLE
 
 COUNTS = (10, 50, 100, 200, 500)
@@ -147,6 +150,7 @@ def one(count: int, quick: bool) -> dict[str, Any]:
         runs, seconds = QUICK_WINDOWS if quick else WINDOWS
         windows = [_window(cped, seconds) for _ in range(runs)]
         memory = _memory(cped)
+        per_deployable = _memory_per_deployable(cped, count)
         trouble = _trouble(cped, first_event)
     return {
         "deployables": count,
@@ -167,6 +171,7 @@ def one(count: int, quick: bool) -> dict[str, Any]:
         "cpu_guests": stats([w["guests"] for w in windows], 4),
         "cpu_machine": stats([w["machine"] for w in windows], 4),
         "memory_per_dped_mb": memory,
+        "pss_per_deployable_mb": per_deployable,
         "windows": windows,
     }
 
@@ -281,10 +286,11 @@ def _window(cped: Cped, seconds: float) -> dict[str, Any]:
 
 def _groups(cped: Cped) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = {"cped": [cped.pid], "dpeds": [], "template": [], "guests": []}
+    dpeds = set(cped.dpeds())  # forked from the template, or started afresh
     for pid, argv in cped.processes().items():
         if argv == [TEMPLATE_TITLE]:
             groups["template"].append(pid)
-        elif Path(argv[0]).name == "dped" or "dpe.main" in argv[:3]:
+        elif pid in dpeds:
             groups["dpeds"].append(pid)
         else:
             groups["guests"].append(pid)
@@ -317,6 +323,41 @@ def _memory(cped: Cped) -> dict[str, Any]:
         "pss": stats([r["Pss"] / mb for r in rollups], 1),
         "rss": stats([r["Rss"] / mb for r in rollups], 1),
     }
+
+
+def _memory_per_deployable(cped: Cped, count: int) -> dict[str, float]:
+    """PSS of everything a deployable runs, summed by kind and divided by the number of
+    deployables: its dped, and its guests' inits, sshd (the server and the sessions),
+    guest agents and the rest (what resource agents leave running; the Dummy, nothing)."""
+    kinds = dict.fromkeys(("dped", "guest_init", "sshd", "guest_agent", "other"), 0.0)
+    for pid in cped.dpeds():
+        kinds["dped"] += _rollup(pid).get("Pss", 0) / 1024.0
+    for pid in _guest_processes(cped):
+        kinds[_guest_kind(command_line(pid))] += _rollup(pid).get("Pss", 0) / 1024.0
+    per = {kind: round(total / count, 2) for kind, total in kinds.items()}
+    return {**per, "total": round(sum(kinds.values()) / count, 2)}
+
+
+def _guest_processes(cped: Cped) -> list[int]:
+    """Every process of every guest: their inits' PID namespaces, or their inits' trees."""
+    inits = [p for p, argv in cped.processes().items() if "_guest_init.py" in " ".join(argv)]
+    stats = _procfs.all_stats()
+    spaces = {_procfs.pid_namespace(p) for p in inits} - {_procfs.pid_namespace(os.getpid())}
+    found = {s.pid for s in stats if _procfs.pid_namespace(s.pid) in spaces}
+    for init in inits:
+        found |= {init} | {s.pid for s in _procfs.descendants(init, stats)}
+    return sorted(found)
+
+
+def _guest_kind(argv: list[str]) -> str:
+    words = " ".join(argv)
+    if "_guest_init.py" in words:
+        return "guest_init"
+    if "pcloud_agent" in words or "/agent-" in words:
+        return "guest_agent"
+    if argv and Path(argv[0].split()[0]).name.startswith("sshd"):
+        return "sshd"
+    return "other"
 
 
 def _rollup(pid: int) -> dict[str, int]:
@@ -384,6 +425,7 @@ def table(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "uss_mb": memory["uss"].get("median"),
                 "pss_mb": memory["pss"].get("median"),
                 "rss_mb": memory["rss"].get("median"),
+                "pss_per_deployable_mb": run_.get("pss_per_deployable_mb", {}).get("total"),
                 "load_before": run_["machine_before"]["load_average_1min"],
                 "load_after": run_["machine_after"]["load_average_1min"],
             }
