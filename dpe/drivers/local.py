@@ -12,8 +12,8 @@ sets ``SHLVL=1`` so that bash does not source ``~/.bashrc`` for each command.
 
 Processes: a small init (``_guest_init.py``) starts sshd and reaps orphans at
 once.  As root it is PID 1 of its own PID, mount and UTS namespace (the guest's
-hostname is the assembly name): destroying the instance kills everything in
-it.  Otherwise it is a child subreaper in its own session, and destroy kills
+hostname is the assembly name), a shell once set up: destroying the instance
+kills everything in it.  Otherwise it is a child subreaper in its own session, and destroy kills
 its process group and descendants.  The init is never the child of the
 creating process, so instances survive the engine and a new engine adopts
 them through ``list``.

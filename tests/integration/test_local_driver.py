@@ -86,17 +86,20 @@ async def test_as_root_the_guest_has_its_own_pid_namespace_and_hostname(guest: G
 async def test_the_guest_init_keeps_only_its_reaper_which_reaps_orphans(
     pcloud_home: Paths, ssh_keys: AssemblyKeys, pidns: str
 ) -> None:
-    """Once sshd runs, the init has become the reaping mode of the same file (same pid and
-    arguments) without its set-up's modules; an orphan that ends is reaped at once."""
+    """Once sshd runs, the init has become a shell (PID 1 of a namespace) or the reaping
+    mode of the same file, with its pid and arguments but without its set-up's modules;
+    an orphan that ends is reaped at once, and sshd is the init's child."""
     driver = LocalDriver(pcloud_home, {"pid_namespace": pidns})
     instance = await driver.create("shop", assembly(), ssh_keys)
     try:
         pid = int(instance.extra["init_pid"])
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        assert b"--reaping" in argv and b"--record" in argv, argv
-        assert any(a.endswith(b"_guest_init.py") for a in argv), argv
+        assert argv[0] == b"sh" if pidns == "yes" else b"--reaping" in argv, argv
+        assert b"--record" in argv and any(a.endswith(b"_guest_init.py") for a in argv), argv
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "_ctypes" not in maps and "libffi" not in maps
+        sshd = _procfs.read_stat(int(instance.extra["sshd_pid"]))
+        assert sshd is not None and sshd.ppid == pid and sshd.comm.startswith("sshd")
         connection = await SshTransport().connect(instance, ssh_keys, CONNECT_TIMEOUT)
         await connection.run("sh -c 'sleep 0.2 &'; true", 5)  # the sleep's parent is gone
         await connection.close()
