@@ -71,6 +71,10 @@ class Cluster:
         owner = self.membership.owner(name)
         return {"pid": None, "member": owner, "note": f"member {owner} re-reads the document"}
 
+    async def tell_requests(self, name: str) -> str:
+        await self.membership.request(name, "requests")
+        return f"member {self.membership.owner(name)} is doing it"
+
     async def stop(self, name: str, wait: float) -> dict[str, Any] | None:
         """Wait until the member that runs it has stopped it; None after ``wait``.
 
@@ -125,6 +129,9 @@ class Cluster:
         def act(name: str, kind: str) -> None:
             if kind == "start":
                 supervisor.start(name)  # settled by the supervisor; nobody waits here
+                return
+            if kind == "requests":
+                supervisor.tell_requests(name)
                 return
             try:
                 supervisor.reload(name)

@@ -120,6 +120,17 @@ class Lifecycle:
             return {"deployable": name, **await self.cluster.reload(name)}
         return {"deployable": name, **supervisor.reload(name)}
 
+    async def tell_requests(self, name: str) -> str | None:
+        """Have a started deployable's DPE read the requests recorded for it (a service
+        move), what will happen in a few words; None when it is not started (its next DPE
+        reads them).  Not a reload: that would also apply the changes waiting for one."""
+        supervisor = await self._supervisor("request", name)
+        if await self._db(runstate.desired_state, self.catalog, name) != "started":
+            return None
+        if self.cluster is not None and self.cluster.elsewhere(name):
+            return await self.cluster.tell_requests(name)
+        return supervisor.tell_requests(name)
+
     async def delete(self, name: str, force: bool = False) -> None:
         running = force and self.supervisor is not None
         if running and await self._db(runstate.is_running, self.catalog, name):

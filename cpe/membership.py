@@ -66,7 +66,7 @@ T = TypeVar("T")
 StoreCall = Callable[..., Awaitable[Any]]
 RequestHandler = Callable[[str, str], None]  # (deployable, kind)
 HEARTBEATS_PER_TTL = 3
-REQUEST_KINDS = ("start", "reload")
+REQUEST_KINDS = ("start", "reload", "requests")  # requests: read the recorded ones (a move)
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ class Membership:
     # -- requests between members ----------------------------------------------------
 
     async def request(self, deployable: str, kind: str) -> None:
-        """Ask the member that runs ``deployable`` to ``kind`` (start, reload) it."""
+        """Ask the member that runs ``deployable`` to ``kind`` (start, reload, requests) it."""
         if kind not in REQUEST_KINDS:
             raise ValueError(f"not a request: {kind!r}")
         await self._db(self.store.add_request, deployable, kind)

@@ -17,7 +17,7 @@ from cpe.infrastructure import check_infrastructure
 from cpe.routes import Answer
 from cpe.whatif import cib_answer, parse_fail_query, read_recorded, simulate_answer
 from foundation import __version__
-from foundation.errors import Conflict, Unavailable
+from foundation.errors import Unavailable
 
 
 async def health(api: Context) -> dict[str, Any]:
@@ -59,13 +59,16 @@ async def put_deployable(api: Context, name: str, body: dict[str, Any]) -> Answe
 
 
 async def move_service(api: Context, deployable: str, service: str, body: dict[str, Any]) -> Answer:
-    """Record the move, then have a running DPE read it (a stopped one will on start)."""
+    """Record the move, then have a running DPE read it (a stopped one will on start),
+    as a request and not a reload, which would apply the changes waiting for one too."""
     answer = await api.in_store(services.request_move, api.catalog, deployable, service, body)
     try:
-        await api.lifecycle.reload(deployable)
-    except (Conflict, Unavailable):
+        told = await api.lifecycle.tell_requests(deployable)
+    except Unavailable:
+        told = None
+    if told is None:
         return Answer(answer | {"note": "the deployable is not running: moved when started"}, 202)
-    return Answer(answer | {"note": "the DPE is moving it"}, 202)
+    return Answer(answer | {"note": told}, 202)
 
 
 async def deployable_cib(api: Context, name: str) -> dict[str, Any]:

@@ -247,7 +247,7 @@ class Requests:
     STOP = "stop"
     RELOAD = "reload"
     HANDOVER = "handover"
-    REQUESTS = "requests"  # cped recorded a request (a clean-up) for this DPE
+    REQUESTS = "requests"  # cped recorded a request (a clean-up, a service move) for this DPE
 
     def __init__(self) -> None:
         self.pending: list[str] = []

@@ -220,8 +220,11 @@ class Engine:
         self._replan_now()
 
     def take_requests(self) -> None:
-        """Clean-ups an administrator asked for since (``dpe.engine_cleanup``)."""
-        if self.cleanup.take_requested():
+        """Clean-ups (``dpe.engine_cleanup``) and service moves an administrator asked for
+        since.  Read apart from a reload: a move must not apply changes waiting for one."""
+        cleaned = self.cleanup.take_requested()
+        moved = self.moves.load_requested()
+        if cleaned or moved:
             self._replan_now()
 
     def status(self) -> dict[str, Any]:

@@ -80,14 +80,18 @@ class ServiceMoves:
         else:
             self.level.cell.note(text)
 
-    def load_requested(self) -> None:
-        """Moves an administrator asked for since (``deployable_service_move``)."""
+    def load_requested(self) -> bool:
+        """Moves an administrator asked for since (``deployable_service_move``); True
+        when they are not the ones known (the plan must be made again)."""
         try:
             docs = self.runtime.load()
         except PcloudError as error:
             self.log.warning("cannot read the requested moves: %s", error)
-            return
-        self.records.moves = ServiceRecords.restore(docs).moves
+            return False
+        moves = ServiceRecords.restore(docs).moves
+        changed = moves != self.records.moves
+        self.records.moves = moves
+        return changed
 
     def done(self, rid: ResourceId) -> bool:
         """A requested move is done once the service runs there: the request ends

@@ -848,7 +848,7 @@ class Store:
     # -- requests to whichever member runs a deployable -----------------------------
 
     def add_request(self, deployable: str, kind: str) -> int:
-        """Count one more ``kind`` request (start, reload) for ``deployable``; its number."""
+        """Count one more ``kind`` request (start, reload, requests) for ``deployable``; its number."""
         with self.transaction(None):
             row = self._exec(
                 "INSERT INTO requests (deployable, kind, seq) VALUES (?, ?, 1)"

@@ -223,6 +223,23 @@ def test_changes_wait_visibly_for_a_reload(shell: Operator) -> None:
     assert json.loads(shell.ok("--json deployable_list"))[0]["pending_reload"] == ""
 
 
+def test_a_service_move_leaves_the_changes_waiting_for_a_reload(shell: Operator) -> None:
+    shell.ok("deployable_service_add shop cache dummy --on web:100,db:50 --monitor-interval 1s")
+    start(shell)
+    until(lambda: shell.resource("web", "cache")["state"] == "running", "cache running on web")
+    shell.ok("assembly_resource_add extra dummy web --monitor-interval 1s")
+
+    said = shell.ok("deployable_service_move shop cache db")
+    assert said.startswith("service cache of deployable shop: move to db requested (the DPE ")
+    until(
+        lambda: "db/cache running: cache moved to db as requested" in shell.lines(resource="cache"),
+        "cache moved to db",
+    )
+    assert shell.status()["pending_reload"] == "1 resource added (web/extra)"
+    assert not shell.lines(resource="extra"), "the move applied a change waiting for a reload"
+    assert shell.resource("web", "extra")["state"] == "stopped"
+
+
 def test_an_assembly_escalation_that_fails_the_deployable_is_told_then(
     shell: Operator, cped: CpedProcess
 ) -> None:
