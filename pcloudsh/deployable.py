@@ -284,7 +284,7 @@ class DeployableCommands(Noun):
 
     def _running(self, name: str, timeout: float | None) -> Result:
         status = wait_for(self.env, name, "started", timeout or 0.0)
-        return done(f"deployable {name} running", deployable=name, state=status.get("state"))
+        return done(running_message(name, status), deployable=name, state=status.get("state"))
 
     @staticmethod
     def _attempt(act: Lifecycle, name: str, timeout: float | None) -> Result:
@@ -313,8 +313,7 @@ class DeployableCommands(Noun):
         with lifecycle_request():
             answer = self.env.api().start_deployable(name)
         if timeout is not None:
-            wait_for(self.env, name, "started", timeout)
-            message = f"deployable {name} running"
+            message = running_message(name, wait_for(self.env, name, "started", timeout))
         elif answer.get("note") == "already running":
             message = f"deployable {name} already running"
         else:
@@ -523,6 +522,17 @@ def lifecycle_request() -> Iterator[None]:
         yield
     except Conflict as error:
         raise OperationFailed(error.message, details=error.details) from None
+
+
+def running_message(name: str, status: dict[str, Any]) -> str:
+    """What --wait says once the deployable runs, and, when some of its resources do
+    not, how many (a bare "running" would read as all of it up)."""
+    from pcloudsh.status import short_of_running
+
+    short = short_of_running(status)
+    if short is None:
+        return f"deployable {name} running"
+    return f"deployable {name} running ({short}; deployable_status {name} shows why)"
 
 
 def _cleanup_scope(part: str | None) -> dict[str, str]:

@@ -46,7 +46,7 @@ def status_tree(name: str, status: dict[str, Any], now: float) -> Node:
         _dpe(status),
         _detail("monitoring", mode),
         _failures(status.get("failures"), shown_when_none=False),
-        _reason(status),
+        _reason(status) or _detail("reason", short_of_running(status)),
     ]
     label = _label(f"deployable {status.get('name') or name}", status.get("state"), details)
     assemblies = named_items(status.get("assemblies"))
@@ -171,6 +171,22 @@ def _reason(data: dict[str, Any]) -> str | None:
     if data.get("state") == "running":
         return None
     return _detail("reason", data.get("reason"))
+
+
+def short_of_running(status: dict[str, Any]) -> str | None:
+    """A running deployable's reason when some of its resources do not run: "running"
+    only says its DPE has nothing left to do, and the reason counts what runs, what
+    cannot start and why not ("1 assembly running, 0 resources running, 1 cannot start")."""
+    if status.get("state") != "running":
+        return None
+    resources = [
+        resource
+        for assembly in named_items(status.get("assemblies"))
+        for resource in named_items(assembly.get("resources"))
+    ]
+    if all(resource.get("state") == "running" for resource in resources):
+        return None
+    return str(status.get("reason") or "") or None
 
 
 def _detail(label: str, value: Any) -> str | None:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from foundation.runtime_kinds import DEPLOYABLE
+from foundation.runtime_kinds import DEPLOYABLE, RESOURCE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
 from tests.unit.inprocess import InProcessCped
@@ -372,6 +372,24 @@ def test_start_wait_returns_once_the_deployable_runs(env: Environment, shop: InP
     ran = run(env, "deployable_start shop --wait --timeout 1m")
     assert (ran.status, ran.out) == (0, "deployable shop running\n")
     assert polls == [0.5]
+
+
+def test_start_wait_says_so_when_some_resources_do_not_run(
+    env: Environment, shop: InProcessCped
+) -> None:
+    """The DPE calls a deployable running once it has nothing left to do, a resource
+    that cannot start included: --wait says how far short of all of it that is."""
+    summary = "2 assemblies running, 1 resource running, 1 cannot start"
+    shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "running", "reason": summary})
+    shop.store.put_runtime("shop", RESOURCE, "db/pg", {"state": "running"})
+    shop.store.put_runtime("shop", RESOURCE, "web/www", {"state": "stopped"})
+    ran = run(env, "deployable_start shop --wait")
+    assert (ran.status, ran.out) == (
+        0,
+        f"deployable shop running ({summary}; deployable_status shop shows why)\n",
+    )
+    shop.store.put_runtime("shop", RESOURCE, "web/www", {"state": "running"})
+    assert run(env, "deployable_start shop --wait").out == "deployable shop running\n"
 
 
 def test_start_wait_fails_when_the_deployable_does_not_run_in_time(

@@ -217,6 +217,24 @@ def test_an_instance_object_and_assemblies_keyed_by_name(
     assert "resource www: running (1 failure)" in lines[2]
 
 
+def test_a_running_deployable_says_why_when_some_resources_do_not_run(
+    env: Environment, shop: InProcessCped
+) -> None:
+    status = failing_shop() | {"state": "running"}
+    status["reason"] = "2 assemblies running, 1 resource running, 1 cannot start"
+    shop.answer("deployable_status", "shop", answer=status)
+    wide = dataclasses.replace(env, width=200)
+    lines = run(wide, "deployable_status shop").out.splitlines()
+    assert lines[0] == (
+        "deployable shop: running (DPE pid 4711, lease epoch 7,"
+        " reason 2 assemblies running, 1 resource running, 1 cannot start)"
+    )
+    status["assemblies"][1]["resources"][0]["state"] = "running"  # every resource runs
+    shop.answer("deployable_status", "shop", answer=status)
+    lines = run(wide, "deployable_status shop").out.splitlines()
+    assert lines[0] == "deployable shop: running (DPE pid 4711, lease epoch 7)"
+
+
 def test_unknown_deployable_and_bad_name(env: Environment, shop: InProcessCped) -> None:
     ran = run(env, "deployable_status nosuch")
     assert (ran.status, ran.out) == (2, "")
