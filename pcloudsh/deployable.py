@@ -120,7 +120,8 @@ class DeployableCommands(Noun):
         """
         name = check_name(args.name, "deployable")
         document = self.env.api().get_deployable(name) if args.purge else None
-        self.env.api().delete_deployable(name, force=args.force)
+        with lifecycle_request():  # refused while it runs: its state, not the input
+            self.env.api().delete_deployable(name, force=args.force)
         if document is None:
             return done(f"deployable {name} deleted", deployable=name)
         removed = purge_images(document)

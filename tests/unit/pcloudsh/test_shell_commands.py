@@ -224,6 +224,18 @@ def test_deployable_membership_and_delete(env: Environment, shop: InProcessCped)
     assert shop.list_deployables() == []
 
 
+def test_deleting_a_running_deployable_is_refused_as_a_lifecycle_request(
+    env: Environment, shop: InProcessCped
+) -> None:
+    run(env, "deployable_start shop")
+    ran = run(env, "deployable_delete shop")
+    assert (ran.status, ran.out) == (1, "")
+    assert ran.err == (
+        "pcloudsh: error: deployable 'shop' is running: stop it first, or delete it with --force\n"
+    )
+    assert [d["name"] for d in shop.list_deployables()] == ["shop"]
+
+
 def test_constraints_list(env: Environment, shop: InProcessCped) -> None:
     lines = run(env, "deployable_constraint_list shop").out.splitlines()
     assert lines[0].split() == ["First", "Then"]
