@@ -149,7 +149,7 @@ class AssemblyCommands(Noun):
 
     @command(
         Arg("deployable", help="the deployable the assembly runs in", complete=Names.DEPLOYABLE),
-        Arg("assembly", help="the assembly", complete=Names.ASSEMBLY),
+        Arg("assembly", help="the assembly", complete=Names.MEMBER),
         Arg(
             "command",
             nargs="*",

@@ -10,7 +10,8 @@ imports cmd2.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from foundation.errors import PcloudError
 from pcloudsh import commands
@@ -18,6 +19,8 @@ from pcloudsh.definition import Arg, CommandSpec, Names
 from pcloudsh.environment import Environment
 
 GLOBAL_OPTIONS = ("--json", "--help", "--version")
+Document = dict[str, Any]
+Tokens = dict[str, list[str]]
 
 
 def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) -> list[str]:
@@ -33,15 +36,22 @@ def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) 
         rows = api.list_templates()
     elif kind is Names.RESOURCE:
         return _resources_of(env, arg_tokens.get("assembly", [""])[0])
-    elif kind is Names.PART:
-        return _parts_of(env, arg_tokens.get("deployable", [""])[0])
     elif kind is Names.ASSEMBLY_RESOURCE:
         return _all_resource_ids(env)
     elif kind is Names.ASSEMBLY_SLASH:
         return sorted(f"{row.get('name')}/" for row in api.list_assemblies())
+    elif kind in _OF_THE_DEPLOYABLE:
+        document = _deployable_on_the_line(env, arg_tokens)
+        return sorted(set(_OF_THE_DEPLOYABLE[kind](document, arg_tokens))) if document else []
     else:
-        return _resource_ids_of(env, arg_tokens.get("deployable", [""])[0])
+        raise ValueError(f"no completion for {kind}")
     return sorted(str(row.get("name")) for row in rows)
+
+
+def _deployable_on_the_line(env: Environment, arg_tokens: dict[str, list[str]]) -> Document:
+    """The document of the DEPLOYABLE already typed; empty before it is."""
+    deployable = arg_tokens.get("deployable", [""])[0]
+    return env.api().get_deployable(deployable) if deployable else {}
 
 
 def _resources_of(env: Environment, assembly: str) -> list[str]:
@@ -61,25 +71,49 @@ def _all_resource_ids(env: Environment) -> list[str]:
     )
 
 
-def _resource_ids_of(env: Environment, deployable: str) -> list[str]:
-    if not deployable:
-        return []
-    doc = env.api().get_deployable(deployable)
-    return sorted(
-        f"{a['name']}/{r['name']}"
-        for a in doc.get("assemblies", [])
-        for r in a.get("resources", [])
-    )
+def _members(document: Document, _tokens: Tokens) -> list[str]:
+    return [str(a["name"]) for a in document.get("assemblies", [])]
 
 
-def _parts_of(env: Environment, deployable: str) -> list[str]:
-    """What can fail: the deployable's assemblies and their resources."""
-    if not deployable:
-        return []
-    assemblies = env.api().get_deployable(deployable).get("assemblies", [])
+def _services(document: Document, _tokens: Tokens) -> list[str]:
+    return [str(s["name"]) for s in document.get("services", [])]
+
+
+def _candidates(document: Document, tokens: Tokens) -> list[str]:
+    """The assemblies of the service typed (``NAME``) may run on."""
+    name = tokens.get("name", [""])[0]
+    services = [s for s in document.get("services", []) if s.get("name") == name]
+    return [str(loc["assembly"]) for s in services for loc in s.get("locations", [])]
+
+
+def _resource_ids(document: Document, tokens: Tokens) -> list[str]:
+    """What an order constraint names: ASSEMBLY/RESOURCE, or a service by its name."""
+    assemblies = document.get("assemblies", [])
+    ids = [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
+    return ids + _services(document, tokens)
+
+
+def _parts(document: Document, _tokens: Tokens) -> list[str]:
+    """What can fail or be cleaned up: the assemblies, their resources, and each copy
+    of a service on an assembly it may run on."""
+    assemblies = document.get("assemblies", [])
     names = [str(a["name"]) for a in assemblies]
     names += [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
-    return sorted(names)
+    copies = [
+        f"{loc['assembly']}/{s['name']}"
+        for s in document.get("services", [])
+        for loc in s.get("locations", [])
+    ]
+    return names + copies
+
+
+_OF_THE_DEPLOYABLE: dict[Names, Callable[[Document, Tokens], list[str]]] = {
+    Names.RESOURCE_ID: _resource_ids,
+    Names.PART: _parts,
+    Names.MEMBER: _members,
+    Names.SERVICE: _services,
+    Names.CANDIDATE: _candidates,
+}
 
 
 # ---------------------------------------------------------------------------

@@ -37,8 +37,11 @@ class Names(StrEnum):
     DEPLOYABLE = "deployable"
     TEMPLATE = "template"
     RESOURCE = "resource"  # a resource of the ASSEMBLY given on the same line
-    RESOURCE_ID = "resource_id"  # ASSEMBLY/RESOURCE within the DEPLOYABLE on the line
-    PART = "part"  # ASSEMBLY or ASSEMBLY/RESOURCE within the DEPLOYABLE on the line
+    RESOURCE_ID = "resource_id"  # ASSEMBLY/RESOURCE or SERVICE within the DEPLOYABLE on the line
+    PART = "part"  # ASSEMBLY or ASSEMBLY/RESOURCE (a service's copy too) within the DEPLOYABLE
+    MEMBER = "member"  # an assembly of the DEPLOYABLE on the line
+    SERVICE = "service"  # a service of the DEPLOYABLE on the line
+    CANDIDATE = "candidate"  # an assembly the service NAME of the DEPLOYABLE on the line may run on
     ASSEMBLY_RESOURCE = "assembly_resource"  # ASSEMBLY/RESOURCE of any assembly
     ASSEMBLY_SLASH = "assembly_slash"  # ASSEMBLY/ (a new resource's name follows)
 

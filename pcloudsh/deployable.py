@@ -163,7 +163,7 @@ class DeployableCommands(Noun):
             assembly=assembly,
         )
 
-    @command(DEPLOYABLE, Arg("assembly", help="the assembly to remove", complete=Names.ASSEMBLY))
+    @command(DEPLOYABLE, Arg("assembly", help="the assembly to remove", complete=Names.MEMBER))
     def deployable_assembly_remove(self, args: argparse.Namespace) -> Result:
         """Remove an assembly from a deployable; the assembly stays in the catalog."""
         deployable = check_name(args.deployable, "deployable")

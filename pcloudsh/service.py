@@ -19,7 +19,7 @@ from pcloudsh.values import (
 )
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
-SERVICE = Arg("name", help="the service")
+SERVICE = Arg("name", help="the service", complete=Names.SERVICE)
 STICKINESS = Arg(
     "--stickiness",
     metavar="SCORE",
@@ -154,7 +154,7 @@ class ServiceCommands(Noun):
     @command(
         DEPLOYABLE,
         SERVICE,
-        Arg("assembly", help="one of the service's assemblies", complete=Names.ASSEMBLY),
+        Arg("assembly", help="one of the service's assemblies", complete=Names.CANDIDATE),
     )
     def deployable_service_move(self, args: argparse.Namespace) -> Result:
         """Move a service to one of its assemblies now (the request clears once done).
@@ -172,8 +172,13 @@ class ServiceCommands(Noun):
 
     @command(
         DEPLOYABLE,
-        Arg("service", help="the service to place"),
-        Arg("with_", metavar="WITH", help="the service it is placed with (placed first)"),
+        Arg("service", help="the service to place", complete=Names.SERVICE),
+        Arg(
+            "with_",
+            metavar="WITH",
+            help="the service it is placed with (placed first)",
+            complete=Names.SERVICE,
+        ),
         Arg(
             "--score",
             default="INFINITY",
@@ -195,7 +200,11 @@ class ServiceCommands(Noun):
             colocation=colocation,
         )
 
-    @command(DEPLOYABLE, Arg("service", help="the colocated service"), Arg("with_", metavar="WITH"))
+    @command(
+        DEPLOYABLE,
+        Arg("service", help="the colocated service", complete=Names.SERVICE),
+        Arg("with_", metavar="WITH", help="the service it is placed with", complete=Names.SERVICE),
+    )
     def deployable_colocation_remove(self, args: argparse.Namespace) -> Result:
         """Remove a colocation."""
         deployable = check_name(args.deployable, "deployable")

@@ -59,3 +59,29 @@ def test_nothing_and_no_error_when_cped_is_down(env: Environment) -> None:
 
 def test_an_unknown_command_offers_nothing(env: Environment) -> None:
     assert offered(env, "nosuch ") == []
+
+
+SERVICE_CATALOG = [
+    "assembly_create n1 host",
+    "assembly_create n2 host",
+    "assembly_create spare host",  # in no deployable
+    "deployable_assembly_add shop n1",
+    "deployable_assembly_add shop n2",
+    "deployable_service_add shop cache dummy --on n1:100,n2",
+    "deployable_service_add shop queue dummy --on n2",
+]
+
+
+def test_names_within_the_deployable_on_the_line(env: Environment, shop: InProcessCped) -> None:
+    for line in SERVICE_CATALOG:
+        assert run(env, line).status == 0, line
+    assert offered(env, "deployable_assembly_remove shop ") == ["db", "n1", "n2", "web"]
+    assert offered(env, "assembly_ssh shop n") == ["n1", "n2"]
+    assert offered(env, "deployable_service_remove shop ") == ["cache", "queue"]
+    assert offered(env, "deployable_service_move shop cache ") == ["n1", "n2"]
+    assert offered(env, "deployable_service_move shop queue ") == ["n2"]
+    assert offered(env, "deployable_colocation_add shop cache q") == ["queue"]
+    assert offered(env, "deployable_constraint_add shop c") == ["cache"]
+    assert offered(env, "deployable_cleanup shop n1") == ["n1", "n1/cache"]
+    assert offered(env, "deployable_simulate shop --fail n2/") == ["n2/cache", "n2/queue"]
+    assert offered(env, "deployable_service_remove nosuch ") == []

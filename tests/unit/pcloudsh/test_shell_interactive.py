@@ -130,6 +130,18 @@ def test_completion_of_a_resource_uses_the_assembly_on_the_line(
     assert completions(shell, "assembly_resource_remove --json db/e") == ["db/extra"]
 
 
+def test_completion_of_names_within_the_deployable_on_the_line(
+    shell: PcloudShell, shop: InProcessCped
+) -> None:
+    for line in ("assembly_create n1 host", "deployable_assembly_add shop n1"):
+        run(shell, line)
+    run(shell, "deployable_service_add shop cache dummy --on n1:100,db")
+    assert completions(shell, "deployable_assembly_remove shop ") == ["db", "n1", "web"]
+    assert completions(shell, "deployable_service_set shop ") == ["cache"]
+    assert completions(shell, "deployable_service_move shop cache ") == ["db", "n1"]
+    assert completions(shell, "deployable_cleanup shop db/") == ["db/cache", "db/pg"]
+
+
 def test_completion_without_cped_offers_nothing(env: Environment) -> None:
     shell = shell_for(dataclasses.replace(env, connect=lambda _paths: DownCped()))
     assert completions(shell, "assembly_delete ") == []
