@@ -324,7 +324,10 @@ async def _start(engine: Engine, requests: Requests, clear_failed: bool) -> bool
     try:
         starting.result()
     except BaseException:
-        await engine.shutdown()
+        # The lease is kept until the process exits: released now, cped would take the
+        # DPE for one that lost it and kill it before it says why it could not start;
+        # exited, cped releases it and reports the error (the last line of the log).
+        await engine.shutdown(release_lease=False)
         raise
     return True
 

@@ -240,6 +240,28 @@ def test_a_service_move_leaves_the_changes_waiting_for_a_reload(shell: Operator)
     assert shell.resource("web", "extra")["state"] == "stopped"
 
 
+def test_a_dpe_that_cannot_start_says_why(shell: Operator) -> None:
+    """Its hypervisor cannot be reached: the DPE's own words reach the events, rather
+    than a DPE killed for giving its lease up before it could say why."""
+    uri = "qemu+unix:///session?socket=/nonexistent/libvirt-sock"
+    shell.ok(f"deployable_create far libvirt --uri {uri}")
+    shell.ok("assembly_create lone host")
+    shell.ok("deployable_assembly_add far lone")
+
+    def dpe_events() -> list[dict[str, Any]]:
+        events = json.loads(shell.ok("--json events --deployable far"))
+        return [e for e in events if e["state"].startswith("dpe-")]
+
+    try:
+        shell.ok("deployable_start far")
+        until(lambda: [e for e in dpe_events() if e["state"] == "dpe-restarting"], "a restart")
+    finally:
+        shell.run("deployable_stop", "far")
+    restarting = next(e for e in dpe_events() if e["state"] == "dpe-restarting")
+    assert "exited with status 1 (dped: cannot list the instances of far (" in restarting["reason"]
+    assert not [e for e in dpe_events() if e["state"] == "dpe-killed"]
+
+
 def test_an_assembly_escalation_that_fails_the_deployable_is_told_then(
     shell: Operator, cped: CpedProcess
 ) -> None:
