@@ -109,7 +109,7 @@ def _dpe(status: dict[str, Any]) -> str | None:
         return None
     dpe = status["dpe"]
     if not isinstance(dpe, dict) or dpe.get("pid") is None:
-        return "no DPE"
+        return "no DPE" + _backing_off(dpe)
     text = f"DPE pid {dpe['pid']}"
     if dpe.get("member"):
         text += f" on member {dpe['member']}"
@@ -117,6 +117,20 @@ def _dpe(status: dict[str, Any]) -> str | None:
         text += " not running"
     if dpe.get("lease_epoch") is not None:
         text += f", lease epoch {dpe['lease_epoch']}"
+    return text
+
+
+def _backing_off(dpe: Any) -> str:
+    """Between two DPEs of a deployable wanted started, the last having failed: not the
+    "no DPE" of a stopped one (the events say why it failed)."""
+    if not isinstance(dpe, dict) or dpe.get("supervision") != "backoff":
+        return ""
+    restarts, restart_in = dpe.get("restarts"), dpe.get("restart_in")
+    text = ": the last one failed"
+    if isinstance(restarts, int) and restarts > 1:
+        text = f": {restarts} failed in a row"
+    if isinstance(restart_in, int | float):
+        text += f", the next starts in {duration(restart_in)}"
     return text
 
 

@@ -176,6 +176,24 @@ def test_the_dpe_as_cped_reports_it(
     assert ran.out == f"deployable shop: stopped {shown}\n"
 
 
+def test_a_dpe_failing_to_start_is_not_the_no_dpe_of_a_stopped_deployable(
+    env: Environment, shop: InProcessCped
+) -> None:
+    backoff = {"pid": None, "alive": False, "supervision": "backoff", "restart_in": 3.009}
+    status = {"name": "shop", "state": "starting", "desired": "started", "assemblies": []}
+    shop.answer("deployable_status", "shop", answer=status | {"dpe": backoff | {"restarts": 3}})
+    assert run(env, "deployable_status shop").out == (
+        "deployable shop: starting (no DPE: 3 failed in a row, the next starts in 3 s)\n"
+    )
+    shop.answer("deployable_status", "shop", answer=status | {"dpe": backoff | {"restarts": 1}})
+    assert run(env, "deployable_status shop").out == (
+        "deployable shop: starting (no DPE: the last one failed, the next starts in 3 s)\n"
+    )
+    stopped = {"pid": None, "alive": False, "supervision": "stopped"}
+    shop.answer("deployable_status", "shop", answer=status | {"dpe": stopped})
+    assert run(env, "deployable_status shop").out == "deployable shop: starting (no DPE)\n"
+
+
 def test_missing_optional_fields_are_left_out(env: Environment, shop: InProcessCped) -> None:
     status = {
         "name": "shop",
