@@ -375,6 +375,7 @@ class Reconciler:
         left = await self.db(_instances_left, self.store, slot.name)
         if not left:
             slot.check_left, slot.attempts = False, 0
+            await self._record_stopped(slot)
             settle(slot.stops, slot.stopped_answer([]))
             return
         if slot.attempts >= self.options.stop_attempts:
@@ -417,6 +418,20 @@ class Reconciler:
         self._retry_in(slot, delay)
         reason = f"dpe (pid {pid}) exited with {slot.last['exit']}; restarting in {delay:.1f} s"
         await self._event(slot, "dpe-restarting", f"{reason} (attempt {slot.attempts})")
+
+    async def _record_stopped(self, slot: Slot) -> None:
+        """No DPE and nothing left: the deployable is stopped, whatever its last DPE
+        recorded (one that failed to start left "starting", and no DPE ran the stop to
+        say otherwise).  A failed deployable stays failed; a lease still held means a
+        DPE (of another member) has yet to record its own stop."""
+        recorded = await self.db(_recorded_state, self.store, slot.name)
+        lease = await self._lease(slot.name)
+        if recorded in (None, "stopped", "failed") or (lease and lease["holder"]):
+            return
+        reason = f"stopped with no DPE running (the last one recorded {recorded})"
+        stopped = {"state": "stopped", "reason": reason, "failures": []}
+        await self.db(self.store.put_runtime, slot.name, DEPLOYABLE, "", stopped)
+        await self._event(slot, "stopped", reason)
 
     def _refused_too_often(self, slot: Slot, status: int | None) -> bool:
         """One more DPE in a row refused its configuration: was it one too many?"""

@@ -240,9 +240,9 @@ def test_a_service_move_leaves_the_changes_waiting_for_a_reload(shell: Operator)
     assert shell.resource("web", "extra")["state"] == "stopped"
 
 
-def test_a_dpe_that_cannot_start_says_why(shell: Operator) -> None:
-    """Its hypervisor cannot be reached: the DPE's own words reach the events, rather
-    than a DPE killed for giving its lease up before it could say why."""
+def _unreachable(shell: Operator) -> Callable[[], list[dict[str, Any]]]:
+    """A deployable "far" whose hypervisor cannot be reached: each DPE fails to start.
+    Its DPEs' events, once one failed (it is stopped again by the caller)."""
     uri = "qemu+unix:///session?socket=/nonexistent/libvirt-sock"
     shell.ok(f"deployable_create far libvirt --uri {uri}")
     shell.ok("assembly_create lone host")
@@ -252,14 +252,35 @@ def test_a_dpe_that_cannot_start_says_why(shell: Operator) -> None:
         events = json.loads(shell.ok("--json events --deployable far"))
         return [e for e in events if e["state"].startswith("dpe-")]
 
+    shell.ok("deployable_start far")
+    until(lambda: [e for e in dpe_events() if e["state"] == "dpe-restarting"], "a restart")
+    return dpe_events
+
+
+def test_a_dpe_that_cannot_start_says_why(shell: Operator) -> None:
+    """The DPE's own words reach the events, rather than a DPE killed for giving its
+    lease up before it could say why."""
     try:
-        shell.ok("deployable_start far")
-        until(lambda: [e for e in dpe_events() if e["state"] == "dpe-restarting"], "a restart")
+        dpe_events = _unreachable(shell)
     finally:
         shell.run("deployable_stop", "far")
     restarting = next(e for e in dpe_events() if e["state"] == "dpe-restarting")
     assert "exited with status 1 (dped: cannot list the instances of far (" in restarting["reason"]
     assert not [e for e in dpe_events() if e["state"] == "dpe-killed"]
+
+
+def test_a_deployable_whose_dpes_never_started_is_stopped_once_stopped(shell: Operator) -> None:
+    """No DPE ran the stop, so none recorded it: cped does, rather than leave the
+    "starting" the last failed DPE recorded."""
+    try:
+        _unreachable(shell)
+    finally:
+        said = shell.run("deployable_stop", "far")
+    assert said.stdout == "deployable far stopped\n"
+    status = shell.status("far")
+    assert (status["state"], status["desired"]) == ("stopped", "stopped"), status
+    assert status["reason"] == "stopped with no DPE running (the last one recorded starting)"
+    assert json.loads(shell.ok("--json deployable_list"))[0]["state"] == "stopped"
 
 
 def test_an_assembly_escalation_that_fails_the_deployable_is_told_then(
