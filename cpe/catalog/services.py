@@ -16,6 +16,7 @@ from cpe.bodies import MoveRequest
 from cpe.catalog import Catalog
 from cpe.catalog.assemblies import reference_problems
 from cpe.catalog.documents import relative, revalidate, stored_document
+from foundation.domain import INFINITY
 from foundation.errors import Conflict, InvalidInput, NotFound
 from foundation.model import Deployable, Problems, validate_name
 from foundation.runtime_kinds import MOVE
@@ -119,11 +120,20 @@ def request_move(
         service = document.service(validate_name(name, "service name"))
         if service is None:
             raise NotFound(f"deployable {deployable!r} has no service {name!r}")
-        if service.location(assembly) is None:
+        location = service.location(assembly)
+        if location is None:
             raise InvalidInput(
                 f"invalid move: service {name!r} does not run on {assembly!r}"
                 f" (its assemblies: {', '.join(service.assemblies)})",
                 details=[{"path": "assembly", "message": "not one of the service's assemblies"}],
+            )
+        if location.score <= -INFINITY:
+            # a move counts as INFINITY there, which -INFINITY outweighs (as in
+            # Pacemaker): the request would wait forever, and nothing would say why
+            raise InvalidInput(
+                f"invalid move: service {name!r} never runs on {assembly!r} (its score there"
+                " is -INFINITY): change it with deployable_service_set --on first",
+                details=[{"path": "assembly", "message": "the service's score there is -INFINITY"}],
             )
         request = {"to": assembly, "requested_at": catalog.clock()}
         store.put_runtime(deployable, MOVE, name, request)

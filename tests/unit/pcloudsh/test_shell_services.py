@@ -102,6 +102,20 @@ def test_bad_input_is_named_and_changes_nothing(
     assert not services_of(pair)
 
 
+def test_a_move_to_an_assembly_the_service_is_banned_from_is_refused(
+    env: Environment, pair: InProcessCped
+) -> None:
+    """A move counts as INFINITY there, which -INFINITY outweighs: it would never happen."""
+    run(env, "deployable_service_add shop cache dummy --on n1:100,n2:-INFINITY")
+    ran = run(env, "deployable_service_move shop cache n2")
+    assert (ran.status, ran.out) == (2, "")
+    assert ran.err.startswith(
+        "pcloudsh: error: invalid move: service 'cache' never runs on 'n2' (its score there"
+        " is -INFINITY): change it with deployable_service_set --on first\n"
+    )
+    assert MOVE not in pair.store.get_runtime("shop")
+
+
 @pytest.mark.parametrize("fmt", ["xml", "json"])
 def test_services_survive_export_and_import(
     env: Environment, pair: InProcessCped, fmt: str
