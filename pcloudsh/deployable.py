@@ -346,7 +346,10 @@ class DeployableCommands(Noun):
         name = check_name(args.name, "deployable")
         with lifecycle_request():
             answer = self.env.api().reload_deployable(name)
-        return done(f"deployable {name} reloading", deployable=name, answer=answer)
+        # the note says who reads the document, and when: no DPE may be running right now
+        note = answer.get("note") if isinstance(answer, dict) else None
+        message = f"deployable {name} reloading" + (f" ({note})" if note else "")
+        return done(message, deployable=name, answer=answer)
 
     @command(
         DEPLOYABLE_NAME,

@@ -356,7 +356,9 @@ def test_lifecycle_commands_report_the_answer(env: Environment, shop: InProcessC
     assert run(env, "deployable_start shop").out == (
         "deployable shop starting (deployable_status shop shows how it goes)\n"
     )
-    assert run(env, "deployable_reload shop").out == "deployable shop reloading\n"
+    assert run(env, "deployable_reload shop").out == (
+        "deployable shop reloading (the DPE re-reads the document)\n"
+    )
     assert run(env, "deployable_stop shop").out == "deployable shop stopped\n"
     assert shop.supervisor.calls == ["start shop", "reload shop", "stop shop"]
 
@@ -371,6 +373,16 @@ def test_lifecycle_messages_say_what_happened(env: Environment, shop: InProcessC
         "deployable shop still stopping (late; deployable_stop shop --wait waits until it"
         " is done)\n"
     )
+
+
+def test_a_reload_says_when_no_dpe_runs_to_read_the_document(
+    env: Environment, shop: InProcessCped
+) -> None:
+    note = "no DPE runs right now: the next one (in 3.0 s) reads the new document"
+    shop.answer(
+        "reload_deployable", "shop", answer={"deployable": "shop", "pid": None, "note": note}
+    )
+    assert run(env, "deployable_reload shop").out == f"deployable shop reloading ({note})\n"
 
 
 def test_start_wait_returns_once_the_deployable_runs(env: Environment, shop: InProcessCped) -> None:
