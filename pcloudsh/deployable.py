@@ -306,6 +306,8 @@ class DeployableCommands(Noun):
 
     def _each(self, names: list[str], timeout: float | None, act: Lifecycle) -> Result:
         """The action on each chosen deployable; the others still go on when one fails."""
+        if not names:  # --all, and there are none: said, as deployable_list says it
+            return Result([], Text("no deployables"))
         if len(names) == 1:
             return act(names[0], timeout)
         return _together([self._attempt(act, name, timeout) for name in names])

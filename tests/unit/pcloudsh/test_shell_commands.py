@@ -559,6 +559,17 @@ def test_deployable_create_records_infrastructure_settings(
     assert vms["settings"] == {"memory": "2048", "uri": "qemu:///session"}
 
 
+@pytest.mark.parametrize(
+    "line", ["deployable_start --all", "deployable_start --all --wait", "deployable_stop --all"]
+)
+def test_all_when_there_are_no_deployables_says_so(
+    env: Environment, cped: InProcessCped, line: str
+) -> None:
+    ran = run(env, line)
+    assert (ran.status, ran.out, ran.err) == (0, "no deployables\n", "")
+    assert json.loads(run(env, f"--json {line}").out) == []
+
+
 def test_start_all_wait_sends_every_start_before_waiting_within_one_timeout(
     env: Environment, shop: InProcessCped, fake_time: FakeTime
 ) -> None:
