@@ -31,8 +31,9 @@ class EventCommands(Noun):
         Arg("--follow", "-f", action="store_true", help="keep printing new events (Ctrl-C ends)"),
         Arg(
             "--timeout",
-            metavar="SECONDS",
-            help="with --follow: stop following after SECONDS and exit 0 (for scripts)",
+            metavar="DURATION",
+            help="with --follow: stop following after DURATION (60, 60s, 2m) and exit 0"
+            " (for scripts)",
         ),
     )
     def events(self, args: argparse.Namespace) -> Outcome:

@@ -99,6 +99,11 @@ def test_follow_with_a_timeout_ends_with_status_0(
     assert timers.pending == []  # nothing left to fire later
 
 
+def test_the_follow_timeout_is_a_duration_as_its_usage_says(env: Environment) -> None:
+    usage = run(env, "events --help").out
+    assert "[--timeout DURATION]" in usage and "SECONDS" not in usage
+
+
 def test_follow_reconnects_when_the_stream_is_lost(
     env: Environment, logged: InProcessCped, timers: FakeTimers
 ) -> None:
