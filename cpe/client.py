@@ -86,9 +86,7 @@ class Remote:
         endpoints = [_endpoint(one) for one in url.replace(",", " ").split()]
         if not endpoints:
             raise InvalidInput("cped's URL is empty: give https://HOST:PORT")
-        token = token.strip()
-        if not token:
-            raise InvalidInput("an empty bearer token: cped's TCP listener requires one")
+        token = _bearer_token(token)
         (host, port), *others = endpoints
         return cls(host, port, token, ca_file, tuple(others))
 
@@ -113,13 +111,31 @@ class Remote:
             raise InvalidInput(f"cannot use the CA file {self.ca_file}: {error}") from None
 
 
+def _bearer_token(text: str) -> str:
+    """The token as it can travel in a header: printable ASCII, no spaces.
+
+    cped's own token file obeys the same rule; anything else (a newline pasted
+    with it, a non-ASCII character) could never match, and would otherwise
+    fail inside http.client.  The token is never quoted in the message.
+    """
+    token = text.strip()
+    if not token:
+        raise InvalidInput("an empty bearer token: cped's TCP listener requires one")
+    if not all(" " < character <= "~" for character in token):
+        raise InvalidInput(
+            "the bearer token (PCLOUD_TOKEN_FILE or PCLOUD_TOKEN) must be one word of"
+            " printable ASCII characters, without spaces or control characters"
+        )
+    return token
+
+
 def _endpoint(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "https" or not parts.hostname or port is None:
+    except ValueError:  # an unclosed [IPv6 address, a port out of range
+        parts, port = None, None
+    if parts is None or parts.scheme != "https" or not parts.hostname or port is None:
         raise InvalidInput(f"cped's URL must be https://HOST:PORT (TLS is required), not {url!r}")
     return parts.hostname, port
 

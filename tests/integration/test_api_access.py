@@ -419,6 +419,27 @@ def test_pcloudsh_reaches_the_listener_with_url_token_file_and_ca(
         shutil.rmtree(elsewhere, ignore_errors=True)
 
 
+@pytest.mark.parametrize(
+    ("url", "token", "said"),
+    [
+        ("https://[::1:8443", "t" * 32, "https://HOST:PORT"),
+        ("https://127.0.0.1:8443", "t" * 16 + "\nX-Injected: 1", "printable ASCII"),
+        ("https://127.0.0.1:8443", "t" * 16 + "\u20ac", "printable ASCII"),
+    ],
+)
+def test_pcloudsh_refuses_a_malformed_url_or_token_by_name(
+    pcloud_home: Paths, url: str, token: str, said: str
+) -> None:
+    env = {**cped_environment(pcloud_home), "PCLOUD_URL": url, "PCLOUD_TOKEN": token}
+    env.pop("PCLOUD_TOKEN_FILE", None)
+    done = subprocess.run(
+        [*pcloudsh_command(), "assembly_list"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert token.strip() not in done.stderr
+
+
 def test_a_new_token_takes_effect_on_sighup_and_the_old_one_stops_working(
     tls: Tls, cped_factory: CpedFactory
 ) -> None:
