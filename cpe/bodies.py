@@ -10,6 +10,7 @@ document says.  ``MODELS`` finds a model by the name a route gives it.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field, PlainValidator, StrictFloat, WithJsonSchema
@@ -183,10 +184,14 @@ def _whole(minimum: int, maximum: int) -> PlainValidator:
 
 
 def _epoch_seconds(value: Any) -> float:
+    """A time as a number; ``nan`` and ``inf`` parse as floats but name no time."""
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        raise refused(f"must be a number of seconds since the epoch: {value!r}") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise refused(f"must be a number of seconds since the epoch: {value!r}")
+    return seconds
 
 
 def _name_text(value: Any) -> str:
