@@ -304,7 +304,9 @@ class EventQuery(Query):
         default=None, description="only events with a smaller id (page backward, with desc)"
     )
     limit: Annotated[
-        int, _whole(1, MAX_EVENTS), WithJsonSchema({"type": "integer", "minimum": 0})
+        int,
+        _whole(1, MAX_EVENTS),
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_EVENTS}),
     ] = Field(default=100, description=f"at most this many events, 1..{MAX_EVENTS}")
     order: Annotated[str, member_of(("asc", "desc")), enum_schema(("asc", "desc"))] = Field(
         default="asc", description="asc: oldest first (default); desc: newest first"

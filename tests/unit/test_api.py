@@ -605,6 +605,20 @@ async def test_bad_event_queries(api: Client, store: Store, query: str) -> None:
     await refused(api, store, 400, "GET", f"/events?{query}")
 
 
+async def test_the_event_query_bounds_the_document_serves_are_those_applied(
+    api: Client, store: Store
+) -> None:
+    _, doc = await call(api, "GET", "/openapi.json")
+    parameters = doc["paths"]["/v1/events"]["get"]["parameters"]
+    bounded = {p["name"]: p["schema"] for p in parameters if "minimum" in p["schema"]}
+    assert {"limit", "after_id", "before_id"} <= set(bounded)
+    for name, schema in bounded.items():
+        for inside in (schema["minimum"], schema["maximum"]):
+            assert (await call(api, "GET", f"/events?{name}={inside}"))[0] == 200, (name, inside)
+        for outside in (schema["minimum"] - 1, schema["maximum"] + 1):
+            await refused(api, store, 400, "GET", f"/events?{name}={outside}")
+
+
 async def read_sse(response: Any, count: int) -> list[dict[str, Any]]:
     """Parse ``count`` events from a server-sent event stream."""
     events: list[dict[str, Any]] = []
