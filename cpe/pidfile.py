@@ -69,8 +69,8 @@ def is_locked(path: Path) -> bool:
     """True while some cped holds the pidfile."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # NotADirectoryError: PCLOUD_HOME or run/ is a file, so no cped runs there
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -124,7 +124,7 @@ def _read(path: Path, required: bool, problems: Problems) -> configparser.Config
     try:
         with path.open(encoding="utf-8") as stream:
             parser.read_file(stream)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file where a directory should be
         if required:
             problems.add("", "no such file")
         return None

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,10 @@ from cpe.client import Client
 from cpe.pidfile import is_locked
 from foundation.errors import Conflict, InvalidInput, NotFound, PcloudError, Unavailable
 from foundation.events import Event
-from foundation.paths import Paths
+from foundation.paths import Paths, resolve
 from foundation.store import Store
 from tests.integration.conftest import CpedFactory, CpedProcess
+from tests.integration.test_pcloudsh_session import pcloudsh_command
 
 pytestmark = pytest.mark.integration
 
@@ -275,6 +277,21 @@ def test_stop_never_signals_a_process_that_is_not_cped(pcloud_home: Paths) -> No
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_pcloud_home_that_is_a_file_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("")
+    env = control.cped_environment(resolve({"PCLOUD_HOME": str(home)}))
+    status = subprocess.run(
+        [*pcloudsh_command(), "status"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert (status.returncode, status.stdout.strip()) == (3, "cped is not running")
+    start = subprocess.run(
+        [*pcloudsh_command(), "start"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert start.returncode == 1 and "Not a directory" in start.stderr, start.stderr
+    assert str(home) in start.stderr and "Traceback" not in start.stderr + status.stderr
 
 
 def test_events_older_than_the_retention_are_deleted_when_cped_starts(
