@@ -332,14 +332,17 @@ def error_response(error: PcloudError) -> web.Response:
 
 def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
     code, message = Code.INVALID, f"{error.reason}: {request.method} {request.path}"
+    headers = {}
     if error.status == 404:
         code, message = Code.NOT_FOUND, f"no such route: {request.method} {request.path}"
     elif error.status == 405:
-        message = f"method {request.method} is not allowed on {request.path}"
+        headers["Allow"] = error.headers.get("Allow", "")  # a 405 must say them (RFC 9110)
+        allowed = ", ".join(headers["Allow"].split(","))
+        message = f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
     elif error.status == 413:
         message = f"the request body is too large (limit {MAX_BODY} bytes)"
     body = {"code": str(code), "message": message, "details": None}
-    return web.json_response(body, status=error.status)
+    return web.json_response(body, status=error.status, headers=headers)
 
 
 @web.middleware

@@ -547,7 +547,9 @@ async def test_unknown_routes_methods_and_query_parameters(api: Client, store: S
     error = await refused(api, store, 404, "GET", "/nothing-here")
     assert error["code"] == "not_found"
     error = await refused(api, store, 405, "PATCH", "/assemblies")
-    assert error["code"] == "invalid"
+    assert error["code"] == "invalid" and "(allowed: GET, POST)" in error["message"]
+    async with api.request("DELETE", PREFIX + "/health") as response:
+        assert (response.status, response.headers["Allow"]) == (405, "GET")
     error = await refused(api, store, 400, "GET", "/jeos?colour=red")
     assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
 
