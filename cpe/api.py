@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from cpe import dispatch
 from cpe.access import Peer
@@ -48,6 +49,7 @@ from foundation.document import check_depth, kind_of, nested_too_deeply, number_
 from foundation.errors import Code, InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.keyshare import KeyShare
+from foundation.problems import refusal
 from foundation.store import Store
 from foundation.wakeup import EVENT, Wake
 
@@ -260,13 +262,14 @@ def _handler(route: Route) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         context = request.app[CONTEXT]
         names = [request.match_info[name] for name in route.path_params]
+        query = single_values(request.query)
         body = await json_body(request) if route.request else None
         if route.media == EVENT_STREAM:
-            args, kwargs = dispatch.arguments(route, names, request.query, body)
+            args, kwargs = dispatch.arguments(route, names, query, body)
             stream = dispatch.target_of(route).function
             response: web.StreamResponse = await stream(context, request, *args, **kwargs)
             return response
-        return _response(await dispatch.answer(context, route, names, request.query, body))
+        return _response(await dispatch.answer(context, route, names, query, body))
 
     handle.__name__ = route.operation_id
     return handle
@@ -276,6 +279,17 @@ def _response(answer: Answer) -> web.Response:
     if answer.status == 204:
         return web.Response(status=204)
     return web.json_response(answer.body, status=answer.status)
+
+
+def single_values(query: MultiMapping[str]) -> dict[str, str]:
+    """The query, each parameter once: ``?limit=1&limit=500`` would otherwise mean
+    whichever one was read first, silently."""
+    repeated = sorted({key for key in query if len(query.getall(key)) > 1})
+    if repeated:
+        raise refusal(
+            "invalid query", [{"path": key, "message": "given more than once"} for key in repeated]
+        )
+    return dict(query)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

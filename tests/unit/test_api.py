@@ -554,6 +554,15 @@ async def test_unknown_routes_methods_and_query_parameters(api: Client, store: S
     assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
 
 
+async def test_a_query_parameter_given_twice_is_refused_by_name(api: Client, store: Store) -> None:
+    await make_assembly(api, "web")
+    await make_deployable(api, "shop", "web")
+    error = await refused(api, store, 400, "DELETE", "/deployables/shop?force=false&force=true")
+    assert error["details"] == [{"path": "force", "message": "given more than once"}]
+    error = await refused(api, store, 400, "GET", "/events?limit=1&order=desc&limit=500")
+    assert error["details"] == [{"path": "limit", "message": "given more than once"}]
+
+
 @pytest.mark.parametrize("name", ["a%2Fb", "a%20b", "..", "-x", "x" * 64])
 async def test_bad_names_in_urls(api: Client, store: Store, name: str) -> None:
     status, body = await call(api, "GET", f"/assemblies/{name}")
