@@ -299,7 +299,10 @@ async def json_body(request: web.Request) -> dict[str, Any]:
             f"the request body must be JSON (Content-Type: application/json),"
             f" not {request.content_type!r}"
         )
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionResetError:  # the client hung up before sending all it announced
+        raise InvalidInput("the request body was cut short: the connection closed") from None
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
     except UnicodeDecodeError:
@@ -382,10 +385,11 @@ async def _access(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _audit(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in CHANGING_METHODS:
         return await handler(request)
+    peer = peer_of(request)  # now: a client that hangs up takes its credentials along
     response = await handler(request)
     log.info(
         "change by %s: %s %s -> %d",
-        peer_of(request).describe(),
+        peer.describe(),
         request.method,
         request.path_qs,
         response.status,

@@ -6,6 +6,7 @@ import grp
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import threading
@@ -239,6 +240,22 @@ def test_events_written_by_another_process_reach_query_and_stream(cped: CpedProc
         writer.close()
     rows = cped.client.query_events(deployable="shop", order="desc", limit=1)
     assert rows == [second.to_dict()]
+
+
+def test_a_body_cut_short_is_refused_and_logged_with_its_peer_not_as_an_internal_error(
+    cped: CpedProcess,
+) -> None:
+    request = (
+        b"POST /v1/assemblies HTTP/1.1\r\nHost: cped\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"name": "web"'
+    )
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(cped.paths.socket))
+        client.sendall(request)
+    audit = f"change by uid={os.getuid()} pid={os.getpid()}: POST /v1/assemblies -> 400"
+    wait_for(lambda: audit in cped.log())
+    assert "internal error" not in cped.log() and "Traceback" not in cped.log()
+    assert cped.client.list_assemblies() == []
 
 
 def test_client_without_cped_says_how_to_start_it(pcloud_home: Paths) -> None:
