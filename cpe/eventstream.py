@@ -16,8 +16,9 @@ from aiohttp import web
 from cpe.bodies import StreamQuery
 from cpe.context import Context
 from cpe.eventfeed import EventFeed
-from foundation.errors import Unavailable
+from foundation.errors import InvalidInput, Unavailable
 from foundation.events import Event
+from foundation.problems import refusal
 from foundation.schema import validated
 
 STREAM_BATCH = 500
@@ -36,7 +37,7 @@ async def stream_events(
         raise Unavailable("this API has no event feed")
     resume = request.headers.get("Last-Event-ID")
     if resume is not None:
-        after_id = validated(StreamQuery, {"after_id": resume.strip()}).after_id
+        after_id = _resume_after(resume)
     after = after_id if after_id is not None else await api.in_store(api.store.last_event_id)
     filters = {"deployable": deployable, "assembly": assembly, "resource": resource}
     response = web.StreamResponse(
@@ -46,6 +47,17 @@ async def stream_events(
     with contextlib.suppress(ConnectionError):  # the client went away
         await _stream(api, api.feed, response, after, filters)
     return response
+
+
+def _resume_after(header: str) -> int | None:
+    """The event id of a ``Last-Event-ID`` header, checked as ``after_id`` is; a bad
+    one is refused naming the header (the client sent no ``after_id``)."""
+    try:
+        return validated(StreamQuery, {"after_id": header.strip()}).after_id
+    except InvalidInput as error:
+        problems = error.details if isinstance(error.details, list) else []
+        why = [{**problem, "path": "Last-Event-ID"} for problem in problems]
+        raise refusal("invalid header", why) from None
 
 
 async def _stream(

@@ -687,6 +687,13 @@ async def test_bad_stream_queries(api: Client, store: Store) -> None:
     await refused(api, store, 400, "GET", "/events/stream?limit=3")
 
 
+async def test_a_bad_last_event_id_is_refused_naming_the_header(api: Client) -> None:
+    async with api.get(PREFIX + "/events/stream", headers={"Last-Event-ID": "-1"}) as response:
+        error = await response.json()
+    assert response.status == 400 and error["message"].startswith("invalid header:")
+    assert [problem["path"] for problem in error["details"]] == ["Last-Event-ID"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "where", "says"),
     [
