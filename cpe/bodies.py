@@ -90,8 +90,8 @@ class EscalationSetting(Closed):
 
     what: ClassVar[str] = "invalid escalation"
 
-    failures: FailureCount = Field(description="required (use INFINITY to disable)")
-    period: Period = Field(description="required (use INFINITY to disable)")
+    failures: FailureCount = Field(description="use INFINITY to disable")
+    period: Period = Field(description="use INFINITY to disable")
 
 
 class TemplateNew(Closed):
@@ -151,6 +151,7 @@ class Query(BaseModel):
 
     model_config = Closed.model_config
     what: ClassVar[str] = "invalid query"
+    unknown_field: ClassVar[str] = "unknown query parameter"  # as on routes without a query
 
 
 def _flag(value: Any) -> bool:

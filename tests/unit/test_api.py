@@ -552,6 +552,14 @@ async def test_unknown_routes_methods_and_query_parameters(api: Client, store: S
         assert (response.status, response.headers["Allow"]) == (405, "GET")
     error = await refused(api, store, 400, "GET", "/jeos?colour=red")
     assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
+    error = await refused(api, store, 400, "GET", "/events?colour=red")  # a route with a query
+    assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
+
+
+async def test_a_missing_half_of_an_escalation_is_worded_once(api: Client, store: Store) -> None:
+    await make_assembly(api, "web")
+    error = await refused(api, store, 400, "PUT", "/assemblies/web/escalation", {"failures": 3})
+    assert error["details"] == [{"path": "period", "message": "required: use INFINITY to disable"}]
 
 
 async def test_a_query_parameter_given_twice_is_refused_by_name(api: Client, store: Store) -> None:
