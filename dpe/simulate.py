@@ -112,7 +112,7 @@ def parse_failures(texts: Iterable[str], document: Deployable) -> tuple[Failure,
     problems = Problems()
     failures = []
     for i, text in enumerate(texts):
-        failure = _failure(text, document, f"--fail[{i}]", problems)
+        failure = _failure(text, document, f"fail[{i}]", problems)  # the query parameter
         if failure is not None:
             failures.append(failure)
     problems.raise_if_any("invalid failure")

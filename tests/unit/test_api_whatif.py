@@ -112,6 +112,7 @@ async def test_bad_parts_and_engines_are_refused_and_change_nothing(
     error = await refused(api, store, 400, "GET", "/deployables/shop/simulate?fail=db/nope,cache")
     assert "no resource 'nope' in assembly 'db'" in error["message"]
     assert "no assembly 'cache' in deployable shop" in error["message"]
+    assert [problem["path"] for problem in error["details"]] == ["fail[0]", "fail[1]"]
     error = await refused(api, store, 400, "GET", "/deployables/shop/simulate?policy_engine=magic")
     assert "policy_engine" in error["message"] and "builtin, pacemaker" in error["message"]
     await refused(api, store, 400, "GET", "/deployables/shop/simulate?fail=a/b/c")
