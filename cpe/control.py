@@ -8,6 +8,7 @@ reports health, or None when no cped runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,11 +21,13 @@ from typing import Any
 import cpe
 from cpe.client import Client
 from cpe.pidfile import is_locked, read_pid
+from foundation.config import CpedSettings, load_config
 from foundation.errors import Conflict, InvalidInput, OperationTimeout, PcloudError
 from foundation.paths import Paths, resolve
 
 POLL_INTERVAL = 0.05
 LOG_TAIL_LINES = 20
+STOP_MARGIN = 10.0  # beyond the configured waits: closing the store, the template, the log
 
 
 def start_daemon(paths: Paths, config_file: Path | None = None, timeout: float = 10.0) -> int:
@@ -49,8 +52,13 @@ def start_daemon(paths: Paths, config_file: Path | None = None, timeout: float =
     return _wait_healthy(paths, deadline)
 
 
-def stop_daemon(paths: Paths, timeout: float = 10.0) -> int | None:
-    """Stop cped; the pid that was stopped, or None if cped was not running."""
+def stop_daemon(paths: Paths, timeout: float | None = None) -> int | None:
+    """Stop cped; the pid that was stopped, or None if cped was not running.
+
+    Without a ``timeout``, as long as cped's own configuration lets its stop take
+    (``stop_timeout``)."""
+    if timeout is None:
+        timeout = stop_timeout(paths)
     deadline = time.monotonic() + timeout
     pid = _running_pid(paths, deadline)
     if pid is None:
@@ -63,6 +71,21 @@ def stop_daemon(paths: Paths, timeout: float = 10.0) -> int | None:
             raise OperationTimeout(f"cped (pid {pid}) did not stop within {timeout:g} s")
         time.sleep(POLL_INTERVAL)
     return pid
+
+
+def stop_timeout(paths: Paths) -> float:
+    """How long cped may take to stop in order: requests in flight get
+    ``shutdown_timeout``, handing deployables over to other members as long again,
+    then the store and the template are closed.  Read from the configuration the
+    running cped names (it may have been started with ``--config``)."""
+    try:
+        named = Client(paths.socket, timeout=2.0).health().get("config")
+    except PcloudError:
+        named = None  # not answering: the default file is the best guess
+    settings = CpedSettings()
+    with contextlib.suppress(InvalidInput):
+        settings = load_config(Path(named) if named else paths.config_file).cped
+    return 2 * settings.shutdown_timeout + STOP_MARGIN
 
 
 def daemon_status(paths: Paths, timeout: float = 2.0) -> dict[str, Any] | None:

@@ -258,6 +258,23 @@ def test_a_body_cut_short_is_refused_and_logged_with_its_peer_not_as_an_internal
     assert cped.client.list_assemblies() == []
 
 
+def test_stop_waits_as_long_as_the_configured_shutdown_timeout_lets_cped_take(
+    cped_factory: CpedFactory,
+) -> None:
+    cped = cped_factory("[cped]\nshutdown_timeout = 12s\n")
+    with socket.socket(socket.AF_UNIX) as slow:  # a request in flight: its body never ends
+        slow.connect(str(cped.paths.socket))
+        slow.sendall(
+            b"POST /v1/assemblies HTTP/1.1\r\nHost: cped\r\nContent-Type: application/json"
+            b'\r\nContent-Length: 100\r\n\r\n{"name":'
+        )
+        time.sleep(0.2)
+        began = time.monotonic()
+        stopped = control.stop(cped.paths)  # as ``pcloudsh stop`` does
+    assert stopped["pid"] == cped.pid and time.monotonic() - began > 10
+    assert_nothing_left(cped.paths, cped.pid)
+
+
 def test_client_without_cped_says_how_to_start_it(pcloud_home: Paths) -> None:
     with pytest.raises(Unavailable, match="pcloudsh start"):
         Client(pcloud_home.socket, timeout=1).list_jeos()
