@@ -32,7 +32,11 @@ class DaemonCommands(Noun):
         info = self.env.daemon.stop()
         if not info.get("was_running", True):
             return done("cped was not running", stopped=False)
-        return done(f"cped stopped (pid {info.get('pid')})", pid=info.get("pid"), stopped=True)
+        running = list(info.get("still_running") or [])
+        message = f"cped stopped (pid {info.get('pid')})"
+        if running:  # they are not stopped with cped: say so, not only in the man page
+            message += f"; still running, adopted by the next cped: {', '.join(running)}"
+        return done(message, pid=info.get("pid"), stopped=True, still_running=running)
 
     @command()
     def status(self, args: argparse.Namespace) -> Result:

@@ -219,6 +219,7 @@ class FakeKeys:
 class FakeDaemon:
     def __init__(self, running: bool = False) -> None:
         self.running = running
+        self.started_deployables: list[str] = []  # whose DPEs outlive cped
 
     def start(self) -> dict[str, Any]:
         already, self.running = self.running, True
@@ -226,7 +227,7 @@ class FakeDaemon:
 
     def stop(self) -> dict[str, Any]:
         was, self.running = self.running, False
-        return {"pid": 4242, "was_running": was}
+        return {"pid": 4242, "was_running": was, "still_running": self.started_deployables}
 
     def status(self) -> dict[str, Any] | None:
         health = {"status": "ok", "version": "0.7.0", "pid": 4242, "uptime": 75.0}

@@ -90,6 +90,16 @@ def test_version(env: Environment) -> None:
     assert ran.status == 0 and ran.out.startswith("pcloudsh ")
 
 
+def test_stop_names_the_deployables_that_keep_running(env: Environment, daemon: FakeDaemon) -> None:
+    daemon.started_deployables = ["shop", "web"]
+    stopped = json.loads(run(env, "--json stop").out)
+    assert stopped["still_running"] == ["shop", "web"]
+    daemon.running = True
+    assert run(env, "stop").out == (
+        "cped stopped (pid 4242); still running, adopted by the next cped: shop, web\n"
+    )
+
+
 def test_status_exit_codes(env: Environment, daemon: FakeDaemon) -> None:
     ran = run(env, "status")
     assert ran.status == 0
