@@ -281,7 +281,10 @@ class Cped:
                 store.location,
             )
             await self._until_stopped()
-        except (OSError, PcloudError) as error:
+        except PcloudError as error:
+            log.error("cannot serve: %s", error)
+            return EXIT_FAILURE
+        except OSError as error:
             log.error("cannot serve on %s: %s", self.paths.socket, error)
             return EXIT_FAILURE
         finally:
@@ -303,7 +306,11 @@ class Cped:
         if listen is None or self.tls is None:
             return
         host, port = listen
-        await web.TCPSite(runner, host, port, ssl_context=self.tls).start()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=self.tls).start()
+        except OSError as error:  # the socket path would be named otherwise: say which failed
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise PcloudError(f"cannot listen on {where} ([cped] listen): {error}") from None
         log.info("serving on https://%s:%d too (TLS; a bearer token is required)", host, port)
 
     async def _until_stopped(self) -> None:

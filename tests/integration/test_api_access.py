@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cpe.client import Client, Remote
-from cpe.control import cped_command, cped_environment
-from foundation.errors import InvalidInput, Unauthorized, Unavailable
+from cpe.control import cped_command, cped_environment, start_daemon
+from foundation.errors import InvalidInput, PcloudError, Unauthorized, Unavailable
 from foundation.paths import Paths
 from tests.conftest import make_home
 from tests.integration.conftest import CpedFactory, CpedProcess
@@ -368,6 +368,21 @@ def test_a_listener_without_tls_or_token_refuses_to_start(
     assert "[cped] listen" in done.stderr and f"[cped] {missing}" in done.stderr
     assert "Traceback" not in done.stderr
     assert not pcloud_home.socket.exists() and not pcloud_home.pidfile.exists()
+
+
+def test_a_listen_address_in_use_is_named_when_cped_cannot_start(
+    tls: Tls, pcloud_home: Paths
+) -> None:
+    pcloud_home.config_file.write_text(tls.config())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", tls.port))
+        taken.listen()
+        with pytest.raises(PcloudError) as refused:
+            start_daemon(pcloud_home)
+    message = str(refused.value)
+    assert f"cannot listen on 127.0.0.1:{tls.port} ([cped] listen)" in message, message
+    assert f"cannot serve on {pcloud_home.socket}" not in message
+    assert not pcloud_home.pidfile.exists()
 
 
 def test_a_token_file_every_user_can_read_is_refused(
