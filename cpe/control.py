@@ -36,6 +36,7 @@ def start_daemon(paths: Paths, config_file: Path | None = None, timeout: float =
     if running is not None:
         raise Conflict(f"cped is already running (pid {running.get('pid')})")
     deadline = time.monotonic() + timeout
+    log_start = _log_size(paths)  # a failure shows this start's lines, not an older one's
     command = cped_command() + (["--config", str(config_file)] if config_file else [])
     with tempfile.TemporaryFile() as errors:
         launcher = subprocess.Popen(
@@ -49,7 +50,7 @@ def start_daemon(paths: Paths, config_file: Path | None = None, timeout: float =
         if status != 0:
             errors.seek(0)
             raise _start_error(status, errors.read().decode(errors="replace"))
-    return _wait_healthy(paths, deadline)
+    return _wait_healthy(paths, deadline, log_start)
 
 
 def stop_daemon(paths: Paths, timeout: float | None = None) -> int | None:
@@ -204,7 +205,7 @@ def _start_error(status: int, stderr: str) -> PcloudError:
     return InvalidInput(message) if status == 2 else PcloudError(message)
 
 
-def _wait_healthy(paths: Paths, deadline: float) -> int:
+def _wait_healthy(paths: Paths, deadline: float, log_start: int) -> int:
     client = Client(paths.socket, timeout=1.0)
     while time.monotonic() < deadline:
         try:
@@ -212,15 +213,26 @@ def _wait_healthy(paths: Paths, deadline: float) -> int:
         except PcloudError:
             if not is_locked(paths.pidfile):
                 raise PcloudError(
-                    "cped exited while starting; the end of its log:\n" + _log_tail(paths)
+                    "cped exited while starting; the end of its log:\n"
+                    + _log_tail(paths, log_start)
                 ) from None
         time.sleep(POLL_INTERVAL)
     raise OperationTimeout(f"cped did not answer on {paths.socket} in time")
 
 
-def _log_tail(paths: Paths) -> str:
+def _log_size(paths: Paths) -> int:
     try:
-        lines = (paths.log_dir / "cped.log").read_text(errors="replace").splitlines()
+        return (paths.log_dir / "cped.log").stat().st_size
+    except OSError:
+        return 0
+
+
+def _log_tail(paths: Paths, start: int = 0) -> str:
+    """The last lines cped logged from ``start`` on (0 as well if the log was rotated)."""
+    try:
+        with (paths.log_dir / "cped.log").open("rb") as log:
+            log.seek(start if start <= os.fstat(log.fileno()).st_size else 0)
+            lines = log.read().decode(errors="replace").splitlines()
     except OSError:
         return "(no log)"
-    return "\n".join(lines[-LOG_TAIL_LINES:])
+    return "\n".join(lines[-LOG_TAIL_LINES:]) or "(nothing logged)"
