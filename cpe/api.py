@@ -45,7 +45,13 @@ from cpe.routes import EVENT_STREAM, PREFIX, STATUS_OF_CODE, Answer, Route
 from cpe.supervisor import Launcher, StoreCall, Supervisor, SupervisorOptions
 from cpe.wakeups import listen_for_wakeups, stop_listening, store_wakeups
 from foundation.clock import Clock, SystemClock
-from foundation.document import check_depth, kind_of, nested_too_deeply, number_too_long
+from foundation.document import (
+    check_depth,
+    kind_of,
+    nested_too_deeply,
+    number_too_long,
+    unique_keys,
+)
 from foundation.errors import Code, InvalidInput, PcloudError
 from foundation.events import Event
 from foundation.keyshare import KeyShare
@@ -304,7 +310,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     except ConnectionResetError:  # the client hung up before sending all it announced
         raise InvalidInput("the request body was cut short: the connection closed") from None
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+        data = json.loads(
+            raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=unique_keys
+        )
     except UnicodeDecodeError:
         raise InvalidInput("the request body is not UTF-8 text") from None
     except ValueError as error:

@@ -88,6 +88,17 @@ def nested_too_deeply(limit: int = MAX_DEPTH) -> str:
     return f"nested too deeply (lists and objects at most {limit} levels deep)"
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (``object_pairs_hook``): with a key
+    twice, json would keep the last value and drop the other without a word."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        data[key] = value
+    return data
+
+
 def number_too_long(error: ValueError) -> str | None:
     """The words for a number past Python's integer-digits limit, if that is the error."""
     if "integer string conversion" not in str(error):
@@ -109,7 +120,7 @@ def dump_document(doc: Mapping[str, Any], fmt: str = "json") -> str:
 
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as error:
         raise InvalidInput(
             f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"

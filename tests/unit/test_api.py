@@ -529,6 +529,11 @@ async def test_a_live_lease_also_counts_as_running(api: Client, store: Store) ->
         (b"", "application/json", "malformed JSON"),
         (b"[1, 2]", "application/json", "must be an object"),
         (b'{"name": NaN}', "application/json", "NaN"),
+        (
+            b'{"name": "web", "image": "host", "name": "db"}',
+            "application/json",
+            "'name' appears twice",
+        ),
         (b"\xff\xfe", "application/json", "UTF-8"),
         (b'{"name": "x"}', "text/plain", "Content-Type"),
         (b'{"name": "x"}', "application/x-www-form-urlencoded", "Content-Type"),

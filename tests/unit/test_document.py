@@ -79,6 +79,7 @@ def test_xml_export_uses_the_original_element_names() -> None:
     ("text", "fmt", "expected"),
     [
         ('{"name": ', None, "not valid JSON"),
+        ('{"name": "a", "assemblies": [{"name": "x", "name": "y"}]}', None, "'name' appears twice"),
         ("<deployable name='x'><assemblies>", None, "not valid XML"),
         ("<assembly/>", None, "root element is <assembly>"),
         ("name: [unclosed", None, "not valid YAML"),
