@@ -4,7 +4,8 @@ Standard library only (``http.client`` over an ``AF_UNIX`` socket), so a
 one-shot command that imports it starts fast.  One method per route of
 ``cpe.route_table.ROUTES``, made from its declaration (method name =
 operationId, arguments as ``cpe.routes`` shapes them: the path's names, then
-the body, then the query by keyword); every call has a timeout, returns the
+the body, then the query by keyword); every call has a timeout (for a route
+that waits before it answers, a stop, at least that wait and 10 s), returns the
 decoded JSON (None for 204), and raises the ``foundation.errors`` class
 matching the error code; ``Unavailable`` when cped cannot be reached.
 
@@ -24,8 +25,10 @@ another member.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import math
 import socket
 import ssl
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -36,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cpe.route_table import ROUTES
-from cpe.routes import PREFIX, Route
+from cpe.routes import PREFIX, Call, Route
 from foundation.errors import (
     Forbidden,
     InvalidInput,
@@ -49,6 +52,7 @@ from foundation.errors import (
 DEFAULT_TIMEOUT = 10.0
 STREAM_IDLE_TIMEOUT = 30.0  # cped sends a keepalive every few seconds on an idle stream
 CONNECT_TRY = 3.0  # with several members: how long to try one before the next
+ANSWER_MARGIN = 10.0  # beyond what a route waits: cped's own work before and after
 Json = dict[str, Any]
 RouteCall = Callable[..., Any]
 ROUTE_BY_OPERATION = {route.operation_id: route for route in ROUTES}
@@ -190,7 +194,7 @@ class Client:
     def call(self, route: Route, *args: Any, **query: Any) -> Any:
         """Make the route's request; its JSON answer (None for 204) checked for its kind."""
         call = route.shape(args, query)
-        answer = self._call(route.method, call.url, call.body)
+        answer = self._call(route.method, call.url, call.body, self._timeout_for(call))
         if route.response is not None and route.status != 204:
             kind = list if route.answers_a_list else dict
             if not isinstance(answer, kind):
@@ -229,8 +233,21 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _call(self, method: str, url: str, body: Json | None) -> Any:
-        connection = self._connection(self.timeout)
+    def _timeout_for(self, call: Call) -> float:
+        """The client's timeout, or longer for a route that waits before it answers
+        (a stop: its ``wait``, 20 s by default): the answer would come after the
+        client gave up, and the stop goes on regardless."""
+        waits = call.route.waits
+        asked = call.query.get("wait")
+        if asked is not None:
+            from foundation.spelling import parse_duration
+
+            with contextlib.suppress(ValueError):
+                waits = parse_duration(asked, maximum=math.inf)
+        return max(self.timeout, waits + ANSWER_MARGIN) if waits else self.timeout
+
+    def _call(self, method: str, url: str, body: Json | None, timeout: float) -> Any:
+        connection = self._connection(timeout)
         path = url.split("?", 1)[0].removeprefix(PREFIX)
         try:
             response = self._send(connection, method, url, body)
@@ -239,7 +256,7 @@ class Client:
             raise
         except TimeoutError:
             raise OperationTimeout(
-                f"cped did not answer {method} {path} within {self.timeout:g} s"
+                f"cped did not answer {method} {path} within {timeout:g} s"
             ) from None
         except (http.client.HTTPException, ConnectionError, ssl.SSLError) as error:
             raise Unavailable(

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from cpe.catalog import Catalog, deployables, documents, runstate
 from cpe.cluster import Cluster
-from cpe.routes import Answer
+from cpe.routes import FORCE_WAIT, STOP_WAIT, Answer
 from cpe.status import StatusRecord, compose_status, read_status
 from cpe.supervisor import StoreCall, Supervisor
 from foundation.errors import Conflict, Unavailable
@@ -41,10 +41,8 @@ from foundation.model import Deployable
 
 T = TypeVar("T")
 START_WAIT = 5.0  # a start answers once the DPE is spawned (or adopted, or kept)
-STOP_WAIT = 20.0  # default of the stop request's ``wait``
 STOP_MARGIN = 30.0  # on top of the resources' stop timeouts, before SIGKILL
 FORCE_KILL_AFTER = 10.0  # delete with force: a DPE stuck in its stop is killed sooner
-FORCE_WAIT = 20.0
 
 
 class Lifecycle:

@@ -12,7 +12,7 @@ Standard library only: the client imports this table.
 
 from __future__ import annotations
 
-from cpe.routes import EVENT_STREAM, Route
+from cpe.routes import EVENT_STREAM, FORCE_WAIT, STOP_WAIT, Route
 
 JEOS = "cpe.catalog.jeos"
 ASSEMBLIES = "cpe.catalog.assemblies"
@@ -129,7 +129,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "DELETE", "/deployables/{name}", "delete_deployable",
         "Delete a deployable (its assemblies are kept, free)", f"{LIFECYCLE}.delete",
-        status=204, query="DeleteQuery",
+        status=204, query="DeleteQuery", waits=FORCE_WAIT,
     ),
     Route(
         "POST", "/deployables/{name}/assemblies", "add_deployable_assembly",
@@ -202,7 +202,7 @@ ROUTES: tuple[Route, ...] = (
         " instances and exits (200); 202 while that takes longer than wait. A DPE still running"
         " after kill_after is killed, and a new DPE stops what it left",
         f"{LIFECYCLE}.stop_request", "LifecycleAnswer", also=(202,), query="StopQuery",
-        errors=(400, 404, 503),
+        errors=(400, 404, 503), waits=STOP_WAIT,
     ),
     Route(
         "POST", "/deployables/{name}/reload", "reload_deployable",

@@ -48,6 +48,11 @@ STATUS_OF_CODE: dict[Code, int] = {
     Code.INTERNAL: 500,
 }
 
+# How long a route may wait before it answers, by default: a stop waits for the DPE
+# (``wait``), a forced delete for the stop before it.  Clients outlast these.
+STOP_WAIT = 20.0
+FORCE_WAIT = 20.0
+
 # Every route may answer these: an unknown query parameter or an invalid name (400),
 # the access check (401, 403, see cpe.access), an internal error (500).
 EVERY_ROUTE_ERRORS = (400, 401, 403, 500)
@@ -77,6 +82,7 @@ class Route(NamedTuple):
     errors: tuple[int, ...] = (400, 404, 409)
     media: str = JSON
     also: tuple[int, ...] = ()  # other success statuses, with the same body
+    waits: float = 0.0  # how long cped may take to answer by default (a query's wait: as long)
 
     @property
     def path_params(self) -> tuple[str, ...]:

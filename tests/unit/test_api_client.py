@@ -6,6 +6,7 @@ import json
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class Canned:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.hang = threading.Event()  # set: take the request and never answer...
         self.release = threading.Event()  # ...until this is set
+        self.delay = 0.0  # seconds before answering (a stop that waits)
 
 
 def make_handler(canned: Canned) -> type[socketserver.StreamRequestHandler]:
@@ -50,6 +52,7 @@ def make_handler(canned: Canned) -> type[socketserver.StreamRequestHandler]:
             if canned.hang.is_set():
                 canned.release.wait(5)
                 return
+            time.sleep(canned.delay)
             reason = "OK" if canned.status < 400 else "Error"
             head = f"HTTP/1.1 {canned.status} {reason}\r\nContent-Type: {canned.content_type}\r\n"
             head += f"Content-Length: {len(canned.body)}\r\nConnection: close\r\n\r\n"
@@ -141,6 +144,18 @@ def test_a_silent_cped_times_out(fake: tuple[Client, Canned]) -> None:
     canned.hang.set()
     with pytest.raises(OperationTimeout, match="did not answer"):
         client.list_jeos()
+
+
+def test_a_stop_that_waits_is_given_its_wait_beyond_the_client_timeout(
+    fake: tuple[Client, Canned],
+) -> None:
+    client, canned = fake  # the client's timeout: 0.5 s
+    answer(canned, 202, {"deployable": "shop", "state": "stopping"})
+    canned.delay = 1.0
+    assert client.stop_deployable("shop", wait="800ms")["state"] == "stopping"
+    assert canned.requests[-1][1] == "/v1/deployables/shop/stop?wait=800ms"
+    with pytest.raises(OperationTimeout, match=r"within 0\.5 s"):
+        client.list_jeos()  # a route that does not wait keeps the client's timeout
 
 
 def test_no_socket_means_cped_is_not_running(tmp_path: Path) -> None:
