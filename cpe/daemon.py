@@ -65,6 +65,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
 SOCKET_MODE = 0o660
+# A connection with no request in progress is closed after this long (aiohttp's default
+# is an hour): a peer, authenticated or not, cannot hold descriptors by saying nothing.
+IDLE_TIMEOUT = 15.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RECORDED_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
 JOB_CONTROL_SIGNALS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
@@ -266,6 +269,7 @@ class Cped:
             handle_signals=False,
             access_log=None,
             shutdown_timeout=config.shutdown_timeout,
+            keepalive_timeout=IDLE_TIMEOUT,
         )
         await runner.setup()
         try:

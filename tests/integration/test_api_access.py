@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from cpe.client import Client, Remote
 from cpe.control import cped_command, cped_environment, start_daemon
+from cpe.daemon import IDLE_TIMEOUT
 from foundation.errors import InvalidInput, PcloudError, Unauthorized, Unavailable
 from foundation.paths import Paths
 from tests.conftest import make_home
@@ -384,6 +385,26 @@ def test_a_listen_address_in_use_is_named_when_cped_cannot_start_each_time(
     assert message.count(f"cannot listen on 127.0.0.1:{tls.port} ([cped] listen)") == 1, message
     assert f"cannot serve on {pcloud_home.socket}" not in message
     assert not pcloud_home.pidfile.exists()
+
+
+def test_a_connection_that_sends_no_request_is_closed_after_the_idle_timeout(
+    tls: Tls, cped_factory: CpedFactory
+) -> None:
+    cped = cped_factory(tls.config())
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    opened = time.monotonic()
+    with (
+        context.wrap_socket(
+            socket.create_connection(("127.0.0.1", tls.port)), server_hostname="127.0.0.1"
+        ) as silent_tcp,
+        socket.socket(socket.AF_UNIX) as silent_local,
+    ):
+        silent_local.connect(str(cped.paths.socket))
+        for silent in (silent_tcp, silent_local):
+            silent.settimeout(IDLE_TIMEOUT + 10)
+            assert silent.recv(1) == b""  # closed by cped, not by this timeout
+    assert IDLE_TIMEOUT - 1 < time.monotonic() - opened < IDLE_TIMEOUT + 10
+    assert tls.client().health()["status"] == "ok"
 
 
 def test_a_token_file_every_user_can_read_is_refused(
