@@ -269,7 +269,11 @@ def _handler(route: Route) -> Handler:
         context = request.app[CONTEXT]
         names = [request.match_info[name] for name in route.path_params]
         query = single_values(request.query)
-        body = await json_body(request) if route.request else None
+        body = None
+        if route.request:
+            body = await json_body(request)
+        else:
+            await refuse_a_body(request)
         if route.media == EVENT_STREAM:
             args, kwargs = dispatch.arguments(route, names, query, body)
             stream = dispatch.target_of(route).function
@@ -296,6 +300,16 @@ def single_values(query: MultiMapping[str]) -> dict[str, str]:
             "invalid query", [{"path": key, "message": "given more than once"} for key in repeated]
         )
     return dict(query)
+
+
+async def refuse_a_body(request: web.Request) -> None:
+    """Refuse a body on a route that takes none: ``{"wait": 60}`` sent to a stop would
+    otherwise be dropped without a word (its settings are query parameters)."""
+    if request.body_exists and await request.content.read(1):
+        raise InvalidInput(
+            f"{request.method} {request.path} takes no request body"
+            " (its settings, if any, are query parameters)"
+        )
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -567,6 +567,20 @@ async def test_a_missing_half_of_an_escalation_is_worded_once(api: Client, store
     assert error["details"] == [{"path": "period", "message": "required: use INFINITY to disable"}]
 
 
+async def test_a_body_on_a_route_that_takes_none_is_refused_not_dropped(
+    api: Client, store: Store
+) -> None:
+    await make_assembly(api, "web")
+    await make_deployable(api, "shop", "web")
+    error = await refused(api, store, 400, "DELETE", "/deployables/shop", {"force": True})
+    assert error["message"] == (
+        "DELETE /v1/deployables/shop takes no request body (its settings, if any, are query"
+        " parameters)"
+    )
+    status, _ = await call(api, "DELETE", "/deployables/shop", data=b"")  # Content-Length: 0
+    assert status == 204
+
+
 async def test_a_query_parameter_given_twice_is_refused_by_name(api: Client, store: Store) -> None:
     await make_assembly(api, "web")
     await make_deployable(api, "shop", "web")
