@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import itertools
 import os
 from pathlib import Path
 
@@ -206,3 +207,15 @@ def test_a_dped_store_call_on_postgresql_ends_before_the_dped_must_fence(tmp_pat
     assert options.fence_margin == 1.25
     # the call returns before the DPE's acting window (5 - 1.25 s) minus a renewal is over
     assert store_timeout(config) == 5.0 - 1.25 - 1.0
+
+
+def test_every_key_has_an_entry_of_its_own_in_the_man_page() -> None:
+    """An entry is the line after ``.TP``: a key run into another entry's text is
+    not found by a reader scanning the keys."""
+    from foundation.config import _SECTIONS
+
+    lines = (Path(__file__).parents[2] / "man" / "cped.8").read_text().splitlines()
+    entries = " ".join(after for before, after in itertools.pairwise(lines) if before == ".TP")
+    headed = set(entries.replace('"', " ").split())
+    missing = [key for keys in _SECTIONS.values() for key in keys if key not in headed]
+    assert missing == []
