@@ -27,10 +27,13 @@ from foundation.paths import Paths, resolve
 
 POLL_INTERVAL = 0.05
 LOG_TAIL_LINES = 20
+START_TIMEOUT = 10.0  # until a starting cped answers on its socket
 STOP_MARGIN = 10.0  # beyond the configured waits: closing the store, the template, the log
 
 
-def start_daemon(paths: Paths, config_file: Path | None = None, timeout: float = 10.0) -> int:
+def start_daemon(
+    paths: Paths, config_file: Path | None = None, timeout: float = START_TIMEOUT
+) -> int:
     """Start cped in the background; its pid once ``/v1/health`` answers."""
     running = daemon_status(paths)
     if running is not None:
@@ -112,7 +115,24 @@ def start(paths: Paths) -> dict[str, Any]:
     running = daemon_status(paths)
     if running is not None:
         return {"pid": running.get("pid"), "already_running": True}
-    return {"pid": start_daemon(paths), "already_running": False}
+    try:
+        return {"pid": start_daemon(paths), "already_running": False}
+    except PcloudError:
+        other = _started_meanwhile(paths)
+        if other is None:
+            raise
+        return {"pid": other, "already_running": True}
+
+
+def _started_meanwhile(paths: Paths) -> int | None:
+    """The pid of a cped another start launched at the same moment, which took the
+    pidfile first (ours then refused to run beside it): cped runs, as asked."""
+    if not is_locked(paths.pidfile):
+        return None
+    try:
+        return _wait_healthy(paths, time.monotonic() + START_TIMEOUT, _log_size(paths))
+    except PcloudError:
+        return None
 
 
 def stop(paths: Paths) -> dict[str, Any]:

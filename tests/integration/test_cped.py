@@ -328,6 +328,28 @@ def test_a_pcloud_home_that_is_a_file_is_reported_not_a_traceback(tmp_path: Path
     assert str(home) in start.stderr and "Traceback" not in start.stderr + status.stderr
 
 
+def test_starts_at_the_same_moment_all_succeed_with_one_cped(pcloud_home: Paths) -> None:
+    env = control.cped_environment(pcloud_home)
+    starts = [
+        subprocess.Popen(
+            [*pcloudsh_command(), "--json", "start"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        answers = [start.communicate(timeout=60) for start in starts]
+        assert [start.returncode for start in starts] == [0, 0, 0], answers
+        said = [json.loads(out) for out, _ in answers]
+        assert sorted(answer["started"] for answer in said) == [False, False, True]
+        assert len({answer["pid"] for answer in said}) == 1
+    finally:
+        control.stop_daemon(pcloud_home)
+
+
 def test_events_older_than_the_retention_are_deleted_when_cped_starts(
     cped_factory: CpedFactory,
 ) -> None:
