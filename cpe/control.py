@@ -22,7 +22,7 @@ import cpe
 from cpe.client import Client
 from cpe.pidfile import is_locked, read_pid
 from foundation.config import CpedSettings, load_config
-from foundation.errors import Conflict, InvalidInput, OperationTimeout, PcloudError
+from foundation.errors import Conflict, Forbidden, InvalidInput, OperationTimeout, PcloudError
 from foundation.paths import Paths, resolve
 
 POLL_INTERVAL = 0.05
@@ -69,7 +69,12 @@ def stop_daemon(paths: Paths, timeout: float | None = None) -> int | None:
         return None
     if not is_cped(pid):
         raise Conflict(f"pid {pid} in {paths.pidfile} is not cped: not signalling it")
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError:
+        raise Forbidden(
+            f"cped (pid {pid}) runs as another user: only that user or root may stop it"
+        ) from None
     while process_alive(pid) or is_locked(paths.pidfile):
         if time.monotonic() > deadline:
             raise OperationTimeout(f"cped (pid {pid}) did not stop within {timeout:g} s")
@@ -97,6 +102,8 @@ def daemon_status(paths: Paths, timeout: float = 2.0) -> dict[str, Any] | None:
     but does not answer, or None when it does not run."""
     try:
         return {**Client(paths.socket, timeout=timeout).health(), "socket": str(paths.socket)}
+    except Forbidden:
+        raise  # this user may not ask cped: whether it runs is not this user's to tell
     except PcloudError as error:
         if not is_locked(paths.pidfile):
             return None

@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from foundation.errors import Conflict
+from foundation.errors import Conflict, Forbidden
 
 
 class PidFile:
@@ -71,6 +71,10 @@ def is_locked(path: Path) -> bool:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return False  # NotADirectoryError: PCLOUD_HOME or run/ is a file, so no cped runs there
+    except PermissionError:
+        raise Forbidden(
+            f"permission denied on cped's pidfile {path}: run as cped's user or as root"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

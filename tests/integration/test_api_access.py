@@ -143,6 +143,62 @@ def test_a_peer_let_in_by_file_permission_but_not_allowed_gets_403(
     wait_for_log(cped, "refused uid=65534")
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pcloudsh_as_other_user(paths: Paths, command: str) -> subprocess.CompletedProcess[str]:
+    """The one-shot shell run as nobody by the system's python3, from this source tree."""
+    if not SYSTEM_PYTHON.exists():
+        pytest.skip("no system python3 to run pcloudsh as another user")
+    if any(not part.stat().st_mode & 0o001 for part in (REPO, *REPO.parents)):
+        pytest.skip("the source tree is not readable by other users")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        "PCLOUD_HOME": str(paths.runtime_dir.parent),
+    }
+    return subprocess.run(
+        [str(SYSTEM_PYTHON), "-m", "pcloudsh", command],
+        user=NOBODY,
+        group=NOGROUP,
+        extra_groups=[],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("status", "permission denied on cped's socket"),
+        ("start", "permission denied on cped's socket"),
+        ("stop", "runs as another user: only that user or root may stop it"),
+    ],
+)
+def test_daemon_commands_of_a_user_cped_does_not_let_in_say_so(
+    reachable_home: Paths, cped_factory: CpedFactory, command: str, says: str
+) -> None:
+    cped = cped_factory()
+    done = pcloudsh_as_other_user(reachable_home, command)
+    assert (done.returncode, "Traceback" in done.stderr) == (1, False), done.stderr
+    assert says in done.stderr
+    assert cped.client.health()["pid"] == cped.pid
+
+
+def test_a_pidfile_other_users_cannot_reach_is_said_so(
+    pcloud_home: Paths, cped_factory: CpedFactory
+) -> None:
+    cped_factory()
+    pcloud_home.runtime_dir.chmod(0o700)
+    pcloud_home.runtime_dir.parent.chmod(0o755)
+    done = pcloudsh_as_other_user(pcloud_home, "stop")
+    assert (done.returncode, "Traceback" in done.stderr) == (1, False), done.stderr
+    assert f"permission denied on cped's pidfile {pcloud_home.pidfile}" in done.stderr
+
+
 def test_allowed_users_are_let_in_after_a_reload_and_their_changes_logged(
     reachable_home: Paths, cped_factory: CpedFactory
 ) -> None:
