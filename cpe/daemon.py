@@ -23,8 +23,9 @@ the socket and the pidfile.  DPEs are not stopped: they run in sessions of
 their own and keep their deployables available; the next cped adopts them
 (stopping a deployable is ``POST /v1/deployables/NAME/stop``).  SIGHUP
 re-reads the configuration file (access rules and token included); a bad
-one is logged and the previous configuration stays in force.  The TCP
-listener's address and certificate are read at start only.
+one is logged and the previous configuration stays in force.  The settings of
+``START_ONLY`` (the TCP listener, the store, the member) are read at start only:
+a reload that changes them says so.
 """
 
 from __future__ import annotations
@@ -71,6 +72,18 @@ IDLE_TIMEOUT = 15.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RECORDED_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
 JOB_CONTROL_SIGNALS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+# [cped] settings read once, at start: a SIGHUP that changes them says so
+START_ONLY = (
+    "listen",
+    "tls_certificate",
+    "tls_key",
+    "store",
+    "key_file",
+    "member",
+    "member_url",
+    "member_ttl",
+    "shutdown_timeout",
+)
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -334,7 +347,7 @@ class Cped:
         except InvalidInput as error:
             log.error("SIGHUP: %s\nkeeping the previous configuration", error)
             return
-        self._warn_listener_change(config)
+        self._warn_start_only_changes(config)
         self.info.config, self.info.access = config, access
         logging.getLogger().setLevel(_log_level(config, self.options))
         for reloaded in self.info.on_reload:
@@ -345,11 +358,16 @@ class Cped:
             log.error("SIGHUP: cannot set the socket's group: %s", error)
         log.info("SIGHUP: configuration reloaded from %s", self.config_path)
 
-    def _warn_listener_change(self, config: Config) -> None:
+    def _warn_start_only_changes(self, config: Config) -> None:
+        """Name the changed settings a reload cannot apply: the admin would otherwise
+        read "reloaded" and believe cped now uses another store or member name."""
         old, new = self.info.config.cped, config.cped
-        fixed = ("listen", "tls_certificate", "tls_key")
-        if any(getattr(old, name) != getattr(new, name) for name in fixed):
-            log.warning("SIGHUP: listen, tls_certificate and tls_key take effect at restart")
+        changed = [name for name in START_ONLY if getattr(old, name) != getattr(new, name)]
+        if changed:
+            log.warning(
+                "SIGHUP: [cped] %s changed: cped uses the new values from its next start",
+                ", ".join(changed),
+            )
 
 
 def _mount_console(app: web.Application) -> None:

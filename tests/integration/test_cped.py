@@ -156,6 +156,18 @@ def test_sighup_reloads_the_configuration(cped_factory: CpedFactory) -> None:
     assert cped.stop() == 0
 
 
+def test_a_sighup_that_changes_a_setting_read_at_start_names_it(
+    cped_factory: CpedFactory,
+) -> None:
+    cped = cped_factory("[cped]\nshutdown_timeout = 10s\n")
+    cped.paths.config_file.write_text("[cped]\nshutdown_timeout = 30s\nmember = other\n")
+    cped.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in cped.log())
+    assert (
+        "[cped] member, shutdown_timeout changed: cped uses the new values from its next start"
+    ) in cped.log()
+
+
 def test_a_bad_config_exits_2_before_forking(pcloud_home: Paths) -> None:
     pcloud_home.config_file.write_text("[cped]\nlog_level = loud\n[dped]\npolicy_engine = x\n")
     with pytest.raises(InvalidInput) as caught:
