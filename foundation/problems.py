@@ -47,5 +47,7 @@ def kind(value: object) -> str:
         str: "a string",
         type(None): "null",
         bool: "a boolean",
+        int: "a number",  # JSON's word: "not int" is Python's
+        float: "a number",
     }
     return names.get(type(value), type(value).__name__)

@@ -567,6 +567,16 @@ async def test_a_missing_half_of_an_escalation_is_worded_once(api: Client, store
     assert error["details"] == [{"path": "period", "message": "required: use INFINITY to disable"}]
 
 
+async def test_a_number_where_a_string_belongs_is_named_in_json_words(
+    api: Client, store: Store
+) -> None:
+    error = await refused(api, store, 400, "POST", "/assemblies", {"name": 123, "image": 1.5})
+    assert error["details"] == [
+        {"path": "name", "message": "must be a string, not a number"},
+        {"path": "image", "message": "must be a string, not a number"},
+    ]
+
+
 async def test_a_body_on_a_route_that_takes_none_is_refused_not_dropped(
     api: Client, store: Store
 ) -> None:
