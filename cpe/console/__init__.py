@@ -13,6 +13,7 @@ and the route table never import it (import-linter contracts).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -20,10 +21,13 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from cpe.api import SELF_CHECKED
+from cpe.api import CONTEXT, SELF_CHECKED
 from cpe.console import views
 from cpe.console.guard import PREFIX, SESSIONS, add_security_headers
 from cpe.console.sessions import Sessions
+from cpe.context import DaemonInfo
+
+log = logging.getLogger("cped.console")
 
 HERE = Path(__file__).parent
 
@@ -32,6 +36,7 @@ def mount(app: web.Application, sessions: Sessions | None = None) -> None:
     """Add the console's routes to cped's application (before it starts)."""
     app[SESSIONS] = sessions or Sessions()
     app[SELF_CHECKED] = (*app[SELF_CHECKED], PREFIX)
+    _end_sessions_when_the_token_changes(app[CONTEXT].info, app[SESSIONS])
     environment = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("cpe.console", "templates"),
@@ -53,6 +58,23 @@ def mount(app: web.Application, sessions: Sessions | None = None) -> None:
     get(f"{PREFIX}/deployables/{{name}}/confirm/{{action}}", views.confirm)
     post(f"{PREFIX}/deployables/{{name}}/actions/{{action}}", views.act)
     app.router.add_static(f"{PREFIX}/static", HERE / "static")
+
+
+def _end_sessions_when_the_token_changes(info: DaemonInfo, sessions: Sessions) -> None:
+    """A token is replaced (SIGHUP) most often because it leaked: the sessions opened
+    with it must not outlive it, or whoever logged in with it keeps the shell's rights
+    for the rest of the session's 8 hours."""
+    current = info.access.token if info.access else None
+
+    def reloaded() -> None:
+        nonlocal current
+        token = info.access.token if info.access else None
+        if token != current:
+            current = token
+            ended = sessions.close_all()
+            log.info("the bearer token changed: %d console session(s) ended", ended)
+
+    info.on_reload.append(reloaded)
 
 
 async def _to_overview(request: web.Request) -> web.StreamResponse:

@@ -3,7 +3,8 @@ its CSRF token and an expiry.
 
 A session is made by a login with the bearer token; the browser holds only
 its id (an HttpOnly, Secure, SameSite=Strict cookie).  Sessions live in
-cped's memory: a restart of cped asks for a new login.  The clock is
+cped's memory: a restart of cped asks for a new login, and so does a new
+token (``close_all``).  The clock is
 injectable so that expiry is tested without waiting.
 """
 
@@ -67,6 +68,12 @@ class Sessions:
 
     def close(self, session_id: str) -> None:
         self._by_id.pop(session_id, None)
+
+    def close_all(self) -> int:
+        """End every session (the token they were opened with was replaced); how many."""
+        count = len(self._by_id)
+        self._by_id.clear()
+        return count
 
     def _forget_expired(self) -> None:
         now = self.clock()

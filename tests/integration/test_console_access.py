@@ -5,14 +5,17 @@ listener does not even load it)."""
 from __future__ import annotations
 
 import http.client
+import re
+import secrets
 import socket
 import ssl
+import urllib.parse
 
 import pytest
 
 from foundation.paths import Paths
 from tests.integration.conftest import CpedFactory
-from tests.integration.test_api_access import Tls, make_tls
+from tests.integration.test_api_access import Tls, make_tls, reload
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +75,45 @@ def test_a_cped_without_a_listener_has_no_console(
 ) -> None:
     cped_factory()
     assert over_socket(pcloud_home, "/console/login") == 404
+
+
+def login(tls: Tls) -> str:
+    """A console session's cookie, from a login with the token."""
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    connection = http.client.HTTPSConnection("127.0.0.1", tls.port, timeout=5, context=context)
+    form = urllib.parse.urlencode({"token": tls.token, "user": "alice"})
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        connection.request("POST", "/console/login", body=form, headers=headers)
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 303, response.status
+    found = re.search(r"pcloud_console=([^;]+)", str(response.getheader("Set-Cookie")))
+    assert found is not None
+    return found[1]
+
+
+def page(tls: Tls, path: str, cookie: str) -> http.client.HTTPResponse:
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    connection = http.client.HTTPSConnection("127.0.0.1", tls.port, timeout=5, context=context)
+    connection.request("GET", path, headers={"Cookie": f"pcloud_console={cookie}"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+def test_replacing_the_token_ends_the_sessions_opened_with_it(
+    listener: Tls, cped_factory: CpedFactory
+) -> None:
+    tls = listener
+    cped = cped_factory(tls.config())
+    cookie = login(tls)
+    assert page(tls, "/console/", cookie).status == 200
+    tls.token_file.write_text(secrets.token_urlsafe(32) + "\n")
+    reload(cped, tls.config())
+    ended = page(tls, "/console/", cookie)
+    assert (ended.status, ended.getheader("Location")) == (303, "/console/login")
+    assert "1 console session(s) ended" in cped.log()
