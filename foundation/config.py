@@ -33,7 +33,9 @@ is read by cped (``cpe.access``), never kept here.
 
 from __future__ import annotations
 
+import ast
 import configparser
+import contextlib
 import grp
 import pwd
 import re
@@ -138,9 +140,21 @@ def _read(path: Path, required: bool, problems: Problems) -> configparser.Config
 
 
 def _parser_message(error: configparser.Error) -> str:
-    # configparser messages repeat the file name ("While reading from ..."); keep the gist
-    text = str(error).replace("\n", " ")
-    return text.split(": ", 1)[-1] if text.startswith("While reading") else text
+    """What is wrong and on which line; configparser's own words repeat the file
+    name (given once, before every problem) and leave some line numbers out."""
+    match error:
+        case configparser.DuplicateOptionError():
+            return f"line {error.lineno}: [{error.section}] {error.option} is set twice"
+        case configparser.DuplicateSectionError():
+            return f"line {error.lineno}: the section [{error.section}] appears twice"
+        case configparser.MissingSectionHeaderError():
+            return f"line {error.lineno}: {error.line.strip()!r} is not under a [section]"
+        case configparser.ParsingError():
+            return "; ".join(
+                f"line {lineno}: not KEY = VALUE nor [section]: {_as_written(line)!r}"
+                for lineno, line in error.errors
+            )
+    return str(error).replace("\n", " ")
 
 
 def _check_sections(parser: configparser.ConfigParser, problems: Problems) -> None:
@@ -321,6 +335,13 @@ def _store_url(text: str) -> str | None:
     if parts.password or "password=" in parts.query:
         raise ValueError("must not hold a password: name a passfile (?passfile=FILE)")
     return text
+
+
+def _as_written(line: str) -> str:
+    """A line of a ParsingError, which configparser keeps as its repr."""
+    with contextlib.suppress(ValueError, SyntaxError):
+        line = str(ast.literal_eval(line))
+    return line.strip()
 
 
 _MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")

@@ -219,3 +219,19 @@ def test_every_key_has_an_entry_of_its_own_in_the_man_page() -> None:
     headed = set(entries.replace('"', " ").split())
     missing = [key for keys in _SECTIONS.values() for key in keys if key not in headed]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[cped]\nlog_level = info\nlog_level = debug\n", "line 3: [cped] log_level is set twice"),
+        ("[cped]\n[dped]\n[cped]\n", "line 3: the section [cped] appears twice"),
+        ("log_level = info\n", "line 1: 'log_level = info' is not under a [section]"),
+        ("[cped]\nlog_level\n", "line 2: not KEY = VALUE nor [section]: 'log_level'"),
+    ],
+)
+def test_a_file_that_is_not_ini_names_the_line_once(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    assert problems_of(path) == [{"path": "", "message": message}]
