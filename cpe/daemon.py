@@ -45,6 +45,7 @@ from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cpe.access import Access, load_access, tls_context
 from cpe.api import make_app
@@ -400,6 +401,24 @@ def _configure_logging(handler: logging.Handler, level: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a URL or header line over 8190 bytes,
+    bytes that are not HTTP) as an error with its traceback; it is the client's
+    mistake, answered 400: one warning line, which any peer cannot flood with
+    tracebacks before its token is even looked at."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.levelno >= logging.ERROR and isinstance(error, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "refused a request that is not valid HTTP from %s: %s"
+            record.args = (peer or "the UNIX socket", error.message[:200])
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def _log_level(config: Config, options: Options) -> int:

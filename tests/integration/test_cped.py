@@ -287,6 +287,17 @@ def test_stop_waits_as_long_as_the_configured_shutdown_timeout_lets_cped_take(
     assert_nothing_left(cped.paths, cped.pid)
 
 
+def test_a_request_that_is_not_valid_http_is_a_warning_not_a_traceback(
+    cped: CpedProcess,
+) -> None:
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(cped.paths.socket))
+        client.sendall(b"GET /v1/assemblies/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: cped\r\n\r\n")
+        assert client.recv(100).split(b" ")[1] == b"400"
+    wait_for(lambda: "refused a request that is not valid HTTP from the UNIX socket" in cped.log())
+    assert "Traceback" not in cped.log() and " ERROR " not in cped.log()
+
+
 def test_client_without_cped_says_how_to_start_it(pcloud_home: Paths) -> None:
     with pytest.raises(Unavailable, match="pcloudsh start"):
         Client(pcloud_home.socket, timeout=1).list_jeos()
