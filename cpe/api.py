@@ -319,6 +319,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
             f"the request body must be JSON (Content-Type: application/json),"
             f" not {request.content_type!r}"
         )
+    if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):  # JSON is UTF-8 (RFC 8259)
+        raise InvalidInput(f"the request body must be UTF-8 JSON, not charset={request.charset}")
     try:
         raw = await request.read()
     except ConnectionResetError:  # the client hung up before sending all it announced

@@ -535,6 +535,7 @@ async def test_a_live_lease_also_counts_as_running(api: Client, store: Store) ->
             "'name' appears twice",
         ),
         (b"\xff\xfe", "application/json", "UTF-8"),
+        (b'{"name": "caf\xe9"}', "application/json; charset=latin-1", "charset=latin-1"),
         (b'{"name": "x"}', "text/plain", "Content-Type"),
         (b'{"name": "x"}', "application/x-www-form-urlencoded", "Content-Type"),
     ],
