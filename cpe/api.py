@@ -64,6 +64,7 @@ log = logging.getLogger("cped.api")
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 4 * 1024 * 1024
+BODY_TIMEOUT = 60.0  # the longest a request body may take to arrive (4 MiB: 70 KB/s)
 HOOK_BATCH = 100
 CHANGING_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 
@@ -322,9 +323,12 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):  # JSON is UTF-8 (RFC 8259)
         raise InvalidInput(f"the request body must be UTF-8 JSON, not charset={request.charset}")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(BODY_TIMEOUT):
+            raw = await request.read()
     except ConnectionResetError:  # the client hung up before sending all it announced
         raise InvalidInput("the request body was cut short: the connection closed") from None
+    except TimeoutError:  # a client that stalls must not hold a request open for ever
+        raise InvalidInput(f"the request body did not arrive within {BODY_TIMEOUT:g} s") from None
     try:
         data = json.loads(
             raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=unique_keys

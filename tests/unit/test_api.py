@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import test_utils, web
 
+import cpe.api
 from cpe.api import DaemonInfo, StreamSettings, make_app
 from cpe.openapi import openapi_document
 from cpe.resource_templates import builtin_templates
@@ -590,6 +591,25 @@ async def test_a_body_on_a_route_that_takes_none_is_refused_not_dropped(
     )
     status, _ = await call(api, "DELETE", "/deployables/shop", data=b"")  # Content-Length: 0
     assert status == 204
+
+
+async def test_a_body_that_stalls_is_refused_after_the_body_timeout(
+    api: Client, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cpe.api, "BODY_TIMEOUT", 0.3)
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b'{"name": '
+        await asyncio.sleep(5)  # longer than the timeout: the rest never comes in time
+        yield b'"web"}'
+
+    before = dump(store)
+    headers = {"Content-Type": "application/json"}
+    async with api.post(PREFIX + "/assemblies", data=stalling(), headers=headers) as response:
+        error = await response.json()
+    assert response.status == 400
+    assert error["message"] == "the request body did not arrive within 0.3 s"
+    assert dump(store) == before
 
 
 async def test_a_query_parameter_given_twice_is_refused_by_name(api: Client, store: Store) -> None:
