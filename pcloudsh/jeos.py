@@ -178,7 +178,7 @@ def _age(row: dict[str, Any], now: float) -> str:
 
 
 def _boot_files(args: argparse.Namespace) -> dict[str, Path]:
-    """--kernel and --initrd: readable, non-empty files; --cmdline and --initrd need --kernel."""
+    """--kernel and --initrd: regular, non-empty files; --cmdline and --initrd need --kernel."""
     if args.kernel is None:
         for option in ("initrd", "cmdline"):
             if getattr(args, option) is not None:

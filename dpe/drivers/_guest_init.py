@@ -62,10 +62,15 @@ SHELL = "/bin/sh"
 SHELL_SCRIPT = 'shift "$1"; "$@"; exit "$?"'
 
 
-def _libc() -> Any:
-    import ctypes
+_LIBC: list[Any] = []  # loaded on first use: the reaper never needs it
 
-    return ctypes.CDLL(None, use_errno=True)
+
+def _libc() -> Any:
+    if not _LIBC:
+        import ctypes
+
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def _check(result: int, what: str) -> None:

@@ -139,10 +139,10 @@ async def test_the_agent_runs_as_a_module_without_ssl_its_code_kept_compiled(
     guest: Guest, agent: AgentChannel
 ) -> None:
     source = agent_source()
-    argv = Path(f"/proc/{host_pid(guest.instance, agent.hello.pid)}/cmdline").read_bytes()
-    words = argv.split(b"\0")
+    pid = host_pid(guest.instance, agent.hello.pid)
+    words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert words[words.index(b"-c") + 2].endswith(source.file_name.encode()), words
-    maps = Path(f"/proc/{host_pid(guest.instance, agent.hello.pid)}/maps").read_text()
+    maps = Path(f"/proc/{pid}/maps").read_text()
     assert "libssl" not in maps and "_ssl." not in maps
     compiled = instance_dir(guest) / "cache" / "pacemaker-cloud" / "__pycache__"
     assert [p.name.split(".")[0] for p in compiled.glob("*.pyc")] == [source.file_name[:-3]]
