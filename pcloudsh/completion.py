@@ -86,19 +86,20 @@ def _candidates(document: Document, tokens: Tokens) -> list[str]:
     return [str(loc["assembly"]) for s in services for loc in s.get("locations", [])]
 
 
+def _assembly_resources(document: Document) -> list[str]:
+    assemblies = document.get("assemblies", [])
+    return [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
+
+
 def _resource_ids(document: Document, tokens: Tokens) -> list[str]:
     """What an order constraint names: ASSEMBLY/RESOURCE, or a service by its name."""
-    assemblies = document.get("assemblies", [])
-    ids = [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
-    return ids + _services(document, tokens)
+    return _assembly_resources(document) + _services(document, tokens)
 
 
-def _parts(document: Document, _tokens: Tokens) -> list[str]:
+def _parts(document: Document, tokens: Tokens) -> list[str]:
     """What can fail or be cleaned up: the assemblies, their resources, and each copy
     of a service on an assembly it may run on."""
-    assemblies = document.get("assemblies", [])
-    names = [str(a["name"]) for a in assemblies]
-    names += [f"{a['name']}/{r['name']}" for a in assemblies for r in a.get("resources", [])]
+    names = _members(document, tokens) + _assembly_resources(document)
     copies = [
         f"{loc['assembly']}/{s['name']}"
         for s in document.get("services", [])
