@@ -11,7 +11,8 @@ process, timed until every deployable runs (read through the API).  Then:
   DPEs killed by cped, ``no heartbeat`` failures (each must be 0);
 - after a pause, CPU over several windows, from ``/proc``: cped, all dpeds,
   the dped template, and apart the guests (their sshd with the sessions and
-  agent scripts they reaped), and the whole machine;
+  agent scripts they reaped), the whole machine and the CPU the hypervisor
+  gave to others (steal: runs on a busy host bill more CPU to everything);
 - memory per dped from ``/proc/PID/smaps_rollup``: USS (private pages), PSS
   (shared pages divided among their users) and RSS; and the PSS of all a
   deployable runs (its dped, its guests' inits, sshd and agents), per deployable.
@@ -170,6 +171,7 @@ def one(count: int, quick: bool) -> dict[str, Any]:
         "cpu_template": stats([w["template"] for w in windows], 4),
         "cpu_guests": stats([w["guests"] for w in windows], 4),
         "cpu_machine": stats([w["machine"] for w in windows], 4),
+        "cpu_stolen": stats([w["stolen"] for w in windows], 4),
         "memory_per_dped_mb": memory,
         "pss_per_deployable_mb": per_deployable,
         "windows": windows,
@@ -271,7 +273,7 @@ def _trouble(cped: Cped, after: int) -> dict[str, Any]:
 def _window(cped: Cped, seconds: float) -> dict[str, Any]:
     groups = _groups(cped)
     before = {name: _cpu(pids, name == "guests") for name, pids in groups.items()}
-    machine0, t0 = _machine_cpu(), time.monotonic()
+    machine0, steal0, t0 = _machine_cpu(), _stolen(), time.monotonic()
     time.sleep(seconds)
     after = {name: _cpu(pids, name == "guests") for name, pids in groups.items()}
     elapsed = time.monotonic() - t0
@@ -280,8 +282,17 @@ def _window(cped: Cped, seconds: float) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         **{name: round(share, 5) for name, share in shares.items()},
         "machine": round((_machine_cpu() - machine0) / elapsed, 5),
+        "stolen": round((_stolen() - steal0) / elapsed, 5),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
+
+
+def _stolen() -> float:
+    """CPU seconds so far that the hypervisor gave to others while this machine's
+    vCPUs wanted to run (``/proc/stat``'s steal; part of ``machine``): a busy host
+    also slows, and so bills more CPU to, every process measured here."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def _groups(cped: Cped) -> dict[str, list[int]]:
