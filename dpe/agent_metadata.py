@@ -115,12 +115,18 @@ def agent_file(spec: AgentSpec) -> Path | None:
     return next((unit for unit in units if unit.exists()), None)
 
 
-def read_agent(text: str) -> AgentInfo:
-    """The agent ``text`` names, as this host has it; InvalidInput when it has not."""
-    spec = parse_spec(text)
+def installed_agent(spec: AgentSpec) -> Path:
+    """Where the agent is on this host; InvalidInput saying where it was looked for."""
     path = agent_file(spec)
     if path is None:
         raise InvalidInput(f"no such agent on this host: {spec} ({_where(spec)})")
+    return path
+
+
+def read_agent(text: str) -> AgentInfo:
+    """The agent ``text`` names, as this host has it; InvalidInput when it has not."""
+    spec = parse_spec(text)
+    path = installed_agent(spec)
     if spec.rclass != "ocf":
         return AgentInfo(spec, description=str(spec))
     return parse_metadata(spec, _metadata(path))

@@ -29,13 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpe.agent_metadata import AgentSpec, installed_agent
 from foundation.store import Store
 
 
 @dataclass
 class Catalog:
-    """The store the rules apply to, the clock, and where assembly key pairs are."""
+    """The store the rules apply to, the clock, where assembly key pairs are, and how
+    this host's resource agents are found (what the local infrastructure runs)."""
 
     store: Store
     clock: Callable[[], float] = field(default=time.time)
     keys_dir: Path | None = None  # None: key pairs are not checked
+    host_agent: Callable[[AgentSpec], object] = installed_agent  # InvalidInput: not here

@@ -56,7 +56,7 @@ def get(catalog: Catalog, name: str) -> dict[str, Any]:
 def create(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]:
     """An empty deployable: its settings (assemblies are added, or a document imported)."""
     validated(DeployableNew, body)
-    document = checked_settings(parse(body))
+    document = checked_settings(catalog, parse(body))
     store = catalog.store
     with store.transaction():
         if exists(store.get_deployable, document.name):

@@ -5,13 +5,15 @@ the catalog keeps it, re-validate it inside a change, and word the refusal.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from cpe.catalog import Catalog
+from dpe.agent_metadata import AgentSpec
 from dpe.drivers.registry import check_settings
+from foundation.domain import Resource
 from foundation.errors import InvalidInput, NotFound, PcloudError
-from foundation.model import Deployable, parse, validate_name
+from foundation.model import Deployable, Problems, parse, validate_name
 
 Refusal = type[PcloudError]
 T = TypeVar("T")
@@ -39,16 +41,45 @@ def revalidate(catalog: Catalog, deployable: str, refusal: Refusal) -> Deployabl
             f"refused: deployable {deployable!r} would become invalid:\n{reasons}",
             details=error.details,
         ) from None
-    checked_settings(document)
+    checked_settings(catalog, document)
     catalog.store.update_deployable(level_doc(document))
     return document
 
 
-def checked_settings(document: Deployable) -> Deployable:
-    """``document``, its infrastructure settings as its driver would take them: refused
-    when written, not when a DPE first tries them (and then again, and again)."""
+def checked_settings(catalog: Catalog, document: Deployable) -> Deployable:
+    """``document``, its infrastructure settings as its driver would take them, and
+    the agents it names on this host if it runs this host's agents: refused when
+    written, not when a DPE first tries them (and then again, and again)."""
     check_settings(document.infrastructure, document.settings)
+    if document.infrastructure == "local":
+        _check_host_agents(catalog, document)
     return document
+
+
+def _check_host_agents(catalog: Catalog, document: Deployable) -> None:
+    """The local infrastructure's guests run this host's agents: each one a resource
+    names is installed here (an image's agents, of the other drivers, are not known)."""
+    problems = Problems()
+    for path, resource in _resources(document):
+        spec = AgentSpec(resource.rclass, resource.type, resource.provider)
+        try:
+            catalog.host_agent(spec)
+        except InvalidInput as error:
+            problems.add(
+                f"{path}.type",
+                f"resource {resource.name}: {error.message}, and the local infrastructure"
+                " runs this host's agents",
+            )
+    problems.raise_if_any("agent not installed")
+
+
+def _resources(document: Deployable) -> Iterator[tuple[str, Resource]]:
+    """Each resource and service's resource, with its path in the document."""
+    for i, assembly in enumerate(document.assemblies):
+        for j, resource in enumerate(assembly.resources):
+            yield f"assemblies[{i}].resources[{j}]", resource
+    for k, service in enumerate(document.services):
+        yield f"services[{k}]", service.resource
 
 
 def relative(action: Callable[[], T], prefix: str) -> T:

@@ -34,7 +34,7 @@ def put(catalog: Catalog, name: str, body: dict[str, Any]) -> Answer:
     with store.transaction():
         existing = maybe(store.get_deployable, name)
         _keep_uuids(catalog, raw, existing)
-        document = checked_settings(parse_catalog_document(raw))
+        document = checked_settings(catalog, parse_catalog_document(raw))
         _check(catalog, document)
         _write(catalog, document, existing)
         revalidate(catalog, name, InvalidInput)

@@ -386,3 +386,56 @@ def test_events_older_than_the_retention_are_deleted_when_cped_starts(
     cped.start()
     wait_for(lambda: [e["reason"] for e in cped.client.query_events()] == ["a minute ago"])
     assert "event retention: deleted 1 events older than 3600 s" in cped.log()
+
+
+# -- agents the local infrastructure runs ------------------------------------------------------
+
+
+def _agent_document(infrastructure: str, agent_type: str) -> dict[str, Any]:
+    resource = {"name": "www", "class": "ocf", "provider": "heartbeat", "type": agent_type}
+    assembly = {"name": "web", "resources": [resource]}
+    if infrastructure != "local":
+        assembly["image"] = "j1"
+    return {"name": "shop", "infrastructure": infrastructure, "assemblies": [assembly]}
+
+
+def test_a_local_deployable_naming_an_agent_this_host_has_not_is_refused(
+    cped: CpedProcess,
+) -> None:
+    client = cped.client
+    with pytest.raises(InvalidInput) as caught:
+        client.put_deployable("shop", _agent_document("local", "NoSuchAgent"))
+    assert caught.value.details == [
+        {
+            "path": "assemblies[0].resources[0].type",
+            "message": "resource www: no such agent on this host: ocf:heartbeat:NoSuchAgent"
+            " (no executable /usr/lib/ocf/resource.d/heartbeat/NoSuchAgent), and the local"
+            " infrastructure runs this host's agents",
+        }
+    ]
+    assert client.list_deployables() == [] and client.list_assemblies() == []
+    client.put_deployable("shop", _agent_document("local", "Dummy"))
+    with pytest.raises(InvalidInput, match="resource db: no such agent on this host"):
+        client.add_resource("web", {"name": "db", "type": "NoSuchAgent"})
+    with pytest.raises(InvalidInput, match="no such agent on this host: lsb:no-such-script"):
+        client.add_resource("web", {"name": "db", "class": "lsb", "type": "no-such-script"})
+    assert [r["name"] for r in client.get_assembly("web")["resources"]] == ["www"]
+
+
+def test_a_user_template_of_an_agent_this_host_has_not_cannot_make_a_local_resource(
+    cped: CpedProcess,
+) -> None:
+    client = cped.client
+    client.create_template(
+        {"name": "absent", "resource": {"type": "NoSuchAgent"}}  # may live in an image
+    )
+    client.put_deployable("shop", _agent_document("local", "Dummy"))
+    resource = {"name": "db", **client.get_template("absent")["resource"]}
+    with pytest.raises(InvalidInput, match="resource db: no such agent on this host"):
+        client.add_resource("web", resource)
+
+
+def test_an_image_deployable_may_name_an_agent_this_host_has_not(cped: CpedProcess) -> None:
+    cped.client.create_jeos({"name": "j1", "path": "/x.qcow2"})
+    stored = cped.client.put_deployable("shop", _agent_document("libvirt", "NoSuchAgent"))
+    assert stored["assemblies"][0]["resources"][0]["type"] == "NoSuchAgent"

@@ -99,9 +99,11 @@ def test_a_resource_names_an_agent_directly(agents_env: Environment, shop: InPro
 
 
 @pytest.fixture
-def agents_env(env: Environment) -> Environment:
+def agents_env(env: Environment, cped: InProcessCped) -> Environment:
     import dataclasses
 
+    host = FakeAgents()  # cped's host is the same fake one: the local infrastructure's
+    cped.context.catalog.host_agent = lambda spec: host(str(spec))
     return dataclasses.replace(env, read_agent=FakeAgents())
 
 
