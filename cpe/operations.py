@@ -88,14 +88,18 @@ async def simulate_deployable(
 
 
 async def cleanup_deployable(api: Context, name: str, body: dict[str, Any]) -> Answer:
-    """Record the clean-up, then have the running DPE carry it out (``dpe.engine_cleanup``)."""
+    """Record the clean-up, then have the running DPE carry it out (``dpe.engine_cleanup``),
+    on whichever member runs it."""
     scope = await api.in_store(runstate.request_cleanup, api.catalog, name, body)
     answer: dict[str, Any] = {"deployable": name}
     if scope is None:
         note = "not running: a stop forgets every failure, nothing to clean up"
         return Answer(answer | {"scope": _scope_of(body), "note": note}, 200)
-    supervisor = api.lifecycle.supervisor
-    note = supervisor.tell_requests(name) if supervisor else "the next DPE does it"
+    try:
+        told = await api.lifecycle.tell_requests(name)
+    except Unavailable:
+        told = None
+    note = told or "the next DPE does it"
     return Answer(answer | {"scope": scope, "note": f"clean-up requested: {note}"}, 202)
 
 

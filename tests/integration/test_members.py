@@ -208,6 +208,14 @@ def test_requests_through_a_member_that_does_not_run_the_deployable(
         20,
         "the extra resource running",
     )
+    mark = cluster.events()[-1]["id"]
+    cleanup = m1.client.cleanup_deployable(name, {})
+    assert cleanup["note"] == "clean-up requested: member m2 is doing it"
+    cluster.until(
+        lambda: any(e["reason"].startswith("cleaned up") for e in cluster.events(name, mark)),
+        10,
+        "the clean-up done by the DPE on m2",
+    )
     stopped = m1.client.stop_deployable(name)
     assert stopped["state"] == "stopped" and stopped["dpe"]["member"] == "m2"
     assert cluster.dpeds(name) == [] and cluster.guest_inits(name) == {}
