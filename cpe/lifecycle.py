@@ -91,9 +91,12 @@ class Lifecycle:
         base = {"deployable": name, "desired": "stopped"}
         if self.cluster is not None and self.cluster.elsewhere(name):
             return self._stopped_elsewhere(base, await self.cluster.stop(name, wait), wait)
+        began = time.monotonic()
         answer = await _within(supervisor.stop(name, deadline), wait)
         if answer and answer.get("elsewhere") and self.cluster is not None:
-            return self._stopped_elsewhere(base, await self.cluster.stop(name, wait), wait)
+            # handed over meanwhile: the other member gets what is left of the one wait
+            left = max(0.0, wait - (time.monotonic() - began))
+            return self._stopped_elsewhere(base, await self.cluster.stop(name, left), wait)
         if answer is None:
             note = f"still stopping after {wait:g} s (killed after {deadline:g} s): see status"
             return {**base, "state": "stopping", "note": note}, False
