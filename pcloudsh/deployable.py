@@ -285,7 +285,7 @@ class DeployableCommands(Noun):
 
     def _running(self, name: str, timeout: float | None) -> Result:
         status = wait_for(self.env, name, "started", timeout or 0.0)
-        return done(running_message(name, status), deployable=name, state=status.get("state"))
+        return running_result(name, status, state=status.get("state"))
 
     @staticmethod
     def _attempt(act: Lifecycle, name: str, timeout: float | None) -> Result:
@@ -316,8 +316,8 @@ class DeployableCommands(Noun):
         with lifecycle_request():
             answer = self.env.api().start_deployable(name)
         if timeout is not None:
-            message = running_message(name, wait_for(self.env, name, "started", timeout))
-        elif answer.get("note") == "already running":
+            return running_result(name, wait_for(self.env, name, "started", timeout), answer=answer)
+        if answer.get("note") == "already running":
             message = f"deployable {name} already running"
         else:
             message = f"deployable {name} starting (deployable_status {name} shows how it goes)"
@@ -530,15 +530,21 @@ def lifecycle_request() -> Iterator[None]:
         raise OperationFailed(error.message, details=error.details) from None
 
 
-def running_message(name: str, status: dict[str, Any]) -> str:
-    """What --wait says once the deployable runs, and, when some of its resources do
-    not, how many (a bare "running" would read as all of it up)."""
-    from pcloudsh.status import short_of_running
+def running_result(name: str, status: dict[str, Any], **facts: Any) -> Result:
+    """What --wait says once the deployable runs.  When some of its resources do not
+    run, it has not started as asked: they are named and the command fails (exit 1),
+    a bare "running" would read as all of it up (``not_running`` in --json)."""
+    from pcloudsh.status import resources_not_running, short_of_running
 
-    short = short_of_running(status)
-    if short is None:
-        return f"deployable {name} running"
-    return f"deployable {name} running ({short}; deployable_status {name} shows why)"
+    missing = resources_not_running(status)
+    data = {"deployable": name, "not_running": missing, **facts}
+    if not missing:
+        return done(f"deployable {name} running", **data)
+    message = f"deployable {name} running ({short_of_running(status) or 'not all of it'};"
+    message += f" deployable_status {name} shows why)"
+    parts = ", ".join(f"{r['assembly']}/{r['resource']} ({r['state']})" for r in missing)
+    error = f"deployable {name}: not every resource runs: {parts}"
+    return Result({"message": message, **data}, Text(message), ExitCode.FAILURE, (error,))
 
 
 def _cleanup_scope(part: str | None) -> dict[str, str]:

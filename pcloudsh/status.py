@@ -203,6 +203,16 @@ def short_of_running(status: dict[str, Any]) -> str | None:
     return str(status.get("reason") or "") or None
 
 
+def resources_not_running(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each resource of the deployable's assemblies that does not run, with its state."""
+    return [
+        {"assembly": assembly.get("name"), "resource": resource.get("name"), "state": state}
+        for assembly in named_items(status.get("assemblies"))
+        for resource in named_items(assembly.get("resources"))
+        if (state := resource.get("state")) != "running"
+    ]
+
+
 def _detail(label: str, value: Any) -> str | None:
     return f"{label} {value}" if value not in (None, "", []) else None
 

@@ -390,6 +390,8 @@ def test_start_wait_returns_once_the_deployable_runs(env: Environment, shop: InP
 
     def dpe_records_running(seconds: float) -> None:
         polls.append(seconds)
+        for resource in ("db/pg", "web/www"):
+            shop.store.put_runtime("shop", RESOURCE, resource, {"state": "running"})
         shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "running"})
 
     env = dataclasses.replace(env, sleep=dpe_records_running)
@@ -398,20 +400,24 @@ def test_start_wait_returns_once_the_deployable_runs(env: Environment, shop: InP
     assert polls == [0.5]
 
 
-def test_start_wait_says_so_when_some_resources_do_not_run(
+def test_start_wait_fails_naming_the_resources_that_do_not_run(
     env: Environment, shop: InProcessCped
 ) -> None:
     """The DPE calls a deployable running once it has nothing left to do, a resource
-    that cannot start included: --wait says how far short of all of it that is."""
+    that cannot start included: --wait says how far short of all of it that is, names
+    what does not run and fails, as the start did not do all it was asked."""
     summary = "2 assemblies running, 1 resource running, 1 cannot start"
     shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "running", "reason": summary})
     shop.store.put_runtime("shop", RESOURCE, "db/pg", {"state": "running"})
     shop.store.put_runtime("shop", RESOURCE, "web/www", {"state": "stopped"})
     ran = run(env, "deployable_start shop --wait")
-    assert (ran.status, ran.out) == (
-        0,
+    assert (ran.status, ran.out, ran.err) == (
+        1,
         f"deployable shop running ({summary}; deployable_status shop shows why)\n",
+        "pcloudsh: error: deployable shop: not every resource runs: web/www (stopped)\n",
     )
+    data = json.loads(run(env, "--json deployable_start shop --wait").out)
+    assert data["not_running"] == [{"assembly": "web", "resource": "www", "state": "stopped"}]
     shop.store.put_runtime("shop", RESOURCE, "web/www", {"state": "running"})
     assert run(env, "deployable_start shop --wait").out == "deployable shop running\n"
 
@@ -589,6 +595,7 @@ def test_start_all_wait_sends_every_start_before_waiting_within_one_timeout(
     assert rows[0] == {
         "message": "deployable other running",
         "deployable": "other",
+        "not_running": [],
         "state": "running",
     }
     assert "shop is still stopped after" in rows[1]["error"]["message"]
