@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from foundation.errors import Code
-from foundation.schema import Assembly, Closed, Location
+from foundation.schema import Assembly, Closed, Escalation, Location
 from foundation.schema_values import Name, Score
 
 States = Literal["stopped", "started"]
@@ -149,11 +149,15 @@ class DpeStatus(Closed):
     member: str | None = Field(default=None, description="the cped member that runs it")
 
 
+ESCALATION = "the document's: 0 failures or 0 period is off, and failures then escalate nothing"
+
+
 class ResourceStatus(Closed):
     name: Name
     agent: str | None = None
     state: str
     failures: list[float] = Field(description="times of the failures in the escalation window")
+    escalation: Escalation | None = Field(default=None, description=ESCALATION)
     last_op: str | None = None
     last_rc: int | None
     service: bool | None = Field(default=None, description="a service's copy on this assembly")
@@ -174,6 +178,7 @@ class AssemblyStatus(Closed):
     state: str
     reason: str | None = None
     failures: list[float] | None = None
+    escalation: Escalation | None = Field(default=None, description=ESCALATION)
     instance: str | None = Field(description="instance id")
     address: str | None
     hostname: str | None = None
@@ -211,6 +216,7 @@ class DeployableStatus(Closed):
     reason: str | None = None
     desired: States
     failures: list[float] | None = None
+    escalation: Escalation | None = Field(default=None, description=ESCALATION)
     monitoring: MonitoringMode | None = Field(default=None, description="the document's")
     dpe: DpeStatus
     assemblies: list[AssemblyStatus]

@@ -56,6 +56,7 @@ def compose_status(record: StatusRecord, dpe: dict[str, Any], now: float) -> dic
         "reason": deployable.get("reason", ""),
         "desired": record.desired,
         "failures": in_window(deployable.get("failures", []), record.document, now),
+        **_escalation(record.document),
         "monitoring": record.document.get("monitoring", "active"),
         "dpe": _dpe(record.lease, dpe, now),
         "assemblies": [
@@ -99,6 +100,7 @@ def _assembly(
         "state": recorded.get("state", "stopped"),
         "reason": recorded.get("reason", ""),
         "failures": in_window(recorded.get("failures", []), assembly, now),
+        **_escalation(assembly),
         "instance": instance.get("instance_id") if instance else None,
         "address": instance.get("address") if instance else None,
         "hostname": instance.get("hostname") if instance else None,
@@ -110,7 +112,9 @@ def _assembly(
         row["uptime"] = round(max(0.0, now - created), 1)
     if instance and recorded.get("monitoring"):  # its mode, as the DPE found it could be
         row["monitoring"] = recorded["monitoring"]
-    row["resources"] = [_resource(name, r, runtime, now) for r in assembly.get("resources", [])]
+    row["resources"] = [
+        _resource(name, r, runtime, now) | _escalation(r) for r in assembly.get("resources", [])
+    ]
     for service in services:  # a service shows under the assembly it is on now
         copy = _resource(name, service, runtime, now)
         if copy["state"] not in _ABSENT and name in _candidates(service):
@@ -157,6 +161,13 @@ def _agent(resource: dict[str, Any]) -> str:
     if rclass == "ocf":
         return f"ocf:{resource.get('provider', 'heartbeat')}:{resource.get('type')}"
     return f"{rclass}:{resource.get('type')}"
+
+
+def _escalation(owner: dict[str, Any]) -> dict[str, Any]:
+    """The owner's escalation setting, so a count of failures can be read with it (a
+    service's copy has none: its failures count towards its migration threshold)."""
+    escalation = owner.get("escalation")
+    return {"escalation": escalation} if isinstance(escalation, dict) else {}
 
 
 def in_window(times: list[float], owner: dict[str, Any], now: float) -> list[float]:

@@ -44,8 +44,8 @@ def status_tree(name: str, status: dict[str, Any], now: float) -> Node:
     details = [
         _desired(status),
         _dpe(status),
-        _detail("monitoring", mode),
-        _failures(status.get("failures"), shown_when_none=False),
+        _deployable_monitoring(status),
+        _failures(status, shown_when_none=False),
         _reason(status) or _detail("reason", short_of_running(status)),
     ]
     label = _label(f"deployable {status.get('name') or name}", status.get("state"), details)
@@ -61,7 +61,7 @@ def _assembly(assembly: dict[str, Any], now: float, deployable_mode: Any = None)
         _detail("address", merged.get("address")),
         _uptime(merged, now),
         _monitoring(assembly.get("monitoring"), deployable_mode),
-        _failures(assembly.get("failures"), shown_when_none=False),
+        _failures(assembly, shown_when_none=False),
         _reason(assembly),
     ]
     label = _label(f"assembly {assembly.get('name')}", assembly.get("state"), details)
@@ -70,7 +70,7 @@ def _assembly(assembly: dict[str, Any], now: float, deployable_mode: Any = None)
 
 def _resource(resource: dict[str, Any]) -> Node:
     details = [
-        _failures(resource.get("failures")),
+        _failures(resource),
         _last_rc(resource.get("last_rc")),
         _reason(resource),
     ]
@@ -160,16 +160,43 @@ def _uptime(data: dict[str, Any], now: float) -> str | None:
     return f"up {duration(uptime)}"
 
 
-def _failures(failures: Any, shown_when_none: bool = True) -> str | None:
-    """The failures in the escalation window (cped sends their times, or a count)."""
+def _failures(data: dict[str, Any], shown_when_none: bool = True) -> str | None:
+    """The failures in the escalation window (cped sends their times, or a count).
+    Where escalation is off there is no window and nothing to count towards: "0
+    failures" would read as a count kept, so it says "escalation off"."""
+    failures = data.get("failures")
     count = len(failures) if isinstance(failures, list) else failures
-    if (
-        not isinstance(count, int)
-        or isinstance(count, bool)
-        or (count == 0 and not shown_when_none)
-    ):
+    if not isinstance(count, int) or isinstance(count, bool):
         return None
-    return f"{count} failure{'' if count == 1 else 's'}"
+    off = escalation_off(data.get("escalation"))
+    if count == 0:
+        if not shown_when_none:
+            return None
+        return "escalation off" if off else "0 failures"
+    counted = f"{count} failure{'' if count == 1 else 's'}"
+    return f"{counted}, escalation off" if off else counted
+
+
+def escalation_off(escalation: Any) -> bool:
+    """True when cped sent the setting and it is off (0 failures or 0 period, or half
+    set); False when it is on or not sent (an older cped)."""
+    if not isinstance(escalation, dict):
+        return False
+    values = [escalation.get("failures"), escalation.get("period")]
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return len(numbers) == 2 and not all(v > 0 for v in numbers)
+
+
+def _deployable_monitoring(status: dict[str, Any]) -> str | None:
+    """The deployable's monitoring mode: what its DPE does while one runs; without one
+    nothing monitors it, and the mode is only what it is set to."""
+    mode = status.get("monitoring")
+    if mode in (None, ""):
+        return None
+    dpe = status.get("dpe")
+    if isinstance(dpe, dict) and dpe.get("alive") is False:
+        return f"monitoring {mode} once started"
+    return f"monitoring {mode}"
 
 
 def _last_rc(rc: Any) -> str | None:

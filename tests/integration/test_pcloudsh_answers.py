@@ -1,7 +1,8 @@
 """What pcloudsh answers at the edges of its commands, with real pcloudsh processes.
 
 - ``deployable_start --wait`` on a deployable with a resource whose agent never
-  starts fails, naming that resource (``not_running`` in --json).
+  starts fails, naming that resource (``not_running`` in --json); the stopped
+  deployable's status shows its monitoring mode as set, not as running.
 """
 
 from __future__ import annotations
@@ -49,3 +50,8 @@ def test_start_wait_fails_naming_the_resources_that_do_not_run(shell: Runtime) -
     assert again.returncode == 1
     answer = json.loads(again.stdout)
     assert [(r["assembly"], r["resource"]) for r in answer["not_running"]] == [("web", "bad")]
+
+    shell.ok("deployable_stop shop --wait")
+    status = shell.ok("deployable_status shop").splitlines()
+    assert status[0].startswith("deployable shop: stopped (no DPE, monitoring active once started")
+    assert shell.status()["monitoring"] == "active"  # --json: the setting, as before

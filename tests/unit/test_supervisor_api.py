@@ -272,6 +272,7 @@ async def test_status_is_composed_from_the_runtime_the_dpe_recorded(
             "agent": "ocf:heartbeat:Dummy",
             "state": "running",
             "failures": [],
+            "escalation": {"failures": 0, "period": 0},  # the document's: off
             "last_op": None,
             "last_rc": 0,
         }

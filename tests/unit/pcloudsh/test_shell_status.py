@@ -80,7 +80,8 @@ def test_what_the_dpe_recorded_is_the_tree(env: Environment, shop: InProcessCped
     shop.record_event(Event(NOW - 5, "shop", "failed", "monitor returned 7", "web", "www"))
     lines = run(env, "deployable_status shop").out.splitlines()
     assert lines[0] == (
-        "deployable shop: recovering (desired stopped, no DPE, monitoring active, reason www)"
+        "deployable shop: recovering (desired stopped, no DPE, monitoring active once started,"
+        " reason www)"
     )
     assert "assembly db: stopped" in lines[1] and "resource pg: stopped" in lines[2]
     assert "assembly web: running (instance web-99, address 10.0.0.3, up 42 s)" in lines[3]
@@ -381,3 +382,32 @@ def test_cped_composes_the_monitoring_the_dpe_recorded(
 def _unwrapped(tree: str) -> str:
     """The tree's text on one line: long lines wrap, under the tree's own branches."""
     return " ".join(tree.replace("│", " ").split())
+
+
+def test_where_escalation_is_off_it_says_so_instead_of_a_count(
+    env: Environment, shop: InProcessCped
+) -> None:
+    """pg's escalation is off (0 0): no window counts its failures towards anything,
+    so "0 failures" would mislead; www's is 3 in 60 s and keeps its count."""
+    shop.store.put_runtime("shop", RESOURCE, "db/pg", {"state": "running", "failures": []})
+    shop.store.put_runtime("shop", RESOURCE, "web/www", {"state": "running", "failures": []})
+    text = _unwrapped(run(env, "deployable_status shop").out)
+    assert "resource pg: running (escalation off)" in text
+    assert "resource www: running (0 failures)" in text
+    shop.store.put_runtime("shop", RESOURCE, "db/pg", {"state": "running", "failures": [NOW]})
+    text = _unwrapped(run(env, "deployable_status shop").out)
+    assert "resource pg: running (1 failure, escalation off)" in text
+    data = json.loads(run(env, "--json deployable_status shop").out)
+    db, web = data["assemblies"]
+    assert db["resources"][0]["escalation"] == {"failures": 0, "period": 0}
+    assert web["resources"][0]["escalation"] == {"failures": 3, "period": 60}
+    assert data["escalation"] == {"failures": 2, "period": 3600}
+
+
+def test_a_stopped_deployables_monitoring_is_its_setting_not_running(
+    env: Environment, shop: InProcessCped
+) -> None:
+    """No DPE runs: nothing monitors it, the mode is only what it is set to."""
+    text = _unwrapped(run(env, "deployable_status shop").out)
+    assert "deployable shop: stopped (no DPE, monitoring active once started)" in text
+    assert json.loads(run(env, "--json deployable_status shop").out)["monitoring"] == "active"
