@@ -27,7 +27,7 @@ from foundation.paths import Paths, resolve
 
 POLL_INTERVAL = 0.05
 LOG_TAIL_LINES = 20
-START_TIMEOUT = 10.0  # until a starting cped answers on its socket
+START_TIMEOUT = 30.0  # until a starting cped answers on its socket (a loaded host is slow)
 STOP_MARGIN = 10.0  # beyond the configured waits: closing the store, the template, the log
 
 
@@ -53,7 +53,7 @@ def start_daemon(
         if status != 0:
             errors.seek(0)
             raise _start_error(status, errors.read().decode(errors="replace"))
-    return _wait_healthy(paths, deadline, log_start)
+    return _wait_healthy(paths, deadline, log_start, timeout)
 
 
 def stop_daemon(paths: Paths, timeout: float | None = None) -> int | None:
@@ -118,12 +118,14 @@ def daemon_status(paths: Paths, timeout: float = 2.0) -> dict[str, Any] | None:
 # The shape pcloudsh's daemon commands use.
 
 
-def start(paths: Paths) -> dict[str, Any]:
+def start(paths: Paths, timeout: float = START_TIMEOUT) -> dict[str, Any]:
     running = daemon_status(paths)
     if running is not None:
         return {"pid": running.get("pid"), "already_running": True}
     try:
-        return {"pid": start_daemon(paths), "already_running": False}
+        return {"pid": start_daemon(paths, timeout=timeout), "already_running": False}
+    except OperationTimeout:
+        raise  # ours was launched and is still starting: not one started meanwhile
     except PcloudError:
         other = _started_meanwhile(paths)
         if other is None:
@@ -137,7 +139,9 @@ def _started_meanwhile(paths: Paths) -> int | None:
     if not is_locked(paths.pidfile):
         return None
     try:
-        return _wait_healthy(paths, time.monotonic() + START_TIMEOUT, _log_size(paths))
+        return _wait_healthy(
+            paths, time.monotonic() + START_TIMEOUT, _log_size(paths), START_TIMEOUT
+        )
     except PcloudError:
         return None
 
@@ -232,7 +236,7 @@ def _start_error(status: int, stderr: str) -> PcloudError:
     return InvalidInput(message) if status == 2 else PcloudError(message)
 
 
-def _wait_healthy(paths: Paths, deadline: float, log_start: int) -> int:
+def _wait_healthy(paths: Paths, deadline: float, log_start: int, timeout: float) -> int:
     client = Client(paths.socket, timeout=1.0)
     while time.monotonic() < deadline:
         try:
@@ -244,7 +248,18 @@ def _wait_healthy(paths: Paths, deadline: float, log_start: int) -> int:
                     + _log_tail(paths, log_start)
                 ) from None
         time.sleep(POLL_INTERVAL)
-    raise OperationTimeout(f"cped did not answer on {paths.socket} in time")
+    raise _not_answering(paths, timeout)
+
+
+def _not_answering(paths: Paths, timeout: float) -> OperationTimeout:
+    """Gave up waiting: cped was launched and runs, but has not answered yet."""
+    pid = read_pid(paths.pidfile) if is_locked(paths.pidfile) else None
+    which = f"cped (pid {pid})" if pid is not None else "cped (no pid written yet)"
+    return OperationTimeout(
+        f"{which} did not answer on {paths.socket} within {timeout:g} s and may still be"
+        f" starting (a loaded host is slow): `pcloudsh status` tells when it answers,"
+        f" `pcloudsh start --timeout` waits longer; its log: {paths.log_dir / 'cped.log'}"
+    )
 
 
 def _log_size(paths: Paths) -> int:

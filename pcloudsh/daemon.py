@@ -5,22 +5,35 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pcloudsh.definition import Noun, command
+from pcloudsh.definition import Arg, Noun, command
 from pcloudsh.exitcodes import ExitCode
 from pcloudsh.output import Result, Text, done
 from pcloudsh.timetext import duration
+from pcloudsh.values import parse_duration
+
+START_TIMEOUT = 30.0  # cpe.control's default too: cped answers within a second unless loaded
 
 
 class DaemonCommands(Noun):
     category = "Daemon (cped)"
 
-    @command()
+    @command(
+        Arg(
+            "--timeout",
+            metavar="DURATION",
+            help=f"how long to wait for cped to answer (default {START_TIMEOUT:g}s)",
+        )
+    )
     def start(self, args: argparse.Namespace) -> Result:
         """Start cped, the cloud policy engine, in the background.
 
-        Does nothing when it is already running.
+        Does nothing when it is already running.  Waits until cped answers, up to
+        --timeout; after that it says so (exit 1) and cped may still be starting.
         """
-        info = self.env.daemon.start()
+        timeout = (
+            START_TIMEOUT if args.timeout is None else parse_duration(args.timeout, "--timeout")
+        )
+        info = self.env.daemon.start(timeout)
         pid = info.get("pid")
         if info.get("already_running"):
             return done(f"cped is already running (pid {pid})", pid=pid, started=False)

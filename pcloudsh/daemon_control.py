@@ -11,10 +11,10 @@ class CpedControl:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
 
-    def start(self) -> dict[str, Any]:
+    def start(self, timeout: float) -> dict[str, Any]:
         from cpe import control
 
-        return control.start(self.paths)
+        return control.start(self.paths, timeout)
 
     def stop(self) -> dict[str, Any]:
         from cpe import control

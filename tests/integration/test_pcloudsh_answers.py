@@ -3,17 +3,29 @@
 - ``deployable_start --wait`` on a deployable with a resource whose agent never
   starts fails, naming that resource (``not_running`` in --json); the stopped
   deployable's status shows its monitoring mode as set, not as running.
+- ``pcloudsh start`` waits longer than a loaded host's slow start, and when it gives
+  up it says what it launched and where its log is (cped is slowed by a
+  ``sitecustomize`` that delays binding its socket).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_pcloudsh_runtime import Runtime, _leave_nothing_running
+from tests.integration.test_pcloudsh_session import (
+    COMMAND_TIMEOUT,
+    Home,
+    alive,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +37,18 @@ NEVER_STARTS = [
     "deployable_create shop",
     "deployable_assembly_add shop web",
 ]
+# Delays cped's bind of its API socket: a host too loaded to start cped in seconds.
+SLOW_BIND = """
+import os, socket, time
+_path = os.environ.get("SLOW_BIND_PATH")
+if _path:
+    _bind = socket.socket.bind
+    def bind(self, address):
+        if address == _path:
+            time.sleep(float(os.environ["SLOW_BIND_SECONDS"]))
+        return _bind(self, address)
+    socket.socket.bind = bind
+"""
 
 
 @pytest.fixture
@@ -55,3 +79,51 @@ def test_start_wait_fails_naming_the_resources_that_do_not_run(shell: Runtime) -
     status = shell.ok("deployable_status shop").splitlines()
     assert status[0].startswith("deployable shop: stopped (no DPE, monitoring active once started")
     assert shell.status()["monitoring"] == "active"  # --json: the setting, as before
+
+
+@pytest.fixture
+def fresh_home() -> Iterator[Home]:
+    """A new home with no cped; one started there is stopped at the end."""
+    made = Home()
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+@pytest.fixture
+def slow_home(fresh_home: Home, tmp_path: Path) -> Home:
+    """A home whose cped binds its socket only after a delay the test chooses."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_BIND)
+    env = fresh_home.env
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    env["SLOW_BIND_PATH"] = str(fresh_home.paths.socket)
+    return fresh_home
+
+
+def test_start_gives_up_saying_what_it_launched_and_where_its_log_is(slow_home: Home) -> None:
+    slow_home.env["SLOW_BIND_SECONDS"] = "4"
+    began = time.monotonic()
+    gave_up = slow_home.run("start --timeout 1s")
+    assert time.monotonic() - began < COMMAND_TIMEOUT
+    assert gave_up.returncode == 1, gave_up.stderr
+    pid = slow_home.cped_pid()
+    assert pid is not None and alive(pid)
+    said = gave_up.stderr
+    assert said.startswith(f"pcloudsh: error: cped (pid {pid}) did not answer on ")
+    assert "within 1 s and may still be starting" in said and "`pcloudsh status`" in said
+    assert str(slow_home.paths.log_dir / "cped.log") in said
+    deadline = time.monotonic() + COMMAND_TIMEOUT
+    while slow_home.run("status").returncode != 0:  # it goes on starting
+        assert time.monotonic() < deadline, "cped never answered"
+        time.sleep(0.2)
+    slow_home.ok("stop")
+    assert wait_gone(pid, 10.0)
+
+
+def test_start_waits_for_a_cped_slower_than_ten_seconds(slow_home: Home) -> None:
+    slow_home.env["SLOW_BIND_SECONDS"] = "11"
+    started = slow_home.run("start")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout == f"cped started (pid {slow_home.cped_pid()})\n"
+    slow_home.ok("stop")

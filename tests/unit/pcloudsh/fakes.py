@@ -221,7 +221,8 @@ class FakeDaemon:
         self.running = running
         self.started_deployables: list[str] = []  # whose DPEs outlive cped
 
-    def start(self) -> dict[str, Any]:
+    def start(self, timeout: float) -> dict[str, Any]:
+        self.start_timeout = timeout
         already, self.running = self.running, True
         return {"pid": 4242, "already_running": already}
 
