@@ -82,8 +82,11 @@ def parse_duration(value: str, what: str, maximum: float = model.MAX_DURATION) -
         if str(error).startswith("too long"):
             raise InvalidInput(f"invalid {what}: {error}") from None
         seconds = 0.0
-    if seconds <= 0:
-        raise InvalidInput(f"invalid {what} {value!r}: expected a duration such as 10, 10s or 2m")
+    if seconds <= 0:  # 0 is refused, never read as "do not wait": the range is said
+        raise InvalidInput(
+            f"invalid {what} {value!r}: expected a duration more than 0 and at most"
+            f" {model.duration_text(maximum)}, such as 10, 10s or 2m"
+        )
     return seconds
 
 

@@ -3,6 +3,8 @@
 - ``deployable_start --wait`` on a deployable with a resource whose agent never
   starts fails, naming that resource (``not_running`` in --json); the stopped
   deployable's status shows its monitoring mode as set, not as running.
+- A ``--timeout`` of 0 is refused by every command that takes one, naming the option
+  and the allowed range.
 - ``pcloudsh start`` waits longer than a loaded host's slow start, and when it gives
   up it says what it launched and where its log is (cped is slowed by a
   ``sitecustomize`` that delays binding its socket).
@@ -37,6 +39,7 @@ NEVER_STARTS = [
     "deployable_create shop",
     "deployable_assembly_add shop web",
 ]
+RANGE = "expected a duration more than 0 and at most 365 days"
 # Delays cped's bind of its API socket: a host too loaded to start cped in seconds.
 SLOW_BIND = """
 import os, socket, time
@@ -79,6 +82,24 @@ def test_start_wait_fails_naming_the_resources_that_do_not_run(shell: Runtime) -
     status = shell.ok("deployable_status shop").splitlines()
     assert status[0].startswith("deployable shop: stopped (no DPE, monitoring active once started")
     assert shell.status()["monitoring"] == "active"  # --json: the setting, as before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "deployable_start shop --wait --timeout 0",
+        "deployable_stop shop --wait --timeout 0s",
+        "events --follow --timeout 0",
+        "start --timeout 0",
+    ],
+)
+def test_a_zero_timeout_is_refused_naming_the_option_and_the_range(
+    shell: Runtime, command: str
+) -> None:
+    refused = shell.run(*command.split())
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert refused.stderr.startswith("pcloudsh: error: invalid --timeout '0")
+    assert RANGE in refused.stderr
 
 
 @pytest.fixture
