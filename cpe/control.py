@@ -19,10 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import cpe
-from cpe.client import Client
+from cpe.client import Client, Remote
 from cpe.pidfile import is_locked, read_pid
 from foundation.config import CpedSettings, load_config
-from foundation.errors import Conflict, Forbidden, InvalidInput, OperationTimeout, PcloudError
+from foundation.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    OperationTimeout,
+    PcloudError,
+    Unavailable,
+)
 from foundation.paths import Paths, resolve
 
 POLL_INTERVAL = 0.05
@@ -164,6 +171,16 @@ def _started_deployables(paths: Paths) -> list[str]:
 
 def status(paths: Paths) -> dict[str, Any] | None:
     return daemon_status(paths)
+
+
+def remote_status(remote: Remote, timeout: float = 2.0) -> dict[str, Any]:
+    """The health of the cped at ``remote`` (``PCLOUD_URL``) with its ``url``, or a
+    ``status: unreachable`` record: no pidfile there to tell "not running" apart."""
+    client = Client("", timeout=timeout, remote=remote)
+    try:
+        return {**client.health(), "url": client.endpoint}
+    except (Unavailable, OperationTimeout) as error:
+        return {"status": "unreachable", "url": remote.url, "error": str(error)}
 
 
 # ---------------------------------------------------------------------------

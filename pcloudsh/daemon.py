@@ -53,15 +53,26 @@ class DaemonCommands(Noun):
 
     @command()
     def status(self, args: argparse.Namespace) -> Result:
-        """Tell whether cped is running: exit status 0 when it is, 3 when it is not."""
+        """Tell whether cped is running: exit status 0 when it is, 3 when it is not.
+
+        With PCLOUD_URL, the cped of that listener, as the other commands.
+        """
         health = self.env.daemon.status()
         if health is None:
             data = {"running": False, "socket": str(self.env.paths.socket)}
             return Result(data, Text("cped is not running"), ExitCode.UNREACHABLE)
         if health.get("status") == "unreachable":
-            text = f"cped (pid {health.get('pid')}) runs but does not answer: {health.get('error')}"
-            return Result({"running": True, **health}, Text(text), ExitCode.UNREACHABLE)
+            return _unreachable(health)
         return Result({"running": True, **health}, Text(_running_line(health)))
+
+
+def _unreachable(health: dict[str, Any]) -> Result:
+    """A local cped whose pidfile is held, or the ``PCLOUD_URL`` one: it does not answer."""
+    if health.get("url"):
+        text = f"cped does not answer at {health['url']}: {health.get('error')}"
+        return Result({"running": False, **health}, Text(text), ExitCode.UNREACHABLE)
+    text = f"cped (pid {health.get('pid')}) runs but does not answer: {health.get('error')}"
+    return Result({"running": True, **health}, Text(text), ExitCode.UNREACHABLE)
 
 
 def _running_line(health: dict[str, Any]) -> str:
@@ -69,4 +80,5 @@ def _running_line(health: dict[str, Any]) -> str:
     uptime = health.get("uptime")
     if isinstance(uptime, int | float):
         parts.append(f"up {duration(uptime)}")
-    return f"cped is running ({', '.join(parts)})"
+    where = f" at {health['url']}" if health.get("url") else ""
+    return f"cped{where} is running ({', '.join(parts)})"

@@ -1,7 +1,11 @@
-"""Starting and stopping cped, through ``cpe.control``."""
+"""Starting, stopping and asking about cped, through ``cpe.control``.
+
+Starting and stopping stay local; asking follows ``PCLOUD_URL`` as API commands do.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from foundation.paths import Paths
@@ -22,6 +26,9 @@ class CpedControl:
         return control.stop(self.paths)
 
     def status(self) -> dict[str, Any] | None:
+        """The local cped's, or with ``PCLOUD_URL`` the listener's, as other commands ask."""
         from cpe import control
+        from cpe.client import remote_from_environment
 
-        return control.status(self.paths)
+        remote = remote_from_environment(os.environ)
+        return control.status(self.paths) if remote is None else control.remote_status(remote)

@@ -38,7 +38,7 @@ from cpe.client import Client, Remote
 from cpe.control import cped_command, cped_environment, start_daemon
 from cpe.daemon import IDLE_TIMEOUT
 from foundation.errors import InvalidInput, PcloudError, Unauthorized, Unavailable
-from foundation.paths import Paths
+from foundation.paths import Paths, resolve
 from tests.conftest import make_home
 from tests.integration.conftest import CpedFactory, CpedProcess
 from tests.integration.test_pcloudsh_session import pcloudsh_command
@@ -508,6 +508,40 @@ def test_pcloudsh_reaches_the_listener_with_url_token_file_and_ca(
         )
         assert refused.returncode == 1 and "bearer token is not valid" in refused.stderr
         assert "Traceback" not in refused.stderr
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def _pcloudsh_elsewhere(
+    tls: Tls, elsewhere: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """pcloudsh in a home with no cped, pointed at the listener by PCLOUD_URL."""
+    environ = cped_environment(resolve({"PCLOUD_HOME": str(elsewhere)}))
+    environ.pop("PCLOUD_TOKEN", None)
+    environ |= {
+        "PCLOUD_URL": f"https://127.0.0.1:{tls.port}",
+        "PCLOUD_TOKEN_FILE": str(tls.token_file),
+        "PCLOUD_CA_FILE": str(tls.ca_file),
+        **env,
+    }
+    return subprocess.run(
+        [*pcloudsh_command(), *args], env=environ, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_pcloudsh_status_asks_the_cped_of_pcloud_url(tls: Tls, cped_factory: CpedFactory) -> None:
+    cped = cped_factory(tls.config())
+    elsewhere = make_home()  # no cped there: only the TLS listener can answer
+    try:
+        url = f"https://127.0.0.1:{tls.port}"
+        status = _pcloudsh_elsewhere(tls, elsewhere, "status")
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith(f"cped at {url} is running (pid {cped.pid}, ")
+        data = json.loads(_pcloudsh_elsewhere(tls, elsewhere, "status", "--json").stdout)
+        assert (data["running"], data["pid"], data["url"]) == (True, cped.pid, url)
+        nobody = f"https://127.0.0.1:{_free_port()}"
+        down = _pcloudsh_elsewhere(tls, elsewhere, "status", PCLOUD_URL=nobody)
+        assert down.returncode == 3 and down.stdout.startswith(f"cped does not answer at {nobody}")
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
 
