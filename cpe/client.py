@@ -45,6 +45,7 @@ from foundation.errors import (
     InvalidInput,
     OperationTimeout,
     PcloudError,
+    Unauthorized,
     Unavailable,
     from_dict,
 )
@@ -83,16 +84,28 @@ class Remote:
     token: str = field(repr=False)
     ca_file: str | None = None  # None: the system's certificate authorities
     others: tuple[tuple[str, int], ...] = ()  # more members to try, in order
+    token_source: str = "the client"  # where the token came from, for a refusal's message
 
     @classmethod
-    def from_url(cls, url: str, token: str, ca_file: str | None = None) -> Remote:
+    def from_url(
+        cls, url: str, token: str, ca_file: str | None = None, token_source: str = "the client"
+    ) -> Remote:
         """One ``https://HOST:PORT``, or several separated by commas or spaces."""
         endpoints = [_endpoint(one) for one in url.replace(",", " ").split()]
         if not endpoints:
             raise InvalidInput("cped's URL is empty: give https://HOST:PORT")
         token = _bearer_token(token)
         (host, port), *others = endpoints
-        return cls(host, port, token, ca_file, tuple(others))
+        return cls(host, port, token, ca_file, tuple(others), token_source)
+
+    def token_refused(self, error: Unauthorized) -> Unauthorized:
+        """cped's 401, saying where the refused token came from (never the token)."""
+        return Unauthorized(
+            f"cped at {self.url} refused the bearer token of {self.token_source}:"
+            f" {error.message} (cped takes the one in its token_file)",
+            details=error.details,
+            **error.context,
+        )
 
     @property
     def endpoints(self) -> list[tuple[str, int]]:
@@ -155,11 +168,12 @@ def remote_from_environment(environ: Mapping[str, str]) -> Remote | None:
             token = Path(token_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise InvalidInput(f"cannot read PCLOUD_TOKEN_FILE {token_file}: {error}") from None
+        source = f"PCLOUD_TOKEN_FILE {token_file}"
     elif environ.get("PCLOUD_TOKEN"):
-        token = environ["PCLOUD_TOKEN"]
+        token, source = environ["PCLOUD_TOKEN"], "PCLOUD_TOKEN"
     else:
         raise InvalidInput("PCLOUD_URL is set: set PCLOUD_TOKEN_FILE (or PCLOUD_TOKEN) too")
-    return Remote.from_url(url, token, environ.get("PCLOUD_CA_FILE") or None)
+    return Remote.from_url(url, token, environ.get("PCLOUD_CA_FILE") or None, source)
 
 
 class _TlsConnection(http.client.HTTPSConnection):
@@ -217,7 +231,7 @@ class Client:
         try:
             response = self._send(connection, "GET", url, None)
             if response.status != 200:
-                _raise_for(response.status, response.read())
+                self._decode(response.status, response.read())
             yield from _server_sent_events(response)
             raise Unavailable("cped closed the event stream (it is stopping or restarting)")
         except PcloudError:
@@ -264,7 +278,13 @@ class Client:
             ) from None
         finally:
             connection.close()
-        return _decode(response.status, data)
+        return self._decode(response.status, data)
+
+    def _decode(self, status: int, data: bytes) -> Any:
+        try:
+            return _decode(status, data)
+        except Unauthorized as error:
+            raise self.remote.token_refused(error) if self.remote else error from None
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self.remote is not None:

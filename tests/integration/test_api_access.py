@@ -546,6 +546,34 @@ def test_pcloudsh_status_asks_the_cped_of_pcloud_url(tls: Tls, cped_factory: Cpe
         shutil.rmtree(elsewhere, ignore_errors=True)
 
 
+def test_a_refused_token_is_said_with_where_it_came_from(
+    tls: Tls, cped_factory: CpedFactory
+) -> None:
+    cped_factory(tls.config())
+    elsewhere = make_home()
+    try:
+        wrong_file = elsewhere / "wrong-token"
+        wrong_file.write_text(secrets.token_urlsafe(32))
+        wrong_file.chmod(0o600)
+        wrong = secrets.token_urlsafe(32)
+        said = {
+            f"PCLOUD_TOKEN_FILE {wrong_file}": {"PCLOUD_TOKEN_FILE": str(wrong_file)},
+            "PCLOUD_TOKEN": {"PCLOUD_TOKEN_FILE": "", "PCLOUD_TOKEN": wrong},
+        }
+        url = f"https://127.0.0.1:{tls.port}"
+        for source, env in said.items():
+            for command in (["assembly_list"], ["status"]):
+                refused = _pcloudsh_elsewhere(tls, elsewhere, *command, **env)
+                assert refused.returncode == 1, (command, refused.stdout, refused.stderr)
+                assert refused.stderr.startswith(
+                    f"pcloudsh: error: cped at {url} refused the bearer token of {source}: "
+                ), refused.stderr
+                assert wrong not in refused.stderr and tls.token not in refused.stderr
+                assert "Traceback" not in refused.stderr
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     ("url", "token", "said"),
     [
