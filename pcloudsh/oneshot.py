@@ -140,6 +140,7 @@ def _global_options(argv: list[str], env: Environment) -> tuple[bool, list[str]]
         elif arg in ("-h", "--help"):
             return as_json, ["help"]
         elif arg == "--version":
+            _check_nothing_after_version(argv[index + 1 :])
             env.stdout.write(f"pcloudsh {version()}\n")
             raise ParserDone(ExitCode.OK)
         elif arg.startswith("-"):
@@ -147,6 +148,15 @@ def _global_options(argv: list[str], env: Environment) -> tuple[bool, list[str]]
         else:
             return as_json, argv[index:]
     return as_json, []
+
+
+def _check_nothing_after_version(rest: list[str]) -> None:
+    """``--version`` prints the version and exits: a word after it would be ignored."""
+    extra = [arg for arg in rest if arg != "--json"]
+    if extra:
+        raise UsageError(
+            f"pcloudsh: error: --version takes no arguments (got {' '.join(extra)!r})", USAGE
+        )
 
 
 def _complete(env: Environment, rest: list[str]) -> int:

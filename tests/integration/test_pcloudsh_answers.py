@@ -8,6 +8,7 @@
 - ``pcloudsh start`` waits longer than a loaded host's slow start, and when it gives
   up it says what it launched and where its log is (cped is slowed by a
   ``sitecustomize`` that delays binding its socket).
+- ``--version`` takes no arguments.
 """
 
 from __future__ import annotations
@@ -148,3 +149,10 @@ def test_start_waits_for_a_cped_slower_than_ten_seconds(slow_home: Home) -> None
     assert started.returncode == 0, started.stderr
     assert started.stdout == f"cped started (pid {slow_home.cped_pid()})\n"
     slow_home.ok("stop")
+
+
+def test_version_takes_no_arguments(fresh_home: Home) -> None:
+    refused = fresh_home.run("--version extra")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert "pcloudsh: error: --version takes no arguments (got 'extra')" in refused.stderr
+    assert fresh_home.run("--version").returncode == 0
