@@ -81,7 +81,8 @@ class PcloudShell(cmd2.Cmd):
 
     def onecmd_plus_hooks(self, line: str, **options: Any) -> bool:
         self.last_status = ExitCode.OK
-        return bool(super().onecmd_plus_hooks(_json_after_the_command(line), **options))
+        line = _json_after_the_command(backslash_escapes(line))
+        return bool(super().onecmd_plus_hooks(line, **options))
 
     def run(self, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace) -> None:
         following = spec.name == "events" and args.follow
@@ -189,6 +190,51 @@ def _json_after_the_command(line: str) -> str:
     if len(words) < 2 or words[0] != "--json":
         return line
     return " ".join([words[1], "--json", *words[2:]])
+
+
+def backslash_escapes(line: str) -> str:
+    """Words with a backslash escape read as a POSIX shell, and so the one-shot form,
+    reads them: cmd2 splits words as on Windows, keeping a backslash, so ``my\\ dep``
+    would be the two words ``my\\`` and ``dep``; it becomes the one word ``"my dep"``."""
+    if "\\" not in line:
+        return line
+    return "".join(_requoted(token) for token in _posix_tokens(line))
+
+
+def _posix_tokens(line: str) -> list[tuple[str, str | None]]:
+    """(as typed, as a POSIX shell reads it if a backslash escapes in it, else None);
+    the runs of blanks between words are tokens of their own, kept as typed."""
+    tokens: list[tuple[str, str | None]] = []
+    raw, value, escaped, quote, index = "", "", False, "", 0
+    while index < len(line):
+        char = line[index]
+        if not quote and char.isspace():
+            if raw:
+                tokens.append((raw, value if escaped else None))
+                raw, value, escaped = "", "", False
+            tokens.append((char, None))
+        elif not quote and char == "\\" and index + 1 < len(line):
+            index += 1
+            raw, value, escaped = raw + char + line[index], value + line[index], True
+        elif (quote and char == quote) or (not quote and char in "\"'"):
+            quote = "" if quote else char
+            raw += char
+        else:
+            raw, value = raw + char, value + char
+        index += 1
+    if raw:
+        tokens.append((raw, value if escaped else None))
+    return tokens
+
+
+def _requoted(token: tuple[str, str | None]) -> str:
+    raw, value = token
+    if value is None:
+        return raw
+    for quote in "\"'":
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    return raw  # both kinds of quote in it: left to cmd2 as typed
 
 
 def _do_method(set_name: str, noun: type[Noun], spec: CommandSpec) -> Any:

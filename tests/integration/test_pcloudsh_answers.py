@@ -9,12 +9,15 @@
   up it says what it launched and where its log is (cped is slowed by a
   ``sitecustomize`` that delays binding its socket).
 - ``--version`` takes no arguments.
+- The interactive shell reads ``my\\ dep`` as one word, as the one-shot form does,
+  and refuses the name by name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,7 @@ from tests.integration.test_pcloudsh_session import (
     COMMAND_TIMEOUT,
     Home,
     alive,
+    pcloudsh_command,
     wait_gone,
 )
 
@@ -156,3 +160,22 @@ def test_version_takes_no_arguments(fresh_home: Home) -> None:
     assert (refused.returncode, refused.stdout) == (2, "")
     assert "pcloudsh: error: --version takes no arguments (got 'extra')" in refused.stderr
     assert fresh_home.run("--version").returncode == 0
+
+
+def test_the_shell_reads_an_escaped_space_as_the_one_shot_form_does(shell: Runtime) -> None:
+    refusal = "pcloudsh: error: invalid deployable name 'my dep': use 1 to 63 letters"
+    one_shot = shell.run("deployable_create", "my dep")  # `my\ dep` typed in a POSIX shell
+    assert one_shot.returncode == 2 and one_shot.stderr.startswith(refusal)
+    typed = "deployable_create my\\ dep\ndeployable_list --json\n"
+    interactive = subprocess.run(
+        pcloudsh_command(),
+        input=typed,
+        capture_output=True,
+        text=True,
+        env=shell.env,
+        timeout=COMMAND_TIMEOUT,
+    )
+    assert interactive.stderr.startswith(refusal), interactive.stderr
+    assert "'my\\\\'" not in interactive.stderr
+    listed = json.loads(interactive.stdout[interactive.stdout.index("[") :])
+    assert [row["name"] for row in listed] == ["shop"]
