@@ -28,6 +28,10 @@ FORMATS = ("json", "yaml", "xml")
 # the stack of whatever walks them next (validation, json.dumps, the store).
 MAX_DEPTH = 64
 
+# Editors on Windows save UTF-8 with one; it is no part of the document, but would
+# hide an XML or JSON start from sniff_format and make json refuse the text.
+BYTE_ORDER_MARK = "\ufeff"
+
 
 def sniff_format(text: str) -> str:
     start = text.lstrip()[:1]
@@ -40,6 +44,7 @@ def sniff_format(text: str) -> str:
 
 def load_document(text: str, fmt: str | None = None) -> dict[str, Any]:
     """Decode a document into the canonical dict; InvalidInput names what is wrong."""
+    text = text.removeprefix(BYTE_ORDER_MARK)
     fmt = fmt or sniff_format(text)
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown document format {fmt!r} (one of {', '.join(FORMATS)})")
