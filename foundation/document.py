@@ -138,7 +138,7 @@ def _load_json(text: str) -> Any:
 
 def _load_yaml(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -148,6 +148,30 @@ def _load_yaml(text: str) -> Any:
         raise InvalidInput(f"not valid YAML: {number_too_long(error) or error}") from None
     except RecursionError:
         raise InvalidInput(f"not valid YAML: {nested_too_deeply()}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key written twice in one mapping is an error (as in JSON,
+    ``unique_keys``): yaml would keep the last value and drop the other without a
+    word.  Checked as each mapping is read, before merges (``<<: *anchor``) bring in
+    keys that the mapping may then override."""
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:  # str | None, in truth
+        node: yaml.MappingNode = super().compose_mapping_node(anchor)
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _YAML_MERGE:
+                continue
+            if (key.tag, key.value) in seen:
+                raise yaml.composer.ComposerError(
+                    problem=f"the key {key.value!r} appears twice in one mapping",
+                    problem_mark=key.start_mark,
+                )
+            seen.add((key.tag, key.value))
+        return node
+
+
+_YAML_MERGE = "tag:yaml.org,2002:merge"
 
 
 def _load_xml(text: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Documents as people write them, imported by one-shot pcloudsh into a real cped."""
+"""Documents as people write them, imported by one-shot pcloudsh into a real cped:
+a byte-order mark, a YAML key written twice."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -45,3 +47,21 @@ def test_an_export_saved_with_a_byte_order_mark_imports_back(home: Home, fmt: st
     for options in ("", f"--format {fmt}"):  # guessed, and as told
         home.ok(f"deployable_import - {options}", stdin=BOM + text)
         assert home.ok("--json deployable_export shop") == exported
+
+
+def test_a_yaml_key_written_twice_is_refused_naming_it(home: Home) -> None:
+    text = "name: shop\ninfrastructure: local\nname: other\nassemblies: []\n"
+    error = refused(home, text)
+    assert "the key 'name' appears twice" in error and "line 3" in error
+
+
+def test_yaml_merge_keys_may_still_override_what_they_merge(home: Home) -> None:
+    text = (
+        "name: merged\ninfrastructure: local\nassemblies: []\n"
+        "escalation:\n  <<: {failures: 3, period: 60}\n  failures: 2\n"
+    )
+    home.ok("deployable_import -", stdin=text)
+    assert json.loads(home.ok("--json deployable_export merged"))["escalation"] == {
+        "failures": 2,
+        "period": 60,
+    }
