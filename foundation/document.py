@@ -201,6 +201,8 @@ def _expat_message(error: ET.ParseError) -> str:
 def _dict_deployable(root: ET.Element) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": root.get("name")}
     _copy_attrs(root, doc, ("uuid", "infrastructure"))
+    if doc.get("uuid") == doc["name"]:  # the original shell's stand-in ("TODO"): none
+        del doc["uuid"]
     if root.get("monitor") is not None:  # the original's active|passive
         doc["monitoring"] = root.get("monitor")
     settings = {s.get("name", ""): s.get("value", "") for s in root.iterfind("settings/setting")}

@@ -1,5 +1,5 @@
 """Documents as people write them, imported by one-shot pcloudsh into a real cped:
-a byte-order mark, a YAML key written twice."""
+a byte-order mark, a YAML key written twice, the original shell's DPE XML."""
 
 from __future__ import annotations
 
@@ -13,6 +13,25 @@ from tests.integration.test_pcloudsh_session import Home
 pytestmark = pytest.mark.integration
 
 BOM = "\ufeff"
+
+# What the 2012 pcloudsh wrote to /var/run/<deployable>.xml: its uuid is the
+# deployable's name (marked TODO there), its parameters misspelt.
+ORIGINAL_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<deployable name="wp" uuid="wp" monitor="active" username="root">
+  <assemblies>
+    <assembly name="front" uuid="2a4bd8c9a0af4f3a9a9b1b7a0d3f2e11"
+              escalation_failures="INFINITY" escalation_period="INFINITY">
+      <services>
+        <service name="www" provider="heartbeat" class="ocf" type="Dummy" monitor_interval="70s"
+                 escalation_period="INFINITY" escalation_failures="INFINITY">
+          <paramaters><paramater name="fake" value="1"/></paramaters>
+        </service>
+      </services>
+    </assembly>
+  </assemblies>
+  <constraints/>
+</deployable>
+"""
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +84,16 @@ def test_yaml_merge_keys_may_still_override_what_they_merge(home: Home) -> None:
         "failures": 2,
         "period": 60,
     }
+
+
+def test_the_original_shells_dpe_xml_imports(home: Home) -> None:
+    home.ok("deployable_import -", stdin=ORIGINAL_XML)
+    doc = json.loads(home.ok("--json deployable_export wp"))
+    assert len(doc["uuid"]) == 32  # a uuid of its own: "wp" is none
+    resource = doc["assemblies"][0]["resources"][0]
+    assert (resource["type"], resource["parameters"]) == ("Dummy", {"fake": "1"})
+
+
+def test_an_xml_uuid_that_is_neither_a_uuid_nor_the_name_is_refused(home: Home) -> None:
+    text = ORIGINAL_XML.replace('uuid="wp"', 'uuid="nonsense"').replace('"wp"', '"wp2"')
+    assert "uuid: not a uuid: 'nonsense'" in refused(home, text)
