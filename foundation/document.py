@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from foundation.domain import OPERATIONS
 from foundation.errors import InvalidInput
+from foundation.problems import Problems, join
 
 FORMATS = ("json", "yaml", "xml")
 
@@ -184,6 +186,7 @@ def _load_xml(text: str) -> dict[str, Any]:
         ) from None
     if root.tag != "deployable":
         raise InvalidInput(f"not a deployable document: the root element is <{root.tag}>")
+    _check_xml_names(root)
     return _dict_deployable(root)
 
 
@@ -196,6 +199,79 @@ def _expat_message(error: ET.ParseError) -> str:
 
 # ---------------------------------------------------------------------------
 # XML -> canonical dict
+
+# What each element may hold.  JSON and YAML refuse a field they do not know; in
+# XML a misspelt attribute or element (or the original's configure_executable,
+# which nothing here carries out) would be read past without a word.
+_RESOURCE_ATTRS = (
+    frozenset(("name", "class", "provider", "type", "monitor_interval"))
+    | {"escalation_failures", "escalation_period"}
+    | {f"{op}_timeout" for op in OPERATIONS}
+)
+_XML_SHAPES: dict[str, tuple[frozenset[str], dict[str, str]]] = {
+    # kind: (its attributes, {child element: the kind of its children})
+    "deployable": (
+        frozenset(("name", "uuid", "infrastructure", "monitor", "username"))
+        | {"escalation_failures", "escalation_period"},
+        {
+            "settings": "setting",
+            "heartbeat": "",
+            "assemblies": "assembly",
+            "services": "service",
+            "colocations": "colocation",
+            "constraints": "constraint",
+        },
+    ),
+    "assembly": (
+        frozenset(("name", "uuid", "image", "escalation_failures", "escalation_period")),
+        {"services": "resource"},
+    ),
+    "resource": (_RESOURCE_ATTRS, {"parameters": "", "paramaters": ""}),
+    "service": (
+        _RESOURCE_ATTRS | {"stickiness", "migration_threshold", "failure_timeout"},
+        {"parameters": "", "paramaters": "", "locations": ""},
+    ),
+}
+# The tag each kind is written with, where it is not the kind's own name.
+_XML_TAGS = {"resource": "service", "constraint": "service_dependancy"}
+_XML_TAG_SPELLINGS = {"service_dependancy": ("service_dependancy", "service_dependency")}
+
+
+def _check_xml_names(root: ET.Element) -> None:
+    """InvalidInput naming every attribute and element of the deployable, its
+    assemblies, resources and services that is not one this schema has."""
+    problems = Problems()
+    _check_xml_element(root, "deployable", "", problems)
+    problems.raise_if_any()
+
+
+def _check_xml_element(element: ET.Element, kind: str, path: str, problems: Problems) -> None:
+    attrs, children = _XML_SHAPES[kind]
+    for attr in element.attrib:
+        if attr not in attrs:
+            problems.add(path, f"unknown attribute {attr!r} of <{element.tag}>")
+    for child in element:
+        if child.tag not in children:
+            problems.add(path, f"unknown element <{child.tag}> in <{element.tag}>")
+            continue
+        _check_xml_items(child, children[child.tag], join(path, _field(child.tag, kind)), problems)
+
+
+def _check_xml_items(holder: ET.Element, kind: str, path: str, problems: Problems) -> None:
+    """The elements a holder such as <assemblies> lists, each of the one kind."""
+    if not kind:  # a holder whose content the model itself checks
+        return
+    tag = _XML_TAGS.get(kind, kind)
+    for i, item in enumerate(holder):
+        if item.tag not in _XML_TAG_SPELLINGS.get(tag, (tag,)):
+            problems.add(path, f"unknown element <{item.tag}> in <{holder.tag}> (expected <{tag}>)")
+        elif kind in _XML_SHAPES:
+            _check_xml_element(item, kind, join(path, i), problems)
+
+
+def _field(tag: str, kind: str) -> str:
+    """The document's name for a holder: an assembly's <services> are its resources."""
+    return "resources" if (kind, tag) == ("assembly", "services") else tag
 
 
 def _dict_deployable(root: ET.Element) -> dict[str, Any]:

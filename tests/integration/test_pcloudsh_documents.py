@@ -97,3 +97,17 @@ def test_the_original_shells_dpe_xml_imports(home: Home) -> None:
 def test_an_xml_uuid_that_is_neither_a_uuid_nor_the_name_is_refused(home: Home) -> None:
     text = ORIGINAL_XML.replace('uuid="wp"', 'uuid="nonsense"').replace('"wp"', '"wp2"')
     assert "uuid: not a uuid: 'nonsense'" in refused(home, text)
+
+
+def test_xml_the_schema_has_not_is_refused_naming_each_place(home: Home) -> None:
+    text = (
+        ORIGINAL_XML.replace('"wp"', '"wp3"')
+        .replace('monitor_interval="70s"', 'monitor_intervall="70s"')
+        .replace("<paramaters>", '<configure_executable url="file:///x.sh"/><paramaters>')
+        .replace("<constraints/>", "<constraint/><assemblies><asembly/></assemblies>")
+    )
+    error = refused(home, text)
+    assert "assemblies[0].resources[0]: unknown attribute 'monitor_intervall'" in error
+    assert "assemblies[0].resources[0]: unknown element <configure_executable>" in error
+    assert "unknown element <constraint> in <deployable>" in error
+    assert "assemblies: unknown element <asembly> in <assemblies> (expected <assembly>)" in error

@@ -128,8 +128,9 @@ def test_a_document_nested_too_deeply_is_refused_at_any_depth(
         document.load_document(nested(depth))
 
 
-def test_deep_xml_elements_outside_the_schema_are_ignored() -> None:
-    assert document.load_document(_nested_xml(100_000))["assemblies"] == []
+def test_deep_xml_elements_outside_the_schema_are_refused_not_walked() -> None:
+    with pytest.raises(InvalidInput, match="unknown element <a> in <deployable>"):
+        document.load_document(_nested_xml(100_000))
 
 
 def test_a_document_as_deep_as_allowed_is_read() -> None:
