@@ -175,6 +175,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 _YAML_MERGE = "tag:yaml.org,2002:merge"
 
+# A plain scalar is text, as every value in the XML is, and the model gives it its
+# type: YAML 1.1 would turn a parameter's 0755 into 493, 12:30 into 750, 1.10 into
+# 1.1 and no into false, and the agent would get a value nobody wrote.  Nulls and
+# merges keep their meaning; an explicit tag (!!int) still says what it says.
+_YAML_TYPED = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "timestamp")}
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in _YAML_TYPED]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
 
 def _load_xml(text: str) -> dict[str, Any]:
     try:

@@ -111,3 +111,20 @@ def test_xml_the_schema_has_not_is_refused_naming_each_place(home: Home) -> None
     assert "assemblies[0].resources[0]: unknown element <configure_executable>" in error
     assert "unknown element <constraint> in <deployable>" in error
     assert "assemblies: unknown element <asembly> in <assemblies> (expected <assembly>)" in error
+
+
+def test_yaml_parameters_reach_the_agent_as_written(home: Home) -> None:
+    written = {"cmdline_options": "1.10", "pidfile": "0755", "logfile": "12:30", "user": "no"}
+    text = (
+        "name: ytext\ninfrastructure: local\nassemblies:\n  - name: yt\n    resources:\n"
+        "      - name: r\n        class: ocf\n        provider: heartbeat\n"
+        "        type: anything\n        monitor_interval: 10\n        parameters:\n"
+        "          binfile: /bin/sleep\n"
+        + "".join(f"          {key}: {value}\n" for key, value in written.items())
+    )
+    home.ok("deployable_import -", stdin=text)
+    resource = json.loads(home.ok("--json deployable_export ytext"))["assemblies"][0]["resources"][
+        0
+    ]
+    assert resource["parameters"] == {"binfile": "/bin/sleep", **written}
+    assert resource["monitor_interval"] == 10
