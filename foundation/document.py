@@ -13,6 +13,7 @@ These functions only change the spelling: ``foundation.model.parse`` validates.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -119,10 +120,46 @@ def dump_document(doc: Mapping[str, Any], fmt: str = "json") -> str:
     if fmt == "yaml":
         return yaml.safe_dump(dict(doc), sort_keys=False)
     if fmt == "xml":
-        root = _xml_deployable(doc)
-        ET.indent(root)
-        return ET.tostring(root, encoding="unicode") + "\n"
+        return _xml_text(doc)
     raise InvalidInput(f"unknown document format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+# Characters XML 1.0 cannot carry at all, not even as &#1;.
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(doc: Mapping[str, Any]) -> str:
+    """The XML of a document, which reads back as the same document: a value XML
+    cannot hold is refused (JSON holds it), and a carriage return in a value is
+    written as &#13; (a parser turns a written one, before a newline, into none)."""
+    place = _first_not_in_xml(doc, "")
+    if place is not None:
+        raise InvalidInput(
+            f"{place}: holds a control character XML cannot carry: export it as JSON"
+        )
+    root = _xml_deployable(doc)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode").replace("\r", "&#13;") + "\n"
+
+
+def _first_not_in_xml(value: object, path: str) -> str | None:
+    """The path of the first key or text XML cannot carry, if any."""
+    if isinstance(value, str):
+        return path if _NOT_IN_XML.search(value) else None
+    if isinstance(value, Mapping):
+        items: list[tuple[str | int, object]] = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        place = join(path, key)
+        if isinstance(key, str) and _NOT_IN_XML.search(key):
+            return place
+        found = _first_not_in_xml(item, place)
+        if found is not None:
+            return found
+    return None
 
 
 def _load_json(text: str) -> Any:

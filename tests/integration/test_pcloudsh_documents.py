@@ -128,3 +128,25 @@ def test_yaml_parameters_reach_the_agent_as_written(home: Home) -> None:
     ]
     assert resource["parameters"] == {"binfile": "/bin/sleep", **written}
     assert resource["monitor_interval"] == 10
+
+
+def test_an_xml_export_imports_back_or_is_refused_naming_the_value(home: Home) -> None:
+    resource: dict[str, object] = {
+        "name": "r",
+        "class": "ocf",
+        "provider": "heartbeat",
+        "type": "Dummy",
+        "parameters": {"fake": "line\r\nnext\r"},
+    }
+    assembly = {"name": "ctl1", "resources": [resource]}
+    doc = {"name": "ctl", "infrastructure": "local", "assemblies": [assembly]}
+    home.ok("deployable_import -", stdin=json.dumps(doc))
+    exported = home.ok("--json deployable_export ctl")
+    home.ok("deployable_import - --format xml", stdin=home.ok("deployable_export ctl --format xml"))
+    assert home.ok("--json deployable_export ctl") == exported
+
+    resource["parameters"] = {"fake": "bell\a"}
+    home.ok("deployable_import -", stdin=json.dumps(doc))
+    done = home.run("deployable_export ctl --format xml")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "assemblies[0].resources[0].parameters.fake: holds a control character" in done.stderr
