@@ -26,6 +26,7 @@ from foundation.domain import DEFAULT_MONITOR_INTERVAL, INFINITY, new_uuid
 from foundation.problems import Problems, refusal
 from foundation.schema_errors import LENIENT, is_lenient, problems_of, repaired
 from foundation.schema_values import (
+    AgentType,
     Duration,
     FailureCount,
     Infrastructure,
@@ -93,7 +94,7 @@ class Resource(Closed):
     provider: str | None = Field(
         default=None, validate_default=True, description="OCF only (default heartbeat)"
     )
-    type: Name
+    type: AgentType
     monitor_interval: OperationDuration = DEFAULT_MONITOR_INTERVAL
     timeouts: Timeouts = Field(default_factory=dict)
     parameters: Parameters = Field(default_factory=dict)

@@ -96,6 +96,30 @@ def _name_field(value: Any, info: ValidationInfo) -> str:
 
 NAME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": NAME_PATTERN}
 Name = Annotated[str, PlainValidator(_name_field), WithJsonSchema(NAME_SCHEMA)]
+
+
+def _agent_type_field(value: Any, info: ValidationInfo) -> str:
+    whole = _whole_agent_name(value)
+    if whole is not None and not is_lenient(info.context):
+        raise refused(whole)
+    return _name_field(value, info)
+
+
+def _whole_agent_name(value: Any) -> str | None:
+    """A resource's ``type`` written as the command line's whole agent name
+    (``ocf:heartbeat:Dummy``): how the document spells it instead."""
+    words = value.split(":") if isinstance(value, str) else []
+    if len(words) == 3 and words[0] == "ocf":
+        apart = f"class: ocf, provider: {words[1]}, type: {words[2]}"
+    elif len(words) == 2 and words[0] in ("lsb", "systemd"):
+        apart = f"class: {words[0]}, type: {words[1]}"
+    else:
+        return None
+    return f"{value!r} is an agent's whole name; a document writes it apart: {apart}"
+
+
+# a resource's agent type: a name, with a hint for the command line's ocf:PROVIDER:TYPE
+AgentType = Annotated[str, PlainValidator(_agent_type_field), WithJsonSchema(NAME_SCHEMA)]
 # a name a request may leave out (the URL's), given as null no more than a name
 OptionalName = Annotated[str | None, PlainValidator(_name_field), WithJsonSchema(NAME_SCHEMA)]
 _DURATION_TEXT = "seconds, or a duration such as '10s', '500ms', '2m', '1h'"

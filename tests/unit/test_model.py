@@ -68,6 +68,31 @@ def test_canonical_form_round_trips() -> None:
     assert model.parse(dep.to_dict()).to_dict() == dep.to_dict()
 
 
+@pytest.mark.parametrize(
+    ("written", "apart"),
+    [
+        ("ocf:heartbeat:Dummy", "class: ocf, provider: heartbeat, type: Dummy"),
+        ("lsb:ssh", "class: lsb, type: ssh"),
+        ("systemd:sshd", "class: systemd, type: sshd"),
+    ],
+)
+def test_a_type_written_as_the_whole_agent_name_is_refused_saying_how_to_write_it(
+    written: str, apart: str
+) -> None:
+    doc = sample()
+    doc["assemblies"][0]["resources"][0]["type"] = written
+    paths = {p["path"]: p["message"] for p in problems_of(doc)}
+    message = paths["assemblies[0].resources[0].type"]
+    assert message == f"{written!r} is an agent's whole name; a document writes it apart: {apart}"
+
+
+def test_a_type_with_a_colon_that_is_no_agent_name_is_an_invalid_name() -> None:
+    doc = sample()
+    doc["assemblies"][0]["resources"][0]["type"] = "ocf:Dummy"
+    paths = {p["path"]: p["message"] for p in problems_of(doc)}
+    assert paths["assemblies[0].resources[0].type"].startswith("not a valid name: 'ocf:Dummy'")
+
+
 def test_every_problem_is_reported_with_its_path() -> None:
     doc = sample()
     doc["assemblies"][0]["resources"][0]["monitor_interval"] = "10x"
