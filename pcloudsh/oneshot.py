@@ -6,6 +6,7 @@ This path imports neither cmd2 nor aiohttp: a one-shot command starts fast.
 from __future__ import annotations
 
 import argparse
+import json
 
 from foundation.errors import PcloudError
 from pcloudsh import commands
@@ -140,14 +141,22 @@ def _global_options(argv: list[str], env: Environment) -> tuple[bool, list[str]]
         elif arg in ("-h", "--help"):
             return as_json, ["help"]
         elif arg == "--version":
-            _check_nothing_after_version(argv[index + 1 :])
-            env.stdout.write(f"pcloudsh {version()}\n")
+            rest = argv[index + 1 :]
+            _check_nothing_after_version(rest)
+            _print_version(env, as_json or "--json" in rest)
             raise ParserDone(ExitCode.OK)
         elif arg.startswith("-"):
             raise UsageError(f"pcloudsh: error: unknown option {arg!r}", USAGE)
         else:
             return as_json, argv[index:]
     return as_json, []
+
+
+def _print_version(env: Environment, as_json: bool) -> None:
+    if as_json:  # a script asked for JSON: it gets JSON, as from every command
+        env.stdout.write(json.dumps({"program": "pcloudsh", "version": version()}) + "\n")
+    else:
+        env.stdout.write(f"pcloudsh {version()}\n")
 
 
 def _check_nothing_after_version(rest: list[str]) -> None:

@@ -8,7 +8,7 @@
 - ``pcloudsh start`` waits longer than a loaded host's slow start, and when it gives
   up it says what it launched and where its log is (cped is slowed by a
   ``sitecustomize`` that delays binding its socket).
-- ``--version`` takes no arguments.
+- ``--version`` takes no arguments, and says it in JSON with ``--json``.
 - The interactive shell reads ``my\\ dep`` as one word, as the one-shot form does,
   and refuses the name by name.
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from foundation import __version__
 from tests.integration.conftest import CpedProcess
 from tests.integration.test_pcloudsh_runtime import Runtime, _leave_nothing_running
 from tests.integration.test_pcloudsh_session import (
@@ -160,6 +161,13 @@ def test_version_takes_no_arguments(fresh_home: Home) -> None:
     assert (refused.returncode, refused.stdout) == (2, "")
     assert "pcloudsh: error: --version takes no arguments (got 'extra')" in refused.stderr
     assert fresh_home.run("--version").returncode == 0
+
+
+@pytest.mark.parametrize("words", ["--json --version", "--version --json"])
+def test_the_version_is_json_when_json_is_asked(fresh_home: Home, words: str) -> None:
+    shown = fresh_home.run(words)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {"program": "pcloudsh", "version": __version__}
 
 
 def test_the_shell_reads_an_escaped_space_as_the_one_shot_form_does(shell: Runtime) -> None:
