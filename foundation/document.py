@@ -175,9 +175,20 @@ def _load_json(text: str) -> Any:
         raise InvalidInput(f"not valid JSON: {nested_too_deeply()}") from None
 
 
+def _line_and_column(text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    return f" at line {line} column {position - (text.rfind(chr(10), 0, position) + 1) + 1}"
+
+
 def _load_yaml(text: str) -> Any:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow, anywhere
+        where = _line_and_column(text, error.position)
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        raise InvalidInput(
+            f"not valid YAML: character U+{code:04X} is not allowed{where}"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""

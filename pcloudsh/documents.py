@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 from collections.abc import Iterator
 from functools import cache
@@ -144,12 +145,41 @@ def _load(env: Environment, text: str, fmt: str | None, source: str) -> dict[str
 
 def _read(env: Environment, file: str) -> str:
     if file == "-":
-        return env.stdin.read()
+        buffer = getattr(env.stdin, "buffer", None)  # bytes, checked as a file's are
+        return env.stdin.read() if buffer is None else utf8_text(buffer.read(), "standard input")
     try:
-        return Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise InvalidInput(f"cannot read {file}: {reason}") from None
+        data = Path(file).read_bytes()
+    except OSError as error:
+        raise InvalidInput(f"cannot read {file}: {error.strerror or error}") from None
+    return utf8_text(data, file)
+
+
+# Byte-order marks of the encodings a document saved by an editor may have instead.
+_OTHER_UNICODE = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def utf8_text(data: bytes, source: str) -> str:
+    """``data`` as UTF-8 text, or a refusal saying where it is not, and how to convert
+    a UTF-16 or UTF-32 file (what Python's codec says names neither)."""
+    for mark, encoding in _OTHER_UNICODE:
+        if data.startswith(mark):
+            raise InvalidInput(
+                f"cannot read {source}: {encoding} text, not UTF-8"
+                f" (iconv -f {encoding} -t UTF-8 converts it)"
+            )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InvalidInput(
+            f"cannot read {source}: not UTF-8 text (byte 0x{data[error.start]:02x}"
+            f" at line {line}, offset {error.start})"
+        ) from None
 
 
 def _write(path: Path, text: str) -> None:

@@ -1,14 +1,18 @@
 """Documents as people write them, imported by one-shot pcloudsh into a real cped:
-a byte-order mark, a YAML key written twice, the original shell's DPE XML."""
+a byte-order mark, a YAML key written twice, the original shell's DPE XML, text that
+is not UTF-8, a character YAML does not allow."""
 
 from __future__ import annotations
 
+import codecs
 import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.integration.test_pcloudsh_session import Home
+from tests.integration.test_pcloudsh_session import Home, pcloudsh_command
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +154,34 @@ def test_an_xml_export_imports_back_or_is_refused_naming_the_value(home: Home) -
     done = home.run("deployable_export ctl --format xml")
     assert done.returncode == 2 and done.stdout == ""
     assert "assemblies[0].resources[0].parameters.fake: holds a control character" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (codecs.BOM_UTF16_LE + '{"name": "x"}'.encode("utf-16-le"), "UTF-16 text, not UTF-8"),
+        (b'{"name": "x"}\n{"caf\xe9"}', "not UTF-8 text (byte 0xe9 at line 2, offset 19)"),
+    ],
+)
+def test_a_document_that_is_not_utf8_is_refused_saying_what_it_is(
+    home: Home, tmp_path: Path, data: bytes, why: str
+) -> None:
+    before = home.ok("--json deployable_list")
+    (tmp_path / "doc").write_bytes(data)
+    from_file = home.run(f"deployable_import {tmp_path / 'doc'}")
+    from_stdin = subprocess.run(
+        [*pcloudsh_command(), "deployable_import", "-"],
+        input=data,
+        capture_output=True,
+        env=home.env,
+        timeout=60,
+    )
+    assert (from_file.returncode, from_stdin.returncode) == (2, 2)
+    assert f"cannot read {tmp_path / 'doc'}: {why}" in from_file.stderr
+    assert f"cannot read standard input: {why}" in from_stdin.stderr.decode()
+    assert home.ok("--json deployable_list") == before
+
+
+def test_a_character_yaml_does_not_allow_is_named_with_its_place(home: Home) -> None:
+    error = refused(home, "name: shop\ninfrastructure: lo\x00cal\n")
+    assert "not valid YAML: character U+0000 is not allowed at line 2 column 19" in error
