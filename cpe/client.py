@@ -343,9 +343,10 @@ class Client:
                 f"no TLS session with cped at {where}: {error.reason or error}"
             ) from None
         except (FileNotFoundError, ConnectionRefusedError):
+            # `pcloudsh start` starts this host's cped, not one behind a URL
+            hint = "; `pcloudsh start` starts it" if self.remote is None else ""
             raise Unavailable(
-                f"cped is not running (nothing answers on {where}); `pcloudsh start` starts it",
-                socket=where,
+                f"cped is not running (nothing answers on {where}){hint}", socket=where
             ) from None
         except PermissionError:
             raise Forbidden(

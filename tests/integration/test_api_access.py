@@ -542,6 +542,9 @@ def test_pcloudsh_status_asks_the_cped_of_pcloud_url(tls: Tls, cped_factory: Cpe
         nobody = f"https://127.0.0.1:{_free_port()}"
         down = _pcloudsh_elsewhere(tls, elsewhere, "status", PCLOUD_URL=nobody)
         assert down.returncode == 3 and down.stdout.startswith(f"cped does not answer at {nobody}")
+        listed = _pcloudsh_elsewhere(tls, elsewhere, "deployable_list", PCLOUD_URL=nobody)
+        assert listed.returncode == 3 and "nothing answers on 127.0.0.1:" in listed.stderr
+        assert "pcloudsh start" not in listed.stderr  # it starts this host's cped, not that one
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
 
