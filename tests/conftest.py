@@ -9,7 +9,8 @@
   UNIX socket) and stopped by pid at the end; ``pg_url``: the URL of a new,
   empty database on it for one test (dropped afterwards).
 - every test runs with the same terminal settings, whatever the terminal of the
-  person or machine running it (``TERM``, ``NO_COLOR``, ``COLUMNS``...).
+  person or machine running it (``TERM``, ``NO_COLOR``, ``COLUMNS``...), and
+  with Ctrl-C (SIGINT) heard, however the run was started.
 
 The fixture that runs a real cped lives in ``tests/integration/conftest.py``.
 """
@@ -17,6 +18,7 @@ The fixture that runs a real cped lives in ``tests/integration/conftest.py``.
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,15 @@ from tests.postgres import PgServer, binaries
 # example into a failure (timing belongs in bench/).
 settings.register_profile("pcloud", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("pcloud")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run started in the background by a non-interactive shell inherits SIGINT
+    ignored, and so would every pcloudsh and cped it starts (an ignored signal stays
+    ignored across exec): the tests of what Ctrl-C does would see nothing happen.
+    A handler is reset to the default in each child, so the children hear it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # What rich and the shell read of the terminal: pinned, so a test that checks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -64,6 +65,8 @@ def test_unknown_package_fails_cleanly(tmp_path: Path) -> None:
     assert debootstrap.mounts_under(tmp_path) == []
 
 
+TREE_WAIT = 480.0  # seconds; the test's own timeout is 900
+
 BUILD_SCRIPT = """
 import sys
 from pathlib import Path
@@ -80,19 +83,22 @@ def test_interrupted_build_leaves_nothing(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).parents[2],
+        start_new_session=True,  # what the build started ends with it, should the test fail
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
-        deadline = time.monotonic() + 60
+        # debootstrap downloads some 200 packages before it writes the tree: minutes
+        # when the package registry is slow
+        deadline = time.monotonic() + TREE_WAIT
         while time.monotonic() < deadline and not list(tmp_path.glob(".halted.work-*/root/usr")):
             time.sleep(0.5)  # interrupt once debootstrap is writing the tree
         assert list(tmp_path.glob(".halted.work-*/root/usr")), "debootstrap never started"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # the build and what it started, debootstrap included
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()  # reaped, its pipes closed
     assert b"KeyboardInterrupt" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["halted.build.log"]
     assert debootstrap.mounts_under(tmp_path) == []
