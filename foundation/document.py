@@ -177,7 +177,8 @@ def _load_json(text: str) -> Any:
 
 def _line_and_column(text: str, position: int) -> str:
     line = text.count("\n", 0, position) + 1
-    return f" at line {line} column {position - (text.rfind(chr(10), 0, position) + 1) + 1}"
+    column = position - text.rfind("\n", 0, position)  # rfind: -1 on the first line
+    return f" at line {line} column {column}"
 
 
 def _load_yaml(text: str) -> Any:

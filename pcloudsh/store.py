@@ -20,6 +20,7 @@ from typing import TextIO
 
 from foundation.errors import InvalidInput
 from pcloudsh.definition import Arg, Noun, command
+from pcloudsh.documents import utf8_text
 from pcloudsh.output import Raw, Result, counted, done
 from pcloudsh.values import check_file
 
@@ -107,11 +108,10 @@ class StoreCommands(Noun):
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as error:
         raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"cannot read {path}: not UTF-8 text") from None
+    return utf8_text(data, str(path)).splitlines()
 
 
 @contextmanager
