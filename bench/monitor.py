@@ -145,10 +145,15 @@ def _windows(
     return windows
 
 
+def machine_ticks() -> list[int]:
+    """The machine's CPU time so far by state, in clock ticks (``/proc/stat``'s ``cpu``
+    line: user, nice, system, idle, iowait, irq, softirq, steal...)."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
 def _machine_cpu() -> float:
     """Busy CPU seconds of the whole machine so far (``/proc/stat``)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    values = [int(v) for v in fields]
+    values = machine_ticks()
     busy = sum(values) - values[3] - values[4]  # minus idle and iowait
     return busy / os.sysconf("SC_CLK_TCK")
 

@@ -55,7 +55,7 @@ from bench.common import (
     thread_cpu_ns,
     until,
 )
-from bench.monitor import _machine_cpu
+from bench.monitor import _machine_cpu, machine_ticks
 from dpe.drivers import _procfs
 from dpe.template import TITLE as TEMPLATE_TITLE
 
@@ -291,8 +291,7 @@ def _stolen() -> float:
     """CPU seconds so far that the hypervisor gave to others while this machine's
     vCPUs wanted to run (``/proc/stat``'s steal; part of ``machine``): a busy host
     also slows, and so bills more CPU to, every process measured here."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    return machine_ticks()[7] / os.sysconf("SC_CLK_TCK")
 
 
 def _groups(cped: Cped) -> dict[str, list[int]]:
