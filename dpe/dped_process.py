@@ -10,7 +10,8 @@ and the loop acts on it.
 
 From the store, the DPE's lease holder is ``MEMBER:PID`` (``[cped] member``),
 the store's clock judges its lease, a watchdog (``dpe.fencing``) backs its
-self-fencing, and with a cluster key (``[cped] key_file``) the assemblies'
+self-fencing (on SQLite, patient with a store call that waits for another
+process's write lock), and with a cluster key (``[cped] key_file``) the assemblies'
 keys are fetched from the store when this member does not have them
 (``foundation.keyshare``).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -33,9 +35,9 @@ from typing import Any, TextIO
 from dpe.drivers.registry import LocalHost, check_settings, make_driver
 from dpe.engine import Engine, Planner, Watchdog
 from dpe.engine_timing import EngineOptions
-from dpe.fencing import FenceWatchdog
+from dpe.fencing import GRACE, FenceWatchdog
 from dpe.handshake_slots import HandshakeSlots, SlottedTransport
-from dpe.runtime import MemoryRuntime, Runtime, StoreRuntime
+from dpe.runtime import MemoryRuntime, Patience, Runtime, StoreRuntime
 from dpe.transport import SshTransport
 from foundation.clock import SystemClock
 from foundation.config import Config, DpedSettings, fence_margin
@@ -103,6 +105,7 @@ class DpedSetup:
             store.close()
             raise
         wake = WakeSender(paths.wake_socket)
+        watchdog = FenceWatchdog()
 
         def close() -> None:
             wake.close()
@@ -112,14 +115,16 @@ class DpedSetup:
             name,
             paths,
             lambda: store.get_document(name),
-            StoreRuntime(store, name, wake.send, store_clock=True),
+            StoreRuntime(
+                store, name, wake.send, store_clock=True, patience=patience(config, watchdog)
+            ),
             options_from(config),
             close=close,
             policy_engine=config.dped.policy_engine,
             handshakes_at_once=config.dped.ssh_handshakes_at_once,
             member=member or config.cped.member_name,
             key_share=share,
-            watchdog=FenceWatchdog(),
+            watchdog=watchdog,
             local=LocalHost(config.dped.local_instances_dir, config.dped.local_bridge_netns),
         )
 
@@ -205,6 +210,15 @@ def store_timeout(config: Config) -> float:
         return DEFAULT_BUSY_TIMEOUT
     window = config.cped.lease_ttl - fence_margin(config.cped, config.dped)
     return max(MIN_STORE_TIMEOUT, window - config.dped.lease_renew_interval)
+
+
+def patience(config: Config, watchdog: FenceWatchdog) -> Patience:
+    """On SQLite, a store call may wait out its busy timeout for another process
+    of the host holding the write lock (cped stopped in a write): the watchdog
+    lets it (``dpe.fencing``).  PostgreSQL's calls end within the lease's window."""
+    if config.cped.store is not None:
+        return contextlib.nullcontext
+    return functools.partial(watchdog.patient, store_timeout(config) + GRACE)
 
 
 DRIVER_TIMEOUTS = ("create_timeout", "destroy_timeout", "driver_timeout")

@@ -11,9 +11,11 @@ before the lease can expire, counted from when it sent its last successful
 renewal on its own monotonic clock (the store ran it later), or at once when
 the store refuses a write of its epoch (``lose``, on ``LeaseLost``).  When the
 window passed because the loop itself stalled (dped not scheduled, or
-stopped), not because the store was silent, it takes the lease back if it is
-still its own under the same epoch (nobody took it meanwhile, so nobody else
-acted) and goes on; otherwise it fences itself as above.  A
+stopped) or a renewal waited that long for the store (on SQLite, another
+process of the host held the write lock: cped stopped in a write), not
+because the store was silent, it takes the lease back if it is still its own
+under the same epoch (nobody took it meanwhile, so nobody else acted) and
+goes on; otherwise it fences itself as above.  A
 ``watchdog`` (``dpe.fencing``), when given, ends the process should the loop
 be too stuck to fence itself.
 """
@@ -35,6 +37,8 @@ from foundation.errors import Conflict, PcloudError
 
 LEASE_POLL = 0.2  # how often a held lease is tried while waiting for it
 STALL = 1.0  # a renewal this late is the loop's own stall, not the store's silence
+LOOP_STALL = "the loop stalled {:.1f} s"
+STORE_WAIT = "a renewal waited {:.1f} s for the store"  # on SQLite: another writer's lock
 
 
 class Watchdog(Protocol):
@@ -98,18 +102,25 @@ class LeaseKeeper:
             await self.clock.sleep(wait)
             late = self.clock.monotonic() - (now + wait)
             if self.clock.monotonic() >= self._valid_until:
-                if late < STALL or not self._take_back(late):
+                if late < STALL or not self._take_back(late, LOOP_STALL):
                     self.lose(self._fence_reason())
                     return
                 continue
             sent = self.clock.monotonic()
             renewed = self._renew()
-            if renewed:
-                self._renewed(sent)
-                self.on_renewed()
-            elif renewed is False:
+            if renewed is False:
                 self.lose("the lease was taken over")
                 return
+            if renewed:
+                self._renewed(sent)
+            if self.clock.monotonic() >= self._valid_until:  # the call took the window
+                waited = self.clock.monotonic() - sent
+                if waited < STALL or not self._take_back(waited, STORE_WAIT):
+                    self.lose(self._fence_reason())
+                    return
+                continue
+            if renewed:
+                self.on_renewed()
 
     def _until_renewal(self) -> float:
         """Seconds to the next renewal: ``lease_renew``, at ``phase`` if given (the
@@ -130,18 +141,18 @@ class LeaseKeeper:
         if self.watchdog is not None:
             self.watchdog.disarm()
 
-    def _take_back(self, late: float) -> bool:
-        """The loop itself stalled past the safe window (the host did not run dped, or it
-        was stopped), not the store: the lease again if it is still ours, under the same
-        epoch, so no other DPE took it (and acted) meanwhile."""
+    def _take_back(self, late: float, what: str) -> bool:
+        """The loop itself was held up past the safe window (the host did not run dped,
+        it was stopped, or a store call waited for another process's write lock), not
+        by a silent store: the lease again if it is still ours, under the same epoch,
+        so no other DPE took it (and acted) meanwhile; this one did not act either."""
         sent = self.clock.monotonic()
         if not self._renew():
             return False
         self._renewed(sent)
         self.log.warning(
-            "the loop stalled %.1f s, past the lease's safe window; the lease was still"
-            " ours (epoch %s): acting again",
-            late,
+            "%s, past the lease's safe window; the lease was still ours (epoch %s): acting again",
+            what.format(late),
             self.epoch,
         )
         self.on_renewed()

@@ -15,6 +15,14 @@ run (SIGSTOP, a starved host) does not count against the loop: the watchdog
 notices its own late wake-ups and moves the deadline on by as much, and gives
 the loop at least ``GRACE`` once it runs again.
 
+A call that may rightly block for a known time is not a stuck loop: on
+SQLite, a write waits up to the busy timeout for another process of the host
+that holds the write lock (cped stopped in the middle of a write).  The loop
+makes such calls ``patient``: the deadline does not fall within one.  While
+the lock is held, no other DPE can take the lease either, and the loop does
+not act while it waits; once the call returns, the engine looks at its lease
+before it acts again (``dpe.engine_lease``).
+
 The thread sleeps until the deadline itself: renewals push the deadline on
 without waking it (it looks again when it wakes), so an idle DPE's watchdog
 wakes every few seconds, not at every renewal.
@@ -27,7 +35,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger("dpe.fencing")
 
@@ -52,6 +61,7 @@ class FenceWatchdog:
         self._clock = clock
         self._deadline: float | None = None
         self._fired = False
+        self._patient_until: float | None = None  # a patient call runs until at most then
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -71,10 +81,27 @@ class FenceWatchdog:
             self._deadline = None
             self._changed.notify()
 
+    @contextmanager
+    def patient(self, seconds: float) -> Iterator[None]:
+        """A call that may block up to ``seconds`` without the loop being stuck: the
+        deadline does not fall within it (no lock, no wake-up: one per store write)."""
+        before = self._patient_until
+        self._patient_until = self._clock() + seconds
+        try:
+            yield
+        finally:
+            self._patient_until = before
+
+    def _effective_deadline(self) -> float | None:
+        deadline, patient_until = self._deadline, self._patient_until
+        if deadline is None or patient_until is None:
+            return deadline
+        return max(deadline, patient_until)
+
     def check(self) -> bool:
         """Fire if the deadline has passed; whether it fired (once)."""
         with self._changed:
-            deadline = self._deadline
+            deadline = self._effective_deadline()
             if deadline is None or self._fired or self._clock() < deadline:
                 return False
             self._fired = True
@@ -108,7 +135,7 @@ class FenceWatchdog:
     def _watch(self) -> None:
         while not self._fired:
             with self._changed:
-                deadline = self._deadline
+                deadline = self._effective_deadline()
                 wait = None if deadline is None else max(0.0, deadline - self._clock())
                 asked_at = self._clock()
                 self._changed.wait(wait)

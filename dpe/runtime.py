@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from foundation.store import Fence, Store
 from foundation.wakeup import EVENT, LEASE
 
 Wake = Callable[[str, str], None]  # (kind, deployable): tell cped, never block
+Patience = Callable[[], AbstractContextManager[None]]  # around a store call that may wait
 
 
 def _no_wake(kind: str, deployable: str) -> None:
@@ -63,43 +65,62 @@ class Runtime(Protocol):
 
 
 class StoreRuntime:
-    """The runtime of one deployable in the shared store."""
+    """The runtime of one deployable in the shared store.
+
+    ``patience`` surrounds every store call: a call that may rightly wait
+    (SQLite's writer lock, held by another process of the host) tells the
+    fencing watchdog so (``dpe.fencing``).
+    """
 
     def __init__(
-        self, store: Store, deployable: str, wake: Wake = _no_wake, *, store_clock: bool = False
+        self,
+        store: Store,
+        deployable: str,
+        wake: Wake = _no_wake,
+        *,
+        store_clock: bool = False,
+        patience: Patience = nullcontext,
     ) -> None:
         self.store = store
         self.deployable = deployable
         self.wake = wake
         self.store_clock = store_clock
+        self.patience = patience
         self.fence: Fence | None = None  # the lease held, once acquired
 
     def load(self) -> Docs:
-        return self.store.get_runtime(self.deployable)
+        with self.patience():
+            return self.store.get_runtime(self.deployable)
 
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
-        self.store.put_runtime(self.deployable, kind, key, doc, fence=self.fence)
+        with self.patience():
+            self.store.put_runtime(self.deployable, kind, key, doc, fence=self.fence)
 
     def delete(self, kind: str | None = None, key: str | None = None) -> None:
-        self.store.delete_runtime(self.deployable, kind, key, fence=self.fence)
+        with self.patience():
+            self.store.delete_runtime(self.deployable, kind, key, fence=self.fence)
 
     def append_event(self, event: Event) -> Event:
-        stored = self.store.append_event(event, fence=self.fence)
+        with self.patience():
+            stored = self.store.append_event(event, fence=self.fence)
         self.wake(EVENT, self.deployable)
         return stored
 
     def acquire_lease(self, holder: str, pid: int, ttl: float, now: float) -> int | None:
-        epoch = self.store.acquire_lease(self.deployable, holder, pid, ttl, self._now(now))
+        with self.patience():
+            epoch = self.store.acquire_lease(self.deployable, holder, pid, ttl, self._now(now))
         if epoch is not None:
             self.fence = Fence(holder, epoch)
             self.wake(LEASE, self.deployable)
         return epoch
 
     def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
-        return self.store.renew_lease(self.deployable, holder, epoch, ttl, self._now(now))
+        with self.patience():
+            return self.store.renew_lease(self.deployable, holder, epoch, ttl, self._now(now))
 
     def release_lease(self, holder: str, epoch: int) -> None:
-        self.store.release_lease(self.deployable, holder, epoch)
+        with self.patience():
+            self.store.release_lease(self.deployable, holder, epoch)
         if self.fence == Fence(holder, epoch):
             self.fence = None
         self.wake(LEASE, self.deployable)

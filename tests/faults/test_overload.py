@@ -4,7 +4,9 @@ Real cped, dped processes and local guests.  A dped stopped (SIGSTOP) for 10 s
 and continued: its guests answered all along, so nothing is fenced and the same
 dped goes on (the store lease outlasts the stop here, so that the DPE itself
 judges what it missed).  cped stopped for 10 s: the DPEs never needed it,
-nothing is fenced, no DPE is killed.  Two busy processes on both cores for 60 s
+nothing is fenced, no DPE is killed; nor when it stopped holding the store's
+write lock (another process holds it meanwhile), so that the DPEs' writes
+wait for it.  Two busy processes on both cores for 60 s
 (self-ending, at the test's own niceness, like the daemons) while 50
 deployables run: nothing is fenced.  Every process of one guest stopped: that
 guest is still failed within its heartbeat timeout and the fresh probe, then
@@ -105,6 +107,48 @@ def test_a_cped_stopped_for_10_s_fences_no_healthy_guest(rig: Rig) -> None:
     mark = newest_event(rig)
     stop_for(rig.cped.pid, STOPPED_FOR)
     time.sleep(3.0)  # cped judges the leases again after its own stall
+    after = rig.running()
+    assert trouble(rig, mark) == []
+    assert instance_ids(after) == before
+    assert rig.dpes() == dpeds
+
+
+HOLD_LOCK = (
+    "import sqlite3, sys, time\n"
+    "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "db.execute('BEGIN IMMEDIATE')\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+    "db.execute('COMMIT')\n"
+)
+
+
+def hold_write_lock(store: Path, seconds: float) -> None:
+    """Another process of this host holds the store's write lock for ``seconds``."""
+    command = [sys.executable, "-c", HOLD_LOCK, str(store), str(seconds)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            assert holder.wait(timeout=seconds + 10.0) == 0
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+
+
+@pytest.mark.usefixtures("both_modes")
+def test_a_cped_stopped_in_a_write_fences_no_healthy_guest(rig: Rig) -> None:
+    """cped stopped for 8 s holding the store's write lock: the DPEs' writes wait."""
+    rig.client.put_deployable("shop", shop("a1", "a2"))
+    rig.client.start_deployable("shop")
+    before = instance_ids(rig.running())
+    dpeds = rig.dpes()
+    mark = newest_event(rig)
+    os.kill(rig.cped.pid, signal.SIGSTOP)
+    try:
+        hold_write_lock(rig.paths.store_file, 8.0)
+    finally:
+        os.kill(rig.cped.pid, signal.SIGCONT)
+    time.sleep(3.0)  # what a wrong conclusion would have done by now
     after = rig.running()
     assert trouble(rig, mark) == []
     assert instance_ids(after) == before

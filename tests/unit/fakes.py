@@ -116,7 +116,7 @@ class FakeClock:
         await settle()
         while (when := self._next_timer()) is not None and when <= target:
             await self._fire_next()
-        self.now = target
+        self.now = max(self.now, target)  # a timer's callback may have moved it on itself
         await settle()
 
     async def run_until(self, condition: Callable[[], bool], within: float = 120.0) -> None:

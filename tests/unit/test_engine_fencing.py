@@ -10,6 +10,8 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
+import pytest
+
 from dpe.engine import Engine
 from dpe.engine_timing import deployable_phase
 from dpe.fencing import GRACE, FenceWatchdog
@@ -158,6 +160,28 @@ def test_a_stop_late_in_the_sleep_leaves_the_loop_a_grace_once_it_runs_again() -
     assert dog.check() and fired == [now[0]]
 
 
+def test_a_patient_call_holds_the_deadline_off_until_its_own_limit() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 101.0
+    with dog.patient(10.0):  # a write waiting for another process's lock, until 110
+        now[0] = 105.0
+        assert not dog.check() and fired == []
+        now[0] = 110.0
+        assert dog.check() and fired == [110.0], "a call past its own limit is stuck"
+
+
+def test_once_a_patient_call_returns_the_deadline_is_the_armed_one() -> None:
+    now = [100.0]
+    fired: list[float] = []
+    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
+    dog._deadline = 101.0
+    with dog.patient(10.0):
+        now[0] = 103.0
+    assert dog.check() and fired == [103.0], "the loop did not renew after the call"
+
+
 class SleepingCondition:
     """A condition whose waits pass on a fake clock, each wait recorded, and
     ``during`` called as the waiter sleeps (a renewal of the loop, say)."""
@@ -263,6 +287,69 @@ async def test_a_loop_stalled_while_another_dpe_took_the_lease_acts_no_more() ->
     h.runtime.fence = Fence("test:1", h.runtime.lease.epoch - 1)  # ours, as the store sees it
     await h.clock.advance(0)
     await h.until(lambda: engine.halted.is_set(), within=RENEW)
+    h.world.kill_resource("a1", "x")
+    mark = len(h.world.ops)
+    await h.clock.advance(30)
+    assert h.world.ops[mark:] == [], "a DPE whose lease was taken over acted"
+    await engine.shutdown()
+
+
+class WaitingStore(MemoryRuntime):
+    """The next renewal waits for the store (SQLite's writer lock held by another
+    process): ``waiting`` runs in it, before the store runs the renewal with the
+    time the DPE read before the wait."""
+
+    def __init__(self, deployable: str) -> None:
+        super().__init__(deployable)
+        self.waiting: Callable[[], None] | None = None
+
+    def renew_lease(self, holder: str, epoch: int, ttl: float, now: float) -> bool:
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting()
+        return super().renew_lease(holder, epoch, ttl, now)
+
+
+async def engine_on_a_waiting_store() -> tuple[Harness, Engine, WaitingStore]:
+    runtime = WaitingStore("dep")
+    h = Harness(runtime)
+    await running(h)
+    assert h.engine is not None and runtime.lease is not None
+    return h, h.engine, runtime
+
+
+async def test_a_renewal_that_waited_past_the_window_takes_the_lease_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h, engine, runtime = await engine_on_a_waiting_store()
+    assert runtime.lease is not None
+    epoch = runtime.lease.epoch
+
+    def wait_for_the_lock() -> None:  # the loop is blocked in the call meanwhile
+        h.clock.now += 2 * TTL
+
+    runtime.waiting = wait_for_the_lock
+    await h.clock.advance(RENEW)
+    assert not engine.halted.is_set()
+    assert runtime.lease.epoch == epoch and runtime.lease.expires_at > h.clock.time()
+    assert f"a renewal waited {2 * TTL:.1f} s for the store" in caplog.text
+    h.world.kill_resource("a1", "x")
+    await h.until(lambda: h.world.ops_of("a1/x").count("start") == 2, within=10)
+    await engine.shutdown()
+
+
+async def test_a_renewal_that_waited_while_another_dpe_took_the_lease_acts_no_more() -> None:
+    h, engine, runtime = await engine_on_a_waiting_store()
+
+    def another_took_it() -> None:
+        h.clock.now += 2 * TTL
+        assert runtime.acquire_lease("other:9", 9, TTL, h.clock.time()) is not None
+        assert runtime.lease is not None
+        runtime.fence = Fence("test:1", runtime.lease.epoch - 1)  # ours, as the store sees it
+
+    runtime.waiting = another_took_it
+    await h.clock.advance(RENEW)
+    assert engine.halted.is_set()
     h.world.kill_resource("a1", "x")
     mark = len(h.world.ops)
     await h.clock.advance(30)
