@@ -47,7 +47,7 @@ def _run(argv: list[str], env: Environment) -> int:
         return _complete(env, argv[1:])
     as_json, rest = _global_options(argv, env)
     if not rest or rest[0] == "help":
-        return show_help(env, rest[1:])
+        return show_help(env, rest[1:], as_json=as_json)
     noun, spec = _lookup(rest[0])
     parser = command_parser(spec, env)
     args = parser.parse_args(rest[1:])
@@ -112,16 +112,71 @@ def command_parser(spec: CommandSpec, env: Environment) -> CommandParser:
     return parser
 
 
-def show_help(env: Environment, topics: list[str]) -> int:
-    if not topics:
+def show_help(env: Environment, topics: list[str], *, as_json: bool = False) -> int:
+    if len(topics) > 1:
+        raise UsageError(
+            f"pcloudsh: error: help takes one command (got {' '.join(topics)!r})", HELP_USAGE
+        )
+    if as_json:
+        env.stdout.write(json.dumps(_help_data(env, topics), indent=2) + "\n")
+    elif not topics:
         env.stdout.write(USAGE + "\n" + ABOUT + "\n" + command_summary())
-        return ExitCode.OK
-    if topics[0] == "help":
+    elif topics[0] == "help":
         env.stdout.write(HELP_USAGE)
-        return ExitCode.OK
-    _noun, spec = _lookup(topics[0])
-    env.stdout.write(command_parser(spec, env).format_help())
+    else:
+        _noun, spec = _lookup(topics[0])
+        env.stdout.write(command_parser(spec, env).format_help())
     return ExitCode.OK
+
+
+def _help_data(env: Environment, topics: list[str]) -> dict[str, object]:
+    """What ``--json help`` prints: every command, or one command's arguments."""
+    if not topics:
+        listed = [
+            {"name": spec.name, "group": noun.category, "summary": spec.summary}
+            for noun in commands.NOUNS
+            for spec in noun.specs()
+        ]
+        return {"program": "pcloudsh", "version": version(), "commands": listed}
+    if topics[0] == "help":
+        return {"command": "help", "usage": HELP_USAGE.splitlines()[0], "arguments": []}
+    noun, spec = _lookup(topics[0])
+    parser = command_parser(spec, env)
+    return {
+        "command": spec.name,
+        "group": noun.category,
+        "summary": spec.summary,
+        "usage": " ".join(parser.format_usage().split()),
+        "arguments": [_argument_data(action) for action in parser._actions if _shown(action)],
+        "help": parser.format_help(),
+    }
+
+
+def _shown(action: argparse.Action) -> bool:
+    return action.help != argparse.SUPPRESS
+
+
+def _argument_name(action: argparse.Action) -> str:
+    """``--timeout`` (the long flag), or a positional's metavar (``NAME``)."""
+    flags = action.option_strings
+    if flags:
+        return next((flag for flag in flags if flag.startswith("--")), flags[0])
+    return action.metavar if isinstance(action.metavar, str) else action.dest
+
+
+def _argument_data(action: argparse.Action) -> dict[str, object]:
+    """One argument as a script needs it: its name or flags, whether it takes a
+    value, is required, and what it says."""
+    takes_value = action.nargs != 0
+    return {
+        "name": _argument_name(action),
+        "flags": list(action.option_strings),
+        "takes_value": takes_value,
+        "repeated": action.nargs in ("*", "+", argparse.REMAINDER),
+        "required": bool(action.required),
+        "choices": list(action.choices) if action.choices is not None else None,
+        "help": action.help,
+    }
 
 
 def command_summary() -> str:

@@ -68,6 +68,34 @@ def test_help_about_help(env: Environment) -> None:
     assert ran.status == 0 and ran.out.startswith("usage: pcloudsh help [COMMAND]")
 
 
+def test_json_help_lists_every_command_for_a_script(env: Environment) -> None:
+    ran = run(env, "--json help")
+    assert ran.status == 0 and ran.err == ""
+    listed = json.loads(ran.out)
+    names = [c["name"] for c in listed["commands"]]
+    assert names == [spec.name for _noun, spec in commands.all_commands()]
+    assert all(c["summary"] and c["group"] for c in listed["commands"])
+    assert json.loads(run(env, "--json --help").out) == listed
+
+
+def test_json_help_of_one_command_names_its_arguments(env: Environment) -> None:
+    ran = run(env, "--json help deployable_start")
+    assert ran.status == 0
+    shown = json.loads(ran.out)
+    assert shown["command"] == "deployable_start"
+    assert shown["usage"].startswith("usage: pcloudsh deployable_start [NAME ...]")
+    arguments = {a["name"]: a for a in shown["arguments"]}
+    assert arguments["NAME"]["repeated"] and not arguments["NAME"]["flags"]
+    assert arguments["--timeout"]["takes_value"] and not arguments["--wait"]["takes_value"]
+    assert shown["help"] == run(env, "deployable_start --help").out
+
+
+def test_help_takes_one_command(env: Environment) -> None:
+    ran = run(env, "--json help deployable_start deployable_stop")
+    assert ran.status == 2 and ran.out == ""
+    assert "help takes one command" in ran.err
+
+
 @pytest.mark.parametrize(
     ("line", "missing"),
     [
