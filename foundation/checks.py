@@ -15,6 +15,7 @@ from foundation.domain import (
     Deployable,
     ParamValue,
     Reference,
+    ResourceId,
     find_cycle,
     service_id,
 )
@@ -74,8 +75,7 @@ def _check_constraints(deployable: Deployable, problems: Problems) -> None:
         for end in ("first", "then"):
             rid = getattr(constraint, end)
             if rid not in known:
-                what = "service" if rid.is_service else "resource"
-                problems.add(f"constraints[{i}].{end}", f"no such {what} in the deployable: {rid}")
+                problems.add(f"constraints[{i}].{end}", _unknown_end(known, rid))
         if constraint.first == constraint.then:
             problems.add(
                 f"constraints[{i}]",
@@ -86,6 +86,18 @@ def _check_constraints(deployable: Deployable, problems: Problems) -> None:
         problems.add(
             "constraints", "order constraints form a cycle: " + " -> ".join(map(str, cycle))
         )
+
+
+def _unknown_end(known: set[ResourceId], rid: ResourceId) -> str:
+    """What is wrong with a constraint's end; a bare name that is a resource of
+    some assembly is most likely that resource, written without its assembly."""
+    what = "service" if rid.is_service else "resource"
+    message = f"no such {what} in the deployable: {rid}"
+    if rid.is_service:
+        meant = sorted(str(k) for k in known if k.resource == rid.resource and not k.is_service)
+        if meant:
+            message += f" (a resource is named with its assembly: {', '.join(meant)})"
+    return message
 
 
 def _check_services(deployable: Deployable, problems: Problems) -> None:

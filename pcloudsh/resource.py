@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dpe.agent_metadata import AgentInfo, check_parameters, is_agent_spec
-from foundation.errors import InvalidInput
+from foundation.errors import InvalidInput, NotFound, PcloudError
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.environment import Environment
 from pcloudsh.output import Result, Table, columns, done
@@ -112,7 +112,10 @@ def template_or_agent(env: Environment, name: str, params: list[str]) -> dict[st
     else one made from the agent's meta-data (not stored); ``params``: the parameter
     names given, which the agent must take."""
     if not is_agent_spec(name):
-        template = dict(env.api().get_template(check_name(name, "template")))
+        try:
+            template = dict(env.api().get_template(check_name(name, "template")))
+        except NotFound as error:
+            raise NotFound(f"{error}{_agent_hint(env, name)}", template=name) from None
         check_agent_parameters(env.read_agent, template.get("resource", {}), params)
         return template
     info = env.read_agent(name)
@@ -121,6 +124,19 @@ def template_or_agent(env: Environment, name: str, params: list[str]) -> dict[st
         if agent_spec(template.get("resource", {})) == str(info.spec):
             return dict(template)
     return {"resource": info.resource({})}
+
+
+def _agent_hint(env: Environment, name: str) -> str:
+    """For a template name that is an agent's type without its class (``Dummy``):
+    the agents of this host it may have meant."""
+    meant = []
+    for spec in (f"ocf:heartbeat:{name}", f"ocf:pacemaker:{name}", f"lsb:{name}"):
+        try:
+            env.read_agent(spec)
+        except (PcloudError, OSError):  # not on this host, or no meta-data to read
+            continue
+        meant.append(spec)
+    return f" (an agent is named with its class: {' or '.join(meant)})" if meant else ""
 
 
 def check_agent_parameters(

@@ -131,6 +131,15 @@ def test_every_service_problem_is_reported_with_its_place() -> None:
     assert "constraints[0].first: no such service in the deployable: nosuch" in problems
 
 
+def test_a_constraint_naming_a_resource_without_its_assembly_says_how_to_name_it() -> None:
+    problems = problems_of(doc(constraints=[{"first": "db", "then": "app"}]))
+    assert (
+        "constraints[0].then: no such service in the deployable: app"
+        " (a resource is named with its assembly: web/app)" in problems
+    )
+    assert not any(p.startswith("constraints[0].first") for p in problems)
+
+
 def test_a_service_may_not_shadow_a_resource_of_its_candidate() -> None:
     data = doc()
     data["assemblies"][1]["resources"] = [{"name": "db", "type": "Dummy"}]
