@@ -208,7 +208,7 @@ class ControlLoop:
                 self._stop_reached()
             return
         if all(a.state is AssemblyState.RUNNING for a in assemblies):
-            self.level.cell.set(DeployableState.RUNNING, self._summary())
+            self.level.cell.settle(DeployableState.RUNNING, self._summary())
 
     def _stop_reached(self) -> None:
         if self.level.restart_pending:

@@ -140,6 +140,13 @@ class StateCell(Generic[S]):
         if not self.set(state, reason):
             self.note(reason)
 
+    def settle(self, state: S, reason: str) -> None:
+        """Set ``state``; if it already is, and why has changed (a reload added parts
+        to a running deployable), tell the new reason."""
+        if not self.set(state, reason) and reason != self.reason:
+            self.reason = reason
+            self.note(reason)
+
     def reset(self, state: S, reason: str) -> None:
         """Change the state without an event: what it was is gone and nobody needs
         telling (a stopped resource whose instance a stop destroyed)."""

@@ -337,6 +337,24 @@ async def test_reload_adds_and_removes_assemblies() -> None:
     assert h.runtime is not None and "a2" not in h.runtime.docs.get("instance", {})
 
 
+async def test_a_reload_that_adds_parts_says_again_what_runs_once_they_run() -> None:
+    h = Harness()
+    await running(h)
+    assert h.runtime is not None
+    assert h.runtime.docs["deployable"][""]["reason"] == "2 assemblies running, 3 resources running"
+    await h.reload(
+        deployable({"a1": [resource("x")], "a2": [resource("y"), resource("z")], "a3": []})
+    )
+    await h.until(
+        lambda: (
+            h.runtime is not None
+            and h.runtime.docs["deployable"][""]["reason"]
+            == "3 assemblies running, 3 resources running"
+        )
+    )
+    assert h.story("dep")[-1] == "dep running: 3 assemblies running, 3 resources running"
+
+
 # ---------------------------------------------------------------------------
 # adoption and the lease
 

@@ -31,8 +31,7 @@ BAD_LINES = [
     ("assembly_resource_add r nosuch web", "no such resource template: 'nosuch'"),
     (
         "assembly_resource_add web/r Dummy",  # this host's agent, without its class
-        "no such resource template: 'Dummy' (an agent is named with its class:"
-        " ocf:heartbeat:Dummy",
+        "no such resource template: 'Dummy' (an agent is named with its class: ocf:heartbeat:Dummy",
     ),
     ("assembly_resource_add r dummy nosuch", "no such assembly: 'nosuch'"),
     ("assembly_resource_remove nosuch web", "assembly 'web' has no resource 'nosuch'"),
