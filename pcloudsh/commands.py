@@ -43,6 +43,9 @@ def unknown_command(name: str, fallback: str) -> str:
     import difflib
 
     names = [spec.name for _noun, spec in all_commands()]
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else f" ({fallback})"
+    meant = difflib.get_close_matches(name, names, n=1)
+    longer = [n for n in names if name and n.startswith(name) and n not in meant]
+    if len(longer) <= 2:  # a word cut short: deployable_stat is start or status
+        meant += longer
+    hint = f" (did you mean {' or '.join(meant)}?)" if meant else f" ({fallback})"
     return f"pcloudsh: error: unknown command {name!r}{hint}"

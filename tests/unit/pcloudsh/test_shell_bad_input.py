@@ -99,6 +99,7 @@ USAGE_LINES = [
     ("events --limit many", "invalid int value: 'many'"),
     ("nosuch", "unknown command 'nosuch'"),
     ("deployable_lst", "did you mean deployable_list?"),
+    ("deployable_stat", "did you mean deployable_start or deployable_status?"),
     ("--bogus deployable_list", "unknown option '--bogus'"),
 ]
 
