@@ -19,7 +19,7 @@ from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode, exit_code_for
 from pcloudsh.output import Group, Result, Stream, Table, Text, columns, done
 from pcloudsh.values import check_name, describe_escalation, parse_duration, parse_resource_id
-from pcloudsh.waiting import DEFAULT_TIMEOUT, wait_for
+from pcloudsh.waiting import DEFAULT_TIMEOUT, STOP_WAIT, wait_for
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
@@ -299,10 +299,49 @@ class DeployableCommands(Noun):
         """Stop deployables: resources stop in reverse order, instances are destroyed.
 
         cped waits up to 20 s for the stop; with --wait the command waits until it
-        is complete (exit 1 if it is not within --timeout).
+        is complete (exit 1 if it is not within --timeout).  Several deployables
+        are all asked to stop first, then waited for together: up to 20 s in all,
+        or within one --timeout.
         """
         names = _chosen(self.env, args.names, args.all)
-        return self._each(names, _wait_timeout(args.wait, args.timeout), self._stop)
+        timeout = _wait_timeout(args.wait, args.timeout)
+        if len(names) > 1:
+            return self._stop_all_then_wait(names, timeout)
+        return self._each(names, timeout, self._stop)
+
+    def _stop_all_then_wait(self, names: list[str], timeout: float | None) -> Result:
+        """Every stop sent (cped does not wait), then each waited for until one deadline."""
+        asked = {name: self._attempt(self._ask_stop, name, None) for name in names}
+        deadline = self.env.monotonic() + (STOP_WAIT if timeout is None else timeout)
+        results = dict(asked)
+        stopping = [name for name in names if _still_stopping(asked[name])]
+        if not stopping:
+            return _together([results[name] for name in names])
+        with self.env.show_progress(self.env.stderr, "deployable_stop") as progress:
+            for done_so_far, name in enumerate(stopping):
+                progress("stopped", done_so_far / len(stopping))
+                left = max(0.0, deadline - self.env.monotonic())
+                results[name] = self._attempt(self._stopped_within(timeout is not None), name, left)
+            progress("stopped", 1.0)
+        return _together([results[name] for name in names])
+
+    def _ask_stop(self, name: str, _timeout: float | None) -> Result:
+        return self._stop_result(name, *self._request_stop(name, wait=0.0), None)
+
+    def _stopped_within(self, must: bool) -> Lifecycle:
+        """Waits until the deployable is stopped; not within the time, a failure if
+        ``must`` (--wait), else said (as cped's own wait says it)."""
+
+        def stopped(name: str, left: float | None) -> Result:
+            try:
+                wait_for(self.env, name, "stopped", left or 0.0)
+            except OperationFailed:
+                if must:
+                    raise
+                return done(_still_stopping_message(name), deployable=name, state="stopping")
+            return done(f"deployable {name} stopped", deployable=name, state="stopped")
+
+        return stopped
 
     def _each(self, names: list[str], timeout: float | None, act: Lifecycle) -> Result:
         """The action on each chosen deployable; the others still go on when one fails."""
@@ -324,10 +363,20 @@ class DeployableCommands(Noun):
         return done(message, deployable=name, answer=answer)
 
     def _stop(self, name: str, timeout: float | None) -> Result:
+        return self._stop_result(name, *self._request_stop(name), timeout)
+
+    def _request_stop(self, name: str, **query: float) -> tuple[bool, dict[str, Any]]:
+        """Whether it was stopped already, and cped's answer."""
         api = self.env.api()
         with lifecycle_request():
             was_stopped = _is_stopped(api.deployable_status(name))
-            answer = api.stop_deployable(name)
+            answer = api.stop_deployable(name, **query)
+        return was_stopped, answer
+
+    def _stop_result(
+        self, name: str, was_stopped: bool, answer: dict[str, Any], timeout: float | None
+    ) -> Result:
+        state = "stopped"
         if was_stopped:
             message = f"deployable {name} already stopped"
         elif answer.get("state") == "stopped":
@@ -336,11 +385,8 @@ class DeployableCommands(Noun):
             wait_for(self.env, name, "stopped", timeout)
             message = f"deployable {name} stopped"
         else:
-            message = (
-                f"deployable {name} still stopping ({answer.get('note', '')};"
-                f" deployable_stop {name} --wait waits until it is done)"
-            )
-        return done(message, deployable=name, answer=answer)
+            message, state = _still_stopping_message(name, answer.get("note")), "stopping"
+        return done(message, deployable=name, answer=answer, state=state)
 
     @command(NAME)
     def deployable_reload(self, args: argparse.Namespace) -> Result:
@@ -583,6 +629,19 @@ def _failed(name: str, error: PcloudError) -> Result:
     if status != ExitCode.UNREACHABLE:
         status = ExitCode.FAILURE
     return Result(data, Group([]), status, errors=(f"deployable {name}: {error.message}",))
+
+
+def _still_stopping_message(name: str, note: str | None = None) -> str:
+    why = f"{note}; " if note else ""
+    return f"deployable {name} still stopping ({why}deployable_stop {name} --wait waits until it is done)"
+
+
+def _still_stopping(result: Result) -> bool:
+    return (
+        result.status == ExitCode.OK
+        and isinstance(result.data, dict)
+        and (result.data.get("state") == "stopping")
+    )
 
 
 def _together(results: list[Result]) -> Result:

@@ -15,6 +15,7 @@ from pcloudsh.timetext import seconds_text
 
 POLL_INTERVAL = 0.5
 DEFAULT_TIMEOUT = 300.0
+STOP_WAIT = 20.0  # how long cped waits for a stop before it answers (cpe.routes)
 SETTLED = {"started": "running", "stopped": "stopped"}
 
 

@@ -50,6 +50,7 @@ class FakeSupervisor:
         self.running: set[str] = set()
         self.error: PcloudError | None = None  # what every request raises, if set
         self.calls: list[str] = []
+        self.slow_stops: set[str] = set()  # their stops go on after cped answers
 
     def start(self, name: str) -> asyncio.Future[JsonDict]:
         self._asked("start", name)
@@ -60,6 +61,8 @@ class FakeSupervisor:
     def stop(self, name: str, kill_after: float | None = None) -> asyncio.Future[JsonDict]:
         self._asked("stop", name)
         self.running.discard(name)
+        if name in self.slow_stops:
+            return asyncio.get_running_loop().create_future()
         return _done({"pid": None, "exit": "exited 0", "killed": False, "left": []})
 
     def reload(self, name: str) -> JsonDict:

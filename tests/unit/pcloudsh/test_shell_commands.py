@@ -603,6 +603,56 @@ def test_start_all_wait_sends_every_start_before_waiting_within_one_timeout(
     assert "deployable_start" in ran.err  # the progress, on standard error
 
 
+def slow_stops(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> tuple[Environment, list[list[str]]]:
+    """shop and other run and take long to stop; other is stopped at the first wait.
+    The shell's environment for that, and the stops cped had been asked by then."""
+    run(env, "deployable_create other")
+    run(env, "deployable_start shop other")
+    shop.supervisor.slow_stops = {"shop", "other"}
+    for name in ("shop", "other"):
+        shop.store.put_runtime(name, DEPLOYABLE, "", {"state": "stopping"})
+    stops_when_first_polled: list[list[str]] = []
+
+    def other_stops_shop_does_not(seconds: float) -> None:
+        stops_when_first_polled.append([c for c in shop.supervisor.calls if "stop" in c])
+        fake_time.sleep(seconds)
+        shop.store.put_runtime("other", DEPLOYABLE, "", {"state": "stopped"})
+
+    return dataclasses.replace(env, sleep=other_stops_shop_does_not), stops_when_first_polled
+
+
+def test_stop_of_several_sends_every_stop_before_waiting_within_one_timeout(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    env, first_polled = slow_stops(env, shop, fake_time)
+    ran = run(env, "--json deployable_stop shop other --wait --timeout 2s")
+    assert first_polled[0] == ["stop shop", "stop other"]  # both before a wait
+    assert ran.status == 1
+    rows = json.loads(ran.out)
+    assert "shop is still stopping after 2 s" in rows[0]["error"]["message"]
+    assert rows[1] == {
+        "message": "deployable other stopped",
+        "deployable": "other",
+        "state": "stopped",
+    }
+    assert sum(fake_time.slept) == pytest.approx(2.0)  # one deadline for all of them
+
+
+def test_stop_of_several_without_wait_waits_as_long_as_cped_would_for_one(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    env, _ = slow_stops(env, shop, fake_time)
+    ran = run(env, "deployable_stop shop other")
+    assert ran.status == 0, ran
+    assert ran.out.splitlines() == [
+        "deployable shop still stopping (deployable_stop shop --wait waits until it is done)",
+        "deployable other stopped",
+    ]
+    assert sum(fake_time.slept) == pytest.approx(20.0)
+
+
 def test_import_counts_in_words_that_agree(env: Environment, cped: InProcessCped) -> None:
     one = json.dumps({"name": "solo", "assemblies": [{"name": "only"}]})
     ran = run(env, "deployable_import -", stdin=one)
