@@ -366,9 +366,9 @@ async def _reload(setup: DpedSetup, engine: Engine) -> None:
         setup.fetch_keys(document)
         await engine.reload(document)
     except PcloudError as error:
-        log.error(
-            "deployable=%s: reload refused, keeping the current document: %s", setup.name, error
-        )
+        reason = f"reload refused, keeping the current document: {error}"
+        log.error("deployable=%s: %s", setup.name, reason)
+        engine.cell.note(reason)  # an event: deployable_reload --wait ends on it
     else:
         log.info("deployable=%s: document reloaded", setup.name)
 

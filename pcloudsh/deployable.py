@@ -19,7 +19,7 @@ from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode, exit_code_for
 from pcloudsh.output import Group, Result, Stream, Table, Text, columns, done
 from pcloudsh.values import check_name, describe_escalation, parse_duration, parse_resource_id
-from pcloudsh.waiting import DEFAULT_TIMEOUT, STOP_WAIT, wait_for
+from pcloudsh.waiting import DEFAULT_TIMEOUT, STOP_WAIT, wait_for, wait_for_reload
 
 DEPLOYABLE = Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE)
 NAME = Arg("name", help="the deployable", complete=Names.DEPLOYABLE)
@@ -388,12 +388,24 @@ class DeployableCommands(Noun):
             message, state = _still_stopping_message(name, answer.get("note")), "stopping"
         return done(message, deployable=name, answer=answer, state=state)
 
-    @command(NAME)
+    @command(NAME, WAIT, TIMEOUT)
     def deployable_reload(self, args: argparse.Namespace) -> Result:
-        """Make a running deployable's DPE apply the stored document (only what changed)."""
+        """Make a running deployable's DPE apply the stored document (only what changed).
+
+        With --wait it returns once the DPE has applied it and every part runs
+        (exit 1 if the DPE refused it, the deployable failed, or not within
+        --timeout).
+        """
         name = check_name(args.name, "deployable")
+        timeout = _wait_timeout(args.wait, args.timeout)
+        api = self.env.api()
+        newest = api.query_events(deployable=name, order="desc", limit=1) if timeout else []
         with lifecycle_request():
-            answer = self.env.api().reload_deployable(name)
+            answer = api.reload_deployable(name)
+        if timeout is not None:
+            after_id = int(newest[0]["id"]) if newest else 0
+            status = wait_for_reload(self.env, name, after_id, timeout)
+            return running_result(name, status, answer=answer)
         # the note says who reads the document, and when: no DPE may be running right now
         note = answer.get("note") if isinstance(answer, dict) else None
         message = f"deployable {name} reloading" + (f" ({note})" if note else "")

@@ -2,7 +2,9 @@
 
 cped answers a start as soon as the DPE is spawned, and a stop after a bounded
 wait; the shell then polls the deployable's status until its state is the
-wanted one, it failed, or the timeout passed.
+wanted one, it failed, or the timeout passed.  A reload is answered once the
+DPE is told; it is applied when the DPE says so (a ``reloaded`` event, or
+nothing is pending any more), and done once every part runs.
 """
 
 from __future__ import annotations
@@ -65,3 +67,56 @@ def _last_event(status: dict[str, Any]) -> str:
         return ""
     last = events[-1]
     return f"; last event: {last.get('state', '')}: {last.get('reason', '')}"
+
+
+RELOADED, REFUSED = "reloaded:", "reload refused"
+
+
+def wait_for_reload(env: Environment, name: str, after_id: int, timeout: float) -> dict[str, Any]:
+    """The status once the DPE applied the stored document (events after
+    ``after_id`` say so) and every part runs; OperationFailed if the DPE refused
+    it, the deployable failed, or not within ``timeout`` seconds."""
+    api = env.api()
+    deadline = env.monotonic() + timeout
+    applied = False
+    while True:
+        status: dict[str, Any] = api.deployable_status(name)
+        if not applied:
+            applied, after_id = _reload_applied(api, name, after_id)
+            applied = applied or not status.get("pending_reload")
+        if applied and _all_running(status):
+            return status
+        _check_not_failed(name, status, "started")
+        left = deadline - env.monotonic()
+        if left <= 0:
+            what = "not every part runs" if applied else "its DPE has not applied the document"
+            raise OperationFailed(
+                f"deployable {name}: {what} after {seconds_text(timeout)}{_last_event(status)}",
+                deployable=name,
+            )
+        env.sleep(min(POLL_INTERVAL, left))
+
+
+def _reload_applied(api: Any, name: str, after_id: int) -> tuple[bool, int]:
+    """Whether the deployable's events after ``after_id`` say the document was
+    applied, and the newest event read; OperationFailed if they say it was refused."""
+    while page := api.query_events(deployable=name, after_id=after_id, limit=1000):
+        after_id = int(page[-1]["id"])
+        for event in page:
+            reason = str(event.get("reason") or "")
+            if event.get("assembly") is None and reason.startswith(REFUSED):
+                raise OperationFailed(f"deployable {name}: {reason}", deployable=name)
+            if event.get("assembly") is None and reason.startswith(RELOADED):
+                return True, after_id
+    return False, after_id
+
+
+def _all_running(status: dict[str, Any]) -> bool:
+    from pcloudsh.status import named_items, resources_not_running
+
+    assemblies = named_items(status.get("assemblies"))
+    return (
+        status.get("state") == "running"
+        and all(a.get("state") == "running" for a in assemblies)
+        and not resources_not_running(status)
+    )

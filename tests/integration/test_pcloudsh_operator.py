@@ -222,6 +222,11 @@ def test_changes_wait_visibly_for_a_reload(shell: Operator) -> None:
     assert shell.ok("deployable_diff shop") == "deployable shop: no changes pending reload\n"
     assert json.loads(shell.ok("--json deployable_list"))[0]["pending_reload"] == ""
 
+    shell.ok("assembly_resource_add more dummy db --monitor-interval 1s")
+    assert shell.ok("deployable_reload shop --wait --timeout 1m") == "deployable shop running\n"
+    assert shell.resource("db", "more")["state"] == "running"  # no waiting of its own
+    assert shell.status()["pending_reload"] == ""
+
 
 def test_a_service_move_leaves_the_changes_waiting_for_a_reload(shell: Operator) -> None:
     shell.ok("deployable_service_add shop cache dummy --on web:100,db:50 --monitor-interval 1s")

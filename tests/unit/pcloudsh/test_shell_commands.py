@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from foundation.runtime_kinds import DEPLOYABLE, RESOURCE
+from foundation.events import Event
+from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, DOCUMENT, RESOURCE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
-from tests.unit.inprocess import InProcessCped
+from tests.unit.inprocess import NOW, InProcessCped
 from tests.unit.pcloudsh.fakes import FakeKeys, FakeTime
 
 
@@ -383,6 +384,88 @@ def test_a_reload_says_when_no_dpe_runs_to_read_the_document(
         "reload_deployable", "shop", answer={"deployable": "shop", "pid": None, "note": note}
     )
     assert run(env, "deployable_reload shop").out == f"deployable shop reloading ({note})\n"
+
+
+def dpe_runs_an_older_document(shop: InProcessCped) -> None:
+    """shop runs in full, its DPE with the document before www was added."""
+    document = shop.get_deployable("shop")
+    older = json.loads(json.dumps(document))
+    older["assemblies"][1]["resources"] = []
+    shop.store.put_runtime("shop", DOCUMENT, "", older)
+    shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "running"})
+    for assembly in ("db", "web"):
+        shop.store.put_runtime("shop", ASSEMBLY, assembly, {"state": "running"})
+    shop.store.put_runtime("shop", RESOURCE, "db/pg", {"state": "running"})
+    shop.store.put_runtime("shop", RESOURCE, "web/www", {"state": "stopped"})
+
+
+def reload_event(shop: InProcessCped, reason: str) -> None:
+    shop.store.append_event(Event(time=NOW, deployable="shop", state="running", reason=reason))
+
+
+def test_reload_wait_returns_once_the_dpe_applied_it_and_every_part_runs(
+    env: Environment, shop: InProcessCped
+) -> None:
+    run(env, "deployable_start shop")
+    dpe_runs_an_older_document(shop)
+    polls: list[float] = []
+
+    def dpe_reloads_then_www_starts(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 1:
+            reload_event(shop, "reloaded: 1 added, 0 removed, 0 changed")
+        if len(polls) == 3:  # still running the older document as far as the status says
+            shop.store.put_runtime("shop", RESOURCE, "web/www", {"state": "running"})
+
+    env = dataclasses.replace(env, sleep=dpe_reloads_then_www_starts)
+    ran = run(env, "deployable_reload shop --wait --timeout 1m")
+    assert (ran.status, ran.out) == (0, "deployable shop running\n"), ran
+    assert len(polls) == 3
+
+
+def test_reload_wait_fails_when_the_dpe_refuses_the_document(
+    env: Environment, shop: InProcessCped
+) -> None:
+    run(env, "deployable_start shop")
+    dpe_runs_an_older_document(shop)
+
+    def dpe_refuses(seconds: float) -> None:
+        reload_event(shop, "reload refused, keeping the current document: no key pair for www")
+
+    env = dataclasses.replace(env, sleep=dpe_refuses)
+    ran = run(env, "deployable_reload shop --wait")
+    assert ran.status == 1
+    assert ran.err == (
+        "pcloudsh: error: deployable shop: reload refused, keeping the current document:"
+        " no key pair for www\n"
+    )
+
+
+def test_reload_wait_says_what_it_waited_for_when_the_time_runs_out(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    run(env, "deployable_start shop")
+    dpe_runs_an_older_document(shop)
+    ran = run(env, "deployable_reload shop --wait --timeout 2s")
+    assert ran.status == 1
+    assert "its DPE has not applied the document after 2 s" in ran.err
+    reload_event(shop, "reloaded: 1 added, 0 removed, 0 changed")  # before the request
+    ran = run(env, "deployable_reload shop --wait --timeout 2s")
+    assert "its DPE has not applied the document after 2 s" in ran.err, "an earlier reload"
+
+    told: list[bool] = []
+
+    def dpe_reloads(seconds: float) -> None:
+        if not told:
+            told.append(True)
+            reload_event(shop, "reloaded: 1 added, 0 removed, 0 changed")
+        fake_time.sleep(seconds)
+
+    ran = run(
+        dataclasses.replace(env, sleep=dpe_reloads), "deployable_reload shop --wait --timeout 2s"
+    )
+    assert ran.status == 1
+    assert "deployable shop: not every part runs after 2 s" in ran.err, ran.err
 
 
 def test_start_wait_returns_once_the_deployable_runs(env: Environment, shop: InProcessCped) -> None:
