@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,35 +82,34 @@ def stop_for(pid: int, seconds: float) -> None:
             os.kill(pid, signal.SIGCONT)
 
 
-@pytest.mark.usefixtures("both_modes")
-def test_a_dped_stopped_for_10_s_fences_no_healthy_guest(patient_rig: Rig) -> None:
-    rig = patient_rig
-    rig.client.put_deployable("shop", shop("a1", "a2"))
-    rig.client.start_deployable("shop")
-    before = instance_ids(rig.running())
-    (dped,) = rig.dpes()
-    mark = newest_event(rig)
-    stop_for(dped, STOPPED_FOR)
-    time.sleep(3.0)  # what a wrong conclusion would have done by now
-    after = rig.running()
-    assert trouble(rig, mark) == []
-    assert instance_ids(after) == before
-    assert rig.dpes() == [dped]
-
-
-@pytest.mark.usefixtures("both_modes")
-def test_a_cped_stopped_for_10_s_fences_no_healthy_guest(rig: Rig) -> None:
+def nothing_is_replaced_across(rig: Rig, stall: Callable[[], None]) -> None:
+    """shop runs, ``stall`` happens: 3 s after it (what a wrong conclusion would have
+    done by then) nothing was fenced or failed, no instance and no DPE replaced."""
     rig.client.put_deployable("shop", shop("a1", "a2"))
     rig.client.start_deployable("shop")
     before = instance_ids(rig.running())
     dpeds = rig.dpes()
     mark = newest_event(rig)
-    stop_for(rig.cped.pid, STOPPED_FOR)
-    time.sleep(3.0)  # cped judges the leases again after its own stall
+    stall()
+    time.sleep(3.0)
     after = rig.running()
     assert trouble(rig, mark) == []
     assert instance_ids(after) == before
     assert rig.dpes() == dpeds
+
+
+@pytest.mark.usefixtures("both_modes")
+def test_a_dped_stopped_for_10_s_fences_no_healthy_guest(patient_rig: Rig) -> None:
+    def stop_the_dped() -> None:
+        (dped,) = patient_rig.dpes()
+        stop_for(dped, STOPPED_FOR)
+
+    nothing_is_replaced_across(patient_rig, stop_the_dped)
+
+
+@pytest.mark.usefixtures("both_modes")
+def test_a_cped_stopped_for_10_s_fences_no_healthy_guest(rig: Rig) -> None:
+    nothing_is_replaced_across(rig, lambda: stop_for(rig.cped.pid, STOPPED_FOR))
 
 
 HOLD_LOCK = (
@@ -138,21 +137,15 @@ def hold_write_lock(store: Path, seconds: float) -> None:
 @pytest.mark.usefixtures("both_modes")
 def test_a_cped_stopped_in_a_write_fences_no_healthy_guest(rig: Rig) -> None:
     """cped stopped for 8 s holding the store's write lock: the DPEs' writes wait."""
-    rig.client.put_deployable("shop", shop("a1", "a2"))
-    rig.client.start_deployable("shop")
-    before = instance_ids(rig.running())
-    dpeds = rig.dpes()
-    mark = newest_event(rig)
-    os.kill(rig.cped.pid, signal.SIGSTOP)
-    try:
-        hold_write_lock(rig.paths.store_file, 8.0)
-    finally:
-        os.kill(rig.cped.pid, signal.SIGCONT)
-    time.sleep(3.0)  # what a wrong conclusion would have done by now
-    after = rig.running()
-    assert trouble(rig, mark) == []
-    assert instance_ids(after) == before
-    assert rig.dpes() == dpeds
+
+    def stop_cped_in_a_write() -> None:
+        os.kill(rig.cped.pid, signal.SIGSTOP)
+        try:
+            hold_write_lock(rig.paths.store_file, 8.0)
+        finally:
+            os.kill(rig.cped.pid, signal.SIGCONT)
+
+    nothing_is_replaced_across(rig, stop_cped_in_a_write)
 
 
 def guest_processes(rig: Rig, assembly: str) -> list[int]:
