@@ -17,6 +17,7 @@ from pcloudsh.api import OperationFailed
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode, exit_code_for
+from pcloudsh.follow import newest_event_id
 from pcloudsh.output import Group, Result, Stream, Table, Text, columns, done
 from pcloudsh.values import check_name, describe_escalation, parse_duration, parse_resource_id
 from pcloudsh.waiting import DEFAULT_TIMEOUT, STOP_WAIT, wait_for, wait_for_reload
@@ -399,11 +400,10 @@ class DeployableCommands(Noun):
         name = check_name(args.name, "deployable")
         timeout = _wait_timeout(args.wait, args.timeout)
         api = self.env.api()
-        newest = api.query_events(deployable=name, order="desc", limit=1) if timeout else []
+        after_id = newest_event_id(api, deployable=name) if timeout is not None else 0
         with lifecycle_request():
             answer = api.reload_deployable(name)
         if timeout is not None:
-            after_id = int(newest[0]["id"]) if newest else 0
             status = wait_for_reload(self.env, name, after_id, timeout)
             return running_result(name, status, answer=answer)
         # the note says who reads the document, and when: no DPE may be running right now
@@ -649,10 +649,9 @@ def _still_stopping_message(name: str, note: str | None = None) -> str:
 
 
 def _still_stopping(result: Result) -> bool:
+    data = result.data
     return (
-        result.status == ExitCode.OK
-        and isinstance(result.data, dict)
-        and (result.data.get("state") == "stopping")
+        result.status == ExitCode.OK and isinstance(data, dict) and data.get("state") == "stopping"
     )
 
 

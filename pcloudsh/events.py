@@ -9,7 +9,7 @@ from typing import Any
 from foundation.errors import InvalidInput, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.eventline import event_line
-from pcloudsh.follow import EventFollower
+from pcloudsh.follow import EventFollower, newest_event_id
 from pcloudsh.output import Group, Notice, Outcome, Result, Stream, Text
 from pcloudsh.values import check_name, parse_duration, parse_since, split_resource
 
@@ -75,8 +75,7 @@ class EventCommands(Noun):
 
     def _newest_id(self) -> int:
         """The id of the newest event of the whole log: following starts after it."""
-        newest = self.env.api().query_events(order="desc", limit=1)
-        return int(newest[0].get("id") or 0) if newest else 0
+        return newest_event_id(self.env.api())
 
     def _check_named_exist(self, filters: dict[str, Any]) -> None:
         """No events of a name cped does not know: a typo (exit 2), not a quiet log.

@@ -26,6 +26,13 @@ class EventSource(Protocol):
     def stream_events(self, **filters: Any) -> Iterator[JsonDict]: ...
 
 
+def newest_event_id(source: Any, **filters: Any) -> int:
+    """The id of the newest event (of ``filters``' events), 0 when there is none:
+    what comes after it is new."""
+    newest = source.query_events(**filters, order="desc", limit=1)
+    return int(newest[0].get("id") or 0) if newest else 0
+
+
 class EventFollower:
     def __init__(
         self,
@@ -79,9 +86,9 @@ class EventFollower:
 
     def _connect(self) -> None:
         """Ask cped for its newest event: proves it answers, and where to start."""
-        newest = self.source.query_events(order="desc", limit=1)
+        newest = newest_event_id(self.source)
         if self.after_id is None:
-            self.after_id = int(newest[0].get("id") or 0) if newest else 0
+            self.after_id = newest
 
     def _stream(self) -> Iterator[JsonDict]:
         stream = self.source.stream_events(**self.filters, after_id=self.after_id)

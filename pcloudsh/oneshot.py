@@ -164,15 +164,20 @@ def _argument_name(action: argparse.Action) -> str:
     return action.metavar if isinstance(action.metavar, str) else action.dest
 
 
+def _repeated(action: argparse.Action) -> bool:
+    """Several values at once (``NAME ...``), or an option given again (``--fail``)."""
+    appends = isinstance(action, (argparse._AppendAction, argparse._AppendConstAction))
+    return appends or action.nargs in ("*", "+", argparse.REMAINDER)
+
+
 def _argument_data(action: argparse.Action) -> dict[str, object]:
     """One argument as a script needs it: its name or flags, whether it takes a
-    value, is required, and what it says."""
-    takes_value = action.nargs != 0
+    value, may be repeated, is required, and what it says."""
     return {
         "name": _argument_name(action),
         "flags": list(action.option_strings),
-        "takes_value": takes_value,
-        "repeated": action.nargs in ("*", "+", argparse.REMAINDER),
+        "takes_value": action.nargs != 0,
+        "repeated": _repeated(action),
         "required": bool(action.required),
         "choices": list(action.choices) if action.choices is not None else None,
         "help": action.help,

@@ -119,11 +119,18 @@ async def test_the_lease_is_renewed_at_the_phase_of_the_guests_heartbeats() -> N
     await engine.shutdown()
 
 
-def test_the_watchdog_fires_once_past_its_deadline_unless_disarmed() -> None:
+def watchdog_armed_at(deadline: float) -> tuple[FenceWatchdog, list[float], list[float]]:
+    """A watchdog without its thread, checked by hand, on a clock at 100 (``now[0]``);
+    the times it fired at."""
     now = [100.0]
     fired: list[float] = []
     dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
-    dog._deadline = 105.0  # armed without its thread: checked by hand here
+    dog._deadline = deadline
+    return dog, now, fired
+
+
+def test_the_watchdog_fires_once_past_its_deadline_unless_disarmed() -> None:
+    dog, now, fired = watchdog_armed_at(105.0)
     assert not dog.check()
     now[0] = 105.5
     dog.disarm()
@@ -136,10 +143,7 @@ def test_the_watchdog_fires_once_past_its_deadline_unless_disarmed() -> None:
 
 
 def test_time_the_whole_process_did_not_run_moves_the_deadline_on() -> None:
-    now = [100.0]
-    fired: list[float] = []
-    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
-    dog._deadline = 105.0
+    dog, now, fired = watchdog_armed_at(105.0)
     dog.overslept(0.2)  # an ordinary late wake-up: the loop had its time
     now[0] = 110.0  # stopped for 10 s (SIGSTOP): the loop did not run either
     dog.overslept(10.0)
@@ -149,10 +153,9 @@ def test_time_the_whole_process_did_not_run_moves_the_deadline_on() -> None:
 
 
 def test_a_stop_late_in_the_sleep_leaves_the_loop_a_grace_once_it_runs_again() -> None:
-    now = [100.0]
-    fired: list[float] = []
-    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
-    dog._deadline = 105.0  # slept for 5 s from 100; stopped at 104.9 until 114.9
+    dog, now, fired = watchdog_armed_at(
+        105.0
+    )  # slept for 5 s from 100; stopped at 104.9 until 114.9
     now[0] = 114.9
     dog.overslept(9.9)
     assert not dog.check(), "the loop had no time to renew once it ran again"
@@ -161,10 +164,7 @@ def test_a_stop_late_in_the_sleep_leaves_the_loop_a_grace_once_it_runs_again() -
 
 
 def test_a_patient_call_holds_the_deadline_off_until_its_own_limit() -> None:
-    now = [100.0]
-    fired: list[float] = []
-    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
-    dog._deadline = 101.0
+    dog, now, fired = watchdog_armed_at(101.0)
     with dog.patient(10.0):  # a write waiting for another process's lock, until 110
         now[0] = 105.0
         assert not dog.check() and fired == []
@@ -173,10 +173,7 @@ def test_a_patient_call_holds_the_deadline_off_until_its_own_limit() -> None:
 
 
 def test_once_a_patient_call_returns_the_deadline_is_the_armed_one() -> None:
-    now = [100.0]
-    fired: list[float] = []
-    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
-    dog._deadline = 101.0
+    dog, now, fired = watchdog_armed_at(101.0)
     with dog.patient(10.0):
         now[0] = 103.0
     assert dog.check() and fired == [103.0], "the loop did not renew after the call"
@@ -207,10 +204,7 @@ class SleepingCondition:
 
 
 def test_the_watchdog_sleeps_until_its_deadline_not_at_every_renewal() -> None:
-    now = [100.0]
-    fired: list[float] = []
-    dog = FenceWatchdog(on_expiry=lambda: fired.append(now[0]), clock=lambda: now[0])
-    dog._deadline = 104.0
+    dog, now, fired = watchdog_armed_at(104.0)
 
     def renew(wait: int) -> None:  # the loop renews every second while the dog sleeps
         if wait == 1:

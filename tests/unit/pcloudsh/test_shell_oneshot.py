@@ -88,6 +88,9 @@ def test_json_help_of_one_command_names_its_arguments(env: Environment) -> None:
     assert arguments["NAME"]["repeated"] and not arguments["NAME"]["flags"]
     assert arguments["--timeout"]["takes_value"] and not arguments["--wait"]["takes_value"]
     assert shown["help"] == run(env, "deployable_start --help").out
+    simulate = json.loads(run(env, "--json help deployable_simulate").out)
+    fail = next(a for a in simulate["arguments"] if a["name"] == "--fail")
+    assert fail["repeated"] and fail["takes_value"]  # an option given again
 
 
 def test_help_takes_one_command(env: Environment) -> None:
