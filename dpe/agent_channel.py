@@ -53,7 +53,7 @@ from dpe.guest_agent.pcloud_agent import (
 )
 from dpe.interfaces import Channel, Connection
 from dpe.loop_lag import LagClock
-from foundation.clock import Clock, SystemClock
+from foundation.clock import Clock, SystemClock, Timer, call_at
 from foundation.errors import AgentError, InvalidInput, OperationTimeout, PcloudError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -363,8 +363,10 @@ class AgentChannel:
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        self._silence: Timer | None = None
+        self._excused = False  # the silence's timer fired late once: the reader's turn
         self._reader = asyncio.ensure_future(self._read())
-        self._watchdog = asyncio.ensure_future(self._watch_heartbeat())
+        self._expect_by(self._last_heard + self._timeout)
 
     # -- requests
 
@@ -434,6 +436,8 @@ class AgentChannel:
         try:
             while (line := await self._lines.readline()) is not None:
                 self._last_heard = self._clock.monotonic()
+                self._excused = False
+                self._expect_by(self._last_heard + self._timeout)
                 self._dispatch(line)
             reason = await self._end_reason()
         except Unavailable as exc:
@@ -475,25 +479,34 @@ class AgentChannel:
 
     # -- loss
 
-    async def _watch_heartbeat(self) -> None:
-        """Wake when the silence would reach the timeout (not on a fixed period:
-        with a heartbeat a second this wakes about once in two seconds).
+    def _expect_by(self, when: float) -> None:
+        """Look at the agent's silence at ``when``: one timer, set again by every
+        line read, so while the agent speaks it never fires (a task sleeping
+        to each old deadline would wake dped for nothing, a few times a second)."""
+        if self._silence is not None:
+            self._silence.cancel()
+        self._silence = call_at(self._clock, when, lambda: self._silence_due(when))
+
+    def _silence_due(self, planned: float) -> None:
+        """Lose the agent once it was silent for the timeout.
 
         Only the silence dped could have heard counts: on a ``LagClock`` the
         time its own loop was stalled is left out (``dpe.loop_lag``), and after
         a late wake-up the reader first gets its turn to read what waited."""
+        self._silence = None
+        if self.lost is not None:
+            return
         grace = self._timeout / 3
-        excused = False
-        while self.lost is None:
-            wait = max(self._timeout - self.heard_silence(), grace if excused else 0.0)
-            planned = self._clock.monotonic() + wait
-            await self._clock.sleep(wait)
-            if self._clock.monotonic() - planned > grace and not excused:
-                excused = True  # our own loop was late: the reader gets its turn first
-                continue
-            excused = False
-            if self.heard_silence() >= self._timeout:
-                self._lose(f"no heartbeat from the agent for {self.silence():.1f} s")
+        now = self._clock.monotonic()
+        left = self._timeout - self.heard_silence()
+        if now - planned > grace and not self._excused:
+            self._excused = True  # our own loop was late: the reader gets its turn first
+            self._expect_by(now + max(left, grace))
+        elif left > 0:
+            self._excused = False
+            self._expect_by(now + left)
+        else:
+            self._lose(f"no heartbeat from the agent for {self.silence():.1f} s")
 
     def heard_silence(self) -> float:
         """The silence but the time dped's own loop was stalled meanwhile."""
@@ -512,15 +525,16 @@ class AgentChannel:
                 reply.set_exception(AgentLost(f"{self.label}: {reason}"))
         self._events.put_nowait(AgentGone(reason))
         self._channel.close()
-        for task in (self._reader, self._watchdog):
-            if task is not asyncio.current_task():
-                task.cancel()
+        if self._silence is not None:
+            self._silence.cancel()
+        if self._reader is not asyncio.current_task():
+            self._reader.cancel()
 
     async def close(self) -> None:
         """End the agent (its input ends: it kills what it runs and exits)."""
         self._channel.write_eof()
         self._lose("closed by dped")
-        await asyncio.gather(self._reader, self._watchdog, return_exceptions=True)
+        await asyncio.gather(self._reader, return_exceptions=True)
 
 
 def _encode(message: dict[str, Any]) -> bytes:

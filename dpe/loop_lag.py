@@ -3,8 +3,8 @@
 A dped whose loop did not run for a while (the host overloaded, the process
 stopped or swapped, a long garbage collection, a slow store write) must not
 blame its guests for the silence it could not hear.  Every wait of the engine
-goes through its clock; ``LagClock`` wraps that clock and notes each sleep that
-woke later than planned (by ``NOTICED`` or more): the loop was not running
+goes through its clock; ``LagClock`` wraps that clock and notes each sleep (or
+timer) that woke later than planned (by ``NOTICED`` or more): the loop was not running
 from the planned wake-up to the real one.  ``LoopLag.between(start, end)`` is
 how long the loop was stalled within a span, so a guest's silence is counted
 only for the time dped could actually have heard it (corosync warns of a
@@ -16,7 +16,10 @@ wake at least once a second, and each reports what it saw.
 
 from __future__ import annotations
 
-from foundation.clock import Clock
+from collections.abc import Callable
+
+from foundation.clock import Clock, Timer
+from foundation.clock import call_at as clock_call_at
 
 NOTICED = 0.05  # a wake-up this much later than planned is the loop's stall
 KEPT = 600.0  # seconds of stalls remembered
@@ -68,6 +71,15 @@ class LagClock:
         planned = self.clock.monotonic() + max(seconds, 0.0)
         await self.clock.sleep(seconds)
         self.lag.note(planned, self.clock.monotonic())
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """The wrapped clock's timer (``foundation.clock.call_at``), noting how late it fired."""
+
+        def noted() -> None:
+            self.lag.note(when, self.clock.monotonic())
+            callback()
+
+        return clock_call_at(self.clock, when, noted)
 
     def lag_since(self, start: float) -> float:
         """Seconds the loop was stalled since ``start`` (a ``monotonic()`` reading)."""
