@@ -171,16 +171,29 @@ def timeline(driver: WebDriver) -> list[list[str]]:
     return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
 
 
+def logged_in(browser: WebDriver, site: Site) -> None:
+    """A console session, through the login form unless the browser has one already."""
+    browser.get(site.url + "/login")
+    if browser.get_cookie("pcloud_console") is not None:
+        return
+    browser.find_element(By.NAME, "user").send_keys(USER)
+    browser.find_element(By.NAME, "token").send_keys(site.tls.token)
+    browser.find_element(By.CSS_SELECTOR, "form button").click()
+    at(browser, site.url + "/")
+
+
 def save(driver: WebDriver, shots: Path, name: str) -> None:
     path = shots / name
     assert driver.save_screenshot(str(path)), path
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
-# -- the tests, in order ---------------------------------------------------------------
+# -- the tests: each makes (or ends) the session it needs ------------------------------
 
 
 def test_a_browser_without_a_session_is_sent_to_the_login(site: Site, browser: WebDriver) -> None:
+    browser.get(site.url + "/login")
+    browser.delete_all_cookies()
     browser.get(site.url + "/")
     assert browser.current_url == site.url + "/login"
     browser.find_element(By.NAME, "token").send_keys("not-the-token")
@@ -191,10 +204,8 @@ def test_a_browser_without_a_session_is_sent_to_the_login(site: Site, browser: W
 
 def test_log_in_and_see_the_overview(site: Site, browser: WebDriver, shots: Path) -> None:
     browser.get(site.url + "/login")
-    browser.find_element(By.NAME, "user").send_keys(USER)
-    browser.find_element(By.NAME, "token").send_keys(site.tls.token)
-    browser.find_element(By.CSS_SELECTOR, "form button").click()
-    at(browser, site.url + "/")
+    browser.delete_all_cookies()
+    logged_in(browser, site)
     cookie = browser.get_cookie("pcloud_console")
     assert cookie is not None and cookie["httpOnly"] and cookie["secure"]
     assert cookie["sameSite"] == "Strict"
@@ -207,6 +218,8 @@ def test_log_in_and_see_the_overview(site: Site, browser: WebDriver, shots: Path
 def test_a_killed_service_fails_and_recovers_live_without_reload(
     site: Site, browser: WebDriver, shots: Path
 ) -> None:
+    logged_in(browser, site)
+    browser.get(site.url + "/")
     browser.find_element(By.LINK_TEXT, "shop").click()
     at(browser, site.url + "/deployables/shop")
     assert "app" in text_of(browser, "status") and "anything" in text_of(browser, "status")
@@ -232,6 +245,9 @@ def test_a_killed_service_fails_and_recovers_live_without_reload(
 
 
 def test_stop_and_start_from_the_page(site: Site, browser: WebDriver, shots: Path) -> None:
+    logged_in(browser, site)
+    browser.get(site.url + "/deployables/shop")
+    at(browser, site.url + "/deployables/shop")
     browser.find_element(By.ID, "action-stop").click()
     at(browser, site.url + "/deployables/shop/confirm/stop")
     assert "Stop shop?" in browser.page_source
