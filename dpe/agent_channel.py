@@ -481,8 +481,8 @@ class AgentChannel:
 
     def _expect_by(self, when: float) -> None:
         """Look at the agent's silence at ``when``: one timer, set again by every
-        line read, so while the agent speaks it never fires (a task sleeping
-        to each old deadline would wake dped for nothing, a few times a second)."""
+        line read, so while the agent speaks it never fires (a task sleeping to
+        each deadline woke dped just after the heartbeats that had pushed it on)."""
         if self._silence is not None:
             self._silence.cancel()
         self._silence = call_at(self._clock, when, lambda: self._silence_due(when))

@@ -4,8 +4,8 @@ A dped whose loop did not run for a while (the host overloaded, the process
 stopped or swapped, a long garbage collection, a slow store write) must not
 blame its guests for the silence it could not hear.  Every wait of the engine
 goes through its clock; ``LagClock`` wraps that clock and notes each sleep (or
-timer) that woke later than planned (by ``NOTICED`` or more): the loop was not running
-from the planned wake-up to the real one.  ``LoopLag.between(start, end)`` is
+timer) that woke later than planned (by ``NOTICED`` or more): the loop was not
+running from the planned wake-up to the real one.  ``LoopLag.between(start, end)`` is
 how long the loop was stalled within a span, so a guest's silence is counted
 only for the time dped could actually have heard it (corosync warns of a
 process "not scheduled for N ms"; Kubernetes gives nodes a grace period).
