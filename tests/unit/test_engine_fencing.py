@@ -153,9 +153,8 @@ def test_time_the_whole_process_did_not_run_moves_the_deadline_on() -> None:
 
 
 def test_a_stop_late_in_the_sleep_leaves_the_loop_a_grace_once_it_runs_again() -> None:
-    dog, now, fired = watchdog_armed_at(
-        105.0
-    )  # slept for 5 s from 100; stopped at 104.9 until 114.9
+    # slept for 5 s from 100; stopped at 104.9 until 114.9
+    dog, now, fired = watchdog_armed_at(105.0)
     now[0] = 114.9
     dog.overslept(9.9)
     assert not dog.check(), "the loop had no time to renew once it ran again"
