@@ -38,7 +38,8 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -51,7 +52,7 @@ from dpe.guest_agent.pcloud_agent import (
     PROTOCOL,
     LineFramer,
 )
-from dpe.interfaces import Channel, Connection
+from dpe.interfaces import Channel, Connection, OnEnd, PushingChannel
 from dpe.loop_lag import LagClock
 from foundation.clock import Clock, SystemClock, Timer, call_at
 from foundation.errors import AgentError, InvalidInput, OperationTimeout, PcloudError, Unavailable
@@ -205,6 +206,7 @@ async def start_agent(
                 clock, settings.start_timeout, _handshake(channel, lines, source, settings)
             )
         except _Replace as exc:
+            lines.stop()
             channel.close()
             if uploaded:
                 raise AgentUnsupported(
@@ -215,6 +217,7 @@ async def start_agent(
             uploaded = True
             continue
         except BaseException:
+            lines.stop()
             channel.close()
             raise
         return AgentChannel(channel, lines, hello, settings, clock=clock, label=label)
@@ -294,26 +297,86 @@ def _last_line(text: str) -> str:
 
 
 class _Lines:
-    """Lines from a channel, each at most ``MAX_REPLY_LINE`` bytes."""
+    """Lines from a channel, each at most ``MAX_REPLY_LINE`` bytes: awaited one at a
+    time (the greeting), then handed to a listener as they arrive (``listen``)."""
 
     def __init__(self, channel: Channel) -> None:
-        self.channel = channel
         self.framer = LineFramer(MAX_REPLY_LINE)
-        self.ready: list[bytes] = []
-        self.ended = False
+        self.ready: deque[bytes] = deque()
+        self.finished = False
+        self.failure: str | None = None  # why the output ended, when it failed
+        self._arrived = asyncio.Event()
+        self._on_line: Callable[[bytes], None] | None = None
+        self._on_end: OnEnd | None = None
+        self.pump = deliver(channel, self._data, self._finish)
 
     async def readline(self) -> bytes | None:
-        """The next line; None at the end; ``AgentLost`` for one too long."""
-        while not self.ready and not self.ended:
-            data = await self.channel.read(65536)
-            self.ended = not data
-            self.ready += self.framer.feed(data)
-        if not self.ready:
-            return None
-        line = self.ready.pop(0)
-        if line is LineFramer.TOO_LONG:
-            raise AgentLost(f"the agent sent a line over {MAX_REPLY_LINE} bytes")
-        return line
+        """The next line; None at the end; ``AgentLost`` when the output failed."""
+        while not self.ready and not self.finished:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self.ready:
+            return self.ready.popleft()
+        if self.failure is not None:
+            raise AgentLost(self.failure)
+        return None
+
+    def listen(self, on_line: Callable[[bytes], None], on_end: OnEnd) -> None:
+        """From now on give each line to ``on_line`` (those waiting first), then
+        call ``on_end`` once (as ``PushingChannel.deliver_to``)."""
+        self._on_line, self._on_end = on_line, on_end
+        while self.ready:
+            on_line(self.ready.popleft())
+        if self.finished:
+            on_end(self.failure)
+
+    def stop(self) -> None:
+        """Nothing more is read (a reading task, if any, is cancelled)."""
+        self._on_line = self._on_end = None
+        if self.pump is not None and self.pump is not asyncio.current_task():
+            self.pump.cancel()
+
+    def _data(self, data: bytes) -> None:
+        if self.finished:
+            return
+        for line in self.framer.feed(data):
+            if line is LineFramer.TOO_LONG:
+                self._finish(f"the agent sent a line over {MAX_REPLY_LINE} bytes")
+                return
+            if self._on_line is not None:
+                self._on_line(line)
+            else:
+                self.ready.append(line)
+                self._arrived.set()
+
+    def _finish(self, failure: str | None) -> None:
+        if self.finished:
+            return
+        self.finished, self.failure = True, failure
+        if self._on_end is not None:
+            self._on_end(failure)
+        self._arrived.set()
+
+
+def deliver(
+    channel: Channel, on_data: Callable[[bytes], None], on_end: OnEnd
+) -> asyncio.Task[None] | None:
+    """Hand ``channel``'s output on as it arrives: by the channel itself when it can
+    (``PushingChannel``: the SSH transport's), else by a task that reads it."""
+    if isinstance(channel, PushingChannel):
+        channel.deliver_to(on_data, on_end)
+        return None
+    return asyncio.ensure_future(_pump(channel, on_data, on_end))
+
+
+async def _pump(channel: Channel, on_data: Callable[[bytes], None], on_end: OnEnd) -> None:
+    try:
+        while data := await channel.read(65536):
+            on_data(data)
+    except Unavailable as exc:
+        on_end(str(exc))
+    else:
+        on_end(None)
 
 
 async def _within(clock: Clock, seconds: float, awaitable: Awaitable[_T]) -> _T:
@@ -365,8 +428,9 @@ class AgentChannel:
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue()
         self._silence: Timer | None = None
         self._excused = False  # the silence's timer fired late once: the reader's turn
-        self._reader = asyncio.ensure_future(self._read())
+        self._ending: asyncio.Task[None] | None = None  # asks an ended agent's exit status
         self._expect_by(self._last_heard + self._timeout)
+        lines.listen(self._heard, self._ended)
 
     # -- requests
 
@@ -432,17 +496,23 @@ class AgentChannel:
         """Seconds since the agent last said anything."""
         return self._clock.monotonic() - self._last_heard
 
-    async def _read(self) -> None:
-        try:
-            while (line := await self._lines.readline()) is not None:
-                self._last_heard = self._clock.monotonic()
-                self._excused = False
-                self._expect_by(self._last_heard + self._timeout)
-                self._dispatch(line)
-            reason = await self._end_reason()
-        except Unavailable as exc:
-            reason = str(exc)
-        self._lose(reason)
+    def _heard(self, line: bytes) -> None:
+        """A line from the agent, at once as it arrives (no task wakes for it)."""
+        if self.lost is not None:
+            return
+        self._last_heard = self._clock.monotonic()
+        self._excused = False
+        self._expect_by(self._last_heard + self._timeout)
+        self._dispatch(line)
+
+    def _ended(self, failure: str | None) -> None:
+        if failure is not None:
+            self._lose(failure)
+        elif self.lost is None:
+            self._ending = asyncio.ensure_future(self._lose_at_end())
+
+    async def _lose_at_end(self) -> None:
+        self._lose(await self._end_reason())
 
     async def _end_reason(self) -> str:
         try:
@@ -524,17 +594,19 @@ class AgentChannel:
             if not reply.done():
                 reply.set_exception(AgentLost(f"{self.label}: {reason}"))
         self._events.put_nowait(AgentGone(reason))
+        self._lines.stop()
         self._channel.close()
         if self._silence is not None:
             self._silence.cancel()
-        if self._reader is not asyncio.current_task():
-            self._reader.cancel()
+        if self._ending is not None and self._ending is not asyncio.current_task():
+            self._ending.cancel()
 
     async def close(self) -> None:
         """End the agent (its input ends: it kills what it runs and exits)."""
         self._channel.write_eof()
         self._lose("closed by dped")
-        await asyncio.gather(self._reader, return_exceptions=True)
+        tasks = [task for task in (self._lines.pump, self._ending) if task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _encode(message: dict[str, Any]) -> bytes:

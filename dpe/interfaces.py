@@ -93,6 +93,20 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
+OnEnd = Callable[[str | None], None]  # None: the output ended; else why the channel failed
+
+
+@runtime_checkable
+class PushingChannel(Channel, Protocol):
+    """A channel that can also hand its output over as it arrives (no reader task:
+    a line costs the receiving process one turn of its loop, not two)."""
+
+    def deliver_to(self, on_data: Callable[[bytes], None], on_end: OnEnd) -> None:
+        """From now on give every piece of output to ``on_data`` as it arrives (what
+        came before first), then call ``on_end`` once; ``read`` is not used any more."""
+        ...
+
+
 class Connection(Protocol):
     """A persistent SSH connection to one instance."""
 

@@ -11,7 +11,8 @@ flight (at most ``max_sessions`` at once, below OpenSSH's default
 ``MaxSessions 10``), each under a hard timeout; ``keepalive`` sends a
 ``keepalive@openssh.com`` global request, which sshd answers itself without
 starting a process; ``open_channel`` starts a command that stays (the guest
-agent) and gives its standard input and output as bytes.
+agent) and gives its standard input and output as bytes, the output read or
+handed on from asyncssh's own callback as it arrives.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import functools
 import logging
 import signal
 import socket
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
-from dpe.interfaces import CommandResult, Instance
+from dpe.interfaces import CommandResult, Instance, OnEnd
 from foundation.errors import Forbidden, OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
 
@@ -120,14 +123,17 @@ class SshConnection:
         self._check_open()
         try:
             async with asyncio.timeout(timeout):
-                process = await self._conn.create_process(command, encoding=None)
+                _, channel = await self._conn.create_session(
+                    functools.partial(SshChannel, self._label), command, encoding=None
+                )
         except TimeoutError:
             raise OperationTimeout(
                 f"{self._label}: no channel within {timeout:g} s", details=command
             ) from None
         except (asyncssh.Error, OSError) as exc:
             raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
-        return SshChannel(process, self._label)
+        assert isinstance(channel, SshChannel)
+        return channel
 
     async def close(self) -> None:
         self._conn.close()
@@ -141,63 +147,146 @@ class SshConnection:
             raise Unavailable(f"{self._label}: connection lost")
 
 
-class SshChannel:
-    """A long-lived command on its own channel (implements ``dpe.interfaces.Channel``).
+class SshChannel(asyncssh.SSHClientSession[bytes]):
+    """A long-lived command on its own channel (implements
+    ``dpe.interfaces.PushingChannel``): the channel's asyncssh session itself.
 
-    Its standard error is read all along (an unread stream would stall the
-    channel) and its tail kept for diagnostics."""
+    Its output is handed on from asyncssh's callback as it arrives (to
+    ``deliver_to``'s receiver, or kept for ``read``): a heartbeat of the guest
+    agent costs dped one turn of its loop, with no stream, lock or task woken.
+    Its standard error is kept as a tail for diagnostics."""
 
-    def __init__(self, process: asyncssh.SSHClientProcess[bytes], label: str) -> None:
-        self._process = process
+    def __init__(self, label: str) -> None:
         self._label = label
+        self._chan: asyncssh.SSHClientChannel[bytes] | None = None
+        self._output: deque[bytes] = deque()
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_end: OnEnd | None = None
+        self._ended = False
+        self._failure: str | None = None  # why the channel failed, when it did
+        self._arrived = asyncio.Event()  # for ``read``
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._closed = asyncio.get_running_loop().create_future()
         self._stderr = bytearray()
-        self._stderr_reader = asyncio.ensure_future(self._read_stderr())
+
+    # -- dped's side
+
+    def deliver_to(self, on_data: Callable[[bytes], None], on_end: OnEnd) -> None:
+        self._on_data, self._on_end = on_data, on_end
+        while self._output and self._on_data is not None:
+            on_data(self._output.popleft())
+        if self._ended:
+            self._call_on_end()
 
     async def read(self, size: int) -> bytes:
-        try:
-            return await self._process.stdout.read(size)
-        except (asyncssh.Error, OSError) as exc:
-            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+        while not self._output and not self._ended:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self._output:
+            chunk = self._output.popleft()
+            if len(chunk) > size:
+                self._output.appendleft(chunk[size:])
+            return chunk[:size]
+        if self._failure is not None:
+            raise Unavailable(self._failure)
+        return b""
 
     async def write(self, data: bytes) -> None:
         try:
-            self._process.stdin.write(data)
-            await self._process.stdin.drain()
+            self._channel().write(data)
         except (asyncssh.Error, OSError) as exc:
             raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
+        await self._writable.wait()  # the guest reads what waits (asyncssh's window)
+        if self._closed.done():
+            raise Unavailable(self._failure or f"{self._label}: channel closed")
 
     def write_eof(self) -> None:
         with contextlib.suppress(asyncssh.Error, OSError):
-            self._process.stdin.write_eof()
+            self._channel().write_eof()
 
     async def wait(self, timeout: float) -> int:
         try:
             async with asyncio.timeout(timeout):
-                completed = await self._process.wait(check=False)
+                await asyncio.shield(self._closed)
         except TimeoutError:
             raise OperationTimeout(
                 f"{self._label}: channel still open after {timeout:g} s"
             ) from None
-        except (asyncssh.Error, OSError) as exc:
-            raise Unavailable(f"{self._label}: {_describe(exc)}") from exc
-        if completed.exit_signal is not None:
-            return 128 + _signal_number(completed.exit_signal[0])
-        if completed.exit_status is None or completed.exit_status < 0:
-            raise Unavailable(f"{self._label}: channel closed without an exit status")
-        return completed.exit_status
+        chan = self._channel()
+        exit_signal = chan.get_exit_signal()
+        if exit_signal is not None:
+            return 128 + _signal_number(exit_signal[0])
+        status = chan.get_exit_status()
+        if status is None or status < 0:
+            raise Unavailable(
+                self._failure or f"{self._label}: channel closed without an exit status"
+            )
+        return status
 
     def stderr_tail(self) -> str:
         return self._stderr.decode("utf-8", "replace")
 
     def close(self) -> None:
-        self._stderr_reader.cancel()
-        self._process.close()
+        self._on_data = self._on_end = None
+        if self._chan is not None:
+            self._chan.close()
 
-    async def _read_stderr(self) -> None:
-        with contextlib.suppress(asyncssh.Error, OSError):
-            while chunk := await self._process.stderr.read(4096):
-                self._stderr += chunk
-                del self._stderr[:-_STDERR_TAIL]
+    def _channel(self) -> asyncssh.SSHClientChannel[bytes]:
+        assert self._chan is not None, "asyncssh opened the channel before returning it"
+        return self._chan
+
+    # -- asyncssh's side
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self._chan = chan
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self._stderr += data
+            del self._stderr[:-_STDERR_TAIL]
+        elif self._on_data is not None:
+            self._hand_on(self._on_data, data)
+        else:
+            self._output.append(data)
+            self._arrived.set()
+
+    def _hand_on(self, on_data: Callable[[bytes], None], data: bytes) -> None:
+        """A receiver's bug ends this channel, not the connection asyncssh called us from."""
+        try:
+            on_data(data)
+        except Exception:
+            log.exception("%s: the channel's receiver failed", self._label)
+            self._end(f"{self._label}: the channel's receiver failed")
+            self.close()
+
+    def eof_received(self) -> bool:
+        self._end(None)
+        return True  # half open: the exit status comes after the output's end
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(f"{self._label}: {_describe(exc)}" if exc is not None else None)
+        self._writable.set()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _end(self, failure: str | None) -> None:
+        if self._ended:
+            return
+        self._ended, self._failure = True, failure
+        self._arrived.set()
+        self._call_on_end()
+
+    def _call_on_end(self) -> None:
+        ended, self._on_end = self._on_end, None  # once
+        if ended is not None:
+            ended(self._failure)
 
 
 def _abandon(process: asyncssh.SSHClientProcess[str] | None) -> None:

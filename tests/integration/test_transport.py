@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import pytest
 from dpe.drivers.local import LocalDriver
 from dpe.engine_assembly import connect_with_retries
 from dpe.engine_timing import EngineOptions
-from dpe.interfaces import Connection, Instance
-from dpe.transport import SshConnection, SshTransport, encryption_algorithms
+from dpe.interfaces import Connection, Instance, PushingChannel
+from dpe.transport import SshChannel, SshConnection, SshTransport, encryption_algorithms
 from foundation.clock import SystemClock
 from foundation.errors import Forbidden, OperationTimeout, Unavailable
 from foundation.keyfiles import AssemblyKeys
@@ -81,6 +82,88 @@ async def test_cancelled_commands_give_back_their_places(guest: Guest) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert (await guest.connection.run("echo alive", 1)).stdout == "alive\n"
+
+
+class Received:
+    """What a channel handed on (``deliver_to``), and how it ended."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.endings: list[str | None] = []
+        self.arrived = asyncio.Event()
+
+    def take(self, data: bytes) -> None:
+        self.data += data
+        self.arrived.set()
+
+    def end(self, failure: str | None) -> None:
+        self.endings.append(failure)
+        self.arrived.set()
+
+    async def until(self, condition: Callable[[], bool], seconds: float = 5.0) -> None:
+        async with asyncio.timeout(seconds):
+            while not condition():
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+async def test_a_channel_reads_writes_and_reports_its_exit(guest: Guest) -> None:
+    channel = await guest.connection.open_channel("cat; echo trouble >&2; exit 4", 5)
+    await channel.write(b"ping\n")
+    assert await channel.read(3) == b"pin"  # at most what was asked, the rest kept
+    assert await channel.read(100) == b"g\n"
+    channel.write_eof()
+    assert await channel.read(100) == b""
+    assert await channel.wait(5) == 4
+    assert channel.stderr_tail() == "trouble\n"
+    channel.close()
+
+
+async def test_a_channel_killed_by_a_signal_has_a_shell_like_status(guest: Guest) -> None:
+    channel = await guest.connection.open_channel("kill -KILL $$", 5)
+    assert await channel.wait(5) == 128 + signal.SIGKILL
+    channel.close()
+
+
+async def test_a_channel_hands_its_output_on_as_it_arrives(guest: Guest) -> None:
+    channel = await guest.connection.open_channel("echo first; read x; echo $x; exit 3", 5)
+    assert isinstance(channel, SshChannel)
+    assert isinstance(channel, PushingChannel)
+    await asyncio.sleep(0.3)  # the first line waits in the channel, unread
+    received = Received()
+    channel.deliver_to(received.take, received.end)
+    assert received.data == b"first\n"  # what came before, at once
+    await channel.write(b"second\n")
+    await received.until(lambda: bool(received.endings))
+    assert (bytes(received.data), received.endings) == (b"first\nsecond\n", [None])
+    assert await channel.wait(5) == 3  # the status after the output's end
+    channel.close()
+
+
+async def test_a_failing_receiver_ends_its_channel_not_the_connection(guest: Guest) -> None:
+    channel = await guest.connection.open_channel("echo one; sleep 30", 5)
+    received = Received()
+
+    def broken(data: bytes) -> None:
+        raise RuntimeError("a bug in the receiver")
+
+    channel.deliver_to(broken, received.end)
+    await received.until(lambda: bool(received.endings))
+    [failure] = received.endings
+    assert failure is not None and failure.endswith(": the channel's receiver failed")
+    assert (await guest.connection.run("echo alive", 5)).stdout == "alive\n"
+
+
+async def test_a_channel_of_a_destroyed_guest_ends_with_the_failure(guest: Guest) -> None:
+    channel = await guest.connection.open_channel("sleep 30", 5)
+    received = Received()
+    channel.deliver_to(received.take, received.end)
+    await guest.driver.destroy(guest.instance.instance_id)
+    await received.until(lambda: bool(received.endings), 10)
+    [failure] = received.endings
+    assert failure is not None and failure.endswith("Connection lost")
+    with pytest.raises(Unavailable):
+        await channel.write(b"anyone?\n")
 
 
 async def test_the_connection_uses_the_first_cipher_sshd_shares(guest: Guest) -> None:
