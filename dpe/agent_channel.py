@@ -21,12 +21,14 @@ pinned SSH connection running the guest's copy of the agent
 The ``AgentChannel`` then schedules and cancels recurring monitors, runs
 one-shot operations, and yields what the agent reports (``MonitorChange``,
 ``ProcessDied``, then one ``AgentGone`` when it is lost) from ``events()``.
-Every line from the agent counts as a sign of life; when none came for
-``heartbeat_timeout`` the agent is lost ("no heartbeat from the agent for
-3.0 s"), unless dped's own loop was late (then the reader gets its turn
-first, and on the engine's ``dpe.loop_lag.LagClock`` the time the loop was
-stalled does not count: overload is not failure).  Time goes through an
-injectable clock.
+Its lines are taken as they arrive, in the transport's own callback where the
+channel hands its output on (``PushingChannel``: a heartbeat wakes no task),
+else from a task reading the channel.  Every line from the agent counts as a
+sign of life; when none came for ``heartbeat_timeout`` the agent is lost ("no
+heartbeat from the agent for 3.0 s"), unless dped's own loop was late (then
+the reader gets its turn first, and on the engine's ``dpe.loop_lag.LagClock``
+the time the loop was stalled does not count: overload is not failure).  Time
+goes through an injectable clock.
 """
 
 from __future__ import annotations
