@@ -310,7 +310,7 @@ class _Lines:
         self._arrived = asyncio.Event()
         self._on_line: Callable[[bytes], None] | None = None
         self._on_end: OnEnd | None = None
-        self.pump = deliver(channel, self._data, self._finish)
+        self.pump = _deliver(channel, self._data, self._finish)
 
     async def readline(self) -> bytes | None:
         """The next line; None at the end; ``AgentLost`` when the output failed."""
@@ -360,7 +360,7 @@ class _Lines:
         self._arrived.set()
 
 
-def deliver(
+def _deliver(
     channel: Channel, on_data: Callable[[bytes], None], on_end: OnEnd
 ) -> asyncio.Task[None] | None:
     """Hand ``channel``'s output on as it arrives: by the channel itself when it can

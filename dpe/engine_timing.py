@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import zlib
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from foundation.errors import OperationTimeout
 T = TypeVar("T")
 
 
-@functools.lru_cache(maxsize=64)  # asked at every lease renewal, a second apart
 def deployable_phase(deployable: str, interval: float) -> float:
     """Where in ``interval`` the agents of ``deployable`` send their heartbeats:
     the same for all of its guests (one wake-up of its dped for them all), spread

@@ -126,10 +126,13 @@ async def test_a_channel_killed_by_a_signal_has_a_shell_like_status(guest: Guest
 
 
 async def test_a_channel_hands_its_output_on_as_it_arrives(guest: Guest) -> None:
-    channel = await guest.connection.open_channel("echo first; read x; echo $x; exit 3", 5)
+    command = "echo first; sleep 0.5; echo sent >&2; read x; echo $x; exit 3"
+    channel = await guest.connection.open_channel(command, 5)
     assert isinstance(channel, SshChannel)
     assert isinstance(channel, PushingChannel)
-    await asyncio.sleep(0.3)  # the first line waits in the channel, unread
+    async with asyncio.timeout(5):  # the first line came half a second before this mark
+        while "sent" not in channel.stderr_tail():
+            await asyncio.sleep(0.05)
     received = Received()
     channel.deliver_to(received.take, received.end)
     assert received.data == b"first\n"  # what came before, at once
