@@ -221,6 +221,55 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add((key.tag, key.value))
         return node
 
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is None:
+            return None
+        repeated = _expanded_size(node, {}) - _distinct_nodes(node)
+        if repeated > MAX_ALIAS_VALUES:
+            raise yaml.composer.ComposerError(
+                problem=f"its aliases repeat more than {MAX_ALIAS_VALUES:,} values"
+                " (a document this large is written out, not made of aliases)",
+                problem_mark=node.start_mark,
+            )
+        return node
+
+
+# An alias shares its anchor's node, but everything after the loader (the model,
+# the store, an export) sees the expanded values: a few lines of nested aliases
+# would make billions of them.  Anchors that spare repeating a block stay usable.
+MAX_ALIAS_VALUES = 100_000
+
+
+def _node_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` is once its aliases are expanded, each shared node
+    counted once per place it stands (memoised: the node graph itself stays small).
+    A node that contains itself counts once there: its depth is refused later."""
+    key = id(node)
+    if key not in sizes:
+        sizes[key] = 1  # while its children are counted: a cycle back to it
+        sizes[key] = 1 + sum(_expanded_size(child, sizes) for child in _node_children(node))
+    return sizes[key]
+
+
+def _distinct_nodes(node: yaml.Node) -> int:
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) not in seen:
+            seen.add(id(current))
+            stack.extend(_node_children(current))
+    return len(seen)
+
 
 _YAML_MERGE = "tag:yaml.org,2002:merge"
 

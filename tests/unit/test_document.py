@@ -142,6 +142,28 @@ def test_a_document_nested_too_deeply_is_refused_at_any_depth(
         document.load_document(nested(depth))
 
 
+def _alias_bomb(levels: int) -> str:
+    """Each level a list of seven aliases of the level before: 7**levels values."""
+    lines = ["name: bomb", 'l0: &l0 ["x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, levels + 1):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 7) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_aliases_that_expand_without_bound_are_refused_before_they_expand() -> None:
+    with pytest.raises(InvalidInput, match=r"aliases repeat more than 100,000 values"):
+        document.load_document(_alias_bomb(12), "yaml")  # 7**12: 14 billion values
+
+
+def test_yaml_anchors_that_spare_repeating_a_block_are_read() -> None:
+    head = "name: shop\ndefaults: &escalation {failures: 3, period: 60}\nassemblies:\n"
+    items = [f"  - {{name: a{n}, escalation: *escalation}}\n" for n in range(50)]
+    text = head + "".join(items)
+    loaded = document.load_document(text, "yaml")
+    assert [a["escalation"]["period"] for a in loaded["assemblies"]] == ["60"] * 50
+    assert document.load_document(_alias_bomb(4), "yaml")["l4"][6][6][6][6] == ["x"] * 7
+
+
 def test_deep_xml_elements_outside_the_schema_are_refused_not_walked() -> None:
     with pytest.raises(InvalidInput, match="unknown element <a> in <deployable>"):
         document.load_document(_nested_xml(100_000))
