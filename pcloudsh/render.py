@@ -39,6 +39,32 @@ TREE_GUIDE = 4  # columns each level of a rich tree is indented by
 COLUMN_GAP = 3  # between two columns of a table (padding and the rule)
 # spaces at the end of a line, before the colour codes that may close it
 _TRAILING_SPACES = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$", re.MULTILINE)
+# Control characters in what people read: a stored value or a guest's output could
+# otherwise move the cursor, clear the screen or break a table's rows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # tabs, newlines kept
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def shown(text: str, *, lines: bool = False) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``, ``\\n``),
+    as a terminal should see a value; ``lines`` keeps tabs and newlines."""
+    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
+    return pattern.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
+
+
+def shown_line(line: Styled) -> Styled:
+    """A styled line, each of its parts ``shown``."""
+    return Styled([(shown(part), style) for part, style in line.parts])
+
+
+def shown_label(label: Styled | str) -> Styled | str:
+    return shown(label) if isinstance(label, str) else shown_line(label)
 
 
 class Printer:
@@ -89,7 +115,7 @@ class Printer:
 
     def view(self, view: View) -> None:
         if isinstance(view, Text):
-            self.out.write(view.text + "\n")
+            self.out.write(shown(view.text, lines=True) + "\n")
         elif isinstance(view, Styled):
             self._styled(view)
         elif isinstance(view, Raw):
@@ -108,6 +134,7 @@ class Printer:
         return int(self._console().width)
 
     def _styled(self, line: Styled) -> None:
+        line = shown_line(line)
         if self._colored():  # one line, however long: the terminal wraps it
             self._console().print(rich_text(line), soft_wrap=True)
         else:  # no colour: no need to load rich
@@ -119,7 +146,7 @@ class Printer:
     def _fields(self, view: Fields) -> None:
         width = max((len(label) for label, _ in view.fields), default=0)
         for label, value in view.fields:
-            self.out.write(f"{label + ':':<{width + 2}}{value}\n")
+            self.out.write(f"{label + ':':<{width + 2}}{shown(str(value))}\n")
         for table in view.tables:
             self.out.write("\n")
             self._table(table)
@@ -223,11 +250,12 @@ def _rich_tree(node: Node, width: int) -> Any:
     from rich.tree import Tree
 
     def add(parent: Tree, child: Node, depth: int) -> None:
-        branch = parent.add(rich_text(_wrapped(child.label, width - depth * TREE_GUIDE)))
+        label = _wrapped(shown_label(child.label), width - depth * TREE_GUIDE)
+        branch = parent.add(rich_text(label))
         for grandchild in child.children:
             add(branch, grandchild, depth + 1)
 
-    tree = Tree(rich_text(_wrapped(node.label, width)))
+    tree = Tree(rich_text(_wrapped(shown_label(node.label), width)))
     for child in node.children:
         add(tree, child, 1)
     return tree
@@ -255,7 +283,7 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return shown(str(value))
 
 
 def error_lines(error: BaseException) -> list[str]:

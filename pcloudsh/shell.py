@@ -25,7 +25,7 @@ from pcloudsh.exitcodes import ExitCode
 from pcloudsh.live import LiveEvents, Shown
 from pcloudsh.oneshot import run_command, version
 from pcloudsh.output import Notice
-from pcloudsh.render import is_terminal, rich_text
+from pcloudsh.render import is_terminal, rich_text, shown, shown_line
 from pcloudsh.values import check_name
 
 PROMPT = "pcloudsh# "
@@ -145,9 +145,9 @@ class PcloudShell(cmd2.Cmd):
     def _show_live(self, item: Shown) -> None:
         """From the live events thread: an alert, printed above the prompt."""
         if isinstance(item, Notice):
-            self.add_alert(msg=rich_text(f"pcloudsh: {item.text}"))
+            self.add_alert(msg=rich_text(shown(f"pcloudsh: {item.text}")))
         else:
-            self.add_alert(msg=rich_text(event_line(item)))
+            self.add_alert(msg=rich_text(shown_line(event_line(item))))
 
     def do_exit(self, _: Any) -> bool:
         """Leave the shell."""

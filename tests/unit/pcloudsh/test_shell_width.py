@@ -4,12 +4,15 @@ the status tree broken between values and never inside one, colour off with NO_C
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import re
 
 import pytest
 
 from pcloudsh.environment import Environment, color_wanted, width_wanted
-from pcloudsh.render import column_widths
+from pcloudsh.output import Column, Fields, Node, Result, Styled, Table, Text
+from pcloudsh.render import Printer, column_widths
 from pcloudsh.testing import run
 from tests.unit.inprocess import InProcessCped
 from tests.unit.pcloudsh.test_shell_status import failing_shop
@@ -90,3 +93,27 @@ def test_no_color_and_columns_from_the_environment() -> None:
     assert color_wanted({"NO_COLOR": ""}) is None and color_wanted({}) is None
     assert width_wanted({"COLUMNS": "80"}) == 80
     assert width_wanted({"COLUMNS": "wide"}) is None and width_wanted({}) is None
+
+
+HOSTILE = "/tmp/\x1b[2J\x1b[31mX\ny\tz\x9b"
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_control_characters_in_values_reach_the_terminal_as_escapes(color: bool) -> None:
+    out = io.StringIO()
+    printer = Printer(out, as_json=False, width=200, color=color)
+    printer.view(Table([Column("value", "Value")], [{"value": HOSTILE}]))
+    printer.view(Fields([("state", HOSTILE)]))
+    printer.view(Node(Styled([("resource ", ""), (HOSTILE, "red")]), (Node(HOSTILE),)))
+    printer.view(Styled([(HOSTILE, "bold")]))
+    printer.view(Text(f"two lines\n{HOSTILE}"))
+    written = out.getvalue()
+    assert "\x1b[2J" not in written and "\x9b" not in written
+    assert written.count("/tmp/\\x1b[2J\\x1b[31mX\\ny\\tz\\x9b") == 5
+    assert "two lines\n/tmp/\\x1b[2J\\x1b[31mX\ny\tz\\x9b\n" in written  # a text's lines stay
+
+
+def test_json_keeps_control_characters_as_they_are() -> None:
+    out = io.StringIO()
+    Printer(out, as_json=True).result(Result({"value": HOSTILE}, Text("")))
+    assert json.loads(out.getvalue()) == {"value": HOSTILE}
