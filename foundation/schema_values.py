@@ -147,7 +147,7 @@ PositiveDuration = Annotated[
 OperationDuration = Annotated[
     float,
     PlainValidator(spelled(parse_operation_duration)),
-    _described({"anyOf": _POSITIVE_OR_TEXT}, _DURATION_TEXT + "; more than zero, at most 1 day"),
+    _described({"anyOf": _POSITIVE_OR_TEXT}, _DURATION_TEXT + "; at least 100 ms, at most 1 day"),
 ]
 Score = Annotated[
     int,
@@ -229,7 +229,8 @@ Timeouts = Annotated[
             "properties": {op: {"anyOf": _POSITIVE_OR_TEXT} for op in OPERATIONS},
             "additionalProperties": False,
         },
-        "seconds (or a duration) for start, stop and monitor; default 20, at most 1 day",
+        "seconds (or a duration) for start, stop and monitor; default 20, at least 100 ms,"
+        " at most 1 day",
     ),
 ]
 

@@ -27,6 +27,9 @@ MAX_DESCRIPTION = 500  # characters of a description: one line of a listing
 # a huge one would overflow the store's integers or the event loop's timers.
 MAX_DURATION = 365 * 86400.0  # any duration: a year
 MAX_OPERATION = 86400.0  # a monitor interval or an operation timeout: a day
+# ... and at least this: an agent's run takes milliseconds (a shell starting),
+# so a shorter one can only time out or keep the guest's CPU busy with monitors
+MIN_OPERATION = 0.1
 MAX_FAILURES = 1_000_000  # Pacemaker's INFINITY: a count beyond it never happens
 
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*\Z")
@@ -122,8 +125,11 @@ def parse_positive_duration(value: object, maximum: float = MAX_DURATION) -> flo
 
 
 def parse_operation_duration(value: object) -> float:
-    """A monitor interval or an operation timeout: more than zero, at most a day."""
-    return parse_positive_duration(value, MAX_OPERATION)
+    """A monitor interval or an operation timeout: at least MIN_OPERATION, at most a day."""
+    seconds = parse_positive_duration(value, MAX_OPERATION)
+    if seconds < MIN_OPERATION:
+        raise ValueError(f"too short: {value!r} (at least {MIN_OPERATION * 1000:g} ms)")
+    return seconds
 
 
 def duration_setting(value: object, default: float, path: str, problems: Problems) -> float:

@@ -101,8 +101,13 @@ def check_description(value: str | None) -> str | None:
 
 
 def parse_operation_duration(value: str, what: str) -> float:
-    """A monitor interval or an operation timeout (at most a day)."""
-    return parse_duration(value, what, model.MAX_OPERATION)
+    """A monitor interval or an operation timeout (at least 100 ms, at most a day)."""
+    seconds = parse_duration(value, what, model.MAX_OPERATION)
+    if seconds < model.MIN_OPERATION:
+        raise InvalidInput(
+            f"invalid {what} {value!r}: too short (at least {model.MIN_OPERATION * 1000:g} ms)"
+        )
+    return seconds
 
 
 def parse_escalation(failures: str, period: str) -> model.Escalation:

@@ -769,6 +769,18 @@ async def test_a_bad_last_event_id_is_refused_naming_the_header(api: Client) -> 
         ),
         (
             "/assemblies/web/resources",
+            resource("x", monitor_interval=5e-324),
+            "monitor_interval",
+            "too short: 5e-324 (at least 100 ms)",
+        ),
+        (
+            "/assemblies/web/resources",
+            resource("x", timeouts={"start": 1e-300}),
+            "timeouts.start",
+            "at least 100 ms",
+        ),
+        (
+            "/assemblies/web/resources",
             resource("x", escalation={"failures": 99999999999999999999999, "period": 60}),
             "escalation.failures",
             "at most 1000000",

@@ -28,6 +28,14 @@ from tests.unit.inprocess import InProcessCped
         ),
         ("assembly_resource_add web/x dummy --timeout start=2d", "(at most 1 day)"),
         (
+            "assembly_resource_add web/x dummy --monitor-interval 0.0001",
+            "invalid monitor interval '0.0001': too short (at least 100 ms)",
+        ),
+        (
+            "assembly_resource_add web/x dummy --timeout monitor=50ms",
+            "invalid timeout of monitor '50ms': too short (at least 100 ms)",
+        ),
+        (
             "assembly_resource_add web/x anything binfile=relative/path",
             "parameters.binfile: must be an absolute path (starting with /), not 'relative/path'",
         ),
