@@ -67,7 +67,35 @@ def delete(catalog: Catalog, name: str) -> None:
                 assembly=name,
                 deployable=owner,
             )
+        users = referrers(resources_of([doc for doc, _ in store.list_assemblies()], name), name)
+        if users:
+            raise Conflict(
+                f"assembly {name!r} is referred to by {', '.join(users)}:"
+                " change or remove those parameters first",
+                assembly=name,
+            )
         store.delete_assembly(name)
+
+
+def resources_of(assemblies: list[dict[str, Any]], but: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(ASSEMBLY/RESOURCE, resource)`` of the stored ``assemblies``, all but ``but``'s."""
+    return [
+        (f"{doc['name']}/{resource['name']}", resource)
+        for doc in assemblies
+        if doc["name"] != but
+        for resource in doc["resources"]
+    ]
+
+
+def referrers(resources: list[tuple[str, dict[str, Any]]], target: str) -> list[str]:
+    """``WHERE (parameter NAME)`` for each parameter of ``resources`` (where each is,
+    and its stored document) that refers to assembly ``target``."""
+    return [
+        f"{where} (parameter {key})"
+        for where, resource in resources
+        for key, value in resource.get("parameters", {}).items()
+        if _reference_target(value) == target
+    ]
 
 
 def add_resource(catalog: Catalog, assembly: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from cpe.bodies import DeployableNew, EscalationSetting, Membership
 from cpe.catalog import Catalog
+from cpe.catalog.assemblies import referrers, resources_of
 from cpe.catalog.documents import (
     checked_settings,
     exists,
@@ -123,6 +124,22 @@ def add_assembly(catalog: Catalog, deployable: str, body: dict[str, Any]) -> dic
         return revalidate(catalog, deployable, Conflict).to_dict()
 
 
+def _refuse_if_referred_to(catalog: Catalog, doc: dict[str, Any], assembly: str) -> None:
+    """A parameter that names the assembly's address or hostname would be left
+    without one: the deployable could no longer start (nor be exported and imported
+    again), as a constraint naming its resources would leave it."""
+    others = [catalog.store.get_assembly(name) for name in doc["assemblies"]]
+    services = [(f"service {s['name']}", s) for s in doc.get("services", [])]
+    users = referrers(resources_of(others, assembly) + services, assembly)
+    if users:
+        raise Conflict(
+            f"refused: assembly {assembly!r} is referred to by {', '.join(users)}:"
+            " change or remove those parameters first",
+            assembly=assembly,
+            deployable=doc["name"],
+        )
+
+
 def remove_assembly(catalog: Catalog, deployable: str, assembly: str) -> dict[str, Any]:
     validate_name(deployable, "deployable name")
     validate_name(assembly, "assembly name")
@@ -132,6 +149,7 @@ def remove_assembly(catalog: Catalog, deployable: str, assembly: str) -> dict[st
         if assembly not in doc["assemblies"]:
             raise NotFound(f"assembly {assembly!r} is not in deployable {deployable!r}")
         doc["assemblies"].remove(assembly)
+        _refuse_if_referred_to(catalog, doc, assembly)
         store.update_deployable(doc)
         store.set_assembly_owner(assembly, None)
         return revalidate(catalog, deployable, Conflict).to_dict()

@@ -394,6 +394,28 @@ async def test_references_may_wait_for_their_assembly_but_a_dpe_needs_it(
     assert [a.name for a in store.get_document("shop").assemblies] == ["web", "db"]
 
 
+async def test_an_assembly_a_parameter_refers_to_is_neither_removed_nor_deleted(
+    api: Client, store: Store
+) -> None:
+    await make_assembly(api, "db", "pgsql")
+    web_doc = {
+        "name": "web",
+        "resources": [resource("app", parameters={"db": {"ref": "db:ipaddress"}})],
+    }
+    assert (await call(api, "POST", "/assemblies", web_doc))[0] == 201
+    await make_deployable(api, "shop", "web", "db")
+    says = "assembly 'db' is referred to by web/app (parameter db)"
+    error = await refused(api, store, 409, "DELETE", "/deployables/shop/assemblies/db")
+    assert says in error["message"]
+    assert [a.name for a in store.get_document("shop").assemblies] == ["web", "db"]
+    await call(api, "DELETE", "/deployables/shop/assemblies/web")  # the one that refers
+    await call(api, "DELETE", "/deployables/shop/assemblies/db")
+    error = await refused(api, store, 409, "DELETE", "/assemblies/db")
+    assert says in error["message"]
+    assert (await call(api, "DELETE", "/assemblies/web/resources/app"))[0] == 204
+    assert (await call(api, "DELETE", "/assemblies/db"))[0] == 204
+
+
 async def test_deployable_escalation(api: Client, store: Store) -> None:
     await make_deployable(api, "shop")
     path = "/deployables/shop/escalation"
