@@ -509,7 +509,12 @@ class DeployableCommands(Noun):
             default=None,
             help="json (default), xml or cib",
         ),
-        Arg("-o", "--output", metavar="FILE", help="write to FILE instead of standard output"),
+        Arg(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="write to FILE instead of standard output (- for standard output)",
+        ),
     )
     def deployable_export(self, args: argparse.Namespace) -> Result:
         """Print a deployable's whole document (JSON, or the original DPE XML schema).

@@ -23,9 +23,8 @@ from pcloudsh.values import check_name
 def export_document(env: Environment, args: argparse.Namespace) -> Result:
     name = check_name(args.name, "deployable")
     fmt = args.format or "json"
-    if args.output == "":  # not the same as no -o: standard output would surprise
-        raise InvalidInput("-o needs a file name: '' names none (leave -o out for standard output)")
-    if args.json and fmt != "json" and not args.output:
+    output = _output_file(args.output)
+    if args.json and fmt != "json" and not output:
         raise InvalidInput(f"--json prints JSON: use it without --format {fmt}, or with -o FILE")
     if fmt == "cib":
         doc = env.api().deployable_cib(name)
@@ -33,15 +32,23 @@ def export_document(env: Environment, args: argparse.Namespace) -> Result:
     else:
         doc = env.api().get_deployable(name)
         text = _dump(env, doc, fmt)
-    if not args.output:
+    if not output:
         return Result(doc, Raw(text))
-    _write(Path(args.output), text)
+    _write(Path(output), text)
     return done(
-        f"deployable {name} exported to {args.output} ({fmt})",
+        f"deployable {name} exported to {output} ({fmt})",
         deployable=name,
-        file=args.output,
+        file=output,
         format=fmt,
     )
+
+
+def _output_file(output: str | None) -> str | None:
+    """The file -o names; None for standard output (no -o, or ``-o -`` as
+    deployable_import's ``-`` reads standard input)."""
+    if output == "":  # not the same as no -o: standard output would surprise
+        raise InvalidInput("-o needs a file name: '' names none (leave -o out for standard output)")
+    return None if output == "-" else output
 
 
 def import_document(env: Environment, args: argparse.Namespace) -> Result:

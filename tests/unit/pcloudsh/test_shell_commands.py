@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -283,6 +284,23 @@ def test_export_to_a_file_and_import_it(env: Environment, shop: InProcessCped, t
     run(env, "deployable_delete shop")
     assert run(env, f"deployable_import {target}").status == 0
     assert shop.get_deployable("shop") == before
+
+
+def test_export_to_dash_prints_as_import_of_dash_reads(
+    env: Environment, shop: InProcessCped, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    for options in ("", " --format xml", " --format cib"):
+        ran = run(env, f"deployable_export shop{options} -o -")
+        assert ran == run(env, f"deployable_export shop{options}"), options
+        assert ran.status == 0 and ran.out
+    assert list(workdir.iterdir()) == []  # no file named -
+    ran = run(env, "--json deployable_export shop --format xml --output -")
+    assert ran.status == 2 and "--json prints JSON" in ran.err
+    assert run(env, "deployable_export shop -o ./-").status == 0
+    assert json.loads((workdir / "-").read_text()) == shop.get_deployable("shop")
 
 
 def test_import_yaml_makes_keys_for_assemblies_without_them(
