@@ -23,6 +23,7 @@ ABOUT = """\
 pcloudsh: the admin shell of pacemaker-cloud.
 Without a command it starts an interactive shell; with one, it runs it and exits
 (0 ok, 1 failed, 2 bad usage or invalid input, 3 cped not reachable, 130 interrupted).
+Commands piped into the shell end it with the status of the last one that failed.
 --json prints machine-readable JSON on stdout.  "pcloudsh help COMMAND" shows a command's help.
 """
 

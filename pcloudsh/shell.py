@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 import cmd2
+from cmd2.exceptions import Cmd2ShlexError
 
 from foundation.errors import PcloudError
 from foundation.paths import HISTORY_MODE, private_file
@@ -72,6 +73,7 @@ class PcloudShell(cmd2.Cmd):
         self.env = env
         self.prompt = PROMPT
         self.last_status: int = ExitCode.OK
+        self.last_failure: int = ExitCode.OK  # the status of the last command that failed
         self.live = LiveEvents(lambda: env.connect_events(env.paths), self._show_live)
         self.live_at_start = live_at_start
         self.register_precmd_hook(self._assume_usage_error)
@@ -80,9 +82,20 @@ class PcloudShell(cmd2.Cmd):
                 setattr(self, f"do_{name}", None)
 
     def onecmd_plus_hooks(self, line: str, **options: Any) -> bool:
-        self.last_status = ExitCode.OK
         line = _json_after_the_command(backslash_escapes(line))
-        return bool(super().onecmd_plus_hooks(line, **options))
+        # cmd2 reports a line it cannot split (an unclosed quote) and runs nothing
+        self.last_status = ExitCode.USAGE if self._unreadable(line) else ExitCode.OK
+        stop = bool(super().onecmd_plus_hooks(line, **options))
+        if self.last_status != ExitCode.OK:
+            self.last_failure = self.last_status
+        return stop
+
+    def _unreadable(self, line: str) -> bool:
+        try:
+            self.statement_parser.parse(line)
+        except Cmd2ShlexError:
+            return True
+        return False
 
     def run(self, noun: type[Noun], spec: CommandSpec, args: argparse.Namespace) -> None:
         following = spec.name == "events" and args.follow
@@ -267,12 +280,17 @@ def _complete(app: PcloudShell, arg_tokens: dict[str, list[str]], *, kind: Names
 
 
 def run_shell(env: Environment) -> int:
-    """Run the interactive loop until quit, exit or end of input."""
+    """Run the interactive loop until quit, exit or end of input.  Commands piped in
+    (standard input not a terminal) end with the status of the last one that failed,
+    so that a batch script sees its errors; at a terminal, the person saw them."""
     shell = PcloudShell(env)
     try:
-        return int(shell.cmdloop())
+        status = int(shell.cmdloop())
     finally:
         shell.live.stop()  # also when the loop ends by an exception
+    if is_terminal(env.stdin):
+        return status
+    return shell.last_failure or status
 
 
 def private_history(env: Environment) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from foundation.paths import Paths
 from pcloudsh import commands
 from pcloudsh.environment import Environment
-from pcloudsh.shell import PROMPT, PcloudShell, _json_after_the_command
+from pcloudsh.shell import PROMPT, PcloudShell, _json_after_the_command, run_shell
 from pcloudsh.testing import run, shell_for
 from tests.unit.inprocess import InProcessCped
 from tests.unit.pcloudsh.fakes import DownCped
@@ -194,3 +196,55 @@ def test_the_banner_says_live_events_are_off_when_they_are(env: Environment) -> 
 def test_the_banner_says_new_events_appear_when_live_events_start_on(env: Environment) -> None:
     shell = PcloudShell(env, history=False, live_events=True)
     assert 'New events appear above the prompt ("events_live off" hides them)' in shell.intro
+
+
+class TypedAtATerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run_shell_on(env: Environment, tmp_path: Path, stdin: io.StringIO) -> int:
+    """run_shell as ``pcloudsh`` without arguments, its input from ``stdin``."""
+    paths = Paths(tmp_path / "etc", tmp_path / "state", tmp_path / "run")
+    err = io.StringIO()
+    env = dataclasses.replace(env, paths=paths, stdin=stdin, stdout=io.StringIO(), stderr=err)
+    with contextlib.redirect_stderr(err):  # cmd2's own messages
+        return run_shell(env)
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [
+        ("assembly_create web host\nassembly_list\n", 0),
+        ('assembly_create "a b" host\nquit\n', 2),
+        ('assembly_create "a b" host\nassembly_list\n', 2),  # a later success hides nothing
+        ('assembly_create "a b\nassembly_list\n', 2),  # no closing quote: nothing ran
+        ("assembly_create web host\nassembly_create web host\nnosuch\nexit\n", 2),
+    ],
+)
+def test_commands_piped_in_end_with_the_last_failures_status(
+    env: Environment, tmp_path: Path, script: str, status: int
+) -> None:
+    assert run_shell_on(env, tmp_path, io.StringIO(script)) == status
+
+
+def test_piped_in_the_last_failure_decides_a_failed_operation_then_bad_usage(
+    env: Environment, cped: InProcessCped, tmp_path: Path
+) -> None:
+    from foundation.errors import StoreError
+
+    cped.answer("create_assembly", answer=StoreError("disk full"))
+    script = 'assembly_create "a b" host\nassembly_create web host\nassembly_list\n'
+    assert run_shell_on(env, tmp_path, io.StringIO(script)) == 1
+
+
+def test_piped_in_without_cped_ends_with_status_3(env: Environment, tmp_path: Path) -> None:
+    down = dataclasses.replace(env, connect=lambda _paths: DownCped())
+    assert run_shell_on(down, tmp_path, io.StringIO("assembly_list\n")) == 3
+
+
+def test_at_a_terminal_a_failed_command_does_not_decide_the_shells_status(
+    env: Environment, tmp_path: Path
+) -> None:
+    typed = TypedAtATerminal('assembly_create "a b" host\nquit\n')
+    assert run_shell_on(env, tmp_path, typed) == 0
