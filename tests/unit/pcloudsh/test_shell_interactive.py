@@ -248,3 +248,17 @@ def test_at_a_terminal_a_failed_command_does_not_decide_the_shells_status(
 ) -> None:
     typed = TypedAtATerminal('assembly_create "a b" host\nquit\n')
     assert run_shell_on(env, tmp_path, typed) == 0
+
+
+def test_redirection_in_a_value_is_redirection_unless_the_value_is_quoted(
+    shell: PcloudShell, shop: InProcessCped, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(shell, "assembly_resource_add web/r1 dummy state=/tmp/a>b").status == 0
+    assert "resource r1 (" in (tmp_path / "b").read_text()  # the output went to b
+    assert run(shell, "assembly_resource_add web/r2 dummy 'state=/tmp/a>c'").status == 0
+    assert not (tmp_path / "c").exists()
+    assert run(shell, "assembly_resource_add web/r3 dummy state='/tmp/a>d'").status == 0
+    assert (tmp_path / "d'").exists()  # a quote inside the word does not protect it
+    states = {r["name"]: r["parameters"]["state"] for r in shop.get_assembly("web")["resources"]}
+    assert (states["r1"], states["r2"]) == ("/tmp/a", "/tmp/a>c")

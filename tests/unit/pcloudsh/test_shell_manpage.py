@@ -63,3 +63,10 @@ def test_every_setting_each_driver_accepts_is_documented() -> None:
         documented = {word.strip('",') for entry in entries for word in entry.split()}
         for name in setting_names(infrastructure):
             assert name in documented, (infrastructure, name)
+
+
+def test_the_shells_redirection_and_how_to_quote_around_it_are_documented() -> None:
+    description = " ".join(_text().split(".SH DESCRIPTION", 1)[1].split(".SH ", 1)[0].split())
+    for form in (".BI > ", ".BI >> ", ".BI | "):
+        assert form in description, form
+    assert "Quote a value that contains them, the whole word" in description
