@@ -47,7 +47,9 @@ class EscalationCommands(Noun):
         api = self.env.api()
         resource = _find_resource(api.get_assembly(assembly), name)
         api.update_resource(assembly, name, {**resource, "escalation": escalation.to_dict()})
-        return _changed(f"resource {name} in assembly {assembly}", escalation)
+        return _changed(
+            f"resource {name} in assembly {assembly}", escalation, assembly=assembly, resource=name
+        )
 
     @command(Arg("assembly", help="the assembly", complete=Names.ASSEMBLY), FAILURES, PERIOD)
     def escalation_assembly_set(self, args: argparse.Namespace) -> Result:
@@ -55,7 +57,7 @@ class EscalationCommands(Noun):
         assembly = check_name(args.assembly, "assembly")
         escalation = parse_escalation(args.failures, args.period)
         self.env.api().set_assembly_escalation(assembly, escalation.to_dict())
-        return _changed(f"assembly {assembly}", escalation)
+        return _changed(f"assembly {assembly}", escalation, assembly=assembly)
 
     @command(Arg("deployable", help="the deployable", complete=Names.DEPLOYABLE), FAILURES, PERIOD)
     def escalation_deployable_set(self, args: argparse.Namespace) -> Result:
@@ -63,7 +65,7 @@ class EscalationCommands(Noun):
         deployable = check_name(args.deployable, "deployable")
         escalation = parse_escalation(args.failures, args.period)
         self.env.api().set_deployable_escalation(deployable, escalation.to_dict())
-        return _changed(f"deployable {deployable}", escalation)
+        return _changed(f"deployable {deployable}", escalation, deployable=deployable)
 
 
 def _find_resource(assembly: dict[str, Any], name: str) -> dict[str, Any]:
@@ -73,9 +75,10 @@ def _find_resource(assembly: dict[str, Any], name: str) -> dict[str, Any]:
     raise NotFound(f"resource {name!r} is not in assembly {assembly.get('name')!r}")
 
 
-def _changed(subject: str, escalation: model.Escalation) -> Result:
+def _changed(subject: str, escalation: model.Escalation, **target: str) -> Result:
+    """The rule now in force; ``target`` names what it was set on (for --json)."""
     if escalation.enabled:
         rule = f"{escalation.failures} failures in {seconds_text(escalation.period)} escalate"
     else:
         rule = "off (never escalates: each failure is recovered at its own level)"
-    return done(f"escalation of {subject}: {rule}", escalation=escalation.to_dict())
+    return done(f"escalation of {subject}: {rule}", escalation=escalation.to_dict(), **target)

@@ -97,7 +97,9 @@ class ResourceCommands(Noun):
         """Remove a resource from an assembly."""
         assembly, name = split_resource(args.resource, args.legacy_assembly)
         self.env.api().remove_resource(assembly, name)
-        return done(f"resource {name} removed from assembly {assembly}", assembly=assembly)
+        return done(
+            f"resource {name} removed from assembly {assembly}", assembly=assembly, resource=name
+        )
 
     @command(Arg("assembly", help="the assembly", complete=Names.ASSEMBLY))
     def assembly_resource_list(self, args: argparse.Namespace) -> Result:

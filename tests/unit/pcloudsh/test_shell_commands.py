@@ -149,6 +149,40 @@ def test_escalation_at_three_levels(env: Environment, shop: InProcessCped) -> No
     assert web["resources"][0]["escalation"] == {"failures": 3, "period": 60}
 
 
+@pytest.mark.parametrize(
+    ("line", "target"),
+    [
+        ("escalation_resource_set web/www 4 90", {"assembly": "web", "resource": "www"}),
+        ("escalation_resource_set www web 4 90", {"assembly": "web", "resource": "www"}),
+        ("escalation_assembly_set web 4 90", {"assembly": "web"}),
+        ("escalation_deployable_set shop 4 90", {"deployable": "shop"}),
+    ],
+)
+def test_escalation_json_names_what_was_set(
+    env: Environment, shop: InProcessCped, line: str, target: dict[str, str]
+) -> None:
+    ran = run(env, f"--json {line}")
+    assert ran.status == 0, ran
+    data = json.loads(ran.out)
+    assert {key: data.get(key) for key in target} == target
+    assert data["escalation"] == {"failures": 4, "period": 90}
+    assert data["message"].startswith("escalation of ")
+
+
+@pytest.mark.parametrize(
+    "line", ["assembly_resource_remove web/www", "assembly_resource_remove www web"]
+)
+def test_resource_remove_json_names_the_resource(
+    env: Environment, shop: InProcessCped, line: str
+) -> None:
+    run(env, "deployable_constraint_remove shop db/pg web/www")
+    ran = run(env, f"--json {line}")
+    assert ran.status == 0, ran
+    data = json.loads(ran.out)
+    assert (data["assembly"], data["resource"]) == ("web", "www")
+    assert data["message"] == "resource www removed from assembly web"
+
+
 OFF = "off (never escalates: each failure is recovered at its own level)"
 
 
