@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from foundation import model
-from foundation.errors import NotFound
+from foundation.errors import InvalidInput, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.output import Result, done
 from pcloudsh.resource import RESOURCE_ID
@@ -37,12 +37,7 @@ class EscalationCommands(Noun):
     @command(RESOURCE_ID, FAILURES, PERIOD, LEGACY_PERIOD)
     def escalation_resource_set(self, args: argparse.Namespace) -> Result:
         """Set when a resource's failures restart its whole assembly."""
-        if args.legacy_period is None:
-            assembly, name = split_resource(args.resource)
-            failures, period = args.failures, args.period
-        else:  # RESOURCE ASSEMBLY FAILURES PERIOD: the original order
-            assembly, name = split_resource(args.resource, args.failures)
-            failures, period = args.period, args.legacy_period
+        assembly, name, failures, period = _resource_rule(args)
         escalation = parse_escalation(failures, period)
         api = self.env.api()
         resource = _find_resource(api.get_assembly(assembly), name)
@@ -66,6 +61,19 @@ class EscalationCommands(Noun):
         escalation = parse_escalation(args.failures, args.period)
         self.env.api().set_deployable_escalation(deployable, escalation.to_dict())
         return _changed(f"deployable {deployable}", escalation, deployable=deployable)
+
+
+def _resource_rule(args: argparse.Namespace) -> tuple[str, str, str, str]:
+    """(assembly, resource, failures, period) from ASSEMBLY/RESOURCE FAILURES PERIOD
+    or the original order, RESOURCE ASSEMBLY FAILURES PERIOD."""
+    if args.legacy_period is None:
+        return (*split_resource(args.resource), args.failures, args.period)
+    if "/" in args.resource:  # four words, but the first names the assembly already
+        raise InvalidInput(
+            f"extra argument {args.legacy_period!r}: after ASSEMBLY/RESOURCE come only"
+            " FAILURES and PERIOD"
+        )
+    return (*split_resource(args.resource, args.failures), args.period, args.legacy_period)
 
 
 def _find_resource(assembly: dict[str, Any], name: str) -> dict[str, Any]:

@@ -191,6 +191,11 @@ def split_resource(value: str, legacy_assembly: str | None = None) -> tuple[str,
         return check_name(assembly, "assembly"), check_name(resource, "resource")
     if not sep and legacy_assembly is not None:
         return check_name(legacy_assembly, "assembly"), check_name(value, "resource")
+    if legacy_assembly is not None and "/" not in resource:
+        # a right ASSEMBLY/RESOURCE and a word after it: the word is the mistake
+        raise InvalidInput(
+            f"extra argument {legacy_assembly!r}: ASSEMBLY/RESOURCE names the assembly already"
+        )
     raise InvalidInput(
         f"invalid resource {value!r}: expected ASSEMBLY/RESOURCE (or RESOURCE ASSEMBLY, the"
         " original order)"

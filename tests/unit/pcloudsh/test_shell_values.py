@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pcloudsh.environment import Environment
-from pcloudsh.testing import run
+from pcloudsh.testing import run, shell_for
 from tests.unit.inprocess import InProcessCped
 
 
@@ -90,6 +90,32 @@ def test_assembly_slash_resource_and_the_original_order_are_the_same(
     assert run(env, "assembly_resource_remove web/new1").status == 0
     assert run(env, "assembly_resource_remove new2 web").status == 0
     assert [r["name"] for r in shop.get_assembly("web")["resources"]] == ["www"]
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (
+            "escalation_resource_set web/www 4 90 extra",
+            "pcloudsh: error: extra argument 'extra': after ASSEMBLY/RESOURCE come only"
+            " FAILURES and PERIOD\n",
+        ),
+        (
+            "assembly_resource_remove web/www extra",
+            "pcloudsh: error: extra argument 'extra': ASSEMBLY/RESOURCE names the assembly"
+            " already\n",
+        ),
+    ],
+)
+def test_a_word_after_assembly_slash_resource_is_named_as_extra(
+    env: Environment, shop: InProcessCped, line: str, error: str
+) -> None:
+    before = shop.get_assembly("web")
+    shell = shell_for(env)
+    for target in (env, shell):
+        ran = run(target, line)
+        assert (ran.status, ran.out, ran.err) == (2, "", error), target
+    assert shop.get_assembly("web") == before  # nothing changed
 
 
 def test_parameters_may_follow_any_option_of_deployable_service_add(
