@@ -296,6 +296,19 @@ def test_the_same_session_interactively(home: Home) -> None:
     home.ok("stop")
 
 
+def test_commands_piped_into_the_shell_end_with_the_last_failures_status(home: Home) -> None:
+    assert home.run("", stdin="status\nquit\n").returncode == 3  # no cped yet
+    home.ok("start")
+    assert home.run("", stdin="assembly_create web host\nassembly_list\n").returncode == 0
+    failed = home.run("", stdin='assembly_create "a b" host\nassembly_list\nquit\n')
+    assert failed.returncode == 2, (failed.stdout, failed.stderr)
+    assert "invalid assembly name 'a b'" in failed.stderr and "web" in failed.stdout
+    exported = home.run("", stdin="deployable_create shop\ndeployable_export shop -o -\n")
+    assert exported.returncode == 0 and '"name": "shop"' in exported.stdout
+    assert not (home.dir / "-").exists() and not Path("-").exists()
+    home.ok("stop")
+
+
 ONE_SHOT_PROBE = (
     "import sys\n"
     "from pcloudsh.main import main\n"
