@@ -273,6 +273,8 @@ class DeployableCommands(Noun):
 
     def _start_all_then_wait(self, names: list[str], timeout: float) -> Result:
         """Every start sent, then each waited for until one deadline, with progress."""
+        api = self.env.api()
+        asked_after = {name: newest_event_id(api, deployable=name) for name in names}
         results = {name: self._attempt(self._start, name, None) for name in names}
         deadline = self.env.monotonic() + timeout
         waiting = [name for name in names if results[name].status == ExitCode.OK]
@@ -280,13 +282,19 @@ class DeployableCommands(Noun):
             for done_so_far, name in enumerate(waiting):
                 progress("running", done_so_far / len(waiting))
                 left = max(0.0, deadline - self.env.monotonic())
-                results[name] = self._attempt(self._running, name, left)
+                results[name] = self._attempt(self._running(asked_after[name]), name, left)
             progress("running", 1.0)
         return _together([results[name] for name in names])
 
-    def _running(self, name: str, timeout: float | None) -> Result:
-        status = wait_for(self.env, name, "started", timeout or 0.0)
-        return running_result(name, status, state=status.get("state"))
+    def _running(self, asked_after: int) -> Lifecycle:
+        """Waits until the deployable runs; a failure counts once it came after
+        ``asked_after``, the newest event before the start was asked."""
+
+        def running(name: str, timeout: float | None) -> Result:
+            status = wait_for(self.env, name, "started", timeout or 0.0, asked_after=asked_after)
+            return running_result(name, status, state=status.get("state"))
+
+        return running
 
     @staticmethod
     def _attempt(act: Lifecycle, name: str, timeout: float | None) -> Result:
@@ -353,10 +361,13 @@ class DeployableCommands(Noun):
         return _together([self._attempt(act, name, timeout) for name in names])
 
     def _start(self, name: str, timeout: float | None) -> Result:
+        api = self.env.api()
+        after = newest_event_id(api, deployable=name) if timeout is not None else None
         with lifecycle_request():
-            answer = self.env.api().start_deployable(name)
+            answer = api.start_deployable(name)
         if timeout is not None:
-            return running_result(name, wait_for(self.env, name, "started", timeout), answer=answer)
+            status = wait_for(self.env, name, "started", timeout, asked_after=after)
+            return running_result(name, status, answer=answer)
         if answer.get("note") == "already running":
             message = f"deployable {name} already running"
         else:

@@ -21,9 +21,14 @@ STOP_WAIT = 20.0  # how long cped waits for a stop before it answers (cpe.routes
 SETTLED = {"started": "running", "stopped": "stopped"}
 
 
-def wait_for(env: Environment, name: str, desired: str, timeout: float) -> dict[str, Any]:
+def wait_for(
+    env: Environment, name: str, desired: str, timeout: float, *, asked_after: int | None = None
+) -> dict[str, Any]:
     """The status once the deployable is ``SETTLED[desired]``; OperationFailed if it
-    failed, was asked otherwise meanwhile, or is not there within ``timeout`` seconds."""
+    failed, was asked otherwise meanwhile, or is not there within ``timeout`` seconds.
+    ``asked_after``: the newest event id before the request; a "failed" state counts
+    only once an event after it says so (a start clears an earlier failure, but the
+    status may still show it until the new DPE has cleared it)."""
     wanted = SETTLED[desired]
     api = env.api()
     deadline = env.monotonic() + timeout
@@ -31,7 +36,10 @@ def wait_for(env: Environment, name: str, desired: str, timeout: float) -> dict[
         status: dict[str, Any] = api.deployable_status(name)
         if _settled(status, wanted):
             return status
-        _check_not_failed(name, status, desired)
+        if asked_after is None or _failed_since(api, name, asked_after):
+            _check_not_failed(name, status, desired)
+        else:
+            _check_still_wanted(name, status, desired)
         left = deadline - env.monotonic()
         if left <= 0:
             raise OperationFailed(
@@ -48,11 +56,28 @@ def _settled(status: dict[str, Any], wanted: str) -> bool:
     return wanted != "stopped" or not status.get("dpe", {}).get("alive")
 
 
+def _failed_since(api: Any, name: str, after_id: int) -> bool:
+    """Whether an event of the deployable itself after ``after_id`` says it failed."""
+    while page := api.query_events(deployable=name, after_id=after_id, limit=1000):
+        after_id = int(page[-1]["id"])
+        if any(_deployable_failed(event) for event in page):
+            return True
+    return False
+
+
+def _deployable_failed(event: dict[str, Any]) -> bool:
+    return event.get("assembly") is None and event.get("state") == "failed"
+
+
 def _check_not_failed(name: str, status: dict[str, Any], desired: str) -> None:
     state = status.get("state")
     if state == "failed":
         reason = status.get("reason") or "escalation exhausted"
         raise OperationFailed(f"deployable {name} failed: {reason}", deployable=name)
+    _check_still_wanted(name, status, desired)
+
+
+def _check_still_wanted(name: str, status: dict[str, Any], desired: str) -> None:
     if status.get("desired") != desired:
         raise OperationFailed(
             f"deployable {name} is now wanted {status.get('desired')} (another request"

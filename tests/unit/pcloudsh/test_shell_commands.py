@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -569,12 +570,66 @@ def test_start_wait_fails_when_the_deployable_does_not_run_in_time(
     assert fake_time.slept == pytest.approx([0.5, 0.5, 0.2])  # the last poll at the deadline
 
 
+def _then(env: Environment, action: Callable[[], None]) -> Environment:
+    """``env`` whose first sleep (between two polls of --wait) runs ``action`` first."""
+    pending = [action]
+
+    def sleep(seconds: float) -> None:
+        while pending:
+            pending.pop()()
+        env.sleep(seconds)
+
+    return dataclasses.replace(env, sleep=sleep)
+
+
+def _failed(shop: InProcessCped, reason: str, name: str = "shop") -> None:
+    shop.store.put_runtime(name, DEPLOYABLE, "", {"state": "failed", "reason": reason})
+    shop.store.append_event(Event(NOW, name, "failed", reason))
+
+
 def test_start_wait_fails_at_once_when_the_deployable_fails(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    ran = run(_then(env, lambda: _failed(shop, "www failed")), "deployable_start shop --wait")
+    assert (ran.status, ran.err) == (1, "pcloudsh: error: deployable shop failed: www failed\n")
+    assert fake_time.slept == [0.5]  # the poll after the failure's event ends the wait
+
+
+def test_start_wait_of_a_failed_deployable_waits_for_its_new_start(
     env: Environment, shop: InProcessCped
 ) -> None:
-    shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "failed", "reason": "www failed"})
-    ran = run(env, "deployable_start shop --wait")
-    assert (ran.status, ran.err) == (1, "pcloudsh: error: deployable shop failed: www failed\n")
+    """A start clears "failed", but the status shows it until the new DPE has: a
+    failure from before the start is not this start's."""
+    _failed(shop, "1 failure in 3600 s: no more recovery until it is started again")
+    for names in ("shop", "shop --all"):
+        running = _then(env, lambda: _running(shop, ["db/pg", "web/www"]))
+        line = f"deployable_start {names} --wait".replace("shop --all", "--all")
+        ran = run(running, line)
+        assert (ran.status, ran.err) == (0, ""), ran
+        assert "deployable shop running" in ran.out
+        _failed(shop, "again")
+
+
+def test_start_wait_of_several_failed_deployables_waits_for_their_new_starts(
+    env: Environment, shop: InProcessCped
+) -> None:
+    assert run(env, "deployable_create two local").status == 0
+    for name in ("shop", "two"):
+        _failed(shop, "failed before", name)
+
+    def both_running() -> None:
+        _running(shop, ["db/pg", "web/www"])
+        _running(shop, [], "two")
+
+    ran = run(_then(env, both_running), "deployable_start shop two --wait")
+    assert ran.status == 0 and "error" not in ran.err, ran
+    assert ran.out == "deployable shop running\ndeployable two running\n"
+
+
+def _running(shop: InProcessCped, resources: list[str], name: str = "shop") -> None:
+    shop.store.put_runtime(name, DEPLOYABLE, "", {"state": "running", "reason": ""})
+    for resource in resources:
+        shop.store.put_runtime(name, RESOURCE, resource, {"state": "running"})
 
 
 def test_a_long_wait_that_runs_out_says_its_timeout_plainly(
