@@ -375,7 +375,13 @@ class DeployableCommands(Noun):
         return done(message, deployable=name, answer=answer)
 
     def _stop(self, name: str, timeout: float | None) -> Result:
-        return self._stop_result(name, *self._request_stop(name), timeout)
+        if timeout is None:
+            return self._stop_result(name, *self._request_stop(name), None)
+        # --timeout bounds the whole wait: cped's own wait for the stop is part of it
+        started = self.env.monotonic()
+        asked = self._request_stop(name, wait=min(timeout, STOP_WAIT))
+        left = max(0.0, timeout - (self.env.monotonic() - started))
+        return self._stop_result(name, *asked, left, started)
 
     def _request_stop(self, name: str, **query: float) -> tuple[bool, dict[str, Any]]:
         """Whether it was stopped already, and cped's answer."""
@@ -386,7 +392,12 @@ class DeployableCommands(Noun):
         return was_stopped, answer
 
     def _stop_result(
-        self, name: str, was_stopped: bool, answer: dict[str, Any], timeout: float | None
+        self,
+        name: str,
+        was_stopped: bool,
+        answer: dict[str, Any],
+        timeout: float | None,
+        started: float | None = None,
     ) -> Result:
         state = "stopped"
         if was_stopped:
@@ -394,7 +405,7 @@ class DeployableCommands(Noun):
         elif answer.get("state") == "stopped":
             message = f"deployable {name} stopped"
         elif timeout is not None:
-            wait_for(self.env, name, "stopped", timeout)
+            wait_for(self.env, name, "stopped", timeout, started=started)
             message = f"deployable {name} stopped"
         else:
             message, state = _still_stopping_message(name, answer.get("note")), "stopping"

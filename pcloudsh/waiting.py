@@ -22,13 +22,20 @@ SETTLED = {"started": "running", "stopped": "stopped"}
 
 
 def wait_for(
-    env: Environment, name: str, desired: str, timeout: float, *, asked_after: int | None = None
+    env: Environment,
+    name: str,
+    desired: str,
+    timeout: float,
+    *,
+    asked_after: int | None = None,
+    started: float | None = None,
 ) -> dict[str, Any]:
     """The status once the deployable is ``SETTLED[desired]``; OperationFailed if it
     failed, was asked otherwise meanwhile, or is not there within ``timeout`` seconds.
     ``asked_after``: the newest event id before the request; a "failed" state counts
     only once an event after it says so (a start clears an earlier failure, but the
-    status may still show it until the new DPE has cleared it)."""
+    status may still show it until the new DPE has cleared it).  ``started``: when
+    the wait began, if before this call (the timeout then says all of it)."""
     wanted = SETTLED[desired]
     api = env.api()
     deadline = env.monotonic() + timeout
@@ -42,8 +49,9 @@ def wait_for(
             _check_still_wanted(name, status, desired)
         left = deadline - env.monotonic()
         if left <= 0:
+            waited = timeout if started is None else round(env.monotonic() - started, 1)
             raise OperationFailed(
-                f"deployable {name} is still {status.get('state')} after {seconds_text(timeout)}"
+                f"deployable {name} is still {status.get('state')} after {seconds_text(waited)}"
                 f" (waiting until it is {wanted}){_last_event(status)}",
                 deployable=name,
             )

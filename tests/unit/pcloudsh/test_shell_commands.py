@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -850,3 +851,34 @@ def test_import_counts_in_words_that_agree(env: Environment, cped: InProcessCped
     two = json.dumps({"name": "pair", "assemblies": [{"name": "b1"}, {"name": "b2"}]})
     ran = run(env, "deployable_import -", stdin=two)
     assert ran.out == "deployable pair imported (2 assemblies, 2 new key pairs)\n"
+
+
+class _Recording:
+    """An API whose stop requests are recorded (their query) and then made."""
+
+    def __init__(self, api: Any, stops: list[dict[str, Any]]) -> None:
+        self.api, self.stops = api, stops
+
+    def stop_deployable(self, name: str, **query: Any) -> Any:
+        self.stops.append(query)
+        return self.api.stop_deployable(name, **query)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.api, name)
+
+
+def test_stop_wait_timeout_bounds_the_whole_wait_cpeds_own_included(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    env, _ = slow_stops(env, shop, fake_time)
+    stops: list[dict[str, Any]] = []
+    connect = env.connect
+    env = dataclasses.replace(env, connect=lambda paths: _Recording(connect(paths), stops))
+    ran = run(env, "deployable_stop shop --wait --timeout 0.4s")
+    assert stops == [{"wait": 0.4}]  # cped waits no longer than the command may
+    assert ran.status == 1
+    assert ran.err.startswith("pcloudsh: error: deployable shop is still stopping after 0.4 s")
+    assert sum(fake_time.slept) <= 0.4
+    shop.supervisor.slow_stops.clear()
+    assert run(env, "deployable_stop shop --wait --timeout 1h").status == 0
+    assert stops[-1] == {"wait": 20.0}  # cped's own bound on how long a request waits
