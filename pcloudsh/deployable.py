@@ -18,7 +18,7 @@ from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.environment import Environment
 from pcloudsh.exitcodes import ExitCode, exit_code_for
 from pcloudsh.follow import newest_event_id
-from pcloudsh.output import Group, Result, Stream, Table, Text, columns, done
+from pcloudsh.output import Group, Notice, Result, Stream, Table, Text, columns, done
 from pcloudsh.values import check_name, describe_escalation, parse_duration, parse_resource_id
 from pcloudsh.waiting import DEFAULT_TIMEOUT, STOP_WAIT, wait_for, wait_for_reload
 
@@ -508,13 +508,28 @@ class DeployableCommands(Noun):
             status = self.env.api().deployable_status(name)
         return Result(status, status_view(name, status, self.env.clock()))
 
-    def _watched(self, name: str, interval: float) -> Iterator[Result]:
-        """The status each time it changed (uptimes and lease countdowns aside)."""
+    def _watched(self, name: str, interval: float) -> Iterator[Result | Notice]:
+        """The status each time it changed (uptimes and lease countdowns aside).  Once
+        shown, a cped that stops answering (restarted, say) is waited for, as
+        ``events --follow`` waits: the deployable runs on meanwhile."""
         from pcloudsh.timetext import format_time
 
         seen: object = None
+        lost = False
         while True:
-            result = self._status(name)
+            try:
+                result = self._status(name)
+            except Unavailable as error:
+                if seen is None:
+                    raise  # never answered: said at once, as a status without --watch
+                if not lost:
+                    yield Notice(f"lost cped: {error.message}; looking again every {interval:g} s")
+                lost = True
+                self.env.sleep(interval)
+                continue
+            if lost:
+                yield Notice("cped answers again")
+                lost = False
             if (changed := _lasting(result.data)) != seen:
                 seen = changed
                 when = Text(f"--- {format_time(self.env.clock())} ---")

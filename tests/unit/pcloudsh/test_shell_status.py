@@ -18,6 +18,7 @@ from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, INSTANCE, RESOURCE
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run
 from tests.unit.inprocess import InProcessCped
+from tests.unit.pcloudsh.fakes import DownCped
 
 NOW = 1_700_000_000.0
 
@@ -303,6 +304,53 @@ def test_watch_shows_the_status_each_time_it_changes_until_ctrl_c(
     heads = [line for line in ran.out.splitlines() if line.startswith("deployable shop:")]
     assert [head.split(":")[1].split()[0] for head in heads] == ["stopped", "starting", "running"]
     assert ran.out.count("--- ") == 3
+
+
+class _Restarting:
+    """cped's API, unreachable while ``down`` says so (cped restarting)."""
+
+    def __init__(self, api: Any, down: list[bool]) -> None:
+        self.api, self.down = api, down
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(DownCped() if self.down[0] else self.api, name)
+
+
+def test_watch_waits_for_a_cped_that_stops_answering_and_goes_on(
+    env: Environment, shop: InProcessCped
+) -> None:
+    """Like crm_mon, and as events --follow does: a restarted cped is waited for."""
+    connect = env.connect
+    down = [False]
+    polls = iter(["down", "down", "running", None])
+
+    def next_poll(_seconds: float) -> None:
+        step = next(polls)
+        if step is None:
+            raise KeyboardInterrupt
+        down[0] = step == "down"
+        if step == "running":
+            shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "running"})
+
+    watching = dataclasses.replace(
+        env, sleep=next_poll, connect=lambda paths: _Restarting(connect(paths), down)
+    )
+    ran = run(watching, "deployable_status shop --watch")
+    assert ran.status == 130
+    heads = [line for line in ran.out.splitlines() if line.startswith("deployable shop:")]
+    assert [head.split(":")[1].split()[0] for head in heads] == ["stopped", "running"]
+    assert ran.err.splitlines() == [
+        "pcloudsh: lost cped: cped is not running (no answer on its socket);"
+        " looking again every 2 s",
+        "pcloudsh: cped answers again",
+    ]
+
+
+def test_watch_of_a_cped_not_running_at_all_says_so_at_once(env: Environment) -> None:
+    ran = run(
+        dataclasses.replace(env, connect=lambda paths: DownCped()), "deployable_status shop --watch"
+    )
+    assert ran.status == 3 and "cped is not running" in ran.err
 
 
 def test_watch_with_json_prints_one_document_per_change(
