@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cpe.catalog.pending import changes_between
-from cpe.document_diff import summary
+from foundation.document_diff import summary
 from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, DOCUMENT, INSTANCE, RESOURCE, Docs
 from foundation.store import Store
 

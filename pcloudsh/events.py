@@ -26,8 +26,17 @@ class EventCommands(Noun):
             "--resource",
             help="only this resource's events: ASSEMBLY/RESOURCE, or a name in any assembly",
         ),
-        Arg("--since", metavar="TIME", help="from TIME: 10m or 2h ago, epoch seconds, or ISO 8601"),
-        Arg("--limit", type=int, default=100, help="the last N past events (default 100)"),
+        Arg(
+            "--since",
+            metavar="TIME",
+            help="from TIME: 10m or 2h ago, epoch seconds, ISO 8601, or a time of day (23:08)",
+        ),
+        Arg(
+            "--limit",
+            type=int,
+            default=100,
+            help="the last N past events (default 100; 0 with --follow: only new ones)",
+        ),
         Arg("--follow", "-f", action="store_true", help="keep printing new events (Ctrl-C ends)"),
         Arg(
             "--timeout",
@@ -44,12 +53,14 @@ class EventCommands(Noun):
         Following survives a restart of cped: it reconnects and misses nothing.
         """
         filters = self._filters(args)
-        limit = _limit(args.limit)
+        limit = _limit(args.limit, args.follow)
         timeout = _timeout(args)
         api = self.env.api()
         newest = self._newest_id() if args.follow else 0
         # the last LIMIT events, printed oldest first
-        past = list(reversed(api.query_events(**filters, order="desc", limit=limit)))
+        past = (
+            list(reversed(api.query_events(**filters, order="desc", limit=limit))) if limit else []
+        )
         if not past:
             self._check_named_exist(filters)
         if not args.follow:
@@ -132,9 +143,11 @@ def _resource_names(assemblies: list[dict[str, Any]]) -> set[str]:
     return {resource.get("name") for row in assemblies for resource in row.get("resources", [])}
 
 
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"invalid --limit {limit}: expected 1 to {MAX_LIMIT}")
+def _limit(limit: int, follow: bool) -> int:
+    """0 only with --follow (like ``tail -n 0 -f``): nothing past, the new events."""
+    if not (0 if follow else 1) <= limit <= MAX_LIMIT:
+        zero = "" if follow else " (0 goes with --follow: only the new events)"
+        raise InvalidInput(f"invalid --limit {limit}: expected 1 to {MAX_LIMIT}{zero}")
     return limit
 
 

@@ -7,7 +7,7 @@ Each function returns the value in the form the API takes, or raises
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +203,8 @@ def split_resource(value: str, legacy_assembly: str | None = None) -> tuple[str,
 
 
 def parse_since(value: str, now: float) -> float:
-    """A time: ``10m`` (ago), epoch seconds, or ISO 8601 (``2024-05-01T12:00``)."""
+    """A time: ``10m`` (ago), epoch seconds, ISO 8601 (``2024-05-01T12:00``), or a
+    time of day (``23:08``, ``23:08:30``): its last time, today or yesterday."""
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)
     try:
@@ -211,9 +212,24 @@ def parse_since(value: str, now: float) -> float:
     except ValueError:
         pass
     try:
+        if _TIME_OF_DAY.fullmatch(value):
+            return _last_time_of_day(value, now)
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
         raise InvalidInput(
-            f"invalid time {value!r}: expected a duration ago (10m, 2h), epoch seconds or "
-            "an ISO 8601 time"
+            f"invalid time {value!r}: expected a duration ago (10m, 2h), epoch seconds, "
+            "an ISO 8601 time or a time of day (23:08)"
         ) from None
+
+
+_TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?")
+
+
+def _last_time_of_day(value: str, now: float) -> float:
+    """``HH:MM[:SS]`` local time, today, or yesterday when that is still to come."""
+    today = datetime.fromtimestamp(now)
+    clock = time.fromisoformat(f"0{value}" if value.index(":") == 1 else value)
+    moment = datetime.combine(today.date(), clock)
+    if moment > today:
+        moment -= timedelta(days=1)
+    return moment.timestamp()

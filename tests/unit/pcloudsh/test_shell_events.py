@@ -82,6 +82,18 @@ def test_follow_starts_after_the_newest_event_of_the_whole_log(
     ]
 
 
+def test_follow_with_limit_0_shows_only_the_new_events(
+    env: Environment, logged: InProcessCped
+) -> None:
+    """As ``tail -n 0 -f``: none of the past events, the stream from the newest on."""
+    assert run(env, "deployable_create shop").status == 0
+    logged.calls.clear()
+    shown = run(env, "events --follow --deployable shop --limit 0")
+    assert (shown.status, shown.out) == (130, "")
+    assert "stream_events [('after_id', 3), ('deployable', 'shop')]" in logged.calls
+    assert run(env, "events --follow --deployable nosuch --limit 0").status == 2
+
+
 def test_follow_with_a_timeout_ends_with_status_0(
     env: Environment, logged: InProcessCped, timers: FakeTimers
 ) -> None:
@@ -132,7 +144,8 @@ def test_follow_reconnects_when_the_stream_is_lost(
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("events --limit 0", "invalid --limit 0: expected 1 to 1000"),
+        ("events --limit 0", "invalid --limit 0: expected 1 to 1000 (0 goes with --follow"),
+        ("events --follow --limit -1", "invalid --limit -1: expected 1 to 1000"),
         ("events --limit 1001", "invalid --limit 1001: expected 1 to 1000"),
         ("events --timeout 5", "--timeout is for --follow"),
         ("events --follow --timeout soon", "invalid --timeout 'soon'"),

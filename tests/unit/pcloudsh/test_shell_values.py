@@ -5,11 +5,14 @@ in-process, against cped's own rules."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
+from foundation.errors import InvalidInput
 from pcloudsh.environment import Environment
 from pcloudsh.testing import run, shell_for
+from pcloudsh.values import parse_since
 from tests.unit.inprocess import InProcessCped
 
 
@@ -195,3 +198,23 @@ def test_invalid_failures_beside_a_zero_period_are_named(
 ) -> None:
     ran = run(env, "escalation_resource_set web/www lots 0")
     assert ran.status == 2 and "invalid FAILURES 'lots'" in ran.err, ran
+
+
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("23:08", datetime(2026, 12, 6, 23, 8)),  # still to come today: yesterday's
+        ("9:05", datetime(2026, 12, 7, 9, 5)),
+        ("14:30:15", datetime(2026, 12, 7, 14, 30, 15)),
+        ("2026-12-01T08:00", datetime(2026, 12, 1, 8, 0)),
+    ],
+)
+def test_since_a_time_of_day_is_its_last_time(text: str, moment: datetime) -> None:
+    now = datetime(2026, 12, 7, 15, 0).timestamp()  # local time, as the times typed
+    assert parse_since(text, now) == moment.timestamp()
+
+
+@pytest.mark.parametrize("text", ["25:00", "9:5", "12:60", "1:2:3"])
+def test_since_a_time_of_day_that_is_none_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput, match="or a time of day"):
+        parse_since(text, 0.0)
