@@ -211,7 +211,8 @@ class DpedLauncher:
     def use_template(self, preload: Sequence[str] = ()) -> None:
         """Fork dpeds from a template process from now on (started here, in the loop);
         ``preload``: modules this cped's dpeds import beyond the usual ones."""
-        room = len(" ".join(["dped", *self._args("x" * 63, clear_failed=True)])) + TITLE_SLACK
+        longest = self._args("x" * 63, clear_failed=True, stop_only=True)
+        room = len(" ".join(["dped", *longest])) + TITLE_SLACK
         self.template = DpedTemplate(
             template_argv(sys.executable, room, preload),
             self.environment,
@@ -223,9 +224,17 @@ class DpedLauncher:
         if self.template is not None:
             self.template.close()
 
-    def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> PidfdProcess:
-        """Start a DPE (OSError if it cannot be started)."""
-        args = self._args(deployable, clear_failed=clear_failed)
+    def spawn(
+        self,
+        deployable: str,
+        *,
+        clear_failed: bool,
+        on_exit: ExitCallback,
+        stop_only: bool = False,
+    ) -> PidfdProcess:
+        """Start a DPE (OSError if it cannot be started); ``stop_only``: one that
+        stops what a previous DPE left, then exits (``dped --stop-only``)."""
+        args = self._args(deployable, clear_failed=clear_failed, stop_only=stop_only)
         log_file = dped_log_file(self.paths, deployable)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
@@ -272,10 +281,11 @@ class DpedLauncher:
             return None
         return PidfdProcess(pid, pidfd, child=True, on_exit=on_exit, loop=loop, reports=template)
 
-    def _args(self, deployable: str, *, clear_failed: bool) -> list[str]:
+    def _args(self, deployable: str, *, clear_failed: bool, stop_only: bool) -> list[str]:
         """dped's arguments (after the program): the same from a template or not."""
         args = ["--foreground", *self.config_args, *self.member_args]
         args += ["--clear-failed"] if clear_failed else []
+        args += ["--stop-only"] if stop_only else []
         return [*args, deployable]
 
     def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> PidfdProcess | None:

@@ -285,7 +285,7 @@ class Reconciler:
             settle(slot.starts, {"pid": process.pid, "note": "already running"})
         return True
 
-    async def _spawn(self, slot: Slot, why: str = "") -> None:
+    async def _spawn(self, slot: Slot, why: str = "", *, stop_only: bool = False) -> None:
         if slot.name not in self.turns and not self.turns.has_room(self.options.starts_at_once):
             self._queue(slot)
             return
@@ -296,6 +296,7 @@ class Reconciler:
                 slot.name,
                 clear_failed=clearing,
                 on_exit=partial(self.record_exit, slot.name, generation),
+                stop_only=stop_only,  # never creates what a run would: it only stops
             )
         except OSError as error:
             delay = self._count_failed_run(slot)
@@ -386,7 +387,7 @@ class Reconciler:
             await self._event(slot, "dpe-left", reason)
             settle(slot.stops, slot.stopped_answer(left))
             return
-        await self._spawn(slot, f"to stop what is left ({', '.join(left)})")
+        await self._spawn(slot, f"to stop what is left ({', '.join(left)})", stop_only=True)
 
     async def exited(self, slot: Slot, status: int | None, desired: str | None) -> None:
         """The slot's DPE exited with ``status``: restart it after a back-off, or not."""

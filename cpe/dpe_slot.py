@@ -39,8 +39,16 @@ class DpeProcess(Protocol):
 
 
 class Launcher(Protocol):
-    def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> DpeProcess:
-        """Start a DPE in a session of its own (OSError if it cannot start)."""
+    def spawn(
+        self,
+        deployable: str,
+        *,
+        clear_failed: bool,
+        on_exit: ExitCallback,
+        stop_only: bool = False,
+    ) -> DpeProcess:
+        """Start a DPE in a session of its own (OSError if it cannot start);
+        ``stop_only``: one that stops what a previous DPE left, then exits."""
         ...
 
     def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> DpeProcess | None:

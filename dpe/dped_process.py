@@ -292,15 +292,23 @@ class Requests:
 
 
 async def serve(
-    setup: DpedSetup, *, leave_running: bool = False, clear_failed: bool = False
+    setup: DpedSetup,
+    *,
+    leave_running: bool = False,
+    clear_failed: bool = False,
+    stop_only: bool = False,
 ) -> ExitCode:
-    """Run the deployable until asked to stop; the exit code says how it ended."""
+    """Run the deployable until asked to stop; the exit code says how it ended.
+    ``stop_only``: stop what a previous DPE left (adopted, never created), then exit."""
     requests = Requests()
     requests.install(asyncio.get_running_loop())
     engine = setup.engine()
-    if not await _start(engine, requests, clear_failed):
+    if not await _start(engine, requests, clear_failed, stop_only):
         log.info("deployable=%s: handed over before it started", setup.name)
         return ExitCode.OK
+    if stop_only:
+        log.info("deployable=%s: stopping what is left (pid %d)", setup.name, os.getpid())
+        return await _stop(engine, requests, leave_running=False, stop_only=True)
     log.info("deployable=%s: running (pid %d)", setup.name, os.getpid())
     while True:
         request = await _next_request(requests, engine)
@@ -321,9 +329,9 @@ async def serve(
         return await _stop(engine, requests, leave_running)
 
 
-async def _start(engine: Engine, requests: Requests, clear_failed: bool) -> bool:
+async def _start(engine: Engine, requests: Requests, clear_failed: bool, stop_only: bool) -> bool:
     """Start the engine; False if a handover was asked first (nothing was done)."""
-    starting = asyncio.ensure_future(engine.start(clear_failed=clear_failed))
+    starting = asyncio.ensure_future(engine.start(clear_failed=clear_failed, stop_only=stop_only))
     handover = asyncio.ensure_future(requests.handover.wait())
     try:
         await asyncio.wait({starting, handover}, return_when=asyncio.FIRST_COMPLETED)
@@ -373,13 +381,15 @@ async def _reload(setup: DpedSetup, engine: Engine) -> None:
         log.info("deployable=%s: document reloaded", setup.name)
 
 
-async def _stop(engine: Engine, requests: Requests, leave_running: bool) -> ExitCode:
+async def _stop(
+    engine: Engine, requests: Requests, leave_running: bool, *, stop_only: bool = False
+) -> ExitCode:
     if leave_running:
         await engine.shutdown()
         log.info("deployable=%s: exiting, instances left running", engine.name)
         return ExitCode.OK
     stopping = asyncio.ensure_future(engine.stop())
-    again = asyncio.ensure_future(requests.next())
+    again = asyncio.ensure_future(_asked_again(requests, stop_only))
     await asyncio.wait({stopping, again}, return_when=asyncio.FIRST_COMPLETED)
     if stopping.done():
         again.cancel()
@@ -391,3 +401,12 @@ async def _stop(engine: Engine, requests: Requests, leave_running: bool) -> Exit
         await stopping
     await engine.shutdown()
     return ExitCode.FAILURE
+
+
+async def _asked_again(requests: Requests, stop_only: bool) -> str:
+    """The next request during a stop.  A stop-only DPE's first stop request is
+    cped's SIGTERM, sent once it holds the lease: it asks for what it does already."""
+    request = await requests.next()
+    if stop_only and request == Requests.STOP:
+        return await requests.next()
+    return request

@@ -171,8 +171,9 @@ class Engine:
 
     # -- what callers ask -----------------------------------------------------------
 
-    async def start(self, *, clear_failed: bool = False) -> None:
-        """Take the lease, restore, adopt, and begin keeping the deployable available."""
+    async def start(self, *, clear_failed: bool = False, stop_only: bool = False) -> None:
+        """Take the lease, restore, adopt, and begin keeping the deployable available;
+        ``stop_only``: begin stopping it instead, so that nothing is created or started."""
         await self.lease.acquire(self.name)
         # held from now on: listing a cloud's instances can outlast the lease's ttl
         self.tasks.spawn(self.lease.hold())
@@ -185,6 +186,8 @@ class Engine:
         self.cleanup.take_requested()  # asked for while no DPE ran
         self._hear_driver_notices()
         await self.watch.subscribe()
+        if stop_only:  # before the first plan: a run's plan would create what is absent
+            self._aim_to_stop("stopping what a previous DPE left")
         self.tasks.spawn(self.control.run())
         self.control.replan()
 
@@ -192,10 +195,9 @@ class Engine:
         """Stop every resource (reverse order), destroy every instance, then end."""
         if self.halted.is_set():
             raise Unavailable(f"cannot stop {self.name}: {self.halt_reason}", deployable=self.name)
-        self.level.goal = Goal.STOP
-        self.level.restart_pending = False
-        self.cell.set(DeployableState.STOPPING, "stop requested")
-        self._replan_now()
+        if not self.control.stopped.is_set():  # a stop-only start may have ended it already
+            self._aim_to_stop("stop requested")
+            self._replan_now()
         await first_of(self.control.stopped.wait(), self.halted.wait())
         if self.control.stopped.is_set():
             self.recorder.forget_runtime()
@@ -273,6 +275,11 @@ class Engine:
     def _heartbeat_phase(self) -> float:
         """Where in each second the guests' agents send their heartbeats."""
         return deployable_phase(self.name, self.heartbeat().interval)
+
+    def _aim_to_stop(self, reason: str) -> None:
+        self.level.goal = Goal.STOP
+        self.level.restart_pending = False
+        self.cell.set(DeployableState.STOPPING, reason)
 
     def _replan_now(self) -> None:
         self.control.replan(abort=True)

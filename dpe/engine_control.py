@@ -60,6 +60,8 @@ class ControlLoop:
         self.tasks = tasks
         self.log = log
         self.stopped = asyncio.Event()  # every resource stopped, every instance destroyed
+        # stopping: resources that may have run when their instance was destroyed
+        self.unstopped: list[ResourceId] = []
         self._wake = asyncio.Event()
         self._interrupt = asyncio.Event()
         self._abort = False
@@ -195,6 +197,8 @@ class ControlLoop:
             reason = "fencing the failed instance"
         if not await assembly.fence(reason, stopping=stopping):
             return False
+        if stopping:  # before they are forgotten
+            self._note_unstopped(self.runners.on(assembly.name))
         for runner in self.runners.on(assembly.name):
             runner.forget("its instance was destroyed", quietly=stopping)
         return True
@@ -210,17 +214,32 @@ class ControlLoop:
         if all(a.state is AssemblyState.RUNNING for a in assemblies):
             self.level.cell.settle(DeployableState.RUNNING, self._summary())
 
+    def _note_unstopped(self, runners: list[ResourceRunner]) -> None:
+        """Resources that may still have run (what they were started with is known)
+        when their instance was destroyed or found gone: no agent stopped them."""
+        for runner in runners:
+            if runner.applied is not None and runner.rid not in self.unstopped:
+                self.unstopped.append(runner.rid)
+
     def _stop_reached(self) -> None:
+        self._note_unstopped(self.runners.every_resource())  # their instance was gone before
         if self.level.restart_pending:
             self.level.restart_pending = False
             self.level.goal = Goal.RUN
+            self.unstopped = []
             self.log.info("every instance destroyed: starting the deployable again")
             self.replan()
             return
-        self.level.cell.set(
-            DeployableState.STOPPED, "every resource stopped, every instance destroyed"
-        )
+        self.level.cell.set(DeployableState.STOPPED, self._stopped_summary())
         self.stopped.set()
+
+    def _stopped_summary(self) -> str:
+        if not self.unstopped:
+            return "every resource stopped, every instance destroyed"
+        names = ", ".join(map(str, self.unstopped))
+        return (
+            "every instance destroyed; not stopped by its agent, gone with its instance: " + names
+        )
 
     def _summary(self) -> str:
         states = [r.state for r in self.runners.resources.values()]

@@ -1,6 +1,6 @@
 """``dped``: the deployable policy engine process (one per deployable).
 
-    dped [-v] [--foreground] [--leave-running] [--clear-failed] DEPLOYABLE
+    dped [-v] [--foreground] [--leave-running] [--clear-failed] [--stop-only] DEPLOYABLE
     dped [-v] --document FILE [--state-dir DIR] [--leave-running]
     dped --document FILE --export-cib
     dped --document FILE --purge-images
@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, ExitCode.FAILURE)
     try:
         return asyncio.run(
-            serve(setup, leave_running=args.leave_running, clear_failed=args.clear_failed)
+            serve(
+                setup,
+                leave_running=args.leave_running,
+                clear_failed=args.clear_failed,
+                stop_only=args.stop_only,
+            )
         )
     except PcloudError as error:
         return _fail(error, ExitCode.FAILURE)
@@ -198,6 +203,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--clear-failed", action="store_true", help="start again a deployable that had failed"
+    )
+    parser.add_argument(
+        "--stop-only",
+        action="store_true",
+        help="stop what a previous DPE left (create nothing), then exit",
     )
     parser.add_argument(
         "--member",

@@ -24,7 +24,8 @@ Rules:
 - an UNRECOVERABLE resource is left alone, and what is ordered after it cannot
   start (``Plan.blocked`` says why);
 - stopping the deployable stops resources in reverse order, then fences every
-  instance; resources no longer in the document (``orphans``) are stopped.
+  instance (an adopted one once connected and probed: what runs on it is stopped
+  first); resources no longer in the document (``orphans``) are stopped.
 """
 
 from __future__ import annotations
@@ -326,7 +327,10 @@ class _Builder:
             return False
         if self.obs.goal is Goal.STOP or self.doc.assembly(name) is None:
             # stopping, or an assembly removed from the document: a running
-            # instance is fenced once what runs on it is known and stopped
+            # instance is fenced once what runs on it is known and stopped, and
+            # an adopted one still connecting may run resources: it connects first
+            if self.obs.assembly(name).adopting:
+                return False
             return not (probing and state is AssemblyState.RUNNING)
         return state is AssemblyState.FAILED and not self.obs.assembly(name).refused
 

@@ -489,6 +489,61 @@ async def test_a_normal_stop_reads_as_a_stop_not_as_a_failure() -> None:
     assert any(line.startswith("a1/x stopped") for line in story)
 
 
+SHOP = deployable({"web2": [resource("www")], "db2": [resource("slow")]})
+
+
+async def killed_while_stopping(h: Harness) -> None:
+    """A DPE killed (-9) while it stops SHOP: web2 already destroyed, the slow
+    stop of db2/slow in flight (it never ends: db2/slow may still run)."""
+    await running(h, SHOP)
+    engine = h.engine
+    assert engine is not None
+    h.world.script("db2", "slow", "stop", Slow(4, 0))
+    web2 = h.world.guest("web2").instance.instance_id
+    stopping = asyncio.create_task(engine.stop())
+    await h.until(lambda: web2 in h.driver.destroyed and h.state("db2/slow") == "stopping")
+    await engine.shutdown(release_lease=False)  # as good as dead: nothing more is done
+    stopping.cancel()
+    await settle()
+
+
+async def test_a_stop_only_engine_creates_nothing_and_stops_what_still_runs() -> None:
+    h = Harness()
+    await killed_while_stopping(h)
+    created, mark, since = len(h.driver.created), len(h.world.ops), len(h.events)
+    db2 = h.world.guest("db2").instance.instance_id
+
+    replacement = h.new_engine(SHOP, holder="test:2")
+    starting = asyncio.create_task(replacement.start(stop_only=True))
+    await h.until(starting.done, within=30)  # the dead DPE's lease expires first
+    starting.result()
+    await h.until_state("dep", "stopped", within=60)
+    assert len(h.driver.created) == created, h.story(since=since)  # nothing created
+    assert not [line for line in h.story(since=since) if " creating: " in line]
+    assert h.world.ops_of("db2/slow", mark) == ["probe", "stop"]  # by its agent, then
+    assert h.driver.destroyed[-1] == db2
+    assert h.story(since=since)[-1] == (
+        "dep stopped: every resource stopped, every instance destroyed"
+    )
+    await replacement.stop()  # cped's stop request: it is done already
+
+
+async def test_a_stop_only_engine_says_which_resources_no_agent_stopped() -> None:
+    h = Harness()
+    await killed_while_stopping(h)
+    since = len(h.events)
+    h.world.guest("db2").alive = False  # its sshd is gone: db2/slow cannot be stopped
+
+    replacement = h.new_engine(SHOP, holder="test:2")
+    starting = asyncio.create_task(replacement.start(stop_only=True))
+    await h.until(starting.done, within=30)
+    await h.until_state("dep", "stopped", within=300)
+    assert h.story(since=since)[-1] == (
+        "dep stopped: every instance destroyed;"
+        " not stopped by its agent, gone with its instance: db2/slow"
+    )
+
+
 async def test_shutdown_leaves_instances_running_and_ends_every_task() -> None:
     h = Harness()
     await running(h)

@@ -310,6 +310,17 @@ def test_stopping_probes_unknown_resources_before_fencing_their_instance() -> No
     assert set(p.actions) == {act(K.PROBE, "a/x"), act(K.FENCE, "b")}
 
 
+def test_stopping_fences_an_adopted_instance_only_once_connected_and_probed() -> None:
+    """A DPE that adopts in order to stop: what runs on the instance is stopped
+    by its agents before the instance goes; a new instance connecting goes at once."""
+    doc = document({"a": ["x"], "b": ["y"]})
+    obs = observed(doc, goal=Goal.STOP, a_x=R.UNKNOWN, assemblies={"a": A.CONNECTING})
+    adopting = dict(obs.assemblies) | {"a": AssemblyStatus(A.CONNECTING, adopting=True)}
+    p = plan(doc, Observed(obs.goal, adopting, obs.resources))
+    assert kinds(p, K.FENCE) == []
+    assert act(K.FENCE, "a") in plan(doc, obs).actions
+
+
 def test_resources_and_assemblies_removed_from_the_document_are_stopped_and_fenced() -> None:
     old = document({"a": ["x", "gone"], "old": ["p", "q"]}, ["old/p -> old/q"])
     new = document({"a": ["x"]})

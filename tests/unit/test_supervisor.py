@@ -56,6 +56,7 @@ class FakeProcess:
     on_exit: ExitCallback
     launcher: FakeLauncher
     clear_failed: bool = False
+    stop_only: bool = False
     signals: list[int] = field(default_factory=list)
     alive: bool = True
     detached: bool = False
@@ -107,11 +108,15 @@ class FakeLauncher:
         self.fail: OSError | None = None
         self.words = ""  # the last line of the DPE log
 
-    def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> FakeProcess:
+    def spawn(
+        self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback, stop_only: bool = False
+    ) -> FakeProcess:
         if self.fail is not None:
             raise self.fail
         self.next_pid += 1
-        process = FakeProcess(self.next_pid, deployable, True, on_exit, self, clear_failed)
+        process = FakeProcess(
+            self.next_pid, deployable, True, on_exit, self, clear_failed, stop_only
+        )
         self.spawned.append(process)
         return process
 
@@ -509,6 +514,7 @@ async def test_stop_without_a_dpe_stops_the_instances_a_dead_one_left(world: Wor
     await world.tick()
     (stopper,) = world.launcher.live()
     assert "to stop what is left (web)" in world.reasons("dpe-started")[0]
+    assert stopper.stop_only  # dped --stop-only: it must not create what a run would
     await world.tick()
     assert stopper.signals == []  # not before it holds the lease (its handlers are set)
     stopper.take_lease()

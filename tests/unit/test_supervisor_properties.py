@@ -130,7 +130,9 @@ class World:
         self._keys = 0
 
     # -- the launcher seam
-    def spawn(self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback) -> Handle:
+    def spawn(
+        self, deployable: str, *, clear_failed: bool, on_exit: ExitCallback, stop_only: bool = False
+    ) -> Handle:
         if self.live(deployable):
             self.violations.append(f"a DPE of {deployable} started beside a live one")
         dpe = Dpe(1000 + len(self.dpes), deployable, self, clear_failed=clear_failed)
