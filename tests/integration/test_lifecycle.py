@@ -13,6 +13,7 @@ process that still belongs to the test's ``PCLOUD_HOME`` (found through
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -313,6 +314,48 @@ def test_a_dpe_stuck_in_its_stop_is_killed_and_what_it_left_is_stopped(rig: Rig)
     assert ("dpe-killed", f"dpe (pid {pid}) did not stop within 1 s: killed (SIGKILL)") in events
     assert any("to stop what is left (a1)" in why for _, why in events)
     assert rig.processes() == {}
+
+
+def test_a_dpe_killed_in_its_stop_is_replaced_by_one_that_creates_nothing(rig: Rig) -> None:
+    """Killed (-9) once a1 is destroyed and a2/slow's stop is in flight: the DPE
+    started to stop what is left adopts a2, probes slow, and never creates a1 again."""
+    document = shop("a1", "a2")
+    delays = {"startdelay": "0", "stopdelay": "4", "mondelay": "0"}
+    slow = {"name": "slow", "type": "Delay", "parameters": delays, "timeouts": {"stop": 20}}
+    document["assemblies"][1]["resources"] = [slow]
+    rig.client.put_deployable("shop", document)
+    rig.client.start_deployable("shop")
+    pid = rig.running(within=60)["dpe"]["pid"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stopping = pool.submit(rig.client.stop_deployable, "shop")
+        rig.until(lambda: a1_destroyed_while_slow_stops(rig), what="a1 gone, a2/slow stopping")
+        mark = rig.events()[-1]["id"]
+        os.kill(pid, signal.SIGKILL)
+        stopping.result(timeout=60)  # it may answer "still stopping" before the end
+    rig.until(lambda: deployable_stopped(rig), 60.0, "the deployable stopped")
+    after = [
+        (e["assembly"], e["resource"], e["state"], e["reason"])
+        for e in rig.events()
+        if e["id"] > mark
+    ]
+    assert any("to stop what is left (a2)" in reason for *_, reason in after), after
+    assert not [e for e in after if e[2] == "creating"], after
+    assert ("a2", "slow", "stopped", "probe: not running") in after, after
+    stopped = [e for e in after if e[:3] == (None, None, "stopped")]
+    assert stopped == [(None, None, "stopped", "every resource stopped, every instance destroyed")]
+    assert rig.processes() == {}
+
+
+def deployable_stopped(rig: Rig) -> bool:
+    status = rig.status()
+    return status["state"] == "stopped" and not status["dpe"]["alive"] and not rig.dpes()
+
+
+def a1_destroyed_while_slow_stops(rig: Rig) -> bool:
+    states = {(a["name"], a["state"]): a for a in rig.status()["assemblies"]}
+    a2 = states.get(("a2", "running")) or states.get(("a2", "stopping"))
+    slow = a2 and {r["name"]: r["state"] for r in a2["resources"]}.get("slow")
+    return ("a1", "stopped") in states and slow == "stopping"
 
 
 def test_a_running_deployable_is_deleted_only_with_force(rig: Rig) -> None:
