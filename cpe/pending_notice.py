@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 
 from cpe.catalog.pending import changes_between, running_document
-from cpe.document_diff import summary
 from cpe.routes import Route
+from foundation.document_diff import summary
 from foundation.errors import NotFound, PcloudError
 from foundation.events import Event
 from foundation.store import Store

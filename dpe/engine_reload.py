@@ -3,7 +3,9 @@
 New assemblies and resources get runners; a changed resource is redefined (the
 planner restarts it, since it runs with what it was started with); a removed
 resource becomes an orphan, stopped in the order it was started in, then
-forgotten; a removed assembly is fenced, then forgotten.
+forgotten; a removed assembly is fenced, then forgotten.  The event says what
+changed as ``deployable_diff`` told it before the reload (the same diff, part by
+part: settings, escalation and order constraints too, not only resources).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dpe.engine_recorder import Recorder
 from dpe.engine_resource import ResourceRunner
 from dpe.engine_runners import DeployableLevel, Runners
 from dpe.states import AssemblyState, ResourceState
+from foundation.document_diff import document_diff, is_empty, summary
 from foundation.model import Deployable, Resource, ResourceId
 from foundation.runtime_kinds import ASSEMBLY, INSTANCE, RESOURCE
 
@@ -30,26 +33,23 @@ class Reloader:
         """Make ``document`` the one kept; what changed, in a few words."""
         old, self.level.document = self.level.document, document
         self.level.window.retune(document.escalation)
-        added = self._reload_assemblies(document)
-        added_resources, changed = self._reload_resources(document)
-        added += added_resources + self.add_service_runners(document)
-        removed = self._orphan_removed(old, document)
-        return f"reloaded: {len(added)} added, {len(removed)} removed, {len(changed)} changed"
+        self._reload_assemblies(document)
+        self._reload_resources(document)
+        self.add_service_runners(document)
+        self._orphan_removed(old, document)
+        return reload_reason(old, document)
 
-    def add_service_runners(self, document: Deployable) -> list[str]:
+    def add_service_runners(self, document: Deployable) -> None:
         """A runner for each place a service may run (its copies are probed there)."""
-        added = []
         for rid in document.service_placements():
             definition = document.resource(rid)
             assert definition is not None
             runner = self.runners.resources.get(rid) or self.runners.orphans.pop(rid, None)
             if runner is None:
                 runner = self.runners.new_resource(rid, definition)
-                added.append(str(rid))
             elif runner.definition != definition:
                 _redefine(runner, definition)
             self.runners.resources[rid] = runner
-        return added
 
     def drop_finished(self) -> None:
         """Forget orphans that no longer run, and removed assemblies once fenced."""
@@ -70,21 +70,17 @@ class Reloader:
             if c.first in runners.orphans and c.then in runners.orphans
         )
 
-    def _reload_assemblies(self, document: Deployable) -> list[str]:
-        added = []
+    def _reload_assemblies(self, document: Deployable) -> None:
         for assembly in document.assemblies:
             runner = self.runners.assemblies.get(assembly.name)
             if runner is None:
                 self.runners.add_assembly(assembly).mark_absent("added to the deployable")
-                added.append(assembly.name)
             else:
                 runner.definition = assembly
                 runner.window.retune(assembly.escalation)
-        return added
 
-    def _reload_resources(self, document: Deployable) -> tuple[list[str], list[str]]:
-        """Runners for new resources; changed ones redefined. Returns (added, changed)."""
-        added, changed = [], []
+    def _reload_resources(self, document: Deployable) -> None:
+        """Runners for new resources; changed ones redefined."""
         runners = self.runners
         for assembly in document.assemblies:
             for definition in assembly.resources:
@@ -92,15 +88,12 @@ class Reloader:
                 runner = runners.resources.get(rid) or runners.orphans.pop(rid, None)
                 if runner is None:
                     runners.resources[rid] = runners.new_resource(rid, definition)
-                    added.append(str(rid))
                     continue
                 runners.resources[rid] = runner
                 if runner.definition != definition:
                     _redefine(runner, definition)
-                    changed.append(str(rid))
-        return added, changed
 
-    def _orphan_removed(self, old: Deployable, new: Deployable) -> list[str]:
+    def _orphan_removed(self, old: Deployable, new: Deployable) -> None:
         runners = self.runners
         removed = [rid for rid in runners.resources if new.resource(rid) is None]
         for rid in removed:
@@ -111,7 +104,14 @@ class Reloader:
                 c for c in candidates if c.first in runners.orphans and c.then in runners.orphans
             )
         )
-        return [str(rid) for rid in removed]
+
+
+def reload_reason(old: Deployable, new: Deployable) -> str:
+    """``reloaded: 1 assembly changed (db), 1 setting changed (escalation.failures)``:
+    what changed, in the words of ``deployable_diff`` (``reloaded:`` begins it: the
+    shell's ``deployable_reload --wait`` ends on it)."""
+    changes = document_diff(old.to_dict(), new.to_dict())
+    return f"reloaded: {'nothing changed' if is_empty(changes) else summary(changes)}"
 
 
 def _redefine(runner: ResourceRunner, definition: Resource) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cpe.catalog import Catalog
 from cpe.catalog.documents import parse_catalog_document
-from cpe.document_diff import SECTIONS, document_diff, is_empty, summary
+from foundation.document_diff import SECTIONS, document_diff, is_empty, summary
 from foundation.errors import InvalidInput
 from foundation.model import validate_name
 from foundation.runtime_kinds import DOCUMENT

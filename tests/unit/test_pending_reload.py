@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cpe.document_diff import document_diff, is_empty, summary
+from foundation.document_diff import document_diff, is_empty, summary
 from foundation.model import parse
 from foundation.runtime_kinds import DOCUMENT
 from foundation.store import Store

@@ -1,4 +1,5 @@
-"""What a reload would change: the stored document against the one the DPE runs.
+"""What a reload would change: the stored document against the one the DPE runs
+(cped's ``deployable_diff``), and what one changed (the DPE's ``reloaded`` event).
 
 Both are canonical documents (``Deployable.to_dict``).  The difference is
 told by part, as ``pcloudsh deployable_diff`` shows it: assemblies and
