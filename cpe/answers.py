@@ -152,6 +152,13 @@ class DpeStatus(Closed):
 ESCALATION = "the document's: 0 failures or 0 period is off, and failures then escalate nothing"
 
 
+class FailedOperation(Closed):
+    op: str = Field(description="probe, start, stop or monitor")
+    rc: int | None = Field(description="the agent's return code; null: no answer (timed out)")
+    reason: str
+    time: float
+
+
 class ResourceStatus(Closed):
     name: Name
     agent: str | None = None
@@ -160,6 +167,18 @@ class ResourceStatus(Closed):
     escalation: Escalation | None = Field(default=None, description=ESCALATION)
     last_op: str | None = None
     last_rc: int | None
+    blocked: str | None = Field(
+        default=None, description="why its DPE cannot start it now (null: it can, or it runs)"
+    )
+    retry_at: float | None = Field(
+        default=None, description="no start before this time: the back-off after failures"
+    )
+    failures_in_a_row: int | None = Field(
+        default=None, description="failures since it last ran an interval (the back-off's)"
+    )
+    last_failure: FailedOperation | None = Field(
+        default=None, description="its last failed operation, until cleaned up"
+    )
     service: bool | None = Field(default=None, description="a service's copy on this assembly")
 
 

@@ -153,7 +153,15 @@ def _resource(assembly: str, resource: dict[str, Any], runtime: Docs, now: float
         "failures": in_window(recorded.get("failures", []), resource, now),
         "last_op": recorded.get("last_op"),
         "last_rc": recorded.get("last_rc"),
+        **_why_not_started(recorded),
     }
+
+
+def _why_not_started(recorded: dict[str, Any]) -> dict[str, Any]:
+    """What its DPE recorded of why it does not run: cannot start, until when, and
+    its last failed operation (a stop after a failed start is its last operation)."""
+    fields = ("blocked", "retry_at", "failures_in_a_row", "last_failure")
+    return {field: recorded.get(field) for field in fields}
 
 
 def _agent(resource: dict[str, Any]) -> str:

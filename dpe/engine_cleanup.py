@@ -4,7 +4,9 @@ An administrator asks cped (``deployable_cleanup NAME [ASSEMBLY[/RESOURCE]]``),
 which records the request (runtime kind ``cleanup``, keyed by its scope) and
 tells the DPE.  For the scope, every failure window is emptied (the resources',
 the assemblies', the deployable's own for the whole deployable), a service's
-fail counts on those assemblies too, the restart back-off ends, and a resource
+fail counts on those assemblies too, the restart back-off ends (its failures in a
+row are counted as forgotten too), a resource's last failed operation is
+forgotten, and a resource
 left unrecoverable is probed again, an assembly refused for a host key mismatch
 is fenced and made again; then the engine plans again.  An event on
 the scope's subject says what was cleaned, and the request is deleted.
@@ -72,10 +74,11 @@ class Cleanup:
         return list(self.runners.every_resource())
 
     def _clean_resource(self, runner: ResourceRunner) -> int:
-        forgotten = len(runner.window.times) + self._clean_service(runner.rid)
+        forgotten = _failures_of(runner) + self._clean_service(runner.rid)
         runner.window.reset()
         runner.retries.reset()
         runner.retry_at = None
+        runner.last_failure = None
         if runner.state is ResourceState.UNRECOVERABLE:
             runner.last_op = runner.last_rc = None
             runner.cell.set(ResourceState.UNKNOWN, "cleaned up: probing it again")
@@ -114,6 +117,13 @@ class Cleanup:
             self.runners.assemblies[assembly].cell.note(reason)
             return
         self.level.cell.note(reason)
+
+
+def _failures_of(runner: ResourceRunner) -> int:
+    """Its failures: those in its escalation window, or those in a row that the restart
+    back-off counts (with escalation off the window keeps none: a resource that keeps
+    failing to start has only these); the same failures may be in both."""
+    return max(len(runner.window.times), runner.failures_in_a_row)
 
 
 def _reason(scope: str, forgotten: int, reprobed: list[str]) -> str:

@@ -66,7 +66,6 @@ class ControlLoop:
         self._interrupt = asyncio.Event()
         self._abort = False
         self._wake_timer: asyncio.Task[None] | None = None
-        self._noted_blocked: dict[ResourceId, str] = {}
         self._retries = Retries(deps.options.backoff())  # transitions that failed in a row
 
     async def run(self) -> None:
@@ -247,7 +246,7 @@ class ControlLoop:
         text = f"{_count(len(self.runners.assemblies), 'assembly', 'assemblies')} running, "
         text += f"{_count(running, 'resource')} running"
         lost = states.count(ResourceState.UNRECOVERABLE)
-        blocked = len(self._noted_blocked)
+        blocked = sum(1 for r in self.runners.resources.values() if r.blocked)
         if lost:
             text += f", {lost} unrecoverable"
         if blocked:
@@ -255,17 +254,12 @@ class ControlLoop:
         return text
 
     def _note_blocked(self, blocked: Mapping[ResourceId, str]) -> None:
-        """Say once why a resource that is not running cannot start."""
-        resources = self.runners.resources
-        waiting = {
-            rid: reason
-            for rid, reason in blocked.items()
-            if rid in resources and resources[rid].state is not ResourceState.RUNNING
-        }
-        for rid, reason in waiting.items():
-            if self._noted_blocked.get(rid) != reason:
-                resources[rid].cell.note(f"cannot start: {reason}")
-        self._noted_blocked = waiting
+        """Mark each resource that is not running with why it cannot start (once per
+        reason), and no longer those that can."""
+        for rid, runner in self.runners.resources.items():
+            reason = blocked.get(rid) if runner.state is not ResourceState.RUNNING else None
+            if runner.blocked != reason:
+                runner.mark_blocked(reason)
 
 
 def _count(n: int, word: str, plural: str | None = None) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dpe import agents
@@ -50,6 +51,30 @@ if TYPE_CHECKING:
     from dpe.engine_deps import EngineDeps
 
 _RUNNING_CODES = (OcfRc.OK, OcfRc.RUNNING_MASTER)
+
+
+@dataclass(frozen=True)
+class FailedOp:
+    """A resource's last failed operation: a resource left stopped between two tries
+    shows what its failed start returned (its last operation is then the stop)."""
+
+    op: str  # probe, start, stop, monitor
+    rc: int | None  # None: no answer (timed out)
+    reason: str
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FailedOp:
+        rc = data.get("rc")
+        return cls(
+            str(data["op"]),
+            rc if isinstance(rc, int) else None,
+            str(data["reason"]),
+            float(data["time"]),
+        )
 
 
 class ResourceHooks(Protocol):
@@ -78,6 +103,9 @@ class ResourceRunner:
         self.last_rc: int | None = None
         self.applied: Applied | None = None
         self.retry_at: float | None = None
+        self.last_failure: FailedOp | None = None  # until cleaned up or a new instance
+        # why the planner cannot start it now (None: it can, or it runs); set by the engine
+        self.blocked: str | None = None
         self.monitor: asyncio.Task[None] | None = None
         # why it is being restarted though it did not fail (events say so); set by
         # the engine before a stop, cleared once it runs again
@@ -111,7 +139,8 @@ class ResourceRunner:
         try:
             result = await self._run(assembly, op, interval, params)
         except OperationTimeout:
-            return self._failed(kind, agents.timeout_reason(kind, self.definition.timeout(op)))
+            reason = agents.timeout_reason(kind, self.definition.timeout(op))
+            return self._failed(kind, reason, rc=None)
         except Unavailable as error:
             self._interrupted(kind)
             self.hooks.assembly_lost(
@@ -177,7 +206,7 @@ class ResourceRunner:
             text = "not running" if result.rc == OcfRc.NOT_RUNNING else result.reason
             self.cell.set(ResourceState.STOPPED, f"probe: {text}")
         else:
-            self._failed("probe", result.reason)
+            self._failed("probe", result.reason, int(result.rc))
         self.hooks.resource_changed(self)
         return True  # a probe's answer is information, whatever it is
 
@@ -199,10 +228,11 @@ class ResourceRunner:
     def _missed(self, kind: str, result: agents.AgentResult) -> bool:
         """A start or stop that did not reach its target: a hard error is for good."""
         if result.hard_error:
+            self._note_failure(kind, result.reason, int(result.rc))
             self.cell.set(ResourceState.UNRECOVERABLE, result.reason)
             self.hooks.stop_failed(self, result.reason)  # it may still run
             return False
-        return self._failed(kind, result.reason)
+        return self._failed(kind, result.reason, int(result.rc))
 
     def _monitored(self, result: agents.AgentResult, _: Mapping[str, str], __: bool) -> bool:
         if self.state is not ResourceState.RUNNING:
@@ -211,10 +241,11 @@ class ResourceRunner:
             self.retries.reset()  # up for a whole interval: failures are no longer in a row
             self.retry_at = None
             return True
-        return self._failed("monitor", result.reason)
+        return self._failed("monitor", result.reason, int(result.rc))
 
-    def _failed(self, kind: str, reason: str) -> bool:
+    def _failed(self, kind: str, reason: str, rc: int | None) -> bool:
         self.because = None  # its own failure now
+        self._note_failure(kind, reason, rc)
         if kind == "stop":
             self.cell.set(ResourceState.FAILED, reason)
             self.hooks.stop_failed(self, reason)
@@ -224,6 +255,23 @@ class ResourceRunner:
         self.retry_at = self.deps.clock.time() + delay if delay else None
         self.hooks.resource_failed(self, reason)
         return False
+
+    def _note_failure(self, kind: str, reason: str, rc: int | None) -> None:
+        self.last_failure = FailedOp(kind, rc, reason, self.deps.clock.time())
+
+    def mark_blocked(self, reason: str | None) -> None:
+        """Why the planner cannot start it (None: it can now); an event when it cannot,
+        and its runtime row says so either way (status shows it)."""
+        self.blocked = reason
+        if reason is None:
+            self.hooks.resource_changed(self)
+        else:
+            self.cell.note(f"cannot start: {reason}")
+
+    @property
+    def failures_in_a_row(self) -> int:
+        """Failures since it last ran a whole interval: what the restart back-off counts."""
+        return self.retries.failures
 
     # -- the recurring monitor --------------------------------------------------
 
@@ -269,7 +317,7 @@ class ResourceRunner:
             result = agent_result(self.definition, "monitor", outcome)
         except OperationTimeout as timeout:
             self._ran_an_interval(interval, scheduled)
-            return self._failed("monitor", str(timeout))
+            return self._failed("monitor", str(timeout), rc=None)
         self.last_op, self.last_rc = "monitor", int(result.rc)
         if not result.ok:
             self._ran_an_interval(interval, scheduled)
@@ -303,6 +351,7 @@ class ResourceRunner:
         self.applied = None
         self.retries.reset()  # a new instance: its failures are not in a row with these
         self.retry_at = None
+        self.last_failure = None
         if quietly and self.state is ResourceState.STOPPED:
             self.cell.reset(ResourceState.UNKNOWN, reason)
         elif self.state is not ResourceState.UNRECOVERABLE:
@@ -316,6 +365,10 @@ class ResourceRunner:
             "last_rc": self.last_rc,
             "failures": list(self.window.times),
             "applied": self.applied.to_dict() if self.applied else None,
+            "blocked": self.blocked,
+            "retry_at": self.retry_at,
+            "failures_in_a_row": self.failures_in_a_row,
+            "last_failure": self.last_failure.to_dict() if self.last_failure else None,
         }
 
     def restore(self, doc: Mapping[str, Any]) -> None:
@@ -325,6 +378,8 @@ class ResourceRunner:
         self.last_op, self.last_rc = doc.get("last_op"), doc.get("last_rc")
         applied = doc.get("applied")
         self.applied = Applied.from_dict(applied) if applied else None
+        failure = doc.get("last_failure")
+        self.last_failure = FailedOp.from_dict(failure) if failure else None
         if doc.get("state") == str(ResourceState.UNRECOVERABLE):
             self.cell.set(ResourceState.UNRECOVERABLE, "unrecoverable (recorded before a restart)")
         elif doc.get("state") == str(ResourceState.STARTING):

@@ -65,13 +65,16 @@ def _assembly(assembly: dict[str, Any], now: float, deployable_mode: Any = None)
         _reason(assembly),
     ]
     label = _label(f"assembly {assembly.get('name')}", assembly.get("state"), details)
-    return Node(label, [_resource(r) for r in named_items(assembly.get("resources"))])
+    return Node(label, [_resource(r, now) for r in named_items(assembly.get("resources"))])
 
 
-def _resource(resource: dict[str, Any]) -> Node:
+def _resource(resource: dict[str, Any], now: float) -> Node:
+    failed = _failed_op(resource)
     details = [
+        _blocked(resource, now),
+        failed,
         _failures(resource),
-        _last_rc(resource.get("last_rc")),
+        _last_rc(resource.get("last_rc"), resource.get("last_op") if failed else None),
         _reason(resource),
     ]
     noun = "service" if resource.get("service") else "resource"  # a service's copy here
@@ -199,12 +202,37 @@ def _deployable_monitoring(status: dict[str, Any]) -> str | None:
     return f"monitoring {mode}"
 
 
-def _last_rc(rc: Any) -> str | None:
+def _blocked(resource: dict[str, Any], now: float) -> str | None:
+    """Why its DPE cannot start it now, and when it tries again (backing off)."""
+    blocked = resource.get("blocked")
+    if not blocked:
+        return None
+    text = f"cannot start: {blocked}"
+    retry_at = resource.get("retry_at")
+    if isinstance(retry_at, int | float) and not isinstance(retry_at, bool) and retry_at > now:
+        text += f", next try in {duration(retry_at - now)}"
+    return text
+
+
+def _failed_op(resource: dict[str, Any]) -> str | None:
+    """Its last failed operation, while it does not run: a resource stopped after a
+    failed start would otherwise show only the stop's rc."""
+    failure = resource.get("last_failure")
+    if resource.get("state") == "running" or not isinstance(failure, dict):
+        return None
+    reason = failure.get("reason")
+    return f"last failure: {reason}" if reason else None
+
+
+def _last_rc(rc: Any, op: Any = None) -> str | None:
+    """The last operation's return code (naming the operation when asked: beside a
+    failure of another operation)."""
     if not isinstance(rc, int) or isinstance(rc, bool):
         return None
     from dpe.agents import describe
 
-    return f"last rc {rc} ({describe(rc)})"
+    last = f"last {op}" if op else "last"
+    return f"{last} rc {rc} ({describe(rc)})"
 
 
 def _reason(data: dict[str, Any]) -> str | None:

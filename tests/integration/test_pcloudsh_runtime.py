@@ -148,6 +148,55 @@ def test_a_started_deployable_through_pcloudsh(shell: Runtime) -> None:
     )
 
 
+def resource_of(status: dict[str, Any], assembly: str, name: str) -> dict[str, Any]:
+    found = next(a for a in status["assemblies"] if a["name"] == assembly)
+    return next(r for r in found["resources"] if r["name"] == name)  # type: ignore[no-any-return]
+
+
+def test_a_resource_that_cannot_start_says_so_and_a_reload_says_what_changed(
+    shell: Runtime,
+) -> None:
+    """A real agent whose start fails (no such program): between two tries it is
+    stopped, and status says it cannot start, what its start returned, when again."""
+    shell.ok("assembly_resource_add web/bad anything binfile=/nonexistent/prog")
+    shell.ok("deployable_start shop")
+    deadline = time.monotonic() + STATE_TIMEOUT
+    while not (bad := resource_of(shell.status(), "web", "bad")).get("blocked"):
+        assert time.monotonic() < deadline, bad
+        time.sleep(0.2)
+    assert bad["blocked"] == "backing off after failures in a row"
+    failure = bad["last_failure"]
+    assert (failure["op"], failure["rc"]) == ("start", 1), failure
+    assert bad["failures_in_a_row"] >= 2 and bad["retry_at"] > time.time() - 1
+    line = next(x for x in shell.ok("deployable_status shop").splitlines() if "resource bad" in x)
+    assert "cannot start: backing off after failures in a row" in line
+    assert "last failure: start returned 1 (unknown error)" in line
+
+    cleaned = shell.ok("deployable_cleanup shop web/bad")
+    assert cleaned, cleaned
+    deadline = time.monotonic() + STATE_TIMEOUT
+    while not (said := _events_saying(shell, "cleaned up web/bad")):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert re.search(r"cleaned up web/bad: [1-9]\d* failures? forgotten", said[-1]), said
+
+    shell.ok("escalation_assembly_set db 2 300")
+    shell.ok("escalation_deployable_set shop 2 3600")
+    shell.ok("deployable_reload shop")
+    deadline = time.monotonic() + STATE_TIMEOUT
+    while not (said := _events_saying(shell, "reloaded: ")):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert said[-1].endswith(
+        "reloaded: 1 assembly changed (db), 2 settings changed"
+        " (escalation.failures, escalation.period)"
+    ), said
+
+
+def _events_saying(shell: Runtime, words: str) -> list[str]:
+    return [line for line in shell.ok("events --deployable shop").splitlines() if words in line]
+
+
 class JsonLines:
     """The JSON lines a process prints, read from its pipe as they come."""
 

@@ -37,6 +37,10 @@ def test_a_service_shows_where_it_runs_with_its_candidates() -> None:
             "failures": [],
             "last_op": None,
             "last_rc": 0,
+            "blocked": None,
+            "retry_at": None,
+            "failures_in_a_row": None,
+            "last_failure": None,
             "service": True,
         }
     ]

@@ -275,6 +275,10 @@ async def test_status_is_composed_from_the_runtime_the_dpe_recorded(
             "escalation": {"failures": 0, "period": 0},  # the document's: off
             "last_op": None,
             "last_rc": 0,
+            "blocked": None,
+            "retry_at": None,
+            "failures_in_a_row": None,
+            "last_failure": None,
         }
     ]
     assert (db["state"], db["instance"], db["address"]) == ("stopped", None, None)

@@ -255,6 +255,62 @@ def test_a_running_deployable_says_why_when_some_resources_do_not_run(
     assert lines[0] == "deployable shop: running (DPE pid 4711, lease epoch 7)"
 
 
+BACKING_OFF = "backing off after failures in a row"
+FAILED_START = {"op": "start", "rc": 1, "reason": "start returned 1 (unknown error)", "time": NOW}
+
+
+def test_a_resource_that_cannot_start_says_why_what_its_start_returned_and_when_again(
+    env: Environment, shop: InProcessCped
+) -> None:
+    status = failing_shop() | {"state": "running"}
+    status["assemblies"][1]["resources"][0] = {
+        "name": "bad",
+        "state": "stopped",
+        "failures": [],
+        "escalation": {"failures": 0, "period": 0},
+        "last_op": "stop",
+        "last_rc": 0,
+        "blocked": BACKING_OFF,
+        "retry_at": NOW + 8,
+        "failures_in_a_row": 3,
+        "last_failure": FAILED_START,
+    }
+    shop.answer("deployable_status", "shop", answer=status)
+    lines = run(dataclasses.replace(env, width=300), "deployable_status shop").out.splitlines()
+    assert lines[4].endswith(
+        f"resource bad: stopped (cannot start: {BACKING_OFF}, next try in 8 s,"
+        " last failure: start returned 1 (unknown error), escalation off, last stop rc 0 (ok))"
+    )
+
+
+def test_a_resource_blocked_by_another_says_so_without_a_next_try(
+    env: Environment, shop: InProcessCped
+) -> None:
+    status = failing_shop()
+    waiting = f"waiting for db/pg, which is {BACKING_OFF}"
+    resource = {"name": "www", "state": "stopped", "failures": [], "blocked": waiting}
+    status["assemblies"][1]["resources"][0] = resource
+    shop.answer("deployable_status", "shop", answer=status)
+    lines = run(dataclasses.replace(env, width=300), "deployable_status shop").out.splitlines()
+    assert lines[4].endswith(f"resource www: stopped (cannot start: {waiting}, 0 failures)")
+
+
+def test_cped_sends_why_a_resource_cannot_start_as_its_dpe_recorded_it(
+    env: Environment, shop: InProcessCped
+) -> None:
+    shop.store.put_runtime("shop", DEPLOYABLE, "", {"state": "running", "reason": "1 cannot start"})
+    shop.store.put_runtime("shop", ASSEMBLY, "web", {"state": "running"})
+    recorded = {"state": "stopped", "failures": [], "last_op": "stop", "last_rc": 0}
+    recorded |= {"blocked": BACKING_OFF, "retry_at": NOW + 30, "failures_in_a_row": 4}
+    shop.store.put_runtime("shop", RESOURCE, "web/www", recorded | {"last_failure": FAILED_START})
+    www = json.loads(run(env, "--json deployable_status shop").out)["assemblies"][1]["resources"][0]
+    assert (www["state"], www["last_op"], www["last_rc"]) == ("stopped", "stop", 0)  # as before
+    assert www["blocked"] == BACKING_OFF and www["retry_at"] == NOW + 30
+    assert (www["failures_in_a_row"], www["last_failure"]) == (4, FAILED_START)
+    lines = run(dataclasses.replace(env, width=300), "deployable_status shop").out.splitlines()
+    assert f"resource www: stopped (cannot start: {BACKING_OFF}, next try in 30 s," in lines[4]
+
+
 def test_unknown_deployable_and_bad_name(env: Environment, shop: InProcessCped) -> None:
     ran = run(env, "deployable_status nosuch")
     assert (ran.status, ran.out) == (2, "")
