@@ -416,8 +416,8 @@ class DeployableCommands(Noun):
         """Make a running deployable's DPE apply the stored document (only what changed).
 
         With --wait it returns once the DPE has applied it and every part runs
-        (exit 1 if the DPE refused it, the deployable failed, or not within
-        --timeout).
+        (exit 1 if the DPE refused it, the deployable failed, a resource cannot
+        start, or not within --timeout).
         """
         name = check_name(args.name, "deployable")
         timeout = _wait_timeout(args.wait, args.timeout)

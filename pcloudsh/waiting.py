@@ -117,7 +117,7 @@ def wait_for_reload(env: Environment, name: str, after_id: int, timeout: float) 
         if not applied:
             applied, after_id = _reload_applied(api, name, after_id)
             applied = applied or not status.get("pending_reload")
-        if applied and _all_running(status):
+        if applied and _settled_after_reload(status):
             return status
         _check_not_failed(name, status, "started")
         left = deadline - env.monotonic()
@@ -144,12 +144,19 @@ def _reload_applied(api: Any, name: str, after_id: int) -> tuple[bool, int]:
     return False, after_id
 
 
-def _all_running(status: dict[str, Any]) -> bool:
-    from pcloudsh.status import named_items, resources_not_running
+def _settled_after_reload(status: dict[str, Any]) -> bool:
+    """Every part runs, or what does not is a resource its DPE cannot start (it
+    backs off, or waits for one that cannot start): the wait ends there, as a
+    start's does, and the command names them (``running_result``)."""
+    from pcloudsh.status import named_items
 
     assemblies = named_items(status.get("assemblies"))
     return (
         status.get("state") == "running"
         and all(a.get("state") == "running" for a in assemblies)
-        and not resources_not_running(status)
+        and all(
+            resource.get("state") == "running" or resource.get("blocked")
+            for assembly in assemblies
+            for resource in named_items(assembly.get("resources"))
+        )
     )

@@ -477,6 +477,32 @@ def test_reload_wait_returns_once_the_dpe_applied_it_and_every_part_runs(
     assert len(polls) == 3
 
 
+def test_reload_wait_ends_once_what_does_not_run_cannot_start(
+    env: Environment, shop: InProcessCped, fake_time: FakeTime
+) -> None:
+    """As a start's wait does: a resource its DPE backs off from is named at once (exit
+    1), not waited for until --timeout while the DPE has nothing left to do."""
+    run(env, "deployable_start shop")
+    dpe_runs_an_older_document(shop)
+    polls: list[float] = []
+
+    def dpe_reloads_and_www_cannot_start(seconds: float) -> None:
+        polls.append(seconds)
+        fake_time.sleep(seconds)
+        if len(polls) == 1:
+            reload_event(shop, "reloaded: 1 resource added (web/www)")
+        if len(polls) == 2:
+            blocked = {"state": "stopped", "blocked": "backing off after failures in a row"}
+            shop.store.put_runtime("shop", RESOURCE, "web/www", blocked)
+
+    env = dataclasses.replace(env, sleep=dpe_reloads_and_www_cannot_start)
+    ran = run(env, "deployable_reload shop --wait --timeout 5m")
+    assert ran.status == 1 and len(polls) == 2, ran
+    assert (
+        ran.err == "pcloudsh: error: deployable shop: not every resource runs: web/www (stopped)\n"
+    )
+
+
 def test_reload_wait_fails_when_the_dpe_refuses_the_document(
     env: Environment, shop: InProcessCped
 ) -> None:
