@@ -66,6 +66,9 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
         env.keys.delete_many(new_keys)
         raise
     note = " (the interrupt came after the commit: the import is complete)" if late else ""
+    warnings = half_set_escalations(doc)
+    for warning in warnings:
+        env.stderr.write(f"pcloudsh: warning: {warning}\n")
     return done(
         f"deployable {deployable.name} imported"
         f" ({counted(len(deployable.assemblies), 'assembly', 'assemblies')},"
@@ -73,7 +76,47 @@ def import_document(env: Environment, args: argparse.Namespace) -> Result:
         deployable=deployable.name,
         assemblies=[a.name for a in deployable.assemblies],
         new_keys=new_keys,
+        warnings=warnings,
     )
+
+
+def half_set_escalations(doc: dict[str, Any]) -> list[str]:
+    """An escalation given failures but no period is off, as the original's documents
+    meant it; escalation_*_set refuses it, so an import that reads one says so
+    rather than turn it off without a word (no failures, INFINITY or -1, is off
+    on purpose, whatever the period)."""
+    found = []
+    for path, escalation in _escalations(doc):
+        try:
+            failures = model.parse_escalation_count(escalation.get("failures"))
+            period = model.parse_escalation_period(escalation.get("period"))
+        except ValueError:
+            continue  # refused already, with its path
+        if failures > 0 and period <= 0:
+            found.append(
+                f"{path}: {failures} failures and no period: escalation is off"
+                " (give a period to turn it on)"
+            )
+    return found
+
+
+def _escalations(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, escalation) of the deployable, its assemblies and their resources."""
+    yield from _escalation_at("escalation", doc)
+    for i, assembly in enumerate(_items(doc.get("assemblies"))):
+        yield from _escalation_at(f"assemblies[{i}].escalation", assembly)
+        for j, resource in enumerate(_items(assembly.get("resources"))):
+            yield from _escalation_at(f"assemblies[{i}].resources[{j}].escalation", resource)
+
+
+def _escalation_at(path: str, part: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    escalation = part.get("escalation")
+    if isinstance(escalation, dict):
+        yield path, escalation
+
+
+def _items(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _check_agents(env: Environment, deployable: model.Deployable) -> None:

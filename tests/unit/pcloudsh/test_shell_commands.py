@@ -879,6 +879,41 @@ def test_import_counts_in_words_that_agree(env: Environment, cped: InProcessCped
     assert ran.out == "deployable pair imported (2 assemblies, 2 new key pairs)\n"
 
 
+HALF_SET_XML = """<deployable name="half">
+  <assemblies>
+    <assembly name="a1" escalation_failures="3" escalation_period="0">
+      <services>
+        <service name="r1" class="ocf" provider="heartbeat" type="Dummy"
+                 escalation_failures="2"/>
+        <service name="r2" class="ocf" provider="heartbeat" type="Dummy"
+                 escalation_failures="INFINITY" escalation_period="60"/>
+      </services>
+    </assembly>
+  </assemblies>
+</deployable>
+"""
+
+
+def test_import_says_which_escalations_it_reads_as_off(
+    env: Environment, cped: InProcessCped
+) -> None:
+    """Failures with no period: off, as the original meant it, but said (the
+    escalation_*_set commands refuse it); failures turned off on purpose are not."""
+    ran = run(env, "--json deployable_import -", stdin=HALF_SET_XML)
+    assert ran.status == 0, ran
+    expected = [
+        "assemblies[0].escalation: 3 failures and no period: escalation is off"
+        " (give a period to turn it on)",
+        "assemblies[0].resources[0].escalation: 2 failures and no period: escalation is off"
+        " (give a period to turn it on)",
+    ]
+    assert json.loads(ran.out)["warnings"] == expected
+    warned = [line for line in ran.err.splitlines() if "warning" in line]  # progress aside
+    assert warned == [f"pcloudsh: warning: {w}" for w in expected]
+    (a1,) = cped.get_deployable("half")["assemblies"]
+    assert a1["escalation"] == {"failures": 0, "period": 0}
+
+
 class _Recording:
     """An API whose stop requests are recorded (their query) and then made."""
 
