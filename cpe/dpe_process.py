@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cpe.control import cped_environment
-from cpe.dpe_scheduling import Scheduling, read_scheduling
+from cpe.dpe_scheduling import Scheduling, process_age, read_scheduling
 from cpe.dpe_template import DpedTemplate, template_argv
 from foundation.paths import LOG_MODE, Paths
 
@@ -141,6 +141,9 @@ class PidfdProcess:
     def scheduling(self) -> Scheduling | None:
         """The kernel's view of it (None once it has exited: the pidfd pins the pid)."""
         return read_scheduling(self.pid) if self._pidfd is not None else None
+
+    def running_for(self) -> float | None:
+        return process_age(self.pid) if self._pidfd is not None else None
 
     def _readable(self) -> None:
         if self._reports is not None:

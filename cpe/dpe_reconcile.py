@@ -328,6 +328,8 @@ class Reconciler:
     def _watch(self, slot: Slot, process: DpeProcess, generation: int, state: DpeState) -> None:
         slot.process, slot.generation, slot.state = process, generation, state
         slot.since = self.clock.monotonic()
+        age = None if process.child else process.running_for()  # adopted: its own
+        slot.started = slot.since - (age or 0.0)
         slot.epoch, slot.doubt = None, None
         slot.killed = slot.replace = slot.spawned_clearing = slot.handing_over = False
 

@@ -20,6 +20,7 @@ evidence in the event.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,17 @@ class Scheduling:
 
     waited: float  # seconds it waited for a CPU while runnable, since it started
     stopped: bool  # stopped or in an uninterruptible wait right now
+
+
+def process_age(pid: int) -> float | None:
+    """Seconds since ``pid`` started: its start in clock ticks after boot
+    (``/proc/PID/stat``, field 22) against the time since boot (``/proc/uptime``)."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        since_boot = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, since_boot - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def read_scheduling(pid: int) -> Scheduling | None:

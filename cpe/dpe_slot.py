@@ -37,6 +37,11 @@ class DpeProcess(Protocol):
         """The kernel's view of it now (None: gone, or not known)."""
         ...
 
+    def running_for(self) -> float | None:
+        """Seconds since it started (None: gone, or not known): an adopted DPE's
+        uptime is its own, not the time since this cped found it."""
+        ...
+
 
 class Launcher(Protocol):
     def spawn(
@@ -140,6 +145,7 @@ class Slot:
     process: DpeProcess | None = None
     generation: int = 0  # which process an exit report is about
     since: float = 0.0  # monotonic time the process was spawned or adopted
+    started: float = 0.0  # monotonic time the process started (before, if adopted)
     epoch: int | None = None  # its lease epoch, once it holds the lease
     attempts: int = 0  # consecutive failed runs
     refusals: int = 0  # consecutive DPEs that exited refusing their configuration

@@ -224,7 +224,7 @@ class Supervisor:
             "restarts": slot.attempts,
         }
         if process is not None:
-            data["uptime"] = round(now - slot.since, 3)
+            data["uptime"] = round(now - slot.started, 3)
         if slot.state is DpeState.BACKOFF:
             data["restart_in"] = round(max(0.0, slot.retry_at - now), 3)
         if slot.waiting_note:

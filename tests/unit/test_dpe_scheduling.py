@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import pytest
 
-from cpe.dpe_scheduling import NEWBORN, Doubt, Scheduling, read_scheduling
+from cpe.dpe_scheduling import NEWBORN, Doubt, Scheduling, process_age, read_scheduling
 
 
 def test_time_waiting_for_a_cpu_is_not_time_it_could_run() -> None:
@@ -44,3 +46,16 @@ def test_this_process_can_run_and_a_process_that_is_gone_has_no_view() -> None:
     seen = read_scheduling(os.getpid())
     assert seen is not None and not seen.stopped and seen.waited >= 0.0
     assert read_scheduling(2**22 + 1) is None  # above the kernel's largest pid
+
+
+def test_a_process_age_is_counted_from_its_start_by_the_kernel() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        began = time.monotonic()
+        time.sleep(0.3)
+        age = process_age(child.pid)
+        assert age is not None and 0.2 <= age <= time.monotonic() - began + 0.1
+    finally:
+        child.kill()
+        child.wait()
+    assert process_age(child.pid) is None  # gone

@@ -62,6 +62,7 @@ class FakeProcess:
     detached: bool = False
     waited: float = 0.0  # seconds it waited for a CPU (the kernel's count)
     stopped: bool = False  # SIGSTOPped
+    age: float = 0.0  # seconds since it started, when found
 
     @property
     def holder(self) -> str:
@@ -82,6 +83,9 @@ class FakeProcess:
 
     def scheduling(self) -> Scheduling | None:
         return Scheduling(self.waited, self.stopped) if self.alive else None
+
+    def running_for(self) -> float | None:
+        return self.age if self.alive else None
 
     def take_lease(self) -> int | None:
         clock, store = self.launcher.clock, self.launcher.store
@@ -104,6 +108,7 @@ class FakeLauncher:
         self.next_pid = 100
         self.spawned: list[FakeProcess] = []
         self.foreign: dict[int, str] = {}  # pid -> deployable: live DPEs another cped started
+        self.ages: dict[int, float] = {}  # pid -> seconds it had run when found
         self.obey_sigterm = True
         self.fail: OSError | None = None
         self.words = ""  # the last line of the DPE log
@@ -123,7 +128,7 @@ class FakeLauncher:
     def attach(self, deployable: str, pid: int, on_exit: ExitCallback) -> FakeProcess | None:
         if self.foreign.get(pid) != deployable:
             return None
-        return FakeProcess(pid, deployable, False, on_exit, self)
+        return FakeProcess(pid, deployable, False, on_exit, self, age=self.ages.get(pid, 0.0))
 
     def last_words(self, deployable: str) -> str:
         return self.words
@@ -599,6 +604,17 @@ async def test_a_new_cped_adopts_a_live_dpe_instead_of_starting_another(store: S
     ]
     info = world.supervisor.info("shop")
     assert info["pid"] == 4242 and info["adopted"] is True
+
+
+async def test_an_adopted_dpe_s_uptime_is_its_own(store: Store) -> None:
+    world = make_world(store)
+    world.want("started")
+    world.launcher.foreign[4242] = "shop"
+    world.launcher.ages[4242] = 127.0  # it ran before this cped found it
+    store.acquire_lease("shop", f"{HOST}:4242", 4242, 5.0, world.clock.time())
+    await world.tick()
+    world.clock.advance(3.0)
+    assert world.supervisor.info("shop")["uptime"] == pytest.approx(130.0)
 
 
 async def test_an_adopted_dpe_that_dies_is_replaced(store: Store) -> None:

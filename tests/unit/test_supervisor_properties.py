@@ -119,6 +119,9 @@ class Handle:
     def scheduling(self) -> Scheduling | None:
         return NEWBORN if self.dpe.alive else None  # a hung DPE could run: it is judged
 
+    def running_for(self) -> float | None:
+        return None  # not known: counted from when it was found
+
 
 class World:
     def __init__(self, store: Store, clock: FakeClock) -> None:
