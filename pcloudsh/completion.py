@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from foundation.errors import PcloudError
+from foundation.model import INFRASTRUCTURES
 from pcloudsh import commands
 from pcloudsh.definition import Arg, CommandSpec, Names
 from pcloudsh.environment import Environment
@@ -25,27 +26,32 @@ Tokens = dict[str, list[str]]
 
 def list_names(env: Environment, kind: Names, arg_tokens: dict[str, list[str]]) -> list[str]:
     """Existing names of ``kind``; ``arg_tokens`` holds the arguments already typed."""
-    api = env.api()
-    if kind is Names.JEOS:
-        rows = api.list_jeos()
-    elif kind is Names.ASSEMBLY:
-        rows = api.list_assemblies()
-    elif kind is Names.DEPLOYABLE:
-        rows = api.list_deployables()
-    elif kind is Names.TEMPLATE:
-        rows = api.list_templates()
-    elif kind is Names.RESOURCE:
+    if kind is Names.INFRASTRUCTURE:  # known here: cped need not answer
+        return list(INFRASTRUCTURES)
+    if kind in _ROWS:
+        return sorted(str(row.get("name")) for row in _ROWS[kind](env.api()))
+    if kind is Names.RESOURCE:
         return _resources_of(env, arg_tokens.get("assembly", [""])[0])
-    elif kind is Names.ASSEMBLY_RESOURCE:
+    if kind is Names.ASSEMBLY_RESOURCE:
         return _all_resource_ids(env)
-    elif kind is Names.ASSEMBLY_SLASH:
-        return sorted(f"{row.get('name')}/" for row in api.list_assemblies())
-    elif kind in _OF_THE_DEPLOYABLE:
+    if kind is Names.ASSEMBLY_SLASH:
+        return sorted(f"{row.get('name')}/" for row in env.api().list_assemblies())
+    if kind in _OF_THE_DEPLOYABLE:
         document = _deployable_on_the_line(env, arg_tokens)
         return sorted(set(_OF_THE_DEPLOYABLE[kind](document, arg_tokens))) if document else []
-    else:
-        raise ValueError(f"no completion for {kind}")
-    return sorted(str(row.get("name")) for row in rows)
+    raise ValueError(f"no completion for {kind}")
+
+
+# the rows whose names complete a kind: the catalog's lists, some of them narrowed
+# to what the command would take (an assembly in no deployable yet, a user template)
+_ROWS: dict[Names, Callable[[Any], list[Document]]] = {
+    Names.JEOS: lambda api: api.list_jeos(),
+    Names.ASSEMBLY: lambda api: api.list_assemblies(),
+    Names.FREE_ASSEMBLY: lambda api: [a for a in api.list_assemblies() if not a.get("deployable")],
+    Names.DEPLOYABLE: lambda api: api.list_deployables(),
+    Names.TEMPLATE: lambda api: api.list_templates(),
+    Names.USER_TEMPLATE: lambda api: [t for t in api.list_templates() if not t.get("builtin")],
+}
 
 
 def _deployable_on_the_line(env: Environment, arg_tokens: dict[str, list[str]]) -> Document:

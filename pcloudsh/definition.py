@@ -44,6 +44,9 @@ class Names(StrEnum):
     CANDIDATE = "candidate"  # an assembly the service NAME of the DEPLOYABLE on the line may run on
     ASSEMBLY_RESOURCE = "assembly_resource"  # ASSEMBLY/RESOURCE of any assembly
     ASSEMBLY_SLASH = "assembly_slash"  # ASSEMBLY/ (a new resource's name follows)
+    FREE_ASSEMBLY = "free_assembly"  # an assembly in no deployable yet
+    USER_TEMPLATE = "user_template"  # a resource template of the user's (not built in)
+    INFRASTRUCTURE = "infrastructure"  # local, libvirt, openstack
 
 
 class Arg:

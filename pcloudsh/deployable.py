@@ -54,6 +54,7 @@ class DeployableCommands(Noun):
             "infrastructure",
             nargs="?",
             default="local",
+            complete=Names.INFRASTRUCTURE,
             help=f"where its assemblies run: {', '.join(model.INFRASTRUCTURES)} (default: local)",
         ),
         Arg(
@@ -152,7 +153,7 @@ class DeployableCommands(Noun):
         )
         return Result(deployables, table)
 
-    @command(DEPLOYABLE, Arg("assembly", help="the assembly to add", complete=Names.ASSEMBLY))
+    @command(DEPLOYABLE, Arg("assembly", help="the assembly to add", complete=Names.FREE_ASSEMBLY))
     def deployable_assembly_add(self, args: argparse.Namespace) -> Result:
         """Add an assembly to a deployable (an assembly belongs to one deployable at most)."""
         deployable = check_name(args.deployable, "deployable")

@@ -88,7 +88,7 @@ class TemplateCommands(Noun):
         template = self.env.api().create_template(body)
         return done(f"resource template {name} ({info.spec}) added", template=template)
 
-    @command(Arg("name", help="the user template to delete", complete=Names.TEMPLATE))
+    @command(Arg("name", help="the user template to delete", complete=Names.USER_TEMPLATE))
     def resource_template_delete(self, args: argparse.Namespace) -> Result:
         """Delete a resource template of your own (resources made from it stay as they are)."""
         name = check_name(args.name, "template")

@@ -85,3 +85,21 @@ def test_names_within_the_deployable_on_the_line(env: Environment, shop: InProce
     assert offered(env, "deployable_cleanup shop n1") == ["n1", "n1/cache"]
     assert offered(env, "deployable_simulate shop --fail n2/") == ["n2/cache", "n2/queue"]
     assert offered(env, "deployable_service_remove nosuch ") == []
+
+
+def test_only_what_the_command_would_take_is_offered(env: Environment, shop: InProcessCped) -> None:
+    for line in SERVICE_CATALOG[:3]:
+        assert run(env, line).status == 0, line
+    assert run(env, "deployable_assembly_add shop n1").status == 0
+    # an assembly is in one deployable at most: only those in none
+    assert offered(env, "deployable_assembly_add shop ") == ["n2", "spare"]
+    # built-in templates cannot be deleted
+    assert offered(env, "resource_template_delete ") == []
+    assert run(env, "resource_template_add mine ocf:heartbeat:Dummy").status == 0
+    assert offered(env, "resource_template_delete ") == ["mine"]
+    assert "dummy" in offered(env, "assembly_resource_add n1/x ")  # every template there
+
+
+def test_infrastructures_are_offered_without_cped(env: Environment) -> None:
+    down = dataclasses.replace(env, connect=lambda _paths: DownCped())
+    assert offered(down, "deployable_create shop ") == ["libvirt", "local", "openstack"]
