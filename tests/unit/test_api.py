@@ -373,15 +373,20 @@ async def test_constraints(api: Client, store: Store) -> None:
     assert doc["constraints"] == [{"first": "web/app", "then": "web/httpd"}]
 
 
-async def test_references_may_wait_for_their_assembly_but_a_dpe_needs_it(
-    api: Client, store: Store
-) -> None:
+async def web_referring_to_db(api: Client) -> None:
+    """Assemblies db, and web whose resource app has the parameter db=@db:ipaddress."""
     await make_assembly(api, "db", "pgsql")
     web_doc = {
         "name": "web",
         "resources": [resource("app", parameters={"db": {"ref": "db:ipaddress"}})],
     }
     assert (await call(api, "POST", "/assemblies", web_doc))[0] == 201
+
+
+async def test_references_may_wait_for_their_assembly_but_a_dpe_needs_it(
+    api: Client, store: Store
+) -> None:
+    await web_referring_to_db(api)
     await make_deployable(api, "shop", "web")  # web refers to db, not in the deployable yet
     status, doc = await call(api, "GET", "/deployables/shop")
     assert status == 200 and [a["name"] for a in doc["assemblies"]] == ["web"]
@@ -397,12 +402,7 @@ async def test_references_may_wait_for_their_assembly_but_a_dpe_needs_it(
 async def test_an_assembly_a_parameter_refers_to_is_neither_removed_nor_deleted(
     api: Client, store: Store
 ) -> None:
-    await make_assembly(api, "db", "pgsql")
-    web_doc = {
-        "name": "web",
-        "resources": [resource("app", parameters={"db": {"ref": "db:ipaddress"}})],
-    }
-    assert (await call(api, "POST", "/assemblies", web_doc))[0] == 201
+    await web_referring_to_db(api)
     await make_deployable(api, "shop", "web", "db")
     says = "assembly 'db' is referred to by web/app (parameter db)"
     error = await refused(api, store, 409, "DELETE", "/deployables/shop/assemblies/db")
