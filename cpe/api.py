@@ -47,6 +47,7 @@ from cpe.wakeups import listen_for_wakeups, stop_listening, store_wakeups
 from foundation.clock import Clock, SystemClock
 from foundation.document import (
     check_depth,
+    check_unicode,
     kind_of,
     nested_too_deeply,
     number_too_long,
@@ -315,6 +316,19 @@ async def refuse_a_body(request: web.Request) -> None:
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, or InvalidInput saying exactly what is wrong."""
+    _check_body_headers(request)
+    data = _parse_json(await _read_body(request))
+    if not isinstance(data, dict):
+        raise InvalidInput(f"the JSON body must be an object, not {kind_of(data)}")
+    check_depth(data)  # parsed, it would still be too deep for what walks it next
+    check_unicode(data)
+    return data
+
+
+BODY_ENCODINGS = ("identity", "gzip", "deflate")  # what the server decodes itself
+
+
+def _check_body_headers(request: web.Request) -> None:
     if request.content_type != "application/json":
         raise InvalidInput(
             f"the request body must be JSON (Content-Type: application/json),"
@@ -322,15 +336,35 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         )
     if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):  # JSON is UTF-8 (RFC 8259)
         raise InvalidInput(f"the request body must be UTF-8 JSON, not charset={request.charset}")
+    encoding = _body_encoding(request)
+    if encoding not in BODY_ENCODINGS:
+        raise InvalidInput(
+            f"the request body's Content-Encoding {encoding!r} is not one cped reads"
+            f" ({', '.join(BODY_ENCODINGS)})"
+        )
+
+
+def _body_encoding(request: web.Request) -> str:
+    return request.headers.get("Content-Encoding", "identity").strip().lower()
+
+
+async def _read_body(request: web.Request) -> bytes:
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
-            raw = await request.read()
+            return await request.read()
     except ConnectionResetError:  # the client hung up before sending all it announced
         raise InvalidInput("the request body was cut short: the connection closed") from None
+    except web.RequestPayloadError:  # it does not decode as its Content-Encoding says
+        raise InvalidInput(
+            f"the request body is not valid {_body_encoding(request)} data"
+        ) from None
     except TimeoutError:  # a client that stalls must not hold a request open for ever
         raise InvalidInput(f"the request body did not arrive within {BODY_TIMEOUT:g} s") from None
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
-        data = json.loads(
+        return json.loads(
             raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=unique_keys
         )
     except UnicodeDecodeError:
@@ -339,10 +373,6 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise InvalidInput(f"malformed JSON body: {number_too_long(error) or error}") from None
     except RecursionError:
         raise InvalidInput(f"malformed JSON body: {nested_too_deeply()}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput(f"the JSON body must be an object, not {kind_of(data)}")
-    check_depth(data)  # parsed, it would still be too deep for what walks it next
-    return data
 
 
 def _no_constants(name: str) -> Any:

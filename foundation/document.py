@@ -54,7 +54,8 @@ def load_document(text: str, fmt: str | None = None) -> dict[str, Any]:
     data = _DECODERS[fmt](text)
     if not isinstance(data, dict):
         raise InvalidInput(f"a deployable document must be an object, not {kind_of(data)}")
-    check_depth(data)
+    check_depth(data)  # first: a YAML alias may make it a cycle, which this refuses
+    check_unicode(data)
     return data
 
 
@@ -90,6 +91,37 @@ def _children(value: object) -> list[object]:
     if isinstance(value, dict):
         return list(value.values())
     return list(value) if isinstance(value, list) else []
+
+
+def check_unicode(value: object) -> None:
+    """InvalidInput naming the first text (a key or a value) that holds a lone
+    surrogate: JSON's ``\\ud800`` escape reads as one, but it is no character, and
+    UTF-8 (the store, the agents' environment) cannot carry it."""
+    pending: list[tuple[object, str]] = [(value, "")]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                where = f"{path}: " if path else ""
+                raise InvalidInput(
+                    f"{where}holds a lone surrogate ({_first_surrogate(item)}),"
+                    " not a character: text must be valid Unicode"
+                )
+            continue
+        if isinstance(item, dict):
+            for key, child in item.items():
+                pending.append((key, path))
+                pending.append((child, join(path, key)))
+        elif isinstance(item, list):
+            pending.extend((child, join(path, i)) for i, child in enumerate(item))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _first_surrogate(text: str) -> str:
+    match = _SURROGATE.search(text)
+    return f"\\u{ord(match.group()):04x}" if match else ""
 
 
 def nested_too_deeply(limit: int = MAX_DEPTH) -> str:

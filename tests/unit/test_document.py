@@ -196,3 +196,17 @@ def test_what_is_wrong_is_said_in_the_documents_words(text: str, words: str) -> 
     with pytest.raises(InvalidInput) as caught:
         document.load_document(text, "yaml" if text.startswith("name:") else "json")
     assert words in str(caught.value) and "sys." not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "where"),
+    [
+        ('{"name": "x", "assemblies": [{"name": "a\\ud800"}]}', "json", "assemblies[0].name"),
+        ('{"name": "x", "settings": {"k\\udfff": "v"}}', "json", "settings"),
+        ('name: x\ndescription: "\\ud800"\n', "yaml", "description"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_where_it_is(text: str, fmt: str, where: str) -> None:
+    with pytest.raises(InvalidInput, match=r"lone surrogate") as caught:
+        document.load_document(text, fmt)
+    assert str(caught.value).startswith(f"{where}: holds a lone surrogate")
