@@ -40,6 +40,9 @@ class PendingNotices:
             return None
         try:
             return self._notice(store, name)
+        except NotFound:  # deleted meanwhile (a request that came after): nothing waits
+            self.told.pop(name, None)
+            return None
         except PcloudError as error:
             log.error("deployable=%s: cannot tell what waits for a reload: %s", name, error)
             return None

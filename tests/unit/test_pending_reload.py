@@ -4,8 +4,13 @@ handlers on a real SQLite store (the DPE's record is written as a DPE writes it)
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
+
+from cpe.pending_notice import PendingNotices
+from cpe.route_table import ROUTES
 from foundation.document_diff import document_diff, is_empty, summary
 from foundation.model import parse
 from foundation.runtime_kinds import DOCUMENT
@@ -124,3 +129,15 @@ async def test_a_stopped_deployable_has_nothing_pending(api: Client, store: Stor
     assert (status, diff["running"], diff["pending"]) == (200, False, False)
     assert [e for e in store.query_events(deployable="shop") if e.state == "changes-pending"] == []
     assert (await call(api, "GET", "/deployables/nosuch/diff"))[0] == 404
+
+
+def test_a_deployable_deleted_before_it_is_looked_at_is_no_error(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PUT and a DELETE of one deployable at once: the DELETE may commit before
+    the PUT's notice looks; nothing waits for a reload then, and nothing failed."""
+    route = next(r for r in ROUTES if r.method == "PUT" and r.path == "/deployables/{name}")
+    notices = PendingNotices()
+    with caplog.at_level(logging.INFO, logger="cpe.pending"):
+        assert notices.after_change(store, route, ["gone"]) is None
+    assert caplog.records == []
