@@ -176,9 +176,12 @@ def _at_most(maximum: float) -> PlainValidator:
 def _whole(minimum: int, maximum: int) -> PlainValidator:
     def whole(value: Any) -> int:
         text = str(value)
-        # isascii: str.isdigit() also accepts digits int() does not ("²")
-        if not (text.isascii() and text.isdigit()) or not minimum <= int(text) <= maximum:
-            raise refused(f"must be a whole number {minimum}..{maximum}: {text!r}")
+        # isascii: str.isdigit() also accepts digits int() does not ("²"); the length
+        # first: int() refuses thousands of digits, in words of its own
+        digits = text.isascii() and text.isdigit() and len(text) <= len(str(maximum))
+        if not digits or not minimum <= int(text) <= maximum:
+            shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+            raise refused(f"must be a whole number {minimum}..{maximum}: {shown!r}")
         return int(text)
 
     return PlainValidator(whole)

@@ -754,6 +754,15 @@ async def test_bad_event_queries(api: Client, store: Store, query: str) -> None:
     await refused(api, store, 400, "GET", f"/events?{query}")
 
 
+async def test_an_id_of_thousands_of_digits_is_refused_in_the_api_s_own_words(
+    api: Client, store: Store
+) -> None:
+    error = await refused(api, store, 400, "GET", "/events?after_id=" + "9" * 5000)
+    message = error["message"] + json.dumps(error["details"])
+    assert "must be a whole number 0..9223372036854775807" in message
+    assert "(5000 characters)" in message and "sys." not in message and "9" * 100 not in message
+
+
 async def test_the_event_query_bounds_the_document_serves_are_those_applied(
     api: Client, store: Store
 ) -> None:
