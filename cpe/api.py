@@ -138,8 +138,18 @@ def make_app(
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     for route in ROUTES:
-        app.router.add_route(route.method, PREFIX + route.path, _handler(route))
+        _add_route(app.router, route)
     return app
+
+
+def _add_route(router: web.UrlDispatcher, route: Route) -> None:
+    """A GET answers HEAD too (the same headers, no body), as HTTP says it should;
+    not the event stream, whose answer never ends."""
+    path, handler = PREFIX + route.path, _handler(route)
+    if route.method == "GET" and route.media != EVENT_STREAM:
+        router.add_get(path, handler, allow_head=True)
+    else:
+        router.add_route(route.method, path, handler)
 
 
 def _cluster(

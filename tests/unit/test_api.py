@@ -634,13 +634,27 @@ async def test_unknown_routes_methods_and_query_parameters(api: Client, store: S
     error = await refused(api, store, 404, "GET", "/nothing-here")
     assert error["code"] == "not_found"
     error = await refused(api, store, 405, "PATCH", "/assemblies")
-    assert error["code"] == "invalid" and "(allowed: GET, POST)" in error["message"]
+    assert error["code"] == "invalid" and "(allowed: GET, HEAD, POST)" in error["message"]
     async with api.request("DELETE", PREFIX + "/health") as response:
-        assert (response.status, response.headers["Allow"]) == (405, "GET")
+        assert (response.status, response.headers["Allow"]) == (405, "GET,HEAD")
     error = await refused(api, store, 400, "GET", "/jeos?colour=red")
     assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
     error = await refused(api, store, 400, "GET", "/events?colour=red")  # a route with a query
     assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
+
+
+async def test_head_answers_as_get_does_without_a_body(api: Client, store: Store) -> None:
+    await make_assembly(api, "web")
+    async with api.get(PREFIX + "/assemblies/web") as got:
+        body = await got.read()
+    async with api.head(PREFIX + "/assemblies/web") as head:
+        assert (head.status, await head.read()) == (200, b"")
+        assert head.headers["Content-Type"] == got.headers["Content-Type"]
+        assert int(head.headers["Content-Length"]) == len(body)
+    async with api.head(PREFIX + "/assemblies/nosuch") as missing:
+        assert missing.status == 404
+    async with api.head(PREFIX + "/events/stream") as stream:  # its answer never ends
+        assert stream.status == 405
 
 
 async def test_a_missing_half_of_an_escalation_is_worded_once(api: Client, store: Store) -> None:
