@@ -43,6 +43,7 @@ T = TypeVar("T")
 START_WAIT = 5.0  # a start answers once the DPE is spawned (or adopted, or kept)
 STOP_MARGIN = 30.0  # on top of the resources' stop timeouts, before SIGKILL
 FORCE_KILL_AFTER = 10.0  # delete with force: a DPE stuck in its stop is killed sooner
+SETTLE = 0.1  # the least a stop request waits: enough for one with nothing to stop
 
 
 class Lifecycle:
@@ -92,6 +93,10 @@ class Lifecycle:
         if self.cluster is not None and self.cluster.elsewhere(name):
             return self._stopped_elsewhere(base, await self.cluster.stop(name, wait), wait)
         began = time.monotonic()
+        if not supervisor.info(name)["alive"]:
+            # no DPE: "do not wait" still gives the supervisor a moment, so that one
+            # with nothing to stop is answered stopped (200), not "still stopping" (202)
+            wait = max(wait, SETTLE)
         answer = await _within(supervisor.stop(name, deadline), wait)
         if answer and answer.get("elsewhere") and self.cluster is not None:
             # handed over meanwhile: the other member gets what is left of the one wait

@@ -184,6 +184,16 @@ async def test_stop_answers_202_while_the_dpe_is_still_stopping(
     assert status == 200 and body["state"] == "stopped"
 
 
+async def test_a_stop_asked_not_to_wait_with_nothing_to_stop_is_done(
+    api: Client, launcher: FakeLauncher, keys_dir: Path
+) -> None:
+    """Nothing to stop: 200 stopped at once, not 202 "still stopping after 0 s"."""
+    await make_shop(api, keys_dir, "web")
+    status, body = await call(api, "POST", "/deployables/shop/stop?wait=0")
+    assert (status, body["state"]) == (200, "stopped"), body
+    assert launcher.spawned == []
+
+
 @pytest.mark.parametrize("query", ["wait=soon", "wait=11m", "kill_after=-1", "kill_after=2h"])
 async def test_stop_refuses_bad_durations(
     api: Client, launcher: FakeLauncher, keys_dir: Path, query: str
