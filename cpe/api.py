@@ -282,7 +282,9 @@ def _handler(route: Route) -> Handler:
         names = [request.match_info[name] for name in route.path_params]
         query = single_values(request.query)
         body = None
-        if route.request:
+        if route.request and _may_be_left_out(route, request):
+            body = {}
+        elif route.request:
             body = await json_body(request)
         else:
             await refuse_a_body(request)
@@ -322,6 +324,15 @@ async def refuse_a_body(request: web.Request) -> None:
             f"{request.method} {request.path} takes no request body"
             " (its settings, if any, are query parameters)"
         )
+
+
+def _may_be_left_out(route: Route, request: web.Request) -> bool:
+    """No body at all, to an action whose request requires no field: the same as
+    ``{}`` (a clean-up of everything, say: ``curl -X POST .../cleanup``).  Never
+    for a PUT: its body is the whole of what it replaces."""
+    if request.body_exists or route.method != "POST" or route.request is None:
+        return False
+    return not dispatch.body_required(route.request)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -68,6 +68,11 @@ def model_named(name: str) -> type[BaseModel]:
     return MODELS[name]
 
 
+def body_required(model: str) -> bool:
+    """Whether a request of ``model`` needs a body: some field of it is required."""
+    return any(field.is_required() for field in model_named(model).model_fields.values())
+
+
 def arguments(route: Route, names: list[str], query: Mapping[str, str], body: Any) -> Arguments:
     """The target's arguments: the path's names and the body, then the query by keyword."""
     args: list[Any] = list(names)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from cpe import answers, bodies
+from cpe.dispatch import body_required
 from cpe.route_table import ROUTES
 from cpe.routes import EVENT_STREAM, EVERY_ROUTE_ERRORS, JSON, PREFIX, Route
 from foundation import __version__
@@ -92,7 +93,9 @@ def _operation(route: Route) -> dict[str, Any]:
         "responses": _responses(route),
     }
     if route.request:
-        spec["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(route.request)}}}
+        required = route.method != "POST" or body_required(route.request)
+        schema = {"schema": _ref(route.request)}
+        spec["requestBody"] = {"required": required, "content": {JSON: schema}}
     return spec
 
 

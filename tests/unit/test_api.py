@@ -643,6 +643,21 @@ async def test_unknown_routes_methods_and_query_parameters(api: Client, store: S
     assert error["details"] == [{"path": "colour", "message": "unknown query parameter"}]
 
 
+async def test_an_action_whose_request_requires_nothing_takes_no_body_as_empty(
+    api: Client, store: Store
+) -> None:
+    """``curl -X POST .../cleanup``: no body, no Content-Type, is a clean-up of all."""
+    await make_deployable(api, "shop")
+    async with api.post(PREFIX + "/deployables/shop/cleanup") as response:
+        answer = await response.json()
+    assert response.status == 200 and answer["scope"] == "", answer
+    await refused(api, store, 400, "PUT", "/deployables/shop", data=b"")  # a PUT replaces
+    _, doc = await call(api, "GET", "/openapi.json")
+    paths = doc["paths"]
+    assert paths["/v1/deployables/{name}/cleanup"]["post"]["requestBody"]["required"] is False
+    assert paths["/v1/deployables/{name}"]["put"]["requestBody"]["required"] is True
+
+
 async def test_head_answers_as_get_does_without_a_body(api: Client, store: Store) -> None:
     await make_assembly(api, "web")
     async with api.get(PREFIX + "/assemblies/web") as got:
