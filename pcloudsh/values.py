@@ -46,6 +46,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not model.PARAM_NAME_RE.match(key):
             raise InvalidInput(f"invalid parameter {item!r}: expected NAME=VALUE")
+        if key in params:  # which one was meant cannot be told
+            raise InvalidInput(f"parameter {key!r} given twice: give it once")
         params[key] = _param_value(value)
     return params
 
@@ -70,6 +72,8 @@ def parse_timeouts(items: list[str]) -> dict[str, float]:
         if not sep or op not in model.OPERATIONS:
             ops = "|".join(model.OPERATIONS)
             raise InvalidInput(f"invalid timeout {item!r}: expected {ops}=DURATION")
+        if op in timeouts:
+            raise InvalidInput(f"timeout of {op} given twice: give it once")
         timeouts[op] = parse_operation_duration(value, f"timeout of {op}")
     return timeouts
 

@@ -31,6 +31,12 @@ from tests.unit.inprocess import InProcessCped
         ),
         ("assembly_resource_add web/x dummy --timeout start=2d", "(at most 1 day)"),
         (
+            "assembly_resource_add web/x dummy --timeout start=10 --timeout start=20",
+            "timeout of start given twice: give it once",
+        ),
+        ("assembly_resource_add web/x dummy fake=1 fake=2", "parameter 'fake' given twice"),
+        ("resource_template_add mine ocf:heartbeat:Dummy fake=1 fake=2", "given twice"),
+        (
             "assembly_resource_add web/x dummy --monitor-interval 0.0001",
             "invalid monitor interval '0.0001': too short (at least 100 ms)",
         ),
