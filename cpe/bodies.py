@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, Field, PlainValidator, StrictFloat, WithJsonSchema
+from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 
 from foundation.config import POLICY_ENGINES
 from foundation.problems import Problems
@@ -44,10 +44,29 @@ def _absolute_path(value: Any) -> str:
     return value
 
 
+MAX_IMAGE_SIZE = 2**63 - 1  # bytes: what a file's size can be, and a client's int64
+LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def _size(value: Any) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise refused(f"must be a whole number >= 0 or null: {value!r}")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_IMAGE_SIZE:
+        shown = value if len(str(value)) <= 40 else f"{str(value)[:20]}..."
+        raise refused(f"must be a whole number 0..{MAX_IMAGE_SIZE} or null: {shown!r}")
     return value
+
+
+def _created(value: Any) -> float | None:
+    """A time as seconds since the epoch, between the epoch and the year 9999 (a
+    date people and clients can show)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise refused(f"must be a number of seconds since the epoch or null: {value!r}")
+    if not 0 <= value <= LATEST_TIME:
+        raise refused(f"must be a time from 1970 to 9999 (seconds since the epoch): {value!r}")
+    return float(value)
 
 
 def _image_kind(value: Any) -> str:
@@ -73,10 +92,23 @@ class JeosNew(Closed):
     size: Annotated[
         int | None,
         PlainValidator(_size),
-        WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": MAX_IMAGE_SIZE},
+                    {"type": "null"},
+                ]
+            }
+        ),
     ] = None
     checksum: str | None = None
-    created: StrictFloat | None = Field(default=None, description="default: now")
+    created: Annotated[
+        float | None,
+        PlainValidator(_created),
+        WithJsonSchema(
+            {"anyOf": [{"type": "number", "minimum": 0, "maximum": LATEST_TIME}, {"type": "null"}]}
+        ),
+    ] = Field(default=None, description="default: now")
 
 
 class AssemblyReplacement(Assembly):

@@ -141,6 +141,27 @@ async def test_jeos_crud(api: Client, store: Store) -> None:
     assert (await call(api, "GET", "/jeos/deb12"))[0] == 404
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("size", 10**30, "must be a whole number 0..9223372036854775807"),
+        ("size", int("9" * 4000), "must be a whole number 0..9223372036854775807"),
+        ("size", -1, "must be a whole number"),
+        ("created", 1e308, "must be a time from 1970 to 9999"),
+        ("created", -5.0, "must be a time from 1970 to 9999"),
+        ("created", "yesterday", "seconds since the epoch"),
+    ],
+)
+async def test_a_jeos_size_and_time_are_bounded_as_clients_can_hold_them(
+    api: Client, store: Store, field: str, value: object, says: str
+) -> None:
+    body = {"name": "deb12", "path": "/img/deb12.qcow2", field: value}
+    error = await refused(api, store, 400, "POST", "/jeos", body)
+    assert says in json.dumps(error) and "9" * 100 not in json.dumps(error)
+    body[field] = 1_000_000 if field == "size" else 1_700_000_000
+    assert (await call(api, "POST", "/jeos", body))[0] == 201
+
+
 async def test_a_jeos_used_by_an_assembly_cannot_be_deleted(api: Client, store: Store) -> None:
     await call(api, "POST", "/jeos", {"name": "deb12", "path": "/img/deb12.qcow2"})
     status, _ = await call(api, "POST", "/assemblies", {"name": "a1", "image": "deb12"})
