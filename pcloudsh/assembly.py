@@ -11,6 +11,7 @@ from foundation.errors import Conflict, NotFound
 from pcloudsh.definition import Arg, Names, Noun, command
 from pcloudsh.interrupts import interrupts_at_checkpoints
 from pcloudsh.output import Outcome, Program, Result, Table, Text, columns, counted, done
+from pcloudsh.render import is_terminal
 from pcloudsh.values import check_name
 
 FULL_COPY = Arg(
@@ -162,7 +163,9 @@ class AssemblyCommands(Noun):
         ssh uses the assembly's own key and accepts only the host key pinned for
         it; the exit status is the remote command's (255 when ssh cannot connect
         or the host key is not the pinned one).  Options of pcloudsh come before
-        the --: "assembly_ssh shop web -- ls -l /etc".  One word is a command line
+        the --: "assembly_ssh shop web -- ls -l /etc".  On a terminal the command
+        gets one of its own there, so Ctrl-C stops it (its status: 130); with its
+        input or output redirected it runs without.  One word is a command line
         for the remote shell ("-- 'ps -ef | grep http'"); several words reach the
         command as given, each quoted.  With --json, print how to reach the
         instance (and the ssh command line) instead of connecting.
@@ -176,7 +179,8 @@ class AssemblyCommands(Noun):
             status = self.env.api().deployable_status(deployable)
         row = running_assembly(status, deployable, assembly)
         login = login_for(self.env.paths, assembly, endpoint_of(row, deployable, self.env.paths))
-        argv = login.argv(args.command)
+        terminal = is_terminal(self.env.stdin) and is_terminal(self.env.stdout)
+        argv = login.argv(args.command, terminal=terminal)
         if args.json:
             facts = {
                 "deployable": deployable,

@@ -48,8 +48,10 @@ class Login:
     identity: Path  # the assembly's private login key
     known_host: str  # the one known_hosts line ssh accepts
 
-    def argv(self, command: Sequence[str]) -> list[str]:
-        """``ssh`` with every option pinned; a command runs in batch mode (no prompts)."""
+    def argv(self, command: Sequence[str], *, terminal: bool = False) -> list[str]:
+        """``ssh`` with every option pinned; a command runs in batch mode (no prompts),
+        on a terminal of its own when ``terminal`` (ours is one, both ways): Ctrl-C
+        then interrupts the remote command, as it would run here, not ssh only."""
         options = {
             "IdentitiesOnly": "yes",
             "IdentityFile": str(self.identity),
@@ -67,6 +69,7 @@ class Login:
         if command:
             options["BatchMode"] = "yes"
         argv = ["ssh", "-F", "none", "-p", str(self.endpoint.port), "-l", self.endpoint.username]
+        argv += ["-t"] if command and terminal else []
         for key, value in options.items():
             argv += ["-o", f"{key}={value}"]
         return [*argv, "--", self.endpoint.host, *remote_command(command)]

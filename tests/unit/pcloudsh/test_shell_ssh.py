@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from foundation.errors import Conflict
 from foundation.paths import Paths
 from foundation.runtime_kinds import ASSEMBLY, INSTANCE
 from pcloudsh.environment import Environment
+from pcloudsh.oneshot import run as run_oneshot
 from pcloudsh.testing import run, shell_for
 from tests.unit.inprocess import InProcessCped
 
@@ -203,3 +206,27 @@ def test_missing_keys_are_named(ssh_env: Environment, programs: Programs) -> Non
     assert ran.status == 1
     assert "assembly 'web' has no web.host.pub in " in ran.err
     assert programs.execed == []
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _ssh_argv(env: Environment, programs: Programs, line: str, **streams: io.StringIO) -> list[str]:
+    """The ssh command line of ``line``, run with these standard streams."""
+    plain = {"stdin": io.StringIO(), "stdout": io.StringIO(), "stderr": io.StringIO()}
+    assert run_oneshot(shlex.split(line), dataclasses.replace(env, **(plain | streams))) == 0
+    return programs.execed[-1]
+
+
+def test_on_a_terminal_a_command_gets_one_there_so_ctrl_c_stops_it(
+    ssh_env: Environment, programs: Programs
+) -> None:
+    terminal = {"stdin": _Terminal(), "stdout": _Terminal()}
+    assert "-t" in _ssh_argv(ssh_env, programs, "assembly_ssh shop db -- sleep 30", **terminal)
+    # its output redirected: no CR before each newline in what it writes
+    piped = _ssh_argv(ssh_env, programs, "assembly_ssh shop db -- cat /x", stdin=_Terminal())
+    assert "-t" not in piped
+    # a login: ssh gives it a terminal itself
+    assert "-t" not in _ssh_argv(ssh_env, programs, "assembly_ssh shop db", **terminal)
