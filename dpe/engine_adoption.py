@@ -23,7 +23,7 @@ from dpe.engine_runners import DeployableLevel, Runners
 from dpe.engine_timing import bounded
 from dpe.escalation import FailureWindow
 from dpe.interfaces import DEAD_STATES, Instance
-from dpe.states import DeployableState
+from dpe.states import DeployableState, ResourceState
 from foundation.errors import PcloudError, Unavailable
 from foundation.model import Resource, ResourceId
 from foundation.runtime_kinds import ASSEMBLY, DEPLOYABLE, RESOURCE, Docs
@@ -53,10 +53,23 @@ class Adoption:
         level.cell.note(f"engine started (lease epoch {epoch})")
         if deployable.get("state") == str(DeployableState.FAILED):
             if clear_failed:
-                level.window.reset()
+                self._start_as_new(docs)
                 level.cell.note("failed state cleared: starting again")
             else:
                 level.cell.set(DeployableState.FAILED, deployable.get("reason") or "failed before")
+
+    def _start_as_new(self, docs: Docs) -> None:
+        """A start that clears "failed": every failure window empty, as a clean-up
+        leaves them, and what had failed is recovered without being counted again
+        (a stale pidfile still says failed until a stop)."""
+        self.level.window.reset()
+        for assembly in self.runners.assemblies.values():
+            assembly.window.reset()
+        recorded = docs.get(RESOURCE, {})
+        for rid, runner in self.runners.resources.items():
+            runner.window.reset()
+            failed = recorded.get(str(rid), {}).get("state") == str(ResourceState.FAILED)
+            runner.failed_before = failed
 
     def _restore_resource(self, key: str, doc: Mapping[str, Any]) -> None:
         assembly, _, name = key.partition("/")

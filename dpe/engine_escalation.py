@@ -70,7 +70,10 @@ class Escalation:
     def resource_failed(self, runner: ResourceRunner, reason: str) -> None:
         runner.cancel_monitor()
         self.level.recovering(f"{runner.rid} failed: {reason}")
-        if self.level.counting_failures():
+        if runner.failed_before:  # the failure its deployable failed of: counted then
+            runner.failed_before = False
+            runner.cell.note("failed when the deployable did: recovered as new, not counted again")
+        elif self.level.counting_failures():
             self.moves.count_failure(runner.rid)
             verdict = runner.window.record(self.clock.time())
             self.recorder.save_resource(runner)

@@ -110,6 +110,9 @@ class ResourceRunner:
         # why it is being restarted though it did not fail (events say so); set by
         # the engine before a stop, cleared once it runs again
         self.because: str | None = None
+        # failed when its deployable did, and that start cleared: its next failure is
+        # that one, counted then (recovered, not counted again); cleared once it runs
+        self.failed_before = False
 
     @property
     def state(self) -> ResourceState:
@@ -240,6 +243,7 @@ class ResourceRunner:
         if result.ok:
             self.retries.reset()  # up for a whole interval: failures are no longer in a row
             self.retry_at = None
+            self.failed_before = False
             return True
         return self._failed("monitor", result.reason, int(result.rc))
 

@@ -193,6 +193,30 @@ def test_a_resource_that_cannot_start_says_so_and_a_reload_says_what_changed(
     ), said
 
 
+def test_a_failed_deployable_started_again_runs_with_what_had_failed_recovered(
+    shell: Runtime,
+) -> None:
+    """One failure anywhere fails it (every threshold 1): the killed process leaves
+    its pidfile, so its agent says failed until a stop; ``deployable_start --wait``
+    recovers it as new (the failure was counted when the deployable failed), runs."""
+    shell.ok("assembly_resource_add web/sl anything binfile=/bin/sleep cmdline_options=infinity")
+    shell.ok("escalation_resource_set web/sl 1 60")
+    shell.ok("escalation_assembly_set web 1 300")
+    shell.ok("escalation_deployable_set shop 1 3600")
+    shell.ok("deployable_start shop --wait")
+    killed = shell.run("assembly_ssh", "shop", "web", "--", "pkill", "-f", "^/bin/sleep infinity")
+    assert killed.returncode == 0, killed.stderr
+    deadline = time.monotonic() + STATE_TIMEOUT
+    while shell.status()["state"] != "failed":
+        assert time.monotonic() < deadline, shell.status()
+        time.sleep(0.2)
+    started_again = shell.run("deployable_start", "shop", "--wait")
+    assert started_again.returncode == 0, (started_again.stdout, started_again.stderr)
+    assert resource_of(shell.status(), "web", "sl")["state"] == "running"
+    said = _events_saying(shell, "failed when the deployable did")
+    assert said and said[-1].endswith("recovered as new, not counted again"), said
+
+
 def _events_saying(shell: Runtime, words: str) -> list[str]:
     return [line for line in shell.ok("events --deployable shop").splitlines() if words in line]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -287,6 +288,35 @@ async def test_a_failed_deployable_stays_failed_after_a_restart_until_cleared() 
     await h.start(TWO, clear_failed=True)
     await h.until_state("dep", "running")
     assert "dep starting: failed state cleared: starting again" in h.story()
+
+
+async def test_a_start_that_clears_failed_recovers_what_failed_without_counting_it_again() -> None:
+    """The failure that made the deployable fail was counted then: a start that clears
+    "failed" recovers the resource still in that state (a stale pidfile: its probe
+    says failed until a stop) as new, instead of failing the deployable again."""
+    doc = deployable(
+        {"a1": [resource("x", escalation={"failures": 1, "period": 60})]},
+        assembly_escalation={"a1": {"failures": 1, "period": 300}},
+        escalation={"failures": 1, "period": 3600},
+    )
+    h = Harness()
+    await running(h, doc)
+    h.world.script("a1", "x", "monitor", *[1] * 50)  # failed, until stopped (below)
+    await h.until_state("dep", "failed")
+    assert h.engine is not None
+    await h.engine.shutdown()
+    guest = h.world.guest("a1")
+    guest.service("x").script.pop("monitor", None)
+    guest.service("x").script["monitor"] = deque([1])  # the stale state, probed once
+    await h.start(doc, clear_failed=True)
+    await h.until_state("dep", "running")
+    assert h.state("a1/x") == "running"
+    story = h.story()
+    assert "dep starting: failed state cleared: starting again" in story
+    assert not any(
+        "escalating" in line
+        for line in story[story.index("dep starting: failed state cleared: starting again") :]
+    )
 
 
 # ---------------------------------------------------------------------------
