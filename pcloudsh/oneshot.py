@@ -6,7 +6,9 @@ This path imports neither cmd2 nor aiohttp: a one-shot command starts fast.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import warnings
 
 from foundation.errors import PcloudError
 from pcloudsh import commands
@@ -75,10 +77,22 @@ def run_command(
     except KeyboardInterrupt as error:
         if not (isinstance(outcome, Stream) and outcome.quiet_interrupt):
             _report(env, error)
+        _let_go(error)
         return ExitCode.INTERRUPTED
     except PcloudError as error:
         _report(env, error)
         return exit_code_for(error)
+
+
+def _let_go(interrupted: BaseException) -> None:
+    """Free what the interrupted frames held.  Ctrl-C can come between a socket's
+    making and its first use (``socket.socket()`` returned, not yet in a ``try``):
+    freed with its frame, it is closed then, with a ResourceWarning that would
+    follow the quiet end of ``--watch`` or ``--follow`` on standard error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        interrupted.__traceback__ = None
+        gc.collect()  # frames in reference cycles too, while the warning is off
 
 
 def _deliver(env: Environment, printer: Printer, outcome: Outcome, interactive: bool) -> int:

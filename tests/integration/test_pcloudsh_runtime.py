@@ -168,7 +168,11 @@ def test_a_resource_that_cannot_start_says_so_and_a_reload_says_what_changed(
     failure = bad["last_failure"]
     assert (failure["op"], failure["rc"]) == ("start", 1), failure
     assert bad["failures_in_a_row"] >= 2 and bad["retry_at"] > time.time() - 1
-    line = next(x for x in shell.ok("deployable_status shop").splitlines() if "resource bad" in x)
+    # the tree, while it is blocked: between two tries (a try's start is in flight)
+    deadline = time.monotonic() + STATE_TIMEOUT
+    while "cannot start: " not in (line := _tree_line(shell, "resource bad")):
+        assert time.monotonic() < deadline, line
+        time.sleep(0.2)
     assert "cannot start: backing off after failures in a row" in line
     assert "last failure: start returned 1 (unknown error)" in line
 
@@ -215,6 +219,10 @@ def test_a_failed_deployable_started_again_runs_with_what_had_failed_recovered(
     assert resource_of(shell.status(), "web", "sl")["state"] == "running"
     said = _events_saying(shell, "failed when the deployable did")
     assert said and said[-1].endswith("recovered as new, not counted again"), said
+
+
+def _tree_line(shell: Runtime, words: str) -> str:
+    return next(x for x in shell.ok("deployable_status shop").splitlines() if words in x)
 
 
 def _events_saying(shell: Runtime, words: str) -> list[str]:

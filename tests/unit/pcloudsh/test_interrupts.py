@@ -6,13 +6,17 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
+import warnings
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
 from pcloudsh.interrupts import interrupts_at_checkpoints, interrupts_held, raise_on_terminate
+from pcloudsh.oneshot import _let_go
 
 
 class SignalledWhileFreed:
@@ -108,3 +112,23 @@ def test_held_signals_are_recorded_not_raised() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
     assert received == [signal.SIGINT, signal.SIGTERM]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_what_an_interrupted_frame_held_is_freed_without_a_warning() -> None:
+    """Ctrl-C between a socket's making and its use: freed with its frame, quietly (a
+    ResourceWarning would follow the quiet end of --watch on standard error)."""
+    held: list[weakref.ref[socket.socket]] = []
+
+    def makes_a_socket() -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        held.append(weakref.ref(sock))
+        raise KeyboardInterrupt
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            makes_a_socket()
+        except KeyboardInterrupt as error:
+            _let_go(error)
+            assert held[0]() is None  # freed, and so closed, here
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
