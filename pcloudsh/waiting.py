@@ -9,6 +9,7 @@ nothing is pending any more), and done once every part runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pcloudsh.api import OperationFailed
@@ -66,11 +67,14 @@ def _settled(status: dict[str, Any], wanted: str) -> bool:
 
 def _failed_since(api: Any, name: str, after_id: int) -> bool:
     """Whether an event of the deployable itself after ``after_id`` says it failed."""
+    return any(_deployable_failed(event) for event in _events_after(api, name, after_id))
+
+
+def _events_after(api: Any, name: str, after_id: int) -> Iterator[dict[str, Any]]:
+    """The deployable's events after ``after_id``, oldest first, a page at a time."""
     while page := api.query_events(deployable=name, after_id=after_id, limit=1000):
         after_id = int(page[-1]["id"])
-        if any(_deployable_failed(event) for event in page):
-            return True
-    return False
+        yield from page
 
 
 def _deployable_failed(event: dict[str, Any]) -> bool:
@@ -133,14 +137,13 @@ def wait_for_reload(env: Environment, name: str, after_id: int, timeout: float) 
 def _reload_applied(api: Any, name: str, after_id: int) -> tuple[bool, int]:
     """Whether the deployable's events after ``after_id`` say the document was
     applied, and the newest event read; OperationFailed if they say it was refused."""
-    while page := api.query_events(deployable=name, after_id=after_id, limit=1000):
-        after_id = int(page[-1]["id"])
-        for event in page:
-            reason = str(event.get("reason") or "")
-            if event.get("assembly") is None and reason.startswith(REFUSED):
-                raise OperationFailed(f"deployable {name}: {reason}", deployable=name)
-            if event.get("assembly") is None and reason.startswith(RELOADED):
-                return True, after_id
+    for event in _events_after(api, name, after_id):
+        after_id = int(event["id"])
+        reason = str(event.get("reason") or "")
+        if event.get("assembly") is None and reason.startswith(REFUSED):
+            raise OperationFailed(f"deployable {name}: {reason}", deployable=name)
+        if event.get("assembly") is None and reason.startswith(RELOADED):
+            return True, after_id
     return False, after_id
 
 
